@@ -1,0 +1,1 @@
+"""Private helpers shared by every jaxlr layer (imports nothing else of jaxlr)."""

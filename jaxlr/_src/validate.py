@@ -1,0 +1,137 @@
+"""Construction-time checks of concrete hyperparameters.
+
+Every public constructor validates the values it can see (Python numbers, NumPy or concrete JAX
+arrays) and raises ``ValueError`` naming the function, the argument and the value. Traced values
+(inside ``jit``, ``vmap`` or ``grad``) cannot be inspected and pass through unchecked; each
+docstring says what the law does with invalid traced values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def concrete(x: Any) -> np.ndarray | None:
+    """``x`` as a NumPy array, or ``None`` when it is (or contains) a tracer."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _show(x: Any) -> str:
+    a = np.asarray(x)
+    if a.ndim == 0:
+        return repr(a.item())
+    return np.array2string(a, separator=", ", threshold=8)
+
+
+class Checker:
+    """Collects the checks of one constructor so every message starts with its name."""
+
+    def __init__(self, fn: str):
+        self.fn = fn
+
+    def fail(self, message: str) -> None:
+        raise ValueError(f"{self.fn}: {message}")
+
+    def _require(self, name: str, value: Any, ok: bool, what: str) -> None:
+        if not ok:
+            self.fail(f"{name} must be {what}, got {name}={_show(value)}")
+
+    def number(self, name: str, value: Any) -> np.ndarray | None:
+        """Checks that a concrete value is numeric and free of NaN; returns it (or None if traced)."""
+        if value is None:
+            self.fail(f"{name} is required, got {name}=None")
+        if isinstance(value, (str, bytes)):
+            self.fail(f"{name} must be a number, got {name}={value!r}")
+        a = concrete(value)
+        if a is None:
+            return None
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            self.fail(f"{name} must be a number, got {name}={value!r}")
+        if np.issubdtype(a.dtype, np.floating) and np.isnan(a).any():
+            self.fail(f"{name} must not be NaN, got {name}={_show(a)}")
+        return a
+
+    def finite(self, name: str, value: Any) -> np.ndarray | None:
+        a = self.number(name, value)
+        if a is not None:
+            self._require(name, a, bool(np.isfinite(a).all()), "finite")
+        return a
+
+    def nonnegative(self, name: str, value: Any) -> np.ndarray | None:
+        a = self.finite(name, value)
+        if a is not None:
+            self._require(name, a, bool((a >= 0).all()), ">= 0")
+        return a
+
+    def positive(self, name: str, value: Any) -> np.ndarray | None:
+        a = self.finite(name, value)
+        if a is not None:
+            self._require(name, a, bool((a > 0).all()), "> 0")
+        return a
+
+    def at_least(self, name: str, value: Any, bound: float) -> np.ndarray | None:
+        a = self.finite(name, value)
+        if a is not None:
+            self._require(name, a, bool((a >= bound).all()), f">= {bound:g}")
+        return a
+
+    def between(self, name: str, value: Any, lo: float, hi: float, *, open_lo=False) -> None:
+        a = self.finite(name, value)
+        if a is not None:
+            ok = (a > lo) if open_lo else (a >= lo)
+            what = f"in ({lo:g}, {hi:g}]" if open_lo else f"in [{lo:g}, {hi:g}]"
+            self._require(name, a, bool((ok & (a <= hi)).all()), what)
+
+    def not_greater(self, name_a: str, a: Any, name_b: str, b: Any) -> None:
+        """Checks ``a <= b`` when both are concrete."""
+        ca, cb = concrete(a), concrete(b)
+        if ca is None or cb is None:
+            return
+        if not bool(np.all(ca <= cb)):
+            self.fail(
+                f"{name_a} must be <= {name_b}, got {name_a}={_show(ca)}, {name_b}={_show(cb)}"
+            )
+
+    def choice(self, name: str, value: Any, options: Iterable[Any]) -> None:
+        options = tuple(options)
+        if value not in options:
+            self.fail(f"{name} must be one of {options}, got {name}={value!r}")
+
+    def vector(self, name: str, value: Any, *, min_len: int = 0) -> np.ndarray | None:
+        """A 1-D array of numbers (a single number is not accepted)."""
+        a = self.finite(name, value)
+        if a is None:
+            return None
+        if a.ndim != 1 or a.shape[0] < min_len:
+            self.fail(
+                f"{name} must be a 1-D sequence of at least {min_len} numbers, "
+                f"got {name}={_show(a)}"
+            )
+        return a
+
+    def sorted(self, name: str, value: Any, *, strict: bool = False) -> None:
+        a = concrete(value)
+        if a is None or a.shape[-1:] in ((), (0,), (1,)):
+            return
+        d = np.diff(a, axis=-1)
+        ok = (d > 0).all() if strict else (d >= 0).all()
+        order = "strictly increasing" if strict else "sorted (non-decreasing)"
+        self._require(name, a, bool(ok), order)
+
+    def same_length(self, name_a: str, a: Any, name_b: str, b: Any, *, offset: int = 0) -> None:
+        """Checks ``len(b) == len(a) + offset`` on the last axis."""
+        sa, sb = np.shape(a), np.shape(b)
+        if not sa or not sb or sb[-1] != sa[-1] + offset:
+            rel = f"len({name_a}) + {offset}" if offset else f"len({name_a})"
+            self.fail(
+                f"len({name_b}) must equal {rel}, got {name_a}={_show(a)}, {name_b}={_show(b)}"
+            )

@@ -1,0 +1,326 @@
+"""Combinators: schedules built from other schedules (children are pytree nodes too)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxlr._src.numeric import progress
+from jaxlr._src.validate import Checker
+from jaxlr.schedules._core import Schedule, make, register
+from jaxlr.schedules._shapes import rise
+
+
+def _schedule_arg(c: Checker, name: str, s) -> None:
+    if not isinstance(s, Schedule):
+        c.fail(f"{name} must be a jaxlr schedule, got {name}={s!r}")
+
+
+def _warmup(step, *, schedule, warmup_steps, init_value, shape):
+    target = schedule(jnp.zeros_like(step))
+    ramp = rise(init_value, target, progress(step, 0.0, warmup_steps), shape)
+    return jnp.where(step < warmup_steps, ramp, schedule(jnp.maximum(step - warmup_steps, 0.0)))
+
+
+@register("warmup", _warmup)
+def warmup(
+    schedule: Schedule, *, warmup_steps: ArrayLike, init_value: ArrayLike = 0.0,
+    shape: str = "linear",
+) -> Schedule:
+    r"""Prepends a warmup to any schedule, which then runs on its own local time.
+
+    .. math:: \eta(t) = \mathrm{rise}\bigl(I, s(0), t/W\bigr) \ (t < W), \quad s(t - W)\ (t \ge W)
+
+    Args:
+        schedule: the schedule that follows the warmup.
+        warmup_steps: ``W`` >= 0.
+        init_value: ``I``, the LR at step 0.
+        shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"`` (static; see :func:`wsd`).
+
+    Raises:
+        ValueError: ``schedule`` not a schedule, negative ``warmup_steps``, unknown shape, NaN.
+
+    Examples:
+        >>> import jaxlr
+        >>> s = jaxlr.schedules.warmup(jaxlr.schedules.constant(value=1.0), warmup_steps=4)
+        >>> [float(s(t)) for t in (0, 1, 4)]
+        [0.0, 0.25, 1.0]
+
+    References:
+        Goyal et al., Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour, 2017.
+    """
+    c = Checker("warmup")
+    _schedule_arg(c, "schedule", schedule)
+    c.nonnegative("warmup_steps", warmup_steps)
+    c.finite("init_value", init_value)
+    c.choice("shape", shape, ("linear", "cosine", "1-sqrt"))
+    return make("warmup", dict(schedule=schedule, warmup_steps=warmup_steps,
+                               init_value=init_value), dict(shape=shape))
+
+
+def _join(step, *, schedules, boundaries):
+    out = schedules[0](step)
+    for i, s in enumerate(schedules[1:]):
+        b = boundaries[..., i]
+        out = jnp.where(step >= b, s(jnp.maximum(step - b, 0.0)), out)
+    return out
+
+
+@register("join", _join)
+def join(schedules: Sequence[Schedule], *, boundaries: ArrayLike) -> Schedule:
+    r"""Runs schedules one after another, each on its own local time (PyTorch ``SequentialLR``).
+
+    .. math:: \eta(t) = s_i(t - b_{i-1}) \quad (b_{i-1} \le t < b_i,\ b_{-1} = 0)
+
+    Args:
+        schedules: ``n`` schedules.
+        boundaries: ``n - 1`` sorted global steps at which the next schedule starts.
+
+    Raises:
+        ValueError: fewer than 2 schedules, a non-schedule, unsorted or negative boundaries,
+            a boundary count other than ``n - 1``.
+
+    Examples:
+        >>> import jaxlr
+        >>> S = jaxlr.schedules
+        >>> s = S.join([S.constant(value=1.0), S.linear(init_value=1.0, end_value=0.0,
+        ...             total_steps=10)], boundaries=[5])
+        >>> [float(s(t)) for t in (4, 5, 10)]
+        [1.0, 1.0, 0.5]
+
+    References:
+        Optax ``join_schedules``; PyTorch ``SequentialLR``.
+    """
+    c = Checker("join")
+    schedules = tuple(schedules)
+    if len(schedules) < 2:
+        c.fail(f"schedules must hold at least 2 schedules, got {len(schedules)}")
+    for i, s in enumerate(schedules):
+        _schedule_arg(c, f"schedules[{i}]", s)
+    b = c.vector("boundaries", boundaries, min_len=1)
+    c.nonnegative("boundaries", boundaries)
+    c.sorted("boundaries", boundaries)
+    if b is not None and b.shape[0] != len(schedules) - 1:
+        c.fail(f"boundaries must have len(schedules) - 1 = {len(schedules) - 1} entries, "
+               f"got boundaries={b.tolist()}")
+    return make("join", dict(schedules=schedules, boundaries=boundaries))
+
+
+def _product(step, *, schedules):
+    out = schedules[0](step)
+    for s in schedules[1:]:
+        out = out * s(step)
+    return out
+
+
+@register("product", _product)
+def product(schedules: Sequence[Schedule]) -> Schedule:
+    r"""The product of schedules, all on the same time (PyTorch ``ChainedScheduler``).
+
+    .. math:: \eta(t) = \prod_i s_i(t)
+
+    Typically one absolute schedule times factor schedules that start at 1.
+
+    Args:
+        schedules: at least one schedule.
+
+    Raises:
+        ValueError: no schedule, or a non-schedule.
+
+    Examples:
+        >>> import jaxlr
+        >>> S = jaxlr.schedules
+        >>> s = S.product([S.constant(value=0.1), S.step(init_value=1.0, step_size=10,
+        ...                decay_rate=0.5)])
+        >>> round(float(s(10)), 4)
+        0.05
+
+    References:
+        PyTorch ``ChainedScheduler``.
+    """
+    c = Checker("product")
+    schedules = tuple(schedules)
+    if not schedules:
+        c.fail("schedules must hold at least 1 schedule, got 0")
+    for i, s in enumerate(schedules):
+        _schedule_arg(c, f"schedules[{i}]", s)
+    return make("product", dict(schedules=schedules))
+
+
+def _scale(step, *, schedule, factor):
+    return factor * schedule(step)
+
+
+@register("scale", _scale)
+def scale(schedule: Schedule, *, factor: ArrayLike) -> Schedule:
+    r"""Multiplies a schedule by a constant factor.
+
+    .. math:: \eta(t) = c\,s(t)
+
+    Args:
+        schedule: the schedule.
+        factor: ``c``.
+
+    Raises:
+        ValueError: a non-schedule or NaN factor.
+
+    Examples:
+        >>> import jaxlr
+        >>> float(jaxlr.schedules.scale(jaxlr.schedules.constant(value=2.0), factor=0.5)(3))
+        1.0
+    """
+    c = Checker("scale")
+    _schedule_arg(c, "schedule", schedule)
+    c.finite("factor", factor)
+    return make("scale", dict(schedule=schedule, factor=factor))
+
+
+def _clip(step, *, schedule, min_value=None, max_value=None):
+    return jnp.clip(schedule(step), min_value, max_value)
+
+
+@register("clip", _clip)
+def clip(
+    schedule: Schedule, *, min_value: ArrayLike | None = None, max_value: ArrayLike | None = None
+) -> Schedule:
+    r"""Clips a schedule to ``[min_value, max_value]``.
+
+    .. math:: \eta(t) = \min(\max(s(t), a), b)
+
+    Args:
+        schedule: the schedule.
+        min_value: optional lower bound ``a``.
+        max_value: optional upper bound ``b`` >= ``a``.
+
+    Raises:
+        ValueError: neither bound given, ``min_value > max_value``, a non-schedule, NaN.
+
+    Examples:
+        >>> import jaxlr
+        >>> s = jaxlr.schedules.clip(jaxlr.schedules.linear(init_value=1.0, end_value=0.0,
+        ...                          total_steps=10), min_value=0.2)
+        >>> float(s(10))
+        0.2
+    """
+    c = Checker("clip")
+    _schedule_arg(c, "schedule", schedule)
+    if min_value is None and max_value is None:
+        c.fail("give min_value, max_value or both, got neither")
+    params = dict(schedule=schedule)
+    if min_value is not None:
+        c.finite("min_value", min_value)
+        params["min_value"] = min_value
+    if max_value is not None:
+        c.finite("max_value", max_value)
+        params["max_value"] = max_value
+    if min_value is not None and max_value is not None:
+        c.not_greater("min_value", min_value, "max_value", max_value)
+    return make("clip", params)
+
+
+def _per_epoch(step, *, schedule, steps_per_epoch):
+    return schedule(jnp.floor(step / steps_per_epoch))
+
+
+@register("per_epoch", _per_epoch)
+def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
+    r"""Holds each epoch's value for ``steps_per_epoch`` optimizer steps.
+
+    PyTorch recipes call ``scheduler.step()`` once per epoch; Optax counts optimizer steps. This
+    evaluates the epoch schedule at the epoch index:
+
+    .. math:: \eta(t) = s(\lfloor t / N \rfloor)
+
+    Args:
+        schedule: a schedule whose step is the epoch.
+        steps_per_epoch: ``N`` > 0.
+
+    Raises:
+        ValueError: a non-schedule, ``steps_per_epoch`` <= 0, NaN.
+
+    Examples:
+        >>> import jaxlr
+        >>> S = jaxlr.schedules
+        >>> s = S.per_epoch(S.step(init_value=1.0, step_size=2, decay_rate=0.1), steps_per_epoch=100)
+        >>> [round(float(s(t)), 4) for t in (199, 200)]
+        [1.0, 0.1]
+    """
+    c = Checker("per_epoch")
+    _schedule_arg(c, "schedule", schedule)
+    c.positive("steps_per_epoch", steps_per_epoch)
+    return make("per_epoch", dict(schedule=schedule, steps_per_epoch=steps_per_epoch))
+
+
+def _noise(step, *, schedule, key, start_step, end_step, pct, std, kind):
+    base = schedule(step)
+    flat = jnp.floor(step).reshape(-1).astype(jnp.uint32)
+
+    def draw(t):
+        k = jax.random.fold_in(key, t)
+        if kind == "uniform":
+            return pct * jax.random.uniform(k, (), base.dtype, -1.0, 1.0)
+        bound = pct / std
+        return std * jax.random.truncated_normal(k, -bound, bound, (), base.dtype)
+
+    n = jax.vmap(draw)(flat).reshape(step.shape)
+    inside = (step >= start_step) & (step < end_step)
+    return jnp.where(inside, base * (1.0 + n), base)
+
+
+@register("noise", _noise)
+def noise(
+    schedule: Schedule,
+    *,
+    key: ArrayLike,
+    start_step: ArrayLike,
+    end_step: ArrayLike,
+    pct: ArrayLike = 0.67,
+    std: ArrayLike = 1.0,
+    kind: str = "normal",
+) -> Schedule:
+    r"""Multiplicative LR noise, deterministic given ``key`` and the step (timm's LR noise).
+
+    .. math:: \eta(t) = s(t)\,(1 + n_t) \quad (t_0 \le t < t_1), \qquad s(t)\ \text{otherwise}
+
+    with :math:`n_t` drawn from ``fold_in(key, floor(t))``: a normal of std ``std`` truncated to
+    ``[-pct, pct]`` (timm resamples until inside), or uniform on ``[-pct, pct]``.
+
+    Args:
+        schedule: the noiseless schedule.
+        key: a PRNG key (``jax.random.key`` or ``PRNGKey``); its raw data is stored.
+        start_step: ``t_0``, first noisy step.
+        end_step: ``t_1``, first clean step after the noise window.
+        pct: half-width of the noise, in (0, 1).
+        std: standard deviation of the normal before truncation.
+        kind: ``"normal"`` or ``"uniform"`` (static).
+
+    Raises:
+        ValueError: a non-schedule, ``start_step > end_step``, ``pct`` outside (0, 1),
+            ``std`` <= 0, unknown ``kind``, NaN.
+
+    Examples:
+        >>> import jax, jaxlr
+        >>> S = jaxlr.schedules
+        >>> s = S.noise(S.constant(value=1.0), key=jax.random.key(0), start_step=0, end_step=10)
+        >>> bool(abs(float(s(3)) - 1.0) <= 0.67), float(s(10))
+        (True, 1.0)
+
+    References:
+        Wightman, PyTorch Image Models (timm), ``noise_range_t``, ``noise_pct``, ``noise_std``.
+    """
+    c = Checker("noise")
+    _schedule_arg(c, "schedule", schedule)
+    if hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    key = jnp.asarray(key, dtype=jnp.uint32)
+    c.nonnegative("start_step", start_step)
+    c.nonnegative("end_step", end_step)
+    c.not_greater("start_step", start_step, "end_step", end_step)
+    c.between("pct", pct, 0.0, 1.0, open_lo=True)
+    c.positive("std", std)
+    c.choice("kind", kind, ("normal", "uniform"))
+    return make("noise", dict(schedule=schedule, key=key, start_step=start_step,
+                              end_step=end_step, pct=pct, std=std), dict(kind=kind))

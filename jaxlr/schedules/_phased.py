@@ -1,0 +1,471 @@
+"""Schedules made of phases: cyclic, one-cycle, warmup-stable-decay, infinite, SWA."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxlr._src.validate import Checker, concrete
+from jaxlr.schedules._core import Schedule, make, register
+from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, segments
+
+_CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+
+
+def _cyclic_height(step, up_steps, down_steps, mode, gamma):
+    """Torch's ``scale_factor * scale_fn``: 0 at cycle ends, the cycle's height at its peak."""
+    total = up_steps + down_steps
+    ratio = up_steps / total
+    cycle = jnp.floor(1.0 + step / total)
+    x = 1.0 + step / total - cycle
+    rising = x <= ratio
+    factor = jnp.where(rising, x / jnp.where(rising, ratio, 1.0),
+                       (x - 1.0) / jnp.where(rising, -1.0, ratio - 1.0))
+    if mode == "triangular2":
+        factor = factor * 0.5 ** (cycle - 1.0)
+    elif mode == "exp_range":
+        factor = factor * gamma**step
+    return factor
+
+
+def _cyclic(step, *, init_value, peak_value, up_steps, down_steps, gamma, mode):
+    return init_value + (peak_value - init_value) * _cyclic_height(
+        step, up_steps, down_steps, mode, gamma)
+
+
+def _cyclic_momentum(step, *, base_momentum, max_momentum, up_steps, down_steps, gamma, mode):
+    return max_momentum - (max_momentum - base_momentum) * _cyclic_height(
+        step, up_steps, down_steps, mode, gamma)
+
+
+def _check_cycle(c: Checker, up_steps, down_steps, gamma, mode) -> None:
+    c.positive("up_steps", up_steps)
+    c.positive("down_steps", down_steps)
+    c.positive("gamma", gamma)
+    c.choice("mode", mode, _CYCLIC_MODES)
+
+
+@register("cyclic", _cyclic)
+def cyclic(
+    *,
+    init_value: ArrayLike,
+    peak_value: ArrayLike,
+    up_steps: ArrayLike,
+    down_steps: ArrayLike | None = None,
+    mode: str = "triangular",
+    gamma: ArrayLike = 1.0,
+) -> Schedule:
+    r"""Cyclical learning rate between ``init_value`` and ``peak_value``.
+
+    With :math:`C = U + D`, cycle :math:`c = \lfloor 1 + t/C \rfloor`, position
+    :math:`x = 1 + t/C - c` and :math:`\rho = U / C`:
+
+    .. math:: h = x/\rho\ (x \le \rho),\ (x - 1)/(\rho - 1)\ (x > \rho); \quad
+        \eta(t) = I + (P - I)\,h\,g(c, t)
+
+    with :math:`g = 1` (triangular), :math:`2^{1-c}` (triangular2) or :math:`\gamma^t`
+    (exp_range).
+
+    Args:
+        init_value: the low LR ``I``.
+        peak_value: the high LR ``P``.
+        up_steps: ``U`` > 0, steps from low to high.
+        down_steps: ``D`` > 0, steps back down; defaults to ``up_steps``.
+        mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"`` (static).
+        gamma: ``exp_range`` decay per step.
+
+    Raises:
+        ValueError: non-positive lengths or ``gamma``, an unknown mode, NaN.
+
+    Examples:
+        >>> import jaxlr
+        >>> s = jaxlr.schedules.cyclic(init_value=0.1, peak_value=1.0, up_steps=10)
+        >>> [round(float(s(t)), 4) for t in (0, 5, 10, 20)]
+        [0.1, 0.55, 1.0, 0.1]
+
+    References:
+        Smith, Cyclical Learning Rates for Training Neural Networks, 2017; PyTorch ``CyclicLR``.
+    """
+    down_steps = up_steps if down_steps is None else down_steps
+    c = Checker("cyclic")
+    c.finite("init_value", init_value)
+    c.finite("peak_value", peak_value)
+    _check_cycle(c, up_steps, down_steps, gamma, mode)
+    return make("cyclic", dict(init_value=init_value, peak_value=peak_value, up_steps=up_steps,
+                               down_steps=down_steps, gamma=gamma), dict(mode=mode))
+
+
+@register("cyclic_momentum", _cyclic_momentum)
+def cyclic_momentum(
+    *,
+    base_momentum: ArrayLike = 0.8,
+    max_momentum: ArrayLike = 0.9,
+    up_steps: ArrayLike,
+    down_steps: ArrayLike | None = None,
+    mode: str = "triangular",
+    gamma: ArrayLike = 1.0,
+) -> Schedule:
+    r"""The momentum (or Adam ``b1``) co-schedule of :func:`cyclic`: low when the LR is high.
+
+    .. math:: \beta(t) = M - (M - B)\,h\,g(c, t)
+
+    with ``h`` and ``g`` as in :func:`cyclic`. Pass the same cycle arguments as the LR schedule.
+
+    Args:
+        base_momentum: ``B``, reached at the LR peak.
+        max_momentum: ``M``, at the LR trough.
+        up_steps, down_steps, mode, gamma: as in :func:`cyclic`.
+
+    Raises:
+        ValueError: as :func:`cyclic`, or momenta outside [0, 1].
+
+    Examples:
+        >>> import jaxlr
+        >>> m = jaxlr.schedules.cyclic_momentum(up_steps=10)
+        >>> [round(float(m(t)), 4) for t in (0, 10)]
+        [0.9, 0.8]
+
+    References:
+        Smith, A disciplined approach to neural network hyper-parameters, 2018.
+    """
+    down_steps = up_steps if down_steps is None else down_steps
+    c = Checker("cyclic_momentum")
+    c.between("base_momentum", base_momentum, 0.0, 1.0)
+    c.between("max_momentum", max_momentum, 0.0, 1.0)
+    _check_cycle(c, up_steps, down_steps, gamma, mode)
+    return make("cyclic_momentum", dict(base_momentum=base_momentum, max_momentum=max_momentum,
+                                        up_steps=up_steps, down_steps=down_steps, gamma=gamma),
+                dict(mode=mode))
+
+
+def _one_cycle_knots(total_steps, pct_start, three_phase):
+    up = pct_start * total_steps
+    if three_phase:
+        return [0.0, up, 2.0 * up, total_steps]
+    return [0.0, up, total_steps]
+
+
+def _one_cycle(step, *, peak_value, total_steps, pct_start, div_factor, final_div_factor,
+               anneal, three_phase):
+    start = peak_value / div_factor
+    low = start / final_div_factor
+    values = [start, peak_value, start, low] if three_phase else [start, peak_value, low]
+    shape = "cosine" if anneal == "cos" else "linear"
+    knots = _one_cycle_knots(total_steps, pct_start, three_phase)
+    return segments(step, knots, values, [(shape, False)] * (len(knots) - 1))
+
+
+def _one_cycle_momentum(step, *, base_momentum, max_momentum, total_steps, pct_start, anneal,
+                        three_phase):
+    values = [max_momentum, base_momentum, max_momentum]
+    if three_phase:
+        values.append(max_momentum)
+    shape = "cosine" if anneal == "cos" else "linear"
+    knots = _one_cycle_knots(total_steps, pct_start, three_phase)
+    return segments(step, knots, values, [(shape, False)] * (len(knots) - 1))
+
+
+def _check_one_cycle(c: Checker, total_steps, pct_start, anneal, three_phase) -> None:
+    c.positive("total_steps", total_steps)
+    c.between("pct_start", pct_start, 0.0, 0.5 if three_phase else 1.0, open_lo=True)
+    c.choice("anneal", anneal, ("cos", "linear"))
+    c.choice("three_phase", three_phase, (False, True))
+
+
+@register("one_cycle", _one_cycle)
+def one_cycle(
+    *,
+    peak_value: ArrayLike,
+    total_steps: ArrayLike,
+    pct_start: ArrayLike = 0.3,
+    div_factor: ArrayLike = 25.0,
+    final_div_factor: ArrayLike = 1e4,
+    anneal: str = "cos",
+    three_phase: bool = False,
+) -> Schedule:
+    r"""The one-cycle policy (super-convergence).
+
+    Knots :math:`(0, P/d)`, :math:`(pT, P)`, :math:`(T, P/(d f))`; with ``three_phase`` the LR
+    first returns to :math:`P/d` at :math:`2pT`, then anneals to :math:`P/(d f)` at ``T``.
+    Between knots the LR anneals by ``anneal`` (cosine or linear); after ``T`` it stays at the
+    last value. (PyTorch's ``OneCycleLR`` puts the knots one step earlier, at :math:`pT - 1` and
+    :math:`T - 1`; :class:`jaxlr.compat.torch.OneCycleLR` reproduces that.)
+
+    Args:
+        peak_value: ``P``, the maximum LR.
+        total_steps: ``T`` > 0.
+        pct_start: ``p`` in (0, 1] (in (0, 0.5] when three-phase), the rising fraction.
+        div_factor: ``d``, the start LR is ``P/d``.
+        final_div_factor: ``f``, the final LR is ``P/(d f)``.
+        anneal: ``"cos"`` or ``"linear"`` (static).
+        three_phase: use the three-phase form (static).
+
+    Raises:
+        ValueError: non-positive ``total_steps`` or factors, ``pct_start`` out of range, an
+            unknown ``anneal``, NaN.
+
+    Examples:
+        >>> import jaxlr
+        >>> s = jaxlr.schedules.one_cycle(peak_value=1.0, total_steps=100, pct_start=0.25)
+        >>> [float(s(t)) for t in (0, 25, 100)]
+        [0.04, 1.0, 4e-06]
+
+    References:
+        Smith & Topin, Super-Convergence, 2018; PyTorch ``OneCycleLR``.
+    """
+    c = Checker("one_cycle")
+    c.finite("peak_value", peak_value)
+    c.positive("div_factor", div_factor)
+    c.positive("final_div_factor", final_div_factor)
+    _check_one_cycle(c, total_steps, pct_start, anneal, three_phase)
+    return make("one_cycle", dict(peak_value=peak_value, total_steps=total_steps,
+                                  pct_start=pct_start, div_factor=div_factor,
+                                  final_div_factor=final_div_factor),
+                dict(anneal=anneal, three_phase=three_phase))
+
+
+@register("one_cycle_momentum", _one_cycle_momentum)
+def one_cycle_momentum(
+    *,
+    total_steps: ArrayLike,
+    base_momentum: ArrayLike = 0.85,
+    max_momentum: ArrayLike = 0.95,
+    pct_start: ArrayLike = 0.3,
+    anneal: str = "cos",
+    three_phase: bool = False,
+) -> Schedule:
+    r"""The momentum (or Adam ``b1``) co-schedule of :func:`one_cycle`.
+
+    Knots :math:`(0, M)`, :math:`(pT, B)`, :math:`(T, M)` (three-phase: :math:`(2pT, M)` and
+    :math:`(T, M)`), annealed like the LR: momentum is low while the LR is high.
+
+    Args:
+        total_steps, pct_start, anneal, three_phase: as in :func:`one_cycle`.
+        base_momentum: ``B``, at the LR peak.
+        max_momentum: ``M``, at the start and the end.
+
+    Raises:
+        ValueError: as :func:`one_cycle`, or momenta outside [0, 1].
+
+    Examples:
+        >>> import jaxlr
+        >>> m = jaxlr.schedules.one_cycle_momentum(total_steps=100, pct_start=0.25)
+        >>> [round(float(m(t)), 4) for t in (0, 25, 100)]
+        [0.95, 0.85, 0.95]
+
+    References:
+        Smith, A disciplined approach to neural network hyper-parameters, 2018.
+    """
+    c = Checker("one_cycle_momentum")
+    c.between("base_momentum", base_momentum, 0.0, 1.0)
+    c.between("max_momentum", max_momentum, 0.0, 1.0)
+    _check_one_cycle(c, total_steps, pct_start, anneal, three_phase)
+    return make("one_cycle_momentum", dict(total_steps=total_steps, base_momentum=base_momentum,
+                                           max_momentum=max_momentum, pct_start=pct_start),
+                dict(anneal=anneal, three_phase=three_phase))
+
+
+_WARMUP_SHAPES = ("linear", "cosine", "1-sqrt")
+
+
+def _wsd(step, *, peak_value, total_steps, warmup_steps, decay_steps, init_value, end_value,
+         warmup_shape, decay_shape):
+    knots = [0.0, warmup_steps, total_steps - decay_steps, total_steps]
+    values = [init_value, peak_value, peak_value, end_value]
+    shapes = [(warmup_shape, True), ("linear", False), (decay_shape, False)]
+    return segments(step, knots, values, shapes)
+
+
+@register("wsd", _wsd)
+def wsd(
+    *,
+    peak_value: ArrayLike,
+    total_steps: ArrayLike,
+    warmup_steps: ArrayLike = 0.0,
+    decay_steps: ArrayLike | None = None,
+    decay_fraction: ArrayLike | None = None,
+    init_value: ArrayLike = 0.0,
+    end_value: ArrayLike = 0.0,
+    warmup_shape: str = "linear",
+    decay_shape: str = "linear",
+) -> Schedule:
+    r"""Warmup-stable-decay: warm up, hold ``peak_value``, then decay in the last steps.
+
+    Knots :math:`(0, I)`, :math:`(W, P)`, :math:`(T - D, P)`, :math:`(T, E)`. The decay follows
+    ``decay_shape`` (see :func:`jaxlr.schedules.anneal`: linear, cosine, 1-sqrt, exponential
+    :math:`P (E/P)^{p}`, inverse :math:`1/((1-p)/P + p/E)`); the warmup follows ``warmup_shape``
+    played backwards from the peak.
+
+    Args:
+        peak_value: ``P``.
+        total_steps: ``T``, warmup and decay included.
+        warmup_steps: ``W``.
+        decay_steps: ``D``; give this or ``decay_fraction``.
+        decay_fraction: ``D / T`` in [0, 1].
+        init_value: ``I``, the LR at step 0.
+        end_value: ``E``; must be > 0 for the exponential and inverse shapes.
+        warmup_shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"`` (static).
+        decay_shape: ``"linear"``, ``"cosine"``, ``"1-sqrt"``, ``"exponential"`` or
+            ``"inverse"`` (static).
+
+    Raises:
+        ValueError: both or neither of ``decay_steps`` / ``decay_fraction``, ``W + D > T``,
+            negative lengths, unknown shapes, a non-positive end for a log-space shape, NaN.
+
+    Examples:
+        >>> import jaxlr
+        >>> s = jaxlr.schedules.wsd(peak_value=1.0, total_steps=100, warmup_steps=10,
+        ...                         decay_fraction=0.2)
+        >>> [round(float(s(t)), 4) for t in (5, 10, 80, 90, 100)]
+        [0.5, 1.0, 1.0, 0.5, 0.0]
+
+    References:
+        Hu et al., MiniCPM, 2024; Hägele et al., Scaling Laws and Compute-Optimal Training
+        Beyond Fixed Training Durations, 2024 (1-sqrt cooldown).
+    """
+    c = Checker("wsd")
+    c.finite("peak_value", peak_value)
+    c.nonnegative("total_steps", total_steps)
+    c.nonnegative("warmup_steps", warmup_steps)
+    if (decay_steps is None) == (decay_fraction is None):
+        c.fail(f"give exactly one of decay_steps and decay_fraction, got decay_steps="
+               f"{decay_steps!r}, decay_fraction={decay_fraction!r}")
+    if decay_fraction is not None:
+        c.between("decay_fraction", decay_fraction, 0.0, 1.0)
+        decay_steps = jnp.asarray(decay_fraction) * jnp.asarray(total_steps)
+    c.nonnegative("decay_steps", decay_steps)
+    if _concrete_all(warmup_steps, decay_steps):
+        c.not_greater("warmup_steps + decay_steps", jnp.asarray(warmup_steps) + decay_steps,
+                      "total_steps", total_steps)
+    c.finite("init_value", init_value)
+    c.finite("end_value", end_value)
+    c.choice("warmup_shape", warmup_shape, _WARMUP_SHAPES)
+    c.choice("decay_shape", decay_shape, SHAPES)
+    if decay_shape in POSITIVE_SHAPES:
+        c.positive("end_value", end_value)
+        c.positive("peak_value", peak_value)
+    return make("wsd", dict(peak_value=peak_value, total_steps=total_steps,
+                            warmup_steps=warmup_steps, decay_steps=decay_steps,
+                            init_value=init_value, end_value=end_value),
+                dict(warmup_shape=warmup_shape, decay_shape=decay_shape))
+
+
+def _concrete_all(*xs) -> bool:
+    return all(concrete(x) is not None for x in xs)
+
+
+def _infinite(step, *, peak_value, constant_value, total_steps, warmup_steps, cooldown_steps,
+              decay_steps, init_value, end_value, cooldown_shape, decay_shape):
+    knots = [0.0, warmup_steps, warmup_steps + cooldown_steps, total_steps - decay_steps,
+             total_steps]
+    values = [init_value, peak_value, constant_value, constant_value, end_value]
+    shapes = [("linear", True), (cooldown_shape, False), ("linear", False), (decay_shape, False)]
+    return segments(step, knots, values, shapes)
+
+
+@register("infinite", _infinite)
+def infinite(
+    *,
+    peak_value: ArrayLike,
+    constant_value: ArrayLike,
+    total_steps: ArrayLike,
+    warmup_steps: ArrayLike,
+    cooldown_steps: ArrayLike,
+    decay_steps: ArrayLike,
+    init_value: ArrayLike = 0.0,
+    end_value: ArrayLike = 0.0,
+    cooldown_shape: str = "cosine",
+    decay_shape: str = "linear",
+) -> Schedule:
+    r"""An infinite LR schedule: warmup, cooldown, a constant phase of any length, annealing.
+
+    Knots :math:`(0, I)`, :math:`(W, P)`, :math:`(W + C, K)`, :math:`(T - D, K)`,
+    :math:`(T, E)`. Training can continue from any checkpoint of the constant phase; the
+    anneal is only run for the model that is released.
+
+    Args:
+        peak_value: ``P``, the LR after warmup.
+        constant_value: ``K``, the LR of the constant phase.
+        total_steps: ``T``.
+        warmup_steps: ``W``.
+        cooldown_steps: ``C``, from ``P`` down to ``K``.
+        decay_steps: ``D``, the final anneal to ``E``.
+        init_value: ``I``.
+        end_value: ``E``.
+        cooldown_shape, decay_shape: shapes as in :func:`wsd` (static).
+
+    Raises:
+        ValueError: ``W + C + D > T``, negative lengths, unknown shapes, NaN.
+
+    Examples:
+        >>> import jaxlr
+        >>> s = jaxlr.schedules.infinite(peak_value=1.0, constant_value=0.5, total_steps=100,
+        ...                              warmup_steps=10, cooldown_steps=20, decay_steps=20)
+        >>> [round(float(s(t)), 4) for t in (10, 20, 30, 80, 90, 100)]
+        [1.0, 0.75, 0.5, 0.5, 0.25, 0.0]
+
+    References:
+        Ibrahim et al., Simple and Scalable Strategies to Continually Pre-train Large Language
+        Models, 2024.
+    """
+    c = Checker("infinite")
+    c.finite("peak_value", peak_value)
+    c.finite("constant_value", constant_value)
+    for name, v in (("total_steps", total_steps), ("warmup_steps", warmup_steps),
+                    ("cooldown_steps", cooldown_steps), ("decay_steps", decay_steps)):
+        c.nonnegative(name, v)
+    if _concrete_all(warmup_steps, cooldown_steps, decay_steps, total_steps):
+        c.not_greater("warmup_steps + cooldown_steps + decay_steps",
+                      jnp.asarray(warmup_steps) + cooldown_steps + decay_steps,
+                      "total_steps", total_steps)
+    c.finite("init_value", init_value)
+    c.finite("end_value", end_value)
+    c.choice("cooldown_shape", cooldown_shape, SHAPES)
+    c.choice("decay_shape", decay_shape, SHAPES)
+    return make("infinite", dict(peak_value=peak_value, constant_value=constant_value,
+                                 total_steps=total_steps, warmup_steps=warmup_steps,
+                                 cooldown_steps=cooldown_steps, decay_steps=decay_steps,
+                                 init_value=init_value, end_value=end_value),
+                dict(cooldown_shape=cooldown_shape, decay_shape=decay_shape))
+
+
+def _swa(step, *, init_value, swa_value, anneal_steps, anneal):
+    shape = "cosine" if anneal == "cos" else "linear"
+    return segments(step, [0.0, anneal_steps], [init_value, swa_value], [(shape, False)])
+
+
+@register("swa", _swa)
+def swa(
+    *, init_value: ArrayLike, swa_value: ArrayLike, anneal_steps: ArrayLike = 10,
+    anneal: str = "cos",
+) -> Schedule:
+    r"""Anneal to the constant stochastic-weight-averaging LR (PyTorch ``SWALR``).
+
+    .. math:: \eta(t) = S\,\alpha + I\,(1 - \alpha), \quad
+        \alpha = a(\min(1, t/A)),\ a(x) = \tfrac12(1 - \cos\pi x)\ \text{or}\ x
+
+    Args:
+        init_value: ``I``, the LR when SWA starts.
+        swa_value: ``S``, the SWA learning rate.
+        anneal_steps: ``A`` >= 0.
+        anneal: ``"cos"`` or ``"linear"`` (static).
+
+    Raises:
+        ValueError: negative ``anneal_steps``, unknown ``anneal``, NaN.
+
+    Examples:
+        >>> import jaxlr
+        >>> s = jaxlr.schedules.swa(init_value=1.0, swa_value=0.5, anneal_steps=10)
+        >>> [round(float(s(t)), 4) for t in (0, 5, 10, 50)]
+        [1.0, 0.75, 0.5, 0.5]
+
+    References:
+        Izmailov et al., Averaging Weights Leads to Wider Optima and Better Generalization, 2018.
+    """
+    c = Checker("swa")
+    c.finite("init_value", init_value)
+    c.finite("swa_value", swa_value)
+    c.nonnegative("anneal_steps", anneal_steps)
+    c.choice("anneal", anneal, ("cos", "linear"))
+    return make("swa", dict(init_value=init_value, swa_value=swa_value,
+                            anneal_steps=anneal_steps), dict(anneal=anneal))
