@@ -1,0 +1,1 @@
+"""Ratio benchmarks against the peers; `python -m benchmarks` runs them all."""
