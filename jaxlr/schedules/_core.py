@@ -98,9 +98,18 @@ def _show(v: Any) -> str:
     if isinstance(v, jax.core.Tracer):
         return f"<traced {v.dtype}{list(v.shape)}>"
     if isinstance(v, (jax.Array, np.ndarray)):
-        a = np.asarray(v)
-        return repr(a.item()) if a.ndim == 0 else repr(a.tolist())
+        a = np.asarray(v)  # str() of a numpy scalar is the shortest repr that round-trips
+        return str(a[()]) if a.ndim == 0 else "[" + ", ".join(str(x) for x in a.ravel()) + "]"
     return repr(v)
+
+
+def _plain(a: np.ndarray) -> Any:
+    """Python numbers for JSON: floats as their shortest round-tripping decimal (0.1, not
+    0.10000000149011612), so a config reads like the call that built it."""
+    if not np.issubdtype(a.dtype, np.floating):
+        return a.tolist()
+    out = [float(str(x)) for x in a.ravel()]
+    return out[0] if a.ndim == 0 else np.reshape(np.asarray(out, dtype=object), a.shape).tolist()
 
 
 def register(name: str, law: Callable[..., jax.Array]):
@@ -170,8 +179,7 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
         if isinstance(v, jax.core.Tracer):
             raise ValueError(f"to_config: {schedule.name} has a traced hyperparameter")
         if isinstance(v, (jax.Array, np.ndarray)):
-            a = np.asarray(v)
-            return a.tolist()
+            return _plain(np.asarray(v))
         return v
 
     return {"name": schedule.name, "args": {k: enc(v) for k, v in schedule.hyperparameters.items()}}

@@ -16,8 +16,11 @@ def _cyclic_height(step, up_steps, down_steps, mode, gamma):
     """Torch's ``scale_factor * scale_fn``: 0 at cycle ends, the cycle's height at its peak."""
     total = up_steps + down_steps
     ratio = up_steps / total
-    cycle = jnp.floor(1.0 + step / total)
-    x = 1.0 + step / total - cycle
+    # The position inside the cycle from an exact float remainder, not 1 + t/L - floor(1 + t/L):
+    # the latter loses the phase entirely once t/L needs all of float32's mantissa.
+    within = jnp.mod(step, total)
+    x = within / total
+    cycle = jnp.round((step - within) / total) + 1.0
     rising = x <= ratio
     factor = jnp.where(rising, x / jnp.where(rising, ratio, 1.0),
                        (x - 1.0) / jnp.where(rising, -1.0, ratio - 1.0))

@@ -1,0 +1,194 @@
+"""Every schedule law against an independent Python oracle, bad input, configs, parsing."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import jaxlr
+from jaxlr import schedules as S
+from oracles import ORACLES, ref
+
+CATALOG = S.catalog()
+
+# Every boundary of the catalog's hyperparameters (multiples of 50 up to 1000) and one step either
+# side, fractional steps, and steps far past the end (2**33 needs steps as real numbers).
+STEPS = sorted({0.0, 1.0, 149.5, 333.25, 1010.0, 5000.0, 1e6, 2.0**31 + 2**8, 2.0**33}
+               | {float(b + d) for b in range(0, 1001, 50) for d in (-1, 0, 1) if b + d >= 0})
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_catalog_entry_matches_oracle(name):
+    s = CATALOG[name]
+    assert s.name in ORACLES, f"no oracle for family {s.name}"
+    steps = np.asarray(STEPS, np.float32)
+    got = np.asarray(s(steps))
+    want = np.array([ref(s, t) for t in steps])
+    known = ~np.isnan(want)  # the noise combinator's random window has no pointwise oracle
+    np.testing.assert_allclose(got[known], want[known], rtol=1e-5,
+                               atol=1e-6 * np.abs(want[known]).max())
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_int_float_and_array_steps_agree(name):
+    s = CATALOG[name]
+    assert s(7).dtype == s(7.0).dtype == jax.numpy.float32
+    np.testing.assert_array_equal(np.asarray(s(np.arange(5))), [float(s(i)) for i in range(5)])
+    assert s(np.zeros((2, 3))).shape == (2, 3)
+
+
+def test_noise_stays_inside_its_band_and_window():
+    base = S.cosine(init_value=1.0, total_steps=1000)
+    s = S.noise(base, key=jax.random.key(3), start_step=100, end_step=500, pct=0.2)
+    t = np.arange(0, 1000, dtype=np.float32)
+    ratio = np.asarray(s(t)) / np.asarray(base(t))
+    inside = (t >= 100) & (t < 500)
+    np.testing.assert_allclose(ratio[~inside], 1.0, rtol=1e-6)
+    assert np.all(np.abs(ratio[inside] - 1) <= 0.2 + 1e-6)
+    assert np.std(ratio[inside]) > 0.01  # it is noisy
+    # Deterministic in (key, floor(step)); another key gives another sequence.
+    np.testing.assert_array_equal(np.asarray(s(t)), np.asarray(s(t)))
+    factor = lambda x: float(s(x)) / float(base(x))  # noqa: E731
+    assert math.isclose(factor(200.0), factor(200.7), rel_tol=1e-6)
+    other = S.noise(base, key=jax.random.key(4), start_step=100, end_step=500, pct=0.2)
+    assert not np.allclose(np.asarray(other(t))[inside], np.asarray(s(t))[inside])
+
+
+# -- presets against the recipes' published formulas -------------------------------------------
+
+def test_transformer_preset_is_the_paper_formula():
+    s = S.presets.transformer()
+    for t in (1, 100, 3999, 4000, 4001, 100_000):
+        want = 512**-0.5 * min(t**-0.5, t * 4000**-1.5)
+        assert math.isclose(float(s(t)), want, rel_tol=1e-6)
+
+
+def test_bert_preset_warms_up_ten_percent_then_decays_linearly_to_zero():
+    s = S.presets.bert(total_steps=10_000, peak_value=1e-4)
+    for t in (0, 500, 1000, 5500, 10_000, 12_000):
+        want = 1e-4 * (t / 1000 if t < 1000 else max(0.0, (10_000 - t) / 9000))
+        assert math.isclose(float(s(t)), want, rel_tol=1e-5, abs_tol=1e-12)
+
+
+def test_resnet_preset_divides_by_ten_at_30_60_90_epochs():
+    s = S.presets.resnet_step(steps_per_epoch=100)
+    got = [float(s(t)) for t in (0, 2999, 3000, 5999, 6000, 9000, 20_000)]
+    np.testing.assert_allclose(got, [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-4, 1e-4], rtol=1e-6)
+
+
+# -- bad input: a ValueError naming the function, the argument and the value ---------------------
+
+BAD = [
+    (S.constant, dict(value=float("nan")), ["constant", "value", "nan"]),
+    (S.linear, dict(init_value=1.0, end_value=0.0, total_steps=-5), ["linear", "total_steps", "-5"]),
+    (S.polynomial, dict(init_value=1.0, end_value=0.0, total_steps=10, power=-1.0),
+     ["polynomial", "power", "-1"]),
+    (S.exponential, dict(init_value=1.0, decay_rate=0.5, transition_steps=0),
+     ["exponential", "transition_steps", "0"]),
+    (S.exponential, dict(init_value=1.0, decay_rate=-0.5, transition_steps=10),
+     ["exponential", "decay_rate", "-0.5"]),
+    (S.step, dict(init_value=1.0, step_size=0, decay_rate=0.1), ["step", "step_size", "0"]),
+    (S.multistep, dict(init_value=1.0, boundaries=[20, 10]), ["multistep", "boundaries", "20"]),
+    (S.multistep, dict(init_value=1.0, boundaries=[10, 20], decay_rate=[0.1, 0.2, 0.3]),
+     ["multistep", "decay_rate"]),
+    (S.piecewise_constant, dict(boundaries=[10, 20], values=[1.0, 0.1]),
+     ["piecewise_constant", "values"]),
+    (S.piecewise_interpolate, dict(boundaries=[0, 10], values=[1.0, 0.1], interpolation="cubic"),
+     ["piecewise_interpolate", "interpolation", "cubic"]),
+    (S.warmup_cosine, dict(peak_value=1.0, warmup_steps=20, total_steps=10),
+     ["warmup_cosine", "total_steps", "warmup_steps", "10", "20"]),
+    (S.cosine, dict(init_value=1.0, total_steps=-1), ["cosine", "total_steps", "-1"]),
+    (S.inverse_sqrt, dict(peak_value=1.0, warmup_steps=10, warmup="cubic"),
+     ["inverse_sqrt", "warmup", "cubic"]),
+    (S.noam, dict(d_model=0), ["noam", "d_model", "0"]),
+    (S.sgdr, dict(peak_value=1.0, period_steps=10, period_mult=0.5), ["sgdr", "period_mult", "0.5"]),
+    (S.cyclic, dict(init_value=0.1, peak_value=1.0, up_steps=10, mode="sawtooth"),
+     ["cyclic", "mode", "sawtooth"]),
+    (S.one_cycle, dict(peak_value=1.0, total_steps=100, pct_start=1.5),
+     ["one_cycle", "pct_start", "1.5"]),
+    (S.one_cycle, dict(peak_value=1.0, total_steps=100, pct_start=0.6, three_phase=True),
+     ["one_cycle", "pct_start", "0.6"]),
+    (S.wsd, dict(peak_value=1.0, total_steps=100, warmup_steps=50, decay_steps=60),
+     ["wsd", "warmup_steps + decay_steps", "total_steps"]),
+    (S.wsd, dict(peak_value=1.0, total_steps=100, warmup_steps=10),
+     ["wsd", "decay_steps", "decay_fraction"]),
+    (S.wsd, dict(peak_value=1.0, total_steps=100, warmup_steps=10, decay_steps=10,
+                 decay_shape="exponential"), ["wsd", "end_value", "0"]),
+    (S.infinite, dict(peak_value=1.0, constant_value=0.5, total_steps=10, warmup_steps=5,
+                      cooldown_steps=5, decay_steps=5), ["infinite", "total_steps"]),
+    (S.swa, dict(init_value=1.0, swa_value=0.1, anneal_steps=-1), ["swa", "anneal_steps", "-1"]),
+    (S.tanh, dict(init_value=1.0, total_steps=-1), ["tanh", "total_steps", "-1"]),
+    (S.per_epoch, dict(schedule=S.constant(value=1.0), steps_per_epoch=0),
+     ["per_epoch", "steps_per_epoch", "0"]),
+    (S.join, dict(schedules=[S.constant(value=1.0)] * 2, boundaries=[10, 20]),
+     ["join", "boundaries"]),
+    (S.warmup, dict(schedule=S.constant(value=1.0), warmup_steps=-3),
+     ["warmup", "warmup_steps", "-3"]),
+    (S.clip, dict(schedule=S.constant(value=1.0), min_value=1.0, max_value=0.5),
+     ["clip", "min_value", "max_value"]),
+    (S.presets.bert, dict(total_steps=100, warmup_fraction=2.0), ["bert", "warmup_fraction", "2"]),
+]
+
+
+@pytest.mark.parametrize("fn,kwargs,words", BAD, ids=[f"{b[0].__name__}-{i}" for i, b in
+                                                      enumerate(BAD)])
+def test_bad_input_is_a_value_error_naming_function_argument_and_value(fn, kwargs, words):
+    kwargs = dict(kwargs)
+    args = (kwargs.pop("schedule"),) if "schedule" in kwargs else ()
+    if "schedules" in kwargs:
+        args = (kwargs.pop("schedules"),)
+    with pytest.raises(ValueError) as err:
+        fn(*args, **kwargs)
+    msg = str(err.value)
+    for w in words:
+        assert w in msg, f"{w!r} missing from {msg!r}"
+
+
+def test_non_schedule_child_is_rejected():
+    with pytest.raises(ValueError, match="warmup: schedule"):
+        S.warmup(lambda t: 0.1, warmup_steps=10)
+
+
+# -- configs, repr, parse -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_config_round_trip_through_json(name):
+    s = CATALOG[name]
+    text = json.dumps(S.to_config(s))
+    back = S.from_config(text)
+    assert back == s
+    steps = np.asarray([0.0, 123.0, 999.0], np.float32)
+    np.testing.assert_array_equal(np.asarray(back(steps)), np.asarray(s(steps)))
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_repr_parses_back_to_an_equal_schedule(name):
+    s = CATALOG[name]
+    assert S.parse(repr(s)) == s
+
+
+def test_parse_reads_presets_and_rejects_code():
+    s = S.parse("presets.bert(total_steps=1000, peak_value=1e-4)")
+    assert s == S.presets.bert(total_steps=1000, peak_value=1e-4)
+    with pytest.raises(ValueError, match="parse"):
+        S.parse("__import__('os').system('true')")
+    with pytest.raises(ValueError, match="parse"):
+        S.parse("cosine(init_value=1.0, total_steps=10) + 1")
+
+
+def test_from_config_rejects_unknown_names():
+    with pytest.raises(ValueError, match="no_such_schedule"):
+        S.from_config({"name": "no_such_schedule", "args": {}})
+
+
+def test_every_registered_family_is_in_the_catalog():
+    families = {s.name for s in CATALOG.values()}
+    assert set(S.names()) <= families
+
+
+def test_top_level_package_exposes_schedules():
+    assert jaxlr.schedules is S and isinstance(jaxlr.__version__, str)
