@@ -1,0 +1,113 @@
+"""Online learning-rate adaptation by hypergradient descent."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.typing import ArrayLike
+
+from jaxlr._src.numeric import safe_div
+from jaxlr._src.validate import Checker
+from jaxlr.transforms._common import floats, lr_state, scale_updates
+
+
+@lr_state
+class HypergradientState(NamedTuple):
+    """State of :func:`hypergradient`."""
+
+    lr: jax.Array  # () the LR alpha_t applied by the last update
+    hypergradient: jax.Array  # () h_t = g_t . d_{t-1}, dL/dalpha of the last update
+    prev_direction: Any  # pytree like params: d_{t-1}, the unit-LR update of the last step
+    inner_state: Any  # the direction optimizer's state
+    hyperparams: dict[str, jax.Array]  # hyper_lr, min_value, max_value (editable)
+
+
+def hypergradient(
+    optimizer: optax.GradientTransformation | None = None,
+    *,
+    init_value: ArrayLike,
+    hyper_lr: ArrayLike,
+    multiplicative: bool = False,
+    min_value: ArrayLike = 0.0,
+    max_value: ArrayLike = jnp.inf,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Learns the LR online by gradient descent on the loss with respect to the LR.
+
+    With :math:`d_t` the unit-LR update direction of ``optimizer`` (``-g_t`` for SGD,
+    :math:`-\hat m_t/(\sqrt{\hat v_t}+\epsilon)` for ``optax.adam(1.0)``) and
+    :math:`\theta_t = \theta_{t-1} + \alpha_{t-1} d_{t-1}`, the derivative of the new loss
+    with respect to the last LR is :math:`h_t = g_t \cdot d_{t-1}`, and
+
+    .. math::
+        \alpha_t = \alpha_{t-1} - \beta\, h_t \quad\text{(additive)},\qquad
+        \alpha_t = \alpha_{t-1}\Bigl(1 - \beta\,\frac{h_t}{\|g_t\|\,\|d_{t-1}\|}\Bigr)
+        \quad\text{(multiplicative)}
+
+    clipped to ``[min_value, max_value]``; the update is :math:`\alpha_t d_t`. This transform
+    receives raw gradients (it wraps the optimizer that makes the direction).
+
+    Args:
+        optimizer: an Optax transform giving the descent direction at unit LR
+            (``optax.sgd(1.0)``, ``optax.adam(1.0)``, ``optax.rmsprop(1.0)``, ...); ``None`` is
+            plain SGD (``d = -g``).
+        init_value: :math:`\alpha_0`.
+        hyper_lr: :math:`\beta`, the hypergradient step size.
+        multiplicative: use the normalized multiplicative rule (static).
+        min_value, max_value: bounds of the LR.
+
+    Returns:
+        An ``optax.GradientTransformationExtraArgs`` with a :class:`HypergradientState`.
+
+    Raises:
+        ValueError: negative ``init_value``, ``hyper_lr`` or bounds, ``min_value > max_value``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, optax, jaxlr
+        >>> loss = lambda w: 0.5 * jnp.sum(w**2)
+        >>> tx = jaxlr.transforms.hypergradient(init_value=0.1, hyper_lr=0.01)
+        >>> w = jnp.ones(3)
+        >>> state = tx.init(w)
+        >>> for _ in range(3):
+        ...     u, state = tx.update(jax.grad(loss)(w), state, w)
+        ...     w = optax.apply_updates(w, u)
+        >>> # w: 1 -> 0.9 -> 0.7857; h_3 = 3 * 0.7857 * (-0.9); alpha = 0.1 + 0.01 * (2.7 + 2.1214)
+        >>> [round(float(x), 4) for x in (state.hypergradient, state.lr)]
+        [-2.1214, 0.1482]
+
+    References:
+        Baydin, Cornish, Martínez Rubio, Schmidt & Wood, Online Learning Rate Adaptation with
+        Hypergradient Descent, ICLR 2018.
+    """
+    c = Checker("hypergradient")
+    c.nonnegative("init_value", init_value)
+    c.nonnegative("hyper_lr", hyper_lr)
+    c.nonnegative("min_value", min_value)
+    c.number("max_value", max_value)
+    c.not_greater("min_value", min_value, "max_value", max_value)
+    inner = optax.with_extra_args_support(
+        optax.scale(-1.0) if optimizer is None else optimizer)
+    hp = floats(init_value=init_value, hyper_lr=hyper_lr, min_value=min_value,
+                max_value=max_value)
+
+    def init_fn(params):
+        zero = jnp.zeros_like(hp["init_value"])
+        return HypergradientState(hp["init_value"], zero, optax.tree.zeros_like(params),
+                                  inner.init(params), dict(hp))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        h = state.hyperparams
+        direction, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
+        hg = optax.tree.vdot(updates, state.prev_direction).astype(state.lr.dtype)
+        if multiplicative:
+            norms = optax.tree.norm(updates) * optax.tree.norm(state.prev_direction)
+            lr = state.lr * (1.0 - h["hyper_lr"] * safe_div(hg, norms))
+        else:
+            lr = state.lr - h["hyper_lr"] * hg
+        lr = jnp.clip(lr, h["min_value"], h["max_value"])
+        new = HypergradientState(lr, hg, direction, inner_state, h)
+        return scale_updates(direction, lr), new
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
