@@ -177,7 +177,8 @@ def test_reduce_on_plateau_hand_computed_negative():
 def test_reduce_on_plateau_equals_torch_on_positive_losses():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)
-    losses = list(np.round(np.maximum(np.exp(-0.1 * np.arange(60)), 0.2) + 0.03 * rng.random(60), 3))
+    decay = np.maximum(np.exp(-0.1 * np.arange(60)), 0.2)
+    losses = list(np.round(decay + 0.03 * rng.random(60), 3))
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1.0)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -375,5 +376,5 @@ def test_vmap_over_hyperparameters_equals_loop():
     batched = jax.jit(jax.vmap(run))(factors, patiences, thresholds)
     for i in range(3):
         single = run(float(factors[i]), float(patiences[i]), float(thresholds[i]))
-        for b, s in zip(batched, single):
+        for b, s in zip(batched, single, strict=True):
             np.testing.assert_allclose(b[i], s, rtol=1e-6)

@@ -52,7 +52,7 @@ class ScheduleSlot:
 
     def __init__(self, schedule: Schedule):
         self.names, self.treedef = leaf_names(schedule)
-        self.initial = dict(zip(self.names, jax.tree.leaves(schedule)))
+        self.initial = dict(zip(self.names, jax.tree.leaves(schedule), strict=True))
 
     def init(self) -> dict[str, jax.Array]:
         return {k: jnp.asarray(v) for k, v in self.initial.items()}
@@ -87,7 +87,7 @@ def require_params(c: Checker, params: Any) -> Any:
 
 def _is_inject_state(x: Any) -> bool:
     return hasattr(x, "hyperparams") and hasattr(x, "inner_state") and isinstance(
-        getattr(x, "hyperparams"), dict)
+        x.hyperparams, dict)
 
 
 def _lr_factors(state: Any, out: list[jax.Array]) -> None:
