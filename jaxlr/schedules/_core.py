@@ -46,7 +46,7 @@ class Schedule:
         [Array(1., dtype=float32), Array(100., dtype=float32), Array(0., dtype=float32), Array(1., dtype=float32), Array(1., dtype=float32)]
     """
 
-    __slots__ = ("name", "params", "static")
+    __slots__ = ("name", "params", "static", "__weakref__")  # weakref: jax.jit(schedule)
 
     def __init__(self, name: str, params: Mapping[str, Any], static: Mapping[str, Any] = ()):
         self.name = name
@@ -87,7 +87,10 @@ class Schedule:
             return NotImplemented
         return to_config(self) == to_config(other)
 
-    __hash__ = None  # mutable containers inside; compare with ==, do not hash
+    def __hash__(self) -> int:
+        # Equal schedules share a structure, so hashing the structure is consistent with ==;
+        # it lets ``jax.jit(schedule)`` cache on the schedule (its leaves become constants).
+        return hash(jax.tree.structure(self))
 
 
 def _show(v: Any) -> str:
