@@ -1,0 +1,1020 @@
+r"""PyTorch's ``torch.optim.lr_scheduler`` under its own names, as jaxlr schedules.
+
+Each constructor takes the scheduler's keyword arguments minus ``optimizer``, plus ``lr`` (the
+optimizer's initial learning rate), and returns a :class:`jaxlr.schedules.Schedule` whose value
+at step ``t`` equals ``scheduler.get_last_lr()[0]`` after ``t`` calls of ``scheduler.step()``.
+Torch computes most of them recursively (each step multiplies the previous LR); jaxlr evaluates
+the equal closed form, which agrees with the recursion to float rounding (checked against the
+real torch in ``tests/parity``). ``ReduceLROnPlateau`` reacts to a metric, so it is an Optax
+transform instead.
+
+Known torch quirks are kept, because parity means parity (``docs/porting.md`` lists them):
+``CosineAnnealingLR`` rises again after ``T_max``, ``ConstantLR``/``LinearLR`` with
+``total_iters=0`` keep the start factor forever, ``ReduceLROnPlateau``'s relative threshold
+misjudges negative metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.typing import ArrayLike
+
+from jaxlr._src.numeric import as_float, safe_div, safe_pow
+from jaxlr._src.validate import Checker, concrete
+from jaxlr.compat._common import callable_arg, half_cos, integer, is_zero
+from jaxlr.schedules import (
+    Schedule,
+    constant,
+    cyclic,
+    cyclic_momentum,
+    exponential,
+    join,
+    multistep,
+    product,
+    scale,
+    sgdr,
+    step,
+    swa,
+)
+from jaxlr.schedules._core import make, register
+
+__all__ = [
+    "ChainedScheduler", "ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts",
+    "CyclicLR", "ExponentialLR", "LambdaLR", "LinearLR", "MultiStepLR", "MultiplicativeLR",
+    "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "ReduceLROnPlateauState", "SWALR",
+    "SequentialLR", "StepLR",
+]
+
+
+def _lr(c: Checker, lr: Any) -> None:
+    c.finite("lr", lr)
+
+
+# ---------------------------------------------------------------------------------------------
+# LambdaLR, MultiplicativeLR
+
+
+def _lambda_law(step, *, lr, lr_lambda):
+    return jnp.broadcast_to(lr * jnp.asarray(lr_lambda(step), step.dtype), step.shape)
+
+
+@register("torch.LambdaLR", _lambda_law)
+def LambdaLR(*, lr_lambda: Callable[[jax.Array], ArrayLike], lr: ArrayLike) -> Schedule:
+    r"""``lr`` times a user factor of the step (``torch.optim.lr_scheduler.LambdaLR``).
+
+    .. math:: \eta(t) = \eta_0\,f(t)
+
+    Args:
+        lr_lambda: ``f``, a jax-traceable function of the step (a float array holding integral
+            values; torch passes a Python int). Static: it is part of the schedule's structure.
+        lr: ``eta_0``, the optimizer's initial learning rate.
+
+    Raises:
+        ValueError: ``lr_lambda`` not callable, NaN ``lr``.
+
+    Examples:
+        >>> from jaxlr.compat.torch import LambdaLR
+        >>> s = LambdaLR(lr_lambda=lambda t: 0.5 ** t, lr=1.0)
+        >>> [float(s(t)) for t in (0, 1, 2)]
+        [1.0, 0.5, 0.25]
+
+    References:
+        PyTorch ``torch.optim.lr_scheduler.LambdaLR``.
+    """
+    c = Checker("LambdaLR")
+    callable_arg(c, "lr_lambda", lr_lambda)
+    _lr(c, lr)
+    return make("torch.LambdaLR", dict(lr=lr), dict(lr_lambda=lr_lambda))
+
+
+def _multiplicative_law(step, *, lr, lr_lambda):
+    def one(t):
+        def body(i, acc):
+            return acc * jnp.asarray(lr_lambda(jnp.asarray(i, t.dtype)), t.dtype)
+
+        return jax.lax.fori_loop(1, jnp.floor(t).astype(jnp.int32) + 1, body, jnp.ones((), t.dtype))
+
+    return lr * jax.vmap(one)(step.reshape(-1)).reshape(step.shape)
+
+
+@register("torch.MultiplicativeLR", _multiplicative_law)
+def MultiplicativeLR(*, lr_lambda: Callable[[jax.Array], ArrayLike], lr: ArrayLike) -> Schedule:
+    r"""Multiply the LR by a user factor at every step (``MultiplicativeLR``).
+
+    .. math:: \eta(t) = \eta_0 \prod_{i=1}^{t} f(i)
+
+    The product is a ``lax.fori_loop`` whose trip count is the step itself, so the schedule jits
+    and vmaps over steps (a vmapped loop runs to the largest step), costs ``O(t)`` per value and
+    is not reverse-mode differentiable in the step or ``f``'s closure; ``lr`` is.
+
+    Args:
+        lr_lambda: ``f``, a jax-traceable function of the step (static).
+        lr: ``eta_0``.
+
+    Raises:
+        ValueError: ``lr_lambda`` not callable, NaN ``lr``.
+
+    Examples:
+        >>> from jaxlr.compat.torch import MultiplicativeLR
+        >>> s = MultiplicativeLR(lr_lambda=lambda t: 0.5, lr=1.0)
+        >>> [float(v) for v in s(jnp.arange(4))]
+        [1.0, 0.5, 0.25, 0.125]
+
+    References:
+        PyTorch ``torch.optim.lr_scheduler.MultiplicativeLR``.
+    """
+    c = Checker("MultiplicativeLR")
+    callable_arg(c, "lr_lambda", lr_lambda)
+    _lr(c, lr)
+    return make("torch.MultiplicativeLR", dict(lr=lr), dict(lr_lambda=lr_lambda))
+
+
+# ---------------------------------------------------------------------------------------------
+# StepLR, MultiStepLR, ExponentialLR
+
+
+def StepLR(*, step_size: ArrayLike, gamma: ArrayLike = 0.1, lr: ArrayLike) -> Schedule:
+    r"""Multiply by ``gamma`` every ``step_size`` steps: native :func:`jaxlr.schedules.step`.
+
+    .. math:: \eta(t) = \eta_0\,\gamma^{\lfloor t / S \rfloor}
+
+    Args:
+        step_size: ``S``, a positive integer (torch divides by it).
+        gamma: ``gamma`` > 0 (torch also accepts ``gamma <= 0``; jaxlr's log-space law does not).
+        lr: ``eta_0``.
+
+    Raises:
+        ValueError: ``step_size`` not a positive integer, ``gamma`` <= 0, NaN.
+
+    Examples:
+        >>> from jaxlr.compat.torch import StepLR
+        >>> s = StepLR(step_size=30, gamma=0.1, lr=0.1)
+        >>> [round(float(s(t)), 6) for t in (29, 30)]
+        [0.1, 0.01]
+
+    References:
+        PyTorch ``StepLR``; He et al., Deep Residual Learning, 2016.
+    """
+    c = Checker("StepLR")
+    integer(c, "step_size", step_size, minimum=1)
+    c.positive("gamma", gamma)
+    _lr(c, lr)
+    return step(init_value=lr, step_size=step_size, decay_rate=gamma)
+
+
+def MultiStepLR(*, milestones: Sequence[int], gamma: ArrayLike = 0.1, lr: ArrayLike) -> Schedule:
+    r"""Multiply by ``gamma`` at each milestone: native :func:`jaxlr.schedules.multistep`.
+
+    .. math:: \eta(t) = \eta_0\,\gamma^{\#\{i:\ m_i \le t\}}
+
+    Milestones are sorted first; a repeated milestone applies ``gamma`` once per repetition,
+    as torch's ``Counter`` does. No milestone gives a constant.
+
+    Args:
+        milestones: step indices (non-negative integers, any order).
+        gamma: the factor, > 0.
+        lr: ``eta_0``.
+
+    Raises:
+        ValueError: a negative or non-integer milestone, ``gamma`` <= 0, NaN.
+
+    Examples:
+        >>> from jaxlr.compat.torch import MultiStepLR
+        >>> s = MultiStepLR(milestones=[20, 10], gamma=0.5, lr=1.0)
+        >>> [float(s(t)) for t in (9, 10, 20)]
+        [1.0, 0.5, 0.25]
+
+    References:
+        PyTorch ``MultiStepLR``.
+    """
+    c = Checker("MultiStepLR")
+    m = jnp.sort(jnp.asarray(milestones, dtype=float).reshape(-1))
+    integer(c, "milestones", m, minimum=0)
+    c.positive("gamma", gamma)
+    _lr(c, lr)
+    if m.shape[0] == 0:
+        return constant(value=lr)
+    return multistep(init_value=lr, boundaries=m, decay_rate=gamma)
+
+
+def ExponentialLR(*, gamma: ArrayLike, lr: ArrayLike) -> Schedule:
+    r"""Multiply by ``gamma`` every step: native :func:`jaxlr.schedules.exponential`.
+
+    .. math:: \eta(t) = \eta_0\,\gamma^{t}
+
+    Args:
+        gamma: ``gamma`` > 0.
+        lr: ``eta_0``.
+
+    Raises:
+        ValueError: ``gamma`` <= 0, NaN.
+
+    Examples:
+        >>> from jaxlr.compat.torch import ExponentialLR
+        >>> round(float(ExponentialLR(gamma=0.9, lr=1.0)(2)), 4)
+        0.81
+
+    References:
+        PyTorch ``ExponentialLR``.
+    """
+    c = Checker("ExponentialLR")
+    c.positive("gamma", gamma)
+    _lr(c, lr)
+    return exponential(init_value=lr, decay_rate=gamma, transition_steps=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# ConstantLR, LinearLR, PolynomialLR: torch's total_iters <= 0 keeps the first factor forever
+
+
+def _constant_law(step, *, lr, factor, total_iters):
+    undone = (step >= total_iters) & (total_iters > 0)
+    return jnp.where(undone, lr * factor * safe_div(1.0, factor, 1.0), lr * factor)
+
+
+@register("torch.ConstantLR", _constant_law)
+def ConstantLR(
+    *, factor: ArrayLike = 1.0 / 3, total_iters: ArrayLike = 5, lr: ArrayLike
+) -> Schedule:
+    r"""``lr * factor`` for the first ``total_iters`` steps, then ``lr`` (``ConstantLR``).
+
+    .. math:: \eta(t) = \eta_0 f\ (t < N), \quad \eta_0\ (t \ge N)
+
+    Torch quirk kept: with ``total_iters <= 0`` the factor is never undone. (With ``factor=0``
+    torch divides by zero at step ``N``; jaxlr returns ``lr`` there.)
+
+    Args:
+        factor: ``f`` in [0, 1].
+        total_iters: ``N``.
+        lr: ``eta_0``.
+
+    Raises:
+        ValueError: ``factor`` outside [0, 1] (torch's check), NaN.
+
+    Examples:
+        >>> from jaxlr.compat.torch import ConstantLR
+        >>> s = ConstantLR(factor=0.5, total_iters=3, lr=1.0)
+        >>> [float(s(t)) for t in (0, 2, 3)]
+        [0.5, 0.5, 1.0]
+
+    References:
+        PyTorch ``ConstantLR``.
+    """
+    c = Checker("ConstantLR")
+    c.between("factor", factor, 0.0, 1.0)
+    c.finite("total_iters", total_iters)
+    _lr(c, lr)
+    return make("torch.ConstantLR", dict(lr=lr, factor=factor, total_iters=total_iters))
+
+
+def _linear_law(step, *, lr, start_factor, end_factor, total_iters):
+    p = jnp.clip(safe_div(step, total_iters), 0.0, 1.0)
+    ramp = start_factor + (end_factor - start_factor) * p
+    return lr * jnp.where(total_iters > 0, ramp, start_factor)
+
+
+@register("torch.LinearLR", _linear_law)
+def LinearLR(
+    *,
+    start_factor: ArrayLike = 1.0 / 3,
+    end_factor: ArrayLike = 1.0,
+    total_iters: ArrayLike = 5,
+    lr: ArrayLike,
+) -> Schedule:
+    r"""Linear factor from ``start_factor`` to ``end_factor`` over ``total_iters`` (``LinearLR``).
+
+    .. math:: \eta(t) = \eta_0\bigl(s + (e - s)\min(t, N)/N\bigr)
+
+    Torch quirk kept: with ``total_iters <= 0`` the factor stays ``start_factor``.
+
+    Args:
+        start_factor: ``s`` in (0, 1].
+        end_factor: ``e`` in [0, 1].
+        total_iters: ``N``.
+        lr: ``eta_0``.
+
+    Raises:
+        ValueError: ``start_factor`` outside (0, 1] (so ``start_factor=0`` is rejected, as by
+            torch), ``end_factor`` outside [0, 1], NaN.
+
+    Examples:
+        >>> from jaxlr.compat.torch import LinearLR
+        >>> s = LinearLR(start_factor=0.5, total_iters=4, lr=1.0)
+        >>> [float(s(t)) for t in (0, 2, 4, 9)]
+        [0.5, 0.75, 1.0, 1.0]
+
+    References:
+        PyTorch ``LinearLR``.
+    """
+    c = Checker("LinearLR")
+    c.between("start_factor", start_factor, 0.0, 1.0, open_lo=True)
+    c.between("end_factor", end_factor, 0.0, 1.0)
+    c.finite("total_iters", total_iters)
+    _lr(c, lr)
+    return make("torch.LinearLR", dict(lr=lr, start_factor=start_factor, end_factor=end_factor,
+                                       total_iters=total_iters))
+
+
+def _polynomial_law(step, *, lr, total_iters, power):
+    left = safe_div(jnp.maximum(total_iters - step, 0.0), total_iters, 1.0)
+    return lr * jnp.where(total_iters > 0, safe_pow(left, power), 1.0)
+
+
+@register("torch.PolynomialLR", _polynomial_law)
+def PolynomialLR(*, total_iters: ArrayLike = 5, power: ArrayLike = 1.0, lr: ArrayLike) -> Schedule:
+    r"""Polynomial decay to 0 at ``total_iters``, then 0 (``PolynomialLR``).
+
+    .. math:: \eta(t) = \eta_0\,(1 - \min(t, N)/N)^{p}
+
+    The law of :func:`jaxlr.schedules.polynomial` with ``end_value=0``, plus torch's quirk that
+    ``total_iters <= 0`` keeps ``lr`` forever.
+
+    Args:
+        total_iters: ``N``.
+        power: ``p`` > 0.
+        lr: ``eta_0``.
+
+    Raises:
+        ValueError: ``power`` <= 0 (torch divides by zero at ``N`` for ``p < 0``), NaN.
+
+    Examples:
+        >>> from jaxlr.compat.torch import PolynomialLR
+        >>> s = PolynomialLR(total_iters=4, power=2.0, lr=1.0)
+        >>> [float(s(t)) for t in (0, 2, 4, 8)]
+        [1.0, 0.25, 0.0, 0.0]
+
+    References:
+        PyTorch ``PolynomialLR``.
+    """
+    c = Checker("PolynomialLR")
+    c.finite("total_iters", total_iters)
+    c.positive("power", power)
+    _lr(c, lr)
+    return make("torch.PolynomialLR", dict(lr=lr, total_iters=total_iters, power=power))
+
+
+# ---------------------------------------------------------------------------------------------
+# cosine annealing
+
+
+def _cosine_annealing_law(step, *, lr, T_max, eta_min):
+    return eta_min + (lr - eta_min) * half_cos(step, T_max)
+
+
+@register("torch.CosineAnnealingLR", _cosine_annealing_law)
+def CosineAnnealingLR(*, T_max: ArrayLike, eta_min: ArrayLike = 0.0, lr: ArrayLike) -> Schedule:
+    r"""Cosine annealing from ``lr`` to ``eta_min`` over ``T_max`` steps (``CosineAnnealingLR``).
+
+    .. math:: \eta(t) = \eta_{min} + (\eta_0 - \eta_{min})\,\tfrac12\bigl(1 + \cos(\pi t / T)\bigr)
+
+    Torch quirk kept: the cosine is not clamped, so after ``T_max`` the LR rises back to ``lr``
+    at ``2 T_max`` (period ``2 T_max``). :func:`jaxlr.schedules.cosine` is the clamped native
+    form. Evaluated with a period-reduced :math:`\sin^2` so values near ``eta_min`` keep full
+    relative precision in float32.
+
+    Args:
+        T_max: ``T`` > 0 (torch divides by it).
+        eta_min: the floor.
+        lr: ``eta_0``.
+
+    Raises:
+        ValueError: ``T_max`` <= 0, NaN.
+
+    Examples:
+        >>> from jaxlr.compat.torch import CosineAnnealingLR
+        >>> s = CosineAnnealingLR(T_max=10, lr=1.0)
+        >>> [round(float(s(t)), 4) for t in (0, 5, 10, 15, 20)]
+        [1.0, 0.5, 0.0, 0.5, 1.0]
+
+    References:
+        Loshchilov & Hutter, SGDR, 2017; PyTorch ``CosineAnnealingLR``.
+    """
+    c = Checker("CosineAnnealingLR")
+    c.positive("T_max", T_max)
+    c.finite("eta_min", eta_min)
+    _lr(c, lr)
+    return make("torch.CosineAnnealingLR", dict(lr=lr, T_max=T_max, eta_min=eta_min))
+
+
+def CosineAnnealingWarmRestarts(
+    *, T_0: ArrayLike, T_mult: ArrayLike = 1, eta_min: ArrayLike = 0.0, lr: ArrayLike
+) -> Schedule:
+    r"""Cosine annealing with warm restarts: native :func:`jaxlr.schedules.sgdr`.
+
+    Cycle ``i`` lasts :math:`T_0 m^i` steps; inside it, at :math:`u` steps from its start,
+
+    .. math:: \eta = \eta_{min} + (\eta_0 - \eta_{min})\,\tfrac12\bigl(1 + \cos(\pi u / T_i)\bigr)
+
+    Args:
+        T_0: first period, a positive integer.
+        T_mult: period growth ``m``, an integer >= 1 (torch rejects other values).
+        eta_min: the floor.
+        lr: ``eta_0``.
+
+    Raises:
+        ValueError: ``T_0`` not a positive integer, ``T_mult`` not an integer >= 1, NaN.
+
+    Examples:
+        >>> from jaxlr.compat.torch import CosineAnnealingWarmRestarts
+        >>> s = CosineAnnealingWarmRestarts(T_0=10, T_mult=2, lr=1.0)
+        >>> [round(float(s(t)), 4) for t in (0, 5, 10, 20, 30)]
+        [1.0, 0.5, 1.0, 0.5, 1.0]
+
+    References:
+        Loshchilov & Hutter, SGDR, 2017; PyTorch ``CosineAnnealingWarmRestarts``.
+    """
+    c = Checker("CosineAnnealingWarmRestarts")
+    integer(c, "T_0", T_0, minimum=1)
+    integer(c, "T_mult", T_mult, minimum=1)
+    c.finite("eta_min", eta_min)
+    _lr(c, lr)
+    return sgdr(peak_value=lr, period_steps=T_0, period_mult=T_mult, end_value=eta_min)
+
+
+# ---------------------------------------------------------------------------------------------
+# CyclicLR
+
+
+def _scaled_cycle_law(step, *, low, high, step_size_up, step_size_down, scale_fn, scale_mode):
+    h = cyclic(init_value=0.0, peak_value=1.0, up_steps=step_size_up,
+               down_steps=step_size_down)(step)
+    total = step_size_up + step_size_down
+    x = jnp.floor(1.0 + step / total) if scale_mode == "cycle" else step
+    return low + (high - low) * h * jnp.asarray(scale_fn(x), step.dtype)
+
+
+@register("torch.CyclicLR", _scaled_cycle_law)
+def _scaled_cycle(*, low, high, step_size_up, step_size_down, scale_fn, scale_mode) -> Schedule:
+    """A cycle between ``low`` and ``high`` scaled by a user ``scale_fn`` (``CyclicLR``)."""
+    return make("torch.CyclicLR", dict(low=low, high=high, step_size_up=step_size_up,
+                                       step_size_down=step_size_down),
+                dict(scale_fn=scale_fn, scale_mode=scale_mode))
+
+
+def _check_cyclic(c: Checker, step_size_up, step_size_down, mode, scale_fn, scale_mode) -> None:
+    c.positive("step_size_up", step_size_up)
+    c.positive("step_size_down", step_size_down)
+    if scale_fn is None:
+        c.choice("mode", mode, ("triangular", "triangular2", "exp_range"))
+    else:
+        callable_arg(c, "scale_fn", scale_fn)
+        c.choice("scale_mode", scale_mode, ("cycle", "iterations"))
+
+
+def CyclicLR(
+    *,
+    base_lr: ArrayLike,
+    max_lr: ArrayLike,
+    step_size_up: ArrayLike = 2000,
+    step_size_down: ArrayLike | None = None,
+    mode: str = "triangular",
+    gamma: ArrayLike = 1.0,
+    scale_fn: Callable[[jax.Array], ArrayLike] | None = None,
+    scale_mode: str = "cycle",
+    cycle_momentum: bool = True,
+    base_momentum: ArrayLike = 0.8,
+    max_momentum: ArrayLike = 0.9,
+    lr: ArrayLike | None = None,
+) -> Schedule:
+    r"""Cyclical learning rate (``CyclicLR``): native :func:`jaxlr.schedules.cyclic`.
+
+    With :math:`C = U + D`, :math:`c = \lfloor 1 + t/C \rfloor`, :math:`x = 1 + t/C - c`,
+    :math:`h = x/\rho` (:math:`x \le \rho = U/C`) else :math:`(x-1)/(\rho-1)`:
+
+    .. math:: \eta(t) = b + (M - b)\,h\,g, \quad g = 1,\ 2^{1-c},\ \gamma^{t}\ \text{or}\
+        \mathrm{scale\_fn}(c \text{ or } t)
+
+    ``CyclicLR.momentum(...)`` (same arguments) returns the momentum co-schedule
+    :math:`M_m - (M_m - b_m) h g` that torch writes into the optimizer's momentum or ``beta1``.
+
+    Args:
+        base_lr, max_lr: ``b`` and ``M``.
+        step_size_up, step_size_down: ``U`` > 0 and ``D`` > 0 (``D`` defaults to ``U``).
+        mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``; ignored with ``scale_fn``.
+        gamma: ``exp_range``'s factor per step.
+        scale_fn: optional jax-traceable ``g`` (static), of the cycle or the step by
+            ``scale_mode`` (``"cycle"`` or ``"iterations"``).
+        cycle_momentum, base_momentum, max_momentum: used by ``CyclicLR.momentum``.
+        lr: accepted and ignored, as torch ignores the optimizer's LR here.
+
+    Raises:
+        ValueError: unknown ``mode`` without ``scale_fn`` (torch's check), non-positive step
+            sizes, NaN.
+
+    Examples:
+        >>> from jaxlr.compat.torch import CyclicLR
+        >>> s = CyclicLR(base_lr=0.1, max_lr=1.0, step_size_up=10)
+        >>> [round(float(s(t)), 4) for t in (0, 5, 10, 20)]
+        [0.1, 0.55, 1.0, 0.1]
+        >>> m = CyclicLR.momentum(base_lr=0.1, max_lr=1.0, step_size_up=10)
+        >>> [round(float(m(t)), 4) for t in (0, 10)]
+        [0.9, 0.8]
+
+    References:
+        Smith, Cyclical Learning Rates for Training Neural Networks, 2017; PyTorch ``CyclicLR``.
+    """
+    del cycle_momentum, base_momentum, max_momentum, lr
+    down = step_size_up if step_size_down is None else step_size_down
+    c = Checker("CyclicLR")
+    _check_cyclic(c, step_size_up, down, mode, scale_fn, scale_mode)
+    c.finite("base_lr", base_lr)
+    c.finite("max_lr", max_lr)
+    if scale_fn is not None:
+        return _scaled_cycle(low=base_lr, high=max_lr, step_size_up=step_size_up,
+                             step_size_down=down, scale_fn=scale_fn, scale_mode=scale_mode)
+    return cyclic(init_value=base_lr, peak_value=max_lr, up_steps=step_size_up, down_steps=down,
+                  mode=mode, gamma=gamma)
+
+
+def _cyclic_lr_momentum(
+    *,
+    base_lr: ArrayLike = 0.0,
+    max_lr: ArrayLike = 0.0,
+    step_size_up: ArrayLike = 2000,
+    step_size_down: ArrayLike | None = None,
+    mode: str = "triangular",
+    gamma: ArrayLike = 1.0,
+    scale_fn: Callable[[jax.Array], ArrayLike] | None = None,
+    scale_mode: str = "cycle",
+    cycle_momentum: bool = True,
+    base_momentum: ArrayLike = 0.8,
+    max_momentum: ArrayLike = 0.9,
+    lr: ArrayLike | None = None,
+) -> Schedule:
+    r"""The momentum co-schedule of :func:`CyclicLR`, taking the same arguments.
+
+    .. math:: \beta(t) = M_m - (M_m - b_m)\,h\,g
+
+    Native :func:`jaxlr.schedules.cyclic_momentum`. With ``cycle_momentum=False`` torch never
+    writes the momentum; this then returns the constant ``max_momentum`` (pass the optimizer's
+    own momentum there).
+
+    Examples:
+        >>> from jaxlr.compat.torch import CyclicLR
+        >>> m = CyclicLR.momentum(base_lr=0.1, max_lr=1.0, step_size_up=4, base_momentum=0.5)
+        >>> [round(float(m(t)), 4) for t in (0, 2, 4)]
+        [0.9, 0.7, 0.5]
+    """
+    del base_lr, max_lr, lr
+    down = step_size_up if step_size_down is None else step_size_down
+    c = Checker("CyclicLR.momentum")
+    _check_cyclic(c, step_size_up, down, mode, scale_fn, scale_mode)
+    if not cycle_momentum:
+        return constant(value=max_momentum)
+    if scale_fn is not None:
+        c.finite("base_momentum", base_momentum)
+        c.finite("max_momentum", max_momentum)
+        return _scaled_cycle(low=max_momentum, high=base_momentum, step_size_up=step_size_up,
+                             step_size_down=down, scale_fn=scale_fn, scale_mode=scale_mode)
+    return cyclic_momentum(base_momentum=base_momentum, max_momentum=max_momentum,
+                           up_steps=step_size_up, down_steps=down, mode=mode, gamma=gamma)
+
+
+CyclicLR.momentum = _cyclic_lr_momentum
+
+
+# ---------------------------------------------------------------------------------------------
+# OneCycleLR: torch's knots sit one step before the native ones (at pct*T - 1 and T - 1)
+
+
+def _one_cycle_law(step, *, values, total_steps, pct_start, anneal_strategy, three_phase):
+    t = jnp.minimum(step, total_steps)
+    up = pct_start * total_steps
+    ends = [up - 1.0, 2.0 * up - 2.0, total_steps - 1.0] if three_phase else [
+        up - 1.0, total_steps - 1.0]
+    starts = [jnp.zeros_like(up), *ends[:-1]]
+
+    def phase(i):
+        a, b = values[..., i], values[..., i + 1]
+        num, den = t - starts[i], ends[i] - starts[i]
+        if anneal_strategy == "cos":
+            return b + (a - b) * half_cos(num, den)
+        return (b - a) * safe_div(num, den) + a
+
+    n = len(ends)
+    out = phase(n - 1)  # the last phase also extrapolates to step T, as torch does
+    for i in range(n - 2, -1, -1):
+        out = jnp.where(t <= ends[i], phase(i), out)
+    return out
+
+
+@register("torch.OneCycleLR", _one_cycle_law)
+def _one_cycle(*, values, total_steps, pct_start, anneal_strategy, three_phase) -> Schedule:
+    """Torch's one-cycle phases through ``values`` (the LR's or the momentum's knot values)."""
+    return make("torch.OneCycleLR", dict(values=values, total_steps=total_steps,
+                                         pct_start=pct_start),
+                dict(anneal_strategy=anneal_strategy, three_phase=three_phase))
+
+
+def _check_one_cycle(c: Checker, total_steps, epochs, steps_per_epoch, pct_start,
+                     anneal_strategy, three_phase):
+    if total_steps is not None:
+        integer(c, "total_steps", total_steps, minimum=1)
+    elif epochs is not None and steps_per_epoch is not None:
+        integer(c, "epochs", epochs, minimum=1)
+        integer(c, "steps_per_epoch", steps_per_epoch, minimum=1)
+        total_steps = jnp.asarray(epochs) * jnp.asarray(steps_per_epoch)
+    else:
+        c.fail("give total_steps, or epochs and steps_per_epoch (torch needs the cycle length), "
+               f"got total_steps=None, epochs={epochs!r}, steps_per_epoch={steps_per_epoch!r}")
+    c.between("pct_start", pct_start, 0.0, 1.0)
+    c.choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
+    c.choice("three_phase", three_phase, (False, True))
+    up, total = concrete(pct_start), concrete(total_steps)
+    if up is not None and total is not None and float(up * total) == 1.0:
+        c.fail(f"pct_start * total_steps must not be 1 (torch's first phase would have length 0 "
+               f"and divide by zero), got pct_start={up.item()!r}, total_steps={total.item()!r}")
+    return total_steps
+
+
+def OneCycleLR(
+    *,
+    max_lr: ArrayLike,
+    total_steps: ArrayLike | None = None,
+    epochs: ArrayLike | None = None,
+    steps_per_epoch: ArrayLike | None = None,
+    pct_start: ArrayLike = 0.3,
+    anneal_strategy: str = "cos",
+    cycle_momentum: bool = True,
+    base_momentum: ArrayLike = 0.85,
+    max_momentum: ArrayLike = 0.95,
+    div_factor: ArrayLike = 25.0,
+    final_div_factor: ArrayLike = 1e4,
+    three_phase: bool = False,
+    lr: ArrayLike | None = None,
+) -> Schedule:
+    r"""The one-cycle policy exactly as torch's ``OneCycleLR`` steps it.
+
+    With :math:`I = M/d`, :math:`L = I/f` and :math:`u = pT`, the LR moves through the knots
+    :math:`(0, I)`, :math:`(u - 1, M)`, :math:`(T - 1, L)` (three-phase: :math:`(u-1, M)`,
+    :math:`(2u - 2, I)`, :math:`(T - 1, L)`), each phase annealed by
+    :math:`\mathrm{cos}(a, b, q) = b + \tfrac12 (a - b)(1 + \cos \pi q)` or linearly, with
+    :math:`q` the fraction of the phase done. Torch's last call (step ``T``) extrapolates the
+    last phase to :math:`q > 1`; that value is kept. Torch raises past ``T``; jaxlr holds the
+    value at ``T``. The native :func:`jaxlr.schedules.one_cycle` puts the knots at :math:`pT`
+    and :math:`T` instead.
+
+    ``OneCycleLR.momentum(...)`` (same arguments) gives the momentum co-schedule through
+    :math:`(0, M_m)`, :math:`(u - 1, b_m)`, :math:`(T - 1, M_m)`.
+
+    Args:
+        max_lr: ``M``.
+        total_steps: ``T``; or give ``epochs`` and ``steps_per_epoch`` (``T`` is their product).
+        pct_start: ``p`` in [0, 1].
+        anneal_strategy: ``"cos"`` or ``"linear"`` (static).
+        div_factor, final_div_factor: ``d`` and ``f``.
+        three_phase: torch's three-phase form (static).
+        cycle_momentum, base_momentum, max_momentum: used by ``OneCycleLR.momentum``.
+        lr: accepted and ignored (torch sets the start LR from ``max_lr / div_factor``).
+
+    Raises:
+        ValueError: no length (torch's check), non-integer or non-positive lengths,
+            ``pct_start`` outside [0, 1], ``pct_start * total_steps == 1``, unknown strategy.
+
+    Examples:
+        >>> from jaxlr.compat.torch import OneCycleLR
+        >>> s = OneCycleLR(max_lr=1.0, total_steps=101, pct_start=0.2, anneal_strategy="linear",
+        ...                div_factor=10.0, final_div_factor=10.0)
+        >>> [round(float(s(t)), 4) for t in (0, 19.2, 100)]
+        [0.1, 1.0, 0.01]
+
+    References:
+        Smith & Topin, Super-Convergence, 2018; PyTorch ``OneCycleLR``.
+    """
+    del cycle_momentum, base_momentum, max_momentum, lr
+    c = Checker("OneCycleLR")
+    total = _check_one_cycle(c, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy,
+                             three_phase)
+    c.finite("max_lr", max_lr)
+    c.positive("div_factor", div_factor)
+    c.positive("final_div_factor", final_div_factor)
+    start = as_float(max_lr) / div_factor
+    low = start / final_div_factor
+    values = [start, max_lr, start, low] if three_phase else [start, max_lr, low]
+    return _one_cycle(values=jnp.stack([as_float(v) for v in values]), total_steps=total,
+                      pct_start=pct_start, anneal_strategy=anneal_strategy,
+                      three_phase=three_phase)
+
+
+def _one_cycle_lr_momentum(
+    *,
+    max_lr: ArrayLike = 0.0,
+    total_steps: ArrayLike | None = None,
+    epochs: ArrayLike | None = None,
+    steps_per_epoch: ArrayLike | None = None,
+    pct_start: ArrayLike = 0.3,
+    anneal_strategy: str = "cos",
+    cycle_momentum: bool = True,
+    base_momentum: ArrayLike = 0.85,
+    max_momentum: ArrayLike = 0.95,
+    div_factor: ArrayLike = 25.0,
+    final_div_factor: ArrayLike = 1e4,
+    three_phase: bool = False,
+    lr: ArrayLike | None = None,
+) -> Schedule:
+    r"""The momentum co-schedule of :func:`OneCycleLR`, taking the same arguments.
+
+    Knots :math:`(0, M_m)`, :math:`(pT - 1, b_m)`, :math:`(T - 1, M_m)` (three-phase adds
+    :math:`(2pT - 2, M_m)`), annealed like the LR. With ``cycle_momentum=False`` torch never
+    writes the momentum; this then returns the constant ``max_momentum``.
+
+    Examples:
+        >>> from jaxlr.compat.torch import OneCycleLR
+        >>> m = OneCycleLR.momentum(max_lr=1.0, total_steps=101, pct_start=0.2)
+        >>> [round(float(m(t)), 4) for t in (0, 19.2, 100)]
+        [0.95, 0.85, 0.95]
+    """
+    del max_lr, div_factor, final_div_factor, lr
+    c = Checker("OneCycleLR.momentum")
+    total = _check_one_cycle(c, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy,
+                             three_phase)
+    c.finite("base_momentum", base_momentum)
+    c.finite("max_momentum", max_momentum)
+    if not cycle_momentum:
+        return constant(value=max_momentum)
+    values = [max_momentum, base_momentum, max_momentum]
+    if three_phase:
+        values.append(max_momentum)
+    return _one_cycle(values=jnp.stack([as_float(v) for v in values]), total_steps=total,
+                      pct_start=pct_start, anneal_strategy=anneal_strategy,
+                      three_phase=three_phase)
+
+
+OneCycleLR.momentum = _one_cycle_lr_momentum
+
+
+# ---------------------------------------------------------------------------------------------
+# SWALR, SequentialLR, ChainedScheduler
+
+
+def SWALR(
+    *, swa_lr: ArrayLike, anneal_epochs: ArrayLike = 10, anneal_strategy: str = "cos",
+    lr: ArrayLike,
+) -> Schedule:
+    r"""Anneal from ``lr`` to ``swa_lr`` (``torch.optim.swa_utils.SWALR``): native
+    :func:`jaxlr.schedules.swa`.
+
+    .. math:: \eta(t) = S\,\alpha + \eta_0 (1 - \alpha), \quad
+        \alpha = a\bigl(\min(1, t/A)\bigr),\ a(x) = \tfrac12(1 - \cos \pi x)\ \text{or}\ x
+
+    Torch recovers :math:`\eta_0` from the previous LR at each step; the closed form is equal.
+    Inside torch's ``SequentialLR`` a SWALR starts from the LR current at its milestone: pass
+    that value as ``lr``.
+
+    Args:
+        swa_lr: ``S``.
+        anneal_epochs: ``A``, an integer >= 0 (0 jumps to ``swa_lr`` at once).
+        anneal_strategy: ``"cos"`` or ``"linear"``.
+        lr: ``eta_0``, the LR when SWA starts.
+
+    Raises:
+        ValueError: ``anneal_epochs`` not an integer >= 0, unknown strategy (torch's checks), NaN.
+
+    Examples:
+        >>> from jaxlr.compat.torch import SWALR
+        >>> s = SWALR(swa_lr=0.5, anneal_epochs=10, lr=1.0)
+        >>> [round(float(s(t)), 4) for t in (0, 5, 10)]
+        [1.0, 0.75, 0.5]
+
+    References:
+        Izmailov et al., Averaging Weights Leads to Wider Optima, 2018; PyTorch ``SWALR``.
+    """
+    c = Checker("SWALR")
+    integer(c, "anneal_epochs", anneal_epochs, minimum=0)
+    c.choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
+    c.finite("swa_lr", swa_lr)
+    _lr(c, lr)
+    return swa(init_value=lr, swa_value=swa_lr, anneal_steps=anneal_epochs,
+               anneal=anneal_strategy)
+
+
+def SequentialLR(
+    *, schedulers: Sequence[Schedule], milestones: Sequence[int], lr: ArrayLike | None = None
+) -> Schedule:
+    r"""Run schedules one after another (``SequentialLR``): native :func:`jaxlr.schedules.join`.
+
+    .. math:: \eta(t) = s_i(t - m_{i-1}) \quad (m_{i-1} \le t < m_i)
+
+    At a milestone torch restarts the next scheduler at its epoch 0 (closed form), so each
+    schedule runs on its own clock from its milestone on; the switch happens at ``t = m``.
+
+    Args:
+        schedulers: compat (or native) schedules, built with the same ``lr``.
+        milestones: ``len(schedulers) - 1`` sorted integer steps.
+        lr: accepted and ignored (the schedules carry it).
+
+    Raises:
+        ValueError: no schedule, a milestone count other than ``len(schedulers) - 1`` (torch's
+            checks), unsorted milestones, a ``MultiplicativeLR`` after the first position (torch
+            then multiplies the previous schedule's last LR; not reproduced).
+
+    Examples:
+        >>> from jaxlr.compat.torch import ConstantLR, ExponentialLR, SequentialLR
+        >>> s = SequentialLR(schedulers=[ConstantLR(factor=0.1, total_iters=2, lr=1.0),
+        ...                              ExponentialLR(gamma=0.9, lr=1.0)], milestones=[2])
+        >>> [round(float(s(t)), 4) for t in (0, 1, 2, 3)]
+        [0.1, 0.1, 1.0, 0.9]
+
+    References:
+        PyTorch ``SequentialLR``.
+    """
+    del lr
+    c = Checker("SequentialLR")
+    schedulers = list(schedulers)
+    if not schedulers:
+        c.fail("schedulers must hold at least one scheduler, got 0")
+    m = jnp.asarray(milestones, dtype=float).reshape(-1)
+    if m.shape[0] != len(schedulers) - 1:
+        c.fail(f"len(milestones) must be len(schedulers) - 1 = {len(schedulers) - 1}, got "
+               f"milestones={list(milestones)!r}")
+    for i, s in enumerate(schedulers):
+        if not isinstance(s, Schedule):
+            c.fail(f"schedulers[{i}] must be a jaxlr schedule, got {s!r}")
+        if i > 0 and s.name == "torch.MultiplicativeLR":
+            c.fail(f"schedulers[{i}] is a MultiplicativeLR, which torch restarts from the "
+                   "previous schedule's LR; put it first or use LambdaLR")
+    integer(c, "milestones", m, minimum=0)
+    if len(schedulers) == 1:
+        return schedulers[0]
+    return join(schedulers, boundaries=m)
+
+
+_FACTOR_SCHEDULES = ("step", "multistep", "constant", "exponential", "torch.ConstantLR",
+                     "torch.LinearLR", "torch.PolynomialLR", "torch.MultiplicativeLR")
+
+
+def ChainedScheduler(*, schedulers: Sequence[Schedule], lr: ArrayLike) -> Schedule:
+    r"""Step several schedulers together (``ChainedScheduler``): a native
+    :func:`jaxlr.schedules.product` of their factors.
+
+    .. math:: \eta(t) = \eta_0 \prod_i \frac{s_i(t)}{\eta_0}
+
+    Torch's chaining multiplies the factors only for schedulers whose step multiplies the current
+    LR: ``StepLR``, ``MultiStepLR``, ``ConstantLR``, ``LinearLR``, ``ExponentialLR``,
+    ``PolynomialLR``, ``MultiplicativeLR`` and ``CosineAnnealingLR`` with ``eta_min=0``. The
+    others set the LR from scratch, so torch's result depends on the order; they are rejected.
+
+    Args:
+        schedulers: compat schedules built with this ``lr``.
+        lr: ``eta_0``, the optimizer's initial LR.
+
+    Raises:
+        ValueError: no scheduler (torch's check), or one whose step is not a multiplication.
+
+    Examples:
+        >>> from jaxlr.compat.torch import ChainedScheduler, ConstantLR, ExponentialLR
+        >>> s = ChainedScheduler(schedulers=[ConstantLR(factor=0.1, total_iters=2, lr=1.0),
+        ...                                  ExponentialLR(gamma=0.9, lr=1.0)], lr=1.0)
+        >>> [round(float(s(t)), 4) for t in (0, 1, 2)]
+        [0.1, 0.09, 0.81]
+
+    References:
+        PyTorch ``ChainedScheduler``.
+    """
+    c = Checker("ChainedScheduler")
+    schedulers = list(schedulers)
+    if not schedulers:
+        c.fail("schedulers must hold at least one scheduler, got 0")
+    for i, s in enumerate(schedulers):
+        ok = isinstance(s, Schedule) and (
+            s.name in _FACTOR_SCHEDULES
+            or (s.name == "torch.CosineAnnealingLR" and is_zero(s.params["eta_min"])))
+        if not ok:
+            c.fail(f"schedulers[{i}] must be a scheduler whose step multiplies the LR (StepLR, "
+                   "MultiStepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, "
+                   f"MultiplicativeLR, CosineAnnealingLR with eta_min=0), got {s!r}")
+    _lr(c, lr)
+    if len(schedulers) == 1:
+        return schedulers[0]
+    return scale(product(schedulers), factor=safe_div(1.0, as_float(lr)) ** (len(schedulers) - 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# ReduceLROnPlateau
+
+
+class ReduceLROnPlateauState(NamedTuple):
+    """State of :func:`ReduceLROnPlateau`: torch's counters plus the traceable hyperparameters."""
+
+    lr: jax.Array  # [] the current learning rate (torch's param_group["lr"])
+    best: jax.Array  # [] best metric so far (+inf / -inf before the first step)
+    num_bad_epochs: jax.Array  # [] int32
+    cooldown_counter: jax.Array  # [] int32
+    last_epoch: jax.Array  # [] int32, number of ``value``s taken in
+    factor: jax.Array  # [] hyperparameters below, as arrays so they can be traced and swept
+    patience: jax.Array
+    threshold: jax.Array
+    cooldown: jax.Array
+    min_lr: jax.Array
+    eps: jax.Array
+
+
+def ReduceLROnPlateau(
+    *,
+    lr: ArrayLike,
+    mode: str = "min",
+    factor: ArrayLike = 0.1,
+    patience: ArrayLike = 10,
+    threshold: ArrayLike = 1e-4,
+    threshold_mode: str = "rel",
+    cooldown: ArrayLike = 0,
+    min_lr: ArrayLike = 0.0,
+    eps: ArrayLike = 1e-8,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Torch's ``ReduceLROnPlateau`` as an Optax transform that scales updates by the LR.
+
+    ``update(updates, state, params=None, *, value)`` first takes in ``value`` exactly as
+    ``scheduler.step(value)`` does, then multiplies ``updates`` by the resulting LR, so after
+    values :math:`v_1 \dots v_t` the scale is torch's ``get_last_lr()[0]``. Per value:
+    improvement is :math:`v < b(1 - \theta)` (min, rel), :math:`v < b - \theta` (min, abs),
+    :math:`v > b(1 + \theta)` (max, rel) or :math:`v > b + \theta` (max, abs); without it the
+    bad-step count grows; during cooldown it is reset; when it exceeds ``patience`` the LR
+    becomes :math:`\max(\eta f, \eta_{min})` (if that lowers it by more than ``eps``) and
+    cooldown starts.
+
+    Torch quirk kept: in ``rel`` mode with negative metrics :math:`b(1 - \theta)` lies *above*
+    ``b`` in min mode, so a slightly worse value counts as an improvement (and max mode misses
+    real improvements). The native plateau transform in ``jaxlr.transforms`` is negative-safe.
+
+    Args:
+        lr: the optimizer's initial learning rate.
+        mode: ``"min"`` or ``"max"`` (static).
+        factor: ``f`` < 1.
+        patience: bad steps tolerated before a reduction.
+        threshold: ``theta``.
+        threshold_mode: ``"rel"`` or ``"abs"`` (static).
+        cooldown: steps after a reduction during which bad steps are not counted.
+        min_lr: ``eta_min``, the floor.
+        eps: the smallest reduction applied.
+
+    Returns:
+        An ``optax.GradientTransformationExtraArgs``; its state
+        (:class:`ReduceLROnPlateauState`) holds the current LR in ``state.lr`` and every numeric
+        hyperparameter as an array, so they can be traced (jit, vmap over a sweep of states).
+
+    Raises:
+        ValueError: ``factor`` >= 1 and unknown modes (torch's checks), NaN.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.compat.torch import ReduceLROnPlateau
+        >>> tx = ReduceLROnPlateau(lr=1.0, patience=1, factor=0.5)
+        >>> state = tx.init(None)
+        >>> for v in [3.0, 2.0, 2.0, 2.0, 2.0]:
+        ...     u, state = tx.update(jnp.ones(()), state, value=v)
+        >>> float(u), float(state.lr)
+        (0.5, 0.5)
+
+    References:
+        PyTorch ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
+    """
+    c = Checker("ReduceLROnPlateau")
+    c.choice("mode", mode, ("min", "max"))
+    c.choice("threshold_mode", threshold_mode, ("rel", "abs"))
+    f = c.finite("factor", factor)
+    if f is not None and bool((f >= 1.0).any()):
+        c.fail(f"factor must be < 1.0 (torch's check), got factor={f.tolist()!r}")
+    _lr(c, lr)
+    for name, v in (("patience", patience), ("threshold", threshold), ("cooldown", cooldown),
+                    ("min_lr", min_lr), ("eps", eps)):
+        c.number(name, v)
+
+    def init(params):
+        del params
+        i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
+        return ReduceLROnPlateauState(
+            lr=as_float(lr), best=as_float(jnp.inf if mode == "min" else -jnp.inf),
+            num_bad_epochs=i32(0), cooldown_counter=i32(0), last_epoch=i32(0),
+            factor=as_float(factor), patience=as_float(patience), threshold=as_float(threshold),
+            cooldown=i32(cooldown), min_lr=as_float(min_lr), eps=as_float(eps))
+
+    def update(updates, state, params=None, *, value, **extra_args):
+        del params, extra_args
+        s = state
+        v = jnp.asarray(value, s.best.dtype)
+        if threshold_mode == "rel":
+            bar = s.best * (1.0 - s.threshold if mode == "min" else 1.0 + s.threshold)
+        else:
+            bar = s.best - s.threshold if mode == "min" else s.best + s.threshold
+        better = v < bar if mode == "min" else v > bar
+        best = jnp.where(better, v, s.best)
+        bad = jnp.where(better, 0, s.num_bad_epochs + 1)
+        in_cooldown = s.cooldown_counter > 0
+        cooldown_counter = jnp.where(in_cooldown, s.cooldown_counter - 1, s.cooldown_counter)
+        bad = jnp.where(in_cooldown, 0, bad)
+        reduce = bad > s.patience
+        new_lr = jnp.maximum(s.lr * s.factor, s.min_lr)
+        lr_now = jnp.where(reduce & (s.lr - new_lr > s.eps), new_lr, s.lr)
+        new_state = s._replace(
+            lr=lr_now, best=best, num_bad_epochs=jnp.where(reduce, 0, bad).astype(jnp.int32),
+            cooldown_counter=jnp.where(reduce, s.cooldown, cooldown_counter).astype(jnp.int32),
+            last_epoch=s.last_epoch + 1)
+        updates = jax.tree.map(lambda u: (lr_now * u).astype(jnp.result_type(u)), updates)
+        return updates, new_state
+
+    return optax.GradientTransformationExtraArgs(init, update)
