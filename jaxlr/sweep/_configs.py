@@ -1,0 +1,253 @@
+"""Configurations: pytrees whose leaves share a leading axis ``K``, one entry per member."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlr._src.validate import Checker
+
+
+def leaf_name(path: tuple) -> str:
+    """A readable name for a pytree path: ``peak_value`` or ``schedule.warmup_steps``."""
+    parts = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return ".".join(parts) if parts else "configs"
+
+
+def size(configs: Any, *, fn: str = "size") -> int:
+    """The number of members ``K`` of a configuration pytree (the common leading axis).
+
+    Args:
+        configs: a pytree whose array leaves all have the same leading axis.
+        fn: the public function name used in error messages.
+
+    Returns:
+        ``K`` as a Python int.
+
+    Raises:
+        ValueError: no leaves, a scalar leaf, leading axes that differ, or ``K == 0``.
+
+    Examples:
+        >>> import jaxlr
+        >>> jaxlr.sweep.size(jaxlr.sweep.grid(peak_value=[0.1, 0.01], warmup_steps=[0, 5, 10]))
+        6
+    """
+    c = Checker(fn)
+    leaves = jax.tree_util.tree_flatten_with_path(configs)[0]
+    if not leaves:
+        c.fail(f"configs must contain at least one array, got configs={configs!r}")
+    sizes = {}
+    for path, leaf in leaves:
+        shape = np.shape(leaf)
+        if not shape:
+            c.fail(f"every configuration leaf needs a leading member axis, got scalar "
+                   f"{leaf_name(path)}={leaf!r}")
+        sizes[leaf_name(path)] = shape[0]
+    if len(set(sizes.values())) > 1:
+        c.fail(f"configuration leaves must share their leading axis, got leading sizes {sizes}")
+    k = next(iter(sizes.values()))
+    if k == 0:
+        c.fail(f"configs are empty (K = 0), got leading sizes {sizes}")
+    return k
+
+
+def _axes(fn: str, axes: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Splits keyword axes into swept (1-D or more, non-empty) and fixed (scalar) values."""
+    c = Checker(fn)
+    if not axes:
+        c.fail("give at least one axis, e.g. peak_value=[1e-3, 1e-2], got no axes")
+    swept, fixed = {}, {}
+    for name, values in axes.items():
+        a = np.asarray(values)
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            c.fail(f"axis {name} must hold numbers, got {name}={values!r}")
+        if a.ndim == 0:
+            fixed[name] = a
+        elif a.shape[0] == 0:
+            c.fail(f"axis {name} is empty, got {name}={values!r}")
+        else:
+            swept[name] = a
+    if not swept:
+        c.fail(f"give at least one axis with values to sweep, got only scalars {list(fixed)}")
+    return swept, fixed
+
+
+def _finish(swept: dict[str, np.ndarray], fixed: dict[str, Any], k: int) -> dict[str, jax.Array]:
+    out = {}
+    for name, a in {**swept, **fixed}.items():
+        if name in fixed:
+            a = np.broadcast_to(a, (k,))
+        out[name] = jnp.asarray(a)
+    return out
+
+
+def grid(**axes: Any) -> dict[str, jax.Array]:
+    r"""The cartesian product of the axes: every combination is one member.
+
+    Member ``i`` takes ``values[j]`` of each axis in C order (the first axis varies slowest), so
+    ``grid(a=[1, 2], b=[3, 4, 5])`` has ``K = 6`` members ``(1,3), (1,4), (1,5), (2,3), ...``.
+    A scalar is a fixed value repeated for every member.
+
+    Args:
+        **axes: axis name -> 1-D sequence of values (or an array whose leading axis is swept,
+            for vector-valued hyperparameters), or a scalar.
+
+    Returns:
+        A dict axis name -> ``jax.Array`` with leading axis ``K = prod(len(axis))``.
+
+    Raises:
+        ValueError: no axes, an empty axis, non-numeric values.
+
+    Examples:
+        >>> import jaxlr
+        >>> g = jaxlr.sweep.grid(peak_value=[0.1, 0.01], warmup_steps=[0, 10, 20], total_steps=100)
+        >>> g["peak_value"].tolist(), g["warmup_steps"].tolist(), g["total_steps"].shape
+        ([0.1, 0.1, 0.1, 0.01, 0.01, 0.01], [0, 10, 20, 0, 10, 20], (6,))
+
+    References:
+        Bergstra & Bengio, Random Search for Hyper-Parameter Optimization, JMLR 2012 (grid vs
+        random search).
+    """
+    swept, fixed = _axes("grid", axes)
+    index = np.array(list(itertools.product(*(range(len(a)) for a in swept.values()))))
+    picked = {name: a[index[:, j]] for j, (name, a) in enumerate(swept.items())}
+    return _finish(picked, fixed, index.shape[0])
+
+
+def zip(**axes: Any) -> dict[str, jax.Array]:  # noqa: A001 - mirrors builtins.zip on purpose
+    """Pairs the axes element by element: member ``i`` takes entry ``i`` of every axis.
+
+    Args:
+        **axes: axis name -> sequence of ``K`` values (all the same length), or a scalar.
+
+    Returns:
+        A dict axis name -> ``jax.Array`` with leading axis ``K``.
+
+    Raises:
+        ValueError: no axes, an empty axis, or axes of different lengths.
+
+    Examples:
+        >>> import jaxlr
+        >>> z = jaxlr.sweep.zip(peak_value=[0.1, 0.3], warmup_steps=[10, 30])
+        >>> [round(v, 2) for v in z["peak_value"].tolist()], z["warmup_steps"].tolist()
+        ([0.1, 0.3], [10, 30])
+    """
+    swept, fixed = _axes("zip", axes)
+    lengths = {name: a.shape[0] for name, a in swept.items()}
+    if len(set(lengths.values())) > 1:
+        Checker("zip").fail(f"axes must have the same length, got lengths {lengths}")
+    return _finish(swept, fixed, next(iter(lengths.values())))
+
+
+_DISTRIBUTIONS = ("log_uniform", "uniform")
+
+
+def random(num: int, *, seed: int = 0, **axes: Any) -> dict[str, jax.Array]:
+    r"""``num`` members drawn at random, independently per axis (seeded, reproducible).
+
+    Each axis is ``("log_uniform", low, high)`` (:math:`\exp U(\log l, \log h)`, for learning
+    rates), ``("uniform", low, high)``, a sequence of choices drawn uniformly, or a scalar.
+
+    Args:
+        num: ``K`` >= 1, the number of members.
+        seed: seed of the NumPy generator; the same seed gives the same members.
+        **axes: axis name -> distribution spec, choices, or fixed scalar.
+
+    Returns:
+        A dict axis name -> ``jax.Array`` with leading axis ``num``.
+
+    Raises:
+        ValueError: ``num`` < 1, an unknown distribution, ``low > high``, a non-positive bound
+            for ``log_uniform``, an empty list of choices.
+
+    Examples:
+        >>> import jaxlr
+        >>> r = jaxlr.sweep.random(4, seed=0, peak_value=("log_uniform", 1e-4, 1e-1),
+        ...                        warmup_steps=[0, 100], total_steps=1000)
+        >>> p = r["peak_value"]
+        >>> p.shape, bool(((p >= 1e-4) & (p <= 0.1)).all())
+        ((4,), True)
+
+    References:
+        Bergstra & Bengio, Random Search for Hyper-Parameter Optimization, JMLR 2012.
+    """
+    c = Checker("random")
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        c.fail(f"num must be an int >= 1, got num={num!r}")
+    if not axes:
+        c.fail("give at least one axis, e.g. peak_value=('log_uniform', 1e-4, 1e-1), got none")
+    rng = np.random.default_rng(seed)
+    drawn, fixed = {}, {}
+    for name, spec in axes.items():
+        if isinstance(spec, tuple) and spec and isinstance(spec[0], str):
+            drawn[name] = _draw(c, rng, name, spec, num)
+        else:
+            a = np.asarray(spec)
+            if a.ndim == 0:
+                fixed[name] = a
+            elif a.shape[0] == 0:
+                c.fail(f"axis {name} has no choices, got {name}={spec!r}")
+            else:
+                drawn[name] = a[rng.integers(0, a.shape[0], size=num)]
+    return _finish(drawn, fixed, num)
+
+
+def _draw(c: Checker, rng: np.random.Generator, name: str, spec: tuple, num: int) -> np.ndarray:
+    if len(spec) != 3 or spec[0] not in _DISTRIBUTIONS:
+        c.fail(f"axis {name} must be (distribution, low, high) with distribution in "
+               f"{_DISTRIBUTIONS}, got {name}={spec!r}")
+    kind, low, high = spec
+    c.finite(f"{name} low", low)
+    c.finite(f"{name} high", high)
+    c.not_greater(f"{name} low", low, f"{name} high", high)
+    if kind == "uniform":
+        return rng.uniform(low, high, size=num)
+    c.positive(f"{name} low", low)
+    return np.exp(rng.uniform(np.log(low), np.log(high), size=num))
+
+
+def stack(schedules: Sequence[Any]) -> Any:
+    """Stacks schedules (or any pytrees) of one structure into one pytree with a leading axis.
+
+    ``stack([s_0, ..., s_{K-1}])`` has the structure of ``s_0`` and leaves ``[K, ...]``;
+    ``jax.vmap`` over it runs the ``K`` schedules at once.
+
+    Args:
+        schedules: a non-empty sequence of schedules of the same family and static structure.
+
+    Returns:
+        One pytree whose leaves are the members' leaves stacked along axis 0.
+
+    Raises:
+        ValueError: an empty sequence, or a member whose structure (family, static arguments,
+            number of children) differs from the first one's.
+
+    Examples:
+        >>> import jax, jaxlr
+        >>> ss = [jaxlr.schedules.cosine(init_value=p, total_steps=100) for p in (0.1, 0.2)]
+        >>> st = jaxlr.sweep.stack(ss)
+        >>> [round(float(v), 3) for v in jax.vmap(lambda s: s(50))(st)]
+        [0.05, 0.1]
+    """
+    c = Checker("stack")
+    schedules = list(schedules)
+    if not schedules:
+        c.fail("schedules must be a non-empty sequence, got schedules=[]")
+    first = jax.tree.structure(schedules[0])
+    for i, s in enumerate(schedules):
+        if jax.tree.structure(s) != first:
+            c.fail(f"every member needs the structure of member 0, got member {i}={s!r} "
+                   f"vs member 0={schedules[0]!r}")
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *schedules)
