@@ -5,7 +5,7 @@ sharpness estimators (``jaxlr.sharpness``), Optax transforms (``jaxlr.transforms
 sweeps (``jaxlr.sweep``) and automatic LR control (``jaxlr.auto``).
 """
 
-from jaxlr import schedules
+from jaxlr import plot, schedules
 
 __version__ = "0.1.0"
-__all__ = ["schedules"]
+__all__ = ["plot", "schedules"]

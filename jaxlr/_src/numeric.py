@@ -24,7 +24,7 @@ def safe_div(num: ArrayLike, den: ArrayLike, default: ArrayLike = 0.0) -> jax.Ar
 
 
 def safe_pow(base: ArrayLike, exponent: ArrayLike) -> jax.Array:
-    """``base ** exponent`` for ``base >= 0`` with ``0 ** e = 0``; finite gradients at ``base = 0``."""
+    """``base ** exponent`` for ``base >= 0``, ``0 ** e = 0``; finite gradients at ``base = 0``."""
     pos = base > 0
     return jnp.where(pos, jnp.exp(exponent * jnp.log(jnp.where(pos, base, 1.0))), 0.0)
 

@@ -46,7 +46,7 @@ class Checker:
             self.fail(f"{name} must be {what}, got {name}={_show(value)}")
 
     def number(self, name: str, value: Any) -> np.ndarray | None:
-        """Checks that a concrete value is numeric and free of NaN; returns it (or None if traced)."""
+        """Checks a concrete value is numeric and free of NaN; returns it (None if traced)."""
         if value is None:
             self.fail(f"{name} is required, got {name}=None")
         if isinstance(value, (str, bytes)):

@@ -8,7 +8,16 @@ jit without retracing, stack and ``vmap``, and ``grad`` flows into them.
 from jaxlr.schedules import presets
 from jaxlr.schedules._catalog import catalog
 from jaxlr.schedules._combinators import clip, join, noise, per_epoch, product, scale, warmup
-from jaxlr.schedules._core import Schedule, from_config, names, parse, to_config
+from jaxlr.schedules._core import (
+    Schedule,
+    constructor,
+    from_config,
+    make,
+    names,
+    parse,
+    register,
+    to_config,
+)
 from jaxlr.schedules._families import (
     constant,
     cosine,
@@ -38,10 +47,11 @@ from jaxlr.schedules._phased import (
 from jaxlr.schedules._shapes import anneal
 
 __all__ = [
-    "Schedule", "anneal", "catalog", "clip", "constant", "cosine", "cyclic", "cyclic_momentum",
+    "Schedule", "anneal", "catalog", "clip", "constant", "constructor", "cosine", "cyclic",
+    "cyclic_momentum",
     "exponential", "from_config", "infinite", "inverse_sqrt", "inverse_time", "join", "linear",
     "multistep", "names", "noam", "noise", "one_cycle", "one_cycle_momentum", "parse",
     "per_epoch", "piecewise_constant", "piecewise_interpolate", "polynomial", "presets",
-    "product", "scale", "sgdr", "step", "swa", "tanh", "to_config", "warmup", "warmup_cosine",
-    "wsd",
+    "product", "scale", "sgdr", "step", "swa", "tanh", "register", "make", "to_config", "warmup",
+    "warmup_cosine", "wsd",
 ]

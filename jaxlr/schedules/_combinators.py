@@ -244,7 +244,8 @@ def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
     Examples:
         >>> import jaxlr
         >>> S = jaxlr.schedules
-        >>> s = S.per_epoch(S.step(init_value=1.0, step_size=2, decay_rate=0.1), steps_per_epoch=100)
+        >>> s = S.per_epoch(S.step(init_value=1.0, step_size=2, decay_rate=0.1),
+        ...                 steps_per_epoch=100)
         >>> [round(float(s(t)), 4) for t in (199, 200)]
         [1.0, 0.1]
     """

@@ -61,7 +61,8 @@ def _linear(step, *, init_value, end_value, total_steps, begin_steps):
 
 @register("linear", _linear)
 def linear(
-    *, init_value: ArrayLike, end_value: ArrayLike, total_steps: ArrayLike, begin_steps: ArrayLike = 0
+    *, init_value: ArrayLike, end_value: ArrayLike, total_steps: ArrayLike,
+    begin_steps: ArrayLike = 0,
 ) -> Schedule:
     r"""Linear interpolation from ``init_value`` to ``end_value`` (Optax ``linear_schedule``).
 
@@ -406,7 +407,8 @@ def piecewise_interpolate(
 
     Examples:
         >>> import jaxlr
-        >>> s = jaxlr.schedules.piecewise_interpolate(boundaries=[0, 10, 20], values=[0.0, 1.0, 0.5])
+        >>> s = jaxlr.schedules.piecewise_interpolate(boundaries=[0, 10, 20],
+        ...                                           values=[0.0, 1.0, 0.5])
         >>> [float(s(t)) for t in (5, 10, 15, 30)]
         [0.5, 1.0, 0.75, 0.5]
 
@@ -742,7 +744,8 @@ def sgdr(
 
 def _tanh(step, *, init_value, total_steps, end_value, lower, upper):
     p = progress(step, 0.0, total_steps)
-    value = end_value + 0.5 * (init_value - end_value) * (1.0 - jnp.tanh(lower + (upper - lower) * p))
+    x = lower + (upper - lower) * p
+    value = end_value + 0.5 * (init_value - end_value) * (1.0 - jnp.tanh(x))
     return jnp.where(step >= total_steps, end_value, value)
 
 

@@ -22,6 +22,19 @@ def anneal(a: ArrayLike, b: ArrayLike, p: ArrayLike, shape: str) -> jax.Array:
     linear: :math:`a + (b-a)p`; cosine: :math:`b + (a-b)\tfrac12(1+\cos\pi p)`;
     1-sqrt: :math:`b + (a-b)(1-\sqrt p)` (Hägele et al. 2024); exponential: :math:`a (b/a)^p`;
     inverse: :math:`1 / ((1-p)/a + p/b)` (linear in ``1/value``).
+
+    Args:
+        a: the value at ``p = 0``.
+        b: the value at ``p = 1``.
+        p: progress in [0, 1] (an array).
+        shape: one of ``SHAPES`` (static).
+
+    Examples:
+        >>> from jaxlr.schedules import anneal
+        >>> [round(float(anneal(1.0, 0.0, 0.25, s)), 4) for s in ("linear", "cosine", "1-sqrt")]
+        [0.75, 0.8536, 0.5]
+        >>> round(float(anneal(1.0, 0.01, 0.5, "exponential")), 4)
+        0.1
     """
     if shape == "linear":
         return a + (b - a) * p
