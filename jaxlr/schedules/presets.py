@@ -172,6 +172,7 @@ def deepseek_step(
     c.positive("total_steps", total_steps)
     c.nonnegative("warmup_steps", warmup_steps)
     t = jnp.asarray(total_steps, dtype=float)
+    c.not_greater("warmup_steps", warmup_steps, "0.8 * total_steps", 0.8 * t)
     p = jnp.asarray(peak_value, dtype=t.dtype)
     inner = piecewise_constant(boundaries=jnp.stack([0.8 * t, 0.9 * t]) - warmup_steps,
                                values=jnp.stack([p, 0.316 * p, 0.1 * p]))
