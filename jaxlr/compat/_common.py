@@ -10,7 +10,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import safe_div
-from jaxlr._src.validate import Checker, concrete
+from jaxlr._src.validate import Checker
 
 
 def half_cos(num: ArrayLike, den: ArrayLike) -> jax.Array:
@@ -32,12 +32,6 @@ def integer(c: Checker, name: str, value: Any, *, minimum: int) -> None:
         return
     if not (bool(np.all(a == np.round(a))) and bool(np.all(a >= minimum))):
         c.fail(f"{name} must be an integer >= {minimum}, got {name}={a.tolist()!r}")
-
-
-def is_zero(value: Any) -> bool:
-    """True for a concrete value equal to 0 (False for tracers)."""
-    a = concrete(value)
-    return a is not None and bool(np.all(a == 0))
 
 
 def callable_arg(c: Checker, name: str, fn: Any) -> None:

@@ -26,7 +26,7 @@ from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import as_float, safe_div, safe_pow
 from jaxlr._src.validate import Checker, concrete
-from jaxlr.compat._common import callable_arg, half_cos, integer, is_zero
+from jaxlr.compat._common import callable_arg, half_cos, integer
 from jaxlr.schedules import (
     Schedule,
     constant,
@@ -856,8 +856,10 @@ def ChainedScheduler(*, schedulers: Sequence[Schedule], lr: ArrayLike) -> Schedu
 
     Torch's chaining multiplies the factors only for schedulers whose step multiplies the current
     LR: ``StepLR``, ``MultiStepLR``, ``ConstantLR``, ``LinearLR``, ``ExponentialLR``,
-    ``PolynomialLR``, ``MultiplicativeLR`` and ``CosineAnnealingLR`` with ``eta_min=0``. The
-    others set the LR from scratch, so torch's result depends on the order; they are rejected.
+    ``PolynomialLR`` and ``MultiplicativeLR``. The others set the LR from their own base LR
+    (``LambdaLR``, ``CyclicLR``, ``OneCycleLR``, warm restarts, ``SWALR``) or add to it
+    (``CosineAnnealingLR`` past ``T_max``), so torch's chained result depends on their order;
+    they are rejected. Chain native schedules with :func:`jaxlr.schedules.product` instead.
 
     Args:
         schedulers: compat schedules built with this ``lr``.
@@ -881,13 +883,11 @@ def ChainedScheduler(*, schedulers: Sequence[Schedule], lr: ArrayLike) -> Schedu
     if not schedulers:
         c.fail("schedulers must hold at least one scheduler, got 0")
     for i, s in enumerate(schedulers):
-        ok = isinstance(s, Schedule) and (
-            s.name in _FACTOR_SCHEDULES
-            or (s.name == "torch.CosineAnnealingLR" and is_zero(s.params["eta_min"])))
-        if not ok:
+        if not (isinstance(s, Schedule) and s.name in _FACTOR_SCHEDULES):
             c.fail(f"schedulers[{i}] must be a scheduler whose step multiplies the LR (StepLR, "
                    "MultiStepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, "
-                   f"MultiplicativeLR, CosineAnnealingLR with eta_min=0), got {s!r}")
+                   "MultiplicativeLR); torch's chain of the others depends on their order, "
+                   f"got {s!r}")
     _lr(c, lr)
     if len(schedulers) == 1:
         return schedulers[0]
