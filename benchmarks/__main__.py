@@ -33,7 +33,7 @@ def main(argv=None) -> int:
             failures[name] = f"{type(err).__name__}: {err}"
             traceback.print_exc()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"# Benchmark results\n", f"- date: {now}", f"- machine: {machine()}",
+    lines = ["# Benchmark results\n", f"- date: {now}", f"- machine: {machine()}",
              "- command: `python -m benchmarks` (ratios measured side by side in one process)\n"]
     for name, ratios in results.items():
         lines += [f"## {name}\n", "| measure | value |", "| --- | --- |"]
