@@ -212,6 +212,72 @@ def torch_cases() -> list[Case]:
                                       L.PolynomialLR(o, total_iters=1900, power=0.5),
                                       L.MultiStepLR(o, milestones=[400, 1000], gamma=0.5)]),
         lr=lr))
+    # per-epoch recipes: torch steps once per epoch, Optax counts optimizer steps
+    from jaxlr.schedules import per_epoch
+
+    for name, kw, spe in (("StepLR", dict(step_size=3, gamma=0.5), 37),
+                          ("CosineAnnealingLR", dict(T_max=40, eta_min=1e-4), 50)):
+        epochs = LONG // spe + 1
+        cases.append(Case(
+            f"torch.per_epoch({name}, steps_per_epoch={spe})", "torch",
+            lambda name=name, kw=kw, spe=spe: per_epoch(getattr(C, name)(**kw, lr=0.1),
+                                                        steps_per_epoch=spe),
+            lambda name=name, kw=kw, spe=spe, epochs=epochs: np.repeat(
+                torch_values(lambda o: getattr(L, name)(o, **kw), epochs, 0.1), spe)[:LONG]))
+    return cases + plateau_cases()
+
+
+def plateau_cases() -> list[Case]:
+    """``ReduceLROnPlateau``: torch's LR after ``step(v_1) .. step(v_t)`` against the transform."""
+    import jax
+    import jax.numpy as jnp
+    from torch.optim import lr_scheduler as L
+
+    from jaxlr.compat import torch as C
+
+    rng = np.random.default_rng(4)
+    n = 400
+    configs = [dict(mode="min", threshold_mode="rel", patience=3, cooldown=0, factor=0.5),
+               dict(mode="min", threshold_mode="abs", patience=2, cooldown=4, factor=0.3,
+                    threshold=1e-3, min_lr=1e-4),
+               dict(mode="max", threshold_mode="rel", patience=1, cooldown=2, factor=0.7),
+               dict(mode="max", threshold_mode="abs", patience=5, cooldown=1, factor=0.1,
+                    threshold=0.01, eps=1e-3)]
+    cases = []
+    for cfg in configs:
+        for sign in (1.0, -1.0):  # negative metrics: torch's rel threshold misjudges them
+            walk = np.cumsum(rng.normal(0, 1, n)) * 0.01 + (1.0 if cfg["mode"] == "min" else 0.0)
+            values = (sign * (2.0 + np.abs(walk))).astype(np.float32).astype(np.float64)
+            lr = _loguniform(rng, 1e-2, 1)
+
+            def build(cfg=cfg, values=values, lr=lr):
+                tx = C.ReduceLROnPlateau(lr=lr, **cfg)
+
+                @jax.jit
+                def run(vs):
+                    def body(state, v):
+                        u, state = tx.update(jnp.ones(()), state, value=v)
+                        return state, u
+
+                    return jax.lax.scan(body, tx.init(None), vs)[1]
+
+                # the LR at step 0 is the initial one; step t has taken in v_1 .. v_t
+                return lambda steps: jnp.concatenate([jnp.asarray([lr]), run(
+                    jnp.asarray(values[1:len(steps)]))])
+
+            def ref(cfg=cfg, values=values, lr=lr):
+                import torch
+
+                opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+                sched = L.ReduceLROnPlateau(opt, **cfg)
+                out = [sched.get_last_lr()[0]]
+                for v in values[1:]:
+                    sched.step(float(v))
+                    out.append(sched.get_last_lr()[0])
+                return np.asarray(out)
+
+            cases.append(Case(f"torch.ReduceLROnPlateau[{cfg['mode']},{cfg['threshold_mode']},"
+                              f"metrics {'<' if sign < 0 else '>'} 0]", "torch", build, ref, n=n))
     return cases
 
 
