@@ -1,0 +1,210 @@
+"""Warm-started sharpness tracking: a few products per training step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
+
+from jaxlr._src.validate import Checker
+from jaxlr.sharpness import _krylov
+from jaxlr.sharpness._eigen import Eigen, _converged
+from jaxlr.sharpness._hvp import compiled, flat_operator
+
+PyTree = Any
+
+
+class TrackerState(NamedTuple):
+    """What the tracker carries between training steps (all arrays: it jits, vmaps, scans).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlr.sharpness import tracker_init
+        >>> state = tracker_init(jnp.zeros(5), key=jax.random.key(0), block_size=3)
+        >>> state.vectors.shape
+        (2, 5)
+    """
+
+    vectors: jax.Array  # (block_size - 1, n) carried directions: [v_1, r_1, v_2, v_3, ...]
+    key: jax.Array  # PRNG key for the next refresh column
+    eigenvalue: jax.Array  # () last estimate (0 before the first update)
+    residual: jax.Array  # () its residual ||H v - lambda v|| (inf before the first update)
+
+
+def _random_block(key: jax.Array, rows: int, n: int, dtype) -> jax.Array:
+    g = jax.random.normal(key, (n, rows), dtype)
+    return jnp.linalg.qr(g)[0].T
+
+
+def tracker_init(params: PyTree, *, key: jax.Array, block_size: int = 3) -> TrackerState:
+    r"""Initial state of the sharpness tracker: random orthonormal carried directions.
+
+    .. math::
+        V_0 = \operatorname{orth}(G), \quad G \in \mathbb R^{n \times (b-1)},\
+        G_{ij} \sim \mathcal N(0, 1)
+
+    Args:
+        params: the parameters (only their size and dtype are used).
+        key: PRNG key; the tracker splits it for every refresh column.
+        block_size: static block size ``b`` in [2, n]: ``b - 1`` carried directions plus one
+            random refresh column per update.
+
+    Returns:
+        :class:`TrackerState`.
+
+    Raises:
+        ValueError: ``block_size`` not an int in [2, number of parameters].
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlr.sharpness import tracker_init
+        >>> s = tracker_init({"w": jnp.zeros((3, 2))}, key=jax.random.key(0))
+        >>> s.vectors.shape, float(s.residual)
+        ((2, 6), inf)
+
+    References:
+        Knyazev, Toward the optimal preconditioned eigensolver: LOBPCG, SIAM J. Sci. Comput.
+        2001.
+    """
+    flat = ravel_pytree(params)[0]
+    n = flat.shape[0]
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or not 2 <= block_size <= n:
+        Checker("tracker_init").fail(
+            f"block_size must be a Python int in [2, {n}], got block_size={block_size!r}"
+        )
+    k_block, k_next = jax.random.split(key)
+    dtype = flat.dtype
+    return TrackerState(
+        _random_block(k_block, block_size - 1, n, dtype),
+        k_next,
+        jnp.zeros((), dtype),
+        jnp.full((), jnp.inf, dtype),
+    )
+
+
+def tracker_update(
+    loss_fn: Callable[..., jax.Array] | None,
+    params: PyTree,
+    state: TrackerState,
+    *,
+    num_iters: int = 3,
+    tol: ArrayLike = 1e-3,
+    matvec: Callable[[PyTree], PyTree] | None = None,
+    batches: PyTree | None = None,
+) -> tuple[Eigen, TrackerState]:
+    r"""Track :math:`\lambda_{\max}` across training steps with ``num_iters`` products per call.
+
+    .. math::
+        \mathcal S = \operatorname{span}\{v_1, r_1, v_2, \dots, z\} \cup
+        \{H q_1, H q_2, \dots\}, \qquad
+        \lambda \leftarrow \max_{v \in \mathcal S} \frac{v^\top H v}{v^\top v}
+
+    The search space holds the carried directions (the previous top Ritz vector
+    :math:`v_1`, its residual :math:`r_1 = H v_1 - \lambda v_1`, the next Ritz vectors) and a
+    fresh random refresh column :math:`z`; products beyond the block extend it block-Krylov
+    style. Rayleigh-Ritz on it gives the estimate; including :math:`r_1` makes each call at
+    least a locally optimal (steepest-ascent) step on the Rayleigh quotient, carrying
+    :math:`v_2` catches a second eigenvalue overtaking the first, and :math:`z` eventually
+    reaches any direction. Because the space contains the previous estimate, a restart from
+    random vectors could only do worse, so carried vectors are replaced only when they are
+    non-finite (after a NaN step). The residual is exact (no extra product), and when
+    ``converged`` is False a caller can spend a full :func:`top_eigenvalue` with ``v0`` set to
+    the tracker's ``eigenvector``.
+
+    Args:
+        loss_fn, params, matvec, batches: as in :func:`top_eigenvalue`.
+        state: from :func:`tracker_init` or the previous call.
+        num_iters: static products per call, ``>= block_size`` (the default 3 with the default
+            block of 3 spends one product on each of :math:`v_1, r_1, z`).
+        tol: relative residual for the ``converged`` flag.
+
+    Returns:
+        ``(Eigen, new_state)``; ``Eigen.eigenvalue`` is differentiable (gradient
+        :math:`v^\top \partial H\, v`).
+
+    Raises:
+        ValueError: ``num_iters`` below the block size, a negative ``tol``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxlr.sharpness import tracker_init, tracker_update
+        >>> h = jnp.array([3.0, 2.0, 1.0, -5.0, 0.5, 0.2])
+        >>> loss = lambda x: 0.5 * jnp.sum(h * x**2)
+        >>> x = jnp.ones(6)
+        >>> state = tracker_init(x, key=jax.random.key(0))
+        >>> step = jax.jit(lambda s: tracker_update(loss, x, s))
+        >>> for _ in range(10):
+        ...     eig, state = step(state)
+        >>> round(float(eig.eigenvalue), 3), int(eig.num_hvps)
+        (3.0, 3)
+
+    References:
+        Knyazev, Toward the optimal preconditioned eigensolver: LOBPCG, SIAM J. Sci. Comput.
+        2001; Saad, Numerical Methods for Large Eigenvalue Problems, 2011 (Rayleigh-Ritz).
+    """
+    Checker("tracker_update").nonnegative("tol", tol)
+    return _tracker_update(
+        loss_fn, params, state, num_iters=num_iters, tol=tol, matvec=matvec, batches=batches
+    )
+
+
+@compiled("num_iters")
+def _tracker_update(loss_fn, params, state, *, num_iters, tol, matvec, batches):
+    fn = "tracker_update"
+    c = Checker(fn)
+    flat, unravel, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
+    n, dtype = flat.shape[0], flat.dtype
+    b = state.vectors.shape[0] + 1
+    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < b:
+        c.fail(f"num_iters must be a Python int >= block_size={b}, got num_iters={num_iters!r}")
+    m = num_iters
+    key, k_z, k_fix, k_exp = jax.random.split(state.key, 4)
+
+    carried = jax.lax.stop_gradient(state.vectors).astype(dtype)
+    carried = jnp.where(
+        jnp.all(jnp.isfinite(carried)), carried, _random_block(k_fix, b - 1, n, dtype)
+    )
+    seeds = jnp.concatenate([carried, jax.random.normal(k_z, (1, n), dtype)])
+    q0 = jnp.linalg.qr(seeds.T)[0].T  # (b, n), orthonormal even if the seeds are dependent
+    w0 = jax.vmap(op)(q0)
+
+    basis = jnp.zeros((m, n), dtype).at[:b].set(q0)
+    products = jnp.zeros((m, n), dtype).at[:b].set(jax.lax.stop_gradient(w0))
+
+    def expand(carry, i):
+        basis, products = carry
+        r = _krylov.orthogonalize(basis, products[i])
+        z = _krylov.orthogonalize(
+            basis, jax.random.normal(jax.random.fold_in(k_exp, i), (n,), dtype)
+        )
+        fresh = _krylov.norm(r) > 1e-6 * _krylov.norm(products[i])  # else: breakdown
+        q = _krylov.normalize(jnp.where(fresh, r, z), z)
+        w = op(q)
+        basis = basis.at[b + i].set(q)
+        return (basis, products.at[b + i].set(jax.lax.stop_gradient(w))), w
+
+    (basis, _), w_new = jax.lax.scan(expand, (basis, products), jnp.arange(m - b))
+    w = jnp.concatenate([w0, w_new])  # differentiable products H q_i
+    ws = jax.lax.stop_gradient(w)
+    t = basis @ ws.T
+    _, s = jnp.linalg.eigh(0.5 * (t + t.T))
+    s = s[:, ::-1]  # descending
+    ritz = s.T @ basis
+    v1 = ritz[0]
+    hv1 = s[:, 0] @ w
+    lam = jnp.vdot(v1, hv1)
+    res = _krylov.norm(hv1 - lam * v1)
+    r1 = jax.lax.stop_gradient(hv1) - jax.lax.stop_gradient(lam) * v1
+    nxt = jnp.concatenate([v1[None], r1[None], ritz[1:]])[: b - 1]
+    eig = Eigen(lam, unravel(v1), jnp.asarray(m, jnp.int32), res, _converged(lam, res, tol))
+    new_state = TrackerState(
+        jax.lax.stop_gradient(nxt),
+        key,
+        jax.lax.stop_gradient(lam),
+        jax.lax.stop_gradient(res),
+    )
+    return eig, new_state
