@@ -192,7 +192,7 @@ def top_eigenvalue(
         >>> round(float(e.eigenvalue), 3)
         3.0
         >>> hvp_fn = lambda v: jax.jvp(jax.grad(loss), (x,), (v,))[1]
-        >>> round(float(optax.power_iteration(hvp_fn, jnp.ones(3))[0]), 3)  # largest |lambda|
+        >>> round(float(optax.power_iteration(hvp_fn, v0=jnp.ones(3))[0]), 3)  # largest |lambda|
         -5.0
 
     References:
