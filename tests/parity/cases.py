@@ -83,8 +83,9 @@ def torch_cases() -> list[Case]:
         cls = cls or name
         tkw = kw if tkw is None else tkw
         peer = TorchSWALR if cls == "SWALR" else getattr(L, cls)
+        shown = tuple((k, v) for k, v in kw.items() if not callable(v))
         cases.append(_torch_case(
-            f"{name}{tuple(kw.items())!s:.80}", lambda: getattr(C, cls)(**kw, lr=lr),
+            f"{name}{shown!s:.80}", lambda: getattr(C, cls)(**kw, lr=lr),
             lambda o: peer(o, **tkw), lr=lr, n=n))
 
     lambdas = [lambda t: 0.997 ** t, lambda t: 1.0 / (1.0 + 0.01 * t)]
@@ -159,8 +160,9 @@ def torch_cases() -> list[Case]:
                 f"OneCycleLR{'.momentum' if mom else ''}[{anneal},three={three},T={total}]", build,
                 lambda o, kw=kw: L.OneCycleLR(o, **kw), lr=0.1, n=total + 1, momentum=mom))
     kw = dict(max_lr=0.5, epochs=7, steps_per_epoch=30)
-    cases.append(_torch_case("OneCycleLR[epochs*steps_per_epoch]", lambda: C.OneCycleLR(**kw),
-                             lambda o: L.OneCycleLR(o, **kw), lr=0.1, n=211))
+    cases.append(_torch_case("OneCycleLR[epochs*steps_per_epoch]",
+                             lambda kw=kw: C.OneCycleLR(**kw),
+                             lambda o, kw=kw: L.OneCycleLR(o, **kw), lr=0.1, n=211))
 
     # SequentialLR across milestones, ChainedScheduler
     lr = _loguniform(rng, 1e-3, 1)
