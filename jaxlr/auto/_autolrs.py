@@ -18,7 +18,7 @@ from jaxlr.schedules import Schedule, piecewise_constant
 
 # Decay rates b of a exp(b u) + c on time normalized to u in [0, 1] over the exploration window:
 # from nearly linear (0.05) to a plateau reached within 1/50 of the window.
-_B_GRID = -np.geomspace(0.05, 50.0, 48)
+_B_GRID = -np.geomspace(1.0, 50.0, 48)
 
 
 def _fit_one_b(u: jax.Array, y: jax.Array, b: jax.Array, delta: jax.Array):
@@ -78,9 +78,18 @@ def exp_forecast(losses: ArrayLike, horizon: ArrayLike) -> jax.Array:
     sigma = 1.4826 * jnp.median(jnp.abs(jnp.diff(y))) / math.sqrt(2.0)
     delta = 1.345 * jnp.maximum(sigma, 1e-8 * (jnp.max(jnp.abs(y)) + 1e-30))
     bs = jnp.asarray(_B_GRID, y.dtype)
-    a, c, score = jax.vmap(lambda b: _fit_one_b(u, y, b, delta))(bs)
-    i = jnp.argmin(score)
-    pred = a[i] * jnp.exp(bs[i] * h) + c[i]
+    fit = jax.vmap(lambda b: _fit_one_b(u, y, b, delta))
+    _, _, score = fit(bs)
+    # refine b by the vertex of a parabola through the best grid point and its neighbours
+    i = jnp.clip(jnp.argmin(score), 1, bs.shape[0] - 2)
+    f0, f1, f2 = score[i - 1], score[i], score[i + 1]
+    curv = f0 - 2.0 * f1 + f2
+    shift = jnp.where(curv > 0, 0.5 * (f0 - f2) / jnp.where(curv > 0, curv, 1.0), 0.0)
+    step = jnp.log(bs[i + 1] / bs[i])
+    cand = jnp.stack([bs[jnp.argmin(score)], bs[i] * jnp.exp(jnp.clip(shift, -1.0, 1.0) * step)])
+    a, c, sc = fit(cand)
+    j = jnp.argmin(sc)
+    pred = a[j] * jnp.exp(cand[j] * h) + c[j]
     return jnp.where(finite & jnp.isfinite(pred), pred, jnp.inf)
 
 
@@ -266,10 +275,11 @@ def autolrs(
         at_edge = abs(centre_u) > 0.95
         half = (hi - lo) / 2.0 * (1.0 if at_edge else shrink)
         half = max(half, math.log(min_width) / 2.0)
-        lo, hi = max(g_lo, centre - half), min(g_hi, centre + half)
-        if hi - lo < math.log(min_width):  # pinned to a global edge: keep the minimum width
-            lo, hi = (g_lo, g_lo + math.log(min_width)) if lo == g_lo else \
-                (g_hi - math.log(min_width), g_hi)
+        lo, hi = centre - half, centre + half
+        if lo < g_lo:  # shift (not clip) at the global ends, keeping the width
+            lo, hi = g_lo, min(g_hi, g_lo + 2.0 * half)
+        if hi > g_hi:
+            lo, hi = max(g_lo, g_hi - 2.0 * half), g_hi
         t += steps
         s += 1
 

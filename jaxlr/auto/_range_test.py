@@ -86,7 +86,7 @@ def _spread(members: jax.Array) -> Suggestion:
     geo = jnp.where(n > 0, jnp.exp(jnp.sum(logs, -1) / jnp.maximum(n, 1)), jnp.nan)
     low = jnp.where(n > 0, jnp.min(jnp.where(ok, members, jnp.inf), -1), jnp.nan)
     high = jnp.where(n > 0, jnp.max(jnp.where(ok, members, -jnp.inf), -1), jnp.nan)
-    return Suggestion(geo, low, high, members)
+    return Suggestion(jnp.clip(geo, low, high), low, high, members)  # no rounding past ends
 
 
 @partial(jax.jit, static_argnames=("step_fn", "init_fn", "num_steps", "has_hparam"))

@@ -1,0 +1,205 @@
+"""jaxlr.auto range test and AutoLRS against independent references (NumPy, a dense Hessian)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlr import auto
+from jaxlr.auto._util import scan_steps
+
+# -- LR range test on a quadratic: the stable range is lr < 2 / lambda_max ----------------------
+
+D = 10
+_Q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(D, D)))
+H_NP = _Q @ np.diag(np.linspace(1.0, 10.0, D)) @ _Q.T
+H = jnp.asarray(H_NP, jnp.float32)
+
+
+def quad_step(x, lr, key):
+    g = H @ x + 0.05 * jax.random.normal(key, (D,))
+    return x - lr * g, 0.5 * x @ H @ x
+
+
+def quad_init(key):
+    return jax.random.normal(key, (D,))
+
+
+@pytest.fixture(scope="module")
+def quad_result():
+    return auto.lr_range_test(quad_step, quad_init, key=jax.random.key(0), num_seeds=4,
+                              min_lr=1e-4, max_lr=10.0, num_steps=100)
+
+
+def test_range_test_suggests_inside_stable_range(quad_result):
+    lam_max = np.linalg.eigvalsh(H_NP).max()  # dense reference in float64
+    r = quad_result
+    assert r.ok
+    for name in auto._range_test.SUGGESTIONS:
+        s = r.suggestions[name]
+        assert np.isfinite(s.members).all(), name
+        assert 1e-4 < float(s.low) <= float(s.lr) <= float(s.high) < 2.0 / lam_max, name
+    # every member diverged past the stable range, never inside it
+    lrs = np.asarray(r.lrs)
+    at = np.asarray(r.diverged_at)
+    assert (at < r.lrs.shape[0]).all()
+    assert (lrs[at] > 2.0 / lam_max).all()
+
+
+def test_range_test_masking_and_debiased_ema(quad_result):
+    r = quad_result
+    beta = 0.98
+    for s in range(4):
+        n = int(r.diverged_at[s])
+        valid = np.asarray(r.valid[s])
+        assert valid[:n].all() and not valid[n:].any()
+        assert np.isnan(np.asarray(r.losses[s, n:])).all()
+        raw = np.asarray(r.losses[s, :n], np.float64)
+        m, ref = 0.0, []
+        for i, x in enumerate(raw):
+            m = beta * m + (1 - beta) * x
+            ref.append(m / (1 - beta ** (i + 1)))
+        np.testing.assert_allclose(np.asarray(r.smoothed[s, :n]), ref, rtol=2e-5)
+
+
+def _valley_ref(losses):
+    n = len(losses)
+    lds = [1] * n
+    best_end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+        if lds[best_end] < lds[i]:
+            best_end = i
+    start = best_end - lds[best_end]
+    third = (best_end - start) // 3
+    return start + third + third // 2
+
+
+def test_suggestions_match_numpy_on_a_known_curve():
+    n = 60
+    lrs = 1e-3 * (1e4) ** (np.arange(n) / (n - 1))
+    rng = np.random.default_rng(3)
+    curve = 1.0 + (np.log10(lrs) - 0.0) ** 2 / 4 + 0.02 * rng.normal(size=n)
+    table = jnp.asarray(curve, jnp.float32)
+
+    def step(i, lr, key):  # returns the tabulated loss of step i, whatever the LR
+        return i + 1, table[i]
+
+    r = auto.lr_range_test(step, lambda k: jnp.asarray(0), key=jax.random.key(0), num_seeds=1,
+                           min_lr=1e-3, max_lr=10.0, num_steps=n, smoothing=0.0,
+                           diverge_factor=100.0)
+    np.testing.assert_allclose(np.asarray(r.lrs), lrs, rtol=1e-5)
+    slope = np.diff(curve) / np.diff(np.log(lrs))
+    want = {"valley": lrs[_valley_ref(list(curve))], "steepest": lrs[np.argmin(slope)],
+            "min_div10": lrs[np.argmin(curve)] / 10}
+    for k, v in want.items():
+        np.testing.assert_allclose(float(r.suggestions[k].members[0]), v, rtol=1e-5, err_msg=k)
+
+
+def test_second_hyperparameter_equals_separate_runs():
+    def step(x, lr, key, wd):
+        g = H @ x + wd * x + 0.05 * jax.random.normal(key, (D,))
+        return x - lr * g, 0.5 * x @ H @ x
+
+    kw = dict(key=jax.random.key(1), num_seeds=2, min_lr=1e-3, max_lr=5.0, num_steps=40)
+    both = auto.lr_range_test(step, lambda k, wd: quad_init(k), hparams=[0.0, 2.0], **kw)
+    assert both.losses.shape == (2, 2, 40)
+    assert both.suggestions["valley"].lr.shape == (2,)
+    for i, wd in enumerate((0.0, 2.0)):
+        one = auto.lr_range_test(lambda x, lr, k, wd=wd: step(x, lr, k, wd), quad_init, **kw)
+        np.testing.assert_allclose(np.asarray(both.smoothed[i]), np.asarray(one.smoothed),
+                                   rtol=1e-5, equal_nan=True)
+
+
+def test_all_diverged_says_so():
+    r = auto.lr_range_test(lambda x, lr, k: (x, jnp.nan), lambda k: 0.0, key=jax.random.key(0),
+                           num_seeds=3, num_steps=10)
+    assert not r.ok
+    assert "every one of the 3 members diverged" in r.message
+    assert np.isnan(np.asarray(r.suggestions["valley"].lr))
+    assert (np.asarray(r.diverged_at) == 0).all()
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(min_lr=0.0), "min_lr must be > 0"),
+    (dict(min_lr=1.0, max_lr=0.5), "max_lr must be > min_lr"),
+    (dict(num_steps=2), "num_steps must be an int >= 3"),
+    (dict(smoothing=1.0), "smoothing must be < 1"),
+    (dict(diverge_factor=1.0), "diverge_factor must be > 1"),
+])
+def test_range_test_bad_input(kw, match):
+    with pytest.raises(ValueError, match=f"lr_range_test: {match}"):
+        auto.lr_range_test(quad_step, quad_init, key=jax.random.key(0), **kw)
+
+
+# -- AutoLRS -----------------------------------------------------------------------------------
+
+
+def test_exp_forecast_recovers_curve_despite_spikes_and_noise():
+    rng = np.random.default_rng(0)
+    t = np.arange(1, 51)
+    clean = 1.5 * np.exp(-0.08 * t) + 0.3
+    y = clean + 0.005 * rng.normal(size=t.size)
+    y[[5, 17, 33]] += [1.0, 0.8, 2.0]  # spikes
+    got = float(auto.exp_forecast(jnp.asarray(y, jnp.float32), 200))
+    want = 1.5 * np.exp(-0.08 * 200) + 0.3
+    assert abs(got - want) < 0.01
+    assert float(auto.exp_forecast(jnp.asarray([1.0, np.nan, 0.5]), 10)) == np.inf
+
+
+N, DIM = 512, 20
+_rng = np.random.default_rng(1)
+X = jnp.asarray(_rng.normal(size=(N, DIM)) * np.geomspace(1, 0.1, DIM), jnp.float32)
+Y = X @ jnp.asarray(_rng.normal(size=DIM), jnp.float32) + jnp.asarray(_rng.normal(size=N),
+                                                                          jnp.float32)
+
+
+def full_loss(w):
+    return 0.5 * jnp.mean((X @ w - Y) ** 2)
+
+
+def sgd_step(w, lr, key):
+    idx = jax.random.randint(key, (32,), 0, N)
+    loss, g = jax.value_and_grad(lambda v: 0.5 * jnp.mean((X[idx] @ v - Y[idx]) ** 2))(w)
+    return w - lr * g, loss
+
+
+def test_autolrs_no_worse_than_best_constant_of_its_candidates():
+    total, k, lo, hi = 600, 8, 1e-3, 1.0
+    cands = jnp.asarray(np.exp(np.linspace(np.log(lo), np.log(hi), k)), jnp.float32)
+    const = jax.jit(jax.vmap(lambda c, key: full_loss(
+        scan_steps(sgd_step, jnp.zeros(DIM), c, key, total)[0]), in_axes=(0, None)))
+    autos, consts = [], []
+    for seed in range(3):
+        key = jax.random.key(seed)
+        r = auto.autolrs(sgd_step, jnp.zeros(DIM), key=key, total_steps=total, min_lr=lo,
+                         max_lr=hi, num_candidates=k, tau=50, max_tau=200)
+        assert r.lrs.shape == (total,) and r.losses.shape == (total,)
+        assert [s.steps for s in r.stages] == [50, 100, 200, 200, 50]
+        np.testing.assert_allclose(np.asarray(r.schedule(jnp.arange(total))), r.lrs, rtol=1e-6)
+        autos.append(float(full_loss(r.state)))
+        consts.append(np.asarray(const(cands, key)))
+    # mean over seeds: AutoLRS ends no worse than the best constant LR of its candidate set
+    assert np.mean(autos) <= np.mean(consts, axis=0).min()
+
+
+def test_autolrs_all_candidates_diverge_says_so():
+    r = auto.autolrs(lambda w, lr, k: (w, jnp.nan), jnp.zeros(2), key=jax.random.key(0),
+                     total_steps=100, min_lr=0.1, max_lr=1.0, num_candidates=2, tau=10)
+    assert "every candidate LR" in r.message and r.lrs.size == 0 and not r.stages
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(min_lr=1.0, max_lr=0.1), "max_lr must be > min_lr"),
+    (dict(num_candidates=1), "num_candidates must be an int >= 2"),
+    (dict(tau=2), "tau must be an int >= 4"),
+    (dict(explore_fraction=0.0), "explore_fraction must be in"),
+])
+def test_autolrs_bad_input(kw, match):
+    args = dict(key=jax.random.key(0), total_steps=10, min_lr=1e-3, max_lr=1.0) | kw
+    with pytest.raises(ValueError, match=f"autolrs: {match}"):
+        auto.autolrs(sgd_step, jnp.zeros(DIM), **args)
