@@ -16,6 +16,7 @@ misjudges negative metrics.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -53,6 +54,17 @@ __all__ = [
 
 def _lr(c: Checker, lr: Any) -> None:
     c.finite("lr", lr)
+
+
+def _peer_arguments(fn: Callable, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``fn``'s keyword arguments filled with its defaults (a companion takes the same ones);
+    the LR arguments a momentum schedule does not use may be left out."""
+    sig = inspect.signature(fn)
+    unknown = sorted(set(kwargs) - set(sig.parameters))
+    if unknown:
+        Checker(name).fail(f"unknown arguments {unknown}; it takes {fn.__name__}'s arguments")
+    return {k: kwargs.get(k, p.default if p.default is not p.empty else None)
+            for k, p in sig.parameters.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,21 +543,7 @@ def CyclicLR(
                   mode=mode, gamma=gamma)
 
 
-def _cyclic_lr_momentum(
-    *,
-    base_lr: ArrayLike = 0.0,
-    max_lr: ArrayLike = 0.0,
-    step_size_up: ArrayLike = 2000,
-    step_size_down: ArrayLike | None = None,
-    mode: str = "triangular",
-    gamma: ArrayLike = 1.0,
-    scale_fn: Callable[[jax.Array], ArrayLike] | None = None,
-    scale_mode: str = "cycle",
-    cycle_momentum: bool = True,
-    base_momentum: ArrayLike = 0.8,
-    max_momentum: ArrayLike = 0.9,
-    lr: ArrayLike | None = None,
-) -> Schedule:
+def _cyclic_lr_momentum(**kwargs: Any) -> Schedule:
     r"""The momentum co-schedule of :func:`CyclicLR`, taking the same arguments.
 
     .. math:: \beta(t) = M_m - (M_m - b_m)\,h\,g
@@ -560,11 +558,14 @@ def _cyclic_lr_momentum(
         >>> [round(float(m(t)), 4) for t in (0, 2, 4)]
         [0.9, 0.7, 0.5]
     """
-    del base_lr, max_lr, lr
-    down = step_size_up if step_size_down is None else step_size_down
+    a = _peer_arguments(CyclicLR, "CyclicLR.momentum", kwargs)
+    step_size_up, mode, gamma = a["step_size_up"], a["mode"], a["gamma"]
+    scale_fn, scale_mode = a["scale_fn"], a["scale_mode"]
+    base_momentum, max_momentum = a["base_momentum"], a["max_momentum"]
+    down = step_size_up if a["step_size_down"] is None else a["step_size_down"]
     c = Checker("CyclicLR.momentum")
     _check_cyclic(c, step_size_up, down, mode, scale_fn, scale_mode)
-    if not cycle_momentum:
+    if not a["cycle_momentum"]:
         return constant(value=max_momentum)
     if scale_fn is not None:
         c.finite("base_momentum", base_momentum)
@@ -701,22 +702,7 @@ def OneCycleLR(
                       three_phase=three_phase)
 
 
-def _one_cycle_lr_momentum(
-    *,
-    max_lr: ArrayLike = 0.0,
-    total_steps: ArrayLike | None = None,
-    epochs: ArrayLike | None = None,
-    steps_per_epoch: ArrayLike | None = None,
-    pct_start: ArrayLike = 0.3,
-    anneal_strategy: str = "cos",
-    cycle_momentum: bool = True,
-    base_momentum: ArrayLike = 0.85,
-    max_momentum: ArrayLike = 0.95,
-    div_factor: ArrayLike = 25.0,
-    final_div_factor: ArrayLike = 1e4,
-    three_phase: bool = False,
-    lr: ArrayLike | None = None,
-) -> Schedule:
+def _one_cycle_lr_momentum(**kwargs: Any) -> Schedule:
     r"""The momentum co-schedule of :func:`OneCycleLR`, taking the same arguments.
 
     Knots :math:`(0, M_m)`, :math:`(pT - 1, b_m)`, :math:`(T - 1, M_m)` (three-phase adds
@@ -729,13 +715,15 @@ def _one_cycle_lr_momentum(
         >>> [round(float(m(t)), 4) for t in (0, 19.2, 100)]
         [0.95, 0.85, 0.95]
     """
-    del max_lr, div_factor, final_div_factor, lr
+    a = _peer_arguments(OneCycleLR, "OneCycleLR.momentum", kwargs)
+    pct_start, anneal_strategy, three_phase = a["pct_start"], a["anneal_strategy"], a["three_phase"]
+    base_momentum, max_momentum = a["base_momentum"], a["max_momentum"]
     c = Checker("OneCycleLR.momentum")
-    total = _check_one_cycle(c, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy,
-                             three_phase)
+    total = _check_one_cycle(c, a["total_steps"], a["epochs"], a["steps_per_epoch"], pct_start,
+                             anneal_strategy, three_phase)
     c.finite("base_momentum", base_momentum)
     c.finite("max_momentum", max_momentum)
-    if not cycle_momentum:
+    if not a["cycle_momentum"]:
         return constant(value=max_momentum)
     values = [max_momentum, base_momentum, max_momentum]
     if three_phase:
