@@ -15,9 +15,16 @@ from jaxlr.transforms._schedule import (
     inject_schedules,
     scale_by_schedule,
 )
+from jaxlr.transforms._sharpness import (
+    SharpnessCapState,
+    SharpnessWarmupState,
+    sharpness_cap,
+    sharpness_warmup,
+)
 
 __all__ = [
     "HypergradientState", "InjectSchedulesState", "PlateauState", "ScaleByScheduleState",
     "current_lr", "greedy_lr", "hypergradient", "inject_schedules", "reduce_on_plateau",
-    "scale_by_schedule",
+    "scale_by_schedule", "SharpnessCapState", "SharpnessWarmupState", "sharpness_cap",
+    "sharpness_warmup",
 ]

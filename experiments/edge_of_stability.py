@@ -1,0 +1,194 @@
+"""Edge of stability: GD sharpens until lambda_max ~ 2/eta; the sharpness cap holds it below.
+
+Full-batch gradient descent with MSE on a small tanh MLP (a 256-image subset of scikit-learn's
+digits). For each learning rate eta, the uncapped run's lambda_max (Lanczos, measured every
+``--measure-every`` steps) rises (progressive sharpening) until it reaches 2/eta and then hovers
+there (Cohen et al., ICLR 2021). The same run with ``jaxlr.transforms.sharpness_cap`` keeps
+eta_t * lambda_max / 2 at the cap fraction instead. Writes
+``experiments/results/edge_of_stability.{png,json,md}``.
+
+Run:  python experiments/edge_of_stability.py            (a few minutes on 2 CPU cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlr import sharpness
+from jaxlr import transforms as T
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def data(n: int):
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x[:n] / 16.0).astype(np.float32)
+    x = x - x.mean(0)
+    targets = np.eye(10, dtype=np.float32)[y[:n]]
+    return jnp.asarray(x), jnp.asarray(targets)
+
+
+def init_mlp(key, sizes):
+    params = []
+    for k, (a, b) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:]),
+                         strict=True):
+        params.append({"w": jax.random.normal(k, (a, b)) / np.sqrt(a), "b": jnp.zeros(b)})
+    return params
+
+
+def mlp(params, x):
+    for layer in params[:-1]:
+        x = jnp.tanh(x @ layer["w"] + layer["b"])
+    return x @ params[-1]["w"] + params[-1]["b"]
+
+
+def make_loss(x, y):
+    return lambda p: 0.5 * jnp.mean(jnp.sum((mlp(p, x) - y) ** 2, axis=-1))
+
+
+def run(loss_fn, params, tx, *, steps, measure_every, key):
+    """GD for ``steps`` steps; every ``measure_every`` an independent Lanczos lambda_max."""
+
+    def one(carry, _):
+        p, s = carry
+        loss, g = jax.value_and_grad(loss_fn)(p)
+        u, s = tx.update(g, s, p, loss_fn=loss_fn)
+        return (optax.apply_updates(p, u), s), (loss, T.current_lr(s))
+
+    @jax.jit
+    def chunk(p, s, k):
+        (p, s), (losses, lrs) = jax.lax.scan(one, (p, s), None, length=measure_every)
+        eig = sharpness.top_eigenvalue(loss_fn, p, key=k, num_iters=20)
+        return p, s, losses, lrs, eig.eigenvalue
+
+    state = tx.init(params)
+    out = {"step": [], "loss": [], "lr": [], "lambda_max": []}
+    for i in range(steps // measure_every):
+        params, state, losses, lrs, lam = chunk(params, state, jax.random.fold_in(key, i))
+        out["step"].append((i + 1) * measure_every)
+        out["loss"].append(float(losses[-1]))
+        out["lr"].append(float(lrs[-1]))
+        out["lambda_max"].append(float(lam))
+    return out
+
+
+def summarize(lrs, runs, tail):
+    rows = []
+    for eta, (free, capped) in zip(lrs, runs, strict=True):
+        lam = np.asarray(free["lambda_max"])
+        k = max(1, int(len(lam) * tail))
+        ratio = lam[-k:] / (2.0 / eta)
+        cap_lam = np.asarray(capped["lambda_max"])
+        cap_rho = np.asarray(capped["lr"]) * cap_lam / 2.0
+        rows.append({
+            "eta": eta, "two_over_eta": 2.0 / eta,
+            "uncapped_first_step_at_edge": next(
+                (s for s, v in zip(free["step"], lam, strict=True) if v >= 0.97 * 2 / eta), None),
+            "uncapped_tail_lambda_over_2_eta_median": float(np.median(ratio)),
+            "uncapped_tail_lambda_over_2_eta_min": float(ratio.min()),
+            "uncapped_tail_lambda_over_2_eta_max": float(ratio.max()),
+            "capped_eta_lambda_over_2_max": float(cap_rho.max()),
+            "capped_eta_lambda_over_2_tail_median": float(np.median(cap_rho[-k:])),
+            "capped_final_lr": float(capped["lr"][-1]),
+            "uncapped_final_loss": free["loss"][-1], "capped_final_loss": capped["loss"][-1],
+        })
+    return rows
+
+
+def plot(lrs, runs, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for eta, (free, capped), col in zip(lrs, runs, colors, strict=False):
+        axes[0].plot(free["step"], free["lambda_max"], color=col, label=f"GD eta={eta:g}")
+        axes[0].axhline(2 / eta, color=col, ls="--", lw=0.8)
+        axes[1].plot(capped["step"], capped["lambda_max"], color=col, label=f"capped eta={eta:g}")
+        axes[1].axhline(2 / eta, color=col, ls="--", lw=0.8)
+        rho = np.asarray(capped["lr"]) * np.asarray(capped["lambda_max"]) / 2
+        free_rho = eta * np.asarray(free["lambda_max"]) / 2
+        axes[2].plot(free["step"], free_rho, color=col, lw=0.8, alpha=0.6)
+        axes[2].plot(capped["step"], rho, color=col, ls="-.", label=f"eta={eta:g}")
+    axes[0].set(title="no cap: lambda_max vs 2/eta (dashed)", xlabel="step", ylabel="lambda_max")
+    axes[1].set(title="sharpness_cap(fraction=0.9)", xlabel="step", ylabel="lambda_max")
+    axes[2].axhline(1.0, color="k", lw=0.8)
+    axes[2].set(title="eta_t * lambda_max / 2 (solid: no cap, dash-dot: cap)", xlabel="step")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lrs", type=float, nargs="+", default=[0.3, 0.5, 0.8])
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--measure-every", type=int, default=20)
+    ap.add_argument("--samples", type=int, default=256)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--fraction", type=float, default=0.9)
+    ap.add_argument("--tail", type=float, default=0.4, help="fraction of the run summarized")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+
+    t0 = time.time()
+    x, y = data(args.samples)
+    loss_fn = make_loss(x, y)
+    params = init_mlp(jax.random.PRNGKey(0), [64, args.width, args.width, 10])
+    key = jax.random.PRNGKey(1)
+    runs = []
+    for eta in args.lrs:
+        free_tx = optax.chain(optax.sgd(1.0), T.scale_by_schedule(eta))
+        free = run(loss_fn, params, free_tx, steps=args.steps,
+                   measure_every=args.measure_every, key=key)
+        cap_tx = optax.chain(optax.sgd(1.0), T.sharpness_cap(
+            learning_rate=eta, fraction=args.fraction, every=5, num_iters=4))
+        capped = run(loss_fn, params, cap_tx, steps=args.steps,
+                     measure_every=args.measure_every, key=key)
+        runs.append((free, capped))
+        print(f"eta={eta:g}: uncapped lambda_end={free['lambda_max'][-1]:.3f} "
+              f"(2/eta={2 / eta:.3f}); capped lambda_end={capped['lambda_max'][-1]:.3f} "
+              f"lr_end={capped['lr'][-1]:.4f}", flush=True)
+    rows = summarize(args.lrs, runs, args.tail)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(args.lrs, runs, args.out / "edge_of_stability.png")
+    record = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "summary": rows, "seconds": time.time() - t0,
+              "runs": [{"eta": eta, "uncapped": f, "capped": c}
+                       for eta, (f, c) in zip(args.lrs, runs, strict=True)]}
+    (args.out / "edge_of_stability.json").write_text(json.dumps(record, indent=1))
+    lines = ["# Edge of stability (full-batch GD, tanh MLP, digits subset)", "",
+             f"Command: `python experiments/edge_of_stability.py` ({record['seconds']:.0f} s).",
+             f"MLP 64-{args.width}-{args.width}-10, MSE, {args.samples} samples, "
+             f"{args.steps} steps; lambda_max by Lanczos (20 HVPs) every "
+             f"{args.measure_every} steps; summary over the last {args.tail:.0%} of each run.", "",
+             "| eta | 2/eta | no cap: first step at 0.97*2/eta | no cap: lambda/(2/eta) median "
+             "[min, max] | cap: max eta_t*lambda/2 | cap: median eta_t*lambda/2 | cap: final LR |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['eta']:g} | {r['two_over_eta']:.2f} | {r['uncapped_first_step_at_edge']} | "
+            f"{r['uncapped_tail_lambda_over_2_eta_median']:.3f} "
+            f"[{r['uncapped_tail_lambda_over_2_eta_min']:.3f}, "
+            f"{r['uncapped_tail_lambda_over_2_eta_max']:.3f}] | "
+            f"{r['capped_eta_lambda_over_2_max']:.3f} | "
+            f"{r['capped_eta_lambda_over_2_tail_median']:.3f} | {r['capped_final_lr']:.4f} |")
+    (args.out / "edge_of_stability.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

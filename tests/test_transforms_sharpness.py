@@ -1,0 +1,250 @@
+"""jaxlr.transforms driven by lambda_max: sharpness_cap (cap / catapult / gen) and warmup."""
+
+from __future__ import annotations
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import jaxlr.transforms as T
+from jaxlr import schedules as S
+
+# A 4-d quadratic with a rotated spectrum {10, 4, 1, 0.5}: lambda_max = 10.
+_Q = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))[0]
+H = jnp.asarray(_Q @ np.diag([10.0, 4.0, 1.0, 0.5]) @ _Q.T, jnp.float32)
+LAM = 10.0
+W0 = jnp.array([1.0, -1.0, 0.5, 2.0])
+
+
+def quad(w):
+    return 0.5 * w @ H @ w
+
+
+def _train(tx, steps, w=W0):
+    def body(carry, _):
+        w, s = carry
+        u, s = tx.update(jax.grad(quad)(w), s, w, loss_fn=quad)
+        return (optax.apply_updates(w, u), s), (quad(w), T.current_lr(s))
+
+    (w, s), (losses, lrs) = jax.lax.scan(body, (w, tx.init(w)), None, length=steps)
+    return w, s, losses, lrs
+
+
+def _train_jit(tx, steps):
+    w, s, losses, lrs = jax.jit(lambda: _train(tx, steps))()
+    return w, s, np.asarray(losses), np.asarray(lrs)
+
+
+def _plain(opt, steps):
+    w = W0
+    s = opt.init(w)
+    for _ in range(steps):
+        u, s = opt.update(jax.grad(quad)(w), s, w)
+        w = optax.apply_updates(w, u)
+    return float(quad(w))
+
+
+CASES = {  # kind -> (unit-LR optimizer, stability constant c with threshold c / eta)
+    "gd": (optax.sgd(1.0), 2.0),
+    "heavy_ball": (optax.sgd(1.0, momentum=0.9), 3.8),
+    "nesterov": (optax.sgd(1.0, momentum=0.9, nesterov=True), 3.8 / 2.8),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_cap_converges_where_plain_diverges(kind):
+    opt, c = CASES[kind]
+    eta = 1.25 * c / LAM  # 2.5 / lambda for GD
+    assert not _plain(optax.chain(opt, optax.scale(eta)), 150) < 1e3 * float(quad(W0))
+    tx = optax.chain(opt, T.sharpness_cap(learning_rate=eta, fraction=0.9, kind=kind,
+                                          momentum=0.9, every=5, num_iters=4))
+    _, s, losses, lrs = _train_jit(tx, 300)
+    cap = s[1]
+    assert losses[-1] < 1e-6 * losses[0]
+    np.testing.assert_allclose(float(cap.sharpness), LAM, rtol=1e-3)
+    np.testing.assert_allclose(lrs[-1] * LAM, 0.9 * c, rtol=2e-3)  # eta * lambda at target
+    np.testing.assert_allclose(float(cap.rho), 0.9, rtol=2e-3)
+
+
+def test_cap_adam_on_preconditioned_operator():
+    """kind="adam" tracks lambda_max(P^-1/2 H P^-1/2) with P from Adam's state (dense check)."""
+    from jaxlr.sharpness import preconditioner
+
+    c = (2 + 2 * 0.9) / (1 - 0.9)
+    tx = T.sharpness_cap(optax.adam(1.0), learning_rate=30.0, kind="adam", every=1,
+                         num_iters=4)
+    step = jax.jit(lambda w, s: tx.update(jax.grad(quad)(w), s, w, loss_fn=quad))
+    w, s = W0, tx.init(W0)
+    for t in range(25):
+        u, s = step(w, s)
+        p_inv = 1.0 / np.sqrt(np.asarray(preconditioner(s.inner_state), np.float64))
+        dense = np.linalg.eigvalsh(p_inv[:, None] * np.asarray(H, np.float64) * p_inv)[-1]
+        np.testing.assert_allclose(float(s.sharpness), dense, rtol=1e-3)
+        if t == 0:  # the cap binds at the first step: eta * lambda_P = 0.9 * c
+            np.testing.assert_allclose(float(s.lr) * dense, 0.9 * c, rtol=1e-3)
+            assert float(s.lr) < 30.0
+        w = optax.apply_updates(w, u)
+
+
+def test_catapult_and_lambda0_initial_lr():
+    lam0 = float(np.linalg.eigvalsh(np.asarray(H))[-1])
+    tx = T.sharpness_cap(optax.sgd(1.0), mode="catapult", kappa=1.5, every=3, num_iters=4)
+    _, s, _, lrs = _train_jit(tx, 4)
+    np.testing.assert_allclose(lrs, 1.5 * 2.0 / lam0, rtol=1e-4)  # held at kappa * eta_c
+    np.testing.assert_allclose(float(s.rho), 1.5, rtol=1e-3)
+    tx = T.sharpness_cap(optax.sgd(1.0), fraction=0.5, every=3, num_iters=4)  # f * eta_c
+    np.testing.assert_allclose(_train_jit(tx, 2)[3], 0.5 * 2.0 / lam0, rtol=1e-4)
+    with pytest.raises(ValueError, match="sharpness_cap: mode='catapult' .* learning_rate must"):
+        T.sharpness_cap(mode="catapult", learning_rate=0.1)
+
+
+def test_gen_mode_matches_numpy_line_search():
+    tx = T.sharpness_cap(optax.sgd(1.0), mode="gen", fraction=100.0, every=1, num_iters=4)
+    _, _, _, lrs = _train_jit(tx, 5)
+    w, h, ref = np.asarray(W0, np.float64), np.asarray(H, np.float64), []
+    for _ in range(5):
+        g = h @ w
+        eta = (g @ g) / (g @ h @ g)
+        ref.append(eta)
+        w = w - eta * g
+    np.testing.assert_allclose(lrs, ref, rtol=2e-3)
+
+
+def test_cap_hysteresis_and_schedule_base():
+    # lambda = 10 exactly: the cap is set once and never chatters; the base schedule binds first
+    tx = T.sharpness_cap(optax.sgd(1.0), fraction=0.9, every=1, num_iters=4, hysteresis=0.05,
+                         learning_rate=S.linear(init_value=0.01, end_value=0.5, total_steps=20))
+    _, s, _, lrs = _train_jit(tx, 30)
+    sched = S.linear(init_value=0.01, end_value=0.5, total_steps=20)
+    ref = np.minimum([float(sched(t)) for t in range(30)], 0.18)
+    np.testing.assert_allclose(lrs, ref, rtol=2e-3)
+    assert float(s.cap) == pytest.approx(0.18, rel=2e-3)
+
+
+def test_warmup_ends_when_eta_lambda_reaches_target():
+    after = S.cosine(init_value=1.0, total_steps=10)
+    tx = T.sharpness_warmup(optax.sgd(1.0), schedule=after, target=0.8, growth=1.3,
+                            init_ratio=0.05, every=1, num_iters=4)
+    _, s, _, lrs = _train_jit(tx, 30)
+    eta0 = 0.05 * 2.0 / LAM
+    end = int(np.ceil(np.log(0.8 / 0.05) / np.log(1.3)))  # first t with eta0 1.3^t >= 0.16
+    ref = [eta0 * 1.3**t for t in range(end)] + [0.16 * float(after(t)) for t in range(30 - end)]
+    np.testing.assert_allclose(lrs, ref, rtol=2e-3)
+    assert bool(s.done) and int(s.end_step) == end
+    assert float(s.end_lr) * LAM == pytest.approx(2 * 0.8, rel=2e-3)  # eta * lambda = target
+
+
+def test_warmup_bad_arguments():
+    with pytest.raises(ValueError, match="sharpness_warmup: growth must be >= 1, got growth=0.5"):
+        T.sharpness_warmup(growth=0.5)
+    with pytest.raises(ValueError, match="sharpness_warmup: kind='adam' needs the optimizer"):
+        T.sharpness_warmup(kind="adam")
+    with pytest.raises(ValueError, match="sharpness_cap: kind must be one of"):
+        T.sharpness_cap(kind="lion")
+    tx = T.sharpness_cap(learning_rate=0.1)
+    with pytest.raises(ValueError, match="sharpness_cap: update needs the keyword argument "
+                                         "loss_fn="):
+        tx.update(W0, tx.init(W0), W0)
+
+
+def test_vmap_over_fraction_and_target_equals_loop():
+    def run(fraction, target):
+        sgd = optax.sgd(1.0)
+        l1 = _train(T.sharpness_cap(sgd, learning_rate=1.0, fraction=fraction, every=2,
+                                    num_iters=4), 6)[3]
+        l2 = _train(T.sharpness_warmup(sgd, target=target, growth=2.0, every=2, num_iters=4),
+                    6)[3]
+        return l1, l2
+
+    fractions, targets = jnp.array([0.5, 0.9]), jnp.array([0.3, 0.7])
+    b1, b2 = jax.jit(jax.vmap(run))(fractions, targets)
+    single = jax.jit(run)
+    for i in range(2):
+        s1, s2 = single(fractions[i], targets[i])
+        np.testing.assert_allclose(b1[i], s1, rtol=1e-4)
+        np.testing.assert_allclose(b2[i], s2, rtol=1e-4)
+    np.testing.assert_allclose(b1[:, -1] * LAM, 2 * fractions, rtol=2e-3)
+
+
+def test_chains_with_every_optax_optimizer():
+    """chain(opt(1.0), sharpness_cap) == opt(1.0) updates times the reported LR."""
+    for factory in (optax.sgd, optax.adagrad, optax.rmsprop, optax.adam, optax.adamw,
+                    optax.radam):
+        tx = optax.chain(factory(1.0), T.sharpness_cap(learning_rate=0.05, every=2,
+                                                      num_iters=3))
+        base = factory(1.0)
+
+        @jax.jit
+        def step(w, s, sb, tx=tx, base=base):
+            g = jax.grad(quad)(w)
+            u, s = tx.update(g, s, w, loss_fn=quad)
+            ub, sb = base.update(g, sb, w)
+            return optax.apply_updates(w, u), s, sb, u, ub, T.current_lr(s)
+
+        w, s, sb = W0, tx.init(W0), base.init(W0)
+        for _ in range(3):
+            w, s, sb, u, ub, lr = step(w, s, sb)
+            np.testing.assert_allclose(u, lr * ub, rtol=1e-5, atol=1e-7)
+        assert 0 < float(lr) <= 0.05 * (1 + 1e-6)
+
+
+class _Tiny(nnx.Module):
+    def __init__(self):
+        self.lin = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+
+    def __call__(self, x):
+        return self.lin(x)
+
+
+@pytest.mark.parametrize("which", ["cap", "warmup"])
+def test_nnx_optimizer_and_checkpoint_restore(which):
+    """nnx.Optimizer.update(model, grads, value=loss, loss_fn=...) equals the pure optax loop;
+    a state saved with flax.serialization continues with identical LRs and parameters."""
+    x = jnp.linspace(-1, 1, 12).reshape(4, 3)
+    y = jnp.array([[0.5, 1.0], [-1.0, 0.0], [2.0, 1.0], [0.0, -1.0]])
+    model = _Tiny()
+    graphdef, template = nnx.split(model, nnx.Param)
+    tx = (T.sharpness_cap(optax.adam(1.0), learning_rate=0.1, kind="adam", every=2,
+                          num_iters=3) if which == "cap" else
+          T.sharpness_warmup(optax.sgd(1.0), growth=1.5, every=2, num_iters=3))
+    opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    def state_loss(p):  # the loss of the pure parameter State that nnx.Optimizer passes on
+        return jnp.mean((nnx.merge(graphdef, p)(x) - y) ** 2)
+
+    def dict_loss(d):  # the same loss of plain nested dicts (serializable reference state)
+        state = jax.tree.map(lambda v: v, template)
+        nnx.replace_by_pure_dict(state, d)
+        return state_loss(nnx.as_pure(state))
+
+    @nnx.jit
+    def train_step(model, opt):
+        loss, grads = nnx.value_and_grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)
+        opt.update(model, grads, value=loss, loss_fn=state_loss)
+
+    ref_params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    ref_state = tx.init(ref_params)
+    step = jax.jit(lambda s, p: tx.update(jax.grad(dict_loss)(p), s, p, loss_fn=dict_loss))
+    for _ in range(4):
+        train_step(model, opt)
+        u, ref_state = step(ref_state, ref_params)
+        ref_params = optax.apply_updates(ref_params, u)
+    got = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got,
+                 ref_params)
+    blob = flax.serialization.to_bytes(ref_state)
+    restored = flax.serialization.from_bytes(tx.init(ref_params), blob)
+    outs = []
+    for s in (ref_state, restored):
+        p, lrs = ref_params, []
+        for _ in range(3):
+            u, s = step(s, p)
+            p = optax.apply_updates(p, u)
+            lrs.append(float(s.lr))
+        outs.append((lrs, p))
+    assert outs[0][0] == outs[1][0] and np.isfinite(outs[0][0]).all()
+    jax.tree.map(np.testing.assert_array_equal, outs[0][1], outs[1][1])
