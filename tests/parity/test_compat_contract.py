@@ -22,52 +22,115 @@ def _opt():
 
 # (jaxlr call, torch call or None, words the jaxlr message must hold)
 REJECTED = [
-    (lambda: C.LinearLR(start_factor=0, lr=0.1),
-     lambda: L.LinearLR(_opt(), start_factor=0), ["LinearLR", "start_factor", "0"]),
-    (lambda: C.LinearLR(end_factor=1.5, lr=0.1),
-     lambda: L.LinearLR(_opt(), end_factor=1.5), ["LinearLR", "end_factor"]),
-    (lambda: C.CosineAnnealingWarmRestarts(T_0=10, T_mult=1.5, lr=0.1),
-     lambda: L.CosineAnnealingWarmRestarts(_opt(), T_0=10, T_mult=1.5), ["T_mult", "1.5"]),
-    (lambda: C.CosineAnnealingWarmRestarts(T_0=0, lr=0.1),
-     lambda: L.CosineAnnealingWarmRestarts(_opt(), T_0=0), ["T_0", "0"]),
-    (lambda: C.OneCycleLR(max_lr=0.1),
-     lambda: L.OneCycleLR(_opt(), max_lr=0.1), ["OneCycleLR", "total_steps", "epochs"]),
-    (lambda: C.OneCycleLR(max_lr=0.1, total_steps=100, pct_start=1.5),
-     lambda: L.OneCycleLR(_opt(), max_lr=0.1, total_steps=100, pct_start=1.5), ["pct_start"]),
-    (lambda: C.OneCycleLR(max_lr=0.1, total_steps=100, anneal_strategy="exp"),
-     lambda: L.OneCycleLR(_opt(), max_lr=0.1, total_steps=100, anneal_strategy="exp"),
-     ["anneal_strategy"]),
-    (lambda: C.ConstantLR(factor=1.5, lr=0.1),
-     lambda: L.ConstantLR(_opt(), factor=1.5), ["ConstantLR", "factor"]),
-    (lambda: C.CyclicLR(base_lr=0.1, max_lr=1.0, mode="sine"),
-     lambda: L.CyclicLR(_opt(), base_lr=0.1, max_lr=1.0, mode="sine"), ["CyclicLR", "mode"]),
-    (lambda: C.SWALR(swa_lr=0.1, anneal_epochs=-1, lr=0.1),
-     lambda: torch.optim.swa_utils.SWALR(_opt(), swa_lr=0.1, anneal_epochs=-1),
-     ["SWALR", "anneal_epochs"]),
-    (lambda: C.ReduceLROnPlateau(lr=0.1, factor=1.0),
-     lambda: L.ReduceLROnPlateau(_opt(), factor=1.0), ["ReduceLROnPlateau", "factor"]),
-    (lambda: C.ReduceLROnPlateau(lr=0.1, mode="best"),
-     lambda: L.ReduceLROnPlateau(_opt(), mode="best"), ["mode"]),
-    (lambda: C.SequentialLR(schedulers=[C.StepLR(step_size=2, lr=0.1)] * 2, milestones=[]),
-     lambda: L.SequentialLR(_opt(), [L.StepLR(o := _opt(), 2), L.StepLR(o, 2)], []),
-     ["SequentialLR", "milestones"]),
-    (lambda: C.ChainedScheduler(schedulers=[], lr=0.1), lambda: L.ChainedScheduler([]),
-     ["ChainedScheduler", "schedulers"]),
+    (
+        lambda: C.LinearLR(start_factor=0, lr=0.1),
+        lambda: L.LinearLR(_opt(), start_factor=0),
+        ["LinearLR", "start_factor", "0"],
+    ),
+    (
+        lambda: C.LinearLR(end_factor=1.5, lr=0.1),
+        lambda: L.LinearLR(_opt(), end_factor=1.5),
+        ["LinearLR", "end_factor"],
+    ),
+    (
+        lambda: C.CosineAnnealingWarmRestarts(T_0=10, T_mult=1.5, lr=0.1),
+        lambda: L.CosineAnnealingWarmRestarts(_opt(), T_0=10, T_mult=1.5),
+        ["T_mult", "1.5"],
+    ),
+    (
+        lambda: C.CosineAnnealingWarmRestarts(T_0=0, lr=0.1),
+        lambda: L.CosineAnnealingWarmRestarts(_opt(), T_0=0),
+        ["T_0", "0"],
+    ),
+    (
+        lambda: C.OneCycleLR(max_lr=0.1),
+        lambda: L.OneCycleLR(_opt(), max_lr=0.1),
+        ["OneCycleLR", "total_steps", "epochs"],
+    ),
+    (
+        lambda: C.OneCycleLR(max_lr=0.1, total_steps=100, pct_start=1.5),
+        lambda: L.OneCycleLR(_opt(), max_lr=0.1, total_steps=100, pct_start=1.5),
+        ["pct_start"],
+    ),
+    (
+        lambda: C.OneCycleLR(max_lr=0.1, total_steps=100, anneal_strategy="exp"),
+        lambda: L.OneCycleLR(_opt(), max_lr=0.1, total_steps=100, anneal_strategy="exp"),
+        ["anneal_strategy"],
+    ),
+    (
+        lambda: C.ConstantLR(factor=1.5, lr=0.1),
+        lambda: L.ConstantLR(_opt(), factor=1.5),
+        ["ConstantLR", "factor"],
+    ),
+    (
+        lambda: C.CyclicLR(base_lr=0.1, max_lr=1.0, mode="sine"),
+        lambda: L.CyclicLR(_opt(), base_lr=0.1, max_lr=1.0, mode="sine"),
+        ["CyclicLR", "mode"],
+    ),
+    (
+        lambda: C.SWALR(swa_lr=0.1, anneal_epochs=-1, lr=0.1),
+        lambda: torch.optim.swa_utils.SWALR(_opt(), swa_lr=0.1, anneal_epochs=-1),
+        ["SWALR", "anneal_epochs"],
+    ),
+    (
+        lambda: C.ReduceLROnPlateau(lr=0.1, factor=1.0),
+        lambda: L.ReduceLROnPlateau(_opt(), factor=1.0),
+        ["ReduceLROnPlateau", "factor"],
+    ),
+    (
+        lambda: C.ReduceLROnPlateau(lr=0.1, mode="best"),
+        lambda: L.ReduceLROnPlateau(_opt(), mode="best"),
+        ["mode"],
+    ),
+    (
+        lambda: C.SequentialLR(schedulers=[C.StepLR(step_size=2, lr=0.1)] * 2, milestones=[]),
+        lambda: L.SequentialLR(_opt(), [L.StepLR(o := _opt(), 2), L.StepLR(o, 2)], []),
+        ["SequentialLR", "milestones"],
+    ),
+    (
+        lambda: C.ChainedScheduler(schedulers=[], lr=0.1),
+        lambda: L.ChainedScheduler([]),
+        ["ChainedScheduler", "schedulers"],
+    ),
     # jaxlr-only rejections, where torch would divide by zero later or depend on order
     (lambda: C.StepLR(step_size=0, lr=0.1), None, ["StepLR", "step_size"]),
     (lambda: C.OneCycleLR(max_lr=0.1, total_steps=10, pct_start=0.1), None, ["pct_start"]),
-    (lambda: C.ChainedScheduler(schedulers=[C.LambdaLR(lr_lambda=lambda t: 1.0, lr=0.1)], lr=0.1),
-     None, ["ChainedScheduler", "order"]),
-    (lambda: CK.CosineDecay(initial_learning_rate=0.1, decay_steps=0), None,
-     ["CosineDecay", "decay_steps"]),
-    (lambda: CK.PiecewiseConstantDecay(boundaries=[1, 2], values=[1.0, 0.5]), None,
-     ["PiecewiseConstantDecay", "values"]),
-    (lambda: CH.get_polynomial_decay_schedule_with_warmup(
-        num_warmup_steps=0, num_training_steps=10, lr_end=0.2, lr=0.1), None, ["lr_end"]),
-    (lambda: CH.get_cosine_with_min_lr_schedule_with_warmup(
-        num_warmup_steps=0, num_training_steps=10, lr=0.1), None, ["min_lr"]),
-    (lambda: CH.get_wsd_schedule(num_warmup_steps=1, num_decay_steps=2, lr=0.1), None,
-     ["get_wsd_schedule", "num_training_steps"]),
+    (
+        lambda: C.ChainedScheduler(
+            schedulers=[C.LambdaLR(lr_lambda=lambda t: 1.0, lr=0.1)], lr=0.1
+        ),
+        None,
+        ["ChainedScheduler", "order"],
+    ),
+    (
+        lambda: CK.CosineDecay(initial_learning_rate=0.1, decay_steps=0),
+        None,
+        ["CosineDecay", "decay_steps"],
+    ),
+    (
+        lambda: CK.PiecewiseConstantDecay(boundaries=[1, 2], values=[1.0, 0.5]),
+        None,
+        ["PiecewiseConstantDecay", "values"],
+    ),
+    (
+        lambda: CH.get_polynomial_decay_schedule_with_warmup(
+            num_warmup_steps=0, num_training_steps=10, lr_end=0.2, lr=0.1
+        ),
+        None,
+        ["lr_end"],
+    ),
+    (
+        lambda: CH.get_cosine_with_min_lr_schedule_with_warmup(
+            num_warmup_steps=0, num_training_steps=10, lr=0.1
+        ),
+        None,
+        ["min_lr"],
+    ),
+    (
+        lambda: CH.get_wsd_schedule(num_warmup_steps=1, num_decay_steps=2, lr=0.1),
+        None,
+        ["get_wsd_schedule", "num_training_steps"],
+    ),
 ]
 
 
@@ -153,12 +216,13 @@ LAWS = [
     lambda lr: C.OneCycleLR(max_lr=lr, total_steps=20, three_phase=True),
     lambda lr: CK.PolynomialDecay(initial_learning_rate=lr, decay_steps=5, cycle=True),
     lambda lr: CK.CosineDecayRestarts(initial_learning_rate=lr, first_decay_steps=5),
-    lambda lr: CH.get_cosine_schedule_with_warmup(num_warmup_steps=3, num_training_steps=15,
-                                                  lr=lr),
+    lambda lr: CH.get_cosine_schedule_with_warmup(num_warmup_steps=3, num_training_steps=15, lr=lr),
     lambda lr: CH.get_cosine_with_hard_restarts_schedule_with_warmup(
-        num_warmup_steps=3, num_training_steps=15, num_cycles=2, lr=lr),
-    lambda lr: CH.get_wsd_schedule(num_warmup_steps=3, num_decay_steps=5, num_training_steps=15,
-                                   lr=lr),
+        num_warmup_steps=3, num_training_steps=15, num_cycles=2, lr=lr
+    ),
+    lambda lr: CH.get_wsd_schedule(
+        num_warmup_steps=3, num_decay_steps=5, num_training_steps=15, lr=lr
+    ),
 ]
 
 
