@@ -29,10 +29,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 _READING = """Without the cap, lambda_max rises (progressive sharpening; eta=0.3) or starts
 (eta=0.5, 0.8) at 2/eta and then hovers there: the fourth column is the median ratio
-lambda/(2/eta) over the tail, with its range. With `sharpness_cap(learning_rate=eta, fraction=0.9)` the LR is lowered
-as the network sharpens, so eta_t * lambda_max / 2 stays at 0.9 (measured by an independent
-Lanczos run, not the cap's own tracker): the sharpness still grows, but the dynamics stay below
-their edge of stability 2/eta_t.
+lambda/(2/eta) over the tail, with its range. With `sharpness_cap(learning_rate=eta,
+fraction=0.9)` the LR is lowered as the network sharpens, so eta_t * lambda_max / 2 stays at 0.9
+(measured by an independent Lanczos run, not the cap's own tracker): the sharpness still grows,
+but the dynamics stay below their edge of stability 2/eta_t.
 
 Files: `edge_of_stability.png` (left: no cap, 2/eta dashed; middle: cap, 2/eta_t dotted; right:
 eta_t * lambda_max / 2), `edge_of_stability.json` (every trajectory and the summary)."""
