@@ -5,7 +5,17 @@ sharpness estimators (``jaxlr.sharpness``), Optax transforms (``jaxlr.transforms
 sweeps (``jaxlr.sweep``) and automatic LR control (``jaxlr.auto``).
 """
 
+import importlib
+
 from jaxlr import plot, schedules
 
 __version__ = "0.1.0"
-__all__ = ["plot", "schedules"]
+_LAZY = ("auto", "compat", "sharpness", "sweep", "transforms")
+__all__ = ["plot", "schedules", *_LAZY]
+
+
+def __getattr__(name: str):
+    # The higher layers load on first use, so ``import jaxlr`` stays light (PEP 562).
+    if name in _LAZY:
+        return importlib.import_module(f"jaxlr.{name}")
+    raise AttributeError(f"module 'jaxlr' has no attribute {name!r}")
