@@ -237,7 +237,7 @@ def _random_starts(law: str, key: jax.Array, n: int, data: list) -> dict[str, ja
         t = max(d[0].shape[0] for d in data)
         p["C"] = span / t * lu(ks[3], 1e-3, 1.0)
     else:
-        p.update(B=span * lu(ks[3], 0.1, 10.0), C=lu(ks[4], 0.1, 10.0),
+        p.update(B=span * lu(ks[3], 0.1, 3.0), C=lu(ks[4], 0.1, 10.0),
                  beta=u(ks[5], 0.2, 1.0), gamma=u(ks[6], 0.2, 0.8))
     return p
 
@@ -248,7 +248,7 @@ def fit_law(
     *,
     key: jax.Array,
     num_starts: int = 16,
-    num_iters: int = 300,
+    num_iters: int = 100,
     huber_delta: float = 1e-3,
     max_points: int = 128,
     decay: float = 0.999,
@@ -260,9 +260,10 @@ def fit_law(
     :math:`\frac1n\sum_i \mathrm{Huber}_\delta(\log \hat L(t_i) - \log L(t_i))`, over all the
     curves' finite points (at most ``max_points`` per curve, log-spaced in step). Every
     parameter is positive and optimized in log space; LRs are normalized to a peak of 1 during
-    the fit and the parameters converted back. ``num_starts`` data-scaled random starts run
-    L-BFGS in one ``vmap`` in float64 (inside a local ``jax.enable_x64`` context; the global
-    setting is untouched). Starts within ``rel_tol`` of the best objective are "good"; their
+    the fit and the parameters converted back. ``num_starts`` data-scaled random starts run a
+    Huber-robust Levenberg-Marquardt (Gauss-Newton with IRLS weights) in one ``vmap`` in float64
+    (inside a local ``jax.enable_x64`` context; the global setting is untouched). Starts within
+    ``rel_tol`` of the best objective are "good"; their
     spread is the fit's uncertainty (:func:`predict_loss` returns it as a band).
 
     Args:
@@ -270,7 +271,7 @@ def fit_law(
         curves: :class:`LossCurve` s or tuples ``(lrs, losses[, steps[, warmup_steps]])``.
         key: PRNG key for the random starts.
         num_starts: number of starts (static).
-        num_iters: L-BFGS iterations per start.
+        num_iters: Levenberg-Marquardt iterations per start.
         huber_delta: Huber threshold on log residuals.
         max_points: points per curve used in the fit.
         decay: the momentum law's :math:`\lambda` (fixed, not fitted).
@@ -350,41 +351,59 @@ def fit_law(
 
 @partial(jax.jit, static_argnames=("law", "num_iters"))
 def _fit_starts(theta0, unit, decay, delta, *, law, num_iters):
-    """Every start's L-BFGS run at once (``vmap``); ``unit`` holds the normalized curves."""
+    """Every start's robust Levenberg-Marquardt run at once (``vmap``) on normalized curves."""
     spec = LAWS[law]
-    n_points = sum(c[1].shape[0] for c in unit)
 
-    def objective(theta):
-        p = {k: jnp.exp(v) for k, v in theta.items()}
-        total = 0.0
+    def residuals(theta):
+        p = {k: jnp.exp(theta[i]) for i, k in enumerate(spec.names)}
+        out = []
         for lr, log_loss, st, w in unit:
             pred = spec.evaluate(lr, p, w, st, decay)
-            r = jnp.log(jnp.maximum(pred, 1e-300)) - log_loss
-            total = total + jnp.sum(huber(r, delta))
-        return total / n_points
+            out.append(_safe_log(pred, log_loss - 5.0) - log_loss)
+        return jnp.concatenate(out)
 
-    return jax.vmap(lambda t: _lbfgs(objective, t, num_iters))(theta0)
+    def objective(theta):
+        r = residuals(theta)
+        return jnp.where(jnp.all(jnp.isfinite(r)), jnp.mean(huber(r, delta)), jnp.inf)
+
+    run = lambda t: _levenberg_marquardt(residuals, objective, t, delta, num_iters)
+    theta = jnp.stack([theta0[k] for k in spec.names], axis=-1)
+    best, value = jax.vmap(run)(theta)
+    return {k: best[:, i] for i, k in enumerate(spec.names)}, value
 
 
-def _lbfgs(objective: Callable, theta: dict, num_iters: int):
-    """L-BFGS (optax, zoom line search) for a static number of iterations; keeps the best."""
-    opt = optax.lbfgs()
-    vg = optax.value_and_grad_from_state(objective)
+def _safe_log(x: jax.Array, log_floor: jax.Array) -> jax.Array:
+    """``log x`` above ``e^log_floor``, continued linearly below (finite, with a slope, for
+    predictions that went non-positive)."""
+    floor = jnp.exp(log_floor)
+    return jnp.where(x >= floor, jnp.log(jnp.maximum(x, floor)), log_floor + (x - floor) / floor)
+
+
+def _levenberg_marquardt(residuals, objective, theta, delta, num_iters):
+    r"""Huber-robust Levenberg-Marquardt: IRLS weights :math:`\min(1, \delta/|r|)` on the
+    Gauss-Newton system, damping :math:`\mu` times its diagonal; a static number of iterations."""
+    n = theta.shape[0]
 
     def body(carry, _):
-        th, st, best_th, best_v = carry
-        v, g = vg(th, state=st)
-        g = jax.tree.map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), g)
-        upd, st = opt.update(g, st, th, value=v, grad=g, value_fn=objective)
-        better = v < best_v
-        best_th = jax.tree.map(lambda a, b: jnp.where(better, a, b), th, best_th)
-        return (optax.apply_updates(th, upd), st, best_th, jnp.minimum(v, best_v)), None
+        th, val, mu = carry
+        r = residuals(th)
+        jac = jax.jacfwd(residuals)(th)
+        ok = jnp.isfinite(r) & jnp.all(jnp.isfinite(jac), axis=-1)
+        r, jac = jnp.where(ok, r, 0.0), jnp.where(ok[:, None], jac, 0.0)
+        w = jnp.where(jnp.abs(r) <= delta, 1.0, delta / jnp.maximum(jnp.abs(r), 1e-300))
+        a = jac.T @ (w[:, None] * jac)
+        g = jac.T @ (w * r)
+        d = jnp.diag(a) + 1e-12
+        step = jnp.linalg.solve(a + mu * jnp.diag(d) + 1e-15 * jnp.eye(n), -g)
+        trial = th + jnp.clip(step, -2.0, 2.0)  # at most a factor e^2 per parameter per step
+        tv = objective(trial)
+        better = tv < val
+        return (jnp.where(better, trial, th), jnp.where(better, tv, val),
+                jnp.clip(jnp.where(better, mu / 3.0, mu * 4.0), 1e-10, 1e10)), None
 
-    init = (theta, opt.init(theta), theta, jnp.asarray(jnp.inf, jnp.float64))
-    (th, _, best_th, best_v), _ = jax.lax.scan(body, init, None, length=num_iters)
-    v = objective(th)
-    return jax.tree.map(lambda a, b: jnp.where(v < best_v, a, b), th, best_th), \
-        jnp.minimum(v, best_v)
+    init = (theta, objective(theta), jnp.asarray(1e-2, theta.dtype))
+    (th, val, _), _ = jax.lax.scan(body, init, None, length=num_iters)
+    return th, val
 
 
 class LawPrediction(NamedTuple):
