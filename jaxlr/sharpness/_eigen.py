@@ -37,7 +37,7 @@ class Eigen(NamedTuple):
     eigenvector: PyTree  # unit vector, a pytree like params (leading axis k for top-k)
     num_hvps: jax.Array  # () int32: operator products used
     residual: jax.Array  # like eigenvalue: ||H v - lambda v|| for the unit v, exact
-    converged: jax.Array  # like eigenvalue, bool: residual <= tol * |eigenvalue|
+    converged: jax.Array  # like eigenvalue, bool: residual <= max(tol, 100 eps) * |eigenvalue|
 
 
 def _check(fn: str, num_iters: Any, method: str, min_iters: int) -> None:
@@ -48,7 +48,9 @@ def _check(fn: str, num_iters: Any, method: str, min_iters: int) -> None:
 
 
 def _converged(lam: jax.Array, res: jax.Array, tol: ArrayLike) -> jax.Array:
-    return jnp.isfinite(lam) & jnp.isfinite(res) & (res <= tol * jnp.abs(lam))
+    """``residual <= max(tol, 100 eps) |lambda|``: ``tol=0`` still flags working accuracy."""
+    floor = 100 * jnp.finfo(lam.dtype).eps
+    return jnp.isfinite(lam) & jnp.isfinite(res) & (res <= jnp.maximum(tol, floor) * jnp.abs(lam))
 
 
 def _top_flat(

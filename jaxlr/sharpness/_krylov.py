@@ -106,8 +106,12 @@ def lanczos(
     breakdown_tol, exhausted_tol = eps**0.75, eps**0.5
     sop = lambda x: jax.lax.stop_gradient(op(x))
 
+    # Restart vectors are cyclic shifts of one random vector: the circulant matrix of a Gaussian
+    # vector is almost surely invertible, so the shifts span the space (one draw, not one a step).
+    seed = jax.random.normal(key, (n,), dtype)
+
     def restart(basis, j):
-        z = jax.random.normal(jax.random.fold_in(key, j), (n,), dtype)
+        z = jnp.roll(seed, j + 1)
         z_orth = orthogonalize(basis, z)
         return z_orth, norm(z_orth) <= exhausted_tol * norm(z)
 

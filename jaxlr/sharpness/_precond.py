@@ -36,9 +36,10 @@ def _find(state: Any) -> tuple[Any, dict]:
     """The first Adam/RMS/RSS state inside ``state`` and hyperparameters injected around it."""
     if isinstance(state, _STATES):
         return state, {}
-    if isinstance(state, optax.InjectHyperparamsState):
+    hyperparams = getattr(state, "hyperparams", None)  # optax.inject_hyperparams (both kinds)
+    if isinstance(hyperparams, dict) and hasattr(state, "inner_state"):
         inner, found = _find(state.inner_state)
-        return inner, {**state.hyperparams, **found}
+        return inner, {**hyperparams, **found}
     if isinstance(state, (tuple, list)):
         for s in state:
             inner, found = _find(s)
@@ -47,10 +48,15 @@ def _find(state: Any) -> tuple[Any, dict]:
     return None, {}
 
 
+def _step(count: ArrayLike) -> jax.Array:
+    """The step the state's moments belong to; a fresh state (count 0) counts as step 1."""
+    return jnp.maximum(jnp.asarray(count), 1)
+
+
 def _bias_correction(moment: PyTree, decay: ArrayLike, count: ArrayLike) -> PyTree:
-    """``moment / (1 - decay^t)`` with ``t = max(count, 1)`` (a fresh state counts as step 1)."""
-    t = jnp.maximum(jnp.asarray(count, jnp.float32), 1.0)
-    return jax.tree.map(lambda m: m / (1.0 - jnp.asarray(decay, m.dtype) ** t), moment)
+    """``moment / (1 - decay^t)``, evaluated as Optax does (integer power, then a cast)."""
+    correction = 1 - decay ** _step(count)
+    return jax.tree.map(lambda m: m / jnp.asarray(correction).astype(m.dtype), moment)
 
 
 def preconditioner(
@@ -164,11 +170,11 @@ def preconditioner(
     p = jax.tree.map(lambda n: jnp.sqrt(n + h["eps_root"]) + h["eps"], nu_hat)
     if kind != "radam":
         return p
-    b2_ = jnp.asarray(h["b2"], jnp.float32)
-    t = jnp.maximum(jnp.asarray(inner.count, jnp.float32), 1.0)
+    # Optax's own arithmetic: rho_t cancels two ~2/(1 - b2) terms, so the rounding must match.
+    b2_, t = h["b2"], _step(inner.count)
     rho_inf = 2.0 / (1.0 - b2_) - 1.0
     b2t = b2_**t
-    rho = rho_inf - 2.0 * t * b2t / (1.0 - b2t)
+    rho = rho_inf - 2 * t * b2t / (1 - b2t)
     on = rho >= h["threshold"]
     rho_on = jnp.where(on, rho, rho_inf)  # keeps the unused branch finite
     r = jnp.sqrt(

@@ -1,0 +1,361 @@
+"""jaxlr.sharpness estimators against exact answers (NumPy eigh, dense matrices, closed forms)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxlr import sharpness as sh
+
+N = 24  # size of the random symmetric test matrices
+
+
+def quad(a):
+    """Loss whose Hessian is the symmetric matrix ``a``."""
+    return lambda x: 0.5 * x @ (a @ x)
+
+
+def random_symmetric(seed, n=N, spread=1.0):
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=(n, n))
+    q, _ = np.linalg.qr(g)
+    lam = np.sort(rng.normal(size=n) * spread)
+    lam[-1] += 1.0  # a gap at the top, as in trained networks
+    return (q * lam) @ q.T
+
+
+@pytest.fixture(scope="module")
+def matrices():
+    return np.stack([random_symmetric(s) for s in range(4)]).astype(np.float32)
+
+
+# One compiled program per estimator, shared by the tests (vmapped over matrices and keys).
+@jax.jit
+def lanczos_batch(a, keys):
+    f = lambda a, k: sh.top_eigenvalue(quad(a), jnp.zeros(N), key=k, num_iters=N, tol=0.0)
+    return jax.vmap(f)(a, keys)
+
+
+@jax.jit
+def top3_batch(a, keys):
+    f = lambda a, k: sh.top_k_eigenvalues(quad(a), jnp.zeros(N), k=3, key=k, num_iters=N + 3)
+    return jax.vmap(f)(a, keys)
+
+
+DIAG = jnp.array([3.0, 1.0, -5.0])
+
+
+def diag_loss(x):
+    return 0.5 * jnp.sum(DIAG * x**2)
+
+
+def test_diag_3_1_minus5_is_3_not_minus5():
+    key = jax.random.key(0)
+    lanczos = jax.jit(lambda k: sh.top_eigenvalue(diag_loss, jnp.ones(3), key=k))(key)
+    power = jax.jit(
+        lambda k: sh.top_eigenvalue(
+            diag_loss, jnp.ones(3), key=k, method="power", num_iters=120, tol=1e-6
+        )
+    )(key)
+    hvp_fn = lambda v: sh.hvp(diag_loss, jnp.ones(3), v)
+    optax_value, _ = optax.power_iteration(hvp_fn, v0=jnp.ones(3), num_iters=100)
+    assert float(lanczos.eigenvalue) == pytest.approx(3.0, abs=1e-5)
+    assert float(power.eigenvalue) == pytest.approx(3.0, abs=1e-4)
+    assert float(optax_value) == pytest.approx(-5.0, abs=1e-4)  # largest |lambda|, not lambda_max
+    assert bool(lanczos.converged) and bool(power.converged)
+    np.testing.assert_allclose(np.abs(lanczos.eigenvector), [1, 0, 0], atol=1e-4)
+
+
+def test_lanczos_matches_eigh_on_random_symmetric(matrices):
+    keys = jax.random.split(jax.random.key(1), len(matrices))
+    e = lanczos_batch(matrices, keys)
+    exact = np.linalg.eigvalsh(matrices.astype(np.float64))[:, -1]
+    np.testing.assert_allclose(e.eigenvalue, exact, rtol=1e-5, atol=1e-5)
+    # the residual certifies: |lambda - lambda_true| <= residual (float32 rounding on top)
+    assert np.all(np.abs(np.asarray(e.eigenvalue) - exact) <= np.asarray(e.residual) + 1e-5)
+    np.testing.assert_array_equal(e.num_hvps, N)
+    v = np.asarray(e.eigenvector)
+    rayleigh = np.einsum("bi,bij,bj->b", v, matrices, v)
+    np.testing.assert_allclose(rayleigh, exact, rtol=1e-5, atol=1e-5)
+
+
+def test_top_k_matches_eigh(matrices):
+    keys = jax.random.split(jax.random.key(2), len(matrices))
+    e = top3_batch(matrices, keys)
+    exact = np.linalg.eigvalsh(matrices.astype(np.float64))[:, ::-1][:, :3]
+    np.testing.assert_allclose(e.eigenvalue, exact, rtol=1e-4, atol=1e-4)
+    assert e.eigenvector.shape == (len(matrices), 3, N)
+    assert np.all(np.asarray(e.converged))
+
+
+def test_power_returns_lambda_max_with_dominant_negative_eigenvalue():
+    a = np.diag(np.array([2.0, 1.5, 0.5, -6.0], np.float32))
+    e = jax.jit(
+        lambda k: sh.top_eigenvalue(quad(a), jnp.zeros(4), key=k, method="power", num_iters=300)
+    )(jax.random.key(3))
+    assert float(e.eigenvalue) == pytest.approx(2.0, rel=2e-3)  # tol=1e-3 on the residual
+
+
+def test_breakdown_zero_hessian_and_nan_are_reported():
+    a = np.diag(np.array([2.0, 2.0, -1.0], np.float32))  # 2 distinct values: breakdown at step 2
+    many = jax.jit(lambda k: sh.top_eigenvalue(quad(a), jnp.ones(3), key=k, num_iters=40, tol=0))(
+        jax.random.key(0)
+    )
+    assert float(many.eigenvalue) == pytest.approx(2.0, abs=1e-5)
+    assert int(many.num_hvps) <= 40 and bool(many.converged)
+    zero_loss = lambda x: 0.0 * jnp.sum(x**2)
+    zero = sh.top_eigenvalue(zero_loss, jnp.ones(3), key=jax.random.key(0), num_iters=10)
+    assert float(zero.eigenvalue) == 0.0 and float(zero.residual) == 0.0
+    assert bool(zero.converged) and np.all(np.isfinite(zero.eigenvector))
+    nan_loss = lambda x: jnp.sum(x**2) * jnp.nan
+    for method in ("lanczos", "power"):
+        e = sh.top_eigenvalue(nan_loss, jnp.ones(3), key=jax.random.key(0), method=method)
+        assert np.isnan(float(e.eigenvalue)) and not bool(e.converged)
+        assert np.all(np.isfinite(e.eigenvector))
+
+
+def test_warm_start_converges_in_few_products(matrices):
+    a = matrices[0]
+    cold = sh.top_eigenvalue(quad(a), jnp.zeros(N), key=jax.random.key(0), num_iters=N)
+    warm = sh.top_eigenvalue(
+        quad(a), jnp.zeros(N), key=jax.random.key(1), v0=cold.eigenvector, num_iters=N
+    )
+    assert int(warm.num_hvps) <= 3 < int(cold.num_hvps)
+    assert float(warm.eigenvalue) == pytest.approx(float(cold.eigenvalue), rel=1e-5)
+
+
+def test_gradient_of_lambda_max_is_hellmann_feynman():
+    c = jnp.array([1.0, 3.0, 2.0])
+
+    def loss(theta):  # Hessian diag(c * theta^2): lambda_max = max_i c_i theta_i^2
+        return jnp.sum(c * theta**4) / 12.0
+
+    def lam(theta):
+        return sh.top_eigenvalue(loss, theta, key=jax.random.key(0), num_iters=6).eigenvalue
+
+    theta = jnp.array([1.0, 1.0, 1.0])
+    g = jax.jit(jax.grad(lam))(theta)
+    np.testing.assert_allclose(g, [0.0, 6.0, 0.0], atol=1e-4)  # d(c_2 theta_2^2) = 2 c_2 theta_2
+
+
+def test_vmap_over_stacked_params_matches_loop():
+    def loss(p):
+        return 0.5 * jnp.sum(p["s"] * p["x"] ** 2) + jnp.sum(p["x"] ** 3) / 6.0
+
+    stacked = {"s": jnp.array([[1.0, 4.0], [2.0, 0.5]]), "x": jnp.array([[0.0, 1.0], [2.0, 0.0]])}
+    f = jax.jit(jax.vmap(lambda p: sh.top_eigenvalue(loss, p, key=jax.random.key(0)).eigenvalue))
+    # Hessian w.r.t. (s, x): block [[0, diag(x)], [diag(x), diag(s + x)]]
+    expected = []
+    for i in range(2):
+        s, x = np.asarray(stacked["s"][i]), np.asarray(stacked["x"][i])
+        h = np.block([[np.zeros((2, 2)), np.diag(x)], [np.diag(x), np.diag(s + x)]])
+        expected.append(np.linalg.eigvalsh(h)[-1])
+    np.testing.assert_allclose(f(stacked), expected, rtol=1e-5)
+
+
+def test_hvp_gnvp_full_batch_against_dense():
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(rng.normal(size=3), jnp.float32)
+    xs = jnp.asarray(rng.normal(size=(4, 5, 3)), jnp.float32)  # 4 batches of 5 points
+    ys = jnp.asarray(rng.normal(size=(4, 5)), jnp.float32)
+    v = jnp.asarray(rng.normal(size=3), jnp.float32)
+
+    def loss(p, batch):
+        x, y = batch
+        return jnp.mean(jnp.tanh(x @ p) - y) ** 2 + jnp.mean(jnp.cos(x @ p))
+
+    dense = [jax.hessian(loss)(w, (xs[b], ys[b])) for b in range(4)]
+    full = sh.full_batch_hvp(loss, w, v, batches=(xs, ys))
+    np.testing.assert_allclose(full, np.mean(dense, axis=0) @ v, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        sh.hvp(lambda p: loss(p, (xs[0], ys[0])), w, v), dense[0] @ v, rtol=1e-4, atol=1e-5
+    )
+    model = lambda p: jnp.tanh(xs[0] @ p)
+    out_loss = lambda z: 0.5 * jnp.sum((z - ys[0]) ** 2)
+    jac = jax.jacobian(model)(w)
+    np.testing.assert_allclose(sh.gnvp(model, out_loss, w, v), jac.T @ (jac @ v), rtol=1e-4)
+
+
+def test_small_minibatch_overestimates_full_batch_sharpness():
+    rng = np.random.default_rng(0)
+    d, per_batch, num = 20, 2, 64
+    x = rng.normal(size=(num, per_batch, d)).astype(np.float32)
+    y = rng.normal(size=(num, per_batch)).astype(np.float32)
+
+    def loss(w, batch):
+        xb, yb = batch
+        return 0.5 * jnp.mean((xb @ w - yb) ** 2)
+
+    w0 = jnp.zeros(d)
+    full = jax.jit(
+        lambda k: sh.top_eigenvalue(loss, w0, key=k, num_iters=d + 1, batches=(x, y), tol=0)
+    )(jax.random.key(0))
+    per = jax.jit(
+        jax.vmap(
+            lambda xb, yb, k: (
+                sh.top_eigenvalue(
+                    lambda w: loss(w, (xb, yb)), w0, key=k, num_iters=d + 1, tol=0
+                ).eigenvalue
+            )
+        )
+    )(x, y, jax.random.split(jax.random.key(1), num))
+    xf = x.reshape(-1, d).astype(np.float64)
+    exact_full = np.linalg.eigvalsh(xf.T @ xf / len(xf))[-1]
+    exact_per = [np.linalg.eigvalsh(b.T @ b / per_batch)[-1] for b in x.astype(np.float64)]
+    assert float(full.eigenvalue) == pytest.approx(exact_full, rel=1e-4)
+    np.testing.assert_allclose(per, exact_per, rtol=1e-4)
+    assert np.mean(per) > 4 * exact_full  # batch of 2 in 20-D: ~ d/2 times too sharp
+
+
+def test_matmul_precision_is_highest_inside_products():
+    w = jnp.ones((3, 3))
+    loss = lambda p: jnp.sum(jnp.tanh(p @ p))
+    text = str(jax.make_jaxpr(lambda v: sh.hvp(loss, w, v))(w))
+    assert "precision=(Precision.HIGHEST, Precision.HIGHEST)" in text
+    assert "precision=None" not in text
+
+
+def test_trace_and_density_against_dense(matrices):
+    a = matrices[1]
+    exact = np.linalg.eigvalsh(a.astype(np.float64))
+    tr = jax.jit(lambda k: sh.hutchinson_trace(quad(a), jnp.zeros(N), key=k, num_probes=256))(
+        jax.random.key(0)
+    )
+    assert abs(float(tr.trace) - exact.sum()) < 4 * float(tr.std_error)
+    # Rademacher probes make the estimate exact for a diagonal Hessian
+    d = jnp.arange(1.0, 7.0)
+    tr_diag = sh.hutchinson_trace(quad(jnp.diag(d)), jnp.zeros(6), key=jax.random.key(1))
+    assert float(tr_diag.trace) == pytest.approx(21.0) and float(tr_diag.std_error) == 0.0
+
+    # SLQ on a diagonal matrix: probe weights are exactly 1/n per eigenvalue
+    lam = np.array([-2.0, -1.0, 0.5, 1.0, 3.0, 3.0])
+    sd = sh.spectral_density(
+        quad(jnp.diag(jnp.asarray(lam, jnp.float32))),
+        jnp.zeros(6),
+        key=jax.random.key(2),
+        num_iters=8,
+        num_probes=2,
+        bandwidth=0.02,
+    )
+    grid = np.asarray(sd.grid)
+    sigma = 0.02 * (lam.max() - lam.min())
+    ref = np.exp(-0.5 * ((grid[:, None] - lam) / sigma) ** 2).sum(1) / (
+        6 * sigma * np.sqrt(2 * np.pi)
+    )
+    np.testing.assert_allclose(sd.density, ref, atol=1e-3 * ref.max())
+    np.testing.assert_allclose(np.asarray(sd.weights).sum(1), 1.0, rtol=1e-5)
+    # on a random matrix the SLQ moments match the dense spectrum's (mean eigenvalue)
+    sd = sh.spectral_density(
+        quad(a), jnp.zeros(N), key=jax.random.key(3), num_probes=16, num_iters=N
+    )
+    mean = np.sum(np.asarray(sd.nodes) * np.asarray(sd.weights)) / 16
+    assert abs(mean - exact.mean()) < 0.15 * exact.std()
+
+
+def test_directional_curvature_and_gen_step(matrices):
+    a = matrices[2]
+    x = jnp.asarray(np.random.default_rng(0).normal(size=N), jnp.float32)
+    d = jnp.asarray(np.random.default_rng(1).normal(size=N), jnp.float32)
+    loss = quad(a)
+    g = jax.grad(loss)(x)
+    curv = sh.directional_curvature(loss, x, d)
+    np.testing.assert_allclose(curv, d @ a @ d / (d @ d), rtol=1e-5)
+    pos = a @ a  # positive definite: the GeN step is the exact line search along d
+    gen = sh.gen_step_size(quad(pos), x, pos @ x, d)
+    ls = (pos @ x) @ d / (d @ pos @ d)
+    np.testing.assert_allclose(gen, ls, rtol=1e-5)
+    new = quad(pos)(x - gen * d)
+    assert new <= quad(pos)(x - 0.9 * gen * d) and new <= quad(pos)(x - 1.1 * gen * d)
+    assert float(sh.gen_step_size(quad(-pos), x, g, d)) == np.inf  # no minimizer along d
+    assert float(sh.directional_curvature(loss, x, jnp.zeros(N))) == 0.0
+
+
+def test_tracker_converges_follows_and_recovers(matrices):
+    a = jnp.asarray(matrices[3])
+    exact = np.linalg.eigvalsh(np.asarray(a, np.float64))[-1]
+    state0 = sh.tracker_init(jnp.zeros(N), key=jax.random.key(0), block_size=3)
+
+    @jax.jit
+    def run(state, a_seq):
+        def step(s, a_t):
+            e, s = sh.tracker_update(quad(a_t), jnp.zeros(N), s)
+            return s, (e.eigenvalue, e.residual, e.num_hvps)
+
+        return jax.lax.scan(step, state, a_seq)
+
+    state, (lam, res, hvps) = run(state0, jnp.broadcast_to(a, (40, N, N)))
+    assert float(lam[-1]) == pytest.approx(exact, rel=1e-4)
+    assert np.all(np.asarray(hvps) == 3)
+    assert np.all(np.diff(np.asarray(lam)) >= -1e-4)  # Rayleigh-Ritz never loses the estimate
+    # the operator drifts: a new top eigenvalue appears and is tracked within a few steps
+    q = np.linalg.eigh(np.asarray(a, np.float64))[1]
+    bump = 1.5 * np.outer(q[:, -2], q[:, -2]).astype(np.float32)
+    steps = jnp.asarray(a)[None] + jnp.linspace(0.0, 1.0, 20)[:, None, None] * bump
+    _, (lam2, _, _) = run(state, steps)
+    target = np.linalg.eigvalsh(np.asarray(steps[-1], np.float64))[-1]
+    assert float(lam2[-1]) == pytest.approx(target, rel=1e-3)
+    # a NaN state (after a diverged step) is replaced by random directions
+    bad = state._replace(vectors=state.vectors * jnp.nan)
+    _, (lam3, _, _) = run(bad, jnp.broadcast_to(a, (20, N, N)))
+    assert float(lam3[-1]) == pytest.approx(exact, rel=1e-3)
+
+
+def test_bad_arguments_raise_value_errors_naming_function_and_argument():
+    x = jnp.ones(3)
+    key = jax.random.key(0)
+    cases = [
+        (
+            lambda: sh.top_eigenvalue(diag_loss, x, key=key, num_iters=1),
+            "top_eigenvalue",
+            "num_iters",
+        ),
+        (
+            lambda: sh.top_eigenvalue(diag_loss, x, key=key, method="arnoldi"),
+            "top_eigenvalue",
+            "method",
+        ),
+        (lambda: sh.top_eigenvalue(diag_loss, x, key=key, tol=-1.0), "top_eigenvalue", "tol"),
+        (lambda: sh.top_eigenvalue(diag_loss, x, key=key, v0=jnp.ones(4)), "top_eigenvalue", "v0"),
+        (lambda: sh.top_k_eigenvalues(diag_loss, x, k=4, key=key), "top_k_eigenvalues", "k"),
+        (
+            lambda: sh.hutchinson_trace(diag_loss, x, key=key, num_probes=0),
+            "hutchinson_trace",
+            "num_probes",
+        ),
+        (
+            lambda: sh.spectral_density(diag_loss, x, key=key, bandwidth=0.0),
+            "spectral_density",
+            "bandwidth",
+        ),
+        (lambda: sh.tracker_init(x, key=key, block_size=1), "tracker_init", "block_size"),
+        (lambda: sh.stability_threshold(0.0), "stability_threshold", "learning_rate"),
+        (lambda: sh.stability_threshold(0.1, kind="sgd"), "stability_threshold", "kind"),
+        (
+            lambda: sh.stability_ratio(0.1, 1.0, kind="heavy_ball", momentum=1.0),
+            "stability_ratio",
+            "momentum",
+        ),
+        (
+            lambda: sh.critical_learning_rate(1.0, kind="adam", b1=-0.1),
+            "critical_learning_rate",
+            "b1",
+        ),
+        (lambda: sh.preconditioner(optax.sgd(0.1).init(x)), "preconditioner", "opt_state"),
+        (
+            lambda: sh.preconditioner(optax.adagrad(0.1).init(x), kind="adam"),
+            "preconditioner",
+            "kind",
+        ),
+        (
+            lambda: sh.full_batch_hvp(lambda p, b: 0.0, x, x, batches=(jnp.ones(2), jnp.ones(3))),
+            "full_batch_hvp",
+            "batches",
+        ),
+    ]
+    for call, fn, arg in cases:
+        with pytest.raises(ValueError, match=rf"^{fn}: .*{arg}"):
+            call()
+    state = sh.tracker_init(x, key=key, block_size=3)
+    with pytest.raises(ValueError, match="tracker_update: num_iters"):
+        sh.tracker_update(diag_loss, x, state, num_iters=2)
