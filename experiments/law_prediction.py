@@ -145,11 +145,11 @@ def write_md(rows, optimized, elapsed):
     lines += ["", f"Schedule optimized through the fitted multi-power law: predicted final "
               f"{o['predicted_final']:.4f}, trained {o['trained_final']:.4f} (cosine "
               f"{o['cosine_final']:.4f}, WSD {o['wsd_final']:.4f}).", "",
-              "Reading: the runs themselves fluctuate by a few percent from step to step (SGD "
-              "noise left after averaging 16 seeds), which sets the curve MAPE floor even on the "
-              "fitted runs; the multi-power law predicts unseen final losses within a few percent, the "
-              "momentum law is off by up to ~9% here. Fitted parameters and multi-start bands are "
-              "in the JSON.",
+              "Reading: the runs themselves fluctuate by a few percent from step to step "
+              "(SGD noise left after averaging 16 seeds), which sets the curve MAPE floor even "
+              "on the fitted runs; the multi-power law predicts unseen final losses within a few "
+              "percent, the momentum law is off by up to ~9% here. Fitted parameters and "
+              "multi-start bands are in the JSON.",
               f"Runtime: {elapsed:.0f} s."]
     (RESULTS / "law_prediction.md").write_text("\n".join(lines) + "\n")
 
