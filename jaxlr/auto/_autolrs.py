@@ -211,10 +211,10 @@ def autolrs(
         >>> def step(x, lr, key):  # noisy gradient descent on x^2 / 2
         ...     g = x + 0.1 * jax.random.normal(key, x.shape)
         ...     return x - lr * g, 0.5 * jnp.sum(x**2)
-        >>> r = auto.autolrs(step, jnp.ones(4), key=jax.random.key(0), total_steps=60,
-        ...                  min_lr=1e-3, max_lr=1.0, num_candidates=4, tau=20)
+        >>> r = auto.autolrs(step, jnp.ones(4), key=jax.random.key(0), total_steps=40,
+        ...                  min_lr=1e-3, max_lr=1.0, num_candidates=4, tau=20, max_tau=20)
         >>> len(r.lrs), [s.steps for s in r.stages]
-        (60, [20, 40])
+        (40, [20, 20])
 
     References:
         Jin et al., AutoLRS: Automatic Learning-Rate Schedule by Bayesian Optimization on the
