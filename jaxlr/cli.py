@@ -46,6 +46,24 @@ def _demo(args) -> int:
     return 0
 
 
+def _recommend(args) -> int:
+    from jaxlr.recommend import recommend
+
+    try:
+        r = recommend(task=args.task, scale=args.scale, data=args.data, total_steps=args.steps,
+                      peak_value=args.peak)
+    except ValueError as err:
+        print(f"jaxlr recommend: {err}", file=sys.stderr)
+        return 2
+    print(f"schedule:  jaxlr.schedules.{r.name}  (peak LR {r.peak_value:g})")
+    print(f"           {r.schedule!r}")
+    print(f"optimizer: optax.{r.optimizer}")
+    print("reasons:")
+    for reason in r.reasons:
+        print(f"  - {reason}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxlr`` command.
 
@@ -74,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default: jaxlr-out)")
     p.add_argument("--quick", action="store_true", help="a seconds-long version for tests")
     p.set_defaults(fn=_demo)
+
+    p = sub.add_parser("recommend", help="suggest a schedule for a task x scale x data regime")
+    p.add_argument("--task", default="classification",
+                   help="classification | generation | reinforcement")
+    p.add_argument("--scale", default="small", help="small | large")
+    p.add_argument("--data", default="static", help="static | continual")
+    p.add_argument("--steps", type=int, default=10_000, help="planned optimizer steps")
+    p.add_argument("--peak", type=float, default=None, help="peak LR (default: the recipe's)")
+    p.set_defaults(fn=_recommend)
 
     args = parser.parse_args(argv)
     return args.fn(args)
