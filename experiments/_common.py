@@ -138,6 +138,27 @@ def accuracy(graphdef, params, x, y) -> jax.Array:
     return jnp.mean(jnp.argmax(nnx.merge(graphdef, params)(x), -1) == y)
 
 
+def train(loss_on, tx, params, x, y, batches, **extra):
+    """Minibatch training: ``len(batches)`` steps of ``tx`` on ``loss_on(params, x[i], y[i])``.
+
+    ``batches`` is ``[steps, batch]`` indices; ``extra`` goes to ``tx.update``. Returns the
+    final parameters and the minibatch loss of every step.
+    """
+    def step(carry, idx):
+        p, o = carry
+        loss, g = jax.value_and_grad(loss_on)(p, x[idx], y[idx])
+        u, o = tx.update(g, o, p, **extra)
+        return (optax.apply_updates(p, u), o), loss
+
+    (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), batches)
+    return params, losses
+
+
+def timing(result) -> dict:
+    """The compile and run seconds of a :class:`jaxlr.sweep.SweepResult`."""
+    return {k: result.info.get(k) for k in ("compile_seconds", "run_seconds")}
+
+
 # -- schedules -----------------------------------------------------------------------------------
 def family_schedules(peak, total, *, warmup_fraction=0.1, decay=0.01):
     """The :data:`FAMILIES` at one traced ``peak`` over ``total`` steps (same order).

@@ -43,18 +43,9 @@ def sweep():
 
     def train_fn(cfg):
         lr = C.family_lr(cfg["schedule"], cfg["peak_value"], float(STEPS))
-        tx = optax.sgd(lr, momentum=0.9)
-
-        def step(carry, idx_t):
-            p, o = carry
-            idx, t = idx_t
-            loss, g = jax.value_and_grad(loss_on)(p, xtr[idx], ytr[idx])
-            u, o = tx.update(g, o, p)
-            return (optax.apply_updates(p, u), o), (loss, lr(t))
-
-        (p, _), (loss, lrs) = jax.lax.scan(step, (params0, tx.init(params0)),
-                                           (batches[cfg["seed"]], jnp.arange(STEPS)))
-        return dict(loss=loss, lr=lrs, train_loss=loss_on(p, xtr, ytr),
+        p, loss = C.train(loss_on, optax.sgd(lr, momentum=0.9), params0, xtr, ytr,
+                          batches[cfg["seed"]])
+        return dict(loss=loss, lr=jax.vmap(lr)(jnp.arange(STEPS)), train_loss=loss_on(p, xtr, ytr),
                     test_loss=loss_on(p, xte, yte),
                     test_accuracy=C.accuracy(graphdef, p, xte, yte))
 
@@ -146,8 +137,7 @@ matters far more than the schedule's shape.
                   per_schedule=per, test_loss=test, train_loss=train, test_accuracy=acc,
                   test_loss_sd=test_sd, diverged_step=res.diverged_step.reshape(shape),
                   verdict=verdict, gain_over_constant=gain, mean_seed_sd=noise,
-                  compile_seconds=res.info.get("compile_seconds"),
-                  run_seconds=res.info.get("run_seconds"))
+                  **C.timing(res))
     C.write("lr_sensitivity", summary=summary, record=record, fig=fig, started=started)
 
 

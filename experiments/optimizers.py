@@ -21,7 +21,6 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax
 import numpy as np
 import optax
 
@@ -51,14 +50,7 @@ def sweep(make_opt, peaks):
 
     def train_fn(cfg):
         tx = make_opt(C.family_lr(cfg["schedule"], cfg["peak_value"], float(STEPS)))
-
-        def step(carry, idx):
-            p, o = carry
-            loss, g = jax.value_and_grad(loss_on)(p, xtr[idx], ytr[idx])
-            u, o = tx.update(g, o, p)
-            return (optax.apply_updates(p, u), o), loss
-
-        (p, _), loss = jax.lax.scan(step, (params0, tx.init(params0)), batches)
+        p, loss = C.train(loss_on, tx, params0, xtr, ytr, batches)
         return dict(loss=loss, train_loss=loss_on(p, xtr, ytr), test_loss=loss_on(p, xte, yte),
                     test_accuracy=C.accuracy(graphdef, p, xte, yte))
 

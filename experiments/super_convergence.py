@@ -166,8 +166,7 @@ cosine. **Result: {verdict}.**
     record = dict(config=dict(batch=BATCH, width=WIDTH, seeds=SEEDS, budgets=BUDGETS,
                               peaks=PEAKS, schedules=SCHEDULES, targets=TARGETS),
                   per_schedule=per, mean_accuracy=mean, sd_accuracy=sd, verdict=verdict,
-                  compile_seconds=res.info.get("compile_seconds"),
-                  run_seconds=res.info.get("run_seconds"))
+                  **C.timing(res))
     C.write("super_convergence", summary=summary, record=record, fig=fig, started=started)
 
 

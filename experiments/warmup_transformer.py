@@ -167,8 +167,7 @@ sequences) at the end; chance is {1 / VOCAB:.3f}. "Trained": accuracy >= {TRAINS
                               d_model=D_MODEL, peaks=PEAKS, arms=[list(a) for a in ARMS],
                               trains=TRAINS),
                   per_arm=per, claims=claims, verdict=verdict,
-                  compile_seconds=res.info.get("compile_seconds"),
-                  run_seconds=res.info.get("run_seconds"))
+                  **C.timing(res))
     C.write("warmup_transformer", summary=summary, record=record, fig=fig, started=started)
 
 
