@@ -30,7 +30,7 @@ import jaxlr
 from experiments import _common as C
 
 STEPS, BATCH, LENGTH, VOCAB, D_MODEL = 600, 32, 12, 16, 32
-PEAKS = np.logspace(-3.5, -0.5, 7)
+PEAKS = np.logspace(-3, -0.5, 11)
 # (label, optimizer, schedule shape, warmup steps)
 ARMS = (("adam, no warmup", "adam", "warmup_cosine", 0.0),
         ("adam, warmup 30", "adam", "warmup_cosine", 30.0),
@@ -106,7 +106,7 @@ def main():
                          spike=float(np.nanmax(curves[i, :, 1:] - curves[i, :, :1])))
         rows.append([name, *[f"{a:.2f}" for a in acc[i]], int(trained[i].sum()),
                      f"{ok.max():.2g}" if ok.size else "-"])
-    table = C.md_table(["arm", *[f"{p:.1e}" for p in PEAKS], "trained", "max trained LR"],
+    table = C.md_table(["arm", *[f"{p:.2g}" for p in PEAKS], "trained", "max trained LR"],
                        rows)
 
     fig, ax = C.figure(3)
@@ -115,7 +115,7 @@ def main():
     ax[0].axhline(TRAINS, color="k", ls="--", lw=0.8)
     ax[0].set(xscale="log", xlabel="peak LR", ylabel="held-out token accuracy",
               title="reverse task, 2-layer post-LN Transformer")
-    hi = k - 2  # a high LR: the curves at this peak
+    hi = int(np.argmin(np.abs(PEAKS - 3e-2)))  # a high LR: the curves at this peak
     for i, (name, *_rest) in enumerate(ARMS):
         c = np.convolve(curves[i, hi], np.ones(10) / 10, mode="valid")
         ax[1].plot(c, label=name)
@@ -141,7 +141,8 @@ def main():
     gain = max((per[a[0]]["max_trained_peak"] or 0.0) for a in ARMS[1:5]) / max(none, 1e-12)
     radam_min = PEAKS[trained[5]].min() if trained[5].any() else float("nan")
     claims.append(f"size of the effect: warmup raises the largest trained LR by {gain:.1f}x "
-                  f"(the grid spacing is 10^0.5 = 3.2x, so this is one grid point); RAdam's "
+                  f"(the grid spacing is 10^0.25 = 1.8x, so {np.log10(gain) / 0.25:.0f} grid "
+                  f"points); RAdam's "
                   f"smallest trained LR is {radam_min:.2g} (Adam's: "
                   f"{PEAKS[trained[0]].min():.2g}): its rectification shrinks the early steps, "
                   f"which shifts its whole good band up rather than widening it")
