@@ -108,6 +108,11 @@ def measure(k: int, mesh=None) -> dict[str, float]:
     t_jaxlr = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    mapped = jaxlr.sweep.run(map_fn := make_train_fn(), cfg, mesh=mesh, progress=False,
+                             vmap_size=1)
+    t_map = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
     optax_losses = [block(jax.jit(jax.vmap(lambda p, w=int(w): _optax_train(p, w)))(peaks))
                     for w in warmups]
     t_optax = time.perf_counter() - t0
@@ -122,17 +127,22 @@ def measure(k: int, mesh=None) -> dict[str, float]:
     loop_loss = np.stack([o["loss"] for o in loop_out])
     np.testing.assert_allclose(res.metrics["loss"][:, :20], loop_loss[:, :20], rtol=1e-3,
                                atol=1e-5)
+    np.testing.assert_allclose(mapped.metrics["loss"][:, :20], loop_loss[:, :20], rtol=1e-3,
+                               atol=1e-5)
     opt = np.stack([np.asarray(o["loss"]) for o in optax_losses], 1).reshape(k, STEPS)
     # Same law written two ways: equal until rounding differences grow at the largest peak LR.
     np.testing.assert_allclose(opt[:, :20], loop_loss[:, :20], rtol=1e-3, atol=1e-5)
 
     run_only = interleaved({
         "jaxlr": lambda: jaxlr.sweep.run(train_fn, cfg, mesh=mesh, progress=False).metrics,
+        "jaxlr_map": lambda: jaxlr.sweep.run(map_fn, cfg, mesh=mesh, progress=False,
+                                             vmap_size=1).metrics,
         "loop": lambda: [single(_member(cfg, i)) for i in range(k)],
     }, repeats=3)
     member0 = _member(cfg, 0)
     return dict(
-        jaxlr_s=t_jaxlr, optax_s=t_optax, loop_s=t_loop,
+        jaxlr_s=t_jaxlr, optax_s=t_optax, loop_s=t_loop, map_s=t_map,
+        map_run_s=run_only["jaxlr_map"],
         jaxlr_compile_s=res.info["compile_seconds"],
         jaxlr_run_s=run_only["jaxlr"], loop_run_s=run_only["loop"],
         jaxlr_mib=res.info["memory_bytes"] / 2**20,
@@ -147,6 +157,10 @@ def _ratios(k: int, m: dict[str, float], tag: str = "") -> dict[str, float]:
         f"optax per-config compile / jaxlr{tag}, K={k}": m["optax_s"] / m["jaxlr_s"],
         f"jitted loop / jaxlr{tag}, K={k}": m["loop_s"] / m["jaxlr_s"],
         f"jitted loop / jaxlr{tag}, execution only, K={k}": m["loop_run_s"] / m["jaxlr_run_s"],
+        f"optax per-config compile / jaxlr(vmap_size=1){tag}, K={k}": m["optax_s"] / m["map_s"],
+        f"jitted loop / jaxlr(vmap_size=1){tag}, K={k}": m["loop_s"] / m["map_s"],
+        f"jitted loop / jaxlr(vmap_size=1){tag}, execution only, K={k}":
+            m["loop_run_s"] / m["map_run_s"],
         f"ms per config jaxlr{tag}, K={k}": 1e3 * m["jaxlr_s"] / k,
         f"ms per config optax{tag}, K={k}": 1e3 * m["optax_s"] / k,
         f"ms per config loop{tag}, K={k}": 1e3 * m["loop_s"] / k,

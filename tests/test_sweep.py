@@ -168,6 +168,18 @@ def test_chunked_equals_unchunked_and_compiles_once(unchunked):
     np.testing.assert_array_equal(chunked.hyperparameters["peak_value"], CONFIGS["peak_value"])
 
 
+@pytest.mark.parametrize("vmap_size", [1, 4])
+def test_members_in_a_compiled_loop_equal_vmap(unchunked, vmap_size):
+    mapped = jaxlr.sweep.run(train_fn, CONFIGS, vmap_size=vmap_size, progress=False)
+    assert_same(mapped.metrics, unchunked.metrics)
+
+
+def test_bad_vmap_size_is_rejected():
+    with pytest.raises(ValueError, match="run: vmap_size must be an int >= 1 or None, got "
+                                         "vmap_size=0"):
+        jaxlr.sweep.run(train_fn, CONFIGS, vmap_size=0, progress=False)
+
+
 def test_divergence_is_reported_and_isolated(unchunked):
     cfg = jaxlr.sweep.zip(peak_value=[1e-2, 1e37, 1e-1], warmup_steps=[0.0, 0.0, 5.0])
     res = jaxlr.sweep.run(train_fn, cfg, progress=False)
@@ -324,6 +336,8 @@ _SHARDED = textwrap.dedent("""
     t.assert_same(plain.metrics, loop)
     t.assert_same(sharded.metrics, loop)
     t.assert_same(chunked.metrics, loop)
+    mapped = jaxlr.sweep.run(t.train_fn, cfg, mesh=flat, vmap_size=1, progress=False)
+    t.assert_same(mapped.metrics, loop)
     with pytest.raises(ValueError, match="chunk_size must be a multiple of the mesh's 8 devices"):
         jaxlr.sweep.run(t.train_fn, cfg, mesh=flat, chunk_size=4)
     print("SHARDED-OK")
