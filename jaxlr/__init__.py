@@ -10,7 +10,7 @@ import importlib
 from jaxlr import plot, schedules
 
 __version__ = "0.1.0"
-_LAZY = ("auto", "compat", "sharpness", "sweep", "transforms")
+_LAZY = ("auto", "compat", "recommend", "sharpness", "sweep", "transforms")
 __all__ = ["plot", "schedules", *_LAZY]
 
 

@@ -1,4 +1,4 @@
-"""The ``jaxlr`` command: ``list``, ``plot``, ``demo`` (the main job)."""
+"""The ``jaxlr`` command: ``list``, ``plot``, ``demo`` (the main job), ``recommend``."""
 
 from __future__ import annotations
 
