@@ -127,6 +127,7 @@ def _eigen(
     return Eigen(lam[0], unravel(vecs[0]), used, res[0], conv[0])
 
 
+@compiled("num_iters", "method")
 def top_eigenvalue(
     loss_fn: Callable[..., jax.Array] | None,
     params: PyTree,
@@ -203,22 +204,6 @@ def top_eigenvalue(
         Cohen et al., Gradient descent on neural networks typically occurs at the edge of
         stability, ICLR 2021.
     """
-    Checker("top_eigenvalue").nonnegative("tol", tol)
-    return _top_eigenvalue(
-        loss_fn,
-        params,
-        key=key,
-        num_iters=num_iters,
-        method=method,
-        v0=v0,
-        tol=tol,
-        matvec=matvec,
-        batches=batches,
-    )
-
-
-@compiled("num_iters", "method")
-def _top_eigenvalue(loss_fn, params, *, key, num_iters, method, v0, tol, matvec, batches):
     flat, unravel, op = flat_operator(
         loss_fn, params, matvec=matvec, batches=batches, fn_name="top_eigenvalue"
     )
@@ -235,6 +220,7 @@ def _top_eigenvalue(loss_fn, params, *, key, num_iters, method, v0, tol, matvec,
     )
 
 
+@compiled("k", "num_iters")
 def top_k_eigenvalues(
     loss_fn: Callable[..., jax.Array] | None,
     params: PyTree,
@@ -281,14 +267,6 @@ def top_k_eigenvalues(
     References:
         Golub & Van Loan, Matrix Computations, 4th ed., 2013, section 10.1 (Lanczos).
     """
-    Checker("top_k_eigenvalues").nonnegative("tol", tol)
-    return _top_k_eigenvalues(
-        loss_fn, params, k=k, key=key, num_iters=num_iters, tol=tol, matvec=matvec, batches=batches
-    )
-
-
-@compiled("k", "num_iters")
-def _top_k_eigenvalues(loss_fn, params, *, k, key, num_iters, tol, matvec, batches):
     fn = "top_k_eigenvalues"
     flat, unravel, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= flat.shape[0]:

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from jaxlr._src.validate import Checker
+
 PyTree = Any
 FlatOperator = Callable[[jax.Array], jax.Array]
 
@@ -19,14 +21,31 @@ FlatOperator = Callable[[jax.Array], jax.Array]
 _PRECISION = "highest"
 
 
+_CONCRETE_CHECKS = {"tol": "nonnegative", "bandwidth": "positive"}
+
+
 def compiled(*static: str) -> Callable:
-    """``jax.jit`` with the callables and structural arguments static.
+    """Decorator: ``jax.jit`` with the callables and structural arguments static.
 
     Estimators compile as one program (an eager call would dispatch op by op); inside a user's
-    ``jit`` the inner ``jit`` is inlined. Concrete array arguments (``tol``) are validated by the
-    public wrapper before this point, where they may still be inspected.
+    ``jit`` the inner ``jit`` is inlined. Array arguments that must be checked concretely
+    (``tol``, ``bandwidth``) are validated before the ``jit``, where they can still be inspected.
     """
-    return functools.partial(jax.jit, static_argnames=("loss_fn", "matvec", *static))
+
+    def decorate(fn: Callable) -> Callable:
+        jitted = jax.jit(fn, static_argnames=("loss_fn", "matvec", *static))
+
+        @functools.wraps(fn)
+        def estimator(*args, **kwargs):
+            checker = Checker(fn.__name__)
+            for name, rule in _CONCRETE_CHECKS.items():
+                if name in kwargs:
+                    getattr(checker, rule)(name, kwargs[name])
+            return jitted(*args, **kwargs)
+
+        return estimator
+
+    return decorate
 
 
 def hvp(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, v: PyTree) -> PyTree:

@@ -18,8 +18,9 @@ from jaxlr.sharpness._hvp import FlatOperator
 
 
 def norm(x: jax.Array, axis=None) -> jax.Array:
-    """Euclidean norm with a finite gradient at 0."""
-    return safe_sqrt(jnp.sum(x * x, axis=axis))
+    """Euclidean norm with a finite gradient at 0; NaN stays NaN (it is reported, not hidden)."""
+    sq = jnp.sum(x * x, axis=axis)
+    return jnp.where(jnp.isnan(sq), sq, safe_sqrt(sq))
 
 
 def normalize(x: jax.Array, fallback: jax.Array) -> jax.Array:

@@ -183,6 +183,7 @@ def preconditioner(
     return jax.tree.map(lambda x: jnp.where(on, x / r.astype(x.dtype), 1.0), p)
 
 
+@compiled("num_iters", "method")
 def preconditioned_top_eigenvalue(
     loss_fn: Callable[..., jax.Array] | None,
     params: PyTree,
@@ -231,23 +232,6 @@ def preconditioned_top_eigenvalue(
     References:
         Cohen et al., Adaptive gradient methods at the edge of stability, 2022.
     """
-    Checker("preconditioned_top_eigenvalue").nonnegative("tol", tol)
-    return _preconditioned(
-        loss_fn,
-        params,
-        precond,
-        key=key,
-        num_iters=num_iters,
-        method=method,
-        v0=v0,
-        tol=tol,
-        matvec=matvec,
-        batches=batches,
-    )
-
-
-@compiled("num_iters", "method")
-def _preconditioned(loss_fn, params, precond, *, key, num_iters, method, v0, tol, matvec, batches):
     fn = "preconditioned_top_eigenvalue"
     flat, unravel, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
     p = jax.flatten_util.ravel_pytree(precond)[0]

@@ -42,6 +42,7 @@ class TraceEstimate(NamedTuple):
     num_hvps: jax.Array  # () int32
 
 
+@compiled("num_probes")
 def hutchinson_trace(
     loss_fn: Callable[..., jax.Array] | None,
     params: PyTree,
@@ -83,13 +84,6 @@ def hutchinson_trace(
         Hutchinson, A stochastic estimator of the trace of the influence matrix for Laplacian
         smoothing splines, 1990; Yao et al., PyHessian, 2020.
     """
-    return _hutchinson(
-        loss_fn, params, key=key, num_probes=num_probes, matvec=matvec, batches=batches
-    )
-
-
-@compiled("num_probes")
-def _hutchinson(loss_fn, params, *, key, num_probes, matvec, batches):
     fn = "hutchinson_trace"
     _static_int(Checker(fn), "num_probes", num_probes, 1)
     flat, _, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
@@ -123,6 +117,7 @@ class SpectralDensity(NamedTuple):
     weights: jax.Array  # (num_probes, num_iters) quadrature weights, each row sums to 1
 
 
+@compiled("num_iters", "num_probes", "num_points")
 def spectral_density(
     loss_fn: Callable[..., jax.Array] | None,
     params: PyTree,
@@ -180,23 +175,6 @@ def spectral_density(
     _static_int(c, "num_iters", num_iters, 1)
     _static_int(c, "num_probes", num_probes, 1)
     _static_int(c, "num_points", num_points, 2)
-    c.positive("bandwidth", bandwidth)
-    return _slq(
-        loss_fn,
-        params,
-        key=key,
-        num_iters=num_iters,
-        num_probes=num_probes,
-        num_points=num_points,
-        bandwidth=bandwidth,
-        matvec=matvec,
-        batches=batches,
-    )
-
-
-@compiled("num_iters", "num_probes", "num_points")
-def _slq(loss_fn, params, *, key, num_iters, num_probes, num_points, bandwidth, matvec, batches):
-    fn = "spectral_density"
     flat, _, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
     n, dtype = flat.shape[0], flat.dtype
 

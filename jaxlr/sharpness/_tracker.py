@@ -86,6 +86,7 @@ def tracker_init(params: PyTree, *, key: jax.Array, block_size: int = 3) -> Trac
     )
 
 
+@compiled("num_iters")
 def tracker_update(
     loss_fn: Callable[..., jax.Array] | None,
     params: PyTree,
@@ -146,14 +147,6 @@ def tracker_update(
         Knyazev, Toward the optimal preconditioned eigensolver: LOBPCG, SIAM J. Sci. Comput.
         2001; Saad, Numerical Methods for Large Eigenvalue Problems, 2011 (Rayleigh-Ritz).
     """
-    Checker("tracker_update").nonnegative("tol", tol)
-    return _tracker_update(
-        loss_fn, params, state, num_iters=num_iters, tol=tol, matvec=matvec, batches=batches
-    )
-
-
-@compiled("num_iters")
-def _tracker_update(loss_fn, params, state, *, num_iters, tol, matvec, batches):
     fn = "tracker_update"
     c = Checker(fn)
     flat, unravel, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
