@@ -33,8 +33,7 @@ def _demo(args) -> int:
     except ImportError:  # the sweep layer is optional at this layer's level: fall back to a gallery
         demo = None
     if demo is not None and hasattr(demo, "run"):
-        path = demo.run(out_dir=args.out, quick=args.quick)
-        print(f"jaxlr demo: wrote {path}")
+        demo.run(out_dir=args.out, quick=args.quick)  # prints its table and where it wrote
         return 0
     import os
 
