@@ -208,8 +208,10 @@ def test_fit_masks_nan_and_says_so():
     ],
 )
 def test_fit_bad_input(curves, match):
-    with pytest.raises(ValueError, match=f"fit_law: .*{match}"):
+    with pytest.raises(ValueError, match=f"fit_law: .*{match}") as err:
         auto.fit_law("momentum", curves, key=jax.random.key(0))
+    msg = str(err.value)
+    assert "got" in msg or "!=" in msg, msg  # the offending value is shown
 
 
 def test_fit_unknown_law():

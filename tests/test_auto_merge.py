@@ -150,5 +150,6 @@ def test_window_merging_under_jit_with_nnx_optimizer():
      r"average_merging: decay must be in \[0, 1\]"),
 ])
 def test_merge_bad_input(fn, args, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=match) as err:
         fn(*args)
+    assert "got" in str(err.value), str(err.value)  # the offending value is shown

@@ -133,8 +133,9 @@ def test_all_diverged_says_so():
     (dict(diverge_factor=1.0), "diverge_factor must be > 1"),
 ])
 def test_range_test_bad_input(kw, match):
-    with pytest.raises(ValueError, match=f"lr_range_test: {match}"):
+    with pytest.raises(ValueError, match=f"lr_range_test: {match}") as err:
         auto.lr_range_test(quad_step, quad_init, key=jax.random.key(0), **kw)
+    assert "got" in str(err.value), str(err.value)  # the offending value is shown
 
 
 # -- AutoLRS -----------------------------------------------------------------------------------
@@ -202,5 +203,6 @@ def test_autolrs_all_candidates_diverge_says_so():
 ])
 def test_autolrs_bad_input(kw, match):
     args = dict(key=jax.random.key(0), total_steps=10, min_lr=1e-3, max_lr=1.0) | kw
-    with pytest.raises(ValueError, match=f"autolrs: {match}"):
+    with pytest.raises(ValueError, match=f"autolrs: {match}") as err:
         auto.autolrs(sgd_step, jnp.zeros(DIM), **args)
+    assert "got" in str(err.value), str(err.value)  # the offending value is shown

@@ -30,7 +30,7 @@ def _is_record(obj):
 
 @pytest.mark.parametrize("modname", MODULES)
 def test_public_symbols_are_documented_with_examples(modname):
-    module = pytest.importorskip(modname)
+    module = importlib.import_module(modname)  # a module that stops importing must fail
     assert (module.__doc__ or "").strip(), f"{modname} has no module docstring"
     missing = []
     for name, obj in _public(module):
@@ -46,9 +46,6 @@ def test_public_symbols_are_documented_with_examples(modname):
 
 def test_all_names_resolve():
     for modname in MODULES:
-        try:
-            module = importlib.import_module(modname)
-        except ImportError:
-            continue
+        module = importlib.import_module(modname)
         for name in getattr(module, "__all__", []):
             assert hasattr(module, name), f"{modname}.__all__ lists missing {name}"

@@ -78,6 +78,25 @@ def test_bert_preset_warms_up_ten_percent_then_decays_linearly_to_zero():
         assert math.isclose(float(s(t)), want, rel_tol=1e-5, abs_tol=1e-12)
 
 
+def test_deepseek_preset_steps_to_31_6_and_10_percent_at_80_and_90_percent():
+    s = S.presets.deepseek_step(total_steps=10_000, peak_value=1.0, warmup_steps=100)
+    got = [float(s(t)) for t in (50, 100, 7999, 8000, 8999, 9000, 12_000)]
+    np.testing.assert_allclose(got, [0.5, 1.0, 1.0, 0.316, 0.316, 0.1, 0.1], rtol=1e-6)
+
+
+def test_minicpm_preset_decays_exponentially_to_a_tenth_over_the_last_tenth():
+    s = S.presets.minicpm_wsd(total_steps=1000, peak_value=1.0)  # warmup 0.01 -> 10 steps
+    got = [float(s(t)) for t in (5, 10, 899, 900, 950, 1000)]
+    want = [0.5, 1.0, 1.0, 1.0, 0.1**0.5, 0.1]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_wsd_decay_fraction_is_a_share_of_total_steps():
+    s = S.wsd(peak_value=1.0, total_steps=100, warmup_steps=10, decay_fraction=0.2)
+    np.testing.assert_allclose([float(s(t)) for t in (79, 80, 90, 100)], [1, 1, 0.5, 0],
+                               atol=1e-6)
+
+
 def test_resnet_preset_divides_by_ten_at_30_60_90_epochs():
     s = S.presets.resnet_step(steps_per_epoch=100)
     got = [float(s(t)) for t in (0, 2999, 3000, 5999, 6000, 9000, 20_000)]

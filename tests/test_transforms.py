@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from oracles import ref
 
 import jaxlr.transforms as T
 from jaxlr import schedules as S
@@ -175,7 +176,7 @@ def test_reduce_on_plateau_hand_computed_negative():
 
 
 def test_reduce_on_plateau_equals_torch_on_positive_losses():
-    torch = pytest.importorskip("torch")
+    import torch  # a pinned test dependency: its absence must fail, not skip
     rng = np.random.default_rng(0)
     decay = np.maximum(np.exp(-0.1 * np.arange(60)), 0.2)
     losses = list(np.round(decay + 0.03 * rng.random(60), 3))
@@ -273,14 +274,26 @@ def _all_transforms():
 def test_chains_with_every_optax_optimizer(name):
     """chain(opt(1.0), tx) == opt(1.0) updates times the LR current_lr reports."""
     params = {"w": jnp.array([1.0, -2.0]), "b": jnp.array(0.5)}
+    losses = [1.0, 0.5, 0.7, 0.2]
+    # The LR each transform must apply, derived independently of current_lr (which could be
+    # wrong in the same way as the scaling): the schedule's oracle, or the plateau rule.
+    sched = S.warmup_cosine(peak_value=0.1, warmup_steps=2, total_steps=10)
+    expected = {
+        "scale_by_schedule": [ref(sched, t) for t in range(len(losses))],
+        "reduce_on_plateau": [0.1 * v for v in _plateau_reference(
+            losses, factor=0.5, patience=0, threshold=1e-4, mode="min", threshold_mode="rel",
+            cooldown=0, min_value=0.0)],
+    }.get(name)
     for opt_name, factory in OPTIMIZERS.items():
         base, chained = factory(1.0), optax.chain(factory(1.0), _all_transforms()[name]())
         sb, sc = base.init(params), chained.init(params)
-        for t, loss in enumerate([1.0, 0.5, 0.7, 0.2]):
+        for t, loss in enumerate(losses):
             g = jax.tree.map(lambda p, t=t: jnp.cos(p + t), params)
             ub, sb = base.update(g, sb, params)
             uc, sc = chained.update(g, sc, params, value=loss)
             lr = T.current_lr(sc)
+            if expected is not None:
+                assert float(lr) == pytest.approx(expected[t], rel=1e-5), (opt_name, t)
             jax.tree.map(lambda a, b, lr=lr, o=opt_name: np.testing.assert_allclose(
                 a, lr * b, rtol=2e-5, atol=1e-7, err_msg=o), uc, ub)
 

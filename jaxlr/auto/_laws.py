@@ -197,7 +197,9 @@ def _check_curve(fn: str, i: int, curve: Any) -> tuple[np.ndarray, np.ndarray, n
     lrs = as_numpy_curve(fn, f"curves[{i}].lrs", curve.lrs)
     loss = as_numpy_curve(fn, f"curves[{i}].losses", curve.losses)
     if not np.isfinite(lrs).all() or (lrs < 0).any():
-        raise ValueError(f"{fn}: curves[{i}].lrs must be finite and >= 0")
+        bad = lrs[~np.isfinite(lrs) | (lrs < 0)][0]
+        raise ValueError(f"{fn}: curves[{i}].lrs must be finite and >= 0, got "
+                         f"curves[{i}].lrs containing {bad!r}")
     if curve.steps is None:
         if lrs.shape[0] != loss.shape[0]:
             raise ValueError(f"{fn}: curves[{i}]: len(lrs)={lrs.shape[0]} != len(losses)="

@@ -103,7 +103,7 @@ def _compile(train_fn, loss, chunk, sharding, compiler_options, vmap_size=None):
     except TypeError:  # not weak-referenceable: no cache across calls
         per_fn = {}
     if key in per_fn:
-        return per_fn[key], 0.0, 0.0
+        return per_fn[key], None, None
     kwargs = {} if sharding is None else dict(in_shardings=sharding, out_shardings=sharding)
     jitted = jax.jit(_checked(train_fn, loss, vmap_size, sharding),
                      compiler_options=compiler_options, **kwargs)
@@ -266,7 +266,8 @@ def run(
     memory = compiled.memory_analysis()
     info = dict(
         num_members=k, chunk_size=chunk, num_chunks=num_chunks, padded=num_chunks * chunk - k,
-        devices=devices, trace_seconds=trace_s, compile_seconds=compile_s, run_seconds=run_s,
+        devices=devices, cache_hit=compile_s is None, trace_seconds=trace_s or 0.0,
+        compile_seconds=compile_s or 0.0, run_seconds=run_s,
         memory_bytes=None if memory is None else int(
             memory.argument_size_in_bytes + memory.output_size_in_bytes
             + memory.temp_size_in_bytes - memory.alias_size_in_bytes),
