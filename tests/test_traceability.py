@@ -135,3 +135,11 @@ def test_optax_accepts_a_schedule_as_learning_rate():
     for t in range(3):
         updates, state = opt.update(jnp.ones(2), state, params)
         np.testing.assert_allclose(np.asarray(updates), -float(s(t)) * np.ones(2), rtol=1e-6)
+
+
+def test_jit_of_a_schedule_with_traced_leaves():
+    """jax.jit(schedule) compares schedules for its cache; traced leaves must not break that."""
+    f = jax.jit(lambda v: jax.jit(S.cosine(init_value=v, total_steps=100.0))(3.0))
+    np.testing.assert_allclose(float(f(1.0)), 0.5 * (1 + np.cos(np.pi * 0.03)), rtol=1e-6)
+    g = jax.grad(lambda v: jax.jit(S.cosine(init_value=v, total_steps=100.0))(3.0))(1.0)
+    np.testing.assert_allclose(float(g), 0.5 * (1 + np.cos(np.pi * 0.03)), rtol=1e-6)

@@ -285,7 +285,10 @@ def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mu
     i_flat = jnp.floor(fraction)
     i = jnp.where(flat, i_flat, i_geo)
     frac = jnp.where(flat, fraction - i_flat, frac_geo)
-    decayed = 0.5 * m_mul**i * (1.0 + jnp.cos(jnp.pi * frac))
+    # m_mul**i with a finite gradient at m_mul = 0, i = 0 (0**0 = 1, derivative 0 there)
+    first = i == 0
+    mult = jnp.where(first, 1.0, jnp.where(first, 1.0, m_mul) ** jnp.where(first, 1.0, i))
+    decayed = 0.5 * mult * (1.0 + jnp.cos(jnp.pi * frac))
     return initial_learning_rate * ((1.0 - alpha) * decayed + alpha)
 
 

@@ -85,6 +85,8 @@ class Schedule:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Schedule):
             return NotImplemented
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((self, other))):
+            return self is other  # traced values cannot be compared (jax.jit(schedule) asks)
         return to_config(self) == to_config(other)
 
     def __hash__(self) -> int:

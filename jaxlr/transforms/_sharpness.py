@@ -60,6 +60,13 @@ class _Curvature:
         return sharpness.stability_threshold(1.0, kind=self.kind, momentum=h["momentum"],
                                              b1=h["b1"])
 
+    @staticmethod
+    def times(x: jax.Array, crit: jax.Array) -> jax.Array:
+        """``x * crit`` where ``crit`` may be ``inf`` (no limit), with a finite gradient in ``x``
+        (a bare product would give ``0 * inf = NaN`` through the branch a ``where`` drops)."""
+        ok = jnp.isfinite(crit)
+        return jnp.where(ok, x * jnp.where(ok, crit, 1.0), jnp.inf)
+
     def critical_lr(self, h, lam: jax.Array) -> jax.Array:
         """``c / lambda`` for ``lambda > 0``; ``inf`` (no limit) for a non-positive curvature."""
         return jnp.where(lam > 0, safe_div(self.threshold_constant(h), lam), jnp.inf)
@@ -103,7 +110,8 @@ class _Curvature:
 
         lam, tracker = jax.lax.cond(refresh, track, lambda t: (state.eigenvalue, t),
                                     state.tracker)
-        smooth = h["ema"] * state.sharpness + (1.0 - h["ema"]) * lam
+        prev = jnp.where(first, 0.0, state.sharpness)  # NaN until the first estimate
+        smooth = h["ema"] * prev + (1.0 - h["ema"]) * lam
         smooth = jnp.where(first, lam, jnp.where(refresh, smooth, state.sharpness))
         return refresh, lam, smooth, tracker
 
@@ -259,14 +267,14 @@ def sharpness_cap(
         crit = curv.critical_lr(h, smooth)
         first = state.count == 0
         factor = h["kappa"] if mode == "catapult" else h["fraction"]
-        init_lr = jnp.where(first, factor * curv.critical_lr(h, lam), state.init_lr)
+        init_lr = jnp.where(first, curv.times(factor, curv.critical_lr(h, lam)), state.init_lr)
         if slot is not None:
             base_lr = slot(state.schedule, state.count)
         elif mode == "gen":
             base_lr = jnp.full_like(init_lr, jnp.inf)
         else:
             base_lr = init_lr
-        target = h["fraction"] * crit
+        target = curv.times(h["fraction"], crit)
         raise_cap = target > state.cap * (1.0 + h["hysteresis"])
         cap = jnp.where((target < state.cap) | raise_cap | first, target, state.cap)
         gen = state.gen
@@ -283,8 +291,11 @@ def sharpness_cap(
                     gen.dtype)
 
             raw = jax.lax.cond(refresh, gen_step, lambda _: gen, None)
-            gen = jnp.where(first, raw,
-                            jnp.where(refresh, h["ema"] * gen + (1.0 - h["ema"]) * raw, gen))
+            # NaN before the first estimate, inf when d'Hd <= 0: keep both out of the products
+            ok = jnp.isfinite(raw) & ~first
+            prev, now = jnp.where(ok, gen, 0.0), jnp.where(ok, raw, 0.0)
+            mixed = jnp.where(ok, h["ema"] * prev + (1.0 - h["ema"]) * now, raw)
+            gen = jnp.where(first, raw, jnp.where(refresh, mixed, gen))
             lr = jnp.minimum(lr, jnp.where(gen > 0, gen, lr))
         rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h["momentum"], b1=h["b1"])
         new = SharpnessCapState(optax.safe_increment(state.count), lr, cap, lam, smooth,
@@ -416,16 +427,17 @@ def sharpness_warmup(
         _, lam, smooth, tracker = curv.refresh(state, loss_fn, params, inner_state)
         crit = curv.critical_lr(h, smooth)
         first = state.count == 0
-        start = jnp.where(jnp.isnan(h["init_value"]), h["init_ratio"] * crit, h["init_value"])
-        grown = jnp.where(first, start, state.lr * h["growth"])
-        limit = jnp.minimum(h["target"] * crit, h["peak_value"])
+        start = jnp.where(jnp.isnan(h["init_value"]), curv.times(h["init_ratio"], crit),
+                          h["init_value"])
+        grown = jnp.where(first, start, jnp.where(first, 0.0, state.lr) * h["growth"])
+        limit = jnp.minimum(curv.times(h["target"], crit), h["peak_value"])
         ends = ~state.done & (grown >= limit)
         warm_lr = jnp.minimum(grown, limit)
         done = state.done | ends
         end_step = jnp.where(ends, state.count, state.end_step)
         end_lr = jnp.where(ends, warm_lr, state.end_lr)
         since = jnp.maximum(state.count - end_step, 0)
-        lr = jnp.where(done, end_lr * slot(state.schedule, since), warm_lr)
+        lr = jnp.where(done, jnp.where(done, end_lr, 0.0) * slot(state.schedule, since), warm_lr)
         rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h["momentum"], b1=h["b1"])
         new = SharpnessWarmupState(optax.safe_increment(state.count), lr, done, end_step, end_lr,
                                    lam, smooth, as_float(rho).astype(lr.dtype), tracker,

@@ -244,3 +244,15 @@ def test_compat_law_is_a_traceable_pytree(i):
     stacked = jax.tree.map(lambda x, y: jnp.stack([x, y]), a, b)
     got = jax.vmap(lambda s: s(t))(stacked)
     np.testing.assert_allclose(got, np.stack([a(t), b(t)]), rtol=1e-6)
+
+
+def test_cosine_decay_restarts_gradient_in_m_mul_is_finite_at_zero():
+    """0**0 inside the first period: value 0.5 * (1 + cos(pi/2)) and d/d m_mul = 0, not NaN;
+    in the second period (i = 1) d/d m_mul = 0.5 * (1 + cos(pi * 5/20))."""
+    def f(m, t):
+        return CK.CosineDecayRestarts(initial_learning_rate=1.0, first_decay_steps=10.0,
+                                      m_mul=m)(t)
+
+    assert float(jax.grad(f)(0.0, 5.0)) == 0.0
+    np.testing.assert_allclose(float(jax.grad(f)(0.5, 15.0)),
+                               0.5 * (1 + np.cos(np.pi * 5 / 20)), rtol=1e-5)
