@@ -135,3 +135,34 @@ class Checker:
             self.fail(
                 f"len({name_b}) must equal {rel}, got {name_a}={_show(a)}, {name_b}={_show(b)}"
             )
+
+
+def renamed(**old_to_new: str):
+    """Decorator: a call with a renamed keyword argument raises ``TypeError`` naming the new one.
+
+    jaxlr keeps one name per concept and no alias shims: an old spelling is an error that says
+    what to write instead (``cosine: argument 'exponent' is now 'power'``).
+
+    Examples:
+        >>> from jaxlr._src.validate import renamed
+        >>> @renamed(exponent="power")
+        ... def f(*, power=1.0):
+        ...     return power
+        >>> f(exponent=2.0)
+        Traceback (most recent call last):
+        TypeError: f: argument 'exponent' is now 'power'
+    """
+
+    def deco(fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            for old in kwargs.keys() & old_to_new.keys():
+                raise TypeError(f"{fn.__name__}: argument {old!r} is now {old_to_new[old]!r}")
+            return fn(*args, **kwargs)
+
+        wrapper.__renamed__ = dict(old_to_new)
+        return wrapper
+
+    return deco

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxlr._src.numeric import safe_div
+from jaxlr._src.typing import PyTree
 from jaxlr.sharpness._hvp import flat_operator
-
-PyTree = Any
 
 
 def _quadratic_form(loss_fn, params, d, matvec, batches, fn) -> tuple[jax.Array, jax.Array]:

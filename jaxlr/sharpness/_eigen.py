@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
 from jaxlr.sharpness import _krylov
 from jaxlr.sharpness._hvp import FlatOperator, compiled, flat_operator
 
-PyTree = Any
 METHODS = ("lanczos", "power")
 
 

@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
 
-PyTree = Any
 FlatOperator = Callable[[jax.Array], jax.Array]
 
 # Curvature products run at full matmul precision: the TPU/GPU default (bf16 passes) puts ~1e-3

@@ -11,11 +11,11 @@ import optax
 from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import safe_div
+from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
 from jaxlr.sharpness._eigen import Eigen, _eigen
 from jaxlr.sharpness._hvp import compiled, flat_operator
 
-PyTree = Any
 KINDS = ("adam", "adamw", "radam", "rmsprop", "adagrad")
 # Optax's defaults for the hyperparameters that live in the closure, not in the state.
 _DEFAULTS = {

@@ -10,11 +10,10 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import safe_div
+from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
 from jaxlr.sharpness import _krylov
 from jaxlr.sharpness._hvp import compiled, flat_operator
-
-PyTree = Any
 
 
 def _static_int(c: Checker, name: str, value: Any, lo: int) -> None:

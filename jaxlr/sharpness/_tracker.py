@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
+from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
 from jaxlr.sharpness import _krylov
 from jaxlr.sharpness._eigen import Eigen, _converged
 from jaxlr.sharpness._hvp import compiled, flat_operator
-
-PyTree = Any
 
 
 class TrackerState(NamedTuple):

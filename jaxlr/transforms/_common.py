@@ -9,10 +9,9 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import as_float
+from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import Schedule, constant
-
-PyTree = Any
 
 # State classes whose ``lr`` field is the factor the transform multiplies updates by; filled by
 # ``lr_state`` so :func:`current_lr` finds them inside any chain.
