@@ -13,9 +13,11 @@ from jaxlr._src.typing import PyTree
 from jaxlr.sharpness._hvp import flat_operator
 
 
-def _quadratic_form(loss_fn, params, d, matvec, batches, fn) -> tuple[jax.Array, jax.Array]:
+def _quadratic_form(loss_fn, params, d, matvec, batches, batch, fn) -> tuple[jax.Array, jax.Array]:
     """``(d^T H d, d^T d)`` with one product."""
-    flat, _, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
+    flat, _, op = flat_operator(
+        loss_fn, params, matvec=matvec, batches=batches, batch=batch, fn_name=fn
+    )
     x = ravel_pytree(d)[0].astype(flat.dtype)
     return jnp.vdot(x, op(x)), jnp.vdot(x, x)
 
@@ -27,6 +29,7 @@ def directional_curvature(
     *,
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
+    batch: PyTree | None = None,
 ) -> jax.Array:
     r"""Curvature of the loss along a direction: one Hessian-vector product.
 
@@ -38,10 +41,10 @@ def directional_curvature(
     :math:`\kappa \to \lambda_{\max}`). A zero direction gives 0.
 
     Args:
-        loss_fn: ``loss_fn(params)`` (or ``loss_fn(params, batch)`` with ``batches``).
+        loss_fn: ``loss_fn(params)`` (or ``loss_fn(params, batch)`` with ``batch``/``batches``).
         params: the point.
         d: the direction, a pytree like ``params``.
-        matvec, batches: as in :func:`top_eigenvalue`.
+        matvec, batches, batch: as in :func:`top_eigenvalue`.
 
     Returns:
         :math:`\kappa(d)`, a scalar.
@@ -57,7 +60,7 @@ def directional_curvature(
         Cohen et al., Gradient descent on neural networks typically occurs at the edge of
         stability, ICLR 2021.
     """
-    dhd, dd = _quadratic_form(loss_fn, params, d, matvec, batches, "directional_curvature")
+    dhd, dd = _quadratic_form(loss_fn, params, d, matvec, batches, batch, "directional_curvature")
     return safe_div(dhd, dd)
 
 
@@ -69,6 +72,7 @@ def gen_step_size(
     *,
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
+    batch: PyTree | None = None,
 ) -> jax.Array:
     r"""Generalized-Newton (GeN) step size along an update direction: one product.
 
@@ -82,11 +86,11 @@ def gen_step_size(
     search. Where :math:`d^\top H d \le 0` the model has no minimizer and the result is ``inf``.
 
     Args:
-        loss_fn: ``loss_fn(params)`` (or ``loss_fn(params, batch)`` with ``batches``).
+        loss_fn: ``loss_fn(params)`` (or ``loss_fn(params, batch)`` with ``batch``/``batches``).
         params: the point.
         g: the gradient at ``params``.
         d: the update direction, a pytree like ``params``.
-        matvec, batches: as in :func:`top_eigenvalue`.
+        matvec, batches, batch: as in :func:`top_eigenvalue`.
 
     Returns:
         :math:`\eta^*`, a scalar.
@@ -103,6 +107,6 @@ def gen_step_size(
     References:
         Bu & Xu, Automatic gradient descent with generalized Newton's method, 2024.
     """
-    dhd, _ = _quadratic_form(loss_fn, params, d, matvec, batches, "gen_step_size")
+    dhd, _ = _quadratic_form(loss_fn, params, d, matvec, batches, batch, "gen_step_size")
     gd = jnp.vdot(ravel_pytree(g)[0], ravel_pytree(d)[0]).astype(dhd.dtype)
     return safe_div(gd, jnp.where(dhd > 0, dhd, 0.0), jnp.inf)

@@ -139,6 +139,7 @@ def top_eigenvalue(
     tol: ArrayLike = 1e-3,
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
+    batch: PyTree | None = None,
 ) -> Eigen:
     r"""Sharpness :math:`\lambda_{\max}(\nabla^2 L(\theta))`, the largest *algebraic* eigenvalue.
 
@@ -159,8 +160,10 @@ def top_eigenvalue(
     eigenvalue :math:`v^\top H v` whose gradient is :math:`v^\top (\partial H) v`.
 
     Args:
-        loss_fn: ``loss_fn(params)``, or ``loss_fn(params, batch)`` with ``batches``. Fix dropout
-            keys and normalization modes inside it. Ignored when ``matvec`` is given.
+        loss_fn: ``loss_fn(params)``, or ``loss_fn(params, batch)`` with ``batch`` or
+            ``batches``. Fix dropout keys and normalization modes inside it. Ignored when
+            ``matvec`` is given. It is a static argument: reuse one function object and pass the
+            data as ``batch`` (a new closure per step would compile again).
         params: the point, any pytree of float arrays (plain dict, ``nnx.State``, linen
             variables).
         key: PRNG key for the start vector and breakdown restarts.
@@ -173,16 +176,21 @@ def top_eigenvalue(
             product from :func:`gnvp`); replaces the Hessian of ``loss_fn``.
         batches: stacked batches (leading axis B) for the full-batch Hessian, see
             :func:`full_batch_hvp`.
+        batch: one batch (any pytree of arrays), the second argument of ``loss_fn``. It is
+            data: one compiled program serves every batch of the same shapes.
 
     Returns:
-        :class:`Eigen` with scalar fields.
+        :class:`Eigen` with scalar fields. Low-precision params (bfloat16, float16) run their
+        products in the model's dtype; the Krylov basis, the reductions and the returned
+        eigenvalue are float32 (the eigenvector is cast back to the params' dtypes).
 
     Raises:
         ValueError: ``num_iters`` not an int >= 2 (>= 1 for power), a negative ``tol``, an
-            unknown ``method``, a ``v0`` of the wrong size, non-float ``params``.
+            unknown ``method``, a ``v0`` of the wrong size, non-float ``params``, a ``key``
+            that is not a PRNG key, both ``batch`` and ``batches``.
 
-    Traced arguments: ``params``, ``key``, ``v0``, ``tol`` and ``batches`` may be traced (jit,
-    vmap over keys or a sweep's stacked params, grad).
+    Traced arguments: ``params``, ``key``, ``v0``, ``tol``, ``batch`` and ``batches`` may be
+    traced (jit, vmap over keys or a sweep's stacked params, grad).
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax
@@ -193,6 +201,10 @@ def top_eigenvalue(
         3.0
         >>> e = top_eigenvalue(loss, x, key=key, method="power", num_iters=200, tol=1e-7)
         >>> round(float(e.eigenvalue), 3)
+        3.0
+        >>> mse = lambda w, b: 0.5 * jnp.mean((b["x"] @ w - b["y"]) ** 2)  # batch as data
+        >>> b = {"x": jnp.eye(3) * jnp.array([3.0, 1.0, 2.0]) ** 0.5 * 3**0.5, "y": jnp.zeros(3)}
+        >>> round(float(top_eigenvalue(mse, x, batch=b, key=key).eigenvalue), 4)
         3.0
         >>> hvp_fn = lambda v: jax.jvp(jax.grad(loss), (x,), (v,))[1]
         >>> round(float(optax.power_iteration(hvp_fn, v0=jnp.ones(3))[0]), 3)  # largest |lambda|
@@ -205,7 +217,7 @@ def top_eigenvalue(
         stability, ICLR 2021.
     """
     flat, unravel, op = flat_operator(
-        loss_fn, params, matvec=matvec, batches=batches, fn_name="top_eigenvalue"
+        loss_fn, params, matvec=matvec, batches=batches, batch=batch, fn_name="top_eigenvalue"
     )
     return _eigen(
         "top_eigenvalue",
@@ -231,6 +243,7 @@ def top_k_eigenvalues(
     tol: ArrayLike = 1e-3,
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
+    batch: PyTree | None = None,
 ) -> Eigen:
     r"""The ``k`` largest (algebraic) Hessian eigenvalues, descending, by Lanczos.
 
@@ -245,7 +258,7 @@ def top_k_eigenvalues(
     others.
 
     Args:
-        loss_fn, params, key, tol, matvec, batches: as in :func:`top_eigenvalue`.
+        loss_fn, params, key, tol, matvec, batches, batch: as in :func:`top_eigenvalue`.
         k: number of eigenvalues (static), ``1 <= k <= `` the number of parameters.
         num_iters: static product budget, ``>= k + 1``.
 
@@ -268,7 +281,9 @@ def top_k_eigenvalues(
         Golub & Van Loan, Matrix Computations, 4th ed., 2013, section 10.1 (Lanczos).
     """
     fn = "top_k_eigenvalues"
-    flat, unravel, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
+    flat, unravel, op = flat_operator(
+        loss_fn, params, matvec=matvec, batches=batches, batch=batch, fn_name=fn
+    )
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= flat.shape[0]:
         Checker(fn).fail(f"k must be a Python int in [1, {flat.shape[0]}], got k={k!r}")
     _check(fn, num_iters, "lanczos", k + 1)

@@ -24,12 +24,31 @@ _PRECISION = "highest"
 _CONCRETE_CHECKS = {"tol": "nonnegative", "bandwidth": "positive"}
 
 
+def check_key(fn: str, key: Any, name: str = "key") -> None:
+    """Raises unless ``key`` is a PRNG key: a typed ``jax.random.key`` or a raw ``uint32[..., 2]``.
+
+    Tracers pass (their dtype is still checked), so the estimators vmap over keys.
+    """
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return
+    if dtype == jnp.uint32 and jnp.ndim(key) >= 1 and jnp.shape(key)[-1] == 2:
+        return
+    Checker(fn).fail(
+        f"{name} must be a PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), "
+        f"got {name}={key!r}"
+    )
+
+
 def compiled(*static: str) -> Callable:
     """Decorator: ``jax.jit`` with the callables and structural arguments static.
 
     Estimators compile as one program (an eager call would dispatch op by op); inside a user's
-    ``jit`` the inner ``jit`` is inlined. Array arguments that must be checked concretely
-    (``tol``, ``bandwidth``) are validated before the ``jit``, where they can still be inspected.
+    ``jit`` the inner ``jit`` is inlined. Data (``params``, ``batch``, ``key``, ``v0``) is
+    traced, so one compiled program serves every batch: bind the batch with ``batch=``, not in a
+    new closure per step (a new ``loss_fn`` object is a new static argument and recompiles).
+    Array arguments that must be checked concretely (``tol``, ``bandwidth``, ``key``) are
+    validated before the ``jit``, where they can still be inspected.
     """
 
     def decorate(fn: Callable) -> Callable:
@@ -41,6 +60,8 @@ def compiled(*static: str) -> Callable:
             for name, rule in _CONCRETE_CHECKS.items():
                 if name in kwargs:
                     getattr(checker, rule)(name, kwargs[name])
+            if "key" in kwargs:
+                check_key(fn.__name__, kwargs["key"])
             return jitted(*args, **kwargs)
 
         return estimator
@@ -186,6 +207,20 @@ def full_batch_hvp(
     return jax.tree.map(lambda t: t / num, total)
 
 
+def krylov_dtype(dtype) -> jnp.dtype:
+    """The dtype of Krylov vectors and reductions: float32 at least (bf16/f16 params)."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def bind_batch(
+    loss_fn: Callable[..., jax.Array] | None, batch: PyTree | None, fn_name: str
+) -> Callable[..., jax.Array] | None:
+    """``params -> loss_fn(params, batch)`` when a batch is given, else ``loss_fn`` itself."""
+    if batch is None or loss_fn is None:
+        return loss_fn
+    return lambda p: loss_fn(p, batch)
+
+
 def flat_operator(
     loss_fn: Callable[..., jax.Array] | None,
     params: PyTree,
@@ -193,35 +228,55 @@ def flat_operator(
     matvec: Callable[[PyTree], PyTree] | None,
     batches: PyTree | None,
     fn_name: str,
+    batch: PyTree | None = None,
 ) -> tuple[jax.Array, Callable[[jax.Array], PyTree], FlatOperator]:
     """``(flat_params, unravel, op)`` with ``op`` the curvature operator on flat vectors.
 
     Priority: a custom pytree ``matvec``; else the HVP averaged over ``batches``; else the HVP of
-    ``loss_fn(params)``, linearized once so the primal forward/backward pass is shared by every
-    product of a loop (each product then costs about one gradient).
+    ``loss_fn(params)`` (``loss_fn(params, batch)`` with a ``batch``), linearized once so the
+    primal forward/backward pass is shared by every product of a loop (each product then costs
+    about one gradient).
+
+    Low precision: the flat vectors (Krylov basis, dot products, the tridiagonal matrix) are
+    float32 at least; each product casts its input to the parameters' dtype, runs the HVP in
+    the model's own dtype, and returns float32. ``unravel`` casts back to the leaf dtypes.
     """
-    flat, unravel = ravel_pytree(params)
+    flat, unravel_p = ravel_pytree(params)
     if not jnp.issubdtype(flat.dtype, jnp.floating):
         raise ValueError(f"{fn_name}: params must be floating point, got dtype={flat.dtype}")
+    if batch is not None and batches is not None:
+        raise ValueError(
+            f"{fn_name}: pass batch= (one batch) or batches= (stacked, averaged), not both"
+        )
+    pdtype, kdtype = flat.dtype, krylov_dtype(flat.dtype)
+
+    def unravel(x):
+        return unravel_p(x.astype(pdtype))
 
     def wrap(pytree_op):
         def op(x):
             with jax.default_matmul_precision(_PRECISION):
-                return ravel_pytree(pytree_op(unravel(x)))[0].astype(flat.dtype)
+                return ravel_pytree(pytree_op(unravel(x)))[0].astype(kdtype)
 
         return op
 
+    flat_k = flat.astype(kdtype)
     if matvec is not None:
-        return flat, unravel, wrap(matvec)
+        return flat_k, unravel, wrap(matvec)
     if loss_fn is None:
         raise ValueError(f"{fn_name}: pass loss_fn or matvec, got loss_fn=None and matvec=None")
     if batches is not None:
         _num_batches(batches, fn_name)
-        return flat, unravel, wrap(lambda v: full_batch_hvp(loss_fn, params, v, batches=batches))
+        return flat_k, unravel, wrap(lambda v: full_batch_hvp(loss_fn, params, v, batches=batches))
+    loss = bind_batch(loss_fn, batch, fn_name)
 
     def flat_grad(x):
-        return ravel_pytree(jax.grad(loss_fn)(unravel(x)))[0].astype(flat.dtype)
+        return ravel_pytree(jax.grad(loss)(unravel_p(x)))[0].astype(pdtype)
 
     with jax.default_matmul_precision(_PRECISION):
         _, lin = jax.linearize(flat_grad, flat)
-    return flat, unravel, lin
+
+    def op(x):
+        return lin(x.astype(pdtype)).astype(kdtype)
+
+    return flat_k, unravel, op

@@ -196,6 +196,7 @@ def preconditioned_top_eigenvalue(
     tol: ArrayLike = 1e-3,
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
+    batch: PyTree | None = None,
 ) -> Eigen:
     r"""Preconditioned sharpness :math:`\lambda_{\max}(P^{-1} H)` for a diagonal P.
 
@@ -208,7 +209,7 @@ def preconditioned_top_eigenvalue(
     :math:`P = +\infty` (frozen by Adagrad) are projected out.
 
     Args:
-        loss_fn, params, key, num_iters, method, tol, matvec, batches: as in
+        loss_fn, params, key, num_iters, method, tol, matvec, batches, batch: as in
             :func:`top_eigenvalue`.
         precond: P, a pytree like ``params`` with positive entries (see :func:`preconditioner`).
         v0: warm start in the symmetric coordinates (a previous ``eigenvector``).
@@ -233,7 +234,9 @@ def preconditioned_top_eigenvalue(
         Cohen et al., Adaptive gradient methods at the edge of stability, 2022.
     """
     fn = "preconditioned_top_eigenvalue"
-    flat, unravel, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
+    flat, unravel, op = flat_operator(
+        loss_fn, params, matvec=matvec, batches=batches, batch=batch, fn_name=fn
+    )
     p = jax.flatten_util.ravel_pytree(precond)[0]
     if p.shape != flat.shape:
         Checker(fn).fail(

@@ -50,6 +50,7 @@ def hutchinson_trace(
     num_probes: int = 16,
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
+    batch: PyTree | None = None,
 ) -> TraceEstimate:
     r"""Hutchinson's estimate of the Hessian trace with Rademacher probes.
 
@@ -62,7 +63,7 @@ def hutchinson_trace(
     with ``lax.scan`` (memory of one product).
 
     Args:
-        loss_fn, params, matvec, batches: as in :func:`top_eigenvalue`.
+        loss_fn, params, matvec, batches, batch: as in :func:`top_eigenvalue`.
         key: PRNG key for the probes.
         num_probes: static number of probes (and of products), >= 1.
 
@@ -85,7 +86,9 @@ def hutchinson_trace(
     """
     fn = "hutchinson_trace"
     _static_int(Checker(fn), "num_probes", num_probes, 1)
-    flat, _, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
+    flat, _, op = flat_operator(
+        loss_fn, params, matvec=matvec, batches=batches, batch=batch, fn_name=fn
+    )
     n, dtype = flat.shape[0], flat.dtype
 
     def body(_, k):
@@ -128,6 +131,7 @@ def spectral_density(
     bandwidth: ArrayLike = 0.01,
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
+    batch: PyTree | None = None,
 ) -> SpectralDensity:
     r"""Hessian eigenvalue density by stochastic Lanczos quadrature (SLQ).
 
@@ -141,7 +145,7 @@ def spectral_density(
     ``bandwidth`` times the spread of the nodes. Probes run one at a time (``lax.map``).
 
     Args:
-        loss_fn, params, matvec, batches: as in :func:`top_eigenvalue`.
+        loss_fn, params, matvec, batches, batch: as in :func:`top_eigenvalue`.
         key: PRNG key for the probes and breakdown restarts.
         num_iters: static Lanczos steps (products) per probe, >= 1.
         num_probes: static number of probes, >= 1.
@@ -174,7 +178,9 @@ def spectral_density(
     _static_int(c, "num_iters", num_iters, 1)
     _static_int(c, "num_probes", num_probes, 1)
     _static_int(c, "num_points", num_points, 2)
-    flat, _, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
+    flat, _, op = flat_operator(
+        loss_fn, params, matvec=matvec, batches=batches, batch=batch, fn_name=fn
+    )
     n, dtype = flat.shape[0], flat.dtype
 
     def probe(k):

@@ -14,7 +14,7 @@ from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
 from jaxlr.sharpness import _krylov
 from jaxlr.sharpness._eigen import Eigen, _converged
-from jaxlr.sharpness._hvp import compiled, flat_operator
+from jaxlr.sharpness._hvp import check_key, compiled, flat_operator, krylov_dtype
 
 
 class TrackerState(NamedTuple):
@@ -29,7 +29,7 @@ class TrackerState(NamedTuple):
     """
 
     vectors: jax.Array  # (block_size - 1, n) carried directions: [v_1, r_1, v_2, v_3, ...]
-    key: jax.Array  # PRNG key for the next refresh column
+    key: jax.Array  # uint32 (2,): raw PRNG key data for the next refresh column
     eigenvalue: jax.Array  # () last estimate (0 before the first update)
     residual: jax.Array  # () its residual ||H v - lambda v|| (inf before the first update)
 
@@ -48,7 +48,8 @@ def tracker_init(params: PyTree, *, key: jax.Array, block_size: int = 3) -> Trac
 
     Args:
         params: the parameters (only their size and dtype are used).
-        key: PRNG key; the tracker splits it for every refresh column.
+        key: PRNG key (``jax.random.key`` or ``PRNGKey``); the state keeps its raw data
+            (plain ``uint32``, so it serializes) and splits it for every refresh column.
         block_size: static block size ``b`` in [2, n]: ``b - 1`` carried directions plus one
             random refresh column per update.
 
@@ -56,7 +57,8 @@ def tracker_init(params: PyTree, *, key: jax.Array, block_size: int = 3) -> Trac
         :class:`TrackerState`.
 
     Raises:
-        ValueError: ``block_size`` not an int in [2, number of parameters].
+        ValueError: ``block_size`` not an int in [2, number of parameters]; ``key`` not a PRNG
+            key.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -75,14 +77,37 @@ def tracker_init(params: PyTree, *, key: jax.Array, block_size: int = 3) -> Trac
         Checker("tracker_init").fail(
             f"block_size must be a Python int in [2, {n}], got block_size={block_size!r}"
         )
-    k_block, k_next = jax.random.split(key)
-    dtype = flat.dtype
+    check_key("tracker_init", key)
+    k_block, k_next = jax.random.split(typed_key(key))
+    dtype = krylov_dtype(flat.dtype)
     return TrackerState(
         _random_block(k_block, block_size - 1, n, dtype),
-        k_next,
+        jax.random.key_data(k_next),
         jnp.zeros((), dtype),
         jnp.full((), jnp.inf, dtype),
     )
+
+
+def typed_key(key: jax.Array) -> jax.Array:
+    """A typed PRNG key from a typed key or raw ``uint32[2]`` key data (states hold the data:
+    plain arrays serialize with ``flax.serialization`` and orbax, typed keys do not)."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
+
+
+def _compress(basis: jax.Array, ws: jax.Array, valid: jax.Array) -> jax.Array:
+    """``Q H Q^T`` on the valid rows; invalid (zero) rows get a diagonal below all its spectrum.
+
+    A zero row would otherwise add a spurious Ritz value 0, above lambda_max when the whole
+    spectrum is negative; ``-(||T||_F + 1)`` lies below every eigenvalue of the valid block.
+    """
+    t = basis @ ws.T
+    t = 0.5 * (t + t.T)
+    both = valid[:, None] & valid[None, :]
+    t = jnp.where(both, t, 0.0)
+    low = -(jnp.sqrt(jnp.sum(t * t)) + 1.0)
+    return t + jnp.diag(jnp.where(valid, 0.0, low))
 
 
 @compiled("num_iters")
@@ -95,6 +120,7 @@ def tracker_update(
     tol: ArrayLike = 1e-3,
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
+    batch: PyTree | None = None,
 ) -> tuple[Eigen, TrackerState]:
     r"""Track :math:`\lambda_{\max}` across training steps with ``num_iters`` products per call.
 
@@ -116,7 +142,7 @@ def tracker_update(
     the tracker's ``eigenvector``.
 
     Args:
-        loss_fn, params, matvec, batches: as in :func:`top_eigenvalue`.
+        loss_fn, params, matvec, batches, batch: as in :func:`top_eigenvalue`.
         state: from :func:`tracker_init` or the previous call.
         num_iters: static products per call, ``>= block_size`` (the default 3 with the default
             block of 3 spends one product on each of :math:`v_1, r_1, z`).
@@ -148,13 +174,16 @@ def tracker_update(
     """
     fn = "tracker_update"
     c = Checker(fn)
-    flat, unravel, op = flat_operator(loss_fn, params, matvec=matvec, batches=batches, fn_name=fn)
+    flat, unravel, op = flat_operator(
+        loss_fn, params, matvec=matvec, batches=batches, batch=batch, fn_name=fn
+    )
     n, dtype = flat.shape[0], flat.dtype
     b = state.vectors.shape[0] + 1
     if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < b:
         c.fail(f"num_iters must be a Python int >= block_size={b}, got num_iters={num_iters!r}")
     m = num_iters
-    key, k_z, k_fix, k_exp = jax.random.split(state.key, 4)
+    key, k_z, k_fix, k_exp = jax.random.split(typed_key(state.key), 4)
+    exhausted_tol = jnp.finfo(dtype).eps ** 0.5
 
     carried = jax.lax.stop_gradient(state.vectors).astype(dtype)
     carried = jnp.where(
@@ -170,20 +199,21 @@ def tracker_update(
     def expand(carry, i):
         basis, products = carry
         r = _krylov.orthogonalize(basis, products[i])
-        z = _krylov.orthogonalize(
-            basis, jax.random.normal(jax.random.fold_in(k_exp, i), (n,), dtype)
-        )
+        z_raw = jax.random.normal(jax.random.fold_in(k_exp, i), (n,), dtype)
+        z = _krylov.orthogonalize(basis, z_raw)
         fresh = _krylov.norm(r) > 1e-6 * _krylov.norm(products[i])  # else: breakdown
-        q = _krylov.normalize(jnp.where(fresh, r, z), z)
+        # once the basis spans the space (num_iters > dim) no direction is left: a zero row
+        ok = fresh | (_krylov.norm(z) > exhausted_tol * _krylov.norm(z_raw))
+        q = jnp.where(ok, _krylov.normalize(jnp.where(fresh, r, z), z), 0.0)
         w = op(q)
         basis = basis.at[b + i].set(q)
-        return (basis, products.at[b + i].set(jax.lax.stop_gradient(w))), w
+        return (basis, products.at[b + i].set(jax.lax.stop_gradient(w))), (w, ok)
 
-    (basis, _), w_new = jax.lax.scan(expand, (basis, products), jnp.arange(m - b))
+    (basis, _), (w_new, ok_new) = jax.lax.scan(expand, (basis, products), jnp.arange(m - b))
     w = jnp.concatenate([w0, w_new])  # differentiable products H q_i
+    valid = jnp.concatenate([jnp.ones((b,), bool), ok_new])
     ws = jax.lax.stop_gradient(w)
-    t = basis @ ws.T
-    _, s = jnp.linalg.eigh(0.5 * (t + t.T))
+    _, s = jnp.linalg.eigh(_compress(basis, ws, valid))
     s = s[:, ::-1]  # descending
     ritz = s.T @ basis
     v1 = ritz[0]
@@ -195,7 +225,7 @@ def tracker_update(
     eig = Eigen(lam, unravel(v1), jnp.asarray(m, jnp.int32), res, _converged(lam, res, tol))
     new_state = TrackerState(
         jax.lax.stop_gradient(nxt),
-        key,
+        jax.random.key_data(key),
         jax.lax.stop_gradient(lam),
         jax.lax.stop_gradient(res),
     )

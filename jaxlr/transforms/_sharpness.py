@@ -8,14 +8,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
 from jaxlr import sharpness
 from jaxlr._src.numeric import as_float, safe_div
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import Schedule
+from jaxlr.sharpness._hvp import bind_batch, krylov_dtype
+from jaxlr.sharpness._tracker import typed_key
 from jaxlr.transforms._common import (
-    ScheduleSlot,
     as_schedule,
     floats,
     lr_state,
@@ -27,38 +29,76 @@ from jaxlr.transforms._common import (
 _KINDS = ("gd", "heavy_ball", "nesterov", "adam")
 
 
-class _Curvature:
-    """Static configuration of the warm-started lambda_max tracking shared by both transforms.
+class CurvatureState(NamedTuple):
+    """The in-loop lambda_max estimator's memory (plain arrays: it jits, vmaps, serializes)."""
 
-    Every ``every`` updates it advances the tracker of :mod:`jaxlr.sharpness` by ``num_iters``
-    products (of the Hessian, or of :math:`P^{-1/2} H P^{-1/2}` for ``kind="adam"``, with ``P``
-    read from the wrapped optimizer's state) and smooths the estimate with an EMA.
+    vector: jax.Array  # (n,) float32 unit eigenvector of the last estimate (warm start); 0 first
+    key: jax.Array  # (2,) uint32 raw PRNG key data
+    eigenvalue: jax.Array  # () Rayleigh quotient of the last estimate (a lower bound)
+    residual: jax.Array  # () ||H v - lambda v|| of the last estimate
+    converged: jax.Array  # () bool: residual <= tol * |eigenvalue|
+    num_hvps: jax.Array  # () int32 products spent by the last estimate
+    total_hvps: jax.Array  # () int32 products spent so far
+
+
+def _raw_key(c: Checker, key: Any) -> jax.Array:
+    """``key`` (an int seed, ``jax.random.key`` or ``PRNGKey``) as raw ``uint32[2]`` data."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return jax.random.key_data(jax.random.key(key))
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if jnp.shape(key) != () or jax.random.key_impl(key).name != "threefry2x32":
+            c.fail(f"key must be one threefry PRNG key, got key={key!r}")
+        return jax.random.key_data(key)
+    if dtype == jnp.uint32 and jnp.shape(key) == (2,):
+        return key
+    c.fail(f"key must be an int seed or a PRNG key (jax.random.key(seed)), got key={key!r}")
+    return key
+
+
+def _unit(x: jax.Array) -> jax.Array:
+    n = jnp.sqrt(jnp.sum(x * x))
+    return jnp.where(n > 0, safe_div(x, n), x)
+
+
+class _Curvature:
+    """Static configuration of the in-loop lambda_max estimate shared by both transforms.
+
+    Every ``every`` updates it runs Lanczos on the loss of this update's ``batch`` (of the
+    Hessian, or of :math:`P^{-1/2} H P^{-1/2}` for ``kind="adam"``, with ``P`` read from the
+    wrapped optimizer's state): ``init_iters`` products at the first update (cold start), then at
+    most ``num_iters``, stopping once the relative residual is below ``tol``. Each warm run
+    starts from the previous eigenvector mixed with a fresh random direction, so a new top
+    eigenvector (another batch, a second eigenvalue overtaking the first) is still found. The
+    value the LR uses is the Rayleigh quotient when converged and ``eigenvalue + residual`` (an
+    eigenvalue lies within the residual) when not; a non-finite estimate keeps the last value.
     """
 
-    def __init__(self, c: Checker, optimizer, *, kind, num_iters, block_size, key, every, ema,
-                 momentum, b1):
+    def __init__(self, c: Checker, optimizer, *, loss_fn, kind, num_iters, init_iters, tol, key,
+                 every, ema, momentum, b1):
         c.choice("kind", kind, _KINDS)
-        if not isinstance(num_iters, int) or num_iters < 1:
-            c.fail(f"num_iters must be an int >= 1, got num_iters={num_iters!r}")
-        if not isinstance(block_size, int) or not 2 <= block_size <= num_iters:
-            c.fail(f"block_size must be an int in [2, num_iters], got block_size={block_size!r}, "
-                   f"num_iters={num_iters!r}")
+        for name, value in (("num_iters", num_iters), ("init_iters", init_iters)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                c.fail(f"{name} must be a Python int >= 2, got {name}={value!r}")
         if kind == "adam" and optimizer is None:
             c.fail("kind='adam' needs the optimizer whose state holds the preconditioner, "
                    "got optimizer=None")
+        if loss_fn is not None and not callable(loss_fn):
+            c.fail(f"loss_fn must be callable (loss_fn(params) or loss_fn(params, batch)), got "
+                   f"loss_fn={loss_fn!r}")
         c.at_least("every", every, 1.0)
         c.between("ema", ema, 0.0, 1.0)
         c.between("momentum", momentum, 0.0, 1.0)
         c.between("b1", b1, 0.0, 1.0)
-        self.kind, self.num_iters, self.block_size = kind, num_iters, block_size
-        self.key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+        c.nonnegative("tol", tol)
+        self.c, self.loss_fn = c, loss_fn
+        self.kind, self.num_iters, self.init_iters = kind, num_iters, init_iters
+        self.key = _raw_key(c, key)
         self.inner = None if optimizer is None else optax.with_extra_args_support(optimizer)
-        self.hp = floats(every=every, ema=ema, momentum=momentum, b1=b1)
 
     def threshold_constant(self, h) -> jax.Array:
         """``c`` with stability threshold ``c / eta``: the critical LR is ``c / lambda``."""
-        return sharpness.stability_threshold(1.0, kind=self.kind, momentum=h["momentum"],
-                                             b1=h["b1"])
+        return sharpness.stability_threshold(1.0, kind=self.kind, momentum=h.momentum, b1=h.b1)
 
     @staticmethod
     def times(x: jax.Array, crit: jax.Array) -> jax.Array:
@@ -72,56 +112,98 @@ class _Curvature:
         return jnp.where(lam > 0, safe_div(self.threshold_constant(h), lam), jnp.inf)
 
     def init(self, params):
-        size = sum(jnp.size(p) for p in jax.tree.leaves(params))
-        # a block cannot be wider than the parameter space (tiny problems, tests)
-        block = max(2, min(self.block_size, size))
-        tracker = sharpness.tracker_init(params, key=self.key, block_size=block)
+        flat = ravel_pytree(params)[0]
+        if not jnp.issubdtype(flat.dtype, jnp.floating):
+            self.c.fail(f"params must be floating point, got dtype={flat.dtype}")
+        dtype = krylov_dtype(flat.dtype)
+        zero = jnp.zeros((), dtype)
+        curv = CurvatureState(jnp.zeros(flat.shape, dtype), self.key, zero,
+                              jnp.full((), jnp.inf, dtype), jnp.asarray(False),
+                              jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
         inner = None if self.inner is None else self.inner.init(params)
-        return tracker, inner
+        return curv, inner
+
+    def loss(self, loss_fn):
+        loss_fn = self.loss_fn if loss_fn is None else loss_fn
+        return require(self.c, "loss_fn", loss_fn)
 
     def direction(self, updates, inner_state, params, extra):
         if self.inner is None:
             return updates, inner_state
         return self.inner.update(updates, inner_state, params, **extra)
 
-    def matvec(self, loss_fn, params, inner_state) -> Callable | None:
-        if self.kind != "adam":
-            return None
-        scale = jax.tree.map(lambda p: jax.lax.rsqrt(p),
-                             sharpness.preconditioner(inner_state))
+    def _estimate(self, loss_fn, batch, params, inner_state, cs: CurvatureState, num_iters,
+                  h, warm: bool) -> CurvatureState:
+        flat, unravel = ravel_pytree(params)
+        key = typed_key(cs.key)
+        key, k_run, k_mix = jax.random.split(key, 3)
+        v0 = None
+        if warm:
+            z = _unit(jax.random.normal(k_mix, cs.vector.shape, cs.vector.dtype))
+            v0 = unravel((_unit(cs.vector) + z).astype(flat.dtype))
+        kw = dict(key=k_run, num_iters=num_iters, tol=h.tol, v0=v0, batch=batch)
+        if self.kind == "adam":
+            precond = sharpness.preconditioner(inner_state)
+            e = sharpness.preconditioned_top_eigenvalue(loss_fn, params, precond, **kw)
+        else:
+            e = sharpness.top_eigenvalue(loss_fn, params, **kw)
+        dtype = cs.vector.dtype
+        vec = ravel_pytree(e.eigenvector)[0].astype(dtype)
+        finite = jnp.isfinite(e.eigenvalue) & jnp.isfinite(e.residual)
+        return CurvatureState(
+            jax.lax.stop_gradient(jnp.where(finite, vec, cs.vector)),
+            jax.random.key_data(key),
+            e.eigenvalue.astype(dtype),
+            e.residual.astype(dtype),
+            e.converged,
+            e.num_hvps,
+            cs.total_hvps + e.num_hvps,
+        )
 
-        def op(v):
-            hv = sharpness.hvp(loss_fn, params, jax.tree.map(jnp.multiply, scale, v))
-            return jax.tree.map(jnp.multiply, scale, hv)
-
-        return op
-
-    def refresh(self, state, loss_fn, params, inner_state):
-        """(refreshed?, raw lambda, smoothed lambda, tracker) after this update."""
+    def refresh(self, state, loss_fn, batch, params, inner_state):
+        """(refreshed?, curvature state, lambda the LR uses) after this update."""
         h = state.hyperparams
         first = state.count == 0
-        refresh = (jnp.mod(as_float(state.count), h["every"]) == 0) | first
-        op = self.matvec(loss_fn, params, inner_state)
-
-        def track(tracker):
-            eig, tracker = sharpness.tracker_update(loss_fn, params, tracker,
-                                                    num_iters=self.num_iters, matvec=op)
-            return as_float(eig.eigenvalue).astype(state.eigenvalue.dtype), tracker
-
-        lam, tracker = jax.lax.cond(refresh, track, lambda t: (state.eigenvalue, t),
-                                    state.tracker)
-        prev = jnp.where(first, 0.0, state.sharpness)  # NaN until the first estimate
-        smooth = h["ema"] * prev + (1.0 - h["ema"]) * lam
-        smooth = jnp.where(first, lam, jnp.where(refresh, smooth, state.sharpness))
-        return refresh, lam, smooth, tracker
+        refresh = (jnp.mod(as_float(state.count), h.every) == 0) | first
+        branch = jnp.where(first, 2, jnp.where(refresh, 1, 0))
+        run = lambda iters, warm: lambda cs: self._estimate(  # noqa: E731
+            loss_fn, batch, params, inner_state, cs, iters, h, warm)
+        cs = jax.lax.switch(branch, [lambda cs: cs, run(self.num_iters, True),
+                                     run(self.init_iters, False)], state.curvature)
+        lam = jnp.where(cs.converged, cs.eigenvalue, cs.eigenvalue + cs.residual)
+        ok = jnp.isfinite(lam)
+        prev = state.sharpness
+        have_prev = jnp.isfinite(prev)
+        # a non-finite estimate (NaN loss) keeps the last value; before any, it stays NaN
+        lam = jnp.where(ok, lam, prev)
+        smooth = jnp.where(have_prev & ok, h.ema * jnp.where(have_prev, prev, 0.0)
+                           + (1.0 - h.ema) * jnp.where(ok, lam, 0.0), lam)
+        smooth = jnp.where(refresh, smooth, prev).astype(prev.dtype)
+        return refresh, cs, smooth
 
 
 def _check_tracking_args(c: Checker, *, learning_rate, fraction, hysteresis):
     if learning_rate is not None:
+        if not isinstance(learning_rate, Schedule):
+            c.positive("learning_rate", learning_rate)  # a negative LR would train uphill
         learning_rate = as_schedule(c, "learning_rate", learning_rate)
     c.positive("fraction", fraction)
     c.nonnegative("hysteresis", hysteresis)
     return learning_rate
+
+
+class CapHyperparams(NamedTuple):
+    """Hyperparameters of :func:`sharpness_cap` (arrays: sweep them with ``vmap``)."""
+
+    fraction: jax.Array
+    kappa: jax.Array
+    hysteresis: jax.Array
+    max_value: jax.Array
+    tol: jax.Array
+    every: jax.Array
+    ema: jax.Array
+    momentum: jax.Array
+    b1: jax.Array
 
 
 @lr_state
@@ -131,57 +213,71 @@ class SharpnessCapState(NamedTuple):
     count: jax.Array  # () int32, updates done
     lr: jax.Array  # () LR applied by the last update
     cap: jax.Array  # () fraction x critical LR after hysteresis (inf before the first estimate)
-    eigenvalue: jax.Array  # () last raw lambda_max estimate
-    sharpness: jax.Array  # () EMA of lambda_max
-    rho: jax.Array  # () lambda / threshold(lr): 1 is the edge of stability
+    eigenvalue: jax.Array  # () last raw lambda_max estimate (Rayleigh quotient)
+    sharpness: jax.Array  # () the lambda_max the LR used: conservative when not converged, EMA
+    converged: jax.Array  # () bool: the last estimate met tol (else sharpness is conservative)
+    rho: jax.Array  # () lr * sharpness / c: 1 is the edge of stability
     init_lr: jax.Array  # () the LR chosen from lambda_0 (mode factor x critical LR)
     gen: jax.Array  # () EMA of the GeN step size g.d / d'Hd (mode "gen")
-    tracker: Any  # jaxlr.sharpness.TrackerState, warm start of the eigenvector block
+    curvature: CurvatureState  # the estimator's warm start, key and last certificate
     inner_state: Any  # the wrapped optimizer's state (None in chain mode)
-    schedule: dict[str, jax.Array]  # base LR schedule leaves (empty if chosen from lambda_0)
-    hyperparams: dict[str, jax.Array]  # fraction, kappa, hysteresis, every, ema, momentum, b1
+    schedule: Schedule | None  # the base LR schedule, held whole (None: chosen from lambda_0)
+    hyperparams: CapHyperparams
 
 
 def sharpness_cap(
     optimizer: optax.GradientTransformation | None = None,
     *,
     learning_rate: ArrayLike | Schedule | None = None,
+    loss_fn: Callable[..., jax.Array] | None = None,
     mode: str = "cap",
     fraction: ArrayLike = 0.9,
     kappa: ArrayLike = 1.5,
     kind: str = "gd",
     momentum: ArrayLike = 0.0,
     b1: ArrayLike = 0.9,
-    every: ArrayLike = 10,
-    num_iters: int = 5,
-    block_size: int = 3,
+    every: ArrayLike = 1,
+    num_iters: int = 20,
+    init_iters: int = 50,
+    tol: ArrayLike = 1e-2,
     ema: ArrayLike = 0.0,
     hysteresis: ArrayLike = 0.05,
+    max_value: ArrayLike | None = None,
     key: jax.Array | int = 0,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Keeps the effective LR below the edge of stability measured by :math:`\lambda_{\max}`.
 
-    Every ``every`` updates the top Hessian eigenvalue is re-estimated with a warm-started
-    tracker (``num_iters`` Hessian-vector products) and smoothed,
-    :math:`\bar\lambda \leftarrow \mu\bar\lambda + (1-\mu)\lambda`. With the stability
-    threshold :math:`c/\eta` of the optimizer (``kind``: :math:`c = 2` for GD, :math:`2+2\beta`
-    heavy-ball, :math:`(2+2\beta)/(1+2\beta)` Nesterov, :math:`(2+2\beta_1)/(1-\beta_1)` Adam on
-    the preconditioned operator :math:`P^{-1/2} H P^{-1/2}`) the critical LR is
-    :math:`\eta_c = c/\bar\lambda` and
+    Every ``every`` updates the top Hessian eigenvalue of the loss on this update's ``batch``
+    is estimated by Lanczos (a cold start of ``init_iters`` products first, then warm starts
+    that stop once the relative residual is below ``tol``, at most ``num_iters`` products). The
+    value used is :math:`\hat\lambda = \theta` when converged and :math:`\theta + r` (the
+    Rayleigh quotient plus its residual) when not, smoothed by
+    :math:`\bar\lambda \leftarrow \mu\bar\lambda + (1-\mu)\hat\lambda`. With the
+    stability threshold :math:`c/\eta` of the optimizer (``kind``: :math:`c = 2` for GD,
+    :math:`2+2\beta` heavy-ball, :math:`(2+2\beta)/(1+2\beta)` Nesterov,
+    :math:`(2+2\beta_1)/(1-\beta_1)` Adam on the preconditioned operator
+    :math:`P^{-1/2} H P^{-1/2}`) the critical LR is :math:`\eta_c = c/\bar\lambda` and
 
     .. math::
-        \text{cap}: \eta_t = \min\bigl(\eta_{\text{base}}(t),\ C_t\bigr),\quad
+        \text{cap}: \eta_t = \min\bigl(\eta_{\text{base}}(t),\ C_t,\ \eta_{\max}\bigr),\quad
         C_t \approx f\,\eta_c \qquad
-        \text{catapult}: \eta_t = \kappa\,\eta_c(\lambda_0) \qquad
+        \text{catapult}: \eta_t = \min(\kappa\,\eta_c(\lambda_0), \eta_{\max}) \qquad
         \text{gen}: \eta_t = \min\Bigl(\eta_{\text{base}}(t),\ C_t,\
-        \overline{\tfrac{-g\cdot d}{d^\top H d}}\Bigr)
+        \overline{\tfrac{-g\cdot d}{d^\top H d}},\ \eta_{\max}\Bigr)
 
     :math:`C_t` follows :math:`f\eta_c` down at once and up only when :math:`f\eta_c` exceeds it
     by more than ``hysteresis`` (relative), so the LR does not chatter. ``rho`` records
-    :math:`\eta_t\bar\lambda/c`, which is 1 at the edge of stability. The GeN step is measured
-    along the unit-LR update :math:`d` and smoothed like :math:`\lambda`. The update is
-    :math:`\eta_t d_t`; the call needs ``loss_fn=`` (the loss of ``params`` on the current batch,
-    deterministic) and ``params``.
+    :math:`\eta_t\bar\lambda/c` with the :math:`\bar\lambda` the cap used (1 is the edge of
+    stability). A zero or negative curvature sets no limit: the LR is the base LR, or
+    :math:`\eta_{\max}` (``max_value``) when there is none, so it stays finite. The update is
+    :math:`\eta_t d_t`; ``update`` needs ``params`` and the loss (``loss_fn=`` here or in the
+    call) and takes ``batch=`` as data, so one compiled step serves every batch.
+
+    The estimate is the sharpness of the loss on the batch given. With a new minibatch per
+    update and ``every=1`` (the default) it is the minibatch's own :math:`\lambda_{\max}` at
+    these params; with ``every > 1`` pass a fixed probe batch (or the full data), since
+    minibatch sharpness varies from batch to batch by far more than the cap's margin.
+    Under ``vmap`` the ``lax.switch`` between skip / warm / cold estimate runs every branch.
 
     Args:
         optimizer: an Optax transform making the unit-LR direction from raw gradients
@@ -190,9 +286,17 @@ def sharpness_cap(
             so non-default ones must be injected: ``optax.inject_hyperparams(optax.adam)(
             learning_rate=1.0, b2=0.99)``). ``None``: a chain element that scales the incoming
             updates.
-        learning_rate: the base LR (number or jaxlr schedule); ``None`` chooses it from
-            :math:`\lambda_0`: :math:`f\eta_c(\lambda_0)` (cap), :math:`\kappa\eta_c(\lambda_0)`
-            (catapult, which requires ``None``), unbounded (gen).
+        learning_rate: the base LR (a positive number or jaxlr schedule); ``None`` chooses it
+            from :math:`\lambda_0`: :math:`f\eta_c(\lambda_0)` (cap),
+            :math:`\kappa\eta_c(\lambda_0)` (catapult, which requires ``None``), unbounded (gen).
+        loss_fn: the loss whose curvature is measured, ``loss_fn(params)`` or
+            ``loss_fn(params, batch)``; it may also be passed to ``update`` (which wins).
+            Build one from a flax NNX module with :func:`jaxlr.sharpness.nnx_loss`.
+        every: updates between estimates (>= 1); between them the last value is used.
+        num_iters: static maximum of products per estimate; the loop stops (skipping the rest)
+            once the relative residual is below ``tol``.
+        init_iters: static product budget of the first (cold-start) estimate.
+        tol: relative residual that counts as converged.
         mode: ``"cap"``, ``"catapult"`` or ``"gen"`` (static).
         fraction: ``f`` > 0, the cap as a fraction of the critical LR.
         kappa: :math:`\kappa`, catapult LR in units of :math:`\eta_c(\lambda_0)`; the catapult
@@ -200,33 +304,38 @@ def sharpness_cap(
         kind: ``"gd"``, ``"heavy_ball"``, ``"nesterov"`` or ``"adam"`` (static).
         momentum: :math:`\beta` of heavy-ball / Nesterov.
         b1: Adam's :math:`\beta_1`.
-        every: updates between estimates (>= 1).
-        num_iters: Hessian-vector products per estimate (static).
-        block_size: tracker block size (static).
         ema: :math:`\mu` in [0, 1]; 0 uses the last estimate.
         hysteresis: relative margin before the cap is raised again.
-        key: PRNG key (or int seed) of the tracker's random start.
+        max_value: :math:`\eta_{\max}` > 0, the largest LR ever applied; default: no bound
+            beyond ``learning_rate`` when it is given, 1.0 when the LR comes from
+            :math:`\lambda` (so flat or concave curvature gives a finite LR).
+        key: int seed or PRNG key of the random starts (the state keeps its raw ``uint32``
+            data, so it serializes).
 
     Returns:
         An ``optax.GradientTransformationExtraArgs`` with a :class:`SharpnessCapState`.
 
     Raises:
-        ValueError: unknown ``mode``/``kind``, out-of-range numbers, ``kind="adam"`` without an
-            optimizer, ``learning_rate`` given with ``mode="catapult"``; at trace time, a missing
-            ``loss_fn=`` or ``params``.
+        ValueError: unknown ``mode``/``kind``, out-of-range numbers (a negative
+            ``learning_rate`` included), ``kind="adam"`` without an optimizer,
+            ``learning_rate`` given with ``mode="catapult"``, a ``key`` that is not a PRNG key;
+            at trace time, a missing loss or ``params``.
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax, jaxlr
-        >>> loss = lambda w: 0.5 * (4.0 * w[0] ** 2 + w[1] ** 2)  # lambda_max = 4
-        >>> tx = jaxlr.transforms.sharpness_cap(learning_rate=0.6, fraction=0.9, every=1)
+        >>> def loss(w, batch):  # lambda_max = 4 * mean(batch)
+        ...     return 0.5 * jnp.mean(batch) * (4.0 * w[0] ** 2 + w[1] ** 2)
+        >>> tx = jaxlr.transforms.sharpness_cap(learning_rate=0.6, loss_fn=loss)
         >>> w = jnp.array([1.0, 1.0])
         >>> state = tx.init(w)
-        >>> step = jax.jit(lambda g, s, w: tx.update(-g, s, w, loss_fn=loss))
-        >>> for _ in range(20):
-        ...     u, state = step(jax.grad(loss)(w), state, w)
-        ...     w = optax.apply_updates(w, u)
+        >>> @jax.jit
+        ... def step(w, state, batch):
+        ...     u, state = tx.update(-jax.grad(loss)(w, batch), state, w, batch=batch)
+        ...     return optax.apply_updates(w, u), state
+        >>> for b in (jnp.ones(4), jnp.full(4, 2.0)):  # one compiled step, two batches
+        ...     w, state = step(w, state, b)
         >>> [round(float(x), 3) for x in (state.sharpness, state.lr, state.rho)]
-        [4.0, 0.45, 0.9]
+        [8.0, 0.225, 0.9]
 
     References:
         Cohen et al., Gradient Descent on Neural Networks Typically Occurs at the Edge of
@@ -243,39 +352,45 @@ def sharpness_cap(
     if mode == "catapult" and base is not None:
         c.fail(f"mode='catapult' chooses the LR from lambda_0; learning_rate must be None, got "
                f"learning_rate={learning_rate!r}")
-    curv = _Curvature(c, optimizer, kind=kind, num_iters=num_iters, block_size=block_size,
-                      key=key, every=every, ema=ema, momentum=momentum, b1=b1)
-    slot = None if base is None else ScheduleSlot(base)
-    hp = {**curv.hp, **floats(fraction=fraction, kappa=kappa, hysteresis=hysteresis)}
+    if max_value is None:
+        max_value = jnp.inf if base is not None else 1.0
+    else:
+        c.positive("max_value", max_value)
+    curv = _Curvature(c, optimizer, loss_fn=loss_fn, kind=kind, num_iters=num_iters,
+                      init_iters=init_iters, tol=tol, key=key, every=every, ema=ema,
+                      momentum=momentum, b1=b1)
+    hp = CapHyperparams(**floats(fraction=fraction, kappa=kappa, hysteresis=hysteresis,
+                                 max_value=max_value, tol=tol, every=every, ema=ema,
+                                 momentum=momentum, b1=b1))
 
     def init_fn(params):
-        tracker, inner = curv.init(params)
-        nan = jnp.full_like(hp["fraction"], jnp.nan)
-        inf = jnp.full_like(hp["fraction"], jnp.inf)
-        leaves = {} if slot is None else slot.init()
-        lr = nan if slot is None else slot(leaves, 0)
-        return SharpnessCapState(jnp.zeros([], jnp.int32), lr, inf, nan, nan, nan, nan, nan,
-                                 tracker, inner, leaves, dict(hp))
+        curvature, inner = curv.init(params)
+        nan = jnp.full_like(hp.fraction, jnp.nan)
+        inf = jnp.full_like(hp.fraction, jnp.inf)
+        lr = nan if base is None else jnp.minimum(as_float(base(0.0)), hp.max_value)
+        return SharpnessCapState(jnp.zeros([], jnp.int32), lr, inf, nan, nan,
+                                 jnp.asarray(False), nan, nan, nan, curvature, inner, base, hp)
 
-    def update_fn(updates, state, params=None, *, loss_fn=None, **extra_args):
-        require(c, "loss_fn", loss_fn)
+    def update_fn(updates, state, params=None, *, loss_fn=None, batch=None, **extra_args):
+        loss_fn = curv.loss(loss_fn)
         require_params(c, params)
         h = state.hyperparams
-        direction, inner_state = curv.direction(updates, state.inner_state, params,
-                                                {"loss_fn": loss_fn, **extra_args})
-        refresh, lam, smooth, tracker = curv.refresh(state, loss_fn, params, inner_state)
+        direction, inner_state = curv.direction(
+            updates, state.inner_state, params,
+            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args})
+        refresh, curvature, smooth = curv.refresh(state, loss_fn, batch, params, inner_state)
         crit = curv.critical_lr(h, smooth)
         first = state.count == 0
-        factor = h["kappa"] if mode == "catapult" else h["fraction"]
-        init_lr = jnp.where(first, curv.times(factor, curv.critical_lr(h, lam)), state.init_lr)
-        if slot is not None:
-            base_lr = slot(state.schedule, state.count)
+        factor = h.kappa if mode == "catapult" else h.fraction
+        init_lr = jnp.where(first, curv.times(factor, crit), state.init_lr)
+        if state.schedule is not None:
+            base_lr = as_float(state.schedule(as_float(state.count)))
         elif mode == "gen":
             base_lr = jnp.full_like(init_lr, jnp.inf)
         else:
             base_lr = init_lr
-        target = curv.times(h["fraction"], crit)
-        raise_cap = target > state.cap * (1.0 + h["hysteresis"])
+        target = curv.times(h.fraction, crit)
+        raise_cap = target > state.cap * (1.0 + h.hysteresis)
         cap = jnp.where((target < state.cap) | raise_cap | first, target, state.cap)
         gen = state.gen
         if mode == "catapult":
@@ -283,27 +398,45 @@ def sharpness_cap(
         else:
             lr = jnp.minimum(base_lr, cap)
         if mode == "gen":
-            grads = updates if curv.inner is not None else jax.grad(loss_fn)(params)
+            bound = bind_batch(loss_fn, batch, "sharpness_cap")
+            grads = updates if curv.inner is not None else jax.grad(bound)(params)
             neg = jax.tree.map(jnp.negative, direction)
 
             def gen_step(_):
-                return as_float(sharpness.gen_step_size(loss_fn, params, grads, neg)).astype(
+                return as_float(sharpness.gen_step_size(bound, params, grads, neg)).astype(
                     gen.dtype)
 
             raw = jax.lax.cond(refresh, gen_step, lambda _: gen, None)
             # NaN before the first estimate, inf when d'Hd <= 0: keep both out of the products
             ok = jnp.isfinite(raw) & ~first
             prev, now = jnp.where(ok, gen, 0.0), jnp.where(ok, raw, 0.0)
-            mixed = jnp.where(ok, h["ema"] * prev + (1.0 - h["ema"]) * now, raw)
+            mixed = jnp.where(ok, h.ema * prev + (1.0 - h.ema) * now, raw)
             gen = jnp.where(first, raw, jnp.where(refresh, mixed, gen))
             lr = jnp.minimum(lr, jnp.where(gen > 0, gen, lr))
-        rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h["momentum"], b1=h["b1"])
-        new = SharpnessCapState(optax.safe_increment(state.count), lr, cap, lam, smooth,
-                                as_float(rho).astype(lr.dtype), init_lr, gen, tracker,
-                                inner_state, state.schedule, h)
+        lr = jnp.minimum(lr, h.max_value)
+        rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
+        new = SharpnessCapState(optax.safe_increment(state.count), lr, cap,
+                                curvature.eigenvalue.astype(lr.dtype), smooth,
+                                curvature.converged, as_float(rho).astype(lr.dtype), init_lr, gen,
+                                curvature, inner_state, state.schedule, h)
         return scale_updates(direction, lr), new
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class WarmupHyperparams(NamedTuple):
+    """Hyperparameters of :func:`sharpness_warmup` (arrays: sweep them with ``vmap``)."""
+
+    target: jax.Array
+    growth: jax.Array
+    init_value: jax.Array  # NaN: chosen from lambda_0 as init_ratio x critical LR
+    init_ratio: jax.Array
+    peak_value: jax.Array
+    tol: jax.Array
+    every: jax.Array
+    ema: jax.Array
+    momentum: jax.Array
+    b1: jax.Array
 
 
 @lr_state
@@ -315,67 +448,74 @@ class SharpnessWarmupState(NamedTuple):
     done: jax.Array  # () bool, warmup over (eta lambda reached the target, or the peak)
     end_step: jax.Array  # () the update at which warmup ended (0 until then)
     end_lr: jax.Array  # () the LR at the end of warmup; the after-schedule multiplies it
-    eigenvalue: jax.Array  # () last raw lambda_max estimate
-    sharpness: jax.Array  # () EMA of lambda_max
-    rho: jax.Array  # () lambda / threshold(lr)
-    tracker: Any  # jaxlr.sharpness.TrackerState
+    eigenvalue: jax.Array  # () last raw lambda_max estimate (Rayleigh quotient)
+    sharpness: jax.Array  # () the lambda_max the LR used (conservative if not converged), EMA
+    converged: jax.Array  # () bool: the last estimate met tol
+    rho: jax.Array  # () lr * sharpness / c
+    curvature: CurvatureState  # the estimator's warm start, key and last certificate
     inner_state: Any  # the wrapped optimizer's state (None in chain mode)
-    schedule: dict[str, jax.Array]  # leaves of the after-warmup multiplier schedule
-    hyperparams: dict[str, jax.Array]  # target, growth, init_value/init_ratio, peak_value, ...
+    schedule: Schedule  # the after-warmup multiplier schedule, held whole
+    hyperparams: WarmupHyperparams
 
 
 def sharpness_warmup(
     optimizer: optax.GradientTransformation | None = None,
     *,
     schedule: Schedule | ArrayLike = 1.0,
+    loss_fn: Callable[..., jax.Array] | None = None,
     target: ArrayLike = 0.9,
     growth: ArrayLike = 1.05,
     init_value: ArrayLike | None = None,
     init_ratio: ArrayLike = 0.1,
-    peak_value: ArrayLike = jnp.inf,
+    peak_value: ArrayLike = 1.0,
     kind: str = "gd",
     momentum: ArrayLike = 0.0,
     b1: ArrayLike = 0.9,
     every: ArrayLike = 1,
-    num_iters: int = 5,
-    block_size: int = 3,
+    num_iters: int = 20,
+    init_iters: int = 50,
+    tol: ArrayLike = 1e-2,
     ema: ArrayLike = 0.0,
     key: jax.Array | int = 0,
 ) -> optax.GradientTransformationExtraArgs:
     r"""A warmup of data-dependent length: the LR grows until :math:`\eta\lambda` hits a target.
 
     With :math:`\eta_c = c/\bar\lambda` the critical LR of the optimizer (see
-    :func:`sharpness_cap`) and :math:`\rho = \eta/\eta_c = \eta\bar\lambda/c`:
+    :func:`sharpness_cap`, whose estimator this shares) and
+    :math:`\rho = \eta/\eta_c = \eta\bar\lambda/c`:
 
     .. math::
-        \eta_0 = I \ \text{or}\ r\,\eta_c(\lambda_0), \qquad
+        \eta_0 = \min(I \ \text{or}\ r\,\eta_c(\lambda_0),\ \eta_{\text{peak}}), \qquad
         \eta_t = \min\bigl(\gamma\,\eta_{t-1},\ \rho^\star\eta_c(\bar\lambda_t),\ \eta_{\text{peak}}
         \bigr) \ \text{while warming up}
 
     Warmup ends at the first update where :math:`\eta_t = \rho^\star\eta_c` (for GD:
     :math:`\eta_t\lambda_t = 2\rho^\star`) or :math:`\eta_t = \eta_{\text{peak}}`; from then on
     :math:`\eta_t = \eta_{\text{end}}\, s(t - t_{\text{end}})`, where ``schedule`` ``s`` is a
-    multiplier (``s(0) = 1`` continues smoothly; e.g. ``cosine(init_value=1.0, ...)``). Because
-    sharpness typically falls while the LR rises (and warmup exists to let it fall), the warmup
-    lasts as long as the model needs rather than a fixed number of steps.
+    multiplier (``s(0) = 1`` continues smoothly; e.g. ``cosine(init_value=1.0, ...)``), held
+    whole in the state. Because sharpness typically falls while the LR rises (and warmup exists
+    to let it fall), the warmup lasts as long as the model needs rather than a fixed number of
+    steps. A zero or negative curvature sets no limit: the LR grows to ``peak_value``.
 
     Args:
-        optimizer, kind, momentum, b1, every, num_iters, block_size, ema, key: as in
-            :func:`sharpness_cap`; ``loss_fn=`` and ``params`` are required in ``update``.
+        optimizer, loss_fn, kind, momentum, b1, every, num_iters, init_iters, tol, ema, key:
+            as in :func:`sharpness_cap`.
         schedule: multiplier after warmup (jaxlr schedule or number), evaluated at the steps
             since the handover.
         target: :math:`\rho^\star` > 0, the end point as a fraction of the critical LR.
         growth: :math:`\gamma` >= 1, the LR factor per update while warming up.
-        init_value: :math:`\eta_0`; ``None`` chooses :math:`r\,\eta_c(\lambda_0)`.
+        init_value: :math:`\eta_0` > 0; ``None`` chooses :math:`r\,\eta_c(\lambda_0)`.
         init_ratio: :math:`r` > 0.
-        peak_value: an upper bound that also ends warmup.
+        peak_value: :math:`\eta_{\text{peak}}` > 0, the largest LR warmup reaches (it also ends
+            warmup); finite, so flat or concave curvature gives a finite LR.
 
     Returns:
         An ``optax.GradientTransformationExtraArgs`` with a :class:`SharpnessWarmupState`.
 
     Raises:
-        ValueError: out-of-range numbers, unknown ``kind``, ``kind="adam"`` without optimizer;
-            at trace time, a missing ``loss_fn=`` or ``params``.
+        ValueError: out-of-range numbers (negative or infinite ``peak_value``, negative
+            ``init_value``), unknown ``kind``, ``kind="adam"`` without optimizer, a ``key`` that
+            is not a PRNG key; at trace time, a missing loss or ``params``.
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax, jaxlr
@@ -403,45 +543,49 @@ def sharpness_warmup(
     if init_value is not None:
         c.positive("init_value", init_value)
     c.positive("init_ratio", init_ratio)
-    c.number("peak_value", peak_value)
-    curv = _Curvature(c, optimizer, kind=kind, num_iters=num_iters, block_size=block_size,
-                      key=key, every=every, ema=ema, momentum=momentum, b1=b1)
-    slot = ScheduleSlot(after)
-    hp = {**curv.hp, **floats(target=target, growth=growth, init_ratio=init_ratio,
-                              peak_value=peak_value,
-                              init_value=jnp.nan if init_value is None else init_value)}
+    c.positive("peak_value", peak_value)
+    curv = _Curvature(c, optimizer, loss_fn=loss_fn, kind=kind, num_iters=num_iters,
+                      init_iters=init_iters, tol=tol, key=key, every=every, ema=ema,
+                      momentum=momentum, b1=b1)
+    hp = WarmupHyperparams(**floats(
+        target=target, growth=growth, init_value=jnp.nan if init_value is None else init_value,
+        init_ratio=init_ratio, peak_value=peak_value, tol=tol, every=every, ema=ema,
+        momentum=momentum, b1=b1))
 
     def init_fn(params):
-        tracker, inner = curv.init(params)
-        nan = jnp.full_like(hp["target"], jnp.nan)
+        curvature, inner = curv.init(params)
+        nan = jnp.full_like(hp.target, jnp.nan)
         return SharpnessWarmupState(jnp.zeros([], jnp.int32), nan, jnp.asarray(False),
-                                    jnp.zeros([], jnp.int32), nan, nan, nan, nan, tracker, inner,
-                                    slot.init(), dict(hp))
+                                    jnp.zeros([], jnp.int32), nan, nan, nan, jnp.asarray(False),
+                                    nan, curvature, inner, after, hp)
 
-    def update_fn(updates, state, params=None, *, loss_fn=None, **extra_args):
-        require(c, "loss_fn", loss_fn)
+    def update_fn(updates, state, params=None, *, loss_fn=None, batch=None, **extra_args):
+        loss_fn = curv.loss(loss_fn)
         require_params(c, params)
         h = state.hyperparams
-        direction, inner_state = curv.direction(updates, state.inner_state, params,
-                                                {"loss_fn": loss_fn, **extra_args})
-        _, lam, smooth, tracker = curv.refresh(state, loss_fn, params, inner_state)
+        direction, inner_state = curv.direction(
+            updates, state.inner_state, params,
+            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args})
+        _, curvature, smooth = curv.refresh(state, loss_fn, batch, params, inner_state)
         crit = curv.critical_lr(h, smooth)
         first = state.count == 0
-        start = jnp.where(jnp.isnan(h["init_value"]), curv.times(h["init_ratio"], crit),
-                          h["init_value"])
-        grown = jnp.where(first, start, jnp.where(first, 0.0, state.lr) * h["growth"])
-        limit = jnp.minimum(curv.times(h["target"], crit), h["peak_value"])
+        start = jnp.where(jnp.isnan(h.init_value), curv.times(h.init_ratio, crit),
+                          h.init_value)
+        start = jnp.minimum(start, h.peak_value)
+        grown = jnp.where(first, start, jnp.where(first, 0.0, state.lr) * h.growth)
+        limit = jnp.minimum(curv.times(h.target, crit), h.peak_value)
         ends = ~state.done & (grown >= limit)
         warm_lr = jnp.minimum(grown, limit)
         done = state.done | ends
         end_step = jnp.where(ends, state.count, state.end_step)
         end_lr = jnp.where(ends, warm_lr, state.end_lr)
-        since = jnp.maximum(state.count - end_step, 0)
-        lr = jnp.where(done, jnp.where(done, end_lr, 0.0) * slot(state.schedule, since), warm_lr)
-        rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h["momentum"], b1=h["b1"])
+        since = as_float(jnp.maximum(state.count - end_step, 0))
+        lr = jnp.where(done, jnp.where(done, end_lr, 0.0) * state.schedule(since), warm_lr)
+        rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
         new = SharpnessWarmupState(optax.safe_increment(state.count), lr, done, end_step, end_lr,
-                                   lam, smooth, as_float(rho).astype(lr.dtype), tracker,
-                                   inner_state, state.schedule, h)
+                                   curvature.eigenvalue.astype(lr.dtype), smooth,
+                                   curvature.converged, as_float(rho).astype(lr.dtype),
+                                   curvature, inner_state, state.schedule, h)
         return scale_updates(direction, lr), new
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
