@@ -61,7 +61,7 @@ def test_cap_converges_where_plain_diverges(kind):
     eta = 1.25 * c / LAM  # 2.5 / lambda for GD
     assert not _plain(optax.chain(opt, optax.scale(eta)), 150) < 1e3 * float(quad(W0))
     tx = optax.chain(opt, T.sharpness_cap(learning_rate=eta, fraction=0.9, kind=kind,
-                                          momentum=0.9, every=5, num_iters=4))
+                                          momentum=0.9, every=5, num_iters=6))
     _, s, losses, lrs = _train_jit(tx, 300)
     cap = s[1]
     assert losses[-1] < 1e-6 * losses[0]
@@ -76,7 +76,7 @@ def test_cap_adam_on_preconditioned_operator():
 
     c = (2 + 2 * 0.9) / (1 - 0.9)
     tx = T.sharpness_cap(optax.adam(1.0), learning_rate=30.0, kind="adam", every=1,
-                         num_iters=4)
+                         num_iters=6)
     step = jax.jit(lambda w, s: tx.update(jax.grad(quad)(w), s, w, loss_fn=quad))
     w, s = W0, tx.init(W0)
     for t in range(25):
@@ -92,18 +92,18 @@ def test_cap_adam_on_preconditioned_operator():
 
 def test_catapult_and_lambda0_initial_lr():
     lam0 = float(np.linalg.eigvalsh(np.asarray(H))[-1])
-    tx = T.sharpness_cap(optax.sgd(1.0), mode="catapult", kappa=1.5, every=3, num_iters=4)
+    tx = T.sharpness_cap(optax.sgd(1.0), mode="catapult", kappa=1.5, every=3, num_iters=6)
     _, s, _, lrs = _train_jit(tx, 4)
     np.testing.assert_allclose(lrs, 1.5 * 2.0 / lam0, rtol=1e-4)  # held at kappa * eta_c
     np.testing.assert_allclose(float(s.rho), 1.5, rtol=1e-3)
-    tx = T.sharpness_cap(optax.sgd(1.0), fraction=0.5, every=3, num_iters=4)  # f * eta_c
+    tx = T.sharpness_cap(optax.sgd(1.0), fraction=0.5, every=3, num_iters=6)  # f * eta_c
     np.testing.assert_allclose(_train_jit(tx, 2)[3], 0.5 * 2.0 / lam0, rtol=1e-4)
     with pytest.raises(ValueError, match="sharpness_cap: mode='catapult' .* learning_rate must"):
         T.sharpness_cap(mode="catapult", learning_rate=0.1)
 
 
 def test_gen_mode_matches_numpy_line_search():
-    tx = T.sharpness_cap(optax.sgd(1.0), mode="gen", fraction=100.0, every=1, num_iters=4)
+    tx = T.sharpness_cap(optax.sgd(1.0), mode="gen", fraction=100.0, every=1, num_iters=6)
     _, _, _, lrs = _train_jit(tx, 5)
     w, h, ref = np.asarray(W0, np.float64), np.asarray(H, np.float64), []
     for _ in range(5):
@@ -116,7 +116,7 @@ def test_gen_mode_matches_numpy_line_search():
 
 def test_cap_hysteresis_and_schedule_base():
     # lambda = 10 exactly: the cap is set once and never chatters; the base schedule binds first
-    tx = T.sharpness_cap(optax.sgd(1.0), fraction=0.9, every=1, num_iters=4, hysteresis=0.05,
+    tx = T.sharpness_cap(optax.sgd(1.0), fraction=0.9, every=1, num_iters=6, hysteresis=0.05,
                          learning_rate=S.linear(init_value=0.01, end_value=0.5, total_steps=20))
     _, s, _, lrs = _train_jit(tx, 30)
     sched = S.linear(init_value=0.01, end_value=0.5, total_steps=20)
@@ -128,7 +128,7 @@ def test_cap_hysteresis_and_schedule_base():
 def test_warmup_ends_when_eta_lambda_reaches_target():
     after = S.cosine(init_value=1.0, total_steps=10)
     tx = T.sharpness_warmup(optax.sgd(1.0), schedule=after, target=0.8, growth=1.3,
-                            init_ratio=0.05, every=1, num_iters=4)
+                            init_ratio=0.05, every=1, num_iters=6)
     _, s, _, lrs = _train_jit(tx, 30)
     eta0 = 0.05 * 2.0 / LAM
     end = int(np.ceil(np.log(0.8 / 0.05) / np.log(1.3)))  # first t with eta0 1.3^t >= 0.16
@@ -155,8 +155,8 @@ def test_vmap_over_fraction_and_target_equals_loop():
     def run(fraction, target):
         sgd = optax.sgd(1.0)
         l1 = _train(T.sharpness_cap(sgd, learning_rate=1.0, fraction=fraction, every=2,
-                                    num_iters=4), 6)[3]
-        l2 = _train(T.sharpness_warmup(sgd, target=target, growth=2.0, every=2, num_iters=4),
+                                    num_iters=6), 6)[3]
+        l2 = _train(T.sharpness_warmup(sgd, target=target, growth=2.0, every=2, num_iters=6),
                     6)[3]
         return l1, l2
 
@@ -175,7 +175,7 @@ def test_chains_with_every_optax_optimizer():
     for factory in (optax.sgd, optax.adagrad, optax.rmsprop, optax.adam, optax.adamw,
                     optax.radam):
         tx = optax.chain(factory(1.0), T.sharpness_cap(learning_rate=0.05, every=2,
-                                                      num_iters=3))
+                                                      num_iters=6))
         base = factory(1.0)
 
         @jax.jit
@@ -209,8 +209,8 @@ def test_nnx_optimizer_and_checkpoint_restore(which):
     model = _Tiny()
     graphdef, template = nnx.split(model, nnx.Param)
     tx = (T.sharpness_cap(optax.adam(1.0), learning_rate=0.1, kind="adam", every=2,
-                          num_iters=3) if which == "cap" else
-          T.sharpness_warmup(optax.sgd(1.0), growth=1.5, every=2, num_iters=3))
+                          num_iters=6) if which == "cap" else
+          T.sharpness_warmup(optax.sgd(1.0), growth=1.5, every=2, num_iters=6))
     opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
     def state_loss(p):  # the loss of the pure parameter State that nnx.Optimizer passes on
@@ -236,8 +236,12 @@ def test_nnx_optimizer_and_checkpoint_restore(which):
     got = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got,
                  ref_params)
-    blob = flax.serialization.to_bytes(ref_state)
-    restored = flax.serialization.from_bytes(tx.init(ref_params), blob)
+    # the state holds its schedule whole (a pytree flax.serialization has no handler for), so
+    # the checkpoint is of its leaves, restored into the structure of a fresh state
+    template = tx.init(ref_params)
+    blob = flax.serialization.to_bytes(jax.tree.leaves(ref_state))
+    restored = jax.tree.unflatten(jax.tree.structure(template), flax.serialization.from_bytes(
+        jax.tree.leaves(template), blob))
     outs = []
     for s in (ref_state, restored):
         p, lrs = ref_params, []

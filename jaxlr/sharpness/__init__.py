@@ -3,12 +3,14 @@
 Every estimator works on the curvature operator of a loss (``hvp``, or a custom ``matvec`` such
 as the Gauss-Newton ``gnvp``, or the full-batch average over ``batches=``), has a static trip
 count, jits, vmaps over keys and stacked params, and returns what happened (a ``NamedTuple``
-with the estimate, its certificate and the number of products).
+with the estimate, its certificate and the number of products). A batch is data
+(``loss_fn(params, batch)`` with ``batch=``), so one compiled estimator serves every batch.
 """
 
 from jaxlr.sharpness._directional import directional_curvature, gen_step_size
 from jaxlr.sharpness._eigen import Eigen, top_eigenvalue, top_k_eigenvalues
 from jaxlr.sharpness._hvp import full_batch_hvp, gnvp, hvp
+from jaxlr.sharpness._nnx import nnx_loss
 from jaxlr.sharpness._precond import preconditioned_top_eigenvalue, preconditioner
 from jaxlr.sharpness._spectrum import (
     SpectralDensity,
@@ -35,6 +37,7 @@ __all__ = [
     "gnvp",
     "hutchinson_trace",
     "hvp",
+    "nnx_loss",
     "preconditioned_top_eigenvalue",
     "preconditioner",
     "spectral_density",

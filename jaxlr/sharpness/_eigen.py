@@ -63,11 +63,13 @@ def _top_flat(
     v0: jax.Array | None,
     tol: ArrayLike,
     k: int = 1,
+    budget: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     """``(eigenvalues, unit vectors (k, n), residuals, converged, num_hvps)`` on flat vectors.
 
     ``num_iters`` counts every product: ``num_iters - k`` iterations, then ``k`` final products
-    that give the exact residuals and the differentiable Rayleigh quotients.
+    that give the exact residuals and the differentiable Rayleigh quotients. A traced Lanczos
+    ``budget`` (<= ``num_iters``, products included) stops earlier within the same program.
     """
     n, dtype = flat.shape[0], flat.dtype
     start_key, restart_key = jax.random.split(key)
@@ -78,7 +80,8 @@ def _top_flat(
         run = _krylov.power(op, v, steps, tol=tol)
         vectors, used = run.vector[None], run.num_hvps
     else:
-        run = _krylov.lanczos(op, v, restart_key, steps, tol=tol, num_wanted=k)
+        budget = None if budget is None else jnp.minimum(budget, num_iters) - k
+        run = _krylov.lanczos(op, v, restart_key, steps, tol=tol, num_wanted=k, budget=budget)
         _, s = _krylov.ritz(run)
         vectors = (s[:, ::-1][:, :k]).T @ run.basis
         vectors = jnp.where(run.finite, vectors, v)

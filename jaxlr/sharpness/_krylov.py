@@ -93,6 +93,7 @@ def lanczos(
     *,
     tol: jax.Array | None = None,
     num_wanted: int = 1,
+    budget: jax.Array | None = None,
 ) -> Krylov:
     """``num_steps`` Lanczos steps with full reorthogonalization from the unit vector ``v0``.
 
@@ -100,7 +101,9 @@ def lanczos(
     orthogonal to the basis, with a zero coupling in T, so the other invariant subspaces are still
     explored; once the basis spans the whole space (``num_steps > dim``) the loop freezes. With a
     ``tol``, the loop also freezes once the top ``num_wanted`` Ritz pairs have estimated residuals
-    ``|beta_j s_j| <= tol |theta|``. A non-finite product stops the loop and is reported.
+    ``|beta_j s_j| <= tol |theta|``. A traced ``budget`` (<= ``num_steps``) stops it after that
+    many steps, so one compiled loop serves several budgets (a cold start and warm restarts).
+    A non-finite product stops the loop and is reported.
     """
     n, m, dtype = v0.shape[0], num_steps, v0.dtype
     eps = jnp.finfo(dtype).eps
@@ -134,6 +137,8 @@ def lanczos(
         betas = betas.at[j].set(jnp.where(active & ~broken, beta, 0.0))
         valid = valid.at[j].set(active)
         stop = exhausted | ~jnp.isfinite(alpha) | ~jnp.isfinite(beta)
+        if budget is not None:
+            stop = stop | (j + 1 >= budget)
         if tol is not None:
             theta, s = jnp.linalg.eigh(tridiagonal(alphas, betas, valid))
             top = slice(m - num_wanted, m)

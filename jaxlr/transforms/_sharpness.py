@@ -15,7 +15,8 @@ from jaxlr import sharpness
 from jaxlr._src.numeric import as_float, safe_div
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import Schedule
-from jaxlr.sharpness._hvp import bind_batch, krylov_dtype
+from jaxlr.sharpness._eigen import _top_flat
+from jaxlr.sharpness._hvp import bind_batch, flat_operator, krylov_dtype
 from jaxlr.sharpness._tracker import typed_key
 from jaxlr.transforms._common import (
     as_schedule,
@@ -132,32 +133,35 @@ class _Curvature:
             return updates, inner_state
         return self.inner.update(updates, inner_state, params, **extra)
 
-    def _estimate(self, loss_fn, batch, params, inner_state, cs: CurvatureState, num_iters,
-                  h, warm: bool) -> CurvatureState:
-        flat, unravel = ravel_pytree(params)
-        key = typed_key(cs.key)
-        key, k_run, k_mix = jax.random.split(key, 3)
-        v0 = None
-        if warm:
-            z = _unit(jax.random.normal(k_mix, cs.vector.shape, cs.vector.dtype))
-            v0 = unravel((_unit(cs.vector) + z).astype(flat.dtype))
-        kw = dict(key=k_run, num_iters=num_iters, tol=h.tol, v0=v0, batch=batch)
+    def _estimate(self, loss_fn, batch, params, inner_state, cs: CurvatureState, first, h
+                  ) -> CurvatureState:
+        """One Lanczos program for the cold start (``init_iters``, random start) and the warm
+        runs (``num_iters``, previous vector + a random one): the budget is traced."""
+        flat, _, op = flat_operator(loss_fn, params, matvec=None, batches=None, batch=batch,
+                                    fn_name=self.c.fn)
         if self.kind == "adam":
-            precond = sharpness.preconditioner(inner_state)
-            e = sharpness.preconditioned_top_eigenvalue(loss_fn, params, precond, **kw)
-        else:
-            e = sharpness.top_eigenvalue(loss_fn, params, **kw)
+            p = ravel_pytree(sharpness.preconditioner(inner_state))[0].astype(flat.dtype)
+            d = safe_div(1.0, jnp.sqrt(p))  # P^-1/2, which is 0 where P = inf
+            hess = op
+            op = lambda x: d * hess(d * x)  # noqa: E731
+        key, k_run, k_mix = jax.random.split(typed_key(cs.key), 3)
+        z = _unit(jax.random.normal(k_mix, cs.vector.shape, cs.vector.dtype))
+        v0 = jnp.where(first, z, _unit(cs.vector) + z)
+        budget = jnp.where(first, self.init_iters, self.num_iters)
+        lam, vecs, res, conv, used = _top_flat(
+            op, flat, key=k_run, num_iters=max(self.init_iters, self.num_iters),
+            method="lanczos", v0=v0.astype(flat.dtype), tol=h.tol, budget=budget)
         dtype = cs.vector.dtype
-        vec = ravel_pytree(e.eigenvector)[0].astype(dtype)
-        finite = jnp.isfinite(e.eigenvalue) & jnp.isfinite(e.residual)
+        lam, res = lam[0].astype(dtype), res[0].astype(dtype)
+        finite = jnp.isfinite(lam) & jnp.isfinite(res)
         return CurvatureState(
-            jax.lax.stop_gradient(jnp.where(finite, vec, cs.vector)),
+            jax.lax.stop_gradient(jnp.where(finite, vecs[0].astype(dtype), cs.vector)),
             jax.random.key_data(key),
-            e.eigenvalue.astype(dtype),
-            e.residual.astype(dtype),
-            e.converged,
-            e.num_hvps,
-            cs.total_hvps + e.num_hvps,
+            lam,
+            res,
+            conv[0],
+            used,
+            cs.total_hvps + used,
         )
 
     def refresh(self, state, loss_fn, batch, params, inner_state):
@@ -165,11 +169,12 @@ class _Curvature:
         h = state.hyperparams
         first = state.count == 0
         refresh = (jnp.mod(as_float(state.count), h.every) == 0) | first
-        branch = jnp.where(first, 2, jnp.where(refresh, 1, 0))
-        run = lambda iters, warm: lambda cs: self._estimate(  # noqa: E731
-            loss_fn, batch, params, inner_state, cs, iters, h, warm)
-        cs = jax.lax.switch(branch, [lambda cs: cs, run(self.num_iters, True),
-                                     run(self.init_iters, False)], state.curvature)
+        cs = jax.lax.cond(
+            refresh,
+            lambda cs: self._estimate(loss_fn, batch, params, inner_state, cs, first, h),
+            lambda cs: cs,
+            state.curvature,
+        )
         lam = jnp.where(cs.converged, cs.eigenvalue, cs.eigenvalue + cs.residual)
         ok = jnp.isfinite(lam)
         prev = state.sharpness
@@ -277,7 +282,7 @@ def sharpness_cap(
     update and ``every=1`` (the default) it is the minibatch's own :math:`\lambda_{\max}` at
     these params; with ``every > 1`` pass a fixed probe batch (or the full data), since
     minibatch sharpness varies from batch to batch by far more than the cap's margin.
-    Under ``vmap`` the ``lax.switch`` between skip / warm / cold estimate runs every branch.
+    Under ``vmap`` the ``lax.cond`` that skips the estimate between refreshes runs both branches.
 
     Args:
         optimizer: an Optax transform making the unit-LR direction from raw gradients
