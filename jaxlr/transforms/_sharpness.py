@@ -48,7 +48,7 @@ def _raw_key(c: Checker, key: Any) -> jax.Array:
         return jax.random.key_data(jax.random.key(key))
     dtype = getattr(key, "dtype", None)
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        if jnp.shape(key) != () or jax.random.key_impl(key).name != "threefry2x32":
+        if jnp.shape(key) != () or str(jax.random.key_impl(key)) != "threefry2x32":
             c.fail(f"key must be one threefry PRNG key, got key={key!r}")
         return jax.random.key_data(key)
     if dtype == jnp.uint32 and jnp.shape(key) == (2,):
@@ -60,6 +60,28 @@ def _raw_key(c: Checker, key: Any) -> jax.Array:
 def _unit(x: jax.Array) -> jax.Array:
     n = jnp.sqrt(jnp.sum(x * x))
     return jnp.where(n > 0, safe_div(x, n), x)
+
+
+# Failure probability of the random-start bound used for unconverged estimates.
+_DELTA = 0.01
+
+
+def _conservative(cs: CurvatureState) -> jax.Array:
+    """An upper estimate of lambda_max from an unconverged Lanczos run of ``k`` steps.
+
+    Kuczynski & Wozniakowski (1992): from a random start, ``theta < (1 - eps) lambda_max`` has
+    probability at most ``1.648 sqrt(n) exp(-sqrt(eps) (2k - 1))``; solved for ``eps`` at
+    probability ``delta = 0.01``, ``theta / (1 - eps)`` bounds lambda_max with 99% confidence
+    (``eps`` is clipped at 0.9: at most a 10x inflation for tiny budgets). ``theta + r`` (an
+    eigenvalue lies within the residual) is the floor.
+    """
+    n = cs.vector.shape[0]
+    k = jnp.maximum(cs.num_hvps - 1, 1).astype(cs.eigenvalue.dtype)
+    eps = (jnp.log(1.648 * n**0.5 / _DELTA) / (2.0 * k - 1.0)) ** 2
+    eps = jnp.minimum(eps, 0.9)
+    theta = cs.eigenvalue
+    inflated = jnp.where(theta > 0, theta / (1.0 - eps), theta)
+    return jnp.maximum(theta + cs.residual, inflated)
 
 
 class _Curvature:
@@ -175,7 +197,7 @@ class _Curvature:
             lambda cs: cs,
             state.curvature,
         )
-        lam = jnp.where(cs.converged, cs.eigenvalue, cs.eigenvalue + cs.residual)
+        lam = jnp.where(cs.converged, cs.eigenvalue, _conservative(cs))
         ok = jnp.isfinite(lam)
         prev = state.sharpness
         have_prev = jnp.isfinite(prev)
@@ -255,8 +277,13 @@ def sharpness_cap(
     Every ``every`` updates the top Hessian eigenvalue of the loss on this update's ``batch``
     is estimated by Lanczos (a cold start of ``init_iters`` products first, then warm starts
     that stop once the relative residual is below ``tol``, at most ``num_iters`` products). The
-    value used is :math:`\hat\lambda = \theta` when converged and :math:`\theta + r` (the
-    Rayleigh quotient plus its residual) when not, smoothed by
+    value used is the Rayleigh quotient :math:`\hat\lambda = \theta` when converged
+    (:math:`r \le \mathrm{tol}\,|\theta|`, so :math:`|\theta - \lambda_i| \le r` for an
+    eigenvalue) and, when not (``converged`` is False in the state), the upper estimate
+    :math:`\hat\lambda = \max\bigl(\theta + r,\ \theta/(1-\epsilon_k)\bigr)`,
+    :math:`\epsilon_k = \min\bigl(0.9, (\ln(1.648\sqrt n/0.01)/(2k-1))^2\bigr)` after
+    :math:`k` Lanczos steps on :math:`n` parameters, which bounds :math:`\lambda_{\max}` with
+    99% probability for a random start (Kuczynski & Wozniakowski), smoothed by
     :math:`\bar\lambda \leftarrow \mu\bar\lambda + (1-\mu)\hat\lambda`. With the
     stability threshold :math:`c/\eta` of the optimizer (``kind``: :math:`c = 2` for GD,
     :math:`2+2\beta` heavy-ball, :math:`(2+2\beta)/(1+2\beta)` Nesterov,
@@ -347,7 +374,8 @@ def sharpness_cap(
         Stability, ICLR 2021; Cohen et al., Adaptive Gradient Methods at the Edge of Stability,
         2022; Lewkowycz et al., The large learning rate phase of deep learning: the catapult
         mechanism, 2020; Bu & Xu, Gradient descent with generalized Newton's method (GeN),
-        ICLR 2025.
+        ICLR 2025; Kuczynski & Wozniakowski, Estimating the largest eigenvalue by the power and
+        Lanczos algorithms with a random start, SIAM J. Matrix Anal. Appl. 1992.
     """
     c = Checker("sharpness_cap")
     c.choice("mode", mode, ("cap", "catapult", "gen"))

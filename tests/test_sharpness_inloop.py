@@ -1,0 +1,185 @@
+"""lambda_max inside a minibatch train step: batch as data, cold start, accuracy, edges, keys.
+
+References are independent of the estimator: dense Hessians (``jax.hessian`` + NumPy
+``eigvalsh`` in float64) of the loss on the same params and the same batch.
+"""
+
+from __future__ import annotations
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import jaxlr.transforms as T
+from jaxlr import sharpness as sh
+
+RNG = np.random.default_rng(0)
+NB, B = 10, 8  # ten minibatches of eight examples
+XS = jnp.asarray(RNG.normal(size=(NB, B, 3)), jnp.float32)
+YS = jnp.asarray(RNG.normal(size=(NB, B, 2)), jnp.float32)
+P0 = {
+    "w1": jnp.asarray(RNG.normal(size=(3, 4)), jnp.float32),
+    "b1": jnp.zeros(4, jnp.float32),
+    "w2": jnp.asarray(RNG.normal(size=(4, 2)) * 0.5, jnp.float32),
+}
+TRACES = {"loss": 0, "step": 0}
+
+
+def loss_fn(p, batch):
+    TRACES["loss"] += 1  # Python side effect: runs once per trace, never per call
+    x, y = batch
+    return 0.5 * jnp.mean(jnp.sum((jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] - y) ** 2, -1))
+
+
+def dense(p, batch, precond=None):
+    """lambda_max of the Hessian (or of P^-1/2 H P^-1/2) from the dense float64 matrix."""
+    flat, unravel = ravel_pytree(p)
+    h = np.asarray(jax.hessian(lambda f: loss_fn(unravel(f), batch))(flat), np.float64)
+    if precond is not None:
+        d = 1.0 / np.sqrt(np.asarray(ravel_pytree(precond)[0], np.float64))
+        h = d[:, None] * h * d
+    return np.linalg.eigvalsh(0.5 * (h + h.T))[-1]
+
+
+def test_top_eigenvalue_batch_is_data_one_trace():
+    """One compiled estimator serves ten batches; each estimate equals the dense lambda_max."""
+    TRACES["loss"] = 0
+    key = jax.random.key(0)
+    got = [float(sh.top_eigenvalue(loss_fn, P0, batch=(XS[i], YS[i]), key=key, num_iters=30,
+                                   tol=1e-4).eigenvalue) for i in range(NB)]
+    traces = TRACES["loss"]
+    ref = [dense(P0, (XS[i], YS[i])) for i in range(NB)]
+    np.testing.assert_allclose(got, ref, rtol=1e-3)
+    assert traces <= 2  # grad inside linearize traces loss_fn once or twice, in ONE compile
+    assert len(set(np.round(ref, 3))) == NB  # the batches really differ
+
+
+def _capped_loop(tx, steps, lr_scale=1.0):
+    """A jitted minibatch SGD loop (a new batch each step); per-step params, LR and state."""
+    TRACES["step"] = 0
+
+    @jax.jit
+    def step(p, s, batch):
+        TRACES["step"] += 1
+        g = jax.grad(loss_fn)(p, batch)
+        u, s = tx.update(g, s, p, batch=batch)
+        return optax.apply_updates(p, u), s
+
+    p, s, rows = P0, tx.init(P0), []
+    for i in range(steps):
+        batch = (XS[i % NB] * lr_scale, YS[i % NB])
+        p_new, s = step(p, s, batch)
+        rows.append((p, batch, s))
+        p = p_new
+    return rows
+
+
+def test_cap_minibatch_loop_cold_start_and_every_step_under_the_edge():
+    """Defaults (every=1, Lanczos to tol=1e-2, cold start of 50 products) on a new batch each
+    step: one trace for 10 steps; the LR's lambda matches the dense lambda of the step's own
+    params and batch (step 0 included), and eta * lambda_true stays under 2 * fraction."""
+    tx = T.sharpness_cap(optax.sgd(1.0), learning_rate=2.0, loss_fn=loss_fn)
+    rows = _capped_loop(tx, NB)
+    assert TRACES["step"] == 1
+    for i, (p, batch, s) in enumerate(rows):
+        lam = dense(p, batch)
+        assert bool(s.converged), i
+        np.testing.assert_allclose(float(s.sharpness), lam, rtol=2e-2, err_msg=f"step {i}")
+        assert float(s.lr) * lam <= 2 * 0.9 * 1.02 < 2, (i, float(s.lr), lam)
+        np.testing.assert_allclose(float(s.rho), float(s.lr) * float(s.sharpness) / 2, rtol=1e-5)
+    assert int(rows[0][2].curvature.num_hvps) > int(rows[1][2].curvature.num_hvps)  # warm start
+
+
+def test_cap_adam_preconditioned_minibatch_loop():
+    """kind="adam": lambda_max(P^-1/2 H P^-1/2) with P from this step's Adam state, per batch."""
+    tx = T.sharpness_cap(optax.adam(1.0), learning_rate=1.0, kind="adam", loss_fn=loss_fn)
+    c = (2 + 2 * 0.9) / (1 - 0.9)
+    for i, (p, batch, s) in enumerate(_capped_loop(tx, 4)):
+        lam = dense(p, batch, sh.preconditioner(s.inner_state))
+        np.testing.assert_allclose(float(s.sharpness), lam, rtol=2e-2, err_msg=f"step {i}")
+        assert float(s.lr) * lam <= 0.9 * c * 1.01
+
+
+def test_not_converged_is_conservative_and_says_so():
+    """A budget too small to converge: the state says so and the LR uses the random-start
+    upper estimate (Kuczynski-Wozniakowski, 99%), above the dense lambda_max: the safe side."""
+    tx = T.sharpness_cap(optax.sgd(1.0), learning_rate=2.0, loss_fn=loss_fn, num_iters=4,
+                         init_iters=4, tol=1e-6)
+    for p, batch, s in _capped_loop(tx, 3):
+        assert not bool(s.converged)
+        theta, k = float(s.curvature.eigenvalue), int(s.curvature.num_hvps) - 1
+        eps = min(0.9, (np.log(1.648 * np.sqrt(26) / 0.01) / (2 * k - 1)) ** 2)
+        want = max(theta + float(s.curvature.residual), theta / (1 - eps))
+        np.testing.assert_allclose(float(s.sharpness), want, rtol=1e-5)
+        assert theta <= dense(p, batch) * (1 + 1e-4) <= float(s.sharpness)
+
+
+def test_flat_and_concave_curvature_give_finite_lr_under_jit_and_vmap():
+    """lambda_max = 0 (linear loss) and < 0 (concave): defaults give the documented maximum."""
+    def loss(w, a):
+        return 0.5 * a * jnp.sum(w**2) + jnp.sum(w)
+
+    def run(a):
+        out = []
+        for tx in (T.sharpness_cap(loss_fn=loss), T.sharpness_warmup(loss_fn=loss)):
+            w, s = jnp.ones(3), tx.init(jnp.ones(3))
+            for _ in range(3):
+                u, s = tx.update(-jax.grad(loss)(w, a), s, w, batch=a)
+                w = w + u
+            out.append((s.lr, w))
+        return out
+
+    curvatures = jnp.array([0.0, -1.0])
+    for lrs_ws in (jax.jit(jax.vmap(run))(curvatures),
+                   [jax.jit(run)(a) for a in curvatures]):
+        leaves = jax.tree.leaves(lrs_ws)
+        assert all(np.isfinite(np.asarray(x)).all() for x in leaves)
+    (cap_lr, _), (warm_lr, _) = jax.jit(jax.vmap(run))(curvatures)
+    np.testing.assert_array_equal(cap_lr, [1.0, 1.0])  # max_value default without a base LR
+    np.testing.assert_array_equal(warm_lr, [1.0, 1.0])  # peak_value default
+
+
+@pytest.mark.parametrize("num_iters", [3, 4, 6, 10])
+def test_tracker_more_iterations_than_dimension(num_iters):
+    """diag(3, 1, -5): with more products than dimensions, never above lambda_max = 3."""
+    loss = lambda x: 0.5 * jnp.sum(jnp.array([3.0, 1.0, -5.0]) * x**2)  # noqa: E731
+    state = sh.tracker_init(jnp.ones(3), key=jax.random.key(1))
+    for _ in range(4):
+        eig, state = sh.tracker_update(loss, jnp.ones(3), state, num_iters=num_iters)
+        assert float(eig.eigenvalue) <= 3.0 + 1e-5
+    np.testing.assert_allclose(float(eig.eigenvalue), 3.0, rtol=1e-5)
+    neg = lambda x: -0.5 * jnp.sum(jnp.array([1.0, 2.0, 3.0]) * x**2)  # noqa: E731
+    eig, _ = sh.tracker_update(neg, jnp.ones(3), state, num_iters=num_iters)
+    np.testing.assert_allclose(float(eig.eigenvalue), -1.0, rtol=1e-5)  # no spurious 0
+
+
+@pytest.mark.parametrize("bad", ["abc", None, 0.0, True, jnp.zeros(3)])
+def test_bad_keys_rejected_at_construction(bad):
+    for make, name in ((lambda: T.sharpness_cap(key=bad), "sharpness_cap"),
+                       (lambda: T.sharpness_warmup(key=bad), "sharpness_warmup"),
+                       (lambda: sh.tracker_init(jnp.ones(3), key=bad), "tracker_init"),
+                       (lambda: sh.top_eigenvalue(jnp.sum, jnp.ones(3), key=bad),
+                        "top_eigenvalue")):
+        with pytest.raises(ValueError, match=f"{name}: key must be"):
+            make()
+
+
+def test_typed_key_state_serializes_and_negative_lrs_are_rejected():
+    tx = T.sharpness_cap(loss_fn=lambda w: jnp.sum(w**2), key=jax.random.key(3))
+    state = tx.init(jnp.ones(2))
+    assert state.curvature.key.dtype == jnp.uint32
+    back = flax.serialization.from_bytes(state, flax.serialization.to_bytes(state))
+    jax.tree.map(np.testing.assert_array_equal, back, state)
+    for make, msg in (
+        (lambda: T.sharpness_cap(learning_rate=-1.0), "sharpness_cap: learning_rate must be > 0"),
+        (lambda: T.sharpness_cap(max_value=0.0), "sharpness_cap: max_value must be > 0"),
+        (lambda: T.sharpness_warmup(peak_value=-1.0), "sharpness_warmup: peak_value must be > 0"),
+        (lambda: T.sharpness_warmup(peak_value=jnp.inf), "sharpness_warmup: peak_value must be"),
+        (lambda: T.sharpness_warmup(init_value=-1.0), "sharpness_warmup: init_value must be > 0"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            make()
