@@ -17,6 +17,18 @@ an MLP 64-128-128-10 (26,122 parameters) and a one-block transformer over the im
    0.1 (``hessian(...).eigenvalues()``, its defaults: up to 100 power steps, tol 1e-3) on the
    same MLP weights and data, CPU, float32: wall time ratio (jaxlr compiled once beforehand,
    compile time reported separately) and relative errors against the float64 reference.
+4. Step-time overhead (minibatch SGD, batch 64, a new batch every step, 50 steps in one
+   compiled scan, median of 5): ``sharpness_cap(every=1, 10, 100)`` over the plain step, for
+   the MLP and the transformer.
+5. In-loop accuracy on a minibatch loss (MLP, SGD with base LR 2.0 above the edge so the cap
+   binds, a new batch of 64 each step, 60 steps): per-step relative error of the lambda the
+   cap used against a converged Lanczos (60 products, tol 1e-7) on the same params and the
+   same batch, and the fraction of steps with eta * lambda_true <= 2; for the shipped defaults,
+   for every=10 on the minibatch and on a fixed probe batch, for the estimators tried along the
+   shipped cap's trajectory (the old 3-product tracker, cold Lanczos, pure warm start), and
+   for the preconditioned (Adam) estimate.
+6. lambda_max to 1e-3 relative error, jaxlr vs PyHessian at equal accuracy: PyHessian's
+   relative-change stop is tightened until its error is <= 1e-3; 5 repeats each, median, warm.
 """
 
 from __future__ import annotations
@@ -302,16 +314,261 @@ def _pyhessian(lam_ref, results):
     )
 
 
-def main() -> dict:
-    """Runs every measurement, prints one line each, returns them as a nested dict."""
-    results: dict = {}
-    lam_mlp = _convergence("mlp", _mlp, _init_mlp, results)
-    _convergence("transformer", _transformer, _init_transformer, results)
-    _hvp_cost("mlp", _mlp, _init_mlp, results)
-    _hvp_cost("transformer", _transformer, _init_transformer, results)
-    _pyhessian(lam_mlp, results)
+BATCH = 64
+
+
+def _minibatches(steps, seed=0):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(np.stack([rng.choice(512, BATCH, replace=False) for _ in range(steps)]))
+
+
+def _batch_loss(model):
+    def loss(p, batch):
+        x, y = batch
+        return optax.softmax_cross_entropy_with_integer_labels(model(p, x), y).mean()
+
+    return loss
+
+
+def _sgd_loop(loss, tx, x, y, idx):
+    """A jitted scan of minibatch steps of ``tx`` (batch passed to ``update`` as data)."""
+
+    @jax.jit
+    def run(params):
+        def step(carry, i):
+            p, s = carry
+            batch = (x[i], y[i])
+            g = jax.grad(loss)(p, batch)
+            u, s = tx.update(g, s, p, batch=batch)
+            return (optax.apply_updates(p, u), s), s
+
+        return jax.lax.scan(step, (params, tx.init(params)), idx)
+
+    return run
+
+
+def _step_overhead(name, model, init, results):
+    params, _ = _trained(model, init, jnp.float32)
+    x, y = _data(np.float32)
+    loss, idx = _batch_loss(model), _minibatches(50)
+    plain = optax.sgd(0.05)
+    plain_tx = optax.GradientTransformationExtraArgs(
+        plain.init, lambda u, s, p=None, **kw: plain.update(u, s, p))
+    times = {"plain": _best_time(lambda: _sgd_loop(loss, plain_tx, x, y, idx)(params), 5)}
+    out = {}
+    for every in (1, 10, 100):
+        tx = jaxlr_cap(learning_rate=0.05, loss_fn=loss, every=every)
+        run = _sgd_loop(loss, tx, x, y, idx)
+        times[every] = _best_time(lambda run=run: run(params), 5)
+        out[f"cap_every_{every}_over_plain"] = times[every] / times["plain"]
+    results[name].update(out)
+    print(f"{name}: step time sharpness_cap(every=1/10/100) over the plain SGD step: "
+          + ", ".join(f"{out[f'cap_every_{k}_over_plain']:.2f}x" for k in (1, 10, 100)))
+
+
+def jaxlr_cap(**kw):
+    from jaxlr.transforms import sharpness_cap
+
+    return sharpness_cap(optax.sgd(1.0), **kw)
+
+
+def _errors(est, true, lr, c=2.0):
+    rel = np.abs(np.asarray(est) - true) / np.abs(true)
+    return {
+        "median": float(np.median(rel)),
+        "p95": float(np.quantile(rel, 0.95)),
+        "max": float(rel.max()),
+        "under_edge": float(np.mean(np.asarray(lr) * true <= c)),
+    }
+
+
+def _inloop(results, steps=60):
+    params0, _ = _trained(_mlp, _init_mlp, jnp.float32)
+    x, y = _data(np.float32)
+    loss, idx = _batch_loss(_mlp), _minibatches(steps, seed=3)
+    probe_idx = jnp.arange(256)
+
+    @jax.jit
+    def truth(p, i, precond=None):
+        batch = (x[i], y[i])
+        key = jax.random.key(99)
+        if precond is None:
+            return sh.top_eigenvalue(loss, p, batch=batch, key=key, num_iters=60,
+                                     tol=1e-7).eigenvalue
+        return sh.preconditioned_top_eigenvalue(loss, p, precond, batch=batch, key=key,
+                                                num_iters=60, tol=1e-7).eigenvalue
+
+    def trajectory(tx, probe=False):
+        @jax.jit
+        def run(params):
+            def step(carry, i):
+                p, s = carry
+                batch = (x[i], y[i])
+                b = (x[probe_idx], y[probe_idx]) if probe else batch
+                g = jax.grad(loss)(p, batch)
+                u, s = tx.update(g, s, p, batch=b)
+                return (optax.apply_updates(p, u), s), (p, s)
+
+            return jax.lax.scan(step, (params, tx.init(params)), idx)[1]
+
+        return run(params0)
+
+    out = {}
+    designs = {
+        "defaults (every=1, warm+random Lanczos, tol 1e-2)": (jaxlr_cap(learning_rate=2.0,
+                                                                        loss_fn=loss), False),
+        "every=10 on the minibatch": (jaxlr_cap(learning_rate=2.0, loss_fn=loss, every=10),
+                                      False),
+        "every=10 on a fixed probe batch (256)": (jaxlr_cap(learning_rate=2.0, loss_fn=loss,
+                                                            every=10), True),
+    }
+    shipped = None
+    for label, (tx, probe) in designs.items():
+        ps, states = trajectory(tx, probe)
+        cols = [probe_idx] * steps if probe else list(idx)
+        true = np.array([float(truth(jax.tree.map(lambda a, t=t: a[t], ps), cols[t]))
+                         for t in range(steps)])
+        row = _errors(states.sharpness, true, states.lr)
+        row["hvps_per_step"] = float(states.curvature.total_hvps[-1]) / steps
+        row["first_step_rel_err"] = float(abs(states.sharpness[0] - true[0]) / true[0])
+        out[label] = row
+        if shipped is None:
+            shipped = (ps, true, states)
+    ps, true, states = shipped
+    # other estimators along the shipped cap's trajectory (same params, same batches)
+    step_params = [jax.tree.map(lambda a, t=t: a[t], ps) for t in range(steps)]
+    tracker = jax.jit(lambda p, i, st: sh.tracker_update(loss, p, st, batch=(x[i], y[i]),
+                                                         num_iters=3))
+    st = sh.tracker_init(params0, key=jax.random.key(0))
+    lanczos = jax.jit(lambda p, i, k, v0: sh.top_eigenvalue(
+        loss, p, batch=(x[i], y[i]), key=k, num_iters=20, tol=1e-2, v0=v0))
+    est = {"old tracker (3 products, every=1)": [], "cold Lanczos each step (tol 1e-2)": [],
+           "pure warm start (previous vector, tol 1e-2)": []}
+    hv = {k: 0 for k in est}
+    v0 = None
+    for t in range(steps):
+        e, st = tracker(step_params[t], idx[t], st)
+        est["old tracker (3 products, every=1)"].append(float(e.eigenvalue))
+        hv["old tracker (3 products, every=1)"] += 3
+        e = lanczos(step_params[t], idx[t], jax.random.key(t), jax.tree.map(jnp.zeros_like,
+                                                                             params0))
+        est["cold Lanczos each step (tol 1e-2)"].append(float(e.eigenvalue))
+        hv["cold Lanczos each step (tol 1e-2)"] += int(e.num_hvps)
+        w = lanczos(step_params[t], idx[t], jax.random.key(t),
+                    jax.tree.map(jnp.zeros_like, params0) if v0 is None else v0)
+        v0 = w.eigenvector
+        est["pure warm start (previous vector, tol 1e-2)"].append(float(w.eigenvalue))
+        hv["pure warm start (previous vector, tol 1e-2)"] += int(w.num_hvps)
+    for label, values in est.items():
+        row = _errors(values, true, 1.8 / np.asarray(values))  # the LR a 0.9 cap would use
+        row["hvps_per_step"] = hv[label] / steps
+        out[label + " [on the shipped trajectory]"] = row
+    # the preconditioned (Adam) estimate
+    from jaxlr.transforms import sharpness_cap
+
+    tx = sharpness_cap(optax.adam(1.0), learning_rate=0.05, kind="adam", loss_fn=loss)
+    ps, states = trajectory(tx)
+    true = np.array([float(truth(jax.tree.map(lambda a, t=t: a[t], ps), idx[t],
+                                 sh.preconditioner(jax.tree.map(lambda a, t=t: a[t],
+                                                                states.inner_state))))
+                     for t in range(steps)])
+    row = _errors(states.sharpness, true, states.lr, c=38.0)
+    row["hvps_per_step"] = float(states.curvature.total_hvps[-1]) / steps
+    out["adam preconditioned, defaults"] = row
+    results["inloop"] = out
+    for label, row in out.items():
+        print(f"in-loop {label}: rel err median {row['median']:.2%} p95 {row['p95']:.2%} max "
+              f"{row['max']:.2%}; eta*lambda_true under the edge on {row['under_edge']:.0%} of "
+              f"steps; {row['hvps_per_step']:.1f} HVPs/step")
+
+
+def _pyhessian_equal_accuracy(lam_ref, results, repeats=5):
+    import importlib
+
+    import torch
+
+    pyh = importlib.import_module("pyhessian.hessian")
+    torch.set_num_threads(2)
+    params, loss = _trained(_mlp, _init_mlp, jnp.float32)
+    x, y = _data(np.float32)
+    layers = []
+    for i, layer in enumerate(params):
+        lin = torch.nn.Linear(*layer["w"].shape)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(np.asarray(layer["w"]).T.copy()))
+            lin.bias.copy_(torch.from_numpy(np.asarray(layer["b"]).copy()))
+        layers.append(lin)
+        if i < len(params) - 1:
+            layers.append(torch.nn.Tanh())
+    net = torch.nn.Sequential(*layers).eval()
+    tx, ty = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(y)).long()
+    hess = pyh.hessian(net, torch.nn.CrossEntropyLoss(), data=(tx, ty), cuda=False)
+    chosen = None
+    for tol in (1e-3, 1e-4, 1e-5, 1e-6):
+        torch.manual_seed(0)
+        err = abs(hess.eigenvalues(maxIter=1000, tol=tol)[0][0] - lam_ref) / abs(lam_ref)
+        if err <= 1e-3:
+            chosen = tol
+            break
+    t_torch = []
+    for r in range(repeats):
+        torch.manual_seed(r)
+        t = time.perf_counter()
+        hess.eigenvalues(maxIter=1000, tol=chosen)
+        t_torch.append(time.perf_counter() - t)
+    estimate = jax.jit(lambda p, k: sh.top_eigenvalue(loss, p, key=k, num_iters=20, tol=1e-3))
+    jax.block_until_ready(estimate(params, jax.random.key(0)))
+    t_jax, errs = [], []
+    for r in range(repeats):
+        t = time.perf_counter()
+        e = jax.block_until_ready(estimate(params, jax.random.key(r + 1)))
+        t_jax.append(time.perf_counter() - t)
+        errs.append(abs(float(e.eigenvalue) - lam_ref) / abs(lam_ref))
+    out = {"pyhessian_tol_for_1e-3": chosen, "pyhessian_seconds": float(np.median(t_torch)),
+           "jaxlr_seconds": float(np.median(t_jax)), "jaxlr_max_rel_err": max(errs),
+           "speedup_at_1e-3": float(np.median(t_torch) / np.median(t_jax))}
+    results["pyhessian_equal_accuracy"] = out
+    print(f"lambda_max to 1e-3 rel err: PyHessian (tol {chosen:g}) {out['pyhessian_seconds']:.3f}"
+          f" s vs jaxlr {out['jaxlr_seconds']:.4f} s (max rel err {max(errs):.1e}), median of "
+          f"{repeats}: {out['speedup_at_1e-3']:.1f}x")
+
+
+def _reference_lambda() -> float:
+    """lambda_max of the trained MLP in float64 (Lanczos, 150 products, certified residual)."""
+    with jax.enable_x64(True):
+        params, loss = _trained(_mlp, _init_mlp, jnp.float64)
+        return float(sh.top_eigenvalue(loss, params, key=jax.random.key(5), num_iters=150,
+                                       tol=0.0).eigenvalue)
+
+
+PARTS = ("convergence", "hvp", "pyhessian", "overhead", "inloop")
+
+
+def main(parts: tuple[str, ...] = PARTS) -> dict:
+    """Runs the measurements named in ``parts`` (all by default), prints one line each and
+    returns them as a nested dict. ``python -m benchmarks.sharpness inloop overhead`` runs two.
+    """
+    results: dict = {"mlp": {}, "transformer": {}}
+    lam_mlp = None
+    if "convergence" in parts:
+        lam_mlp = _convergence("mlp", _mlp, _init_mlp, results)
+        _convergence("transformer", _transformer, _init_transformer, results)
+    if "hvp" in parts:
+        _hvp_cost("mlp", _mlp, _init_mlp, results)
+        _hvp_cost("transformer", _transformer, _init_transformer, results)
+    if "pyhessian" in parts:
+        lam_mlp = _reference_lambda() if lam_mlp is None else lam_mlp
+        _pyhessian(lam_mlp, results)
+        _pyhessian_equal_accuracy(lam_mlp, results)
+    if "overhead" in parts:
+        _step_overhead("mlp", _mlp, _init_mlp, results)
+        _step_overhead("transformer", _transformer, _init_transformer, results)
+    if "inloop" in parts:
+        _inloop(results)
     return results
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(tuple(sys.argv[1:]) or PARTS)

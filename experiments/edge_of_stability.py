@@ -7,7 +7,16 @@ there (Cohen et al., ICLR 2021). The same run with ``jaxlr.transforms.sharpness_
 eta_t * lambda_max / 2 at the cap fraction instead. Writes
 ``experiments/results/edge_of_stability.{png,json,md}``.
 
+The minibatch-SGD arm (``--arms minibatch``) trains the same MLP with SGD on minibatches of
+``--batch`` (a new one every step) at the largest eta, with and without
+``sharpness_cap(learning_rate=eta, loss_fn=..., batch=minibatch)`` (defaults: an estimate on
+every step's minibatch). Every ``--measure-every`` steps an independent Lanczos measures
+lambda_max of the full-batch loss and of that step's minibatch at the step's params, and
+``eta_t * lambda`` is compared with GD's limit 2. Writes
+``experiments/results/edge_of_stability_minibatch.{json,md}``.
+
 Run:  python experiments/edge_of_stability.py            (a few minutes on 2 CPU cores)
+      python experiments/edge_of_stability.py --arms minibatch
 """
 
 from __future__ import annotations
@@ -64,6 +73,76 @@ def mlp(params, x):
 
 def make_loss(x, y):
     return lambda p: 0.5 * jnp.mean(jnp.sum((mlp(p, x) - y) ** 2, axis=-1))
+
+
+def batch_loss(p, batch):
+    x, y = batch
+    return 0.5 * jnp.mean(jnp.sum((mlp(p, x) - y) ** 2, axis=-1))
+
+
+def run_minibatch(params, tx, *, x, y, idx, measure_every, key):
+    """Minibatch SGD over the ``[steps, batch]`` indices ``idx``; every ``measure_every`` steps,
+    at that step's params, the LR it applied and independent Lanczos lambda_max estimates of the
+    full-batch loss and of its own minibatch."""
+
+    def one(carry, i):
+        p, s = carry
+        batch = (x[i], y[i])
+        u, s = tx.update(jax.grad(batch_loss)(p, batch), s, p, batch=batch)
+        return (optax.apply_updates(p, u), s), None
+
+    @jax.jit
+    def chunk(p, s, ids, k):
+        (p, s), _ = jax.lax.scan(one, (p, s), ids[:-1])
+        batch = (x[ids[-1]], y[ids[-1]])
+        p_meas = p
+        (p, s), _ = one((p, s), ids[-1])
+        k1, k2 = jax.random.split(k)
+        full = sharpness.top_eigenvalue(batch_loss, p_meas, batch=(x, y), key=k1, num_iters=40,
+                                        tol=1e-4).eigenvalue
+        mini = sharpness.top_eigenvalue(batch_loss, p_meas, batch=batch, key=k2, num_iters=40,
+                                        tol=1e-4).eigenvalue
+        return p, s, T.current_lr(s), full, mini, batch_loss(p_meas, (x, y))
+
+    state = tx.init(params)
+    out = {"step": [], "lr": [], "lambda_full": [], "lambda_mini": [], "loss": []}
+    for i in range(idx.shape[0] // measure_every):
+        ids = idx[i * measure_every:(i + 1) * measure_every]
+        params, state, lr, full, mini, loss = chunk(params, state, ids, jax.random.fold_in(key, i))
+        out["step"].append((i + 1) * measure_every - 1)
+        for name, v in (("lr", lr), ("lambda_full", full), ("lambda_mini", mini), ("loss", loss)):
+            out[name].append(float(v))
+    return out
+
+
+def minibatch_arm(args, x, y, params):
+    eta = max(args.lrs)
+    rng = np.random.default_rng(2)
+    idx = jnp.asarray(np.stack([rng.choice(x.shape[0], args.batch, replace=False)
+                                for _ in range(args.minibatch_steps)]))
+    arms = {
+        "no cap": optax.chain(optax.sgd(1.0), T.scale_by_schedule(eta)),
+        "sharpness_cap (defaults, minibatch)": optax.chain(optax.sgd(1.0), T.sharpness_cap(
+            learning_rate=eta, fraction=args.fraction, loss_fn=batch_loss)),
+    }
+    rows, runs = [], {}
+    for label, tx in arms.items():
+        r = run_minibatch(params, tx, x=x, y=y, idx=idx, measure_every=args.measure_every,
+                          key=jax.random.PRNGKey(3))
+        runs[label] = r
+        lr = np.asarray(r["lr"])
+        full, mini = lr * np.asarray(r["lambda_full"]), lr * np.asarray(r["lambda_mini"])
+        rows.append({"arm": label, "eta": eta,
+                     "full_eta_lambda_max": float(full.max()),
+                     "full_under_2": float(np.mean(full <= 2.0)),
+                     "mini_eta_lambda_max": float(mini.max()),
+                     "mini_under_2": float(np.mean(mini <= 2.0)),
+                     "mini_eta_lambda_median": float(np.median(mini)),
+                     "final_full_loss": r["loss"][-1]})
+        print(f"minibatch {label}: eta*lambda_full max {full.max():.3f} (<= 2 on "
+              f"{np.mean(full <= 2):.0%}), eta*lambda_mini max {mini.max():.3f} (<= 2 on "
+              f"{np.mean(mini <= 2):.0%}), final loss {r['loss'][-1]:.4f}", flush=True)
+    return rows, runs
 
 
 def run(loss_fn, params, tx, *, steps, measure_every, key):
@@ -153,12 +232,21 @@ def main(argv=None):
     ap.add_argument("--fraction", type=float, default=0.9)
     ap.add_argument("--tail", type=float, default=0.4, help="fraction of the run summarized")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--arms", nargs="+", default=["full", "minibatch"],
+                    choices=["full", "minibatch"])
+    ap.add_argument("--batch", type=int, default=32, help="minibatch size (minibatch arm)")
+    ap.add_argument("--minibatch-steps", type=int, default=600)
     args = ap.parse_args(argv)
 
     t0 = time.time()
     x, y = data(args.samples)
     loss_fn = make_loss(x, y)
     params = init_mlp(jax.random.PRNGKey(0), [64, args.width, args.width, 10])
+    args.out.mkdir(parents=True, exist_ok=True)
+    if "minibatch" in args.arms:
+        write_minibatch(args, *minibatch_arm(args, x, y, params), time.time() - t0)
+    if "full" not in args.arms:
+        return
     key = jax.random.PRNGKey(1)
     runs = []
     for eta in args.lrs:
@@ -166,7 +254,7 @@ def main(argv=None):
         free = run(loss_fn, params, free_tx, steps=args.steps,
                    measure_every=args.measure_every, key=key)
         cap_tx = optax.chain(optax.sgd(1.0), T.sharpness_cap(
-            learning_rate=eta, fraction=args.fraction, every=5, num_iters=4))
+            learning_rate=eta, fraction=args.fraction, every=5))
         capped = run(loss_fn, params, cap_tx, steps=args.steps,
                      measure_every=args.measure_every, key=key)
         runs.append((free, capped))
@@ -174,7 +262,6 @@ def main(argv=None):
               f"(2/eta={2 / eta:.3f}); capped lambda_end={capped['lambda_max'][-1]:.3f} "
               f"lr_end={capped['lr'][-1]:.4f}", flush=True)
     rows = summarize(args.lrs, runs, args.tail)
-    args.out.mkdir(parents=True, exist_ok=True)
     plot(args.lrs, runs, args.out / "edge_of_stability.png")
     record = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "summary": rows, "seconds": time.time() - t0,
@@ -199,6 +286,32 @@ def main(argv=None):
             f"{r['capped_eta_lambda_over_2_tail_median']:.3f} | {r['capped_final_lr']:.4f} |")
     lines += ["", _READING]
     (args.out / "edge_of_stability.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def write_minibatch(args, rows, runs, seconds):
+    record = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "summary": rows, "seconds": seconds, "runs": runs}
+    (args.out / "edge_of_stability_minibatch.json").write_text(json.dumps(record, indent=1))
+    lines = ["# Edge of stability, minibatch SGD (tanh MLP, digits subset)", "",
+             f"Command: `python experiments/edge_of_stability.py --arms minibatch` "
+             f"({seconds:.0f} s).",
+             f"MLP 64-{args.width}-{args.width}-10, MSE, {args.samples} samples, SGD on a new "
+             f"minibatch of {args.batch} every step, {args.minibatch_steps} steps, eta = "
+             f"{max(args.lrs):g}; every {args.measure_every} steps an independent Lanczos "
+             "(40 products, tol 1e-4) measures lambda_max of the full-batch loss and of that "
+             "step's minibatch at the step's params; eta_t is the LR the step applied.", "",
+             "| arm | max eta*lambda_full | steps with eta*lambda_full <= 2 | max eta*lambda_mini "
+             "| steps with eta*lambda_mini <= 2 | median eta*lambda_mini | final full loss |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['arm']} | {r['full_eta_lambda_max']:.3f} | {r['full_under_2']:.0%} "
+                     f"| {r['mini_eta_lambda_max']:.3f} | {r['mini_under_2']:.0%} | "
+                     f"{r['mini_eta_lambda_median']:.3f} | {r['final_full_loss']:.4f} |")
+    lines += ["", "With the cap, the LR of each step is 0.9 x 2 / lambda of that step's own "
+              "minibatch, so eta*lambda_mini stays at 1.8 and eta*lambda_full (the full batch is "
+              "flatter than a minibatch) below it; without it, both cross 2."]
+    (args.out / "edge_of_stability_minibatch.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
