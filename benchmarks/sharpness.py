@@ -29,6 +29,9 @@ an MLP 64-128-128-10 (26,122 parameters) and a one-block transformer over the im
    for the preconditioned (Adam) estimate.
 6. lambda_max to 1e-3 relative error, jaxlr vs PyHessian at equal accuracy: PyHessian's
    relative-change stop is tightened until its error is <= 1e-3; 5 repeats each, median, warm.
+7. Scale: a 1.3M-parameter MLP (256-1024-1024-10, synthetic batch of 256): time and peak
+   memory (XLA's compile-time memory analysis) of one HVP and of a 20-product lambda_max
+   estimate over one gradient.
 """
 
 from __future__ import annotations
@@ -533,6 +536,48 @@ def _pyhessian_equal_accuracy(lam_ref, results, repeats=5):
           f"{repeats}: {out['speedup_at_1e-3']:.1f}x")
 
 
+def _memory(compiled) -> int:
+    m = compiled.memory_analysis()
+    return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
+
+
+def _scale(results, widths=(256, 1024, 1024, 10), batch=256):
+    """A >= 1M-parameter MLP on synthetic data: one HVP, one lambda_max estimate (20 products)
+    and one gradient, timed (median of 5) and their peak memory from XLA's memory analysis."""
+    key = jax.random.key(0)
+    params = []
+    for k, a, b in zip(jax.random.split(key, len(widths) - 1), widths[:-1], widths[1:],
+                       strict=True):
+        params.append({"w": jax.random.normal(k, (a, b)) / np.sqrt(a), "b": jnp.zeros(b)})
+    n = ravel_pytree(params)[0].shape[0]
+    kx, ky = jax.random.split(jax.random.key(1))
+    batch_ = (jax.random.normal(kx, (batch, widths[0])),
+              jax.random.randint(ky, (batch,), 0, widths[-1]))
+    loss = _batch_loss(_mlp)
+    v = jax.tree.map(jnp.ones_like, params)
+    fns = {
+        "grad": (jax.jit(jax.grad(loss)), (params, batch_)),
+        "hvp": (jax.jit(lambda p, b, v: sh.hvp(lambda q: loss(q, b), p, v)), (params, batch_, v)),
+        "top_eigenvalue": (jax.jit(lambda p, b: sh.top_eigenvalue(
+            loss, p, batch=b, key=jax.random.key(2), num_iters=20, tol=0.0)), (params, batch_)),
+    }
+    t, mem = {}, {}
+    for name, (fn, args) in fns.items():
+        mem[name] = _memory(fn.lower(*args).compile())
+        t[name] = _best_time(lambda fn=fn, args=args: fn(*args), repeats=5)
+    out = {"params": n, "hvp_over_grad_time": t["hvp"] / t["grad"],
+           "top_eigenvalue_20_over_grad_time": t["top_eigenvalue"] / t["grad"],
+           "hvp_over_grad_memory": mem["hvp"] / mem["grad"],
+           "top_eigenvalue_20_over_grad_memory": mem["top_eigenvalue"] / mem["grad"],
+           "grad_seconds": t["grad"], "grad_bytes": mem["grad"]}
+    results["scale"] = out
+    print(f"scale: MLP {'-'.join(map(str, widths))} ({n:,} params, batch {batch}): HVP / grad "
+          f"time {out['hvp_over_grad_time']:.2f}, top_eigenvalue(20 products) / grad time "
+          f"{out['top_eigenvalue_20_over_grad_time']:.1f}; peak memory HVP / grad "
+          f"{out['hvp_over_grad_memory']:.2f}, top_eigenvalue / grad "
+          f"{out['top_eigenvalue_20_over_grad_memory']:.2f} (grad {mem['grad'] / 2**20:.0f} MiB)")
+
+
 def _reference_lambda() -> float:
     """lambda_max of the trained MLP in float64 (Lanczos, 150 products, certified residual)."""
     with jax.enable_x64(True):
@@ -541,7 +586,7 @@ def _reference_lambda() -> float:
                                        tol=0.0).eigenvalue)
 
 
-PARTS = ("convergence", "hvp", "pyhessian", "overhead", "inloop")
+PARTS = ("convergence", "hvp", "pyhessian", "overhead", "inloop", "scale")
 
 
 def main(parts: tuple[str, ...] = PARTS) -> dict:
@@ -565,6 +610,8 @@ def main(parts: tuple[str, ...] = PARTS) -> dict:
         _step_overhead("transformer", _transformer, _init_transformer, results)
     if "inloop" in parts:
         _inloop(results)
+    if "scale" in parts:
+        _scale(results)
     return results
 
 

@@ -8,7 +8,7 @@ eta_t * lambda_max / 2 at the cap fraction instead. Writes
 ``experiments/results/edge_of_stability.{png,json,md}``.
 
 The minibatch-SGD arm (``--arms minibatch``) trains the same MLP with SGD on minibatches of
-``--batch`` (a new one every step) at the largest eta, with and without
+``--batch`` (a new one every step) at ``--minibatch-lr``, with and without
 ``sharpness_cap(learning_rate=eta, loss_fn=..., batch=minibatch)`` (defaults: an estimate on
 every step's minibatch). Every ``--measure-every`` steps an independent Lanczos measures
 lambda_max of the full-batch loss and of that step's minibatch at the step's params, and
@@ -115,8 +115,13 @@ def run_minibatch(params, tx, *, x, y, idx, measure_every, key):
     return out
 
 
+def _worst(v):
+    """The largest value, or inf once the run diverged (NaN)."""
+    return float(np.inf) if np.isnan(v).any() else float(v.max())
+
+
 def minibatch_arm(args, x, y, params):
-    eta = max(args.lrs)
+    eta = args.minibatch_lr
     rng = np.random.default_rng(2)
     idx = jnp.asarray(np.stack([rng.choice(x.shape[0], args.batch, replace=False)
                                 for _ in range(args.minibatch_steps)]))
@@ -133,14 +138,17 @@ def minibatch_arm(args, x, y, params):
         lr = np.asarray(r["lr"])
         full, mini = lr * np.asarray(r["lambda_full"]), lr * np.asarray(r["lambda_mini"])
         rows.append({"arm": label, "eta": eta,
-                     "full_eta_lambda_max": float(full.max()),
+                     "full_eta_lambda_max": _worst(full),
+                     "diverged_at_step": next((s for s, v in zip(r["step"], r["loss"],
+                                                                 strict=True)
+                                               if not np.isfinite(v)), None),
                      "full_under_2": float(np.mean(full <= 2.0)),
-                     "mini_eta_lambda_max": float(mini.max()),
+                     "mini_eta_lambda_max": _worst(mini),
                      "mini_under_2": float(np.mean(mini <= 2.0)),
-                     "mini_eta_lambda_median": float(np.median(mini)),
+                     "mini_eta_lambda_median": float(np.nanmedian(mini)),
                      "final_full_loss": r["loss"][-1]})
-        print(f"minibatch {label}: eta*lambda_full max {full.max():.3f} (<= 2 on "
-              f"{np.mean(full <= 2):.0%}), eta*lambda_mini max {mini.max():.3f} (<= 2 on "
+        print(f"minibatch {label}: eta*lambda_full max {_worst(full):.3f} (<= 2 on "
+              f"{np.mean(full <= 2):.0%}), eta*lambda_mini max {_worst(mini):.3f} (<= 2 on "
               f"{np.mean(mini <= 2):.0%}), final loss {r['loss'][-1]:.4f}", flush=True)
     return rows, runs
 
@@ -236,6 +244,7 @@ def main(argv=None):
                     choices=["full", "minibatch"])
     ap.add_argument("--batch", type=int, default=32, help="minibatch size (minibatch arm)")
     ap.add_argument("--minibatch-steps", type=int, default=600)
+    ap.add_argument("--minibatch-lr", type=float, default=0.5)
     args = ap.parse_args(argv)
 
     t0 = time.time()
@@ -298,16 +307,17 @@ def write_minibatch(args, rows, runs, seconds):
              f"({seconds:.0f} s).",
              f"MLP 64-{args.width}-{args.width}-10, MSE, {args.samples} samples, SGD on a new "
              f"minibatch of {args.batch} every step, {args.minibatch_steps} steps, eta = "
-             f"{max(args.lrs):g}; every {args.measure_every} steps an independent Lanczos "
+             f"{args.minibatch_lr:g}; every {args.measure_every} steps an independent Lanczos "
              "(40 products, tol 1e-4) measures lambda_max of the full-batch loss and of that "
              "step's minibatch at the step's params; eta_t is the LR the step applied.", "",
              "| arm | max eta*lambda_full | steps with eta*lambda_full <= 2 | max eta*lambda_mini "
-             "| steps with eta*lambda_mini <= 2 | median eta*lambda_mini | final full loss |",
-             "|---|---|---|---|---|---|---|"]
+             "| steps with eta*lambda_mini <= 2 | median eta*lambda_mini | final full loss | "
+             "diverged at step |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['arm']} | {r['full_eta_lambda_max']:.3f} | {r['full_under_2']:.0%} "
                      f"| {r['mini_eta_lambda_max']:.3f} | {r['mini_under_2']:.0%} | "
-                     f"{r['mini_eta_lambda_median']:.3f} | {r['final_full_loss']:.4f} |")
+                     f"{r['mini_eta_lambda_median']:.3f} | {r['final_full_loss']:.4f} | "
+                     f"{r['diverged_at_step']} |")
     lines += ["", "With the cap, the LR of each step is 0.9 x 2 / lambda of that step's own "
               "minibatch, so eta*lambda_mini stays at 1.8 and eta*lambda_full (the full batch is "
               "flatter than a minibatch) below it; without it, both cross 2."]
