@@ -90,7 +90,7 @@ def _capped_loop(tx, steps, lr_scale=1.0):
 
 
 def test_cap_minibatch_loop_cold_start_and_every_step_under_the_edge():
-    """Defaults (every=1, Lanczos to tol=1e-2, cold start of 50 products) on a new batch each
+    """Defaults (every=1, Lanczos to tol=1e-3, cold start of 50 products) on a new batch each
     step: one trace for 10 steps; the LR's lambda matches the dense lambda of the step's own
     params and batch (step 0 included), and eta * lambda_true stays under 2 * fraction."""
     tx = T.sharpness_cap(optax.sgd(1.0), learning_rate=2.0, loss_fn=loss_fn)
@@ -99,8 +99,8 @@ def test_cap_minibatch_loop_cold_start_and_every_step_under_the_edge():
     for i, (p, batch, s) in enumerate(rows):
         lam = dense(p, batch)
         assert bool(s.converged), i
-        np.testing.assert_allclose(float(s.sharpness), lam, rtol=2e-2, err_msg=f"step {i}")
-        assert float(s.lr) * lam <= 2 * 0.9 * 1.02 < 2, (i, float(s.lr), lam)
+        np.testing.assert_allclose(float(s.sharpness), lam, rtol=2e-3, err_msg=f"step {i}")
+        assert float(s.lr) * lam <= 2 * 0.9 * 1.002, (i, float(s.lr), lam)
         np.testing.assert_allclose(float(s.rho), float(s.lr) * float(s.sharpness) / 2, rtol=1e-5)
     assert int(rows[0][2].curvature.num_hvps) > int(rows[1][2].curvature.num_hvps)  # warm start
 
@@ -232,8 +232,8 @@ def test_bfloat16_nnx_model_matches_float32_estimate():
     np.testing.assert_allclose(out[jnp.bfloat16], out[jnp.float32], rtol=5e-2)
     top2 = sh.top_k_eigenvalues(loss, params, k=2, key=key, num_iters=12, batch=batch)
     eig, _ = sh.tracker_update(loss, params, sh.tracker_init(params, key=key), batch=batch)
-    tx = T.sharpness_cap(
-        optax.sgd(1.0), learning_rate=1.0, loss_fn=loss, num_iters=10, init_iters=20
+    tx = T.sharpness_cap(  # bf16 products cannot reach the default tol=1e-3
+        optax.sgd(1.0), learning_rate=1.0, loss_fn=loss, num_iters=10, init_iters=20, tol=1e-2
     )
     grads = jax.grad(loss)(params, batch)
     u, s = jax.jit(lambda g, s, p: tx.update(g, s, p, batch=batch))(grads, tx.init(params), params)

@@ -266,7 +266,7 @@ def sharpness_cap(
     every: ArrayLike = 1,
     num_iters: int = 20,
     init_iters: int = 50,
-    tol: ArrayLike = 1e-2,
+    tol: ArrayLike = 1e-3,
     ema: ArrayLike = 0.0,
     hysteresis: ArrayLike = 0.05,
     max_value: ArrayLike | None = None,
@@ -507,7 +507,7 @@ def sharpness_warmup(
     every: ArrayLike = 1,
     num_iters: int = 20,
     init_iters: int = 50,
-    tol: ArrayLike = 1e-2,
+    tol: ArrayLike = 1e-3,
     ema: ArrayLike = 0.0,
     key: jax.Array | int = 0,
 ) -> optax.GradientTransformationExtraArgs:
