@@ -357,7 +357,8 @@ def _step_overhead(name, model, init, results):
     plain = optax.sgd(0.05)
     plain_tx = optax.GradientTransformationExtraArgs(
         plain.init, lambda u, s, p=None, **kw: plain.update(u, s, p))
-    times = {"plain": _best_time(lambda: _sgd_loop(loss, plain_tx, x, y, idx)(params), 5)}
+    plain_run = _sgd_loop(loss, plain_tx, x, y, idx)
+    times = {"plain": _best_time(lambda: plain_run(params), 5)}
     out = {}
     for every in (1, 10, 100):
         tx = jaxlr_cap(learning_rate=0.05, loss_fn=loss, every=every)
