@@ -184,7 +184,26 @@ def _run(
         if has_hparam
         else over_seeds(keys, hparams)
     )
-    return lrs, out
+    losses, smoothed, valid, sugg = out
+    # the summary is computed here too, so an eager call is one compiled program
+    diverged = ~jnp.all(valid, axis=-1)
+    diverged_at = jnp.where(diverged, jnp.argmin(valid, axis=-1), num_steps)
+    n_members = int(np.prod(diverged.shape))  # static: the shape of the member axes
+    n_short = jnp.sum(jnp.sum(valid, axis=-1) < _MIN_POINTS)
+    return RangeTestResult(
+        lrs,
+        losses,
+        smoothed,
+        valid,
+        diverged_at,
+        {k: _spread(sugg[k]) for k in SUGGESTIONS},
+        num_members=jnp.asarray(n_members),
+        num_diverged=jnp.sum(diverged),
+        num_short=n_short,
+        ok=n_short < n_members,
+        min_value=min_value,
+        diverge_factor=diverge_factor,
+    )
 
 
 @renamed(min_lr="min_value", max_lr="max_value")
@@ -298,7 +317,7 @@ def lr_range_test(
     hp = jnp.asarray(hparams if has_hparam else 0.0, dtype=float)
     keys = jax.random.split(key, num_seeds)
     f = partial(jnp.asarray, dtype=float)
-    lrs, (losses, smoothed, valid, sugg) = _run(
+    return _run(
         step_fn,
         init_fn,
         keys,
@@ -309,25 +328,6 @@ def lr_range_test(
         f(diverge_factor),
         num_steps=num_steps,
         has_hparam=has_hparam,
-    )
-
-    diverged = ~jnp.all(valid, axis=-1)
-    diverged_at = jnp.where(diverged, jnp.argmin(valid, axis=-1), num_steps)
-    n_members = int(np.prod(diverged.shape))  # static: the shape of the member axes
-    n_short = jnp.sum(jnp.sum(valid, axis=-1) < _MIN_POINTS)
-    return RangeTestResult(
-        lrs,
-        losses,
-        smoothed,
-        valid,
-        diverged_at,
-        {k: _spread(sugg[k]) for k in SUGGESTIONS},
-        num_members=jnp.asarray(n_members),
-        num_diverged=jnp.sum(diverged),
-        num_short=n_short,
-        ok=n_short < n_members,
-        min_value=f(min_value),
-        diverge_factor=f(diverge_factor),
     )
 
 
