@@ -195,6 +195,7 @@ def main():
             average_by_peak=avg[i],
             forgetting_by_peak=forget[i],
             newest_by_peak=newest[i],
+            floor_index=f,
             floor_peak=None if f is None else PEAKS[f],
             floor_forgetting=None if f is None else forget[i, f],
             floor_forgetting_sd=None if f is None else m["forgetting"][i, f].std(),
@@ -242,13 +243,12 @@ def main():
     # standard deviation
     decaying = ("cosine (re-warmed)", "wsd (per task)")
     best = {n: int(np.nanargmax(avg[i])) for i, n in enumerate(NAMES)}
-    floor = {
-        n: int(np.nanargmin(np.where(newest[i] >= PLASTICITY_FLOOR, forget[i], np.inf)))
-        for i, n in enumerate(NAMES)
-    }
+    floor = {n: per[n]["floor_index"] for n in NAMES}  # None: the floor was never reached
 
     def paired(metric, n, at):
         i, j = NAMES.index("infinite"), NAMES.index(n)
+        if at["infinite"] is None or at[n] is None:
+            return float("nan"), float("nan")  # compares false: never counts as a difference
         d = m[metric][i, at["infinite"]] - m[metric][j, at[n]]  # [seed]
         return float(d.mean()), float(d.std())
 
