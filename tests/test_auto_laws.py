@@ -183,7 +183,7 @@ def test_optimize_schedule_beats_cosine_and_constant_under_the_law(mpl_fit):
     assert float(o.predicted_loss) == pytest.approx(final(np.asarray(o.lrs)), rel=1e-5)
 
 
-def test_optimize_schedule_jit_over_warmup_compiles_once(mpl_fit):
+def test_optimize_schedule_warmup_is_data_jit_compiles_once_vmap_matches(mpl_fit):
     import chex
 
     kw = dict(total_steps=T, peak_value=1.0, init_value=0.1, num_knots=8, num_iters=100)
@@ -203,8 +203,12 @@ def test_optimize_schedule_jit_over_warmup_compiles_once(mpl_fit):
         ref = auto.predict_loss(mpl_fit, np.asarray(o.lrs), steps=[T], warmup_steps=w).loss[0]
         assert float(o.predicted_loss) == pytest.approx(ref, rel=1e-5)
         np.testing.assert_allclose(np.asarray(o.schedule(np.arange(T))), o.lrs, atol=1e-6)
-    eager = auto.optimize_schedule(mpl_fit, warmup_steps=40, **kw)
-    np.testing.assert_allclose(np.asarray(eager.lrs), np.asarray(o.lrs), rtol=1e-6)
+    # vmap over the warmup equals the single calls
+    both = jax.vmap(lambda w: auto.optimize_schedule(mpl_fit, warmup_steps=w, **kw))(
+        jnp.asarray([10.0, 40.0])
+    )
+    np.testing.assert_allclose(np.asarray(both.lrs[1]), np.asarray(o.lrs), rtol=1e-6)
+    np.testing.assert_allclose(float(both.predicted_loss[1]), float(o.predicted_loss), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
