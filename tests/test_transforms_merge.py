@@ -39,8 +39,7 @@ def test_linear_decay_merge_equals_hand_weighted_average():
         p = optax.apply_updates(p, u)
         if i % every == 0:
             snaps.append(np.asarray(p["a"], np.float64))
-    hand = sum(cj * th for cj, th in zip(np.asarray(c, np.float64), snaps[-(k + 1):],
-                                          strict=True))
+    hand = sum(cj * th for cj, th in zip(np.asarray(c, np.float64), snaps[-(k + 1) :], strict=True))
     np.testing.assert_allclose(T.eval_params(s, p)["a"], hand, rtol=1e-5, atol=1e-7)
     assert int(s.count) == k + 1
 
@@ -92,8 +91,7 @@ def test_average_merging_matches_numpy(decay):
 
 def test_evaluate_merges_is_a_loop_over_merge_params():
     snaps = {"w": jax.random.normal(jax.random.key(0), (4, 3)), "b": jnp.arange(4.0)}
-    recipes = jnp.asarray([[0, 0, 0, 1.0], [0.25] * 4, T.decay_to_merge_weights([0.5, 0.3,
-                                                                                     0.1])])
+    recipes = jnp.asarray([[0, 0, 0, 1.0], [0.25] * 4, T.decay_to_merge_weights([0.5, 0.3, 0.1])])
     f = lambda p: jnp.sum(p["w"] ** 2) + p["b"]
     got = T.evaluate_merges(f, snaps, recipes)
     want = [f(T.merge_params(snaps, r)) for r in recipes]
@@ -110,8 +108,7 @@ def test_eval_params_finds_state_in_chain_and_schedule_free():
     sf = optax.contrib.schedule_free_adamw(0.1)
     s = sf.init(p)
     u, s = sf.update(jnp.ones(2), s, p)
-    np.testing.assert_allclose(T.eval_params(s, p),
-                               optax.contrib.schedule_free_eval_params(s, p))
+    np.testing.assert_allclose(T.eval_params(s, p), optax.contrib.schedule_free_eval_params(s, p))
     with pytest.raises(ValueError, match="eval_params: opt_state holds no"):
         T.eval_params(optax.sgd(1.0).init(p), p)
 
@@ -119,8 +116,7 @@ def test_eval_params_finds_state_in_chain_and_schedule_free():
 def test_window_merging_under_jit_with_nnx_optimizer():
     nnx = pytest.importorskip("flax.nnx")
     model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
-    opt = nnx.Optimizer(model, T.window_merging(optax.sgd(0.1), weights=[0.5, 0.5]),
-                        wrt=nnx.Param)
+    opt = nnx.Optimizer(model, T.window_merging(optax.sgd(0.1), weights=[0.5, 0.5]), wrt=nnx.Param)
 
     @nnx.jit
     def step(model, opt):
@@ -140,15 +136,24 @@ def test_window_merging_under_jit_with_nnx_optimizer():
     np.testing.assert_allclose(merged["kernel"], 0.5 * (snaps["kernel"][0] + kernel), rtol=1e-6)
 
 
-@pytest.mark.parametrize("fn, args, match", [
-    (T.decay_to_merge_weights, ([0.2, 0.5],), "decay must be non-increasing"),
-    (T.decay_to_merge_weights, ([1.5],), r"decay must be in \[0, 1\]"),
-    (T.merge_to_decay_weights, ([0.5, 0.6],), "weights must sum to 1"),
-    (lambda w: T.window_merging(optax.sgd(1.0), weights=w), ([0.5, 0.6],),
-     "window_merging: weights must sum to 1"),
-    (lambda d: T.average_merging(optax.sgd(1.0), decay=d), (1.5,),
-     r"average_merging: decay must be in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "fn, args, match",
+    [
+        (T.decay_to_merge_weights, ([0.2, 0.5],), "decay must be non-increasing"),
+        (T.decay_to_merge_weights, ([1.5],), r"decay must be in \[0, 1\]"),
+        (T.merge_to_decay_weights, ([0.5, 0.6],), "weights must sum to 1"),
+        (
+            lambda w: T.window_merging(optax.sgd(1.0), weights=w),
+            ([0.5, 0.6],),
+            "window_merging: weights must sum to 1",
+        ),
+        (
+            lambda d: T.average_merging(optax.sgd(1.0), decay=d),
+            (1.5,),
+            r"average_merging: decay must be in \[0, 1\]",
+        ),
+    ],
+)
 def test_merge_bad_input(fn, args, match):
     with pytest.raises(ValueError, match=match) as err:
         fn(*args)

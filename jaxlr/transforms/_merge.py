@@ -51,8 +51,10 @@ def decay_to_merge_weights(decay: ArrayLike) -> jax.Array:
     if w is not None:
         c.between("decay", w, 0.0, 1.0)
         if (np.diff(w) > 1e-7).any():
-            c.fail(f"decay must be non-increasing (an increase needs a negative merge weight), "
-                   f"got decay={np.array2string(w, threshold=8)}")
+            c.fail(
+                f"decay must be non-increasing (an increase needs a negative merge weight), "
+                f"got decay={np.array2string(w, threshold=8)}"
+            )
     w = jnp.asarray(decay, dtype=float)
     return jnp.concatenate([1.0 - w[:1], w[:-1] - w[1:], w[-1:]])
 
@@ -88,8 +90,12 @@ def merge_to_decay_weights(weights: ArrayLike) -> jax.Array:
     return jnp.cumsum(w[::-1])[::-1][1:]
 
 
-def decay_weights(schedule: Schedule, *, decay_steps: ArrayLike, num_checkpoints: int,
-                  ) -> jax.Array:
+def decay_weights(
+    schedule: Schedule,
+    *,
+    decay_steps: ArrayLike,
+    num_checkpoints: int,
+) -> jax.Array:
     r"""The decay factors :math:`w_i` of a decay schedule, one per checkpoint block.
 
     Block :math:`i` of :math:`k` covers steps :math:`[(i-1)D/k, iD/k)` of the decay; its factor
@@ -200,7 +206,10 @@ def _snapshot_due(step: jax.Array, every: jax.Array) -> jax.Array:
 
 @renamed(inner="optimizer")
 def window_merging(
-    optimizer: optax.GradientTransformation, *, weights: ArrayLike, every: ArrayLike = 1,
+    optimizer: optax.GradientTransformation,
+    *,
+    weights: ArrayLike,
+    every: ArrayLike = 1,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Wraps an optimizer to keep the last ``k + 1`` parameter snapshots for a WSM merge.
 
@@ -247,10 +256,15 @@ def window_merging(
     k1 = weights.shape[0]
 
     def init(params):
-        snaps = jax.tree.map(lambda x: jnp.zeros((k1, *jnp.shape(x)), jnp.result_type(x)),
-                             params)
-        return WindowMergeState(optimizer.init(params), snaps, jnp.zeros((), jnp.int32),
-                                jnp.zeros((), jnp.int32), jnp.asarray(every, float), weights)
+        snaps = jax.tree.map(lambda x: jnp.zeros((k1, *jnp.shape(x)), jnp.result_type(x)), params)
+        return WindowMergeState(
+            optimizer.init(params),
+            snaps,
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+            jnp.asarray(every, float),
+            weights,
+        )
 
     def update(updates, state, params=None, **extra):
         if params is None:
@@ -261,17 +275,23 @@ def window_merging(
         new = optax.apply_updates(params, updates)
         snaps = jax.tree.map(
             lambda s, x: jnp.where(due, jnp.concatenate([s[1:], x[None].astype(s.dtype)]), s),
-            state.snapshots, new)
+            state.snapshots,
+            new,
+        )
         count = jnp.where(due, jnp.minimum(state.count + 1, k1), state.count)
-        return updates, state._replace(inner_state=inner_state, snapshots=snaps, count=count,
-                                       step=step)
+        return updates, state._replace(
+            inner_state=inner_state, snapshots=snaps, count=count, step=step
+        )
 
     return optax.GradientTransformationExtraArgs(init, update)
 
 
 @renamed(inner="optimizer")
 def average_merging(
-    optimizer: optax.GradientTransformation, *, decay: ArrayLike = 1.0, every: ArrayLike = 1,
+    optimizer: optax.GradientTransformation,
+    *,
+    decay: ArrayLike = 1.0,
+    every: ArrayLike = 1,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Wraps an optimizer to keep an online average of parameter snapshots (EMA or mean).
 
@@ -314,9 +334,14 @@ def average_merging(
     c.positive("every", every)
 
     def init(params):
-        return AverageMergeState(optimizer.init(params), jax.tree.map(jnp.zeros_like, params),
-                                 jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
-                                 jnp.asarray(every, float), jnp.asarray(decay, float))
+        return AverageMergeState(
+            optimizer.init(params),
+            jax.tree.map(jnp.zeros_like, params),
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+            jnp.asarray(every, float),
+            jnp.asarray(decay, float),
+        )
 
     def update(updates, state, params=None, **extra):
         if params is None:
@@ -345,11 +370,13 @@ def _window_merged(state: WindowMergeState, params: Any) -> Any:
     have = jnp.arange(k1) >= k1 - state.count  # the newest `count` slots are filled
     w = jnp.where(have, state.weights, 0.0)
     total = jnp.sum(w)
-    w = jnp.where(total > 0, w / jnp.where(total > 0, total, 1.0),
-                  (jnp.arange(k1) == k1 - 1).astype(w.dtype))
+    w = jnp.where(
+        total > 0, w / jnp.where(total > 0, total, 1.0), (jnp.arange(k1) == k1 - 1).astype(w.dtype)
+    )
     merged = merge_params(state.snapshots, w)
-    return jax.tree.map(lambda m, p: jnp.where(state.count > 0, m.astype(p.dtype), p),
-                        merged, params)
+    return jax.tree.map(
+        lambda m, p: jnp.where(state.count > 0, m.astype(p.dtype), p), merged, params
+    )
 
 
 def eval_params(opt_state: Any, params: Any) -> Any:
@@ -388,11 +415,16 @@ def eval_params(opt_state: Any, params: Any) -> Any:
     """
     sf = optax.contrib.ScheduleFreeState
     kinds = (WindowMergeState, AverageMergeState, sf)
-    found = [x for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kinds))
-             if isinstance(x, kinds)]
+    found = [
+        x
+        for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kinds))
+        if isinstance(x, kinds)
+    ]
     if not found:
-        raise ValueError("eval_params: opt_state holds no window_merging, average_merging or "
-                         f"schedule-free state, got {type(opt_state).__name__}")
+        raise ValueError(
+            "eval_params: opt_state holds no window_merging, average_merging or "
+            f"schedule-free state, got {type(opt_state).__name__}"
+        )
     state = found[0]
     if isinstance(state, WindowMergeState):
         return _window_merged(state, params)
