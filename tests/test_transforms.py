@@ -524,6 +524,10 @@ def test_negative_learning_rates_and_non_bool_flags_rejected_at_construction():
         T.hypergradient(init_value=0.1, hyper_lr=0.01, multiplicative="False")
     with pytest.raises(ValueError, match="reduce_on_plateau: steps_per_epoch must be None or"):
         T.reduce_on_plateau(steps_per_epoch=0)
+    with pytest.raises(ValueError, match="reduce_on_plateau: mode must be a string"):
+        T.reduce_on_plateau(mode=np.array(["min", "max"]))
+    with pytest.raises(ValueError, match="inject_schedules: nesterov looks like a flag"):
+        T.inject_schedules(optax.sgd, learning_rate=0.1, nesterov=np.array(True))
 
 
 def _run_hd(tx, grads):

@@ -959,6 +959,9 @@ def ReduceLROnPlateau(
         PyTorch ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
     """
     c = Checker("ReduceLROnPlateau")
+    for name, value in (("mode", mode), ("threshold_mode", threshold_mode)):
+        if not isinstance(value, str):
+            c.fail(f"{name} must be a string (a static option), got {name}={value!r}")
     c.choice("mode", mode, ("min", "max"))
     c.choice("threshold_mode", threshold_mode, ("rel", "abs"))
     f = c.finite("factor", factor)

@@ -46,6 +46,9 @@ class PlateauState(NamedTuple):
 
 def _check_common(c: Checker, mode, threshold_mode, patience, threshold, cooldown, window,
                   init_value, min_value, steps_per_epoch, min_decrease):
+    for name, value in (("mode", mode), ("threshold_mode", threshold_mode)):
+        if not isinstance(value, str):
+            c.fail(f"{name} must be a string (a static option), got {name}={value!r}")
     c.choice("mode", mode, ("min", "max"))
     c.choice("threshold_mode", threshold_mode, ("rel", "abs", "signed_rel"))
     c.nonnegative("patience", patience)

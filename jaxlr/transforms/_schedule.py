@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxlr._src.numeric import as_float
@@ -152,6 +153,8 @@ def inject_schedules(
             fixed[name] = value
         elif callable(value):
             c.fail(f"{name} must be a number or a jaxlr schedule, got {name}={value!r}")
+        elif np.asarray(value).dtype == bool:
+            c.fail(f"{name} looks like a flag: pass a Python bool (static), got {name}={value!r}")
         else:
             c.finite(name, value)
             numeric[name] = value
