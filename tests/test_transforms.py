@@ -524,6 +524,14 @@ def test_negative_learning_rates_and_non_bool_flags_rejected_at_construction():
         T.hypergradient(init_value=0.1, hyper_lr=0.01, multiplicative="False")
     with pytest.raises(ValueError, match="reduce_on_plateau: steps_per_epoch must be None or"):
         T.reduce_on_plateau(steps_per_epoch=0)
+    with pytest.raises(ValueError, match="reduce_on_plateau: steps_per_epoch needs "
+                                         "observe_in_update=True"):
+        T.reduce_on_plateau(steps_per_epoch=2, observe_in_update=False)
+    with pytest.raises(ValueError, match="observe: state holds no plateau state"):
+        T.observe(optax.sgd(1.0).init(jnp.zeros(1)), 1.0)
+    tx = T.greedy_lr(observe_in_update=False)
+    with pytest.raises(ValueError, match="greedy_lr: update got value=... but"):
+        tx.update(jnp.ones(1), tx.init(jnp.ones(1)), value=1.0)
     with pytest.raises(ValueError, match="reduce_on_plateau: mode must be a string"):
         T.reduce_on_plateau(mode=np.array(["min", "max"]))
     with pytest.raises(ValueError, match="inject_schedules: nesterov looks like a flag"):
@@ -587,13 +595,15 @@ def _torch_per_epoch(values, *, spe, lr, **cfg):
     return out
 
 
+@pytest.mark.parametrize("cadence", ["steps_per_epoch", "observe"])
 @pytest.mark.parametrize("compat", [False, True])
-def test_per_epoch_plateau_reproduces_torch_loop(compat):
+def test_per_epoch_plateau_reproduces_torch_loop(compat, cadence):
     """A linear model trained with SGD; the validation loss after each epoch drives the plateau.
 
-    jaxlr (steps_per_epoch, value = the last finished epoch's validation loss at every update)
-    and torch's loop (train an epoch, then scheduler.step(val_loss)) apply the same LR at every
-    step; torch replays jaxlr's validation losses, so the comparison is of the two rules.
+    jaxlr (steps_per_epoch, value = the last finished epoch's validation loss at every update;
+    or observe(state, val_loss) after each epoch) and torch's loop (train an epoch, then
+    scheduler.step(val_loss)) apply the same LR at every step; torch replays jaxlr's validation
+    losses, so the comparison is of the two rules.
     """
     from jaxlr.compat import torch as C
 
@@ -603,16 +613,18 @@ def test_per_epoch_plateau_reproduces_torch_loop(compat):
     x, xv = rng.normal(size=(spe * 8, 3)), rng.normal(size=(32, 3))
     w_true = np.array([1.0, -2.0, 0.5])
     y, yv = x @ w_true + 0.5 * rng.normal(size=len(x)), xv @ w_true + 0.5 * rng.normal(size=32)
+    by_update = cadence == "steps_per_epoch"
+    when = dict(steps_per_epoch=spe) if by_update else dict(observe_in_update=False)
     if compat:
-        plateau = C.ReduceLROnPlateau(lr=lr, steps_per_epoch=spe, **cfg)
+        plateau = C.ReduceLROnPlateau(lr=lr, **when, **cfg)
     else:
         plateau = T.reduce_on_plateau(
-            init_value=lr, steps_per_epoch=spe, threshold_mode="signed_rel",
-            min_decrease=1e-8, **{k if k != "min_lr" else "min_value": v
-                                  for k, v in cfg.items()})
+            init_value=lr, threshold_mode="signed_rel", min_decrease=1e-8, **when,
+            **{k if k != "min_lr" else "min_value": v for k, v in cfg.items()})
     tx = optax.chain(optax.sgd(1.0), plateau)
     loss = lambda w, a, b: jnp.mean((a @ w - b) ** 2)
-    step = jax.jit(lambda w, s, a, b, v: tx.update(jax.grad(loss)(w, a, b), s, w, value=v))
+    step = jax.jit(lambda w, s, a, b, v: tx.update(
+        jax.grad(loss)(w, a, b), s, w, **({"value": v} if by_update else {})))
     w, state = jnp.zeros(3), tx.init(jnp.zeros(3))
     val, vals, lrs = jnp.nan, [], []  # no validation loss before the first epoch
     for _ in range(epochs):
@@ -623,6 +635,8 @@ def test_per_epoch_plateau_reproduces_torch_loop(compat):
             lrs.append(float(T.current_lr(state, optimizer_lr=1.0)))
         val = loss(w, jnp.asarray(xv), jnp.asarray(yv))
         vals.append(float(val))
+        if not by_update:
+            state = T.observe(state, val)
     want = _torch_per_epoch(vals, spe=spe, lr=lr, **cfg)[: len(lrs)]
     np.testing.assert_allclose(lrs, want, rtol=1e-6)
     assert len(set(want)) >= 3  # several reductions happened

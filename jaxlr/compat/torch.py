@@ -900,6 +900,7 @@ def ReduceLROnPlateau(
     min_lr: ArrayLike = 0.0,
     eps: ArrayLike = 1e-8,
     steps_per_epoch: int | None = None,
+    observe_in_update: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Torch's ``ReduceLROnPlateau`` as an Optax transform that scales updates by the LR.
 
@@ -917,7 +918,8 @@ def ReduceLROnPlateau(
     Torch's per-epoch loop (``for epoch: train; scheduler.step(val_loss)``) is
     ``steps_per_epoch=k``: pass the last finished epoch's metric at every update; it is taken
     in at the first update of each epoch after the first, and every update is scaled, so the
-    LR of each training step equals torch's.
+    LR of each training step equals torch's. Or, at any cadence: ``observe_in_update=False``
+    and ``jaxlr.transforms.observe(state, val_loss)`` where torch calls ``scheduler.step``.
 
     Torch quirk kept: in ``rel`` mode with negative metrics :math:`b(1 - \theta)` lies *above*
     ``b`` in min mode, so a slightly worse value counts as an improvement (and max mode misses
@@ -936,6 +938,8 @@ def ReduceLROnPlateau(
         min_lr: ``eta_min``, the floor.
         eps: the smallest reduction applied.
         steps_per_epoch: ``None`` (every update takes in ``value``) or the updates per epoch.
+        observe_in_update: ``False``: updates take no ``value=`` (use
+            ``jaxlr.transforms.observe``).
 
     Returns:
         An ``optax.GradientTransformationExtraArgs`` with a
@@ -976,4 +980,4 @@ def ReduceLROnPlateau(
         factor=factor, patience=patience, threshold=threshold,
         threshold_mode="signed_rel" if threshold_mode == "rel" else "abs", mode=mode,
         cooldown=cooldown, min_value=min_lr, init_value=lr, steps_per_epoch=steps_per_epoch,
-        min_decrease=eps)
+        observe_in_update=observe_in_update, min_decrease=eps)

@@ -30,6 +30,7 @@ from jaxlr.transforms._plateau import (
     PlateauHyperparams,
     PlateauState,
     greedy_lr,
+    observe,
     reduce_on_plateau,
 )
 from jaxlr.transforms._schedule import (
@@ -51,6 +52,6 @@ __all__ = [
     "SharpnessCapState", "SharpnessWarmupState", "WindowMergeState", "average_merging",
     "current_lr", "decay_to_merge_weights", "decay_weights", "eval_params", "evaluate_merges",
     "greedy_lr", "hypergradient", "inject_schedules", "merge_params", "merge_to_decay_weights",
-    "reduce_on_plateau", "scale_by_schedule", "sharpness_cap", "sharpness_warmup",
+    "observe", "reduce_on_plateau", "scale_by_schedule", "sharpness_cap", "sharpness_warmup",
     "window_merging",
 ]

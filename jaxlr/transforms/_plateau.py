@@ -10,8 +10,9 @@ import optax
 from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import as_float
+from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
-from jaxlr.transforms._common import floats, lr_state, require, scale_updates
+from jaxlr.transforms._common import flag, floats, lr_state, require, scale_updates
 
 
 class PlateauHyperparams(NamedTuple):
@@ -25,6 +26,14 @@ class PlateauHyperparams(NamedTuple):
     min_value: jax.Array  # () lower bound of the LR
     max_value: jax.Array  # () upper bound of the LR (greedy_lr; inf otherwise)
     min_decrease: jax.Array  # () a decrease smaller than this is not applied
+    # mode and threshold_mode, validated at construction and kept as numbers so that
+    # observe(state, value) needs nothing but the state: better = sign*m < sign*b - margin,
+    # margin = threshold * (rel*|b| + signed*b + absolute)
+    sign: jax.Array  # () 1 for mode="min", -1 for "max"
+    rel: jax.Array  # () 1 for threshold_mode="rel", else 0
+    signed: jax.Array  # () sign * 1 for "signed_rel" (PyTorch's b * threshold), else 0
+    absolute: jax.Array  # () 1 for "abs", else 0
+    greedy: jax.Array  # () 1 for greedy_lr (increases allowed), 0 for reduce_on_plateau
 
 
 @lr_state
@@ -45,7 +54,7 @@ class PlateauState(NamedTuple):
 
 
 def _check_common(c: Checker, mode, threshold_mode, patience, threshold, cooldown, window,
-                  init_value, min_value, steps_per_epoch, min_decrease):
+                  init_value, min_value, steps_per_epoch, observe_in_update, min_decrease):
     for name, value in (("mode", mode), ("threshold_mode", threshold_mode)):
         if not isinstance(value, str):
             c.fail(f"{name} must be a string (a static option), got {name}={value!r}")
@@ -62,30 +71,127 @@ def _check_common(c: Checker, mode, threshold_mode, patience, threshold, cooldow
             or steps_per_epoch < 1):
         c.fail(f"steps_per_epoch must be None or an int >= 1 (static), got "
                f"steps_per_epoch={steps_per_epoch!r}")
+    if not flag(c, "observe_in_update", observe_in_update) and steps_per_epoch is not None:
+        c.fail(f"steps_per_epoch needs observe_in_update=True (metrics come in through update), "
+               f"got steps_per_epoch={steps_per_epoch!r}, observe_in_update=False")
     c.positive("init_value", init_value)
     c.nonnegative("min_value", min_value)
     c.not_greater("min_value", min_value, "init_value", init_value)
 
 
-def improved(metric: jax.Array, best: jax.Array, *, threshold: jax.Array, mode: str,
-             threshold_mode: str) -> jax.Array:
-    r"""Whether ``metric`` beats ``best`` by the threshold.
-
-    ``rel``: :math:`m < b - \tau |b|` (min) or :math:`m > b + \tau |b|` (max), correct for
-    negative metrics; ``abs``: :math:`m < b - \tau` or :math:`m > b + \tau`; ``signed_rel``:
-    :math:`m < b - \tau b` or :math:`m > b + \tau b` (PyTorch's rule, whose margin changes side
-    for negative metrics). An infinite ``best`` (no observation yet) is beaten by any finite
-    metric.
-    """
+def _rule_numbers(mode: str, threshold_mode: str, greedy: bool) -> dict[str, float]:
     sign = 1.0 if mode == "min" else -1.0
-    scale = {"rel": jnp.abs(best), "signed_rel": best, "abs": jnp.ones_like(best)}[threshold_mode]
+    return dict(sign=sign, rel=float(threshold_mode == "rel"),
+                signed=sign * float(threshold_mode == "signed_rel"),
+                absolute=float(threshold_mode == "abs"), greedy=float(greedy))
+
+
+def _improved(metric: jax.Array, best: jax.Array, h: PlateauHyperparams) -> jax.Array:
+    """``metric`` beats ``best`` by the margin; an infinite ``best`` (none yet) by any metric."""
     finite = jnp.isfinite(best)
-    margin = jnp.where(finite, threshold * jnp.where(finite, scale, 0.0), 0.0)
-    return sign * metric < sign * best - margin
+    b = jnp.where(finite, best, 0.0)
+    margin = h.threshold * (h.rel * jnp.abs(b) + h.signed * b + h.absolute)
+    return h.sign * metric < h.sign * best - jnp.where(finite, margin, 0.0)
 
 
-def _build(name: str, *, greedy: bool, mode: str, threshold_mode: str, window: int,
-           steps_per_epoch: int | None, init_value: ArrayLike,
+def _rule(state: PlateauState, new_value: jax.Array) -> PlateauState:
+    """One observation of a finite metric."""
+    h = state.hyperparams
+    window = state.history.shape[-1]
+    slot = jnp.arange(window) == state.count % window
+    history = jnp.where(slot, new_value, state.history)
+    seen = jnp.minimum(state.count + 1, window)
+    metric = jnp.sum(jnp.where(jnp.arange(window) < seen, history, 0.0)) / seen
+    better = _improved(metric, state.best, h)
+    best = jnp.where(better, metric, state.best)
+    num_bad = jnp.where(better, 0.0, state.num_bad + 1.0)
+    num_good = jnp.where(better, state.num_good + 1.0, 0.0)
+    # Cooldown after a decrease (warmup after an increase) discards the streak being counted.
+    in_cooldown = state.cooldown_counter > 0
+    cooldown_counter = jnp.where(in_cooldown, state.cooldown_counter - 1.0, 0.0)
+    num_bad = jnp.where(in_cooldown, 0.0, num_bad)
+    lr = state.lr
+    decrease = num_bad > h.patience
+    lower = jnp.maximum(lr * h.factor, h.min_value)
+    lr = jnp.where(decrease & (lr - lower > h.min_decrease), lower, lr)
+    cooldown_counter = jnp.where(decrease, h.cooldown, cooldown_counter)
+    num_bad = jnp.where(decrease, 0.0, num_bad)
+    greedy = h.greedy > 0
+    in_warmup = greedy & (state.warmup_counter > 0)
+    warmup_counter = jnp.where(in_warmup, state.warmup_counter - 1.0, state.warmup_counter)
+    num_good = jnp.where(in_warmup, 0.0, num_good)
+    increase = greedy & (num_good > h.patience)
+    lr = jnp.where(increase, jnp.minimum(lr / h.factor, h.max_value), lr)
+    warmup_counter = jnp.where(increase, h.warmup, warmup_counter)
+    num_good = jnp.where(increase, 0.0, num_good)
+    return state._replace(lr=lr, best=best, num_bad=num_bad, num_good=num_good,
+                          cooldown_counter=cooldown_counter, warmup_counter=warmup_counter,
+                          history=history, count=optax.safe_increment(state.count))
+
+
+def _take(state: PlateauState, value: ArrayLike, due: jax.Array) -> PlateauState:
+    """Observes ``value`` where ``due``; a non-finite value is skipped and counted instead (it
+    would otherwise become ``best`` for good (-inf) or count as a non-improvement (NaN))."""
+    value = as_float(value).astype(state.history.dtype)
+    finite = jnp.isfinite(value)
+    observed = _rule(state, jnp.where(finite, value, 0.0))
+    take = due & finite
+    new = jax.tree.map(lambda a, b: jnp.where(take, a, b), observed, state)
+    return new._replace(num_skipped=state.num_skipped + (due & ~finite).astype(jnp.int32))
+
+
+def observe(state: PyTree, value: ArrayLike) -> PyTree:
+    r"""Takes a metric into every plateau state in ``state``, at any cadence.
+
+    The plateau rule of :func:`reduce_on_plateau` / :func:`greedy_lr` (and
+    ``jaxlr.compat.torch.ReduceLROnPlateau``) applied once, outside ``update``: the LR in the
+    returned state is the one the next updates apply, as after PyTorch's
+    ``scheduler.step(value)``. Build the transform with ``observe_in_update=False`` so that
+    its updates only scale (and take no ``value=``); then call this after each validation, every
+    epoch or every few hundred steps. A non-finite ``value`` is skipped and counted in
+    ``num_skipped``.
+
+    .. math:: 	ext{state} \leftarrow 	ext{rule}(	ext{state}, v)
+
+    Args:
+        state: a :class:`PlateauState`, or any optimizer state holding some (an
+            ``optax.chain`` state, ...). For stacked (swept) states, ``jax.vmap`` this function.
+        value: the metric (a scalar).
+
+    Returns:
+        ``state`` with every plateau state advanced by one observation (a new state; the old
+        one is unchanged).
+
+    Raises:
+        ValueError: ``state`` holds no plateau state.
+
+    Examples:
+        >>> import jax.numpy as jnp, optax, jaxlr
+        >>> T = jaxlr.transforms
+        >>> tx = optax.chain(optax.sgd(1.0), T.reduce_on_plateau(
+        ...     factor=0.5, patience=0, observe_in_update=False))
+        >>> state = tx.init(jnp.zeros(1))
+        >>> for val_loss in [1.0, 1.0, 0.5, 0.7]:  # e.g. one validation per epoch
+        ...     for _ in range(3):
+        ...         u, state = tx.update(jnp.ones(1), state)
+        ...     state = T.observe(state, val_loss)
+        >>> float(T.current_lr(state, optimizer_lr=1.0))
+        0.25
+
+    References:
+        PyTorch ``ReduceLROnPlateau.step(metrics)``.
+    """
+    is_plateau = lambda x: isinstance(x, PlateauState)  # noqa: E731
+    found = [x for x in jax.tree.leaves(state, is_leaf=is_plateau) if is_plateau(x)]
+    if not found:
+        raise ValueError(f"observe: state holds no plateau state (reduce_on_plateau, greedy_lr, "
+                         f"compat ReduceLROnPlateau), got {type(state).__name__}")
+    return jax.tree.map(lambda x: _take(x, value, jnp.ones([], bool)) if is_plateau(x) else x,
+                        state, is_leaf=is_plateau)
+
+
+def _build(name: str, *, mode: str, window: int, steps_per_epoch: int | None,
+           observe_in_update: bool, init_value: ArrayLike,
            hp: PlateauHyperparams) -> optax.GradientTransformationExtraArgs:
     worst = jnp.inf if mode == "min" else -jnp.inf
     c = Checker(name)
@@ -101,55 +207,21 @@ def _build(name: str, *, greedy: bool, mode: str, threshold_mode: str, window: i
             history=jnp.zeros((window,), f.dtype), count=i32, step=i32, num_skipped=i32,
             hyperparams=PlateauHyperparams(*hp))
 
-    def observe(state, new_value):
-        h = state.hyperparams
-        slot = jnp.arange(window) == state.count % window
-        history = jnp.where(slot, new_value, state.history)
-        seen = jnp.minimum(state.count + 1, window)
-        metric = jnp.sum(jnp.where(jnp.arange(window) < seen, history, 0.0)) / seen
-        better = improved(metric, state.best, threshold=h.threshold, mode=mode,
-                          threshold_mode=threshold_mode)
-        best = jnp.where(better, metric, state.best)
-        num_bad = jnp.where(better, 0.0, state.num_bad + 1.0)
-        num_good = jnp.where(better, state.num_good + 1.0, 0.0)
-        # Cooldown after a decrease (warmup after an increase) discards the streak being counted.
-        in_cooldown = state.cooldown_counter > 0
-        cooldown_counter = jnp.where(in_cooldown, state.cooldown_counter - 1.0, 0.0)
-        num_bad = jnp.where(in_cooldown, 0.0, num_bad)
-        lr = state.lr
-        decrease = num_bad > h.patience
-        lower = jnp.maximum(lr * h.factor, h.min_value)
-        lr = jnp.where(decrease & (lr - lower > h.min_decrease), lower, lr)
-        cooldown_counter = jnp.where(decrease, h.cooldown, cooldown_counter)
-        num_bad = jnp.where(decrease, 0.0, num_bad)
-        warmup_counter = state.warmup_counter
-        if greedy:
-            in_warmup = warmup_counter > 0
-            warmup_counter = jnp.where(in_warmup, warmup_counter - 1.0, 0.0)
-            num_good = jnp.where(in_warmup, 0.0, num_good)
-            increase = num_good > h.patience
-            lr = jnp.where(increase, jnp.minimum(lr / h.factor, h.max_value), lr)
-            warmup_counter = jnp.where(increase, h.warmup, warmup_counter)
-            num_good = jnp.where(increase, 0.0, num_good)
-        return state._replace(lr=lr, best=best, num_bad=num_bad, num_good=num_good,
-                              cooldown_counter=cooldown_counter, warmup_counter=warmup_counter,
-                              history=history, count=optax.safe_increment(state.count))
-
     def update_fn(updates, state, params=None, *, value=None, **extra_args):
         del params, extra_args
-        new_value = as_float(require(c, "value", value)).astype(state.history.dtype)
-        if steps_per_epoch is None:
-            due = jnp.ones([], bool)
+        if not observe_in_update:
+            if value is not None:
+                c.fail("update got value=... but the transform was built with "
+                       "observe_in_update=False (take metrics in with observe(state, value))")
+            new = state
         else:
-            due = (state.step > 0) & (state.step % steps_per_epoch == 0)
-        finite = jnp.isfinite(new_value)
-        # A non-finite metric is skipped (counted in num_skipped): it would otherwise become
-        # `best` for good (-inf) or count as a non-improvement it is not (NaN).
-        observed = observe(state, jnp.where(finite, new_value, 0.0))
-        take = due & finite
-        new = jax.tree.map(lambda a, b: jnp.where(take, a, b), observed, state)
-        new = new._replace(step=optax.safe_increment(state.step),
-                           num_skipped=state.num_skipped + (due & ~finite).astype(jnp.int32))
+            require(c, "value", value)
+            if steps_per_epoch is None:
+                due = jnp.ones([], bool)
+            else:
+                due = (state.step > 0) & (state.step % steps_per_epoch == 0)
+            new = _take(state, value, due)
+        new = new._replace(step=optax.safe_increment(state.step))
         return scale_updates(updates, new.lr), new
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -167,6 +239,7 @@ def reduce_on_plateau(
     init_value: ArrayLike = 1.0,
     window: int = 1,
     steps_per_epoch: int | None = None,
+    observe_in_update: bool = True,
     min_decrease: ArrayLike = 0.0,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Multiplies the LR by ``factor`` when the metric has not improved for ``patience`` calls.
@@ -192,7 +265,9 @@ def reduce_on_plateau(
     every epoch after the first (updates :math:`k, 2k, \ldots`) and ignored at the others, so
     pass the metric of the last finished epoch (a validation loss) at every update, e.g.
     ``nnx.Optimizer.update(model, grads, value=val_loss)``; the LR then follows PyTorch's
-    per-epoch loop (``scheduler.step(val_loss)`` after each epoch) update by update.
+    per-epoch loop (``scheduler.step(val_loss)`` after each epoch) update by update. Any other
+    cadence: ``observe_in_update=False`` makes updates only scale (no ``value=``), and
+    :func:`observe` takes a metric into the state whenever there is one.
 
     Non-finite metrics: a NaN or infinite ``value`` is skipped (the state is unchanged but for
     ``state.num_skipped`` and the update count), so one ``-inf`` never becomes ``best`` and one
@@ -210,6 +285,8 @@ def reduce_on_plateau(
         window: number of last values averaged into the metric (static int >= 1).
         steps_per_epoch: ``None`` (every update observes ``value``) or the static number of
             updates per epoch (one observation per epoch).
+        observe_in_update: ``False``: updates take no ``value=``; metrics come in through
+            :func:`observe` (a static ``bool``).
         min_decrease: decreases of the LR smaller than this are not applied (>= 0).
 
     Returns:
@@ -220,8 +297,9 @@ def reduce_on_plateau(
 
     Raises:
         ValueError: out-of-range arguments (``factor`` outside (0, 1], negative counts,
-            ``min_value > init_value``, unknown modes, ``steps_per_epoch`` not an int >= 1);
-            at trace time, a missing ``value=``.
+            ``min_value > init_value``, unknown modes, ``steps_per_epoch`` not an int >= 1,
+            ``observe_in_update`` not a bool); at trace time, a missing ``value=`` (or one
+            given with ``observe_in_update=False``).
 
     Traced arguments: numeric ones may be traced (jit, vmap); they are not clamped.
 
@@ -251,12 +329,14 @@ def reduce_on_plateau(
     c = Checker("reduce_on_plateau")
     c.between("factor", factor, 0.0, 1.0, open_lo=True)
     _check_common(c, mode, threshold_mode, patience, threshold, cooldown, window, init_value,
-                  min_value, steps_per_epoch, min_decrease)
+                  min_value, steps_per_epoch, observe_in_update, min_decrease)
     hp = PlateauHyperparams(**floats(
         factor=factor, patience=patience, threshold=threshold, cooldown=cooldown, warmup=0.0,
-        min_value=min_value, max_value=jnp.inf, min_decrease=min_decrease))
-    return _build("reduce_on_plateau", greedy=False, mode=mode, threshold_mode=threshold_mode,
-                  window=window, steps_per_epoch=steps_per_epoch, init_value=init_value, hp=hp)
+        min_value=min_value, max_value=jnp.inf, min_decrease=min_decrease,
+        **_rule_numbers(mode, threshold_mode, greedy=False)))
+    return _build("reduce_on_plateau", mode=mode, window=window,
+                  steps_per_epoch=steps_per_epoch, observe_in_update=observe_in_update,
+                  init_value=init_value, hp=hp)
 
 
 def greedy_lr(
@@ -273,6 +353,7 @@ def greedy_lr(
     init_value: ArrayLike = 1.0,
     window: int = 1,
     steps_per_epoch: int | None = None,
+    observe_in_update: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     r"""GreedyLR: raises the LR on sustained improvement and lowers it on a plateau.
 
@@ -291,8 +372,8 @@ def greedy_lr(
         factor: ``F`` in (0, 1].
         patience: ``p``, for both streaks.
         threshold, threshold_mode, mode, cooldown, min_value, init_value, window,
-            steps_per_epoch: as in :func:`reduce_on_plateau` (non-finite metrics are skipped
-            the same way).
+            steps_per_epoch, observe_in_update: as in :func:`reduce_on_plateau` (non-finite
+            metrics are skipped the same way).
         warmup: observations after an increase during which improvements are not counted.
         max_value: upper bound of the LR.
 
@@ -321,11 +402,12 @@ def greedy_lr(
     c = Checker("greedy_lr")
     c.between("factor", factor, 0.0, 1.0, open_lo=True)
     _check_common(c, mode, threshold_mode, patience, threshold, cooldown, window, init_value,
-                  min_value, steps_per_epoch, 0.0)
+                  min_value, steps_per_epoch, observe_in_update, 0.0)
     c.nonnegative("warmup", warmup)
     c.not_greater("init_value", init_value, "max_value", max_value)
     hp = PlateauHyperparams(**floats(
         factor=factor, patience=patience, threshold=threshold, cooldown=cooldown, warmup=warmup,
-        min_value=min_value, max_value=max_value, min_decrease=0.0))
-    return _build("greedy_lr", greedy=True, mode=mode, threshold_mode=threshold_mode,
-                  window=window, steps_per_epoch=steps_per_epoch, init_value=init_value, hp=hp)
+        min_value=min_value, max_value=max_value, min_decrease=0.0,
+        **_rule_numbers(mode, threshold_mode, greedy=True)))
+    return _build("greedy_lr", mode=mode, window=window, steps_per_epoch=steps_per_epoch,
+                  observe_in_update=observe_in_update, init_value=init_value, hp=hp)
