@@ -63,6 +63,9 @@ def leaf_names(schedule: Schedule) -> tuple[list[str], jax.tree_util.PyTreeDef]:
 class ScheduleSlot:
     """A schedule whose leaves live in a transform's state as ``{dotted name: array}``.
 
+    Legacy: only the sharpness transforms still use it; new states hold the schedule whole
+    (see :func:`held`), which never aliases a dict between states.
+
     The transform keeps only the (static) tree structure; the values are state, so replacing
     them, or stacking them for ``vmap``, never recompiles the update.
     """
