@@ -277,14 +277,20 @@ def CosineDecay(
 
 def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mul, m_mul,
                          alpha):
-    fraction = step / first_decay_steps
     flat = t_mul == 1.0
     tm = jnp.where(flat, 2.0, t_mul)  # keeps the geometric branch finite when it is not taken
-    i_geo = jnp.floor(jnp.log(1.0 - fraction * (1.0 - tm)) / jnp.log(tm))
-    frac_geo = (fraction - (1.0 - tm**i_geo) / (1.0 - tm)) / tm**i_geo
-    i_flat = jnp.floor(fraction)
-    i = jnp.where(flat, i_flat, i_geo)
-    frac = jnp.where(flat, fraction - i_flat, frac_geo)
+
+    def start(i):  # the first step of cycle i
+        return first_decay_steps * jnp.where(flat, i, safe_div(1.0 - tm**i, 1.0 - tm))
+
+    fraction = step / first_decay_steps
+    guess = jnp.where(flat, jnp.floor(fraction),
+                      jnp.floor(jnp.log(1.0 - fraction * (1.0 - tm)) / jnp.log(tm)))
+    # Keras's float logarithm can land one cycle off exactly at a restart (log(8) / log(2) =
+    # 2.9999999999999996 in float64 under jit); the exact cycle starts correct it.
+    i = jnp.where(step < start(guess), guess - 1.0, guess)
+    i = jnp.where(step >= start(i + 1.0), i + 1.0, i)
+    frac = (step - start(i)) / (first_decay_steps * jnp.where(flat, 1.0, tm**i))
     # m_mul**i with a finite gradient at m_mul = 0, i = 0 (0**0 = 1, derivative 0 there)
     first = i == 0
     mult = jnp.where(first, 1.0, jnp.where(first, 1.0, m_mul) ** jnp.where(first, 1.0, i))
@@ -305,14 +311,13 @@ def CosineDecayRestarts(
     r"""Cosine decay with warm restarts, Keras's formula (Keras ``CosineDecayRestarts``).
 
     With :math:`f = t / T_0`, restart :math:`i = \lfloor \log(1 - f(1 - m_t)) / \log m_t \rfloor`
-    (:math:`\lfloor f \rfloor` when :math:`m_t = 1`) and :math:`u` the fraction of cycle ``i``
-    done:
+    (:math:`\lfloor f \rfloor` when :math:`m_t = 1`), corrected by one where the float logarithm
+    lands on the wrong side of a restart step, and :math:`u` the fraction of cycle ``i`` done:
 
     .. math:: \eta(t) = \eta_0\bigl((1 - \alpha)\, m_m^{i}\,\tfrac12(1 + \cos \pi u) + \alpha\bigr)
 
     Unlike :func:`jaxlr.schedules.sgdr` the floor :math:`\alpha\eta_0` does not decay with the
-    peaks, and the cycle index comes from a float logarithm as in Keras (which can land one cycle
-    off exactly at a restart step; the native schedule corrects it).
+    peaks, and ``t_mul`` < 1 (shrinking periods) is allowed as in Keras.
 
     Args:
         initial_learning_rate: ``eta_0``.

@@ -32,7 +32,6 @@ from jaxlr.schedules import (
     Schedule,
     constant,
     cyclic,
-    cyclic_momentum,
     exponential,
     join,
     multistep,
@@ -548,9 +547,10 @@ def _cyclic_lr_momentum(**kwargs: Any) -> Schedule:
 
     .. math:: \beta(t) = M_m - (M_m - b_m)\,h\,g
 
-    Native :func:`jaxlr.schedules.cyclic_momentum`. With ``cycle_momentum=False`` torch never
-    writes the momentum; this then returns the constant ``max_momentum`` (pass the optimizer's
-    own momentum there).
+    :func:`CyclicLR` from ``max_momentum`` towards ``base_momentum``; like torch it takes any
+    finite momenta (torch's own tests cycle between 1 and 5). With ``cycle_momentum=False`` torch
+    never writes the momentum; this then returns the constant ``max_momentum`` (pass the
+    optimizer's own momentum there).
 
     Examples:
         >>> from jaxlr.compat.torch import CyclicLR
@@ -559,21 +559,17 @@ def _cyclic_lr_momentum(**kwargs: Any) -> Schedule:
         [0.9, 0.7, 0.5]
     """
     a = _peer_arguments(CyclicLR, "CyclicLR.momentum", kwargs)
-    step_size_up, mode, gamma = a["step_size_up"], a["mode"], a["gamma"]
-    scale_fn, scale_mode = a["scale_fn"], a["scale_mode"]
-    base_momentum, max_momentum = a["base_momentum"], a["max_momentum"]
-    down = step_size_up if a["step_size_down"] is None else a["step_size_down"]
     c = Checker("CyclicLR.momentum")
-    _check_cyclic(c, step_size_up, down, mode, scale_fn, scale_mode)
+    down = a["step_size_up"] if a["step_size_down"] is None else a["step_size_down"]
+    _check_cyclic(c, a["step_size_up"], down, a["mode"], a["scale_fn"], a["scale_mode"])
+    c.finite("base_momentum", a["base_momentum"])
+    c.finite("max_momentum", a["max_momentum"])
     if not a["cycle_momentum"]:
-        return constant(value=max_momentum)
-    if scale_fn is not None:
-        c.finite("base_momentum", base_momentum)
-        c.finite("max_momentum", max_momentum)
-        return _scaled_cycle(low=max_momentum, high=base_momentum, step_size_up=step_size_up,
-                             step_size_down=down, scale_fn=scale_fn, scale_mode=scale_mode)
-    return cyclic_momentum(base_momentum=base_momentum, max_momentum=max_momentum,
-                           up_steps=step_size_up, down_steps=down, mode=mode, gamma=gamma)
+        return constant(value=a["max_momentum"])
+    # torch's momentum is its LR formula with the two ends swapped (any finite values, as in torch)
+    a.update(base_lr=a.pop("max_momentum"), max_lr=a.pop("base_momentum"))
+    del a["cycle_momentum"], a["lr"]
+    return CyclicLR(**a)
 
 
 CyclicLR.momentum = _cyclic_lr_momentum
