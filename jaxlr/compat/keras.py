@@ -21,11 +21,12 @@ from jaxlr.schedules import (
     cosine,
     exponential,
     inverse_time,
+    make,
     piecewise_constant,
     polynomial,
+    register,
     warmup_cosine,
 )
-from jaxlr.schedules._core import make, register
 
 __all__ = [
     "CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay",
@@ -113,7 +114,9 @@ def PiecewiseConstantDecay(
     return piecewise_constant(boundaries=boundaries, values=values, right=True)
 
 
-def _polynomial_cycle_law(step, *, initial_learning_rate, decay_steps, end_learning_rate, power):
+def _polynomial_cycle_law(step, *, initial_learning_rate, decay_steps, end_learning_rate, power,
+                          cycle):
+    del cycle  # always True: without it the constructor returns the native polynomial
     periods = jnp.where(step == 0, 1.0, jnp.ceil(step / decay_steps))
     p = safe_div(step, decay_steps * periods)
     return (initial_learning_rate - end_learning_rate) * safe_pow(1.0 - p, power) + \
@@ -121,13 +124,6 @@ def _polynomial_cycle_law(step, *, initial_learning_rate, decay_steps, end_learn
 
 
 @register("keras.PolynomialDecay", _polynomial_cycle_law)
-def _polynomial_cycle(*, initial_learning_rate, decay_steps, end_learning_rate, power):
-    """Keras's cycling polynomial decay (the law behind ``PolynomialDecay(cycle=True)``)."""
-    return make("keras.PolynomialDecay", dict(
-        initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
-        end_learning_rate=end_learning_rate, power=power))
-
-
 def PolynomialDecay(
     *,
     initial_learning_rate: ArrayLike,
@@ -176,9 +172,9 @@ def PolynomialDecay(
     c.finite("initial_learning_rate", initial_learning_rate)
     c.finite("end_learning_rate", end_learning_rate)
     c.positive("power", power)
-    return _polynomial_cycle(initial_learning_rate=initial_learning_rate,
-                             decay_steps=decay_steps, end_learning_rate=end_learning_rate,
-                             power=power)
+    return make("keras.PolynomialDecay", dict(
+        initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
+        end_learning_rate=end_learning_rate, power=power), dict(cycle=True))
 
 
 def InverseTimeDecay(
