@@ -115,7 +115,7 @@ def catalog() -> dict[str, Schedule]:
     """
     lr, low = 1e-3, 1e-4
     cyclic = dict(base_lr=low, max_lr=lr, step_size_up=100, step_size_down=150)
-    return {
+    entries = {
         "torch.LambdaLR": T.LambdaLR(lr_lambda=_decay, lr=lr),
         "torch.MultiplicativeLR": T.MultiplicativeLR(lr_lambda=_factor, lr=lr),
         "torch.StepLR": T.StepLR(step_size=200, gamma=0.5, lr=lr),
@@ -126,56 +126,65 @@ def catalog() -> dict[str, Schedule]:
         "torch.PolynomialLR": T.PolynomialLR(total_iters=800, power=2.0, lr=lr),
         "torch.CosineAnnealingLR": T.CosineAnnealingLR(T_max=400, eta_min=1e-5, lr=lr),
         "torch.CosineAnnealingWarmRestarts": T.CosineAnnealingWarmRestarts(
-            T_0=100, T_mult=2, eta_min=1e-5, lr=lr),
+            T_0=100, T_mult=2, eta_min=1e-5, lr=lr
+        ),
         "torch.CyclicLR": T.CyclicLR(**cyclic, mode="triangular2"),
         "torch.CyclicLR(scale_fn)": T.CyclicLR(**cyclic, scale_fn=_inverse),
         "torch.CyclicLR.momentum": T.CyclicLR.momentum(**cyclic, mode="exp_range", gamma=0.999),
         "torch.OneCycleLR": T.OneCycleLR(max_lr=lr, total_steps=1000),
         "torch.OneCycleLR(three_phase)": T.OneCycleLR(
-            max_lr=lr, total_steps=1000, pct_start=0.25, anneal_strategy="linear",
-            three_phase=True),
+            max_lr=lr, total_steps=1000, pct_start=0.25, anneal_strategy="linear", three_phase=True
+        ),
         "torch.OneCycleLR.momentum": T.OneCycleLR.momentum(max_lr=lr, total_steps=1000),
         "torch.SWALR": T.SWALR(swa_lr=low, anneal_epochs=100, lr=lr),
         "torch.SequentialLR": T.SequentialLR(
-            schedulers=[T.LinearLR(start_factor=0.1, total_iters=100, lr=lr),
-                        T.CosineAnnealingLR(T_max=900, lr=lr)], milestones=[100]),
+            schedulers=[
+                T.LinearLR(start_factor=0.1, total_iters=100, lr=lr),
+                T.CosineAnnealingLR(T_max=900, lr=lr),
+            ],
+            milestones=[100],
+        ),
         "torch.ChainedScheduler": T.ChainedScheduler(
-            schedulers=[T.ConstantLR(factor=0.5, total_iters=100, lr=lr),
-                        T.ExponentialLR(gamma=0.998, lr=lr)], lr=lr),
+            schedulers=[
+                T.ConstantLR(factor=0.5, total_iters=100, lr=lr),
+                T.ExponentialLR(gamma=0.998, lr=lr),
+            ],
+            lr=lr,
+        ),
         "keras.ExponentialDecay": K.ExponentialDecay(
-            initial_learning_rate=lr, decay_steps=200, decay_rate=0.5, staircase=True),
+            initial_learning_rate=lr, decay_steps=200, decay_rate=0.5, staircase=True
+        ),
         "keras.PiecewiseConstantDecay": K.PiecewiseConstantDecay(
-            boundaries=[300, 600], values=[lr, 5e-4, low]),
+            boundaries=[300, 600], values=[lr, 5e-4, low]
+        ),
         "keras.PolynomialDecay": K.PolynomialDecay(
-            initial_learning_rate=lr, decay_steps=800, end_learning_rate=1e-5, power=2.0),
+            initial_learning_rate=lr, decay_steps=800, end_learning_rate=1e-5, power=2.0
+        ),
         "keras.PolynomialDecay(cycle)": K.PolynomialDecay(
-            initial_learning_rate=lr, decay_steps=300, end_learning_rate=1e-5, cycle=True),
+            initial_learning_rate=lr, decay_steps=300, end_learning_rate=1e-5, cycle=True
+        ),
         "keras.InverseTimeDecay": K.InverseTimeDecay(
-            initial_learning_rate=lr, decay_steps=100, decay_rate=0.5),
+            initial_learning_rate=lr, decay_steps=100, decay_rate=0.5
+        ),
         "keras.CosineDecay": K.CosineDecay(initial_learning_rate=lr, decay_steps=800, alpha=0.01),
         "keras.CosineDecay(warmup_target)": K.CosineDecay(
-            initial_learning_rate=0.0, decay_steps=800, warmup_target=lr, warmup_steps=100),
+            initial_learning_rate=0.0, decay_steps=800, warmup_target=lr, warmup_steps=100
+        ),
         "keras.CosineDecayRestarts": K.CosineDecayRestarts(
-            initial_learning_rate=lr, first_decay_steps=100, t_mul=2.0, m_mul=0.9, alpha=0.01),
-        "transformers.get_constant_schedule": H.get_constant_schedule(lr=lr),
-        "transformers.get_constant_schedule_with_warmup": H.get_constant_schedule_with_warmup(
-            num_warmup_steps=100, lr=lr),
-        "transformers.get_linear_schedule_with_warmup": H.get_linear_schedule_with_warmup(
-            num_warmup_steps=100, num_training_steps=1000, lr=lr),
-        "transformers.get_cosine_schedule_with_warmup": H.get_cosine_schedule_with_warmup(
-            num_warmup_steps=100, num_training_steps=1000, lr=lr),
-        "transformers.get_cosine_with_min_lr_schedule_with_warmup":
-            H.get_cosine_with_min_lr_schedule_with_warmup(
-                num_warmup_steps=100, num_training_steps=1000, min_lr_rate=0.1, lr=lr),
-        "transformers.get_cosine_with_hard_restarts_schedule_with_warmup":
-            H.get_cosine_with_hard_restarts_schedule_with_warmup(
-                num_warmup_steps=100, num_training_steps=1000, num_cycles=3, lr=lr),
-        "transformers.get_polynomial_decay_schedule_with_warmup":
-            H.get_polynomial_decay_schedule_with_warmup(
-                num_warmup_steps=100, num_training_steps=1000, lr_end=1e-5, power=2.0, lr=lr),
-        "transformers.get_inverse_sqrt_schedule": H.get_inverse_sqrt_schedule(
-            num_warmup_steps=100, lr=lr),
-        "transformers.get_wsd_schedule": H.get_wsd_schedule(
-            num_warmup_steps=100, num_decay_steps=200, num_training_steps=1000,
-            decay_type="1-sqrt", lr=lr),
+            initial_learning_rate=lr, first_decay_steps=100, t_mul=2.0, m_mul=0.9, alpha=0.01
+        ),
     }
+    w = dict(num_warmup_steps=100, lr=lr)
+    wt = dict(w, num_training_steps=1000)
+    hf = {
+        "get_constant_schedule": dict(lr=lr),
+        "get_constant_schedule_with_warmup": w,
+        "get_linear_schedule_with_warmup": wt,
+        "get_cosine_schedule_with_warmup": wt,
+        "get_cosine_with_min_lr_schedule_with_warmup": dict(wt, min_lr_rate=0.1),
+        "get_cosine_with_hard_restarts_schedule_with_warmup": dict(wt, num_cycles=3),
+        "get_polynomial_decay_schedule_with_warmup": dict(wt, lr_end=1e-5, power=2.0),
+        "get_inverse_sqrt_schedule": w,
+        "get_wsd_schedule": dict(wt, num_decay_steps=200, decay_type="1-sqrt"),
+    }
+    return {**entries, **{f"transformers.{n}": getattr(H, n)(**kw) for n, kw in hf.items()}}
