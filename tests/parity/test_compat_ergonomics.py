@@ -86,18 +86,21 @@ def test_config_round_trip(name):
             assert constructor(n) is compat.lookup(n)
 
 
-def _dotted(name):
-    return any("." in n for n in _names_in(to_config(CATALOG[name])))
+def _hf_law(name):
+    return any(n.startswith("transformers.") for n in _names_in(to_config(CATALOG[name])))
 
 
-PARSER = "jaxlr.schedules.parse must resolve dotted names (torch.OneCycleLR) through the registry"
+HF = (
+    "parse maps transformers.X to hf.X (_config._compat_name); compat registers its Hugging Face "
+    "laws under their public names, transformers.get_..., so that mapping must go"
+)
 
 
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=PARSER))
-        if _dotted(n)
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=HF))
+        if _hf_law(n)
         else n
         for n in PLAIN
     ],
@@ -112,7 +115,8 @@ def test_parse_repr_round_trip(name):
 @pytest.mark.xfail(
     strict=True,
     raises=(TypeError, ValueError),
-    reason="jaxlr.schedules.parse(expression, lookup=...) (the lead's parser)",
+    reason="parse(expression, lookup=jaxlr.compat.lookup): compat names that are not registered "
+    "families (torch.StepLR returns the native step) need the lookup hook",
 )
 @pytest.mark.parametrize(
     "expression, want",
