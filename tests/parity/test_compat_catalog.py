@@ -5,6 +5,7 @@ the catalog's coverage, public-only imports, and round trips through names, conf
 from __future__ import annotations
 
 import ast
+import dataclasses
 import pathlib
 
 import jax
@@ -12,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxlr
 from jaxlr import compat
 
 CATALOG = compat.catalog()
@@ -69,6 +71,23 @@ def test_traceability_contract(name):
     assert not np.allclose(got[0], got[1]), "the perturbed members are not different"
 
 
+def test_catalog_holds_every_compat_constructor():
+    """Every public name of the three peer modules (but the plateau transform, its state and the
+    LR/momentum pair) and the two momentum co-schedules has an entry, and lookup finds each."""
+    public = {"torch.CyclicLR.momentum", "torch.OneCycleLR.momentum"}
+    for peer in ("torch", "keras", "transformers"):
+        module = getattr(compat, peer)
+        public |= {
+            f"{peer}.{n}"
+            for n in module.__all__
+            if n not in ("ReduceLROnPlateau", "ReduceLROnPlateauState", "LRAndMomentum")
+        }
+    assert {name.split("(")[0] for name in CATALOG} == public
+    assert len(public) == 32  # torch 15 + 2 co-schedules, keras 6, transformers 9
+    for name in public:
+        assert compat.lookup(name) is compat.lookup(f"jaxlr.compat.{name}")
+
+
 def test_compat_imports_only_public_schedules_api():
     """compat is a client of jaxlr.schedules: no private module of it (``_core``, ...)."""
     root = pathlib.Path(compat.__file__).parent
@@ -78,3 +97,20 @@ def test_compat_imports_only_public_schedules_api():
                 parts = node.module.split(".")
                 if parts[:2] == ["jaxlr", "schedules"]:
                     assert not any(p.startswith("_") for p in parts), (path.name, node.module)
+
+
+def _family_names(s):
+    """Names of a schedule and of the schedules inside it."""
+    out = {s.name}
+    for f in dataclasses.fields(s):
+        x = getattr(s, f.name)
+        for y in x if isinstance(x, tuple) else (x,):
+            if isinstance(y, jaxlr.schedules.Schedule):
+                out |= _family_names(y)
+    return out
+
+
+def test_every_registered_compat_law_is_in_the_catalog():
+    laws = {n for n in jaxlr.schedules.names() if n.split(".")[0] in compat._catalog._PEERS}
+    assert len(laws) >= 13
+    assert laws <= set().union(*(_family_names(s) for s in CATALOG.values()))
