@@ -313,7 +313,8 @@ def CosineDecayRestarts(
     .. math:: \eta(t) = \eta_0\bigl((1 - \alpha)\, m_m^{i}\,\tfrac12(1 + \cos \pi u) + \alpha\bigr)
 
     Unlike :func:`jaxlr.schedules.sgdr` the floor :math:`\alpha\eta_0` does not decay with the
-    peaks, and ``t_mul`` < 1 (shrinking periods) is allowed as in Keras.
+    peaks, and ``t_mul`` < 1 (shrinking periods) is allowed as in Keras; the periods then sum
+    to :math:`T_0 / (1 - m_t)`, and from that step on the value is NaN, as Keras's is.
 
     Args:
         initial_learning_rate: ``eta_0``.

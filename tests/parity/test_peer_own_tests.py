@@ -15,7 +15,12 @@ from jaxlr.compat import torch as C
 from .cases import torch_values
 
 # (initial_learning_rate, first_decay_steps, t_mul, m_mul, alpha); the first is keras's test
-RESTARTS = [(0.2, 10, 2.0, 1.0, 0.0), (0.1, 7, 3.0, 0.5, 0.1), (0.3, 4, 1.5, 0.9, 0.0)]
+RESTARTS = [
+    (0.2, 10, 2.0, 1.0, 0.0),
+    (0.1, 7, 3.0, 0.5, 0.1),
+    (0.3, 4, 1.5, 0.9, 0.0),
+    (0.2, 10, 0.5, 1.0, 0.0),  # shrinking periods: NaN from t = 20 on, in Keras too
+]
 
 
 @jax.jit
