@@ -23,6 +23,13 @@ STEPS = jnp.asarray(
 )
 
 
+@pytest.fixture(autouse=True)
+def _strict_dtype_promotion():
+    """compat laws are jaxlr's own code: an implicit int/float or float32/float64 mix fails."""
+    with jax.numpy_dtype_promotion("strict"):
+        yield
+
+
 def _is_float(x):
     return jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
 
