@@ -190,7 +190,7 @@ def test_typed_key_state_serializes_and_negative_lrs_are_rejected():
     back = flax.serialization.from_bytes(state, flax.serialization.to_bytes(state))
     jax.tree.map(np.testing.assert_array_equal, back, state)
     for make, msg in (
-        (lambda: T.sharpness_cap(learning_rate=-1.0), "sharpness_cap: learning_rate must be > 0"),
+        (lambda: T.sharpness_cap(learning_rate=-1.0), "sharpness_cap: learning_rate must be >= 0"),
         (lambda: T.sharpness_cap(max_value=0.0), "sharpness_cap: max_value must be > 0"),
         (lambda: T.sharpness_warmup(peak_value=-1.0), "sharpness_warmup: peak_value must be > 0"),
         (lambda: T.sharpness_warmup(peak_value=jnp.inf), "sharpness_warmup: peak_value must be"),

@@ -21,6 +21,7 @@ from jaxlr.sharpness._tracker import typed_key
 from jaxlr.transforms._common import (
     as_schedule,
     floats,
+    held,
     lr_state,
     require,
     require_params,
@@ -210,10 +211,8 @@ class _Curvature:
 
 
 def _check_tracking_args(c: Checker, *, learning_rate, fraction, hysteresis):
-    if learning_rate is not None:
-        if not isinstance(learning_rate, Schedule):
-            c.positive("learning_rate", learning_rate)  # a negative LR would train uphill
-        learning_rate = as_schedule(c, "learning_rate", learning_rate)
+    if learning_rate is not None:  # a negative LR would train uphill
+        learning_rate = held(as_schedule(c, "learning_rate", learning_rate, nonnegative=True))
     c.positive("fraction", fraction)
     c.nonnegative("hysteresis", hysteresis)
     return learning_rate
@@ -318,7 +317,7 @@ def sharpness_cap(
             so non-default ones must be injected: ``optax.inject_hyperparams(optax.adam)(
             learning_rate=1.0, b2=0.99)``). ``None``: a chain element that scales the incoming
             updates.
-        learning_rate: the base LR (a positive number or jaxlr schedule); ``None`` chooses it
+        learning_rate: the base LR (a number >= 0 or a jaxlr schedule); ``None`` chooses it
             from :math:`\lambda_0`: :math:`f\eta_c(\lambda_0)` (cap),
             :math:`\kappa\eta_c(\lambda_0)` (catapult, which requires ``None``), unbounded (gen).
         loss_fn: the loss whose curvature is measured, ``loss_fn(params)`` or
@@ -570,7 +569,7 @@ def sharpness_warmup(
         Deep Learning Models, ICLR 2022 (arXiv 2021).
     """
     c = Checker("sharpness_warmup")
-    after = as_schedule(c, "schedule", schedule)
+    after = held(as_schedule(c, "schedule", schedule))
     c.positive("target", target)
     c.at_least("growth", growth, 1.0)
     if init_value is not None:
