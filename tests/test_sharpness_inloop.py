@@ -90,7 +90,7 @@ def _capped_loop(tx, steps, lr_scale=1.0):
 
 
 def test_cap_minibatch_loop_cold_start_and_every_step_under_the_edge():
-    """Defaults (every=1, Lanczos to tol=1e-3, cold start of 50 products) on a new batch each
+    """Defaults (every=1, Lanczos to tol=1e-3, cold start of 30 products) on a new batch each
     step: one trace for 10 steps; the LR's lambda matches the dense lambda of the step's own
     params and batch (step 0 included), and eta * lambda_true stays under 2 * fraction."""
     tx = T.sharpness_cap(optax.sgd(1.0), learning_rate=2.0, loss_fn=loss_fn)

@@ -119,11 +119,10 @@ def lanczos(
         z_orth = orthogonalize(basis, z)
         return z_orth, norm(z_orth) <= exhausted_tol * norm(z)
 
-    def body(carry, j):
+    def step(carry, j):
         basis, alphas, betas, valid, done, anorm, count = carry
         q = basis[j]
-        active = ~done
-        w = jax.lax.cond(active, sop, jnp.zeros_like, q)
+        w = sop(q)
         alpha = jnp.vdot(q, w)
         anorm = jnp.maximum(anorm, norm(w))
         r = orthogonalize(basis, w)
@@ -133,9 +132,9 @@ def lanczos(
             broken, restart, lambda b, _: (jnp.zeros_like(q), jnp.array(False)), basis, j
         )
         nxt = jnp.where(broken, normalize(z, jnp.zeros_like(q)), safe_div(r, beta))
-        alphas = alphas.at[j].set(jnp.where(active, alpha, 0.0))
-        betas = betas.at[j].set(jnp.where(active & ~broken, beta, 0.0))
-        valid = valid.at[j].set(active)
+        alphas = alphas.at[j].set(alpha)
+        betas = betas.at[j].set(jnp.where(broken, 0.0, beta))
+        valid = valid.at[j].set(True)
         stop = exhausted | ~jnp.isfinite(alpha) | ~jnp.isfinite(beta)
         if budget is not None:
             stop = stop | (j + 1 >= budget)
@@ -145,9 +144,13 @@ def lanczos(
             est = jnp.abs(beta * s[j, top])
             small = jnp.all(est <= tol * jnp.abs(theta[top])) & (j + 1 >= num_wanted)
             stop = stop | (~broken & small)
-        done = done | (active & stop)
-        basis = basis.at[j + 1].set(jnp.where(done, 0.0, nxt))
-        return (basis, alphas, betas, valid, done, anorm, count + active), None
+        basis = basis.at[j + 1].set(jnp.where(stop, 0.0, nxt))
+        return (basis, alphas, betas, valid, stop, anorm, count + 1)
+
+    def body(carry, j):
+        # a finished loop skips the whole iteration (product, reorthogonalization, eigh), so
+        # an early stop saves the time as well as the products; under vmap both branches run
+        return jax.lax.cond(carry[4], lambda c: c, lambda c: step(c, j), carry), None
 
     basis0 = jnp.zeros((m + 1, n), dtype).at[0].set(v0)
     zeros = jnp.zeros((m,), dtype)
