@@ -17,7 +17,7 @@ an MLP 64-128-128-10 (26,122 parameters) and a one-block transformer over the im
    0.1 (``hessian(...).eigenvalues()``, its defaults: up to 100 power steps, tol 1e-3) on the
    same MLP weights and data, CPU, float32: wall time ratio (jaxlr compiled once beforehand,
    compile time reported separately) and relative errors against the float64 reference.
-4. Step-time overhead (minibatch SGD, batch 64, a new batch every step, 50 steps in one
+4. Step-time overhead (minibatch SGD, batch 64, a new batch every step, 200 steps in one
    compiled scan, median of 5): ``sharpness_cap(every=1, 10, 100)`` over the plain step, for
    the MLP and the transformer.
 5. In-loop accuracy on a minibatch loss (MLP, SGD with base LR 2.0 above the edge so the cap
@@ -353,7 +353,7 @@ def _sgd_loop(loss, tx, x, y, idx):
 def _step_overhead(name, model, init, results):
     params, _ = _trained(model, init, jnp.float32)
     x, y = _data(np.float32)
-    loss, idx = _batch_loss(model), _minibatches(50)
+    loss, idx = _batch_loss(model), _minibatches(200)
     plain = optax.sgd(0.05)
     plain_tx = optax.GradientTransformationExtraArgs(
         plain.init, lambda u, s, p=None, **kw: plain.update(u, s, p))

@@ -1,8 +1,10 @@
 """Lanczos and shifted power iteration on flat vectors (private numerical core).
 
-Loops have a static trip count (``lax.scan``); once converged (or exhausted) an iteration skips
-its product with ``lax.cond`` and freezes its carry, so the code jits, vmaps and sits inside
-training loops. The iterations see the operator through ``stop_gradient``: derivatives of an
+Lanczos runs a ``lax.while_loop`` with a static maximum trip count that exits once converged
+(or exhausted), so an early stop saves the time as well as the products; power iteration runs a
+``lax.scan`` that skips its product with ``lax.cond`` once converged. Both jit, vmap (a batch
+runs until every member stops) and sit inside training loops. The iterations see the operator
+through ``stop_gradient``: derivatives of an
 estimate are taken by the caller on one final product (Hellmann-Feynman), never through the loop.
 """
 
@@ -147,11 +149,6 @@ def lanczos(
         basis = basis.at[j + 1].set(jnp.where(stop, 0.0, nxt))
         return (basis, alphas, betas, valid, stop, anorm, count + 1)
 
-    def body(carry, j):
-        # a finished loop skips the whole iteration (product, reorthogonalization, eigh), so
-        # an early stop saves the time as well as the products; under vmap both branches run
-        return jax.lax.cond(carry[4], lambda c: c, lambda c: step(c, j), carry), None
-
     basis0 = jnp.zeros((m + 1, n), dtype).at[0].set(v0)
     zeros = jnp.zeros((m,), dtype)
     init = (
@@ -163,7 +160,20 @@ def lanczos(
         jnp.zeros((), dtype),
         jnp.zeros((), jnp.int32),
     )
-    (basis, alphas, betas, valid, _, anorm, count), _ = jax.lax.scan(body, init, jnp.arange(m))
+
+    # A while loop with at most m trips: a finished loop costs nothing more (no product, no
+    # reorthogonalization, and no copy of the (m, n) basis, which a cond around a scan step
+    # makes). The iterations see the operator through stop_gradient, so reverse-mode
+    # differentiation never has to transpose the loop (the caller differentiates one product).
+    def keep_going(c):
+        return (c[0] < m) & ~c[1][4]
+
+    def advance(c):
+        return c[0] + 1, step(c[1], c[0])
+
+    _, (basis, alphas, betas, valid, _, anorm, count) = jax.lax.while_loop(
+        keep_going, advance, (jnp.zeros((), jnp.int32), init)
+    )
     finite = jnp.all(jnp.isfinite(alphas)) & jnp.all(jnp.isfinite(betas))
     return Krylov(basis[:m], alphas, betas, valid, anorm, finite, count)
 
