@@ -202,7 +202,8 @@ def test_typed_key_state_serializes_and_negative_lrs_are_rejected():
 
 def test_bfloat16_nnx_model_matches_float32_estimate():
     """bf16 params: products in bf16, Krylov basis and reductions in float32; the estimate is
-    within bf16 product noise of the float32 model's (same weights), and the cap runs."""
+    within bf16 product noise of the float32 model's (same weights); the tracker and the cap
+    run (top_k_eigenvalues and spectral_density share the same flat operator)."""
     from flax import nnx
 
     class MLP(nnx.Module):
@@ -231,7 +232,6 @@ def test_bfloat16_nnx_model_matches_float32_estimate():
         assert jax.tree.leaves(e.eigenvector)[0].dtype == dtype
         out[dtype] = float(e.eigenvalue)
     np.testing.assert_allclose(out[jnp.bfloat16], out[jnp.float32], rtol=5e-2)
-    top2 = sh.top_k_eigenvalues(loss, params, k=2, key=key, num_iters=12, batch=batch)
     eig, _ = sh.tracker_update(loss, params, sh.tracker_init(params, key=key), batch=batch)
     tx = T.sharpness_cap(  # bf16 products cannot reach the default tol=1e-3
         optax.sgd(1.0), learning_rate=1.0, loss_fn=loss, num_iters=10, init_iters=20, tol=1e-2
@@ -239,5 +239,5 @@ def test_bfloat16_nnx_model_matches_float32_estimate():
     grads = jax.grad(loss)(params, batch)
     u, s = jax.jit(lambda g, s, p: tx.update(g, s, p, batch=batch))(grads, tx.init(params), params)
     assert jax.tree.leaves(u)[0].dtype == jnp.bfloat16
-    assert np.isfinite([*np.asarray(top2.eigenvalue), float(eig.eigenvalue), float(s.lr)]).all()
+    assert np.isfinite([float(eig.eigenvalue), float(s.lr)]).all()
     np.testing.assert_allclose(float(s.sharpness), out[jnp.float32], rtol=5e-2)
