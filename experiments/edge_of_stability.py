@@ -319,7 +319,8 @@ def write_minibatch(args, rows, runs, seconds):
                      f"{r['mini_eta_lambda_median']:.3f} | {r['final_full_loss']:.4f} | "
                      f"{r['diverged_at_step']} |")
     free, cap = rows[0], rows[1]
-    lines += ["", f"Without the cap, eta*lambda of the step's own minibatch exceeds GD's limit 2 on "
+    lines += ["", "Without the cap, eta*lambda of the step's own minibatch exceeds GD's limit 2 "
+              f"on "
               f"{1 - free['mini_under_2']:.0%} of the measured steps (max "
               f"{free['mini_eta_lambda_max']:.2f}; full batch max "
               f"{free['full_eta_lambda_max']:.2f}: minibatch losses are sharper than the full "
