@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from oracles import ref
+from oracles import Spec, ref
 
 import jaxlr.transforms as T
 from jaxlr import schedules as S
@@ -49,7 +49,7 @@ def test_scale_by_schedule_matches_optax_and_schedule():
 
 
 def test_scale_by_schedule_edit_and_sweep_compile_once():
-    tx = T.scale_by_schedule(S.exponential(init_value=1.0, decay_rate=0.5, transition_steps=1))
+    tx = T.scale_by_schedule(S.exponential(init_value=1.0, decay_rate=0.5, period_steps=1))
     traces = []
 
     @jax.jit
@@ -277,7 +277,7 @@ def test_chains_with_every_optax_optimizer(name):
     losses = [1.0, 0.5, 0.7, 0.2]
     # The LR each transform must apply, derived independently of current_lr (which could be
     # wrong in the same way as the scaling): the schedule's oracle, or the plateau rule.
-    sched = S.warmup_cosine(peak_value=0.1, warmup_steps=2, total_steps=10)
+    sched = Spec("warmup_cosine", peak_value=0.1, warmup_steps=2, total_steps=10)
     expected = {
         "scale_by_schedule": [ref(sched, t) for t in range(len(losses))],
         "reduce_on_plateau": [0.1 * v for v in _plateau_reference(

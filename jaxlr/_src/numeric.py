@@ -35,6 +35,26 @@ def safe_sqrt(x: ArrayLike) -> jax.Array:
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
 
 
+def half_cosine(num: ArrayLike, den: ArrayLike = 1.0) -> jax.Array:
+    r"""The half-cosine :math:`\tfrac12(1 + \cos(\pi\,num/den))`, the one copy every law uses.
+
+    The argument is reduced to one period first (exact for integer ``num`` and ``den``), then
+    :math:`\tfrac12(1 + \cos \pi u) = \sin^2(\tfrac\pi2 (1 - |u|))`, whose small values are not
+    the difference of two numbers near 1 (full relative precision near the zeros, so a cosine
+    decay to 0 ends in 1e-12, not in float32 rounding noise). ``den = 0`` gives 1.
+
+    Examples:
+        >>> from jaxlr._src.numeric import half_cosine
+        >>> [round(float(half_cosine(p)), 4) for p in (0.0, 0.25, 0.5, 1.0)]
+        [1.0, 0.8536, 0.5, 0.0]
+        >>> float(half_cosine(3, 4)) == float(half_cosine(0.75))
+        True
+    """
+    period = 2.0 * den
+    u = num - period * jnp.round(safe_div(num, period))
+    return jnp.sin(0.5 * jnp.pi * safe_div(den - jnp.abs(u), den, 1.0)) ** 2
+
+
 def progress(step: ArrayLike, start: ArrayLike, length: ArrayLike) -> jax.Array:
     """Fraction of a phase ``[start, start + length)`` done at ``step``, clipped to [0, 1].
 

@@ -212,9 +212,9 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
 
     Examples:
         >>> import json, jaxlr
-        >>> s = jaxlr.schedules.step(init_value=0.1, step_size=30, decay_rate=0.1)
+        >>> s = jaxlr.schedules.step(init_value=0.1, period_steps=30, decay_rate=0.1)
         >>> json.dumps(jaxlr.schedules.to_config(s))
-        '{"name": "step", "args": {"init_value": 0.1, "step_size": 30.0, "decay_rate": 0.1}}'
+        '{"name": "step", "args": {"init_value": 0.1, "period_steps": 30.0, "decay_rate": 0.1}}'
     """
 
     def enc(v: Any) -> Any:

@@ -37,19 +37,19 @@ def _schedules(peak, warmup, total):
     s = jaxlr.schedules
     return (
         s.warmup(s.constant(value=peak), warmup_steps=warmup),
-        s.warmup(s.step(init_value=peak, step_size=(total - warmup) / 3.0, decay_rate=0.1),
+        s.warmup(s.step(init_value=peak, period_steps=(total - warmup) / 3.0, decay_rate=0.1),
                  warmup_steps=warmup),
         s.warmup(s.cosine(init_value=peak, total_steps=total - warmup), warmup_steps=warmup),
         s.warmup_cosine(peak_value=peak, warmup_steps=warmup, total_steps=total),
-        # One-cycle's rise is its warmup (at least 5% of training, its law needs pct_start > 0).
+        # One-cycle's rise is its warmup (at least 5% of training; warmup_fraction must be > 0).
         s.one_cycle(peak_value=peak, total_steps=total,
-                    pct_start=jnp.maximum(warmup, 0.05 * total) / total),
+                    warmup_fraction=jnp.maximum(warmup, 0.05 * total) / total),
         s.wsd(peak_value=peak, total_steps=total, warmup_steps=warmup, decay_fraction=0.2),
     )
 
 
 def learning_rate(family, peak, warmup, total):
-    """The LR law of member ``(family, peak, warmup)``: ``lax.switch`` over :data:`FAMILIES`.
+    """The LR law of member ``(family, peak, warmup)``: ``schedules.select`` over :data:`FAMILIES`.
 
     Args:
         family: index into :data:`FAMILIES` (may be traced; under ``vmap`` a select).
@@ -58,7 +58,7 @@ def learning_rate(family, peak, warmup, total):
         total: training steps.
 
     Returns:
-        ``step -> lr``, a function Optax accepts as ``learning_rate``.
+        A schedule (``step -> lr``) Optax accepts as ``learning_rate``.
 
     Examples:
         >>> from jaxlr.sweep import demo
@@ -66,8 +66,7 @@ def learning_rate(family, peak, warmup, total):
         >>> [round(float(lr(t)), 3) for t in (5, 50, 90)]
         [0.5, 1.0, 0.5]
     """
-    laws = _schedules(peak, warmup, total)
-    return lambda step: jax.lax.switch(family, [lambda t, s=s: s(t) for s in laws], step)
+    return jaxlr.schedules.select(family, _schedules(peak, warmup, total))
 
 
 def lambda_max_hook(loss_fn, params, state):

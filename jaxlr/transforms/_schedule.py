@@ -49,7 +49,7 @@ def scale_by_schedule(schedule: Schedule) -> optax.GradientTransformationExtraAr
     Examples:
         >>> import jax.numpy as jnp, optax, jaxlr
         >>> tx = jaxlr.transforms.scale_by_schedule(jaxlr.schedules.step(
-        ...     init_value=1.0, step_size=2, decay_rate=0.5))
+        ...     init_value=1.0, period_steps=2, decay_rate=0.5))
         >>> state = tx.init(jnp.zeros(1))
         >>> lrs = []
         >>> for _ in range(4):
