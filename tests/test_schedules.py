@@ -362,3 +362,35 @@ def test_every_registered_family_is_in_the_catalog():
 
 def test_top_level_package_exposes_schedules():
     assert jaxlr.schedules is S and isinstance(jaxlr.__version__, str)
+
+
+def test_select_ranges_over_families_in_one_compiled_vmap():
+    """select's index is data: a stacked batch of selects runs each member's own family."""
+    from oracles import Spec
+
+    family = [
+        Spec("constant", value=0.5),
+        Spec("cosine", init_value=1.0, total_steps=100),
+        Spec("step", init_value=1.0, period_steps=30, decay_rate=0.1),
+    ]
+    built = [f.build() for f in family]
+    members = [S.select(i, built) for i in (2, 0, 1, 2)]
+    batch = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *members)
+    steps = np.asarray([0.0, 29.0, 30.0, 50.0, 99.0, 500.0], np.float32)
+    traces = []
+
+    @jax.jit
+    def run(b):
+        traces.append(1)
+        return jax.vmap(lambda s: s(steps))(b)
+
+    got = np.asarray(run(batch))
+    want = [[ref(family[i], t) for t in steps] for i in (2, 0, 1, 2)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-8)
+    other = jax.tree.map(lambda x: x, batch)  # same structure, new values: no retrace
+    run(jax.tree.map(lambda x: x * 1.0, other))
+    assert len(traces) == 1
+    with pytest.raises(ValueError, match="select: index must be an integer in \\[0, 3\\)"):
+        S.select(3, built)
+    with pytest.raises(ValueError, match="select: schedules must hold at least 1"):
+        S.select(0, [])

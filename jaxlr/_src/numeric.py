@@ -35,6 +35,36 @@ def safe_sqrt(x: ArrayLike) -> jax.Array:
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
 
 
+def at_least(x: ArrayLike, lo: ArrayLike) -> jax.Array:
+    """``max(x, lo)`` whose gradient with respect to ``x`` is 0 (not NaN) where ``x < lo``.
+
+    The clamp for traced invalid hyperparameters (a period <= 0, a rate <= 0): a law evaluated at
+    the clamped value may have an infinite derivative there, which ``jnp.maximum`` would multiply
+    by 0 into NaN; the double ``where`` drops it.
+    """
+    return jnp.where(x > lo, x, lo)
+
+
+def tiny(x: ArrayLike) -> jax.Array:
+    """The smallest positive normal number of ``x``'s float dtype."""
+    return jnp.asarray(jnp.finfo(jnp.result_type(x)).tiny, jnp.result_type(x))
+
+
+def saturate(x: ArrayLike) -> jax.Array:
+    """``x`` clipped to the largest finite magnitude of its dtype (inf becomes finite)."""
+    big = jnp.finfo(jnp.result_type(x)).max
+    return jnp.clip(x, -big, big)
+
+
+def power_of(base: ArrayLike, exponent: ArrayLike) -> jax.Array:
+    """``base ** exponent`` for a rate ``base > 0`` (a traced ``base <= 0`` is clamped to the
+    smallest positive float), saturating below the largest finite float: never inf, so
+    ``0 * power_of(...)`` is 0, not NaN."""
+    rate = at_least(base, tiny(exponent))
+    log_max = jnp.log(jnp.finfo(jnp.result_type(exponent)).max) - 1.0  # exp() stays finite
+    return jnp.exp(jnp.minimum(exponent * jnp.log(rate), log_max))
+
+
 def half_cosine(num: ArrayLike, den: ArrayLike = 1.0) -> jax.Array:
     r"""The half-cosine :math:`\tfrac12(1 + \cos(\pi\,num/den))`, the one copy every law uses.
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import progress
+from jaxlr._src.numeric import at_least, progress, tiny
 from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import rise
@@ -264,7 +264,7 @@ def _noise(step, *, schedule, key, start_step, end_step, pct, std, distribution)
         k = jax.random.fold_in(key, t)
         if distribution == "uniform":
             return pct * jax.random.uniform(k, (), base.dtype, -1.0, 1.0)
-        sd = jnp.maximum(std, jnp.finfo(base.dtype).tiny)
+        sd = at_least(std, tiny(base))
         bound = pct / sd
         return sd * jax.random.truncated_normal(k, -bound, bound, (), base.dtype)
 

@@ -12,7 +12,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import half_cosine, progress, safe_div, safe_pow
+from jaxlr._src.numeric import (
+    at_least,
+    half_cosine,
+    power_of,
+    progress,
+    safe_div,
+    safe_pow,
+    saturate,
+    tiny,
+)
 from jaxlr._src.validate import Checker, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, anneal, segments
@@ -162,26 +171,11 @@ def _flag(c: Checker, name: str, value) -> None:
         c.fail(f"{name} must be True or False, got {name}={value!r}")
 
 
-def _growth(exponent, decay_rate):
-    """``decay_rate ** exponent``, saturating at the dtype's largest finite value (never inf).
-
-    A traced ``decay_rate`` <= 0 is clamped to the smallest positive normal float.
-    """
-    info = jnp.finfo(jnp.result_type(exponent))
-    rate = jnp.maximum(decay_rate, info.tiny)
-    return jnp.exp(jnp.minimum(exponent * jnp.log(rate), jnp.log(info.max)))
-
-
-def _saturate(value):
-    big = jnp.finfo(jnp.result_type(value)).max
-    return jnp.clip(value, -big, big)
-
-
 def _periods(elapsed, period_steps):
     """``elapsed / period_steps`` for ``elapsed >= 0``; a traced period <= 0 is clamped to the
     smallest positive normal float, and the count saturates at the largest finite float."""
-    info = jnp.finfo(jnp.result_type(elapsed))
-    return jnp.minimum(elapsed / jnp.maximum(period_steps, info.tiny), info.max)
+    big = jnp.finfo(jnp.result_type(elapsed)).max
+    return jnp.minimum(elapsed / at_least(period_steps, tiny(elapsed)), big)
 
 
 def _exponent(step, begin_steps, period_steps, staircase):
@@ -191,8 +185,8 @@ def _exponent(step, begin_steps, period_steps, staircase):
 
 def _exponential(step, *, init_value, decay_rate, period_steps, begin_steps, staircase,
                  end_value=None):
-    factor = _growth(_exponent(step, begin_steps, period_steps, staircase), decay_rate)
-    value = _saturate(init_value * factor)
+    factor = power_of(decay_rate, _exponent(step, begin_steps, period_steps, staircase))
+    value = saturate(init_value * factor)
     if end_value is not None:
         value = jnp.where(decay_rate < 1.0, jnp.maximum(value, end_value),
                           jnp.minimum(value, end_value))
@@ -309,7 +303,7 @@ def inverse_time(
 
 
 def _step(step, *, init_value, period_steps, decay_rate):
-    return _saturate(init_value * _growth(jnp.floor(_periods(step, period_steps)), decay_rate))
+    return saturate(init_value * power_of(decay_rate, jnp.floor(_periods(step, period_steps))))
 
 
 @register("step", _step)
@@ -351,7 +345,8 @@ def step(*, init_value: ArrayLike, period_steps: ArrayLike, decay_rate: ArrayLik
 def _multistep(step, *, init_value, boundaries, decay_rate):
     rates = jnp.broadcast_to(decay_rate, boundaries.shape)
     passed = step[..., None] >= boundaries
-    return init_value * jnp.prod(jnp.where(passed, rates, 1.0), axis=-1)
+    # a product of rates > 1 saturates rather than overflowing to inf
+    return saturate(init_value * saturate(jnp.prod(jnp.where(passed, rates, 1.0), axis=-1)))
 
 
 @register("multistep", _multistep)
@@ -495,7 +490,7 @@ def _inverse_sqrt(step, *, peak_value, warmup_steps, timescale, init_value, warm
     else:
         warm = _like(step, peak_value)
     after = step >= warmup_steps
-    tau = jnp.maximum(timescale, jnp.finfo(step.dtype).tiny)
+    tau = at_least(timescale, tiny(step))
     denom = jnp.where(after, step - warmup_steps + tau, tau)
     decay = peak_value * jnp.sqrt(safe_div(tau, denom, 1.0))
     return jnp.where(after, decay, warm)
@@ -561,7 +556,7 @@ def inverse_sqrt(
 def _noam(step, *, d_model, warmup_steps, scale):
     w = jnp.maximum(warmup_steps, 1.0)
     shape = jnp.where(step < w, step * w**-1.5, jax.lax.rsqrt(jnp.maximum(step, w)))
-    return scale * jax.lax.rsqrt(jnp.maximum(d_model, jnp.finfo(step.dtype).tiny)) * shape
+    return scale * jax.lax.rsqrt(at_least(d_model, tiny(step))) * shape
 
 
 @register("noam", _noam)
@@ -717,16 +712,26 @@ def warmup_cosine(
 
 
 def _cycle(step, first, mult):
-    """Index, start and length of the restart cycle holding ``step`` (periods grow by ``mult``)."""
+    """Index, start and length of the restart cycle holding ``step`` (periods grow by ``mult``).
+
+    Traced invalid values are clamped: ``first`` <= 0 to the smallest positive float, ``mult``
+    below 1 to 1.
+    """
+    first = at_least(first, tiny(step))
+    mult = at_least(mult, 1.0)
     flat = jnp.abs(mult - 1.0) < 1e-6
     m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite when mult == 1
 
-    def start(i):
-        return jnp.where(flat, i * first, first * safe_div(m**i - 1.0, m - 1.0))
+    big = jnp.finfo(step.dtype).max
 
-    r = step / first
-    guess = jnp.where(flat, jnp.floor(r), jnp.floor(jnp.log1p(r * (m - 1.0)) / jnp.log(m)))
-    guess = jnp.maximum(guess, 0.0)
+    def start(i):  # saturating: cycle starts past the float range compare as the largest float
+        geometric = first * saturate(safe_div(saturate(m**i) - 1.0, m - 1.0))
+        return saturate(jnp.where(flat, i * first, geometric))
+
+    r = jnp.minimum(step / first, big)
+    guess = jnp.where(flat, jnp.floor(r),
+                      jnp.floor(jnp.log1p(saturate(r * (m - 1.0))) / jnp.log(m)))
+    guess = jnp.clip(guess, 0.0, big)
     # log/floor can land one cycle off at exact boundaries: correct with the exact starts.
     i = jnp.where(step < start(guess), guess - 1.0, guess)
     i = jnp.where(step >= start(i + 1.0), i + 1.0, i)
@@ -738,7 +743,7 @@ def _cycle(step, first, mult):
 def _sgdr(step, *, peak_value, period_steps, period_mult, peak_decay, end_value,
           cycle_warmup_steps, cycle_limit=None):
     i, s, length = _cycle(step, period_steps, period_mult)
-    peak = peak_value * peak_decay**i
+    peak = saturate(peak_value * power_of(peak_decay, i))
     u = step - s
     warm = end_value + (peak - end_value) * progress(u, 0.0, cycle_warmup_steps)
     p = progress(u - cycle_warmup_steps, 0.0, length - cycle_warmup_steps)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import as_float
+from jaxlr._src.numeric import as_float, at_least, power_of, safe_div, saturate, tiny
 from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._families import _flag
@@ -18,42 +18,37 @@ _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 def _cyclic_height(step, up_steps, down_steps, mode, decay_rate):
     """Torch's ``scale_factor * scale_fn``: 0 at cycle ends, the cycle's height at its peak."""
     total = up_steps + down_steps
-    ratio = up_steps / total
     # The position inside the cycle from an exact float remainder, not 1 + t/L - floor(1 + t/L):
-    # the latter loses the phase entirely once t/L needs all of float32's mantissa.
+    # the latter loses the phase entirely once t/L needs all of float32's mantissa. Torch's
+    # x / rho and (x - 1) / (rho - 1) are within / U and (C - within) / D.
     within = jnp.mod(step, total)
-    x = within / total
     cycle = jnp.round((step - within) / total) + 1.0
-    rising = x <= ratio
-    factor = jnp.where(rising, x / jnp.where(rising, ratio, 1.0),
-                       (x - 1.0) / jnp.where(rising, -1.0, ratio - 1.0))
+    rising = within <= up_steps
+    factor = jnp.where(rising, safe_div(within, up_steps, 1.0),
+                       safe_div(total - within, down_steps, 0.0))
     if mode == "triangular2":
         factor = factor * 0.5 ** (cycle - 1.0)
     elif mode == "exp_range":
-        # decay_rate ** step, saturating (never inf) when a rate > 1 grows past float range
-        info = jnp.finfo(step.dtype)
-        log_rate = jnp.log(jnp.maximum(decay_rate, info.tiny))
-        factor = factor * jnp.exp(jnp.minimum(step * log_rate, jnp.log(info.max)))
-    return jnp.clip(factor, -jnp.finfo(step.dtype).max, jnp.finfo(step.dtype).max)
+        factor = factor * power_of(decay_rate, step)  # saturates when a rate > 1 grows
+    return factor
 
 
-def _clamped_cycle(up_steps, down_steps, dtype):
+def _clamped_cycle(up_steps, down_steps, step):
     """Traced lengths <= 0 are clamped to the smallest positive float (the law stays finite)."""
-    tiny = jnp.finfo(dtype).tiny
-    return jnp.maximum(up_steps, tiny), jnp.maximum(down_steps, tiny)
+    return at_least(up_steps, tiny(step)), at_least(down_steps, tiny(step))
 
 
 def _cyclic(step, *, init_value, peak_value, up_steps, down_steps, decay_rate, mode):
-    up, down = _clamped_cycle(up_steps, down_steps, step.dtype)
-    return init_value + (peak_value - init_value) * _cyclic_height(step, up, down, mode,
-                                                                   decay_rate)
+    up, down = _clamped_cycle(up_steps, down_steps, step)
+    return saturate(init_value + (peak_value - init_value) * _cyclic_height(step, up, down, mode,
+                                                                            decay_rate))
 
 
 def _cyclic_momentum(step, *, base_momentum, max_momentum, up_steps, down_steps, decay_rate,
                      mode):
-    up, down = _clamped_cycle(up_steps, down_steps, step.dtype)
-    return max_momentum - (max_momentum - base_momentum) * _cyclic_height(step, up, down, mode,
-                                                                          decay_rate)
+    up, down = _clamped_cycle(up_steps, down_steps, step)
+    return saturate(max_momentum - (max_momentum - base_momentum) * _cyclic_height(
+        step, up, down, mode, decay_rate))
 
 
 def _check_cycle(c: Checker, up_steps, down_steps, decay_rate, mode) -> None:
