@@ -14,8 +14,16 @@ from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import as_float, half_cosine, safe_sqrt
 from jaxlr._src.validate import Checker, concrete
-from jaxlr.schedules import Schedule, constant, inverse_sqrt, linear, polynomial, warmup
-from jaxlr.schedules._core import make, register
+from jaxlr.schedules import (
+    Schedule,
+    constant,
+    inverse_sqrt,
+    linear,
+    make,
+    polynomial,
+    register,
+    warmup,
+)
 
 __all__ = [
     "get_constant_schedule", "get_constant_schedule_with_warmup",

@@ -165,12 +165,6 @@ def polynomial(
 # exponential, inverse time, step, multistep
 
 
-def _flag(c: Checker, name: str, value) -> None:
-    """A static flag must be a Python bool (``staircase=1`` passes ``value in (False, True)``)."""
-    if not isinstance(value, bool):
-        c.fail(f"{name} must be True or False, got {name}={value!r}")
-
-
 def _periods(elapsed, period_steps):
     """``elapsed / period_steps`` for ``elapsed >= 0``; a traced period <= 0 is clamped to the
     smallest positive normal float, and the count saturates at the largest finite float."""
@@ -243,7 +237,7 @@ def exponential(
     c.positive("decay_rate", decay_rate)
     c.positive("period_steps", period_steps)
     c.nonnegative("begin_steps", begin_steps)
-    _flag(c, "staircase", staircase)
+    c.flag("staircase", staircase)
     params = dict(init_value=init_value, decay_rate=decay_rate,
                   period_steps=period_steps, begin_steps=begin_steps)
     if end_value is not None:
@@ -297,7 +291,7 @@ def inverse_time(
     c.finite("init_value", init_value)
     c.nonnegative("decay_rate", decay_rate)
     c.positive("period_steps", period_steps)
-    _flag(c, "staircase", staircase)
+    c.flag("staircase", staircase)
     return make("inverse_time", dict(init_value=init_value, decay_rate=decay_rate,
                                      period_steps=period_steps), dict(staircase=staircase))
 
@@ -425,7 +419,7 @@ def piecewise_constant(
     c.sorted("boundaries", boundaries)
     if b is not None and v is not None:
         c.same_length("boundaries", b, "values", v, offset=1)
-    c.choice("right", right, (False, True))
+    c.flag("right", right)
     return make("piecewise_constant", dict(boundaries=boundaries, values=values),
                 dict(right=right))
 

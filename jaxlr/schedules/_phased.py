@@ -9,7 +9,6 @@ from jax.typing import ArrayLike
 from jaxlr._src.numeric import as_float, at_least, power_of, safe_div, saturate, tiny
 from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.schedules._core import Schedule, make, register
-from jaxlr.schedules._families import _flag
 from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, segments
 
 _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -188,7 +187,7 @@ def _one_cycle_momentum(step, *, base_momentum, max_momentum, total_steps, warmu
 
 
 def _check_one_cycle(c: Checker, total_steps, warmup_fraction, shape, three_phase) -> None:
-    _flag(c, "three_phase", three_phase)
+    c.flag("three_phase", three_phase)
     c.positive("total_steps", total_steps)
     c.between("warmup_fraction", warmup_fraction, 0.0, 0.5 if three_phase else 1.0, open_lo=True)
     c.choice("shape", shape, _ONE_CYCLE_SHAPES)
