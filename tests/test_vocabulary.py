@@ -64,9 +64,6 @@ FORBIDDEN = {
 # Names in files other branches own. Until they are renamed these are expected to fail; strict
 # xfail turns the fix into a failure that says to drop the entry here.
 PENDING = {
-    "min_lr": "auto.lr_range_test / autolrs: min_value (branch auto)",
-    "max_lr": "auto.lr_range_test / autolrs: max_value (branch auto)",
-    "inner": "weight-merging transforms: optimizer (branch tx)",
     "warmup": "transforms.greedy_lr(warmup=) counts observations: warmup_steps",
 }
 # Fitted parameters of published loss-curve laws keep the paper's Greek letters.
