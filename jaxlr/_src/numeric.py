@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 
@@ -33,6 +34,15 @@ def safe_sqrt(x: ArrayLike) -> jax.Array:
     """``sqrt(max(x, 0))`` whose gradient at 0 is 0 instead of infinite."""
     pos = x > 0
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
+
+
+def times(x: ArrayLike, factor: float) -> jax.Array | np.ndarray:
+    """``x * factor`` for a default computed at construction: in float64 on the host when ``x``
+    is concrete (so a value that overflows float32 is reported as itself when it becomes a
+    leaf, not as an infinite default), in traced float math otherwise."""
+    if isinstance(x, jax.core.Tracer):
+        return as_float(x) * factor
+    return np.asarray(x, np.float64) * factor
 
 
 def at_least(x: ArrayLike, lo: ArrayLike) -> jax.Array:

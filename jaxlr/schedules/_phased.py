@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import as_float, at_least, power_of, safe_div, saturate, tiny
+from jaxlr._src.numeric import as_float, at_least, power_of, safe_div, saturate, times, tiny
 from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, segments
@@ -249,8 +249,8 @@ def one_cycle(
     c = Checker("one_cycle")
     c.finite("peak_value", peak_value)
     _check_one_cycle(c, total_steps, warmup_fraction, shape, three_phase)
-    init_value = as_float(peak_value) / 25.0 if init_value is None else init_value
-    end_value = as_float(peak_value) / 25e4 if end_value is None else end_value
+    init_value = times(peak_value, 1 / 25) if init_value is None else init_value
+    end_value = times(peak_value, 1 / 25e4) if end_value is None else end_value
     c.finite("init_value", init_value)
     c.finite("end_value", end_value)
     return make("one_cycle", dict(peak_value=peak_value, total_steps=total_steps,

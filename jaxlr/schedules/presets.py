@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import as_float
+from jaxlr._src.numeric import as_float, times
 from jaxlr._src.validate import Checker, renamed
 from jaxlr.schedules._combinators import warmup
 from jaxlr.schedules._core import Schedule
@@ -131,7 +131,7 @@ def llm_cosine(
         Brown et al., Language Models are Few-Shot Learners, 2020; Touvron et al., LLaMA, 2023.
     """
     Checker("llm_cosine").finite("peak_value", peak_value)
-    end_value = 0.1 * as_float(peak_value) if end_value is None else end_value
+    end_value = times(peak_value, 0.1) if end_value is None else end_value
     return _warmup_cosine(peak_value=peak_value, warmup_steps=warmup_steps,
                           total_steps=total_steps, end_value=end_value)
 
@@ -182,7 +182,7 @@ def minicpm_wsd(
         c.between("warmup_fraction", warmup_fraction, 0.0, 1.0)
         c.nonnegative("total_steps", total_steps)
         warmup_steps = as_float(warmup_fraction) * as_float(total_steps)
-    end_value = 0.1 * as_float(peak_value) if end_value is None else end_value
+    end_value = times(peak_value, 0.1) if end_value is None else end_value
     return wsd(peak_value=peak_value, total_steps=total_steps, warmup_steps=warmup_steps,
                decay_fraction=decay_fraction, end_value=end_value, decay_shape="exponential")
 
