@@ -86,25 +86,7 @@ def test_config_round_trip(name):
             assert constructor(n) is compat.lookup(n)
 
 
-def _hf_law(name):
-    return any(n.startswith("transformers.") for n in _names_in(to_config(CATALOG[name])))
-
-
-HF = (
-    "parse maps transformers.X to hf.X (_config._compat_name); compat registers its Hugging Face "
-    "laws under their public names, transformers.get_..., so that mapping must go"
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=HF))
-        if _hf_law(n)
-        else n
-        for n in PLAIN
-    ],
-)
+@pytest.mark.parametrize("name", PLAIN)
 def test_parse_repr_round_trip(name):
     s = CATALOG[name]
     back = parse(repr(s))
@@ -112,12 +94,6 @@ def test_parse_repr_round_trip(name):
     np.testing.assert_array_equal(back(STEPS), s(STEPS))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, ValueError),
-    reason="parse(expression, lookup=jaxlr.compat.lookup): compat names that are not registered "
-    "families (torch.StepLR returns the native step) need the lookup hook",
-)
 @pytest.mark.parametrize(
     "expression, want",
     [

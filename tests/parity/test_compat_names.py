@@ -6,7 +6,7 @@ import ast
 import inspect
 
 from jaxlr import compat, schedules, transforms
-from jaxlr.compat import _names
+from jaxlr._src import peer_names as _names
 
 NOT_CONSTRUCTORS = {"ReduceLROnPlateauState", "LRAndMomentum"}
 

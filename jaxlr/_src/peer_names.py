@@ -9,10 +9,11 @@ module: its schedules are the native ones under jaxlr's vocabulary).
 
 A native constructor that receives one of these names raises a ``TypeError`` built from the
 table, e.g. ``cosine: T_max is torch's name; jaxlr calls it total_steps (or use
-jaxlr.compat.torch.CosineAnnealingLR, which takes torch's arguments)``. The table lives here as
-a plain literal so that a lower layer (``jaxlr.schedules``) can copy it without importing
-``jaxlr.compat``; ``tests/parity/test_compat_names.py`` walks every compat signature and checks
-that no name is missing and that every bare identifier is a native argument.
+jaxlr.compat.torch, which takes torch's arguments)``. The table lives in the
+private shared layer as a plain literal, so that ``jaxlr.schedules`` (which must not import
+``jaxlr.compat``) and the compat tests read the same one; ``tests/parity/test_compat_names.py``
+walks every compat signature and checks that no name is missing and that every bare identifier
+is a native argument.
 """
 
 PEER_NAMES: dict[str, str] = {
@@ -69,6 +70,7 @@ PEER_NAMES: dict[str, str] = {
     "num_cycles": "Hugging Face's cosine cycle count has no native counterpart (wsd's cosine is "
     "the half cycle); jaxlr.compat.transformers takes it.",
     "num_decay_steps": "decay_steps",
+    "observe_in_update": "observe_in_update of jaxlr.transforms.reduce_on_plateau (the same name).",
     "num_stable_steps": "the stable phase is total_steps - warmup_steps - decay_steps in wsd.",
     "num_training_steps": "total_steps",
     "num_warmup_steps": "warmup_steps",
@@ -142,6 +144,7 @@ PEER_MODULES: dict[str, tuple[str, ...]] = {
     "name": ("keras",),
     "num_cycles": ("transformers",),
     "num_decay_steps": ("transformers",),
+    "observe_in_update": ("torch",),
     "num_stable_steps": ("transformers",),
     "num_training_steps": ("transformers",),
     "num_warmup_steps": ("transformers",),
