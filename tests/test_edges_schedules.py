@@ -129,6 +129,10 @@ TRACED = {
         lambda v: S.sgdr(peak_value=1.0, period_steps=v),
         lambda: S.sgdr(peak_value=1.0, period_steps=TINY),
     ),
+    "per_epoch.steps_per_epoch": (
+        lambda v: S.per_epoch(BASE, steps_per_epoch=v),
+        lambda: S.per_epoch(BASE, steps_per_epoch=TINY),
+    ),
     "sgdr.period_mult": (
         lambda v: S.sgdr(peak_value=1.0, period_steps=10, period_mult=v),
         lambda: S.sgdr(peak_value=1.0, period_steps=10, period_mult=1.0),

@@ -44,6 +44,8 @@ def warmup(
     Raises:
         ValueError: ``schedule`` not a schedule, negative ``warmup_steps``, unknown shape, NaN.
 
+    Traced arguments: a traced negative ``warmup_steps`` means no warmup.
+
     Examples:
         >>> import jaxlr
         >>> s = jaxlr.schedules.warmup(jaxlr.schedules.constant(value=1.0), warmup_steps=4)
@@ -83,6 +85,8 @@ def join(schedules: Sequence[Schedule], *, boundaries: ArrayLike) -> Schedule:
     Raises:
         ValueError: fewer than 2 schedules, a non-schedule, unsorted or negative boundaries,
             a boundary count other than ``n - 1``.
+
+    Traced arguments: traced unsorted boundaries: the later schedule wins from its boundary on.
 
     Examples:
         >>> import jaxlr
@@ -131,6 +135,8 @@ def product(schedules: Sequence[Schedule]) -> Schedule:
     Raises:
         ValueError: no schedule, or a non-schedule.
 
+    Traced arguments: every hyperparameter of the children may be traced.
+
     Examples:
         >>> import jaxlr
         >>> S = jaxlr.schedules
@@ -168,6 +174,8 @@ def scale(schedule: Schedule, *, factor: ArrayLike) -> Schedule:
     Raises:
         ValueError: a non-schedule or NaN factor.
 
+    Traced arguments: every argument may be traced.
+
     Examples:
         >>> import jaxlr
         >>> float(jaxlr.schedules.scale(jaxlr.schedules.constant(value=2.0), factor=0.5)(3))
@@ -199,6 +207,9 @@ def clip(
     Raises:
         ValueError: neither bound given, ``min_value > max_value``, a non-schedule, NaN.
 
+    Traced arguments: traced bounds with ``min_value > max_value`` give ``max_value``
+    (``jnp.clip``).
+
     Examples:
         >>> import jaxlr
         >>> s = jaxlr.schedules.clip(jaxlr.schedules.linear(init_value=1.0, end_value=0.0,
@@ -223,7 +234,7 @@ def clip(
 
 
 def _per_epoch(step, *, schedule, steps_per_epoch):
-    return schedule(jnp.floor(step / steps_per_epoch))
+    return schedule(jnp.floor(step / at_least(steps_per_epoch, tiny(step))))
 
 
 @register("per_epoch", _per_epoch)
@@ -241,6 +252,9 @@ def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
 
     Raises:
         ValueError: a non-schedule, ``steps_per_epoch`` <= 0, NaN.
+
+    Traced arguments: a traced ``steps_per_epoch`` <= 0 is clamped to the smallest positive
+    float (every step past 0 is then an epoch far past the end).
 
     Examples:
         >>> import jaxlr

@@ -54,6 +54,8 @@ def constant(*, value: ArrayLike) -> Schedule:
     Raises:
         ValueError: a concrete NaN or infinite ``value``.
 
+    Traced arguments: every argument may be traced.
+
     Examples:
         >>> import jaxlr
         >>> float(jaxlr.schedules.constant(value=0.1)(1000))
@@ -360,6 +362,9 @@ def multistep(
         ValueError: unsorted or negative boundaries, a ``decay_rate`` array whose length differs
             from the boundaries', or NaN.
 
+    Traced arguments: every argument may be traced; traced unsorted boundaries each apply their
+    factor from their own step on, and a product of factors above the float range saturates.
+
     Examples:
         >>> import jaxlr
         >>> s = jaxlr.schedules.multistep(init_value=1.0, boundaries=[10, 20], decay_rate=0.5)
@@ -403,6 +408,9 @@ def piecewise_constant(
 
     Raises:
         ValueError: unsorted boundaries, ``len(values) != len(boundaries) + 1``, or NaN.
+
+    Traced arguments: traced boundaries may be unsorted: the value index counts the
+    boundaries passed.
 
     Examples:
         >>> import jaxlr
@@ -450,6 +458,9 @@ def piecewise_interpolate(
     Raises:
         ValueError: unsorted knots, mismatched lengths, an unknown shape, NaN.
         TypeError: the old spelling ``interpolation``.
+
+    Traced arguments: traced knots out of order make a later piece win from its knot on;
+    traced non-positive values of a log-space shape are clamped to the smallest positive float.
 
     Examples:
         >>> import jaxlr
@@ -621,6 +632,9 @@ def cosine(
         ValueError: negative ``total_steps``, ``power`` or ``k`` <= 0, NaN.
         TypeError: the old spelling ``exponent``.
 
+    Traced arguments: a traced ``total_steps`` <= 0 gives ``end_value`` from step 0; traced
+    ``power`` or ``k`` <= 0 are not clamped, and the value stays finite.
+
     Examples:
         >>> import jaxlr
         >>> s = jaxlr.schedules.cosine(init_value=1.0, total_steps=100, end_value=0.1)
@@ -780,6 +794,9 @@ def sgdr(
     Raises:
         ValueError: ``period_steps`` <= 0, ``period_mult`` < 1, ``peak_decay`` <= 0,
             ``cycle_warmup_steps`` outside [0, ``period_steps``], ``cycle_limit`` < 1, NaN.
+
+    Traced arguments: a traced ``period_steps`` <= 0 is clamped to the smallest positive float,
+    ``period_mult`` below 1 to 1; peaks past the float range saturate.
 
     Examples:
         >>> import jaxlr

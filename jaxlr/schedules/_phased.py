@@ -139,6 +139,8 @@ def cyclic_momentum(
         ValueError: as :func:`cyclic`, or momenta outside [0, 1].
         TypeError: the old spelling ``gamma``.
 
+    Traced arguments: as :func:`cyclic`.
+
     Examples:
         >>> import jaxlr
         >>> m = jaxlr.schedules.cyclic_momentum(up_steps=10)
@@ -284,6 +286,8 @@ def one_cycle_momentum(
         ValueError: as :func:`one_cycle`, or momenta outside [0, 1].
         TypeError: the old spellings ``pct_start``, ``anneal``.
 
+    Traced arguments: as :func:`one_cycle`.
+
     Examples:
         >>> import jaxlr
         >>> m = jaxlr.schedules.one_cycle_momentum(total_steps=100, warmup_fraction=0.25)
@@ -349,6 +353,9 @@ def wsd(
     Raises:
         ValueError: both or neither of ``decay_steps`` / ``decay_fraction``, ``W + D > T``,
             negative lengths, unknown shapes, a non-positive end for a log-space shape, NaN.
+
+    Traced arguments: traced phase lengths that overlap (``W + D > T``) make the later knot win:
+    the LR jumps there instead of passing through every phase.
 
     Examples:
         >>> import jaxlr
@@ -448,6 +455,8 @@ def infinite(
     Raises:
         ValueError: ``W + C + D > T``, negative lengths, unknown shapes, NaN.
 
+    Traced arguments: as :func:`wsd`: overlapping traced phases make the later knot win.
+
     Examples:
         >>> import jaxlr
         >>> s = jaxlr.schedules.infinite(peak_value=1.0, constant_value=0.5, total_steps=100,
@@ -503,6 +512,8 @@ def swa(
     Raises:
         ValueError: negative ``anneal_steps``, unknown ``shape``, NaN.
         TypeError: the old spelling ``anneal``.
+
+    Traced arguments: a traced negative ``anneal_steps`` is a jump to ``swa_value`` at step 0.
 
     Examples:
         >>> import jaxlr

@@ -37,6 +37,8 @@ def resnet_step(
     Returns:
         A :func:`jaxlr.schedules.multistep` schedule over optimizer steps.
 
+    Traced arguments: as the schedule it returns.
+
     Examples:
         >>> from jaxlr.schedules import presets
         >>> s = presets.resnet_step(steps_per_epoch=100)
@@ -56,6 +58,8 @@ def transformer(*, d_model: ArrayLike = 512, warmup_steps: ArrayLike = 4000) -> 
 
     Returns:
         A :func:`jaxlr.schedules.noam` schedule.
+
+    Traced arguments: as the schedule it returns.
 
     Examples:
         >>> from jaxlr.schedules import presets
@@ -82,6 +86,8 @@ def bert(
 
     Returns:
         A :func:`jaxlr.schedules.piecewise_interpolate` schedule.
+
+    Traced arguments: as the schedule it returns.
 
     Examples:
         >>> from jaxlr.schedules import presets
@@ -120,6 +126,8 @@ def llm_cosine(
     Raises:
         ValueError: as :func:`jaxlr.schedules.warmup_cosine`.
         TypeError: the old ``end_ratio`` (give the absolute ``end_value``).
+
+    Traced arguments: as the schedule it returns.
 
     Examples:
         >>> from jaxlr.schedules import presets
@@ -163,6 +171,8 @@ def minicpm_wsd(
             :func:`jaxlr.schedules.wsd`.
         TypeError: the old ``end_ratio`` (give the absolute ``end_value``).
 
+    Traced arguments: as the schedule it returns.
+
     Examples:
         >>> from jaxlr.schedules import presets
         >>> s = presets.minicpm_wsd(total_steps=1000, peak_value=1.0)
@@ -195,6 +205,8 @@ def deepseek_step(
 
     Returns:
         :func:`jaxlr.schedules.warmup` of a :func:`jaxlr.schedules.piecewise_constant`.
+
+    Traced arguments: as the schedule it returns.
 
     Examples:
         >>> from jaxlr.schedules import presets
