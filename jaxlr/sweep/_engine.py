@@ -40,8 +40,10 @@ def check_chunk_size(c: Checker, chunk_size: Any, k: int, devices: int) -> int:
     if chunk_size < 1:
         c.fail(f"chunk_size must be >= 1, got chunk_size={chunk_size!r}")
     if chunk_size % devices:
-        c.fail(f"chunk_size must be a multiple of the mesh's {devices} devices (each chunk is "
-               f"split evenly across them), got chunk_size={chunk_size}")
+        c.fail(
+            f"chunk_size must be a multiple of the mesh's {devices} devices (each chunk is "
+            f"split evenly across them), got chunk_size={chunk_size}"
+        )
     return int(min(chunk_size, -(-k // devices) * devices))
 
 
@@ -81,36 +83,52 @@ def vectorized(member: Callable, vmap_size: int | None, sharding) -> Callable:
     spec = sharding.spec
     # check_vma=False: the training loop's scan carries start replicated (params) and become
     # per-device values; every member is independent, so no collective is ever needed.
-    return jax.shard_map(local, mesh=sharding.mesh, in_specs=spec, out_specs=spec,
-                         check_vma=False)
+    return jax.shard_map(local, mesh=sharding.mesh, in_specs=spec, out_specs=spec, check_vma=False)
 
 
 def pad_members(host: Any, total: int) -> Any:
     """Pads the leading axis to ``total`` with copies of the last member (one compiled shape)."""
     return jax.tree.map(
-        lambda a: np.concatenate([a, np.repeat(a[-1:], total - a.shape[0], axis=0)]), host)
+        lambda a: np.concatenate([a, np.repeat(a[-1:], total - a.shape[0], axis=0)]), host
+    )
 
 
 def chunks_of(padded: Any, chunk: int) -> list[Any]:
     n = jax.tree.leaves(padded)[0].shape[0] // chunk
-    return [jax.tree.map(lambda a, i=i: a[i * chunk:(i + 1) * chunk], padded) for i in range(n)]
+    return [jax.tree.map(lambda a, i=i: a[i * chunk : (i + 1) * chunk], padded) for i in range(n)]
 
 
 def structs(tree: Any, sharding) -> Any:
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=sharding),
-                        tree)
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=sharding), tree
+    )
 
 
-def compile_cached(owner: Any, key: tuple, build: Callable[[], Any], args: tuple,
-                   compiler_options=None, in_shardings=None, out_shardings=None):
+def compile_cached(
+    owner: Any,
+    key: tuple,
+    build: Callable[[], Any],
+    args: tuple,
+    compiler_options=None,
+    in_shardings=None,
+    out_shardings=None,
+):
     """``jax.jit(build())`` traced, lowered and compiled for abstract ``args``, cached on ``owner``.
 
     Returns ``(compiled, trace_seconds, compile_seconds)``; the seconds are ``None`` on a hit.
     """
     options = tuple(sorted((compiler_options or {}).items()))
-    key = (*key, options,
-           tuple((jax.tree.structure(a), tuple((s.shape, str(s.dtype), s.sharding)
-                                               for s in jax.tree.leaves(a))) for a in args))
+    key = (
+        *key,
+        options,
+        tuple(
+            (
+                jax.tree.structure(a),
+                tuple((s.shape, str(s.dtype), s.sharding) for s in jax.tree.leaves(a)),
+            )
+            for a in args
+        ),
+    )
     try:
         per_fn = _COMPILED.setdefault(owner, {})
     except TypeError:  # not weak-referenceable: no cache across calls
@@ -135,12 +153,16 @@ def put(tree: Any, sharding) -> Any:
     if sharding is None:
         return jax.device_put(tree)
     return jax.tree.map(
-        lambda a: jax.make_array_from_callback(np.shape(a), sharding,
-                                               lambda idx: np.asarray(a)[idx]), tree)
+        lambda a: jax.make_array_from_callback(
+            np.shape(a), sharding, lambda idx: np.asarray(a)[idx]
+        ),
+        tree,
+    )
 
 
 def fetch(tree: Any) -> Any:
     """Device arrays -> host NumPy, gathered from every process when not fully addressable."""
+
     def get(a):
         if not isinstance(a, jax.Array) or a.is_fully_addressable:
             return np.asarray(a)
@@ -151,8 +173,9 @@ def fetch(tree: Any) -> Any:
     return jax.tree.map(get, tree)
 
 
-def check_metrics(fn: str, what: str, metrics: Any, loss: str | None,
-                  required: tuple[str, ...] = ()) -> None:
+def check_metrics(
+    fn: str, what: str, metrics: Any, loss: str | None, required: tuple[str, ...] = ()
+) -> None:
     """Trace-time validation of a member's metrics (a pytree of arrays with the named entries)."""
     c = Checker(fn)
     leaves = jax.tree_util.tree_flatten_with_path(metrics)[0]
@@ -160,13 +183,17 @@ def check_metrics(fn: str, what: str, metrics: Any, loss: str | None,
         c.fail(f"{what} must return a pytree of arrays (metrics), got {metrics!r}")
     for path, leaf in leaves:
         if not isinstance(leaf, ARRAY_TYPES):
-            c.fail(f"{what} must return a pytree of arrays, got "
-                   f"{jax.tree_util.keystr(path) or 'output'}={leaf!r}")
+            c.fail(
+                f"{what} must return a pytree of arrays, got "
+                f"{jax.tree_util.keystr(path) or 'output'}={leaf!r}"
+            )
     keys = list(metrics) if isinstance(metrics, Mapping) else type(metrics).__name__
     if loss is not None:
         if not isinstance(metrics, Mapping) or loss not in metrics:
-            c.fail(f"{what}'s metrics need a {loss!r} entry to detect divergence (or pass "
-                   f"loss=None), got loss={loss!r}, metrics={keys}")
+            c.fail(
+                f"{what}'s metrics need a {loss!r} entry to detect divergence (or pass "
+                f"loss=None), got loss={loss!r}, metrics={keys}"
+            )
         if not jnp.issubdtype(jnp.result_type(metrics[loss]), jnp.floating):
             c.fail(f"metric {loss!r} must be floating point, got loss={metrics[loss]!r}")
     for arg, name in required:
@@ -196,6 +223,7 @@ def healthy(loss: jax.Array | None, state: Any, threshold: float | None) -> jax.
 
 def tree_where(mask: jax.Array, a: Any, b: Any) -> Any:
     """Per member: ``a`` where ``mask`` (leading axis), else ``b``."""
+
     def pick(x, y):
         m = mask.reshape(mask.shape + (1,) * (x.ndim - 1))
         return jnp.where(m, x, y)
