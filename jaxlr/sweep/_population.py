@@ -165,7 +165,7 @@ class Population:
         progress: bool = True,
         _required: tuple = (),
         _between: Callable | None = None,
-        _start: tuple | None = None,
+        _start: Carry | None = None,
     ):
         c = Checker(self._fn)
         for name, fn in (("init_fn", init_fn), ("step_fn", step_fn)):
@@ -188,34 +188,49 @@ class Population:
         self.trace_seconds = self.compile_seconds = self.run_seconds = 0.0
         self.mesh = mesh
         self._steps = 0
-        if _start is not None:  # an existing carry (compaction, resume): host arrays
-            self.carries = [self._put_carry(cy) for cy in _start]
-            self._steps = int(np.asarray(_start[0].step))
+        if _start is not None:  # an existing host carry (compaction, resume), unpadded
+            padded = _engine.pad_members(_start._replace(step=None, key=None), self.padded)
+            self.carries = [
+                self._put_carry(part._replace(step=_start.step, key=_start.key))
+                for part in _engine.chunks_of(padded, self.chunk)
+            ]
+            self._steps = int(np.asarray(_start.step))
             return
         key = _check_key(c, key)
         keys = jax.random.split(key, k + 1)
-        pkey, mkeys = keys[0], np.asarray(jax.random.key_data(keys[1:]))
-        padded_cfg = _engine.pad_members(self.configs, self.padded)
-        padded_keys = _engine.pad_members(mkeys, self.padded)
-        impl = str(jax.random.key_impl(key))
-        self.carries = []
-        for cfg, kd in zip(
-            _engine.chunks_of(padded_cfg, self.chunk), _engine.chunks_of(padded_keys, self.chunk)
-        ):
-            state = self._init(cfg, kd, impl)
-            n = self.chunk
-            self.carries.append(
-                Carry(
-                    state,
-                    _engine.put(cfg, self.sharding),
-                    _engine.put(np.ones(n, bool), self.sharding),
-                    _engine.put(np.full(n, -1, np.int32), self.sharding),
-                    _engine.put(np.int32(0), _engine.replicated(self.sharding)),
-                    _engine.put(
-                        np.asarray(jax.random.key_data(pkey)), _engine.replicated(self.sharding)
-                    ),
-                )
+        self._impl = str(jax.random.key_impl(key))
+        self._pkey = np.asarray(jax.random.key_data(keys[0]))
+        mkeys = np.asarray(jax.random.key_data(keys[1:]))
+        self._pending = list(
+            zip(
+                _engine.chunks_of(_engine.pad_members(self.configs, self.padded), self.chunk),
+                _engine.chunks_of(_engine.pad_members(mkeys, self.padded), self.chunk),
             )
+        )
+        self.carries = None  # built on the first train(), after the step function is checked
+
+    def _host_start(self, cfg, state) -> Carry:
+        n = self.chunk
+        return Carry(
+            state, cfg, np.ones(n, bool), np.full(n, -1, np.int32), np.int32(0), self._pkey
+        )
+
+    def _ensure(self, part) -> None:
+        """First call: trace the step (its errors come before anything compiles), then init."""
+        if self.carries is not None:
+            return
+        cfg, kd = self._pending[0]
+        impl, init_fn = self._impl, self.init_fn
+        abstract = jax.eval_shape(
+            jax.vmap(lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl))), cfg, kd
+        )
+        self._compiled(self._host_start(cfg, abstract), part)
+        carries = []
+        for cfg, kd in self._pending:
+            state = self._init(cfg, kd, impl)
+            host = self._host_start(cfg, None)
+            carries.append(self._put_carry(host)._replace(state=state))
+        self.carries = carries
 
     # -- compiled pieces ---------------------------------------------------------------------
     def _init(self, cfg, kd, impl):
@@ -444,6 +459,7 @@ class Population:
         parts = self._split_batches(stacked)
         outs = []
         bs = self._batch_sharding()
+        self._ensure(parts[0])
         for i, (carry, part) in enumerate(zip(self.carries, parts)):
             compiled = self._compiled(carry, part)
             self.carries[i], out = compiled(carry, _engine.put(part, bs))
