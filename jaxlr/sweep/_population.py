@@ -188,13 +188,9 @@ class Population:
         self.trace_seconds = self.compile_seconds = self.run_seconds = 0.0
         self.mesh = mesh
         self._steps = 0
-        if _start is not None:  # an existing host carry (compaction, resume), unpadded
-            padded = _engine.pad_members(_start._replace(step=None, key=None), self.padded)
-            self.carries = [
-                self._put_carry(part._replace(step=_start.step, key=_start.key))
-                for part in _engine.chunks_of(padded, self.chunk)
-            ]
-            self._steps = int(np.asarray(_start.step))
+        self.fingerprint_extra: dict = {}
+        if _start is not None:  # an existing host carry (compaction), unpadded
+            self._load(_start)
             return
         key = _check_key(c, key)
         keys = jax.random.split(key, k + 1)
@@ -208,6 +204,33 @@ class Population:
             )
         )
         self.carries = None  # built on the first train(), after the step function is checked
+
+    def _load(self, start: Carry) -> None:
+        """Puts an unpadded host carry on the devices (padded and chunked like the members)."""
+        padded = _engine.pad_members(start._replace(step=None, key=None), self.padded)
+        self.carries = [
+            self._put_carry(part._replace(step=start.step, key=start.key))
+            for part in _engine.chunks_of(padded, self.chunk)
+        ]
+        self._steps = int(np.asarray(start.step))
+
+    def _load_history(self, metrics: Any, extra: Any) -> None:
+        """Host metrics ``[K, T, ...]`` / extra ``[T, K, ...]`` -> the per-call history format."""
+        m = jax.tree.map(lambda a: np.swapaxes(a, 0, 1), metrics)  # [K, T] -> [T, K]
+        both = jax.tree.map(lambda a: np.swapaxes(a, 0, 1), (m, extra))  # members first to pad
+        parts = _engine.chunks_of(_engine.pad_members(both, self.padded), self.chunk)
+        self.history = [[jax.tree.map(lambda a: np.swapaxes(a, 0, 1), p) for p in parts]]
+
+    def abstract_state(self) -> Any:
+        """The shapes of one member's state (``jax.eval_shape`` of ``init_fn``; nothing runs)."""
+        if self.carries is not None:
+            return jax.eval_shape(lambda s: jax.tree.map(lambda a: a[0], s), self.carries[0].state)
+        cfg, kd = self._pending[0]
+        impl, init_fn = self._impl, self.init_fn
+        one = jax.tree.map(lambda a: a[0], (cfg, kd))
+        return jax.eval_shape(
+            lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl)), *one
+        )
 
     def _host_start(self, cfg, state) -> Carry:
         n = self.chunk
@@ -427,9 +450,21 @@ class Population:
         from tqdm.auto import tqdm
 
         done = 0
+        if checkpoint_dir is not None and self._steps == 0:
+            from jaxlr.sweep import _checkpoint
+
+            if _checkpoint.restore(self, checkpoint_dir):
+                done = min(self._steps, num_steps)
+                for _ in range(self._steps):  # the batches the checkpointed run consumed
+                    next(it, None)
         t0 = time.perf_counter()
         with tqdm(
-            total=num_steps, unit="step", desc="population", disable=not self.progress, leave=True
+            total=num_steps,
+            initial=done,
+            unit="step",
+            desc="population",
+            disable=not self.progress,
+            leave=True,
         ) as bar:
             while done < num_steps:
                 n = min(steps_per_call, num_steps - done)
