@@ -142,6 +142,10 @@ class Population:
         >>> res.diverged.tolist(), res.diverged_step.tolist(), res.best("loss")["lr"]
         ([False, False, True], [-1, -1, 11], 0.5)
 
+    Multi-host: after ``jax.distributed.initialize()``, build the mesh from ``jax.devices()``
+    and run the same code in every process with the same batches; :meth:`result` and
+    :meth:`host_carry` gather from all processes, so every process must call them.
+
     References:
         Bradbury et al., JAX: composable transformations of Python+NumPy programs, 2018.
     """
