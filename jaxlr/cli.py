@@ -29,7 +29,7 @@ def _plot(args) -> int:
 
 def _demo(args) -> int:
     try:
-        from jaxlr.sweep import demo
+        from jaxlr import demo
     except ImportError:  # the sweep layer is optional at this layer's level: fall back to a gallery
         demo = None
     if demo is not None and hasattr(demo, "run"):
