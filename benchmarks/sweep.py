@@ -15,6 +15,22 @@ programs' memory (XLA's memory analysis: arguments + outputs + temporaries), and
 process has a single CPU device, the same grid sharded over one CPU device per core, measured
 in a child process (``XLA_FLAGS=--xla_force_host_platform_device_count`` must be set before JAX
 starts). Run: ``python -m benchmarks.sweep``.
+
+Populations (:func:`populations`; ``python -m benchmarks.sweep populations`` runs only these),
+on a learnable task (labels from a random teacher network, a held-out validation set):
+
+- successive halving vs the full grid (K = 27, rungs at 1/9, 1/3 and all of the steps, eta = 3):
+  wall time (compile included) and member-steps, and whether halving's best final validation
+  loss is within 1% of the grid's best;
+- PBT vs the grid at equal member-steps (the same K and steps), final validation loss of the
+  best member, 3 seeds (data order and initialization);
+- a population driven from Python with a NumPy iterator vs ``run`` with in-device data, the
+  same K and model, execution only, at 1 and 10 steps per call;
+- the physical limit: achieved FLOP/s of a K = 64 sweep vs a measured peak f32 matmul FLOP/s
+  (1024^2) and vs the model's own K-batched matmuls alone (forward and backward, same shapes).
+  FLOPs are counted from the model: per member-step 3 x forward matmul FLOPs (forward, and the
+  two matmuls of the backward pass per layer), forward = 2 B (D H + H C); elementwise work,
+  softmax and Adam are not counted (XLA's cost analysis, printed beside it, counts them).
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -210,9 +227,230 @@ def main() -> dict[str, float]:
         for n, v in child.items():
             print(f"{n}: {v:.3g}", flush=True)
         ratios.update(child)
+    ratios.update(populations())
     ratios["device"] = f"{jax.devices()[0].platform} ({os.cpu_count()} cores); no GPU measured"
     return ratios
 
 
+# -- populations -------------------------------------------------------------------------------
+P_STEPS, P_VAL, P_SEEDS = 270, 512, (0, 1, 2)
+P_PEAKS, P_WARMUPS = np.logspace(-3.5, -0.5, 9), np.array([0.0, 30.0, 90.0])
+
+
+def _teacher_task(seed: int):
+    """Inputs and labels of a random two-layer teacher; train ``DATA`` and validation ``P_VAL``."""
+    rng = np.random.default_rng(100 + seed)
+    w1 = rng.normal(size=(DIM, HIDDEN)) / DIM**0.5
+    w2 = rng.normal(size=(HIDDEN, CLASSES)) / HIDDEN**0.5
+    x = rng.normal(size=(DATA + P_VAL, DIM)).astype(np.float32)
+    y = np.argmax(np.maximum(x @ w1, 0) @ w2, 1).astype(np.int32)
+    index = np.stack([rng.choice(DATA, BATCH, replace=False) for _ in range(P_STEPS)])
+    return (x[:DATA], y[:DATA]), (x[DATA:], y[DATA:]), index
+
+
+def _p0(seed: int):
+    k1, k2 = jax.random.split(jax.random.key(10 + seed))
+    return {"w1": jax.random.normal(k1, (DIM, HIDDEN)) / DIM**0.5, "b1": jnp.zeros(HIDDEN),
+            "w2": jax.random.normal(k2, (HIDDEN, CLASSES)) / HIDDEN**0.5,
+            "b2": jnp.zeros(CLASSES)}
+
+
+class _Pop:
+    """One seed of the population benchmark: the grid (run), halving and PBT on one task."""
+
+    def __init__(self, seed: int):
+        (self.x, self.y), (xv, yv), self.index = _teacher_task(seed)
+        self.xv, self.yv = jnp.asarray(xv), jnp.asarray(yv)
+        self.p0 = _p0(seed)
+        self.configs = jaxlr.sweep.grid(peak_value=P_PEAKS, warmup_steps=P_WARMUPS)
+        # Bound once: the compile cache is keyed on the function object.
+        self.init_fn, self.step_fn = self._init_fn, self._step_fn
+
+    @staticmethod
+    def schedule(c):
+        return jaxlr.schedules.warmup_cosine(peak_value=c["peak_value"],
+                                             warmup_steps=c["warmup_steps"], total_steps=P_STEPS)
+
+    def _init_fn(self, c, key):
+        return {"p": self.p0, "m": jax.tree.map(jnp.zeros_like, self.p0),
+                "v": jax.tree.map(jnp.zeros_like, self.p0), "t": jnp.zeros((), jnp.int32)}
+
+    def _step_fn(self, state, c, batch):
+        """Adam written out, its LR read from ``c`` at every step (so PBT may change it)."""
+        lr = self.schedule(c)(state["t"])
+        loss, g = jax.value_and_grad(_loss)(state["p"], batch["x"], batch["y"])
+        t = state["t"] + 1
+        m = jax.tree.map(lambda m, g: 0.9 * m + 0.1 * g, state["m"], g)
+        v = jax.tree.map(lambda v, g: 0.999 * v + 0.001 * g * g, state["v"], g)
+        corr = jnp.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+        p = jax.tree.map(lambda p, m, v: p - lr * corr * m / (jnp.sqrt(v) + 1e-8),
+                         state["p"], m, v)
+        return {"p": p, "m": m, "v": v, "t": t}, {
+            "loss": loss, "lr": lr, "val": _loss(p, self.xv, self.yv)}
+
+    def batches(self):
+        for idx in self.index:
+            yield {"x": self.x[idx], "y": self.y[idx]}
+
+    def train_fn(self):
+        x, y, index = jnp.asarray(self.x), jnp.asarray(self.y), jnp.asarray(self.index)
+
+        def train_fn(c):
+            def body(state, idx):
+                return self.step_fn(state, c, {"x": x[idx], "y": y[idx]})
+
+            state, m = jax.lax.scan(body, self.init_fn(c, None), index)
+            return {"loss": m["loss"], "val": m["val"][-1]}
+
+        return train_fn
+
+    def grid(self):
+        return jaxlr.sweep.run(self.train_fn(), self.configs, progress=False)
+
+    def halving(self, steps_per_call=10):
+        return jaxlr.sweep.successive_halving(
+            self.init_fn, self.step_fn, self.configs, self.batches(), key=jax.random.key(0),
+            rungs=[P_STEPS // 9, P_STEPS // 3, P_STEPS], eta=3, metric="val",
+            steps_per_call=steps_per_call, progress=False)
+
+    def pbt(self, seed):
+        # The peak LR is explored; the warmup stays the member's own.
+        return jaxlr.sweep.pbt(
+            self.init_fn, self.step_fn, self.configs, self.batches(), key=jax.random.key(seed),
+            num_steps=P_STEPS, interval=P_STEPS // 9, metric="val",
+            space={"peak_value": ("log_uniform", P_PEAKS[0], P_PEAKS[-1])}, progress=False)
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _flops_per_member_step() -> float:
+    return 3 * 2 * BATCH * (DIM * HIDDEN + HIDDEN * CLASSES)
+
+
+def physical_limit(k: int = 64, steps: int = 100) -> dict[str, float]:
+    """Achieved FLOP/s of a K-member sweep vs peak matmul and the K-batched matmul ceiling."""
+    n = 1024
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    mm = jax.jit(lambda a: a @ a)
+    peak_s = interleaved({"mm": lambda: mm(a)}, repeats=5)["mm"]
+    peak = 2 * n**3 / peak_s
+
+    # The model's own matmuls, K-batched, forward and backward (dW = x^T dy, dx = dy W^T).
+    ks = jax.random.split(jax.random.key(1), 4)
+    x = jax.random.normal(ks[0], (k, BATCH, DIM))
+    w1 = jax.random.normal(ks[1], (k, DIM, HIDDEN))
+    w2 = jax.random.normal(ks[2], (k, HIDDEN, CLASSES))
+
+    def matmuls(x, w1, w2):
+        def body(carry, _):
+            x, w1, w2 = carry
+            h = jnp.einsum("kbd,kdh->kbh", x, w1)
+            o = jnp.einsum("kbh,khc->kbc", h, w2)
+            dw2 = jnp.einsum("kbh,kbc->khc", h, o)
+            dh = jnp.einsum("kbc,khc->kbh", o, w2)
+            dw1 = jnp.einsum("kbd,kbh->kdh", x, dh)
+            return (x, w1 - 1e-6 * dw1, w2 - 1e-6 * dw2), None  # dx of layer 1 is not needed
+
+        return jax.lax.scan(body, (x, w1, w2), None, length=steps)[0]
+
+    mm_fn = jax.jit(matmuls)
+    # The forward+backward matmuls above: 2 + 2 + 2 (layer 2) and 2 + 2 minus dx (layer 1).
+    ceiling_flops = steps * k * 2 * BATCH * (2 * DIM * HIDDEN + 3 * HIDDEN * CLASSES)
+    ceiling_s = interleaved({"mm": lambda: mm_fn(x, w1, w2)}, repeats=3)["mm"]
+    ceiling = ceiling_flops / ceiling_s
+
+    peaks, warmups, cfg = _grid(k)
+    train_fn = make_train_fn()
+    res = jaxlr.sweep.run(train_fn, cfg, progress=False)
+    single = jax.jit(make_train_fn())
+    times = interleaved({
+        "sweep": lambda: jaxlr.sweep.run(train_fn, cfg, progress=False).metrics,
+        "loop": lambda: [single(_member(cfg, i)) for i in range(k)],
+    }, repeats=3)
+    flops = k * STEPS * _flops_per_member_step()
+    compiled = jax.jit(jax.vmap(train_fn)).lower(cfg).compile()
+    xla_flops = (compiled.cost_analysis() or {}).get("flops", float("nan"))
+    achieved = flops / times["sweep"]
+    return {
+        f"K={k} sweep GFLOP/s (model matmul FLOPs)": achieved / 1e9,
+        f"K={k} loop of jitted single runs GFLOP/s": flops / times["loop"] / 1e9,
+        "peak f32 matmul GFLOP/s (1024^2)": peak / 1e9,
+        f"K-batched model matmuls alone GFLOP/s (K={k})": ceiling / 1e9,
+        f"K={k} sweep / peak matmul": achieved / peak,
+        f"K={k} sweep / K-batched matmul ceiling": achieved / ceiling,
+        f"K={k} sweep speed / loop": times["loop"] / times["sweep"],
+        f"K={k} XLA cost-analysis FLOPs / model matmul FLOPs": xla_flops / flops,
+        f"K={k} compile seconds (not in the rates)": res.info["compile_seconds"],
+    }
+
+
+def overhead(k: int = 27) -> dict[str, float]:
+    """Python-driven population (NumPy iterator) vs run (in-device data), execution only."""
+    task = _Pop(0)
+    train_fn = task.train_fn()
+    out = {}
+    run_s = None
+    for spc in (1, 10):
+        def population(spc=spc):
+            pop = jaxlr.sweep.Population(task.init_fn, task.step_fn, task.configs,
+                                         key=jax.random.key(0), progress=False)
+            return pop.train(task.batches(), P_STEPS, steps_per_call=spc).result().metrics
+
+        fns = {"population": population}
+        if run_s is None:
+            fns["run"] = lambda: jaxlr.sweep.run(train_fn, task.configs, progress=False).metrics
+        t = interleaved(fns, repeats=3)
+        run_s = t.get("run", run_s)
+        out[f"population (NumPy iterator, {spc} step/call) / run (in-device), K={k}"] = (
+            t["population"] / run_s)
+    return out
+
+
+def search(seeds=P_SEEDS) -> dict[str, Any]:
+    """Halving vs grid (wall time, member-steps, best within 1%) and PBT vs grid, per seed."""
+    out: dict[str, Any] = {}
+    wins = 0
+    for seed in seeds:
+        task = _Pop(seed)
+        grid, grid_s = _timed(task.grid)
+        halved, halved_s = _timed(task.halving)
+        learned, pbt_s = _timed(lambda task=task, seed=seed: task.pbt(seed))
+        # Again, compiled programs cached: what the search costs once compiled.
+        _, grid_warm = _timed(task.grid)
+        _, halved_warm = _timed(task.halving)
+        g_best = float(np.nanmin(np.where(grid.diverged, np.nan, grid.final("val"))))
+        h_best = float(halved.best("val")["val"])
+        p_best = float(learned.best("val")["val"])
+        k = len(grid)
+        wins += p_best < g_best
+        out.update({
+            f"seed {seed}: halving / grid wall time (compile included)": halved_s / grid_s,
+            f"seed {seed}: halving / grid wall time, compiled (second run)":
+                halved_warm / grid_warm,
+            f"seed {seed}: halving / grid member-steps": halved.member_steps / (k * P_STEPS),
+            f"seed {seed}: halving best val / grid best val": h_best / g_best,
+            f"seed {seed}: halving reached the grid's best within 1%": bool(
+                h_best <= 1.01 * g_best),
+            f"seed {seed}: PBT best val / grid best val (equal member-steps)": p_best / g_best,
+            f"seed {seed}: PBT / grid wall time": pbt_s / grid_s,
+        })
+    out[f"PBT beat the grid's best on seeds (of {len(seeds)})"] = wins
+    return out
+
+
+def populations() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in (search, overhead, physical_limit):
+        r = part()
+        for n, v in r.items():
+            print(f"{n}: {v:.3g}" if isinstance(v, float) else f"{n}: {v}", flush=True)
+        out.update(r)
+    return out
+
+
 if __name__ == "__main__":
-    main()
+    populations() if sys.argv[1:] == ["populations"] else main()
