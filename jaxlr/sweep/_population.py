@@ -562,6 +562,7 @@ class Population:
         )
 
     def info(self) -> dict:
+        """Members, chunks, padding, devices, steps and trace/compile/run seconds so far."""
         return dict(
             num_members=self.num_members,
             chunk_size=self.chunk,
