@@ -59,8 +59,12 @@ GRIDS = {8: (4, 2), 32: (8, 4), 64: (8, 8), 128: (16, 8)}  # K: (peaks, warmups)
 _x = jax.random.normal(jax.random.key(0), (DATA, DIM))
 _y = jax.random.randint(jax.random.key(1), (DATA,), 0, CLASSES)
 _k1, _k2 = jax.random.split(jax.random.key(2))
-P0 = {"w1": jax.random.normal(_k1, (DIM, HIDDEN)) / DIM**0.5, "b1": jnp.zeros(HIDDEN),
-      "w2": jax.random.normal(_k2, (HIDDEN, CLASSES)) / HIDDEN**0.5, "b2": jnp.zeros(CLASSES)}
+P0 = {
+    "w1": jax.random.normal(_k1, (DIM, HIDDEN)) / DIM**0.5,
+    "b1": jnp.zeros(HIDDEN),
+    "w2": jax.random.normal(_k2, (HIDDEN, CLASSES)) / HIDDEN**0.5,
+    "b2": jnp.zeros(CLASSES),
+}
 
 
 def _loss(p, x, y):
@@ -88,8 +92,11 @@ def make_train_fn():
     """A fresh jaxlr train_fn (a new function object, so nothing is cached from earlier runs)."""
 
     def train_fn(cfg):
-        return _train(jaxlr.schedules.warmup_cosine(
-            peak_value=cfg["peak_value"], warmup_steps=cfg["warmup_steps"], total_steps=STEPS))
+        return _train(
+            jaxlr.schedules.warmup_cosine(
+                peak_value=cfg["peak_value"], warmup_steps=cfg["warmup_steps"], total_steps=STEPS
+            )
+        )
 
     return train_fn
 
@@ -97,9 +104,15 @@ def make_train_fn():
 def _optax_train(peak, warmup: int):
     # optax.warmup_cosine_decay_schedule cannot even trace peak_value (it branches on it in
     # Python); the same law joined from its parts can, with warmup a Python int.
-    return _train(optax.join_schedules(
-        [optax.linear_schedule(0.0, peak, warmup),
-         optax.cosine_decay_schedule(peak, STEPS - warmup)], [warmup]))
+    return _train(
+        optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, peak, warmup),
+                optax.cosine_decay_schedule(peak, STEPS - warmup),
+            ],
+            [warmup],
+        )
+    )
 
 
 def _grid(k):
@@ -111,8 +124,12 @@ def _grid(k):
 
 def _mib(compiled) -> float:
     m = compiled.memory_analysis()
-    return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-            - m.alias_size_in_bytes) / 2**20
+    return (
+        m.argument_size_in_bytes
+        + m.output_size_in_bytes
+        + m.temp_size_in_bytes
+        - m.alias_size_in_bytes
+    ) / 2**20
 
 
 def _member(cfg, i):
@@ -127,13 +144,13 @@ def measure(k: int, mesh=None) -> dict[str, float]:
     t_jaxlr = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    mapped = jaxlr.sweep.run(map_fn := make_train_fn(), cfg, mesh=mesh, progress=False,
-                             vmap_size=1)
+    mapped = jaxlr.sweep.run(map_fn := make_train_fn(), cfg, mesh=mesh, progress=False, vmap_size=1)
     t_map = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    optax_losses = [block(jax.jit(jax.vmap(lambda p, w=int(w): _optax_train(p, w)))(peaks))
-                    for w in warmups]
+    optax_losses = [
+        block(jax.jit(jax.vmap(lambda p, w=int(w): _optax_train(p, w)))(peaks)) for w in warmups
+    ]
     t_optax = time.perf_counter() - t0
 
     single = jax.jit(make_train_fn())
@@ -144,30 +161,39 @@ def measure(k: int, mesh=None) -> dict[str, float]:
 
     # Same numbers three ways (member order of grid: peak-major, warmup-minor).
     loop_loss = np.stack([o["loss"] for o in loop_out])
-    np.testing.assert_allclose(res.metrics["loss"][:, :20], loop_loss[:, :20], rtol=1e-3,
-                               atol=1e-5)
-    np.testing.assert_allclose(mapped.metrics["loss"][:, :20], loop_loss[:, :20], rtol=1e-3,
-                               atol=1e-5)
+    np.testing.assert_allclose(res.metrics["loss"][:, :20], loop_loss[:, :20], rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(
+        mapped.metrics["loss"][:, :20], loop_loss[:, :20], rtol=1e-3, atol=1e-5
+    )
     opt = np.stack([np.asarray(o["loss"]) for o in optax_losses], 1).reshape(k, STEPS)
     # Same law written two ways: equal until rounding differences grow at the largest peak LR.
     np.testing.assert_allclose(opt[:, :20], loop_loss[:, :20], rtol=1e-3, atol=1e-5)
 
-    run_only = interleaved({
-        "jaxlr": lambda: jaxlr.sweep.run(train_fn, cfg, mesh=mesh, progress=False).metrics,
-        "jaxlr_map": lambda: jaxlr.sweep.run(map_fn, cfg, mesh=mesh, progress=False,
-                                             vmap_size=1).metrics,
-        "loop": lambda: [single(_member(cfg, i)) for i in range(k)],
-    }, repeats=3)
+    run_only = interleaved(
+        {
+            "jaxlr": lambda: jaxlr.sweep.run(train_fn, cfg, mesh=mesh, progress=False).metrics,
+            "jaxlr_map": lambda: (
+                jaxlr.sweep.run(map_fn, cfg, mesh=mesh, progress=False, vmap_size=1).metrics
+            ),
+            "loop": lambda: [single(_member(cfg, i)) for i in range(k)],
+        },
+        repeats=3,
+    )
     member0 = _member(cfg, 0)
     return dict(
-        jaxlr_s=t_jaxlr, optax_s=t_optax, loop_s=t_loop, map_s=t_map,
+        jaxlr_s=t_jaxlr,
+        optax_s=t_optax,
+        loop_s=t_loop,
+        map_s=t_map,
         map_run_s=run_only["jaxlr_map"],
         jaxlr_compile_s=res.info["compile_seconds"],
-        jaxlr_run_s=run_only["jaxlr"], loop_run_s=run_only["loop"],
+        jaxlr_run_s=run_only["jaxlr"],
+        loop_run_s=run_only["loop"],
         jaxlr_mib=res.info["memory_bytes"] / 2**20,
         loop_mib=_mib(jax.jit(make_train_fn()).lower(member0).compile()),
-        optax_mib=_mib(jax.jit(jax.vmap(lambda p: _optax_train(p, int(warmups[-1]))))
-                       .lower(peaks).compile()),
+        optax_mib=_mib(
+            jax.jit(jax.vmap(lambda p: _optax_train(p, int(warmups[-1])))).lower(peaks).compile()
+        ),
     )
 
 
@@ -178,13 +204,14 @@ def _ratios(k: int, m: dict[str, float], tag: str = "") -> dict[str, float]:
         f"jitted loop / jaxlr{tag}, execution only, K={k}": m["loop_run_s"] / m["jaxlr_run_s"],
         f"optax per-config compile / jaxlr(vmap_size=1){tag}, K={k}": m["optax_s"] / m["map_s"],
         f"jitted loop / jaxlr(vmap_size=1){tag}, K={k}": m["loop_s"] / m["map_s"],
-        f"jitted loop / jaxlr(vmap_size=1){tag}, execution only, K={k}":
-            m["loop_run_s"] / m["map_run_s"],
+        f"jitted loop / jaxlr(vmap_size=1){tag}, execution only, K={k}": m["loop_run_s"]
+        / m["map_run_s"],
         f"ms per config jaxlr{tag}, K={k}": 1e3 * m["jaxlr_s"] / k,
         f"ms per config optax{tag}, K={k}": 1e3 * m["optax_s"] / k,
         f"ms per config loop{tag}, K={k}": 1e3 * m["loop_s"] / k,
-        f"memory MiB jaxlr / loop / optax{tag}, K={k}":
-            f"{m['jaxlr_mib']:.2f} / {m['loop_mib']:.2f} / {m['optax_mib']:.2f}",
+        f"memory MiB jaxlr / loop / optax{tag}, K={k}": (
+            f"{m['jaxlr_mib']:.2f} / {m['loop_mib']:.2f} / {m['optax_mib']:.2f}"
+        ),
     }
 
 
@@ -192,14 +219,21 @@ def _sharded_child(ks) -> dict[str, float]:
     """Runs this module in a child with one CPU device per core and returns its ratios."""
     cores = os.cpu_count() or 1
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={cores}"}
-    code = ("import json, benchmarks.sweep as b; "
-            f"print('RESULT ' + json.dumps(b.sharded({list(ks)!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                         timeout=600)
+    code = (
+        "import json, benchmarks.sweep as b; "
+        f"print('RESULT ' + json.dumps(b.sharded({list(ks)!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        timeout=600,
+    )
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise RuntimeError(f"sharded child failed: {out.stderr[-2000:]}")
 
 
@@ -252,9 +286,12 @@ def _teacher_task(seed: int):
 
 def _p0(seed: int):
     k1, k2 = jax.random.split(jax.random.key(10 + seed))
-    return {"w1": jax.random.normal(k1, (DIM, HIDDEN)) / DIM**0.5, "b1": jnp.zeros(HIDDEN),
-            "w2": jax.random.normal(k2, (HIDDEN, CLASSES)) / HIDDEN**0.5,
-            "b2": jnp.zeros(CLASSES)}
+    return {
+        "w1": jax.random.normal(k1, (DIM, HIDDEN)) / DIM**0.5,
+        "b1": jnp.zeros(HIDDEN),
+        "w2": jax.random.normal(k2, (HIDDEN, CLASSES)) / HIDDEN**0.5,
+        "b2": jnp.zeros(CLASSES),
+    }
 
 
 class _Pop:
@@ -270,12 +307,17 @@ class _Pop:
 
     @staticmethod
     def schedule(c):
-        return jaxlr.schedules.warmup_cosine(peak_value=c["peak_value"],
-                                             warmup_steps=c["warmup_steps"], total_steps=P_STEPS)
+        return jaxlr.schedules.warmup_cosine(
+            peak_value=c["peak_value"], warmup_steps=c["warmup_steps"], total_steps=P_STEPS
+        )
 
     def _init_fn(self, c, key):
-        return {"p": self.p0, "m": jax.tree.map(jnp.zeros_like, self.p0),
-                "v": jax.tree.map(jnp.zeros_like, self.p0), "t": jnp.zeros((), jnp.int32)}
+        return {
+            "p": self.p0,
+            "m": jax.tree.map(jnp.zeros_like, self.p0),
+            "v": jax.tree.map(jnp.zeros_like, self.p0),
+            "t": jnp.zeros((), jnp.int32),
+        }
 
     def _step_fn(self, state, c, batch):
         """Adam written out, its LR read from ``c`` at every step (so PBT may change it)."""
@@ -285,10 +327,12 @@ class _Pop:
         m = jax.tree.map(lambda m, g: 0.9 * m + 0.1 * g, state["m"], g)
         v = jax.tree.map(lambda v, g: 0.999 * v + 0.001 * g * g, state["v"], g)
         corr = jnp.sqrt(1 - 0.999**t) / (1 - 0.9**t)
-        p = jax.tree.map(lambda p, m, v: p - lr * corr * m / (jnp.sqrt(v) + 1e-8),
-                         state["p"], m, v)
+        p = jax.tree.map(lambda p, m, v: p - lr * corr * m / (jnp.sqrt(v) + 1e-8), state["p"], m, v)
         return {"p": p, "m": m, "v": v, "t": t}, {
-            "loss": loss, "lr": lr, "val": _loss(p, self.xv, self.yv)}
+            "loss": loss,
+            "lr": lr,
+            "val": _loss(p, self.xv, self.yv),
+        }
 
     def batches(self):
         for idx in self.index:
@@ -317,16 +361,32 @@ class _Pop:
 
     def halving(self, steps_per_call=10):
         return jaxlr.sweep.successive_halving(
-            self.init_fn, self.step_fn, self.configs, self.batches(), key=jax.random.key(0),
-            rungs=[P_STEPS // 9, P_STEPS // 3, P_STEPS], eta=3, metric="val",
-            steps_per_call=steps_per_call, progress=False)
+            self.init_fn,
+            self.step_fn,
+            self.configs,
+            self.batches(),
+            key=jax.random.key(0),
+            rungs=[P_STEPS // 9, P_STEPS // 3, P_STEPS],
+            eta=3,
+            metric="val",
+            steps_per_call=steps_per_call,
+            progress=False,
+        )
 
     def pbt(self, seed):
         # The peak LR is explored; the warmup stays the member's own.
         return jaxlr.sweep.pbt(
-            self.init_fn, self.step_fn, self.configs, self.batches(), key=jax.random.key(seed),
-            num_steps=P_STEPS, interval=P_STEPS // 9, metric="val",
-            space={"peak_value": ("log_uniform", P_PEAKS[0], P_PEAKS[-1])}, progress=False)
+            self.init_fn,
+            self.step_fn,
+            self.configs,
+            self.batches(),
+            key=jax.random.key(seed),
+            num_steps=P_STEPS,
+            interval=P_STEPS // 9,
+            metric="val",
+            space={"peak_value": ("log_uniform", P_PEAKS[0], P_PEAKS[-1])},
+            progress=False,
+        )
 
 
 def _timed(fn):
@@ -375,10 +435,13 @@ def physical_limit(k: int = 64, steps: int = 100) -> dict[str, float]:
     train_fn = make_train_fn()
     res = jaxlr.sweep.run(train_fn, cfg, progress=False)
     single = jax.jit(make_train_fn())
-    times = interleaved({
-        "sweep": lambda: jaxlr.sweep.run(train_fn, cfg, progress=False).metrics,
-        "loop": lambda: [single(_member(cfg, i)) for i in range(k)],
-    }, repeats=3)
+    times = interleaved(
+        {
+            "sweep": lambda: jaxlr.sweep.run(train_fn, cfg, progress=False).metrics,
+            "loop": lambda: [single(_member(cfg, i)) for i in range(k)],
+        },
+        repeats=3,
+    )
     flops = k * STEPS * _flops_per_member_step()
     achieved = flops / times["sweep"]
     return {
@@ -400,9 +463,11 @@ def overhead(k: int = 27) -> dict[str, float]:
     out = {}
     run_s = None
     for spc in (1, 10):
+
         def population(spc=spc):
-            pop = jaxlr.sweep.Population(task.init_fn, task.step_fn, task.configs,
-                                         key=jax.random.key(0), progress=False)
+            pop = jaxlr.sweep.Population(
+                task.init_fn, task.step_fn, task.configs, key=jax.random.key(0), progress=False
+            )
             return pop.train(task.batches(), P_STEPS, steps_per_call=spc).result().metrics
 
         fns = {"population": population}
@@ -411,7 +476,8 @@ def overhead(k: int = 27) -> dict[str, float]:
         t = interleaved(fns, repeats=3)
         run_s = t.get("run", run_s)
         out[f"population (NumPy iterator, {spc} step/call) / run (in-device), K={k}"] = (
-            t["population"] / run_s)
+            t["population"] / run_s
+        )
     return out
 
 
@@ -432,17 +498,20 @@ def search(seeds=P_SEEDS) -> dict[str, Any]:
         p_best = float(learned.best("val")["val"])
         k = len(grid)
         wins += p_best < g_best
-        out.update({
-            f"seed {seed}: halving / grid wall time (compile included)": halved_s / grid_s,
-            f"seed {seed}: halving / grid wall time, compiled (second run)":
-                halved_warm / grid_warm,
-            f"seed {seed}: halving / grid member-steps": halved.member_steps / (k * P_STEPS),
-            f"seed {seed}: halving best val / grid best val": h_best / g_best,
-            f"seed {seed}: halving reached the grid's best within 1%": bool(
-                h_best <= 1.01 * g_best),
-            f"seed {seed}: PBT best val / grid best val (equal member-steps)": p_best / g_best,
-            f"seed {seed}: PBT / grid wall time": pbt_s / grid_s,
-        })
+        out.update(
+            {
+                f"seed {seed}: halving / grid wall time (compile included)": halved_s / grid_s,
+                f"seed {seed}: halving / grid wall time, compiled (second run)": halved_warm
+                / grid_warm,
+                f"seed {seed}: halving / grid member-steps": halved.member_steps / (k * P_STEPS),
+                f"seed {seed}: halving best val / grid best val": h_best / g_best,
+                f"seed {seed}: halving reached the grid's best within 1%": bool(
+                    h_best <= 1.01 * g_best
+                ),
+                f"seed {seed}: PBT best val / grid best val (equal member-steps)": p_best / g_best,
+                f"seed {seed}: PBT / grid wall time": pbt_s / grid_s,
+            }
+        )
     out[f"PBT beat the grid's best on seeds (of {len(seeds)})"] = wins
     return out
 

@@ -52,9 +52,9 @@ class Task:
         return C.cross_entropy(self.graphdef, p, x, y)
 
     def lr(self, c, t):
-        return jaxlr.schedules.warmup_cosine(peak_value=c["peak_value"],
-                                             warmup_steps=c["warmup_steps"],
-                                             total_steps=self.steps)(t)
+        return jaxlr.schedules.warmup_cosine(
+            peak_value=c["peak_value"], warmup_steps=c["warmup_steps"], total_steps=self.steps
+        )(t)
 
     def _init(self, c, key):
         return {"p": self.params0, "o": optax.adam(1.0).init(self.params0)}
@@ -66,8 +66,12 @@ class Task:
         u, o = optax.adam(lr).update(g, state["o"], state["p"])
         p = optax.apply_updates(state["p"], u)
         due = (t + 1) % self.interval == 0
-        val = jax.lax.cond(due, lambda q: self.loss(q, self.xv, self.yv),
-                           lambda q: jnp.asarray(jnp.nan, jnp.float32), p)
+        val = jax.lax.cond(
+            due,
+            lambda q: self.loss(q, self.xv, self.yv),
+            lambda q: jnp.asarray(jnp.nan, jnp.float32),
+            p,
+        )
         return {"p": p, "o": o}, {"loss": loss, "lr": lr, "val": val}
 
     def batches(self, seed):
@@ -75,17 +79,27 @@ class Task:
             yield {"x": x, "y": y, "t": np.int32(t)}
 
     def grid(self, seed):
-        pop = jaxlr.sweep.Population(self.init_fn, self.step_fn, self.configs,
-                                     key=jax.random.key(seed), progress=False)
+        pop = jaxlr.sweep.Population(
+            self.init_fn, self.step_fn, self.configs, key=jax.random.key(seed), progress=False
+        )
         return pop.train(self.batches(seed), self.steps, steps_per_call=self.interval).result()
 
     def pbt(self, seed):
         return jaxlr.sweep.pbt(
-            self.init_fn, self.step_fn, self.configs, self.batches(seed),
-            key=jax.random.key(seed), num_steps=self.steps, interval=self.interval,
-            metric="val", space={"peak_value": ("log_uniform", self.peaks[0], self.peaks[-1]),
-                                 "warmup_steps": ("uniform", 0.0, self.steps / 3)},
-            progress=False)
+            self.init_fn,
+            self.step_fn,
+            self.configs,
+            self.batches(seed),
+            key=jax.random.key(seed),
+            num_steps=self.steps,
+            interval=self.interval,
+            metric="val",
+            space={
+                "peak_value": ("log_uniform", self.peaks[0], self.peaks[-1]),
+                "warmup_steps": ("uniform", 0.0, self.steps / 3),
+            },
+            progress=False,
+        )
 
     def retrain(self, schedule, seed):
         """From scratch in one call: ``optax.adam(schedule)`` on the same batches."""
@@ -116,8 +130,17 @@ def transformer_task():
             x, y = C.reverse_task(k, batch=batch, length=length, vocab=vocab)
             yield np.asarray(x), np.asarray(y)
 
-    return Task("transformer (sequence reversal)", graphdef, params0, data, val, steps, 30,
-                PEAKS_T, WARMUPS_T)
+    return Task(
+        "transformer (sequence reversal)",
+        graphdef,
+        params0,
+        data,
+        val,
+        steps,
+        30,
+        PEAKS_T,
+        WARMUPS_T,
+    )
 
 
 def digits_task():
@@ -148,35 +171,68 @@ def main():
             g = grid.best("val")
             w = learned.winner
             retrained = task.retrain(learned.schedule(), seed)
-            runs.append(dict(
-                seed=seed, grid_best=float(g["val"]), grid_peak=g["peak_value"],
-                grid_warmup=g["warmup_steps"], pbt=float(learned.metrics["val"][w, -1]),
-                retrained=retrained, lr_path=learned.lr_path(),
-                member_steps=(len(grid) * task.steps, learned.member_steps)))
+            runs.append(
+                dict(
+                    seed=seed,
+                    grid_best=float(g["val"]),
+                    grid_peak=g["peak_value"],
+                    grid_warmup=g["warmup_steps"],
+                    pbt=float(learned.metrics["val"][w, -1]),
+                    retrained=retrained,
+                    lr_path=learned.lr_path(),
+                    member_steps=(len(grid) * task.steps, learned.member_steps),
+                )
+            )
             ax[j].plot(learned.lr_path(), label=f"PBT winner, seed {seed}")
-            best_fixed = task.lr({"peak_value": g["peak_value"],
-                                  "warmup_steps": g["warmup_steps"]}, np.arange(task.steps))
-            ax[j].plot(np.asarray(best_fixed), ls="--", lw=0.8,
-                       label=f"best grid schedule, seed {seed}")
+            best_fixed = task.lr(
+                {"peak_value": g["peak_value"], "warmup_steps": g["warmup_steps"]},
+                np.arange(task.steps),
+            )
+            ax[j].plot(
+                np.asarray(best_fixed), ls="--", lw=0.8, label=f"best grid schedule, seed {seed}"
+            )
         wins = sum(r["pbt"] < r["grid_best"] for r in runs)
         verdicts.append(wins)
         per_task[task.name] = runs
         for r in runs:
-            rows.append([task.name, r["seed"], r["grid_best"],
-                         f"{r['grid_peak']:.2g} / {r['grid_warmup']:.0f}", r["pbt"],
-                         r["pbt"] / r["grid_best"], r["retrained"],
-                         "yes" if r["pbt"] < r["grid_best"] else "no"])
+            rows.append(
+                [
+                    task.name,
+                    r["seed"],
+                    r["grid_best"],
+                    f"{r['grid_peak']:.2g} / {r['grid_warmup']:.0f}",
+                    r["pbt"],
+                    r["pbt"] / r["grid_best"],
+                    r["retrained"],
+                    "yes" if r["pbt"] < r["grid_best"] else "no",
+                ]
+            )
         ax[j].set(yscale="log", xlabel="step", ylabel="learning rate", title=task.name)
         ax[j].legend(fontsize=6)
-    table = C.md_table(["task", "seed", "grid best val loss", "its peak / warmup",
-                        "PBT winner val loss", "PBT / grid", "exported schedule retrained",
-                        "PBT won"], rows)
+    table = C.md_table(
+        [
+            "task",
+            "seed",
+            "grid best val loss",
+            "its peak / warmup",
+            "PBT winner val loss",
+            "PBT / grid",
+            "exported schedule retrained",
+            "PBT won",
+        ],
+        rows,
+    )
     names = list(per_task)
-    lines = [f"{n}: PBT beat the best grid member on {v}/{len(SEEDS)} seeds"
-             for n, v in zip(names, verdicts)]
+    lines = [
+        f"{n}: PBT beat the best grid member on {v}/{len(SEEDS)} seeds"
+        for n, v in zip(names, verdicts)
+    ]
     won = all(v == len(SEEDS) for v in verdicts)
-    plain = ("PBT won on every seed of both tasks." if won else
-             "PBT did not win on every seed: " + "; ".join(lines) + ".")
+    plain = (
+        "PBT won on every seed of both tasks."
+        if won
+        else "PBT did not win on every seed: " + "; ".join(lines) + "."
+    )
     summary = f"""# PBT discovers LR schedules vs the best fixed schedule of an equal-compute grid
 
 Grid: warmup_cosine over peak LR x warmup ({len(PEAKS_T)} x {len(WARMUPS_T)} = 18 members),
@@ -185,13 +241,15 @@ member-steps), every 30 steps the worst quarter copies the best quarter and pert
 and warmup (x0.8 / x1.2, resample with p = 0.25), all inside one compiled program
 (``jaxlr.sweep.pbt``). Validation loss on held-out data at the end. "Retrained": the winner's
 applied LR exported as a ``piecewise_constant`` schedule and trained from scratch with
-``optax.adam(schedule)`` on the same batches (it should equal the PBT winner).
+``optax.adam(schedule)`` on the same batches (it should equal the PBT winner: it does on the
+MLP; on the Transformer, whose validation loss ends near 3e-4, the unbatched retrain's rounding
+differs from the vmapped population's and the small losses drift apart by up to 1.4x).
 
 {table}
 
 **Did PBT win? {plain}**
 
-{chr(10).join('- ' + ln for ln in lines)}
+{chr(10).join("- " + ln for ln in lines)}
 """
     record = dict(seeds=SEEDS, tasks=per_task, verdict=plain)
     C.write("pbt_schedule", summary=summary, record=record, fig=fig, started=started)
