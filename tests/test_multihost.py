@@ -19,7 +19,16 @@ from test_population_pbt import CONFIGS, SPACE
 import jaxlr
 
 STEPS = 8
-PBT = dict(key=KEY, num_steps=STEPS, interval=4, metric="val", space=SPACE, progress=False)
+FAST = {"xla_backend_optimization_level": 0}  # compile-bound: LLVM's optimizations cost more
+PBT = dict(
+    key=KEY,
+    num_steps=STEPS,
+    interval=4,
+    metric="val",
+    space=SPACE,
+    progress=False,
+    compiler_options=FAST,
+)
 RUN_CONFIGS = jaxlr.sweep.grid(peak_value=[1e-3, 1e-2, 3e-2, 1e-1], warmup_steps=[0.0, 5.0])
 
 _WORKER = textwrap.dedent("""
@@ -33,17 +42,18 @@ _WORKER = textwrap.dedent("""
     from jax.sharding import Mesh
     import jaxlr
     import test_sweep as ts
-    from test_multihost import PBT, RUN_CONFIGS, STEPS
+    from test_multihost import FAST, PBT, RUN_CONFIGS, STEPS
     from test_population import KEY, batches, init_fn
     from test_population_halving import with_val
     from test_population_pbt import CONFIGS
 
     assert jax.device_count() == 8 and jax.local_device_count() == 4, jax.devices()
     mesh = Mesh(np.array(jax.devices()), ("members",))
-    swept = jaxlr.sweep.run(ts.train_fn, RUN_CONFIGS, mesh=mesh, progress=False)
+    swept = jaxlr.sweep.run(ts.train_fn, RUN_CONFIGS, mesh=mesh, progress=False,
+                            compiler_options=FAST)
     pop = jaxlr.sweep.Population(init_fn, with_val, CONFIGS, key=KEY, mesh=mesh,
-                                 progress=False).train(batches(steps=STEPS), STEPS,
-                                                       steps_per_call=4)
+                                 compiler_options=FAST, progress=False)
+    pop.train(batches(steps=STEPS), STEPS, steps_per_call=4)
     res = pop.result()
     pbt = jaxlr.sweep.pbt(init_fn, with_val, CONFIGS, batches(steps=STEPS), mesh=mesh, **PBT)
     assert swept.info["devices"] == 8 and res.info["devices"] == 8
@@ -88,8 +98,10 @@ def test_two_processes_on_an_8_device_mesh_equal_one_process(tmp_path):
     for i, (o, e) in enumerate(logs):
         assert f"MULTIHOST-OK {i}" in o, o + e[-4000:]
     got = np.load(out)
-    swept = jaxlr.sweep.run(ts.train_fn, RUN_CONFIGS, progress=False)
-    pop = jaxlr.sweep.Population(init_fn, with_val, CONFIGS, key=KEY, progress=False)
+    swept = jaxlr.sweep.run(ts.train_fn, RUN_CONFIGS, progress=False, compiler_options=FAST)
+    pop = jaxlr.sweep.Population(
+        init_fn, with_val, CONFIGS, key=KEY, progress=False, compiler_options=FAST
+    )
     res = pop.train(batches(steps=STEPS), STEPS, steps_per_call=4).result()
     pbt = jaxlr.sweep.pbt(init_fn, with_val, CONFIGS, batches(steps=STEPS), **PBT)
     np.testing.assert_allclose(got["run"], swept.metrics["loss"], rtol=2e-5, atol=1e-6)

@@ -15,7 +15,16 @@ import jaxlr
 T, INTERVAL = 16, 4
 CONFIGS = jaxlr.sweep.grid(lr=[0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2], momentum=0.5)
 SPACE = {"lr": ("log_uniform", 1e-3, 0.3)}
-OPTS = dict(key=KEY, num_steps=T, interval=INTERVAL, metric="val", space=SPACE, progress=False)
+FAST = {"xla_backend_optimization_level": 0}  # compile-bound tests: skip LLVM's optimizations
+OPTS = dict(
+    key=KEY,
+    num_steps=T,
+    interval=INTERVAL,
+    metric="val",
+    space=SPACE,
+    progress=False,
+    compiler_options=FAST,
+)
 
 
 @pytest.fixture(scope="module")

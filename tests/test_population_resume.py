@@ -13,12 +13,19 @@ import numpy as np
 import pytest
 from test_population import KEY, batches, init_fn
 from test_population_halving import with_val
-from test_population_pbt import CONFIGS, SPACE, T
+from test_population_pbt import CONFIGS, FAST, SPACE, T
 
 import jaxlr
 
 OPTS = dict(
-    key=KEY, num_steps=T, interval=4, metric="val", space=SPACE, progress=False, checkpoint_every=4
+    key=KEY,
+    num_steps=T,
+    interval=4,
+    metric="val",
+    space=SPACE,
+    progress=False,
+    checkpoint_every=4,
+    compiler_options=FAST,
 )
 
 _KILLED = textwrap.dedent("""
