@@ -133,9 +133,9 @@ def successive_halving(
         compiler_options=compiler_options,
         progress=progress,
         _required=(("metric", metric),),
+        _name="successive_halving",
     )
     pop = Population(init_fn, step_fn, configs, key=key, **common)
-    pop._fn = "successive_halving"
     idx = np.arange(k)  # original index of each current member
     holder = {"idx": idx}
     source = iter(batches)
@@ -182,7 +182,6 @@ def successive_halving(
         )
         seconds = (pop.trace_seconds, pop.compile_seconds, pop.run_seconds)
         pop = Population(init_fn, step_fn, start.config, key=key, _start=start, **common)
-        pop._fn = "successive_halving"
         pop.trace_seconds, pop.compile_seconds, pop.run_seconds = (
             pop.trace_seconds + seconds[0],
             pop.compile_seconds + seconds[1],

@@ -335,8 +335,8 @@ def pbt(
         progress=progress,
         _required=(("metric", metric), ("lr", lr)),
         _between=between,
+        _name="pbt",
     )
-    pop._fn = "pbt"
     pop.fingerprint_extra = {"pbt": repr(setting)}
     pop.train(
         batches,

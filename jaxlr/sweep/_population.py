@@ -170,7 +170,10 @@ class Population:
         _required: tuple = (),
         _between: Callable | None = None,
         _start: Carry | None = None,
+        _name: str | None = None,
     ):
+        if _name is not None:  # the public function that built this population, for errors
+            self._fn = _name
         c = Checker(self._fn)
         for name, fn in (("init_fn", init_fn), ("step_fn", step_fn)):
             if not callable(fn):
