@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,11 +44,12 @@ from jaxlr.schedules import (
     step,
     swa,
 )
+from jaxlr.transforms import reduce_on_plateau
 
 __all__ = [
     "ChainedScheduler", "ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts",
     "CyclicLR", "ExponentialLR", "LambdaLR", "LinearLR", "MultiStepLR", "MultiplicativeLR",
-    "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "ReduceLROnPlateauState", "SWALR",
+    "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "SWALR",
     "SequentialLR", "StepLR",
 ]
 
@@ -887,22 +888,6 @@ def ChainedScheduler(*, schedulers: Sequence[Schedule], lr: ArrayLike) -> Schedu
 # ReduceLROnPlateau
 
 
-class ReduceLROnPlateauState(NamedTuple):
-    """State of :func:`ReduceLROnPlateau`: torch's counters plus the traceable hyperparameters."""
-
-    lr: jax.Array  # [] the current learning rate (torch's param_group["lr"])
-    best: jax.Array  # [] best metric so far (+inf / -inf before the first step)
-    num_bad_epochs: jax.Array  # [] int32
-    cooldown_counter: jax.Array  # [] int32
-    last_epoch: jax.Array  # [] int32, number of ``value``s taken in
-    factor: jax.Array  # [] hyperparameters below, as arrays so they can be traced and swept
-    patience: jax.Array
-    threshold: jax.Array
-    cooldown: jax.Array
-    min_lr: jax.Array
-    eps: jax.Array
-
-
 def ReduceLROnPlateau(
     *,
     lr: ArrayLike,
@@ -914,21 +899,33 @@ def ReduceLROnPlateau(
     cooldown: ArrayLike = 0,
     min_lr: ArrayLike = 0.0,
     eps: ArrayLike = 1e-8,
+    steps_per_epoch: int | None = None,
+    observe_in_update: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Torch's ``ReduceLROnPlateau`` as an Optax transform that scales updates by the LR.
 
-    ``update(updates, state, params=None, *, value)`` first takes in ``value`` exactly as
-    ``scheduler.step(value)`` does, then multiplies ``updates`` by the resulting LR, so after
-    values :math:`v_1 \dots v_t` the scale is torch's ``get_last_lr()[0]``. Per value:
-    improvement is :math:`v < b(1 - \theta)` (min, rel), :math:`v < b - \theta` (min, abs),
-    :math:`v > b(1 + \theta)` (max, rel) or :math:`v > b + \theta` (max, abs); without it the
-    bad-step count grows; during cooldown it is reset; when it exceeds ``patience`` the LR
-    becomes :math:`\max(\eta f, \eta_{min})` (if that lowers it by more than ``eps``) and
-    cooldown starts.
+    It is :func:`jaxlr.transforms.reduce_on_plateau` with torch's arguments: ``lr`` is
+    ``init_value``, ``min_lr`` is ``min_value``, ``eps`` is ``min_decrease``, and torch's
+    relative threshold is ``threshold_mode="signed_rel"``. ``update(updates, state,
+    params=None, *, value)`` first takes in ``value`` exactly as ``scheduler.step(value)`` does,
+    then multiplies ``updates`` by the resulting LR, so after values :math:`v_1 \dots v_t` the
+    scale is torch's ``get_last_lr()[0]``. Per value: improvement is :math:`v < b(1 - \theta)`
+    (min, rel), :math:`v < b - \theta` (min, abs), :math:`v > b(1 + \theta)` (max, rel) or
+    :math:`v > b + \theta` (max, abs); without it the bad-step count grows; during cooldown it
+    is reset; when it exceeds ``patience`` the LR becomes :math:`\max(\eta f, \eta_{min})` (if
+    that lowers it by more than ``eps``) and cooldown starts.
+
+    Torch's per-epoch loop (``for epoch: train; scheduler.step(val_loss)``) is
+    ``steps_per_epoch=k``: pass the last finished epoch's metric at every update; it is taken
+    in at the first update of each epoch after the first, and every update is scaled, so the
+    LR of each training step equals torch's. Or, at any cadence: ``observe_in_update=False``
+    and ``jaxlr.transforms.observe(state, val_loss)`` where torch calls ``scheduler.step``.
 
     Torch quirk kept: in ``rel`` mode with negative metrics :math:`b(1 - \theta)` lies *above*
     ``b`` in min mode, so a slightly worse value counts as an improvement (and max mode misses
-    real improvements). The native plateau transform in ``jaxlr.transforms`` is negative-safe.
+    real improvements). The native ``threshold_mode="rel"`` is negative-safe. Deliberate
+    difference: a NaN or infinite metric is skipped (counted in ``state.num_skipped``), where
+    torch counts NaN as a bad epoch and lets ``-inf`` become ``best`` for good.
 
     Args:
         lr: the optimizer's initial learning rate.
@@ -940,11 +937,15 @@ def ReduceLROnPlateau(
         cooldown: steps after a reduction during which bad steps are not counted.
         min_lr: ``eta_min``, the floor.
         eps: the smallest reduction applied.
+        steps_per_epoch: ``None`` (every update takes in ``value``) or the updates per epoch.
+        observe_in_update: ``False``: updates take no ``value=`` (use
+            ``jaxlr.transforms.observe``).
 
     Returns:
-        An ``optax.GradientTransformationExtraArgs``; its state
-        (:class:`ReduceLROnPlateauState`) holds the current LR in ``state.lr`` and every numeric
-        hyperparameter as an array, so they can be traced (jit, vmap over a sweep of states).
+        An ``optax.GradientTransformationExtraArgs`` with a
+        :class:`jaxlr.transforms.PlateauState`: the current LR is ``state.lr`` (and
+        ``jaxlr.transforms.current_lr`` reads it in any chain), every numeric hyperparameter is
+        an array in ``state.hyperparams``, so they can be traced (jit, vmap over a sweep).
 
     Raises:
         ValueError: ``factor`` >= 1 and unknown modes (torch's checks), NaN.
@@ -963,6 +964,9 @@ def ReduceLROnPlateau(
         PyTorch ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
     """
     c = Checker("ReduceLROnPlateau")
+    for name, value in (("mode", mode), ("threshold_mode", threshold_mode)):
+        if not isinstance(value, str):
+            c.fail(f"{name} must be a string (a static option), got {name}={value!r}")
     c.choice("mode", mode, ("min", "max"))
     c.choice("threshold_mode", threshold_mode, ("rel", "abs"))
     f = c.finite("factor", factor)
@@ -972,38 +976,8 @@ def ReduceLROnPlateau(
     for name, v in (("patience", patience), ("threshold", threshold), ("cooldown", cooldown),
                     ("min_lr", min_lr), ("eps", eps)):
         c.number(name, v)
-
-    def init(params):
-        del params
-        i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
-        return ReduceLROnPlateauState(
-            lr=as_float(lr), best=as_float(jnp.inf if mode == "min" else -jnp.inf),
-            num_bad_epochs=i32(0), cooldown_counter=i32(0), last_epoch=i32(0),
-            factor=as_float(factor), patience=as_float(patience), threshold=as_float(threshold),
-            cooldown=i32(cooldown), min_lr=as_float(min_lr), eps=as_float(eps))
-
-    def update(updates, state, params=None, *, value, **extra_args):
-        del params, extra_args
-        s = state
-        v = jnp.asarray(value, s.best.dtype)
-        if threshold_mode == "rel":
-            bar = s.best * (1.0 - s.threshold if mode == "min" else 1.0 + s.threshold)
-        else:
-            bar = s.best - s.threshold if mode == "min" else s.best + s.threshold
-        better = v < bar if mode == "min" else v > bar
-        best = jnp.where(better, v, s.best)
-        bad = jnp.where(better, 0, s.num_bad_epochs + 1)
-        in_cooldown = s.cooldown_counter > 0
-        cooldown_counter = jnp.where(in_cooldown, s.cooldown_counter - 1, s.cooldown_counter)
-        bad = jnp.where(in_cooldown, 0, bad)
-        reduce = bad > s.patience
-        new_lr = jnp.maximum(s.lr * s.factor, s.min_lr)
-        lr_now = jnp.where(reduce & (s.lr - new_lr > s.eps), new_lr, s.lr)
-        new_state = s._replace(
-            lr=lr_now, best=best, num_bad_epochs=jnp.where(reduce, 0, bad).astype(jnp.int32),
-            cooldown_counter=jnp.where(reduce, s.cooldown, cooldown_counter).astype(jnp.int32),
-            last_epoch=s.last_epoch + 1)
-        updates = jax.tree.map(lambda u: (lr_now * u).astype(jnp.result_type(u)), updates)
-        return updates, new_state
-
-    return optax.GradientTransformationExtraArgs(init, update)
+    return reduce_on_plateau(
+        factor=factor, patience=patience, threshold=threshold,
+        threshold_mode="signed_rel" if threshold_mode == "rel" else "abs", mode=mode,
+        cooldown=cooldown, min_value=min_lr, init_value=lr, steps_per_epoch=steps_per_epoch,
+        observe_in_update=observe_in_update, min_decrease=eps)

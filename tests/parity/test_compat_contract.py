@@ -166,7 +166,9 @@ def test_plateau_hyperparameters_traced():
     factors = np.array([0.1, 0.5, 0.9])
     values = jnp.asarray([1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5])
     tx = C.ReduceLROnPlateau(lr=1.0, patience=1, cooldown=1)
-    states = jax.vmap(lambda f: tx.init(None)._replace(factor=f))(jnp.asarray(factors))
+    init = tx.init(None)
+    states = jax.vmap(lambda f: init._replace(hyperparams=init.hyperparams._replace(factor=f)))(
+        jnp.asarray(factors))
 
     @jax.jit
     @jax.vmap
