@@ -457,28 +457,29 @@ def physical_limit(k: int = 64, steps: int = 100) -> dict[str, float]:
 
 
 def overhead(k: int = 27) -> dict[str, float]:
-    """Python-driven population (NumPy iterator) vs run (in-device data), execution only."""
+    """Python-driven population (NumPy iterator) vs run (in-device data), execution only,
+    all three interleaved in one measurement."""
     task = _Pop(0)
     train_fn = task.train_fn()
-    out = {}
-    run_s = None
-    for spc in (1, 10):
 
-        def population(spc=spc):
-            pop = jaxlr.sweep.Population(
-                task.init_fn, task.step_fn, task.configs, key=jax.random.key(0), progress=False
-            )
-            return pop.train(task.batches(), P_STEPS, steps_per_call=spc).result().metrics
-
-        fns = {"population": population}
-        if run_s is None:
-            fns["run"] = lambda: jaxlr.sweep.run(train_fn, task.configs, progress=False).metrics
-        t = interleaved(fns, repeats=3)
-        run_s = t.get("run", run_s)
-        out[f"population (NumPy iterator, {spc} step/call) / run (in-device), K={k}"] = (
-            t["population"] / run_s
+    def population(spc):
+        pop = jaxlr.sweep.Population(
+            task.init_fn, task.step_fn, task.configs, key=jax.random.key(0), progress=False
         )
-    return out
+        return pop.train(task.batches(), P_STEPS, steps_per_call=spc).result().metrics
+
+    t = interleaved(
+        {
+            "run": lambda: jaxlr.sweep.run(train_fn, task.configs, progress=False).metrics,
+            "1": lambda: population(1),
+            "10": lambda: population(10),
+        },
+        repeats=5,
+    )
+    return {
+        f"population (NumPy iterator, {spc} step/call) / run (in-device), K={k}": t[spc] / t["run"]
+        for spc in ("1", "10")
+    }
 
 
 def search(seeds=P_SEEDS) -> dict[str, Any]:

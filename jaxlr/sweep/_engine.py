@@ -112,6 +112,7 @@ def compile_cached(
     compiler_options=None,
     in_shardings=None,
     out_shardings=None,
+    donate_argnums: tuple[int, ...] = (),
 ):
     """``jax.jit(build())`` traced, lowered and compiled for abstract ``args``, cached on ``owner``.
 
@@ -121,6 +122,7 @@ def compile_cached(
     key = (
         *key,
         options,
+        donate_argnums,
         tuple(
             (
                 jax.tree.structure(a),
@@ -138,7 +140,9 @@ def compile_cached(
     kwargs = {}
     if in_shardings is not None:
         kwargs.update(in_shardings=in_shardings, out_shardings=out_shardings)
-    jitted = jax.jit(build(), compiler_options=compiler_options, **kwargs)
+    jitted = jax.jit(
+        build(), compiler_options=compiler_options, donate_argnums=donate_argnums, **kwargs
+    )
     t0 = time.perf_counter()
     lowered = jitted.trace(*args).lower()
     t1 = time.perf_counter()

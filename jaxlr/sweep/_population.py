@@ -195,6 +195,7 @@ class Population:
         self.trace_seconds = self.compile_seconds = self.run_seconds = 0.0
         self.mesh = mesh
         self._steps = 0
+        self._executables: dict = {}
         self.fingerprint_extra: dict = {}
         if _start is not None:  # an existing host carry (compaction), unpadded
             self._load(_start)
@@ -380,6 +381,7 @@ class Population:
             self.options,
             in_sh,
             out_sh,
+            donate_argnums=(0,),  # the carry is never read again: XLA updates it in place
         )
         self._account(t, c)
         return compiled
@@ -502,8 +504,14 @@ class Population:
         outs = []
         bs = self._batch_sharding()
         self._ensure(parts[0])
+        # The executable for this batch shape, looked up once per shape rather than per call
+        # (the carry's shapes never change within a population).
+        leaves, tree = jax.tree.flatten(parts[0])
+        shape_key = (tree, tuple((np.shape(a), np.asarray(a).dtype.str) for a in leaves))
+        compiled = self._executables.get(shape_key)
+        if compiled is None:
+            compiled = self._executables[shape_key] = self._compiled(self.carries[0], parts[0])
         for i, (carry, part) in enumerate(zip(self.carries, parts)):
-            compiled = self._compiled(carry, part)
             self.carries[i], out = compiled(carry, _engine.put(part, bs))
             outs.append(out)
         self.history.append(outs)
