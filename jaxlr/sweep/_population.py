@@ -424,6 +424,12 @@ class Population:
     ) -> Population:
         """Trains ``num_steps`` steps on batches drawn from ``batches``; returns ``self``.
 
+        The members' device state is donated to each compiled call (updated in place); read
+        it through :meth:`host_carry` / :meth:`result`, which copy it to the host. With a
+        ``checkpoint_dir`` that already holds a checkpoint of this population (same configs,
+        structure and settings), training resumes from its step: the first ``step`` batches
+        are drawn and skipped, so a deterministic iterator gives bit-identical results.
+
         Args:
             batches: an iterable of batches (pytrees of NumPy/JAX arrays); one is drawn per step.
             num_steps: steps to train (>= 1).
