@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,6 @@ from jaxlr.schedules import (
     Schedule,
     constant,
     cyclic,
-    cyclic_momentum,
     exponential,
     join,
     make,
@@ -48,8 +47,8 @@ from jaxlr.transforms import reduce_on_plateau
 
 __all__ = [
     "ChainedScheduler", "ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts",
-    "CyclicLR", "ExponentialLR", "LambdaLR", "LinearLR", "MultiStepLR", "MultiplicativeLR",
-    "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "SWALR",
+    "CyclicLR", "ExponentialLR", "LRAndMomentum", "LambdaLR", "LinearLR", "MultiStepLR",
+    "MultiplicativeLR", "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "SWALR",
     "SequentialLR", "StepLR",
 ]
 
@@ -67,6 +66,26 @@ def _peer_arguments(fn: Callable, name: str, kwargs: dict[str, Any]) -> dict[str
         Checker(name).fail(f"unknown arguments {unknown}; it takes {fn.__name__}'s arguments")
     return {k: kwargs.get(k, p.default if p.default is not p.empty else None)
             for k, p in sig.parameters.items()}
+
+
+class LRAndMomentum(NamedTuple):
+    """A learning-rate schedule and its momentum co-schedule from one call (a pytree of two).
+
+    Built by ``OneCycleLR.with_momentum(...)`` and ``CyclicLR.with_momentum(...)``, which take
+    the scheduler's arguments once (``.momentum(...)`` alone needs them repeated). Both fields
+    are schedules of the optimizer step; pass them to ``optax.inject_hyperparams``
+    (``learning_rate=p.lr, momentum=p.momentum``, or ``b1=`` for Adam), as torch writes both
+    into the optimizer.
+
+    Examples:
+        >>> from jaxlr.compat.torch import OneCycleLR
+        >>> p = OneCycleLR.with_momentum(max_lr=1.0, total_steps=100)
+        >>> [round(float(x), 4) for x in (p.lr(0), p.momentum(0), p.lr(29), p.momentum(29))]
+        [0.04, 0.95, 1.0, 0.85]
+    """
+
+    lr: Schedule
+    momentum: Schedule
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,20 +473,13 @@ def CosineAnnealingWarmRestarts(
 # CyclicLR
 
 
-def _scaled_cycle_law(step, *, low, high, step_size_up, step_size_down, scale_fn, scale_mode):
+def _scaled_cycle_law(step, *, base_lr, max_lr, step_size_up, step_size_down, scale_fn,
+                      scale_mode):
     h = cyclic(init_value=0.0, peak_value=1.0, up_steps=step_size_up,
                down_steps=step_size_down)(step)
     total = step_size_up + step_size_down
     x = jnp.floor(1.0 + step / total) if scale_mode == "cycle" else step
-    return low + (high - low) * h * jnp.asarray(scale_fn(x), step.dtype)
-
-
-@register("torch.CyclicLR", _scaled_cycle_law)
-def _scaled_cycle(*, low, high, step_size_up, step_size_down, scale_fn, scale_mode) -> Schedule:
-    """A cycle between ``low`` and ``high`` scaled by a user ``scale_fn`` (``CyclicLR``)."""
-    return make("torch.CyclicLR", dict(low=low, high=high, step_size_up=step_size_up,
-                                       step_size_down=step_size_down),
-                dict(scale_fn=scale_fn, scale_mode=scale_mode))
+    return base_lr + (max_lr - base_lr) * h * jnp.asarray(scale_fn(x), step.dtype)
 
 
 def _check_cyclic(c: Checker, step_size_up, step_size_down, mode, scale_fn, scale_mode) -> None:
@@ -480,6 +492,7 @@ def _check_cyclic(c: Checker, step_size_up, step_size_down, mode, scale_fn, scal
         c.choice("scale_mode", scale_mode, ("cycle", "iterations"))
 
 
+@register("torch.CyclicLR", _scaled_cycle_law)
 def CyclicLR(
     *,
     base_lr: ArrayLike,
@@ -504,7 +517,8 @@ def CyclicLR(
         \mathrm{scale\_fn}(c \text{ or } t)
 
     ``CyclicLR.momentum(...)`` (same arguments) returns the momentum co-schedule
-    :math:`M_m - (M_m - b_m) h g` that torch writes into the optimizer's momentum or ``beta1``.
+    :math:`M_m - (M_m - b_m) h g` that torch writes into the optimizer's momentum or ``beta1``;
+    ``CyclicLR.with_momentum(...)`` returns both as an :class:`LRAndMomentum`.
 
     Args:
         base_lr, max_lr: ``b`` and ``M``.
@@ -539,8 +553,9 @@ def CyclicLR(
     c.finite("base_lr", base_lr)
     c.finite("max_lr", max_lr)
     if scale_fn is not None:
-        return _scaled_cycle(low=base_lr, high=max_lr, step_size_up=step_size_up,
-                             step_size_down=down, scale_fn=scale_fn, scale_mode=scale_mode)
+        return make("torch.CyclicLR", dict(base_lr=base_lr, max_lr=max_lr,
+                                           step_size_up=step_size_up, step_size_down=down),
+                    dict(scale_fn=scale_fn, scale_mode=scale_mode))
     return cyclic(init_value=base_lr, peak_value=max_lr, up_steps=step_size_up, down_steps=down,
                   mode=mode, gamma=gamma)
 
@@ -550,9 +565,10 @@ def _cyclic_lr_momentum(**kwargs: Any) -> Schedule:
 
     .. math:: \beta(t) = M_m - (M_m - b_m)\,h\,g
 
-    Native :func:`jaxlr.schedules.cyclic_momentum`. With ``cycle_momentum=False`` torch never
-    writes the momentum; this then returns the constant ``max_momentum`` (pass the optimizer's
-    own momentum there).
+    :func:`CyclicLR` from ``max_momentum`` towards ``base_momentum``; like torch it takes any
+    finite momenta (torch's own tests cycle between 1 and 5). With ``cycle_momentum=False`` torch
+    never writes the momentum; this then returns the constant ``max_momentum`` (pass the
+    optimizer's own momentum there).
 
     Examples:
         >>> from jaxlr.compat.torch import CyclicLR
@@ -561,31 +577,46 @@ def _cyclic_lr_momentum(**kwargs: Any) -> Schedule:
         [0.9, 0.7, 0.5]
     """
     a = _peer_arguments(CyclicLR, "CyclicLR.momentum", kwargs)
-    step_size_up, mode, gamma = a["step_size_up"], a["mode"], a["gamma"]
-    scale_fn, scale_mode = a["scale_fn"], a["scale_mode"]
-    base_momentum, max_momentum = a["base_momentum"], a["max_momentum"]
-    down = step_size_up if a["step_size_down"] is None else a["step_size_down"]
     c = Checker("CyclicLR.momentum")
-    _check_cyclic(c, step_size_up, down, mode, scale_fn, scale_mode)
+    down = a["step_size_up"] if a["step_size_down"] is None else a["step_size_down"]
+    _check_cyclic(c, a["step_size_up"], down, a["mode"], a["scale_fn"], a["scale_mode"])
+    c.finite("base_momentum", a["base_momentum"])
+    c.finite("max_momentum", a["max_momentum"])
     if not a["cycle_momentum"]:
-        return constant(value=max_momentum)
-    if scale_fn is not None:
-        c.finite("base_momentum", base_momentum)
-        c.finite("max_momentum", max_momentum)
-        return _scaled_cycle(low=max_momentum, high=base_momentum, step_size_up=step_size_up,
-                             step_size_down=down, scale_fn=scale_fn, scale_mode=scale_mode)
-    return cyclic_momentum(base_momentum=base_momentum, max_momentum=max_momentum,
-                           up_steps=step_size_up, down_steps=down, mode=mode, gamma=gamma)
+        return constant(value=a["max_momentum"])
+    # torch's momentum is its LR formula with the two ends swapped (any finite values, as in torch)
+    a.update(base_lr=a.pop("max_momentum"), max_lr=a.pop("base_momentum"))
+    del a["cycle_momentum"], a["lr"]
+    return CyclicLR(**a)
 
 
 CyclicLR.momentum = _cyclic_lr_momentum
+
+
+def _cyclic_lr_with_momentum(**kwargs: Any) -> LRAndMomentum:
+    """:func:`CyclicLR` and ``CyclicLR.momentum`` from one set of ``CyclicLR``'s arguments.
+
+    Examples:
+        >>> import jax.numpy as jnp, optax
+        >>> from jaxlr.compat.torch import CyclicLR
+        >>> p = CyclicLR.with_momentum(base_lr=0.01, max_lr=0.1, step_size_up=10)
+        >>> tx = optax.inject_hyperparams(optax.sgd)(learning_rate=p.lr, momentum=p.momentum)
+        >>> h = tx.init(jnp.zeros(2)).hyperparams
+        >>> [round(float(h[k]), 4) for k in ("learning_rate", "momentum")]
+        [0.01, 0.9]
+    """
+    return LRAndMomentum(CyclicLR(**kwargs), CyclicLR.momentum(**kwargs))
+
+
+CyclicLR.with_momentum = _cyclic_lr_with_momentum
 
 
 # ---------------------------------------------------------------------------------------------
 # OneCycleLR: torch's knots sit one step before the native ones (at pct*T - 1 and T - 1)
 
 
-def _one_cycle_law(step, *, values, total_steps, pct_start, anneal_strategy, three_phase):
+def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase):
+    """Torch's one-cycle phases through the knot ``values`` (the LR's or the momentum's)."""
     t = jnp.minimum(step, total_steps)
     up = pct_start * total_steps
     ends = [up - 1.0, 2.0 * up - 2.0, total_steps - 1.0] if three_phase else [
@@ -593,7 +624,7 @@ def _one_cycle_law(step, *, values, total_steps, pct_start, anneal_strategy, thr
     starts = [jnp.zeros_like(up), *ends[:-1]]
 
     def phase(i):
-        a, b = values[..., i], values[..., i + 1]
+        a, b = values[i], values[i + 1]
         num, den = t - starts[i], ends[i] - starts[i]
         if anneal_strategy == "cos":
             return b + (a - b) * half_cos(num, den)
@@ -606,12 +637,18 @@ def _one_cycle_law(step, *, values, total_steps, pct_start, anneal_strategy, thr
     return out
 
 
-@register("torch.OneCycleLR", _one_cycle_law)
-def _one_cycle(*, values, total_steps, pct_start, anneal_strategy, three_phase) -> Schedule:
-    """Torch's one-cycle phases through ``values`` (the LR's or the momentum's knot values)."""
-    return make("torch.OneCycleLR", dict(values=values, total_steps=total_steps,
-                                         pct_start=pct_start),
-                dict(anneal_strategy=anneal_strategy, three_phase=three_phase))
+def _one_cycle_law(step, *, max_lr, total_steps, pct_start, div_factor, final_div_factor,
+                   anneal_strategy, three_phase):
+    start = max_lr / div_factor
+    low = start / final_div_factor
+    values = [start, max_lr, start, low] if three_phase else [start, max_lr, low]
+    return _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase)
+
+
+def _one_cycle_momentum_law(step, *, total_steps, pct_start, base_momentum, max_momentum,
+                            anneal_strategy, three_phase):
+    values = [max_momentum, base_momentum, max_momentum, max_momentum][: 4 if three_phase else 3]
+    return _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase)
 
 
 def _check_one_cycle(c: Checker, total_steps, epochs, steps_per_epoch, pct_start,
@@ -635,6 +672,7 @@ def _check_one_cycle(c: Checker, total_steps, epochs, steps_per_epoch, pct_start
     return total_steps
 
 
+@register("torch.OneCycleLR", _one_cycle_law)
 def OneCycleLR(
     *,
     max_lr: ArrayLike,
@@ -663,7 +701,8 @@ def OneCycleLR(
     and :math:`T` instead.
 
     ``OneCycleLR.momentum(...)`` (same arguments) gives the momentum co-schedule through
-    :math:`(0, M_m)`, :math:`(u - 1, b_m)`, :math:`(T - 1, M_m)`.
+    :math:`(0, M_m)`, :math:`(u - 1, b_m)`, :math:`(T - 1, M_m)`;
+    ``OneCycleLR.with_momentum(...)`` returns both as an :class:`LRAndMomentum`.
 
     Args:
         max_lr: ``M``.
@@ -696,14 +735,13 @@ def OneCycleLR(
     c.finite("max_lr", max_lr)
     c.positive("div_factor", div_factor)
     c.positive("final_div_factor", final_div_factor)
-    start = as_float(max_lr) / div_factor
-    low = start / final_div_factor
-    values = [start, max_lr, start, low] if three_phase else [start, max_lr, low]
-    return _one_cycle(values=jnp.stack([as_float(v) for v in values]), total_steps=total,
-                      pct_start=pct_start, anneal_strategy=anneal_strategy,
-                      three_phase=three_phase)
+    return make("torch.OneCycleLR", dict(max_lr=max_lr, total_steps=total, pct_start=pct_start,
+                                         div_factor=div_factor,
+                                         final_div_factor=final_div_factor),
+                dict(anneal_strategy=anneal_strategy, three_phase=three_phase))
 
 
+@register("torch.OneCycleLR.momentum", _one_cycle_momentum_law)
 def _one_cycle_lr_momentum(**kwargs: Any) -> Schedule:
     r"""The momentum co-schedule of :func:`OneCycleLR`, taking the same arguments.
 
@@ -727,15 +765,31 @@ def _one_cycle_lr_momentum(**kwargs: Any) -> Schedule:
     c.finite("max_momentum", max_momentum)
     if not a["cycle_momentum"]:
         return constant(value=max_momentum)
-    values = [max_momentum, base_momentum, max_momentum]
-    if three_phase:
-        values.append(max_momentum)
-    return _one_cycle(values=jnp.stack([as_float(v) for v in values]), total_steps=total,
-                      pct_start=pct_start, anneal_strategy=anneal_strategy,
-                      three_phase=three_phase)
+    return make("torch.OneCycleLR.momentum",
+                dict(total_steps=total, pct_start=pct_start, base_momentum=base_momentum,
+                     max_momentum=max_momentum),
+                dict(anneal_strategy=anneal_strategy, three_phase=three_phase))
 
 
 OneCycleLR.momentum = _one_cycle_lr_momentum
+
+
+def _one_cycle_lr_with_momentum(**kwargs: Any) -> LRAndMomentum:
+    """:func:`OneCycleLR` and ``OneCycleLR.momentum`` from one set of ``OneCycleLR``'s arguments.
+
+    Examples:
+        >>> import jax.numpy as jnp, optax
+        >>> from jaxlr.compat.torch import OneCycleLR
+        >>> p = OneCycleLR.with_momentum(max_lr=0.1, total_steps=100)
+        >>> tx = optax.inject_hyperparams(optax.sgd)(learning_rate=p.lr, momentum=p.momentum)
+        >>> h = tx.init(jnp.zeros(2)).hyperparams
+        >>> [round(float(h[k]), 4) for k in ("learning_rate", "momentum")]
+        [0.004, 0.95]
+    """
+    return LRAndMomentum(OneCycleLR(**kwargs), OneCycleLR.momentum(**kwargs))
+
+
+OneCycleLR.with_momentum = _one_cycle_lr_with_momentum
 
 
 # ---------------------------------------------------------------------------------------------
