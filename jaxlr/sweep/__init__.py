@@ -6,8 +6,10 @@ returns a :class:`SweepResult` (tables, best member, divergence, plots).
 """
 
 from jaxlr.sweep._configs import grid, random, size, stack, zip
+from jaxlr.sweep._optuna import optuna_search
 from jaxlr.sweep._progress import report_progress
 from jaxlr.sweep._result import SweepResult
 from jaxlr.sweep._run import run
 
-__all__ = ["SweepResult", "grid", "random", "report_progress", "run", "size", "stack", "zip"]
+__all__ = ["SweepResult", "grid", "optuna_search", "random", "report_progress", "run", "size",
+           "stack", "zip"]

@@ -1,0 +1,339 @@
+"""Adaptive search with Optuna: ask K trials, train them in one vmapped program, tell K results."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlr._src.validate import Checker
+from jaxlr.sweep._result import REDUCTIONS, SweepResult
+from jaxlr.sweep._run import run
+
+_FN = "optuna_search"
+_KINDS = ("log_uniform", "uniform", "int", "log_int")
+# Trials found RUNNING when a search starts but lacking some of their parameters were killed
+# inside ``study.ask``; they are failed with this user attribute and not counted as trials.
+INTERRUPTED = "jaxlr_interrupted"
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ImportError(
+            f"{_FN} needs optuna, an optional extra: pip install 'jaxlr[optuna]'"
+        ) from None
+    return optuna
+
+
+class _Space:
+    """The search space, declared once: Optuna distributions and the stacked configuration."""
+
+    def __init__(self, space: Any):
+        c = Checker(_FN)
+        if not isinstance(space, Mapping) or not space:
+            c.fail(f"space must be a non-empty dict name -> spec, got space={space!r}")
+        self.kinds: dict[str, tuple] = {}  # name -> (kind, ...)
+        self.fixed: dict[str, np.ndarray] = {}
+        self.labels: dict[str, list[str]] = {}
+        for name, spec in space.items():
+            if not isinstance(name, str) or not name:
+                c.fail(f"space names must be non-empty strings, got {name!r}")
+            self._add(c, name, spec)
+        if not self.kinds:
+            c.fail(
+                f"space must search at least one axis (a distribution or a list of choices), "
+                f"got only fixed values {list(self.fixed)}"
+            )
+
+    def _add(self, c: Checker, name: str, spec: Any) -> None:
+        shown = " ".join(repr(spec).split())  # one line, also for arrays
+        bad = f"space[{name!r}]={shown} is a space Optuna cannot express"
+        if isinstance(spec, tuple) and spec and isinstance(spec[0], str):
+            if len(spec) != 3 or spec[0] not in _KINDS:
+                c.fail(f"{bad}: give (kind, low, high) with kind in {_KINDS}, or a list of choices")
+            kind, low, high = spec
+            for b in (low, high):
+                if (
+                    isinstance(b, bool)
+                    or not isinstance(b, (int, float, np.integer, np.floating))
+                    or not math.isfinite(b)
+                ):
+                    c.fail(f"{bad}: bounds must be finite numbers")
+            if kind in ("int", "log_int") and not (
+                float(low).is_integer() and float(high).is_integer()
+            ):
+                c.fail(f"{bad}: {kind} bounds must be integers")
+            if low > high:
+                c.fail(f"{bad}: low must be <= high")
+            if kind.startswith("log") and low <= 0:
+                c.fail(f"{bad}: {kind} needs low > 0")
+            self.kinds[name] = (kind, low, high)
+        elif isinstance(spec, (list, np.ndarray)) and np.ndim(spec) == 1:
+            choices = list(np.asarray(spec).tolist()) if isinstance(spec, np.ndarray) else spec
+            if not choices:
+                c.fail(f"{bad}: no choices")
+            if all(isinstance(v, str) for v in choices):
+                if len(set(choices)) != len(choices):
+                    c.fail(f"{bad}: duplicate choices")
+                # Strings reach train_fn as their index (an int array), with labels for tables.
+                self.labels[name] = list(choices)
+                self.kinds[name] = ("categorical", tuple(choices), np.arange(len(choices)))
+            elif all(isinstance(v, (bool, int, float, np.integer, np.floating)) for v in choices):
+                values = np.asarray(choices)
+                if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+                    c.fail(f"{bad}: choices must be finite")
+                if len(set(choices)) != len(choices):
+                    c.fail(f"{bad}: duplicate choices")
+                self.kinds[name] = ("categorical", tuple(choices), values)
+            else:
+                c.fail(f"{bad}: choices must be all numbers or all strings")
+        elif isinstance(spec, (bool, int, float, np.integer, np.floating)) or (
+            isinstance(spec, np.ndarray) and spec.ndim == 0
+        ):
+            self.fixed[name] = np.asarray(spec)
+        else:
+            c.fail(
+                f"{bad}: give (kind, low, high) with kind in {_KINDS}, a list of numbers or "
+                f"strings, or a fixed number"
+            )
+
+    def distributions(self) -> dict[str, Any]:
+        d = _optuna().distributions
+        out = {}
+        for name, (kind, a, b) in self.kinds.items():
+            if kind == "categorical":
+                out[name] = d.CategoricalDistribution(a)
+            elif kind in ("int", "log_int"):
+                out[name] = d.IntDistribution(int(a), int(b), log=kind == "log_int")
+            else:
+                out[name] = d.FloatDistribution(float(a), float(b), log=kind == "log_uniform")
+        return out
+
+    def configs(self, params: list[Mapping[str, Any]], k: int) -> dict[str, jax.Array]:
+        """The trials' parameters as a configuration of ``k`` members (the last one repeated)."""
+        rows = params + [params[-1]] * (k - len(params))
+        out = {}
+        for name, (kind, a, b) in self.kinds.items():
+            if kind == "categorical":
+                out[name] = jnp.asarray(b[[a.index(p[name]) for p in rows]])
+            else:
+                out[name] = jnp.asarray(np.asarray([p[name] for p in rows]))
+        for name, v in self.fixed.items():
+            out[name] = jnp.asarray(np.broadcast_to(v, (k,)))
+        return out
+
+    def example(self) -> dict[str, jax.Array]:
+        """One member's configuration (low ends, first choices) for a trace-only check."""
+        params = {
+            name: (a[0] if kind == "categorical" else a)
+            for name, (kind, a, _) in self.kinds.items()
+        }
+        return jax.tree.map(lambda x: x[0], self.configs([params], 1))
+
+
+def _check_int(c: Checker, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        c.fail(f"{name} must be an int >= 1, got {name}={value!r}")
+    return int(value)
+
+
+def optuna_search(
+    train_fn: Callable[[Any], Any],
+    space: Mapping[str, Any],
+    *,
+    num_trials: int,
+    batch_size: int,
+    study: Any = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    sampler: Any = None,
+    direction: str = "minimize",
+    metric: str | None = None,
+    reduction: str = "last",
+    last_n: int | None = None,
+    diverged: str | float = "fail",
+    loss: str | None = "loss",
+    divergence_threshold: float | None = None,
+    chunk_size: int | None = None,
+    vmap_size: int | None = None,
+    logger: Any = None,
+    progress: bool = False,
+) -> Any:
+    r"""Optuna search in vectorized batches: ask ``batch_size`` trials, train them together, tell.
+
+    Each round asks the study for ``K = batch_size`` trials (``study.ask`` ``K`` times, so any
+    sampler works; for TPE use ``TPESampler(constant_liar=True)`` so that the ``K`` asks of a
+    round spread out), stacks their parameters into one configuration (a dict of arrays with
+    leading axis ``K``, as :func:`jaxlr.sweep.grid` makes), trains all ``K`` with
+    :func:`jaxlr.sweep.run` (one compiled, vmapped program, compiled once for the whole search)
+    and tells each trial its score
+
+    .. math:: y_i = \mathrm{reduce}_t\, \text{metric}_i(t), \quad i = 0..K-1
+
+    (:meth:`SweepResult.score`; the metric defaults to a validation loss when ``train_fn``
+    reports one). The last round is padded to ``K`` members with copies, so no round
+    recompiles.
+
+    A member that diverged (see :func:`jaxlr.sweep.run`) or whose score is not finite is told
+    ``TrialState.FAIL`` (``diverged="fail"``), or the value ``diverged`` (a float penalty).
+    Every told trial carries user attributes: ``jaxlr_round``, ``diverged``,
+    ``diverged_step`` and the record's finite scalar metrics.
+
+    Resuming: with a stored study (``storage="sqlite:///search.db"``, ``study_name``), calling
+    ``optuna_search`` again continues the same study until it holds ``num_trials`` finished
+    trials (complete, failed or pruned). Trials left ``RUNNING`` by a killed search are
+    evaluated again and told, so no asked trial is lost and none is counted twice; one whose
+    parameters were not all sampled yet is failed with user attribute ``jaxlr_interrupted``
+    and not counted. One search process per study at a time (a RUNNING trial is taken as
+    interrupted).
+
+    Args:
+        train_fn: ``config -> metrics`` for one member (as for :func:`jaxlr.sweep.run`).
+        space: name -> ``("log_uniform", low, high)``, ``("uniform", low, high)``,
+            ``("int", low, high)``, ``("log_int", low, high)``, a list of choices (numbers, or
+            strings passed to ``train_fn`` as their index), or a fixed number.
+        num_trials: finished trials the study holds at the end (earlier runs included).
+        batch_size: trials per round, ``K`` >= 1.
+        study: an ``optuna.Study``; else one is created (or loaded) from ``storage``,
+            ``study_name``, ``sampler`` and ``direction``.
+        storage: an Optuna storage URL; ``None`` keeps the study in memory.
+        study_name: the study's name in ``storage``.
+        sampler: an Optuna sampler (default: Optuna's, TPE).
+        direction: ``"minimize"`` or ``"maximize"``.
+        metric: the metric to score; ``None``: the result's default (validation loss, else
+            ``loss``).
+        reduction: ``"last"``, ``"min"``, ``"max"`` or ``"mean_last"`` (with ``last_n``).
+        last_n: the window of ``"mean_last"``.
+        diverged: ``"fail"``, or a finite float told as the value of a diverged trial.
+        loss: the metric checked for divergence (``None``: no check).
+        divergence_threshold: a loss above this also counts as diverged.
+        chunk_size: members per compiled call within a round (see :func:`jaxlr.sweep.run`).
+        vmap_size: see :func:`jaxlr.sweep.run`.
+        logger: a :class:`jaxlr.sweep.MetricsLogger`; each round's metrics are written per
+            trial (member names ``trial_<number>``).
+        progress: show :func:`jaxlr.sweep.run`'s bar for each round.
+
+    Returns:
+        The ``optuna.Study``.
+
+    Raises:
+        ImportError: optuna is not installed (``pip install 'jaxlr[optuna]'``).
+        ValueError: before any trial is asked: a space Optuna cannot express (unknown kind,
+            ``low > high``, a log range with ``low <= 0``, non-integer int bounds, empty,
+            duplicate or mixed choices, a vector or other object), ``batch_size`` or
+            ``num_trials`` not an int >= 1 (a batch of size 0), an unknown reduction, a
+            multi-objective study, a metric ``train_fn`` does not return, or ``diverged``
+            neither ``"fail"`` nor a finite number.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, optuna, jaxlr
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> def train_fn(cfg):  # gradient descent on (w - 3)^2; validation target 2.9
+        ...     s = jaxlr.schedules.constant(value=cfg["peak_value"])
+        ...     def step(w, t):
+        ...         return w - s(t) * 2.0 * (w - 3.0), ((w - 3.0) ** 2, (w - 2.9) ** 2)
+        ...     _, (loss, val) = jax.lax.scan(step, 0.0, jnp.arange(10))
+        ...     return {"loss": loss, "val_loss": val}
+        >>> study = jaxlr.sweep.optuna_search(
+        ...     train_fn, {"peak_value": ("log_uniform", 1e-3, 2.0)}, num_trials=8,
+        ...     batch_size=4, sampler=optuna.samplers.RandomSampler(seed=0))
+        >>> len(study.trials), study.best_value < 0.1
+        (8, True)
+
+    References:
+        Akiba et al., Optuna: A Next-generation Hyperparameter Optimization Framework, KDD 2019;
+        Bergstra et al., Algorithms for Hyper-Parameter Optimization (TPE), NeurIPS 2011.
+    """
+    c = Checker(_FN)
+    if not callable(train_fn):
+        c.fail(f"train_fn must be callable, got train_fn={train_fn!r}")
+    sp = _Space(space)
+    num_trials = _check_int(c, "num_trials", num_trials)
+    k = _check_int(c, "batch_size", batch_size)
+    c.choice("reduction", reduction, REDUCTIONS)
+    if not (isinstance(diverged, str) and diverged == "fail") and (
+        isinstance(diverged, (bool, str))
+        or not isinstance(diverged, (int, float))
+        or not math.isfinite(diverged)
+    ):
+        c.fail(f"diverged must be 'fail' or a finite number, got diverged={diverged!r}")
+    optuna = _optuna()
+    # The metric must exist with a rankable shape: checked on shapes alone, before any ask.
+    shapes = jax.eval_shape(train_fn, sp.example())
+    probe = SweepResult(
+        {"_": np.zeros(1)}, jax.tree.map(lambda s: np.zeros((1, *s.shape)), shapes), loss=loss
+    )
+    try:
+        probe.score(metric, reduction=reduction, last_n=last_n)
+    except ValueError as e:
+        c.fail(str(e).replace("SweepResult.score: ", "").replace("SweepResult: ", ""))
+    if study is None:
+        c.choice("direction", direction, ("minimize", "maximize"))
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            sampler=sampler,
+            direction=direction,
+            load_if_exists=True,
+        )
+    elif storage is not None or study_name is not None or sampler is not None:
+        c.fail("give either study or storage/study_name/sampler, got both")
+    if len(study.directions) != 1:
+        c.fail(f"the study must have one objective, got directions={study.directions}")
+
+    state = optuna.trial.TrialState
+    dists = sp.distributions()
+    pending, done, round_ = [], 0, 0
+    for t in study.get_trials(deepcopy=False):
+        round_ = max(round_, t.user_attrs.get("jaxlr_round", -1) + 1)
+        if t.state == state.RUNNING:
+            trial = optuna.trial.Trial(study, t._trial_id)
+            if set(dists) <= set(t.params):
+                pending.append(trial)
+            else:
+                trial.set_user_attr(INTERRUPTED, True)
+                study.tell(trial, state=state.FAIL)
+        elif t.state.is_finished() and not t.user_attrs.get(INTERRUPTED, False):
+            done += 1
+
+    while done < num_trials:
+        n = min(k, num_trials - done)
+        trials, pending = pending[:n], pending[n:]
+        trials += [study.ask(dists) for _ in range(n - len(trials))]
+        configs = sp.configs([t.params for t in trials], k)
+        res = run(
+            train_fn,
+            configs,
+            chunk_size=chunk_size,
+            progress=progress,
+            loss=loss,
+            divergence_threshold=divergence_threshold,
+            labels=sp.labels,
+            vmap_size=vmap_size,
+        )
+        scores = res.score(metric, reduction=reduction, last_n=last_n)
+        if logger is not None:
+            logger.log_result(res, members=[f"trial_{t.number}" for t in trials])
+        for i, trial in enumerate(trials):
+            rec = res.member(i)
+            trial.set_user_attr("jaxlr_round", round_)
+            trial.set_user_attr("diverged", bool(res.diverged[i]))
+            trial.set_user_attr("diverged_step", int(res.diverged_step[i]))
+            for key, v in rec.items():
+                if key in res.flat_metrics or key.endswith(("_final", "_peak")):
+                    if isinstance(v, float) and math.isfinite(v):
+                        trial.set_user_attr(key, v)
+            bad = bool(res.diverged[i]) or not np.isfinite(scores[i])
+            if bad and diverged == "fail":
+                study.tell(trial, state=state.FAIL)
+            else:
+                study.tell(trial, float(diverged) if bad else float(scores[i]))
+        done += n
+        round_ += 1
+    return study
