@@ -6,10 +6,11 @@ returns a :class:`SweepResult` (tables, best member, divergence, plots).
 """
 
 from jaxlr.sweep._configs import grid, random, size, stack, zip
+from jaxlr.sweep._logging import MetricsLogger
 from jaxlr.sweep._optuna import optuna_search
 from jaxlr.sweep._progress import report_progress
 from jaxlr.sweep._result import SweepResult
 from jaxlr.sweep._run import run
 
-__all__ = ["SweepResult", "grid", "optuna_search", "random", "report_progress", "run", "size",
-           "stack", "zip"]
+__all__ = ["MetricsLogger", "SweepResult", "grid", "optuna_search", "random", "report_progress",
+           "run", "size", "stack", "zip"]
