@@ -172,6 +172,8 @@ def test_bad_arguments_raise_before_any_trial():
             num_trials=2,
             study=optuna.create_study(directions=["minimize"] * 2),
         )
+    with pytest.raises(ValueError, match=r"give either study or storage/study_name/sampler/dir"):
+        jaxlr.sweep.optuna_search(train_fn, SPACE, batch_size=2, direction="maximize", **kw)
     assert study.trials == []  # nothing was asked
 
 

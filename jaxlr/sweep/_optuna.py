@@ -153,7 +153,7 @@ def optuna_search(
     storage: str | None = None,
     study_name: str | None = None,
     sampler: Any = None,
-    direction: str = "minimize",
+    direction: str | None = None,
     metric: str | None = None,
     reduction: str = "last",
     last_n: int | None = None,
@@ -205,7 +205,7 @@ def optuna_search(
         storage: an Optuna storage URL; ``None`` keeps the study in memory.
         study_name: the study's name in ``storage``.
         sampler: an Optuna sampler (default: Optuna's, TPE).
-        direction: ``"minimize"`` or ``"maximize"``.
+        direction: ``"minimize"`` (the default) or ``"maximize"``, for a new study.
         metric: the metric to score; ``None``: the result's default (validation loss, else
             ``loss``).
         reduction: ``"last"``, ``"min"``, ``"max"`` or ``"mean_last"`` (with ``last_n``).
@@ -274,6 +274,7 @@ def optuna_search(
     except ValueError as e:
         c.fail(str(e).replace("SweepResult.score: ", "").replace("SweepResult: ", ""))
     if study is None:
+        direction = "minimize" if direction is None else direction
         c.choice("direction", direction, ("minimize", "maximize"))
         study = optuna.create_study(
             storage=storage,
@@ -282,8 +283,11 @@ def optuna_search(
             direction=direction,
             load_if_exists=True,
         )
-    elif storage is not None or study_name is not None or sampler is not None:
-        c.fail("give either study or storage/study_name/sampler, got both")
+    elif storage is not None or study_name is not None or sampler is not None or direction:
+        c.fail(
+            "give either study or storage/study_name/sampler/direction (a new or stored "
+            f"study), got study={study!r} and one of these"
+        )
     if len(study.directions) != 1:
         c.fail(f"the study must have one objective, got directions={study.directions}")
 
