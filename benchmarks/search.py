@@ -200,9 +200,11 @@ def main() -> dict:
     tp = throughput()
     for name, r in tp.items():
         print(
-            f"{name}: optuna sequential {r['optuna_sequential_trials_per_s']:.2f} trials/s, "
-            f"jaxlr batched (K = {K}) {r['jaxlr_batched_trials_per_s']:.2f} trials/s, "
-            f"speedup x{r['speedup']:.2f}"
+            f"{name}: optuna sequential {r['optuna_sequential_trials_per_s']:.1f} trials/s; "
+            f"jaxlr batched (K = {K}) vmap {r['jaxlr_batched_trials_per_s']:.1f} trials/s "
+            f"(x{r['speedup_vmap']:.2f}), vmap_size=1 "
+            f"{r['jaxlr_batched_vmap_size_1_trials_per_s']:.1f} trials/s "
+            f"(x{r['speedup_vmap_size_1']:.2f})"
         )
     results["throughput"] = tp
     return results

@@ -227,8 +227,17 @@ def test_a_killed_sqlite_search_resumes_without_losing_a_trial(tmp_path):
     running = [n for n, t in before.items() if t.state == optuna.trial.TrialState.RUNNING]
     assert len(finished) >= 4 and running and len(before) < 12
 
-    out = subprocess.run(args + ["12"], env=env, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0 and "finished" in out.stdout, out.stderr
+    # Resume: only the database survives the kill (in this process, which never saw the study).
+    sampler = optuna.samplers.TPESampler(seed=0, constant_liar=True)
+    jaxlr.sweep.optuna_search(
+        train_fn,
+        SPACE,
+        num_trials=12,
+        batch_size=4,
+        storage=url,
+        study_name="resume",
+        sampler=sampler,
+    )
     after = optuna.load_study(study_name="resume", storage=url).trials
     names = set(SPACE) - {"target"}
     whole = [n for n in running if set(before[n].params) == names]
