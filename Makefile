@@ -30,7 +30,8 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check jaxlr tests
+	$(BIN)/ruff check jaxlr tests experiments benchmarks
+	$(BIN)/ruff format --check jaxlr tests experiments benchmarks
 
 clean:
 	rm -rf $(VENV)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -17,43 +18,76 @@ def _list(args) -> int:
 def _plot(args) -> int:
     from jaxlr import plot, schedules
 
-    try:
-        items = {e: schedules.parse(e) for e in args.expression}
-    except ValueError as err:
-        print(f"jaxlr plot: {err}", file=sys.stderr)
-        return 2
-    plot.schedules(items, total_steps=args.steps, log=args.log, path=args.output)
-    print(args.output)
+    items = {e: schedules.parse(e) for e in args.expression}
+    path = _output_path(args.output)
+    plot.schedules(items, total_steps=args.steps, log=args.log, path=path)
+    print(path)
     return 0
 
 
-def _demo(args) -> int:
+def _output_path(output: str) -> str:
+    """The file ``jaxlr plot`` writes: ``.png`` appended when no extension is given, a known
+    image format, in a folder that exists."""
+    import matplotlib.pyplot as plt
+
+    root, ext = os.path.splitext(output)
+    if not ext:
+        output, ext = output + ".png", ".png"
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if ext[1:].lower() not in formats:
+        raise _UsageError(f"--output {output!r}: unknown image format {ext!r}; use one of "
+                          f"{sorted('.' + f for f in formats)}")
+    _check_folder(os.path.dirname(os.path.abspath(output)), f"--output {output!r}")
+    return output
+
+
+def _check_folder(folder: str, what: str) -> None:
+    """A folder that exists or can be made: no file on the way."""
+    path = folder
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    if path and not os.path.isdir(path):
+        raise _UsageError(f"{what}: {path!r} is a file, not a folder")
+    if os.path.isdir(folder) and not os.access(folder, os.W_OK):
+        raise _UsageError(f"{what}: the folder {folder!r} is not writable")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class _UsageError(ValueError):
+    """A command-line mistake: printed as one line, exit status 2."""
+
+
+def _positive_int(text: str) -> int:
     try:
-        from jaxlr.sweep import demo
-    except ImportError:  # the sweep layer is optional at this layer's level: fall back to a gallery
-        demo = None
-    if demo is not None and hasattr(demo, "run"):
-        demo.run(out_dir=args.out, quick=args.quick)  # prints its table and where it wrote
-        return 0
-    import os
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
 
-    from jaxlr import plot
 
-    out = os.path.join(args.out or "jaxlr-out", "gallery.png")
-    plot.gallery(out)
-    print(f"jaxlr demo: wrote the schedule gallery to {os.path.abspath(out)}")
+def _demo(args) -> int:
+    from jaxlr.sweep import demo
+
+    if args.out is not None:
+        _check_folder(os.path.abspath(args.out), f"--out {args.out!r}")
+    demo.run(out_dir=args.out, quick=args.quick)  # prints its table and where it wrote
     return 0
 
 
 def _recommend(args) -> int:
     from jaxlr.recommend import recommend
 
-    try:
-        r = recommend(task=args.task, scale=args.scale, data=args.data, total_steps=args.steps,
-                      peak_value=args.peak)
-    except ValueError as err:
-        print(f"jaxlr recommend: {err}", file=sys.stderr)
-        return 2
+    r = recommend(task=args.task, scale=args.scale, data=args.data, total_steps=args.steps,
+                  peak_value=args.peak)
     print(f"schedule:  jaxlr.schedules.{r.name}  (peak LR {r.peak_value:g})")
     print(f"           {r.schedule!r}")
     print(f"optimizer: optax.{r.optimizer}")
@@ -73,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         ...
         0
     """
-    parser = argparse.ArgumentParser(prog="jaxlr", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="jaxlr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="print every catalog schedule")
     p.set_defaults(fn=_list)
@@ -82,13 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("plot", help="plot schedules given as expressions")
     p.add_argument("expression", nargs="+",
                    help='e.g. "warmup_cosine(peak_value=1e-3, warmup_steps=100, total_steps=1000)"')
-    p.add_argument("-o", "--output", default="lr.png")
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("-o", "--output", default="lr.png",
+                   help="image file (.png when no extension is given)")
+    p.add_argument("--steps", type=_positive_int, default=1000)
     p.add_argument("--log", action="store_true")
     p.set_defaults(fn=_plot)
 
     p = sub.add_parser("demo", help="the main job: a vectorized LR sweep with a report")
-    p.add_argument("--out", default=None, help="output folder (default: jaxlr-out)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: a new jaxlr-demo-<date>-<time> folder)")
     p.add_argument("--quick", action="store_true", help="a seconds-long version for tests")
     p.set_defaults(fn=_demo)
 
@@ -97,12 +133,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="classification | generation | reinforcement")
     p.add_argument("--scale", default="small", help="small | large")
     p.add_argument("--data", default="static", help="static | continual")
-    p.add_argument("--steps", type=int, default=10_000, help="planned optimizer steps")
+    p.add_argument("--steps", type=_positive_int, default=10_000, help="planned optimizer steps")
     p.add_argument("--peak", type=float, default=None, help="peak LR (default: the recipe's)")
     p.set_defaults(fn=_recommend)
 
-    args = parser.parse_args(argv)
-    return args.fn(args)
+    args = parser.parse_args(argv)  # argparse's own errors: one usage line, exit status 2
+    try:
+        return args.fn(args)
+    except ValueError as err:  # bad input, named by the library or by _UsageError
+        print(f"jaxlr {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

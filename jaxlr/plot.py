@@ -14,6 +14,8 @@ import numpy as np
 
 from jaxlr.schedules import Schedule, catalog
 
+__all__ = ["gallery", "schedules", "spectral_density"]
+
 
 def _pyplot():
     import matplotlib

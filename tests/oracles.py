@@ -61,9 +61,9 @@ def _pieces(t, knots, values, shapes):
 def _hp(s):
     out = {}
     for k, v in s.hyperparameters.items():
-        if hasattr(v, "name") and hasattr(v, "params"):
+        if hasattr(v, "name") and hasattr(v, "law"):
             out[k] = v
-        elif isinstance(v, tuple) and v and hasattr(v[0], "params"):
+        elif isinstance(v, tuple) and v and hasattr(v[0], "law"):
             out[k] = v
         elif v is None or isinstance(v, (str, bool)):
             out[k] = v

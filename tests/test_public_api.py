@@ -49,3 +49,41 @@ def test_all_names_resolve():
         module = importlib.import_module(modname)
         for name in getattr(module, "__all__", []):
             assert hasattr(module, name), f"{modname}.__all__ lists missing {name}"
+
+
+# -- the frozen public API -----------------------------------------------------------------------
+SNAPSHOT = __import__("pathlib").Path(__file__).with_name("public_api.txt")
+
+
+def api_listing() -> str:
+    """One line per public name: ``module.name`` and, for functions and classes, the signature."""
+    lines = []
+    for modname in MODULES:
+        module = importlib.import_module(modname)
+        assert hasattr(module, "__all__"), f"{modname} must declare __all__"
+        for name in sorted(module.__all__):
+            obj = getattr(module, name)
+            sig = ""
+            if inspect.isfunction(obj) or (callable(obj) and not inspect.isclass(obj)
+                                           and not inspect.ismodule(obj)):
+                try:
+                    sig = str(inspect.signature(obj))
+                except (TypeError, ValueError):
+                    sig = "(...)"
+            elif inspect.isclass(obj):
+                sig = " class"
+            lines.append(f"{modname}.{name}{sig}")
+    return "\n".join(lines) + "\n"
+
+
+def test_public_api_is_frozen():
+    """A change of the public API is deliberate: regenerate the snapshot with
+    ``python tests/test_public_api.py`` and review the diff."""
+    assert SNAPSHOT.read_text() == api_listing(), (
+        "the public API changed; if intended, run `python tests/test_public_api.py` and commit "
+        "tests/public_api.txt")
+
+
+if __name__ == "__main__":
+    SNAPSHOT.write_text(api_listing())
+    print(f"wrote {SNAPSHOT}")

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -54,8 +55,11 @@ class Checker:
         a = concrete(value)
         if a is None:
             return None
-        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        # jnp.issubdtype knows the ml_dtypes floats (bfloat16, float8) that NumPy does not.
+        if not (jnp.issubdtype(a.dtype, jnp.number) or a.dtype == bool):
             self.fail(f"{name} must be a number, got {name}={value!r}")
+        if jnp.issubdtype(a.dtype, jnp.floating) and not np.issubdtype(a.dtype, np.floating):
+            a = a.astype(np.float32)  # bfloat16 & co. as a NumPy float for the checks below
         if np.issubdtype(a.dtype, np.floating) and np.isnan(a).any():
             self.fail(f"{name} must not be NaN, got {name}={_show(a)}")
         return a
@@ -102,9 +106,26 @@ class Checker:
             )
 
     def choice(self, name: str, value: Any, options: Iterable[Any]) -> None:
+        """Checks a static option: one of ``options`` by value *and* type (``1`` is not
+        ``True``, an array is no option: structure cannot be data)."""
         options = tuple(options)
-        if value not in options:
+        if not any(type(value) is type(o) and value == o for o in options):
             self.fail(f"{name} must be one of {options}, got {name}={value!r}")
+
+    def flag(self, name: str, value: Any) -> None:
+        """Checks a static on/off switch is a real ``bool`` (``"False"`` and ``1`` are not)."""
+        self.choice(name, value, (False, True))
+
+    def key(self, name: str, value: Any) -> None:
+        """Checks a PRNG key: a typed key (``jax.random.key``) or raw ``uint32`` key data."""
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+            if np.shape(value) != ():
+                self.fail(f"{name} must be a single PRNG key, got shape {np.shape(value)}")
+            return
+        if dtype is None or dtype != np.uint32 or np.ndim(value) != 1:
+            self.fail(f"{name} must be a PRNG key (jax.random.key(seed) or "
+                      f"jax.random.PRNGKey(seed)), got {name}={value!r}")
 
     def vector(self, name: str, value: Any, *, min_len: int = 0) -> np.ndarray | None:
         """A 1-D array of numbers (a single number is not accepted)."""

@@ -21,11 +21,12 @@ from jaxlr.schedules import (
     cosine,
     exponential,
     inverse_time,
+    make,
     piecewise_constant,
     polynomial,
+    register,
     warmup_cosine,
 )
-from jaxlr.schedules._core import make, register
 
 __all__ = [
     "CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay",

@@ -35,14 +35,15 @@ from jaxlr.schedules import (
     cyclic_momentum,
     exponential,
     join,
+    make,
     multistep,
     product,
+    register,
     scale,
     sgdr,
     step,
     swa,
 )
-from jaxlr.schedules._core import make, register
 
 __all__ = [
     "ChainedScheduler", "ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts",

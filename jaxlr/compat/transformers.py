@@ -15,8 +15,16 @@ from jax.typing import ArrayLike
 from jaxlr._src.numeric import as_float, safe_sqrt
 from jaxlr._src.validate import Checker, concrete
 from jaxlr.compat._common import half_cos
-from jaxlr.schedules import Schedule, constant, inverse_sqrt, linear, polynomial, warmup
-from jaxlr.schedules._core import make, register
+from jaxlr.schedules import (
+    Schedule,
+    constant,
+    inverse_sqrt,
+    linear,
+    make,
+    polynomial,
+    register,
+    warmup,
+)
 
 __all__ = [
     "get_constant_schedule", "get_constant_schedule_with_warmup",

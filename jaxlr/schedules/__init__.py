@@ -8,16 +8,8 @@ jit without retracing, stack and ``vmap``, and ``grad`` flows into them.
 from jaxlr.schedules import presets
 from jaxlr.schedules._catalog import catalog
 from jaxlr.schedules._combinators import clip, join, noise, per_epoch, product, scale, warmup
-from jaxlr.schedules._core import (
-    Schedule,
-    constructor,
-    from_config,
-    make,
-    names,
-    parse,
-    register,
-    to_config,
-)
+from jaxlr.schedules._config import from_config, parse, to_config
+from jaxlr.schedules._core import Schedule, constructor, make, names, register
 from jaxlr.schedules._families import (
     constant,
     cosine,

@@ -1,11 +1,45 @@
-"""The schedule pytree, the registry of laws, and JSON configs."""
+r"""The schedule pytree: one frozen dataclass per family, its law bound to the class.
+
+Design
+------
+A schedule is an immutable value whose numeric hyperparameters are the leaves of a pytree. Each
+family (``cosine``, ``wsd``, ``torch.StepLR``, ...) is its own frozen dataclass, a subclass of
+:class:`Schedule`, made by :func:`register` from the family's pure law
+``law(step, *, hyperparameter, ...)``: one dataclass field per keyword argument of the law, and
+the law itself bound to the class (``type(s).law``), so calling a schedule is one function call
+with no lookup. What a JAX engineer expects follows:
+
+- real attributes and honest tree paths: ``s.warmup_steps`` is the leaf whose path
+  ``jax.tree_util.keystr`` prints as ``.warmup_steps``; a combinator's child is ``s.schedule``
+  (path ``.schedule.init_value``), a sequence of children ``s.schedules[1]``;
+- immutable: assignment raises; an edit builds a new value, validated (:meth:`Schedule.replace`)
+  or not (``dataclasses.replace``, ``jax.tree.map``), so no state that holds a schedule is ever
+  changed behind its back;
+- structure is static: strings, booleans and callables (``lr_lambda``) are the tree's auxiliary
+  data; every number is an array leaf; an optional argument not given (``None``) is an empty
+  subtree, so schedules of one family and one set of given arguments share one structure.
+
+Why not the other designs. ``jax.tree_util.Partial(law, **hyperparameters)`` is a pytree too,
+but its paths are ``.keywords['init_value']`` rather than attributes, and the law (a function
+object) cannot be named in a JSON config. ``jax.tree_util.register_dataclass`` rebuilds nodes by
+calling ``__init__``, which JAX does with placeholder leaves (``None``, ``object()``, tracers)
+inside ``vmap``, ``tree.map`` and transposition, so no conversion could live in ``__init__``;
+here JAX rebuilds a node with ``object.__new__`` and sets the fields, and ``__init__`` (used by
+people and :func:`make`) turns numbers into float leaves. One class per family, made from the
+law's signature, keeps the law the single place where a family's hyperparameters are named.
+
+The registry maps a family name to its class and public constructor; it serves configs
+(``to_config`` / ``from_config`` / ``parse``, in ``_config.py``), :func:`register` for user
+families, and the catalog-driven contract tests.
+"""
 
 from __future__ import annotations
 
-import ast
-import json
+import dataclasses
+import functools
+import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -13,69 +47,97 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import as_float
+from jaxlr._src.validate import concrete
+from jaxlr.schedules._peer_names import PEER_NAMES
 
-# name -> (law, constructor). The law is a pure function ``law(step, **params, **static)``; the
-# constructor is the public, validating builder that takes the same keyword arguments.
-_REGISTRY: dict[str, tuple[Callable[..., jax.Array], Callable[..., Schedule]]] = {}
+# name -> (class, constructor).
+_REGISTRY: dict[str, tuple[type[Schedule], Callable[..., Schedule]]] = {}
+
+# Fields that keep their integer dtype (PRNG key data); every other number becomes a float leaf.
+_RAW_FIELDS = frozenset({"key"})
+# Hyperparameters that are vectors (knots, per-piece values, key data); every other one is a
+# scalar. A batch axis for a sweep comes from stacking built schedules (``jaxlr.sweep.stack``)
+# or from building them inside ``jax.vmap``, never from a concrete array argument.
+_VECTOR_FIELDS = frozenset({"boundaries", "values", "key"})
+_VECTOR_FIELDS_OF = {"multistep": frozenset({"decay_rate"})}
 
 
-@jax.tree_util.register_pytree_with_keys_class
+def _is_static(value: Any) -> bool:
+    """Structure, not data: strings, booleans and plain callables (not schedules). ``None`` (an
+    optional argument not given) is an empty subtree, so it is data like the value it stands for."""
+    if isinstance(value, (str, bool)):
+        return True
+    return callable(value) and not isinstance(value, (Schedule, jax.Array, np.ndarray))
+
+
 class Schedule:
-    """A learning-rate schedule: a callable pytree whose leaves are its hyperparameters.
+    """A learning-rate schedule: an immutable callable pytree whose leaves are its hyperparameters.
 
-    ``s(step)`` evaluates the schedule's law at ``step`` (an int, a float or an array of them)
-    and returns a float ``jax.Array`` shaped like ``step``. Numeric hyperparameters are array
-    leaves, so ``jax.jit`` does not retrace when they change, schedules of one structure stack
-    and ``jax.vmap``, and ``jax.grad`` flows into them. Structure (shape names, flags, the number
-    of pieces) is static.
+    ``s(step)`` evaluates the family's law at ``step`` (an int, a float or an array of them) and
+    returns a float ``jax.Array`` shaped like ``step``. Numeric hyperparameters are array leaves
+    and real attributes (``s.peak_value``), so ``jax.jit`` does not retrace when they change,
+    schedules of one structure stack and ``jax.vmap``, and ``jax.grad`` flows into them.
+    Structure (shape names, flags, the number of pieces) is static.
 
-    Schedules are built by the public constructors (``jaxlr.schedules.cosine(...)``), never
-    directly.
+    Schedules are built by the public constructors (``jaxlr.schedules.cosine(...)``); each
+    family is a frozen dataclass subclass made by :func:`register`.
 
     Attributes:
-        name: the family name, also the constructor's name in ``jaxlr.schedules``.
-        params: hyperparameters that are data: arrays, or child schedules for combinators.
-        static: structural hyperparameters (strings, bools, ints, ``None``).
+        name: the family name, also the constructor's name in ``jaxlr.schedules`` (class level).
+        law: the family's pure law ``law(step, **hyperparameters)`` (class level).
 
     Examples:
-        >>> import jax, jaxlr
+        >>> import dataclasses, jax, jaxlr
         >>> s = jaxlr.schedules.cosine(init_value=1.0, total_steps=100)
-        >>> s.name, float(s(50))
-        ('cosine', 0.5)
-        >>> [float(x) for x in jax.tree.leaves(s)]
-        [1.0, 100.0, 0.0, 1.0, 1.0]
+        >>> s.name, float(s(50)), float(s.total_steps)
+        ('cosine', 0.5, 100.0)
+        >>> [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(s)][:2]
+        ['.init_value', '.total_steps']
+        >>> float(s.replace(init_value=2.0)(50)), float(s(50))  # a new value; s is unchanged
+        (1.0, 0.5)
     """
 
-    __slots__ = ("name", "params", "static", "__weakref__")  # weakref: jax.jit(schedule)
+    name: ClassVar[str]
+    law: ClassVar[Callable[..., jax.Array]]
 
-    def __init__(self, name: str, params: Mapping[str, Any], static: Mapping[str, Any] = ()):
-        self.name = name
-        self.params = dict(params)
-        self.static = dict(static)
+    def __post_init__(self) -> None:
+        static = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if _is_static(value):
+                static.append(f.name)
+            elif value is not None:
+                object.__setattr__(self, f.name, _leaf(value, raw=f.name in _RAW_FIELDS))
+        # Which fields are structure is fixed here: JAX later rebuilds nodes with placeholders.
+        object.__setattr__(self, "_static_fields", tuple(static))
 
     def __call__(self, step: ArrayLike) -> jax.Array:
-        law = _REGISTRY[self.name][0]
-        return law(as_float(step), **self.params, **self.static)
+        return type(self).law(as_float(step), **self._arguments())
 
-    # -- pytree protocol -------------------------------------------------------------------------
-    def tree_flatten_with_keys(self):
-        keys = tuple(self.params)
-        children = [(jax.tree_util.GetAttrKey(k), self.params[k]) for k in keys]
-        return children, (self.name, keys, tuple(self.static.items()))
+    def _arguments(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        name, keys, static = aux
-        return cls(name, dict(zip(keys, children)), dict(static))
-
-    # -- introspection ---------------------------------------------------------------------------
+    # -- introspection and edits -----------------------------------------------------------------
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        """All hyperparameters, data and structure, as the constructor's keyword arguments."""
-        return {**self.params, **self.static}
+        """Every hyperparameter given (data and structure), as the constructor's arguments."""
+        return {k: v for k, v in self._arguments().items() if v is not None}
+
+    def replace(self, **changes: Any) -> Schedule:
+        """A new schedule with ``changes`` applied, validated by the family's constructor.
+
+        Examples:
+            >>> import jaxlr
+            >>> s = jaxlr.schedules.constant(value=0.1)
+            >>> s.replace(value=0.2)
+            constant(value=0.2)
+        """
+        return _REGISTRY[self.name][1](**{**self.hyperparameters, **changes})
 
     def to_config(self) -> dict[str, Any]:
-        """A JSON-able dict that :func:`from_config` turns back into an equal schedule."""
+        """A JSON-able dict that :func:`jaxlr.schedules.from_config` reads back to an equal one."""
+        from jaxlr.schedules._config import to_config
+
         return to_config(self)
 
     def __repr__(self) -> str:
@@ -87,12 +149,59 @@ class Schedule:
             return NotImplemented
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((self, other))):
             return self is other  # traced values cannot be compared (jax.jit(schedule) asks)
-        return to_config(self) == to_config(other)
+        return self.to_config() == other.to_config()
 
     def __hash__(self) -> int:
         # Equal schedules share a structure, so hashing the structure is consistent with ==;
         # it lets ``jax.jit(schedule)`` cache on the schedule (its leaves become constants).
         return hash(jax.tree.structure(self))
+
+
+# -- the pytree protocol, shared by every family class ---------------------------------------------
+def _flatten_with_keys(s: Schedule):
+    data, static = [], []
+    for name, value in s._arguments().items():
+        if name in s._static_fields:
+            static.append((name, value))
+        else:
+            data.append((jax.tree_util.GetAttrKey(name), value))
+    return data, (tuple(k.name for k, _ in data), tuple(static))
+
+
+def _flatten(s: Schedule):
+    data, aux = _flatten_with_keys(s)
+    return [v for _, v in data], aux
+
+
+def _unflatten(cls: type[Schedule], aux, children) -> Schedule:
+    names, static = aux
+    s = object.__new__(cls)  # not __init__: JAX passes placeholder leaves here
+    for name, value in (*zip(names, children), *static):
+        object.__setattr__(s, name, value)
+    object.__setattr__(s, "_static_fields", tuple(n for n, _ in static))
+    return s
+
+
+def _class_name(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.replace(".", "_").split("_"))
+
+
+def _family_class(name: str, law: Callable[..., jax.Array]) -> type[Schedule]:
+    params = [p for p in inspect.signature(law).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    fields = [
+        (p.name, Any, dataclasses.field(
+            default=dataclasses.MISSING if p.default is p.empty else p.default, kw_only=True))
+        for p in params
+    ]
+    cls = dataclasses.make_dataclass(
+        _class_name(name), fields, bases=(Schedule,), frozen=True, eq=False, repr=False,
+        namespace={"name": name, "law": staticmethod(law), "__module__": law.__module__,
+                   "__doc__": f"The ``{name}`` schedule (see its constructor)."},
+    )
+    cls.__hash__ = Schedule.__hash__
+    jax.tree_util.register_pytree_with_keys(
+        cls, _flatten_with_keys, functools.partial(_unflatten, cls), _flatten)
+    return cls
 
 
 def _show(v: Any) -> str:
@@ -108,22 +217,35 @@ def _show(v: Any) -> str:
     return repr(v)
 
 
-def _plain(a: np.ndarray) -> Any:
-    """Python numbers for JSON: floats as their shortest round-tripping decimal (0.1, not
-    0.10000000149011612), so a config reads like the call that built it."""
-    if not np.issubdtype(a.dtype, np.floating):
-        return a.tolist()
-    out = [float(str(x)) for x in a.ravel()]
-    return out[0] if a.ndim == 0 else np.reshape(np.asarray(out, dtype=object), a.shape).tolist()
+def _unexpected(fn: Callable, kwargs: Mapping[str, Any]) -> None:
+    """A ``TypeError`` that names the right spelling for a peer's or an old argument name."""
+    sig = inspect.signature(fn)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    unknown = [k for k in kwargs if k not in sig.parameters]
+    if not unknown or set(unknown) & set(getattr(fn, "__renamed__", {})):
+        return  # a renamed argument: the constructor's own decorator says what to write
+    name = fn.__name__
+    hints = []
+    for k in unknown:
+        native = PEER_NAMES.get(k)
+        if native is not None:
+            hints.append(f"{k!r} is a peer library's name; jaxlr's is {native}")
+    hint = ("; " + "; ".join(hints) + " (jaxlr.compat.torch / .keras / .transformers take the "
+            "peers' own signatures)") if hints else ""
+    raise TypeError(f"{name}: unexpected argument(s) {unknown}; it takes "
+                    f"{list(sig.parameters)}{hint}")
 
 
 def register(name: str, law: Callable[..., jax.Array]):
     """Decorator registering a public constructor with its law under ``name``.
 
-    This is how a family is added: a pure law ``law(step, **hyperparameters)`` of ``jnp`` code
-    with no Python branch on hyperparameter values, and a constructor that validates its concrete
-    arguments and calls :func:`make`. A registered family parses, serializes and (once in the
-    catalog) is covered by the contract tests.
+    This is how a family is added: a pure law ``law(step, *, hyperparameter, ...)`` of ``jnp``
+    code with no Python branch on hyperparameter values, and a constructor that validates its
+    concrete arguments and calls :func:`make`. Registering makes the family's frozen dataclass
+    (one field per keyword argument of the law); a registered family parses, serializes and
+    (once in the catalog) is covered by the contract tests. An argument the constructor does not
+    take raises ``TypeError`` naming jaxlr's spelling when it is a peer library's name.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -133,15 +255,22 @@ def register(name: str, law: Callable[..., jax.Array]):
         >>> @register("doc_sqrt_decay", _sqrt_decay)
         ... def sqrt_decay(*, init_value):
         ...     return make("doc_sqrt_decay", dict(init_value=init_value))
-        >>> float(sqrt_decay(init_value=1.0)(3))
-        0.5
+        >>> s = sqrt_decay(init_value=1.0)
+        >>> float(s(3)), float(s.init_value)
+        (0.5, 1.0)
     """
 
     def deco(constructor):
         if name in _REGISTRY:
             raise ValueError(f"register: schedule name {name!r} is already registered")
-        _REGISTRY[name] = (law, constructor)
-        return constructor
+
+        @functools.wraps(constructor)
+        def checked(*args, **kwargs):
+            _unexpected(constructor, kwargs)
+            return constructor(*args, **kwargs)
+
+        _REGISTRY[name] = (_family_class(name, law), checked)
+        return checked
 
     return deco
 
@@ -149,10 +278,17 @@ def register(name: str, law: Callable[..., jax.Array]):
 def make(name: str, params: Mapping[str, Any], static: Mapping[str, Any] = ()) -> Schedule:
     """Builds a registered schedule from validated values, turning numbers into float leaves.
 
+    A concrete value that is finite but overflows the float dtype (``1e39`` in float32) raises.
+
     Args:
         name: a registered family name.
         params: the hyperparameters that are data (numbers, arrays, child schedules).
-        static: the structural ones (strings, bools, ``None``).
+        static: the structural ones (strings, bools, callables, ``None``).
+
+    Raises:
+        ValueError: a finite value that is not finite once cast to the float dtype, or a concrete
+            array where the law takes a scalar (only knots, per-piece values and key data are
+            vectors; a sweep's batch axis comes from stacking schedules or from ``jax.vmap``).
 
     Examples:
         >>> from jaxlr.schedules import make
@@ -160,19 +296,49 @@ def make(name: str, params: Mapping[str, Any], static: Mapping[str, Any] = ()) -
         >>> s, s(0).dtype
         (constant(value=2.0), dtype('float32'))
     """
-    return Schedule(name, {k: _leaf(v) for k, v in params.items()}, static)
+    cls = _REGISTRY[name][0]
+    vectors = _VECTOR_FIELDS | _VECTOR_FIELDS_OF.get(name, frozenset())
+    leaves = {}
+    for k, v in params.items():
+        with np.errstate(over="ignore"):  # an overflow is reported below, as an error
+            leaf = _leaf(v, raw=k in _RAW_FIELDS)
+        _check_cast(name, k, v, leaf)
+        if k not in vectors and not isinstance(leaf, (Schedule, tuple)) and np.ndim(leaf) != 0:
+            if concrete(leaf) is not None:
+                raise ValueError(
+                    f"{name}: {k} must be a scalar, got an array of shape {np.shape(leaf)}: "
+                    f"{k}={_show(leaf)} (to sweep, stack built schedules with jaxlr.sweep.stack "
+                    f"or build them inside jax.vmap)")
+        leaves[k] = leaf
+    return cls(**leaves, **dict(static))
 
 
-def _leaf(v: Any) -> Any:
+def _check_cast(name: str, arg: str, value: Any, leaf: Any) -> None:
+    if isinstance(leaf, (Schedule, tuple)):
+        return
+    before, after = concrete(value), concrete(leaf)
+    if before is None or after is None or not np.issubdtype(after.dtype, np.floating):
+        return
+    try:
+        finite_before = np.isfinite(np.asarray(before, dtype=np.float64))
+    except (TypeError, ValueError):
+        return
+    if np.any(finite_before & ~np.isfinite(after)):
+        raise ValueError(
+            f"{name}: {arg} overflows {after.dtype} (largest "
+            f"{float(jnp.finfo(after.dtype).max):g}), got {arg}={np.asarray(before).tolist()!r}")
+
+
+def _leaf(v: Any, *, raw: bool = False) -> Any:
     if isinstance(v, Schedule):
         return v
     if isinstance(v, (tuple, list)) and v and all(isinstance(x, Schedule) for x in v):
         return tuple(v)
     dtype = getattr(v, "dtype", None)
-    if dtype is not None and (
+    if raw and dtype is not None and (
         jnp.issubdtype(dtype, jnp.unsignedinteger) or jnp.issubdtype(dtype, jax.dtypes.prng_key)
     ):
-        return v  # PRNG key data keeps its dtype; every other number becomes a float leaf
+        return v  # PRNG key data keeps its dtype
     return as_float(v)
 
 
@@ -195,113 +361,6 @@ def constructor(name: str) -> Callable[..., Schedule]:
         >>> jaxlr.schedules.constructor("cosine") is jaxlr.schedules.cosine
         True
     """
-    try:
-        return _REGISTRY[name][1]
-    except KeyError:
-        raise ValueError(f"constructor: unknown schedule name {name!r}; known: {names()}") from None
-
-
-def to_config(schedule: Schedule) -> dict[str, Any]:
-    """A JSON-able description ``{"name": ..., "args": {...}}`` of a concrete schedule.
-
-    Args:
-        schedule: a schedule whose leaves are concrete (not traced).
-
-    Returns:
-        A dict of plain Python values (nested dicts for child schedules, lists for arrays).
-
-    Examples:
-        >>> import json, jaxlr
-        >>> s = jaxlr.schedules.step(init_value=0.1, step_size=30, decay_rate=0.1)
-        >>> json.dumps(jaxlr.schedules.to_config(s))
-        '{"name": "step", "args": {"init_value": 0.1, "step_size": 30.0, "decay_rate": 0.1}}'
-    """
-
-    def enc(v: Any) -> Any:
-        if isinstance(v, Schedule):
-            return to_config(v)
-        if isinstance(v, tuple) and v and isinstance(v[0], Schedule):
-            return [to_config(x) for x in v]
-        if isinstance(v, jax.core.Tracer):
-            raise ValueError(f"to_config: {schedule.name} has a traced hyperparameter")
-        if isinstance(v, (jax.Array, np.ndarray)):
-            return _plain(np.asarray(v))
-        return v
-
-    return {"name": schedule.name, "args": {k: enc(v) for k, v in schedule.hyperparameters.items()}}
-
-
-def from_config(config: Mapping[str, Any] | str) -> Schedule:
-    """Rebuilds (and re-validates) a schedule from :func:`to_config`'s dict or its JSON text.
-
-    Examples:
-        >>> import jaxlr
-        >>> s = jaxlr.schedules.warmup_cosine(peak_value=1.0, warmup_steps=10, total_steps=100)
-        >>> jaxlr.schedules.from_config(s.to_config()) == s
-        True
-    """
-    if isinstance(config, str):
-        config = json.loads(config)
-    if not isinstance(config, Mapping) or "name" not in config:
-        raise ValueError(
-            f"from_config: config must be a dict with 'name' and 'args', got {config!r}")
-
-    def dec(v: Any) -> Any:
-        if isinstance(v, Mapping) and "name" in v:
-            return from_config(v)
-        if isinstance(v, list) and v and isinstance(v[0], Mapping):
-            return [from_config(x) for x in v]
-        return v
-
-    args = {k: dec(v) for k, v in dict(config.get("args", {})).items()}
-    return constructor(config["name"])(**args)
-
-
-def parse(expression: str) -> Schedule:
-    """Builds a schedule from a Python-like expression, as the CLI takes it.
-
-    Only calls of registered schedule names (and ``presets.NAME``) with literal arguments are
-    allowed; nothing is evaluated.
-
-    Examples:
-        >>> import jaxlr
-        >>> s = jaxlr.schedules.parse(
-        ...     "warmup(cosine(init_value=1.0, total_steps=90), warmup_steps=10)")
-        >>> s.name, float(s(10))
-        ('warmup', 1.0)
-    """
-    from jaxlr.schedules import presets  # presets build on the families, imported lazily
-
-    try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as e:
-        raise ValueError(f"parse: not a schedule expression: {expression!r} ({e.msg})") from None
-
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.Call):
-            fn = node.func
-            if isinstance(fn, ast.Name):
-                build = constructor(fn.id)
-            elif (
-                isinstance(fn, ast.Attribute)
-                and isinstance(fn.value, ast.Name)
-                and fn.value.id == "presets"
-                and fn.attr in presets.__all__
-            ):
-                build = getattr(presets, fn.attr)
-            else:
-                raise ValueError(f"parse: unknown schedule {ast.unparse(fn)!r} in {expression!r}")
-            return build(*[ev(a) for a in node.args], **{k.arg: ev(k.value) for k in node.keywords})
-        if isinstance(node, (ast.List, ast.Tuple)):
-            return [ev(e) for e in node.elts]
-        try:
-            return ast.literal_eval(node)
-        except ValueError:
-            raise ValueError(
-                f"parse: only literals and schedule calls are allowed, got {ast.unparse(node)!r}"
-            ) from None
-
-    result = ev(tree.body)
-    if not isinstance(result, Schedule):
-        raise ValueError(f"parse: {expression!r} does not build a schedule")
-    return result
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"constructor: unknown schedule name {name!r}; known: {names()}")
+    return _REGISTRY[name][1]

@@ -1,0 +1,29 @@
+"""Every ``python`` code block in docs/*.md runs, in order, one namespace per page."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+
+DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
+_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def blocks(page: pathlib.Path) -> list[str]:
+    return _BLOCK.findall(page.read_text())
+
+
+PAGES = sorted(p for p in DOCS.glob("*.md") if blocks(p))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_snippet_runs(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # snippets that write files write them here
+    namespace: dict = {}
+    for i, code in enumerate(blocks(page)):
+        try:
+            exec(compile(code, f"{page.name}[block {i}]", "exec"), namespace)  # noqa: S102
+        except Exception as e:  # name the block that failed
+            raise AssertionError(f"{page.name} block {i} failed: {type(e).__name__}: {e}") from e

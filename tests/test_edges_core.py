@@ -1,0 +1,147 @@
+"""Edges of construction, configs and the CLI (issue 12, items 2, 3, 11-16): each input here once
+gave a plausible wrong number or a raw Python error."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlr import schedules as S
+from jaxlr.cli import main
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint32, np.uint64, np.int8])
+def test_integer_hyperparameters_become_float_leaves(dtype):
+    s = S.linear(init_value=dtype(10), end_value=dtype(0), total_steps=10)
+    assert s.init_value.dtype == jnp.float32
+    # reference: 10 + (0 - 10) * 5/10
+    assert float(s(5)) == 5.0
+
+
+@pytest.mark.parametrize("build", [
+    lambda: S.constant(value=1e39),
+    lambda: S.cosine(init_value=1.0, total_steps=1e39),
+    lambda: S.warmup_cosine(peak_value=-1e39, warmup_steps=1, total_steps=10),
+])
+def test_values_that_overflow_float32_are_rejected(build):
+    with pytest.raises(ValueError, match="overflows float32"):
+        build()
+
+
+def test_overflowing_config_is_rejected_not_read_back_as_inf():
+    with pytest.raises(ValueError, match="overflows"):
+        S.from_config('{"name": "constant", "args": {"value": 1e39}}')
+
+
+def test_bfloat16_and_float16_hyperparameters_are_numbers():
+    for dt in (jnp.bfloat16, jnp.float16):
+        s = S.constant(value=jnp.asarray(0.5, dt))
+        assert float(s(0)) == 0.5 and s.value.dtype == jnp.float32
+
+
+def test_peer_argument_names_say_the_native_spelling():
+    with pytest.raises(TypeError, match=r"'T_max'.*jaxlr's is 'total_steps'.*jaxlr.compat"):
+        S.cosine(init_value=1.0, T_max=100)
+    with pytest.raises(TypeError, match=r"'max_lr'.*'peak_value'"):
+        S.warmup_cosine(max_lr=1.0, warmup_steps=1, total_steps=10)
+    with pytest.raises(TypeError, match="unexpected argument"):
+        S.constant(valu=1.0)
+
+
+@pytest.mark.parametrize("config, match", [
+    ("{not json", "not valid JSON"),
+    ('{"name": ["constant"], "args": {}}', "'name' must be a string"),
+    ('{"name": "constant", "args": [1]}', "'args' of 'constant' must be a dict"),
+    ('{"name": "constant", "args": "value=1"}', "must be a dict"),
+    ('{"name": "constant", "args": null}', "must be a dict"),
+    ("[1, 2]", "a config is a dict"),
+    ('{"name": "nope", "args": {}}', "unknown schedule name 'nope'"),
+    ('{"name": "constant", "args": {"value": 1}, "extra": 2}', "a config is a dict"),
+])
+def test_malformed_configs_name_the_problem(config, match):
+    with pytest.raises(ValueError, match=match):
+        S.from_config(config)
+
+
+def test_deeply_nested_config_is_refused_cleanly():
+    c = {"name": "constant", "args": {"value": 1.0}}
+    for _ in range(3000):
+        c = {"name": "scale", "args": {"schedule": c, "factor": 1.0}}
+    with pytest.raises(ValueError, match="nest at most"):
+        S.from_config(c)
+    with pytest.raises(ValueError, match="not valid JSON|nest at most"):
+        S.from_config("[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize("expression, match", [
+    (123, "expected a string"),
+    (None, "expected a string"),
+    ("constant(value=1, value=2)", "keyword 'value' repeated"),
+    ("constant(value=1j)", "only numbers"),
+    ("constant(value=__import__('os'))", "unknown schedule|only numbers"),
+    ("constant(**{'value': 1})", r"\*\*kwargs"),
+    ("constant(1.0)", "positional"),
+    ("cosine(init_value=1.0, T_max=10)", "T_max"),
+    ("(" * 3000 + "constant(value=1)" + ")" * 3000, "not a schedule expression|nest at most"),
+    ("scale(" * 70 + "constant(value=1)" + ", factor=1)" * 70, "nest at most"),
+    ("1.0", "does not build a schedule"),
+])
+def test_bad_expressions_name_the_problem(expression, match):
+    with pytest.raises(ValueError, match=match):
+        S.parse(expression)
+
+
+def test_negative_literals_parse():
+    assert float(S.parse("constant(value=-0.5)")(0)) == -0.5
+
+
+@pytest.mark.parametrize("value", [[], [1.0, 2.0], np.zeros((2, 2))])
+def test_scalar_arguments_reject_arrays_at_construction(value):
+    with pytest.raises(ValueError, match="init_value must be a scalar"):
+        S.cosine(init_value=value, total_steps=100)
+
+
+def test_batch_axes_come_from_vmap_or_stacking():
+    lrs = jnp.array([1.0, 2.0])
+    got = jax.vmap(lambda v: S.cosine(init_value=v, total_steps=100)(50))(lrs)
+    np.testing.assert_allclose(got, [0.5, 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("flag", [1, 0, "False", np.array(True), jnp.array(False)])
+def test_static_flags_must_be_bools(flag):
+    with pytest.raises(ValueError, match="piecewise_constant: right must be one of"):
+        S.piecewise_constant(boundaries=[10], values=[1.0, 0.5], right=flag)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["plot", "cosine(foo=1)"], "unexpected argument"),
+    (["plot", "cosine(1.0)"], "positional"),
+    (["plot", "constant(value=1)", "-o", "x.unknownext"], "unknown image format"),
+    (["plot", "constant(value=1)", "-o", "{file}/x.png"], "is a file, not a folder"),
+    (["demo", "--out", "{file}/sub"], "is a file, not a folder"),
+])
+def test_cli_errors_are_one_line_with_status_2(argv, match, tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    argv = [a.replace("{file}", str(blocker)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+
+
+@pytest.mark.parametrize("argv", [["plot"], ["plot", "constant(value=1)", "--steps", "0"],
+                                  ["plot", "constant(value=1)", "--bogus"], ["bogus"]])
+def test_cli_usage_errors_exit_2_on_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_cli_plot_prints_the_file_it_wrote(tmp_path, capsys):
+    target = tmp_path / "lrcurve"
+    assert main(["plot", "constant(value=0.1)", "-o", str(target)]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == str(target) + ".png" and (tmp_path / "lrcurve.png").is_file()

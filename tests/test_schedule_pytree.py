@@ -1,0 +1,120 @@
+"""The schedule pytree: real attributes, honest tree paths, immutability, edits, one compile."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlr import schedules as S
+
+
+def _warm():
+    return S.warmup(S.cosine(init_value=1.0, total_steps=90), warmup_steps=10)
+
+
+def _resolve(obj, path):
+    """Follows a key path by attribute and index access, as a user would type it."""
+    for k in path:
+        if isinstance(k, jax.tree_util.GetAttrKey):
+            obj = getattr(obj, k.name)
+        elif isinstance(k, jax.tree_util.SequenceKey):
+            obj = obj[k.idx]
+        else:
+            raise AssertionError(f"unexpected key type {type(k).__name__} in {path}")
+    return obj
+
+
+@pytest.mark.parametrize("name", list(S.catalog()))
+def test_every_tree_path_is_attribute_access(name):
+    s = S.catalog()[name]
+    leaves = jax.tree_util.tree_leaves_with_path(s)
+    assert leaves
+    for path, leaf in leaves:
+        assert _resolve(s, path) is leaf, jax.tree_util.keystr(path)
+        # keystr's text is a valid attribute/index expression on the schedule
+        assert eval("s" + jax.tree_util.keystr(path), {"s": s}) is leaf  # noqa: S307
+
+
+def test_combinator_paths_name_children():
+    s = _warm()
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(s)]
+    assert ".schedule.init_value" in paths and ".warmup_steps" in paths
+    j = S.join([S.constant(value=1.0), S.constant(value=0.5)], boundaries=[5])
+    assert float(j.schedules[1].value) == 0.5
+    assert "[1].value" in jax.tree_util.keystr(jax.tree_util.tree_leaves_with_path(j)[1][0])
+
+
+def test_schedules_are_immutable_and_edits_build_new_values():
+    s = _warm()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.warmup_steps = 3.0
+    t = s.replace(warmup_steps=20)
+    assert float(s.warmup_steps) == 10.0 and float(t.warmup_steps) == 20.0
+    # validated edit: the constructor's checks run again
+    with pytest.raises(ValueError, match="warmup: warmup_steps must be >= 0"):
+        s.replace(warmup_steps=-1)
+    # unvalidated edit, still float leaves
+    u = dataclasses.replace(s, init_value=1)
+    assert u.init_value.dtype == jnp.float32 and float(u(0)) == 1.0
+    # reference: warmup from 0 to cosine(0)=1 over 10 steps, then cosine on local time
+    assert float(t(10)) == pytest.approx(0.5, rel=1e-6)
+    assert float(s(55)) == pytest.approx(0.5 * (1 + np.cos(np.pi * 45 / 90)), rel=1e-6)
+
+
+def test_law_is_bound_to_the_class_and_called_once():
+    s = S.constant(value=0.1)
+    assert type(s).law is type(S.constant(value=0.2)).law
+    assert type(s).__name__ == "Constant" and isinstance(s, S.Schedule)
+
+
+def test_edits_of_leaves_never_recompile():
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def lr(schedule, t):
+        return schedule(t)
+
+    chex.clear_trace_counter()
+    base = S.warmup_cosine(peak_value=1e-3, warmup_steps=100, total_steps=1000)
+    values = [float(lr(base.replace(peak_value=p, warmup_steps=w), 50.0))
+              for p, w in ((1e-3, 100), (3e-3, 50), (2e-3, 200))]
+    np.testing.assert_allclose(values, [1e-3 * 0.5, 3e-3, 2e-3 * 0.25], rtol=1e-6)
+
+
+def test_stacked_schedules_vmap_like_a_loop():
+    members = [S.warmup_cosine(peak_value=p, warmup_steps=w, total_steps=1000)
+               for p, w in ((1e-3, 100), (3e-3, 10), (5e-4, 500))]
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *members)
+    got = jax.vmap(lambda s: s(jnp.array([0.0, 60.0, 700.0])))(stacked)
+    want = np.stack([np.asarray(m(jnp.array([0.0, 60.0, 700.0]))) for m in members])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_placeholder_leaves_keep_structure():
+    # vmap's in_axes and tree.map fill leaves with non-arrays: the structure must survive.
+    s = S.clip(S.cosine(init_value=1.0, total_steps=10), min_value=0.1)  # max_value: None
+    marks = jax.tree.map(lambda _: object(), s)  # JAX rebuilds nodes with placeholder leaves
+    assert jax.tree.structure(marks) == jax.tree.structure(s)
+    assert jax.tree.structure(jax.tree.map(lambda _: 0, s)) == jax.tree.structure(s)
+    batched = jax.tree.map(lambda x: jnp.stack([x, x]), s)
+    out = jax.vmap(lambda q: q(5.0), in_axes=(jax.tree.map(lambda _: 0, s),))(batched)
+    np.testing.assert_allclose(out, [float(s(5.0))] * 2, rtol=1e-6)
+
+
+def test_grad_flows_into_attributes_under_jit():
+    def f(w):
+        return S.warmup_cosine(peak_value=1.0, warmup_steps=w, total_steps=100)(5.0)
+
+    # d/dW (5/W) = -5/W^2 at W = 10
+    assert float(jax.jit(jax.grad(f))(10.0)) == pytest.approx(-0.05, rel=1e-5)
+
+
+def test_jit_of_the_schedule_itself():
+    s = S.constant(value=0.25)
+    assert float(jax.jit(s)(3)) == 0.25
+    assert float(functools.partial(jax.jit(lambda q, t: q(t)), s)(2.0)) == 0.25
