@@ -228,7 +228,8 @@ def optuna_search(
             ``low > high``, a log range with ``low <= 0``, non-integer int bounds, empty,
             duplicate or mixed choices, a vector or other object), ``batch_size`` or
             ``num_trials`` not an int >= 1 (a batch of size 0), an unknown reduction, a
-            multi-objective study, a metric ``train_fn`` does not return, or ``diverged``
+            multi-objective study, an ``optuna.samplers.GridSampler`` (use
+            :func:`jaxlr.sweep.grid`), a metric ``train_fn`` does not return, or ``diverged``
             neither ``"fail"`` nor a finite number.
 
     Examples:
@@ -290,6 +291,12 @@ def optuna_search(
         )
     if len(study.directions) != 1:
         c.fail(f"the study must have one objective, got directions={study.directions}")
+    if isinstance(study.sampler, optuna.samplers.GridSampler):
+        # It ends a study by calling study.stop(), which Optuna allows only inside optimize().
+        c.fail(
+            "GridSampler cannot drive an ask-and-tell search; for a grid, train "
+            "jaxlr.sweep.grid(...) with jaxlr.sweep.run, got sampler=GridSampler"
+        )
 
     state = optuna.trial.TrialState
     dists = sp.distributions()

@@ -48,7 +48,10 @@ class SweepResult:
 
     Metrics are host NumPy arrays with leading axis ``K``. A metric's *final* value is its last
     entry along the step axis (axis 1) for a curve, the value itself for a scalar metric.
-    Diverged members stay in every table and plot input; :meth:`best` skips them.
+    Diverged members stay in every table and plot input; :meth:`best` skips them. Without
+    pandas: :meth:`records` (dicts), :meth:`to_markdown`, :meth:`to_text`, :meth:`to_rich` (with
+    rich) and :meth:`to_csv`; :meth:`best` ranks by a metric and a reduction (:meth:`score`),
+    by default a validation loss when the train function reports one.
 
     Divergence: member ``i`` diverged when its loss curve :math:`L_i` has an entry that is NaN,
     infinite, or above the threshold; ``diverged_step[i]`` is the first such index (``-1`` for
