@@ -174,6 +174,8 @@ def test_bad_arguments_raise_before_any_trial():
         )
     with pytest.raises(ValueError, match=r"give either study or storage/study_name/sampler/dir"):
         jaxlr.sweep.optuna_search(train_fn, SPACE, batch_size=2, direction="maximize", **kw)
+    with pytest.raises(ValueError, match=r"logger must be a jaxlr.sweep.MetricsLogger"):
+        jaxlr.sweep.optuna_search(train_fn, SPACE, batch_size=2, logger="tb/", **kw)
     grid = optuna.samplers.GridSampler({"peak_value": [0.1], "shape": ["full"]})
     with pytest.raises(ValueError, match=r"GridSampler cannot drive an ask-and-tell search"):
         jaxlr.sweep.optuna_search(train_fn, SPACE, batch_size=2, num_trials=2, sampler=grid)

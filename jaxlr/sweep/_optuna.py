@@ -229,7 +229,8 @@ def optuna_search(
             duplicate or mixed choices, a vector or other object), ``batch_size`` or
             ``num_trials`` not an int >= 1 (a batch of size 0), an unknown reduction, a
             multi-objective study, an ``optuna.samplers.GridSampler`` (use
-            :func:`jaxlr.sweep.grid`), a metric ``train_fn`` does not return, or ``diverged``
+            :func:`jaxlr.sweep.grid`), a ``logger`` without ``log_result``, a metric ``train_fn``
+            does not return, or ``diverged``
             neither ``"fail"`` nor a finite number.
 
     Examples:
@@ -264,6 +265,11 @@ def optuna_search(
         or not math.isfinite(diverged)
     ):
         c.fail(f"diverged must be 'fail' or a finite number, got diverged={diverged!r}")
+    if logger is not None and not callable(getattr(logger, "log_result", None)):
+        c.fail(
+            f"logger must be a jaxlr.sweep.MetricsLogger (or have log_result), got "
+            f"logger={logger!r}"
+        )
     optuna = _optuna()
     # The metric must exist with a rankable shape: checked on shapes alone, before any ask.
     shapes = jax.eval_shape(train_fn, sp.example())
