@@ -1,5 +1,25 @@
 import os
 import sys
 
+import pytest
+
 os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, os.path.dirname(__file__))  # tests/oracles.py and friends import by name
+
+# Modules that exercise only jaxlr's own laws run under strict dtype promotion, so an implicit
+# int/float or float32/float64 mix (a silent broadcast or upcast) fails a test instead of passing.
+# Tests that run Optax's, Flax's or a peer's code keep JAX's default: those libraries promote
+# implicitly by design (optax's bias correction multiplies a Python float by an int32 count).
+STRICT_MODULES = ("test_schedules", "test_schedule_pytree", "test_traceability", "test_edges",
+                  "test_vocabulary")
+
+
+@pytest.fixture(autouse=True)
+def _strict_dtype_promotion(request):
+    import jax
+
+    if not request.node.path.stem.startswith(STRICT_MODULES):
+        yield
+        return
+    with jax.numpy_dtype_promotion("strict"):
+        yield
