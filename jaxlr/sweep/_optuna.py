@@ -143,6 +143,76 @@ def _check_int(c: Checker, name: str, value: Any) -> int:
     return int(value)
 
 
+def _check_diverged(c: Checker, diverged: Any) -> None:
+    if not (isinstance(diverged, str) and diverged == "fail") and (
+        isinstance(diverged, (bool, str))
+        or not isinstance(diverged, (int, float))
+        or not math.isfinite(diverged)
+    ):
+        c.fail(f"diverged must be 'fail' or a finite number, got diverged={diverged!r}")
+
+
+def _check_logger(c: Checker, logger: Any, method: str) -> None:
+    if logger is not None and not callable(getattr(logger, method, None)):
+        c.fail(
+            f"logger must be a jaxlr.sweep.MetricsLogger (or have {method}), got logger={logger!r}"
+        )
+
+
+def _open_study(c: Checker, optuna, study, storage, study_name, sampler, direction, pruner=None):
+    """The study to search: the one given, or one created (or loaded) from the arguments."""
+    if study is None:
+        direction = "minimize" if direction is None else direction
+        c.choice("direction", direction, ("minimize", "maximize"))
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            sampler=sampler,
+            pruner=pruner,
+            direction=direction,
+            load_if_exists=True,
+        )
+    elif any(a is not None for a in (storage, study_name, sampler, direction, pruner)):
+        c.fail(
+            "give either study or storage/study_name/sampler/direction/pruner (a new or stored "
+            f"study), got study={study!r} and one of these"
+        )
+    if len(study.directions) != 1:
+        c.fail(f"the study must have one objective, got directions={study.directions}")
+    if isinstance(study.sampler, optuna.samplers.GridSampler):
+        # It ends a study by calling study.stop(), which Optuna allows only inside optimize().
+        c.fail(
+            "GridSampler cannot drive an ask-and-tell search; for a grid, train "
+            "jaxlr.sweep.grid(...) with jaxlr.sweep.run, got sampler=GridSampler"
+        )
+    return study
+
+
+def _resume(optuna, study, dists) -> tuple[list, int, int]:
+    """(trials left RUNNING to evaluate again, finished trials, next round index)."""
+    state = optuna.trial.TrialState
+    pending, done, round_ = [], 0, 0
+    for t in study.get_trials(deepcopy=False):
+        round_ = max(round_, t.user_attrs.get("jaxlr_round", -1) + 1)
+        if t.state == state.RUNNING:
+            trial = optuna.trial.Trial(study, t._trial_id)
+            if set(dists) <= set(t.params):
+                pending.append(trial)
+            else:
+                trial.set_user_attr(INTERRUPTED, True)
+                study.tell(trial, state=state.FAIL)
+        elif t.state.is_finished() and not t.user_attrs.get(INTERRUPTED, False):
+            done += 1
+    return pending, done, round_
+
+
+def _tell(optuna, study, trial, *, bad: bool, score: float, diverged: Any) -> None:
+    if bad and diverged == "fail":
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        study.tell(trial, float(diverged) if bad else float(score))
+
+
 def optuna_search(
     train_fn: Callable[[Any], Any],
     space: Mapping[str, Any],
@@ -259,17 +329,8 @@ def optuna_search(
     num_trials = _check_int(c, "num_trials", num_trials)
     k = _check_int(c, "batch_size", batch_size)
     c.choice("reduction", reduction, REDUCTIONS)
-    if not (isinstance(diverged, str) and diverged == "fail") and (
-        isinstance(diverged, (bool, str))
-        or not isinstance(diverged, (int, float))
-        or not math.isfinite(diverged)
-    ):
-        c.fail(f"diverged must be 'fail' or a finite number, got diverged={diverged!r}")
-    if logger is not None and not callable(getattr(logger, "log_result", None)):
-        c.fail(
-            f"logger must be a jaxlr.sweep.MetricsLogger (or have log_result), got "
-            f"logger={logger!r}"
-        )
+    _check_diverged(c, diverged)
+    _check_logger(c, logger, "log_result")
     optuna = _optuna()
     # The metric must exist with a rankable shape: checked on shapes alone, before any ask.
     shapes = jax.eval_shape(train_fn, sp.example())
@@ -280,44 +341,9 @@ def optuna_search(
         probe.score(metric, reduction=reduction, last_n=last_n)
     except ValueError as e:
         c.fail(str(e).replace("SweepResult.score: ", "").replace("SweepResult: ", ""))
-    if study is None:
-        direction = "minimize" if direction is None else direction
-        c.choice("direction", direction, ("minimize", "maximize"))
-        study = optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            sampler=sampler,
-            direction=direction,
-            load_if_exists=True,
-        )
-    elif storage is not None or study_name is not None or sampler is not None or direction:
-        c.fail(
-            "give either study or storage/study_name/sampler/direction (a new or stored "
-            f"study), got study={study!r} and one of these"
-        )
-    if len(study.directions) != 1:
-        c.fail(f"the study must have one objective, got directions={study.directions}")
-    if isinstance(study.sampler, optuna.samplers.GridSampler):
-        # It ends a study by calling study.stop(), which Optuna allows only inside optimize().
-        c.fail(
-            "GridSampler cannot drive an ask-and-tell search; for a grid, train "
-            "jaxlr.sweep.grid(...) with jaxlr.sweep.run, got sampler=GridSampler"
-        )
-
-    state = optuna.trial.TrialState
+    study = _open_study(c, optuna, study, storage, study_name, sampler, direction)
     dists = sp.distributions()
-    pending, done, round_ = [], 0, 0
-    for t in study.get_trials(deepcopy=False):
-        round_ = max(round_, t.user_attrs.get("jaxlr_round", -1) + 1)
-        if t.state == state.RUNNING:
-            trial = optuna.trial.Trial(study, t._trial_id)
-            if set(dists) <= set(t.params):
-                pending.append(trial)
-            else:
-                trial.set_user_attr(INTERRUPTED, True)
-                study.tell(trial, state=state.FAIL)
-        elif t.state.is_finished() and not t.user_attrs.get(INTERRUPTED, False):
-            done += 1
+    pending, done, round_ = _resume(optuna, study, dists)
 
     while done < num_trials:
         n = min(k, num_trials - done)
@@ -347,10 +373,7 @@ def optuna_search(
                     if isinstance(v, float) and math.isfinite(v):
                         trial.set_user_attr(key, v)
             bad = bool(res.diverged[i]) or not np.isfinite(scores[i])
-            if bad and diverged == "fail":
-                study.tell(trial, state=state.FAIL)
-            else:
-                study.tell(trial, float(diverged) if bad else float(scores[i]))
+            _tell(optuna, study, trial, bad=bad, score=scores[i], diverged=diverged)
         done += n
         round_ += 1
     return study
