@@ -34,8 +34,8 @@ def _optuna():
 class _Space:
     """The search space, declared once: Optuna distributions and the stacked configuration."""
 
-    def __init__(self, space: Any):
-        c = Checker(_FN)
+    def __init__(self, space: Any, fn: str = _FN):
+        c = Checker(fn)
         if not isinstance(space, Mapping) or not space:
             c.fail(f"space must be a non-empty dict name -> spec, got space={space!r}")
         self.kinds: dict[str, tuple] = {}  # name -> (kind, ...)
