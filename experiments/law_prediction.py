@@ -90,7 +90,7 @@ def main():
     opt = auto.optimize_schedule(fits["multi_power"], total_steps=T, peak_value=PEAK,
                                  warmup_steps=W, num_knots=20, num_iters=500)
     opt_loss = run_curves([opt.lrs])[0]
-    optimized = dict(predicted_final=opt.predicted_loss, trained_final=float(opt_loss[-1]),
+    optimized = dict(predicted_final=float(opt.predicted_loss), trained_final=float(opt_loss[-1]),
                      cosine_final=float(loss["cosine"][-1]), wsd_final=float(loss["wsd"][-1]))
     elapsed = time.time() - t0
 

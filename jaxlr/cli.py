@@ -84,16 +84,11 @@ def _demo(args) -> int:
 
 
 def _recommend(args) -> int:
-    from jaxlr.recommend import recommend
+    from jaxlr.recommend import format_recommendation, recommend
 
     r = recommend(task=args.task, scale=args.scale, data=args.data, total_steps=args.steps,
                   peak_value=args.peak)
-    print(f"schedule:  jaxlr.schedules.{r.name}  (peak LR {r.peak_value:g})")
-    print(f"           {r.schedule!r}")
-    print(f"optimizer: optax.{r.optimizer}")
-    print("reasons:")
-    for reason in r.reasons:
-        print(f"  - {reason}")
+    print(format_recommendation(r), end="")
     return 0
 
 
@@ -133,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="classification | generation | reinforcement")
     p.add_argument("--scale", default="small", help="small | large")
     p.add_argument("--data", default="static", help="static | continual")
-    p.add_argument("--steps", type=_positive_int, default=10_000, help="planned optimizer steps")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="planned optimizer steps (default: assume 10000 and say so)")
     p.add_argument("--peak", type=float, default=None, help="peak LR (default: the recipe's)")
     p.set_defaults(fn=_recommend)
 

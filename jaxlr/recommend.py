@@ -1,52 +1,113 @@
-"""Which schedule to start from: the seed's selection framework, checked by the experiments.
+"""Which schedule to start from: a decision table checked against this project's measurements.
 
-The seed article sorts the choice of a schedule along three axes: the task (classification,
-generation, reinforcement learning), the model scale (small or medium models vs large
-Transformers / LLMs) and the data regime (a static dataset vs continual training).
-:func:`recommend` returns the suggested preset for one point of that grid, with the reasons,
-each tied to a measurement under ``experiments/results/`` where one exists (docs/choosing.md
-has the full table and the numbers).
+The choice of a schedule is sorted along three axes: the task (classification, generation,
+reinforcement learning), the model scale (small or medium models vs large Transformers / LLMs)
+and the data regime (a static dataset vs continual training). :func:`recommend` returns the
+suggested schedule for one point of that grid with the reasons, each tied to a measurement under
+``experiments/results/`` where one exists (``docs/choosing.md`` has the full table and the
+numbers); :func:`format_recommendation` writes it as the code to paste (the ``jaxlr recommend``
+command prints that text).
 """
 
 from __future__ import annotations
 
+import textwrap
+from functools import partial
 from typing import NamedTuple
 
 from jaxlr._src.validate import Checker
-from jaxlr.schedules import Schedule, one_cycle, presets, warmup_cosine
-from jaxlr.schedules import infinite as _infinite
+from jaxlr.schedules import Schedule, parse
 
-__all__ = ["Recommendation", "recommend", "TASKS", "SCALES", "DATA"]
+__all__ = [
+    "DATA",
+    "DEFAULT_TOTAL_STEPS",
+    "Recommendation",
+    "SCALES",
+    "TASKS",
+    "format_recommendation",
+    "recommend",
+]
 
 TASKS = ("classification", "generation", "reinforcement")
 SCALES = ("small", "large")
 DATA = ("static", "continual")
+DEFAULT_TOTAL_STEPS = 10_000  # assumed (and said so) when no step count is given
 
-# Evidence from experiments/results/*.md, quoted in the reasons (measured on 2 CPU cores).
-_WARMUP = ("experiments/warmup_transformer: with Adam on a 2-layer post-LN Transformer, no "
-           "warmup failed above peak LR 0.018 while 30-100 warmup steps (or Noam) trained up "
-           "to 0.056 (3.2x higher); RAdam without warmup trained up to 0.18")
-_ONE_CYCLE = ("experiments/super_convergence: SGD+momentum one-cycle reached 97% test accuracy "
-              "on digits in 100 steps vs 140 for step decay and cosine (not faster to 95% or "
-              "98%: a 1.4x edge, not the 5-10x of the paper)")
-_STEP = ("experiments/lr_sensitivity: step decay (test loss 0.038) was no better than a "
-         "constant LR (0.033) at its best peak, while one_cycle (0.032) and cosine (0.034) "
-         "matched or beat it; the peak LR mattered 38x more than the shape")
+# What the experiments measured (experiments/results/<name>.md, tiny models on 2 CPU cores).
+_WARMUP = (
+    "experiments/results/warmup_transformer.md: with Adam on a 2-layer post-LN "
+    "Transformer, no warmup failed above peak LR 0.018 while 30-100 warmup steps (or "
+    "Noam) trained up to 0.056 (3.2x higher); RAdam without warmup trained up to 0.18"
+)
+_ONE_CYCLE = (
+    "experiments/results/super_convergence.md: SGD+momentum one-cycle reached 97% "
+    "test accuracy on digits in 100 steps vs 140 for step decay and cosine (not "
+    "faster to 95% or 98%: a 1.4x edge, not the 5-10x of the paper)"
+)
+_STEP = (
+    "experiments/results/lr_sensitivity.md: step decay (test loss 0.038) was no better "
+    "than a constant LR (0.033) at its best peak, while one_cycle (0.032) and cosine "
+    "(0.034) matched or beat it; the peak LR mattered 38x more than the shape"
+)
+_CONTINUAL = (
+    "experiments/results/continual.md: on a 3-task stream (digits, then two pixel "
+    "permutations; SGD+momentum), the infinite schedule ended with the best final "
+    "accuracy averaged over the tasks (0.770 vs 0.743-0.750 for re-warmed cosine, "
+    "constant and per-task WSD, each at its best peak LR), but it did not forget less "
+    "than per-task WSD, and at equal plasticity it forgot more than re-warmed cosine"
+)
+_DECAY_FREE = (
+    "experiments/results/decay_free.md: WSD and a constant LR with checkpoint "
+    "merging matched or beat cosine at every budget (test loss at 1000 steps: cosine "
+    "0.0444, WSD 0.0345, constant + merging 0.0331)"
+)
+_TUNE = (
+    "tune the peak LR first: an LR range test (jaxlr.auto.lr_range_test) or a vectorized "
+    "sweep (jaxlr.sweep.run) finds it in one compiled run"
+)
+
+_OPTIMIZERS = {  # the optimizer each recipe was measured with, as the optax call to paste
+    "sgd+momentum": "optax.sgd(learning_rate=schedule, momentum=0.9)",
+    "adam": "optax.adam(learning_rate=schedule)",
+    "adamw": "optax.adamw(learning_rate=schedule)",
+}
 
 
 class Recommendation(NamedTuple):
     """What :func:`recommend` returns."""
 
     name: str  # the preset or family, as ``jaxlr.schedules.<name>``
-    schedule: Schedule  # built for the given total_steps and peak_value
-    optimizer: str  # the Optax optimizer the schedule was measured with
-    peak_value: float  # the peak LR used (the given one or the preset's default)
+    schedule: Schedule  # ``jaxlr.schedules.parse(expression)``
+    optimizer: str  # the Optax optimizer the schedule was measured with ("adamw", ...)
+    peak_value: float  # the peak LR used (the given one or the recipe's default)
     reasons: tuple[str, ...]  # why, with the measurements behind it
+    expression: str  # the schedule as an expression ``jaxlr.schedules.parse`` reads
+    optimizer_code: str  # the optax call, e.g. ``optax.adam(learning_rate=schedule)``
+    total_steps: int  # the step count the schedule was built for
+    assumed_total_steps: bool  # True when no step count was given (DEFAULT_TOTAL_STEPS)
+
+    @property
+    def code(self) -> str:
+        """Python that builds this schedule and optimizer: paste it into a training script."""
+        return (
+            f"import jaxlr\nimport optax\n\nschedule = jaxlr.schedules.{self.expression}\n"
+            f"optimizer = {self.optimizer_code}\n"
+        )
+
+
+def _call(fn: str, **kwargs: float | int) -> str:
+    """``fn(k=v, ...)`` with exact numbers (``repr`` of floats round-trips)."""
+    show = lambda v: str(v) if isinstance(v, int) else repr(float(v))
+    return f"{fn}(" + ", ".join(f"{k}={show(v)}" for k, v in kwargs.items()) + ")"
 
 
 def recommend(
-    *, task: str = "classification", scale: str = "small", data: str = "static",
-    total_steps: int = 10_000, peak_value: float | None = None,
+    *,
+    task: str = "classification",
+    scale: str = "small",
+    data: str = "static",
+    total_steps: int | None = None,
+    peak_value: float | None = None,
 ) -> Recommendation:
     r"""The suggested schedule for a task type x model scale x data regime, with its reasons.
 
@@ -63,19 +124,24 @@ def recommend(
                             10%)
     small, classification   ``one_cycle``                               sgd+momentum
     small, generation       ``warmup_cosine`` (10% warmup)              adam
-    small, reinforcement    ``one_cycle`` (the seed's table; untested)  adam
+    small, reinforcement    ``one_cycle`` (untested here)               adam
     ======================  =========================================  ==========
+
+    The schedule is built from its own ``expression`` (``jaxlr.schedules.parse``), so the
+    text that :func:`format_recommendation` prints is exactly what was built.
 
     Args:
         task: one of :data:`TASKS`.
         scale: ``"small"`` (small or medium models) or ``"large"`` (large Transformers, LLMs).
         data: ``"static"`` (a fixed dataset) or ``"continual"`` (training never ends).
-        total_steps: the planned number of optimizer steps (> 0).
+        total_steps: the planned number of optimizer steps (> 0); ``None`` assumes
+            :data:`DEFAULT_TOTAL_STEPS` and records that it did (``assumed_total_steps``).
         peak_value: the peak LR (> 0); ``None`` takes the recipe's default (0.1 for SGD,
             1e-3 for Adam, the preset's own value for presets).
 
     Returns:
-        A :class:`Recommendation`: name, schedule, optimizer, peak LR and reasons.
+        A :class:`Recommendation`: name, schedule and its expression, optimizer and its optax
+        call, peak LR, step count and reasons.
 
     Raises:
         ValueError: an unknown ``task``, ``scale`` or ``data``, or a non-positive
@@ -86,6 +152,8 @@ def recommend(
         >>> r = recommend(task="generation", scale="large", total_steps=1000)
         >>> r.name, r.optimizer, r.peak_value
         ('presets.llm_cosine', 'adamw', 0.0003)
+        >>> r.expression
+        'presets.llm_cosine(total_steps=1000, peak_value=0.0003, warmup_steps=100)'
         >>> [round(float(r.schedule(t)), 6) for t in (0, 100, 1000)]  # 10% warmup
         [0.0, 0.0003, 3e-05]
         >>> recommend(task="vision")  # doctest: +ELLIPSIS
@@ -102,58 +170,138 @@ def recommend(
     c.choice("task", task, TASKS)
     c.choice("scale", scale, SCALES)
     c.choice("data", data, DATA)
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int):
+    assumed = total_steps is None
+    t = DEFAULT_TOTAL_STEPS if assumed else total_steps
+    if isinstance(t, bool) or not isinstance(t, int):
         c.fail(f"total_steps must be an int > 0, got total_steps={total_steps!r}")
-    c.positive("total_steps", total_steps)
+    c.positive("total_steps", t)
     if peak_value is not None:
         c.positive("peak_value", peak_value)
-    t = total_steps
-    seed = (f"the seed's framework maps {task} / {scale} models / {data} data here")
+    rule = f"decision table (docs/choosing.md), row for {task} / {scale} models / {data} data"
 
     if data == "continual":
         p = 3e-4 if peak_value is None else peak_value
-        w, cool, anneal = max(1, t // 100), t // 10, t // 10
-        return Recommendation(
+        name, opt = "infinite", "adamw"
+        third = float(f"{p / 3:.6g}")  # a third of the peak, printable
+        expr = _call(
             "infinite",
-            _infinite(peak_value=p, constant_value=p / 3, total_steps=t, warmup_steps=w,
-                      cooldown_steps=cool, decay_steps=anneal), "adamw", p,
-            (seed + " (Infinite LR / decay-free)",
-             "training can resume from any checkpoint of the constant phase; only the released "
-             "model is annealed, so the LR never has to reach 0 mid-stream",
-             "see experiments/decay_free for WSD / checkpoint merging vs a decayed run"))
-    if scale == "large":
-        warm = ("large Transformers need warmup: " + _WARMUP)
-        if task == "classification":
-            p = 1e-4 if peak_value is None else peak_value
-            return Recommendation(
-                "presets.bert", presets.bert(total_steps=t, peak_value=p), "adamw", p,
-                (seed + " (Warmup + decay)",
-                 "BERT's recipe: 10% linear warmup, then linear decay to 0, with AdamW", warm))
+            peak_value=p,
+            constant_value=third,
+            total_steps=t,
+            warmup_steps=max(1, t // 100),
+            cooldown_steps=t // 10,
+            decay_steps=t // 10,
+        )
+        reasons = (
+            rule + ": an infinite (decay-free) schedule",
+            "training can resume from any checkpoint of the constant phase; only the "
+            "released model is annealed, so the LR never has to reach 0 mid-stream",
+            _CONTINUAL,
+            _DECAY_FREE,
+        )
+    elif scale == "large" and task == "classification":
+        p = 1e-4 if peak_value is None else peak_value
+        name, opt = "presets.bert", "adamw"
+        expr = _call("presets.bert", total_steps=t, peak_value=p)
+        reasons = (
+            rule + ": warmup + decay",
+            "BERT's recipe: 10% linear warmup, then linear decay to 0, with AdamW",
+            "large Transformers need warmup: " + _WARMUP,
+        )
+    elif scale == "large":
         p = 3e-4 if peak_value is None else peak_value
-        return Recommendation(
-            "presets.llm_cosine",
-            presets.llm_cosine(total_steps=t, peak_value=p, warmup_steps=max(1, t // 10)),
-            "adamw", p,
-            (seed + " (Warmup + decay; the LLM standard)",
-             "linear warmup over 10% of training, cosine decay to 10% of the peak, AdamW", warm))
-    if task == "generation":
+        name, opt = "presets.llm_cosine", "adamw"
+        expr = _call(
+            "presets.llm_cosine", total_steps=t, peak_value=p, warmup_steps=max(1, t // 10)
+        )
+        reasons = (
+            rule + ": warmup + cosine, the LLM standard",
+            "linear warmup over 10% of training, cosine decay to 10% of the peak, AdamW",
+            "large Transformers need warmup: " + _WARMUP,
+        )
+    elif task == "generation":
         p = 1e-3 if peak_value is None else peak_value
-        return Recommendation(
-            "warmup_cosine",
-            warmup_cosine(peak_value=p, warmup_steps=max(1, t // 10), total_steps=t), "adam", p,
-            (seed + " (CosineAnnealing)",
-             "generation models are Transformers, which fail without warmup at high LRs: "
-             + _WARMUP, "so cosine annealing with a 10% linear warmup"))
-    if task == "classification":
+        name, opt = "warmup_cosine", "adam"
+        expr = _call("warmup_cosine", peak_value=p, warmup_steps=max(1, t // 10), total_steps=t)
+        reasons = (
+            rule + ": cosine annealing with a 10% linear warmup",
+            "generation models are Transformers, which fail without warmup at high LRs: " + _WARMUP,
+        )
+    elif task == "classification":
         p = 0.1 if peak_value is None else peak_value
-        return Recommendation(
-            "one_cycle", one_cycle(peak_value=p, total_steps=t), "sgd+momentum", p,
-            (seed + " (StepLR); the measurements favour one-cycle instead",
-             _STEP, _ONE_CYCLE,
-             "tune the peak LR first: an LR range test (jaxlr.auto) or a vectorized sweep"))
-    p = 1e-3 if peak_value is None else peak_value
-    return Recommendation(
-        "one_cycle", one_cycle(peak_value=p, total_steps=t), "adam", p,
-        (seed + " (OneCycle)",
-         "not measured in these experiments: a placeholder from the seed's table; RL targets "
-         "are non-stationary, so also try a constant LR"))
+        name, opt = "one_cycle", "sgd+momentum"
+        expr = _call("one_cycle", peak_value=p, total_steps=t)
+        reasons = (
+            rule + ": one-cycle rather than step decay, because of the measurements",
+            _STEP,
+            _ONE_CYCLE,
+            _TUNE,
+        )
+    else:
+        p = 1e-3 if peak_value is None else peak_value
+        name, opt = "one_cycle", "adam"
+        expr = _call("one_cycle", peak_value=p, total_steps=t)
+        reasons = (
+            rule + ": one-cycle",
+            "not measured by this project: no experiment covers reinforcement "
+            "learning; its targets are non-stationary, so also try a constant LR",
+            _TUNE,
+        )
+    return Recommendation(name, parse(expr), opt, p, reasons, expr, _OPTIMIZERS[opt], t, assumed)
+
+
+def format_recommendation(r: Recommendation) -> str:
+    """The text of ``jaxlr recommend``: the code to paste, the step count, and the reasons.
+
+    Args:
+        r: the output of :func:`recommend`.
+
+    Returns:
+        Several lines: the Python that builds the schedule and the optimizer, the schedule
+        expression (for ``jaxlr plot`` and ``jaxlr.schedules.parse``), which ``total_steps``
+        the schedule assumes (and whether it was assumed), and the reasons with the
+        measurements behind them.
+
+    Examples:
+        >>> from jaxlr.recommend import format_recommendation, recommend
+        >>> text = format_recommendation(recommend(task="generation"))
+        >>> print(text.splitlines()[0])
+        jaxlr recommend: warmup_cosine with optax.adam, peak LR 0.001
+        >>> "total_steps=10000 was assumed" in text
+        True
+    """
+    if r.assumed_total_steps:
+        steps = (
+            f"total_steps={r.total_steps} was assumed (no step count was given).\n"
+            "Pass --steps N (or total_steps=N) with your planned number of optimizer "
+            "steps:\nthe warmup and decay phases scale with it."
+        )
+    else:
+        steps = f"total_steps={r.total_steps}, as given."
+    wrap = partial(
+        textwrap.fill,
+        width=100,
+        initial_indent="  - ",
+        subsequent_indent="    ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    code = "".join(f"    {line}\n" if line else "\n" for line in r.code.splitlines())
+    lines = [
+        f"jaxlr recommend: {r.name} with optax.{r.optimizer.split('+')[0]}, "
+        f"peak LR {r.peak_value:g}",
+        "",
+        "Paste into your training script:",
+        "",
+        code.rstrip("\n"),
+        "",
+        "The schedule as an expression (jaxlr plot, jaxlr.schedules.parse):",
+        f"    {r.expression}",
+        "",
+        steps,
+        "",
+        "Why (this project's measurements: experiments/results/*.md, summarized in "
+        "docs/choosing.md):",
+    ]
+    lines += [wrap(reason) for reason in r.reasons]
+    return "\n".join(lines) + "\n"

@@ -160,13 +160,18 @@ def test_predict_real_training_final_loss(real_runs):
 # -- optimize a schedule through the fitted law ------------------------------------------------
 
 
-def test_optimize_schedule_beats_cosine_and_constant_under_the_law():
+@pytest.fixture(scope="module")
+def mpl_fit():
     true = dict(L0=2.0, A=1.2, B=0.8, C=1.5, alpha=0.5, beta=0.6, gamma=0.5)
     curves = [
         auto.LossCurve(lr, _noisy("multi_power", lr, true, i), STEPS, 10)
         for i, lr in enumerate((CONST, COS))
     ]
-    f = auto.fit_law("multi_power", curves, key=jax.random.key(0), num_starts=8, num_iters=100)
+    return auto.fit_law("multi_power", curves, key=jax.random.key(0), num_starts=8, num_iters=100)
+
+
+def test_optimize_schedule_beats_cosine_and_constant_under_the_law(mpl_fit):
+    f = mpl_fit
     o = auto.optimize_schedule(
         f, total_steps=T, peak_value=1.0, warmup_steps=10, num_knots=12, num_iters=300
     )
@@ -175,7 +180,50 @@ def test_optimize_schedule_beats_cosine_and_constant_under_the_law():
     np.testing.assert_allclose(np.asarray(o.schedule(np.arange(T))), o.lrs, atol=1e-6)
     final = lambda lr: auto.predict_loss(f, lr, steps=[T], warmup_steps=10).loss[0]
     assert o.predicted_loss < final(COS) and o.predicted_loss < final(CONST)
-    assert abs(o.predicted_loss - final(o.lrs)) < 1e-9
+    assert float(o.predicted_loss) == pytest.approx(final(np.asarray(o.lrs)), rel=1e-5)
+
+
+def test_optimize_schedule_warmup_is_data_jit_compiles_once_vmap_matches(mpl_fit):
+    import chex
+
+    kw = dict(total_steps=T, peak_value=1.0, init_value=0.1, num_knots=8, num_iters=100)
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def opt(warmup_steps):
+        return auto.optimize_schedule(mpl_fit, warmup_steps=warmup_steps, **kw)
+
+    for w in (10.0, 40.0):
+        o = opt(w)  # a second warmup value must not retrace (chex raises on a second trace)
+        wi = int(w)
+        # the warmup is the NumPy ramp init + (peak - init) t / W, then the non-increasing knots
+        np.testing.assert_allclose(np.asarray(o.lrs[:wi]), 0.1 + 0.9 * np.arange(wi) / w, rtol=1e-6)
+        assert float(o.lrs[wi]) == pytest.approx(1.0) and (np.diff(o.lrs[wi:]) <= 1e-9).all()
+        # the prediction is the law's, recomputed on the host from the returned LRs
+        ref = auto.predict_loss(mpl_fit, np.asarray(o.lrs), steps=[T], warmup_steps=w).loss[0]
+        assert float(o.predicted_loss) == pytest.approx(ref, rel=1e-5)
+        np.testing.assert_allclose(np.asarray(o.schedule(np.arange(T))), o.lrs, atol=1e-6)
+    # vmap over the warmup equals the single calls
+    both = jax.vmap(lambda w: auto.optimize_schedule(mpl_fit, warmup_steps=w, **kw))(
+        jnp.asarray([10.0, 40.0])
+    )
+    np.testing.assert_allclose(np.asarray(both.lrs[1]), np.asarray(o.lrs), rtol=1e-6)
+    np.testing.assert_allclose(float(both.predicted_loss[1]), float(o.predicted_loss), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(total_steps=20.0), "total_steps must be an int >= 9, got total_steps=20.0"),
+        (dict(warmup_steps=395), "total_steps must be >= warmup_steps [+] num_knots [+] 1"),
+        (dict(peak_value=0.1, min_value=0.2), "peak_value must be > min_value"),
+        (dict(warmup_steps=-1), "warmup_steps must be >= 0, got warmup_steps=-1"),
+    ],
+)
+def test_optimize_schedule_bad_input(mpl_fit, kw, match):
+    args = dict(total_steps=T, peak_value=1.0, num_knots=8) | kw
+    with pytest.raises(ValueError, match=f"optimize_schedule: {match}"):
+        auto.optimize_schedule(mpl_fit, **args)
 
 
 # -- bad input ---------------------------------------------------------------------------------

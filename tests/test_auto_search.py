@@ -29,8 +29,15 @@ def quad_init(key):
 
 @pytest.fixture(scope="module")
 def quad_result():
-    return auto.lr_range_test(quad_step, quad_init, key=jax.random.key(0), num_seeds=4,
-                              min_lr=1e-4, max_lr=10.0, num_steps=100)
+    return auto.lr_range_test(
+        quad_step,
+        quad_init,
+        key=jax.random.key(0),
+        num_seeds=4,
+        min_value=1e-4,
+        max_value=10.0,
+        num_steps=100,
+    )
 
 
 def test_range_test_suggests_inside_stable_range(quad_result):
@@ -89,13 +96,24 @@ def test_suggestions_match_numpy_on_a_known_curve():
     def step(i, lr, key):  # returns the tabulated loss of step i, whatever the LR
         return i + 1, table[i]
 
-    r = auto.lr_range_test(step, lambda k: jnp.asarray(0), key=jax.random.key(0), num_seeds=1,
-                           min_lr=1e-3, max_lr=10.0, num_steps=n, smoothing=0.0,
-                           diverge_factor=100.0)
+    r = auto.lr_range_test(
+        step,
+        lambda k: jnp.asarray(0),
+        key=jax.random.key(0),
+        num_seeds=1,
+        min_value=1e-3,
+        max_value=10.0,
+        num_steps=n,
+        smoothing=0.0,
+        diverge_factor=100.0,
+    )
     np.testing.assert_allclose(np.asarray(r.lrs), lrs, rtol=1e-5)
     slope = np.diff(curve) / np.diff(np.log(lrs))
-    want = {"valley": lrs[_valley_ref(list(curve))], "steepest": lrs[np.argmin(slope)],
-            "min_div10": lrs[np.argmin(curve)] / 10}
+    want = {
+        "valley": lrs[_valley_ref(list(curve))],
+        "steepest": lrs[np.argmin(slope)],
+        "min_div10": lrs[np.argmin(curve)] / 10,
+    }
     for k, v in want.items():
         np.testing.assert_allclose(float(r.suggestions[k].members[0]), v, rtol=1e-5, err_msg=k)
 
@@ -105,33 +123,98 @@ def test_second_hyperparameter_equals_separate_runs():
         g = H @ x + wd * x + 0.05 * jax.random.normal(key, (D,))
         return x - lr * g, 0.5 * x @ H @ x
 
-    kw = dict(key=jax.random.key(1), num_seeds=2, min_lr=1e-3, max_lr=5.0, num_steps=40)
+    kw = dict(key=jax.random.key(1), num_seeds=2, min_value=1e-3, max_value=5.0, num_steps=40)
     both = auto.lr_range_test(step, lambda k, wd: quad_init(k), hparams=[0.0, 2.0], **kw)
     assert both.losses.shape == (2, 2, 40)
     assert both.suggestions["valley"].lr.shape == (2,)
     one = auto.lr_range_test(lambda x, lr, k: step(x, lr, k, 2.0), quad_init, **kw)
-    np.testing.assert_allclose(np.asarray(both.smoothed[1]), np.asarray(one.smoothed),
-                               rtol=1e-5, equal_nan=True)
-    assert not np.allclose(np.asarray(both.smoothed[0]), np.asarray(one.smoothed),
-                           equal_nan=True)  # the hyperparameter reached the step
+    np.testing.assert_allclose(
+        np.asarray(both.smoothed[1]), np.asarray(one.smoothed), rtol=1e-5, equal_nan=True
+    )
+    assert not np.allclose(
+        np.asarray(both.smoothed[0]), np.asarray(one.smoothed), equal_nan=True
+    )  # the hyperparameter reached the step
 
 
 def test_all_diverged_says_so():
-    r = auto.lr_range_test(lambda x, lr, k: (x, jnp.nan), lambda k: 0.0, key=jax.random.key(0),
-                           num_seeds=3, num_steps=10)
+    r = auto.lr_range_test(
+        lambda x, lr, k: (x, jnp.nan),
+        lambda k: 0.0,
+        key=jax.random.key(0),
+        num_seeds=3,
+        num_steps=10,
+    )
     assert not r.ok
     assert "every one of the 3 members diverged" in r.message
     assert np.isnan(np.asarray(r.suggestions["valley"].lr))
     assert (np.asarray(r.diverged_at) == 0).all()
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(min_lr=0.0), "min_lr must be > 0"),
-    (dict(min_lr=1.0, max_lr=0.5), "max_lr must be > min_lr"),
-    (dict(num_steps=2), "num_steps must be an int >= 3"),
-    (dict(smoothing=1.0), "smoothing must be < 1"),
-    (dict(diverge_factor=1.0), "diverge_factor must be > 1"),
-])
+def test_vmap_over_bounds_equals_a_loop_of_single_calls(quad_result):
+    lo = jnp.asarray([1e-4, 1e-3, 3e-2])
+    hi = jnp.asarray([10.0, 0.15, 5.0])  # the middle ramp stays below 2 / lambda_max = 0.2
+    traces = []
+
+    def one(a, b):  # the fixture's shapes, so the single calls reuse its compiled program
+        traces.append(1)
+        return auto.lr_range_test(
+            quad_step,
+            quad_init,
+            key=jax.random.key(0),
+            num_seeds=4,
+            min_value=a,
+            max_value=b,
+            num_steps=100,
+        )
+
+    sweep = jax.jit(jax.vmap(one))
+    batched = sweep(lo, hi)
+    sweep(2 * lo, hi)  # new bound values: the same compiled program
+    assert len(traces) == 1
+    assert batched.ok.shape == (3,) and batched.num_diverged.shape == (3,)
+    lines = batched.message.splitlines()
+    assert len(lines) == 3
+    for i in range(3):
+        single = quad_result if i == 0 else one(float(lo[i]), float(hi[i]))
+        np.testing.assert_allclose(np.asarray(batched.lrs[i]), np.asarray(single.lrs), rtol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(batched.smoothed[i]), np.asarray(single.smoothed), rtol=1e-5, equal_nan=True
+        )
+        np.testing.assert_array_equal(
+            np.asarray(batched.diverged_at[i]), np.asarray(single.diverged_at)
+        )
+        for name in auto._range_test.SUGGESTIONS:
+            np.testing.assert_allclose(
+                np.asarray(batched.suggestions[name].members[i]),
+                np.asarray(single.suggestions[name].members),
+                rtol=1e-5,
+                equal_nan=True,
+                err_msg=name,
+            )
+        assert int(batched.num_diverged[i]) == int(single.num_diverged)
+        assert lines[i] == f"[{i}] {single.message}"
+    # the bounds reached the computation: the counts follow them
+    assert [int(n) for n in batched.num_diverged] == [4, 0, 4]
+
+
+@pytest.mark.parametrize("fn", ["lr_range_test", "autolrs"])
+def test_old_bound_names_raise_naming_the_new(fn):
+    with pytest.raises(TypeError, match=f"{fn}: argument 'min_lr' is now 'min_value'"):
+        getattr(auto, fn)(quad_step, quad_init, key=jax.random.key(0), min_lr=1e-3)
+    with pytest.raises(TypeError, match=f"{fn}: argument 'max_lr' is now 'max_value'"):
+        getattr(auto, fn)(quad_step, quad_init, key=jax.random.key(0), max_lr=1.0)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(min_value=0.0), "min_value must be > 0"),
+        (dict(min_value=1.0, max_value=0.5), "max_value must be > min_value"),
+        (dict(num_steps=2), "num_steps must be an int >= 3"),
+        (dict(smoothing=1.0), "smoothing must be < 1"),
+        (dict(diverge_factor=1.0), "diverge_factor must be > 1"),
+    ],
+)
 def test_range_test_bad_input(kw, match):
     with pytest.raises(ValueError, match=f"lr_range_test: {match}") as err:
         auto.lr_range_test(quad_step, quad_init, key=jax.random.key(0), **kw)
@@ -156,8 +239,9 @@ def test_exp_forecast_recovers_curve_despite_spikes_and_noise():
 N, DIM = 512, 20
 _rng = np.random.default_rng(1)
 X = jnp.asarray(_rng.normal(size=(N, DIM)) * np.geomspace(1, 0.1, DIM), jnp.float32)
-Y = X @ jnp.asarray(_rng.normal(size=DIM), jnp.float32) + jnp.asarray(_rng.normal(size=N),
-                                                                          jnp.float32)
+Y = X @ jnp.asarray(_rng.normal(size=DIM), jnp.float32) + jnp.asarray(
+    _rng.normal(size=N), jnp.float32
+)
 
 
 def full_loss(w):
@@ -173,13 +257,26 @@ def sgd_step(w, lr, key):
 def test_autolrs_no_worse_than_best_constant_of_its_candidates():
     total, k, lo, hi = 600, 8, 1e-3, 1.0
     cands = jnp.asarray(np.exp(np.linspace(np.log(lo), np.log(hi), k)), jnp.float32)
-    const = jax.jit(jax.vmap(lambda c, key: full_loss(
-        scan_steps(sgd_step, jnp.zeros(DIM), c, key, total)[0]), in_axes=(0, None)))
+    const = jax.jit(
+        jax.vmap(
+            lambda c, key: full_loss(scan_steps(sgd_step, jnp.zeros(DIM), c, key, total)[0]),
+            in_axes=(0, None),
+        )
+    )
     autos, consts = [], []
     for seed in range(3):
         key = jax.random.key(seed)
-        r = auto.autolrs(sgd_step, jnp.zeros(DIM), key=key, total_steps=total, min_lr=lo,
-                         max_lr=hi, num_candidates=k, tau=50, max_tau=200)
+        r = auto.autolrs(
+            sgd_step,
+            jnp.zeros(DIM),
+            key=key,
+            total_steps=total,
+            min_value=lo,
+            max_value=hi,
+            num_candidates=k,
+            tau=50,
+            max_tau=200,
+        )
         assert r.lrs.shape == (total,) and r.losses.shape == (total,)
         assert [s.steps for s in r.stages] == [50, 100, 200, 200, 50]
         np.testing.assert_allclose(np.asarray(r.schedule(jnp.arange(total))), r.lrs, rtol=1e-6)
@@ -190,19 +287,30 @@ def test_autolrs_no_worse_than_best_constant_of_its_candidates():
 
 
 def test_autolrs_all_candidates_diverge_says_so():
-    r = auto.autolrs(lambda w, lr, k: (w, jnp.nan), jnp.zeros(2), key=jax.random.key(0),
-                     total_steps=100, min_lr=0.1, max_lr=1.0, num_candidates=2, tau=10)
+    r = auto.autolrs(
+        lambda w, lr, k: (w, jnp.nan),
+        jnp.zeros(2),
+        key=jax.random.key(0),
+        total_steps=100,
+        min_value=0.1,
+        max_value=1.0,
+        num_candidates=2,
+        tau=10,
+    )
     assert "every candidate LR" in r.message and r.lrs.size == 0 and not r.stages
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(min_lr=1.0, max_lr=0.1), "max_lr must be > min_lr"),
-    (dict(num_candidates=1), "num_candidates must be an int >= 2"),
-    (dict(tau=2), "tau must be an int >= 4"),
-    (dict(explore_fraction=0.0), "explore_fraction must be in"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(min_value=1.0, max_value=0.1), "max_value must be > min_value"),
+        (dict(num_candidates=1), "num_candidates must be an int >= 2"),
+        (dict(tau=2), "tau must be an int >= 4"),
+        (dict(explore_fraction=0.0), "explore_fraction must be in"),
+    ],
+)
 def test_autolrs_bad_input(kw, match):
-    args = dict(key=jax.random.key(0), total_steps=10, min_lr=1e-3, max_lr=1.0) | kw
+    args = dict(key=jax.random.key(0), total_steps=10, min_value=1e-3, max_value=1.0) | kw
     with pytest.raises(ValueError, match=f"autolrs: {match}") as err:
         auto.autolrs(sgd_step, jnp.zeros(DIM), **args)
     assert "got" in str(err.value), str(err.value)  # the offending value is shown

@@ -145,3 +145,14 @@ def test_cli_plot_prints_the_file_it_wrote(tmp_path, capsys):
     assert main(["plot", "constant(value=0.1)", "-o", str(target)]) == 0
     printed = capsys.readouterr().out.strip()
     assert printed == str(target) + ".png" and (tmp_path / "lrcurve.png").is_file()
+
+
+def test_cli_recommend_prints_pasteable_code_and_the_assumed_length(capsys):
+    assert main(["recommend"]) == 0
+    out = capsys.readouterr().out
+    assert "total_steps=10000 was assumed" in out and "jaxlr.schedules." in out
+
+
+def test_cli_recommend_rejects_an_overflowing_peak(capsys):
+    assert main(["recommend", "--peak", "1e39"]) == 2
+    assert "overflows" in capsys.readouterr().err

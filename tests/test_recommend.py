@@ -1,26 +1,35 @@
-"""recommend(): the framework's choices, the schedules it builds (vs NumPy), and bad input."""
+"""recommend(): the decision table, the schedules it builds (vs NumPy), the code it prints
+(pasted and run against NumPy optimizer updates), and bad input."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxlr
 from jaxlr.cli import main
-from jaxlr.recommend import DATA, SCALES, TASKS, recommend
+from jaxlr.recommend import DATA, SCALES, TASKS, format_recommendation, recommend
+
+GRID = list(itertools.product(TASKS, SCALES, DATA))
 
 
-@pytest.mark.parametrize(("task", "scale", "data", "name", "optimizer"), [
-    ("classification", "small", "static", "one_cycle", "sgd+momentum"),
-    ("generation", "small", "static", "warmup_cosine", "adam"),
-    ("reinforcement", "small", "static", "one_cycle", "adam"),
-    ("classification", "large", "static", "presets.bert", "adamw"),
-    ("generation", "large", "static", "presets.llm_cosine", "adamw"),
-    ("reinforcement", "large", "static", "presets.llm_cosine", "adamw"),
-    ("generation", "large", "continual", "infinite", "adamw"),
-    ("classification", "small", "continual", "infinite", "adamw"),
-])
+@pytest.mark.parametrize(
+    ("task", "scale", "data", "name", "optimizer"),
+    [
+        ("classification", "small", "static", "one_cycle", "sgd+momentum"),
+        ("generation", "small", "static", "warmup_cosine", "adam"),
+        ("reinforcement", "small", "static", "one_cycle", "adam"),
+        ("classification", "large", "static", "presets.bert", "adamw"),
+        ("generation", "large", "static", "presets.llm_cosine", "adamw"),
+        ("reinforcement", "large", "static", "presets.llm_cosine", "adamw"),
+        ("generation", "large", "continual", "infinite", "adamw"),
+        ("classification", "small", "continual", "infinite", "adamw"),
+    ],
+)
 def test_choices(task, scale, data, name, optimizer):
     r = recommend(task=task, scale=scale, data=data, total_steps=1000)
     assert (r.name, r.optimizer) == (name, optimizer)
@@ -29,13 +38,88 @@ def test_choices(task, scale, data, name, optimizer):
 
 
 def test_every_grid_point_answers():
-    for task in TASKS:
-        for scale in SCALES:
-            for data in DATA:
-                r = recommend(task=task, scale=scale, data=data, total_steps=500)
-                assert float(r.schedule(0)) >= 0.0
-                assert math.isclose(float(np.max([r.schedule(t) for t in range(0, 501, 5)])),
-                                    r.peak_value, rel_tol=1e-5)
+    steps = jnp.arange(0, 501, 5)
+    for task, scale, data in GRID:
+        r = recommend(task=task, scale=scale, data=data, total_steps=500)
+        lrs = np.asarray(r.schedule(steps))
+        assert lrs.min() >= 0.0
+        assert math.isclose(float(lrs.max()), r.peak_value, rel_tol=1e-5)
+        # the expression reads back (jaxlr.schedules.parse) to the same schedule
+        back = jaxlr.schedules.parse(r.expression)
+        np.testing.assert_allclose(np.asarray(back(steps)), lrs, rtol=1e-7)
+
+
+def _numpy_updates(optimizer, lrs, g, p0):
+    """The first len(lrs) updates of optax's sgd(momentum=0.9) / adam / adamw (default
+    hyperparameters) for a constant gradient ``g``, from their published formulas."""
+    p, trace, m, v, out = p0.copy(), 0.0, 0.0, 0.0, []
+    for k, lr in enumerate(lrs, start=1):
+        if optimizer == "sgd+momentum":
+            trace = g + 0.9 * trace
+            u = -lr * trace
+        else:
+            m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
+            direction = (m / (1 - 0.9**k)) / (np.sqrt(v / (1 - 0.999**k)) + 1e-8)
+            if optimizer == "adamw":
+                direction = direction + 1e-4 * p
+            u = -lr * direction
+        out.append(u)
+        p = p + u
+    return np.array(out)
+
+
+@pytest.mark.parametrize(("task", "scale", "data"), GRID)
+def test_pasted_code_builds_the_schedule_and_the_optimizer(task, scale, data):
+    r = recommend(task=task, scale=scale, data=data, total_steps=200)
+    ns: dict = {}
+    exec(r.code, ns)  # what a user pastes
+    steps = jnp.arange(0, 201, 7)
+    np.testing.assert_allclose(
+        np.asarray(ns["schedule"](steps)), np.asarray(r.schedule(steps)), rtol=1e-7
+    )
+    tx = ns["optimizer"]
+    g, p = np.array([0.5, -2.0, 3.0], np.float32), np.array([1.0, 2.0, -1.0], np.float32)
+    params, state, got = jnp.asarray(p), tx.init(jnp.asarray(p)), []
+    for _ in range(25):  # 25 steps reach past every recipe's warmup at 200 steps
+        u, state = tx.update(jnp.asarray(g), state, params)
+        params = params + u
+        got.append(np.asarray(u))
+    lrs = [float(r.schedule(k)) for k in range(25)]  # optax evaluates the schedule at 0, 1, ...
+    want = _numpy_updates(r.optimizer, np.array(lrs), g.astype(np.float64), p.astype(np.float64))
+    np.testing.assert_allclose(np.array(got), want, rtol=2e-4, atol=1e-9)
+    assert np.abs(want[-1]).max() > 0  # the LR reached the update
+
+
+@pytest.mark.parametrize(("task", "scale", "data"), GRID)
+def test_text_is_code_and_this_projects_measurements(task, scale, data):
+    r = recommend(task=task, scale=scale, data=data, total_steps=300)
+    text = format_recommendation(r)
+    assert "seed" not in text.lower()
+    assert "experiments/results/" in text and "docs/choosing.md" in text
+    assert f"    schedule = jaxlr.schedules.{r.expression}" in text
+    assert f"    optimizer = {r.optimizer_code}" in text
+    lines = text.splitlines()
+    expr = lines[
+        lines.index("The schedule as an expression (jaxlr plot, jaxlr.schedules.parse):") + 1
+    ].strip()
+    steps = jnp.arange(0, 301, 10)
+    np.testing.assert_allclose(
+        np.asarray(jaxlr.schedules.parse(expr)(steps)), np.asarray(r.schedule(steps)), rtol=1e-7
+    )
+    assert "total_steps=300, as given." in text and "assumed" not in text
+
+
+def test_says_which_total_steps_it_assumed():
+    r = recommend(task="generation")
+    assert r.assumed_total_steps and r.total_steps == 10_000
+    text = format_recommendation(r)
+    assert "total_steps=10000 was assumed (no step count was given)" in text
+    assert "--steps N" in text
+    # the assumed count is the one the schedule was built with: 10% warmup of 10000 steps
+    assert float(r.schedule(1000)) == pytest.approx(1e-3) and float(r.schedule(500)) < 1e-3
+    given = recommend(task="generation", total_steps=10_000)
+    assert not given.assumed_total_steps
+    assert "as given" in format_recommendation(given)
 
 
 def _numpy_llm_cosine(t, peak, total, warm):
@@ -61,11 +145,14 @@ def _numpy_one_cycle(t, peak, total):
     return np.where(t <= up, cos(lo, peak, t / up), cos(peak, end, (t - up) / (total - up)))
 
 
-@pytest.mark.parametrize(("kw", "oracle"), [
-    (dict(task="generation", scale="large"), lambda t: _numpy_llm_cosine(t, 3e-4, 1000, 100)),
-    (dict(task="classification", scale="large"), lambda t: _numpy_bert(t, 1e-4, 1000)),
-    (dict(task="classification", peak_value=0.2), lambda t: _numpy_one_cycle(t, 0.2, 1000)),
-])
+@pytest.mark.parametrize(
+    ("kw", "oracle"),
+    [
+        (dict(task="generation", scale="large"), lambda t: _numpy_llm_cosine(t, 3e-4, 1000, 100)),
+        (dict(task="classification", scale="large"), lambda t: _numpy_bert(t, 1e-4, 1000)),
+        (dict(task="classification", peak_value=0.2), lambda t: _numpy_one_cycle(t, 0.2, 1000)),
+    ],
+)
 def test_schedule_values_match_numpy(kw, oracle):
     r = recommend(total_steps=1000, **kw)
     steps = np.array([0, 50, 99, 100, 101, 300, 550, 999, 1000])
@@ -80,16 +167,19 @@ def test_continual_is_decay_free_until_the_final_anneal():
     np.testing.assert_allclose(got, [1.0, 1 / 3, 1 / 3, 1 / 3, 0.0], atol=1e-6)
 
 
-@pytest.mark.parametrize(("kw", "match"), [
-    (dict(task="vision"), "recommend: task must be one of .*got task='vision'"),
-    (dict(scale="huge"), "recommend: scale must be one of .*got scale='huge'"),
-    (dict(data="stream"), "recommend: data must be one of .*got data='stream'"),
-    (dict(total_steps=0), "recommend: total_steps must be > 0, got total_steps=0"),
-    (dict(total_steps=10.5), "recommend: total_steps must be an int > 0, got total_steps=10.5"),
-    (dict(total_steps=True), "recommend: total_steps must be an int"),
-    (dict(peak_value=-1e-3), r"recommend: peak_value must be > 0, got peak_value=-0.001"),
-    (dict(peak_value=float("nan")), "recommend: peak_value must not be NaN"),
-])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(task="vision"), "recommend: task must be one of .*got task='vision'"),
+        (dict(scale="huge"), "recommend: scale must be one of .*got scale='huge'"),
+        (dict(data="stream"), "recommend: data must be one of .*got data='stream'"),
+        (dict(total_steps=0), "recommend: total_steps must be > 0, got total_steps=0"),
+        (dict(total_steps=10.5), "recommend: total_steps must be an int > 0, got total_steps=10.5"),
+        (dict(total_steps=True), "recommend: total_steps must be an int"),
+        (dict(peak_value=-1e-3), r"recommend: peak_value must be > 0, got peak_value=-0.001"),
+        (dict(peak_value=float("nan")), "recommend: peak_value must not be NaN"),
+    ],
+)
 def test_bad_input(kw, match):
     with pytest.raises(ValueError, match=match):
         recommend(**kw)
@@ -99,5 +189,6 @@ def test_cli(capsys):
     assert main(["recommend", "--task", "generation", "--scale", "large", "--steps", "1000"]) == 0
     out = capsys.readouterr().out
     assert "presets.llm_cosine" in out and "adamw" in out and "warmup" in out
-    assert main(["recommend", "--steps", "0"]) == 2
-    assert "total_steps must be > 0" in capsys.readouterr().err
+    assert "seed" not in out.lower()
+    assert main(["recommend", "--task", "vision"]) == 2  # the library's ValueError, one line
+    assert "recommend: task must be one of" in capsys.readouterr().err

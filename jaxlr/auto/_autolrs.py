@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.validate import Checker
+from jaxlr._src.validate import Checker, renamed
 from jaxlr.auto._util import huber, scan_steps
 from jaxlr.schedules import Schedule, piecewise_constant
 
@@ -93,8 +93,14 @@ def exp_forecast(losses: ArrayLike, horizon: ArrayLike) -> jax.Array:
     return jnp.where(finite & jnp.isfinite(pred), pred, jnp.inf)
 
 
-def _gp_lcb_argmin(x: jax.Array, y: jax.Array, grid: jax.Array, kappa: float,
-                   lengthscale: float = 0.4, noise: float = 0.05) -> jax.Array:
+def _gp_lcb_argmin(
+    x: jax.Array,
+    y: jax.Array,
+    grid: jax.Array,
+    kappa: float,
+    lengthscale: float = 0.4,
+    noise: float = 0.05,
+) -> jax.Array:
     """Argmin over ``grid`` of the GP lower confidence bound ``mu - kappa sigma``.
 
     Zero-mean GP with an RBF kernel on standardized targets; non-finite targets are dropped.
@@ -149,14 +155,15 @@ def _train(step_fn, state, lr, key, *, num_steps):
     return scan_steps(step_fn, state, lr, key, num_steps)
 
 
+@renamed(min_lr="min_value", max_lr="max_value")
 def autolrs(
     step_fn: Callable[[Any, jax.Array, jax.Array], tuple[Any, jax.Array]],
     state: Any,
     *,
     key: jax.Array,
     total_steps: int,
-    min_lr: float,
-    max_lr: float,
+    min_value: float,
+    max_value: float,
     num_candidates: int = 8,
     tau: int = 50,
     max_tau: int = 800,
@@ -187,7 +194,8 @@ def autolrs(
         state: the initial state pytree.
         key: PRNG key; step ``i`` of stage ``s`` uses ``fold_in(fold_in(key, s), i)``.
         total_steps: steps of the trained trajectory (exploration of the losers is extra).
-        min_lr, max_lr: the global search range.
+        min_value, max_value: the global search range of the LR (concrete: the search between
+            stages runs on the host, so these are Python numbers, not traced values).
         num_candidates: ``k`` (>= 2).
         tau: first stage length; doubles each stage up to ``max_tau``.
         explore_fraction: :math:`\tau'/\tau` in (0, 1]; at least 4 steps are explored.
@@ -204,6 +212,7 @@ def autolrs(
     Raises:
         ValueError: non-positive or inverted LR range, ``num_candidates < 2``, ``tau < 4``,
             ``max_tau < tau``, ``total_steps < 1``, or a fraction outside its range.
+        TypeError: the old spellings ``min_lr`` / ``max_lr``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -212,7 +221,8 @@ def autolrs(
         ...     g = x + 0.1 * jax.random.normal(key, x.shape)
         ...     return x - lr * g, 0.5 * jnp.sum(x**2)
         >>> r = auto.autolrs(step, jnp.ones(4), key=jax.random.key(0), total_steps=40,
-        ...                  min_lr=1e-3, max_lr=1.0, num_candidates=4, tau=20, max_tau=20)
+        ...                  min_value=1e-3, max_value=1.0, num_candidates=4, tau=20,
+        ...                  max_tau=20)
         >>> len(r.lrs), [s.steps for s in r.stages]
         (40, [20, 20])
 
@@ -221,12 +231,18 @@ def autolrs(
         Fly, ICLR 2021.
     """
     c = Checker("autolrs")
-    c.positive("min_lr", min_lr)
-    c.positive("max_lr", max_lr)
-    if not max_lr > min_lr:
-        c.fail(f"max_lr must be > min_lr, got min_lr={min_lr!r}, max_lr={max_lr!r}")
-    for name, value, lo in (("total_steps", total_steps, 1), ("num_candidates", num_candidates, 2),
-                            ("tau", tau, 4), ("max_tau", max_tau, tau)):
+    c.positive("min_value", min_value)
+    c.positive("max_value", max_value)
+    if not max_value > min_value:
+        c.fail(
+            f"max_value must be > min_value, got min_value={min_value!r}, max_value={max_value!r}"
+        )
+    for name, value, lo in (
+        ("total_steps", total_steps, 1),
+        ("num_candidates", num_candidates, 2),
+        ("tau", tau, 4),
+        ("max_tau", max_tau, tau),
+    ):
         if not isinstance(value, int) or value < lo:
             c.fail(f"{name} must be an int >= {lo}, got {name}={value!r}")
     c.between("explore_fraction", explore_fraction, 0.0, 1.0, open_lo=True)
@@ -235,7 +251,7 @@ def autolrs(
     if not min_width > 1:
         c.fail(f"min_width must be > 1, got min_width={min_width!r}")
 
-    g_lo, g_hi = math.log(min_lr), math.log(max_lr)
+    g_lo, g_hi = math.log(min_value), math.log(max_value)
     lo, hi = g_lo, g_hi
     t, s = 0, 0
     lrs, losses, stages = [], [], []
@@ -246,13 +262,16 @@ def autolrs(
         explore = min(steps, max(4, math.ceil(explore_fraction * steps)))
         k_stage = jax.random.fold_in(key, s)
         cands = np.exp(np.linspace(lo, hi, num_candidates))
-        states, curves = _explore(step_fn, state, jnp.asarray(cands, float), k_stage,
-                                  num_steps=explore)
+        states, curves = _explore(
+            step_fn, state, jnp.asarray(cands, float), k_stage, num_steps=explore
+        )
         fc = np.asarray(_forecast_all(curves, jnp.asarray(steps, float)))
         if not np.isfinite(fc).any():
-            message = (f"autolrs: stage {s} (step {t}): every candidate LR in "
-                       f"[{cands[0]:.3g}, {cands[-1]:.3g}] diverged; stopped after {t} of "
-                       f"{total_steps} steps. Lower min_lr.")
+            message = (
+                f"autolrs: stage {s} (step {t}): every candidate LR in "
+                f"[{cands[0]:.3g}, {cands[-1]:.3g}] diverged; stopped after {t} of "
+                f"{total_steps} steps. Lower min_value."
+            )
             extra += explore * num_candidates
             break
         best = int(np.argmin(np.where(np.isfinite(fc), fc, np.inf)))
@@ -260,8 +279,13 @@ def autolrs(
         state = jax.tree.map(lambda a, i=best: a[i], states)
         curve = np.asarray(curves[best])
         if steps > explore:
-            state, rest = _train(step_fn, state, jnp.asarray(lr, float),
-                                 jax.random.fold_in(k_stage, 1 << 20), num_steps=steps - explore)
+            state, rest = _train(
+                step_fn,
+                state,
+                jnp.asarray(lr, float),
+                jax.random.fold_in(k_stage, 1 << 20),
+                num_steps=steps - explore,
+            )
             curve = np.concatenate([curve, np.asarray(rest)])
         extra += explore * (num_candidates - 1)
         lrs.append(np.full(steps, lr))
@@ -286,10 +310,10 @@ def autolrs(
     lrs_a = np.concatenate(lrs) if lrs else np.zeros(0)
     loss_a = np.concatenate(losses) if losses else np.zeros(0)
     if stages:
-        schedule = piecewise_constant(boundaries=[st.start + st.steps for st in stages[:-1]]
-                                      or [stages[0].steps],
-                                      values=[st.lr for st in stages]
-                                      + ([stages[0].lr] if len(stages) == 1 else []))
+        schedule = piecewise_constant(
+            boundaries=[st.start + st.steps for st in stages[:-1]] or [stages[0].steps],
+            values=[st.lr for st in stages] + ([stages[0].lr] if len(stages) == 1 else []),
+        )
     else:
         schedule = piecewise_constant(boundaries=[0.0], values=[0.0, 0.0])
     return AutoLRSResult(state, lrs_a, loss_a, stages, schedule, extra, message)

@@ -33,8 +33,14 @@ def _power_term(s1: jax.Array, a: ArrayLike, alpha: ArrayLike) -> jax.Array:
 
 
 def momentum_law(
-    lrs: ArrayLike, *, L0: ArrayLike, A: ArrayLike, alpha: ArrayLike, C: ArrayLike,
-    decay: ArrayLike = 0.999, warmup_steps: ArrayLike = 0.0,
+    lrs: ArrayLike,
+    *,
+    L0: ArrayLike,
+    A: ArrayLike,
+    alpha: ArrayLike,
+    C: ArrayLike,
+    decay: ArrayLike = 0.999,
+    warmup_steps: ArrayLike = 0.0,
 ) -> jax.Array:
     r"""The momentum law of Tissue et al.: loss at every step of an LR sequence.
 
@@ -74,8 +80,16 @@ def momentum_law(
 
 
 def multi_power_law(
-    lrs: ArrayLike, *, L0: ArrayLike, A: ArrayLike, B: ArrayLike, C: ArrayLike,
-    alpha: ArrayLike, beta: ArrayLike, gamma: ArrayLike, warmup_steps: ArrayLike = 0.0,
+    lrs: ArrayLike,
+    *,
+    L0: ArrayLike,
+    A: ArrayLike,
+    B: ArrayLike,
+    C: ArrayLike,
+    alpha: ArrayLike,
+    beta: ArrayLike,
+    gamma: ArrayLike,
+    warmup_steps: ArrayLike = 0.0,
     steps: ArrayLike | None = None,
 ) -> jax.Array:
     r"""The multi-power law of Luo et al.: loss at chosen steps of an LR sequence.
@@ -150,14 +164,17 @@ def _rescale_momentum(p, s):
 
 
 def _rescale_mpl(p, s):
-    return {**p, "A": p["A"] * s ** (-p["alpha"]), "B": p["B"] * s,
-            "C": p["C"] * s ** (1.0 - p["gamma"])}
+    return {
+        **p,
+        "A": p["A"] * s ** (-p["alpha"]),
+        "B": p["B"] * s,
+        "C": p["C"] * s ** (1.0 - p["gamma"]),
+    }
 
 
 LAWS = {
     "momentum": _Law(("L0", "A", "alpha", "C"), _eval_momentum, _rescale_momentum),
-    "multi_power": _Law(("L0", "A", "B", "C", "alpha", "beta", "gamma"), _eval_mpl,
-                        _rescale_mpl),
+    "multi_power": _Law(("L0", "A", "B", "C", "alpha", "beta", "gamma"), _eval_mpl, _rescale_mpl),
 }
 
 
@@ -198,21 +215,27 @@ def _check_curve(fn: str, i: int, curve: Any) -> tuple[np.ndarray, np.ndarray, n
     loss = as_numpy_curve(fn, f"curves[{i}].losses", curve.losses)
     if not np.isfinite(lrs).all() or (lrs < 0).any():
         bad = lrs[~np.isfinite(lrs) | (lrs < 0)][0]
-        raise ValueError(f"{fn}: curves[{i}].lrs must be finite and >= 0, got "
-                         f"curves[{i}].lrs containing {bad!r}")
+        raise ValueError(
+            f"{fn}: curves[{i}].lrs must be finite and >= 0, got curves[{i}].lrs containing {bad!r}"
+        )
     if curve.steps is None:
         if lrs.shape[0] != loss.shape[0]:
-            raise ValueError(f"{fn}: curves[{i}]: len(lrs)={lrs.shape[0]} != len(losses)="
-                             f"{loss.shape[0]}; give steps= when losses are measured sparsely")
+            raise ValueError(
+                f"{fn}: curves[{i}]: len(lrs)={lrs.shape[0]} != len(losses)="
+                f"{loss.shape[0]}; give steps= when losses are measured sparsely"
+            )
         steps = np.arange(1, lrs.shape[0] + 1)
     else:
         steps = np.asarray(curve.steps).astype(np.int64)
         if steps.shape != loss.shape:
-            raise ValueError(f"{fn}: curves[{i}]: len(steps)={steps.size} != len(losses)="
-                             f"{loss.size}")
+            raise ValueError(
+                f"{fn}: curves[{i}]: len(steps)={steps.size} != len(losses)={loss.size}"
+            )
         if steps.size and (steps.min() < 1 or steps.max() > lrs.shape[0]):
-            raise ValueError(f"{fn}: curves[{i}].steps must lie in 1..len(lrs)={lrs.shape[0]}, "
-                             f"got {steps.min()}..{steps.max()}")
+            raise ValueError(
+                f"{fn}: curves[{i}].steps must lie in 1..len(lrs)={lrs.shape[0]}, "
+                f"got {steps.min()}..{steps.max()}"
+            )
     return lrs, loss, steps, float(curve.warmup_steps)
 
 
@@ -239,8 +262,12 @@ def _random_starts(law: str, key: jax.Array, n: int, data: list) -> dict[str, ja
         t = max(d[0].shape[0] for d in data)
         p["C"] = span / t * lu(ks[3], 1e-3, 1.0)
     else:
-        p.update(B=span * lu(ks[3], 0.1, 3.0), C=lu(ks[4], 0.1, 10.0),
-                 beta=u(ks[5], 0.2, 1.0), gamma=u(ks[6], 0.2, 0.8))
+        p.update(
+            B=span * lu(ks[3], 0.1, 3.0),
+            C=lu(ks[4], 0.1, 10.0),
+            beta=u(ks[5], 0.2, 1.0),
+            gamma=u(ks[6], 0.2, 0.8),
+        )
     return p
 
 
@@ -324,27 +351,34 @@ def fit_law(
     n_points = sum(d[1].size for d in data)
     n_par = len(spec.names)
     if n_points < n_par + 1:
-        c.fail(f"the {law} law has {n_par} parameters and needs at least {n_par + 1} finite "
-               f"loss points, got {n_points} (after dropping {masked} NaN/inf/non-positive)")
+        c.fail(
+            f"the {law} law has {n_par} parameters and needs at least {n_par + 1} finite "
+            f"loss points, got {n_points} (after dropping {masked} NaN/inf/non-positive)"
+        )
     if scale <= 0:
         c.fail("every LR is 0; the laws need a positive LR somewhere")
 
     starts = _random_starts(law, key, num_starts, [(d[0] / scale, *d[1:]) for d in data])
     with jax.enable_x64(True):
-        unit = tuple((jnp.asarray(lr / scale), jnp.log(jnp.asarray(ls)), jnp.asarray(st),
-                      jnp.asarray(w)) for lr, ls, st, w in data)
+        unit = tuple(
+            (jnp.asarray(lr / scale), jnp.log(jnp.asarray(ls)), jnp.asarray(st), jnp.asarray(w))
+            for lr, ls, st, w in data
+        )
         theta0 = {k: jnp.log(jnp.asarray(v, jnp.float64)) for k, v in starts.items()}
-        theta, obj = _fit_starts(theta0, unit, jnp.asarray(decay), jnp.asarray(huber_delta),
-                                 law=law, num_iters=num_iters)
+        theta, obj = _fit_starts(
+            theta0, unit, jnp.asarray(decay), jnp.asarray(huber_delta), law=law, num_iters=num_iters
+        )
         obj = np.asarray(obj)
         obj = np.where(np.isfinite(obj), obj, np.inf)
         raw = {k: np.exp(np.asarray(v)) for k, v in theta.items()}
         raw = {k: np.asarray(v) for k, v in spec.rescale(raw, 1.0 / scale).items()}
     best = int(np.argmin(obj))
     good = obj <= obj[best] * (1.0 + rel_tol) + 1e-12
-    message = (f"fit_law: {law} law on {len(data)} curve(s), {n_points} points; "
-               f"{int(good.sum())} of {num_starts} starts within {rel_tol:g} of the best "
-               f"objective {obj[best]:.3g}")
+    message = (
+        f"fit_law: {law} law on {len(data)} curve(s), {n_points} points; "
+        f"{int(good.sum())} of {num_starts} starts within {rel_tol:g} of the best "
+        f"objective {obj[best]:.3g}"
+    )
     if masked:
         message += f"; dropped {masked} NaN/inf/non-positive loss value(s)"
     params = {k: float(raw[k][best]) for k in spec.names}
@@ -400,8 +434,11 @@ def _levenberg_marquardt(residuals, objective, theta, delta, num_iters):
         trial = th + jnp.clip(step, -2.0, 2.0)  # at most a factor e^2 per parameter per step
         tv = objective(trial)
         better = tv < val
-        return (jnp.where(better, trial, th), jnp.where(better, tv, val),
-                jnp.clip(jnp.where(better, mu / 3.0, mu * 4.0), 1e-10, 1e10)), None
+        return (
+            jnp.where(better, trial, th),
+            jnp.where(better, tv, val),
+            jnp.clip(jnp.where(better, mu / 3.0, mu * 4.0), 1e-10, 1e10),
+        ), None
 
     init = (theta, objective(theta), jnp.asarray(1e-2, theta.dtype))
     (th, val, _), _ = jax.lax.scan(body, init, None, length=num_iters)
@@ -423,8 +460,9 @@ def _predict_all(params, lrs, warmup_steps, steps, decay, *, law):
     return jax.vmap(lambda p: ev(lrs, p, warmup_steps, steps, decay))(params)
 
 
-def predict_loss(fit: LawFit, lrs: ArrayLike, *, steps: ArrayLike | None = None,
-                 warmup_steps: float = 0.0) -> LawPrediction:
+def predict_loss(
+    fit: LawFit, lrs: ArrayLike, *, steps: ArrayLike | None = None, warmup_steps: float = 0.0
+) -> LawPrediction:
     """Predicts the loss curve of any LR sequence with a fitted law (float64).
 
     Args:
@@ -453,33 +491,53 @@ def predict_loss(fit: LawFit, lrs: ArrayLike, *, steps: ArrayLike | None = None,
     References:
         Tissue et al. 2024; Luo et al., ICLR 2025 (see :func:`fit_law`).
     """
-    lrs, _, st, _ = _check_curve("predict_loss", 0, LossCurve(
-        lrs, np.zeros(np.size(steps) if steps is not None else np.size(lrs)), steps,
-        warmup_steps))
+    lrs, _, st, _ = _check_curve(
+        "predict_loss",
+        0,
+        LossCurve(
+            lrs,
+            np.zeros(np.size(steps) if steps is not None else np.size(lrs)),
+            steps,
+            warmup_steps,
+        ),
+    )
     with jax.enable_x64(True):
         stacked = {k: jnp.asarray(np.r_[fit.params[k], v[fit.good]]) for k, v in fit.starts.items()}
-        out = np.asarray(_predict_all(stacked, jnp.asarray(lrs), jnp.asarray(warmup_steps),
-                                      jnp.asarray(st), jnp.asarray(fit.decay), law=fit.law))
+        out = np.asarray(
+            _predict_all(
+                stacked,
+                jnp.asarray(lrs),
+                jnp.asarray(warmup_steps),
+                jnp.asarray(st),
+                jnp.asarray(fit.decay),
+                law=fit.law,
+            )
+        )
     best, band = out[0], out[1:]
     return LawPrediction(st, best, band.min(0), band.max(0))
 
 
-@partial(jax.jit, static_argnames=("law", "total_steps", "warmup_steps", "num_iters"))
-def _optimize(params, knots, peak, init, low, decay, lr, *, law, total_steps, warmup_steps,
-              num_iters):
+@partial(jax.jit, static_argnames=("law", "total_steps", "num_knots", "num_iters"))
+def _optimize(
+    params, warmup, peak, init, low, decay, lr, *, law, total_steps, num_knots, num_iters
+):
     ev = LAWS[law].evaluate
-    t = jnp.arange(warmup_steps, total_steps, dtype=knots.dtype)
-    warm_lrs = init + (peak - init) * jnp.arange(warmup_steps) / max(warmup_steps, 1)
+    dtype = peak.dtype
+    i = jnp.arange(total_steps, dtype=dtype)  # lrs[i] is the LR of step i + 1 (the laws' 1..T)
+    knots = warmup + (total_steps - warmup) * jnp.arange(num_knots + 1, dtype=dtype) / num_knots
+    warm_lrs = init + (peak - init) * i / jnp.maximum(warmup, 1.0)
     end = jnp.asarray([total_steps])
 
     def values(z):
-        return low + (peak - low) * jnp.concatenate([jnp.ones(1), jnp.cumprod(jax.nn.sigmoid(z))])
+        return low + (peak - low) * jnp.concatenate(
+            [jnp.ones(1, dtype), jnp.cumprod(jax.nn.sigmoid(z))]
+        )
 
     def lrs_of(z):
-        return jnp.concatenate([warm_lrs, jnp.interp(t, knots, values(z))])
+        return jnp.where(i < warmup, warm_lrs, jnp.interp(i, knots, values(z)))
 
     def final_loss(z):
-        return ev(lrs_of(z), params, warmup_steps, end, decay)[0]
+        return ev(lrs_of(z), params, warmup, end, decay)[0]
 
     opt = optax.adam(lr)
 
@@ -488,61 +546,72 @@ def _optimize(params, knots, peak, init, low, decay, lr, *, law, total_steps, wa
         u, s = opt.update(jax.grad(final_loss)(z), s)
         return (optax.apply_updates(z, u), s), None
 
-    z0 = jnp.full(knots.shape[0] - 1, 4.0, knots.dtype)
+    z0 = jnp.full(num_knots, 4.0, dtype)
     (z, _), _ = jax.lax.scan(body, (z0, opt.init(z0)), None, length=num_iters)
-    return lrs_of(z), final_loss(z), values(z)
+    return lrs_of(z), final_loss(z), knots, values(z)
 
 
 class OptimizedSchedule(NamedTuple):
-    """A schedule found by :func:`optimize_schedule`."""
+    """A schedule found by :func:`optimize_schedule` (arrays only, so it jits and vmaps)."""
 
     schedule: Schedule  # piecewise-linear through the optimized knots (warmup included)
-    lrs: np.ndarray  # [total_steps] its per-step LR
-    predicted_loss: float  # the fitted law's final loss for it
+    lrs: jax.Array  # [total_steps] its per-step LR
+    predicted_loss: jax.Array  # [] the fitted law's final loss for it
 
 
 def optimize_schedule(
     fit: LawFit,
     *,
     total_steps: int,
-    peak_value: float,
-    warmup_steps: int = 0,
-    init_value: float = 0.0,
-    min_value: float = 0.0,
+    peak_value: ArrayLike,
+    warmup_steps: ArrayLike = 0,
+    init_value: ArrayLike = 0.0,
+    min_value: ArrayLike = 0.0,
     num_knots: int = 16,
     num_iters: int = 500,
-    learning_rate: float = 0.05,
+    learning_rate: ArrayLike = 0.05,
 ) -> OptimizedSchedule:
     r"""The non-increasing schedule with the lowest final loss under a fitted law.
 
-    After a linear warmup from ``init_value`` to ``peak_value`` the schedule passes through
-    ``num_knots`` evenly spaced knots whose values are monotone by construction,
+    After a linear warmup from ``init_value`` to ``peak_value`` over :math:`W` =
+    ``warmup_steps``, the schedule passes through ``num_knots + 1`` evenly spaced knots
+    :math:`k_j = W + (T - W) j / n` whose values are monotone by construction,
 
-    .. math:: v_j = m + (P - m) \prod_{i \le j} \sigma(z_i),
+    .. math:: v_0 = P, \qquad v_j = m + (P - m) \prod_{i \le j} \sigma(z_i),
 
     (:math:`\sigma` the logistic function, :math:`m` = ``min_value``, :math:`P` =
     ``peak_value``), linearly interpolated between knots. The logits :math:`z` are optimized by
-    Adam on the law's predicted loss at ``total_steps`` (gradient through the law, float64).
+    Adam on the law's predicted loss at ``total_steps`` (gradient through the law, computed in
+    float64; the results come back in the default float dtype).
     The peak is held fixed: the laws reward a larger LR sum without bound.
+
+    Static and traced arguments: ``warmup_steps``, ``peak_value``, ``init_value``,
+    ``min_value`` and ``learning_rate`` are data (``jax.jit`` / ``jax.vmap`` over them reuse one
+    compilation). Three arguments are static, because they are shapes or trip counts:
+    ``total_steps`` (the length of the LR sequence the law integrates and of the returned
+    ``lrs``), ``num_knots`` (the number of logits) and ``num_iters`` (the Adam loop's length);
+    ``fit`` is read on the host (its parameters become float64 arrays, its law picks the code).
 
     Args:
         fit: the output of :func:`fit_law`.
-        total_steps: the step budget (warmup included).
+        total_steps: the step budget, warmup included (static int).
         peak_value: the LR after warmup.
-        warmup_steps: linear warmup length.
+        warmup_steps: linear warmup length (may be fractional; 0 starts at the peak).
         init_value: LR at step 0 of the warmup.
         min_value: the lowest LR allowed.
-        num_knots: knots after warmup (static).
-        num_iters: Adam iterations.
+        num_knots: knots after warmup (static int).
+        num_iters: Adam iterations (static int).
         learning_rate: Adam step size on the logits.
 
     Returns:
-        An :class:`OptimizedSchedule`: a :func:`jaxlr.schedules.piecewise_interpolate` schedule,
-        its per-step LRs and the predicted final loss.
+        An :class:`OptimizedSchedule`: a :func:`jaxlr.schedules.piecewise_interpolate` schedule
+        (knots ``0, W, k_1, ..., k_n``), its per-step LRs and the predicted final loss.
 
     Raises:
-        ValueError: ``total_steps <= warmup_steps + num_knots``, ``peak_value <= min_value``,
-            negative values.
+        ValueError: a non-int ``total_steps`` / ``num_knots`` / ``num_iters``; for concrete
+            values, ``total_steps < warmup_steps + num_knots + 1``, ``peak_value <= min_value``,
+            or negative values. Traced values are not checked (an invalid one gives NaN or a
+            schedule outside the bounds).
 
     Examples:
         >>> import jax, numpy as np
@@ -551,7 +620,7 @@ def optimize_schedule(
         >>> loss = np.asarray(auto.momentum_law(lrs, L0=2.0, A=1.0, alpha=0.5, C=0.002))
         >>> f = auto.fit_law("momentum", [(lrs, loss)], key=jax.random.key(0), num_starts=4)
         >>> o = auto.optimize_schedule(f, total_steps=400, peak_value=1.0, num_knots=8)
-        >>> bool(o.lrs[-1] < 0.2), o.predicted_loss < float(loss[-1])
+        >>> bool(o.lrs[-1] < 0.2), bool(o.predicted_loss < loss[-1])
         (True, True)
 
     References:
@@ -559,26 +628,48 @@ def optimize_schedule(
         ICLR 2025 (schedule optimization through the fitted law).
     """
     c = Checker("optimize_schedule")
-    for name, v, lo in (("total_steps", total_steps, warmup_steps + num_knots + 1),
-                        ("num_knots", num_knots, 1), ("warmup_steps", warmup_steps, 0)):
-        if not isinstance(v, int) or v < lo:
+    for name, v, lo in (
+        ("num_knots", num_knots, 1),
+        ("num_iters", num_iters, 0),
+        ("total_steps", total_steps, num_knots + 1),
+    ):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             c.fail(f"{name} must be an int >= {lo}, got {name}={v!r}")
-    c.nonnegative("min_value", min_value)
+    w = c.nonnegative("warmup_steps", warmup_steps)
+    if w is not None and not bool(w + num_knots + 1 <= total_steps):
+        c.fail(
+            f"total_steps must be >= warmup_steps + num_knots + 1, got "
+            f"total_steps={total_steps}, warmup_steps={warmup_steps!r}, num_knots={num_knots}"
+        )
+    low = c.nonnegative("min_value", min_value)
     c.nonnegative("init_value", init_value)
-    if not peak_value > min_value:
-        c.fail(f"peak_value must be > min_value, got peak_value={peak_value!r}, "
-               f"min_value={min_value!r}")
-    knots = np.linspace(warmup_steps, total_steps, num_knots + 1)
+    c.positive("learning_rate", learning_rate)
+    peak = c.finite("peak_value", peak_value)
+    if peak is not None and low is not None and not bool(peak > low):
+        c.fail(
+            f"peak_value must be > min_value, got peak_value={peak_value!r}, "
+            f"min_value={min_value!r}"
+        )
     with jax.enable_x64(True):
         f = partial(jnp.asarray, dtype=jnp.float64)
         params = {k: f(v) for k, v in fit.params.items()}
-        lrs, loss, v = _optimize(params, f(knots), f(peak_value), f(init_value), f(min_value),
-                                 f(fit.decay), f(learning_rate), law=fit.law,
-                                 total_steps=total_steps, warmup_steps=warmup_steps,
-                                 num_iters=num_iters)
-        lrs, loss, v = np.asarray(lrs), float(loss), np.asarray(v)
-    bounds = np.r_[0.0, knots] if warmup_steps > 0 else knots
-    values = np.r_[init_value, v] if warmup_steps > 0 else v
-    sched = piecewise_interpolate(boundaries=bounds.astype(np.float32),
-                                  values=values.astype(np.float32))
-    return OptimizedSchedule(sched, lrs, loss)
+        lrs, loss, knots, v = _optimize(
+            params,
+            f(warmup_steps),
+            f(peak_value),
+            f(init_value),
+            f(min_value),
+            f(fit.decay),
+            f(learning_rate),
+            law=fit.law,
+            total_steps=total_steps,
+            num_knots=num_knots,
+            num_iters=num_iters,
+        )
+        # the warmup knot (0, init) always exists: with W = 0 it is a zero-length piece, a jump
+        bounds = jnp.concatenate([jnp.zeros(1, knots.dtype), knots])
+        values = jnp.concatenate([f(init_value)[None], v])
+    # results in the caller's float dtype (float32 unless x64 is on): no float64 arrays leak out
+    out = partial(jnp.asarray, dtype=jnp.result_type(float))
+    sched = piecewise_interpolate(boundaries=out(bounds), values=out(values))
+    return OptimizedSchedule(sched, out(lrs), out(loss))

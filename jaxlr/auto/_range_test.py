@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.validate import Checker
+from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.auto._util import tree_where
 
 SUGGESTIONS = ("valley", "steepest", "min_div10")
@@ -31,7 +31,12 @@ class Suggestion(NamedTuple):
 
 
 class RangeTestResult(NamedTuple):
-    """What an LR range test measured (see :func:`lr_range_test`)."""
+    """What an LR range test measured (see :func:`lr_range_test`).
+
+    Every field is an array, so the result of a ``jax.vmap`` / ``jax.jit`` of
+    :func:`lr_range_test` is a :class:`RangeTestResult` too (each field gains the batch axes in
+    front); :attr:`message` puts the counts into words on the host, after the computation.
+    """
 
     lrs: jax.Array  # [num_steps] the exponential ramp
     losses: jax.Array  # [*hparams, num_seeds, num_steps] raw losses, NaN once diverged
@@ -39,8 +44,51 @@ class RangeTestResult(NamedTuple):
     valid: jax.Array  # [*hparams, num_seeds, num_steps] bool, False from divergence on
     diverged_at: jax.Array  # [*hparams, num_seeds] first masked step index, num_steps if none
     suggestions: dict[str, Suggestion]  # "valley", "steepest", "min_div10"
-    ok: bool  # False when no member left enough valid points to suggest anything
-    message: str  # what happened, in words
+    num_members: jax.Array  # [] int: seeds x hyperparameter values
+    num_diverged: jax.Array  # [] int: members masked at some step
+    num_short: jax.Array  # [] int: members with fewer than 3 valid points (no suggestion)
+    ok: jax.Array  # [] bool: False when no member left enough valid points to suggest anything
+    min_value: jax.Array  # [] the start of the ramp (quoted by the message)
+    diverge_factor: jax.Array  # [] the divergence threshold (quoted by the message)
+
+    @property
+    def message(self) -> str:
+        """What happened, in words (one line per batch entry of a vmapped result)."""
+        fields = (
+            self.num_members,
+            self.num_diverged,
+            self.num_short,
+            self.ok,
+            self.min_value,
+            self.diverge_factor,
+        )
+        arrays = [concrete(f) for f in fields]
+        if any(a is None for a in arrays):
+            raise ValueError(
+                "RangeTestResult.message: the result is traced; read the message outside jit / vmap"
+            )
+        arrays = np.broadcast_arrays(*arrays)
+        if arrays[0].ndim == 0:
+            return _describe(*(a.item() for a in arrays))
+        lines = []
+        for i in np.ndindex(arrays[0].shape):
+            where = ", ".join(map(str, i))
+            lines.append(f"[{where}] " + _describe(*(a[i].item() for a in arrays)))
+        return "\n".join(lines)
+
+
+def _describe(n_members, n_div, n_short, ok, min_value, diverge_factor) -> str:
+    if not ok:
+        return (
+            f"lr_range_test: every one of the {n_members} members diverged within its "
+            f"first {_MIN_POINTS} steps (from min_value={min_value:g}); no suggestion "
+            f"(NaN). Lower min_value or check the loss for NaN."
+        )
+    return (
+        f"lr_range_test: {n_div} of {n_members} members diverged (smoothed loss > "
+        f"{diverge_factor:g} x best or not finite) and were masked from there on; "
+        f"{n_short} left too few points for a suggestion."
+    )
 
 
 def _valley_index(loss: jax.Array, valid: jax.Array) -> jax.Array:
@@ -90,10 +138,21 @@ def _spread(members: jax.Array) -> Suggestion:
 
 
 @partial(jax.jit, static_argnames=("step_fn", "init_fn", "num_steps", "has_hparam"))
-def _run(step_fn, init_fn, keys, hparams, min_lr, max_lr, smoothing, diverge_factor, *,
-         num_steps, has_hparam):
+def _run(
+    step_fn,
+    init_fn,
+    keys,
+    hparams,
+    min_value,
+    max_value,
+    smoothing,
+    diverge_factor,
+    *,
+    num_steps,
+    has_hparam,
+):
     frac = jnp.arange(num_steps) / (num_steps - 1)
-    lrs = min_lr * (max_lr / min_lr) ** frac
+    lrs = min_value * (max_value / min_value) ** frac
 
     def member(key, hp):
         extra = (hp,) if has_hparam else ()
@@ -106,8 +165,12 @@ def _run(step_fn, init_fn, keys, hparams, min_lr, max_lr, smoothing, diverge_fac
             new_avg = smoothing * avg + (1.0 - smoothing) * loss
             sm = new_avg / (1.0 - smoothing ** (i + 1.0))
             bad = dead | ~jnp.isfinite(sm) | (sm > diverge_factor * best)
-            carry = (tree_where(bad, state, new_state), jnp.where(bad, avg, new_avg),
-                     jnp.where(bad, best, jnp.minimum(best, sm)), bad)
+            carry = (
+                tree_where(bad, state, new_state),
+                jnp.where(bad, avg, new_avg),
+                jnp.where(bad, best, jnp.minimum(best, sm)),
+                bad,
+            )
             return carry, (jnp.where(bad, jnp.nan, loss), jnp.where(bad, jnp.nan, sm), ~bad)
 
         zero = jnp.zeros((), lrs.dtype)
@@ -116,19 +179,42 @@ def _run(step_fn, init_fn, keys, hparams, min_lr, max_lr, smoothing, diverge_fac
         return losses, smoothed, valid, _suggest(lrs, smoothed, valid)
 
     over_seeds = jax.vmap(member, in_axes=(0, None))
-    out = jax.vmap(over_seeds, in_axes=(None, 0))(keys, hparams) if has_hparam else \
-        over_seeds(keys, hparams)
-    return lrs, out
+    out = (
+        jax.vmap(over_seeds, in_axes=(None, 0))(keys, hparams)
+        if has_hparam
+        else over_seeds(keys, hparams)
+    )
+    losses, smoothed, valid, sugg = out
+    # the summary is computed here too, so an eager call is one compiled program
+    diverged = ~jnp.all(valid, axis=-1)
+    diverged_at = jnp.where(diverged, jnp.argmin(valid, axis=-1), num_steps)
+    n_members = int(np.prod(diverged.shape))  # static: the shape of the member axes
+    n_short = jnp.sum(jnp.sum(valid, axis=-1) < _MIN_POINTS)
+    return RangeTestResult(
+        lrs,
+        losses,
+        smoothed,
+        valid,
+        diverged_at,
+        {k: _spread(sugg[k]) for k in SUGGESTIONS},
+        num_members=jnp.asarray(n_members),
+        num_diverged=jnp.sum(diverged),
+        num_short=n_short,
+        ok=n_short < n_members,
+        min_value=min_value,
+        diverge_factor=diverge_factor,
+    )
 
 
+@renamed(min_lr="min_value", max_lr="max_value")
 def lr_range_test(
     step_fn: Callable[..., tuple[Any, jax.Array]],
     init_fn: Callable[..., Any],
     *,
     key: jax.Array,
     num_seeds: int = 4,
-    min_lr: ArrayLike = 1e-7,
-    max_lr: ArrayLike = 10.0,
+    min_value: ArrayLike = 1e-7,
+    max_value: ArrayLike = 10.0,
     num_steps: int = 100,
     smoothing: ArrayLike = 0.98,
     diverge_factor: ArrayLike = 4.0,
@@ -149,6 +235,11 @@ def lr_range_test(
     whole test is one ``lax.scan`` under ``vmap`` (seeds) and a second ``vmap`` (``hparams``),
     compiled once.
 
+    Every float argument is data: ``jax.vmap`` / ``jax.jit`` over ``min_value``, ``max_value``,
+    ``smoothing`` or ``diverge_factor`` works (one compile for all values), and the result's
+    counts, ``ok`` flag and suggestions are arrays. Only ``num_steps``, ``num_seeds`` and
+    whether ``hparams`` is given are static (they fix the shapes).
+
     Suggestions per member, on the smoothed, unmasked curve (NaN with fewer than 3 points):
 
     - ``"valley"``: fastai's valley: the longest strictly decreasing run of the curve, at
@@ -163,7 +254,9 @@ def lr_range_test(
         init_fn: ``init_fn(key) -> state`` (or ``init_fn(key, hparam)``).
         key: PRNG key; member ``s`` uses ``split(key, num_seeds)[s]`` for init and data.
         num_seeds: number of seeds (static).
-        min_lr, max_lr: ends of the ramp (data: new values do not recompile).
+        min_value, max_value: ends of the ramp :math:`\eta_{\min}, \eta_{\max}` (data: new
+            values do not recompile). Traced values are not checked: a non-positive bound
+            gives a NaN ramp (every member diverges), ``max_value < min_value`` a falling one.
         num_steps: length of the ramp (static, >= 3).
         smoothing: EMA factor :math:`\beta` in [0, 1).
         diverge_factor: mask from the step the smoothed loss exceeds this times the best (> 1).
@@ -173,11 +266,13 @@ def lr_range_test(
     Returns:
         A :class:`RangeTestResult`. ``suggestions[name]`` holds the geometric mean, min and max
         over seeds and every member's value. ``ok`` is False and ``message`` says so when no
-        member kept enough valid points (every member diverged at once: lower ``min_lr``).
+        member kept enough valid points (every member diverged at once: lower ``min_value``).
 
     Raises:
-        ValueError: ``min_lr <= 0``, ``max_lr <= min_lr``, ``num_steps < 3``, ``num_seeds < 1``,
-            ``smoothing`` outside [0, 1), ``diverge_factor <= 1``, NaN, or ``hparams`` not 1-D.
+        ValueError: a concrete ``min_value <= 0``, ``max_value <= min_value``, ``num_steps < 3``,
+            ``num_seeds < 1``, ``smoothing`` outside [0, 1), ``diverge_factor <= 1``, NaN, or
+            ``hparams`` not 1-D.
+        TypeError: the old spellings ``min_lr`` / ``max_lr``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -185,28 +280,36 @@ def lr_range_test(
         >>> def step(x, lr, key):  # gradient descent on 2 x^2 (lambda_max = 4: stable below 0.5)
         ...     return x - lr * 4.0 * x, 2.0 * jnp.sum(x**2)
         >>> r = auto.lr_range_test(step, lambda k: jnp.ones(3) + jax.random.normal(k, (3,)),
-        ...                        key=jax.random.key(0), min_lr=1e-3, max_lr=10.0, num_steps=60)
-        >>> bool(r.suggestions["valley"].high < 0.5), r.ok
+        ...                        key=jax.random.key(0), min_value=1e-3, max_value=10.0,
+        ...                        num_steps=60)
+        >>> bool(r.suggestions["valley"].high < 0.5), bool(r.ok)
         (True, True)
+        >>> sweep = jax.vmap(lambda lo: auto.lr_range_test(  # one compile for every start
+        ...     step, lambda k: jnp.ones(3), key=jax.random.key(0), min_value=lo, num_steps=60))
+        >>> sweep(jnp.array([1e-4, 1e-3])).suggestions["valley"].lr.shape
+        (2,)
 
     References:
         Smith, Cyclical Learning Rates for Training Neural Networks, WACV 2017; Howard & Gugger,
         fastai (``lr_find`` and its valley suggestion), 2020.
     """
     c = Checker("lr_range_test")
-    lo = c.positive("min_lr", min_lr)
-    hi = c.positive("max_lr", max_lr)
-    if lo is not None and hi is not None and not bool(hi > lo):
-        c.fail(f"max_lr must be > min_lr, got min_lr={min_lr!r}, max_lr={max_lr!r}")
+    lo = c.positive("min_value", min_value)
+    hi = c.positive("max_value", max_value)
+    if lo is not None and hi is not None and not bool(np.all(hi > lo)):
+        c.fail(
+            f"max_value must be > min_value, got min_value={min_value!r}, max_value={max_value!r}"
+        )
     if not isinstance(num_steps, int) or num_steps < _MIN_POINTS:
         c.fail(f"num_steps must be an int >= {_MIN_POINTS}, got num_steps={num_steps!r}")
     if not isinstance(num_seeds, int) or num_seeds < 1:
         c.fail(f"num_seeds must be an int >= 1, got num_seeds={num_seeds!r}")
     c.between("smoothing", smoothing, 0.0, 1.0)
-    if c.finite("smoothing", smoothing) is not None and not bool(np.asarray(smoothing) < 1.0):
+    sm = c.finite("smoothing", smoothing)
+    if sm is not None and not bool(np.all(sm < 1.0)):
         c.fail(f"smoothing must be < 1, got smoothing={smoothing!r}")
     d = c.finite("diverge_factor", diverge_factor)
-    if d is not None and not bool(d > 1):
+    if d is not None and not bool(np.all(d > 1)):
         c.fail(f"diverge_factor must be > 1, got diverge_factor={diverge_factor!r}")
     has_hparam = hparams is not None
     if has_hparam:
@@ -214,26 +317,18 @@ def lr_range_test(
     hp = jnp.asarray(hparams if has_hparam else 0.0, dtype=float)
     keys = jax.random.split(key, num_seeds)
     f = partial(jnp.asarray, dtype=float)
-    lrs, (losses, smoothed, valid, sugg) = _run(
-        step_fn, init_fn, keys, hp, f(min_lr), f(max_lr), f(smoothing), f(diverge_factor),
-        num_steps=num_steps, has_hparam=has_hparam)
-
-    diverged = ~jnp.all(valid, axis=-1)
-    diverged_at = jnp.where(diverged, jnp.argmin(valid, axis=-1), num_steps)
-    suggestions = {k: _spread(sugg[k]) for k in SUGGESTIONS}
-    n_members = int(np.prod(diverged.shape))
-    n_div = int(jnp.sum(diverged))
-    n_short = int(jnp.sum(jnp.sum(valid, axis=-1) < _MIN_POINTS))
-    ok = n_short < n_members
-    if not ok:
-        message = (f"lr_range_test: every one of the {n_members} members diverged within its "
-                   f"first {_MIN_POINTS} steps (from min_lr={float(min_lr):g}); no suggestion "
-                   f"(NaN). Lower min_lr or check the loss for NaN.")
-    else:
-        message = (f"lr_range_test: {n_div} of {n_members} members diverged (smoothed loss > "
-                   f"{float(diverge_factor):g} x best or not finite) and were masked from "
-                   f"there on; {n_short} left too few points for a suggestion.")
-    return RangeTestResult(lrs, losses, smoothed, valid, diverged_at, suggestions, ok, message)
+    return _run(
+        step_fn,
+        init_fn,
+        keys,
+        hp,
+        f(min_value),
+        f(max_value),
+        f(smoothing),
+        f(diverge_factor),
+        num_steps=num_steps,
+        has_hparam=has_hparam,
+    )
 
 
 def plot_range_test(result: RangeTestResult, *, ax: Any = None, suggestion: str = "valley"):
@@ -256,7 +351,7 @@ def plot_range_test(result: RangeTestResult, *, ax: Any = None, suggestion: str 
         >>> from jaxlr import auto
         >>> step = lambda x, lr, key: (x - lr * x, jnp.sum(x**2))
         >>> r = auto.lr_range_test(step, lambda k: jnp.ones(2), key=jax.random.key(0),
-        ...                        min_lr=1e-3, max_lr=10.0, num_steps=30, num_seeds=2)
+        ...                        min_value=1e-3, max_value=10.0, num_steps=30, num_seeds=2)
         >>> fig = auto.plot_range_test(r)
         >>> fig.axes[0].get_xscale()
         'log'
