@@ -7,10 +7,10 @@ budget T:
 - ``cosine``: warmup + cosine to 0 over T;
 - ``wsd``: warmup + constant + linear decay to 0 over the last 20% of T;
 - ``wsm``: warmup + constant LR for all T steps (no decay), wrapped in
-  ``auto.window_merging`` keeping k=8 checkpoints over the last 20% of T whose merge weights come
-  from the same linear decay (``decay_to_merge_weights(decay_weights(linear, ...))``);
+  ``transforms.window_merging`` keeping k=8 checkpoints over the last 20% of T whose merge
+  weights come from the same linear decay (``decay_to_merge_weights(decay_weights(linear, ...))``);
 - ``wsm-mean``, ``wsm-1sqrt``: other recipes on the same window, evaluated in one vmapped call
-  (``auto.evaluate_merges``); ``constant``: the last iterate of the constant run.
+  (``transforms.evaluate_merges``); ``constant``: the last iterate of the constant run.
 
 Metric: full training-set and test-set cross-entropy of the evaluated parameters.
 
@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 import jaxlr
-from jaxlr import auto
+from jaxlr import transforms as T
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS, PEAK, BATCH, SEEDS, K, DECAY_FRAC = (250, 500, 1000, 2000), 0.1, 32, 3, 8, 0.2
@@ -69,7 +69,7 @@ def train(schedule, total, key, merge_weights=None):
     tx = optax.sgd(schedule, momentum=0.9)
     if merge_weights is not None:
         every = int(DECAY_FRAC * total) // K
-        tx = auto.window_merging(tx, weights=merge_weights, every=every)
+        tx = T.window_merging(tx, weights=merge_weights, every=every)
     k_init, k_data = jax.random.split(key)
     params = init(k_init)
 
@@ -94,8 +94,8 @@ def run_budget(total):
     d = DECAY_FRAC * total
     lin = S.linear(init_value=1.0, end_value=0.0, total_steps=d)
     sqrt = S.polynomial(init_value=1.0, end_value=0.0, total_steps=d, power=0.5)
-    c_lin = auto.decay_to_merge_weights(auto.decay_weights(lin, decay_steps=d, num_checkpoints=K))
-    c_sqrt = auto.decay_to_merge_weights(auto.decay_weights(sqrt, decay_steps=d,
+    c_lin = T.decay_to_merge_weights(T.decay_weights(lin, decay_steps=d, num_checkpoints=K))
+    c_sqrt = T.decay_to_merge_weights(T.decay_weights(sqrt, decay_steps=d,
                                                             num_checkpoints=K))
     recipes = jnp.stack([c_lin, jnp.full(K + 1, 1.0 / (K + 1)), c_sqrt])
 
@@ -106,8 +106,8 @@ def run_budget(total):
 
     def wsm(k):
         p, s = train(const, total, k, merge_weights=c_lin)
-        merged = auto.eval_params(s, p)
-        others = auto.evaluate_merges(metrics, s.snapshots, recipes)
+        merged = T.eval_params(s, p)
+        others = T.evaluate_merges(metrics, s.snapshots, recipes)
         return metrics(p), metrics(merged), others
 
     last, merged, others = jax.jit(jax.vmap(wsm))(keys)

@@ -132,7 +132,7 @@ def adaptive_sweep():
         tx = jaxlr.transforms.sharpness_warmup(
             optax.adam(1.0), kind="adam", schedule=1.0, target=0.9, growth=cfg["growth"],
             init_ratio=0.1, peak_value=PEAK, every=10, num_iters=4)
-        return tx, lambda o, t: jaxlr.transforms.current_lr(o)
+        return tx, lambda o, t: jaxlr.transforms.current_lr(o, optimizer_lr=1.0)
 
     return jaxlr.sweep.run(_trainer(make), jaxlr.sweep.grid(growth=np.asarray(GROWTHS)),
                            progress=False)

@@ -16,9 +16,9 @@ def _list(args) -> int:
 
 
 def _plot(args) -> int:
-    from jaxlr import plot, schedules
+    from jaxlr import compat, plot, schedules
 
-    items = {e: schedules.parse(e) for e in args.expression}
+    items = {e: schedules.parse(e, lookup=compat.lookup) for e in args.expression}
     path = _output_path(args.output)
     plot.schedules(items, total_steps=args.steps, log=args.log, path=path)
     print(path)

@@ -42,10 +42,13 @@ def test_bfloat16_and_float16_hyperparameters_are_numbers():
 
 
 def test_peer_argument_names_say_the_native_spelling():
-    with pytest.raises(TypeError, match=r"'T_max'.*jaxlr's is 'total_steps'.*jaxlr.compat"):
+    with pytest.raises(TypeError, match=r"T_max is torch's name; jaxlr calls it total_steps "
+                                        r"\(or use jaxlr.compat.torch"):
         S.cosine(init_value=1.0, T_max=100)
-    with pytest.raises(TypeError, match=r"'max_lr'.*'peak_value'"):
+    with pytest.raises(TypeError, match=r"max_lr is torch's name; jaxlr calls it peak_value"):
         S.warmup_cosine(max_lr=1.0, warmup_steps=1, total_steps=10)
+    with pytest.raises(TypeError, match=r"transition_steps is Optax's name"):
+        S.linear(init_value=1.0, end_value=0.0, total_steps=10, transition_steps=10)
     with pytest.raises(TypeError, match="unexpected argument"):
         S.constant(valu=1.0)
 
@@ -118,6 +121,7 @@ def test_static_flags_must_be_bools(flag):
 @pytest.mark.parametrize("argv, match", [
     (["plot", "cosine(foo=1)"], "unexpected argument"),
     (["plot", "cosine(1.0)"], "positional"),
+    (["plot", "torch.StepLr(step_size=3, lr=0.1)"], "unknown compat schedule"),
     (["plot", "constant(value=1)", "-o", "x.unknownext"], "unknown image format"),
     (["plot", "constant(value=1)", "-o", "{file}/x.png"], "is a file, not a folder"),
     (["demo", "--out", "{file}/sub"], "is a file, not a folder"),
@@ -138,6 +142,12 @@ def test_cli_usage_errors_exit_2_on_one_line(argv, capsys):
         main(argv)
     assert e.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_cli_plot_takes_compat_expressions(tmp_path, capsys):
+    out = tmp_path / "one_cycle.png"
+    assert main(["plot", "torch.OneCycleLR(max_lr=0.1, total_steps=1000)", "-o", str(out)]) == 0
+    assert out.is_file() and capsys.readouterr().out.strip() == str(out)
 
 
 def test_cli_plot_prints_the_file_it_wrote(tmp_path, capsys):

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from jaxlr import schedules as S
+from jaxlr.transforms import current_lr
 
 OPTIMIZERS = {
     "sgd": lambda lr: optax.sgd(lr, momentum=0.9),
@@ -46,6 +47,8 @@ def test_scheduled_update_is_the_schedule_times_the_unit_lr_update(opt, sched):
         lr = float(s(t))
         for a, b in zip(jax.tree.leaves(u_s), jax.tree.leaves(u_u)):
             np.testing.assert_allclose(np.asarray(a), lr * np.asarray(b), rtol=1e-5, atol=1e-9)
+        # the LR of a plain Optax optimizer built with a schedule, read from its count
+        assert float(current_lr(st_s, optimizer_lr=s)) == pytest.approx(lr, rel=1e-6, abs=1e-12)
 
 
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))

@@ -10,7 +10,7 @@ import pytest
 MODULES = [
     "jaxlr.schedules", "jaxlr.schedules.presets", "jaxlr.plot", "jaxlr.compat.torch",
     "jaxlr.compat.keras", "jaxlr.compat.transformers", "jaxlr.sharpness", "jaxlr.transforms",
-    "jaxlr.sweep", "jaxlr.auto", "jaxlr.recommend",
+    "jaxlr.sweep", "jaxlr.auto", "jaxlr.recommend", "jaxlr.compat",
 ]
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import chex
 import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 from oracles import ref
@@ -48,27 +50,85 @@ def test_scale_by_schedule_matches_optax_and_schedule():
         np.testing.assert_allclose(float(so.lr), float(s(t)), rtol=1e-6)
 
 
+def _cosine_ref(init_value, total_steps, t):
+    """NumPy cosine decay to 0, written from the formula."""
+    return init_value * 0.5 * (1.0 + np.cos(np.pi * min(t, total_steps) / total_steps))
+
+
 def test_scale_by_schedule_edit_and_sweep_compile_once():
-    tx = T.scale_by_schedule(S.exponential(init_value=1.0, decay_rate=0.5, transition_steps=1))
-    traces = []
+    tx = T.scale_by_schedule(S.cosine(init_value=1.0, total_steps=10))
 
     @jax.jit
+    @chex.assert_max_traces(n=1)
     def step(state):
-        traces.append(1)
         return tx.update(jnp.ones(2), state)
 
-    state = tx.init(jnp.zeros(2))
-    state = step(state)[1]
-    assert float(step(state)[0][0]) == pytest.approx(0.5)
-    edited = state._replace(schedule={**state.schedule, "decay_rate": jnp.float32(0.25)})
-    assert float(step(edited)[0][0]) == pytest.approx(0.25)
-    assert len(traces) == 1
-    # vmap over stacked states equals the per-value loop (NumPy formula 0.9**1, 0.5**1, ...)
-    rates = jnp.array([0.9, 0.5, 0.1])
-    stacked = jax.vmap(lambda r: state._replace(schedule={**state.schedule, "decay_rate": r}))(
-        rates)
-    u, _ = jax.vmap(lambda st: tx.update(jnp.ones(2), st))(stacked)
-    np.testing.assert_allclose(u[:, 0], np.asarray(rates), rtol=1e-6)
+    state = step(tx.init(jnp.zeros(2)))[1]
+    assert float(step(state)[0][0]) == pytest.approx(_cosine_ref(1.0, 10, 1), rel=1e-6)
+    # an edit is a new state holding a new schedule; the compiled update is reused
+    rebuilt = state._replace(schedule=S.cosine(init_value=0.3, total_steps=4))
+    assert float(step(rebuilt)[0][0]) == pytest.approx(_cosine_ref(0.3, 4, 1), rel=1e-6)
+    doubled = state._replace(schedule=jax.tree_util.tree_map_with_path(
+        lambda path, x: 2.0 * x if jax.tree_util.keystr(path).endswith("init_value") else x,
+        state.schedule))
+    assert float(step(doubled)[0][0]) == pytest.approx(_cosine_ref(2.0, 10, 1), rel=1e-6)
+    # vmap over stacked states equals the NumPy formula per value
+    peaks = jnp.array([0.9, 0.5, 0.1])
+    stacked = jax.vmap(lambda v: state._replace(schedule=S.cosine(init_value=v, total_steps=10)))(
+        peaks)
+    u, _ = jax.jit(jax.vmap(lambda st: tx.update(jnp.ones(2), st)))(stacked)
+    np.testing.assert_allclose(u[:, 0], [_cosine_ref(float(v), 10, 1) for v in peaks], rtol=1e-6)
+
+
+def _containers(x, out):
+    """ids of the mutable containers (dicts, lists) reachable in a state."""
+    if isinstance(x, (dict, list)):
+        out.add(id(x))
+    children = x.values() if isinstance(x, dict) else x if isinstance(x, (tuple, list)) else ()
+    for c in children:
+        _containers(c, out)
+    return out
+
+
+def _edits():
+    """transform, extra update args, an edit of a state that returns a new state."""
+    m = S.cyclic_momentum(base_momentum=0.5, max_momentum=0.9, up_steps=3)
+    return {
+        "scale_by_schedule": (
+            T.scale_by_schedule(S.cosine(init_value=1.0, total_steps=10)), {},
+            lambda s: s._replace(schedule=S.cosine(init_value=5.0, total_steps=3))),
+        "inject_schedules": (
+            T.inject_schedules(optax.sgd, learning_rate=0.1, momentum=m), {},
+            lambda s: s._replace(hyperparams={**s.hyperparams,
+                                              "learning_rate": jnp.float32(7.0)})),
+        "reduce_on_plateau": (
+            T.reduce_on_plateau(factor=0.5, patience=0), {"value": 1.0},
+            lambda s: s._replace(hyperparams=s.hyperparams._replace(factor=jnp.float32(0.9)))),
+        "hypergradient": (
+            T.hypergradient(init_value=0.1, hyper_lr=0.01), {},
+            lambda s: s._replace(hyperparams=s.hyperparams._replace(hyper_lr=jnp.float32(3.0)))),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_edits()))
+def test_editing_a_state_never_changes_an_earlier_one(name):
+    chex.clear_trace_counter()
+    tx, extra, edit = _edits()[name]
+    p = jnp.ones(2)
+    s0 = tx.init(p)
+    _, s1 = tx.update(jnp.full(2, 0.5), s0, p, **extra)
+    before = jax.tree.map(np.array, s0)
+    s2 = edit(s1)
+    # in-place writes into s1's dicts (the old documented edit) must not reach s0 either
+    if name == "inject_schedules":
+        s1.hyperparams["learning_rate"] = jnp.float32(9.0)
+        s1.schedules["momentum"] = S.constant(value=0.0)
+    jax.tree.map(np.testing.assert_array_equal, s0, before)
+    assert not _containers(s0, set()) & _containers(s1, set())  # no shared mutable container
+    # the edit takes effect in the new state, through the same compiled update
+    step = jax.jit(chex.assert_max_traces(
+        lambda s: tx.update(jnp.full(2, 0.5), s, p, **extra)[0], n=1))
+    assert not np.allclose(step(s1), step(s2))
 
 
 def test_current_lr_multiplies_factors_and_rejects_closures():
@@ -77,7 +137,59 @@ def test_current_lr_multiplies_factors_and_rejects_closures():
     state = tx.init(jnp.zeros(2))
     assert float(T.current_lr(state)) == pytest.approx(0.1 * 0.5 * 0.2)
     with pytest.raises(ValueError, match="current_lr: no learning rate"):
-        T.current_lr(optax.adam(1e-3).init(jnp.zeros(2)))
+        T.current_lr(optax.sgd(1e-3).init(jnp.zeros(2)))
+
+
+def _applied_lr(tx, unit, steps, *, values=None):
+    """The LR a chain applied, measured as its update over the unit-LR optimizer's update."""
+    p = jnp.array([1.0, -2.0, 0.5])
+    st, su, out = tx.init(p), unit.init(p), []
+    for t in range(steps):
+        g = jnp.cos(p + t)
+        extra = {} if values is None else {"value": values[t]}
+        u, st = tx.update(g, st, p, **extra)
+        uu, su = unit.update(g, su, p)
+        out.append((float(u[0] / uu[0]), st))
+    return out
+
+
+def test_current_lr_reads_optax_contrib_reduce_on_plateau_scale():
+    inj = optax.inject_hyperparams(optax.adam)(learning_rate=0.01)
+    tx = optax.chain(inj, optax.contrib.reduce_on_plateau(factor=0.5, patience=1))
+    runs = _applied_lr(tx, optax.adam(1.0), 8, values=[1.0] * 8)
+    for applied, state in runs:
+        assert float(T.current_lr(state)) == pytest.approx(applied, rel=1e-4)
+    assert runs[-1][0] < 0.005  # the plateau did scale the LR down
+
+
+def test_current_lr_needs_the_lr_of_an_optax_optimizer_it_cannot_see():
+    s = S.cosine(init_value=0.5, total_steps=10)
+    tx = optax.chain(optax.adam(1e-3), T.scale_by_schedule(s))
+    runs = _applied_lr(tx, optax.adam(1.0), 4)
+    with pytest.raises(ValueError, match="current_lr: state holds an Optax optimizer state "
+                                         r"\(ScaleByAdamState\).*optimizer_lr"):
+        T.current_lr(runs[-1][1])
+    for applied, state in runs:
+        assert float(T.current_lr(state, optimizer_lr=1e-3)) == pytest.approx(applied, rel=1e-4)
+    # a wrapped optimizer is read the same way
+    hx = T.hypergradient(optax.adam(1e-3), init_value=0.1, hyper_lr=0.0)
+    state = hx.init(jnp.zeros(2))
+    with pytest.raises(ValueError, match="ScaleByAdamState"):
+        T.current_lr(state)
+    assert float(T.current_lr(state, optimizer_lr=1e-3)) == pytest.approx(1e-4)
+
+
+def test_current_lr_of_plain_optax_with_a_schedule_reads_its_count():
+    s = S.warmup_cosine(peak_value=0.1, warmup_steps=3, total_steps=10)
+    runs = _applied_lr(optax.adamw(s, weight_decay=0.0), optax.adamw(1.0, weight_decay=0.0), 8)
+    with pytest.raises(ValueError, match="optax.scale_by_schedule state.*optimizer_lr=schedule"):
+        T.current_lr(runs[0][1])
+    for t, (applied, state) in enumerate(runs):
+        lr = T.current_lr(state, optimizer_lr=s)
+        assert float(lr) == pytest.approx(applied, rel=1e-4, abs=1e-9)
+        assert float(lr) == pytest.approx(ref(s, t), rel=1e-5, abs=1e-9)
+    with pytest.raises(ValueError, match="optimizer_lr is a schedule but state holds no"):
+        T.current_lr(T.scale_by_schedule(0.1).init(jnp.zeros(1)), optimizer_lr=s)
 
 
 def test_bad_arguments_name_function_argument_value():
@@ -253,7 +365,7 @@ def test_hypergradient_matches_numpy_reference(kind):
     for _ in range(6):
         u, state = step(a_diag * w, state, w)
         w = optax.apply_updates(w, u)
-        alphas.append(float(T.current_lr(state)))
+        alphas.append(float(T.current_lr(state, optimizer_lr=1.0)))
     np.testing.assert_allclose(alphas, a_ref, rtol=1e-4)
     np.testing.assert_allclose(w, w_ref, rtol=1e-4, atol=1e-6)
     assert abs(a_ref[-1] - a_ref[0]) > 1e-3  # the LR did adapt
@@ -291,7 +403,7 @@ def test_chains_with_every_optax_optimizer(name):
             g = jax.tree.map(lambda p, t=t: jnp.cos(p + t), params)
             ub, sb = base.update(g, sb, params)
             uc, sc = chained.update(g, sc, params, value=loss)
-            lr = T.current_lr(sc)
+            lr = T.current_lr(sc, optimizer_lr=1.0)
             if expected is not None:
                 assert float(lr) == pytest.approx(expected[t], rel=1e-5), (opt_name, t)
             jax.tree.map(lambda a, b, lr=lr, o=opt_name: np.testing.assert_allclose(
@@ -316,7 +428,7 @@ def _nnx_transforms():
 
 
 @pytest.mark.parametrize("name", sorted(_nnx_transforms()))
-def test_nnx_optimizer_and_checkpoint_restore(name):
+def test_nnx_optimizer_and_checkpoint_restore(name, tmp_path):
     """nnx.Optimizer.update(model, grads, value=loss) equals the pure optax loop, and a state
     serialized with flax.serialization mid-run continues with identical LRs and parameters."""
     x = jnp.linspace(-1, 1, 12).reshape(4, 3)
@@ -338,23 +450,30 @@ def test_nnx_optimizer_and_checkpoint_restore(name):
         l_ref, g_ref = jax.value_and_grad(pure_loss)(p_ref)
         u, s_ref = tx.update(g_ref, s_ref, p_ref, value=l_ref)
         p_ref = optax.apply_updates(p_ref, u)
-        lrs.append(float(T.current_lr(s_ref)))
+        lrs.append(float(T.current_lr(s_ref, optimizer_lr=1.0)))
     got = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got, p_ref)
-    # checkpoint -> restore -> continue == uninterrupted
-    blob = flax.serialization.to_bytes(s_ref)
-    restored = flax.serialization.from_bytes(tx.init(p_ref), blob)
+    # checkpoint -> restore -> continue == uninterrupted: orbax for every state (a schedule is
+    # a pytree), flax.serialization for states made of NamedTuples and arrays only
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(tmp_path / "opt", s_ref)
+        ckpt.wait_until_finished()
+        restored = [ckpt.restore(tmp_path / "opt", tx.init(p_ref))]
+    if name not in ("scale_by_schedule", "inject_schedules"):
+        blob = flax.serialization.to_bytes(s_ref)
+        restored.append(flax.serialization.from_bytes(tx.init(p_ref), blob))
     runs = []
-    for s in (s_ref, restored):
+    for s in (s_ref, *restored):
         p, out = p_ref, []
         for _ in range(3):
             l_, g_ = jax.value_and_grad(pure_loss)(p)
             u, s = tx.update(g_, s, p, value=l_)
             p = optax.apply_updates(p, u)
-            out.append(float(T.current_lr(s)))
+            out.append(float(T.current_lr(s, optimizer_lr=1.0)))
         runs.append((out, p))
-    assert runs[0][0] == runs[1][0]
-    jax.tree.map(np.testing.assert_array_equal, runs[0][1], runs[1][1])
+    for other in runs[1:]:
+        assert runs[0][0] == other[0]
+        jax.tree.map(np.testing.assert_array_equal, runs[0][1], other[1])
     assert len(set(lrs + runs[0][0])) > 1 or name == "reduce_on_plateau"
 
 
@@ -391,3 +510,133 @@ def test_vmap_over_hyperparameters_equals_loop():
         single = run(float(factors[i]), float(patiences[i]), float(thresholds[i]))
         for b, s in zip(batched, single, strict=True):
             np.testing.assert_allclose(b[i], s, rtol=1e-6)
+
+
+# ------------------------------------------------------------------------- bad and extreme input
+
+def test_negative_learning_rates_and_non_bool_flags_rejected_at_construction():
+    with pytest.raises(ValueError, match="scale_by_schedule: schedule must be >= 0, got "
+                                         "schedule=-1"):
+        T.scale_by_schedule(-1.0)
+    with pytest.raises(ValueError, match="inject_schedules: learning_rate must be >= 0"):
+        T.inject_schedules(optax.sgd, learning_rate=-0.1)
+    with pytest.raises(ValueError, match="hypergradient: multiplicative must be True or False"):
+        T.hypergradient(init_value=0.1, hyper_lr=0.01, multiplicative="False")
+    with pytest.raises(ValueError, match="reduce_on_plateau: steps_per_epoch must be None or"):
+        T.reduce_on_plateau(steps_per_epoch=0)
+    with pytest.raises(ValueError, match="reduce_on_plateau: steps_per_epoch needs "
+                                         "observe_in_update=True"):
+        T.reduce_on_plateau(steps_per_epoch=2, observe_in_update=False)
+    with pytest.raises(ValueError, match="observe: state holds no plateau state"):
+        T.observe(optax.sgd(1.0).init(jnp.zeros(1)), 1.0)
+    tx = T.greedy_lr(observe_in_update=False)
+    with pytest.raises(ValueError, match="greedy_lr: update got value=... but"):
+        tx.update(jnp.ones(1), tx.init(jnp.ones(1)), value=1.0)
+    with pytest.raises(ValueError, match="reduce_on_plateau: mode must be a string"):
+        T.reduce_on_plateau(mode=np.array(["min", "max"]))
+    with pytest.raises(ValueError, match="inject_schedules: nesterov looks like a flag"):
+        T.inject_schedules(optax.sgd, learning_rate=0.1, nesterov=np.array(True))
+
+
+def _run_hd(tx, grads):
+    w = jnp.ones(3)
+    state, lrs = tx.init(w), []
+    step = jax.jit(tx.update)
+    for g in grads:
+        u, state = step(jnp.asarray(g, jnp.float32), state, w)
+        lrs.append(float(state.lr))
+    return lrs, state, u
+
+
+@pytest.mark.parametrize("multiplicative", [False, True])
+def test_hypergradient_skips_non_finite_and_survives_huge_gradients(multiplicative):
+    kw = dict(init_value=0.1, hyper_lr=0.01, multiplicative=multiplicative)
+    g = [[1.0, -2.0, 0.5], [0.5, -1.0, 0.3], [0.2, 0.4, -0.1], [0.3, -0.2, 0.1]]
+    clean, _, _ = _run_hd(T.hypergradient(**kw), g)
+    bad = [g[0], [np.nan, 0.0, 0.0], g[1], g[2], g[3]]
+    lrs, state, u = _run_hd(T.hypergradient(**kw), bad)
+    assert np.isfinite(lrs).all() and int(state.num_skipped) >= 1
+    assert lrs[1] == lrs[0]  # the NaN step kept the LR
+    assert bool(jnp.all(jnp.isfinite(u)))
+    assert len(set(lrs[2:])) > 1  # and it keeps adapting afterwards
+    # 1e30 gradients: finite in float32, their products are not
+    lrs, state, u = _run_hd(T.hypergradient(**kw), [[1e30 * x for x in gi] for gi in g])
+    assert np.isfinite(lrs).all() and bool(jnp.all(jnp.isfinite(u)))
+    if multiplicative:  # the normalized rule is scale-free: same LRs as the unscaled run
+        np.testing.assert_allclose(lrs, clean, rtol=1e-5)
+    else:
+        assert int(state.num_skipped) >= 1
+
+
+@pytest.mark.parametrize("bad", [-np.inf, np.nan, np.inf])
+def test_plateau_skips_non_finite_metrics(bad):
+    clean = [1.0, 0.9, 0.8, 0.8, 0.8, 0.7, 0.6]
+    losses = clean[:1] + [bad] + clean[1:]
+    kw = dict(factor=0.5, patience=1, threshold=1e-4, mode="min", threshold_mode="rel",
+              cooldown=0, min_value=0.0)
+    tx = T.reduce_on_plateau(factor=0.5, patience=1)
+    got, state = _lr_trajectory(tx, len(losses), values=losses)
+    want = _plateau_reference(clean, **kw)
+    np.testing.assert_allclose(got, want[:1] + want[:1] + want[1:], rtol=1e-6)
+    assert int(state.num_skipped) == 1 and float(state.best) == pytest.approx(0.6)
+    assert min(want) < 1.0  # the clean run does decrease, so skipping is what keeps it equal
+
+
+def _torch_per_epoch(values, *, spe, lr, **cfg):
+    """torch's per-epoch loop: spe optimizer steps per epoch, then scheduler.step(val)."""
+    import torch  # a pinned test dependency: its absence must fail, not skip
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **cfg)
+    out = []
+    for v in values:
+        out += [opt.param_groups[0]["lr"]] * spe
+        sched.step(v)
+    return out
+
+
+@pytest.mark.parametrize("cadence", ["steps_per_epoch", "observe"])
+@pytest.mark.parametrize("compat", [False, True])
+def test_per_epoch_plateau_reproduces_torch_loop(compat, cadence):
+    """A linear model trained with SGD; the validation loss after each epoch drives the plateau.
+
+    jaxlr (steps_per_epoch, value = the last finished epoch's validation loss at every update;
+    or observe(state, val_loss) after each epoch) and torch's loop (train an epoch, then
+    scheduler.step(val_loss)) apply the same LR at every step; torch replays jaxlr's validation
+    losses, so the comparison is of the two rules.
+    """
+    from jaxlr.compat import torch as C
+
+    spe, epochs, lr = 4, 12, 0.3
+    cfg = dict(factor=0.5, patience=1, threshold=0.01, cooldown=1, min_lr=0.01)
+    rng = np.random.default_rng(0)
+    x, xv = rng.normal(size=(spe * 8, 3)), rng.normal(size=(32, 3))
+    w_true = np.array([1.0, -2.0, 0.5])
+    y, yv = x @ w_true + 0.5 * rng.normal(size=len(x)), xv @ w_true + 0.5 * rng.normal(size=32)
+    by_update = cadence == "steps_per_epoch"
+    when = dict(steps_per_epoch=spe) if by_update else dict(observe_in_update=False)
+    if compat:
+        plateau = C.ReduceLROnPlateau(lr=lr, **when, **cfg)
+    else:
+        plateau = T.reduce_on_plateau(
+            init_value=lr, threshold_mode="signed_rel", min_decrease=1e-8, **when,
+            **{k if k != "min_lr" else "min_value": v for k, v in cfg.items()})
+    tx = optax.chain(optax.sgd(1.0), plateau)
+    loss = lambda w, a, b: jnp.mean((a @ w - b) ** 2)
+    step = jax.jit(lambda w, s, a, b, v: tx.update(
+        jax.grad(loss)(w, a, b), s, w, **({"value": v} if by_update else {})))
+    w, state = jnp.zeros(3), tx.init(jnp.zeros(3))
+    val, vals, lrs = jnp.nan, [], []  # no validation loss before the first epoch
+    for _ in range(epochs):
+        for b in range(spe):
+            sl = slice(8 * b, 8 * b + 8)
+            u, state = step(w, state, jnp.asarray(x[sl]), jnp.asarray(y[sl]), val)
+            w = optax.apply_updates(w, u)
+            lrs.append(float(T.current_lr(state, optimizer_lr=1.0)))
+        val = loss(w, jnp.asarray(xv), jnp.asarray(yv))
+        vals.append(float(val))
+        if not by_update:
+            state = T.observe(state, val)
+    want = _torch_per_epoch(vals, spe=spe, lr=lr, **cfg)[: len(lrs)]
+    np.testing.assert_allclose(lrs, want, rtol=1e-6)
+    assert len(set(want)) >= 3  # several reductions happened

@@ -28,7 +28,7 @@ def _train(tx, steps, w=W0):
     def body(carry, _):
         w, s = carry
         u, s = tx.update(jax.grad(quad)(w), s, w, loss_fn=quad)
-        return (optax.apply_updates(w, u), s), (quad(w), T.current_lr(s))
+        return (optax.apply_updates(w, u), s), (quad(w), T.current_lr(s, optimizer_lr=1.0))
 
     (w, s), (losses, lrs) = jax.lax.scan(body, (w, tx.init(w)), None, length=steps)
     return w, s, losses, lrs
@@ -183,7 +183,7 @@ def test_chains_with_every_optax_optimizer():
             g = jax.grad(quad)(w)
             u, s = tx.update(g, s, w, loss_fn=quad)
             ub, sb = base.update(g, sb, w)
-            return optax.apply_updates(w, u), s, sb, u, ub, T.current_lr(s)
+            return optax.apply_updates(w, u), s, sb, u, ub, T.current_lr(s, optimizer_lr=1.0)
 
         w, s, sb = W0, tx.init(W0), base.init(W0)
         for _ in range(3):

@@ -3,7 +3,8 @@
 ``jaxlr.compat.torch``, ``jaxlr.compat.keras`` and ``jaxlr.compat.transformers`` mirror the peers'
 class and function names and keyword arguments and return jaxlr schedules whose values equal the
 peer's learning rates step for step (``tests/parity`` checks them against the real libraries).
-Importing this package does not import torch, keras or transformers.
+:func:`lookup` finds a constructor by its dotted name (``"torch.OneCycleLR"``), :func:`catalog`
+builds every one of them. Importing this package does not import torch, keras or transformers.
 
 Examples:
     >>> from jaxlr.compat import torch as lr_scheduler
@@ -13,5 +14,6 @@ Examples:
 """
 
 from jaxlr.compat import keras, torch, transformers
+from jaxlr.compat._catalog import catalog, lookup
 
-__all__ = ["keras", "torch", "transformers"]
+__all__ = ["catalog", "keras", "lookup", "torch", "transformers"]

@@ -114,7 +114,9 @@ def PiecewiseConstantDecay(
     return piecewise_constant(boundaries=boundaries, values=values, right=True)
 
 
-def _polynomial_cycle_law(step, *, initial_learning_rate, decay_steps, end_learning_rate, power):
+def _polynomial_cycle_law(step, *, initial_learning_rate, decay_steps, end_learning_rate, power,
+                          cycle):
+    del cycle  # always True: without it the constructor returns the native polynomial
     periods = jnp.where(step == 0, 1.0, jnp.ceil(step / decay_steps))
     p = safe_div(step, decay_steps * periods)
     return (initial_learning_rate - end_learning_rate) * safe_pow(1.0 - p, power) + \
@@ -122,13 +124,6 @@ def _polynomial_cycle_law(step, *, initial_learning_rate, decay_steps, end_learn
 
 
 @register("keras.PolynomialDecay", _polynomial_cycle_law)
-def _polynomial_cycle(*, initial_learning_rate, decay_steps, end_learning_rate, power):
-    """Keras's cycling polynomial decay (the law behind ``PolynomialDecay(cycle=True)``)."""
-    return make("keras.PolynomialDecay", dict(
-        initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
-        end_learning_rate=end_learning_rate, power=power))
-
-
 def PolynomialDecay(
     *,
     initial_learning_rate: ArrayLike,
@@ -177,9 +172,9 @@ def PolynomialDecay(
     c.finite("initial_learning_rate", initial_learning_rate)
     c.finite("end_learning_rate", end_learning_rate)
     c.positive("power", power)
-    return _polynomial_cycle(initial_learning_rate=initial_learning_rate,
-                             decay_steps=decay_steps, end_learning_rate=end_learning_rate,
-                             power=power)
+    return make("keras.PolynomialDecay", dict(
+        initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
+        end_learning_rate=end_learning_rate, power=power), dict(cycle=True))
 
 
 def InverseTimeDecay(
@@ -278,14 +273,20 @@ def CosineDecay(
 
 def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mul, m_mul,
                          alpha):
-    fraction = step / first_decay_steps
     flat = t_mul == 1.0
     tm = jnp.where(flat, 2.0, t_mul)  # keeps the geometric branch finite when it is not taken
-    i_geo = jnp.floor(jnp.log(1.0 - fraction * (1.0 - tm)) / jnp.log(tm))
-    frac_geo = (fraction - (1.0 - tm**i_geo) / (1.0 - tm)) / tm**i_geo
-    i_flat = jnp.floor(fraction)
-    i = jnp.where(flat, i_flat, i_geo)
-    frac = jnp.where(flat, fraction - i_flat, frac_geo)
+
+    def start(i):  # the first step of cycle i
+        return first_decay_steps * jnp.where(flat, i, safe_div(1.0 - tm**i, 1.0 - tm))
+
+    fraction = step / first_decay_steps
+    guess = jnp.where(flat, jnp.floor(fraction),
+                      jnp.floor(jnp.log(1.0 - fraction * (1.0 - tm)) / jnp.log(tm)))
+    # Keras's float logarithm can land one cycle off exactly at a restart (log(8) / log(2) =
+    # 2.9999999999999996 in float64 under jit); the exact cycle starts correct it.
+    i = jnp.where(step < start(guess), guess - 1.0, guess)
+    i = jnp.where(step >= start(i + 1.0), i + 1.0, i)
+    frac = (step - start(i)) / (first_decay_steps * jnp.where(flat, 1.0, tm**i))
     # m_mul**i with a finite gradient at m_mul = 0, i = 0 (0**0 = 1, derivative 0 there)
     first = i == 0
     mult = jnp.where(first, 1.0, jnp.where(first, 1.0, m_mul) ** jnp.where(first, 1.0, i))
@@ -306,14 +307,14 @@ def CosineDecayRestarts(
     r"""Cosine decay with warm restarts, Keras's formula (Keras ``CosineDecayRestarts``).
 
     With :math:`f = t / T_0`, restart :math:`i = \lfloor \log(1 - f(1 - m_t)) / \log m_t \rfloor`
-    (:math:`\lfloor f \rfloor` when :math:`m_t = 1`) and :math:`u` the fraction of cycle ``i``
-    done:
+    (:math:`\lfloor f \rfloor` when :math:`m_t = 1`), corrected by one where the float logarithm
+    lands on the wrong side of a restart step, and :math:`u` the fraction of cycle ``i`` done:
 
     .. math:: \eta(t) = \eta_0\bigl((1 - \alpha)\, m_m^{i}\,\tfrac12(1 + \cos \pi u) + \alpha\bigr)
 
     Unlike :func:`jaxlr.schedules.sgdr` the floor :math:`\alpha\eta_0` does not decay with the
-    peaks, and the cycle index comes from a float logarithm as in Keras (which can land one cycle
-    off exactly at a restart step; the native schedule corrects it).
+    peaks, and ``t_mul`` < 1 (shrinking periods) is allowed as in Keras; the periods then sum
+    to :math:`T_0 / (1 - m_t)`, and from that step on the value is NaN, as Keras's is.
 
     Args:
         initial_learning_rate: ``eta_0``.

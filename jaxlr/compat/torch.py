@@ -32,7 +32,6 @@ from jaxlr.schedules import (
     Schedule,
     constant,
     cyclic,
-    cyclic_momentum,
     exponential,
     join,
     make,
@@ -44,11 +43,12 @@ from jaxlr.schedules import (
     step,
     swa,
 )
+from jaxlr.transforms import reduce_on_plateau
 
 __all__ = [
     "ChainedScheduler", "ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts",
-    "CyclicLR", "ExponentialLR", "LambdaLR", "LinearLR", "MultiStepLR", "MultiplicativeLR",
-    "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "ReduceLROnPlateauState", "SWALR",
+    "CyclicLR", "ExponentialLR", "LRAndMomentum", "LambdaLR", "LinearLR", "MultiStepLR",
+    "MultiplicativeLR", "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "SWALR",
     "SequentialLR", "StepLR",
 ]
 
@@ -66,6 +66,26 @@ def _peer_arguments(fn: Callable, name: str, kwargs: dict[str, Any]) -> dict[str
         Checker(name).fail(f"unknown arguments {unknown}; it takes {fn.__name__}'s arguments")
     return {k: kwargs.get(k, p.default if p.default is not p.empty else None)
             for k, p in sig.parameters.items()}
+
+
+class LRAndMomentum(NamedTuple):
+    """A learning-rate schedule and its momentum co-schedule from one call (a pytree of two).
+
+    Built by ``OneCycleLR.with_momentum(...)`` and ``CyclicLR.with_momentum(...)``, which take
+    the scheduler's arguments once (``.momentum(...)`` alone needs them repeated). Both fields
+    are schedules of the optimizer step; pass them to ``optax.inject_hyperparams``
+    (``learning_rate=p.lr, momentum=p.momentum``, or ``b1=`` for Adam), as torch writes both
+    into the optimizer.
+
+    Examples:
+        >>> from jaxlr.compat.torch import OneCycleLR
+        >>> p = OneCycleLR.with_momentum(max_lr=1.0, total_steps=100)
+        >>> [round(float(x), 4) for x in (p.lr(0), p.momentum(0), p.lr(29), p.momentum(29))]
+        [0.04, 0.95, 1.0, 0.85]
+    """
+
+    lr: Schedule
+    momentum: Schedule
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,20 +473,13 @@ def CosineAnnealingWarmRestarts(
 # CyclicLR
 
 
-def _scaled_cycle_law(step, *, low, high, step_size_up, step_size_down, scale_fn, scale_mode):
+def _scaled_cycle_law(step, *, base_lr, max_lr, step_size_up, step_size_down, scale_fn,
+                      scale_mode):
     h = cyclic(init_value=0.0, peak_value=1.0, up_steps=step_size_up,
                down_steps=step_size_down)(step)
     total = step_size_up + step_size_down
     x = jnp.floor(1.0 + step / total) if scale_mode == "cycle" else step
-    return low + (high - low) * h * jnp.asarray(scale_fn(x), step.dtype)
-
-
-@register("torch.CyclicLR", _scaled_cycle_law)
-def _scaled_cycle(*, low, high, step_size_up, step_size_down, scale_fn, scale_mode) -> Schedule:
-    """A cycle between ``low`` and ``high`` scaled by a user ``scale_fn`` (``CyclicLR``)."""
-    return make("torch.CyclicLR", dict(low=low, high=high, step_size_up=step_size_up,
-                                       step_size_down=step_size_down),
-                dict(scale_fn=scale_fn, scale_mode=scale_mode))
+    return base_lr + (max_lr - base_lr) * h * jnp.asarray(scale_fn(x), step.dtype)
 
 
 def _check_cyclic(c: Checker, step_size_up, step_size_down, mode, scale_fn, scale_mode) -> None:
@@ -479,6 +492,7 @@ def _check_cyclic(c: Checker, step_size_up, step_size_down, mode, scale_fn, scal
         c.choice("scale_mode", scale_mode, ("cycle", "iterations"))
 
 
+@register("torch.CyclicLR", _scaled_cycle_law)
 def CyclicLR(
     *,
     base_lr: ArrayLike,
@@ -503,7 +517,8 @@ def CyclicLR(
         \mathrm{scale\_fn}(c \text{ or } t)
 
     ``CyclicLR.momentum(...)`` (same arguments) returns the momentum co-schedule
-    :math:`M_m - (M_m - b_m) h g` that torch writes into the optimizer's momentum or ``beta1``.
+    :math:`M_m - (M_m - b_m) h g` that torch writes into the optimizer's momentum or ``beta1``;
+    ``CyclicLR.with_momentum(...)`` returns both as an :class:`LRAndMomentum`.
 
     Args:
         base_lr, max_lr: ``b`` and ``M``.
@@ -538,8 +553,9 @@ def CyclicLR(
     c.finite("base_lr", base_lr)
     c.finite("max_lr", max_lr)
     if scale_fn is not None:
-        return _scaled_cycle(low=base_lr, high=max_lr, step_size_up=step_size_up,
-                             step_size_down=down, scale_fn=scale_fn, scale_mode=scale_mode)
+        return make("torch.CyclicLR", dict(base_lr=base_lr, max_lr=max_lr,
+                                           step_size_up=step_size_up, step_size_down=down),
+                    dict(scale_fn=scale_fn, scale_mode=scale_mode))
     return cyclic(init_value=base_lr, peak_value=max_lr, up_steps=step_size_up, down_steps=down,
                   mode=mode, gamma=gamma)
 
@@ -549,9 +565,10 @@ def _cyclic_lr_momentum(**kwargs: Any) -> Schedule:
 
     .. math:: \beta(t) = M_m - (M_m - b_m)\,h\,g
 
-    Native :func:`jaxlr.schedules.cyclic_momentum`. With ``cycle_momentum=False`` torch never
-    writes the momentum; this then returns the constant ``max_momentum`` (pass the optimizer's
-    own momentum there).
+    :func:`CyclicLR` from ``max_momentum`` towards ``base_momentum``; like torch it takes any
+    finite momenta (torch's own tests cycle between 1 and 5). With ``cycle_momentum=False`` torch
+    never writes the momentum; this then returns the constant ``max_momentum`` (pass the
+    optimizer's own momentum there).
 
     Examples:
         >>> from jaxlr.compat.torch import CyclicLR
@@ -560,31 +577,46 @@ def _cyclic_lr_momentum(**kwargs: Any) -> Schedule:
         [0.9, 0.7, 0.5]
     """
     a = _peer_arguments(CyclicLR, "CyclicLR.momentum", kwargs)
-    step_size_up, mode, gamma = a["step_size_up"], a["mode"], a["gamma"]
-    scale_fn, scale_mode = a["scale_fn"], a["scale_mode"]
-    base_momentum, max_momentum = a["base_momentum"], a["max_momentum"]
-    down = step_size_up if a["step_size_down"] is None else a["step_size_down"]
     c = Checker("CyclicLR.momentum")
-    _check_cyclic(c, step_size_up, down, mode, scale_fn, scale_mode)
+    down = a["step_size_up"] if a["step_size_down"] is None else a["step_size_down"]
+    _check_cyclic(c, a["step_size_up"], down, a["mode"], a["scale_fn"], a["scale_mode"])
+    c.finite("base_momentum", a["base_momentum"])
+    c.finite("max_momentum", a["max_momentum"])
     if not a["cycle_momentum"]:
-        return constant(value=max_momentum)
-    if scale_fn is not None:
-        c.finite("base_momentum", base_momentum)
-        c.finite("max_momentum", max_momentum)
-        return _scaled_cycle(low=max_momentum, high=base_momentum, step_size_up=step_size_up,
-                             step_size_down=down, scale_fn=scale_fn, scale_mode=scale_mode)
-    return cyclic_momentum(base_momentum=base_momentum, max_momentum=max_momentum,
-                           up_steps=step_size_up, down_steps=down, mode=mode, gamma=gamma)
+        return constant(value=a["max_momentum"])
+    # torch's momentum is its LR formula with the two ends swapped (any finite values, as in torch)
+    a.update(base_lr=a.pop("max_momentum"), max_lr=a.pop("base_momentum"))
+    del a["cycle_momentum"], a["lr"]
+    return CyclicLR(**a)
 
 
 CyclicLR.momentum = _cyclic_lr_momentum
+
+
+def _cyclic_lr_with_momentum(**kwargs: Any) -> LRAndMomentum:
+    """:func:`CyclicLR` and ``CyclicLR.momentum`` from one set of ``CyclicLR``'s arguments.
+
+    Examples:
+        >>> import jax.numpy as jnp, optax
+        >>> from jaxlr.compat.torch import CyclicLR
+        >>> p = CyclicLR.with_momentum(base_lr=0.01, max_lr=0.1, step_size_up=10)
+        >>> tx = optax.inject_hyperparams(optax.sgd)(learning_rate=p.lr, momentum=p.momentum)
+        >>> h = tx.init(jnp.zeros(2)).hyperparams
+        >>> [round(float(h[k]), 4) for k in ("learning_rate", "momentum")]
+        [0.01, 0.9]
+    """
+    return LRAndMomentum(CyclicLR(**kwargs), CyclicLR.momentum(**kwargs))
+
+
+CyclicLR.with_momentum = _cyclic_lr_with_momentum
 
 
 # ---------------------------------------------------------------------------------------------
 # OneCycleLR: torch's knots sit one step before the native ones (at pct*T - 1 and T - 1)
 
 
-def _one_cycle_law(step, *, values, total_steps, pct_start, anneal_strategy, three_phase):
+def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase):
+    """Torch's one-cycle phases through the knot ``values`` (the LR's or the momentum's)."""
     t = jnp.minimum(step, total_steps)
     up = pct_start * total_steps
     ends = [up - 1.0, 2.0 * up - 2.0, total_steps - 1.0] if three_phase else [
@@ -592,7 +624,7 @@ def _one_cycle_law(step, *, values, total_steps, pct_start, anneal_strategy, thr
     starts = [jnp.zeros_like(up), *ends[:-1]]
 
     def phase(i):
-        a, b = values[..., i], values[..., i + 1]
+        a, b = values[i], values[i + 1]
         num, den = t - starts[i], ends[i] - starts[i]
         if anneal_strategy == "cos":
             return b + (a - b) * half_cos(num, den)
@@ -605,12 +637,18 @@ def _one_cycle_law(step, *, values, total_steps, pct_start, anneal_strategy, thr
     return out
 
 
-@register("torch.OneCycleLR", _one_cycle_law)
-def _one_cycle(*, values, total_steps, pct_start, anneal_strategy, three_phase) -> Schedule:
-    """Torch's one-cycle phases through ``values`` (the LR's or the momentum's knot values)."""
-    return make("torch.OneCycleLR", dict(values=values, total_steps=total_steps,
-                                         pct_start=pct_start),
-                dict(anneal_strategy=anneal_strategy, three_phase=three_phase))
+def _one_cycle_law(step, *, max_lr, total_steps, pct_start, div_factor, final_div_factor,
+                   anneal_strategy, three_phase):
+    start = max_lr / div_factor
+    low = start / final_div_factor
+    values = [start, max_lr, start, low] if three_phase else [start, max_lr, low]
+    return _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase)
+
+
+def _one_cycle_momentum_law(step, *, total_steps, pct_start, base_momentum, max_momentum,
+                            anneal_strategy, three_phase):
+    values = [max_momentum, base_momentum, max_momentum, max_momentum][: 4 if three_phase else 3]
+    return _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase)
 
 
 def _check_one_cycle(c: Checker, total_steps, epochs, steps_per_epoch, pct_start,
@@ -634,6 +672,7 @@ def _check_one_cycle(c: Checker, total_steps, epochs, steps_per_epoch, pct_start
     return total_steps
 
 
+@register("torch.OneCycleLR", _one_cycle_law)
 def OneCycleLR(
     *,
     max_lr: ArrayLike,
@@ -662,7 +701,8 @@ def OneCycleLR(
     and :math:`T` instead.
 
     ``OneCycleLR.momentum(...)`` (same arguments) gives the momentum co-schedule through
-    :math:`(0, M_m)`, :math:`(u - 1, b_m)`, :math:`(T - 1, M_m)`.
+    :math:`(0, M_m)`, :math:`(u - 1, b_m)`, :math:`(T - 1, M_m)`;
+    ``OneCycleLR.with_momentum(...)`` returns both as an :class:`LRAndMomentum`.
 
     Args:
         max_lr: ``M``.
@@ -695,14 +735,13 @@ def OneCycleLR(
     c.finite("max_lr", max_lr)
     c.positive("div_factor", div_factor)
     c.positive("final_div_factor", final_div_factor)
-    start = as_float(max_lr) / div_factor
-    low = start / final_div_factor
-    values = [start, max_lr, start, low] if three_phase else [start, max_lr, low]
-    return _one_cycle(values=jnp.stack([as_float(v) for v in values]), total_steps=total,
-                      pct_start=pct_start, anneal_strategy=anneal_strategy,
-                      three_phase=three_phase)
+    return make("torch.OneCycleLR", dict(max_lr=max_lr, total_steps=total, pct_start=pct_start,
+                                         div_factor=div_factor,
+                                         final_div_factor=final_div_factor),
+                dict(anneal_strategy=anneal_strategy, three_phase=three_phase))
 
 
+@register("torch.OneCycleLR.momentum", _one_cycle_momentum_law)
 def _one_cycle_lr_momentum(**kwargs: Any) -> Schedule:
     r"""The momentum co-schedule of :func:`OneCycleLR`, taking the same arguments.
 
@@ -726,15 +765,31 @@ def _one_cycle_lr_momentum(**kwargs: Any) -> Schedule:
     c.finite("max_momentum", max_momentum)
     if not a["cycle_momentum"]:
         return constant(value=max_momentum)
-    values = [max_momentum, base_momentum, max_momentum]
-    if three_phase:
-        values.append(max_momentum)
-    return _one_cycle(values=jnp.stack([as_float(v) for v in values]), total_steps=total,
-                      pct_start=pct_start, anneal_strategy=anneal_strategy,
-                      three_phase=three_phase)
+    return make("torch.OneCycleLR.momentum",
+                dict(total_steps=total, pct_start=pct_start, base_momentum=base_momentum,
+                     max_momentum=max_momentum),
+                dict(anneal_strategy=anneal_strategy, three_phase=three_phase))
 
 
 OneCycleLR.momentum = _one_cycle_lr_momentum
+
+
+def _one_cycle_lr_with_momentum(**kwargs: Any) -> LRAndMomentum:
+    """:func:`OneCycleLR` and ``OneCycleLR.momentum`` from one set of ``OneCycleLR``'s arguments.
+
+    Examples:
+        >>> import jax.numpy as jnp, optax
+        >>> from jaxlr.compat.torch import OneCycleLR
+        >>> p = OneCycleLR.with_momentum(max_lr=0.1, total_steps=100)
+        >>> tx = optax.inject_hyperparams(optax.sgd)(learning_rate=p.lr, momentum=p.momentum)
+        >>> h = tx.init(jnp.zeros(2)).hyperparams
+        >>> [round(float(h[k]), 4) for k in ("learning_rate", "momentum")]
+        [0.004, 0.95]
+    """
+    return LRAndMomentum(OneCycleLR(**kwargs), OneCycleLR.momentum(**kwargs))
+
+
+OneCycleLR.with_momentum = _one_cycle_lr_with_momentum
 
 
 # ---------------------------------------------------------------------------------------------
@@ -887,22 +942,6 @@ def ChainedScheduler(*, schedulers: Sequence[Schedule], lr: ArrayLike) -> Schedu
 # ReduceLROnPlateau
 
 
-class ReduceLROnPlateauState(NamedTuple):
-    """State of :func:`ReduceLROnPlateau`: torch's counters plus the traceable hyperparameters."""
-
-    lr: jax.Array  # [] the current learning rate (torch's param_group["lr"])
-    best: jax.Array  # [] best metric so far (+inf / -inf before the first step)
-    num_bad_epochs: jax.Array  # [] int32
-    cooldown_counter: jax.Array  # [] int32
-    last_epoch: jax.Array  # [] int32, number of ``value``s taken in
-    factor: jax.Array  # [] hyperparameters below, as arrays so they can be traced and swept
-    patience: jax.Array
-    threshold: jax.Array
-    cooldown: jax.Array
-    min_lr: jax.Array
-    eps: jax.Array
-
-
 def ReduceLROnPlateau(
     *,
     lr: ArrayLike,
@@ -914,21 +953,33 @@ def ReduceLROnPlateau(
     cooldown: ArrayLike = 0,
     min_lr: ArrayLike = 0.0,
     eps: ArrayLike = 1e-8,
+    steps_per_epoch: int | None = None,
+    observe_in_update: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Torch's ``ReduceLROnPlateau`` as an Optax transform that scales updates by the LR.
 
-    ``update(updates, state, params=None, *, value)`` first takes in ``value`` exactly as
-    ``scheduler.step(value)`` does, then multiplies ``updates`` by the resulting LR, so after
-    values :math:`v_1 \dots v_t` the scale is torch's ``get_last_lr()[0]``. Per value:
-    improvement is :math:`v < b(1 - \theta)` (min, rel), :math:`v < b - \theta` (min, abs),
-    :math:`v > b(1 + \theta)` (max, rel) or :math:`v > b + \theta` (max, abs); without it the
-    bad-step count grows; during cooldown it is reset; when it exceeds ``patience`` the LR
-    becomes :math:`\max(\eta f, \eta_{min})` (if that lowers it by more than ``eps``) and
-    cooldown starts.
+    It is :func:`jaxlr.transforms.reduce_on_plateau` with torch's arguments: ``lr`` is
+    ``init_value``, ``min_lr`` is ``min_value``, ``eps`` is ``min_decrease``, and torch's
+    relative threshold is ``threshold_mode="signed_rel"``. ``update(updates, state,
+    params=None, *, value)`` first takes in ``value`` exactly as ``scheduler.step(value)`` does,
+    then multiplies ``updates`` by the resulting LR, so after values :math:`v_1 \dots v_t` the
+    scale is torch's ``get_last_lr()[0]``. Per value: improvement is :math:`v < b(1 - \theta)`
+    (min, rel), :math:`v < b - \theta` (min, abs), :math:`v > b(1 + \theta)` (max, rel) or
+    :math:`v > b + \theta` (max, abs); without it the bad-step count grows; during cooldown it
+    is reset; when it exceeds ``patience`` the LR becomes :math:`\max(\eta f, \eta_{min})` (if
+    that lowers it by more than ``eps``) and cooldown starts.
+
+    Torch's per-epoch loop (``for epoch: train; scheduler.step(val_loss)``) is
+    ``steps_per_epoch=k``: pass the last finished epoch's metric at every update; it is taken
+    in at the first update of each epoch after the first, and every update is scaled, so the
+    LR of each training step equals torch's. Or, at any cadence: ``observe_in_update=False``
+    and ``jaxlr.transforms.observe(state, val_loss)`` where torch calls ``scheduler.step``.
 
     Torch quirk kept: in ``rel`` mode with negative metrics :math:`b(1 - \theta)` lies *above*
     ``b`` in min mode, so a slightly worse value counts as an improvement (and max mode misses
-    real improvements). The native plateau transform in ``jaxlr.transforms`` is negative-safe.
+    real improvements). The native ``threshold_mode="rel"`` is negative-safe. Deliberate
+    difference: a NaN or infinite metric is skipped (counted in ``state.num_skipped``), where
+    torch counts NaN as a bad epoch and lets ``-inf`` become ``best`` for good.
 
     Args:
         lr: the optimizer's initial learning rate.
@@ -940,11 +991,15 @@ def ReduceLROnPlateau(
         cooldown: steps after a reduction during which bad steps are not counted.
         min_lr: ``eta_min``, the floor.
         eps: the smallest reduction applied.
+        steps_per_epoch: ``None`` (every update takes in ``value``) or the updates per epoch.
+        observe_in_update: ``False``: updates take no ``value=`` (use
+            ``jaxlr.transforms.observe``).
 
     Returns:
-        An ``optax.GradientTransformationExtraArgs``; its state
-        (:class:`ReduceLROnPlateauState`) holds the current LR in ``state.lr`` and every numeric
-        hyperparameter as an array, so they can be traced (jit, vmap over a sweep of states).
+        An ``optax.GradientTransformationExtraArgs`` with a
+        :class:`jaxlr.transforms.PlateauState`: the current LR is ``state.lr`` (and
+        ``jaxlr.transforms.current_lr`` reads it in any chain), every numeric hyperparameter is
+        an array in ``state.hyperparams``, so they can be traced (jit, vmap over a sweep).
 
     Raises:
         ValueError: ``factor`` >= 1 and unknown modes (torch's checks), NaN.
@@ -963,6 +1018,9 @@ def ReduceLROnPlateau(
         PyTorch ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
     """
     c = Checker("ReduceLROnPlateau")
+    for name, value in (("mode", mode), ("threshold_mode", threshold_mode)):
+        if not isinstance(value, str):
+            c.fail(f"{name} must be a string (a static option), got {name}={value!r}")
     c.choice("mode", mode, ("min", "max"))
     c.choice("threshold_mode", threshold_mode, ("rel", "abs"))
     f = c.finite("factor", factor)
@@ -972,38 +1030,8 @@ def ReduceLROnPlateau(
     for name, v in (("patience", patience), ("threshold", threshold), ("cooldown", cooldown),
                     ("min_lr", min_lr), ("eps", eps)):
         c.number(name, v)
-
-    def init(params):
-        del params
-        i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
-        return ReduceLROnPlateauState(
-            lr=as_float(lr), best=as_float(jnp.inf if mode == "min" else -jnp.inf),
-            num_bad_epochs=i32(0), cooldown_counter=i32(0), last_epoch=i32(0),
-            factor=as_float(factor), patience=as_float(patience), threshold=as_float(threshold),
-            cooldown=i32(cooldown), min_lr=as_float(min_lr), eps=as_float(eps))
-
-    def update(updates, state, params=None, *, value, **extra_args):
-        del params, extra_args
-        s = state
-        v = jnp.asarray(value, s.best.dtype)
-        if threshold_mode == "rel":
-            bar = s.best * (1.0 - s.threshold if mode == "min" else 1.0 + s.threshold)
-        else:
-            bar = s.best - s.threshold if mode == "min" else s.best + s.threshold
-        better = v < bar if mode == "min" else v > bar
-        best = jnp.where(better, v, s.best)
-        bad = jnp.where(better, 0, s.num_bad_epochs + 1)
-        in_cooldown = s.cooldown_counter > 0
-        cooldown_counter = jnp.where(in_cooldown, s.cooldown_counter - 1, s.cooldown_counter)
-        bad = jnp.where(in_cooldown, 0, bad)
-        reduce = bad > s.patience
-        new_lr = jnp.maximum(s.lr * s.factor, s.min_lr)
-        lr_now = jnp.where(reduce & (s.lr - new_lr > s.eps), new_lr, s.lr)
-        new_state = s._replace(
-            lr=lr_now, best=best, num_bad_epochs=jnp.where(reduce, 0, bad).astype(jnp.int32),
-            cooldown_counter=jnp.where(reduce, s.cooldown, cooldown_counter).astype(jnp.int32),
-            last_epoch=s.last_epoch + 1)
-        updates = jax.tree.map(lambda u: (lr_now * u).astype(jnp.result_type(u)), updates)
-        return updates, new_state
-
-    return optax.GradientTransformationExtraArgs(init, update)
+    return reduce_on_plateau(
+        factor=factor, patience=patience, threshold=threshold,
+        threshold_mode="signed_rel" if threshold_mode == "rel" else "abs", mode=mode,
+        cooldown=cooldown, min_value=min_lr, init_value=lr, steps_per_epoch=steps_per_epoch,
+        observe_in_update=observe_in_update, min_decrease=eps)

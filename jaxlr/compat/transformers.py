@@ -139,9 +139,10 @@ def _cosine(c: Checker, lr, num_warmup_steps, num_training_steps, num_cycles, mi
     c.finite("num_cycles", num_cycles)
     c.finite("min_lr_rate", min_lr_rate)
     c.finite("lr", lr)
-    return make("hf.cosine", dict(lr=lr, num_warmup_steps=num_warmup_steps,
-                                  num_training_steps=num_training_steps, num_cycles=num_cycles,
-                                  min_lr_rate=min_lr_rate))
+    return make("transformers.get_cosine_with_min_lr_schedule_with_warmup",
+                dict(lr=lr, num_warmup_steps=num_warmup_steps,
+                     num_training_steps=num_training_steps, num_cycles=num_cycles,
+                     min_lr_rate=min_lr_rate))
 
 
 def get_cosine_schedule_with_warmup(
@@ -181,7 +182,7 @@ def get_cosine_schedule_with_warmup(
     return _cosine(c, lr, num_warmup_steps, num_training_steps, num_cycles, 0.0)
 
 
-@register("hf.cosine", _cosine_law)
+@register("transformers.get_cosine_with_min_lr_schedule_with_warmup", _cosine_law)
 def get_cosine_with_min_lr_schedule_with_warmup(
     *,
     num_warmup_steps: ArrayLike,
@@ -239,7 +240,7 @@ def _hard_restarts_law(step, *, lr, num_warmup_steps, num_training_steps, num_cy
     return lr * jnp.where(step < num_warmup_steps, _ramp(step, num_warmup_steps), factor)
 
 
-@register("hf.hard_restarts", _hard_restarts_law)
+@register("transformers.get_cosine_with_hard_restarts_schedule_with_warmup", _hard_restarts_law)
 def get_cosine_with_hard_restarts_schedule_with_warmup(
     *,
     num_warmup_steps: ArrayLike,
@@ -277,9 +278,9 @@ def get_cosine_with_hard_restarts_schedule_with_warmup(
     _check_lengths(c, num_warmup_steps, num_training_steps)
     c.finite("num_cycles", num_cycles)
     c.finite("lr", lr)
-    return make("hf.hard_restarts", dict(lr=lr, num_warmup_steps=num_warmup_steps,
-                                         num_training_steps=num_training_steps,
-                                         num_cycles=num_cycles))
+    return make("transformers.get_cosine_with_hard_restarts_schedule_with_warmup",
+                dict(lr=lr, num_warmup_steps=num_warmup_steps,
+                     num_training_steps=num_training_steps, num_cycles=num_cycles))
 
 
 def get_polynomial_decay_schedule_with_warmup(
@@ -384,7 +385,7 @@ def _wsd_law(step, *, lr, num_warmup_steps, num_stable_steps, num_decay_steps, m
     return lr * out
 
 
-@register("hf.wsd", _wsd_law)
+@register("transformers.get_wsd_schedule", _wsd_law)
 def get_wsd_schedule(
     *,
     num_warmup_steps: ArrayLike,
@@ -444,7 +445,7 @@ def get_wsd_schedule(
     c.finite("min_lr_ratio", min_lr_ratio)
     c.finite("num_cycles", num_cycles)
     c.finite("lr", lr)
-    return make("hf.wsd", dict(lr=lr, num_warmup_steps=num_warmup_steps,
+    return make("transformers.get_wsd_schedule", dict(lr=lr, num_warmup_steps=num_warmup_steps,
                                num_stable_steps=num_stable_steps,
                                num_decay_steps=num_decay_steps, min_lr_ratio=min_lr_ratio,
                                num_cycles=num_cycles),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -130,11 +130,19 @@ def _short(v: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def parse(expression: str) -> Schedule:
+def parse(expression: str, *, lookup: Callable[[str], Callable[..., Schedule]] | None = None,
+          ) -> Schedule:
     """Builds a schedule from a Python-like expression, as the CLI takes it.
 
-    Only calls of registered schedule names (``cosine``, ``torch.StepLR`` style dotted compat
-    names, and ``presets.NAME``) with literal arguments are allowed; nothing is evaluated.
+    Only calls of registered schedule names (``cosine``, the compat laws' dotted names such as
+    ``torch.CosineAnnealingLR``, ``presets.NAME``) with literal arguments are allowed; nothing is
+    evaluated. ``repr(s)`` of every schedule parses back to an equal one.
+
+    Args:
+        expression: the expression text.
+        lookup: resolves other dotted names to constructors; ``jaxlr.compat.lookup`` makes every
+            peer-named constructor (``torch.StepLR(step_size=30, lr=0.1)``) available (the
+            schedules layer does not import the compat layer itself).
 
     Raises:
         ValueError: not a string, a syntax error, an unknown name, a repeated keyword, an
@@ -168,9 +176,11 @@ def parse(expression: str) -> Schedule:
             for prefix in ("jaxlr.schedules.", "jaxlr.compat.", ""):
                 if dotted.startswith(prefix):
                     try:
-                        return constructor(_compat_name(dotted[len(prefix):]))
+                        return constructor(dotted[len(prefix):])
                     except ValueError:
                         pass
+            if lookup is not None and "." in dotted:
+                return lookup(dotted)
         raise ValueError(f"parse: unknown schedule {ast.unparse(fn)!r} in {_short(expression)}")
 
     def ev(node: ast.AST, depth: int) -> Any:
@@ -223,8 +233,3 @@ def _dotted(node: ast.AST) -> str | None:
         return None
     parts.append(node.id)
     return ".".join(reversed(parts))
-
-
-def _compat_name(name: str) -> str:
-    """Registered names of compat families: ``transformers.X`` is registered as ``hf.X``."""
-    return "hf." + name[len("transformers."):] if name.startswith("transformers.") else name

@@ -47,8 +47,8 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import as_float
+from jaxlr._src.peer_names import OPTAX_NAMES, PEER_MODULES, PEER_NAMES
 from jaxlr._src.validate import concrete
-from jaxlr.schedules._peer_names import PEER_NAMES
 
 # name -> (class, constructor).
 _REGISTRY: dict[str, tuple[type[Schedule], Callable[..., Schedule]]] = {}
@@ -217,7 +217,7 @@ def _show(v: Any) -> str:
     return repr(v)
 
 
-def _unexpected(fn: Callable, kwargs: Mapping[str, Any]) -> None:
+def _unexpected(name: str, fn: Callable, kwargs: Mapping[str, Any]) -> None:
     """A ``TypeError`` that names the right spelling for a peer's or an old argument name."""
     sig = inspect.signature(fn)
     if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
@@ -225,16 +225,29 @@ def _unexpected(fn: Callable, kwargs: Mapping[str, Any]) -> None:
     unknown = [k for k in kwargs if k not in sig.parameters]
     if not unknown or set(unknown) & set(getattr(fn, "__renamed__", {})):
         return  # a renamed argument: the constructor's own decorator says what to write
-    name = fn.__name__
     hints = []
-    for k in unknown:
-        native = PEER_NAMES.get(k)
-        if native is not None:
-            hints.append(f"{k!r} is a peer library's name; jaxlr's is {native}")
-    hint = ("; " + "; ".join(hints) + " (jaxlr.compat.torch / .keras / .transformers take the "
-            "peers' own signatures)") if hints else ""
+    if "." not in name:  # compat families take the peers' names; hints are for native ones
+        for k in unknown:
+            hint = _peer_hint(k)
+            if hint:
+                hints.append(hint)
     raise TypeError(f"{name}: unexpected argument(s) {unknown}; it takes "
-                    f"{list(sig.parameters)}{hint}")
+                    f"{list(sig.parameters)}" + "".join(f"; {h}" for h in hints))
+
+
+def _peer_hint(arg: str) -> str | None:
+    native = PEER_NAMES.get(arg)
+    if native is not None:
+        peers = "/".join(PEER_MODULES.get(arg, ())) or "a peer library"
+        what = f"jaxlr calls it {native}" if native.isidentifier() else native.rstrip(".")
+        compat = " or ".join(f"jaxlr.compat.{m}" for m in PEER_MODULES.get(arg, ()))
+        tail = f" (or use {compat}, which takes {peers}'s arguments)" if compat else ""
+        return f"{arg} is {peers}'s name; {what}{tail}"
+    native = OPTAX_NAMES.get(arg)
+    if native is not None:
+        return f"{arg} is Optax's name; " + (f"jaxlr calls it {native}" if native.isidentifier()
+                                             else native.rstrip("."))
+    return None
 
 
 def register(name: str, law: Callable[..., jax.Array]):
@@ -266,7 +279,7 @@ def register(name: str, law: Callable[..., jax.Array]):
 
         @functools.wraps(constructor)
         def checked(*args, **kwargs):
-            _unexpected(constructor, kwargs)
+            _unexpected(name, constructor, kwargs)
             return constructor(*args, **kwargs)
 
         _REGISTRY[name] = (_family_class(name, law), checked)

@@ -1,14 +1,38 @@
 """Optax transforms that control the learning rate: scheduled, loss-driven, curvature-driven.
 
-Every transform is an ``optax.GradientTransformationExtraArgs`` with a ``NamedTuple`` state whose
-hyperparameters are arrays (edit them or ``vmap`` over them without recompiling). Transforms that
-scale updates multiply by a positive LR: chain them after an Optax optimizer built with
-``learning_rate=1.0``. :func:`current_lr` reads the applied LR from any state.
+Every transform is an ``optax.GradientTransformationExtraArgs`` with a ``NamedTuple`` state that
+holds its hyperparameters as arrays (a schedule whole, numbers in NamedTuples): build a new
+state to edit them, or ``vmap`` over stacked states, without recompiling. Transforms that scale
+updates multiply by a positive LR: chain them after an Optax optimizer built with
+``learning_rate=1.0``. :func:`current_lr` reads the applied LR from any state. Decay-free
+training by weight merging (WSM, running averages) wraps an optimizer the same way.
 """
 
 from jaxlr.transforms._common import current_lr
-from jaxlr.transforms._hypergradient import HypergradientState, hypergradient
-from jaxlr.transforms._plateau import PlateauState, greedy_lr, reduce_on_plateau
+from jaxlr.transforms._hypergradient import (
+    HypergradientHyperparams,
+    HypergradientState,
+    hypergradient,
+)
+from jaxlr.transforms._merge import (
+    AverageMergeState,
+    WindowMergeState,
+    average_merging,
+    decay_to_merge_weights,
+    decay_weights,
+    eval_params,
+    evaluate_merges,
+    merge_params,
+    merge_to_decay_weights,
+    window_merging,
+)
+from jaxlr.transforms._plateau import (
+    PlateauHyperparams,
+    PlateauState,
+    greedy_lr,
+    observe,
+    reduce_on_plateau,
+)
 from jaxlr.transforms._schedule import (
     InjectSchedulesState,
     ScaleByScheduleState,
@@ -23,8 +47,11 @@ from jaxlr.transforms._sharpness import (
 )
 
 __all__ = [
-    "HypergradientState", "InjectSchedulesState", "PlateauState", "ScaleByScheduleState",
-    "current_lr", "greedy_lr", "hypergradient", "inject_schedules", "reduce_on_plateau",
-    "scale_by_schedule", "SharpnessCapState", "SharpnessWarmupState", "sharpness_cap",
-    "sharpness_warmup",
+    "AverageMergeState", "HypergradientHyperparams", "HypergradientState",
+    "InjectSchedulesState", "PlateauHyperparams", "PlateauState", "ScaleByScheduleState",
+    "SharpnessCapState", "SharpnessWarmupState", "WindowMergeState", "average_merging",
+    "current_lr", "decay_to_merge_weights", "decay_weights", "eval_params", "evaluate_merges",
+    "greedy_lr", "hypergradient", "inject_schedules", "merge_params", "merge_to_decay_weights",
+    "observe", "reduce_on_plateau", "scale_by_schedule", "sharpness_cap", "sharpness_warmup",
+    "window_merging",
 ]

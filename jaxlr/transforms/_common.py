@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import as_float
@@ -24,15 +25,32 @@ def lr_state(cls: type) -> type:
     return cls
 
 
-def as_schedule(c: Checker, name: str, value: Any) -> Schedule:
-    """A jaxlr schedule as is, or a number as a constant schedule; anything else is an error."""
+def as_schedule(c: Checker, name: str, value: Any, *, nonnegative: bool = False) -> Schedule:
+    """A jaxlr schedule as is, or a number as a constant schedule; anything else is an error.
+
+    ``nonnegative``: a number must be >= 0 (a learning rate; the optimizer supplies the sign).
+    """
     if isinstance(value, Schedule):
         return value
     if callable(value):
         c.fail(f"{name} must be a number or a jaxlr schedule (a pytree whose hyperparameters are "
                f"state), got {name}={value!r}")
+    if nonnegative:
+        c.nonnegative(name, value)
     c.finite(name, value)
     return constant(value=value)
+
+
+def held(schedule: Schedule) -> Schedule:
+    """The schedule with every leaf a ``jax.Array``, ready to be held whole in a state."""
+    return jax.tree.map(jnp.asarray, schedule)
+
+
+def flag(c: Checker, name: str, value: Any) -> bool:
+    """A static boolean option: a real ``bool`` (``"False"`` or an array would be misread)."""
+    if not isinstance(value, bool):
+        c.fail(f"{name} must be True or False (a static flag), got {name}={value!r}")
+    return value
 
 
 def leaf_names(schedule: Schedule) -> tuple[list[str], jax.tree_util.PyTreeDef]:
@@ -44,6 +62,9 @@ def leaf_names(schedule: Schedule) -> tuple[list[str], jax.tree_util.PyTreeDef]:
 
 class ScheduleSlot:
     """A schedule whose leaves live in a transform's state as ``{dotted name: array}``.
+
+    Legacy: only the sharpness transforms still use it; new states hold the schedule whole
+    (see :func:`held`), which never aliases a dict between states.
 
     The transform keeps only the (static) tree structure; the values are state, so replacing
     them, or stacking them for ``vmap``, never recompiles the update.
@@ -89,59 +110,135 @@ def _is_inject_state(x: Any) -> bool:
         x.hyperparams, dict)
 
 
-def _lr_factors(state: Any, out: list[jax.Array]) -> None:
+# States of Optax's scaling rules that make an optimizer (adam, rmsprop, sgd with momentum, ...):
+# the LR applied after them is a constant in a closure, invisible in the state.
+_OPTAX_OPTIMIZER_STATES = tuple(
+    getattr(optax, n) for n in (
+        "ScaleByAdamState", "ScaleByAmsgradState", "ScaleByRmsState", "ScaleByRssState",
+        "ScaleByBeliefState", "ScaleByLionState", "ScaleByNovogradState", "ScaleByAdaDeltaState",
+        "ScaleByAdanState", "ScaleByRStdDevState", "ScaleBySM3State", "FactoredState",
+        "TraceState") if hasattr(optax, n))
+
+
+class _Walk:
+    def __init__(self):
+        self.factors: list[jax.Array] = []
+        self.hidden: list[str] = []  # Optax optimizers whose constant LR is not state
+        self.counts: list[jax.Array] = []  # counts of optax.scale_by_schedule states
+
+
+def _walk(state: Any, w: _Walk, *, covered: bool = False) -> None:
+    """Collects LR factors; ``covered``: inside a state whose LR was read (inject_hyperparams)."""
     if type(state) in _LR_STATES:
-        out.append(state.lr)
-    elif _is_inject_state(state) and "learning_rate" in state.hyperparams:
-        out.append(jnp.asarray(state.hyperparams["learning_rate"]))
-    children = state if isinstance(state, (tuple, list)) else ()
+        w.factors.append(state.lr)
+        if hasattr(state, "inner_state"):
+            _walk(state.inner_state, w, covered=covered)
+        return
+    if _is_inject_state(state):
+        has_lr = "learning_rate" in state.hyperparams
+        if has_lr:
+            w.factors.append(jnp.asarray(state.hyperparams["learning_rate"]))
+        _walk(state.inner_state, w, covered=covered or has_lr)
+        return
+    if isinstance(state, optax.contrib.ReduceLROnPlateauState):
+        w.factors.append(state.scale)
+        return
+    if isinstance(state, optax.ScaleByScheduleState):
+        if not covered:
+            w.counts.append(state.count)
+        return
+    if isinstance(state, _OPTAX_OPTIMIZER_STATES):
+        if not covered:
+            w.hidden.append(type(state).__name__)
+        return
     if isinstance(state, dict):
         children = state.values()
-    elif _is_inject_state(state) or type(state) in _LR_STATES:
-        children = [getattr(state, f) for f in ("inner_state",) if hasattr(state, f)]
+    elif isinstance(state, (tuple, list)):
+        children = state
+    else:
+        return
     for child in children:
-        _lr_factors(child, out)
+        _walk(child, w, covered=covered)
 
 
-def current_lr(state: PyTree) -> jax.Array:
-    r"""The learning rate a jaxlr transform (or any chain holding them) applied last.
+def current_lr(state: PyTree, *, optimizer_lr: Any = None) -> jax.Array:
+    r"""The learning rate applied by the last update, the product of every LR factor in ``state``.
 
     Walks the state of a transform, an ``optax.chain``, ``optax.inject_hyperparams`` or
     :func:`inject_schedules` and multiplies every learning-rate factor it finds: the ``lr`` of
-    each jaxlr transform state and the ``learning_rate`` of each injected-hyperparameter state.
-    For ``optax.chain(optax.adam(1.0), jaxlr.transforms.scale_by_schedule(s))`` that is ``s(t)``.
+    each jaxlr transform state, the ``learning_rate`` of each injected-hyperparameter state and
+    the ``scale`` of ``optax.contrib.reduce_on_plateau``.
 
-    .. math:: \eta_{\mathrm{eff}} = \prod_i \eta_i
+    .. math:: \eta_{\mathrm{eff}} = \eta_{\mathrm{opt}} \prod_i \eta_i
 
-    A learning rate fixed inside an Optax closure (``optax.adam(1e-3)``) is not state and cannot
-    be seen; chain with ``learning_rate=1.0`` and put the LR in a jaxlr transform instead.
+    The LR of an Optax optimizer built with a number (``optax.adam(1e-3)``) is a constant in a
+    closure, not state: the state of ``optax.adam(1e-3)`` equals that of ``optax.adam(1.0)``.
+    When ``state`` holds such an optimizer's state (``ScaleByAdamState``, ``TraceState``, ...
+    outside an injected LR), pass its LR as ``optimizer_lr`` (``1.0`` for the recommended
+    ``optax.chain(optax.adam(1.0), jaxlr_transform)``); otherwise this raises rather than report
+    the jaxlr factor alone. For an Optax optimizer built with a schedule (``optax.adamw(s)``)
+    pass the schedule: ``optimizer_lr=s`` reads its step count (the LR of the last update is
+    ``s(count - 1)``, ``s(0)`` after init). Plain SGD without momentum leaves no trace in the
+    state (two ``EmptyState``): its LR cannot be detected, give it as ``optimizer_lr``.
 
     Args:
         state: an optimizer state (any nesting of tuples, lists, dicts and NamedTuples), possibly
             with a leading sweep axis on its leaves.
+        optimizer_lr: the LR of the Optax optimizer(s) in ``state`` whose LR is not state: a
+            number, or the schedule an Optax optimizer was built with.
 
     Returns:
         The product of the learning-rate factors (an array; shaped like the sweep axis if any).
 
     Raises:
-        ValueError: no learning rate in ``state``.
+        ValueError: no learning rate in ``state``; an Optax optimizer whose LR is not state and
+            no ``optimizer_lr``; a schedule-driven Optax optimizer and ``optimizer_lr`` not a
+            schedule (or a schedule given and no such optimizer).
 
     Examples:
         >>> import jax.numpy as jnp, optax, jaxlr
-        >>> tx = optax.chain(optax.sgd(1.0), jaxlr.transforms.scale_by_schedule(
-        ...     jaxlr.schedules.cosine(init_value=0.5, total_steps=10)))
+        >>> s = jaxlr.schedules.cosine(init_value=0.5, total_steps=10)
+        >>> tx = optax.chain(optax.adam(1.0), jaxlr.transforms.scale_by_schedule(s))
         >>> state = tx.init(jnp.zeros(2))
         >>> _, state = tx.update(jnp.ones(2), state)
-        >>> float(jaxlr.transforms.current_lr(state))
+        >>> float(jaxlr.transforms.current_lr(state, optimizer_lr=1.0))
         0.5
+        >>> adamw = optax.adamw(s)  # plain Optax with a schedule: read it from the count
+        >>> state = adamw.init(jnp.zeros(2))
+        >>> for _ in range(6):
+        ...     _, state = adamw.update(jnp.ones(2), state, jnp.zeros(2))
+        >>> float(jaxlr.transforms.current_lr(state, optimizer_lr=s))  # s(5)
+        0.25
+
+    References:
+        Optax ``inject_hyperparams``, ``scale_by_schedule``, ``contrib.reduce_on_plateau``.
     """
-    found: list[jax.Array] = []
-    _lr_factors(state, found)
-    if not found:
-        raise ValueError(f"current_lr: no learning rate found in state of type "
-                         f"{type(state).__name__}; use a jaxlr transform or inject the LR")
-    out = found[0]
-    for f in found[1:]:
+    c = Checker("current_lr")
+    w = _Walk()
+    _walk(state, w)
+    schedule = optimizer_lr if callable(optimizer_lr) else None
+    if w.counts and schedule is None:
+        c.fail("state holds an optax.scale_by_schedule state (an Optax optimizer built with a "
+               "schedule, e.g. optax.adamw(schedule)) whose schedule is not state; pass it as "
+               f"optimizer_lr=schedule, got optimizer_lr={optimizer_lr!r}")
+    if schedule is not None and not w.counts:
+        c.fail("optimizer_lr is a schedule but state holds no optax.scale_by_schedule state "
+               f"(an Optax optimizer built with a schedule), got optimizer_lr={optimizer_lr!r}")
+    if w.hidden and optimizer_lr is None:
+        c.fail(f"state holds an Optax optimizer state ({', '.join(sorted(set(w.hidden)))}) whose "
+               "learning rate is a constant in a closure, not state; pass it as optimizer_lr= "
+               "(1.0 for optax.chain(optax.adam(1.0), ...)), or inject it with "
+               "optax.inject_hyperparams, got optimizer_lr=None")
+    factors = list(w.factors)
+    if schedule is not None:
+        factors += [schedule(as_float(jnp.maximum(n, 1) - 1)) for n in w.counts]
+    elif optimizer_lr is not None:
+        c.finite("optimizer_lr", optimizer_lr)
+        factors.append(as_float(optimizer_lr))
+    if not factors:
+        c.fail(f"no learning rate found in state of type {type(state).__name__}; use a jaxlr "
+               "transform, inject the LR, or pass optimizer_lr=")
+    out = factors[0]
+    for f in factors[1:]:
         out = out * f
     return out
-

@@ -11,7 +11,15 @@ from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import safe_div
 from jaxlr._src.validate import Checker
-from jaxlr.transforms._common import floats, lr_state, scale_updates
+from jaxlr.transforms._common import flag, floats, lr_state, scale_updates
+
+
+class HypergradientHyperparams(NamedTuple):
+    """The numeric hyperparameters of :func:`hypergradient` (arrays: edit, trace or stack them)."""
+
+    hyper_lr: jax.Array  # () beta, the hypergradient step size
+    min_value: jax.Array  # () lower bound of the LR
+    max_value: jax.Array  # () upper bound of the LR
 
 
 @lr_state
@@ -22,7 +30,8 @@ class HypergradientState(NamedTuple):
     hypergradient: jax.Array  # () h_t = g_t . d_{t-1}, dL/dalpha of the last update
     prev_direction: Any  # pytree like params: d_{t-1}, the unit-LR update of the last step
     inner_state: Any  # the direction optimizer's state
-    hyperparams: dict[str, jax.Array]  # hyper_lr, min_value, max_value (editable)
+    num_skipped: jax.Array  # () int32, updates whose hypergradient was not finite (LR kept)
+    hyperparams: HypergradientHyperparams  # hyper_lr, min_value, max_value
 
 
 def hypergradient(
@@ -49,20 +58,28 @@ def hypergradient(
     clipped to ``[min_value, max_value]``; the update is :math:`\alpha_t d_t`. This transform
     receives raw gradients (it wraps the optimizer that makes the direction).
 
+    Non-finite inputs: when :math:`h_t` is not finite (a NaN or infinite gradient, or a product
+    that overflows the dtype, e.g. gradients of 1e30 in float32), :math:`\alpha` is kept,
+    :math:`d_{t-1}` is kept when :math:`d_t` is not finite, and ``state.num_skipped`` counts
+    the update; so one bad gradient never leaves the LR at NaN or inf. The multiplicative rule
+    computes its normalized :math:`h_t` from max-scaled vectors, so it stays finite for any
+    finite gradient.
+
     Args:
         optimizer: an Optax transform giving the descent direction at unit LR
             (``optax.sgd(1.0)``, ``optax.adam(1.0)``, ``optax.rmsprop(1.0)``, ...); ``None`` is
             plain SGD (``d = -g``).
         init_value: :math:`\alpha_0`.
         hyper_lr: :math:`\beta`, the hypergradient step size.
-        multiplicative: use the normalized multiplicative rule (static).
+        multiplicative: use the normalized multiplicative rule (a static ``bool``).
         min_value, max_value: bounds of the LR.
 
     Returns:
         An ``optax.GradientTransformationExtraArgs`` with a :class:`HypergradientState`.
 
     Raises:
-        ValueError: negative ``init_value``, ``hyper_lr`` or bounds, ``min_value > max_value``.
+        ValueError: negative ``init_value``, ``hyper_lr`` or bounds, ``min_value > max_value``,
+            ``multiplicative`` not a ``bool``.
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax, jaxlr
@@ -87,27 +104,54 @@ def hypergradient(
     c.nonnegative("min_value", min_value)
     c.number("max_value", max_value)
     c.not_greater("min_value", min_value, "max_value", max_value)
+    flag(c, "multiplicative", multiplicative)
     inner = optax.with_extra_args_support(
         optax.scale(-1.0) if optimizer is None else optimizer)
-    hp = floats(init_value=init_value, hyper_lr=hyper_lr, min_value=min_value,
-                max_value=max_value)
+    hp = HypergradientHyperparams(**floats(hyper_lr=hyper_lr, min_value=min_value,
+                                           max_value=max_value))
+    alpha0 = floats(init_value=init_value)["init_value"]
 
     def init_fn(params):
-        zero = jnp.zeros_like(hp["init_value"])
-        return HypergradientState(hp["init_value"], zero, optax.tree.zeros_like(params),
-                                  inner.init(params), dict(hp))
+        zero = jnp.zeros_like(alpha0)
+        return HypergradientState(alpha0, zero, optax.tree.zeros_like(params),
+                                  inner.init(params), jnp.zeros([], jnp.int32), hp)
 
     def update_fn(updates, state, params=None, **extra_args):
         h = state.hyperparams
         direction, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
-        hg = optax.tree.vdot(updates, state.prev_direction).astype(state.lr.dtype)
+        dtype = state.lr.dtype
+        g_max, d_max = _max_abs(updates), _max_abs(state.prev_direction)
+        # dot and norms of max-scaled vectors: finite for every finite input
+        dot = optax.tree.vdot(_scaled(updates, g_max), _scaled(state.prev_direction, d_max))
+        hg = (g_max * d_max * dot).astype(dtype)
         if multiplicative:
-            norms = optax.tree.norm(updates) * optax.tree.norm(state.prev_direction)
-            lr = state.lr * (1.0 - h["hyper_lr"] * safe_div(hg, norms))
+            norms = (optax.tree.norm(_scaled(updates, g_max))
+                     * optax.tree.norm(_scaled(state.prev_direction, d_max)))
+            lr = state.lr * (1.0 - h.hyper_lr * safe_div(dot, norms).astype(dtype))
+            ok = jnp.isfinite(dot) & jnp.isfinite(lr)
         else:
-            lr = state.lr - h["hyper_lr"] * hg
-        lr = jnp.clip(lr, h["min_value"], h["max_value"])
-        new = HypergradientState(lr, hg, direction, inner_state, h)
+            lr = state.lr - h.hyper_lr * hg
+            ok = jnp.isfinite(hg) & jnp.isfinite(lr)
+        lr = jnp.where(ok, jnp.clip(lr, h.min_value, h.max_value), state.lr)
+        hg = jnp.where(ok, hg, state.hypergradient)
+        finite_dir = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x))
+                                          for x in jax.tree.leaves(direction)] or [True]))
+        prev = jax.tree.map(lambda d, p: jnp.where(finite_dir, d, p), direction,
+                            state.prev_direction)
+        new = HypergradientState(lr, hg, prev, inner_state,
+                                 state.num_skipped + (~ok).astype(jnp.int32), h)
         return scale_updates(direction, lr), new
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _max_abs(tree: Any) -> jax.Array:
+    leaves = [jnp.max(jnp.abs(x), initial=0.0) for x in jax.tree.leaves(tree)]
+    return jnp.max(jnp.asarray(leaves)) if leaves else jnp.zeros([])
+
+
+def _scaled(tree: Any, m: jax.Array) -> Any:
+    """``tree / m`` (``m`` = max |leaf|), zero where ``m`` is 0 or not finite."""
+    ok = (m > 0) & jnp.isfinite(m)
+    inv = jnp.where(ok, 1.0 / jnp.where(ok, m, 1.0), 0.0)
+    return jax.tree.map(lambda x: x * inv.astype(x.dtype), tree)

@@ -8,12 +8,13 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxlr._src.numeric import as_float
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import Schedule
-from jaxlr.transforms._common import ScheduleSlot, as_schedule, lr_state, scale_updates
+from jaxlr.transforms._common import as_schedule, held, lr_state, scale_updates
 
 
 @lr_state
@@ -22,7 +23,7 @@ class ScaleByScheduleState(NamedTuple):
 
     count: jax.Array  # () int32, updates done (saturating)
     lr: jax.Array  # () float, the LR of the last update (schedule(0) after init)
-    schedule: dict[str, jax.Array]  # the schedule's hyperparameters by dotted name
+    schedule: Schedule  # the schedule itself: its hyperparameters are array leaves
 
 
 def scale_by_schedule(schedule: Schedule) -> optax.GradientTransformationExtraArgs:
@@ -32,24 +33,27 @@ def scale_by_schedule(schedule: Schedule) -> optax.GradientTransformationExtraAr
 
     Put it after an Optax optimizer built with ``learning_rate=1.0`` (which supplies the descent
     sign): ``optax.chain(optax.adam(1.0), scale_by_schedule(s))``. Unlike
-    ``optax.scale_by_schedule``, the schedule's leaves are stored in ``state.schedule`` (a dict
-    keyed by dotted names such as ``"schedule.warmup_steps"``), so editing them or stacking them
-    for ``jax.vmap`` reuses the compiled update, and the applied LR is ``state.lr`` (read it in
-    any chain with :func:`current_lr`).
+    ``optax.scale_by_schedule``, the schedule itself is state (``state.schedule``, a pytree
+    whose leaves are its hyperparameters): a state with another schedule of the same family
+    (``state._replace(schedule=...)``, or schedules stacked for ``jax.vmap``) reuses the compiled
+    update, an edit builds a new state and leaves the old one as it was, and the applied LR is
+    ``state.lr`` (read it in any chain with :func:`current_lr`).
 
     Args:
-        schedule: a jaxlr schedule, or a number for a constant LR.
+        schedule: a jaxlr schedule, or a non-negative number for a constant LR.
 
     Returns:
         An ``optax.GradientTransformationExtraArgs`` with a :class:`ScaleByScheduleState`.
 
     Raises:
-        ValueError: ``schedule`` is neither a jaxlr schedule nor a finite number.
+        ValueError: ``schedule`` is neither a jaxlr schedule nor a finite number >= 0 (a
+            negative LR would train uphill; the descent sign comes from the optimizer).
 
     Examples:
-        >>> import jax.numpy as jnp, optax, jaxlr
-        >>> tx = jaxlr.transforms.scale_by_schedule(jaxlr.schedules.step(
-        ...     init_value=1.0, step_size=2, decay_rate=0.5))
+        >>> import jax.numpy as jnp, jaxlr
+        >>> S = jaxlr.schedules
+        >>> tx = jaxlr.transforms.scale_by_schedule(
+        ...     S.piecewise_constant(boundaries=[2], values=[1.0, 0.5]))
         >>> state = tx.init(jnp.zeros(1))
         >>> lrs = []
         >>> for _ in range(4):
@@ -57,23 +61,25 @@ def scale_by_schedule(schedule: Schedule) -> optax.GradientTransformationExtraAr
         ...     lrs.append(float(u[0]))
         >>> lrs
         [1.0, 1.0, 0.5, 0.5]
-        >>> state.schedule["init_value"] = jnp.asarray(3.0)  # a change, no recompilation
-        >>> float(tx.update(jnp.ones(1), state)[0][0])
-        0.75
+        >>> # an edit builds a new state (same compiled update); the old state is unchanged
+        >>> edited = state._replace(
+        ...     schedule=S.piecewise_constant(boundaries=[2], values=[3.0, 1.5]))
+        >>> float(tx.update(jnp.ones(1), edited)[0][0]), float(tx.update(jnp.ones(1), state)[0][0])
+        (1.5, 0.5)
 
     References:
         Optax ``scale_by_schedule``; hyperparameters as data follows Equinox/Optimistix.
     """
-    slot = ScheduleSlot(as_schedule(Checker("scale_by_schedule"), "schedule", schedule))
+    schedule = held(as_schedule(Checker("scale_by_schedule"), "schedule", schedule,
+                                nonnegative=True))
 
     def init_fn(params):
         del params
-        leaves = slot.init()
-        return ScaleByScheduleState(jnp.zeros([], jnp.int32), slot(leaves, 0), leaves)
+        return ScaleByScheduleState(jnp.zeros([], jnp.int32), schedule(as_float(0)), schedule)
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        lr = slot(state.schedule, state.count)
+        lr = state.schedule(as_float(state.count))
         new = ScaleByScheduleState(optax.safe_increment(state.count), lr, state.schedule)
         return scale_updates(updates, lr), new
 
@@ -84,8 +90,8 @@ class InjectSchedulesState(NamedTuple):
     """State of :func:`inject_schedules`."""
 
     count: jax.Array  # () int32
-    hyperparams: dict[str, jax.Array]  # current numeric hyperparameter values (editable)
-    schedules: dict[str, dict[str, jax.Array]]  # scheduled argument -> schedule leaves
+    hyperparams: dict[str, jax.Array]  # values used by the last update (a new dict each update)
+    schedules: dict[str, Schedule]  # scheduled argument -> the schedule (a new dict each update)
     inner_state: Any  # the wrapped optimizer's state
 
 
@@ -99,8 +105,11 @@ def inject_schedules(
     Each argument that is a jaxlr schedule is evaluated at the step count before every update;
     numeric arguments are stored as editable state; booleans and other values are passed
     unchanged. This is how the momentum co-schedules of one-cycle and cyclical LRs drive
-    ``optax.sgd(momentum=...)`` or ``optax.adam(b1=...)``. The schedules' hyperparameters are
-    state (``state.schedules``), so a sweep over them compiles once.
+    ``optax.sgd(momentum=...)`` or ``optax.adam(b1=...)``. The schedules themselves are state
+    (``state.schedules``), so a sweep over their hyperparameters compiles once. Every update
+    builds new ``hyperparams`` / ``schedules`` dicts, so no two states share one: edit a state
+    by building a new one (``state._replace(hyperparams={**state.hyperparams, "momentum":
+    0.8})``); an in-place edit of a dict changes that state only.
 
     Args:
         factory: an Optax optimizer constructor, e.g. ``optax.sgd`` or ``optax.adam``.
@@ -136,34 +145,37 @@ def inject_schedules(
         if name not in accepted:
             c.fail(f"{getattr(factory, '__name__', factory)!s} takes no argument {name}, "
                    f"got {name}={hyperparameters[name]!r}")
-    slots, numeric, fixed = {}, {}, {}
+    scheduled, numeric, fixed = {}, {}, {}
     for name, value in hyperparameters.items():
         if isinstance(value, Schedule):
-            slots[name] = ScheduleSlot(value)
+            scheduled[name] = held(value)
         elif isinstance(value, bool) or value is None or isinstance(value, str):
             fixed[name] = value
         elif callable(value):
             c.fail(f"{name} must be a number or a jaxlr schedule, got {name}={value!r}")
+        elif np.asarray(value).dtype == bool:
+            c.fail(f"{name} looks like a flag: pass a Python bool (static), got {name}={value!r}")
         else:
             c.finite(name, value)
             numeric[name] = value
+    if "learning_rate" in numeric:
+        c.nonnegative("learning_rate", numeric["learning_rate"])
 
-    def values(state_hp, leaves, count):
+    def values(state_hp, schedules, count):
         out = dict(state_hp)
-        out.update({k: slot(leaves[k], count) for k, slot in slots.items()})
+        out.update({k: s(as_float(count)) for k, s in schedules.items()})
         return out
 
     def init_fn(params):
-        leaves = {k: slot.init() for k, slot in slots.items()}
-        hp = values({k: as_float(v) for k, v in numeric.items()}, leaves, 0)
+        hp = values({k: as_float(v) for k, v in numeric.items()}, scheduled, 0)
         inner = factory(**fixed, **hp).init(params)
-        return InjectSchedulesState(jnp.zeros([], jnp.int32), hp, leaves, inner)
+        return InjectSchedulesState(jnp.zeros([], jnp.int32), hp, dict(scheduled), inner)
 
     def update_fn(updates, state, params=None, **extra_args):
         hp = values(state.hyperparams, state.schedules, state.count)
         tx = optax.with_extra_args_support(factory(**fixed, **hp))
         updates, inner = tx.update(updates, state.inner_state, params, **extra_args)
         count = optax.safe_increment(state.count)
-        return updates, InjectSchedulesState(count, hp, state.schedules, inner)
+        return updates, InjectSchedulesState(count, hp, dict(state.schedules), inner)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from jaxlr._src.validate import Checker
+from jaxlr._src.validate import Checker, renamed
 from jaxlr.schedules import Schedule
 
 
@@ -38,8 +38,8 @@ def decay_to_merge_weights(decay: ArrayLike) -> jax.Array:
             would need negative merge weights).
 
     Examples:
-        >>> from jaxlr import auto
-        >>> auto.decay_to_merge_weights([0.75, 0.5, 0.25]).tolist()
+        >>> from jaxlr import transforms
+        >>> transforms.decay_to_merge_weights([0.75, 0.5, 0.25]).tolist()
         [0.25, 0.25, 0.25, 0.25]
 
     References:
@@ -51,8 +51,10 @@ def decay_to_merge_weights(decay: ArrayLike) -> jax.Array:
     if w is not None:
         c.between("decay", w, 0.0, 1.0)
         if (np.diff(w) > 1e-7).any():
-            c.fail(f"decay must be non-increasing (an increase needs a negative merge weight), "
-                   f"got decay={np.array2string(w, threshold=8)}")
+            c.fail(
+                f"decay must be non-increasing (an increase needs a negative merge weight), "
+                f"got decay={np.array2string(w, threshold=8)}"
+            )
     w = jnp.asarray(decay, dtype=float)
     return jnp.concatenate([1.0 - w[:1], w[:-1] - w[1:], w[-1:]])
 
@@ -73,8 +75,8 @@ def merge_to_decay_weights(weights: ArrayLike) -> jax.Array:
             to 1.
 
     Examples:
-        >>> from jaxlr import auto
-        >>> auto.merge_to_decay_weights([0.25, 0.25, 0.25, 0.25]).tolist()
+        >>> from jaxlr import transforms
+        >>> transforms.merge_to_decay_weights([0.25, 0.25, 0.25, 0.25]).tolist()
         [0.75, 0.5, 0.25]
 
     References:
@@ -88,8 +90,12 @@ def merge_to_decay_weights(weights: ArrayLike) -> jax.Array:
     return jnp.cumsum(w[::-1])[::-1][1:]
 
 
-def decay_weights(schedule: Schedule, *, decay_steps: ArrayLike, num_checkpoints: int,
-                  ) -> jax.Array:
+def decay_weights(
+    schedule: Schedule,
+    *,
+    decay_steps: ArrayLike,
+    num_checkpoints: int,
+) -> jax.Array:
     r"""The decay factors :math:`w_i` of a decay schedule, one per checkpoint block.
 
     Block :math:`i` of :math:`k` covers steps :math:`[(i-1)D/k, iD/k)` of the decay; its factor
@@ -106,9 +112,9 @@ def decay_weights(schedule: Schedule, *, decay_steps: ArrayLike, num_checkpoints
 
     Examples:
         >>> import jaxlr
-        >>> from jaxlr import auto
+        >>> from jaxlr import transforms
         >>> s = jaxlr.schedules.linear(init_value=1.0, end_value=0.0, total_steps=100)
-        >>> auto.decay_weights(s, decay_steps=100, num_checkpoints=4).tolist()
+        >>> transforms.decay_weights(s, decay_steps=100, num_checkpoints=4).tolist()
         [0.875, 0.625, 0.375, 0.125]
 
     References:
@@ -131,8 +137,8 @@ def merge_params(snapshots: Any, weights: ArrayLike) -> Any:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> from jaxlr import auto
-        >>> auto.merge_params({"w": jnp.array([[0.0], [2.0]])}, jnp.array([0.25, 0.75]))
+        >>> from jaxlr import transforms
+        >>> transforms.merge_params({"w": jnp.array([[0.0], [2.0]])}, jnp.array([0.25, 0.75]))
         {'w': Array([1.5], dtype=float32)}
 
     References:
@@ -156,10 +162,10 @@ def evaluate_merges(eval_fn: Callable[[Any], Any], snapshots: Any, weights: Arra
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> from jaxlr import auto
+        >>> from jaxlr import transforms
         >>> snaps = jnp.array([[1.0], [2.0], [3.0]])
         >>> recipes = jnp.array([[0.0, 0.0, 1.0], [1 / 3, 1 / 3, 1 / 3]])
-        >>> auto.evaluate_merges(lambda p: jnp.sum(p**2), snaps, recipes).round(3).tolist()
+        >>> transforms.evaluate_merges(lambda p: jnp.sum(p**2), snaps, recipes).round(3).tolist()
         [9.0, 4.0]
 
     References:
@@ -175,7 +181,7 @@ def evaluate_merges(eval_fn: Callable[[Any], Any], snapshots: Any, weights: Arra
 class WindowMergeState(NamedTuple):
     """State of :func:`window_merging`."""
 
-    inner: Any  # the wrapped optimizer's state
+    inner_state: Any  # the wrapped optimizer's state
     snapshots: Any  # params pytree with a leading axis k + 1, oldest first
     count: jax.Array  # [] int32: snapshots taken, saturating at k + 1
     step: jax.Array  # [] int32: updates applied
@@ -186,7 +192,7 @@ class WindowMergeState(NamedTuple):
 class AverageMergeState(NamedTuple):
     """State of :func:`average_merging`."""
 
-    inner: Any  # the wrapped optimizer's state
+    inner_state: Any  # the wrapped optimizer's state
     average: Any  # params pytree: the running average of the snapshots
     count: jax.Array  # [] int32: snapshots averaged
     step: jax.Array  # [] int32: updates applied
@@ -198,12 +204,16 @@ def _snapshot_due(step: jax.Array, every: jax.Array) -> jax.Array:
     return jnp.mod(step.astype(every.dtype), every) == 0
 
 
+@renamed(inner="optimizer")
 def window_merging(
-    inner: optax.GradientTransformation, *, weights: ArrayLike, every: ArrayLike = 1,
+    optimizer: optax.GradientTransformation,
+    *,
+    weights: ArrayLike,
+    every: ArrayLike = 1,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Wraps an optimizer to keep the last ``k + 1`` parameter snapshots for a WSM merge.
 
-    Updates pass through ``inner`` unchanged; every ``every`` steps the new parameters
+    Updates pass through ``optimizer`` unchanged; every ``every`` steps the new parameters
     (``params + updates``) are pushed into a window of ``k + 1 = len(weights)`` snapshots.
     :func:`eval_params` returns :math:`\sum_j c_j \theta_j` over the window (oldest first);
     while fewer than ``k + 1`` snapshots exist, the weights of the newest ``count`` slots are
@@ -211,7 +221,7 @@ def window_merging(
     state as data.
 
     Args:
-        inner: the optimizer (at a constant or warmup-stable LR).
+        optimizer: the wrapped optimizer (at a constant or warmup-stable LR).
         weights: ``[k + 1]`` merge weights, e.g. ``decay_to_merge_weights(decay_weights(...))``.
         every: steps between snapshots (> 0).
 
@@ -223,14 +233,14 @@ def window_merging(
 
     Examples:
         >>> import jax.numpy as jnp, optax
-        >>> from jaxlr import auto
-        >>> tx = auto.window_merging(optax.sgd(1.0), weights=[0.5, 0.5])
+        >>> from jaxlr import transforms
+        >>> tx = transforms.window_merging(optax.sgd(1.0), weights=[0.5, 0.5])
         >>> p = jnp.zeros(1)
         >>> s = tx.init(p)
         >>> for g in (-1.0, -2.0):
         ...     u, s = tx.update(jnp.full(1, g), s, p)
         ...     p = optax.apply_updates(p, u)
-        >>> p.tolist(), auto.eval_params(s, p).tolist()
+        >>> p.tolist(), transforms.eval_params(s, p).tolist()
         ([3.0], [2.0])
 
     References:
@@ -246,30 +256,42 @@ def window_merging(
     k1 = weights.shape[0]
 
     def init(params):
-        snaps = jax.tree.map(lambda x: jnp.zeros((k1, *jnp.shape(x)), jnp.result_type(x)),
-                             params)
-        return WindowMergeState(inner.init(params), snaps, jnp.zeros((), jnp.int32),
-                                jnp.zeros((), jnp.int32), jnp.asarray(every, float), weights)
+        snaps = jax.tree.map(lambda x: jnp.zeros((k1, *jnp.shape(x)), jnp.result_type(x)), params)
+        return WindowMergeState(
+            optimizer.init(params),
+            snaps,
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+            jnp.asarray(every, float),
+            weights,
+        )
 
     def update(updates, state, params=None, **extra):
         if params is None:
             raise ValueError("window_merging: update needs params (to form the new params)")
-        updates, inner_state = _inner_update(inner, updates, state.inner, params, extra)
+        updates, inner_state = _inner_update(optimizer, updates, state.inner_state, params, extra)
         step = state.step + 1
         due = _snapshot_due(step, state.every)
         new = optax.apply_updates(params, updates)
         snaps = jax.tree.map(
             lambda s, x: jnp.where(due, jnp.concatenate([s[1:], x[None].astype(s.dtype)]), s),
-            state.snapshots, new)
+            state.snapshots,
+            new,
+        )
         count = jnp.where(due, jnp.minimum(state.count + 1, k1), state.count)
-        return updates, state._replace(inner=inner_state, snapshots=snaps, count=count,
-                                       step=step)
+        return updates, state._replace(
+            inner_state=inner_state, snapshots=snaps, count=count, step=step
+        )
 
     return optax.GradientTransformationExtraArgs(init, update)
 
 
+@renamed(inner="optimizer")
 def average_merging(
-    inner: optax.GradientTransformation, *, decay: ArrayLike = 1.0, every: ArrayLike = 1,
+    optimizer: optax.GradientTransformation,
+    *,
+    decay: ArrayLike = 1.0,
+    every: ArrayLike = 1,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Wraps an optimizer to keep an online average of parameter snapshots (EMA or mean).
 
@@ -281,7 +303,7 @@ def average_merging(
     :func:`eval_params` returns :math:`\bar\theta`.
 
     Args:
-        inner: the optimizer.
+        optimizer: the wrapped optimizer.
         decay: EMA decay :math:`\beta` in [0, 1]; 1 for the running mean.
         every: steps between snapshots (> 0).
 
@@ -293,14 +315,14 @@ def average_merging(
 
     Examples:
         >>> import jax.numpy as jnp, optax
-        >>> from jaxlr import auto
-        >>> tx = auto.average_merging(optax.sgd(1.0))
+        >>> from jaxlr import transforms
+        >>> tx = transforms.average_merging(optax.sgd(1.0))
         >>> p = jnp.zeros(1)
         >>> s = tx.init(p)
         >>> for g in (-1.0, -2.0, -3.0):
         ...     u, s = tx.update(jnp.full(1, g), s, p)
         ...     p = optax.apply_updates(p, u)
-        >>> p.tolist(), auto.eval_params(s, p).round(4).tolist()
+        >>> p.tolist(), transforms.eval_params(s, p).round(4).tolist()
         ([6.0], [3.3333])
 
     References:
@@ -312,14 +334,19 @@ def average_merging(
     c.positive("every", every)
 
     def init(params):
-        return AverageMergeState(inner.init(params), jax.tree.map(jnp.zeros_like, params),
-                                 jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
-                                 jnp.asarray(every, float), jnp.asarray(decay, float))
+        return AverageMergeState(
+            optimizer.init(params),
+            jax.tree.map(jnp.zeros_like, params),
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+            jnp.asarray(every, float),
+            jnp.asarray(decay, float),
+        )
 
     def update(updates, state, params=None, **extra):
         if params is None:
             raise ValueError("average_merging: update needs params (to form the new params)")
-        updates, inner_state = _inner_update(inner, updates, state.inner, params, extra)
+        updates, inner_state = _inner_update(optimizer, updates, state.inner_state, params, extra)
         step = state.step + 1
         due = _snapshot_due(step, state.every)
         count = state.count + due.astype(jnp.int32)
@@ -327,7 +354,7 @@ def average_merging(
         rate = jnp.where(due, rate, 0.0)
         new = optax.apply_updates(params, updates)
         avg = jax.tree.map(lambda a, x: a + (rate * (x - a)).astype(a.dtype), state.average, new)
-        return updates, state._replace(inner=inner_state, average=avg, count=count, step=step)
+        return updates, state._replace(inner_state=inner_state, average=avg, count=count, step=step)
 
     return optax.GradientTransformationExtraArgs(init, update)
 
@@ -343,11 +370,13 @@ def _window_merged(state: WindowMergeState, params: Any) -> Any:
     have = jnp.arange(k1) >= k1 - state.count  # the newest `count` slots are filled
     w = jnp.where(have, state.weights, 0.0)
     total = jnp.sum(w)
-    w = jnp.where(total > 0, w / jnp.where(total > 0, total, 1.0),
-                  (jnp.arange(k1) == k1 - 1).astype(w.dtype))
+    w = jnp.where(
+        total > 0, w / jnp.where(total > 0, total, 1.0), (jnp.arange(k1) == k1 - 1).astype(w.dtype)
+    )
     merged = merge_params(state.snapshots, w)
-    return jax.tree.map(lambda m, p: jnp.where(state.count > 0, m.astype(p.dtype), p),
-                        merged, params)
+    return jax.tree.map(
+        lambda m, p: jnp.where(state.count > 0, m.astype(p.dtype), p), merged, params
+    )
 
 
 def eval_params(opt_state: Any, params: Any) -> Any:
@@ -371,13 +400,13 @@ def eval_params(opt_state: Any, params: Any) -> Any:
 
     Examples:
         >>> import jax.numpy as jnp, optax
-        >>> from jaxlr import auto
+        >>> from jaxlr import transforms
         >>> tx = optax.contrib.schedule_free_sgd(1.0, b1=0.5)
         >>> p = jnp.zeros(1)
         >>> s = tx.init(p)
         >>> u, s = tx.update(jnp.ones(1), s, p)
         >>> p = optax.apply_updates(p, u)
-        >>> bool(jnp.allclose(auto.eval_params(s, p),
+        >>> bool(jnp.allclose(transforms.eval_params(s, p),
         ...                   optax.contrib.schedule_free_eval_params(s, p)))
         True
 
@@ -386,11 +415,16 @@ def eval_params(opt_state: Any, params: Any) -> Any:
     """
     sf = optax.contrib.ScheduleFreeState
     kinds = (WindowMergeState, AverageMergeState, sf)
-    found = [x for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kinds))
-             if isinstance(x, kinds)]
+    found = [
+        x
+        for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kinds))
+        if isinstance(x, kinds)
+    ]
     if not found:
-        raise ValueError("eval_params: opt_state holds no window_merging, average_merging or "
-                         f"schedule-free state, got {type(opt_state).__name__}")
+        raise ValueError(
+            "eval_params: opt_state holds no window_merging, average_merging or "
+            f"schedule-free state, got {type(opt_state).__name__}"
+        )
     state = found[0]
     if isinstance(state, WindowMergeState):
         return _window_merged(state, params)
