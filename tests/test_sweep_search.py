@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sqlite3
@@ -283,3 +284,96 @@ def test_running_trials_found_at_start_are_finished_or_failed_not_lost():
     assert trials[partial.number].user_attrs == {"jaxlr_interrupted": True}
     counted = [t for t in trials if "jaxlr_interrupted" not in t.user_attrs]
     assert len(counted) == 3 and all(t.state.name == "COMPLETE" for t in counted)
+
+
+# -- pruning: step-driven populations (jaxlr.sweep.Population) -----------------------------------
+
+PRUNE_LRS = [0.05, 0.15, 0.2, 0.25, 0.3, 0.4, 0.6, 5.0]
+
+
+def prune_step(w, cfg, target):
+    """SGD on (w - target)^2; the validation loss (w - 2.9)^2 after the update."""
+    w = w - cfg["peak_value"] * 2.0 * (w - target)
+    return w, {"loss": (w - target) ** 2, "val_loss": (w - 2.9) ** 2}
+
+
+def prune_batches():  # the target moves at step 3: fast learners overshoot the validation target
+    return (np.float32(3.0 if t < 3 else 4.0) for t in itertools.count())
+
+
+def numpy_prune_val(lr, steps=8):
+    w, out = 0.0, []
+    for t in range(steps):
+        w = w - lr * 2.0 * (w - (3.0 if t < 3 else 4.0))
+        out.append((w - 2.9) ** 2)
+    return np.array(out)
+
+
+def test_pruned_members_stop_costing_work():
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+    for lr in PRUNE_LRS:
+        study.enqueue_trial({"peak_value": lr})
+    jaxlr.sweep.optuna_population_search(
+        lambda cfg, key: jnp.zeros(()),
+        prune_step,
+        {"peak_value": ("log_uniform", 1e-3, 10.0)},
+        prune_batches,
+        num_trials=8,
+        batch_size=3,
+        num_steps=8,
+        report_every=2,
+        metric="val_loss",
+        key=jax.random.key(0),
+        study=study,
+        divergence_threshold=1e3,
+    )
+    work = 0
+    for t in study.trials:
+        lr = t.params["peak_value"]
+        val = numpy_prune_val(lr)
+        # The NumPy reference of ThresholdPruner: pruned at the first report above 1.0.
+        reports = [s for s in (2, 4, 6) if val[s - 1] > 1.0]
+        if lr == 5.0:  # loss above 1e3 at step 2: frozen by the population, told FAIL
+            assert t.state.name == "FAIL" and t.user_attrs["diverged"] is True
+            assert t.user_attrs["jaxlr_steps"] == 2
+        elif reports:
+            assert t.state.name == "PRUNED" and t.user_attrs["jaxlr_steps"] == reports[0]
+        else:
+            assert t.state.name == "COMPLETE" and t.user_attrs["jaxlr_steps"] == 8
+            assert t.value == pytest.approx(val[-1], rel=1e-5)
+        for s, v in t.intermediate_values.items():  # compaction kept every survivor's state
+            assert v == pytest.approx(val[s - 1], rel=1e-5, abs=1e-7)
+        work += t.user_attrs["jaxlr_steps"]
+    states = [t.state.name for t in study.trials]
+    assert states.count("PRUNED") >= 3 and states.count("COMPLETE") >= 2
+    assert {t.user_attrs["jaxlr_steps"] for t in study.trials} >= {2, 4, 6, 8}
+    assert work < 8 * 8
+
+
+def test_pruned_search_bad_input():
+    kw = dict(num_trials=2, batch_size=2, num_steps=4, report_every=2, key=jax.random.key(0))
+    init = lambda cfg, key: jnp.zeros(())  # noqa: E731
+    sp = {"peak_value": ("log_uniform", 1e-3, 1.0)}
+    with pytest.raises(ValueError, match=r"optuna_population_search: unknown metric 'acc'"):
+        jaxlr.sweep.optuna_population_search(
+            init, prune_step, sp, prune_batches, metric="acc", **kw
+        )
+    with pytest.raises(ValueError, match=r"report_every must be an int >= 1, got report_every=0"):
+        jaxlr.sweep.optuna_population_search(
+            init, prune_step, sp, prune_batches, metric="loss", **{**kw, "report_every": 0}
+        )
+    with pytest.raises(ValueError, match=r"batches must be callable"):
+        jaxlr.sweep.optuna_population_search(init, prune_step, sp, iter([1.0]), metric="loss", **kw)
+    with pytest.raises(ValueError, match=r"optuna_population_search: space\['peak_value'\]"):
+        jaxlr.sweep.optuna_population_search(
+            init, prune_step, {"peak_value": ("log", 0, 1)}, prune_batches, metric="loss", **kw
+        )
+    with pytest.raises(ValueError, match=r"metric 'v' must be a scalar per step"):
+        jaxlr.sweep.optuna_population_search(
+            init,
+            lambda w, cfg, b: (w, {"loss": w, "v": jnp.zeros(2)}),
+            sp,
+            prune_batches,
+            metric="v",
+            **kw,
+        )

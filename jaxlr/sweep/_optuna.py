@@ -255,6 +255,9 @@ def optuna_search(
     Every told trial carries user attributes: ``jaxlr_round``, ``diverged``,
     ``diverged_step`` and the record's finite scalar metrics.
 
+    Pruning needs intermediate values, so it needs training driven step by step: use
+    :func:`optuna_population_search`, which trains each round as a :class:`Population`.
+
     Resuming: with a stored study (``storage="sqlite:///search.db"``, ``study_name``), calling
     ``optuna_search`` again continues the same study until it holds ``num_trials`` finished
     trials (complete, failed or pruned). Trials left ``RUNNING`` by a killed search are
@@ -374,6 +377,194 @@ def optuna_search(
                         trial.set_user_attr(key, v)
             bad = bool(res.diverged[i]) or not np.isfinite(scores[i])
             _tell(optuna, study, trial, bad=bad, score=scores[i], diverged=diverged)
+        done += n
+        round_ += 1
+    return study
+
+
+def optuna_population_search(
+    init_fn: Callable[[Any, jax.Array], Any],
+    step_fn: Callable[[Any, Any, Any], tuple[Any, Any]],
+    space: Mapping[str, Any],
+    batches: Callable[[], Any],
+    *,
+    num_trials: int,
+    batch_size: int,
+    num_steps: int,
+    report_every: int,
+    metric: str,
+    key: jax.Array,
+    study: Any = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    sampler: Any = None,
+    pruner: Any = None,
+    direction: str | None = None,
+    diverged: str | float = "fail",
+    loss: str | None = "loss",
+    divergence_threshold: float | None = None,
+    logger: Any = None,
+    progress: bool = False,
+) -> Any:
+    r"""Optuna search over step-driven populations, with Optuna's pruner stopping members.
+
+    Each round asks ``K = batch_size`` trials (as :func:`optuna_search`) and trains them as one
+    :class:`jaxlr.sweep.Population` on batches from ``batches()``. Every ``report_every`` steps
+    each live trial reports its ``metric`` at that step, :math:`y_i(s)`, to Optuna
+    (``trial.report(y, s)``) and asks the study's pruner (``trial.should_prune()``, e.g.
+    ``optuna.pruners.SuccessiveHalvingPruner`` or ``MedianPruner``). Pruned trials are told
+    ``TrialState.PRUNED`` and their members are removed: the survivors' states are compacted
+    into a smaller population, so a round costs
+
+    .. math:: \sum_{j} k_j \cdot \Delta s_j \quad \text{member-steps, not } K \cdot T,
+
+    with :math:`k_j` the members alive in report interval :math:`j` (one compiled size per
+    distinct :math:`k_j`). A trial that survives to ``num_steps`` is told its ``metric`` at the
+    last step; a diverged member (frozen by the population) is told ``FAIL`` or ``diverged``.
+    Each trial records ``jaxlr_steps`` (the steps it trained). Resuming a stored study works as
+    for :func:`optuna_search` (an interrupted round is trained again from step 0).
+
+    Args:
+        init_fn: ``(config, key) -> state`` for one member (as for :class:`Population`).
+        step_fn: ``(state, config, batch) -> (state, metrics)``; ``metrics[metric]`` a scalar.
+        space: the search space, as for :func:`optuna_search`.
+        batches: a function returning a fresh iterable of batches (one per step) for a round.
+        num_trials: finished trials (complete, pruned or failed) the study holds at the end.
+        batch_size: trials per round, ``K`` >= 1.
+        num_steps: training steps of a trial that is never pruned.
+        report_every: steps between reports to the pruner (>= 1).
+        metric: the metric reported and told (e.g. a validation loss ``step_fn`` returns).
+        key: PRNG key; round ``r`` initializes its members from ``fold_in(key, r)``.
+        study, storage, study_name, sampler, direction: as for :func:`optuna_search`.
+        pruner: an Optuna pruner for a new study (default: Optuna's ``MedianPruner``).
+        diverged: ``"fail"``, or a finite float told as the value of a diverged trial.
+        loss, divergence_threshold: as for :class:`Population`.
+        logger: a :class:`jaxlr.sweep.MetricsLogger`; each report writes ``metric`` per live
+            trial (member names ``trial_<number>``).
+        progress: show the population's bar.
+
+    Returns:
+        The ``optuna.Study``.
+
+    Raises:
+        ImportError: optuna is not installed (``pip install 'jaxlr[optuna]'``).
+        ValueError: before any trial is asked: the errors of :func:`optuna_search`, bad
+            ``num_steps`` or ``report_every``, ``batches`` not callable, or a ``metric`` that
+            ``step_fn`` does not return as a scalar (checked on shapes, with the first batch).
+
+    Examples:
+        >>> import itertools, jax, jax.numpy as jnp, numpy as np, optuna, jaxlr
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> def step_fn(w, cfg, target):  # SGD on (w - target)^2
+        ...     w = w - cfg["peak_value"] * 2.0 * (w - target)
+        ...     return w, {"loss": (w - target) ** 2}
+        >>> study = jaxlr.sweep.optuna_population_search(
+        ...     lambda cfg, key: jnp.zeros(()), step_fn, {"peak_value": ("log_uniform", 1e-3, 0.5)},
+        ...     lambda: itertools.repeat(np.float32(3.0)), num_trials=8, batch_size=8,
+        ...     num_steps=8, report_every=2, metric="loss", key=jax.random.key(0),
+        ...     sampler=optuna.samplers.RandomSampler(seed=0),
+        ...     pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=2))
+        >>> states = [t.state.name for t in study.trials]
+        >>> states.count("PRUNED") > 0, sum(t.user_attrs["jaxlr_steps"] for t in study.trials) < 64
+        (True, True)
+
+    References:
+        Akiba et al., Optuna, KDD 2019; Li et al., Hyperband, JMLR 2018 (asynchronous
+        successive halving: Li et al., A System for Massively Parallel Hyperparameter
+        Tuning, MLSys 2020).
+    """
+    from jaxlr.sweep._population import Population
+
+    c = Checker("optuna_population_search")
+    for name, fn in (("init_fn", init_fn), ("step_fn", step_fn), ("batches", batches)):
+        if not callable(fn):
+            c.fail(f"{name} must be callable, got {name}={fn!r}")
+    sp = _Space(space, fn="optuna_population_search")
+    num_trials = _check_int(c, "num_trials", num_trials)
+    k = _check_int(c, "batch_size", batch_size)
+    num_steps = _check_int(c, "num_steps", num_steps)
+    report_every = _check_int(c, "report_every", report_every)
+    if not isinstance(metric, str):
+        c.fail(f"metric must be the name of a metric step_fn returns, got metric={metric!r}")
+    _check_diverged(c, diverged)
+    _check_logger(c, logger, "log")
+    optuna = _optuna()
+    # The metric must be a scalar per step: checked on shapes, with the stream's first batch.
+    cfg = sp.example()
+    first = next(iter(batches()))
+    state_shape = jax.eval_shape(init_fn, cfg, jax.random.key(0))
+    metrics_shape = jax.eval_shape(step_fn, state_shape, cfg, first)[1]
+    if not isinstance(metrics_shape, Mapping) or metric not in metrics_shape:
+        known = list(metrics_shape) if isinstance(metrics_shape, Mapping) else metrics_shape
+        c.fail(f"unknown metric {metric!r}: step_fn's metrics are {known}")
+    if metrics_shape[metric].shape != ():
+        c.fail(
+            f"metric {metric!r} must be a scalar per step, got shape {metrics_shape[metric].shape}"
+        )
+    study = _open_study(c, optuna, study, storage, study_name, sampler, direction, pruner)
+    dists = sp.distributions()
+    pending, done, round_ = _resume(optuna, study, dists)
+    common = dict(
+        loss=loss,
+        divergence_threshold=divergence_threshold,
+        labels=sp.labels,
+        progress=progress,
+        _required=(("metric", metric),),
+    )
+
+    while done < num_trials:
+        n = min(k, num_trials - done)
+        trials, pending = pending[:n], pending[n:]
+        trials += [study.ask(dists) for _ in range(n - len(trials))]
+        pop = Population(
+            init_fn,
+            step_fn,
+            sp.configs([t.params for t in trials], k),
+            key=jax.random.fold_in(key, round_),
+            **common,
+        )
+        members = list(range(n)) + [None] * (k - n)  # trial index of each member; None: padding
+        stream, step = iter(batches()), 0
+        for trial in trials:
+            trial.set_user_attr("jaxlr_round", round_)
+        while members:
+            m = min(report_every, num_steps - step)
+            pop.train(stream, m, steps_per_call=m)
+            step += m
+            values = np.asarray(pop.host_metrics()[0][metric][:, -1], float)
+            carry = pop.host_carry()
+            live, logged = [], {}
+            for pos, ti in enumerate(members):
+                if ti is None:
+                    continue
+                trial, v = trials[ti], float(values[pos])
+                bad = not bool(carry.alive[pos]) or not math.isfinite(v)
+                if not bad:
+                    trial.report(v, step)
+                    logged[f"trial_{trial.number}"] = v
+                if bad or step >= num_steps or trial.should_prune():
+                    trial.set_user_attr("jaxlr_steps", step)
+                    trial.set_user_attr("diverged", bad)
+                    if bad or step >= num_steps:
+                        _tell(optuna, study, trial, bad=bad, score=v, diverged=diverged)
+                    else:
+                        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    continue
+                live.append(pos)
+            if logger is not None and logged:
+                logger.log(step, {metric: np.asarray(list(logged.values()))}, members=list(logged))
+            if not live or step >= num_steps:
+                break
+            if len(live) < len(members):  # pruned members stop costing work
+                idx = np.asarray(live)
+                start = carry._replace(
+                    state=jax.tree.map(lambda a, i=idx: a[i], carry.state),
+                    config=jax.tree.map(lambda a, i=idx: a[i], carry.config),
+                    alive=carry.alive[idx],
+                    bad_step=carry.bad_step[idx],
+                )
+                pop = Population(init_fn, step_fn, start.config, key=key, _start=start, **common)
+                members = [members[p] for p in live]
         done += n
         round_ += 1
     return study
