@@ -254,3 +254,29 @@ def test_unwritable_directory_and_missing_extra(tmp_path, monkeypatch):
         "step": 0,
         "loss": 1.0,
     }
+
+
+def test_population_result_to_events(tmp_path):
+    """A step-driven population's result (frozen members: NaN after divergence) is logged too."""
+
+    def step_fn(w, cfg, target):
+        w = w - cfg["peak_value"] * 2.0 * (w - target)
+        return w, {"loss": (w - target) ** 2}
+
+    pop = jaxlr.sweep.Population(
+        lambda cfg, key: jnp.zeros(()),
+        step_fn,
+        jaxlr.sweep.grid(peak_value=[0.1, 30.0]),
+        key=jax.random.key(0),
+        divergence_threshold=1e3,
+        progress=False,
+    )
+    res = pop.train((np.float32(3.0) for _ in range(4)), num_steps=4).result()
+    with jaxlr.sweep.MetricsLogger(tmp_path) as log:
+        log.log_result(res, members=["slow", "fast"])
+    expected = [9.0 * (1 - 0.2) ** (2 * (t + 1)) for t in range(4)]
+    ev = read_events(tmp_path / "slow")["loss"]
+    assert [s for s, _ in ev] == [0, 1, 2, 3]
+    np.testing.assert_allclose([v for _, v in ev], expected, rtol=1e-5)
+    fast = [x for x in jsonl(log) if x["member"] == "fast"]
+    assert fast[0]["diverged"] is True and fast[-1]["loss"] is None  # frozen: NaN -> null
