@@ -12,12 +12,12 @@ validation loss, the member-steps and the wall time of grid, halving and PBT.
 
 Why one program for six schedule families: their pytrees differ (``wsd`` has other leaves than
 ``step``), so they cannot be stacked. Each member builds all six schedules from its traced
-hyperparameters and picks one with ``lax.switch`` on a traced family index; under ``vmap`` the
-switch becomes a select, so every member evaluates six scalar laws per step (a few dozen flops)
-and the expensive part, the MLP's matmuls, stays one batched program over all ``K`` members:
-one trace, one compile, the best batching. One vmap per family inside one jit would compile
-the training loop six times and batch six times fewer members per matmul, to save only those
-scalar flops.
+hyperparameters and picks one with ``jaxlr.schedules.select`` (``lax.switch``) on a traced family
+index; under ``vmap`` the switch becomes a select, so every member evaluates six scalar laws per
+step (a few dozen flops) and the expensive part, the MLP's matmuls, stays one batched program over
+all ``K`` members: one trace, one compile, the best batching. One vmap per family inside one jit
+would compile the training loop six times and batch six times fewer members per matmul, to save only
+those scalar flops.
 """
 
 from __future__ import annotations
@@ -43,21 +43,23 @@ def _schedules(peak, warmup, total):
     return (
         s.warmup(s.constant(value=peak), warmup_steps=warmup),
         s.warmup(
-            s.step(init_value=peak, step_size=(total - warmup) / 3.0, decay_rate=0.1),
+            s.step(init_value=peak, period_steps=(total - warmup) / 3.0, decay_rate=0.1),
             warmup_steps=warmup,
         ),
         s.warmup(s.cosine(init_value=peak, total_steps=total - warmup), warmup_steps=warmup),
         s.warmup_cosine(peak_value=peak, warmup_steps=warmup, total_steps=total),
-        # One-cycle's rise is its warmup (at least 5% of training, its law needs pct_start > 0).
+        # One-cycle's rise is its warmup (at least 5% of training; warmup_fraction must be > 0).
         s.one_cycle(
-            peak_value=peak, total_steps=total, pct_start=jnp.maximum(warmup, 0.05 * total) / total
+            peak_value=peak,
+            total_steps=total,
+            warmup_fraction=jnp.maximum(warmup, 0.05 * total) / total,
         ),
         s.wsd(peak_value=peak, total_steps=total, warmup_steps=warmup, decay_fraction=0.2),
     )
 
 
 def learning_rate(family, peak, warmup, total):
-    """The LR law of member ``(family, peak, warmup)``: ``lax.switch`` over :data:`FAMILIES`.
+    """The LR law of member ``(family, peak, warmup)``: ``schedules.select`` over :data:`FAMILIES`.
 
     Args:
         family: index into :data:`FAMILIES` (may be traced; under ``vmap`` a select).
@@ -66,7 +68,7 @@ def learning_rate(family, peak, warmup, total):
         total: training steps.
 
     Returns:
-        ``step -> lr``, a function Optax accepts as ``learning_rate``.
+        A schedule (``step -> lr``) Optax accepts as ``learning_rate``.
 
     Examples:
         >>> from jaxlr import demo
@@ -74,8 +76,7 @@ def learning_rate(family, peak, warmup, total):
         >>> [round(float(lr(t)), 3) for t in (5, 50, 90)]
         [0.5, 1.0, 0.5]
     """
-    laws = _schedules(peak, warmup, total)
-    return lambda step: jax.lax.switch(family, [lambda t, s=s: s(t) for s in laws], step)
+    return jaxlr.schedules.select(family, _schedules(peak, warmup, total))
 
 
 def lambda_max_hook(loss_fn, params, state):
