@@ -315,7 +315,7 @@ def test_reduce_on_plateau_smoothing_window():
 
 
 def test_greedy_lr_hand_computed():
-    tx = T.greedy_lr(factor=0.5, patience=1, warmup=1, min_value=0.25, max_value=4.0)
+    tx = T.greedy_lr(factor=0.5, patience=1, warmup_steps=1, min_value=0.25, max_value=4.0)
     losses = [5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]
     got, _ = _lr_trajectory(tx, len(losses), values=losses)
     # improvements 1,2 -> x2 at obs 2 (lr 2), warmup eats obs 3, streak 1,2 at obs 4,5 -> 4 ...

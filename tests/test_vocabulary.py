@@ -63,9 +63,7 @@ FORBIDDEN = {
 }
 # Names in files other branches own. Until they are renamed these are expected to fail; strict
 # xfail turns the fix into a failure that says to drop the entry here.
-PENDING = {
-    "warmup": "transforms.greedy_lr(warmup=) counts observations: warmup_steps",
-}
+PENDING: dict[str, str] = {}  # forbidden names still in use elsewhere (none)
 # Fitted parameters of published loss-curve laws keep the paper's Greek letters.
 PAPER_SYMBOLS = {"jaxlr.auto.momentum_law", "jaxlr.auto.multi_power_law"}
 # Names allowed in one module only because they mean something else there.
