@@ -278,7 +278,7 @@ def test_result_tables_and_best(unchunked, reference):
         assert by[w]["index"] == idx[np.argmin(final[idx])]
     recs = unchunked.records()
     assert len(recs) == 8 and recs[3]["loss"] == pytest.approx(float(reference["loss"][3, -1]))
-    assert set(recs[0]) >= {"peak_value", "warmup_steps", "loss", "lr", "final", "diverged",
+    assert set(recs[0]) >= {"peak_value", "warmup_steps", "loss", "lr_final", "final", "diverged",
                             "diverged_step"}
     labelled = jaxlr.sweep.SweepResult({"s": np.array([0, 1, 1])}, {"loss": np.array([3., 1, 2])},
                                        labels={"s": ["cosine", "wsd"]})

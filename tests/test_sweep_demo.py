@@ -80,7 +80,7 @@ def test_demo_members_follow_their_schedule_and_learn(quick):
         # (tests/oracles.py never calls jaxlr's laws), so the switch and the laws are both checked.
         law = _family(r["schedule"], r["peak_value"], r["warmup_steps"], float(steps))
         expected = ref(law, steps - 1)
-        assert r["lr"] == pytest.approx(expected, rel=1e-5, abs=1e-9)
+        assert r["lr_final"] == pytest.approx(expected, rel=1e-5, abs=1e-9)
         assert not r["diverged"]
         assert math.isfinite(r["lambda_max"]) and r["lambda_max"] > 0
     best = max(records, key=lambda r: r["test_accuracy"])
