@@ -30,15 +30,9 @@ def digits(n_train: int | None = None, seed: int = 0):
 
     ``n_train`` keeps only the first training images (a small-data regime).
     """
-    from sklearn.datasets import load_digits
+    from jaxlr.demo import digits as load
 
-    x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32)
-    y = y.astype(np.int32)
-    perm = np.random.default_rng(seed).permutation(len(y))
-    x, y = x[perm], y[perm]
-    n = int(0.8 * len(y))
-    (xtr, ytr), (xte, yte) = (x[:n], y[:n]), (x[n:], y[n:])
+    (xtr, ytr), (xte, yte) = load(seed)
     if n_train is not None:
         xtr, ytr = xtr[:n_train], ytr[:n_train]
     return tuple(map(jnp.asarray, (xtr, ytr))), tuple(map(jnp.asarray, (xte, yte)))

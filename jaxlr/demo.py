@@ -101,7 +101,10 @@ def _tracker_init(params):
     return tracker_init(params, key=jax.random.key(1))
 
 
-def _data(seed=0):
+def digits(seed: int = 0):
+    """scikit-learn's 8x8 digits (bundled, offline), pixels in [0, 1], shuffled with ``seed`` and
+    split 80/20: ``(x_train, y_train), (x_test, y_test)`` as NumPy arrays. The demo and the
+    experiments share this one loader."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -145,7 +148,7 @@ class _Task:
         from flax import nnx
 
         self.cfg = cfg = _setting(quick)
-        (xtr, ytr), (xte, yte) = _data()
+        (xtr, ytr), (xte, yte) = digits()
         self.steps = cfg["steps"]
 
         class MLP(nnx.Module):
