@@ -16,7 +16,7 @@ import traceback
 
 from benchmarks._timing import machine
 
-BENCHMARKS = ["overhead", "sharpness", "sweep"]
+BENCHMARKS = ["overhead", "search", "sharpness", "sweep"]
 
 
 def _flat(ratios: dict, prefix: str = "") -> dict:

@@ -30,15 +30,9 @@ def digits(n_train: int | None = None, seed: int = 0):
 
     ``n_train`` keeps only the first training images (a small-data regime).
     """
-    from sklearn.datasets import load_digits
+    from jaxlr.demo import digits as load
 
-    x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32)
-    y = y.astype(np.int32)
-    perm = np.random.default_rng(seed).permutation(len(y))
-    x, y = x[perm], y[perm]
-    n = int(0.8 * len(y))
-    (xtr, ytr), (xte, yte) = (x[:n], y[:n]), (x[n:], y[n:])
+    (xtr, ytr), (xte, yte) = load(seed)
     if n_train is not None:
         xtr, ytr = xtr[:n_train], ytr[:n_train]
     return tuple(map(jnp.asarray, (xtr, ytr))), tuple(map(jnp.asarray, (xte, yte)))
@@ -171,8 +165,8 @@ def family_schedules(peak, total, *, warmup_fraction=0.1, decay=0.01):
     w = warmup_fraction * total
     return (
         s.constant(value=peak),
-        s.step(init_value=peak, step_size=total / 3.0, decay_rate=0.1),
-        s.exponential(init_value=peak, decay_rate=decay, transition_steps=total),
+        s.step(init_value=peak, period_steps=total / 3.0, decay_rate=0.1),
+        s.exponential(init_value=peak, decay_rate=decay, period_steps=total),
         s.cosine(init_value=peak, total_steps=total),
         s.warmup_cosine(peak_value=peak, warmup_steps=w, total_steps=total),
         s.one_cycle(peak_value=peak, total_steps=total),
@@ -180,15 +174,9 @@ def family_schedules(peak, total, *, warmup_fraction=0.1, decay=0.01):
     )
 
 
-def switch(index, schedules):
-    """``step -> schedules[index](step)`` for a traced ``index`` (a select under ``vmap``)."""
-    branches = [lambda t, s=s: s(t) for s in schedules]
-    return lambda step: jax.lax.switch(index, branches, step)
-
-
 def family_lr(family, peak, total, **kw):
     """The LR law of family index ``family`` (into :data:`FAMILIES`) at ``peak``."""
-    return switch(family, family_schedules(peak, total, **kw))
+    return jaxlr.schedules.select(family, family_schedules(peak, total, **kw))
 
 
 # -- analysis ------------------------------------------------------------------------------------

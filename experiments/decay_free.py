@@ -30,23 +30,14 @@ import numpy as np
 import optax
 
 import jaxlr
+from experiments._common import digits
 from jaxlr import transforms as T
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS, PEAK, BATCH, SEEDS, K, DECAY_FRAC = (250, 500, 1000, 2000), 0.1, 32, 3, 8, 0.2
 
 
-def data():
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    perm = np.random.default_rng(0).permutation(len(y))
-    x, y = (x[perm] / 16.0).astype(np.float32), y[perm].astype(np.int32)
-    n = int(0.8 * len(y))
-    return (jnp.asarray(x[:n]), jnp.asarray(y[:n])), (jnp.asarray(x[n:]), jnp.asarray(y[n:]))
-
-
-(XTR, YTR), (XTE, YTE) = data()
+(XTR, YTR), (XTE, YTE) = digits()
 
 
 def init(key):

@@ -52,7 +52,7 @@ def sweep(use_sam: bool):
 
     def train_fn(cfg):
         laws = C.family_schedules(cfg["peak_value"], float(STEPS))
-        lr = C.switch(cfg["schedule"], [laws[i] for i in pick])
+        lr = jaxlr.schedules.select(cfg["schedule"], [laws[i] for i in pick])
         base = optax.sgd(lr, momentum=0.9)
         tx = optax.contrib.sam(base, optax.chain(optax.contrib.normalize(), optax.sgd(RHO)),
                                opaque_mode=True) if use_sam else base

@@ -49,12 +49,12 @@ def sweep():
 
     def train_fn(cfg):
         total, peak = cfg["budget"], cfg["peak_value"]
-        lr = C.switch(cfg["schedule"], [
+        lr = s.select(cfg["schedule"], [
             s.one_cycle(peak_value=peak, total_steps=total),
-            s.step(init_value=peak, step_size=total / 3.0, decay_rate=0.1),
+            s.step(init_value=peak, period_steps=total / 3.0, decay_rate=0.1),
             s.cosine(init_value=peak, total_steps=total),
         ])
-        mom = C.switch(cfg["schedule"], [
+        mom = s.select(cfg["schedule"], [
             s.one_cycle_momentum(total_steps=total, base_momentum=0.85, max_momentum=0.95),
             s.constant(value=0.9), s.constant(value=0.9)])
         # inject_hyperparams evaluates both schedules at its own step count.

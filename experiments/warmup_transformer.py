@@ -42,7 +42,7 @@ TRAINS = 0.9  # held-out token accuracy that counts as "trained"
 
 
 def arm_lr(arm, peak):
-    """The LR law of arm index ``arm`` at ``peak`` (a ``lax.switch`` over the arms)."""
+    """The LR law of arm index ``arm`` at ``peak`` (``schedules.select`` over the arms)."""
     s = jaxlr.schedules
     laws = []
     for _, _, shape, w in ARMS:
@@ -50,7 +50,7 @@ def arm_lr(arm, peak):
             laws.append(s.inverse_sqrt(peak_value=peak, warmup_steps=w))
         else:
             laws.append(s.warmup_cosine(peak_value=peak, warmup_steps=w, total_steps=STEPS))
-    return C.switch(arm, laws)
+    return s.select(arm, laws)
 
 
 def sweep():

@@ -75,7 +75,7 @@ def _positive_int(text: str) -> int:
 
 
 def _demo(args) -> int:
-    from jaxlr.sweep import demo
+    from jaxlr import demo
 
     if args.out is not None:
         _check_folder(os.path.abspath(args.out), f"--out {args.out!r}")

@@ -29,12 +29,3 @@ def test_plot_writes_a_png_of_the_expressions(tmp_path, capsys):
 def test_plot_rejects_a_bad_expression_with_exit_code_2(tmp_path, capsys):
     assert main(["plot", "warmup_cosine(peak_value=1e-3", "-o", str(tmp_path / "x.png")]) == 2
     assert "parse" in capsys.readouterr().err
-
-
-def test_demo_quick_runs_the_sweep_and_writes_its_report(tmp_path, capsys):
-    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "| schedule |" in out and str(tmp_path) in out
-    report = (tmp_path / "report.md").read_text()
-    for family in ("constant", "step", "cosine", "warmup_cosine", "one_cycle", "wsd"):
-        assert f"| {family} |" in report

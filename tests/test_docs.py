@@ -1,4 +1,4 @@
-"""Every ``python`` code block in docs/*.md runs, in order, one namespace per page."""
+"""Every ``python`` block in docs/*.md and the README runs, in order, one namespace per page."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def blocks(page: pathlib.Path) -> list[str]:
     return _BLOCK.findall(page.read_text())
 
 
-PAGES = sorted(p for p in DOCS.glob("*.md") if blocks(p))
+PAGES = sorted(p for p in [*DOCS.glob("*.md"), DOCS.parent / "README.md"] if blocks(p))
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])

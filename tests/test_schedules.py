@@ -8,7 +8,7 @@ import math
 import jax
 import numpy as np
 import pytest
-from oracles import ORACLES, ref
+from oracles import CASES, ORACLES, ref
 
 import jaxlr
 from jaxlr import schedules as S
@@ -23,13 +23,21 @@ STEPS = sorted(
 )
 
 
+def test_every_catalog_entry_has_an_oracle_case():
+    assert set(CASES) == set(CATALOG)
+    assert {c.name for c in CASES.values()} <= set(ORACLES)
+
+
 @pytest.mark.parametrize("name", sorted(CATALOG))
 def test_catalog_entry_matches_oracle(name):
-    s = CATALOG[name]
-    assert s.name in ORACLES, f"no oracle for family {s.name}"
+    """The oracle reads the constructor's arguments (tests/oracles.py CASES), never the
+    schedule's attributes, so what a constructor converts or defaults is checked too."""
+    case = CASES[name]
+    s = case.build()
+    assert s == CATALOG[name], "the oracle case drifted from catalog()"
     steps = np.asarray(STEPS, np.float32)
-    got = np.asarray(s(steps))
-    want = np.array([ref(s, t) for t in steps])
+    got = np.asarray(jax.jit(lambda t: s(t))(steps))
+    want = np.array([ref(case, t) for t in steps])
     known = ~np.isnan(want)  # the noise combinator's random window has no pointwise oracle
     np.testing.assert_allclose(
         got[known], want[known], rtol=1e-5, atol=1e-6 * np.abs(want[known]).max()
@@ -54,7 +62,8 @@ def test_noise_stays_inside_its_band_and_window():
     assert np.all(np.abs(ratio[inside] - 1) <= 0.2 + 1e-6)
     assert np.std(ratio[inside]) > 0.01  # it is noisy
     # Deterministic in (key, floor(step)); another key gives another sequence.
-    np.testing.assert_array_equal(np.asarray(s(t)), np.asarray(s(t)))
+    again = S.noise(base, key=jax.random.key(3), start_step=100, end_step=500, pct=0.2)
+    np.testing.assert_array_equal(np.asarray(again(t)), np.asarray(s(t)))
     factor = lambda x: float(s(x)) / float(base(x))  # noqa: E731
     assert math.isclose(factor(200.0), factor(200.7), rel_tol=1e-6)
     other = S.noise(base, key=jax.random.key(4), start_step=100, end_step=500, pct=0.2)
@@ -85,7 +94,7 @@ def test_deepseek_preset_steps_to_31_6_and_10_percent_at_80_and_90_percent():
 
 
 def test_minicpm_preset_decays_exponentially_to_a_tenth_over_the_last_tenth():
-    s = S.presets.minicpm_wsd(total_steps=1000, peak_value=1.0)  # warmup 0.01 -> 10 steps
+    s = S.presets.minicpm_wsd(total_steps=1000, peak_value=1.0)  # warmup 1% -> 10 steps
     got = [float(s(t)) for t in (5, 10, 899, 900, 950, 1000)]
     want = [0.5, 1.0, 1.0, 1.0, 0.1**0.5, 0.1]
     np.testing.assert_allclose(got, want, rtol=1e-5)
@@ -119,15 +128,15 @@ BAD = [
     ),
     (
         S.exponential,
-        dict(init_value=1.0, decay_rate=0.5, transition_steps=0),
-        ["exponential", "transition_steps", "0"],
+        dict(init_value=1.0, decay_rate=0.5, period_steps=0),
+        ["exponential", "period_steps", "0"],
     ),
     (
         S.exponential,
-        dict(init_value=1.0, decay_rate=-0.5, transition_steps=10),
+        dict(init_value=1.0, decay_rate=-0.5, period_steps=10),
         ["exponential", "decay_rate", "-0.5"],
     ),
-    (S.step, dict(init_value=1.0, step_size=0, decay_rate=0.1), ["step", "step_size", "0"]),
+    (S.step, dict(init_value=1.0, period_steps=0, decay_rate=0.1), ["step", "period_steps", "0"]),
     (S.multistep, dict(init_value=1.0, boundaries=[20, 10]), ["multistep", "boundaries", "20"]),
     (
         S.multistep,
@@ -141,8 +150,8 @@ BAD = [
     ),
     (
         S.piecewise_interpolate,
-        dict(boundaries=[0, 10], values=[1.0, 0.1], interpolation="cubic"),
-        ["piecewise_interpolate", "interpolation", "cubic"],
+        dict(boundaries=[0, 10], values=[1.0, 0.1], shape="cubic"),
+        ["piecewise_interpolate", "shape", "cubic"],
     ),
     (
         S.warmup_cosine,
@@ -152,8 +161,8 @@ BAD = [
     (S.cosine, dict(init_value=1.0, total_steps=-1), ["cosine", "total_steps", "-1"]),
     (
         S.inverse_sqrt,
-        dict(peak_value=1.0, warmup_steps=10, warmup="cubic"),
-        ["inverse_sqrt", "warmup", "cubic"],
+        dict(peak_value=1.0, warmup_steps=10, warmup_shape="cubic"),
+        ["inverse_sqrt", "warmup_shape", "cubic"],
     ),
     (S.noam, dict(d_model=0), ["noam", "d_model", "0"]),
     (
@@ -168,13 +177,13 @@ BAD = [
     ),
     (
         S.one_cycle,
-        dict(peak_value=1.0, total_steps=100, pct_start=1.5),
-        ["one_cycle", "pct_start", "1.5"],
+        dict(peak_value=1.0, total_steps=100, warmup_fraction=1.5),
+        ["one_cycle", "warmup_fraction", "1.5"],
     ),
     (
         S.one_cycle,
-        dict(peak_value=1.0, total_steps=100, pct_start=0.6, three_phase=True),
-        ["one_cycle", "pct_start", "0.6"],
+        dict(peak_value=1.0, total_steps=100, warmup_fraction=0.6, three_phase=True),
+        ["one_cycle", "warmup_fraction", "0.6"],
     ),
     (
         S.wsd,
@@ -234,7 +243,7 @@ BAD = [
     (S.presets.bert, dict(total_steps=100, warmup_fraction=2.0), ["bert", "warmup_fraction", "2"]),
     (
         S.inverse_time,
-        dict(init_value=1.0, decay_rate=-1.0, transition_steps=10),
+        dict(init_value=1.0, decay_rate=-1.0, period_steps=10),
         ["inverse_time", "decay_rate", "-1"],
     ),
     (
@@ -244,9 +253,9 @@ BAD = [
             key=jax.random.key(0),
             start_step=0,
             end_step=10,
-            kind="laplace",
+            distribution="laplace",
         ),
-        ["noise", "kind", "laplace"],
+        ["noise", "distribution", "laplace"],
     ),
     (
         S.noise,
@@ -262,8 +271,8 @@ BAD = [
     (S.one_cycle_momentum, dict(total_steps=-1), ["one_cycle_momentum", "total_steps", "-1"]),
     (
         S.swa,
-        dict(init_value=1.0, swa_value=0.1, anneal_steps=10, anneal="cubic"),
-        ["swa", "anneal", "cubic"],
+        dict(init_value=1.0, swa_value=0.1, anneal_steps=10, shape="cubic"),
+        ["swa", "shape", "cubic"],
     ),
     (S.presets.resnet_step, dict(steps_per_epoch=0), ["resnet_step", "steps_per_epoch", "0"]),
     (S.presets.transformer, dict(d_model=-1), ["d_model", "-1"]),
@@ -353,3 +362,35 @@ def test_every_registered_family_is_in_the_catalog():
 
 def test_top_level_package_exposes_schedules():
     assert jaxlr.schedules is S and isinstance(jaxlr.__version__, str)
+
+
+def test_select_ranges_over_families_in_one_compiled_vmap():
+    """select's index is data: a stacked batch of selects runs each member's own family."""
+    from oracles import Spec
+
+    family = [
+        Spec("constant", value=0.5),
+        Spec("cosine", init_value=1.0, total_steps=100),
+        Spec("step", init_value=1.0, period_steps=30, decay_rate=0.1),
+    ]
+    built = [f.build() for f in family]
+    members = [S.select(i, built) for i in (2, 0, 1, 2)]
+    batch = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *members)
+    steps = np.asarray([0.0, 29.0, 30.0, 50.0, 99.0, 500.0], np.float32)
+    traces = []
+
+    @jax.jit
+    def run(b):
+        traces.append(1)
+        return jax.vmap(lambda s: s(steps))(b)
+
+    got = np.asarray(run(batch))
+    want = [[ref(family[i], t) for t in steps] for i in (2, 0, 1, 2)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-8)
+    other = jax.tree.map(lambda x: x, batch)  # same structure, new values: no retrace
+    run(jax.tree.map(lambda x: x * 1.0, other))
+    assert len(traces) == 1
+    with pytest.raises(ValueError, match="select: index must be an integer in \\[0, 3\\)"):
+        S.select(3, built)
+    with pytest.raises(ValueError, match="select: schedules must hold at least 1"):
+        S.select(0, [])

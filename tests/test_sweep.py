@@ -278,7 +278,7 @@ def test_result_tables_and_best(unchunked, reference):
         assert by[w]["index"] == idx[np.argmin(final[idx])]
     recs = unchunked.records()
     assert len(recs) == 8 and recs[3]["loss"] == pytest.approx(float(reference["loss"][3, -1]))
-    assert set(recs[0]) >= {"peak_value", "warmup_steps", "loss", "lr", "final", "diverged",
+    assert set(recs[0]) >= {"peak_value", "warmup_steps", "loss", "lr_final", "final", "diverged",
                             "diverged_step"}
     labelled = jaxlr.sweep.SweepResult({"s": np.array([0, 1, 1])}, {"loss": np.array([3., 1, 2])},
                                        labels={"s": ["cosine", "wsd"]})
@@ -340,6 +340,14 @@ _SHARDED = textwrap.dedent("""
     t.assert_same(mapped.metrics, loop)
     with pytest.raises(ValueError, match="chunk_size must be a multiple of the mesh's 8 devices"):
         jaxlr.sweep.run(t.train_fn, cfg, mesh=flat, chunk_size=4)
+    # A population on the same engine: 6 members padded to 8, one batch per member, sharded.
+    import test_population as tp
+    pops = [jaxlr.sweep.Population(tp.init_fn, tp.step_fn, tp.CONFIGS, key=tp.KEY, mesh=m,
+                                   member_batches=True, progress=False)
+            .train(tp.batches(k=6, seed=2), 6, steps_per_call=3) for m in (None, square)]
+    assert pops[1].result().info["padded"] == 2
+    t.assert_same(pops[1].result().metrics, pops[0].result().metrics)
+    t.assert_same(pops[1].host_carry().state, pops[0].host_carry().state)
     print("SHARDED-OK")
 """)
 

@@ -11,7 +11,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
-from oracles import ref
+from oracles import Spec, ref
 
 import jaxlr.transforms as T
 from jaxlr import schedules as S
@@ -180,14 +180,15 @@ def test_current_lr_needs_the_lr_of_an_optax_optimizer_it_cannot_see():
 
 
 def test_current_lr_of_plain_optax_with_a_schedule_reads_its_count():
-    s = S.warmup_cosine(peak_value=0.1, warmup_steps=3, total_steps=10)
+    spec = Spec("warmup_cosine", peak_value=0.1, warmup_steps=3, total_steps=10)
+    s = spec.build()
     runs = _applied_lr(optax.adamw(s, weight_decay=0.0), optax.adamw(1.0, weight_decay=0.0), 8)
     with pytest.raises(ValueError, match="optax.scale_by_schedule state.*optimizer_lr=schedule"):
         T.current_lr(runs[0][1])
     for t, (applied, state) in enumerate(runs):
         lr = T.current_lr(state, optimizer_lr=s)
         assert float(lr) == pytest.approx(applied, rel=1e-4, abs=1e-9)
-        assert float(lr) == pytest.approx(ref(s, t), rel=1e-5, abs=1e-9)
+        assert float(lr) == pytest.approx(ref(spec, t), rel=1e-5, abs=1e-9)
     with pytest.raises(ValueError, match="optimizer_lr is a schedule but state holds no"):
         T.current_lr(T.scale_by_schedule(0.1).init(jnp.zeros(1)), optimizer_lr=s)
 
@@ -314,7 +315,7 @@ def test_reduce_on_plateau_smoothing_window():
 
 
 def test_greedy_lr_hand_computed():
-    tx = T.greedy_lr(factor=0.5, patience=1, warmup=1, min_value=0.25, max_value=4.0)
+    tx = T.greedy_lr(factor=0.5, patience=1, warmup_steps=1, min_value=0.25, max_value=4.0)
     losses = [5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]
     got, _ = _lr_trajectory(tx, len(losses), values=losses)
     # improvements 1,2 -> x2 at obs 2 (lr 2), warmup eats obs 3, streak 1,2 at obs 4,5 -> 4 ...
@@ -389,7 +390,7 @@ def test_chains_with_every_optax_optimizer(name):
     losses = [1.0, 0.5, 0.7, 0.2]
     # The LR each transform must apply, derived independently of current_lr (which could be
     # wrong in the same way as the scaling): the schedule's oracle, or the plateau rule.
-    sched = S.warmup_cosine(peak_value=0.1, warmup_steps=2, total_steps=10)
+    sched = Spec("warmup_cosine", peak_value=0.1, warmup_steps=2, total_steps=10)
     expected = {
         "scale_by_schedule": [ref(sched, t) for t in range(len(losses))],
         "reduce_on_plateau": [0.1 * v for v in _plateau_reference(

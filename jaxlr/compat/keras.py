@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import as_float, safe_div, safe_pow
+from jaxlr._src.numeric import as_float, half_cosine, safe_div, safe_pow
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import (
     Schedule,
@@ -77,7 +77,7 @@ def ExponentialDecay(
     _decay_steps(c, "decay_steps", decay_steps)
     c.positive("decay_rate", decay_rate)
     return exponential(init_value=initial_learning_rate, decay_rate=decay_rate,
-                       transition_steps=decay_steps, staircase=staircase)
+                       period_steps=decay_steps, staircase=staircase)
 
 
 def PiecewiseConstantDecay(
@@ -212,7 +212,7 @@ def InverseTimeDecay(
     c = Checker("InverseTimeDecay")
     _decay_steps(c, "decay_steps", decay_steps)
     return inverse_time(init_value=initial_learning_rate, decay_rate=decay_rate,
-                        transition_steps=decay_steps, staircase=staircase)
+                        period_steps=decay_steps, staircase=staircase)
 
 
 def CosineDecay(
@@ -290,7 +290,7 @@ def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mu
     # m_mul**i with a finite gradient at m_mul = 0, i = 0 (0**0 = 1, derivative 0 there)
     first = i == 0
     mult = jnp.where(first, 1.0, jnp.where(first, 1.0, m_mul) ** jnp.where(first, 1.0, i))
-    decayed = 0.5 * mult * (1.0 + jnp.cos(jnp.pi * frac))
+    decayed = mult * half_cosine(frac)
     return initial_learning_rate * ((1.0 - alpha) * decayed + alpha)
 
 

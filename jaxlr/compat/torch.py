@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import as_float, safe_div, safe_pow
+from jaxlr._src.numeric import as_float, half_cosine, safe_div, safe_pow
 from jaxlr._src.validate import Checker, concrete
-from jaxlr.compat._common import callable_arg, half_cos, integer
+from jaxlr.compat._common import callable_arg, integer
 from jaxlr.schedules import (
     Schedule,
     constant,
@@ -197,7 +197,7 @@ def StepLR(*, step_size: ArrayLike, gamma: ArrayLike = 0.1, lr: ArrayLike) -> Sc
     integer(c, "step_size", step_size, minimum=1)
     c.positive("gamma", gamma)
     _lr(c, lr)
-    return step(init_value=lr, step_size=step_size, decay_rate=gamma)
+    return step(init_value=lr, period_steps=step_size, decay_rate=gamma)
 
 
 def MultiStepLR(*, milestones: Sequence[int], gamma: ArrayLike = 0.1, lr: ArrayLike) -> Schedule:
@@ -258,7 +258,7 @@ def ExponentialLR(*, gamma: ArrayLike, lr: ArrayLike) -> Schedule:
     c = Checker("ExponentialLR")
     c.positive("gamma", gamma)
     _lr(c, lr)
-    return exponential(init_value=lr, decay_rate=gamma, transition_steps=1)
+    return exponential(init_value=lr, decay_rate=gamma, period_steps=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,7 +396,7 @@ def PolynomialLR(*, total_iters: ArrayLike = 5, power: ArrayLike = 1.0, lr: Arra
 
 
 def _cosine_annealing_law(step, *, lr, T_max, eta_min):
-    return eta_min + (lr - eta_min) * half_cos(step, T_max)
+    return eta_min + (lr - eta_min) * half_cosine(step, T_max)
 
 
 @register("torch.CosineAnnealingLR", _cosine_annealing_law)
@@ -557,7 +557,7 @@ def CyclicLR(
                                            step_size_up=step_size_up, step_size_down=down),
                     dict(scale_fn=scale_fn, scale_mode=scale_mode))
     return cyclic(init_value=base_lr, peak_value=max_lr, up_steps=step_size_up, down_steps=down,
-                  mode=mode, gamma=gamma)
+                  mode=mode, decay_rate=gamma)
 
 
 def _cyclic_lr_momentum(**kwargs: Any) -> Schedule:
@@ -627,7 +627,7 @@ def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, thr
         a, b = values[i], values[i + 1]
         num, den = t - starts[i], ends[i] - starts[i]
         if anneal_strategy == "cos":
-            return b + (a - b) * half_cos(num, den)
+            return b + (a - b) * half_cosine(num, den)
         return (b - a) * safe_div(num, den) + a
 
     n = len(ends)
@@ -834,7 +834,7 @@ def SWALR(
     c.finite("swa_lr", swa_lr)
     _lr(c, lr)
     return swa(init_value=lr, swa_value=swa_lr, anneal_steps=anneal_epochs,
-               anneal=anneal_strategy)
+               shape="cosine" if anneal_strategy == "cos" else "linear")
 
 
 def SequentialLR(

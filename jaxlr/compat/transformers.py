@@ -12,9 +12,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import as_float, safe_sqrt
+from jaxlr._src.numeric import as_float, half_cosine, safe_sqrt
 from jaxlr._src.validate import Checker, concrete
-from jaxlr.compat._common import half_cos
 from jaxlr.schedules import (
     Schedule,
     constant,
@@ -129,7 +128,7 @@ def get_linear_schedule_with_warmup(
 
 def _cosine_law(step, *, lr, num_warmup_steps, num_training_steps, num_cycles, min_lr_rate):
     length = jnp.maximum(num_training_steps - num_warmup_steps, 1.0)
-    wave = half_cos(2.0 * num_cycles * (step - num_warmup_steps), length)
+    wave = half_cosine(2.0 * num_cycles * (step - num_warmup_steps), length)
     factor = jnp.maximum(wave * (1.0 - min_lr_rate) + min_lr_rate, 0.0)
     return lr * jnp.where(step < num_warmup_steps, _ramp(step, num_warmup_steps), factor)
 
@@ -235,7 +234,7 @@ def get_cosine_with_min_lr_schedule_with_warmup(
 def _hard_restarts_law(step, *, lr, num_warmup_steps, num_training_steps, num_cycles):
     length = jnp.maximum(num_training_steps - num_warmup_steps, 1.0)
     done = step - num_warmup_steps
-    wave = half_cos(jnp.mod(num_cycles * done, length), length)
+    wave = half_cosine(jnp.mod(num_cycles * done, length), length)
     factor = jnp.where(done >= length, 0.0, wave)
     return lr * jnp.where(step < num_warmup_steps, _ramp(step, num_warmup_steps), factor)
 
@@ -370,12 +369,12 @@ def _wsd_law(step, *, lr, num_warmup_steps, num_stable_steps, num_decay_steps, m
              num_cycles, warmup_type, decay_type):
     m = min_lr_ratio
     p = _ramp(step, num_warmup_steps)
-    rise = {"linear": p, "cosine": 1.0 - half_cos(p, 1.0), "1-sqrt": 1.0 - safe_sqrt(1.0 - p)}
+    rise = {"linear": p, "cosine": 1.0 - half_cosine(p, 1.0), "1-sqrt": 1.0 - safe_sqrt(1.0 - p)}
     start = num_warmup_steps + num_stable_steps
     length = jnp.maximum(num_decay_steps, 1.0)
     q = (step - start) / length
     fall = {"linear": 1.0 - q,
-            "cosine": half_cos(2.0 * num_cycles * (step - start), length),
+            "cosine": half_cosine(2.0 * num_cycles * (step - start), length),
             "1-sqrt": 1.0 - safe_sqrt(q)}
     out = jnp.where(step < start + num_decay_steps,
                     jnp.maximum(fall[decay_type] * (1.0 - m) + m, 0.0), m)

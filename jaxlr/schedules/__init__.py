@@ -7,7 +7,16 @@ jit without retracing, stack and ``vmap``, and ``grad`` flows into them.
 
 from jaxlr.schedules import presets
 from jaxlr.schedules._catalog import catalog
-from jaxlr.schedules._combinators import clip, join, noise, per_epoch, product, scale, warmup
+from jaxlr.schedules._combinators import (
+    clip,
+    join,
+    noise,
+    per_epoch,
+    product,
+    scale,
+    select,
+    warmup,
+)
 from jaxlr.schedules._config import from_config, parse, to_config
 from jaxlr.schedules._core import Schedule, constructor, make, names, register
 from jaxlr.schedules._families import (
@@ -44,6 +53,6 @@ __all__ = [
     "exponential", "from_config", "infinite", "inverse_sqrt", "inverse_time", "join", "linear",
     "multistep", "names", "noam", "noise", "one_cycle", "one_cycle_momentum", "parse",
     "per_epoch", "piecewise_constant", "piecewise_interpolate", "polynomial", "presets",
-    "product", "scale", "sgdr", "step", "swa", "tanh", "register", "make", "to_config", "warmup",
-    "warmup_cosine", "wsd",
+    "product", "scale", "select", "sgdr", "step", "swa", "tanh", "register", "make", "to_config",
+    "warmup", "warmup_cosine", "wsd",
 ]

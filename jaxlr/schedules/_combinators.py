@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import progress
-from jaxlr._src.validate import Checker
+from jaxlr._src.numeric import at_least, progress, tiny
+from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import rise
 
@@ -42,6 +43,8 @@ def warmup(
 
     Raises:
         ValueError: ``schedule`` not a schedule, negative ``warmup_steps``, unknown shape, NaN.
+
+    Traced arguments: a traced negative ``warmup_steps`` means no warmup.
 
     Examples:
         >>> import jaxlr
@@ -82,6 +85,8 @@ def join(schedules: Sequence[Schedule], *, boundaries: ArrayLike) -> Schedule:
     Raises:
         ValueError: fewer than 2 schedules, a non-schedule, unsorted or negative boundaries,
             a boundary count other than ``n - 1``.
+
+    Traced arguments: traced unsorted boundaries: the later schedule wins from its boundary on.
 
     Examples:
         >>> import jaxlr
@@ -130,10 +135,12 @@ def product(schedules: Sequence[Schedule]) -> Schedule:
     Raises:
         ValueError: no schedule, or a non-schedule.
 
+    Traced arguments: every hyperparameter of the children may be traced.
+
     Examples:
         >>> import jaxlr
         >>> S = jaxlr.schedules
-        >>> s = S.product([S.constant(value=0.1), S.step(init_value=1.0, step_size=10,
+        >>> s = S.product([S.constant(value=0.1), S.step(init_value=1.0, period_steps=10,
         ...                decay_rate=0.5)])
         >>> round(float(s(10)), 4)
         0.05
@@ -167,6 +174,8 @@ def scale(schedule: Schedule, *, factor: ArrayLike) -> Schedule:
     Raises:
         ValueError: a non-schedule or NaN factor.
 
+    Traced arguments: every argument may be traced.
+
     Examples:
         >>> import jaxlr
         >>> float(jaxlr.schedules.scale(jaxlr.schedules.constant(value=2.0), factor=0.5)(3))
@@ -198,6 +207,9 @@ def clip(
     Raises:
         ValueError: neither bound given, ``min_value > max_value``, a non-schedule, NaN.
 
+    Traced arguments: traced bounds with ``min_value > max_value`` give ``max_value``
+    (``jnp.clip``).
+
     Examples:
         >>> import jaxlr
         >>> s = jaxlr.schedules.clip(jaxlr.schedules.linear(init_value=1.0, end_value=0.0,
@@ -222,7 +234,7 @@ def clip(
 
 
 def _per_epoch(step, *, schedule, steps_per_epoch):
-    return schedule(jnp.floor(step / steps_per_epoch))
+    return schedule(jnp.floor(step / at_least(steps_per_epoch, tiny(step))))
 
 
 @register("per_epoch", _per_epoch)
@@ -241,10 +253,13 @@ def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
     Raises:
         ValueError: a non-schedule, ``steps_per_epoch`` <= 0, NaN.
 
+    Traced arguments: a traced ``steps_per_epoch`` <= 0 is clamped to the smallest positive
+    float (every step past 0 is then an epoch far past the end).
+
     Examples:
         >>> import jaxlr
         >>> S = jaxlr.schedules
-        >>> s = S.per_epoch(S.step(init_value=1.0, step_size=2, decay_rate=0.1),
+        >>> s = S.per_epoch(S.step(init_value=1.0, period_steps=2, decay_rate=0.1),
         ...                 steps_per_epoch=100)
         >>> [round(float(s(t)), 4) for t in (199, 200)]
         [1.0, 0.1]
@@ -255,16 +270,17 @@ def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
     return make("per_epoch", dict(schedule=schedule, steps_per_epoch=steps_per_epoch))
 
 
-def _noise(step, *, schedule, key, start_step, end_step, pct, std, kind):
+def _noise(step, *, schedule, key, start_step, end_step, pct, std, distribution):
     base = schedule(step)
     flat = jnp.floor(step).reshape(-1).astype(jnp.uint32)
 
     def draw(t):
         k = jax.random.fold_in(key, t)
-        if kind == "uniform":
+        if distribution == "uniform":
             return pct * jax.random.uniform(k, (), base.dtype, -1.0, 1.0)
-        bound = pct / std
-        return std * jax.random.truncated_normal(k, -bound, bound, (), base.dtype)
+        sd = at_least(std, tiny(base))
+        bound = pct / sd
+        return sd * jax.random.truncated_normal(k, -bound, bound, (), base.dtype)
 
     n = jax.vmap(draw)(flat).reshape(step.shape)
     inside = (step >= start_step) & (step < end_step)
@@ -272,6 +288,7 @@ def _noise(step, *, schedule, key, start_step, end_step, pct, std, kind):
 
 
 @register("noise", _noise)
+@renamed(kind="distribution")
 def noise(
     schedule: Schedule,
     *,
@@ -280,7 +297,7 @@ def noise(
     end_step: ArrayLike,
     pct: ArrayLike = 0.67,
     std: ArrayLike = 1.0,
-    kind: str = "normal",
+    distribution: str = "normal",
 ) -> Schedule:
     r"""Multiplicative LR noise, deterministic given ``key`` and the step (timm's LR noise).
 
@@ -296,11 +313,14 @@ def noise(
         end_step: ``t_1``, first clean step after the noise window.
         pct: half-width of the noise, in (0, 1).
         std: standard deviation of the normal before truncation.
-        kind: ``"normal"`` or ``"uniform"`` (static).
+        distribution: ``"normal"`` or ``"uniform"`` (static).
 
     Raises:
-        ValueError: a non-schedule, ``start_step > end_step``, ``pct`` outside (0, 1),
-            ``std`` <= 0, unknown ``kind``, NaN.
+        ValueError: a non-schedule, a key that is not a PRNG key, ``start_step > end_step``,
+            ``pct`` outside (0, 1), ``std`` <= 0, unknown ``distribution``, NaN.
+        TypeError: the old spelling ``kind``.
+
+    Traced arguments: a traced ``std`` <= 0 is clamped to the smallest positive float.
 
     Examples:
         >>> import jax, jaxlr
@@ -314,14 +334,88 @@ def noise(
     """
     c = Checker("noise")
     _schedule_arg(c, "schedule", schedule)
-    if hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.key_data(key)
-    key = jnp.asarray(key, dtype=jnp.uint32)
+    key = _key_data(c, key)
     c.nonnegative("start_step", start_step)
     c.nonnegative("end_step", end_step)
     c.not_greater("start_step", start_step, "end_step", end_step)
-    c.between("pct", pct, 0.0, 1.0, open_lo=True)
+    p = c.finite("pct", pct)
+    if p is not None and not bool(np.all((p > 0) & (p < 1))):
+        c.fail(f"pct must be in (0, 1), got pct={pct!r}")
     c.positive("std", std)
-    c.choice("kind", kind, ("normal", "uniform"))
+    c.choice("distribution", distribution, ("normal", "uniform"))
     return make("noise", dict(schedule=schedule, key=key, start_step=start_step,
-                              end_step=end_step, pct=pct, std=std), dict(kind=kind))
+                              end_step=end_step, pct=pct, std=std),
+                dict(distribution=distribution))
+
+
+def _key_data(c: Checker, key) -> jax.Array:
+    """The raw uint32 data of a typed (``jax.random.key``) or raw (``PRNGKey``, or its list from
+    a config) key; anything else is rejected here rather than failing at the first call."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    if isinstance(key, jax.core.Tracer) and jnp.issubdtype(key.dtype, jnp.unsignedinteger):
+        return key
+    a = concrete(key) if not isinstance(key, (str, bytes)) else None
+    ok = (a is not None and a.ndim >= 1 and a.shape[-1] >= 2
+          and (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
+          and bool(np.all((a == np.round(a)) & (a >= 0) & (a < 2.0**32))))
+    if not ok:
+        c.fail(f"key must be a PRNG key (jax.random.key or jax.random.PRNGKey), got key={key!r}")
+    return jnp.asarray(np.asarray(a, np.uint32))
+
+
+def _select(step, *, index, schedules):
+    i = jnp.clip(jnp.round(index), 0, len(schedules) - 1).astype(jnp.int32)
+    return jax.lax.switch(i, [lambda t, s=s: s(t) for s in schedules], step)
+
+
+@register("select", _select)
+def select(index: ArrayLike, schedules: Sequence[Schedule]) -> Schedule:
+    r"""The schedule ``schedules[index]``, with ``index`` data: a sweep can range over families.
+
+    .. math:: \eta(t) = s_{i}(t), \quad i = \mathrm{clip}(\mathrm{round}(\mathit{index}),
+        0, n - 1)
+
+    The schedules may have any structure (different families); the index is a leaf, so a
+    batch of ``select`` schedules with stacked indices (and stacked children) runs under
+    ``jax.vmap`` in one compilation, each member on its own family (``lax.switch``, which
+    ``vmap`` turns into evaluating every branch and selecting).
+
+    Args:
+        index: which schedule, an integer in ``[0, len(schedules))`` (may be traced; it is
+            stored as a float leaf and rounded).
+        schedules: at least one schedule.
+
+    Returns:
+        A schedule whose children are ``schedules`` and whose leaf ``index`` picks one.
+
+    Raises:
+        ValueError: no schedule, a non-schedule, a concrete ``index`` that is not an integer
+            in range.
+
+    Traced arguments: a traced ``index`` is rounded and clamped to ``[0, len(schedules) - 1]``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, jaxlr
+        >>> S = jaxlr.schedules
+        >>> family = [S.constant(value=1.0), S.cosine(init_value=1.0, total_steps=100)]
+        >>> float(S.select(1, family)(50))
+        0.5
+        >>> members = [S.select(i, family) for i in (0, 1)]
+        >>> batch = jax.tree.map(lambda *x: jnp.stack(x), *members)
+        >>> jax.vmap(lambda s: s(50.0))(batch).tolist()
+        [1.0, 0.5]
+    """
+    c = Checker("select")
+    schedules = tuple(schedules)
+    if not schedules:
+        c.fail("schedules must hold at least 1 schedule, got 0")
+    for i, s in enumerate(schedules):
+        _schedule_arg(c, f"schedules[{i}]", s)
+    a = c.finite("index", index)
+    if a is not None and not bool(
+        np.all((a == np.round(a)) & (a >= 0) & (a < len(schedules)))
+    ):
+        c.fail(f"index must be an integer in [0, {len(schedules)}), got index={index!r}")
+    return make("select", dict(index=index, schedules=schedules))

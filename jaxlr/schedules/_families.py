@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import progress, safe_div, safe_pow
-from jaxlr._src.validate import Checker
+from jaxlr._src.numeric import (
+    at_least,
+    half_cosine,
+    power_of,
+    progress,
+    safe_div,
+    safe_pow,
+    saturate,
+    tiny,
+)
+from jaxlr._src.validate import Checker, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, anneal, segments
 
@@ -44,6 +54,8 @@ def constant(*, value: ArrayLike) -> Schedule:
     Raises:
         ValueError: a concrete NaN or infinite ``value``.
 
+    Traced arguments: every argument may be traced.
+
     Examples:
         >>> import jaxlr
         >>> float(jaxlr.schedules.constant(value=0.1)(1000))
@@ -54,9 +66,7 @@ def constant(*, value: ArrayLike) -> Schedule:
 
 
 def _linear(step, *, init_value, end_value, total_steps, begin_steps):
-    return segments(
-        step, [begin_steps, begin_steps + total_steps], [init_value, end_value], [("linear", False)]
-    )
+    return segments(step, [begin_steps, total_steps], [init_value, end_value], [("linear", False)])
 
 
 @register("linear", _linear)
@@ -64,20 +74,22 @@ def linear(
     *, init_value: ArrayLike, end_value: ArrayLike, total_steps: ArrayLike,
     begin_steps: ArrayLike = 0,
 ) -> Schedule:
-    r"""Linear interpolation from ``init_value`` to ``end_value`` (Optax ``linear_schedule``).
+    r"""Linear from ``init_value`` to ``end_value`` over ``[begin_steps, total_steps]``.
 
-    .. math:: \eta(t) = I + (E - I)\,\mathrm{clip}\bigl((t - B)/T, 0, 1\bigr)
+    .. math:: \eta(t) = I + (E - I)\,\mathrm{clip}\bigl((t - B)/(T - B), 0, 1\bigr)
 
     Args:
         init_value: value up to ``begin_steps``.
-        end_value: value from ``begin_steps + total_steps`` on.
-        total_steps: length of the transition; 0 jumps at ``begin_steps``.
-        begin_steps: steps held at ``init_value`` before the transition.
+        end_value: value from ``total_steps`` on.
+        total_steps: ``T``, the step at which ``end_value`` is reached (the whole length,
+            ``begin_steps`` included; Optax's ``transition_steps`` is ``T - B``).
+        begin_steps: ``B``, steps held at ``init_value`` before the transition.
 
     Raises:
-        ValueError: concrete negative ``total_steps`` or ``begin_steps``, or NaN.
+        ValueError: concrete negative ``begin_steps``, ``total_steps`` < ``begin_steps``, or NaN.
 
-    Traced arguments: a traced negative length behaves as a jump.
+    Traced arguments: a traced ``total_steps`` < ``begin_steps`` behaves as a jump at
+    ``begin_steps``.
 
     Examples:
         >>> import jaxlr
@@ -93,12 +105,13 @@ def linear(
     c.finite("end_value", end_value)
     c.nonnegative("total_steps", total_steps)
     c.nonnegative("begin_steps", begin_steps)
+    c.not_greater("begin_steps", begin_steps, "total_steps", total_steps)
     return make("linear", dict(init_value=init_value, end_value=end_value,
                                total_steps=total_steps, begin_steps=begin_steps))
 
 
 def _polynomial(step, *, init_value, end_value, total_steps, power, begin_steps):
-    p = progress(step, begin_steps, total_steps)
+    p = progress(step, begin_steps, total_steps - begin_steps)
     return end_value + (init_value - end_value) * safe_pow(1.0 - p, power)
 
 
@@ -113,17 +126,22 @@ def polynomial(
 ) -> Schedule:
     r"""Polynomial decay from ``init_value`` to ``end_value`` (Optax ``polynomial_schedule``).
 
-    .. math:: \eta(t) = E + (I - E)\,(1 - p)^{k}, \quad p = \mathrm{clip}((t - B)/T, 0, 1)
+    .. math:: \eta(t) = E + (I - E)\,(1 - p)^{k}, \quad p = \mathrm{clip}((t - B)/(T - B), 0, 1)
 
     Args:
         init_value: value up to ``begin_steps``.
-        end_value: value from ``begin_steps + total_steps`` on.
-        total_steps: decay length.
+        end_value: value from ``total_steps`` on.
+        total_steps: ``T``, the step at which ``end_value`` is reached (``begin_steps``
+            included; Optax's ``transition_steps`` is ``T - B``).
         power: exponent ``k`` > 0 (1 is linear).
-        begin_steps: steps held at ``init_value`` first.
+        begin_steps: ``B``, steps held at ``init_value`` first.
 
     Raises:
-        ValueError: concrete negative lengths, ``power`` <= 0, or NaN.
+        ValueError: concrete negative lengths, ``total_steps`` < ``begin_steps``,
+            ``power`` <= 0, or NaN.
+
+    Traced arguments: a traced ``total_steps`` < ``begin_steps`` behaves as a jump at
+    ``begin_steps``.
 
     Examples:
         >>> import jaxlr
@@ -140,6 +158,7 @@ def polynomial(
     c.nonnegative("total_steps", total_steps)
     c.positive("power", power)
     c.nonnegative("begin_steps", begin_steps)
+    c.not_greater("begin_steps", begin_steps, "total_steps", total_steps)
     return make("polynomial", dict(init_value=init_value, end_value=end_value,
                                    total_steps=total_steps, power=power, begin_steps=begin_steps))
 
@@ -148,15 +167,22 @@ def polynomial(
 # exponential, inverse time, step, multistep
 
 
-def _exponent(step, begin_steps, transition_steps, staircase):
-    e = jnp.maximum(step - begin_steps, 0.0) / transition_steps
+def _periods(elapsed, period_steps):
+    """``elapsed / period_steps`` for ``elapsed >= 0``; a traced period <= 0 is clamped to the
+    smallest positive normal float, and the count saturates at the largest finite float."""
+    big = jnp.finfo(jnp.result_type(elapsed)).max
+    return jnp.minimum(elapsed / at_least(period_steps, tiny(elapsed)), big)
+
+
+def _exponent(step, begin_steps, period_steps, staircase):
+    e = _periods(jnp.maximum(step - begin_steps, 0.0), period_steps)
     return jnp.floor(e) if staircase else e
 
 
-def _exponential(step, *, init_value, decay_rate, transition_steps, begin_steps, staircase,
+def _exponential(step, *, init_value, decay_rate, period_steps, begin_steps, staircase,
                  end_value=None):
-    value = init_value * jnp.exp(_exponent(step, begin_steps, transition_steps, staircase)
-                                 * jnp.log(decay_rate))
+    factor = power_of(decay_rate, _exponent(step, begin_steps, period_steps, staircase))
+    value = saturate(init_value * factor)
     if end_value is not None:
         value = jnp.where(decay_rate < 1.0, jnp.maximum(value, end_value),
                           jnp.minimum(value, end_value))
@@ -164,16 +190,17 @@ def _exponential(step, *, init_value, decay_rate, transition_steps, begin_steps,
 
 
 @register("exponential", _exponential)
+@renamed(transition_steps="period_steps")
 def exponential(
     *,
     init_value: ArrayLike,
     decay_rate: ArrayLike,
-    transition_steps: ArrayLike,
+    period_steps: ArrayLike,
     begin_steps: ArrayLike = 0,
     staircase: bool = False,
     end_value: ArrayLike | None = None,
 ) -> Schedule:
-    r"""Exponential decay: the rate multiplies the LR once per ``transition_steps``.
+    r"""Exponential decay: the rate multiplies the LR once per ``period_steps``.
 
     .. math:: \eta(t) = I\,r^{e}, \quad e = \max(t - B, 0)/P \ \ (\lfloor\cdot\rfloor
         \text{ if staircase}),
@@ -182,19 +209,25 @@ def exponential(
 
     Args:
         init_value: LR at ``begin_steps``.
-        decay_rate: ``r`` > 0 applied per ``transition_steps``.
-        transition_steps: ``P`` > 0, the period of one factor ``r``.
+        decay_rate: ``r`` > 0 applied per ``period_steps``.
+        period_steps: ``P`` > 0, the period of one factor ``r`` (Optax's ``transition_steps``).
         begin_steps: steps held at ``init_value`` first.
-        staircase: decay in discrete jumps (static).
+        staircase: decay in discrete jumps (static, a bool).
         end_value: optional floor (or ceiling for ``r > 1``).
 
     Raises:
-        ValueError: concrete ``decay_rate`` <= 0, ``transition_steps`` <= 0, negative
-            ``begin_steps``, or NaN.
+        ValueError: concrete ``decay_rate`` <= 0, ``period_steps`` <= 0, negative
+            ``begin_steps``, a non-bool ``staircase``, or NaN.
+        TypeError: the old spelling ``transition_steps``.
+
+    Growth (``r > 1``) without ``end_value`` saturates at the dtype's largest finite value
+    instead of overflowing to inf. Traced arguments: a traced ``period_steps`` or
+    ``decay_rate`` <= 0 is clamped to the smallest positive float (the LR then jumps to its
+    limit after step 0).
 
     Examples:
         >>> import jaxlr
-        >>> s = jaxlr.schedules.exponential(init_value=1.0, decay_rate=0.5, transition_steps=10)
+        >>> s = jaxlr.schedules.exponential(init_value=1.0, decay_rate=0.5, period_steps=10)
         >>> round(float(s(20)), 4), round(float(s(5)), 4)
         (0.25, 0.7071)
 
@@ -204,28 +237,29 @@ def exponential(
     c = Checker("exponential")
     c.finite("init_value", init_value)
     c.positive("decay_rate", decay_rate)
-    c.positive("transition_steps", transition_steps)
+    c.positive("period_steps", period_steps)
     c.nonnegative("begin_steps", begin_steps)
-    c.choice("staircase", staircase, (False, True))
+    c.flag("staircase", staircase)
     params = dict(init_value=init_value, decay_rate=decay_rate,
-                  transition_steps=transition_steps, begin_steps=begin_steps)
+                  period_steps=period_steps, begin_steps=begin_steps)
     if end_value is not None:
         c.finite("end_value", end_value)
         params["end_value"] = end_value
     return make("exponential", params, dict(staircase=staircase))
 
 
-def _inverse_time(step, *, init_value, decay_rate, transition_steps, staircase):
-    e = _exponent(step, 0.0, transition_steps, staircase)
-    return init_value / (1.0 + decay_rate * e)
+def _inverse_time(step, *, init_value, decay_rate, period_steps, staircase):
+    e = _exponent(step, 0.0, period_steps, staircase)
+    return init_value / (1.0 + jnp.maximum(decay_rate, 0.0) * e)
 
 
 @register("inverse_time", _inverse_time)
+@renamed(transition_steps="period_steps")
 def inverse_time(
     *,
     init_value: ArrayLike,
     decay_rate: ArrayLike,
-    transition_steps: ArrayLike,
+    period_steps: ArrayLike,
     staircase: bool = False,
 ) -> Schedule:
     r"""Inverse-time decay.
@@ -235,15 +269,20 @@ def inverse_time(
     Args:
         init_value: LR at step 0.
         decay_rate: ``r`` >= 0.
-        transition_steps: ``P`` > 0.
-        staircase: decay in discrete jumps (static).
+        period_steps: ``P`` > 0 (Keras's ``decay_steps``).
+        staircase: decay in discrete jumps (static, a bool).
 
     Raises:
-        ValueError: concrete negative ``decay_rate``, ``transition_steps`` <= 0, or NaN.
+        ValueError: concrete negative ``decay_rate``, ``period_steps`` <= 0, a non-bool
+            ``staircase``, or NaN.
+        TypeError: the old spelling ``transition_steps``.
+
+    Traced arguments: a traced ``period_steps`` <= 0 is clamped to the smallest positive float,
+    a traced negative ``decay_rate`` to 0.
 
     Examples:
         >>> import jaxlr
-        >>> s = jaxlr.schedules.inverse_time(init_value=1.0, decay_rate=1.0, transition_steps=10)
+        >>> s = jaxlr.schedules.inverse_time(init_value=1.0, decay_rate=1.0, period_steps=10)
         >>> float(s(10))
         0.5
 
@@ -253,33 +292,38 @@ def inverse_time(
     c = Checker("inverse_time")
     c.finite("init_value", init_value)
     c.nonnegative("decay_rate", decay_rate)
-    c.positive("transition_steps", transition_steps)
-    c.choice("staircase", staircase, (False, True))
+    c.positive("period_steps", period_steps)
+    c.flag("staircase", staircase)
     return make("inverse_time", dict(init_value=init_value, decay_rate=decay_rate,
-                                     transition_steps=transition_steps), dict(staircase=staircase))
+                                     period_steps=period_steps), dict(staircase=staircase))
 
 
-def _step(step, *, init_value, step_size, decay_rate):
-    return init_value * jnp.exp(jnp.floor(step / step_size) * jnp.log(decay_rate))
+def _step(step, *, init_value, period_steps, decay_rate):
+    return saturate(init_value * power_of(decay_rate, jnp.floor(_periods(step, period_steps))))
 
 
 @register("step", _step)
-def step(*, init_value: ArrayLike, step_size: ArrayLike, decay_rate: ArrayLike) -> Schedule:
-    r"""Step decay: multiply by ``decay_rate`` every ``step_size`` steps (the ResNet schedule).
+@renamed(step_size="period_steps")
+def step(*, init_value: ArrayLike, period_steps: ArrayLike, decay_rate: ArrayLike) -> Schedule:
+    r"""Step decay: multiply by ``decay_rate`` every ``period_steps`` steps (the ResNet schedule).
 
-    .. math:: \eta(t) = I\,\gamma^{\lfloor t / S \rfloor}
+    .. math:: \eta(t) = I\,r^{\lfloor t / P \rfloor}
 
     Args:
-        init_value: LR for the first ``step_size`` steps.
-        step_size: ``S`` > 0.
-        decay_rate: ``gamma`` > 0.
+        init_value: LR for the first ``period_steps`` steps.
+        period_steps: ``P`` > 0 (PyTorch's ``step_size``).
+        decay_rate: ``r`` > 0 (PyTorch's ``gamma``).
 
     Raises:
-        ValueError: concrete ``step_size`` <= 0, ``decay_rate`` <= 0, or NaN.
+        ValueError: concrete ``period_steps`` <= 0, ``decay_rate`` <= 0, or NaN.
+        TypeError: the old spelling ``step_size``.
+
+    Growth (``r > 1``) saturates at the dtype's largest finite value. Traced arguments: a
+    traced ``period_steps`` or ``decay_rate`` <= 0 is clamped to the smallest positive float.
 
     Examples:
         >>> import jaxlr
-        >>> s = jaxlr.schedules.step(init_value=0.1, step_size=30, decay_rate=0.1)
+        >>> s = jaxlr.schedules.step(init_value=0.1, period_steps=30, decay_rate=0.1)
         >>> [round(float(s(t)), 6) for t in (29, 30, 60)]
         [0.1, 0.01, 0.001]
 
@@ -288,15 +332,17 @@ def step(*, init_value: ArrayLike, step_size: ArrayLike, decay_rate: ArrayLike) 
     """
     c = Checker("step")
     c.finite("init_value", init_value)
-    c.positive("step_size", step_size)
+    c.positive("period_steps", period_steps)
     c.positive("decay_rate", decay_rate)
-    return make("step", dict(init_value=init_value, step_size=step_size, decay_rate=decay_rate))
+    return make("step", dict(init_value=init_value, period_steps=period_steps,
+                             decay_rate=decay_rate))
 
 
 def _multistep(step, *, init_value, boundaries, decay_rate):
     rates = jnp.broadcast_to(decay_rate, boundaries.shape)
     passed = step[..., None] >= boundaries
-    return init_value * jnp.prod(jnp.where(passed, rates, 1.0), axis=-1)
+    # a product of rates > 1 saturates rather than overflowing to inf
+    return saturate(init_value * saturate(jnp.prod(jnp.where(passed, rates, 1.0), axis=-1)))
 
 
 @register("multistep", _multistep)
@@ -315,6 +361,9 @@ def multistep(
     Raises:
         ValueError: unsorted or negative boundaries, a ``decay_rate`` array whose length differs
             from the boundaries', or NaN.
+
+    Traced arguments: every argument may be traced; traced unsorted boundaries each apply their
+    factor from their own step on, and a product of factors above the float range saturates.
 
     Examples:
         >>> import jaxlr
@@ -360,6 +409,9 @@ def piecewise_constant(
     Raises:
         ValueError: unsorted boundaries, ``len(values) != len(boundaries) + 1``, or NaN.
 
+    Traced arguments: traced boundaries may be unsorted: the value index counts the
+    boundaries passed.
+
     Examples:
         >>> import jaxlr
         >>> s = jaxlr.schedules.piecewise_constant(boundaries=[10], values=[1.0, 0.1])
@@ -375,21 +427,22 @@ def piecewise_constant(
     c.sorted("boundaries", boundaries)
     if b is not None and v is not None:
         c.same_length("boundaries", b, "values", v, offset=1)
-    c.choice("right", right, (False, True))
+    c.flag("right", right)
     return make("piecewise_constant", dict(boundaries=boundaries, values=values),
                 dict(right=right))
 
 
-def _piecewise_interpolate(step, *, boundaries, values, interpolation):
+def _piecewise_interpolate(step, *, boundaries, values, shape):
     n = boundaries.shape[-1]
     knots = [boundaries[..., i] for i in range(n)]
     vals = [values[..., i] for i in range(n)]
-    return segments(step, knots, vals, [(interpolation, False)] * (n - 1))
+    return segments(step, knots, vals, [(shape, False)] * (n - 1))
 
 
 @register("piecewise_interpolate", _piecewise_interpolate)
+@renamed(interpolation="shape")
 def piecewise_interpolate(
-    *, boundaries: ArrayLike, values: ArrayLike, interpolation: str = "linear"
+    *, boundaries: ArrayLike, values: ArrayLike, shape: str = "linear"
 ) -> Schedule:
     r"""Curve through knots ``(b_i, v_i)``; flat before the first knot and after the last.
 
@@ -399,11 +452,15 @@ def piecewise_interpolate(
     Args:
         boundaries: sorted knot steps (at least 2).
         values: the LR at each knot (same length).
-        interpolation: ``"linear"``, ``"cosine"``, ``"1-sqrt"``, ``"exponential"`` or
-            ``"inverse"`` (static).
+        shape: ``"linear"``, ``"cosine"``, ``"1-sqrt"``, ``"exponential"`` or ``"inverse"``
+            (static; see :func:`jaxlr.schedules.anneal`).
 
     Raises:
-        ValueError: unsorted knots, mismatched lengths, an unknown interpolation, NaN.
+        ValueError: unsorted knots, mismatched lengths, an unknown shape, NaN.
+        TypeError: the old spelling ``interpolation``.
+
+    Traced arguments: traced knots out of order make a later piece win from its knot on;
+    traced non-positive values of a log-space shape are clamped to the smallest positive float.
 
     Examples:
         >>> import jaxlr
@@ -421,44 +478,46 @@ def piecewise_interpolate(
     c.sorted("boundaries", boundaries)
     if b is not None and v is not None:
         c.same_length("boundaries", b, "values", v)
-    c.choice("interpolation", interpolation, SHAPES)
-    if interpolation in POSITIVE_SHAPES:
+    c.choice("shape", shape, SHAPES)
+    if shape in POSITIVE_SHAPES:
         c.positive("values", values)
     return make("piecewise_interpolate", dict(boundaries=boundaries, values=values),
-                dict(interpolation=interpolation))
+                dict(shape=shape))
 
 
 # ---------------------------------------------------------------------------------------------
 # inverse square root, Noam
 
 
-def _inverse_sqrt(step, *, peak_value, warmup_steps, timescale, init_value, warmup):
-    if warmup == "linear":
+def _inverse_sqrt(step, *, peak_value, warmup_steps, timescale, init_value, warmup_shape):
+    if warmup_shape == "linear":
         warm = init_value + (peak_value - init_value) * progress(step, 0.0, warmup_steps)
     else:
         warm = _like(step, peak_value)
     after = step >= warmup_steps
-    denom = jnp.where(after, step - warmup_steps + timescale, timescale)
-    decay = peak_value * jnp.sqrt(safe_div(timescale, denom, 1.0))
+    tau = at_least(timescale, tiny(step))
+    denom = jnp.where(after, step - warmup_steps + tau, tau)
+    decay = peak_value * jnp.sqrt(safe_div(tau, denom, 1.0))
     return jnp.where(after, decay, warm)
 
 
 @register("inverse_sqrt", _inverse_sqrt)
+@renamed(warmup="warmup_shape")
 def inverse_sqrt(
     *,
     peak_value: ArrayLike,
     warmup_steps: ArrayLike,
     timescale: ArrayLike | None = None,
     init_value: ArrayLike = 0.0,
-    warmup: str = "linear",
+    warmup_shape: str = "linear",
 ) -> Schedule:
     r"""Warmup, then inverse-square-root decay.
 
     .. math:: \eta(t) = P\sqrt{\tau / (t - W + \tau)} \quad (t \ge W)
 
-    Before ``W``: a linear ramp from ``init_value`` (``warmup="linear"``: fairseq, Hugging Face)
-    or ``peak_value`` held flat (``warmup="constant"``: T5's ``1/sqrt(max(t, W))``). With the
-    default ``timescale = W`` the decay is fairseq's ``P sqrt(W / t)``; Hugging Face's
+    Before ``W``: a linear ramp from ``init_value`` (``warmup_shape="linear"``: fairseq, Hugging
+    Face) or ``peak_value`` held flat (``warmup_shape="constant"``: T5's ``1/sqrt(max(t, W))``).
+    With the default ``timescale = W`` the decay is fairseq's ``P sqrt(W / t)``; Hugging Face's
     ``get_inverse_sqrt_schedule`` passes its own ``timescale``.
 
     Args:
@@ -466,10 +525,13 @@ def inverse_sqrt(
         warmup_steps: ``W`` >= 0.
         timescale: ``tau`` > 0; defaults to ``warmup_steps`` (then ``warmup_steps`` must be > 0).
         init_value: start of the linear warmup.
-        warmup: ``"linear"`` or ``"constant"`` (static).
+        warmup_shape: ``"linear"`` or ``"constant"`` (static).
 
     Raises:
-        ValueError: negative ``warmup_steps``, ``timescale`` <= 0, unknown ``warmup``, NaN.
+        ValueError: negative ``warmup_steps``, ``timescale`` <= 0, unknown ``warmup_shape``, NaN.
+        TypeError: the old spelling ``warmup``.
+
+    Traced arguments: a traced ``timescale`` <= 0 is clamped to the smallest positive float.
 
     Examples:
         >>> import jaxlr
@@ -485,7 +547,7 @@ def inverse_sqrt(
     c.finite("peak_value", peak_value)
     c.nonnegative("warmup_steps", warmup_steps)
     c.finite("init_value", init_value)
-    c.choice("warmup", warmup, ("linear", "constant"))
+    c.choice("warmup_shape", warmup_shape, ("linear", "constant"))
     if timescale is None:
         timescale = warmup_steps
         c.positive("timescale (default: warmup_steps)", timescale)
@@ -493,13 +555,13 @@ def inverse_sqrt(
         c.positive("timescale", timescale)
     return make("inverse_sqrt", dict(peak_value=peak_value, warmup_steps=warmup_steps,
                                      timescale=timescale, init_value=init_value),
-                dict(warmup=warmup))
+                dict(warmup_shape=warmup_shape))
 
 
 def _noam(step, *, d_model, warmup_steps, scale):
     w = jnp.maximum(warmup_steps, 1.0)
     shape = jnp.where(step < w, step * w**-1.5, jax.lax.rsqrt(jnp.maximum(step, w)))
-    return scale * d_model**-0.5 * shape
+    return scale * jax.lax.rsqrt(at_least(d_model, tiny(step))) * shape
 
 
 @register("noam", _noam)
@@ -516,7 +578,8 @@ def noam(*, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, scale: ArrayLike
     Raises:
         ValueError: ``d_model`` <= 0, ``warmup_steps`` < 1, or NaN.
 
-    Traced arguments: a traced ``warmup_steps`` below 1 is clamped to 1.
+    Traced arguments: a traced ``warmup_steps`` below 1 is clamped to 1, a traced ``d_model``
+    <= 0 to the smallest positive float.
 
     Examples:
         >>> import jaxlr
@@ -538,22 +601,22 @@ def noam(*, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, scale: ArrayLike
 # cosine family
 
 
-def _cosine(step, *, init_value, total_steps, end_value, exponent, k):
+def _cosine(step, *, init_value, total_steps, end_value, power, k):
     p = safe_pow(progress(step, 0.0, total_steps), k)
-    return end_value + (init_value - end_value) * safe_pow(0.5 * (1.0 + jnp.cos(jnp.pi * p)),
-                                                           exponent)
+    return end_value + (init_value - end_value) * safe_pow(half_cosine(p), power)
 
 
 @register("cosine", _cosine)
+@renamed(exponent="power")
 def cosine(
     *,
     init_value: ArrayLike,
     total_steps: ArrayLike,
     end_value: ArrayLike = 0.0,
-    exponent: ArrayLike = 1.0,
+    power: ArrayLike = 1.0,
     k: ArrayLike = 1.0,
 ) -> Schedule:
-    r"""Cosine annealing to a floor, with Optax's exponent and k-decay.
+    r"""Cosine annealing to a floor, with a power (Optax's ``exponent``) and k-decay.
 
     .. math:: \eta(t) = E + (I - E)\,\Bigl[\tfrac12\bigl(1 + \cos(\pi\,p^{k})\bigr)\Bigr]^{e},
         \quad p = \min(t/T, 1)
@@ -562,11 +625,15 @@ def cosine(
         init_value: LR at step 0.
         total_steps: ``T``, the decay length; ``end_value`` after it.
         end_value: the floor ``E``.
-        exponent: ``e`` > 0 (Optax's ``exponent``).
+        power: ``e`` > 0 (Optax's ``exponent``).
         k: ``k`` > 0 of k-decay (1 is plain cosine; larger keeps the LR high longer).
 
     Raises:
-        ValueError: negative ``total_steps``, ``exponent`` or ``k`` <= 0, NaN.
+        ValueError: negative ``total_steps``, ``power`` or ``k`` <= 0, NaN.
+        TypeError: the old spelling ``exponent``.
+
+    Traced arguments: a traced ``total_steps`` <= 0 gives ``end_value`` from step 0; traced
+    ``power`` or ``k`` <= 0 are not clamped, and the value stays finite.
 
     Examples:
         >>> import jaxlr
@@ -581,22 +648,23 @@ def cosine(
     c.finite("init_value", init_value)
     c.nonnegative("total_steps", total_steps)
     c.finite("end_value", end_value)
-    c.positive("exponent", exponent)
+    c.positive("power", power)
     c.positive("k", k)
     return make("cosine", dict(init_value=init_value, total_steps=total_steps, end_value=end_value,
-                               exponent=exponent, k=k))
+                               power=power, k=k))
 
 
 def _warmup_cosine(step, *, peak_value, warmup_steps, total_steps, init_value, end_value,
-                   exponent):
+                   power):
     warm = init_value + (peak_value - init_value) * progress(step, 0.0, warmup_steps)
     decay = _cosine(step - warmup_steps, init_value=peak_value,
                     total_steps=total_steps - warmup_steps, end_value=end_value,
-                    exponent=exponent, k=1.0)
+                    power=power, k=1.0)
     return jnp.where(step < warmup_steps, warm, decay)
 
 
 @register("warmup_cosine", _warmup_cosine)
+@renamed(exponent="power")
 def warmup_cosine(
     *,
     peak_value: ArrayLike,
@@ -604,7 +672,7 @@ def warmup_cosine(
     total_steps: ArrayLike,
     init_value: ArrayLike = 0.0,
     end_value: ArrayLike = 0.0,
-    exponent: ArrayLike = 1.0,
+    power: ArrayLike = 1.0,
 ) -> Schedule:
     r"""Linear warmup to ``peak_value``, then cosine decay to ``end_value``.
 
@@ -619,10 +687,11 @@ def warmup_cosine(
         total_steps: schedule length ``T``, warmup included; steps past it give ``end_value``.
         init_value: LR at step 0.
         end_value: final LR.
-        exponent: ``e`` > 0, as in Optax.
+        power: ``e`` > 0 (Optax's ``exponent``).
 
     Raises:
         ValueError: a concrete ``warmup_steps`` < 0, ``total_steps`` < ``warmup_steps``, NaN.
+        TypeError: the old spelling ``exponent``.
 
     Traced arguments: every argument may be traced; ``total_steps < warmup_steps`` then behaves
     as a jump to ``end_value`` at ``warmup_steps``.
@@ -644,23 +713,33 @@ def warmup_cosine(
     c.not_greater("warmup_steps", warmup_steps, "total_steps", total_steps)
     c.finite("init_value", init_value)
     c.finite("end_value", end_value)
-    c.positive("exponent", exponent)
+    c.positive("power", power)
     return make("warmup_cosine", dict(peak_value=peak_value, warmup_steps=warmup_steps,
                                       total_steps=total_steps, init_value=init_value,
-                                      end_value=end_value, exponent=exponent))
+                                      end_value=end_value, power=power))
 
 
 def _cycle(step, first, mult):
-    """Index, start and length of the restart cycle holding ``step`` (periods grow by ``mult``)."""
+    """Index, start and length of the restart cycle holding ``step`` (periods grow by ``mult``).
+
+    Traced invalid values are clamped: ``first`` <= 0 to the smallest positive float, ``mult``
+    below 1 to 1.
+    """
+    first = at_least(first, tiny(step))
+    mult = at_least(mult, 1.0)
     flat = jnp.abs(mult - 1.0) < 1e-6
     m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite when mult == 1
 
-    def start(i):
-        return jnp.where(flat, i * first, first * safe_div(m**i - 1.0, m - 1.0))
+    big = jnp.finfo(step.dtype).max
 
-    r = step / first
-    guess = jnp.where(flat, jnp.floor(r), jnp.floor(jnp.log1p(r * (m - 1.0)) / jnp.log(m)))
-    guess = jnp.maximum(guess, 0.0)
+    def start(i):  # saturating: cycle starts past the float range compare as the largest float
+        geometric = first * saturate(safe_div(saturate(m**i) - 1.0, m - 1.0))
+        return saturate(jnp.where(flat, i * first, geometric))
+
+    r = jnp.minimum(step / first, big)
+    guess = jnp.where(flat, jnp.floor(r),
+                      jnp.floor(jnp.log1p(saturate(r * (m - 1.0))) / jnp.log(m)))
+    guess = jnp.clip(guess, 0.0, big)
     # log/floor can land one cycle off at exact boundaries: correct with the exact starts.
     i = jnp.where(step < start(guess), guess - 1.0, guess)
     i = jnp.where(step >= start(i + 1.0), i + 1.0, i)
@@ -672,7 +751,7 @@ def _cycle(step, first, mult):
 def _sgdr(step, *, peak_value, period_steps, period_mult, peak_decay, end_value,
           cycle_warmup_steps, cycle_limit=None):
     i, s, length = _cycle(step, period_steps, period_mult)
-    peak = peak_value * peak_decay**i
+    peak = saturate(peak_value * power_of(peak_decay, i))
     u = step - s
     warm = end_value + (peak - end_value) * progress(u, 0.0, cycle_warmup_steps)
     p = progress(u - cycle_warmup_steps, 0.0, length - cycle_warmup_steps)
@@ -715,6 +794,9 @@ def sgdr(
     Raises:
         ValueError: ``period_steps`` <= 0, ``period_mult`` < 1, ``peak_decay`` <= 0,
             ``cycle_warmup_steps`` outside [0, ``period_steps``], ``cycle_limit`` < 1, NaN.
+
+    Traced arguments: a traced ``period_steps`` <= 0 is clamped to the smallest positive float,
+    ``period_mult`` below 1 to 1; peaks past the float range saturate.
 
     Examples:
         >>> import jaxlr
@@ -773,6 +855,8 @@ def tanh(
     Raises:
         ValueError: ``total_steps`` <= 0, ``lower`` >= ``upper``, NaN.
 
+    Traced arguments: a traced ``total_steps`` <= 0 behaves as a jump to ``end_value``.
+
     Examples:
         >>> import jaxlr
         >>> s = jaxlr.schedules.tanh(init_value=1.0, total_steps=100)
@@ -786,8 +870,8 @@ def tanh(
     c.finite("init_value", init_value)
     c.positive("total_steps", total_steps)
     c.finite("end_value", end_value)
-    c.finite("lower", lower)
-    c.finite("upper", upper)
-    c.not_greater("lower", lower, "upper", upper)
+    lo, hi = c.finite("lower", lower), c.finite("upper", upper)
+    if lo is not None and hi is not None and not bool(np.all(lo < hi)):
+        c.fail(f"upper must exceed lower, got lower={lower!r}, upper={upper!r}")
     return make("tanh", dict(init_value=init_value, total_steps=total_steps, end_value=end_value,
                              lower=lower, upper=upper))

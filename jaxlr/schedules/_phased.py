@@ -3,52 +3,62 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.validate import Checker, concrete
+from jaxlr._src.numeric import as_float, at_least, power_of, safe_div, saturate, times, tiny
+from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, segments
 
 _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 
 
-def _cyclic_height(step, up_steps, down_steps, mode, gamma):
+def _cyclic_height(step, up_steps, down_steps, mode, decay_rate):
     """Torch's ``scale_factor * scale_fn``: 0 at cycle ends, the cycle's height at its peak."""
     total = up_steps + down_steps
-    ratio = up_steps / total
     # The position inside the cycle from an exact float remainder, not 1 + t/L - floor(1 + t/L):
-    # the latter loses the phase entirely once t/L needs all of float32's mantissa.
+    # the latter loses the phase entirely once t/L needs all of float32's mantissa. Torch's
+    # x / rho and (x - 1) / (rho - 1) are within / U and (C - within) / D.
     within = jnp.mod(step, total)
-    x = within / total
     cycle = jnp.round((step - within) / total) + 1.0
-    rising = x <= ratio
-    factor = jnp.where(rising, x / jnp.where(rising, ratio, 1.0),
-                       (x - 1.0) / jnp.where(rising, -1.0, ratio - 1.0))
+    rising = within <= up_steps
+    factor = jnp.where(rising, safe_div(within, up_steps, 1.0),
+                       safe_div(total - within, down_steps, 0.0))
     if mode == "triangular2":
         factor = factor * 0.5 ** (cycle - 1.0)
     elif mode == "exp_range":
-        factor = factor * gamma**step
+        factor = factor * power_of(decay_rate, step)  # saturates when a rate > 1 grows
     return factor
 
 
-def _cyclic(step, *, init_value, peak_value, up_steps, down_steps, gamma, mode):
-    return init_value + (peak_value - init_value) * _cyclic_height(
-        step, up_steps, down_steps, mode, gamma)
+def _clamped_cycle(up_steps, down_steps, step):
+    """Traced lengths <= 0 are clamped to the smallest positive float (the law stays finite)."""
+    return at_least(up_steps, tiny(step)), at_least(down_steps, tiny(step))
 
 
-def _cyclic_momentum(step, *, base_momentum, max_momentum, up_steps, down_steps, gamma, mode):
-    return max_momentum - (max_momentum - base_momentum) * _cyclic_height(
-        step, up_steps, down_steps, mode, gamma)
+def _cyclic(step, *, init_value, peak_value, up_steps, down_steps, decay_rate, mode):
+    up, down = _clamped_cycle(up_steps, down_steps, step)
+    return saturate(init_value + (peak_value - init_value) * _cyclic_height(step, up, down, mode,
+                                                                            decay_rate))
 
 
-def _check_cycle(c: Checker, up_steps, down_steps, gamma, mode) -> None:
+def _cyclic_momentum(step, *, base_momentum, max_momentum, up_steps, down_steps, decay_rate,
+                     mode):
+    up, down = _clamped_cycle(up_steps, down_steps, step)
+    return saturate(max_momentum - (max_momentum - base_momentum) * _cyclic_height(
+        step, up, down, mode, decay_rate))
+
+
+def _check_cycle(c: Checker, up_steps, down_steps, decay_rate, mode) -> None:
     c.positive("up_steps", up_steps)
     c.positive("down_steps", down_steps)
-    c.positive("gamma", gamma)
+    c.positive("decay_rate", decay_rate)
     c.choice("mode", mode, _CYCLIC_MODES)
 
 
 @register("cyclic", _cyclic)
+@renamed(gamma="decay_rate")
 def cyclic(
     *,
     init_value: ArrayLike,
@@ -56,7 +66,7 @@ def cyclic(
     up_steps: ArrayLike,
     down_steps: ArrayLike | None = None,
     mode: str = "triangular",
-    gamma: ArrayLike = 1.0,
+    decay_rate: ArrayLike = 1.0,
 ) -> Schedule:
     r"""Cyclical learning rate between ``init_value`` and ``peak_value``.
 
@@ -66,7 +76,7 @@ def cyclic(
     .. math:: h = x/\rho\ (x \le \rho),\ (x - 1)/(\rho - 1)\ (x > \rho); \quad
         \eta(t) = I + (P - I)\,h\,g(c, t)
 
-    with :math:`g = 1` (triangular), :math:`2^{1-c}` (triangular2) or :math:`\gamma^t`
+    with :math:`g = 1` (triangular), :math:`2^{1-c}` (triangular2) or :math:`r^t`
     (exp_range).
 
     Args:
@@ -75,10 +85,15 @@ def cyclic(
         up_steps: ``U`` > 0, steps from low to high.
         down_steps: ``D`` > 0, steps back down; defaults to ``up_steps``.
         mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"`` (static).
-        gamma: ``exp_range`` decay per step.
+        decay_rate: ``r`` > 0, the ``exp_range`` factor per step (PyTorch's ``gamma``); a
+            rate above 1 grows and saturates at the dtype's largest finite value.
 
     Raises:
-        ValueError: non-positive lengths or ``gamma``, an unknown mode, NaN.
+        ValueError: non-positive lengths or ``decay_rate``, an unknown mode, NaN.
+        TypeError: the old spelling ``gamma``.
+
+    Traced arguments: traced lengths or ``decay_rate`` <= 0 are clamped to the smallest
+    positive float.
 
     Examples:
         >>> import jaxlr
@@ -93,12 +108,13 @@ def cyclic(
     c = Checker("cyclic")
     c.finite("init_value", init_value)
     c.finite("peak_value", peak_value)
-    _check_cycle(c, up_steps, down_steps, gamma, mode)
+    _check_cycle(c, up_steps, down_steps, decay_rate, mode)
     return make("cyclic", dict(init_value=init_value, peak_value=peak_value, up_steps=up_steps,
-                               down_steps=down_steps, gamma=gamma), dict(mode=mode))
+                               down_steps=down_steps, decay_rate=decay_rate), dict(mode=mode))
 
 
 @register("cyclic_momentum", _cyclic_momentum)
+@renamed(gamma="decay_rate")
 def cyclic_momentum(
     *,
     base_momentum: ArrayLike = 0.8,
@@ -106,7 +122,7 @@ def cyclic_momentum(
     up_steps: ArrayLike,
     down_steps: ArrayLike | None = None,
     mode: str = "triangular",
-    gamma: ArrayLike = 1.0,
+    decay_rate: ArrayLike = 1.0,
 ) -> Schedule:
     r"""The momentum (or Adam ``b1``) co-schedule of :func:`cyclic`: low when the LR is high.
 
@@ -117,10 +133,13 @@ def cyclic_momentum(
     Args:
         base_momentum: ``B``, reached at the LR peak.
         max_momentum: ``M``, at the LR trough.
-        up_steps, down_steps, mode, gamma: as in :func:`cyclic`.
+        up_steps, down_steps, mode, decay_rate: as in :func:`cyclic`.
 
     Raises:
         ValueError: as :func:`cyclic`, or momenta outside [0, 1].
+        TypeError: the old spelling ``gamma``.
+
+    Traced arguments: as :func:`cyclic`.
 
     Examples:
         >>> import jaxlr
@@ -135,81 +154,94 @@ def cyclic_momentum(
     c = Checker("cyclic_momentum")
     c.between("base_momentum", base_momentum, 0.0, 1.0)
     c.between("max_momentum", max_momentum, 0.0, 1.0)
-    _check_cycle(c, up_steps, down_steps, gamma, mode)
+    _check_cycle(c, up_steps, down_steps, decay_rate, mode)
     return make("cyclic_momentum", dict(base_momentum=base_momentum, max_momentum=max_momentum,
-                                        up_steps=up_steps, down_steps=down_steps, gamma=gamma),
+                                        up_steps=up_steps, down_steps=down_steps,
+                                        decay_rate=decay_rate),
                 dict(mode=mode))
 
 
-def _one_cycle_knots(total_steps, pct_start, three_phase):
-    up = pct_start * total_steps
+_ONE_CYCLE_SHAPES = ("cosine", "linear")
+
+
+def _one_cycle_knots(total_steps, warmup_fraction, three_phase):
+    up = warmup_fraction * total_steps
     if three_phase:
         return [0.0, up, 2.0 * up, total_steps]
     return [0.0, up, total_steps]
 
 
-def _one_cycle(step, *, peak_value, total_steps, pct_start, div_factor, final_div_factor,
-               anneal, three_phase):
-    start = peak_value / div_factor
-    low = start / final_div_factor
-    values = [start, peak_value, start, low] if three_phase else [start, peak_value, low]
-    shape = "cosine" if anneal == "cos" else "linear"
-    knots = _one_cycle_knots(total_steps, pct_start, three_phase)
+def _one_cycle(step, *, peak_value, total_steps, warmup_fraction, init_value, end_value, shape,
+               three_phase):
+    values = [init_value, peak_value, init_value, end_value] if three_phase else [
+        init_value, peak_value, end_value]
+    knots = _one_cycle_knots(total_steps, warmup_fraction, three_phase)
     return segments(step, knots, values, [(shape, False)] * (len(knots) - 1))
 
 
-def _one_cycle_momentum(step, *, base_momentum, max_momentum, total_steps, pct_start, anneal,
+def _one_cycle_momentum(step, *, base_momentum, max_momentum, total_steps, warmup_fraction, shape,
                         three_phase):
     values = [max_momentum, base_momentum, max_momentum]
     if three_phase:
         values.append(max_momentum)
-    shape = "cosine" if anneal == "cos" else "linear"
-    knots = _one_cycle_knots(total_steps, pct_start, three_phase)
+    knots = _one_cycle_knots(total_steps, warmup_fraction, three_phase)
     return segments(step, knots, values, [(shape, False)] * (len(knots) - 1))
 
 
-def _check_one_cycle(c: Checker, total_steps, pct_start, anneal, three_phase) -> None:
+def _check_one_cycle(c: Checker, total_steps, warmup_fraction, shape, three_phase) -> None:
+    c.flag("three_phase", three_phase)
     c.positive("total_steps", total_steps)
-    c.between("pct_start", pct_start, 0.0, 0.5 if three_phase else 1.0, open_lo=True)
-    c.choice("anneal", anneal, ("cos", "linear"))
-    c.choice("three_phase", three_phase, (False, True))
+    c.between("warmup_fraction", warmup_fraction, 0.0, 0.5 if three_phase else 1.0, open_lo=True)
+    c.choice("shape", shape, _ONE_CYCLE_SHAPES)
+
+
+_ONE_CYCLE_RENAMED = dict(pct_start="warmup_fraction", anneal="shape")
 
 
 @register("one_cycle", _one_cycle)
+@renamed(**_ONE_CYCLE_RENAMED, div_factor="init_value", final_div_factor="end_value")
 def one_cycle(
     *,
     peak_value: ArrayLike,
     total_steps: ArrayLike,
-    pct_start: ArrayLike = 0.3,
-    div_factor: ArrayLike = 25.0,
-    final_div_factor: ArrayLike = 1e4,
-    anneal: str = "cos",
+    warmup_fraction: ArrayLike = 0.3,
+    init_value: ArrayLike | None = None,
+    end_value: ArrayLike | None = None,
+    shape: str = "cosine",
     three_phase: bool = False,
 ) -> Schedule:
     r"""The one-cycle policy (super-convergence).
 
-    Knots :math:`(0, P/d)`, :math:`(pT, P)`, :math:`(T, P/(d f))`; with ``three_phase`` the LR
-    first returns to :math:`P/d` at :math:`2pT`, then anneals to :math:`P/(d f)` at ``T``.
-    Between knots the LR anneals by ``anneal`` (cosine or linear); after ``T`` it stays at the
-    last value. (PyTorch's ``OneCycleLR`` puts the knots one step earlier, at :math:`pT - 1` and
-    :math:`T - 1`; :class:`jaxlr.compat.torch.OneCycleLR` reproduces that.)
+    Knots :math:`(0, I)`, :math:`(fT, P)`, :math:`(T, E)`; with ``three_phase`` the LR first
+    returns to :math:`I` at :math:`2fT`, then anneals to :math:`E` at ``T``. Between knots the
+    LR follows ``shape`` (cosine or linear); after ``T`` it stays at ``E``. (PyTorch's
+    ``OneCycleLR`` puts the knots one step earlier, at :math:`fT - 1` and :math:`T - 1`;
+    :class:`jaxlr.compat.torch.OneCycleLR` reproduces that.)
 
     Args:
         peak_value: ``P``, the maximum LR.
         total_steps: ``T`` > 0.
-        pct_start: ``p`` in (0, 1] (in (0, 0.5] when three-phase), the rising fraction.
-        div_factor: ``d``, the start LR is ``P/d``.
-        final_div_factor: ``f``, the final LR is ``P/(d f)``.
-        anneal: ``"cos"`` or ``"linear"`` (static).
-        three_phase: use the three-phase form (static).
+        warmup_fraction: ``f`` in (0, 1] (in (0, 0.5] when three-phase), the rising share of
+            ``T`` (PyTorch's ``pct_start``).
+        init_value: ``I``, the LR at step 0; defaults to ``peak_value / 25`` (PyTorch's
+            ``div_factor = 25``).
+        end_value: ``E``, the final LR; defaults to ``peak_value / 25e4`` (PyTorch's
+            ``final_div_factor = 1e4`` on top of ``div_factor``).
+        shape: ``"cosine"`` or ``"linear"`` (static).
+        three_phase: use the three-phase form (static, a bool).
 
     Raises:
-        ValueError: non-positive ``total_steps`` or factors, ``pct_start`` out of range, an
-            unknown ``anneal``, NaN.
+        ValueError: non-positive ``total_steps``, ``warmup_fraction`` out of range, an unknown
+            ``shape``, a non-bool ``three_phase``, NaN.
+        TypeError: the old spellings ``pct_start``, ``anneal``, ``div_factor``,
+            ``final_div_factor``.
+
+    Traced arguments: a traced ``warmup_fraction`` outside its range moves the peak knot
+    outside ``[0, T]`` (a knot past ``T`` cuts the decay; one below 0 is a jump at step 0).
 
     Examples:
         >>> import jaxlr
-        >>> s = jaxlr.schedules.one_cycle(peak_value=1.0, total_steps=100, pct_start=0.25)
+        >>> s = jaxlr.schedules.one_cycle(peak_value=1.0, total_steps=100, warmup_fraction=0.25)
         >>> [float(s(t)) for t in (0, 25, 100)]
         [0.04, 1.0, 4e-06]
 
@@ -218,41 +250,47 @@ def one_cycle(
     """
     c = Checker("one_cycle")
     c.finite("peak_value", peak_value)
-    c.positive("div_factor", div_factor)
-    c.positive("final_div_factor", final_div_factor)
-    _check_one_cycle(c, total_steps, pct_start, anneal, three_phase)
+    _check_one_cycle(c, total_steps, warmup_fraction, shape, three_phase)
+    init_value = times(peak_value, 1 / 25) if init_value is None else init_value
+    end_value = times(peak_value, 1 / 25e4) if end_value is None else end_value
+    c.finite("init_value", init_value)
+    c.finite("end_value", end_value)
     return make("one_cycle", dict(peak_value=peak_value, total_steps=total_steps,
-                                  pct_start=pct_start, div_factor=div_factor,
-                                  final_div_factor=final_div_factor),
-                dict(anneal=anneal, three_phase=three_phase))
+                                  warmup_fraction=warmup_fraction, init_value=init_value,
+                                  end_value=end_value),
+                dict(shape=shape, three_phase=three_phase))
 
 
 @register("one_cycle_momentum", _one_cycle_momentum)
+@renamed(**_ONE_CYCLE_RENAMED)
 def one_cycle_momentum(
     *,
     total_steps: ArrayLike,
     base_momentum: ArrayLike = 0.85,
     max_momentum: ArrayLike = 0.95,
-    pct_start: ArrayLike = 0.3,
-    anneal: str = "cos",
+    warmup_fraction: ArrayLike = 0.3,
+    shape: str = "cosine",
     three_phase: bool = False,
 ) -> Schedule:
     r"""The momentum (or Adam ``b1``) co-schedule of :func:`one_cycle`.
 
-    Knots :math:`(0, M)`, :math:`(pT, B)`, :math:`(T, M)` (three-phase: :math:`(2pT, M)` and
+    Knots :math:`(0, M)`, :math:`(fT, B)`, :math:`(T, M)` (three-phase: :math:`(2fT, M)` and
     :math:`(T, M)`), annealed like the LR: momentum is low while the LR is high.
 
     Args:
-        total_steps, pct_start, anneal, three_phase: as in :func:`one_cycle`.
+        total_steps, warmup_fraction, shape, three_phase: as in :func:`one_cycle`.
         base_momentum: ``B``, at the LR peak.
         max_momentum: ``M``, at the start and the end.
 
     Raises:
         ValueError: as :func:`one_cycle`, or momenta outside [0, 1].
+        TypeError: the old spellings ``pct_start``, ``anneal``.
+
+    Traced arguments: as :func:`one_cycle`.
 
     Examples:
         >>> import jaxlr
-        >>> m = jaxlr.schedules.one_cycle_momentum(total_steps=100, pct_start=0.25)
+        >>> m = jaxlr.schedules.one_cycle_momentum(total_steps=100, warmup_fraction=0.25)
         >>> [round(float(m(t)), 4) for t in (0, 25, 100)]
         [0.95, 0.85, 0.95]
 
@@ -262,10 +300,11 @@ def one_cycle_momentum(
     c = Checker("one_cycle_momentum")
     c.between("base_momentum", base_momentum, 0.0, 1.0)
     c.between("max_momentum", max_momentum, 0.0, 1.0)
-    _check_one_cycle(c, total_steps, pct_start, anneal, three_phase)
+    _check_one_cycle(c, total_steps, warmup_fraction, shape, three_phase)
     return make("one_cycle_momentum", dict(total_steps=total_steps, base_momentum=base_momentum,
-                                           max_momentum=max_momentum, pct_start=pct_start),
-                dict(anneal=anneal, three_phase=three_phase))
+                                           max_momentum=max_momentum,
+                                           warmup_fraction=warmup_fraction),
+                dict(shape=shape, three_phase=three_phase))
 
 
 _WARMUP_SHAPES = ("linear", "cosine", "1-sqrt")
@@ -315,6 +354,9 @@ def wsd(
         ValueError: both or neither of ``decay_steps`` / ``decay_fraction``, ``W + D > T``,
             negative lengths, unknown shapes, a non-positive end for a log-space shape, NaN.
 
+    Traced arguments: traced phase lengths that overlap (``W + D > T``) make the later knot win:
+    the LR jumps there instead of passing through every phase.
+
     Examples:
         >>> import jaxlr
         >>> s = jaxlr.schedules.wsd(peak_value=1.0, total_steps=100, warmup_steps=10,
@@ -335,10 +377,10 @@ def wsd(
                f"{decay_steps!r}, decay_fraction={decay_fraction!r}")
     if decay_fraction is not None:
         c.between("decay_fraction", decay_fraction, 0.0, 1.0)
-        decay_steps = jnp.asarray(decay_fraction) * jnp.asarray(total_steps)
+        decay_steps = _product(decay_fraction, total_steps)
     c.nonnegative("decay_steps", decay_steps)
     if _concrete_all(warmup_steps, decay_steps):
-        c.not_greater("warmup_steps + decay_steps", jnp.asarray(warmup_steps) + decay_steps,
+        c.not_greater("warmup_steps + decay_steps", _sum(warmup_steps, decay_steps),
                       "total_steps", total_steps)
     c.finite("init_value", init_value)
     c.finite("end_value", end_value)
@@ -355,6 +397,19 @@ def wsd(
 
 def _concrete_all(*xs) -> bool:
     return all(concrete(x) is not None for x in xs)
+
+
+def _sum(*xs):
+    """A sum of step counts for a check: float64 when concrete (Python ints past 2^31 are fine)."""
+    if _concrete_all(*xs):
+        return sum(np.asarray(x, np.float64) for x in xs)
+    return sum(as_float(x) for x in xs)
+
+
+def _product(a, b):
+    if _concrete_all(a, b):
+        return np.asarray(a, np.float64) * np.asarray(b, np.float64)
+    return as_float(a) * as_float(b)
 
 
 def _infinite(step, *, peak_value, constant_value, total_steps, warmup_steps, cooldown_steps,
@@ -400,6 +455,8 @@ def infinite(
     Raises:
         ValueError: ``W + C + D > T``, negative lengths, unknown shapes, NaN.
 
+    Traced arguments: as :func:`wsd`: overlapping traced phases make the later knot win.
+
     Examples:
         >>> import jaxlr
         >>> s = jaxlr.schedules.infinite(peak_value=1.0, constant_value=0.5, total_steps=100,
@@ -419,8 +476,7 @@ def infinite(
         c.nonnegative(name, v)
     if _concrete_all(warmup_steps, cooldown_steps, decay_steps, total_steps):
         c.not_greater("warmup_steps + cooldown_steps + decay_steps",
-                      jnp.asarray(warmup_steps) + cooldown_steps + decay_steps,
-                      "total_steps", total_steps)
+                      _sum(warmup_steps, cooldown_steps, decay_steps), "total_steps", total_steps)
     c.finite("init_value", init_value)
     c.finite("end_value", end_value)
     c.choice("cooldown_shape", cooldown_shape, SHAPES)
@@ -432,15 +488,15 @@ def infinite(
                 dict(cooldown_shape=cooldown_shape, decay_shape=decay_shape))
 
 
-def _swa(step, *, init_value, swa_value, anneal_steps, anneal):
-    shape = "cosine" if anneal == "cos" else "linear"
+def _swa(step, *, init_value, swa_value, anneal_steps, shape):
     return segments(step, [0.0, anneal_steps], [init_value, swa_value], [(shape, False)])
 
 
 @register("swa", _swa)
+@renamed(anneal="shape")
 def swa(
     *, init_value: ArrayLike, swa_value: ArrayLike, anneal_steps: ArrayLike = 10,
-    anneal: str = "cos",
+    shape: str = "cosine",
 ) -> Schedule:
     r"""Anneal to the constant stochastic-weight-averaging LR (PyTorch ``SWALR``).
 
@@ -451,10 +507,13 @@ def swa(
         init_value: ``I``, the LR when SWA starts.
         swa_value: ``S``, the SWA learning rate.
         anneal_steps: ``A`` >= 0.
-        anneal: ``"cos"`` or ``"linear"`` (static).
+        shape: ``"cosine"`` or ``"linear"`` (static).
 
     Raises:
-        ValueError: negative ``anneal_steps``, unknown ``anneal``, NaN.
+        ValueError: negative ``anneal_steps``, unknown ``shape``, NaN.
+        TypeError: the old spelling ``anneal``.
+
+    Traced arguments: a traced negative ``anneal_steps`` is a jump to ``swa_value`` at step 0.
 
     Examples:
         >>> import jaxlr
@@ -469,6 +528,6 @@ def swa(
     c.finite("init_value", init_value)
     c.finite("swa_value", swa_value)
     c.nonnegative("anneal_steps", anneal_steps)
-    c.choice("anneal", anneal, ("cos", "linear"))
+    c.choice("shape", shape, _ONE_CYCLE_SHAPES)
     return make("swa", dict(init_value=init_value, swa_value=swa_value,
-                            anneal_steps=anneal_steps), dict(anneal=anneal))
+                            anneal_steps=anneal_steps), dict(shape=shape))

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import progress, safe_div, safe_sqrt
+from jaxlr._src.numeric import half_cosine, progress, safe_div, safe_sqrt
 
 #: Shapes of a phase that moves from ``a`` to ``b`` as its progress ``p`` goes 0 -> 1.
 SHAPES = ("linear", "cosine", "1-sqrt", "exponential", "inverse")
@@ -39,7 +39,7 @@ def anneal(a: ArrayLike, b: ArrayLike, p: ArrayLike, shape: str) -> jax.Array:
     if shape == "linear":
         return a + (b - a) * p
     if shape == "cosine":
-        return b + (a - b) * 0.5 * (1.0 + jnp.cos(jnp.pi * p))
+        return b + (a - b) * half_cosine(p)
     if shape == "1-sqrt":
         return b + (a - b) * (1.0 - safe_sqrt(p))
     if shape == "exponential":

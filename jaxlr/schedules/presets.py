@@ -9,7 +9,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxlr._src.validate import Checker
+from jaxlr._src.numeric import as_float, times
+from jaxlr._src.validate import Checker, renamed
 from jaxlr.schedules._combinators import warmup
 from jaxlr.schedules._core import Schedule
 from jaxlr.schedules._families import multistep, noam, piecewise_constant, piecewise_interpolate
@@ -36,6 +37,8 @@ def resnet_step(
     Returns:
         A :func:`jaxlr.schedules.multistep` schedule over optimizer steps.
 
+    Traced arguments: as the schedule it returns.
+
     Examples:
         >>> from jaxlr.schedules import presets
         >>> s = presets.resnet_step(steps_per_epoch=100)
@@ -55,6 +58,8 @@ def transformer(*, d_model: ArrayLike = 512, warmup_steps: ArrayLike = 4000) -> 
 
     Returns:
         A :func:`jaxlr.schedules.noam` schedule.
+
+    Traced arguments: as the schedule it returns.
 
     Examples:
         >>> from jaxlr.schedules import presets
@@ -82,6 +87,8 @@ def bert(
     Returns:
         A :func:`jaxlr.schedules.piecewise_interpolate` schedule.
 
+    Traced arguments: as the schedule it returns.
+
     Examples:
         >>> from jaxlr.schedules import presets
         >>> s = presets.bert(total_steps=1000, peak_value=1.0)
@@ -100,14 +107,27 @@ def bert(
     return piecewise_interpolate(boundaries=knots, values=values)
 
 
+@renamed(end_ratio="end_value")
 def llm_cosine(
     *, total_steps: ArrayLike, peak_value: ArrayLike = 3e-4, warmup_steps: ArrayLike = 2000,
-    end_ratio: ArrayLike = 0.1,
+    end_value: ArrayLike | None = None,
 ) -> Schedule:
     r"""The LLM recipe: linear warmup, cosine decay to 10% of the peak (GPT-3, LLaMA).
 
+    Args:
+        total_steps: ``T``, warmup included.
+        peak_value: ``P``.
+        warmup_steps: ``W``.
+        end_value: the final LR; defaults to ``0.1 * peak_value``.
+
     Returns:
-        :func:`jaxlr.schedules.warmup_cosine` with ``end_value = end_ratio * peak_value``.
+        :func:`jaxlr.schedules.warmup_cosine` from 0 to ``peak_value`` to ``end_value``.
+
+    Raises:
+        ValueError: as :func:`jaxlr.schedules.warmup_cosine`.
+        TypeError: the old ``end_ratio`` (give the absolute ``end_value``).
+
+    Traced arguments: as the schedule it returns.
 
     Examples:
         >>> from jaxlr.schedules import presets
@@ -118,21 +138,40 @@ def llm_cosine(
     References:
         Brown et al., Language Models are Few-Shot Learners, 2020; Touvron et al., LLaMA, 2023.
     """
+    Checker("llm_cosine").finite("peak_value", peak_value)
+    end_value = times(peak_value, 0.1) if end_value is None else end_value
     return _warmup_cosine(peak_value=peak_value, warmup_steps=warmup_steps,
-                          total_steps=total_steps, end_value=end_ratio * jnp.asarray(peak_value))
+                          total_steps=total_steps, end_value=end_value)
 
 
+@renamed(end_ratio="end_value")
 def minicpm_wsd(
-    *, total_steps: ArrayLike, peak_value: ArrayLike = 1e-2, warmup_steps: ArrayLike = 0.01,
-    decay_fraction: ArrayLike = 0.1, end_ratio: ArrayLike = 0.1,
+    *, total_steps: ArrayLike, peak_value: ArrayLike = 1e-2,
+    warmup_steps: ArrayLike | None = None, warmup_fraction: ArrayLike | None = None,
+    decay_fraction: ArrayLike = 0.1, end_value: ArrayLike | None = None,
 ) -> Schedule:
     r"""MiniCPM's warmup-stable-decay with an exponential decay over the last 10% of steps.
 
-    ``warmup_steps`` below 1 is read as a fraction of ``total_steps``.
+    Knots :math:`(0, 0)`, :math:`(W, P)`, :math:`(T - dT, P)`, :math:`(T, E)`; the last piece is
+    exponential, :math:`P (E/P)^{p}`.
+
+    Args:
+        total_steps: ``T``.
+        peak_value: ``P``.
+        warmup_steps: ``W`` in steps; give this or ``warmup_fraction``.
+        warmup_fraction: ``W / T`` in [0, 1]; the default (neither given) is 0.01.
+        decay_fraction: ``d``, the decaying share of ``T``.
+        end_value: ``E`` > 0; defaults to ``0.1 * peak_value``.
 
     Returns:
-        :func:`jaxlr.schedules.wsd` with ``decay_shape="exponential"`` and
-        ``end_value = end_ratio * peak_value``.
+        :func:`jaxlr.schedules.wsd` with ``decay_shape="exponential"``.
+
+    Raises:
+        ValueError: both ``warmup_steps`` and ``warmup_fraction``, or as
+            :func:`jaxlr.schedules.wsd`.
+        TypeError: the old ``end_ratio`` (give the absolute ``end_value``).
+
+    Traced arguments: as the schedule it returns.
 
     Examples:
         >>> from jaxlr.schedules import presets
@@ -143,11 +182,19 @@ def minicpm_wsd(
     References:
         Hu et al., MiniCPM: Unveiling the Potential of Small Language Models, 2024.
     """
-    w = jnp.asarray(warmup_steps, dtype=float)
-    w = jnp.where(w < 1.0, w * total_steps, w)
-    return wsd(peak_value=peak_value, total_steps=total_steps, warmup_steps=w,
-               decay_fraction=decay_fraction, end_value=end_ratio * jnp.asarray(peak_value),
-               decay_shape="exponential")
+    c = Checker("minicpm_wsd")
+    c.finite("peak_value", peak_value)
+    if warmup_steps is not None and warmup_fraction is not None:
+        c.fail(f"give at most one of warmup_steps and warmup_fraction, got warmup_steps="
+               f"{warmup_steps!r}, warmup_fraction={warmup_fraction!r}")
+    if warmup_steps is None:
+        warmup_fraction = 0.01 if warmup_fraction is None else warmup_fraction
+        c.between("warmup_fraction", warmup_fraction, 0.0, 1.0)
+        c.nonnegative("total_steps", total_steps)
+        warmup_steps = as_float(warmup_fraction) * as_float(total_steps)
+    end_value = times(peak_value, 0.1) if end_value is None else end_value
+    return wsd(peak_value=peak_value, total_steps=total_steps, warmup_steps=warmup_steps,
+               decay_fraction=decay_fraction, end_value=end_value, decay_shape="exponential")
 
 
 def deepseek_step(
@@ -158,6 +205,8 @@ def deepseek_step(
 
     Returns:
         :func:`jaxlr.schedules.warmup` of a :func:`jaxlr.schedules.piecewise_constant`.
+
+    Traced arguments: as the schedule it returns.
 
     Examples:
         >>> from jaxlr.schedules import presets

@@ -69,8 +69,10 @@ def curves(result, *, metric, by, log_y):
         for j, i in enumerate(idx):
             ax.plot(np.arange(m.shape[1]), m[i], color=color, alpha=0.5, lw=0.8,
                     label=str(g) if by and j == 0 else None)
-    if log_y and np.all(m[np.isfinite(m)] > 0):
-        ax.set_yscale("log")
+    finite = m[np.isfinite(m)]
+    # LR curves start at 0 under warmup and may end at 0: zeros are masked, not a linear axis.
+    if log_y and np.all(finite >= 0) and np.any(finite > 0):
+        ax.set_yscale("log", nonpositive="mask")
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
     if by:

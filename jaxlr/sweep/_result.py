@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,36 @@ def _scalar(v: np.ndarray) -> Any:
     return v.item() if v.ndim == 0 else v.tolist()
 
 
+REDUCTIONS = ("last", "min", "max", "mean_last")
+
+# Metric names taken for a validation loss when best() is not told which metric to rank by.
+_VALIDATION = re.compile(r"^(val|valid|validation|eval)([._/-].*)?[._/-]?loss$")
+
+
+def _is_lr(name: str) -> bool:
+    """A learning-rate curve: its last name component is ``lr`` or ``learning_rate``."""
+    return name.rsplit(".", 1)[-1] in ("lr", "learning_rate")
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_cell(x) for x in v) + "]"
+    return str(v)
+
+
 class SweepResult:
     r"""What :func:`jaxlr.sweep.run` returns: ``K`` members, their hyperparameters and metrics.
 
     Metrics are host NumPy arrays with leading axis ``K``. A metric's *final* value is its last
     entry along the step axis (axis 1) for a curve, the value itself for a scalar metric.
-    Diverged members stay in every table and plot input; :meth:`best` skips them.
+    Diverged members stay in every table and plot input; :meth:`best` skips them. Without
+    pandas: :meth:`records` (dicts), :meth:`to_markdown`, :meth:`to_text`, :meth:`to_rich` (with
+    rich) and :meth:`to_csv`; :meth:`best` ranks by a metric and a reduction (:meth:`score`),
+    by default a validation loss when the train function reports one.
 
     Divergence: member ``i`` diverged when its loss curve :math:`L_i` has an entry that is NaN,
     infinite, or above the threshold; ``diverged_step[i]`` is the first such index (``-1`` for
@@ -110,10 +136,21 @@ class SweepResult:
         return names[int(v)] if names is not None else _scalar(v)
 
     def member(self, i: int) -> dict[str, Any]:
-        """Member ``i``: hyperparameters (labels applied), final metrics, divergence."""
+        """Member ``i``: hyperparameters (labels applied), final metrics, divergence.
+
+        A metric's field holds its final value. A learning-rate curve (a metric named ``lr`` or
+        ``learning_rate``, or ending in ``.lr``) gives two fields that say which LR they hold:
+        ``lr_final`` (the LR of the last step) and ``lr_peak`` (the largest LR applied); the
+        configured hyperparameters keep their own names (``peak_value``, ``end_value``).
+        """
         rec: dict[str, Any] = {"index": int(i)}
         rec.update({a: self.label(a, i) for a in self.hyperparameters})
-        rec.update({m: _scalar(np.asarray(self.final(m)[i])) for m in self.flat_metrics})
+        for name, m in self.flat_metrics.items():
+            if _is_lr(name) and m.ndim > 1:
+                rec[f"{name}_final"] = _scalar(np.asarray(m[i, -1]))
+                rec[f"{name}_peak"] = _scalar(np.asarray(np.max(m[i], axis=0)))
+            else:
+                rec[name] = _scalar(np.asarray(m[i, -1] if m.ndim > 1 else m[i]))
         rec.update(diverged=bool(self.diverged[i]), diverged_step=int(self.diverged_step[i]))
         return rec
 
@@ -130,21 +167,114 @@ class SweepResult:
                               "records() gives the same table as dicts") from None
         return pd.DataFrame.from_records(self.records())
 
-    def best(self, metric: str = "loss", *, mode: str = "min", by: str | None = None) -> Any:
-        """The member with the best final ``metric`` among non-diverged, finite members.
+    @property
+    def default_metric(self) -> str:
+        """The metric :meth:`best` ranks by when none is named: a validation loss if the train
+        function reports one (``val_loss``, ``valid_loss``, ``eval_loss``, ``val.loss``, ...,
+        the first in metric order), otherwise the divergence ``loss``."""
+        names = list(self.flat_metrics)
+        for name in names:
+            if _VALIDATION.match(name):
+                return name
+        if self.loss is not None and self.loss in names:
+            return self.loss
+        raise ValueError(f"SweepResult: no validation loss and no {self.loss!r} metric to rank "
+                         f"by; name one, known: {names}")
+
+    def score(self, metric: str | None = None, *, reduction: str = "last",
+              last_n: int | None = None) -> np.ndarray:
+        r"""One number per member: ``metric`` reduced over its step axis.
+
+        For a curve :math:`m_i(t)`, :math:`t = 0..T-1`:
+
+        .. math::
+            \text{last}: m_i(T-1), \quad \text{min}: \min_t m_i(t), \quad
+            \text{max}: \max_t m_i(t), \quad
+            \text{mean\_last}: \tfrac1n \sum_{t=T-n}^{T-1} m_i(t)
+
+        A scalar metric is its own value under ``last``, ``min`` and ``max``. NaN propagates
+        (a member with a NaN in the window scores NaN).
 
         Args:
-            metric: the metric to rank by.
+            metric: a flat metric name; ``None`` takes :attr:`default_metric`.
+            reduction: one of ``"last"``, ``"min"``, ``"max"``, ``"mean_last"``.
+            last_n: the window of ``"mean_last"`` (an int in ``[1, T]``); only with it.
+
+        Returns:
+            A float ``[K]`` array.
+
+        Raises:
+            ValueError: an unknown metric or reduction, ``last_n`` missing, out of range or
+                given to another reduction, a metric with more than one step axis, or
+                ``mean_last`` over ``last_n > 1`` entries of a scalar metric.
+
+        Examples:
+            >>> import numpy as np, jaxlr
+            >>> r = jaxlr.sweep.SweepResult({"peak_value": np.array([0.1, 1.0])},
+            ...                             {"loss": np.array([[4.0, 1.0, 3.0], [4.0, 2.0, 2.0]])})
+            >>> r.score("loss", reduction="min").tolist(), r.score(reduction="last").tolist()
+            ([1.0, 2.0], [3.0, 2.0])
+            >>> r.score("loss", reduction="mean_last", last_n=2).tolist()
+            [2.0, 2.0]
+        """
+        fn = "SweepResult.score"
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{fn}: reduction must be one of {REDUCTIONS}, "
+                             f"got reduction={reduction!r}")
+        name = self.default_metric if metric is None else metric
+        m = np.asarray(self.metric(name), float)
+        if m.ndim > 2:
+            raise ValueError(f"{fn}: metric {name!r} must be [K] or [K, steps] to rank by, got "
+                             f"shape {m.shape}")
+        if reduction != "mean_last":
+            if last_n is not None:
+                raise ValueError(f"{fn}: last_n is the window of reduction='mean_last', got "
+                                 f"last_n={last_n!r} with reduction={reduction!r}")
+            if m.ndim == 1:
+                return m
+            return {"last": lambda: m[:, -1], "min": lambda: m.min(1),
+                    "max": lambda: m.max(1)}[reduction]()
+        steps = m.shape[1] if m.ndim == 2 else 1
+        if isinstance(last_n, bool) or not isinstance(last_n, (int, np.integer)) \
+                or not 1 <= last_n <= steps:
+            raise ValueError(f"{fn}: reduction='mean_last' needs last_n, an int in [1, {steps}] "
+                             f"(the steps of metric {name!r}), got last_n={last_n!r}")
+        return m if m.ndim == 1 else m[:, -last_n:].mean(1)
+
+    def best(self, metric: str | None = None, *, mode: str = "min", reduction: str = "last",
+             last_n: int | None = None, by: str | None = None) -> Any:
+        """The best member among non-diverged members with a finite score.
+
+        Members are ranked by :meth:`score` (``metric`` reduced by ``reduction``); with no
+        ``metric``, by :attr:`default_metric` (a validation loss when the train function
+        reports one).
+
+        Args:
+            metric: the metric to rank by; ``None``: :attr:`default_metric`.
             mode: ``"min"`` or ``"max"``.
+            reduction: ``"last"``, ``"min"``, ``"max"`` or ``"mean_last"`` (see :meth:`score`).
+            last_n: the window of ``"mean_last"``.
             by: an axis; returns ``{value or label: best record}`` per value of that axis.
 
         Returns:
-            The best member's record (:meth:`member`), or a dict of them with ``by``; a group
-            whose members all diverged maps to ``None``.
+            The best member's record (:meth:`member`), or a dict of them with ``by``; ``None``
+            (for a group: maps to ``None``) when every member diverged.
+
+        Raises:
+            ValueError: an unknown metric, mode or reduction (see :meth:`score`).
+
+        Examples:
+            >>> import numpy as np, jaxlr
+            >>> r = jaxlr.sweep.SweepResult(
+            ...     {"peak_value": np.array([0.1, 1.0])},
+            ...     {"loss": np.array([[3.0, 1.0], [3.0, 2.0]]),
+            ...      "val_loss": np.array([[5.0, 3.2], [2.0, 3.5]])})
+            >>> r.default_metric, r.best()["peak_value"], r.best(reduction="min")["peak_value"]
+            ('val_loss', 0.1, 1.0)
         """
         if mode not in ("min", "max"):
             raise ValueError(f"SweepResult.best: mode must be 'min' or 'max', got mode={mode!r}")
-        score = np.asarray(self.final(metric), float)
+        score = self.score(metric, reduction=reduction, last_n=last_n)
         score = np.where(np.isfinite(score) & ~self.diverged,
                          score if mode == "min" else -score, np.inf)
         if by is None:
@@ -159,6 +289,149 @@ class SweepResult:
             sub = score[idx]
             out[g] = self.member(idx[int(np.argmin(sub))]) if np.isfinite(sub).any() else None
         return out
+
+    # -- tables ------------------------------------------------------------------------------
+    def _table(self, columns: Sequence[str] | None, fn: str) -> tuple[list[str], list[list]]:
+        records = self.records()
+        known = list(records[0])
+        if columns is None:
+            columns = known
+        else:
+            columns = list(columns)
+            unknown = [col for col in columns if col not in known]
+            if unknown:
+                raise ValueError(f"SweepResult.{fn}: unknown columns {unknown}, known: {known}")
+        return columns, [[r[col] for col in columns] for r in records]
+
+    def to_markdown(self, columns: Sequence[str] | None = None) -> str:
+        """The records as a GitHub markdown table, one row per member (floats to 4 digits).
+
+        Args:
+            columns: record fields to show, in order; ``None``: all of them.
+
+        Returns:
+            The table as a string.
+
+        Raises:
+            ValueError: a column that is not a record field.
+
+        Examples:
+            >>> import numpy as np, jaxlr
+            >>> r = jaxlr.sweep.SweepResult({"peak_value": np.array([0.1, 1.0])},
+            ...                             {"loss": np.array([0.25, np.nan])})
+            >>> print(r.to_markdown(["peak_value", "loss", "diverged"]))
+            | peak_value | loss | diverged |
+            | --- | --- | --- |
+            | 0.1 | 0.25 | False |
+            | 1 | nan | True |
+        """
+        cols, rows = self._table(columns, "to_markdown")
+        lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+        lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+        return "\n".join(lines)
+
+    def to_text(self, columns: Sequence[str] | None = None) -> str:
+        """The records as an aligned plain-text table for a terminal (no dependency).
+
+        Args:
+            columns: record fields to show, in order; ``None``: all of them.
+
+        Returns:
+            The table as a string; numbers are right-aligned.
+
+        Raises:
+            ValueError: a column that is not a record field.
+
+        Examples:
+            >>> import numpy as np, jaxlr
+            >>> r = jaxlr.sweep.SweepResult({"peak_value": np.array([0.1, 1.0])},
+            ...                             {"loss": np.array([0.25, 0.5])})
+            >>> print(r.to_text(["index", "peak_value", "loss"]))
+            index  peak_value  loss
+                0         0.1  0.25
+                1           1   0.5
+        """
+        cols, rows = self._table(columns, "to_text")
+        cells = [[_cell(v) for v in row] for row in rows]
+        width = [max([len(c)] + [len(r[j]) for r in cells]) for j, c in enumerate(cols)]
+        numeric = [all(isinstance(r[j], (int, float)) and not isinstance(r[j], bool)
+                       for r in rows) for j in range(len(cols))]
+
+        def line(values):
+            return "  ".join(v.rjust(w) if num else v.ljust(w)
+                             for v, w, num in zip(values, width, numeric)).rstrip()
+
+        return "\n".join([line(cols)] + [line(r) for r in cells])
+
+    def to_rich(self, columns: Sequence[str] | None = None, *, title: str | None = None):
+        """The records as a ``rich.table.Table`` (requires ``rich``); diverged rows in red.
+
+        ``rich.print(result)`` shows the same table (``__rich__``).
+
+        Args:
+            columns: record fields to show, in order; ``None``: all of them.
+            title: the table's title.
+
+        Returns:
+            A ``rich.table.Table``.
+
+        Raises:
+            ImportError: rich is not installed (:meth:`to_text` needs nothing).
+            ValueError: a column that is not a record field.
+
+        Examples:
+            >>> import numpy as np, jaxlr
+            >>> r = jaxlr.sweep.SweepResult({"peak_value": np.array([0.1])},
+            ...                             {"loss": np.array([0.25])})
+            >>> r.to_rich().row_count
+            1
+        """
+        try:
+            from rich.table import Table
+        except ImportError:
+            raise ImportError("SweepResult.to_rich needs rich: pip install rich; to_text() and "
+                              "to_markdown() need nothing") from None
+        cols, rows = self._table(columns, "to_rich")
+        table = Table(title=title)
+        for j, col in enumerate(cols):
+            numeric = all(isinstance(r[j], (int, float)) and not isinstance(r[j], bool)
+                          for r in rows)
+            table.add_column(col, justify="right" if numeric else "left")
+        for i, row in enumerate(rows):
+            table.add_row(*(_cell(v) for v in row), style="red" if self.diverged[i] else None)
+        return table
+
+    def __rich__(self):
+        return self.to_rich(title=repr(self))
+
+    def to_csv(self, path: str | Path, columns: Sequence[str] | None = None) -> Path:
+        """Writes the records as CSV (a header row, one row per member; lists as JSON-like text).
+
+        Args:
+            path: the file to write (its folder must exist).
+            columns: record fields to write, in order; ``None``: all of them.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ValueError: a column that is not a record field.
+
+        Examples:
+            >>> import csv, tempfile, pathlib, numpy as np, jaxlr
+            >>> r = jaxlr.sweep.SweepResult({"peak_value": np.array([0.1, 1.0])},
+            ...                             {"loss": np.array([0.25, 0.5])})
+            >>> p = r.to_csv(pathlib.Path(tempfile.mkdtemp()) / "sweep.csv")
+            >>> next(csv.DictReader(p.open()))["loss"]
+            '0.25'
+        """
+        cols, rows = self._table(columns, "to_csv")
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(cols)
+            w.writerows([[repr(v) if isinstance(v, float) else v for v in row] for row in rows])
+        return path
 
     # -- plots (jaxlr.sweep._plots) ----------------------------------------------------------
     def plot_final(self, metric: str = "loss", *, x: str = "peak_value", by: str | None = None):

@@ -3,66 +3,17 @@
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from jaxlr._src.validate import Checker
-from jaxlr.sweep import _progress
+from jaxlr.sweep import _engine, _progress
 from jaxlr.sweep._configs import size
 from jaxlr.sweep._result import SweepResult
-
-# train_fn -> {(structure, shapes, mesh, options): compiled}. Keyed weakly on the function, so a
-# second sweep with the same train_fn and chunk shape reuses the executable.
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-_ARRAY_TYPES = (jax.Array, np.ndarray, np.generic, bool, int, float, complex)
-
-
-def _check_chunk_size(c: Checker, chunk_size: Any, k: int, devices: int) -> int:
-    if chunk_size is None:
-        return -(-k // devices) * devices
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        c.fail(f"chunk_size must be an int >= 1 or None, got chunk_size={chunk_size!r}")
-    if chunk_size < 1:
-        c.fail(f"chunk_size must be >= 1, got chunk_size={chunk_size!r}")
-    if chunk_size % devices:
-        c.fail(f"chunk_size must be a multiple of the mesh's {devices} devices (each chunk is "
-               f"split evenly across them), got chunk_size={chunk_size}")
-    return int(min(chunk_size, -(-k // devices) * devices))
-
-
-def _sharding(c: Checker, mesh: Any) -> tuple[NamedSharding | None, int]:
-    if mesh is None:
-        return None, 1
-    if not isinstance(mesh, Mesh):
-        c.fail(f"mesh must be a jax.sharding.Mesh or None, got mesh={mesh!r}")
-    if mesh.size < 1:
-        c.fail(f"mesh must hold at least one device, got mesh={mesh!r}")
-    # The member axis is split over every axis of the mesh (all devices).
-    return NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names))), mesh.size
-
-
-def _vectorized(member: Callable, vmap_size: int | None, sharding) -> Callable:
-    """All members at once (``vmap``), or ``vmap_size`` at a time in a compiled loop (``lax.map``),
-    on each device's own share of the members when sharded."""
-    if vmap_size is None:
-        return jax.vmap(member)
-
-    def local(configs):
-        return jax.lax.map(member, configs, batch_size=vmap_size)
-
-    if sharding is None:
-        return local
-    spec = sharding.spec
-    # check_vma=False: the training loop's scan carries start replicated (params) and become
-    # per-device values; every member is independent, so no collective is ever needed.
-    return jax.shard_map(local, mesh=sharding.mesh, in_specs=spec, out_specs=spec,
-                         check_vma=False)
 
 
 def _checked(train_fn: Callable, loss: str | None, vmap_size: int | None = None,
@@ -71,68 +22,10 @@ def _checked(train_fn: Callable, loss: str | None, vmap_size: int | None = None,
 
     def member(config):
         metrics = train_fn(config)
-        c = Checker("run")
-        leaves = jax.tree_util.tree_flatten_with_path(metrics)[0]
-        if not leaves:
-            c.fail(f"train_fn must return a pytree of arrays (metrics), got {metrics!r}")
-        for path, leaf in leaves:
-            if not isinstance(leaf, _ARRAY_TYPES):
-                c.fail(f"train_fn must return a pytree of arrays, got "
-                       f"{jax.tree_util.keystr(path) or 'output'}={leaf!r}")
-        if loss is not None:
-            if not isinstance(metrics, Mapping) or loss not in metrics:
-                keys = list(metrics) if isinstance(metrics, Mapping) else type(metrics).__name__
-                c.fail(f"train_fn's metrics need a {loss!r} entry to detect divergence (or pass "
-                       f"loss=None), got loss={loss!r}, metrics={keys}")
-            if not jax.numpy.issubdtype(jax.numpy.result_type(metrics[loss]), jax.numpy.floating):
-                c.fail(f"metric {loss!r} must be floating point, got loss={metrics[loss]!r}")
+        _engine.check_metrics("run", "train_fn", metrics, loss)
         return metrics
 
-    return _vectorized(member, vmap_size, sharding)
-
-
-def _compile(train_fn, loss, chunk, sharding, compiler_options, vmap_size=None):
-    options = tuple(sorted((compiler_options or {}).items()))
-    structs = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), chunk)
-    key = (jax.tree.structure(chunk),
-           tuple((s.shape, str(s.dtype)) for s in jax.tree.leaves(structs)),
-           sharding, loss, options, vmap_size)
-    try:
-        per_fn = _COMPILED.setdefault(train_fn, {})
-    except TypeError:  # not weak-referenceable: no cache across calls
-        per_fn = {}
-    if key in per_fn:
-        return per_fn[key], None, None
-    kwargs = {} if sharding is None else dict(in_shardings=sharding, out_shardings=sharding)
-    jitted = jax.jit(_checked(train_fn, loss, vmap_size, sharding),
-                     compiler_options=compiler_options, **kwargs)
-    t0 = time.perf_counter()
-    lowered = jitted.trace(structs).lower()
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    per_fn[key] = compiled
-    return compiled, t1 - t0, time.perf_counter() - t1
-
-
-def _put(chunk, sharding):
-    if sharding is None:
-        return jax.device_put(chunk)
-    # Each process supplies only its addressable shards: the same code runs single- and
-    # multi-host (jax.distributed).
-    return jax.tree.map(
-        lambda a: jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx]), chunk)
-
-
-def _fetch(out):
-    def get(a):
-        if a.is_fully_addressable:
-            return np.asarray(a)
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
-
-    return jax.tree.map(get, out)
+    return _engine.vectorized(member, vmap_size, sharding)
 
 
 def run(
@@ -221,8 +114,8 @@ def run(
     if not callable(train_fn):
         c.fail(f"train_fn must be callable, got train_fn={train_fn!r}")
     k = size(configs, fn="run")
-    sharding, devices = _sharding(c, mesh)
-    chunk = _check_chunk_size(c, chunk_size, k, devices)
+    sharding, devices = _engine.member_sharding(c, mesh)
+    chunk = _engine.check_chunk_size(c, chunk_size, k, devices)
     if num_steps is not None and (isinstance(num_steps, bool) or
                                   not isinstance(num_steps, (int, np.integer)) or num_steps < 1):
         c.fail(f"num_steps must be an int >= 1 or None, got num_steps={num_steps!r}")
@@ -231,18 +124,17 @@ def run(
 
     host = jax.tree.map(np.asarray, configs)
     num_chunks = -(-k // chunk)
-    padded = jax.tree.map(
-        lambda a: np.concatenate([a, np.repeat(a[-1:], num_chunks * chunk - k, axis=0)]), host)
-    chunks = [jax.tree.map(lambda a, i=i: a[i * chunk:(i + 1) * chunk], padded)
-              for i in range(num_chunks)]
+    chunks = _engine.chunks_of(_engine.pad_members(host, num_chunks * chunk), chunk)
 
     if vmap_size is not None:
         if isinstance(vmap_size, bool) or not isinstance(vmap_size, (int, np.integer)) \
                 or vmap_size < 1:
             c.fail(f"vmap_size must be an int >= 1 or None, got vmap_size={vmap_size!r}")
         vmap_size = int(min(vmap_size, chunk // devices))
-    compiled, trace_s, compile_s = _compile(train_fn, loss, chunks[0], sharding,
-                                            compiler_options, vmap_size)
+    compiled, trace_s, compile_s = _engine.compile_cached(
+        train_fn, ("run", loss, vmap_size, sharding),
+        lambda: _checked(train_fn, loss, vmap_size, sharding),
+        (_engine.structs(chunks[0], sharding),), compiler_options, sharding, sharding)
     outputs = []
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
@@ -256,7 +148,7 @@ def run(
             for i, part in enumerate(chunks):
                 _progress._Active.offset = i * (num_steps or 0)
                 bar.set_postfix_str(f"chunk {i + 1}/{num_chunks}", refresh=False)
-                outputs.append(_fetch(compiled(_put(part, sharding))))
+                outputs.append(_engine.fetch(compiled(_engine.put(part, sharding))))
                 bar.update((i + 1) * (num_steps or 1) - bar.n)
         finally:
             with _progress._Active.lock:

@@ -11,7 +11,7 @@ from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import as_float
 from jaxlr._src.typing import PyTree
-from jaxlr._src.validate import Checker
+from jaxlr._src.validate import Checker, renamed
 from jaxlr.transforms._common import flag, floats, lr_state, require, scale_updates
 
 
@@ -22,7 +22,7 @@ class PlateauHyperparams(NamedTuple):
     patience: jax.Array  # () non-improving (improving, greedy_lr) observations tolerated
     threshold: jax.Array  # () improvement margin
     cooldown: jax.Array  # () observations after a decrease in which the streak is not counted
-    warmup: jax.Array  # () observations after an increase (greedy_lr; 0 otherwise)
+    warmup_steps: jax.Array  # () observations after an increase (greedy_lr; 0 otherwise)
     min_value: jax.Array  # () lower bound of the LR
     max_value: jax.Array  # () upper bound of the LR (greedy_lr; inf otherwise)
     min_decrease: jax.Array  # () a decrease smaller than this is not applied
@@ -122,7 +122,7 @@ def _rule(state: PlateauState, new_value: jax.Array) -> PlateauState:
     num_good = jnp.where(in_warmup, 0.0, num_good)
     increase = greedy & (num_good > h.patience)
     lr = jnp.where(increase, jnp.minimum(lr / h.factor, h.max_value), lr)
-    warmup_counter = jnp.where(increase, h.warmup, warmup_counter)
+    warmup_counter = jnp.where(increase, h.warmup_steps, warmup_counter)
     num_good = jnp.where(increase, 0.0, num_good)
     return state._replace(lr=lr, best=best, num_bad=num_bad, num_good=num_good,
                           cooldown_counter=cooldown_counter, warmup_counter=warmup_counter,
@@ -331,7 +331,7 @@ def reduce_on_plateau(
     _check_common(c, mode, threshold_mode, patience, threshold, cooldown, window, init_value,
                   min_value, steps_per_epoch, observe_in_update, min_decrease)
     hp = PlateauHyperparams(**floats(
-        factor=factor, patience=patience, threshold=threshold, cooldown=cooldown, warmup=0.0,
+        factor=factor, patience=patience, threshold=threshold, cooldown=cooldown, warmup_steps=0.0,
         min_value=min_value, max_value=jnp.inf, min_decrease=min_decrease,
         **_rule_numbers(mode, threshold_mode, greedy=False)))
     return _build("reduce_on_plateau", mode=mode, window=window,
@@ -339,6 +339,7 @@ def reduce_on_plateau(
                   init_value=init_value, hp=hp)
 
 
+@renamed(warmup="warmup_steps")
 def greedy_lr(
     *,
     factor: ArrayLike = 0.95,
@@ -347,7 +348,7 @@ def greedy_lr(
     threshold_mode: str = "rel",
     mode: str = "min",
     cooldown: ArrayLike = 0,
-    warmup: ArrayLike = 0,
+    warmup_steps: ArrayLike = 0,
     min_value: ArrayLike = 0.0,
     max_value: ArrayLike = 10.0,
     init_value: ArrayLike = 1.0,
@@ -359,7 +360,7 @@ def greedy_lr(
 
     The observation rule is :func:`reduce_on_plateau`'s. In addition, a streak of more than
     ``patience`` improvements sets :math:`\eta \leftarrow \min(\eta / F, \eta_{\max})` and starts
-    ``warmup`` observations in which improvements are not counted:
+    ``warmup_steps`` observations in which improvements are not counted:
 
     .. math::
         \eta_t = \begin{cases} \min(\eta_{t-1}/F, \eta_{\max}) & n^+_t > p \\
@@ -374,7 +375,7 @@ def greedy_lr(
         threshold, threshold_mode, mode, cooldown, min_value, init_value, window,
             steps_per_epoch, observe_in_update: as in :func:`reduce_on_plateau` (non-finite
             metrics are skipped the same way).
-        warmup: observations after an increase during which improvements are not counted.
+        warmup_steps: observations after an increase during which improvements are not counted.
         max_value: upper bound of the LR.
 
     Returns:
@@ -403,10 +404,11 @@ def greedy_lr(
     c.between("factor", factor, 0.0, 1.0, open_lo=True)
     _check_common(c, mode, threshold_mode, patience, threshold, cooldown, window, init_value,
                   min_value, steps_per_epoch, observe_in_update, 0.0)
-    c.nonnegative("warmup", warmup)
+    c.nonnegative("warmup_steps", warmup_steps)
     c.not_greater("init_value", init_value, "max_value", max_value)
     hp = PlateauHyperparams(**floats(
-        factor=factor, patience=patience, threshold=threshold, cooldown=cooldown, warmup=warmup,
+        factor=factor, patience=patience, threshold=threshold, cooldown=cooldown,
+        warmup_steps=warmup_steps,
         min_value=min_value, max_value=max_value, min_decrease=0.0,
         **_rule_numbers(mode, threshold_mode, greedy=True)))
     return _build("greedy_lr", mode=mode, window=window, steps_per_epoch=steps_per_epoch,

@@ -686,13 +686,13 @@ def optax_cases() -> list[Case]:
     add("constant_schedule", lambda: S.constant(value=lr), lambda: optax.constant_schedule(lr))
     add(
         "linear_schedule",
-        lambda: S.linear(init_value=lr, end_value=end, total_steps=900, begin_steps=300),
+        lambda: S.linear(init_value=lr, end_value=end, total_steps=1200, begin_steps=300),
         lambda: optax.linear_schedule(lr, end, 900, 300),
     )
     add(
         "polynomial_schedule",
         lambda: S.polynomial(
-            init_value=lr, end_value=end, total_steps=1200, power=2.5, begin_steps=100
+            init_value=lr, end_value=end, total_steps=1300, power=2.5, begin_steps=100
         ),
         lambda: optax.polynomial_schedule(lr, end, 2.5, 1200, 100),
     )
@@ -705,7 +705,7 @@ def optax_cases() -> list[Case]:
         kw = dict(
             init_value=lr,
             decay_rate=rate,
-            transition_steps=170,
+            period_steps=170,
             begin_steps=60,
             staircase=stair,
             end_value=e,
@@ -721,7 +721,7 @@ def optax_cases() -> list[Case]:
         add(
             f"cosine_decay_schedule[exponent={exponent}]",
             lambda e=exponent: S.cosine(
-                init_value=lr, total_steps=1500, end_value=0.1 * lr, exponent=e
+                init_value=lr, total_steps=1500, end_value=0.1 * lr, power=e
             ),
             lambda e=exponent: optax.cosine_decay_schedule(lr, 1500, alpha=0.1, exponent=e),
         )
@@ -733,7 +733,7 @@ def optax_cases() -> list[Case]:
             total_steps=1700,
             init_value=0.1 * lr,
             end_value=end,
-            exponent=1.5,
+            power=1.5,
         ),
         lambda: optax.warmup_cosine_decay_schedule(0.1 * lr, lr, 150, 1700, end, 1.5),
     )
@@ -743,7 +743,7 @@ def optax_cases() -> list[Case]:
             S.exponential(
                 init_value=lr,
                 decay_rate=0.6,
-                transition_steps=100,
+                period_steps=100,
                 begin_steps=50,
                 staircase=True,
                 end_value=end,
@@ -771,7 +771,7 @@ def optax_cases() -> list[Case]:
         add(
             f"piecewise_interpolate_schedule[{kind}]",
             lambda shape=shape: S.piecewise_interpolate(
-                boundaries=knots[0], values=knots[1], interpolation=shape
+                boundaries=knots[0], values=knots[1], shape=shape
             ),
             lambda kind=kind: optax.piecewise_interpolate_schedule(kind, lr, bounds),
         )
@@ -811,7 +811,8 @@ def optax_cases() -> list[Case]:
     add(
         "cosine_onecycle_schedule",
         lambda: S.one_cycle(
-            peak_value=lr, total_steps=1800, pct_start=0.25, div_factor=20.0, final_div_factor=500.0
+            peak_value=lr, total_steps=1800, warmup_fraction=0.25, init_value=lr / 20.0,
+            end_value=lr / 1e4,
         ),
         lambda: optax.cosine_onecycle_schedule(1800, lr, 0.25, 20.0, 500.0),
     )
@@ -820,10 +821,10 @@ def optax_cases() -> list[Case]:
         lambda: S.one_cycle(
             peak_value=lr,
             total_steps=1800,
-            pct_start=0.3,
-            div_factor=20.0,
-            final_div_factor=500.0,
-            anneal="linear",
+            warmup_fraction=0.3,
+            init_value=lr / 20.0,
+            end_value=lr / 1e4,
+            shape="linear",
             three_phase=True,
         ),
         lambda: optax.linear_onecycle_schedule(1800, lr, 0.3, 0.6, 20.0, 500.0),

@@ -1,0 +1,235 @@
+"""The shared engine of ``run`` and populations: vectorization, chunking, sharding, divergence.
+
+``run`` (one-shot, in-device data) and :class:`~jaxlr.sweep.Population` (step-driven, batches
+from Python) both put members on a leading axis, pad it to whole chunks, split it over a mesh,
+compile once per shape and fetch results from every host through the helpers here; populations
+also freeze diverged members with :func:`healthy` and :func:`tree_where`.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxlr._src.validate import Checker
+
+ARRAY_TYPES = (jax.Array, np.ndarray, np.generic, bool, int, float, complex)
+
+# fn -> {(structure, shapes, mesh, options): compiled}. Keyed weakly on the user's function, so a
+# second sweep with the same function and chunk shape reuses the executable.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def is_int(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, np.integer))
+
+
+def check_chunk_size(c: Checker, chunk_size: Any, k: int, devices: int) -> int:
+    """Members per compiled call: all (rounded up to the devices) or a multiple of the devices."""
+    if chunk_size is None:
+        return -(-k // devices) * devices
+    if not is_int(chunk_size):
+        c.fail(f"chunk_size must be an int >= 1 or None, got chunk_size={chunk_size!r}")
+    if chunk_size < 1:
+        c.fail(f"chunk_size must be >= 1, got chunk_size={chunk_size!r}")
+    if chunk_size % devices:
+        c.fail(
+            f"chunk_size must be a multiple of the mesh's {devices} devices (each chunk is "
+            f"split evenly across them), got chunk_size={chunk_size}"
+        )
+    return int(min(chunk_size, -(-k // devices) * devices))
+
+
+def member_sharding(c: Checker, mesh: Any) -> tuple[NamedSharding | None, int]:
+    """The sharding of a leading member axis split over every axis of ``mesh`` (all devices)."""
+    if mesh is None:
+        return None, 1
+    if not isinstance(mesh, Mesh):
+        c.fail(f"mesh must be a jax.sharding.Mesh or None, got mesh={mesh!r}")
+    if mesh.size < 1:
+        c.fail(f"mesh must hold at least one device, got mesh={mesh!r}")
+    return NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names))), mesh.size
+
+
+def replicated(sharding: NamedSharding | None) -> NamedSharding | None:
+    return None if sharding is None else NamedSharding(sharding.mesh, PartitionSpec())
+
+
+def behind(sharding: NamedSharding | None, axes: int) -> NamedSharding | None:
+    """The member sharding for arrays whose member axis comes after ``axes`` leading axes."""
+    if sharding is None:
+        return None
+    return NamedSharding(sharding.mesh, PartitionSpec(*([None] * axes), *sharding.spec))
+
+
+def vectorized(member: Callable, vmap_size: int | None, sharding) -> Callable:
+    """All members at once (``vmap``), or ``vmap_size`` at a time in a compiled loop (``lax.map``),
+    on each device's own share of the members when sharded."""
+    if vmap_size is None:
+        return jax.vmap(member)
+
+    def local(configs):
+        return jax.lax.map(member, configs, batch_size=vmap_size)
+
+    if sharding is None:
+        return local
+    spec = sharding.spec
+    # check_vma=False: the training loop's scan carries start replicated (params) and become
+    # per-device values; every member is independent, so no collective is ever needed.
+    return jax.shard_map(local, mesh=sharding.mesh, in_specs=spec, out_specs=spec, check_vma=False)
+
+
+def pad_members(host: Any, total: int) -> Any:
+    """Pads the leading axis to ``total`` with copies of the last member (one compiled shape)."""
+    return jax.tree.map(
+        lambda a: np.concatenate([a, np.repeat(a[-1:], total - a.shape[0], axis=0)]), host
+    )
+
+
+def chunks_of(padded: Any, chunk: int) -> list[Any]:
+    n = jax.tree.leaves(padded)[0].shape[0] // chunk
+    return [jax.tree.map(lambda a, i=i: a[i * chunk : (i + 1) * chunk], padded) for i in range(n)]
+
+
+def structs(tree: Any, sharding) -> Any:
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=sharding), tree
+    )
+
+
+def compile_cached(
+    owner: Any,
+    key: tuple,
+    build: Callable[[], Any],
+    args: tuple,
+    compiler_options=None,
+    in_shardings=None,
+    out_shardings=None,
+    donate_argnums: tuple[int, ...] = (),
+):
+    """``jax.jit(build())`` traced, lowered and compiled for abstract ``args``, cached on ``owner``.
+
+    Returns ``(compiled, trace_seconds, compile_seconds)``; the seconds are ``None`` on a hit.
+    """
+    options = tuple(sorted((compiler_options or {}).items()))
+    key = (
+        *key,
+        options,
+        donate_argnums,
+        tuple(
+            (
+                jax.tree.structure(a),
+                tuple((s.shape, str(s.dtype), s.sharding) for s in jax.tree.leaves(a)),
+            )
+            for a in args
+        ),
+    )
+    try:
+        per_fn = _COMPILED.setdefault(owner, {})
+    except TypeError:  # not weak-referenceable: no cache across calls
+        per_fn = {}
+    if key in per_fn:
+        return per_fn[key], None, None
+    kwargs = {}
+    if in_shardings is not None:
+        kwargs.update(in_shardings=in_shardings, out_shardings=out_shardings)
+    jitted = jax.jit(
+        build(), compiler_options=compiler_options, donate_argnums=donate_argnums, **kwargs
+    )
+    t0 = time.perf_counter()
+    lowered = jitted.trace(*args).lower()
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    per_fn[key] = compiled
+    return compiled, t1 - t0, time.perf_counter() - t1
+
+
+def put(tree: Any, sharding) -> Any:
+    """Host arrays -> device arrays; each process supplies only its addressable shards, so the
+    same code runs single- and multi-host (``jax.distributed``)."""
+    if sharding is None:
+        return jax.device_put(tree)
+    return jax.tree.map(
+        lambda a: jax.make_array_from_callback(
+            np.shape(a), sharding, lambda idx: np.asarray(a)[idx]
+        ),
+        tree,
+    )
+
+
+def fetch(tree: Any) -> Any:
+    """Device arrays -> host NumPy, gathered from every process when not fully addressable."""
+
+    def get(a):
+        if not isinstance(a, jax.Array) or a.is_fully_addressable:
+            return np.asarray(a)
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+    return jax.tree.map(get, tree)
+
+
+def check_metrics(
+    fn: str, what: str, metrics: Any, loss: str | None, required: tuple[str, ...] = ()
+) -> None:
+    """Trace-time validation of a member's metrics (a pytree of arrays with the named entries)."""
+    c = Checker(fn)
+    leaves = jax.tree_util.tree_flatten_with_path(metrics)[0]
+    if not leaves:
+        c.fail(f"{what} must return a pytree of arrays (metrics), got {metrics!r}")
+    for path, leaf in leaves:
+        if not isinstance(leaf, ARRAY_TYPES):
+            c.fail(
+                f"{what} must return a pytree of arrays, got "
+                f"{jax.tree_util.keystr(path) or 'output'}={leaf!r}"
+            )
+    keys = list(metrics) if isinstance(metrics, Mapping) else type(metrics).__name__
+    if loss is not None:
+        if not isinstance(metrics, Mapping) or loss not in metrics:
+            c.fail(
+                f"{what}'s metrics need a {loss!r} entry to detect divergence (or pass "
+                f"loss=None), got loss={loss!r}, metrics={keys}"
+            )
+        if not jnp.issubdtype(jnp.result_type(metrics[loss]), jnp.floating):
+            c.fail(f"metric {loss!r} must be floating point, got loss={metrics[loss]!r}")
+    for arg, name in required:
+        if not isinstance(metrics, Mapping) or name not in metrics:
+            c.fail(f"{arg}={name!r} is not a metric of {what}, whose metrics are {keys}")
+
+
+def healthy(loss: jax.Array | None, state: Any, threshold: float | None) -> jax.Array:
+    """Per member (leading axis): loss finite and <= threshold, and every float state leaf finite.
+
+    Divergence of a member is either; a member that fails it is frozen by the caller.
+    """
+    oks = []
+    if loss is not None:
+        loss = jnp.asarray(loss)
+        ok = jnp.isfinite(loss)
+        if threshold is not None:
+            ok &= jnp.where(ok, loss, 0.0) <= threshold
+        oks.append(ok.reshape(ok.shape[0], -1).all(1))
+    for leaf in jax.tree.leaves(state):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact) and leaf.ndim >= 1:
+            oks.append(jnp.isfinite(leaf).reshape(leaf.shape[0], -1).all(1))
+    if not oks:
+        raise ValueError("healthy: nothing to check")
+    return jnp.stack(oks).all(0)
+
+
+def tree_where(mask: jax.Array, a: Any, b: Any) -> Any:
+    """Per member: ``a`` where ``mask`` (leading axis), else ``b``."""
+
+    def pick(x, y):
+        m = mask.reshape(mask.shape + (1,) * (x.ndim - 1))
+        return jnp.where(m, x, y)
+
+    return jax.tree.map(pick, a, b)

@@ -1,0 +1,212 @@
+"""Successive halving: train all members to a rung, keep the best 1/eta, compact, continue."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxlr._src.validate import Checker
+from jaxlr.sweep import _engine
+from jaxlr.sweep._configs import size
+from jaxlr.sweep._population import Population, PopulationResult
+
+
+def check_mode(c: Checker, mode: Any) -> None:
+    if mode not in ("min", "max"):
+        c.fail(f"mode must be 'min' or 'max', got mode={mode!r}")
+
+
+def check_metric(c: Checker, metric: Any) -> None:
+    if not isinstance(metric, str):
+        c.fail(f"metric must be the name of a metric of step_fn, got metric={metric!r}")
+
+
+def ranking(score: np.ndarray, alive: np.ndarray, mode: str) -> np.ndarray:
+    """Member indices best first; diverged and non-finite scores last (stable on ties)."""
+    s = np.where(mode == "min", score, -score).astype(float)
+    s = np.where(np.isfinite(s) & alive, s, np.inf)
+    return np.argsort(s, kind="stable")
+
+
+def successive_halving(
+    init_fn: Callable[[Any, jax.Array], Any],
+    step_fn: Callable[[Any, Any, Any], tuple[Any, Any]],
+    configs: Any,
+    batches: Iterable[Any],
+    *,
+    key: jax.Array,
+    rungs: Sequence[int],
+    metric: str,
+    eta: float = 3,
+    mode: str = "min",
+    steps_per_call: int = 1,
+    mesh: Mesh | None = None,
+    loss: str | None = "loss",
+    divergence_threshold: float | None = None,
+    member_batches: bool = False,
+    labels: Mapping[str, Sequence[str]] | None = None,
+    compiler_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> PopulationResult:
+    r"""Successive halving of a :class:`Population`: less work on bad members.
+
+    All ``K`` members train to the first rung :math:`r_0` steps; at each rung :math:`r_j` the
+    :math:`\max(1, \lfloor k_j / \eta \rfloor)` best by ``metric`` (its value at that step;
+    diverged members rank last) continue to :math:`r_{j+1}`, the others stop. The survivors'
+    states are compacted into a smaller population, so the compiled step shrinks with them
+    (one compiled size per rung) and the member-steps are
+
+    .. math:: \sum_j k_j\,(r_j - r_{j-1}), \quad k_{j+1} = \max(1, \lfloor k_j/\eta \rfloor)
+
+    instead of :math:`K\,r_{last}` for the full grid. Use ``rungs=[r, r*eta, r*eta**2, ...]``
+    for the classic geometric budgets (Jamieson & Talwalkar; Li et al.'s Hyperband bracket).
+
+    Args:
+        init_fn: ``(config, key) -> state`` for one member.
+        step_fn: ``(state, config, batch) -> (state, metrics)``; ``metrics[metric]`` a scalar.
+        configs: ``K >= 2`` configurations (leading axis ``K``).
+        batches: an iterable of batches (one per step; with ``member_batches``, leading axis
+            ``K``, and each survivor keeps receiving its own row).
+        key: PRNG key for the members' ``init_fn``.
+        rungs: strictly increasing step budgets (cumulative), ints >= 1; the last is the length.
+        metric: the metric ranked at each rung (e.g. a validation loss the step reports).
+        eta: the reduction factor (> 1): keep the top ``1/eta``.
+        mode: ``"min"`` or ``"max"`` (the better direction of ``metric``).
+        steps_per_call: steps per compiled call.
+        mesh, loss, divergence_threshold, member_batches, labels, compiler_options, progress:
+            as in :class:`Population`.
+
+    Returns:
+        A :class:`PopulationResult` over the ``K`` original members: metrics ``[K, r_last]``
+        (NaN after a member stopped), ``rungs[i]`` the list of ``(step, metric)`` member ``i``
+        reached, ``info["stopped_at"]`` its last step, ``member_steps`` the work done; ``best``
+        picks among the members that reached the last rung.
+
+    Raises:
+        ValueError: before anything compiles: rungs not strictly increasing positive ints,
+            ``eta <= 1``, a bad ``mode``, ``K < 2``, or a ``metric`` the step does not return.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpy as np, jaxlr
+        >>> def step_fn(w, cfg, target):
+        ...     w = w - cfg["lr"] * 2.0 * (w - target)
+        ...     return w, {"loss": (w - target) ** 2}
+        >>> res = jaxlr.sweep.successive_halving(
+        ...     lambda cfg, key: jnp.zeros(()), step_fn,
+        ...     jaxlr.sweep.grid(lr=[0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.7]),
+        ...     (np.float32(3.0) for _ in range(9)), key=jax.random.key(0), rungs=[1, 3, 9],
+        ...     metric="loss", eta=3, progress=False)
+        >>> res.member_steps, res.best("loss")["lr"], [len(r) for r in res.rungs]
+        (21, 0.5, [1, 1, 1, 1, 1, 2, 2, 3, 1])
+
+    References:
+        Jamieson & Talwalkar, Non-stochastic Best Arm Identification and Hyperparameter
+        Optimization, AISTATS 2016; Li et al., Hyperband, JMLR 2018.
+    """
+    c = Checker("successive_halving")
+    k = size(configs, fn="successive_halving")
+    if k < 2:
+        c.fail(f"the population needs at least 2 members, got K={k}")
+    rungs = list(rungs) if isinstance(rungs, (list, tuple, np.ndarray)) else rungs
+    if (
+        not isinstance(rungs, list)
+        or not rungs
+        or not all(_engine.is_int(r) and r >= 1 for r in rungs)
+        or any(b <= a for a, b in zip(rungs, rungs[1:]))
+    ):
+        c.fail(f"rungs must be strictly increasing ints >= 1, got rungs={rungs!r}")
+    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.number)) or not eta > 1:
+        c.fail(f"eta must be a number > 1, got eta={eta!r}")
+    check_mode(c, mode)
+    check_metric(c, metric)
+    common = dict(
+        mesh=mesh,
+        loss=loss,
+        divergence_threshold=divergence_threshold,
+        member_batches=member_batches,
+        labels=labels,
+        compiler_options=compiler_options,
+        progress=progress,
+        _required=(("metric", metric),),
+        _name="successive_halving",
+    )
+    pop = Population(init_fn, step_fn, configs, key=key, **common)
+    idx = np.arange(k)  # original index of each current member
+    holder = {"idx": idx}
+    source = iter(batches)
+    feed = (
+        source
+        if not member_batches
+        else (jax.tree.map(lambda a: np.asarray(a)[holder["idx"]], b) for b in source)
+    )
+    total = rungs[-1]
+    curves: dict[str, np.ndarray] = {}
+    history: list[list[tuple[int, float]]] = [[] for _ in range(k)]
+    stopped_at = np.zeros(k, int)
+    diverged = np.zeros(k, bool)
+    diverged_step = np.full(k, -1)
+    final_config = jax.tree.map(np.asarray, configs)
+    member_steps, prev, sizes = 0, 0, []
+    for j, r in enumerate(rungs):
+        sizes.append(pop.num_members)
+        pop.train(feed, r - prev, steps_per_call=steps_per_call)
+        member_steps += pop.num_members * (r - prev)
+        metrics, _ = pop.host_metrics()
+        carry = pop.host_carry()
+        for name, m in metrics.items():
+            if name not in curves:
+                curves[name] = np.full((k, total, *m.shape[2:]), np.nan, float)
+            curves[name][idx, prev:r] = m[:, -(r - prev) :]
+        score = np.asarray(metrics[metric][:, -1], float)
+        if score.ndim != 1:
+            c.fail(f"metric={metric!r} must be a scalar per step, got shape {score.shape[1:]}")
+        for i, orig in enumerate(idx):
+            history[orig].append((r, float(score[i])))
+        stopped_at[idx] = r
+        diverged[idx] = ~carry.alive
+        diverged_step[idx] = carry.bad_step
+        if j == len(rungs) - 1:
+            break
+        keep = max(1, math.floor(pop.num_members / eta))
+        chosen = np.sort(ranking(score, carry.alive, mode)[:keep])
+        start = carry._replace(
+            state=jax.tree.map(lambda a, ch=chosen: a[ch], carry.state),
+            config=jax.tree.map(lambda a, ch=chosen: a[ch], carry.config),
+            alive=carry.alive[chosen],
+            bad_step=carry.bad_step[chosen],
+        )
+        seconds = (pop.trace_seconds, pop.compile_seconds, pop.run_seconds)
+        pop = Population(init_fn, step_fn, start.config, key=key, _start=start, **common)
+        pop.trace_seconds, pop.compile_seconds, pop.run_seconds = (
+            pop.trace_seconds + seconds[0],
+            pop.compile_seconds + seconds[1],
+            pop.run_seconds + seconds[2],
+        )
+        idx = idx[chosen]
+        holder["idx"] = idx
+        prev = r
+    info = pop.info()
+    info.update(
+        num_members=k,
+        sizes=sizes,
+        rungs=rungs,
+        eta=eta,
+        stopped_at=stopped_at,
+        survivors=idx.tolist(),
+    )
+    return PopulationResult(
+        final_config,
+        curves,
+        diverged=diverged,
+        diverged_step=diverged_step,
+        loss=loss,
+        labels=labels,
+        info=info,
+        member_steps=member_steps,
+        rungs=history,
+    )

@@ -1,0 +1,570 @@
+"""Adaptive search with Optuna: ask K trials, train them in one vmapped program, tell K results."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlr._src.validate import Checker
+from jaxlr.sweep._result import REDUCTIONS, SweepResult
+from jaxlr.sweep._run import run
+
+_FN = "optuna_search"
+_KINDS = ("log_uniform", "uniform", "int", "log_int")
+# Trials found RUNNING when a search starts but lacking some of their parameters were killed
+# inside ``study.ask``; they are failed with this user attribute and not counted as trials.
+INTERRUPTED = "jaxlr_interrupted"
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ImportError(
+            f"{_FN} needs optuna, an optional extra: pip install 'jaxlr[optuna]'"
+        ) from None
+    return optuna
+
+
+class _Space:
+    """The search space, declared once: Optuna distributions and the stacked configuration."""
+
+    def __init__(self, space: Any, fn: str = _FN):
+        c = Checker(fn)
+        if not isinstance(space, Mapping) or not space:
+            c.fail(f"space must be a non-empty dict name -> spec, got space={space!r}")
+        self.kinds: dict[str, tuple] = {}  # name -> (kind, ...)
+        self.fixed: dict[str, np.ndarray] = {}
+        self.labels: dict[str, list[str]] = {}
+        for name, spec in space.items():
+            if not isinstance(name, str) or not name:
+                c.fail(f"space names must be non-empty strings, got {name!r}")
+            self._add(c, name, spec)
+        if not self.kinds:
+            c.fail(
+                f"space must search at least one axis (a distribution or a list of choices), "
+                f"got only fixed values {list(self.fixed)}"
+            )
+
+    def _add(self, c: Checker, name: str, spec: Any) -> None:
+        shown = " ".join(repr(spec).split())  # one line, also for arrays
+        bad = f"space[{name!r}]={shown} is a space Optuna cannot express"
+        if isinstance(spec, tuple) and spec and isinstance(spec[0], str):
+            if len(spec) != 3 or spec[0] not in _KINDS:
+                c.fail(f"{bad}: give (kind, low, high) with kind in {_KINDS}, or a list of choices")
+            kind, low, high = spec
+            for b in (low, high):
+                if (
+                    isinstance(b, bool)
+                    or not isinstance(b, (int, float, np.integer, np.floating))
+                    or not math.isfinite(b)
+                ):
+                    c.fail(f"{bad}: bounds must be finite numbers")
+            if kind in ("int", "log_int") and not (
+                float(low).is_integer() and float(high).is_integer()
+            ):
+                c.fail(f"{bad}: {kind} bounds must be integers")
+            if low > high:
+                c.fail(f"{bad}: low must be <= high")
+            if kind.startswith("log") and low <= 0:
+                c.fail(f"{bad}: {kind} needs low > 0")
+            self.kinds[name] = (kind, low, high)
+        elif isinstance(spec, (list, np.ndarray)) and np.ndim(spec) == 1:
+            choices = list(np.asarray(spec).tolist()) if isinstance(spec, np.ndarray) else spec
+            if not choices:
+                c.fail(f"{bad}: no choices")
+            if all(isinstance(v, str) for v in choices):
+                if len(set(choices)) != len(choices):
+                    c.fail(f"{bad}: duplicate choices")
+                # Strings reach train_fn as their index (an int array), with labels for tables.
+                self.labels[name] = list(choices)
+                self.kinds[name] = ("categorical", tuple(choices), np.arange(len(choices)))
+            elif all(isinstance(v, (bool, int, float, np.integer, np.floating)) for v in choices):
+                values = np.asarray(choices)
+                if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+                    c.fail(f"{bad}: choices must be finite")
+                if len(set(choices)) != len(choices):
+                    c.fail(f"{bad}: duplicate choices")
+                self.kinds[name] = ("categorical", tuple(choices), values)
+            else:
+                c.fail(f"{bad}: choices must be all numbers or all strings")
+        elif isinstance(spec, (bool, int, float, np.integer, np.floating)) or (
+            isinstance(spec, np.ndarray) and spec.ndim == 0
+        ):
+            self.fixed[name] = np.asarray(spec)
+        else:
+            c.fail(
+                f"{bad}: give (kind, low, high) with kind in {_KINDS}, a list of numbers or "
+                f"strings, or a fixed number"
+            )
+
+    def distributions(self) -> dict[str, Any]:
+        d = _optuna().distributions
+        out = {}
+        for name, (kind, a, b) in self.kinds.items():
+            if kind == "categorical":
+                out[name] = d.CategoricalDistribution(a)
+            elif kind in ("int", "log_int"):
+                out[name] = d.IntDistribution(int(a), int(b), log=kind == "log_int")
+            else:
+                out[name] = d.FloatDistribution(float(a), float(b), log=kind == "log_uniform")
+        return out
+
+    def configs(self, params: list[Mapping[str, Any]], k: int) -> dict[str, jax.Array]:
+        """The trials' parameters as a configuration of ``k`` members (the last one repeated)."""
+        rows = params + [params[-1]] * (k - len(params))
+        out = {}
+        for name, (kind, a, b) in self.kinds.items():
+            if kind == "categorical":
+                out[name] = jnp.asarray(b[[a.index(p[name]) for p in rows]])
+            else:
+                out[name] = jnp.asarray(np.asarray([p[name] for p in rows]))
+        for name, v in self.fixed.items():
+            out[name] = jnp.asarray(np.broadcast_to(v, (k,)))
+        return out
+
+    def example(self) -> dict[str, jax.Array]:
+        """One member's configuration (low ends, first choices) for a trace-only check."""
+        params = {
+            name: (a[0] if kind == "categorical" else a)
+            for name, (kind, a, _) in self.kinds.items()
+        }
+        return jax.tree.map(lambda x: x[0], self.configs([params], 1))
+
+
+def _check_int(c: Checker, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        c.fail(f"{name} must be an int >= 1, got {name}={value!r}")
+    return int(value)
+
+
+def _check_diverged(c: Checker, diverged: Any) -> None:
+    if not (isinstance(diverged, str) and diverged == "fail") and (
+        isinstance(diverged, (bool, str))
+        or not isinstance(diverged, (int, float))
+        or not math.isfinite(diverged)
+    ):
+        c.fail(f"diverged must be 'fail' or a finite number, got diverged={diverged!r}")
+
+
+def _check_logger(c: Checker, logger: Any, method: str) -> None:
+    if logger is not None and not callable(getattr(logger, method, None)):
+        c.fail(
+            f"logger must be a jaxlr.sweep.MetricsLogger (or have {method}), got logger={logger!r}"
+        )
+
+
+def _open_study(c: Checker, optuna, study, storage, study_name, sampler, direction, pruner=None):
+    """The study to search: the one given, or one created (or loaded) from the arguments."""
+    if study is None:
+        direction = "minimize" if direction is None else direction
+        c.choice("direction", direction, ("minimize", "maximize"))
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            sampler=sampler,
+            pruner=pruner,
+            direction=direction,
+            load_if_exists=True,
+        )
+    elif any(a is not None for a in (storage, study_name, sampler, direction, pruner)):
+        c.fail(
+            "give either study or storage/study_name/sampler/direction/pruner (a new or stored "
+            f"study), got study={study!r} and one of these"
+        )
+    if len(study.directions) != 1:
+        c.fail(f"the study must have one objective, got directions={study.directions}")
+    if isinstance(study.sampler, optuna.samplers.GridSampler):
+        # It ends a study by calling study.stop(), which Optuna allows only inside optimize().
+        c.fail(
+            "GridSampler cannot drive an ask-and-tell search; for a grid, train "
+            "jaxlr.sweep.grid(...) with jaxlr.sweep.run, got sampler=GridSampler"
+        )
+    return study
+
+
+def _resume(optuna, study, dists) -> tuple[list, int, int]:
+    """(trials left RUNNING to evaluate again, finished trials, next round index)."""
+    state = optuna.trial.TrialState
+    pending, done, round_ = [], 0, 0
+    for t in study.get_trials(deepcopy=False):
+        round_ = max(round_, t.user_attrs.get("jaxlr_round", -1) + 1)
+        if t.state == state.RUNNING:
+            trial = optuna.trial.Trial(study, t._trial_id)
+            if set(dists) <= set(t.params):
+                pending.append(trial)
+            else:
+                trial.set_user_attr(INTERRUPTED, True)
+                study.tell(trial, state=state.FAIL)
+        elif t.state.is_finished() and not t.user_attrs.get(INTERRUPTED, False):
+            done += 1
+    return pending, done, round_
+
+
+def _tell(optuna, study, trial, *, bad: bool, score: float, diverged: Any) -> None:
+    if bad and diverged == "fail":
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        study.tell(trial, float(diverged) if bad else float(score))
+
+
+def optuna_search(
+    train_fn: Callable[[Any], Any],
+    space: Mapping[str, Any],
+    *,
+    num_trials: int,
+    batch_size: int,
+    study: Any = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    sampler: Any = None,
+    direction: str | None = None,
+    metric: str | None = None,
+    reduction: str = "last",
+    last_n: int | None = None,
+    diverged: str | float = "fail",
+    loss: str | None = "loss",
+    divergence_threshold: float | None = None,
+    chunk_size: int | None = None,
+    vmap_size: int | None = None,
+    logger: Any = None,
+    progress: bool = False,
+) -> Any:
+    r"""Optuna search in vectorized batches: ask ``batch_size`` trials, train them together, tell.
+
+    Each round asks the study for ``K = batch_size`` trials (``study.ask`` ``K`` times, so any
+    sampler works; for TPE use ``TPESampler(constant_liar=True)`` so that the ``K`` asks of a
+    round spread out), stacks their parameters into one configuration (a dict of arrays with
+    leading axis ``K``, as :func:`jaxlr.sweep.grid` makes), trains all ``K`` with
+    :func:`jaxlr.sweep.run` (one compiled, vmapped program, compiled once for the whole search)
+    and tells each trial its score
+
+    .. math:: y_i = \mathrm{reduce}_t\, \text{metric}_i(t), \quad i = 0..K-1
+
+    (:meth:`SweepResult.score`; the metric defaults to a validation loss when ``train_fn``
+    reports one). The last round is padded to ``K`` members with copies, so no round
+    recompiles.
+
+    A member that diverged (see :func:`jaxlr.sweep.run`) or whose score is not finite is told
+    ``TrialState.FAIL`` (``diverged="fail"``), or the value ``diverged`` (a float penalty).
+    Every told trial carries user attributes: ``jaxlr_round``, ``diverged``,
+    ``diverged_step`` and the record's finite scalar metrics.
+
+    Pruning needs intermediate values, so it needs training driven step by step: use
+    :func:`optuna_population_search`, which trains each round as a :class:`Population`.
+
+    Resuming: with a stored study (``storage="sqlite:///search.db"``, ``study_name``), calling
+    ``optuna_search`` again continues the same study until it holds ``num_trials`` finished
+    trials (complete, failed or pruned). Trials left ``RUNNING`` by a killed search are
+    evaluated again and told, so no asked trial is lost and none is counted twice; one whose
+    parameters were not all sampled yet is failed with user attribute ``jaxlr_interrupted``
+    and not counted. One search process per study at a time (a RUNNING trial is taken as
+    interrupted).
+
+    Args:
+        train_fn: ``config -> metrics`` for one member (as for :func:`jaxlr.sweep.run`).
+        space: name -> ``("log_uniform", low, high)``, ``("uniform", low, high)``,
+            ``("int", low, high)``, ``("log_int", low, high)``, a list of choices (numbers, or
+            strings passed to ``train_fn`` as their index), or a fixed number.
+        num_trials: finished trials the study holds at the end (earlier runs included).
+        batch_size: trials per round, ``K`` >= 1.
+        study: an ``optuna.Study``; else one is created (or loaded) from ``storage``,
+            ``study_name``, ``sampler`` and ``direction``.
+        storage: an Optuna storage URL; ``None`` keeps the study in memory.
+        study_name: the study's name in ``storage``.
+        sampler: an Optuna sampler (default: Optuna's, TPE).
+        direction: ``"minimize"`` (the default) or ``"maximize"``, for a new study.
+        metric: the metric to score; ``None``: the result's default (validation loss, else
+            ``loss``).
+        reduction: ``"last"``, ``"min"``, ``"max"`` or ``"mean_last"`` (with ``last_n``).
+        last_n: the window of ``"mean_last"``.
+        diverged: ``"fail"``, or a finite float told as the value of a diverged trial.
+        loss: the metric checked for divergence (``None``: no check).
+        divergence_threshold: a loss above this also counts as diverged.
+        chunk_size: members per compiled call within a round (see :func:`jaxlr.sweep.run`).
+        vmap_size: see :func:`jaxlr.sweep.run`.
+        logger: a :class:`jaxlr.sweep.MetricsLogger`; each round's metrics are written per
+            trial (member names ``trial_<number>``).
+        progress: show :func:`jaxlr.sweep.run`'s bar for each round.
+
+    Returns:
+        The ``optuna.Study``.
+
+    Raises:
+        ImportError: optuna is not installed (``pip install 'jaxlr[optuna]'``).
+        ValueError: before any trial is asked: a space Optuna cannot express (unknown kind,
+            ``low > high``, a log range with ``low <= 0``, non-integer int bounds, empty,
+            duplicate or mixed choices, a vector or other object), ``batch_size`` or
+            ``num_trials`` not an int >= 1 (a batch of size 0), an unknown reduction, a
+            multi-objective study, an ``optuna.samplers.GridSampler`` (use
+            :func:`jaxlr.sweep.grid`), a ``logger`` without ``log_result``, a metric ``train_fn``
+            does not return, or ``diverged``
+            neither ``"fail"`` nor a finite number.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, optuna, jaxlr
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> def train_fn(cfg):  # gradient descent on (w - 3)^2; validation target 2.9
+        ...     s = jaxlr.schedules.constant(value=cfg["peak_value"])
+        ...     def step(w, t):
+        ...         return w - s(t) * 2.0 * (w - 3.0), ((w - 3.0) ** 2, (w - 2.9) ** 2)
+        ...     _, (loss, val) = jax.lax.scan(step, 0.0, jnp.arange(10))
+        ...     return {"loss": loss, "val_loss": val}
+        >>> study = jaxlr.sweep.optuna_search(
+        ...     train_fn, {"peak_value": ("log_uniform", 1e-3, 2.0)}, num_trials=8,
+        ...     batch_size=4, sampler=optuna.samplers.RandomSampler(seed=0))
+        >>> len(study.trials), study.best_value < 0.1
+        (8, True)
+
+    References:
+        Akiba et al., Optuna: A Next-generation Hyperparameter Optimization Framework, KDD 2019;
+        Bergstra et al., Algorithms for Hyper-Parameter Optimization (TPE), NeurIPS 2011.
+    """
+    c = Checker(_FN)
+    if not callable(train_fn):
+        c.fail(f"train_fn must be callable, got train_fn={train_fn!r}")
+    sp = _Space(space)
+    num_trials = _check_int(c, "num_trials", num_trials)
+    k = _check_int(c, "batch_size", batch_size)
+    c.choice("reduction", reduction, REDUCTIONS)
+    _check_diverged(c, diverged)
+    _check_logger(c, logger, "log_result")
+    optuna = _optuna()
+    # The metric must exist with a rankable shape: checked on shapes alone, before any ask.
+    shapes = jax.eval_shape(train_fn, sp.example())
+    probe = SweepResult(
+        {"_": np.zeros(1)}, jax.tree.map(lambda s: np.zeros((1, *s.shape)), shapes), loss=loss
+    )
+    try:
+        probe.score(metric, reduction=reduction, last_n=last_n)
+    except ValueError as e:
+        c.fail(str(e).replace("SweepResult.score: ", "").replace("SweepResult: ", ""))
+    study = _open_study(c, optuna, study, storage, study_name, sampler, direction)
+    dists = sp.distributions()
+    pending, done, round_ = _resume(optuna, study, dists)
+
+    while done < num_trials:
+        n = min(k, num_trials - done)
+        trials, pending = pending[:n], pending[n:]
+        trials += [study.ask(dists) for _ in range(n - len(trials))]
+        configs = sp.configs([t.params for t in trials], k)
+        res = run(
+            train_fn,
+            configs,
+            chunk_size=chunk_size,
+            progress=progress,
+            loss=loss,
+            divergence_threshold=divergence_threshold,
+            labels=sp.labels,
+            vmap_size=vmap_size,
+        )
+        scores = res.score(metric, reduction=reduction, last_n=last_n)
+        if logger is not None:
+            logger.log_result(res, members=[f"trial_{t.number}" for t in trials])
+        for i, trial in enumerate(trials):
+            rec = res.member(i)
+            trial.set_user_attr("jaxlr_round", round_)
+            trial.set_user_attr("diverged", bool(res.diverged[i]))
+            trial.set_user_attr("diverged_step", int(res.diverged_step[i]))
+            for key, v in rec.items():
+                if key in res.flat_metrics or key.endswith(("_final", "_peak")):
+                    if isinstance(v, float) and math.isfinite(v):
+                        trial.set_user_attr(key, v)
+            bad = bool(res.diverged[i]) or not np.isfinite(scores[i])
+            _tell(optuna, study, trial, bad=bad, score=scores[i], diverged=diverged)
+        done += n
+        round_ += 1
+    return study
+
+
+def optuna_population_search(
+    init_fn: Callable[[Any, jax.Array], Any],
+    step_fn: Callable[[Any, Any, Any], tuple[Any, Any]],
+    space: Mapping[str, Any],
+    batches: Callable[[], Any],
+    *,
+    num_trials: int,
+    batch_size: int,
+    num_steps: int,
+    report_every: int,
+    metric: str,
+    key: jax.Array,
+    study: Any = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    sampler: Any = None,
+    pruner: Any = None,
+    direction: str | None = None,
+    diverged: str | float = "fail",
+    loss: str | None = "loss",
+    divergence_threshold: float | None = None,
+    logger: Any = None,
+    progress: bool = False,
+) -> Any:
+    r"""Optuna search over step-driven populations, with Optuna's pruner stopping members.
+
+    Each round asks ``K = batch_size`` trials (as :func:`optuna_search`) and trains them as one
+    :class:`jaxlr.sweep.Population` on batches from ``batches()``. Every ``report_every`` steps
+    each live trial reports its ``metric`` at that step, :math:`y_i(s)`, to Optuna
+    (``trial.report(y, s)``) and asks the study's pruner (``trial.should_prune()``, e.g.
+    ``optuna.pruners.SuccessiveHalvingPruner`` or ``MedianPruner``). Pruned trials are told
+    ``TrialState.PRUNED`` and their members are removed: the survivors' states are compacted
+    into a smaller population, so a round costs
+
+    .. math:: \sum_{j} k_j \cdot \Delta s_j \quad \text{member-steps, not } K \cdot T,
+
+    with :math:`k_j` the members alive in report interval :math:`j` (one compiled size per
+    distinct :math:`k_j`). A trial that survives to ``num_steps`` is told its ``metric`` at the
+    last step; a diverged member (frozen by the population) is told ``FAIL`` or ``diverged``.
+    Each trial records ``jaxlr_steps`` (the steps it trained). Resuming a stored study works as
+    for :func:`optuna_search` (an interrupted round is trained again from step 0).
+
+    Args:
+        init_fn: ``(config, key) -> state`` for one member (as for :class:`Population`).
+        step_fn: ``(state, config, batch) -> (state, metrics)``; ``metrics[metric]`` a scalar.
+        space: the search space, as for :func:`optuna_search`.
+        batches: a function returning a fresh iterable of batches (one per step) for a round.
+        num_trials: finished trials (complete, pruned or failed) the study holds at the end.
+        batch_size: trials per round, ``K`` >= 1.
+        num_steps: training steps of a trial that is never pruned.
+        report_every: steps between reports to the pruner (>= 1).
+        metric: the metric reported and told (e.g. a validation loss ``step_fn`` returns).
+        key: PRNG key; round ``r`` initializes its members from ``fold_in(key, r)``.
+        study, storage, study_name, sampler, direction: as for :func:`optuna_search`.
+        pruner: an Optuna pruner for a new study (default: Optuna's ``MedianPruner``).
+        diverged: ``"fail"``, or a finite float told as the value of a diverged trial.
+        loss, divergence_threshold: as for :class:`Population`.
+        logger: a :class:`jaxlr.sweep.MetricsLogger`; each report writes ``metric`` per live
+            trial (member names ``trial_<number>``).
+        progress: show the population's bar.
+
+    Returns:
+        The ``optuna.Study``.
+
+    Raises:
+        ImportError: optuna is not installed (``pip install 'jaxlr[optuna]'``).
+        ValueError: before any trial is asked: the errors of :func:`optuna_search`, bad
+            ``num_steps`` or ``report_every``, ``batches`` not callable, or a ``metric`` that
+            ``step_fn`` does not return as a scalar (checked on shapes, with the first batch).
+
+    Examples:
+        >>> import itertools, jax, jax.numpy as jnp, numpy as np, optuna, jaxlr
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> def step_fn(w, cfg, target):  # SGD on (w - target)^2
+        ...     w = w - cfg["peak_value"] * 2.0 * (w - target)
+        ...     return w, {"loss": (w - target) ** 2}
+        >>> study = jaxlr.sweep.optuna_population_search(
+        ...     lambda cfg, key: jnp.zeros(()), step_fn, {"peak_value": ("log_uniform", 1e-3, 0.5)},
+        ...     lambda: itertools.repeat(np.float32(3.0)), num_trials=8, batch_size=8,
+        ...     num_steps=8, report_every=2, metric="loss", key=jax.random.key(0),
+        ...     sampler=optuna.samplers.RandomSampler(seed=0),
+        ...     pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=2))
+        >>> states = [t.state.name for t in study.trials]
+        >>> states.count("PRUNED") > 0, sum(t.user_attrs["jaxlr_steps"] for t in study.trials) < 64
+        (True, True)
+
+    References:
+        Akiba et al., Optuna, KDD 2019; Li et al., Hyperband, JMLR 2018 (asynchronous
+        successive halving: Li et al., A System for Massively Parallel Hyperparameter
+        Tuning, MLSys 2020).
+    """
+    from jaxlr.sweep._population import Population
+
+    c = Checker("optuna_population_search")
+    for name, fn in (("init_fn", init_fn), ("step_fn", step_fn), ("batches", batches)):
+        if not callable(fn):
+            c.fail(f"{name} must be callable, got {name}={fn!r}")
+    sp = _Space(space, fn="optuna_population_search")
+    num_trials = _check_int(c, "num_trials", num_trials)
+    k = _check_int(c, "batch_size", batch_size)
+    num_steps = _check_int(c, "num_steps", num_steps)
+    report_every = _check_int(c, "report_every", report_every)
+    if not isinstance(metric, str):
+        c.fail(f"metric must be the name of a metric step_fn returns, got metric={metric!r}")
+    _check_diverged(c, diverged)
+    _check_logger(c, logger, "log")
+    optuna = _optuna()
+    # The metric must be a scalar per step: checked on shapes, with the stream's first batch.
+    cfg = sp.example()
+    first = next(iter(batches()))
+    state_shape = jax.eval_shape(init_fn, cfg, jax.random.key(0))
+    metrics_shape = jax.eval_shape(step_fn, state_shape, cfg, first)[1]
+    if not isinstance(metrics_shape, Mapping) or metric not in metrics_shape:
+        known = list(metrics_shape) if isinstance(metrics_shape, Mapping) else metrics_shape
+        c.fail(f"unknown metric {metric!r}: step_fn's metrics are {known}")
+    if metrics_shape[metric].shape != ():
+        c.fail(
+            f"metric {metric!r} must be a scalar per step, got shape {metrics_shape[metric].shape}"
+        )
+    study = _open_study(c, optuna, study, storage, study_name, sampler, direction, pruner)
+    dists = sp.distributions()
+    pending, done, round_ = _resume(optuna, study, dists)
+    common = dict(
+        loss=loss,
+        divergence_threshold=divergence_threshold,
+        labels=sp.labels,
+        progress=progress,
+        _required=(("metric", metric),),
+    )
+
+    while done < num_trials:
+        n = min(k, num_trials - done)
+        trials, pending = pending[:n], pending[n:]
+        trials += [study.ask(dists) for _ in range(n - len(trials))]
+        pop = Population(
+            init_fn,
+            step_fn,
+            sp.configs([t.params for t in trials], k),
+            key=jax.random.fold_in(key, round_),
+            **common,
+        )
+        members = list(range(n)) + [None] * (k - n)  # trial index of each member; None: padding
+        stream, step = iter(batches()), 0
+        for trial in trials:
+            trial.set_user_attr("jaxlr_round", round_)
+        while members:
+            m = min(report_every, num_steps - step)
+            pop.train(stream, m, steps_per_call=m)
+            step += m
+            values = np.asarray(pop.host_metrics()[0][metric][:, -1], float)
+            carry = pop.host_carry()
+            live, logged = [], {}
+            for pos, ti in enumerate(members):
+                if ti is None:
+                    continue
+                trial, v = trials[ti], float(values[pos])
+                bad = not bool(carry.alive[pos]) or not math.isfinite(v)
+                if not bad:
+                    trial.report(v, step)
+                    logged[f"trial_{trial.number}"] = v
+                if bad or step >= num_steps or trial.should_prune():
+                    trial.set_user_attr("jaxlr_steps", step)
+                    trial.set_user_attr("diverged", bad)
+                    if bad or step >= num_steps:
+                        _tell(optuna, study, trial, bad=bad, score=v, diverged=diverged)
+                    else:
+                        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    continue
+                live.append(pos)
+            if logger is not None and logged:
+                logger.log(step, {metric: np.asarray(list(logged.values()))}, members=list(logged))
+            if not live or step >= num_steps:
+                break
+            if len(live) < len(members):  # pruned members stop costing work
+                idx = np.asarray(live)
+                start = carry._replace(
+                    state=jax.tree.map(lambda a, i=idx: a[i], carry.state),
+                    config=jax.tree.map(lambda a, i=idx: a[i], carry.config),
+                    alive=carry.alive[idx],
+                    bad_step=carry.bad_step[idx],
+                )
+                pop = Population(init_fn, step_fn, start.config, key=key, _start=start, **common)
+                members = [members[p] for p in live]
+        done += n
+        round_ += 1
+    return study

@@ -1,0 +1,367 @@
+"""Population-based training inside one compiled program: exploit and explore under ``jit``."""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxlr._src.validate import Checker
+from jaxlr.sweep import _engine
+from jaxlr.sweep._configs import size
+from jaxlr.sweep._halving import check_metric, check_mode
+from jaxlr.sweep._population import Carry, Population, PopulationResult
+
+_KINDS = ("log_uniform", "uniform")
+
+
+class PBTResult(PopulationResult):
+    r"""A :class:`PopulationResult` of :func:`pbt`, with the lineage and the applied LRs.
+
+    Slot ``i`` of the population may hold different members over time: at an exploit step
+    ``t`` a bottom slot receives a copy of a top slot. ``lineage[t, i]`` is the slot whose
+    content slot ``i`` holds after step ``t`` (the identity at other steps), so the history of
+    the member in slot ``w`` at the end is found by walking ``lineage`` backwards.
+
+    Attributes:
+        lineage: ``[T, K]`` int.
+        lr_history: ``[K, T]`` the ``lr`` metric each slot reported at each step.
+        winner: the slot with the best final ``metric`` (``None`` if all diverged).
+
+    Examples:
+        >>> import numpy as np, jaxlr
+        >>> r = jaxlr.sweep.PBTResult(
+        ...     {"lr": np.array([0.1, 0.2])}, {"loss": np.array([[2.0, 1.0], [3.0, 0.5]]),
+        ...     "lr": np.array([[0.1, 0.1], [0.2, 0.3]])}, diverged=np.zeros(2, bool),
+        ...     diverged_step=np.full(2, -1), lineage=np.array([[1, 1], [0, 1]]), metric="loss")
+        >>> r.winner, r.ancestors(1).tolist(), r.lr_path().tolist()
+        (1, [1, 1], [0.2, 0.3])
+    """
+
+    def __init__(self, *args: Any, metric: str, lr: str = "lr", mode: str = "min", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.metric_name, self.lr_name, self.mode = metric, lr, mode
+        self.lr_history = self.metrics[lr]
+        best = self.best(metric, mode=mode)
+        self.winner = None if best is None else best["index"]
+
+    def ancestors(self, member: int | None = None) -> np.ndarray:
+        """``[T]``: the slot whose content the final ``member`` (default: the winner) was at
+        each step (before that step's exploit)."""
+        cur = self.winner if member is None else int(member)
+        path = np.zeros(self.lineage.shape[0], int)
+        for t in range(self.lineage.shape[0] - 1, -1, -1):
+            cur = int(self.lineage[t, cur])
+            path[t] = cur
+        return path
+
+    def lr_path(self, member: int | None = None) -> np.ndarray:
+        """``[T]``: the learning rate the final ``member``'s lineage applied at every step."""
+        path = self.ancestors(member)
+        return np.asarray(self.lr_history)[path, np.arange(len(path))]
+
+    def schedule(self, member: int | None = None):
+        r"""The lineage's applied LR as a schedule, ready to retrain from scratch.
+
+        .. math:: \eta(t) = \text{lr}_{a(t)}(t), \quad a(t) = \text{ancestor at step } t
+
+        A ``jaxlr.schedules.piecewise_constant`` whose boundaries are the steps where the
+        applied LR changed (``jaxlr.schedules.constant`` if it never did).
+        """
+        from jaxlr import schedules
+
+        lrs = self.lr_path(member)
+        change = np.flatnonzero(lrs[1:] != lrs[:-1]) + 1
+        if not len(change):
+            return schedules.constant(value=float(lrs[0]))
+        return schedules.piecewise_constant(
+            boundaries=change.astype(float), values=lrs[np.concatenate([[0], change])]
+        )
+
+
+def _space(c: Checker, space: Any, configs: Any) -> dict[str, tuple[str, float, float]]:
+    if not isinstance(space, Mapping) or not space:
+        c.fail(
+            f"space must be a non-empty dict name -> ('log_uniform' | 'uniform', low, high), "
+            f"got space={space!r}"
+        )
+    if not isinstance(configs, Mapping):
+        c.fail(f"configs must be a dict of hyperparameters to perturb, got {type(configs)}")
+    out = {}
+    for name, spec in space.items():
+        if name not in configs:
+            c.fail(f"space names {name!r}, which is not in configs {list(configs)}")
+        if np.ndim(configs[name]) != 1:
+            c.fail(
+                f"space entry {name!r} must be a scalar hyperparameter per member, got shape "
+                f"{np.shape(configs[name])[1:]}"
+            )
+        if not isinstance(spec, tuple) or len(spec) != 3 or spec[0] not in _KINDS:
+            c.fail(f"space[{name!r}] must be (kind, low, high) with kind in {_KINDS}, got {spec!r}")
+        c.finite(f"space[{name!r}] low", spec[1])
+        c.finite(f"space[{name!r}] high", spec[2])
+        c.not_greater(f"space[{name!r}] low", spec[1], f"space[{name!r}] high", spec[2])
+        if spec[0] == "log_uniform":
+            c.positive(f"space[{name!r}] low", spec[1])
+        out[name] = (spec[0], float(spec[1]), float(spec[2]))
+    return out
+
+
+def _exploit_explore(
+    k: int, n: int, metric: str, mode: str, space: dict, perturb: tuple[float, float], p: float
+) -> Callable:
+    """``(carry, metrics) -> (carry, parents)``: truncation selection and perturbation."""
+    down, up = perturb
+
+    def go(carry: Carry, metrics):
+        score = jnp.asarray(metrics[metric]).reshape(k).astype(jnp.float32)
+        score = score if mode == "min" else -score
+        score = jnp.where(jnp.isfinite(score) & carry.alive, score, jnp.inf)
+        order = jnp.argsort(score, stable=True)  # best first; diverged last
+        key, k_src, k_coin, k_res, k_draw = jax.random.split(carry.key, 5)
+        top, bottom = order[:n], order[k - n :]
+        src = top[jax.random.randint(k_src, (n,), 0, n)]
+        parents = jnp.arange(k).at[bottom].set(src)
+        replaced = jnp.zeros(k, bool).at[bottom].set(True)
+        take = lambda tree: jax.tree.map(lambda a: a[parents], tree)
+        config = dict(take(carry.config))
+        names = sorted(space)
+        coins = jax.random.bernoulli(k_coin, 0.5, (len(names), k))
+        resample = jax.random.bernoulli(k_res, p, (len(names), k))
+        draws = jax.random.uniform(k_draw, (len(names), k))
+        for j, name in enumerate(names):
+            kind, low, high = space[name]
+            old = config[name]
+            x = old.astype(jnp.float32)
+            if kind == "log_uniform":
+                fresh = jnp.exp(math.log(low) + draws[j] * (math.log(high) - math.log(low)))
+            else:
+                fresh = low + draws[j] * (high - low)
+            moved = jnp.clip(x * jnp.where(coins[j], up, down), low, high)
+            new = jnp.where(resample[j], fresh, moved)
+            if jnp.issubdtype(old.dtype, jnp.integer):
+                new = jnp.round(new)
+            config[name] = jnp.where(replaced, new, x).astype(old.dtype)
+        carry = carry._replace(
+            state=take(carry.state), config=config, alive=carry.alive[parents], key=key
+        )
+        return carry, parents.astype(jnp.int32)
+
+    return go
+
+
+def pbt(
+    init_fn: Callable[[Any, jax.Array], Any],
+    step_fn: Callable[[Any, Any, Any], tuple[Any, Any]],
+    configs: Any,
+    batches: Iterable[Any],
+    *,
+    key: jax.Array,
+    num_steps: int,
+    interval: int,
+    metric: str,
+    space: Mapping[str, tuple[str, float, float]],
+    lr: str = "lr",
+    mode: str = "min",
+    fraction: float = 0.25,
+    resample_probability: float = 0.25,
+    perturb: tuple[float, float] = (0.8, 1.2),
+    steps_per_call: int | None = None,
+    mesh: Mesh | None = None,
+    loss: str | None = "loss",
+    divergence_threshold: float | None = None,
+    member_batches: bool = False,
+    labels: Mapping[str, Sequence[str]] | None = None,
+    compiler_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    checkpoint_dir: str | None = None,
+    checkpoint_every: int | None = None,
+) -> PBTResult:
+    r"""Population-based training (Jaderberg et al. 2017) in one compiled, vmapped program.
+
+    The members train as a :class:`Population`. After every ``interval`` steps (inside the
+    compiled step, under ``lax.cond``: nothing is recompiled), the members are ranked by
+    ``metric`` at that step (diverged members last) and each of the bottom
+    :math:`n = \max(1, \lfloor f K \rfloor)` slots copies the whole state (parameters,
+    optimizer state) and configuration of a top-:math:`n` slot drawn uniformly (seeded
+    truncation selection), then explores each ``space`` hyperparameter :math:`h`:
+
+    .. math:: h' = \begin{cases} h' \sim \text{space}[h] & \text{with probability } p \\
+              \text{clip}(h \cdot c,\ \text{low},\ \text{high}),\ c \in \{0.8, 1.2\}
+              \text{ uniformly} & \text{otherwise} \end{cases}
+
+    ``step_fn`` must build its update from ``config`` at every step (e.g. ``-config["lr"] *
+    adam_direction``) and report the learning rate it applied as ``metrics[lr]``: that curve,
+    followed back through the lineage, is the schedule the winner learned
+    (:meth:`PBTResult.schedule`).
+
+    Args:
+        init_fn: ``(config, key) -> state`` for one member.
+        step_fn: ``(state, config, batch) -> (state, metrics)`` with ``metric`` and ``lr``.
+        configs: a dict of ``K >= 2`` configurations (leading axis ``K``).
+        batches: an iterable of batches, one per step.
+        key: PRNG key: members' ``init_fn`` keys and the selection / perturbation stream.
+        num_steps: training length.
+        interval: steps between exploit/explore rounds (>= 1).
+        metric: the metric ranked (e.g. a validation loss the step function reports).
+        space: name -> ``("log_uniform" | "uniform", low, high)``: the hyperparameters explored
+            and their bounds (resampling range and clip range).
+        lr: the metric that holds the applied learning rate.
+        mode: ``"min"`` or ``"max"``.
+        fraction: the truncation fraction ``f`` in ``(0, 0.5]``.
+        resample_probability: ``p`` in ``[0, 1]``.
+        perturb: the two multiplicative factors (default ``(0.8, 1.2)``).
+        steps_per_call: steps per compiled call (default ``interval``).
+        mesh: a mesh to split members over (``K`` must be a multiple of its devices).
+        loss, divergence_threshold, member_batches, labels, compiler_options, progress:
+            as in :class:`Population`.
+        checkpoint_dir: with ``checkpoint_every``: an orbax checkpoint every that many steps;
+            if the directory already holds one of this run, training resumes from it (the
+            first ``step`` batches of ``batches`` are skipped) and ends bit-identical.
+        checkpoint_every: steps between checkpoints.
+
+    Returns:
+        A :class:`PBTResult` (final configurations, metrics ``[K, T]``, lineage, LR history).
+
+    Raises:
+        ValueError: before anything compiles: ``K < 2``, ``fraction`` outside ``(0, 0.5]``,
+            a bad ``interval``/``num_steps``/``space``/``perturb``/``resample_probability``,
+            ``metric`` or ``lr`` not returned by ``step_fn``, ``K`` not a multiple of the
+            mesh's devices, or a checkpoint in ``checkpoint_dir`` from another run.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpy as np, jaxlr
+        >>> def step_fn(w, cfg, target):
+        ...     w = w - cfg["lr"] * 2.0 * (w - target)
+        ...     return w, {"loss": (w - target) ** 2, "lr": cfg["lr"]}
+        >>> res = jaxlr.sweep.pbt(
+        ...     lambda cfg, key: jnp.zeros(()), step_fn,
+        ...     jaxlr.sweep.grid(lr=[0.01, 0.02, 0.05, 0.1]),
+        ...     (np.float32(3.0) for _ in range(20)), key=jax.random.key(0), num_steps=20,
+        ...     interval=5, metric="loss", space={"lr": ("log_uniform", 1e-3, 0.5)},
+        ...     progress=False)
+        >>> s = res.schedule()              # the winner's learned LR, step by step
+        >>> bool(np.allclose([s(t) for t in range(20)], res.lr_path()))
+        True
+
+    References:
+        Jaderberg et al., Population Based Training of Neural Networks, 2017.
+    """
+    c = Checker("pbt")
+    k = size(configs, fn="pbt")
+    if k < 2:
+        c.fail(f"the population needs at least 2 members, got K={k}")
+    for name, v in (("num_steps", num_steps), ("interval", interval)):
+        if not _engine.is_int(v) or v < 1:
+            c.fail(f"{name} must be an int >= 1, got {name}={v!r}")
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, (int, float, np.number))
+        or not 0 < fraction <= 0.5
+    ):
+        c.fail(f"fraction must be in (0, 0.5], got fraction={fraction!r}")
+    if (
+        isinstance(resample_probability, bool)
+        or not isinstance(resample_probability, (int, float, np.number))
+        or not 0 <= resample_probability <= 1
+    ):
+        c.fail(
+            f"resample_probability must be in [0, 1], got "
+            f"resample_probability={resample_probability!r}"
+        )
+    if (
+        not isinstance(perturb, tuple)
+        or len(perturb) != 2
+        or not all(isinstance(f, (int, float)) and f > 0 for f in perturb)
+    ):
+        c.fail(f"perturb must be two factors > 0, got perturb={perturb!r}")
+    check_mode(c, mode)
+    check_metric(c, metric)
+    if not isinstance(lr, str):
+        c.fail(f"lr must be the name of the metric holding the applied LR, got lr={lr!r}")
+    space = _space(c, space, configs)
+    if mesh is not None:
+        _, devices = _engine.member_sharding(c, mesh)
+        if k % devices:
+            c.fail(
+                f"K={k} must be a multiple of the mesh's {devices} devices (no padded "
+                f"members may take part in the selection)"
+            )
+    n = max(1, math.floor(fraction * k))
+    exploit = _exploit_explore(
+        k, n, metric, mode, space, tuple(map(float, perturb)), float(resample_probability)
+    )
+
+    def between(carry: Carry, metrics):
+        due = (carry.step % interval == 0) & (carry.step < num_steps)
+        return jax.lax.cond(
+            due, exploit, lambda cy, m: (cy, jnp.arange(k, dtype=jnp.int32)), carry, metrics
+        )
+
+    # One `between` per static setting, so a second pbt() call with the same settings reuses the
+    # compiled program (the compile cache is keyed on it).
+    setting = (
+        k,
+        n,
+        metric,
+        mode,
+        tuple(sorted(space.items())),
+        tuple(perturb),
+        float(resample_probability),
+        interval,
+        num_steps,
+    )
+    try:
+        between = _BETWEEN.setdefault(step_fn, {}).setdefault(setting, between)
+    except TypeError:  # not weak-referenceable: no reuse across calls
+        pass
+    pop = Population(
+        init_fn,
+        step_fn,
+        configs,
+        key=key,
+        mesh=mesh,
+        loss=loss,
+        divergence_threshold=divergence_threshold,
+        member_batches=member_batches,
+        labels=labels,
+        compiler_options=compiler_options,
+        progress=progress,
+        _required=(("metric", metric), ("lr", lr)),
+        _between=between,
+        _name="pbt",
+    )
+    pop.fingerprint_extra = {"pbt": repr(setting)}
+    pop.train(
+        batches,
+        num_steps,
+        steps_per_call=steps_per_call or interval,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+    )
+    carry = pop.host_carry()
+    metrics, extra = pop.host_metrics()
+    lineage = np.asarray(extra)
+    return PBTResult(
+        carry.config,
+        metrics,
+        diverged=~carry.alive,
+        diverged_step=carry.bad_step,
+        loss=loss,
+        labels=labels,
+        info={**pop.info(), "fraction": fraction, "interval": interval},
+        member_steps=k * num_steps,
+        lineage=lineage,
+        metric=metric,
+        lr=lr,
+        mode=mode,
+    )
+
+
+_BETWEEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

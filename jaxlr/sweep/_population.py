@@ -1,0 +1,600 @@
+"""Step-driven populations: ``K`` member states advanced by one compiled, vmapped step function."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxlr._src.typing import PyTree
+from jaxlr._src.validate import Checker
+from jaxlr.sweep import _engine
+from jaxlr.sweep._configs import size
+from jaxlr.sweep._result import SweepResult
+
+
+class Carry(NamedTuple):
+    """Everything a population carries between compiled calls (one chunk of ``c`` members)."""
+
+    state: PyTree  # the members' training states, leaves [c, ...]
+    config: PyTree  # the members' hyperparameters, leaves [c, ...] (PBT rewrites them)
+    alive: jax.Array  # [c] bool: False once a member diverged (it is frozen from then on)
+    bad_step: jax.Array  # [c] int32: the step at which the member first diverged, -1 if never
+    step: jax.Array  # [] int32: steps done
+    key: jax.Array  # [] PRNG key of population-level randomness (PBT)
+
+
+class PopulationResult(SweepResult):
+    r"""A :class:`SweepResult` of a population: metrics per step, ``[K, T, ...]``.
+
+    ``diverged`` / ``diverged_step`` come from the engine, which checks every step: a member
+    whose loss is NaN/inf (or above the threshold) or whose state holds a NaN/inf is frozen at
+    its last healthy state, and its metrics after that step are NaN.
+
+    Attributes:
+        member_steps: steps actually trained, summed over members (work done).
+        rungs: successive halving only: per member, the list of ``(step, metric)`` it reached.
+        lineage: PBT only: ``[T, K]`` int, slot ``i``'s content after step ``t`` came from slot
+            ``lineage[t, i]`` (the identity except at exploit steps).
+
+    Examples:
+        >>> import numpy as np, jaxlr
+        >>> r = jaxlr.sweep.PopulationResult(
+        ...     {"lr": np.array([0.1, 1.0])}, {"loss": np.array([[1.0, 0.5], [1.0, np.nan]])},
+        ...     diverged=np.array([False, True]), diverged_step=np.array([-1, 1]))
+        >>> r.diverged_step.tolist(), r.best("loss")["lr"]
+        ([-1, 1], 0.1)
+    """
+
+    def __init__(
+        self,
+        configs: Any,
+        metrics: Any,
+        *,
+        diverged: np.ndarray,
+        diverged_step: np.ndarray,
+        loss: str | None = "loss",
+        labels: Mapping[str, Sequence[str]] | None = None,
+        info: Mapping[str, Any] | None = None,
+        member_steps: int | None = None,
+        rungs: list | None = None,
+        lineage: np.ndarray | None = None,
+    ):
+        super().__init__(configs, metrics, loss=None, labels=labels, info=info)
+        self.loss = loss
+        self.diverged = np.asarray(diverged, bool)
+        self.diverged_step = np.asarray(diverged_step, int)
+        self.member_steps = member_steps
+        self.rungs = rungs
+        self.lineage = lineage
+
+
+def _check_key(c: Checker, key: Any) -> jax.Array:
+    if not isinstance(key, jax.Array) or not (
+        jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+        or (key.dtype == jnp.uint32 and key.shape == (2,))
+    ):
+        c.fail(f"key must be a PRNG key (jax.random.key(seed)), got key={key!r}")
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    return key
+
+
+def _stack(batches: list) -> Any:
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
+
+
+class Population:
+    r"""``K`` members trained step by step from Python: one compiled, vmapped step for all.
+
+    Member ``i`` starts from ``state_i = init_fn(config_i, key_i)`` (``key_i`` the ``i``-th of
+    ``jax.random.split(key, K)``) and each step computes
+
+    .. math:: (\text{state}_i, m_i) \leftarrow \text{step\_fn}(\text{state}_i, \text{config}_i,
+              \text{batch}), \quad i = 0..K-1
+
+    as one ``vmap`` over members, ``n`` steps per compiled call (``lax.scan``). The batch comes
+    from any Python iterator (NumPy arrays), shared by every member or, with
+    ``member_batches=True``, with a leading member axis ``K``. Members are split into chunks of
+    ``chunk_size`` (memory) and over a ``mesh``'s devices (the member axis), exactly as in
+    :func:`jaxlr.sweep.run`, whose engine this shares.
+
+    Divergence isolation: after every step, a member whose ``loss`` metric is NaN/inf (or above
+    ``divergence_threshold``) or whose new state holds a NaN/inf keeps its previous state
+    (frozen) for the rest of training, and its first bad step is recorded; members never read
+    each other's state, so nothing is fed NaN.
+
+    Args:
+        init_fn: ``(config, key) -> state`` for one member; jittable.
+        step_fn: ``(state, config, batch) -> (state, metrics)`` for one member; ``metrics`` a
+            dict of arrays with the ``loss`` entry.
+        configs: a pytree whose leaves have a leading axis ``K`` (e.g. :func:`grid`).
+        key: a PRNG key; member ``i`` is initialized with ``jax.random.split(key, K)[i]``.
+        mesh: a ``jax.sharding.Mesh`` to split members over, or ``None``.
+        chunk_size: members per compiled call; ``None`` runs all at once.
+        loss: the metric checked for divergence; ``None`` checks only the state.
+        divergence_threshold: a loss above this also counts as diverged.
+        member_batches: batches carry a leading member axis ``K`` (one batch per member).
+        labels: names for integer-coded configuration axes, for tables and plots.
+        compiler_options: XLA options (``jax.jit(compiler_options=)``).
+        progress: show a tqdm bar over steps in :meth:`train`.
+
+    Raises:
+        ValueError: before anything compiles, for non-callable functions, configs with
+            different leading axes, a bad ``key``, ``chunk_size`` or ``mesh``; in
+            :meth:`train`, for a bad ``num_steps``/``steps_per_call``, a batch whose member
+            axis is not ``K``, or a ``step_fn`` whose metrics lack ``loss``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpy as np, jaxlr
+        >>> init_fn = lambda cfg, key: jnp.zeros(())          # w = 0
+        >>> def step_fn(w, cfg, batch):                          # SGD on (w - target)^2
+        ...     loss = (w - batch) ** 2
+        ...     return w - cfg["lr"] * 2.0 * (w - batch), {"loss": loss}
+        >>> pop = jaxlr.sweep.Population(init_fn, step_fn, jaxlr.sweep.grid(lr=[0.1, 0.5, 30.0]),
+        ...                              key=jax.random.key(0), progress=False)
+        >>> res = pop.train((np.float32(3.0) for _ in range(20)), num_steps=20).result()
+        >>> res.diverged.tolist(), res.diverged_step.tolist(), res.best("loss")["lr"]
+        ([False, False, True], [-1, -1, 11], 0.5)
+
+    Multi-host: after ``jax.distributed.initialize()``, build the mesh from ``jax.devices()``
+    and run the same code in every process with the same batches; :meth:`result` and
+    :meth:`host_carry` gather from all processes, so every process must call them.
+
+    References:
+        Bradbury et al., JAX: composable transformations of Python+NumPy programs, 2018.
+    """
+
+    _fn = "Population"
+
+    def __init__(
+        self,
+        init_fn: Callable[[Any, jax.Array], Any],
+        step_fn: Callable[[Any, Any, Any], tuple[Any, Any]],
+        configs: Any,
+        *,
+        key: jax.Array,
+        mesh: Mesh | None = None,
+        chunk_size: int | None = None,
+        loss: str | None = "loss",
+        divergence_threshold: float | None = None,
+        member_batches: bool = False,
+        labels: Mapping[str, Sequence[str]] | None = None,
+        compiler_options: Mapping[str, Any] | None = None,
+        progress: bool = True,
+        _required: tuple = (),
+        _between: Callable | None = None,
+        _start: Carry | None = None,
+        _name: str | None = None,
+    ):
+        if _name is not None:  # the public function that built this population, for errors
+            self._fn = _name
+        c = Checker(self._fn)
+        for name, fn in (("init_fn", init_fn), ("step_fn", step_fn)):
+            if not callable(fn):
+                c.fail(f"{name} must be callable, got {name}={fn!r}")
+        self.num_members = k = size(configs, fn=self._fn)
+        self.sharding, self.devices = _engine.member_sharding(c, mesh)
+        self.chunk = _engine.check_chunk_size(c, chunk_size, k, self.devices)
+        if divergence_threshold is not None:
+            c.finite("divergence_threshold", divergence_threshold)
+        self.init_fn, self.step_fn, self.loss = init_fn, step_fn, loss
+        self.threshold = divergence_threshold
+        self.member_batches = bool(member_batches)
+        self.labels, self.options, self.progress = labels, compiler_options, progress
+        self.required, self.between = tuple(_required), _between
+        self.configs = jax.tree.map(np.asarray, configs)
+        self.num_chunks = -(-k // self.chunk)
+        self.padded = self.num_chunks * self.chunk
+        self.history: list = []  # per call: [(metrics, extra) per chunk], device arrays
+        self.trace_seconds = self.compile_seconds = self.run_seconds = 0.0
+        self.mesh = mesh
+        self._steps = 0
+        self._executables: dict = {}
+        self.fingerprint_extra: dict = {}
+        if _start is not None:  # an existing host carry (compaction), unpadded
+            self._load(_start)
+            return
+        key = _check_key(c, key)
+        keys = jax.random.split(key, k + 1)
+        self._impl = str(jax.random.key_impl(key))
+        self._pkey = np.asarray(jax.random.key_data(keys[0]))
+        mkeys = np.asarray(jax.random.key_data(keys[1:]))
+        self._pending = list(
+            zip(
+                _engine.chunks_of(_engine.pad_members(self.configs, self.padded), self.chunk),
+                _engine.chunks_of(_engine.pad_members(mkeys, self.padded), self.chunk),
+            )
+        )
+        self.carries = None  # built on the first train(), after the step function is checked
+
+    def _load(self, start: Carry) -> None:
+        """Puts an unpadded host carry on the devices (padded and chunked like the members)."""
+        padded = _engine.pad_members(start._replace(step=None, key=None), self.padded)
+        self.carries = [
+            self._put_carry(part._replace(step=start.step, key=start.key))
+            for part in _engine.chunks_of(padded, self.chunk)
+        ]
+        self._steps = int(np.asarray(start.step))
+
+    def _load_history(self, metrics: Any, extra: Any) -> None:
+        """Host metrics ``[K, T, ...]`` / extra ``[T, K, ...]`` -> the per-call history format."""
+        m = jax.tree.map(lambda a: np.swapaxes(a, 0, 1), metrics)  # [K, T] -> [T, K]
+        both = jax.tree.map(lambda a: np.swapaxes(a, 0, 1), (m, extra))  # members first to pad
+        parts = _engine.chunks_of(_engine.pad_members(both, self.padded), self.chunk)
+        self.history = [[jax.tree.map(lambda a: np.swapaxes(a, 0, 1), p) for p in parts]]
+
+    def abstract_state(self) -> Any:
+        """The shapes of one member's state (``jax.eval_shape`` of ``init_fn``; nothing runs)."""
+        if self.carries is not None:
+            return jax.eval_shape(lambda s: jax.tree.map(lambda a: a[0], s), self.carries[0].state)
+        cfg, kd = self._pending[0]
+        impl, init_fn = self._impl, self.init_fn
+        one = jax.tree.map(lambda a: a[0], (cfg, kd))
+        return jax.eval_shape(
+            lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl)), *one
+        )
+
+    def _host_start(self, cfg, state) -> Carry:
+        n = self.chunk
+        return Carry(
+            state, cfg, np.ones(n, bool), np.full(n, -1, np.int32), np.int32(0), self._pkey
+        )
+
+    def _ensure(self, part) -> None:
+        """First call: trace the step (its errors come before anything compiles), then init."""
+        if self.carries is not None:
+            return
+        cfg, kd = self._pending[0]
+        impl, init_fn = self._impl, self.init_fn
+        abstract = jax.eval_shape(
+            jax.vmap(lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl))), cfg, kd
+        )
+        self._compiled(self._host_start(cfg, abstract), part)
+        carries = []
+        for cfg, kd in self._pending:
+            state = self._init(cfg, kd, impl)
+            host = self._host_start(cfg, None)
+            carries.append(self._put_carry(host)._replace(state=state))
+        self.carries = carries
+
+    # -- compiled pieces ---------------------------------------------------------------------
+    def _init(self, cfg, kd, impl):
+        init_fn = self.init_fn
+
+        def build():
+            return jax.vmap(lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl)))
+
+        s = self.sharding
+        compiled, t, cs = _engine.compile_cached(
+            init_fn,
+            ("init", impl, s),
+            build,
+            (_engine.structs(cfg, s), _engine.structs(kd, s)),
+            self.options,
+            (s, s) if s is not None else None,
+            s,
+        )
+        self._account(t, cs)
+        return compiled(_engine.put(cfg, self.sharding), _engine.put(kd, self.sharding))
+
+    def _account(self, t, cs):
+        self.trace_seconds += t or 0.0
+        self.compile_seconds += cs or 0.0
+
+    def _program(self) -> Callable:
+        step_fn, loss, threshold = self.step_fn, self.loss, self.threshold
+        member_batches, between, required = self.member_batches, self.between, self.required
+        fn = self._fn
+
+        def one(carry: Carry, batch):
+            in_axes = (0, 0, 0 if member_batches else None)
+            state, metrics = jax.vmap(step_fn, in_axes=in_axes)(carry.state, carry.config, batch)
+            _engine.check_metrics(fn, "step_fn", metrics, loss, required)
+            ok = _engine.healthy(None if loss is None else metrics[loss], state, threshold)
+            ok &= carry.alive
+            newly = carry.alive & ~ok
+            # Frozen members keep their last healthy state; their metrics after the bad step
+            # are NaN (they did not train).
+            metrics = jax.tree.map(
+                lambda m: (
+                    jnp.where(carry.alive.reshape((-1,) + (1,) * (m.ndim - 1)), m, jnp.nan)
+                    if jnp.issubdtype(m.dtype, jnp.inexact)
+                    else m
+                ),
+                metrics,
+            )
+            carry = carry._replace(
+                state=_engine.tree_where(ok, state, carry.state),
+                alive=ok,
+                bad_step=jnp.where(newly, carry.step, carry.bad_step),
+                step=carry.step + 1,
+            )
+            extra = {}
+            if between is not None:
+                carry, extra = between(carry, metrics)
+            return carry, (metrics, extra)
+
+        def call(carry: Carry, batches):
+            carry = carry._replace(key=jax.random.wrap_key_data(carry.key))
+            carry, out = jax.lax.scan(one, carry, batches)
+            return carry._replace(key=jax.random.key_data(carry.key)), out
+
+        return call
+
+    def _carry_shardings(self, carry):
+        s = self.sharding
+        if s is None:
+            return None
+        r = _engine.replicated(s)
+        return Carry(
+            jax.tree.map(lambda _: s, carry.state),
+            jax.tree.map(lambda _: s, carry.config),
+            s,
+            s,
+            r,
+            r,
+        )
+
+    def _batch_sharding(self):
+        if self.sharding is None:
+            return None
+        return (
+            _engine.behind(self.sharding, 1)
+            if self.member_batches
+            else _engine.replicated(self.sharding)
+        )
+
+    def _compiled(self, carry, batches):
+        s = self.sharding
+        cs, bs = self._carry_shardings(carry), self._batch_sharding()
+        if s is None:
+            args = (_engine.structs(carry, None), _engine.structs(batches, None))
+            in_sh = out_sh = None
+        else:
+            args = (
+                jax.tree.map(
+                    lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), carry, cs
+                ),
+                _engine.structs(batches, bs),
+            )
+            # Outputs per step are [n, c, ...]: the member axis behind the step axis.
+            in_sh, out_sh = (cs, bs), (cs, _engine.behind(s, 1))
+        compiled, t, c = _engine.compile_cached(
+            self.step_fn,
+            (
+                "population",
+                self.loss,
+                self.threshold,
+                self.member_batches,
+                self.required,
+                self.between,
+                s,
+            ),
+            self._program,
+            args,
+            self.options,
+            in_sh,
+            out_sh,
+            donate_argnums=(0,),  # the carry is never read again: XLA updates it in place
+        )
+        self._account(t, c)
+        return compiled
+
+    # -- Python side -------------------------------------------------------------------------
+    def _check_batch(self, c: Checker, batch) -> None:
+        leaves = jax.tree_util.tree_flatten_with_path(batch)[0]
+        if not leaves:
+            c.fail(f"batches must yield pytrees of arrays, got batch={batch!r}")
+        if self.member_batches:
+            for path, leaf in leaves:
+                shape = np.shape(leaf)
+                if not shape or shape[0] != self.num_members:
+                    from jaxlr.sweep._configs import leaf_name
+
+                    c.fail(
+                        f"batch member axis must be K={self.num_members} with "
+                        f"member_batches=True, got {leaf_name(path)} of shape {shape}"
+                    )
+
+    def _split_batches(self, stacked):
+        """``[n, ...]`` shared, or ``[n, K, ...]`` -> one per chunk, padded like the members."""
+        if not self.member_batches:
+            return [stacked] * self.num_chunks
+        moved = jax.tree.map(lambda a: np.moveaxis(a, 1, 0), stacked)
+        padded = _engine.pad_members(moved, self.padded)
+        return [
+            jax.tree.map(lambda a: np.moveaxis(a, 0, 1), part)
+            for part in _engine.chunks_of(padded, self.chunk)
+        ]
+
+    def train(
+        self,
+        batches: Iterable[Any],
+        num_steps: int,
+        *,
+        steps_per_call: int = 1,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int | None = None,
+    ) -> Population:
+        """Trains ``num_steps`` steps on batches drawn from ``batches``; returns ``self``.
+
+        The members' device state is donated to each compiled call (updated in place); read
+        it through :meth:`host_carry` / :meth:`result`, which copy it to the host. With a
+        ``checkpoint_dir`` that already holds a checkpoint of this population (same configs,
+        structure and settings), training resumes from its step: the first ``step`` batches
+        are drawn and skipped, so a deterministic iterator gives bit-identical results.
+
+        Args:
+            batches: an iterable of batches (pytrees of NumPy/JAX arrays); one is drawn per step.
+            num_steps: steps to train (>= 1).
+            steps_per_call: steps per compiled call (``lax.scan``), amortizing Python dispatch;
+                the last call may be shorter (one more compiled size).
+            checkpoint_dir: with ``checkpoint_every``, an orbax checkpoint every that many
+                steps (see :meth:`save`); needs ``jaxlr[checkpoint]``.
+            checkpoint_every: steps between checkpoints (>= 1).
+
+        Returns:
+            ``self``, to chain :meth:`result`.
+
+        Raises:
+            ValueError: bad ``num_steps``/``steps_per_call``/``checkpoint_every``, a batch whose
+                member axis is not ``K``, or the iterator ran out.
+        """
+        c = Checker(f"{self._fn}.train")
+        for name, v in (("num_steps", num_steps), ("steps_per_call", steps_per_call)):
+            if not _engine.is_int(v) or v < 1:
+                c.fail(f"{name} must be an int >= 1, got {name}={v!r}")
+        if (checkpoint_dir is None) != (checkpoint_every is None):
+            c.fail(
+                f"give checkpoint_dir and checkpoint_every together, got "
+                f"checkpoint_dir={checkpoint_dir!r}, checkpoint_every={checkpoint_every!r}"
+            )
+        if checkpoint_every is not None and (
+            not _engine.is_int(checkpoint_every) or checkpoint_every < 1
+        ):
+            c.fail(
+                f"checkpoint_every must be an int >= 1, got checkpoint_every={checkpoint_every!r}"
+            )
+        it = iter(batches)
+        from tqdm.auto import tqdm
+
+        done = 0
+        if checkpoint_dir is not None and self._steps == 0:
+            from jaxlr.sweep import _checkpoint
+
+            if _checkpoint.restore(self, checkpoint_dir):
+                done = min(self._steps, num_steps)
+                for _ in range(self._steps):  # the batches the checkpointed run consumed
+                    next(it, None)
+        t0 = time.perf_counter()
+        with tqdm(
+            total=num_steps,
+            initial=done,
+            unit="step",
+            desc="population",
+            disable=not self.progress,
+            leave=True,
+        ) as bar:
+            while done < num_steps:
+                n = min(steps_per_call, num_steps - done)
+                if checkpoint_every is not None:
+                    n = min(n, checkpoint_every - self.steps_done % checkpoint_every)
+                drawn = []
+                for _ in range(n):
+                    try:
+                        b = next(it)
+                    except StopIteration:
+                        c.fail(
+                            f"batches ran out after {done + len(drawn)} of "
+                            f"num_steps={num_steps} steps"
+                        )
+                    if not drawn:
+                        self._check_batch(c, b)
+                    drawn.append(b)
+                self._advance(_stack(drawn))
+                done += n
+                bar.update(n)
+                if checkpoint_every is not None and self.steps_done % checkpoint_every == 0:
+                    self.save(checkpoint_dir)
+        self.run_seconds += time.perf_counter() - t0
+        return self
+
+    def _advance(self, stacked) -> None:
+        parts = self._split_batches(stacked)
+        outs = []
+        bs = self._batch_sharding()
+        self._ensure(parts[0])
+        # The executable for this batch shape, looked up once per shape rather than per call
+        # (the carry's shapes never change within a population).
+        leaves, tree = jax.tree.flatten(parts[0])
+        shape_key = (tree, tuple((np.shape(a), np.asarray(a).dtype.str) for a in leaves))
+        compiled = self._executables.get(shape_key)
+        if compiled is None:
+            compiled = self._executables[shape_key] = self._compiled(self.carries[0], parts[0])
+        for i, (carry, part) in enumerate(zip(self.carries, parts)):
+            self.carries[i], out = compiled(carry, _engine.put(part, bs))
+            outs.append(out)
+        self.history.append(outs)
+        self._steps += jax.tree.leaves(stacked)[0].shape[0]
+
+    @property
+    def steps_done(self) -> int:
+        """Steps trained so far."""
+        return self._steps
+
+    # -- host views ---------------------------------------------------------------------------
+    def _put_carry(self, cy: Carry) -> Carry:
+        s = self.sharding
+        r = _engine.replicated(s)
+        return Carry(
+            _engine.put(cy.state, s),
+            _engine.put(cy.config, s),
+            _engine.put(cy.alive, s),
+            _engine.put(cy.bad_step, s),
+            _engine.put(cy.step, r),
+            _engine.put(cy.key, r),
+        )
+
+    def host_carry(self) -> Carry:
+        """The whole carry on the host (NumPy), members concatenated and padding removed."""
+        k = self.num_members
+        parts = [_engine.fetch(cy) for cy in self.carries]
+        member = [
+            jax.tree.map(lambda *xs: np.concatenate(xs)[:k], *[getattr(p, f) for p in parts])
+            for f in ("state", "config", "alive", "bad_step")
+        ]
+        return Carry(*member, parts[0].step, parts[0].key)
+
+    def host_metrics(self) -> tuple[Any, Any]:
+        """Metrics ``[K, T, ...]`` and extra outputs ``[T, K, ...]`` on the host."""
+        k = self.num_members
+        if not self.history:
+            return None, None
+        fetched = _engine.fetch(self.history)
+        per_call = [jax.tree.map(lambda *xs: np.concatenate(xs, 1), *outs) for outs in fetched]
+        metrics, extra = jax.tree.map(lambda *xs: np.concatenate(xs, 0), *per_call)
+        metrics = jax.tree.map(lambda a: np.swapaxes(a, 0, 1)[:k], metrics)
+        extra = jax.tree.map(lambda a: a[:, :k], extra)
+        return metrics, extra
+
+    def result(self) -> PopulationResult:
+        """The members' hyperparameters, per-step metrics and divergence (a host copy)."""
+        carry = self.host_carry()
+        metrics, _ = self.host_metrics()
+        return PopulationResult(
+            carry.config,
+            metrics,
+            diverged=~carry.alive,
+            diverged_step=carry.bad_step,
+            loss=self.loss,
+            labels=self.labels,
+            info=self.info(),
+            member_steps=self.num_members * self._steps,
+        )
+
+    def info(self) -> dict:
+        """Members, chunks, padding, devices, steps and trace/compile/run seconds so far."""
+        return dict(
+            num_members=self.num_members,
+            chunk_size=self.chunk,
+            num_chunks=self.num_chunks,
+            padded=self.padded - self.num_members,
+            devices=self.devices,
+            trace_seconds=self.trace_seconds,
+            compile_seconds=self.compile_seconds,
+            run_seconds=self.run_seconds,
+            steps=self._steps,
+        )
+
+    # -- checkpoints (jaxlr.sweep._checkpoint) ------------------------------------------------
+    def save(self, directory: str) -> None:
+        """Writes an orbax checkpoint of the population now (needs ``jaxlr[checkpoint]``)."""
+        from jaxlr.sweep import _checkpoint
+
+        _checkpoint.save(self, directory)

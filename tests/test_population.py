@@ -1,0 +1,186 @@
+"""jaxlr.sweep.Population: step-driven members equal independent runs; divergence is isolated."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxlr
+from jaxlr.sweep import Population
+
+D, N, T = 3, 16, 12
+W_TRUE = np.array([1.0, -2.0, 0.5])
+
+
+def batches(steps=T, seed=0, k=None):
+    """A NumPy iterator of regression batches (shared, or one per member with ``k``)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        shape = (N, D) if k is None else (k, N, D)
+        x = rng.normal(size=shape).astype(np.float32)
+        yield {"x": x, "y": (x @ W_TRUE).astype(np.float32)}
+
+
+def init_fn(cfg, key):
+    return {"w": 0.1 * jax.random.normal(key, (D,)), "m": jnp.zeros(D)}
+
+
+def step_fn(state, cfg, batch):
+    """Heavy-ball SGD on the mean squared error of a linear model."""
+    err = batch["x"] @ state["w"] - batch["y"]
+    g = 2.0 * batch["x"].T @ err / N
+    m = cfg["momentum"] * state["m"] + g
+    return {"w": state["w"] - cfg["lr"] * m, "m": m}, {"loss": jnp.mean(err**2), "lr": cfg["lr"]}
+
+
+def numpy_member(w0, lr, momentum, data, dtype=np.float64):
+    """The independent reference: the same recursion in NumPy (float64, or float32 to see the
+    same overflow as the float32 population)."""
+    w, m, losses, ws = np.asarray(w0, dtype), np.zeros(D, dtype), [], []
+    lr, momentum = dtype(lr), dtype(momentum)
+    for b in data:
+        err = b["x"] @ w - b["y"]
+        losses.append(np.mean(err**2))
+        m = momentum * m + 2.0 * b["x"].T @ err / N
+        w = w - lr * m
+        ws.append(w)
+    return np.array(losses), np.array(ws)
+
+
+CONFIGS = jaxlr.sweep.grid(lr=[0.01, 0.05, 0.2], momentum=[0.0, 0.9])
+KEY = jax.random.key(7)
+
+
+def w0s(k):
+    keys = jax.random.split(KEY, k + 1)[1:]
+    return [np.asarray(init_fn(None, kk)["w"]) for kk in keys]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    pop = Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False)
+    return pop.train(batches(), T, steps_per_call=5)
+
+
+def test_population_equals_independent_numpy_runs(trained):
+    res = trained.result()
+    data = list(batches())
+    state = trained.host_carry().state
+    for i, w0 in enumerate(w0s(6)):
+        losses, ws = numpy_member(w0, float(CONFIGS["lr"][i]), float(CONFIGS["momentum"][i]), data)
+        np.testing.assert_allclose(res.metrics["loss"][i], losses, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(state["w"][i], ws[-1], rtol=1e-4, atol=1e-6)
+    assert res.metrics["loss"].shape == (6, T) and res.member_steps == 6 * T
+    assert not res.diverged.any() and res.info["steps"] == T
+
+
+@pytest.mark.parametrize("kwargs", [dict(steps_per_call=1), dict(steps_per_call=T)])
+def test_steps_per_call_and_chunks_do_not_change_the_numbers(trained, kwargs):
+    ref = trained.result().metrics["loss"]
+    pop = Population(init_fn, step_fn, CONFIGS, key=KEY, chunk_size=4, progress=False)
+    res = pop.train(batches(), T, **kwargs).result()
+    assert res.info["num_chunks"] == 2 and res.info["padded"] == 2
+    np.testing.assert_allclose(res.metrics["loss"], ref, rtol=1e-6)
+
+
+def test_member_batches_feed_each_member_its_own_batch():
+    k = 6
+    pop = Population(init_fn, step_fn, CONFIGS, key=KEY, member_batches=True, progress=False)
+    res = pop.train(batches(k=k, seed=3), T, steps_per_call=4).result()
+    data = list(batches(k=k, seed=3))
+    for i, w0 in enumerate(w0s(k)):
+        own = [{n: b[n][i] for n in b} for b in data]
+        losses, _ = numpy_member(w0, float(CONFIGS["lr"][i]), float(CONFIGS["momentum"][i]), own)
+        np.testing.assert_allclose(res.metrics["loss"][i], losses, rtol=1e-4, atol=1e-6)
+
+
+def test_a_nan_member_is_frozen_and_the_others_are_unaffected(trained):
+    cfg = jaxlr.sweep.zip(lr=[0.05, 1e18, 0.2], momentum=[0.0, 0.9, 0.9])
+    pop = Population(init_fn, step_fn, cfg, key=KEY, progress=False)
+    res = pop.train(batches(), T, steps_per_call=4).result()
+    data = list(batches())
+    w0 = w0s(3)
+    with np.errstate(all="ignore"):
+        ref_losses, ref_ws = numpy_member(w0[1], 1e18, 0.9, data, np.float32)
+        bad = ~(np.isfinite(ref_ws).all(1) & np.isfinite(ref_losses))
+    first = int(np.argmax(bad))
+    assert res.diverged.tolist() == [False, True, False]
+    assert res.diverged_step.tolist() == [-1, first, -1]
+    # Frozen at its last healthy state; its metrics after the bad step are NaN.
+    state = pop.host_carry().state
+    np.testing.assert_allclose(state["w"][1], ref_ws[first - 1] if first else w0[1], rtol=1e-4)
+    assert np.isnan(res.metrics["loss"][1, first + 1 :]).all()
+    for i in (0, 2):
+        losses, ws = numpy_member(w0[i], float(cfg["lr"][i]), float(cfg["momentum"][i]), data)
+        np.testing.assert_allclose(res.metrics["loss"][i], losses, rtol=1e-4, atol=1e-6)
+        assert np.isfinite(state["w"][i]).all()
+    assert res.best("loss")["index"] == 0
+
+
+def test_the_step_compiles_once_across_calls():
+    traces = []
+
+    def counted(state, cfg, batch):
+        traces.append(1)
+        return step_fn(state, cfg, batch)
+
+    pop = Population(init_fn, counted, CONFIGS, key=KEY, progress=False)
+    it = batches(steps=3 * 4)
+    for _ in range(3):
+        pop.train(it, 4, steps_per_call=2)
+    assert len(traces) == 1 and pop.steps_done == 12
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (
+            lambda: Population(init_fn, step_fn, CONFIGS, key=0),
+            r"Population: key must be a PRNG key",
+        ),
+        (
+            lambda: Population(init_fn, None, CONFIGS, key=KEY),
+            r"Population: step_fn must be callable",
+        ),
+        (
+            lambda: Population(init_fn, step_fn, CONFIGS, key=KEY, chunk_size=0),
+            r"Population: chunk_size must be >= 1",
+        ),
+        (
+            lambda: Population(
+                init_fn, step_fn, CONFIGS, key=KEY, member_batches=True, progress=False
+            ).train(batches(k=5), 2),
+            r"Population.train: batch member axis must be K=6 with member_batches=True, got x of "
+            r"shape \(5, 16, 3\)",
+        ),
+        (
+            lambda: Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False).train(
+                batches(), 0
+            ),
+            r"Population.train: num_steps must be an int >= 1",
+        ),
+        (
+            lambda: Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False).train(
+                batches(), 2, steps_per_call=0
+            ),
+            r"Population.train: steps_per_call must be an int >= 1",
+        ),
+        (
+            lambda: Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False).train(
+                batches(steps=2), 3
+            ),
+            r"Population.train: batches ran out after 2 of num_steps=3",
+        ),
+        (
+            lambda: Population(
+                init_fn, step_fn, CONFIGS, key=KEY, loss="val", progress=False
+            ).train(batches(), 2),
+            r"Population: step_fn's metrics need a 'val' entry",
+        ),
+    ],
+)
+def test_population_rejects_bad_input(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

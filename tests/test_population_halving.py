@@ -1,0 +1,150 @@
+"""jaxlr.sweep.successive_halving: rungs, survivors, compaction and bad input."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_population import KEY, W_TRUE, batches, init_fn, numpy_member, step_fn, w0s
+
+import jaxlr
+
+XV = np.random.default_rng(9).normal(size=(64, 3)).astype(np.float32)
+YV = (XV @ W_TRUE).astype(np.float32)
+
+
+def with_val(state, cfg, batch):
+    state, m = step_fn(state, cfg, batch)
+    return state, {**m, "val": jnp.mean((XV @ state["w"] - YV) ** 2)}
+
+
+CONFIGS = jaxlr.sweep.grid(lr=[0.003, 0.01, 0.03, 0.06, 0.1, 0.15], momentum=[0.0, 0.5, 0.8])
+RUNGS, ETA = [2, 6, 18], 3
+
+
+def numpy_val(w0, lr, momentum, data):
+    _, ws = numpy_member(w0, lr, momentum, data)
+    return np.mean((ws @ XV.T - YV) ** 2, axis=1), ws
+
+
+@pytest.fixture(scope="module")
+def halving():
+    traces = []
+
+    def counted(state, cfg, batch):
+        traces.append(1)
+        return with_val(state, cfg, batch)
+
+    res = jaxlr.sweep.successive_halving(
+        init_fn,
+        counted,
+        CONFIGS,
+        batches(steps=RUNGS[-1]),
+        key=KEY,
+        rungs=RUNGS,
+        eta=ETA,
+        metric="val",
+        steps_per_call=2,
+        progress=False,
+    )
+    return res, len(traces)
+
+
+def test_halving_keeps_the_top_third_at_each_rung_like_a_numpy_reference(halving):
+    res, _ = halving
+    k = 18
+    data = list(batches(steps=RUNGS[-1]))
+    val = np.stack(
+        [
+            numpy_val(w0, float(CONFIGS["lr"][i]), float(CONFIGS["momentum"][i]), data)[0]
+            for i, w0 in enumerate(w0s(k))
+        ]
+    )
+    alive, prev, expected_steps = np.arange(k), 0, 0
+    for j, r in enumerate(RUNGS):
+        expected_steps += len(alive) * (r - prev)
+        for i in alive:
+            assert res.rungs[i][j][0] == r
+            assert res.rungs[i][j][1] == pytest.approx(val[i, r - 1], rel=1e-4)
+            # Survivors' curves equal their uninterrupted runs: compaction changes nothing.
+            np.testing.assert_allclose(res.metrics["val"][i, prev:r], val[i, prev:r], rtol=1e-4)
+        if j < len(RUNGS) - 1:
+            alive = np.sort(alive[np.argsort(val[alive, r - 1])[: len(alive) // ETA]])
+        prev = r
+    assert res.info["survivors"] == alive.tolist()
+    assert res.member_steps == expected_steps == 18 * 2 + 6 * 4 + 2 * 12
+    assert res.info["sizes"] == [18, 6, 2]
+    stopped = [i for i in range(k) if i not in alive]
+    assert np.isnan(res.metrics["val"][stopped, -1]).all()
+    assert res.best("val")["index"] == alive[np.argmin(val[alive, -1])]
+    assert res.info["stopped_at"].tolist() == [len(h) and h[-1][0] for h in res.rungs]
+
+
+def test_halving_compiles_one_step_per_population_size(halving):
+    _, traces = halving
+    assert traces == 3  # 18, 6 and 2 members: the compiled work shrinks with the population
+
+
+def test_halving_with_member_batches_keeps_each_survivors_rows():
+    k = 6
+    cfg = jaxlr.sweep.grid(lr=[0.01, 0.05, 0.1], momentum=[0.0, 0.8])
+    res = jaxlr.sweep.successive_halving(
+        init_fn,
+        with_val,
+        cfg,
+        batches(steps=6, k=k, seed=4),
+        key=KEY,
+        rungs=[2, 6],
+        eta=2,
+        metric="val",
+        member_batches=True,
+        progress=False,
+    )
+    data = list(batches(steps=6, k=k, seed=4))
+    for i in res.info["survivors"]:
+        own = [{n: b[n][i] for n in b} for b in data]
+        val, _ = numpy_val(w0s(k)[i], float(cfg["lr"][i]), float(cfg["momentum"][i]), own)
+        np.testing.assert_allclose(res.metrics["val"][i], val, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            dict(rungs=[4, 4]),
+            r"successive_halving: rungs must be strictly increasing ints >= 1, "
+            r"got rungs=\[4, 4\]",
+        ),
+        (dict(rungs=[0, 3]), r"rungs must be strictly increasing ints >= 1"),
+        (dict(rungs=[]), r"rungs must be strictly increasing"),
+        (dict(eta=1), r"successive_halving: eta must be a number > 1, got eta=1"),
+        (dict(eta=0.5), r"eta must be a number > 1"),
+        (dict(mode="best"), r"successive_halving: mode must be 'min' or 'max'"),
+        (
+            dict(metric="accuracy"),
+            r"successive_halving: metric='accuracy' is not a metric of "
+            r"step_fn, whose metrics are \['loss', 'lr', 'val'\]",
+        ),
+        (
+            dict(configs=jaxlr.sweep.grid(lr=[0.1], momentum=0.0)),
+            r"successive_halving: the population needs at least 2 members, got K=1",
+        ),
+    ],
+)
+def test_halving_rejects_bad_input_before_compiling(kwargs, match, monkeypatch):
+    compiled = []
+    real = jax.stages.Lowered.compile
+    monkeypatch.setattr(
+        jax.stages.Lowered,
+        "compile",
+        lambda self, *a, **k: compiled.append(1) or real(self, *a, **k),
+    )
+    args = dict(configs=CONFIGS, rungs=RUNGS, eta=ETA, metric="val")
+    args.update(kwargs)
+    cfg = args.pop("configs")
+    with pytest.raises(ValueError, match=match):
+        jaxlr.sweep.successive_halving(
+            init_fn, with_val, cfg, batches(), key=KEY, progress=False, **args
+        )
+    assert not compiled

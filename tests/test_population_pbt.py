@@ -1,0 +1,139 @@
+"""jaxlr.sweep.pbt: exploit/explore inside jit, lineage, exported schedule, bad input."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from test_population import KEY, batches, init_fn, w0s
+from test_population_halving import XV, YV, with_val
+
+import jaxlr
+
+T, INTERVAL = 16, 4
+CONFIGS = jaxlr.sweep.grid(lr=[0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2], momentum=0.5)
+SPACE = {"lr": ("log_uniform", 1e-3, 0.3)}
+FAST = {"xla_backend_optimization_level": 0}  # compile-bound tests: skip LLVM's optimizations
+OPTS = dict(
+    key=KEY,
+    num_steps=T,
+    interval=INTERVAL,
+    metric="val",
+    space=SPACE,
+    progress=False,
+    compiler_options=FAST,
+)
+
+
+@pytest.fixture(scope="module")
+def traced_pbt():
+    traces = []
+
+    def counted(state, cfg, batch):
+        traces.append(1)
+        return with_val(state, cfg, batch)
+
+    res = jaxlr.sweep.pbt(
+        init_fn, counted, CONFIGS, batches(steps=T), fraction=0.25, resample_probability=0.0, **OPTS
+    )
+    again = jaxlr.sweep.pbt(
+        init_fn,
+        counted,
+        jaxlr.sweep.grid(lr=np.linspace(0.01, 0.1, 8), momentum=0.5),
+        batches(steps=T, seed=5),
+        fraction=0.25,
+        resample_probability=0.0,
+        **OPTS,
+    )
+    return res, again, traces
+
+
+def test_pbt_compiles_once_for_every_interval_and_new_values(traced_pbt):
+    res, again, traces = traced_pbt
+    assert len(traces) == 1  # 4 exploit rounds x 2 runs, new hyperparameter values: one trace
+    assert not np.array_equal(res.metrics["val"], again.metrics["val"])
+
+
+def test_exploit_copies_the_top_into_the_bottom_and_perturbs_by_08_or_12(traced_pbt):
+    res, _, _ = traced_pbt
+    k, n = 8, 2
+    lr = res.lr_history  # [K, T]: the lr each slot applied
+    for t in range(T):
+        parents = res.lineage[t]
+        if (t + 1) % INTERVAL or t + 1 == T:
+            np.testing.assert_array_equal(parents, np.arange(k))
+            if t + 1 < T:
+                np.testing.assert_array_equal(lr[:, t + 1], lr[:, t])
+            continue
+        order = np.argsort(res.metrics["val"][:, t], kind="stable")
+        top, bottom = order[:n], order[k - n :]
+        moved = np.flatnonzero(parents != np.arange(k))
+        assert set(moved) == set(bottom) and set(parents[bottom]) <= set(top)
+        for i in range(k):
+            if i in bottom:
+                ratio = lr[i, t + 1] / lr[parents[i], t]
+                assert (
+                    min(abs(ratio - 0.8), abs(ratio - 1.2)) < 1e-5
+                    or np.isclose(lr[i, t + 1], [1e-3, 0.3], rtol=1e-5).any()
+                )
+            else:
+                assert lr[i, t + 1] == lr[i, t]
+
+
+def test_the_exported_schedule_retrains_the_winner_from_scratch_with_optax(traced_pbt):
+    res, _, _ = traced_pbt
+    schedule = res.schedule()
+    path = res.ancestors()
+    np.testing.assert_allclose([float(schedule(t)) for t in range(T)], res.lr_path(), rtol=1e-7)
+    # One call: optax.sgd(schedule) from the founder's initial weights on the same batches.
+    tx = optax.sgd(schedule, momentum=0.5)
+    data = jax.tree.map(lambda *xs: jnp.stack(xs), *batches(steps=T))
+
+    def body(carry, b):
+        w, o = carry
+        g = jax.grad(lambda w: jnp.mean((b["x"] @ w - b["y"]) ** 2))(w)
+        u, o = tx.update(g, o, w)
+        return (optax.apply_updates(w, u), o), None
+
+    w0 = jnp.asarray(w0s(8)[path[0]])
+    (w, _), _ = jax.jit(lambda w0: jax.lax.scan(body, (w0, tx.init(w0)), data))(w0)
+    val = float(np.mean((XV @ np.asarray(w) - YV) ** 2))
+    assert val == pytest.approx(res.metrics["val"][res.winner, -1], rel=1e-4)
+    assert res.winner == res.best("val")["index"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(fraction=0.0), r"pbt: fraction must be in \(0, 0.5\], got fraction=0.0"),
+        (dict(fraction=0.6), r"pbt: fraction must be in \(0, 0.5\], got fraction=0.6"),
+        (
+            dict(configs=jaxlr.sweep.grid(lr=[0.1], momentum=0.5)),
+            r"pbt: the population needs at least 2 members, got K=1",
+        ),
+        (dict(metric="acc"), r"pbt: metric='acc' is not a metric of step_fn"),
+        (dict(lr="learning_rate"), r"pbt: lr='learning_rate' is not a metric of step_fn"),
+        (dict(space={"beta": ("uniform", 0.0, 1.0)}), r"pbt: space names 'beta', which is not in"),
+        (
+            dict(space={"lr": ("normal", 0.0, 1.0)}),
+            r"pbt: space\['lr'\] must be \(kind, low, high\)",
+        ),
+        (dict(interval=0), r"pbt: interval must be an int >= 1, got interval=0"),
+        (dict(resample_probability=1.5), r"pbt: resample_probability must be in \[0, 1\]"),
+    ],
+)
+def test_pbt_rejects_bad_input_before_compiling(kwargs, match, monkeypatch):
+    compiled = []
+    real = jax.stages.Lowered.compile
+    monkeypatch.setattr(
+        jax.stages.Lowered,
+        "compile",
+        lambda self, *a, **k: compiled.append(1) or real(self, *a, **k),
+    )
+    args = {**OPTS, "configs": CONFIGS, **kwargs}
+    cfg = args.pop("configs")
+    with pytest.raises(ValueError, match=match):
+        jaxlr.sweep.pbt(init_fn, with_val, cfg, batches(steps=T), **args)
+    assert not compiled
