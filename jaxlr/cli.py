@@ -31,6 +31,11 @@ def _output_path(output: str) -> str:
     import matplotlib.pyplot as plt
 
     root, ext = os.path.splitext(output)
+    name = os.path.basename(output)
+    if not name or name in (".", "..") or os.path.isdir(output) or not root:
+        raise _UsageError(f"--output {output!r}: give an image file name, e.g. lr.png")
+    if os.path.exists(output) and not os.path.isfile(output):
+        raise _UsageError(f"--output {output!r} exists and is not a regular file")
     if not ext:
         output, ext = output + ".png", ".png"
     formats = plt.figure().canvas.get_supported_filetypes()
@@ -138,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except ValueError as err:  # bad input, named by the library or by _UsageError
         print(f"jaxlr {args.command}: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file that cannot be written
+        print(f"jaxlr {args.command}: cannot write {err.filename or ''}: {err.strerror or err}",
+              file=sys.stderr)
         return 2
 
 

@@ -166,3 +166,83 @@ def test_cli_recommend_prints_pasteable_code_and_the_assumed_length(capsys):
 def test_cli_recommend_rejects_an_overflowing_peak(capsys):
     assert main(["recommend", "--peak", "1e39"]) == 2
     assert "overflows" in capsys.readouterr().err
+
+
+# -- found by the hostile review ------------------------------------------------------------------
+def test_duplicate_json_keys_and_missing_arguments_are_value_errors():
+    with pytest.raises(ValueError, match="key 'value' repeated"):
+        S.from_config('{"name": "constant", "args": {"value": 0.1, "value": 0.2}}')
+    with pytest.raises(ValueError, match="from_config: .*missing"):
+        S.from_config({"name": "constant"})
+
+
+def test_values_that_underflow_to_zero_are_rejected():
+    with pytest.raises(ValueError, match="underflows float32 to 0"):
+        S.step(init_value=1.0, period_steps=1e-50, decay_rate=0.5)
+
+
+def test_schedules_pickle_and_compare_with_callables():
+    import pickle
+
+    from jaxlr.compat.torch import LambdaLR
+
+    s = S.warmup(S.cosine(init_value=1.0, total_steps=10), warmup_steps=2)
+    back = pickle.loads(pickle.dumps(s))
+    assert back == s and float(back(3)) == float(s(3))
+    f = LambdaLR(lr_lambda=lambda t: 0.5**t, lr=1.0)
+    assert f == f and f != LambdaLR(lr_lambda=lambda t: t, lr=1.0)
+
+
+def test_string_steps_are_refused():
+    with pytest.raises(TypeError, match="step must be a number"):
+        S.constant(value=0.1)("5")
+
+
+def test_compat_names_without_compat_say_to_import_it():
+    with pytest.raises(ValueError, match="import it first"):
+        S.constructor("torch.NoSuchLR")
+
+
+@pytest.mark.parametrize("build", [
+    lambda T: T.reduce_on_plateau(init_value=[0.1, 0.2]),
+    lambda T: T.reduce_on_plateau(init_value=1e39),
+    lambda T: T.hypergradient(init_value=1e39, hyper_lr=1e-3),
+    lambda T: __import__("optax") and T.inject_schedules(__import__("optax").sgd,
+                                                          learning_rate=jnp.ones(2)),
+])
+def test_transform_hyperparameters_are_checked_after_the_cast(build):
+    from jaxlr import transforms as T
+
+    with pytest.raises(ValueError, match="must be a scalar|overflows"):
+        build(T)
+
+
+def test_current_lr_refuses_parameter_groups():
+    import optax
+
+    from jaxlr import transforms as T
+
+    group = lambda v: optax.chain(optax.sgd(1.0), T.scale_by_schedule(S.constant(value=v)))
+    tx = optax.multi_transform({"a": group(0.1), "b": group(0.2)}, {"x": "a", "y": "b"})
+    p = {"x": jnp.ones(1), "y": jnp.ones(1)}
+    state = tx.update(p, tx.init(p), p)[1]
+    with pytest.raises(ValueError, match="multi_transform"):
+        T.current_lr(state)
+    assert float(T.current_lr(state.inner_states["a"].inner_state)) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("key", [np.array([1, 2, 3], np.uint32), np.zeros((2, 2), np.uint32),
+                                 np.array([1.0, 2.0])])
+def test_malformed_raw_keys_are_refused(key):
+    with pytest.raises(ValueError, match="key must be a PRNG key"):
+        S.noise(S.constant(value=1.0), key=key, start_step=0, end_step=10)
+
+
+@pytest.mark.parametrize("output, match", [("", "give an image file name"),
+                                           (".", "give an image file name"),
+                                           ("/dev/null", "not a regular file"),
+                                           ("/proc/x.png", "cannot write")])
+def test_cli_bad_output_paths(output, match, capsys):
+    assert main(["plot", "constant(value=0.1)", "-o", output]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err

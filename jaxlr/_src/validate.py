@@ -123,7 +123,8 @@ class Checker:
             if np.shape(value) != ():
                 self.fail(f"{name} must be a single PRNG key, got shape {np.shape(value)}")
             return
-        if dtype is None or dtype != np.uint32 or np.ndim(value) != 1:
+        # raw key data: uint32 words, 2 for the default threefry keys, 4 for rbg
+        if dtype is None or dtype != np.uint32 or np.shape(value) not in ((2,), (4,)):
             self.fail(f"{name} must be a PRNG key (jax.random.key(seed) or "
                       f"jax.random.PRNGKey(seed)), got {name}={value!r}")
 
@@ -187,3 +188,24 @@ def renamed(**old_to_new: str):
         return wrapper
 
     return deco
+
+
+def check_cast(fn: str, name: str, value: Any, cast: Any) -> None:
+    """Raises when a concrete finite ``value`` is not finite once ``cast`` to its float dtype
+    (``1e39`` in float32), or a nonzero one became 0 (``1e-50``): validation ran on the value
+    the user wrote, the law runs on the cast."""
+    before, after = concrete(value), concrete(cast)
+    if before is None or after is None or not np.issubdtype(after.dtype, np.floating):
+        return
+    try:
+        wide = np.asarray(before, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return
+    if np.any(np.isfinite(wide) & ~np.isfinite(after)):
+        raise ValueError(
+            f"{fn}: {name} overflows {after.dtype} (largest {float(np.finfo(after.dtype).max):g}),"
+            f" got {name}={_show(wide)}")
+    if np.any((wide != 0) & (after == 0)):
+        raise ValueError(
+            f"{fn}: {name} underflows {after.dtype} to 0 (smallest normal "
+            f"{float(np.finfo(after.dtype).tiny):g}), got {name}={_show(wide)}")

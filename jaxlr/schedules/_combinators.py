@@ -357,9 +357,9 @@ def _key_data(c: Checker, key) -> jax.Array:
     if isinstance(key, jax.core.Tracer) and jnp.issubdtype(key.dtype, jnp.unsignedinteger):
         return key
     a = concrete(key) if not isinstance(key, (str, bytes)) else None
-    ok = (a is not None and a.ndim >= 1 and a.shape[-1] >= 2
-          and (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
-          and bool(np.all((a == np.round(a)) & (a >= 0) & (a < 2.0**32))))
+    # one key's uint32 words: 2 (threefry, the default) or 4 (rbg); a config holds them as ints
+    ok = (a is not None and a.shape in ((2,), (4,)) and np.issubdtype(a.dtype, np.integer)
+          and bool(np.all((a >= 0) & (a < 2**32))))
     if not ok:
         c.fail(f"key must be a PRNG key (jax.random.key or jax.random.PRNGKey), got key={key!r}")
     return jnp.asarray(np.asarray(a, np.uint32))

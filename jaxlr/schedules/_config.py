@@ -92,10 +92,20 @@ def from_config(config: Mapping[str, Any] | str) -> Schedule:
     """
     if isinstance(config, (str, bytes)):
         try:
-            config = json.loads(config)
+            config = json.loads(config, object_pairs_hook=_unique_keys)
         except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as e:
             raise ValueError(f"from_config: not valid JSON ({e})") from None
     return _decode(config, 0)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects with a repeated key are refused (json keeps the last one silently)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"from_config: key {k!r} repeated in a JSON object")
+        out[k] = v
+    return out
 
 
 def _is_config(v: Any) -> bool:
@@ -122,7 +132,11 @@ def _decode(config: Any, depth: int) -> Schedule:
             return [_decode(x, depth + 1) for x in v]
         return v
 
-    return constructor(name)(**{k: dec(v) for k, v in args.items()})
+    build = constructor(name)
+    try:
+        return build(**{k: dec(v) for k, v in args.items()})
+    except TypeError as e:  # a missing or unknown argument: the config's fault
+        raise ValueError(f"from_config: {e}") from None
 
 
 def _short(v: Any) -> str:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -48,7 +49,7 @@ from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import as_float
 from jaxlr._src.peer_names import OPTAX_NAMES, PEER_MODULES, PEER_NAMES
-from jaxlr._src.validate import concrete
+from jaxlr._src.validate import check_cast, concrete
 
 # name -> (class, constructor).
 _REGISTRY: dict[str, tuple[type[Schedule], Callable[..., Schedule]]] = {}
@@ -112,6 +113,8 @@ class Schedule:
         object.__setattr__(self, "_static_fields", tuple(static))
 
     def __call__(self, step: ArrayLike) -> jax.Array:
+        if isinstance(step, (str, bytes)):
+            raise TypeError(f"{self.name}: step must be a number or an array, got {step!r}")
         return type(self).law(as_float(step), **self._arguments())
 
     def _arguments(self) -> dict[str, Any]:
@@ -147,9 +150,16 @@ class Schedule:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Schedule):
             return NotImplemented
-        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((self, other))):
-            return self is other  # traced values cannot be compared (jax.jit(schedule) asks)
-        return self.to_config() == other.to_config()
+        if self is other:
+            return True
+        leaves, others = jax.tree.leaves(self), jax.tree.leaves(other)
+        if any(isinstance(x, jax.core.Tracer) for x in (*leaves, *others)):
+            return False  # traced values cannot be compared (jax.jit(schedule) asks)
+        try:
+            return self.to_config() == other.to_config()
+        except ValueError:  # a callable argument (LambdaLR): same structure, equal leaves
+            return jax.tree.structure(self) == jax.tree.structure(other) and all(
+                np.array_equal(a, b) for a, b in zip(leaves, others))
 
     def __hash__(self) -> int:
         # Equal schedules share a structure, so hashing the structure is consistent with ==;
@@ -199,6 +209,9 @@ def _family_class(name: str, law: Callable[..., jax.Array]) -> type[Schedule]:
                    "__doc__": f"The ``{name}`` schedule (see its constructor)."},
     )
     cls.__hash__ = Schedule.__hash__
+    module = sys.modules.get(law.__module__)
+    if module is not None and not hasattr(module, cls.__name__):
+        setattr(module, cls.__name__, cls)  # pickle finds classes by module and name
     jax.tree_util.register_pytree_with_keys(
         cls, _flatten_with_keys, functools.partial(_unflatten, cls), _flatten)
     return cls
@@ -299,7 +312,8 @@ def make(name: str, params: Mapping[str, Any], static: Mapping[str, Any] = ()) -
         static: the structural ones (strings, bools, callables, ``None``).
 
     Raises:
-        ValueError: a finite value that is not finite once cast to the float dtype, or a concrete
+        ValueError: a finite value that is not finite once cast to the float dtype (or a nonzero
+            one that becomes 0), or a concrete
             array where the law takes a scalar (only knots, per-piece values and key data are
             vectors; a sweep's batch axis comes from stacking schedules or from ``jax.vmap``).
 
@@ -315,7 +329,8 @@ def make(name: str, params: Mapping[str, Any], static: Mapping[str, Any] = ()) -
     for k, v in params.items():
         with np.errstate(over="ignore"):  # an overflow is reported below, as an error
             leaf = _leaf(v, raw=k in _RAW_FIELDS)
-        _check_cast(name, k, v, leaf)
+        if not isinstance(leaf, (Schedule, tuple)):
+            check_cast(name, k, v, leaf)
         if k not in vectors and not isinstance(leaf, (Schedule, tuple)) and np.ndim(leaf) != 0:
             if concrete(leaf) is not None:
                 raise ValueError(
@@ -324,22 +339,6 @@ def make(name: str, params: Mapping[str, Any], static: Mapping[str, Any] = ()) -
                     f"or build them inside jax.vmap)")
         leaves[k] = leaf
     return cls(**leaves, **dict(static))
-
-
-def _check_cast(name: str, arg: str, value: Any, leaf: Any) -> None:
-    if isinstance(leaf, (Schedule, tuple)):
-        return
-    before, after = concrete(value), concrete(leaf)
-    if before is None or after is None or not np.issubdtype(after.dtype, np.floating):
-        return
-    try:
-        finite_before = np.isfinite(np.asarray(before, dtype=np.float64))
-    except (TypeError, ValueError):
-        return
-    if np.any(finite_before & ~np.isfinite(after)):
-        raise ValueError(
-            f"{name}: {arg} overflows {after.dtype} (largest "
-            f"{float(jnp.finfo(after.dtype).max):g}), got {arg}={np.asarray(before).tolist()!r}")
 
 
 def _leaf(v: Any, *, raw: bool = False) -> Any:
@@ -375,5 +374,8 @@ def constructor(name: str) -> Callable[..., Schedule]:
         True
     """
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"constructor: unknown schedule name {name!r}; known: {names()}")
+        hint = ""
+        if isinstance(name, str) and name.split(".")[0] in ("torch", "keras", "transformers"):
+            hint = " (compat families register when jaxlr.compat is imported: import it first)"
+        raise ValueError(f"constructor: unknown schedule name {name!r}{hint}; known: {names()}")
     return _REGISTRY[name][1]

@@ -6,12 +6,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import as_float
 from jaxlr._src.typing import PyTree
-from jaxlr._src.validate import Checker
+from jaxlr._src.validate import Checker, check_cast, concrete
 from jaxlr.schedules import Schedule, constant
 
 # State classes whose ``lr`` field is the factor the transform multiplies updates by; filled by
@@ -87,9 +88,20 @@ def scale_updates(updates: PyTree, factor: ArrayLike) -> PyTree:
     return jax.tree.map(lambda u: (factor * u).astype(u.dtype), updates)
 
 
-def floats(**values: ArrayLike) -> dict[str, jax.Array]:
-    """Numeric hyperparameters (validated by the caller) as float arrays for a state dict."""
-    return {k: as_float(v) for k, v in values.items()}
+def floats(fn: str, **values: ArrayLike) -> dict[str, jax.Array]:
+    """Numeric hyperparameters (validated by the caller) as float scalars for a state: a concrete
+    array (per-coordinate LRs by accident) or a value the cast overflows or flushes to 0 raises
+    ``ValueError`` naming ``fn``; a sweep's member axis comes from ``jax.vmap`` or stacking."""
+    out = {}
+    for k, v in values.items():
+        with np.errstate(over="ignore", under="ignore"):
+            a = as_float(v)
+        check_cast(fn, k, v, a)
+        if np.ndim(a) != 0 and concrete(a) is not None:
+            raise ValueError(f"{fn}: {k} must be a scalar, got an array of shape {np.shape(a)} "
+                             f"(to sweep, vmap over the transform's state or its arguments)")
+        out[k] = a
+    return out
 
 
 def require(c: Checker, name: str, value: Any) -> Any:
@@ -125,6 +137,7 @@ class _Walk:
         self.factors: list[jax.Array] = []
         self.hidden: list[str] = []  # Optax optimizers whose constant LR is not state
         self.counts: list[jax.Array] = []  # counts of optax.scale_by_schedule states
+        self.parallel = False  # an optax.multi_transform: each group has its own LR
 
 
 def _walk(state: Any, w: _Walk, *, covered: bool = False) -> None:
@@ -146,6 +159,9 @@ def _walk(state: Any, w: _Walk, *, covered: bool = False) -> None:
     if isinstance(state, optax.ScaleByScheduleState):
         if not covered:
             w.counts.append(state.count)
+        return
+    if isinstance(state, optax.MultiTransformState):
+        w.parallel = True  # parameter groups with LRs of their own: no single LR
         return
     if isinstance(state, _OPTAX_OPTIMIZER_STATES):
         if not covered:
@@ -217,6 +233,12 @@ def current_lr(state: PyTree, *, optimizer_lr: Any = None) -> jax.Array:
     w = _Walk()
     _walk(state, w)
     schedule = optimizer_lr if callable(optimizer_lr) else None
+    if w.parallel:
+        c.fail("state holds an optax.multi_transform: each parameter group has its own learning "
+               "rate; call current_lr on one group's state (state.inner_states[name].inner_state)")
+    if len(w.counts) > 1 and schedule is not None:
+        c.fail(f"state holds {len(w.counts)} optax.scale_by_schedule counts; optimizer_lr= "
+               f"describes one schedule, so read each part's LR separately")
     if w.counts and schedule is None:
         c.fail("state holds an optax.scale_by_schedule state (an Optax optimizer built with a "
                "schedule, e.g. optax.adamw(schedule)) whose schedule is not state; pass it as "

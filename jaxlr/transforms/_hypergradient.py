@@ -107,9 +107,9 @@ def hypergradient(
     flag(c, "multiplicative", multiplicative)
     inner = optax.with_extra_args_support(
         optax.scale(-1.0) if optimizer is None else optimizer)
-    hp = HypergradientHyperparams(**floats(hyper_lr=hyper_lr, min_value=min_value,
+    hp = HypergradientHyperparams(**floats(c.fn, hyper_lr=hyper_lr, min_value=min_value,
                                            max_value=max_value))
-    alpha0 = floats(init_value=init_value)["init_value"]
+    alpha0 = floats(c.fn, init_value=init_value)["init_value"]
 
     def init_fn(params):
         zero = jnp.zeros_like(alpha0)

@@ -195,10 +195,11 @@ def _build(name: str, *, mode: str, window: int, steps_per_epoch: int | None,
            hp: PlateauHyperparams) -> optax.GradientTransformationExtraArgs:
     worst = jnp.inf if mode == "min" else -jnp.inf
     c = Checker(name)
+    init_lr = floats(name, init_value=init_value)["init_value"]
 
     def init_fn(params):
         del params
-        f = as_float(init_value)
+        f = init_lr
         zero = jnp.zeros_like(f)
         i32 = jnp.zeros([], jnp.int32)
         return PlateauState(
@@ -330,7 +331,7 @@ def reduce_on_plateau(
     c.between("factor", factor, 0.0, 1.0, open_lo=True)
     _check_common(c, mode, threshold_mode, patience, threshold, cooldown, window, init_value,
                   min_value, steps_per_epoch, observe_in_update, min_decrease)
-    hp = PlateauHyperparams(**floats(
+    hp = PlateauHyperparams(**floats(c.fn,
         factor=factor, patience=patience, threshold=threshold, cooldown=cooldown, warmup_steps=0.0,
         min_value=min_value, max_value=jnp.inf, min_decrease=min_decrease,
         **_rule_numbers(mode, threshold_mode, greedy=False)))
@@ -406,7 +407,7 @@ def greedy_lr(
                   min_value, steps_per_epoch, observe_in_update, 0.0)
     c.nonnegative("warmup_steps", warmup_steps)
     c.not_greater("init_value", init_value, "max_value", max_value)
-    hp = PlateauHyperparams(**floats(
+    hp = PlateauHyperparams(**floats(c.fn,
         factor=factor, patience=patience, threshold=threshold, cooldown=cooldown,
         warmup_steps=warmup_steps,
         min_value=min_value, max_value=max_value, min_decrease=0.0,

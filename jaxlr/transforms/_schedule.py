@@ -14,7 +14,7 @@ import optax
 from jaxlr._src.numeric import as_float
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import Schedule
-from jaxlr.transforms._common import as_schedule, held, lr_state, scale_updates
+from jaxlr.transforms._common import as_schedule, floats, held, lr_state, scale_updates
 
 
 @lr_state
@@ -157,7 +157,7 @@ def inject_schedules(
             c.fail(f"{name} looks like a flag: pass a Python bool (static), got {name}={value!r}")
         else:
             c.finite(name, value)
-            numeric[name] = value
+            numeric[name] = floats(c.fn, **{name: value})[name]
     if "learning_rate" in numeric:
         c.nonnegative("learning_rate", numeric["learning_rate"])
 

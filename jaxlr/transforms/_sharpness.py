@@ -391,7 +391,7 @@ def sharpness_cap(
     curv = _Curvature(c, optimizer, loss_fn=loss_fn, kind=kind, num_iters=num_iters,
                       init_iters=init_iters, tol=tol, key=key, every=every, ema=ema,
                       momentum=momentum, b1=b1)
-    hp = CapHyperparams(**floats(fraction=fraction, kappa=kappa, hysteresis=hysteresis,
+    hp = CapHyperparams(**floats(c.fn, fraction=fraction, kappa=kappa, hysteresis=hysteresis,
                                  max_value=max_value, tol=tol, every=every, ema=ema,
                                  momentum=momentum, b1=b1))
 
@@ -579,7 +579,7 @@ def sharpness_warmup(
     curv = _Curvature(c, optimizer, loss_fn=loss_fn, kind=kind, num_iters=num_iters,
                       init_iters=init_iters, tol=tol, key=key, every=every, ema=ema,
                       momentum=momentum, b1=b1)
-    hp = WarmupHyperparams(**floats(
+    hp = WarmupHyperparams(**floats(c.fn,
         target=target, growth=growth, init_value=jnp.nan if init_value is None else init_value,
         init_ratio=init_ratio, peak_value=peak_value, tol=tol, every=every, ema=ema,
         momentum=momentum, b1=b1))
