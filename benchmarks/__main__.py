@@ -32,13 +32,18 @@ def _flat(ratios: dict, prefix: str = "") -> dict:
 def write(path: str, record: dict) -> None:
     """Writes ``record`` (date, machine, results, failures) as markdown at ``path`` and JSON
     beside it."""
-    lines = ["# Benchmark results\n", f"- date: {record['date']}",
-             f"- machine: {record['machine']}",
-             "- command: `python -m benchmarks` (ratios measured side by side in one process)\n"]
+    lines = [
+        "# Benchmark results\n",
+        f"- date: {record['date']}",
+        f"- machine: {record['machine']}",
+        "- command: `python -m benchmarks` (ratios measured side by side in one process)\n",
+    ]
     for name, ratios in record["results"].items():
         lines += [f"## {name}\n", "| measure | value |", "| --- | --- |"]
-        lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                  for k, v in _flat(ratios).items()]
+        lines += [
+            f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+            for k, v in _flat(ratios).items()
+        ]
         lines.append("")
     for name, why in record["failures"].items():
         lines += [f"## {name}\n", f"FAILED: {why}\n"]
@@ -62,8 +67,7 @@ def main(argv=None) -> int:
             failures[name] = f"{type(err).__name__}: {err}"
             traceback.print_exc()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    write(args.out, {"date": now, "machine": machine(), "results": results,
-                     "failures": failures})
+    write(args.out, {"date": now, "machine": machine(), "results": results, "failures": failures})
     print(f"wrote {args.out}")
     return 1 if failures else 0
 

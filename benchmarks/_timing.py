@@ -33,5 +33,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int = 7) -> dict[
 def machine() -> str:
     devs = jax.devices()
     kind = devs[0].device_kind if devs else "?"
-    return (f"{platform.processor() or platform.machine()}, {len(devs)} x {devs[0].platform} "
-            f"({kind}), jax {jax.__version__}")
+    return (
+        f"{platform.processor() or platform.machine()}, {len(devs)} x {devs[0].platform} "
+        f"({kind}), jax {jax.__version__}"
+    )

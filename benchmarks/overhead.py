@@ -27,8 +27,12 @@ def _problem():
     k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(k1, (256, 32))
     y = jnp.sin(x @ jax.random.normal(k2, (32, 1)))
-    params = {"w1": 0.1 * jax.random.normal(k3, (32, 64)), "b1": jnp.zeros(64),
-              "w2": 0.1 * jax.random.normal(k3, (64, 1)), "b2": jnp.zeros(1)}
+    params = {
+        "w1": 0.1 * jax.random.normal(k3, (32, 64)),
+        "b1": jnp.zeros(64),
+        "w2": 0.1 * jax.random.normal(k3, (64, 1)),
+        "b2": jnp.zeros(1),
+    }
 
     def loss(p):
         h = jnp.tanh(x @ p["w1"] + p["b1"])
@@ -62,11 +66,14 @@ def main(repeats: int = 9) -> dict[str, float]:
     run_optax = jax.jit(lambda p: train(ox, p))
     run_const = jax.jit(lambda p: train(jx, p))
     run_arg = jax.jit(train)
-    times = interleaved({
-        "optax": lambda: run_optax(params),
-        "jaxlr_constant": lambda: run_const(params),
-        "jaxlr_argument": lambda: run_arg(jx, params),
-    }, repeats=repeats)
+    times = interleaved(
+        {
+            "optax": lambda: run_optax(params),
+            "jaxlr_constant": lambda: run_const(params),
+            "jaxlr_argument": lambda: run_arg(jx, params),
+        },
+        repeats=repeats,
+    )
     ratios = {
         "overhead_jaxlr_constant_vs_optax": times["jaxlr_constant"] / times["optax"],
         "overhead_jaxlr_argument_vs_optax": times["jaxlr_argument"] / times["optax"],
@@ -75,8 +82,9 @@ def main(repeats: int = 9) -> dict[str, float]:
         print(f"{k}: {v:.3f}  (target <= 1.02)")
     steps = jnp.arange(1_000_000, dtype=jnp.int32)
     law_optax, law_jaxlr = jax.jit(ox), jax.jit(lambda s, t: s(t))
-    law = interleaved({"optax": lambda: law_optax(steps), "jaxlr": lambda: law_jaxlr(jx, steps)},
-                      repeats=repeats)
+    law = interleaved(
+        {"optax": lambda: law_optax(steps), "jaxlr": lambda: law_jaxlr(jx, steps)}, repeats=repeats
+    )
     ratios["law_only_jaxlr_vs_optax"] = law["jaxlr"] / law["optax"]
     print(f"law_only_jaxlr_vs_optax: {ratios['law_only_jaxlr_vs_optax']:.3f}  (information)")
     return ratios

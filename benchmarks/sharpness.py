@@ -356,7 +356,8 @@ def _step_overhead(name, model, init, results):
     loss, idx = _batch_loss(model), _minibatches(200)
     plain = optax.sgd(0.05)
     plain_tx = optax.GradientTransformationExtraArgs(
-        plain.init, lambda u, s, p=None, **kw: plain.update(u, s, p))
+        plain.init, lambda u, s, p=None, **kw: plain.update(u, s, p)
+    )
     plain_run = _sgd_loop(loss, plain_tx, x, y, idx)
     times = {"plain": _best_time(lambda: plain_run(params), 5)}
     out = {}
@@ -366,8 +367,10 @@ def _step_overhead(name, model, init, results):
         times[every] = _best_time(lambda run=run: run(params), 5)
         out[f"cap_every_{every}_over_plain"] = times[every] / times["plain"]
     results[name].update(out)
-    print(f"{name}: step time sharpness_cap(every=1/10/100) over the plain SGD step: "
-          + ", ".join(f"{out[f'cap_every_{k}_over_plain']:.2f}x" for k in (1, 10, 100)))
+    print(
+        f"{name}: step time sharpness_cap(every=1/10/100) over the plain SGD step: "
+        + ", ".join(f"{out[f'cap_every_{k}_over_plain']:.2f}x" for k in (1, 10, 100))
+    )
 
 
 def jaxlr_cap(**kw):
@@ -397,10 +400,12 @@ def _inloop(results, steps=60):
         batch = (x[i], y[i])
         key = jax.random.key(99)
         if precond is None:
-            return sh.top_eigenvalue(loss, p, batch=batch, key=key, num_iters=60,
-                                     tol=1e-7).eigenvalue
-        return sh.preconditioned_top_eigenvalue(loss, p, precond, batch=batch, key=key,
-                                                num_iters=60, tol=1e-7).eigenvalue
+            return sh.top_eigenvalue(
+                loss, p, batch=batch, key=key, num_iters=60, tol=1e-7
+            ).eigenvalue
+        return sh.preconditioned_top_eigenvalue(
+            loss, p, precond, batch=batch, key=key, num_iters=60, tol=1e-7
+        ).eigenvalue
 
     def trajectory(tx, probe=False):
         @jax.jit
@@ -419,21 +424,27 @@ def _inloop(results, steps=60):
 
     out = {}
     designs = {
-        "defaults (every=1, warm+random Lanczos, tol 1e-3)": (jaxlr_cap(learning_rate=2.0,
-                                                                        loss_fn=loss), False),
-        "tried: tol 1e-2 (every=1, warm+random Lanczos)": (jaxlr_cap(
-            learning_rate=2.0, loss_fn=loss, tol=1e-2), False),
-        "every=10 on the minibatch": (jaxlr_cap(learning_rate=2.0, loss_fn=loss, every=10),
-                                      False),
-        "every=10 on a fixed probe batch (256)": (jaxlr_cap(learning_rate=2.0, loss_fn=loss,
-                                                            every=10), True),
+        "defaults (every=1, warm+random Lanczos, tol 1e-3)": (
+            jaxlr_cap(learning_rate=2.0, loss_fn=loss),
+            False,
+        ),
+        "tried: tol 1e-2 (every=1, warm+random Lanczos)": (
+            jaxlr_cap(learning_rate=2.0, loss_fn=loss, tol=1e-2),
+            False,
+        ),
+        "every=10 on the minibatch": (jaxlr_cap(learning_rate=2.0, loss_fn=loss, every=10), False),
+        "every=10 on a fixed probe batch (256)": (
+            jaxlr_cap(learning_rate=2.0, loss_fn=loss, every=10),
+            True,
+        ),
     }
     shipped = None
     for label, (tx, probe) in designs.items():
         ps, states = trajectory(tx, probe)
         cols = [probe_idx] * steps if probe else list(idx)
-        true = np.array([float(truth(jax.tree.map(lambda a, t=t: a[t], ps), cols[t]))
-                         for t in range(steps)])
+        true = np.array(
+            [float(truth(jax.tree.map(lambda a, t=t: a[t], ps), cols[t])) for t in range(steps)]
+        )
         row = _errors(states.sharpness, true, states.lr)
         row["hvps_per_step"] = float(states.curvature.total_hvps[-1]) / steps
         row["first_step_rel_err"] = float(abs(states.sharpness[0] - true[0]) / true[0])
@@ -443,25 +454,37 @@ def _inloop(results, steps=60):
     ps, true, states = shipped
     # other estimators along the shipped cap's trajectory (same params, same batches)
     step_params = [jax.tree.map(lambda a, t=t: a[t], ps) for t in range(steps)]
-    tracker = jax.jit(lambda p, i, st: sh.tracker_update(loss, p, st, batch=(x[i], y[i]),
-                                                         num_iters=3))
+    tracker = jax.jit(
+        lambda p, i, st: sh.tracker_update(loss, p, st, batch=(x[i], y[i]), num_iters=3)
+    )
     st = sh.tracker_init(params0, key=jax.random.key(0))
-    lanczos = jax.jit(lambda p, i, k, v0: sh.top_eigenvalue(
-        loss, p, batch=(x[i], y[i]), key=k, num_iters=20, tol=1e-3, v0=v0))
-    est = {"old tracker (3 products, every=1)": [], "cold Lanczos each step (tol 1e-3)": [],
-           "pure warm start (previous vector, tol 1e-3)": []}
+    lanczos = jax.jit(
+        lambda p, i, k, v0: sh.top_eigenvalue(
+            loss, p, batch=(x[i], y[i]), key=k, num_iters=20, tol=1e-3, v0=v0
+        )
+    )
+    est = {
+        "old tracker (3 products, every=1)": [],
+        "cold Lanczos each step (tol 1e-3)": [],
+        "pure warm start (previous vector, tol 1e-3)": [],
+    }
     hv = {k: 0 for k in est}
     v0 = None
     for t in range(steps):
         e, st = tracker(step_params[t], idx[t], st)
         est["old tracker (3 products, every=1)"].append(float(e.eigenvalue))
         hv["old tracker (3 products, every=1)"] += 3
-        e = lanczos(step_params[t], idx[t], jax.random.key(t), jax.tree.map(jnp.zeros_like,
-                                                                             params0))
+        e = lanczos(
+            step_params[t], idx[t], jax.random.key(t), jax.tree.map(jnp.zeros_like, params0)
+        )
         est["cold Lanczos each step (tol 1e-3)"].append(float(e.eigenvalue))
         hv["cold Lanczos each step (tol 1e-3)"] += int(e.num_hvps)
-        w = lanczos(step_params[t], idx[t], jax.random.key(t),
-                    jax.tree.map(jnp.zeros_like, params0) if v0 is None else v0)
+        w = lanczos(
+            step_params[t],
+            idx[t],
+            jax.random.key(t),
+            jax.tree.map(jnp.zeros_like, params0) if v0 is None else v0,
+        )
         v0 = w.eigenvector
         est["pure warm start (previous vector, tol 1e-3)"].append(float(w.eigenvalue))
         hv["pure warm start (previous vector, tol 1e-3)"] += int(w.num_hvps)
@@ -474,20 +497,30 @@ def _inloop(results, steps=60):
 
     tx = sharpness_cap(optax.adam(1.0), learning_rate=0.05, kind="adam", loss_fn=loss)
     ps, states = trajectory(tx)
-    true = np.array([float(truth(jax.tree.map(lambda a, t=t: a[t], ps), idx[t],
-                                 sh.preconditioner(jax.tree.map(lambda a, t=t: a[t],
-                                                                states.inner_state))))
-                     for t in range(steps)])
+    true = np.array(
+        [
+            float(
+                truth(
+                    jax.tree.map(lambda a, t=t: a[t], ps),
+                    idx[t],
+                    sh.preconditioner(jax.tree.map(lambda a, t=t: a[t], states.inner_state)),
+                )
+            )
+            for t in range(steps)
+        ]
+    )
     row = _errors(states.sharpness, true, states.lr, c=38.0)
     row["hvps_per_step"] = float(states.curvature.total_hvps[-1]) / steps
     out["adam preconditioned, defaults"] = row
     results["inloop"] = out
     for label, row in out.items():
         first = row.get("first_step_rel_err")
-        print(f"in-loop {label}: rel err median {row['median']:.2%} p95 {row['p95']:.2%} max "
-              f"{row['max']:.2%}; eta*lambda_true under the edge on {row['under_edge']:.1%} of "
-              f"steps; {row['hvps_per_step']:.1f} HVPs/step"
-              + ("" if first is None else f"; first step rel err {first:.2%}"))
+        print(
+            f"in-loop {label}: rel err median {row['median']:.2%} p95 {row['p95']:.2%} max "
+            f"{row['max']:.2%}; eta*lambda_true under the edge on {row['under_edge']:.1%} of "
+            f"steps; {row['hvps_per_step']:.1f} HVPs/step"
+            + ("" if first is None else f"; first step rel err {first:.2%}")
+        )
 
 
 def _pyhessian_equal_accuracy(lam_ref, results, repeats=5):
@@ -532,13 +565,19 @@ def _pyhessian_equal_accuracy(lam_ref, results, repeats=5):
         e = jax.block_until_ready(estimate(params, jax.random.key(r + 1)))
         t_jax.append(time.perf_counter() - t)
         errs.append(abs(float(e.eigenvalue) - lam_ref) / abs(lam_ref))
-    out = {"pyhessian_tol_for_1e-3": chosen, "pyhessian_seconds": float(np.median(t_torch)),
-           "jaxlr_seconds": float(np.median(t_jax)), "jaxlr_max_rel_err": max(errs),
-           "speedup_at_1e-3": float(np.median(t_torch) / np.median(t_jax))}
+    out = {
+        "pyhessian_tol_for_1e-3": chosen,
+        "pyhessian_seconds": float(np.median(t_torch)),
+        "jaxlr_seconds": float(np.median(t_jax)),
+        "jaxlr_max_rel_err": max(errs),
+        "speedup_at_1e-3": float(np.median(t_torch) / np.median(t_jax)),
+    }
     results["pyhessian_equal_accuracy"] = out
-    print(f"lambda_max to 1e-3 rel err: PyHessian (tol {chosen:g}) {out['pyhessian_seconds']:.3f}"
-          f" s vs jaxlr {out['jaxlr_seconds']:.4f} s (max rel err {max(errs):.1e}), median of "
-          f"{repeats}: {out['speedup_at_1e-3']:.1f}x")
+    print(
+        f"lambda_max to 1e-3 rel err: PyHessian (tol {chosen:g}) {out['pyhessian_seconds']:.3f}"
+        f" s vs jaxlr {out['jaxlr_seconds']:.4f} s (max rel err {max(errs):.1e}), median of "
+        f"{repeats}: {out['speedup_at_1e-3']:.1f}x"
+    )
 
 
 def _memory(compiled) -> int:
@@ -551,44 +590,62 @@ def _scale(results, widths=(256, 1024, 1024, 10), batch=256):
     and one gradient, timed (median of 5) and their peak memory from XLA's memory analysis."""
     key = jax.random.key(0)
     params = []
-    for k, a, b in zip(jax.random.split(key, len(widths) - 1), widths[:-1], widths[1:],
-                       strict=True):
+    for k, a, b in zip(
+        jax.random.split(key, len(widths) - 1), widths[:-1], widths[1:], strict=True
+    ):
         params.append({"w": jax.random.normal(k, (a, b)) / np.sqrt(a), "b": jnp.zeros(b)})
     n = ravel_pytree(params)[0].shape[0]
     kx, ky = jax.random.split(jax.random.key(1))
-    batch_ = (jax.random.normal(kx, (batch, widths[0])),
-              jax.random.randint(ky, (batch,), 0, widths[-1]))
+    batch_ = (
+        jax.random.normal(kx, (batch, widths[0])),
+        jax.random.randint(ky, (batch,), 0, widths[-1]),
+    )
     loss = _batch_loss(_mlp)
     v = jax.tree.map(jnp.ones_like, params)
     fns = {
         "grad": (jax.jit(jax.grad(loss)), (params, batch_)),
         "hvp": (jax.jit(lambda p, b, v: sh.hvp(lambda q: loss(q, b), p, v)), (params, batch_, v)),
-        "top_eigenvalue": (jax.jit(lambda p, b: sh.top_eigenvalue(
-            loss, p, batch=b, key=jax.random.key(2), num_iters=20, tol=0.0)), (params, batch_)),
+        "top_eigenvalue": (
+            jax.jit(
+                lambda p, b: sh.top_eigenvalue(
+                    loss, p, batch=b, key=jax.random.key(2), num_iters=20, tol=0.0
+                )
+            ),
+            (params, batch_),
+        ),
     }
     t, mem = {}, {}
     for name, (fn, args) in fns.items():
         mem[name] = _memory(fn.lower(*args).compile())
         t[name] = _best_time(lambda fn=fn, args=args: fn(*args), repeats=5)
-    out = {"params": n, "hvp_over_grad_time": t["hvp"] / t["grad"],
-           "top_eigenvalue_20_over_grad_time": t["top_eigenvalue"] / t["grad"],
-           "hvp_over_grad_memory": mem["hvp"] / mem["grad"],
-           "top_eigenvalue_20_over_grad_memory": mem["top_eigenvalue"] / mem["grad"],
-           "grad_seconds": t["grad"], "grad_bytes": mem["grad"]}
+    out = {
+        "params": n,
+        "hvp_over_grad_time": t["hvp"] / t["grad"],
+        "top_eigenvalue_20_over_grad_time": t["top_eigenvalue"] / t["grad"],
+        "hvp_over_grad_memory": mem["hvp"] / mem["grad"],
+        "top_eigenvalue_20_over_grad_memory": mem["top_eigenvalue"] / mem["grad"],
+        "grad_seconds": t["grad"],
+        "grad_bytes": mem["grad"],
+    }
     results["scale"] = out
-    print(f"scale: MLP {'-'.join(map(str, widths))} ({n:,} params, batch {batch}): HVP / grad "
-          f"time {out['hvp_over_grad_time']:.2f}, top_eigenvalue(20 products) / grad time "
-          f"{out['top_eigenvalue_20_over_grad_time']:.1f}; peak memory HVP / grad "
-          f"{out['hvp_over_grad_memory']:.2f}, top_eigenvalue / grad "
-          f"{out['top_eigenvalue_20_over_grad_memory']:.2f} (grad {mem['grad'] / 2**20:.0f} MiB)")
+    print(
+        f"scale: MLP {'-'.join(map(str, widths))} ({n:,} params, batch {batch}): HVP / grad "
+        f"time {out['hvp_over_grad_time']:.2f}, top_eigenvalue(20 products) / grad time "
+        f"{out['top_eigenvalue_20_over_grad_time']:.1f}; peak memory HVP / grad "
+        f"{out['hvp_over_grad_memory']:.2f}, top_eigenvalue / grad "
+        f"{out['top_eigenvalue_20_over_grad_memory']:.2f} (grad {mem['grad'] / 2**20:.0f} MiB)"
+    )
 
 
 def _reference_lambda() -> float:
     """lambda_max of the trained MLP in float64 (Lanczos, 150 products, certified residual)."""
     with jax.enable_x64(True):
         params, loss = _trained(_mlp, _init_mlp, jnp.float64)
-        return float(sh.top_eigenvalue(loss, params, key=jax.random.key(5), num_iters=150,
-                                       tol=0.0).eigenvalue)
+        return float(
+            sh.top_eigenvalue(
+                loss, params, key=jax.random.key(5), num_iters=150, tol=0.0
+            ).eigenvalue
+        )
 
 
 PARTS = ("convergence", "hvp", "pyhessian", "overhead", "inloop", "scale")

@@ -66,8 +66,9 @@ def mlp(widths: tuple[int, ...]):
 
     class MLP(nnx.Module):
         def __init__(self, rngs):
-            self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs)
-                                    for a, b in zip(widths[:-1], widths[1:], strict=True)])
+            self.layers = nnx.List(
+                [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+            )
 
         def __call__(self, x):
             for layer in self.layers[:-1]:
@@ -77,8 +78,15 @@ def mlp(widths: tuple[int, ...]):
     return split(MLP)
 
 
-def transformer(*, vocab: int, length: int, d_model: int = 32, heads: int = 2, layers: int = 2,
-                post_ln: bool = True):
+def transformer(
+    *,
+    vocab: int,
+    length: int,
+    d_model: int = 32,
+    heads: int = 2,
+    layers: int = 2,
+    post_ln: bool = True,
+):
     """A bidirectional Transformer encoder (token + learned position embeddings, ``layers``
     blocks of attention and a 4x MLP); post-LN as in Vaswani et al. 2017 unless ``post_ln`` is
     False. Returns ``(graphdef, params)``; logits are ``[batch, length, vocab]``."""
@@ -86,8 +94,9 @@ def transformer(*, vocab: int, length: int, d_model: int = 32, heads: int = 2, l
 
     class Block(nnx.Module):
         def __init__(self, rngs):
-            self.attn = nnx.MultiHeadAttention(num_heads=heads, in_features=d_model,
-                                               decode=False, rngs=rngs)
+            self.attn = nnx.MultiHeadAttention(
+                num_heads=heads, in_features=d_model, decode=False, rngs=rngs
+            )
             self.ln1 = nnx.LayerNorm(d_model, rngs=rngs)
             self.ln2 = nnx.LayerNorm(d_model, rngs=rngs)
             self.ff1 = nnx.Linear(d_model, 4 * d_model, rngs=rngs)
@@ -138,6 +147,7 @@ def train(loss_on, tx, params, x, y, batches, **extra):
     ``batches`` is ``[steps, batch]`` indices; ``extra`` goes to ``tx.update``. Returns the
     final parameters and the minibatch loss of every step.
     """
+
     def step(carry, idx):
         p, o = carry
         loss, g = jax.value_and_grad(loss_on)(p, x[idx], y[idx])
@@ -203,6 +213,7 @@ def good_band(lrs, losses, *, factor=1.5):
 
 def md_table(headers, rows) -> str:
     """A markdown table; floats are written with 4 significant digits."""
+
     def cell(v):
         if isinstance(v, float | np.floating):
             return f"{v:.4g}"
@@ -253,6 +264,7 @@ def write(name: str, *, summary: str, record: dict, fig, started: float) -> None
     (RESULTS / f"{name}.json").write_text(json.dumps(to_json(record), indent=1) + "\n")
     text = summary.rstrip() + (
         f"\n\nCommand: `.venv/bin/python -m experiments.{name}` ({seconds:.0f} s on this "
-        f"machine, 2 shared CPU cores). Files: `{name}.png`, `{name}.json`.\n")
+        f"machine, 2 shared CPU cores). Files: `{name}.png`, `{name}.json`.\n"
+    )
     (RESULTS / f"{name}.md").write_text(text)
     print(text)

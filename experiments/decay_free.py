@@ -42,8 +42,12 @@ BUDGETS, PEAK, BATCH, SEEDS, K, DECAY_FRAC = (250, 500, 1000, 2000), 0.1, 32, 3,
 
 def init(key):
     k1, k2 = jax.random.split(key)
-    return {"w1": jax.random.normal(k1, (64, 128)) / 8.0, "b1": jnp.zeros(128),
-            "w2": jax.random.normal(k2, (128, 10)) / np.sqrt(128.0), "b2": jnp.zeros(10)}
+    return {
+        "w1": jax.random.normal(k1, (64, 128)) / 8.0,
+        "b1": jnp.zeros(128),
+        "w2": jax.random.normal(k2, (128, 10)) / np.sqrt(128.0),
+        "b2": jnp.zeros(10),
+    }
 
 
 def xent(p, x, y):
@@ -86,8 +90,7 @@ def run_budget(total):
     lin = S.linear(init_value=1.0, end_value=0.0, total_steps=d)
     sqrt = S.polynomial(init_value=1.0, end_value=0.0, total_steps=d, power=0.5)
     c_lin = T.decay_to_merge_weights(T.decay_weights(lin, decay_steps=d, num_checkpoints=K))
-    c_sqrt = T.decay_to_merge_weights(T.decay_weights(sqrt, decay_steps=d,
-                                                            num_checkpoints=K))
+    c_sqrt = T.decay_to_merge_weights(T.decay_weights(sqrt, decay_steps=d, num_checkpoints=K))
     recipes = jnp.stack([c_lin, jnp.full(K + 1, 1.0 / (K + 1)), c_sqrt])
 
     out = {}
@@ -108,8 +111,12 @@ def run_budget(total):
     out["wsm-1sqrt"] = np.asarray(others[:, 2])
     # the wrapper's merge and the vmapped recipe evaluation agree
     np.testing.assert_allclose(out["wsm"], np.asarray(others[:, 0]), rtol=1e-4)
-    return {k: dict(train=float(v[:, 0].mean()), test=float(v[:, 1].mean()),
-                    test_std=float(v[:, 1].std())) for k, v in out.items()}
+    return {
+        k: dict(
+            train=float(v[:, 0].mean()), test=float(v[:, 1].mean()), test_std=float(v[:, 1].std())
+        )
+        for k, v in out.items()
+    }
 
 
 def main():
@@ -117,31 +124,63 @@ def main():
     results = {t: run_budget(t) for t in BUDGETS}
     elapsed = time.time() - t0
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "decay_free.json").write_text(json.dumps(dict(
-        setup=dict(budgets=BUDGETS, peak=PEAK, batch=BATCH, seeds=SEEDS, checkpoints=K,
-                   decay_fraction=DECAY_FRAC), results=results, seconds=elapsed), indent=1))
+    (RESULTS / "decay_free.json").write_text(
+        json.dumps(
+            dict(
+                setup=dict(
+                    budgets=BUDGETS,
+                    peak=PEAK,
+                    batch=BATCH,
+                    seeds=SEEDS,
+                    checkpoints=K,
+                    decay_fraction=DECAY_FRAC,
+                ),
+                results=results,
+                seconds=elapsed,
+            ),
+            indent=1,
+        )
+    )
     names = list(results[BUDGETS[0]])
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4))
     for ax, split in zip(fig.subplots(1, 2), ("train", "test"), strict=True):
         for i, n in enumerate(names):
-            ax.plot(BUDGETS, [results[t][n][split] for t in BUDGETS], marker="o", color=f"C{i}",
-                    label=n, ls="--" if n.startswith("wsm") else "-")
-        ax.set(xscale="log", yscale="log", xlabel="step budget", ylabel=f"{split} cross-entropy",
-               title=f"{split} loss at the end of each budget")
+            ax.plot(
+                BUDGETS,
+                [results[t][n][split] for t in BUDGETS],
+                marker="o",
+                color=f"C{i}",
+                label=n,
+                ls="--" if n.startswith("wsm") else "-",
+            )
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="step budget",
+            ylabel=f"{split} cross-entropy",
+            title=f"{split} loss at the end of each budget",
+        )
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(RESULTS / "decay_free.png", dpi=110)
-    lines = ["# Decay-free training: cosine / WSD / WSM at several budgets", "",
-             "MLP on digits, SGD momentum 0.9, peak LR 0.1, 5% warmup, mean over 3 seeds. WSM = "
-             "constant LR + merge of 8 checkpoints over the last 20% of the budget.", "",
-             "| budget | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    lines = [
+        "# Decay-free training: cosine / WSD / WSM at several budgets",
+        "",
+        "MLP on digits, SGD momentum 0.9, peak LR 0.1, 5% warmup, mean over 3 seeds. WSM = "
+        "constant LR + merge of 8 checkpoints over the last 20% of the budget.",
+        "",
+        "| budget | " + " | ".join(names) + " |",
+        "| --- |" + " --- |" * len(names),
+    ]
     for t in BUDGETS:
-        lines.append(f"| {t} (train) | " + " | ".join(f"{results[t][n]['train']:.4f}"
-                                                      for n in names) + " |")
-        lines.append(f"| {t} (test) | " + " | ".join(f"{results[t][n]['test']:.4f}"
-                                                     for n in names) + " |")
+        lines.append(
+            f"| {t} (train) | " + " | ".join(f"{results[t][n]['train']:.4f}" for n in names) + " |"
+        )
+        lines.append(
+            f"| {t} (test) | " + " | ".join(f"{results[t][n]['test']:.4f}" for n in names) + " |"
+        )
     lines += ["", f"Runtime: {elapsed:.0f} s."]
     (RESULTS / "decay_free.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -59,8 +59,9 @@ def data(n: int):
 
 def init_mlp(key, sizes):
     params = []
-    for k, (a, b) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:]),
-                         strict=True):
+    for k, (a, b) in zip(
+        jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:]), strict=True
+    ):
         params.append({"w": jax.random.normal(k, (a, b)) / np.sqrt(a), "b": jnp.zeros(b)})
     return params
 
@@ -98,16 +99,18 @@ def run_minibatch(params, tx, *, x, y, idx, measure_every, key):
         p_meas = p
         (p, s), _ = one((p, s), ids[-1])
         k1, k2 = jax.random.split(k)
-        full = sharpness.top_eigenvalue(batch_loss, p_meas, batch=(x, y), key=k1, num_iters=40,
-                                        tol=1e-4).eigenvalue
-        mini = sharpness.top_eigenvalue(batch_loss, p_meas, batch=batch, key=k2, num_iters=40,
-                                        tol=1e-4).eigenvalue
+        full = sharpness.top_eigenvalue(
+            batch_loss, p_meas, batch=(x, y), key=k1, num_iters=40, tol=1e-4
+        ).eigenvalue
+        mini = sharpness.top_eigenvalue(
+            batch_loss, p_meas, batch=batch, key=k2, num_iters=40, tol=1e-4
+        ).eigenvalue
         return p, s, T.current_lr(s), full, mini, batch_loss(p_meas, (x, y))
 
     state = tx.init(params)
     out = {"step": [], "lr": [], "lambda_full": [], "lambda_mini": [], "loss": []}
     for i in range(idx.shape[0] // measure_every):
-        ids = idx[i * measure_every:(i + 1) * measure_every]
+        ids = idx[i * measure_every : (i + 1) * measure_every]
         params, state, lr, full, mini, loss = chunk(params, state, ids, jax.random.fold_in(key, i))
         out["step"].append((i + 1) * measure_every - 1)
         for name, v in (("lr", lr), ("lambda_full", full), ("lambda_mini", mini), ("loss", loss)):
@@ -123,33 +126,54 @@ def _worst(v):
 def minibatch_arm(args, x, y, params):
     eta = args.minibatch_lr
     rng = np.random.default_rng(2)
-    idx = jnp.asarray(np.stack([rng.choice(x.shape[0], args.batch, replace=False)
-                                for _ in range(args.minibatch_steps)]))
+    idx = jnp.asarray(
+        np.stack(
+            [rng.choice(x.shape[0], args.batch, replace=False) for _ in range(args.minibatch_steps)]
+        )
+    )
     arms = {
         "no cap": optax.chain(optax.sgd(1.0), T.scale_by_schedule(eta)),
-        "sharpness_cap (defaults, minibatch)": optax.chain(optax.sgd(1.0), T.sharpness_cap(
-            learning_rate=eta, fraction=args.fraction, loss_fn=batch_loss)),
+        "sharpness_cap (defaults, minibatch)": optax.chain(
+            optax.sgd(1.0),
+            T.sharpness_cap(learning_rate=eta, fraction=args.fraction, loss_fn=batch_loss),
+        ),
     }
     rows, runs = [], {}
     for label, tx in arms.items():
-        r = run_minibatch(params, tx, x=x, y=y, idx=idx, measure_every=args.measure_every,
-                          key=jax.random.PRNGKey(3))
+        r = run_minibatch(
+            params,
+            tx,
+            x=x,
+            y=y,
+            idx=idx,
+            measure_every=args.measure_every,
+            key=jax.random.PRNGKey(3),
+        )
         runs[label] = r
         lr = np.asarray(r["lr"])
         full, mini = lr * np.asarray(r["lambda_full"]), lr * np.asarray(r["lambda_mini"])
-        rows.append({"arm": label, "eta": eta,
-                     "full_eta_lambda_max": _worst(full),
-                     "diverged_at_step": next((s for s, v in zip(r["step"], r["loss"],
-                                                                 strict=True)
-                                               if not np.isfinite(v)), None),
-                     "full_under_2": float(np.mean(full <= 2.0)),
-                     "mini_eta_lambda_max": _worst(mini),
-                     "mini_under_2": float(np.mean(mini <= 2.0)),
-                     "mini_eta_lambda_median": float(np.nanmedian(mini)),
-                     "final_full_loss": r["loss"][-1]})
-        print(f"minibatch {label}: eta*lambda_full max {_worst(full):.3f} (<= 2 on "
-              f"{np.mean(full <= 2):.0%}), eta*lambda_mini max {_worst(mini):.3f} (<= 2 on "
-              f"{np.mean(mini <= 2):.0%}), final loss {r['loss'][-1]:.4f}", flush=True)
+        rows.append(
+            {
+                "arm": label,
+                "eta": eta,
+                "full_eta_lambda_max": _worst(full),
+                "diverged_at_step": next(
+                    (s for s, v in zip(r["step"], r["loss"], strict=True) if not np.isfinite(v)),
+                    None,
+                ),
+                "full_under_2": float(np.mean(full <= 2.0)),
+                "mini_eta_lambda_max": _worst(mini),
+                "mini_under_2": float(np.mean(mini <= 2.0)),
+                "mini_eta_lambda_median": float(np.nanmedian(mini)),
+                "final_full_loss": r["loss"][-1],
+            }
+        )
+        print(
+            f"minibatch {label}: eta*lambda_full max {_worst(full):.3f} (<= 2 on "
+            f"{np.mean(full <= 2):.0%}), eta*lambda_mini max {_worst(mini):.3f} (<= 2 on "
+            f"{np.mean(mini <= 2):.0%}), final loss {r['loss'][-1]:.4f}",
+            flush=True,
+        )
     return rows, runs
 
 
@@ -187,18 +211,23 @@ def summarize(lrs, runs, tail):
         ratio = lam[-k:] / (2.0 / eta)
         cap_lam = np.asarray(capped["lambda_max"])
         cap_rho = np.asarray(capped["lr"]) * cap_lam / 2.0
-        rows.append({
-            "eta": eta, "two_over_eta": 2.0 / eta,
-            "uncapped_first_step_at_edge": next(
-                (s for s, v in zip(free["step"], lam, strict=True) if v >= 0.97 * 2 / eta), None),
-            "uncapped_tail_lambda_over_2_eta_median": float(np.median(ratio)),
-            "uncapped_tail_lambda_over_2_eta_min": float(ratio.min()),
-            "uncapped_tail_lambda_over_2_eta_max": float(ratio.max()),
-            "capped_eta_lambda_over_2_max": float(cap_rho.max()),
-            "capped_eta_lambda_over_2_tail_median": float(np.median(cap_rho[-k:])),
-            "capped_final_lr": float(capped["lr"][-1]),
-            "uncapped_final_loss": free["loss"][-1], "capped_final_loss": capped["loss"][-1],
-        })
+        rows.append(
+            {
+                "eta": eta,
+                "two_over_eta": 2.0 / eta,
+                "uncapped_first_step_at_edge": next(
+                    (s for s, v in zip(free["step"], lam, strict=True) if v >= 0.97 * 2 / eta), None
+                ),
+                "uncapped_tail_lambda_over_2_eta_median": float(np.median(ratio)),
+                "uncapped_tail_lambda_over_2_eta_min": float(ratio.min()),
+                "uncapped_tail_lambda_over_2_eta_max": float(ratio.max()),
+                "capped_eta_lambda_over_2_max": float(cap_rho.max()),
+                "capped_eta_lambda_over_2_tail_median": float(np.median(cap_rho[-k:])),
+                "capped_final_lr": float(capped["lr"][-1]),
+                "uncapped_final_loss": free["loss"][-1],
+                "capped_final_loss": capped["loss"][-1],
+            }
+        )
     return rows
 
 
@@ -220,8 +249,11 @@ def plot(lrs, runs, path):
         axes[2].plot(free["step"], free_rho, color=col, lw=0.8, alpha=0.6)
         axes[2].plot(capped["step"], rho, color=col, ls="-.", label=f"eta={eta:g}")
     axes[0].set(title="no cap: lambda_max vs 2/eta (dashed)", xlabel="step", ylabel="lambda_max")
-    axes[1].set(title="sharpness_cap(fraction=0.9): lambda_max vs 2/eta_t (dotted)",
-                xlabel="step", ylabel="lambda_max")
+    axes[1].set(
+        title="sharpness_cap(fraction=0.9): lambda_max vs 2/eta_t (dotted)",
+        xlabel="step",
+        ylabel="lambda_max",
+    )
     axes[2].axhline(1.0, color="k", lw=0.8)
     axes[2].set(title="eta_t * lambda_max / 2 (solid: no cap, dash-dot: cap)", xlabel="step")
     for ax in axes:
@@ -240,8 +272,9 @@ def main(argv=None):
     ap.add_argument("--fraction", type=float, default=0.9)
     ap.add_argument("--tail", type=float, default=0.4, help="fraction of the run summarized")
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--arms", nargs="+", default=["full", "minibatch"],
-                    choices=["full", "minibatch"])
+    ap.add_argument(
+        "--arms", nargs="+", default=["full", "minibatch"], choices=["full", "minibatch"]
+    )
     ap.add_argument("--batch", type=int, default=32, help="minibatch size (minibatch arm)")
     ap.add_argument("--minibatch-steps", type=int, default=600)
     ap.add_argument("--minibatch-lr", type=float, default=0.5)
@@ -260,31 +293,46 @@ def main(argv=None):
     runs = []
     for eta in args.lrs:
         free_tx = optax.chain(optax.sgd(1.0), T.scale_by_schedule(eta))
-        free = run(loss_fn, params, free_tx, steps=args.steps,
-                   measure_every=args.measure_every, key=key)
-        cap_tx = optax.chain(optax.sgd(1.0), T.sharpness_cap(
-            learning_rate=eta, fraction=args.fraction, every=5))
-        capped = run(loss_fn, params, cap_tx, steps=args.steps,
-                     measure_every=args.measure_every, key=key)
+        free = run(
+            loss_fn, params, free_tx, steps=args.steps, measure_every=args.measure_every, key=key
+        )
+        cap_tx = optax.chain(
+            optax.sgd(1.0), T.sharpness_cap(learning_rate=eta, fraction=args.fraction, every=5)
+        )
+        capped = run(
+            loss_fn, params, cap_tx, steps=args.steps, measure_every=args.measure_every, key=key
+        )
         runs.append((free, capped))
-        print(f"eta={eta:g}: uncapped lambda_end={free['lambda_max'][-1]:.3f} "
-              f"(2/eta={2 / eta:.3f}); capped lambda_end={capped['lambda_max'][-1]:.3f} "
-              f"lr_end={capped['lr'][-1]:.4f}", flush=True)
+        print(
+            f"eta={eta:g}: uncapped lambda_end={free['lambda_max'][-1]:.3f} "
+            f"(2/eta={2 / eta:.3f}); capped lambda_end={capped['lambda_max'][-1]:.3f} "
+            f"lr_end={capped['lr'][-1]:.4f}",
+            flush=True,
+        )
     rows = summarize(args.lrs, runs, args.tail)
     plot(args.lrs, runs, args.out / "edge_of_stability.png")
-    record = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "summary": rows, "seconds": time.time() - t0,
-              "runs": [{"eta": eta, "uncapped": f, "capped": c}
-                       for eta, (f, c) in zip(args.lrs, runs, strict=True)]}
+    record = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "summary": rows,
+        "seconds": time.time() - t0,
+        "runs": [
+            {"eta": eta, "uncapped": f, "capped": c}
+            for eta, (f, c) in zip(args.lrs, runs, strict=True)
+        ],
+    }
     (args.out / "edge_of_stability.json").write_text(json.dumps(record, indent=1))
-    lines = ["# Edge of stability (full-batch GD, tanh MLP, digits subset)", "",
-             f"Command: `python experiments/edge_of_stability.py` ({record['seconds']:.0f} s).",
-             f"MLP 64-{args.width}-{args.width}-10, MSE, {args.samples} samples, "
-             f"{args.steps} steps; lambda_max by Lanczos (20 HVPs) every "
-             f"{args.measure_every} steps; summary over the last {args.tail:.0%} of each run.", "",
-             "| eta | 2/eta | no cap: first step at 0.97*2/eta | no cap: lambda/(2/eta) median "
-             "[min, max] | cap: max eta_t*lambda/2 | cap: median eta_t*lambda/2 | cap: final LR |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Edge of stability (full-batch GD, tanh MLP, digits subset)",
+        "",
+        f"Command: `python experiments/edge_of_stability.py` ({record['seconds']:.0f} s).",
+        f"MLP 64-{args.width}-{args.width}-10, MSE, {args.samples} samples, "
+        f"{args.steps} steps; lambda_max by Lanczos (20 HVPs) every "
+        f"{args.measure_every} steps; summary over the last {args.tail:.0%} of each run.",
+        "",
+        "| eta | 2/eta | no cap: first step at 0.97*2/eta | no cap: lambda/(2/eta) median "
+        "[min, max] | cap: max eta_t*lambda/2 | cap: median eta_t*lambda/2 | cap: final LR |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['eta']:g} | {r['two_over_eta']:.2f} | {r['uncapped_first_step_at_edge']} | "
@@ -292,42 +340,56 @@ def main(argv=None):
             f"[{r['uncapped_tail_lambda_over_2_eta_min']:.3f}, "
             f"{r['uncapped_tail_lambda_over_2_eta_max']:.3f}] | "
             f"{r['capped_eta_lambda_over_2_max']:.3f} | "
-            f"{r['capped_eta_lambda_over_2_tail_median']:.3f} | {r['capped_final_lr']:.4f} |")
+            f"{r['capped_eta_lambda_over_2_tail_median']:.3f} | {r['capped_final_lr']:.4f} |"
+        )
     lines += ["", _READING]
     (args.out / "edge_of_stability.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 def write_minibatch(args, rows, runs, seconds):
-    record = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "summary": rows, "seconds": seconds, "runs": runs}
+    record = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "summary": rows,
+        "seconds": seconds,
+        "runs": runs,
+    }
     (args.out / "edge_of_stability_minibatch.json").write_text(json.dumps(record, indent=1))
-    lines = ["# Edge of stability, minibatch SGD (tanh MLP, digits subset)", "",
-             f"Command: `python experiments/edge_of_stability.py --arms minibatch` "
-             f"({seconds:.0f} s).",
-             f"MLP 64-{args.width}-{args.width}-10, MSE, {args.samples} samples, SGD on a new "
-             f"minibatch of {args.batch} every step, {args.minibatch_steps} steps, eta = "
-             f"{args.minibatch_lr:g}; every {args.measure_every} steps an independent Lanczos "
-             "(40 products, tol 1e-4) measures lambda_max of the full-batch loss and of that "
-             "step's minibatch at the step's params; eta_t is the LR the step applied.", "",
-             "| arm | max eta*lambda_full | steps with eta*lambda_full <= 2 | max eta*lambda_mini "
-             "| steps with eta*lambda_mini <= 2 | median eta*lambda_mini | final full loss | "
-             "diverged at step |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Edge of stability, minibatch SGD (tanh MLP, digits subset)",
+        "",
+        f"Command: `python experiments/edge_of_stability.py --arms minibatch` ({seconds:.0f} s).",
+        f"MLP 64-{args.width}-{args.width}-10, MSE, {args.samples} samples, SGD on a new "
+        f"minibatch of {args.batch} every step, {args.minibatch_steps} steps, eta = "
+        f"{args.minibatch_lr:g}; every {args.measure_every} steps an independent Lanczos "
+        "(40 products, tol 1e-4) measures lambda_max of the full-batch loss and of that "
+        "step's minibatch at the step's params; eta_t is the LR the step applied.",
+        "",
+        "| arm | max eta*lambda_full | steps with eta*lambda_full <= 2 | max eta*lambda_mini "
+        "| steps with eta*lambda_mini <= 2 | median eta*lambda_mini | final full loss | "
+        "diverged at step |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['arm']} | {r['full_eta_lambda_max']:.3f} | {r['full_under_2']:.0%} "
-                     f"| {r['mini_eta_lambda_max']:.3f} | {r['mini_under_2']:.0%} | "
-                     f"{r['mini_eta_lambda_median']:.3f} | {r['final_full_loss']:.4f} | "
-                     f"{r['diverged_at_step']} |")
+        lines.append(
+            f"| {r['arm']} | {r['full_eta_lambda_max']:.3f} | {r['full_under_2']:.0%} "
+            f"| {r['mini_eta_lambda_max']:.3f} | {r['mini_under_2']:.0%} | "
+            f"{r['mini_eta_lambda_median']:.3f} | {r['final_full_loss']:.4f} | "
+            f"{r['diverged_at_step']} |"
+        )
     free, cap = rows[0], rows[1]
-    lines += ["", "Without the cap, eta*lambda of the step's own minibatch exceeds GD's limit 2 "
-              f"on "
-              f"{1 - free['mini_under_2']:.0%} of the measured steps (max "
-              f"{free['mini_eta_lambda_max']:.2f}; full batch max "
-              f"{free['full_eta_lambda_max']:.2f}: minibatch losses are sharper than the full "
-              f"batch). With the cap (an estimate on every step's minibatch) the LR of each step "
-              f"is {args.fraction:g} x 2 / lambda of that minibatch, so eta*lambda_mini stays at "
-              f"{cap['mini_eta_lambda_median']:.2f} (max {cap['mini_eta_lambda_max']:.3f}) and "
-              f"eta*lambda_full below it (max {cap['full_eta_lambda_max']:.3f})."]
+    lines += [
+        "",
+        "Without the cap, eta*lambda of the step's own minibatch exceeds GD's limit 2 "
+        f"on "
+        f"{1 - free['mini_under_2']:.0%} of the measured steps (max "
+        f"{free['mini_eta_lambda_max']:.2f}; full batch max "
+        f"{free['full_eta_lambda_max']:.2f}: minibatch losses are sharper than the full "
+        f"batch). With the cap (an estimate on every step's minibatch) the LR of each step "
+        f"is {args.fraction:g} x 2 / lambda of that minibatch, so eta*lambda_mini stays at "
+        f"{cap['mini_eta_lambda_median']:.2f} (max {cap['mini_eta_lambda_max']:.3f}) and "
+        f"eta*lambda_full below it (max {cap['full_eta_lambda_max']:.3f}).",
+    ]
     (args.out / "edge_of_stability_minibatch.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -40,10 +40,12 @@ def schedules():
         "constant": S.warmup(S.constant(value=PEAK), warmup_steps=W),
         "cosine": S.warmup_cosine(peak_value=PEAK, warmup_steps=W, total_steps=T),
         "wsd": S.wsd(peak_value=PEAK, total_steps=T, warmup_steps=W, decay_fraction=0.2),
-        "multistep": S.warmup(S.multistep(init_value=PEAK, boundaries=[500, 750],
-                                          decay_rate=0.3), warmup_steps=W),
-        "linear": S.warmup(S.linear(init_value=PEAK, end_value=0.0, total_steps=T - W),
-                           warmup_steps=W),
+        "multistep": S.warmup(
+            S.multistep(init_value=PEAK, boundaries=[500, 750], decay_rate=0.3), warmup_steps=W
+        ),
+        "linear": S.warmup(
+            S.linear(init_value=PEAK, end_value=0.0, total_steps=T - W), warmup_steps=W
+        ),
     }
 
 
@@ -82,24 +84,58 @@ def main():
             p = auto.predict_loss(f, lrs[k], steps=STEPS, warmup_steps=W)
             preds[law, k] = p
             truth = loss[k][STEPS - 1]
-            rows.append(dict(law=law, schedule=k, role="fit" if k in FIT_ON else "predict",
-                             final_true=float(truth[-1]), final_pred=float(p.loss[-1]),
-                             final_rel_err=float(p.loss[-1] / truth[-1] - 1),
-                             band=[float(p.low[-1]), float(p.high[-1])],
-                             curve_mape=float(np.mean(np.abs(p.loss / truth - 1)))))
-    opt = auto.optimize_schedule(fits["multi_power"], total_steps=T, peak_value=PEAK,
-                                 warmup_steps=W, num_knots=20, num_iters=500)
+            rows.append(
+                dict(
+                    law=law,
+                    schedule=k,
+                    role="fit" if k in FIT_ON else "predict",
+                    final_true=float(truth[-1]),
+                    final_pred=float(p.loss[-1]),
+                    final_rel_err=float(p.loss[-1] / truth[-1] - 1),
+                    band=[float(p.low[-1]), float(p.high[-1])],
+                    curve_mape=float(np.mean(np.abs(p.loss / truth - 1))),
+                )
+            )
+    opt = auto.optimize_schedule(
+        fits["multi_power"],
+        total_steps=T,
+        peak_value=PEAK,
+        warmup_steps=W,
+        num_knots=20,
+        num_iters=500,
+    )
     opt_loss = run_curves([opt.lrs])[0]
-    optimized = dict(predicted_final=float(opt.predicted_loss), trained_final=float(opt_loss[-1]),
-                     cosine_final=float(loss["cosine"][-1]), wsd_final=float(loss["wsd"][-1]))
+    optimized = dict(
+        predicted_final=float(opt.predicted_loss),
+        trained_final=float(opt_loss[-1]),
+        cosine_final=float(loss["cosine"][-1]),
+        wsd_final=float(loss["wsd"][-1]),
+    )
     elapsed = time.time() - t0
 
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "law_prediction.json").write_text(json.dumps(dict(
-        setup=dict(T=T, warmup=W, peak=PEAK, dim=DIM, batch=BATCH, sigma=SIGMA, seeds=SEEDS,
-                   fit_on=FIT_ON, fit_steps=[int(STEPS[0]), int(STEPS[-1])]),
-        params={law: f.params for law, f in fits.items()},
-        rows=rows, optimized=optimized, seconds=elapsed), indent=1))
+    (RESULTS / "law_prediction.json").write_text(
+        json.dumps(
+            dict(
+                setup=dict(
+                    T=T,
+                    warmup=W,
+                    peak=PEAK,
+                    dim=DIM,
+                    batch=BATCH,
+                    sigma=SIGMA,
+                    seeds=SEEDS,
+                    fit_on=FIT_ON,
+                    fit_steps=[int(STEPS[0]), int(STEPS[-1])],
+                ),
+                params={law: f.params for law, f in fits.items()},
+                rows=rows,
+                optimized=optimized,
+                seconds=elapsed,
+            ),
+            indent=1,
+        )
+    )
     plot(names, lrs, loss, preds, opt, opt_loss)
     write_md(rows, optimized, elapsed)
     print(json.dumps(rows, indent=1), optimized, f"{elapsed:.0f} s")
@@ -123,8 +159,12 @@ def plot(names, lrs, loss, preds, opt, opt_loss):
     ax2.plot(t, opt_loss, color="k", lw=1.5, label="optimized (run)")
     ax0.set(title="LR schedules", xlabel="step", ylabel="LR")
     for ax, law in ((ax1, "momentum law"), (ax2, "multi-power law")):
-        ax.set(title=f"{law} (dashed, band: multi-start)", xlabel="step",
-               ylabel="expected loss", ylim=(0.15, 0.3))
+        ax.set(
+            title=f"{law} (dashed, band: multi-start)",
+            xlabel="step",
+            ylabel="expected loss",
+            ylim=(0.15, 0.3),
+        )
     ax0.legend(fontsize=7)
     ax2.legend(fontsize=7)
     fig.tight_layout()
@@ -132,25 +172,35 @@ def plot(names, lrs, loss, preds, opt, opt_loss):
 
 
 def write_md(rows, optimized, elapsed):
-    lines = ["# Law prediction: fit on constant + cosine, predict the others", "",
-             "Noisy linear regression (power-law spectrum, d=200, batch 4), SGD, T=1000, peak "
-             "LR 0.5, 20 warmup steps; expected loss averaged over 16 seeds. Fit on steps >= 50.",
-             "", "| law | schedule | role | final (run) | final (pred) | error | MAPE (curve) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Law prediction: fit on constant + cosine, predict the others",
+        "",
+        "Noisy linear regression (power-law spectrum, d=200, batch 4), SGD, T=1000, peak "
+        "LR 0.5, 20 warmup steps; expected loss averaged over 16 seeds. Fit on steps >= 50.",
+        "",
+        "| law | schedule | role | final (run) | final (pred) | error | MAPE (curve) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        lines.append(f"| {r['law']} | {r['schedule']} | {r['role']} | {r['final_true']:.4f} | "
-                     f"{r['final_pred']:.4f} | {100 * r['final_rel_err']:+.2f}% | "
-                     f"{100 * r['curve_mape']:.2f}% |")
+        lines.append(
+            f"| {r['law']} | {r['schedule']} | {r['role']} | {r['final_true']:.4f} | "
+            f"{r['final_pred']:.4f} | {100 * r['final_rel_err']:+.2f}% | "
+            f"{100 * r['curve_mape']:.2f}% |"
+        )
     o = optimized
-    lines += ["", f"Schedule optimized through the fitted multi-power law: predicted final "
-              f"{o['predicted_final']:.4f}, trained {o['trained_final']:.4f} (cosine "
-              f"{o['cosine_final']:.4f}, WSD {o['wsd_final']:.4f}).", "",
-              "Reading: the runs themselves fluctuate by a few percent from step to step "
-              "(SGD noise left after averaging 16 seeds), which sets the curve MAPE floor even "
-              "on the fitted runs; the multi-power law predicts unseen final losses within a few "
-              "percent, the momentum law is off by up to ~9% here. Fitted parameters and "
-              "multi-start bands are in the JSON.",
-              f"Runtime: {elapsed:.0f} s."]
+    lines += [
+        "",
+        f"Schedule optimized through the fitted multi-power law: predicted final "
+        f"{o['predicted_final']:.4f}, trained {o['trained_final']:.4f} (cosine "
+        f"{o['cosine_final']:.4f}, WSD {o['wsd_final']:.4f}).",
+        "",
+        "Reading: the runs themselves fluctuate by a few percent from step to step "
+        "(SGD noise left after averaging 16 seeds), which sets the curve MAPE floor even "
+        "on the fitted runs; the multi-power law predicts unseen final losses within a few "
+        "percent, the momentum law is off by up to ~9% here. Fitted parameters and "
+        "multi-start bands are in the JSON.",
+        f"Runtime: {elapsed:.0f} s.",
+    ]
     (RESULTS / "law_prediction.md").write_text("\n".join(lines) + "\n")
 
 

@@ -35,25 +35,36 @@ PEAKS = np.logspace(-3, 1, 13)
 def sweep():
     (xtr, ytr), (xte, yte) = C.digits()
     graphdef, params0 = C.mlp((64, WIDTH, 10))
-    batches = jnp.stack([C.minibatches(len(ytr), batch=BATCH, steps=STEPS, seed=s)
-                         for s in range(SEEDS)])
+    batches = jnp.stack(
+        [C.minibatches(len(ytr), batch=BATCH, steps=STEPS, seed=s) for s in range(SEEDS)]
+    )
 
     def loss_on(p, x, y):
         return C.cross_entropy(graphdef, p, x, y)
 
     def train_fn(cfg):
         lr = C.family_lr(cfg["schedule"], cfg["peak_value"], float(STEPS))
-        p, loss = C.train(loss_on, optax.sgd(lr, momentum=0.9), params0, xtr, ytr,
-                          batches[cfg["seed"]])
-        return dict(loss=loss, lr=jax.vmap(lr)(jnp.arange(STEPS)), train_loss=loss_on(p, xtr, ytr),
-                    test_loss=loss_on(p, xte, yte),
-                    test_accuracy=C.accuracy(graphdef, p, xte, yte))
+        p, loss = C.train(
+            loss_on, optax.sgd(lr, momentum=0.9), params0, xtr, ytr, batches[cfg["seed"]]
+        )
+        return dict(
+            loss=loss,
+            lr=jax.vmap(lr)(jnp.arange(STEPS)),
+            train_loss=loss_on(p, xtr, ytr),
+            test_loss=loss_on(p, xte, yte),
+            test_accuracy=C.accuracy(graphdef, p, xte, yte),
+        )
 
-    configs = jaxlr.sweep.grid(schedule=np.arange(len(C.FAMILIES)), peak_value=PEAKS,
-                               seed=np.arange(SEEDS))
-    return jaxlr.sweep.run(train_fn, configs, progress=False,
-                           divergence_threshold=3 * float(np.log(10.0)),
-                           labels={"schedule": C.FAMILIES})
+    configs = jaxlr.sweep.grid(
+        schedule=np.arange(len(C.FAMILIES)), peak_value=PEAKS, seed=np.arange(SEEDS)
+    )
+    return jaxlr.sweep.run(
+        train_fn,
+        configs,
+        progress=False,
+        divergence_threshold=3 * float(np.log(10.0)),
+        labels={"schedule": C.FAMILIES},
+    )
 
 
 def main():
@@ -72,24 +83,57 @@ def main():
         b = int(np.nanargmin(test[i]))
         lo, hi, width = C.good_band(PEAKS, test[i], factor=bar / test[i, b])
         n_div = int(res.diverged.reshape(shape)[i].any(-1).sum())
-        per[fam] = dict(best_peak=PEAKS[b], best_test_loss=test[i, b], test_loss_sd=test_sd[i, b],
-                        best_train_loss=train[i, b],
-                        best_test_accuracy=acc[i, b], band_low=lo, band_high=hi,
-                        band_decades=width, diverged=n_div)
-        rows.append([fam, float(PEAKS[b]), f"{test[i, b]:.4f} ± {test_sd[i, b]:.4f}",
-                     float(train[i, b]), float(acc[i, b]), f"{lo:.2g} .. {hi:.2g}", width, n_div,
-                     float(test[i, 0])])
-    table = C.md_table(["schedule", "best peak LR", "test loss", "train loss", "test acc",
-                        "good-LR band", "band (decades)", "diverged peaks / 13",
-                        "test loss at 1e-3"], rows)
+        per[fam] = dict(
+            best_peak=PEAKS[b],
+            best_test_loss=test[i, b],
+            test_loss_sd=test_sd[i, b],
+            best_train_loss=train[i, b],
+            best_test_accuracy=acc[i, b],
+            band_low=lo,
+            band_high=hi,
+            band_decades=width,
+            diverged=n_div,
+        )
+        rows.append(
+            [
+                fam,
+                float(PEAKS[b]),
+                f"{test[i, b]:.4f} ± {test_sd[i, b]:.4f}",
+                float(train[i, b]),
+                float(acc[i, b]),
+                f"{lo:.2g} .. {hi:.2g}",
+                width,
+                n_div,
+                float(test[i, 0]),
+            ]
+        )
+    table = C.md_table(
+        [
+            "schedule",
+            "best peak LR",
+            "test loss",
+            "train loss",
+            "test acc",
+            "good-LR band",
+            "band (decades)",
+            "diverged peaks / 13",
+            "test loss at 1e-3",
+        ],
+        rows,
+    )
 
     fig, ax = C.figure(2)
     for i, fam in enumerate(C.FAMILIES):
         ax[0].plot(PEAKS, test[i], marker="o", ms=3, label=fam)
         ax[1].plot(res.metric("lr")[(i * k + int(np.nanargmin(test[i]))) * SEEDS], label=fam)
     ax[0].axhline(bar, color="k", ls="--", lw=0.8, label=f"{FACTOR}x best")
-    ax[0].set(xscale="log", yscale="log", xlabel="peak LR", ylabel="final test loss",
-              title="LR sensitivity (SGD+momentum, digits MLP)")
+    ax[0].set(
+        xscale="log",
+        yscale="log",
+        xlabel="peak LR",
+        ylabel="final test loss",
+        title="LR sensitivity (SGD+momentum, digits MLP)",
+    )
     ax[1].set(yscale="log", xlabel="step", ylabel="LR", title="each schedule at its best peak")
     ax[0].legend(fontsize=7)
     ax[1].legend(fontsize=7)
@@ -102,11 +146,16 @@ def main():
     gain = const["best_test_loss"] - per[best_fam]["best_test_loss"]
     noise = float(np.mean([v["test_loss_sd"] for v in per.values()]))
     if gain < 2 * noise:
-        verdict = ("partly reproduced: the LR sensitivity yes; the advantage of decaying "
-                   "schedules is within seed noise")
+        verdict = (
+            "partly reproduced: the LR sensitivity yes; the advantage of decaying "
+            "schedules is within seed noise"
+        )
     else:
-        verdict = "reproduced" if len(better) == len(decayed) else (
-            "partly reproduced" if better else "did NOT reproduce")
+        verdict = (
+            "reproduced"
+            if len(better) == len(decayed)
+            else ("partly reproduced" if better else "did NOT reproduce")
+        )
     summary = f"""# LR sensitivity: peak LR x schedule (digits MLP, SGD + momentum)
 
 {len(res)} members ({len(C.FAMILIES)} schedules x {k} peak LRs from 1e-3 to 10 x {SEEDS}
@@ -122,22 +171,38 @@ loss stays within {FACTOR}x the best test loss of all schedules
 **Claim**: the LR decides success (too high diverges, too low stalls) and decaying schedules
 beat a constant LR. **Result: {verdict}.** Too-high LRs diverge for every schedule (last
 column) and too-low LRs stall (left of the band in the plot). Best schedule: {best_fam}
-(test loss {per[best_fam]['best_test_loss']:.4f}) vs constant {const['best_test_loss']:.4f};
+(test loss {per[best_fam]["best_test_loss"]:.4f}) vs constant {const["best_test_loss"]:.4f};
 {len(better)}/{len(decayed)} decaying schedules beat the constant LR at their best peak
-({', '.join(better) or 'none'}); {len(wider)}/{len(decayed)} have a good-LR band at least as
-wide as constant's ({const['band_decades']:.2f} decades). Caveat: the best schedule beats
+({", ".join(better) or "none"}); {len(wider)}/{len(decayed)} have a good-LR band at least as
+wide as constant's ({const["band_decades"]:.2f} decades). Caveat: the best schedule beats
 constant by {gain:.4f}, {gain / noise:.1f}x the mean seed-to-seed standard deviation at the best
 peaks ({noise:.4f}); the worst schedule at its best peak is {worst_fam}
-({per[worst_fam]['best_test_loss']:.4f}). The peak LR moves the test loss by
+({per[worst_fam]["best_test_loss"]:.4f}). The peak LR moves the test loss by
 {np.nanmin(test[:, 0]) / np.nanmin(test):.0f}x (1e-3 vs best): at this scale the peak LR
 matters far more than the schedule's shape.
 """
-    record = dict(config=dict(steps=STEPS, batch=BATCH, width=WIDTH, peaks=PEAKS, seeds=SEEDS,
-                              families=C.FAMILIES, factor=FACTOR, optimizer="sgd momentum 0.9"),
-                  per_schedule=per, test_loss=test, train_loss=train, test_accuracy=acc,
-                  test_loss_sd=test_sd, diverged_step=res.diverged_step.reshape(shape),
-                  verdict=verdict, gain_over_constant=gain, mean_seed_sd=noise,
-                  **C.timing(res))
+    record = dict(
+        config=dict(
+            steps=STEPS,
+            batch=BATCH,
+            width=WIDTH,
+            peaks=PEAKS,
+            seeds=SEEDS,
+            families=C.FAMILIES,
+            factor=FACTOR,
+            optimizer="sgd momentum 0.9",
+        ),
+        per_schedule=per,
+        test_loss=test,
+        train_loss=train,
+        test_accuracy=acc,
+        test_loss_sd=test_sd,
+        diverged_step=res.diverged_step.reshape(shape),
+        verdict=verdict,
+        gain_over_constant=gain,
+        mean_seed_sd=noise,
+        **C.timing(res),
+    )
     C.write("lr_sensitivity", summary=summary, record=record, fig=fig, started=started)
 
 

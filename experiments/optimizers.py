@@ -51,13 +51,21 @@ def sweep(make_opt, peaks):
     def train_fn(cfg):
         tx = make_opt(C.family_lr(cfg["schedule"], cfg["peak_value"], float(STEPS)))
         p, loss = C.train(loss_on, tx, params0, xtr, ytr, batches)
-        return dict(loss=loss, train_loss=loss_on(p, xtr, ytr), test_loss=loss_on(p, xte, yte),
-                    test_accuracy=C.accuracy(graphdef, p, xte, yte))
+        return dict(
+            loss=loss,
+            train_loss=loss_on(p, xtr, ytr),
+            test_loss=loss_on(p, xte, yte),
+            test_accuracy=C.accuracy(graphdef, p, xte, yte),
+        )
 
     configs = jaxlr.sweep.grid(schedule=np.arange(len(C.FAMILIES)), peak_value=peaks)
-    return jaxlr.sweep.run(train_fn, configs, progress=False,
-                           divergence_threshold=3 * float(np.log(10.0)),
-                           labels={"schedule": C.FAMILIES})
+    return jaxlr.sweep.run(
+        train_fn,
+        configs,
+        progress=False,
+        divergence_threshold=3 * float(np.log(10.0)),
+        labels={"schedule": C.FAMILIES},
+    )
 
 
 def main():
@@ -78,14 +86,18 @@ def main():
     def grid_table(values, with_lr=False):
         rows = []
         for name in OPTIMIZERS:
-            cells = [f"{v:.4f}" + (f" ({lr:.1g})" if with_lr else "")
-                     for v, lr in zip(values[name], best_lr[name], strict=True)]
+            cells = [
+                f"{v:.4f}" + (f" ({lr:.1g})" if with_lr else "")
+                for v, lr in zip(values[name], best_lr[name], strict=True)
+            ]
             rows.append([name, *cells])
         return C.md_table(["optimizer", *C.FAMILIES], rows)
 
     fig, ax = C.figure(2, width=6.0)
-    for a, values, title in ((ax[0], train, "best final train loss"),
-                             (ax[1], test, "best final test loss")):
+    for a, values, title in (
+        (ax[0], train, "best final train loss"),
+        (ax[1], test, "best final test loss"),
+    ):
         m = np.log10(np.array([values[n] for n in OPTIMIZERS]))
         im = a.imshow(m, cmap="viridis")
         a.set_xticks(range(len(C.FAMILIES)), C.FAMILIES, rotation=45, ha="right", fontsize=8)
@@ -102,12 +114,12 @@ def main():
     const = C.FAMILIES.index("constant")
     radam_const = float(test["radam"][const])
     adam_const = float(test["adam"][const])
-    decay_helps = {n: bool(np.min(np.delete(test[n], const)) < test[n][const])
-                   for n in OPTIMIZERS}
+    decay_helps = {n: bool(np.min(np.delete(test[n], const)) < test[n][const]) for n in OPTIMIZERS}
     claims = [
         f"AdaGrad has the worst best train loss: {'yes' if adagrad_worst_train else 'NO'} "
         f"(adagrad {best_train['adagrad']:.4f}; "
-        + ", ".join(f"{n} {v:.4f}" for n, v in best_train.items() if n != "adagrad") + ")",
+        + ", ".join(f"{n} {v:.4f}" for n, v in best_train.items() if n != "adagrad")
+        + ")",
         f"RMSprop trains further than AdaGrad: {'yes' if rms_beats_adagrad else 'NO'} "
         f"({best_train['rmsprop']:.4f} vs {best_train['adagrad']:.4f})",
         f"AdamW generalizes better than Adam (best test loss): "
@@ -117,20 +129,21 @@ def main():
         f"{radam_const:.4f} vs {adam_const:.4f} (this MLP is stable without warmup for both, "
         f"so it does not test RAdam's claim; see warmup_transformer)",
         "some decaying schedule beats the constant LR for: "
-        + ", ".join(n for n, v in decay_helps.items() if v) + " (not for: "
-        + (", ".join(n for n, v in decay_helps.items() if not v) or "none") + ")",
+        + ", ".join(n for n, v in decay_helps.items() if v)
+        + " (not for: "
+        + (", ".join(n for n, v in decay_helps.items() if not v) or "none")
+        + ")",
         "ranking by best test loss: " + " < ".join(f"{n} ({best_test[n]:.4f})" for n in rank),
     ]
     ok = [adagrad_worst_train, rms_beats_adagrad, adamw_beats_adam]
-    verdict = ("reproduced" if all(ok) else "partly reproduced" if any(ok)
-               else "did NOT reproduce")
+    verdict = "reproduced" if all(ok) else "partly reproduced" if any(ok) else "did NOT reproduce"
     summary = f"""# Optimizers x schedules (digits MLP)
 
 64-{WIDTH}-10 MLP, {STEPS} steps of batch {BATCH} on scikit-learn digits; per optimizer one
 vmapped sweep of {len(C.FAMILIES)} schedules x 8 peak LRs (adaptive optimizers 1e-4 .. 0.32,
 adagrad and sgd+momentum 1e-3 .. 3.2); a cell is the best over the peak LRs (diverged members
 excluded). Sweep seconds per optimizer (compile + run, 2 shared cores):
-{', '.join(f'{n} {t:.0f}' for n, t in timing.items())}.
+{", ".join(f"{n} {t:.0f}" for n, t in timing.items())}.
 
 ## Best final train loss (full training set)
 
@@ -144,13 +157,25 @@ excluded). Sweep seconds per optimizer (compile + run, 2 shared cores):
 fixes it, Adam is fast and stable, AdamW generalizes better, RAdam needs no warmup.
 **Result: {verdict}.**
 
-{chr(10).join('- ' + c for c in claims)}
+{chr(10).join("- " + c for c in claims)}
 """
-    record = dict(config=dict(steps=STEPS, batch=BATCH, width=WIDTH, families=C.FAMILIES,
-                              peaks={n: p for n, (_, p) in OPTIMIZERS.items()},
-                              adamw_weight_decay=0.05, sgd_momentum=0.9),
-                  best_train_loss=train, best_test_loss=test, best_peak_by_test=best_lr,
-                  sweep_seconds=timing, claims=claims, verdict=verdict)
+    record = dict(
+        config=dict(
+            steps=STEPS,
+            batch=BATCH,
+            width=WIDTH,
+            families=C.FAMILIES,
+            peaks={n: p for n, (_, p) in OPTIMIZERS.items()},
+            adamw_weight_decay=0.05,
+            sgd_momentum=0.9,
+        ),
+        best_train_loss=train,
+        best_test_loss=test,
+        best_peak_by_test=best_lr,
+        sweep_seconds=timing,
+        claims=claims,
+        verdict=verdict,
+    )
     C.write("optimizers", summary=summary, record=record, fig=fig, started=started)
 
 

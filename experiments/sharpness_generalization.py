@@ -40,8 +40,9 @@ PEAKS = np.logspace(-2, -0.5, 4)
 def sweep(use_sam: bool):
     (xtr, ytr), (xte, yte) = C.digits(n_train=N_TRAIN)
     graphdef, params0 = C.mlp((64, WIDTH, 10))
-    batches = jnp.stack([C.minibatches(N_TRAIN, batch=BATCH, steps=STEPS, seed=s)
-                         for s in range(SEEDS)])
+    batches = jnp.stack(
+        [C.minibatches(N_TRAIN, batch=BATCH, steps=STEPS, seed=s) for s in range(SEEDS)]
+    )
     pick = [C.FAMILIES.index(s) for s in SCHEDULES]
 
     def loss_on(p, x, y):
@@ -54,8 +55,13 @@ def sweep(use_sam: bool):
         laws = C.family_schedules(cfg["peak_value"], float(STEPS))
         lr = jaxlr.schedules.select(cfg["schedule"], [laws[i] for i in pick])
         base = optax.sgd(lr, momentum=0.9)
-        tx = optax.contrib.sam(base, optax.chain(optax.contrib.normalize(), optax.sgd(RHO)),
-                               opaque_mode=True) if use_sam else base
+        tx = (
+            optax.contrib.sam(
+                base, optax.chain(optax.contrib.normalize(), optax.sgd(RHO)), opaque_mode=True
+            )
+            if use_sam
+            else base
+        )
 
         def step(carry, idx):
             p, o = carry
@@ -67,15 +73,24 @@ def sweep(use_sam: bool):
 
         (p, _), loss = jax.lax.scan(step, (params0, tx.init(params0)), batches[cfg["seed"]])
         lam = S.top_eigenvalue(train_loss, p, key=jax.random.key(0), num_iters=20).eigenvalue
-        return dict(loss=loss, lambda_max=lam, train_loss=train_loss(p),
-                    test_loss=loss_on(p, xte, yte),
-                    test_accuracy=C.accuracy(graphdef, p, xte, yte))
+        return dict(
+            loss=loss,
+            lambda_max=lam,
+            train_loss=train_loss(p),
+            test_loss=loss_on(p, xte, yte),
+            test_accuracy=C.accuracy(graphdef, p, xte, yte),
+        )
 
-    configs = jaxlr.sweep.grid(schedule=np.arange(len(SCHEDULES)), peak_value=PEAKS,
-                               seed=np.arange(SEEDS))
-    return jaxlr.sweep.run(train_fn, configs, progress=False,
-                           divergence_threshold=3 * float(np.log(10.0)),
-                           labels={"schedule": SCHEDULES})
+    configs = jaxlr.sweep.grid(
+        schedule=np.arange(len(SCHEDULES)), peak_value=PEAKS, seed=np.arange(SEEDS)
+    )
+    return jaxlr.sweep.run(
+        train_fn,
+        configs,
+        progress=False,
+        divergence_threshold=3 * float(np.log(10.0)),
+        labels={"schedule": SCHEDULES},
+    )
 
 
 def spearman(a, b) -> float:
@@ -100,22 +115,48 @@ def main():
     shape = (len(SCHEDULES), k, SEEDS)
     summary_of = {}
     for arm, res in arms.items():
+
         def mean(name, res=res):
             return np.where(res.diverged, np.nan, res.final(name)).reshape(shape).mean(-1)
 
-        te, sd = mean("test_loss"), np.where(res.diverged, np.nan, res.final(
-            "test_loss")).reshape(shape).std(-1)
+        te, sd = (
+            mean("test_loss"),
+            np.where(res.diverged, np.nan, res.final("test_loss")).reshape(shape).std(-1),
+        )
         lam_m, tr, acc = mean("lambda_max"), mean("train_loss"), mean("test_accuracy")
         for j, name in enumerate(SCHEDULES):
             b = int(np.nanargmin(np.where(np.isnan(te[j]), np.inf, te[j])))
-            rows.append([arm, name, float(PEAKS[b]), float(lam_m[j, b]), float(tr[j, b]),
-                         f"{te[j, b]:.4f} ± {sd[j, b]:.4f}", float(acc[j, b])])
+            rows.append(
+                [
+                    arm,
+                    name,
+                    float(PEAKS[b]),
+                    float(lam_m[j, b]),
+                    float(tr[j, b]),
+                    f"{te[j, b]:.4f} ± {sd[j, b]:.4f}",
+                    float(acc[j, b]),
+                ]
+            )
         j, b = np.unravel_index(np.nanargmin(np.where(np.isnan(te), np.inf, te)), te.shape)
-        summary_of[arm] = dict(schedule=SCHEDULES[j], peak_value=float(PEAKS[b]),
-                               test_loss=float(te[j, b]), test_sd=float(sd[j, b]),
-                               lambda_max=float(lam_m[j, b]))
-    table = C.md_table(["optimizer", "schedule", "best peak LR", "lambda_max (end)",
-                        "train loss", "test loss (mean ± sd)", "test acc"], rows)
+        summary_of[arm] = dict(
+            schedule=SCHEDULES[j],
+            peak_value=float(PEAKS[b]),
+            test_loss=float(te[j, b]),
+            test_sd=float(sd[j, b]),
+            lambda_max=float(lam_m[j, b]),
+        )
+    table = C.md_table(
+        [
+            "optimizer",
+            "schedule",
+            "best peak LR",
+            "lambda_max (end)",
+            "train loss",
+            "test loss (mean ± sd)",
+            "test acc",
+        ],
+        rows,
+    )
 
     lam = np.array([m["lambda_max"] for m in members])
     test = np.array([m["test_loss"] for m in members])
@@ -132,17 +173,31 @@ def main():
     marks = dict(zip(SCHEDULES, "osD^v", strict=True))
     for m in members:
         color = "tab:blue" if m["optimizer"] == "sgd" else "tab:red"
-        ax[0].scatter(m["lambda_max"], m["test_loss"], marker=marks[m["schedule"]], c=color,
-                      s=15 + 60 * (np.log10(m["peak_value"]) + 2.2))
+        ax[0].scatter(
+            m["lambda_max"],
+            m["test_loss"],
+            marker=marks[m["schedule"]],
+            c=color,
+            s=15 + 60 * (np.log10(m["peak_value"]) + 2.2),
+        )
         ax[1].scatter(m["lambda_max"], m["gap"], marker=marks[m["schedule"]], c=color, s=20)
     for name, mk in marks.items():
         ax[0].scatter([], [], marker=mk, c="gray", label=name)
     ax[0].scatter([], [], c="tab:blue", label="SGD")
     ax[0].scatter([], [], c="tab:red", label="SAM")
-    ax[0].set(xscale="log", yscale="log", xlabel="lambda_max at the end (train loss)",
-              ylabel="test loss", title=f"Spearman {rho_test:.2f} (marker size ~ peak LR)")
-    ax[1].set(xscale="log", xlabel="lambda_max at the end", ylabel="test - train loss",
-              title=f"generalization gap, Spearman {rho_gap:.2f}")
+    ax[0].set(
+        xscale="log",
+        yscale="log",
+        xlabel="lambda_max at the end (train loss)",
+        ylabel="test loss",
+        title=f"Spearman {rho_test:.2f} (marker size ~ peak LR)",
+    )
+    ax[1].set(
+        xscale="log",
+        xlabel="lambda_max at the end",
+        ylabel="test - train loss",
+        title=f"generalization gap, Spearman {rho_gap:.2f}",
+    )
     ax[0].legend(fontsize=7)
 
     sam_flatter = med_lam["sam"] < med_lam["sgd"]
@@ -173,8 +228,11 @@ def main():
     elif rho_test > 0.3 or sam_better:
         verdict = "partly reproduced"
     else:
-        verdict = ("did NOT reproduce" + (" (SAM does end flatter, but flatness did not "
-                                          "predict test loss here)" if sam_flatter else ""))
+        verdict = "did NOT reproduce" + (
+            " (SAM does end flatter, but flatness did not predict test loss here)"
+            if sam_flatter
+            else ""
+        )
     summary = f"""# Sharpness and generalization (digits, {N_TRAIN} training images, SGD vs SAM)
 
 64-{WIDTH}-10 MLP, {STEPS} steps of batch {BATCH} (about {STEPS * BATCH // N_TRAIN} epochs),
@@ -190,16 +248,29 @@ accuracy are means too).
 **Claim**: flatter minima (smaller lambda_max) generalize better; SAM finds flatter minima and
 generalizes better. **Result: {verdict}.**
 
-{chr(10).join('- ' + c for c in claims)}
+{chr(10).join("- " + c for c in claims)}
 """
-    record = dict(config=dict(n_train=N_TRAIN, steps=STEPS, batch=BATCH, width=WIDTH, rho=RHO,
-                              schedules=SCHEDULES, peaks=PEAKS),
-                  members=members, spearman_lambda_test=rho_test,
-                  spearman_lambda_gap=rho_gap, spearman_lambda_train=rho_train,
-                  best=best, spearman_lambda_test_fitted=rho_fit,
-                  median_lambda=med_lam, claims=claims, verdict=verdict)
-    C.write("sharpness_generalization", summary=summary, record=record, fig=fig,
-            started=started)
+    record = dict(
+        config=dict(
+            n_train=N_TRAIN,
+            steps=STEPS,
+            batch=BATCH,
+            width=WIDTH,
+            rho=RHO,
+            schedules=SCHEDULES,
+            peaks=PEAKS,
+        ),
+        members=members,
+        spearman_lambda_test=rho_test,
+        spearman_lambda_gap=rho_gap,
+        spearman_lambda_train=rho_train,
+        best=best,
+        spearman_lambda_test_fitted=rho_fit,
+        median_lambda=med_lam,
+        claims=claims,
+        verdict=verdict,
+    )
+    C.write("sharpness_generalization", summary=summary, record=record, fig=fig, started=started)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ def sweep():
     (xtr, ytr), (xte, yte) = C.digits()
     graphdef, params0 = C.mlp((64, WIDTH, 10))
     longest = max(BUDGETS)
-    batches = jnp.stack([C.minibatches(len(ytr), batch=BATCH, steps=longest, seed=s)
-                         for s in range(SEEDS)])
+    batches = jnp.stack(
+        [C.minibatches(len(ytr), batch=BATCH, steps=longest, seed=s) for s in range(SEEDS)]
+    )
     s = jaxlr.schedules
 
     def loss_on(p, x, y):
@@ -49,14 +50,22 @@ def sweep():
 
     def train_fn(cfg):
         total, peak = cfg["budget"], cfg["peak_value"]
-        lr = s.select(cfg["schedule"], [
-            s.one_cycle(peak_value=peak, total_steps=total),
-            s.step(init_value=peak, period_steps=total / 3.0, decay_rate=0.1),
-            s.cosine(init_value=peak, total_steps=total),
-        ])
-        mom = s.select(cfg["schedule"], [
-            s.one_cycle_momentum(total_steps=total, base_momentum=0.85, max_momentum=0.95),
-            s.constant(value=0.9), s.constant(value=0.9)])
+        lr = s.select(
+            cfg["schedule"],
+            [
+                s.one_cycle(peak_value=peak, total_steps=total),
+                s.step(init_value=peak, period_steps=total / 3.0, decay_rate=0.1),
+                s.cosine(init_value=peak, total_steps=total),
+            ],
+        )
+        mom = s.select(
+            cfg["schedule"],
+            [
+                s.one_cycle_momentum(total_steps=total, base_momentum=0.85, max_momentum=0.95),
+                s.constant(value=0.9),
+                s.constant(value=0.9),
+            ],
+        )
         # inject_hyperparams evaluates both schedules at its own step count.
         tx = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=mom)
 
@@ -70,16 +79,28 @@ def sweep():
             p = jax.tree.map(lambda a, b: jnp.where(live, b, a), p, optax.apply_updates(p, u))
             return (p, o), loss
 
-        (p, _), loss = jax.lax.scan(step, (params0, tx.init(params0)),
-                                    (batches[cfg["seed"]], jnp.arange(longest)))
-        return dict(loss=loss, test_loss=loss_on(p, xte, yte),
-                    test_accuracy=C.accuracy(graphdef, p, xte, yte))
+        (p, _), loss = jax.lax.scan(
+            step, (params0, tx.init(params0)), (batches[cfg["seed"]], jnp.arange(longest))
+        )
+        return dict(
+            loss=loss,
+            test_loss=loss_on(p, xte, yte),
+            test_accuracy=C.accuracy(graphdef, p, xte, yte),
+        )
 
-    configs = jaxlr.sweep.grid(schedule=np.arange(len(SCHEDULES)), budget=np.asarray(BUDGETS,
-                               float), peak_value=PEAKS, seed=np.arange(SEEDS))
-    return jaxlr.sweep.run(train_fn, configs, progress=False,
-                           divergence_threshold=3 * float(np.log(10.0)),
-                           labels={"schedule": SCHEDULES})
+    configs = jaxlr.sweep.grid(
+        schedule=np.arange(len(SCHEDULES)),
+        budget=np.asarray(BUDGETS, float),
+        peak_value=PEAKS,
+        seed=np.arange(SEEDS),
+    )
+    return jaxlr.sweep.run(
+        train_fn,
+        configs,
+        progress=False,
+        divergence_threshold=3 * float(np.log(10.0)),
+        labels={"schedule": SCHEDULES},
+    )
 
 
 def main():
@@ -97,24 +118,41 @@ def main():
         for target in TARGETS:
             hit = [b for b, a in zip(BUDGETS, best_acc[i], strict=True) if a >= target]
             needed[str(target)] = hit[0] if hit else None
-        per[name] = dict(best_accuracy=best_acc[i], accuracy_sd=best_sd[i],
-                         best_peak=PEAKS[best[i]], steps_needed=needed)
-        rows.append([name, *[f"{a:.3f} ± {d:.3f} (LR {PEAKS[j]:.2g})"
-                             for a, d, j in zip(best_acc[i], best_sd[i], best[i], strict=True)],
-                     *[needed[str(t)] or f"> {BUDGETS[-1]}" for t in TARGETS]])
-    table = C.md_table(["schedule", *[f"T={b}" for b in BUDGETS],
-                        *[f"steps to {t:.0%}" for t in TARGETS]], rows)
+        per[name] = dict(
+            best_accuracy=best_acc[i],
+            accuracy_sd=best_sd[i],
+            best_peak=PEAKS[best[i]],
+            steps_needed=needed,
+        )
+        rows.append(
+            [
+                name,
+                *[
+                    f"{a:.3f} ± {d:.3f} (LR {PEAKS[j]:.2g})"
+                    for a, d, j in zip(best_acc[i], best_sd[i], best[i], strict=True)
+                ],
+                *[needed[str(t)] or f"> {BUDGETS[-1]}" for t in TARGETS],
+            ]
+        )
+    table = C.md_table(
+        ["schedule", *[f"T={b}" for b in BUDGETS], *[f"steps to {t:.0%}" for t in TARGETS]], rows
+    )
 
     fig, ax = C.figure(2)
     for i, name in enumerate(SCHEDULES):
-        ax[0].errorbar(BUDGETS, best_acc[i], yerr=best_sd[i], marker="o", ms=4, capsize=3,
-                       label=name)
+        ax[0].errorbar(
+            BUDGETS, best_acc[i], yerr=best_sd[i], marker="o", ms=4, capsize=3, label=name
+        )
         j = BUDGETS.index(100)
         ax[1].plot(PEAKS, mean[i, j], marker="o", ms=3, label=name)
     for t in TARGETS:
         ax[0].axhline(t, color="k", ls=":", lw=0.8)
-    ax[0].set(xscale="log", xlabel="training budget T (steps)", ylabel="final test accuracy",
-              title="best peak LR per budget (mean ± sd of 3 orders)")
+    ax[0].set(
+        xscale="log",
+        xlabel="training budget T (steps)",
+        ylabel="final test accuracy",
+        title="best peak LR per budget (mean ± sd of 3 orders)",
+    )
     ax[1].set(xscale="log", xlabel="peak LR", ylabel="final test accuracy", title="T = 100")
     ax[0].legend()
     ax[1].legend()
@@ -131,22 +169,32 @@ def main():
     if all(faster):
         verdict = "reproduced"
     elif any(faster) or any(not_slower):
-        verdict = ("partly reproduced: one-cycle is strictly fastest to "
-                   + (", ".join(f"{t:.0%}" for t, f in zip(TARGETS, faster, strict=True) if f)
-                      or "no target")
-                   + "; not strictly fastest to "
-                   + ", ".join(f"{t:.0%}" for t, f in zip(TARGETS, faster, strict=True) if not f))
+        verdict = (
+            "partly reproduced: one-cycle is strictly fastest to "
+            + (
+                ", ".join(f"{t:.0%}" for t, f in zip(TARGETS, faster, strict=True) if f)
+                or "no target"
+            )
+            + "; not strictly fastest to "
+            + ", ".join(f"{t:.0%}" for t, f in zip(TARGETS, faster, strict=True) if not f)
+        )
     else:
         verdict = "did NOT reproduce"
-    lines = [f"- to {t:.0%}: " + ", ".join(
-        f"{s} {per[s]['steps_needed'][str(t)] or f'> {BUDGETS[-1]}'}" for s in SCHEDULES)
-        for t in TARGETS]
+    lines = [
+        f"- to {t:.0%}: "
+        + ", ".join(
+            f"{s} {per[s]['steps_needed'][str(t)] or f'> {BUDGETS[-1]}'}" for s in SCHEDULES
+        )
+        for t in TARGETS
+    ]
     ratios = [n(o[str(t)]) / n(oc[str(t)]) for t in TARGETS for o in others]
-    lines.append(f"- speed-up of one-cycle over the others, steps needed: "
-                 f"{min(ratios):.2f}x to {max(ratios):.2f}x (Smith & Topin report 5-10x on "
-                 f"CIFAR-10 ResNets); at equal budgets the schedules differ by about 1-2 "
-                 f"standard deviations of the orders, and one-cycle has the best accuracy at "
-                 f"{sum(best_acc[0] >= best_acc[1:].max(0))}/{len(BUDGETS)} budgets")
+    lines.append(
+        f"- speed-up of one-cycle over the others, steps needed: "
+        f"{min(ratios):.2f}x to {max(ratios):.2f}x (Smith & Topin report 5-10x on "
+        f"CIFAR-10 ResNets); at equal budgets the schedules differ by about 1-2 "
+        f"standard deviations of the orders, and one-cycle has the best accuracy at "
+        f"{sum(best_acc[0] >= best_acc[1:].max(0))}/{len(BUDGETS)} budgets"
+    )
     summary = f"""# Super-convergence: one-cycle vs step decay vs cosine (digits MLP, SGD+momentum)
 
 {len(res)} members ({len(SCHEDULES)} schedules x {len(BUDGETS)} budgets x {len(PEAKS)} peak LRs
@@ -163,10 +211,22 @@ cosine. **Result: {verdict}.**
 
 {chr(10).join(lines)}
 """
-    record = dict(config=dict(batch=BATCH, width=WIDTH, seeds=SEEDS, budgets=BUDGETS,
-                              peaks=PEAKS, schedules=SCHEDULES, targets=TARGETS),
-                  per_schedule=per, mean_accuracy=mean, sd_accuracy=sd, verdict=verdict,
-                  **C.timing(res))
+    record = dict(
+        config=dict(
+            batch=BATCH,
+            width=WIDTH,
+            seeds=SEEDS,
+            budgets=BUDGETS,
+            peaks=PEAKS,
+            schedules=SCHEDULES,
+            targets=TARGETS,
+        ),
+        per_schedule=per,
+        mean_accuracy=mean,
+        sd_accuracy=sd,
+        verdict=verdict,
+        **C.timing(res),
+    )
     C.write("super_convergence", summary=summary, record=record, fig=fig, started=started)
 
 

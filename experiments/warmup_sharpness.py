@@ -80,16 +80,23 @@ def _trainer(make):
             p, o = carry
             k1, k2 = jax.random.split(jax.random.fold_in(jax.random.key(3), t0))
             lam = S.top_eigenvalue(probe_loss, p, key=k1, num_iters=ITERS).eigenvalue
-            pre = S.preconditioned_top_eigenvalue(probe_loss, p, S.preconditioner(o), key=k2,
-                                                  num_iters=ITERS).eigenvalue
+            pre = S.preconditioned_top_eigenvalue(
+                probe_loss, p, S.preconditioner(o), key=k2, num_iters=ITERS
+            ).eigenvalue
             return carry, (loss, lrs, lam, pre)
 
         carry = (params0, tx.init(params0))
         (p, _), (loss, lrs, lam, pre) = jax.lax.scan(
-            block, carry, (keys, jnp.arange(0, STEPS, EVERY)))
-        return dict(loss=loss.reshape(-1), lr=lrs.reshape(-1), lambda_max=lam,
-                    pre_lambda_max=pre, eval_loss=loss_on(p, x_eval, y_eval),
-                    eval_accuracy=C.accuracy(graphdef, p, x_eval, y_eval))
+            block, carry, (keys, jnp.arange(0, STEPS, EVERY))
+        )
+        return dict(
+            loss=loss.reshape(-1),
+            lr=lrs.reshape(-1),
+            lambda_max=lam,
+            pre_lambda_max=pre,
+            eval_loss=loss_on(p, x_eval, y_eval),
+            eval_accuracy=C.accuracy(graphdef, p, x_eval, y_eval),
+        )
 
     return train_fn
 
@@ -109,33 +116,46 @@ def initial_sharpness():
         return C.cross_entropy(graphdef, p, *probe)
 
     adam = optax.adam(PEAK)
-    _, state = adam.update(jax.grad(lambda p: C.cross_entropy(graphdef, p, x, y))(params0),
-                           adam.init(params0), params0)
+    _, state = adam.update(
+        jax.grad(lambda p: C.cross_entropy(graphdef, p, x, y))(params0), adam.init(params0), params0
+    )
     lam = S.top_eigenvalue(probe_loss, params0, key=jax.random.key(1), num_iters=20)
-    pre = S.preconditioned_top_eigenvalue(probe_loss, params0, S.preconditioner(state),
-                                          key=jax.random.key(2), num_iters=20)
+    pre = S.preconditioned_top_eigenvalue(
+        probe_loss, params0, S.preconditioner(state), key=jax.random.key(2), num_iters=20
+    )
     return float(lam.eigenvalue), float(pre.eigenvalue)
 
 
 def fixed_sweep():
     def make(cfg):
-        sched = jaxlr.schedules.warmup(jaxlr.schedules.constant(value=PEAK),
-                                       warmup_steps=cfg["warmup_steps"])
+        sched = jaxlr.schedules.warmup(
+            jaxlr.schedules.constant(value=PEAK), warmup_steps=cfg["warmup_steps"]
+        )
         return optax.adam(sched), lambda o, t: sched(t)
 
-    return jaxlr.sweep.run(_trainer(make), jaxlr.sweep.grid(warmup_steps=np.asarray(WARMUPS)),
-                           progress=False)
+    return jaxlr.sweep.run(
+        _trainer(make), jaxlr.sweep.grid(warmup_steps=np.asarray(WARMUPS)), progress=False
+    )
 
 
 def adaptive_sweep():
     def make(cfg):
         tx = jaxlr.transforms.sharpness_warmup(
-            optax.adam(1.0), kind="adam", schedule=1.0, target=0.9, growth=cfg["growth"],
-            init_ratio=0.1, peak_value=PEAK, every=10, num_iters=4)
+            optax.adam(1.0),
+            kind="adam",
+            schedule=1.0,
+            target=0.9,
+            growth=cfg["growth"],
+            init_ratio=0.1,
+            peak_value=PEAK,
+            every=10,
+            num_iters=4,
+        )
         return tx, lambda o, t: jaxlr.transforms.current_lr(o, optimizer_lr=1.0)
 
-    return jaxlr.sweep.run(_trainer(make), jaxlr.sweep.grid(growth=np.asarray(GROWTHS)),
-                           progress=False)
+    return jaxlr.sweep.run(
+        _trainer(make), jaxlr.sweep.grid(growth=np.asarray(GROWTHS)), progress=False
+    )
 
 
 def main():
@@ -147,8 +167,10 @@ def main():
     chance = float(np.log(VOCAB))
 
     rows, arms = [], []
-    for res, names in ((fixed, [f"fixed warmup {w:.0f}" for w in WARMUPS]),
-                       (adapt, [f"sharpness_warmup growth {g}" for g in GROWTHS])):
+    for res, names in (
+        (fixed, [f"fixed warmup {w:.0f}" for w in WARMUPS]),
+        (adapt, [f"sharpness_warmup growth {g}" for g in GROWTHS]),
+    ):
         lam, pre, lrs = res.metric("lambda_max"), res.metric("pre_lambda_max"), res.metric("lr")
         for i, name in enumerate(names):
             lr = lrs[i]
@@ -158,24 +180,54 @@ def main():
             end = int(changes[-1]) + 1 if changes.size else 0
             j = min(len(measured) - 1, int(np.searchsorted(measured, end + 1)))
             tail = float(np.mean(res.metric("loss")[i, -50:]))
-            arm = dict(name=name, warmup_length=end, lr_after=float(lr[-1]),
-                       reaches_target=bool(lr[-1] >= 0.999 * PEAK),
-                       first_step_ratio=float(lr[lr > 0][0] * pre1 / ADAM_C),
-                       lambda_max=lam[i], pre_lambda_max=pre[i], lr=lr[measured - 1], rho=rho,
-                       measured_after_warmup=int(measured[j]), lambda_after=float(lam[i, j]),
-                       pre_after=float(pre[i, j]), rho_after=float(rho[j]),
-                       peak_lambda=float(np.nanmax(lam[i])), final_train_loss=tail,
-                       failed=tail > 0.5 * chance,
-                       eval_accuracy=float(res.final("eval_accuracy")[i]))
+            arm = dict(
+                name=name,
+                warmup_length=end,
+                lr_after=float(lr[-1]),
+                reaches_target=bool(lr[-1] >= 0.999 * PEAK),
+                first_step_ratio=float(lr[lr > 0][0] * pre1 / ADAM_C),
+                lambda_max=lam[i],
+                pre_lambda_max=pre[i],
+                lr=lr[measured - 1],
+                rho=rho,
+                measured_after_warmup=int(measured[j]),
+                lambda_after=float(lam[i, j]),
+                pre_after=float(pre[i, j]),
+                rho_after=float(rho[j]),
+                peak_lambda=float(np.nanmax(lam[i])),
+                final_train_loss=tail,
+                failed=tail > 0.5 * chance,
+                eval_accuracy=float(res.final("eval_accuracy")[i]),
+            )
             arms.append(arm)
-            rows.append([name, end, arm["lr_after"], arm["first_step_ratio"],
-                         f"{arm['lambda_after']:.3g} / {arm['pre_after']:.3g} "
-                         f"(step {arm['measured_after_warmup']})", arm["rho_after"],
-                         arm["peak_lambda"], tail, arm["eval_accuracy"]])
-    table = C.md_table(["arm", "warmup length (steps)", "LR after warmup",
-                        "eta_1 * pre-lambda_1 / 38", "lambda_max / pre-lambda after warmup",
-                        "eta * pre-lambda / 38 after warmup", "max lambda_max",
-                        "train loss (last 50)", "eval acc"], rows)
+            rows.append(
+                [
+                    name,
+                    end,
+                    arm["lr_after"],
+                    arm["first_step_ratio"],
+                    f"{arm['lambda_after']:.3g} / {arm['pre_after']:.3g} "
+                    f"(step {arm['measured_after_warmup']})",
+                    arm["rho_after"],
+                    arm["peak_lambda"],
+                    tail,
+                    arm["eval_accuracy"],
+                ]
+            )
+    table = C.md_table(
+        [
+            "arm",
+            "warmup length (steps)",
+            "LR after warmup",
+            "eta_1 * pre-lambda_1 / 38",
+            "lambda_max / pre-lambda after warmup",
+            "eta * pre-lambda / 38 after warmup",
+            "max lambda_max",
+            "train loss (last 50)",
+            "eval acc",
+        ],
+        rows,
+    )
 
     fig, ax = C.figure(4, width=4.4)
     for a in arms:
@@ -191,7 +243,7 @@ def main():
     ax[3].set(yscale="log", xlabel="step", title=f"LR (target {PEAK})")
     ax[0].legend(fontsize=6)
 
-    fixed_arms, adaptive = arms[:len(WARMUPS)], arms[len(WARMUPS):]
+    fixed_arms, adaptive = arms[: len(WARMUPS)], arms[len(WARMUPS) :]
     none, warm = fixed_arms[0], fixed_arms[1:]
     too_sharp = none["first_step_ratio"] > 1 and none["failed"]
     warm_ok = all(not a["failed"] for a in warm)
@@ -204,39 +256,55 @@ def main():
         f"at the target LR the initial landscape is too sharp for Adam: eta * pre-lambda / 38 "
         f"after the first update = {none['first_step_ratio']:.2f} (lambda_max at init "
         f"{lam0:.3g}, preconditioned {pre1:.3g}); without warmup the run "
-        + ("collapses to chance (train loss "
-           f"{none['final_train_loss']:.2f}, ln {VOCAB} = {chance:.2f})" if none["failed"]
-           else f"still trains (train loss {none['final_train_loss']:.3g})"),
-        "with warmup every run trains: " + ("yes" if warm_ok else "NO") + " ("
+        + (
+            "collapses to chance (train loss "
+            f"{none['final_train_loss']:.2f}, ln {VOCAB} = {chance:.2f})"
+            if none["failed"]
+            else f"still trains (train loss {none['final_train_loss']:.3g})"
+        ),
+        "with warmup every run trains: "
+        + ("yes" if warm_ok else "NO")
+        + " ("
         + ", ".join(f"{a['warmup_length']} steps: {a['final_train_loss']:.2g}" for a in warm)
         + "); the first step's ratio shrinks by the warmup factor ("
-        + ", ".join(f"{a['first_step_ratio']:.3g}" for a in warm) + "). Quantitatively the "
+        + ", ".join(f"{a['first_step_ratio']:.3g}" for a in warm)
+        + "). Quantitatively the "
         f"first-step ratio does not predict failure: it is 1 at eta = {ADAM_C / pre1:.2g}, "
         f"yet Adam without warmup trains at 1e-2 (warmup_transformer), where it is "
         f"{1e-2 * pre1 / ADAM_C:.0f}; Adam's first preconditioner |g_0| makes P^-1 H huge "
         "along coordinates with tiny gradients",
         "right after warmup the sharpness has adapted to the LR, eta * pre-lambda / 38 <= 1: "
-        + ("yes" if at_edge else "NO") + " ("
-        + ", ".join(f"{a['warmup_length']}: {a['rho_after']:.2f}" for a in warm) + ")",
+        + ("yes" if at_edge else "NO")
+        + " ("
+        + ", ".join(f"{a['warmup_length']}: {a['rho_after']:.2f}" for a in warm)
+        + ")",
         "longer warmup -> lower preconditioned sharpness after warmup: "
-        + ("yes" if monotone else "NO, no monotone trend") + " ("
+        + ("yes" if monotone else "NO, no monotone trend")
+        + " ("
         + ", ".join(f"{a['warmup_length']}: {a['pre_after']:.3g}" for a in warm)
         + "); during warmup lambda_max rises (progressive sharpening, up to "
         + ", ".join(f"{a['peak_lambda']:.3g}" for a in warm)
         + ") and falls only once the task is learned",
         f"sharpness_warmup reaches the target LR in {len(reached)}/{len(adaptive)} runs: it "
         "ends warmup at the first step where eta reaches 0.9 x its critical LR and holds that "
-        "LR (" + ", ".join(f"growth {g}: {a['warmup_length']} steps, LR {a['lr_after']:.3g}, "
-                           f"train loss {a['final_train_loss']:.2g}"
-                           for g, a in zip(GROWTHS, adaptive, strict=True))
+        "LR ("
+        + ", ".join(
+            f"growth {g}: {a['warmup_length']} steps, LR {a['lr_after']:.3g}, "
+            f"train loss {a['final_train_loss']:.2g}"
+            for g, a in zip(GROWTHS, adaptive, strict=True)
+        )
         + f"); best fixed warmup: {best_fixed['warmup_length']} steps, train loss "
         f"{best_fixed['final_train_loss']:.2g}",
     ]
-    verdict = ("reproduced" if too_sharp and warm_ok and at_edge and monotone else
-               "partly reproduced: warmup avoids the early collapse and the sharpness adapts "
-               "to the rising LR, but longer warmups do not end flatter, and sharpness_warmup "
-               "does not reach the target LR" if too_sharp and warm_ok
-               else "did NOT reproduce")
+    verdict = (
+        "reproduced"
+        if too_sharp and warm_ok and at_edge and monotone
+        else "partly reproduced: warmup avoids the early collapse and the sharpness adapts "
+        "to the rising LR, but longer warmups do not end flatter, and sharpness_warmup "
+        "does not reach the target LR"
+        if too_sharp and warm_ok
+        else "did NOT reproduce"
+    )
 
     summary = f"""# Warmup reduces sharpness (Adam, 2-layer post-LN Transformer, sequence reversal)
 
@@ -256,12 +324,27 @@ LR stops changing.
 Barkeshli 2024), and a sharpness-driven warmup reaches the target LR without a hand-set length.
 **Result: {verdict}.**
 
-{chr(10).join('- ' + c for c in claims)}
+{chr(10).join("- " + c for c in claims)}
 """
-    record = dict(config=dict(steps=STEPS, every=EVERY, batch=BATCH, length=LENGTH, vocab=VOCAB,
-                              peak=PEAK, warmups=WARMUPS, growths=GROWTHS, adam_c=ADAM_C),
-                  measured_steps=measured, initial_lambda_max=lam0,
-                  first_step_pre_lambda=pre1, arms=arms, claims=claims, verdict=verdict)
+    record = dict(
+        config=dict(
+            steps=STEPS,
+            every=EVERY,
+            batch=BATCH,
+            length=LENGTH,
+            vocab=VOCAB,
+            peak=PEAK,
+            warmups=WARMUPS,
+            growths=GROWTHS,
+            adam_c=ADAM_C,
+        ),
+        measured_steps=measured,
+        initial_lambda_max=lam0,
+        first_step_pre_lambda=pre1,
+        arms=arms,
+        claims=claims,
+        verdict=verdict,
+    )
     C.write("warmup_sharpness", summary=summary, record=record, fig=fig, started=started)
 
 

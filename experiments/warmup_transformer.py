@@ -32,12 +32,14 @@ from experiments import _common as C
 STEPS, BATCH, LENGTH, VOCAB, D_MODEL = 600, 32, 12, 16, 32
 PEAKS = np.logspace(-3, -0.5, 11)
 # (label, optimizer, schedule shape, warmup steps)
-ARMS = (("adam, no warmup", "adam", "warmup_cosine", 0.0),
-        ("adam, warmup 30", "adam", "warmup_cosine", 30.0),
-        ("adam, warmup 100", "adam", "warmup_cosine", 100.0),
-        ("adam, warmup 300", "adam", "warmup_cosine", 300.0),
-        ("adam, noam (warmup 100)", "adam", "inverse_sqrt", 100.0),
-        ("radam, no warmup", "radam", "warmup_cosine", 0.0))
+ARMS = (
+    ("adam, no warmup", "adam", "warmup_cosine", 0.0),
+    ("adam, warmup 30", "adam", "warmup_cosine", 30.0),
+    ("adam, warmup 100", "adam", "warmup_cosine", 100.0),
+    ("adam, warmup 300", "adam", "warmup_cosine", 300.0),
+    ("adam, noam (warmup 100)", "adam", "inverse_sqrt", 100.0),
+    ("radam, no warmup", "radam", "warmup_cosine", 0.0),
+)
 TRAINS = 0.9  # held-out token accuracy that counts as "trained"
 
 
@@ -78,14 +80,18 @@ def sweep():
             u = jax.tree.map(lambda a, r: jnp.where(radam_arm, r, a), ua, ur)
             return (optax.apply_updates(p, u), o_new), (loss, lr(t))
 
-        (p, _), (loss, lrs) = jax.lax.scan(step, (params0, adam.init(params0)),
-                                           (keys, jnp.arange(STEPS)))
-        return dict(loss=loss, lr=lrs, eval_loss=loss_on(p, x_eval, y_eval),
-                    eval_accuracy=C.accuracy(graphdef, p, x_eval, y_eval))
+        (p, _), (loss, lrs) = jax.lax.scan(
+            step, (params0, adam.init(params0)), (keys, jnp.arange(STEPS))
+        )
+        return dict(
+            loss=loss,
+            lr=lrs,
+            eval_loss=loss_on(p, x_eval, y_eval),
+            eval_accuracy=C.accuracy(graphdef, p, x_eval, y_eval),
+        )
 
     configs = jaxlr.sweep.grid(arm=np.arange(len(ARMS)), peak_value=PEAKS)
-    return jaxlr.sweep.run(train_fn, configs, progress=False,
-                           labels={"arm": [a[0] for a in ARMS]})
+    return jaxlr.sweep.run(train_fn, configs, progress=False, labels={"arm": [a[0] for a in ARMS]})
 
 
 def main():
@@ -100,28 +106,45 @@ def main():
     rows, per = [], {}
     for i, (name, *_rest) in enumerate(ARMS):
         ok = PEAKS[trained[i]]
-        per[name] = dict(eval_accuracy=acc[i], eval_loss=ev[i], trained=trained[i],
-                         max_trained_peak=float(ok.max()) if ok.size else None,
-                         best_eval_loss=float(np.nanmin(ev[i])),
-                         spike=float(np.nanmax(curves[i, :, 1:] - curves[i, :, :1])))
-        rows.append([name, *[f"{a:.2f}" for a in acc[i]], int(trained[i].sum()),
-                     f"{ok.max():.2g}" if ok.size else "-"])
-    table = C.md_table(["arm", *[f"{p:.2g}" for p in PEAKS], "trained", "max trained LR"],
-                       rows)
+        per[name] = dict(
+            eval_accuracy=acc[i],
+            eval_loss=ev[i],
+            trained=trained[i],
+            max_trained_peak=float(ok.max()) if ok.size else None,
+            best_eval_loss=float(np.nanmin(ev[i])),
+            spike=float(np.nanmax(curves[i, :, 1:] - curves[i, :, :1])),
+        )
+        rows.append(
+            [
+                name,
+                *[f"{a:.2f}" for a in acc[i]],
+                int(trained[i].sum()),
+                f"{ok.max():.2g}" if ok.size else "-",
+            ]
+        )
+    table = C.md_table(["arm", *[f"{p:.2g}" for p in PEAKS], "trained", "max trained LR"], rows)
 
     fig, ax = C.figure(3)
     for i, (name, *_rest) in enumerate(ARMS):
         ax[0].plot(PEAKS, acc[i], marker="o", ms=3, label=name)
     ax[0].axhline(TRAINS, color="k", ls="--", lw=0.8)
-    ax[0].set(xscale="log", xlabel="peak LR", ylabel="held-out token accuracy",
-              title="reverse task, 2-layer post-LN Transformer")
+    ax[0].set(
+        xscale="log",
+        xlabel="peak LR",
+        ylabel="held-out token accuracy",
+        title="reverse task, 2-layer post-LN Transformer",
+    )
     hi = int(np.argmin(np.abs(PEAKS - 3e-2)))  # a high LR: the curves at this peak
     for i, (name, *_rest) in enumerate(ARMS):
         c = np.convolve(curves[i, hi], np.ones(10) / 10, mode="valid")
         ax[1].plot(c, label=name)
         ax[2].plot(res.metric("lr").reshape(len(ARMS), k, -1)[i, hi], label=name)
-    ax[1].set(yscale="log", xlabel="step", ylabel="train loss (10-step mean)",
-              title=f"loss at peak LR {PEAKS[hi]:.2g}")
+    ax[1].set(
+        yscale="log",
+        xlabel="step",
+        ylabel="train loss (10-step mean)",
+        title=f"loss at peak LR {PEAKS[hi]:.2g}",
+    )
     ax[2].set(yscale="log", xlabel="step", ylabel="LR", title=f"LR at peak {PEAKS[hi]:.2g}")
     for a in ax:
         a.legend(fontsize=7)
@@ -140,15 +163,16 @@ def main():
     ]
     gain = max((per[a[0]]["max_trained_peak"] or 0.0) for a in ARMS[1:5]) / max(none, 1e-12)
     radam_min = PEAKS[trained[5]].min() if trained[5].any() else float("nan")
-    claims.append(f"size of the effect: warmup raises the largest trained LR by {gain:.1f}x "
-                  f"(the grid spacing is 10^0.25 = 1.8x, so {np.log10(gain) / 0.25:.0f} grid "
-                  f"points); RAdam's "
-                  f"smallest trained LR is {radam_min:.2g} (Adam's: "
-                  f"{PEAKS[trained[0]].min():.2g}): its rectification shrinks the early steps, "
-                  f"which shifts its whole good band up rather than widening it")
+    claims.append(
+        f"size of the effect: warmup raises the largest trained LR by {gain:.1f}x "
+        f"(the grid spacing is 10^0.25 = 1.8x, so {np.log10(gain) / 0.25:.0f} grid "
+        f"points); RAdam's "
+        f"smallest trained LR is {radam_min:.2g} (Adam's: "
+        f"{PEAKS[trained[0]].min():.2g}): its rectification shrinks the early steps, "
+        f"which shifts its whole good band up rather than widening it"
+    )
     ok = [fails_high, len(warm) >= 2, radam > none]
-    verdict = ("reproduced" if all(ok) else "partly reproduced" if any(ok)
-               else "did NOT reproduce")
+    verdict = "reproduced" if all(ok) else "partly reproduced" if any(ok) else "did NOT reproduce"
     summary = f"""# Transformers need warmup (Adam, 2-layer post-LN Transformer, sequence reversal)
 
 {len(res)} members ({len(ARMS)} arms x {k} peak LRs), one vmapped program: flax NNX encoder
@@ -162,13 +186,24 @@ sequences) at the end; chance is {1 / VOCAB:.3f}. "Trained": accuracy >= {TRAINS
 **Claim**: without warmup high LRs fail; linear warmup or Noam train; RAdam needs no warmup.
 **Result: {verdict}.**
 
-{chr(10).join('- ' + c for c in claims)}
+{chr(10).join("- " + c for c in claims)}
 """
-    record = dict(config=dict(steps=STEPS, batch=BATCH, length=LENGTH, vocab=VOCAB,
-                              d_model=D_MODEL, peaks=PEAKS, arms=[list(a) for a in ARMS],
-                              trains=TRAINS),
-                  per_arm=per, claims=claims, verdict=verdict,
-                  **C.timing(res))
+    record = dict(
+        config=dict(
+            steps=STEPS,
+            batch=BATCH,
+            length=LENGTH,
+            vocab=VOCAB,
+            d_model=D_MODEL,
+            peaks=PEAKS,
+            arms=[list(a) for a in ARMS],
+            trains=TRAINS,
+        ),
+        per_arm=per,
+        claims=claims,
+        verdict=verdict,
+        **C.timing(res),
+    )
     C.write("warmup_transformer", summary=summary, record=record, fig=fig, started=started)
 
 

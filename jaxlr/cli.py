@@ -41,8 +41,10 @@ def _output_path(output: str) -> str:
     formats = plt.figure().canvas.get_supported_filetypes()
     plt.close("all")
     if ext[1:].lower() not in formats:
-        raise _UsageError(f"--output {output!r}: unknown image format {ext!r}; use one of "
-                          f"{sorted('.' + f for f in formats)}")
+        raise _UsageError(
+            f"--output {output!r}: unknown image format {ext!r}; use one of "
+            f"{sorted('.' + f for f in formats)}"
+        )
     _check_folder(os.path.dirname(os.path.abspath(output)), f"--output {output!r}")
     return output
 
@@ -91,8 +93,13 @@ def _demo(args) -> int:
 def _recommend(args) -> int:
     from jaxlr.recommend import format_recommendation, recommend
 
-    r = recommend(task=args.task, scale=args.scale, data=args.data, total_steps=args.steps,
-                  peak_value=args.peak)
+    r = recommend(
+        task=args.task,
+        scale=args.scale,
+        data=args.data,
+        total_steps=args.steps,
+        peak_value=args.peak,
+    )
     print(format_recommendation(r), end="")
     return 0
 
@@ -114,27 +121,37 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_list)
 
     p = sub.add_parser("plot", help="plot schedules given as expressions")
-    p.add_argument("expression", nargs="+",
-                   help='e.g. "warmup_cosine(peak_value=1e-3, warmup_steps=100, total_steps=1000)"')
-    p.add_argument("-o", "--output", default="lr.png",
-                   help="image file (.png when no extension is given)")
+    p.add_argument(
+        "expression",
+        nargs="+",
+        help='e.g. "warmup_cosine(peak_value=1e-3, warmup_steps=100, total_steps=1000)"',
+    )
+    p.add_argument(
+        "-o", "--output", default="lr.png", help="image file (.png when no extension is given)"
+    )
     p.add_argument("--steps", type=_positive_int, default=1000)
     p.add_argument("--log", action="store_true")
     p.set_defaults(fn=_plot)
 
     p = sub.add_parser("demo", help="the main job: a vectorized LR sweep with a report")
-    p.add_argument("--out", default=None,
-                   help="output folder (default: a new jaxlr-demo-<date>-<time> folder)")
+    p.add_argument(
+        "--out", default=None, help="output folder (default: a new jaxlr-demo-<date>-<time> folder)"
+    )
     p.add_argument("--quick", action="store_true", help="a seconds-long version for tests")
     p.set_defaults(fn=_demo)
 
     p = sub.add_parser("recommend", help="suggest a schedule for a task x scale x data regime")
-    p.add_argument("--task", default="classification",
-                   help="classification | generation | reinforcement")
+    p.add_argument(
+        "--task", default="classification", help="classification | generation | reinforcement"
+    )
     p.add_argument("--scale", default="small", help="small | large")
     p.add_argument("--data", default="static", help="static | continual")
-    p.add_argument("--steps", type=_positive_int, default=None,
-                   help="planned optimizer steps (default: assume 10000 and say so)")
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="planned optimizer steps (default: assume 10000 and say so)",
+    )
     p.add_argument("--peak", type=float, default=None, help="peak LR (default: the recipe's)")
     p.set_defaults(fn=_recommend)
 
@@ -145,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxlr {args.command}: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a file that cannot be written
-        print(f"jaxlr {args.command}: cannot write {err.filename or ''}: {err.strerror or err}",
-              file=sys.stderr)
+        print(
+            f"jaxlr {args.command}: cannot write {err.filename or ''}: {err.strerror or err}",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -83,7 +83,8 @@ def schedules(
     items = _as_named(schedules)
     if not (isinstance(total_steps, (int, float)) and total_steps > 0):
         raise ValueError(
-            f"plot.schedules: total_steps must be > 0, got total_steps={total_steps!r}")
+            f"plot.schedules: total_steps must be > 0, got total_steps={total_steps!r}"
+        )
     plt = _pyplot()
     fig = ax.figure if ax is not None else plt.subplots(figsize=(7, 4))[0]
     ax = ax if ax is not None else fig.axes[0]
@@ -128,15 +129,16 @@ def gallery(path: str | None = None, *, total_steps: int = 1000, columns: int = 
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=6)
         ax.yaxis.get_offset_text().set_fontsize(6)
-    for ax in axes.ravel()[len(entries):]:
+    for ax in axes.ravel()[len(entries) :]:
         fig.delaxes(ax)
     fig.suptitle(f"jaxlr schedule catalog ({len(entries)} entries), steps 0..{total_steps}")
     fig.tight_layout()
     return _save(fig, path)
 
 
-def spectral_density(grid: Any, density: Any, *, log: bool = True, ax: Any = None,
-                     path: str | None = None):
+def spectral_density(
+    grid: Any, density: Any, *, log: bool = True, ax: Any = None, path: str | None = None
+):
     """Draws a Hessian spectral density (e.g. from ``jaxlr.sharpness.spectral_density``).
 
     Args:
@@ -159,8 +161,10 @@ def spectral_density(grid: Any, density: Any, *, log: bool = True, ax: Any = Non
     grid = np.asarray(grid)
     dens = np.atleast_2d(np.asarray(density))
     if grid.ndim != 1 or dens.shape[-1] != grid.shape[0]:
-        raise ValueError(f"plot.spectral_density: density must end with len(grid)={grid.shape}, "
-                         f"got density shape {dens.shape}")
+        raise ValueError(
+            f"plot.spectral_density: density must end with len(grid)={grid.shape}, "
+            f"got density shape {dens.shape}"
+        )
     plt = _pyplot()
     fig = ax.figure if ax is not None else plt.subplots(figsize=(6, 3.5))[0]
     ax = ax if ax is not None else fig.axes[0]

@@ -10,8 +10,13 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests/oracles.py and friends im
 # int/float or float32/float64 mix (a silent broadcast or upcast) fails a test instead of passing.
 # Tests that run Optax's, Flax's or a peer's code keep JAX's default: those libraries promote
 # implicitly by design (optax's bias correction multiplies a Python float by an int32 count).
-STRICT_MODULES = ("test_schedules", "test_schedule_pytree", "test_traceability", "test_edges",
-                  "test_vocabulary")
+STRICT_MODULES = (
+    "test_schedules",
+    "test_schedule_pytree",
+    "test_traceability",
+    "test_edges",
+    "test_vocabulary",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -19,8 +19,16 @@ def test_list_prints_every_catalog_entry(capsys):
 
 def test_plot_writes_a_png_of_the_expressions(tmp_path, capsys):
     out = tmp_path / "lr.png"
-    code = main(["plot", "warmup_cosine(peak_value=1e-3, warmup_steps=100, total_steps=1000)",
-                 "presets.bert(total_steps=1000, peak_value=1e-3)", "-o", str(out), "--log"])
+    code = main(
+        [
+            "plot",
+            "warmup_cosine(peak_value=1e-3, warmup_steps=100, total_steps=1000)",
+            "presets.bert(total_steps=1000, peak_value=1e-3)",
+            "-o",
+            str(out),
+            "--log",
+        ]
+    )
     assert code == 0 and capsys.readouterr().out.strip() == str(out)
     image = matplotlib.image.imread(out)
     assert image.shape[0] > 100 and image.shape[1] > 100

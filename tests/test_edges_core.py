@@ -20,11 +20,14 @@ def test_integer_hyperparameters_become_float_leaves(dtype):
     assert float(s(5)) == 5.0
 
 
-@pytest.mark.parametrize("build", [
-    lambda: S.constant(value=1e39),
-    lambda: S.cosine(init_value=1.0, total_steps=1e39),
-    lambda: S.warmup_cosine(peak_value=-1e39, warmup_steps=1, total_steps=10),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: S.constant(value=1e39),
+        lambda: S.cosine(init_value=1.0, total_steps=1e39),
+        lambda: S.warmup_cosine(peak_value=-1e39, warmup_steps=1, total_steps=10),
+    ],
+)
 def test_values_that_overflow_float32_are_rejected(build):
     with pytest.raises(ValueError, match="overflows float32"):
         build()
@@ -42,8 +45,11 @@ def test_bfloat16_and_float16_hyperparameters_are_numbers():
 
 
 def test_peer_argument_names_say_the_native_spelling():
-    with pytest.raises(TypeError, match=r"T_max is torch's name; jaxlr calls it total_steps "
-                                        r"\(or use jaxlr.compat.torch"):
+    with pytest.raises(
+        TypeError,
+        match=r"T_max is torch's name; jaxlr calls it total_steps "
+        r"\(or use jaxlr.compat.torch",
+    ):
         S.cosine(init_value=1.0, T_max=100)
     with pytest.raises(TypeError, match=r"max_lr is torch's name; jaxlr calls it peak_value"):
         S.warmup_cosine(max_lr=1.0, warmup_steps=1, total_steps=10)
@@ -53,16 +59,19 @@ def test_peer_argument_names_say_the_native_spelling():
         S.constant(valu=1.0)
 
 
-@pytest.mark.parametrize("config, match", [
-    ("{not json", "not valid JSON"),
-    ('{"name": ["constant"], "args": {}}', "'name' must be a string"),
-    ('{"name": "constant", "args": [1]}', "'args' of 'constant' must be a dict"),
-    ('{"name": "constant", "args": "value=1"}', "must be a dict"),
-    ('{"name": "constant", "args": null}', "must be a dict"),
-    ("[1, 2]", "a config is a dict"),
-    ('{"name": "nope", "args": {}}', "unknown schedule name 'nope'"),
-    ('{"name": "constant", "args": {"value": 1}, "extra": 2}', "a config is a dict"),
-])
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"name": ["constant"], "args": {}}', "'name' must be a string"),
+        ('{"name": "constant", "args": [1]}', "'args' of 'constant' must be a dict"),
+        ('{"name": "constant", "args": "value=1"}', "must be a dict"),
+        ('{"name": "constant", "args": null}', "must be a dict"),
+        ("[1, 2]", "a config is a dict"),
+        ('{"name": "nope", "args": {}}', "unknown schedule name 'nope'"),
+        ('{"name": "constant", "args": {"value": 1}, "extra": 2}', "a config is a dict"),
+    ],
+)
 def test_malformed_configs_name_the_problem(config, match):
     with pytest.raises(ValueError, match=match):
         S.from_config(config)
@@ -78,19 +87,22 @@ def test_deeply_nested_config_is_refused_cleanly():
         S.from_config("[" * 100_000 + "]" * 100_000)
 
 
-@pytest.mark.parametrize("expression, match", [
-    (123, "expected a string"),
-    (None, "expected a string"),
-    ("constant(value=1, value=2)", "keyword 'value' repeated"),
-    ("constant(value=1j)", "only numbers"),
-    ("constant(value=__import__('os'))", "unknown schedule|only numbers"),
-    ("constant(**{'value': 1})", r"\*\*kwargs"),
-    ("constant(1.0)", "positional"),
-    ("cosine(init_value=1.0, T_max=10)", "T_max"),
-    ("(" * 3000 + "constant(value=1)" + ")" * 3000, "not a schedule expression|nest at most"),
-    ("scale(" * 70 + "constant(value=1)" + ", factor=1)" * 70, "nest at most"),
-    ("1.0", "does not build a schedule"),
-])
+@pytest.mark.parametrize(
+    "expression, match",
+    [
+        (123, "expected a string"),
+        (None, "expected a string"),
+        ("constant(value=1, value=2)", "keyword 'value' repeated"),
+        ("constant(value=1j)", "only numbers"),
+        ("constant(value=__import__('os'))", "unknown schedule|only numbers"),
+        ("constant(**{'value': 1})", r"\*\*kwargs"),
+        ("constant(1.0)", "positional"),
+        ("cosine(init_value=1.0, T_max=10)", "T_max"),
+        ("(" * 3000 + "constant(value=1)" + ")" * 3000, "not a schedule expression|nest at most"),
+        ("scale(" * 70 + "constant(value=1)" + ", factor=1)" * 70, "nest at most"),
+        ("1.0", "does not build a schedule"),
+    ],
+)
 def test_bad_expressions_name_the_problem(expression, match):
     with pytest.raises(ValueError, match=match):
         S.parse(expression)
@@ -118,14 +130,17 @@ def test_static_flags_must_be_bools(flag):
         S.piecewise_constant(boundaries=[10], values=[1.0, 0.5], right=flag)
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["plot", "cosine(foo=1)"], "unexpected argument"),
-    (["plot", "cosine(1.0)"], "positional"),
-    (["plot", "torch.StepLr(step_size=3, lr=0.1)"], "unknown compat schedule"),
-    (["plot", "constant(value=1)", "-o", "x.unknownext"], "unknown image format"),
-    (["plot", "constant(value=1)", "-o", "{file}/x.png"], "is a file, not a folder"),
-    (["demo", "--out", "{file}/sub"], "is a file, not a folder"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["plot", "cosine(foo=1)"], "unexpected argument"),
+        (["plot", "cosine(1.0)"], "positional"),
+        (["plot", "torch.StepLr(step_size=3, lr=0.1)"], "unknown compat schedule"),
+        (["plot", "constant(value=1)", "-o", "x.unknownext"], "unknown image format"),
+        (["plot", "constant(value=1)", "-o", "{file}/x.png"], "is a file, not a folder"),
+        (["demo", "--out", "{file}/sub"], "is a file, not a folder"),
+    ],
+)
 def test_cli_errors_are_one_line_with_status_2(argv, match, tmp_path, capsys):
     blocker = tmp_path / "afile"
     blocker.write_text("x")
@@ -135,8 +150,15 @@ def test_cli_errors_are_one_line_with_status_2(argv, match, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and match in err, err
 
 
-@pytest.mark.parametrize("argv", [["plot"], ["plot", "constant(value=1)", "--steps", "0"],
-                                  ["plot", "constant(value=1)", "--bogus"], ["bogus"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plot"],
+        ["plot", "constant(value=1)", "--steps", "0"],
+        ["plot", "constant(value=1)", "--bogus"],
+        ["bogus"],
+    ],
+)
 def test_cli_usage_errors_exit_2_on_one_line(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -203,13 +225,18 @@ def test_compat_names_without_compat_say_to_import_it():
         S.constructor("torch.NoSuchLR")
 
 
-@pytest.mark.parametrize("build", [
-    lambda T: T.reduce_on_plateau(init_value=[0.1, 0.2]),
-    lambda T: T.reduce_on_plateau(init_value=1e39),
-    lambda T: T.hypergradient(init_value=1e39, hyper_lr=1e-3),
-    lambda T: __import__("optax") and T.inject_schedules(__import__("optax").sgd,
-                                                          learning_rate=jnp.ones(2)),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda T: T.reduce_on_plateau(init_value=[0.1, 0.2]),
+        lambda T: T.reduce_on_plateau(init_value=1e39),
+        lambda T: T.hypergradient(init_value=1e39, hyper_lr=1e-3),
+        lambda T: (
+            __import__("optax")
+            and T.inject_schedules(__import__("optax").sgd, learning_rate=jnp.ones(2))
+        ),
+    ],
+)
 def test_transform_hyperparameters_are_checked_after_the_cast(build):
     from jaxlr import transforms as T
 
@@ -231,17 +258,23 @@ def test_current_lr_refuses_parameter_groups():
     assert float(T.current_lr(state.inner_states["a"].inner_state)) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("key", [np.array([1, 2, 3], np.uint32), np.zeros((2, 2), np.uint32),
-                                 np.array([1.0, 2.0])])
+@pytest.mark.parametrize(
+    "key", [np.array([1, 2, 3], np.uint32), np.zeros((2, 2), np.uint32), np.array([1.0, 2.0])]
+)
 def test_malformed_raw_keys_are_refused(key):
     with pytest.raises(ValueError, match="key must be a PRNG key"):
         S.noise(S.constant(value=1.0), key=key, start_step=0, end_step=10)
 
 
-@pytest.mark.parametrize("output, match", [("", "give an image file name"),
-                                           (".", "give an image file name"),
-                                           ("/dev/null", "not a regular file"),
-                                           ("/proc/x.png", "cannot write")])
+@pytest.mark.parametrize(
+    "output, match",
+    [
+        ("", "give an image file name"),
+        (".", "give an image file name"),
+        ("/dev/null", "not a regular file"),
+        ("/proc/x.png", "cannot write"),
+    ],
+)
 def test_cli_bad_output_paths(output, match, capsys):
     assert main(["plot", "constant(value=0.1)", "-o", output]) == 2
     err = capsys.readouterr().err.strip()

@@ -62,8 +62,9 @@ def test_inject_hyperparams_reports_the_schedule_value(opt):
     for t in range(6):
         _, state = update(_grads(t), state, params)
         # inject_hyperparams evaluates the schedule at the count before the update
-        np.testing.assert_allclose(float(state.hyperparams["learning_rate"]), float(s(t)),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            float(state.hyperparams["learning_rate"]), float(s(t)), rtol=1e-6
+        )
 
 
 def test_a_schedule_passed_as_an_argument_does_not_recompile_the_train_step():

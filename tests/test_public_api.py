@@ -8,18 +8,31 @@ import inspect
 import pytest
 
 MODULES = [
-    "jaxlr.schedules", "jaxlr.schedules.presets", "jaxlr.plot", "jaxlr.compat.torch",
-    "jaxlr.compat.keras", "jaxlr.compat.transformers", "jaxlr.sharpness", "jaxlr.transforms",
-    "jaxlr.sweep", "jaxlr.auto", "jaxlr.recommend", "jaxlr.compat",
+    "jaxlr.schedules",
+    "jaxlr.schedules.presets",
+    "jaxlr.plot",
+    "jaxlr.compat.torch",
+    "jaxlr.compat.keras",
+    "jaxlr.compat.transformers",
+    "jaxlr.sharpness",
+    "jaxlr.transforms",
+    "jaxlr.sweep",
+    "jaxlr.auto",
+    "jaxlr.recommend",
+    "jaxlr.compat",
 ]
 
 
 def _public(module):
     names = getattr(module, "__all__", None)
     if names is None:
-        names = [n for n, v in vars(module).items() if not n.startswith("_")
-                 and getattr(v, "__module__", "").startswith(module.__name__)
-                 and (inspect.isfunction(v) or inspect.isclass(v))]
+        names = [
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_")
+            and getattr(v, "__module__", "").startswith(module.__name__)
+            and (inspect.isfunction(v) or inspect.isclass(v))
+        ]
     return [(n, getattr(module, n)) for n in names]
 
 
@@ -64,8 +77,9 @@ def api_listing() -> str:
         for name in sorted(module.__all__):
             obj = getattr(module, name)
             sig = ""
-            if inspect.isfunction(obj) or (callable(obj) and not inspect.isclass(obj)
-                                           and not inspect.ismodule(obj)):
+            if inspect.isfunction(obj) or (
+                callable(obj) and not inspect.isclass(obj) and not inspect.ismodule(obj)
+            ):
                 try:
                     sig = str(inspect.signature(obj))
                 except (TypeError, ValueError):
@@ -81,7 +95,8 @@ def test_public_api_is_frozen():
     ``python tests/test_public_api.py`` and review the diff."""
     assert SNAPSHOT.read_text() == api_listing(), (
         "the public API changed; if intended, run `python tests/test_public_api.py` and commit "
-        "tests/public_api.txt")
+        "tests/public_api.txt"
+    )
 
 
 if __name__ == "__main__":

@@ -81,14 +81,18 @@ def test_edits_of_leaves_never_recompile():
 
     chex.clear_trace_counter()
     base = S.warmup_cosine(peak_value=1e-3, warmup_steps=100, total_steps=1000)
-    values = [float(lr(base.replace(peak_value=p, warmup_steps=w), 50.0))
-              for p, w in ((1e-3, 100), (3e-3, 50), (2e-3, 200))]
+    values = [
+        float(lr(base.replace(peak_value=p, warmup_steps=w), 50.0))
+        for p, w in ((1e-3, 100), (3e-3, 50), (2e-3, 200))
+    ]
     np.testing.assert_allclose(values, [1e-3 * 0.5, 3e-3, 2e-3 * 0.25], rtol=1e-6)
 
 
 def test_stacked_schedules_vmap_like_a_loop():
-    members = [S.warmup_cosine(peak_value=p, warmup_steps=w, total_steps=1000)
-               for p, w in ((1e-3, 100), (3e-3, 10), (5e-4, 500))]
+    members = [
+        S.warmup_cosine(peak_value=p, warmup_steps=w, total_steps=1000)
+        for p, w in ((1e-3, 100), (3e-3, 10), (5e-4, 500))
+    ]
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *members)
     got = jax.vmap(lambda s: s(jnp.array([0.0, 60.0, 700.0])))(stacked)
     want = np.stack([np.asarray(m(jnp.array([0.0, 60.0, 700.0]))) for m in members])

@@ -102,8 +102,7 @@ def test_minicpm_preset_decays_exponentially_to_a_tenth_over_the_last_tenth():
 
 def test_wsd_decay_fraction_is_a_share_of_total_steps():
     s = S.wsd(peak_value=1.0, total_steps=100, warmup_steps=10, decay_fraction=0.2)
-    np.testing.assert_allclose([float(s(t)) for t in (79, 80, 90, 100)], [1, 1, 0.5, 0],
-                               atol=1e-6)
+    np.testing.assert_allclose([float(s(t)) for t in (79, 80, 90, 100)], [1, 1, 0.5, 0], atol=1e-6)
 
 
 def test_resnet_preset_divides_by_ten_at_30_60_90_epochs():

@@ -22,8 +22,12 @@ T = 20  # training steps of the small model
 _rng = np.random.default_rng(0)
 X = jnp.asarray(_rng.normal(size=(32, 4)), jnp.float32)
 Y = jnp.asarray(np.sin(np.asarray(X) @ np.array([1.0, -2.0, 0.5, 1.5]))[:, None], jnp.float32)
-P0 = {"w1": jnp.asarray(_rng.normal(size=(4, 8)) / 2, jnp.float32), "b1": jnp.zeros(8),
-      "w2": jnp.asarray(_rng.normal(size=(8, 1)) / 3, jnp.float32), "b2": jnp.zeros(1)}
+P0 = {
+    "w1": jnp.asarray(_rng.normal(size=(4, 8)) / 2, jnp.float32),
+    "b1": jnp.zeros(8),
+    "w2": jnp.asarray(_rng.normal(size=(8, 1)) / 3, jnp.float32),
+    "b2": jnp.zeros(1),
+}
 
 
 def mse(p):
@@ -33,8 +37,9 @@ def mse(p):
 
 def train_fn(cfg):
     """A small MLP trained by Adam under a warmup-cosine schedule built from traced values."""
-    s = jaxlr.schedules.warmup_cosine(peak_value=cfg["peak_value"],
-                                      warmup_steps=cfg["warmup_steps"], total_steps=T)
+    s = jaxlr.schedules.warmup_cosine(
+        peak_value=cfg["peak_value"], warmup_steps=cfg["warmup_steps"], total_steps=T
+    )
     tx = optax.adam(s)
 
     def step(carry, t):
@@ -93,8 +98,9 @@ def test_zip_pairs_and_rejects_unequal_lengths():
 
 
 def test_random_is_seeded_bounded_and_log_uniform():
-    spec = dict(peak_value=("log_uniform", 1e-4, 1.0), warmup=("uniform", 0.0, 10.0),
-                shape=[0, 1, 2])
+    spec = dict(
+        peak_value=("log_uniform", 1e-4, 1.0), warmup=("uniform", 0.0, 10.0), shape=[0, 1, 2]
+    )
     a = jaxlr.sweep.random(4000, seed=3, **spec)
     b = jaxlr.sweep.random(4000, seed=3, **spec)
     c = jaxlr.sweep.random(4000, seed=4, **spec)
@@ -103,42 +109,54 @@ def test_random_is_seeded_bounded_and_log_uniform():
     logp = np.log10(np.asarray(a["peak_value"]))
     assert logp.min() >= -4 and logp.max() <= 0
     # log-uniform: each decade holds a quarter of the draws; uniform: half below the middle.
-    np.testing.assert_allclose(np.histogram(logp, bins=4, range=(-4, 0))[0] / 4000, 0.25,
-                               atol=0.03)
+    np.testing.assert_allclose(np.histogram(logp, bins=4, range=(-4, 0))[0] / 4000, 0.25, atol=0.03)
     assert abs(np.mean(np.asarray(a["warmup"]) < 5.0) - 0.5) < 0.03
     assert set(np.asarray(a["shape"]).tolist()) == {0, 1, 2}
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: jaxlr.sweep.grid(peak_value=[]), r"grid: axis peak_value is empty"),
-    (lambda: jaxlr.sweep.grid(), r"grid: give at least one axis"),
-    (lambda: jaxlr.sweep.grid(peak_value=0.1), r"grid: give at least one axis with values"),
-    (lambda: jaxlr.sweep.grid(name=["a", "b"]), r"grid: axis name must hold numbers"),
-    (lambda: jaxlr.sweep.random(0, peak_value=("uniform", 0, 1)), r"random: num must be"),
-    (lambda: jaxlr.sweep.random(3, p=("log_uniform", 0.0, 1.0)), r"random: p low must be > 0"),
-    (lambda: jaxlr.sweep.random(3, p=("normal", 0.0, 1.0)), r"random: axis p must be"),
-    (lambda: jaxlr.sweep.random(3, p=("uniform", 2.0, 1.0)), r"random: p low must be <= p high"),
-    (lambda: jaxlr.sweep.stack([]), r"stack: schedules must be a non-empty"),
-    (lambda: jaxlr.sweep.size({"a": np.zeros(3), "b": np.zeros(4)}),
-     r"size: configuration leaves must share their leading axis, got .*'a': 3, 'b': 4"),
-    (lambda: jaxlr.sweep.size({"a": np.zeros(0)}), r"size: configs are empty"),
-    (lambda: jaxlr.sweep.size({"a": 1.0}), r"size: every configuration leaf needs a leading"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: jaxlr.sweep.grid(peak_value=[]), r"grid: axis peak_value is empty"),
+        (lambda: jaxlr.sweep.grid(), r"grid: give at least one axis"),
+        (lambda: jaxlr.sweep.grid(peak_value=0.1), r"grid: give at least one axis with values"),
+        (lambda: jaxlr.sweep.grid(name=["a", "b"]), r"grid: axis name must hold numbers"),
+        (lambda: jaxlr.sweep.random(0, peak_value=("uniform", 0, 1)), r"random: num must be"),
+        (lambda: jaxlr.sweep.random(3, p=("log_uniform", 0.0, 1.0)), r"random: p low must be > 0"),
+        (lambda: jaxlr.sweep.random(3, p=("normal", 0.0, 1.0)), r"random: axis p must be"),
+        (
+            lambda: jaxlr.sweep.random(3, p=("uniform", 2.0, 1.0)),
+            r"random: p low must be <= p high",
+        ),
+        (lambda: jaxlr.sweep.stack([]), r"stack: schedules must be a non-empty"),
+        (
+            lambda: jaxlr.sweep.size({"a": np.zeros(3), "b": np.zeros(4)}),
+            r"size: configuration leaves must share their leading axis, got .*'a': 3, 'b': 4",
+        ),
+        (lambda: jaxlr.sweep.size({"a": np.zeros(0)}), r"size: configs are empty"),
+        (lambda: jaxlr.sweep.size({"a": 1.0}), r"size: every configuration leaf needs a leading"),
+    ],
+)
 def test_configuration_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
 
 
 def test_stack_vmaps_like_the_members():
-    members = [jaxlr.schedules.warmup_cosine(peak_value=p, warmup_steps=w, total_steps=50)
-               for p, w in [(0.1, 0), (0.2, 10), (0.5, 25)]]
+    members = [
+        jaxlr.schedules.warmup_cosine(peak_value=p, warmup_steps=w, total_steps=50)
+        for p, w in [(0.1, 0), (0.2, 10), (0.5, 25)]
+    ]
     st = jaxlr.sweep.stack(members)
     assert jaxlr.sweep.size(st) == 3
     steps = jnp.arange(0, 60, 7)
     got = jax.jit(jax.vmap(lambda s: s(steps)))(st)
     np.testing.assert_allclose(got, np.stack([s(steps) for s in members]), rtol=1e-6)
-    with pytest.raises(ValueError, match=r"stack: every member needs the structure of member 0, "
-                                         r"got member 1=constant"):
+    with pytest.raises(
+        ValueError,
+        match=r"stack: every member needs the structure of member 0, "
+        r"got member 1=constant",
+    ):
         jaxlr.sweep.stack([members[0], jaxlr.schedules.constant(value=0.1)])
 
 
@@ -175,8 +193,9 @@ def test_members_in_a_compiled_loop_equal_vmap(unchunked, vmap_size):
 
 
 def test_bad_vmap_size_is_rejected():
-    with pytest.raises(ValueError, match="run: vmap_size must be an int >= 1 or None, got "
-                                         "vmap_size=0"):
+    with pytest.raises(
+        ValueError, match="run: vmap_size must be an int >= 1 or None, got vmap_size=0"
+    ):
         jaxlr.sweep.run(train_fn, CONFIGS, vmap_size=0, progress=False)
 
 
@@ -192,33 +211,41 @@ def test_divergence_is_reported_and_isolated(unchunked):
     # diverged one (CONFIGS members 2 and 5).
     for i, j in [(0, 2), (2, 5)]:
         np.testing.assert_allclose(res.metrics["loss"][i], ref["loss"][i], rtol=2e-5, atol=1e-6)
-        np.testing.assert_allclose(res.metrics["loss"][i], unchunked.metrics["loss"][j],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(res.metrics["loss"][i], unchunked.metrics["loss"][j], rtol=1e-6)
     assert res.best("final")["index"] != 1
     thresholded = jaxlr.sweep.SweepResult(res.configs, res.metrics, divergence_threshold=0.05)
     over = np.asarray(res.metrics["loss"]) > 0.05
     np.testing.assert_array_equal(thresholded.diverged, over.any(1) | res.diverged)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(chunk_size=0), r"run: chunk_size must be >= 1, got chunk_size=0"),
-    (dict(chunk_size=2.5), r"run: chunk_size must be an int >= 1 or None, got chunk_size=2.5"),
-    (dict(chunk_size=True), r"run: chunk_size must be an int"),
-    (dict(mesh="cpu"), r"run: mesh must be a jax.sharding.Mesh or None, got mesh='cpu'"),
-    (dict(num_steps=0), r"run: num_steps must be an int >= 1"),
-    (dict(divergence_threshold=float("nan")), r"run: divergence_threshold must not be NaN"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(chunk_size=0), r"run: chunk_size must be >= 1, got chunk_size=0"),
+        (dict(chunk_size=2.5), r"run: chunk_size must be an int >= 1 or None, got chunk_size=2.5"),
+        (dict(chunk_size=True), r"run: chunk_size must be an int"),
+        (dict(mesh="cpu"), r"run: mesh must be a jax.sharding.Mesh or None, got mesh='cpu'"),
+        (dict(num_steps=0), r"run: num_steps must be an int >= 1"),
+        (dict(divergence_threshold=float("nan")), r"run: divergence_threshold must not be NaN"),
+    ],
+)
 def test_run_rejects_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         jaxlr.sweep.run(train_fn, CONFIGS, progress=False, **kwargs)
 
 
-@pytest.mark.parametrize("fn, match", [
-    (lambda c: {"loss": "low"}, r"run: train_fn must return a pytree of arrays, got \['loss'\]"),
-    (lambda c: None, r"run: train_fn must return a pytree of arrays \(metrics\), got None"),
-    (lambda c: {"acc": c["a"]}, r"run: train_fn's metrics need a 'loss' entry .*'acc'"),
-    (lambda c: {"loss": c["a"] > 0}, r"run: metric 'loss' must be floating point"),
-])
+@pytest.mark.parametrize(
+    "fn, match",
+    [
+        (
+            lambda c: {"loss": "low"},
+            r"run: train_fn must return a pytree of arrays, got \['loss'\]",
+        ),
+        (lambda c: None, r"run: train_fn must return a pytree of arrays \(metrics\), got None"),
+        (lambda c: {"acc": c["a"]}, r"run: train_fn's metrics need a 'loss' entry .*'acc'"),
+        (lambda c: {"loss": c["a"] > 0}, r"run: metric 'loss' must be floating point"),
+    ],
+)
 def test_run_rejects_bad_outputs_before_compiling(fn, match):
     with pytest.raises(ValueError, match=match):
         jaxlr.sweep.run(fn, {"a": jnp.ones(3)}, progress=False)
@@ -278,13 +305,22 @@ def test_result_tables_and_best(unchunked, reference):
         assert by[w]["index"] == idx[np.argmin(final[idx])]
     recs = unchunked.records()
     assert len(recs) == 8 and recs[3]["loss"] == pytest.approx(float(reference["loss"][3, -1]))
-    assert set(recs[0]) >= {"peak_value", "warmup_steps", "loss", "lr_final", "final", "diverged",
-                            "diverged_step"}
-    labelled = jaxlr.sweep.SweepResult({"s": np.array([0, 1, 1])}, {"loss": np.array([3., 1, 2])},
-                                       labels={"s": ["cosine", "wsd"]})
+    assert set(recs[0]) >= {
+        "peak_value",
+        "warmup_steps",
+        "loss",
+        "lr_final",
+        "final",
+        "diverged",
+        "diverged_step",
+    }
+    labelled = jaxlr.sweep.SweepResult(
+        {"s": np.array([0, 1, 1])}, {"loss": np.array([3.0, 1, 2])}, labels={"s": ["cosine", "wsd"]}
+    )
     assert labelled.best("loss", by="s") == {
         "cosine": {"index": 0, "s": "cosine", "loss": 3.0, "diverged": False, "diverged_step": -1},
-        "wsd": {"index": 1, "s": "wsd", "loss": 1.0, "diverged": False, "diverged_step": -1}}
+        "wsd": {"index": 1, "s": "wsd", "loss": 1.0, "diverged": False, "diverged_step": -1},
+    }
     try:
         import pandas  # noqa: F401
     except ImportError:
@@ -305,11 +341,16 @@ def test_plots(unchunked, reference, tmp_path):
     lam = np.abs(reference["loss"][:, ::5]) + 1.0  # a stand-in curvature curve, every 5 steps
     res = jaxlr.sweep.SweepResult(CONFIGS, {**unchunked.metrics, "lambda_max": lam})
     sharp = res.plot_sharpness(by="warmup_steps").axes[0]
-    np.testing.assert_allclose(sharp.get_lines()[0].get_ydata(),
-                               lam[0] * reference["lr"][0, ::5], rtol=2e-5)
+    np.testing.assert_allclose(
+        sharp.get_lines()[0].get_ydata(), lam[0] * reference["lr"][0, ::5], rtol=2e-5
+    )
     paths = res.save_plots(tmp_path, by="warmup_steps")
-    assert sorted(p.name for p in paths) == ["final_loss_vs_peak_lr.png", "loss_curves.png",
-                                             "lr_curves.png", "sharpness_times_lr.png"]
+    assert sorted(p.name for p in paths) == [
+        "final_loss_vs_peak_lr.png",
+        "loss_curves.png",
+        "lr_curves.png",
+        "sharpness_times_lr.png",
+    ]
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
@@ -354,6 +395,11 @@ _SHARDED = textwrap.dedent("""
 
 def test_sharded_on_8_cpu_devices_equals_unsharded_and_loop():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    proc = subprocess.run([sys.executable, "-c", _SHARDED, str(Path(__file__).parent)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHARDED, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert "SHARDED-OK" in proc.stdout, proc.stdout + proc.stderr

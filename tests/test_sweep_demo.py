@@ -20,16 +20,28 @@ def _family(name, peak, warmup, total):
     """The demo's member schedules as constructor calls (what its docs say it runs)."""
     return {
         "constant": Spec("warmup", Spec("constant", value=peak), warmup_steps=warmup),
-        "step": Spec("warmup", Spec("step", init_value=peak, period_steps=(total - warmup) / 3,
-                                    decay_rate=0.1), warmup_steps=warmup),
-        "cosine": Spec("warmup", Spec("cosine", init_value=peak, total_steps=total - warmup),
-                       warmup_steps=warmup),
-        "warmup_cosine": Spec("warmup_cosine", peak_value=peak, warmup_steps=warmup,
-                              total_steps=total),
-        "one_cycle": Spec("one_cycle", peak_value=peak, total_steps=total,
-                          warmup_fraction=max(warmup, 0.05 * total) / total),
-        "wsd": Spec("wsd", peak_value=peak, total_steps=total, warmup_steps=warmup,
-                    decay_fraction=0.2),
+        "step": Spec(
+            "warmup",
+            Spec("step", init_value=peak, period_steps=(total - warmup) / 3, decay_rate=0.1),
+            warmup_steps=warmup,
+        ),
+        "cosine": Spec(
+            "warmup",
+            Spec("cosine", init_value=peak, total_steps=total - warmup),
+            warmup_steps=warmup,
+        ),
+        "warmup_cosine": Spec(
+            "warmup_cosine", peak_value=peak, warmup_steps=warmup, total_steps=total
+        ),
+        "one_cycle": Spec(
+            "one_cycle",
+            peak_value=peak,
+            total_steps=total,
+            warmup_fraction=max(warmup, 0.05 * total) / total,
+        ),
+        "wsd": Spec(
+            "wsd", peak_value=peak, total_steps=total, warmup_steps=warmup, decay_fraction=0.2
+        ),
     }[name]
 
 

@@ -16,8 +16,25 @@ from jaxlr import schedules as S
 
 CATALOG = S.catalog()
 NAMES = sorted(CATALOG)
-STEPS = jnp.asarray([0.0, 1.0, 50.5, 99.0, 100.0, 101.0, 250.5, 300.0, 500.0, 799.0, 800.0,
-                     999.0, 1000.0, 1500.0, 2.0**33])
+STEPS = jnp.asarray(
+    [
+        0.0,
+        1.0,
+        50.5,
+        99.0,
+        100.0,
+        101.0,
+        250.5,
+        300.0,
+        500.0,
+        799.0,
+        800.0,
+        999.0,
+        1000.0,
+        1500.0,
+        2.0**33,
+    ]
+)
 
 
 def _is_float(x):
@@ -78,8 +95,9 @@ def test_vmap_over_stacked_schedules_equals_a_loop(name):
 def test_jit_grad_is_finite_for_every_float_leaf(name):
     leaves, rebuild = _split(CATALOG[name])
     # one compilation: the gradient with respect to every float leaf and to the step itself
-    grad = jax.jit(jax.vmap(jax.grad(lambda ls, t: rebuild(ls)(t), argnums=(0, 1)),
-                            in_axes=(None, 0)))
+    grad = jax.jit(
+        jax.vmap(jax.grad(lambda ls, t: rebuild(ls)(t), argnums=(0, 1)), in_axes=(None, 0))
+    )
     dleaves, dstep = grad(leaves, STEPS)
     for g in [*dleaves, dstep]:
         assert np.all(np.isfinite(np.asarray(g))), f"non-finite gradient for {name}"
@@ -88,8 +106,9 @@ def test_jit_grad_is_finite_for_every_float_leaf(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_gradient_matches_central_differences_between_boundaries(name):
     with jax.enable_x64(True):
-        s = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) if _is_float(x) else x,
-                         CATALOG[name])
+        s = jax.tree.map(
+            lambda x: jnp.asarray(x, jnp.float64) if _is_float(x) else x, CATALOG[name]
+        )
         leaves, rebuild = _split(s)
         # away from every catalog boundary; 900.5 and 950.25 sit inside the decay phases
         for t in (333.25, 777.7, 900.5, 950.25):

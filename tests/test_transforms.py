@@ -17,8 +17,12 @@ import jaxlr.transforms as T
 from jaxlr import schedules as S
 
 OPTIMIZERS = {
-    "sgd": optax.sgd, "adagrad": optax.adagrad, "rmsprop": optax.rmsprop, "adam": optax.adam,
-    "adamw": optax.adamw, "radam": optax.radam,
+    "sgd": optax.sgd,
+    "adagrad": optax.adagrad,
+    "rmsprop": optax.rmsprop,
+    "adam": optax.adam,
+    "adamw": optax.adamw,
+    "radam": optax.radam,
 }
 
 # A fixed, sign-changing loss sequence with negative values, plateaus and improvements.
@@ -37,6 +41,7 @@ def _lr_trajectory(tx, n, *, values=None, params=None):
 
 
 # ------------------------------------------------------------------------------ scale_by_schedule
+
 
 def test_scale_by_schedule_matches_optax_and_schedule():
     s = S.warmup_cosine(peak_value=0.3, warmup_steps=3, total_steps=10)
@@ -68,14 +73,18 @@ def test_scale_by_schedule_edit_and_sweep_compile_once():
     # an edit is a new state holding a new schedule; the compiled update is reused
     rebuilt = state._replace(schedule=S.cosine(init_value=0.3, total_steps=4))
     assert float(step(rebuilt)[0][0]) == pytest.approx(_cosine_ref(0.3, 4, 1), rel=1e-6)
-    doubled = state._replace(schedule=jax.tree_util.tree_map_with_path(
-        lambda path, x: 2.0 * x if jax.tree_util.keystr(path).endswith("init_value") else x,
-        state.schedule))
+    doubled = state._replace(
+        schedule=jax.tree_util.tree_map_with_path(
+            lambda path, x: 2.0 * x if jax.tree_util.keystr(path).endswith("init_value") else x,
+            state.schedule,
+        )
+    )
     assert float(step(doubled)[0][0]) == pytest.approx(_cosine_ref(2.0, 10, 1), rel=1e-6)
     # vmap over stacked states equals the NumPy formula per value
     peaks = jnp.array([0.9, 0.5, 0.1])
     stacked = jax.vmap(lambda v: state._replace(schedule=S.cosine(init_value=v, total_steps=10)))(
-        peaks)
+        peaks
+    )
     u, _ = jax.jit(jax.vmap(lambda st: tx.update(jnp.ones(2), st)))(stacked)
     np.testing.assert_allclose(u[:, 0], [_cosine_ref(float(v), 10, 1) for v in peaks], rtol=1e-6)
 
@@ -95,18 +104,25 @@ def _edits():
     m = S.cyclic_momentum(base_momentum=0.5, max_momentum=0.9, up_steps=3)
     return {
         "scale_by_schedule": (
-            T.scale_by_schedule(S.cosine(init_value=1.0, total_steps=10)), {},
-            lambda s: s._replace(schedule=S.cosine(init_value=5.0, total_steps=3))),
+            T.scale_by_schedule(S.cosine(init_value=1.0, total_steps=10)),
+            {},
+            lambda s: s._replace(schedule=S.cosine(init_value=5.0, total_steps=3)),
+        ),
         "inject_schedules": (
-            T.inject_schedules(optax.sgd, learning_rate=0.1, momentum=m), {},
-            lambda s: s._replace(hyperparams={**s.hyperparams,
-                                              "learning_rate": jnp.float32(7.0)})),
+            T.inject_schedules(optax.sgd, learning_rate=0.1, momentum=m),
+            {},
+            lambda s: s._replace(hyperparams={**s.hyperparams, "learning_rate": jnp.float32(7.0)}),
+        ),
         "reduce_on_plateau": (
-            T.reduce_on_plateau(factor=0.5, patience=0), {"value": 1.0},
-            lambda s: s._replace(hyperparams=s.hyperparams._replace(factor=jnp.float32(0.9)))),
+            T.reduce_on_plateau(factor=0.5, patience=0),
+            {"value": 1.0},
+            lambda s: s._replace(hyperparams=s.hyperparams._replace(factor=jnp.float32(0.9))),
+        ),
         "hypergradient": (
-            T.hypergradient(init_value=0.1, hyper_lr=0.01), {},
-            lambda s: s._replace(hyperparams=s.hyperparams._replace(hyper_lr=jnp.float32(3.0)))),
+            T.hypergradient(init_value=0.1, hyper_lr=0.01),
+            {},
+            lambda s: s._replace(hyperparams=s.hyperparams._replace(hyper_lr=jnp.float32(3.0))),
+        ),
     }
 
 
@@ -126,8 +142,9 @@ def test_editing_a_state_never_changes_an_earlier_one(name):
     jax.tree.map(np.testing.assert_array_equal, s0, before)
     assert not _containers(s0, set()) & _containers(s1, set())  # no shared mutable container
     # the edit takes effect in the new state, through the same compiled update
-    step = jax.jit(chex.assert_max_traces(
-        lambda s: tx.update(jnp.full(2, 0.5), s, p, **extra)[0], n=1))
+    step = jax.jit(
+        chex.assert_max_traces(lambda s: tx.update(jnp.full(2, 0.5), s, p, **extra)[0], n=1)
+    )
     assert not np.allclose(step(s1), step(s2))
 
 
@@ -166,8 +183,11 @@ def test_current_lr_needs_the_lr_of_an_optax_optimizer_it_cannot_see():
     s = S.cosine(init_value=0.5, total_steps=10)
     tx = optax.chain(optax.adam(1e-3), T.scale_by_schedule(s))
     runs = _applied_lr(tx, optax.adam(1.0), 4)
-    with pytest.raises(ValueError, match="current_lr: state holds an Optax optimizer state "
-                                         r"\(ScaleByAdamState\).*optimizer_lr"):
+    with pytest.raises(
+        ValueError,
+        match="current_lr: state holds an Optax optimizer state "
+        r"\(ScaleByAdamState\).*optimizer_lr",
+    ):
         T.current_lr(runs[-1][1])
     for applied, state in runs:
         assert float(T.current_lr(state, optimizer_lr=1e-3)) == pytest.approx(applied, rel=1e-4)
@@ -196,8 +216,11 @@ def test_current_lr_of_plain_optax_with_a_schedule_reads_its_count():
 def test_bad_arguments_name_function_argument_value():
     with pytest.raises(ValueError, match="scale_by_schedule: schedule must be .*lambda"):
         T.scale_by_schedule(lambda t: 0.1)
-    with pytest.raises(ValueError, match=r"reduce_on_plateau: factor must be in \(0, 1\], got "
-                                         r"factor=1.5"):
+    with pytest.raises(
+        ValueError,
+        match=r"reduce_on_plateau: factor must be in \(0, 1\], got "
+        r"factor=1.5",
+    ):
         T.reduce_on_plateau(factor=1.5)
     with pytest.raises(ValueError, match="greedy_lr: mode must be one of"):
         T.greedy_lr(mode="lowest")
@@ -208,12 +231,14 @@ def test_bad_arguments_name_function_argument_value():
     with pytest.raises(ValueError, match="inject_schedules: sgd takes no argument b1"):
         T.inject_schedules(optax.sgd, learning_rate=0.1, b1=0.9)
     tx = T.reduce_on_plateau()
-    with pytest.raises(ValueError, match="reduce_on_plateau: update needs the keyword argument "
-                                         "value="):
+    with pytest.raises(
+        ValueError, match="reduce_on_plateau: update needs the keyword argument value="
+    ):
         tx.update(jnp.ones(1), tx.init(jnp.ones(1)))
 
 
 # ------------------------------------------------------------------------------ inject_schedules
+
 
 def test_inject_schedules_matches_optax_inject_hyperparams():
     lr = S.one_cycle(peak_value=0.1, total_steps=20)
@@ -248,8 +273,10 @@ def test_inject_schedules_heavy_ball_numpy_reference():
 
 # ------------------------------------------------------------------------------ plateau, greedy
 
-def _plateau_reference(losses, *, factor, patience, threshold, mode, threshold_mode, cooldown,
-                       min_value):
+
+def _plateau_reference(
+    losses, *, factor, patience, threshold, mode, threshold_mode, cooldown, min_value
+):
     """The rule written directly from its definition, |best| for the relative margin."""
     lr, best, bad, cool, out = 1.0, None, 0, 0, []
     for x in losses:
@@ -273,8 +300,15 @@ def _plateau_reference(losses, *, factor, patience, threshold, mode, threshold_m
 @pytest.mark.parametrize("mode", ["min", "max"])
 @pytest.mark.parametrize("threshold_mode", ["rel", "abs"])
 def test_reduce_on_plateau_reference_negative_losses(mode, threshold_mode):
-    kw = dict(factor=0.5, patience=1, threshold=0.05, mode=mode, threshold_mode=threshold_mode,
-              cooldown=1, min_value=0.1)
+    kw = dict(
+        factor=0.5,
+        patience=1,
+        threshold=0.05,
+        mode=mode,
+        threshold_mode=threshold_mode,
+        cooldown=1,
+        min_value=0.1,
+    )
     losses = LOSSES if mode == "min" else [-x for x in LOSSES]
     got, _ = _lr_trajectory(T.reduce_on_plateau(**kw), len(losses), values=losses)
     np.testing.assert_allclose(got, _plateau_reference(losses, **kw), rtol=1e-6)
@@ -283,34 +317,41 @@ def test_reduce_on_plateau_reference_negative_losses(mode, threshold_mode):
 def test_reduce_on_plateau_hand_computed_negative():
     # rel 5%: -0.1 -> -0.104 is no improvement (needs < -0.105); torch's rule would call it one.
     losses = [-0.1, -0.104, -0.104, -0.2, -0.2, -0.2]
-    got, _ = _lr_trajectory(T.reduce_on_plateau(factor=0.5, patience=1, threshold=0.05),
-                            len(losses), values=losses)
+    got, _ = _lr_trajectory(
+        T.reduce_on_plateau(factor=0.5, patience=1, threshold=0.05), len(losses), values=losses
+    )
     assert got == [1.0, 1.0, 0.5, 0.5, 0.5, 0.25]
 
 
 def test_reduce_on_plateau_equals_torch_on_positive_losses():
     import torch  # a pinned test dependency: its absence must fail, not skip
+
     rng = np.random.default_rng(0)
     decay = np.maximum(np.exp(-0.1 * np.arange(60)), 0.2)
     losses = list(np.round(decay + 0.03 * rng.random(60), 3))
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1.0)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, factor=0.5, patience=3, threshold=0.02, cooldown=2, min_lr=0.01)
+        opt, factor=0.5, patience=3, threshold=0.02, cooldown=2, min_lr=0.01
+    )
     ref = []
     for x in losses:
         sched.step(x)
         ref.append(opt.param_groups[0]["lr"])
-    got, _ = _lr_trajectory(T.reduce_on_plateau(factor=0.5, patience=3, threshold=0.02,
-                                                cooldown=2, min_value=0.01), 60, values=losses)
+    got, _ = _lr_trajectory(
+        T.reduce_on_plateau(factor=0.5, patience=3, threshold=0.02, cooldown=2, min_value=0.01),
+        60,
+        values=losses,
+    )
     np.testing.assert_allclose(got, ref, rtol=1e-6)
     assert min(ref) < 0.1  # the sequence does exercise several decreases
 
 
 def test_reduce_on_plateau_smoothing_window():
     # window 2 averages: 1, 1.5 (1, 2), 2.5 (2, 3), 2 (3, 1) ... never below 1 -> decrease
-    got, _ = _lr_trajectory(T.reduce_on_plateau(factor=0.5, patience=1, window=2), 4,
-                            values=[1.0, 2.0, 3.0, 1.0])
+    got, _ = _lr_trajectory(
+        T.reduce_on_plateau(factor=0.5, patience=1, window=2), 4, values=[1.0, 2.0, 3.0, 1.0]
+    )
     assert got == [1.0, 1.0, 0.5, 0.5]
 
 
@@ -323,6 +364,7 @@ def test_greedy_lr_hand_computed():
 
 
 # ------------------------------------------------------------------------------ hypergradient
+
 
 def _hd_reference(direction_fn, *, alpha, beta, steps, multiplicative=False):
     w = np.array([1.0, -2.0, 0.5])
@@ -356,8 +398,9 @@ def test_hypergradient_matches_numpy_reference(kind):
         ref_dir, opt, beta = _adam_direction, optax.adam(1.0), 1e-3
     else:
         ref_dir, opt, beta = (lambda g, s, t: (-g, s)), None, 0.02
-    w_ref, a_ref = _hd_reference(ref_dir, alpha=0.05, beta=beta, steps=6,
-                                 multiplicative=multiplicative)
+    w_ref, a_ref = _hd_reference(
+        ref_dir, alpha=0.05, beta=beta, steps=6, multiplicative=multiplicative
+    )
     tx = T.hypergradient(opt, init_value=0.05, hyper_lr=beta, multiplicative=multiplicative)
     a_diag = jnp.array([1.0, 3.0, 0.2])
     w = jnp.array([1.0, -2.0, 0.5])
@@ -374,10 +417,12 @@ def test_hypergradient_matches_numpy_reference(kind):
 
 # ------------------------------------------------------------------------------ every transform
 
+
 def _all_transforms():
     return {
         "scale_by_schedule": lambda: T.scale_by_schedule(
-            S.warmup_cosine(peak_value=0.1, warmup_steps=2, total_steps=10)),
+            S.warmup_cosine(peak_value=0.1, warmup_steps=2, total_steps=10)
+        ),
         "reduce_on_plateau": lambda: T.reduce_on_plateau(factor=0.5, patience=0, init_value=0.1),
         "greedy_lr": lambda: T.greedy_lr(factor=0.5, patience=0, init_value=0.1),
     }
@@ -393,9 +438,19 @@ def test_chains_with_every_optax_optimizer(name):
     sched = Spec("warmup_cosine", peak_value=0.1, warmup_steps=2, total_steps=10)
     expected = {
         "scale_by_schedule": [ref(sched, t) for t in range(len(losses))],
-        "reduce_on_plateau": [0.1 * v for v in _plateau_reference(
-            losses, factor=0.5, patience=0, threshold=1e-4, mode="min", threshold_mode="rel",
-            cooldown=0, min_value=0.0)],
+        "reduce_on_plateau": [
+            0.1 * v
+            for v in _plateau_reference(
+                losses,
+                factor=0.5,
+                patience=0,
+                threshold=1e-4,
+                mode="min",
+                threshold_mode="rel",
+                cooldown=0,
+                min_value=0.0,
+            )
+        ],
     }.get(name)
     for opt_name, factory in OPTIMIZERS.items():
         base, chained = factory(1.0), optax.chain(factory(1.0), _all_transforms()[name]())
@@ -407,8 +462,13 @@ def test_chains_with_every_optax_optimizer(name):
             lr = T.current_lr(sc, optimizer_lr=1.0)
             if expected is not None:
                 assert float(lr) == pytest.approx(expected[t], rel=1e-5), (opt_name, t)
-            jax.tree.map(lambda a, b, lr=lr, o=opt_name: np.testing.assert_allclose(
-                a, lr * b, rtol=2e-5, atol=1e-7, err_msg=o), uc, ub)
+            jax.tree.map(
+                lambda a, b, lr=lr, o=opt_name: np.testing.assert_allclose(
+                    a, lr * b, rtol=2e-5, atol=1e-7, err_msg=o
+                ),
+                uc,
+                ub,
+            )
 
 
 class _Tiny(nnx.Module):
@@ -420,12 +480,15 @@ class _Tiny(nnx.Module):
 
 
 def _nnx_transforms():
-    return {**_all_transforms(),
-            "inject_schedules": lambda: T.inject_schedules(
-                optax.adam, learning_rate=S.one_cycle(peak_value=0.1, total_steps=10),
-                b1=S.one_cycle_momentum(total_steps=10)),
-            "hypergradient": lambda: T.hypergradient(optax.adam(1.0), init_value=0.05,
-                                                     hyper_lr=1e-3)}
+    return {
+        **_all_transforms(),
+        "inject_schedules": lambda: T.inject_schedules(
+            optax.adam,
+            learning_rate=S.one_cycle(peak_value=0.1, total_steps=10),
+            b1=S.one_cycle_momentum(total_steps=10),
+        ),
+        "hypergradient": lambda: T.hypergradient(optax.adam(1.0), init_value=0.05, hyper_lr=1e-3),
+    }
 
 
 @pytest.mark.parametrize("name", sorted(_nnx_transforms()))
@@ -515,9 +578,11 @@ def test_vmap_over_hyperparameters_equals_loop():
 
 # ------------------------------------------------------------------------- bad and extreme input
 
+
 def test_negative_learning_rates_and_non_bool_flags_rejected_at_construction():
-    with pytest.raises(ValueError, match="scale_by_schedule: schedule must be >= 0, got "
-                                         "schedule=-1"):
+    with pytest.raises(
+        ValueError, match="scale_by_schedule: schedule must be >= 0, got schedule=-1"
+    ):
         T.scale_by_schedule(-1.0)
     with pytest.raises(ValueError, match="inject_schedules: learning_rate must be >= 0"):
         T.inject_schedules(optax.sgd, learning_rate=-0.1)
@@ -525,8 +590,9 @@ def test_negative_learning_rates_and_non_bool_flags_rejected_at_construction():
         T.hypergradient(init_value=0.1, hyper_lr=0.01, multiplicative="False")
     with pytest.raises(ValueError, match="reduce_on_plateau: steps_per_epoch must be None or"):
         T.reduce_on_plateau(steps_per_epoch=0)
-    with pytest.raises(ValueError, match="reduce_on_plateau: steps_per_epoch needs "
-                                         "observe_in_update=True"):
+    with pytest.raises(
+        ValueError, match="reduce_on_plateau: steps_per_epoch needs observe_in_update=True"
+    ):
         T.reduce_on_plateau(steps_per_epoch=2, observe_in_update=False)
     with pytest.raises(ValueError, match="observe: state holds no plateau state"):
         T.observe(optax.sgd(1.0).init(jnp.zeros(1)), 1.0)
@@ -573,8 +639,15 @@ def test_hypergradient_skips_non_finite_and_survives_huge_gradients(multiplicati
 def test_plateau_skips_non_finite_metrics(bad):
     clean = [1.0, 0.9, 0.8, 0.8, 0.8, 0.7, 0.6]
     losses = clean[:1] + [bad] + clean[1:]
-    kw = dict(factor=0.5, patience=1, threshold=1e-4, mode="min", threshold_mode="rel",
-              cooldown=0, min_value=0.0)
+    kw = dict(
+        factor=0.5,
+        patience=1,
+        threshold=1e-4,
+        mode="min",
+        threshold_mode="rel",
+        cooldown=0,
+        min_value=0.0,
+    )
     tx = T.reduce_on_plateau(factor=0.5, patience=1)
     got, state = _lr_trajectory(tx, len(losses), values=losses)
     want = _plateau_reference(clean, **kw)
@@ -620,12 +693,19 @@ def test_per_epoch_plateau_reproduces_torch_loop(compat, cadence):
         plateau = C.ReduceLROnPlateau(lr=lr, **when, **cfg)
     else:
         plateau = T.reduce_on_plateau(
-            init_value=lr, threshold_mode="signed_rel", min_decrease=1e-8, **when,
-            **{k if k != "min_lr" else "min_value": v for k, v in cfg.items()})
+            init_value=lr,
+            threshold_mode="signed_rel",
+            min_decrease=1e-8,
+            **when,
+            **{k if k != "min_lr" else "min_value": v for k, v in cfg.items()},
+        )
     tx = optax.chain(optax.sgd(1.0), plateau)
     loss = lambda w, a, b: jnp.mean((a @ w - b) ** 2)
-    step = jax.jit(lambda w, s, a, b, v: tx.update(
-        jax.grad(loss)(w, a, b), s, w, **({"value": v} if by_update else {})))
+    step = jax.jit(
+        lambda w, s, a, b, v: tx.update(
+            jax.grad(loss)(w, a, b), s, w, **({"value": v} if by_update else {})
+        )
+    )
     w, state = jnp.zeros(3), tx.init(jnp.zeros(3))
     val, vals, lrs = jnp.nan, [], []  # no validation loss before the first epoch
     for _ in range(epochs):

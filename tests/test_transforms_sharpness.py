@@ -60,8 +60,12 @@ def test_cap_converges_where_plain_diverges(kind):
     opt, c = CASES[kind]
     eta = 1.25 * c / LAM  # 2.5 / lambda for GD
     assert not _plain(optax.chain(opt, optax.scale(eta)), 150) < 1e3 * float(quad(W0))
-    tx = optax.chain(opt, T.sharpness_cap(learning_rate=eta, fraction=0.9, kind=kind,
-                                          momentum=0.9, every=5, num_iters=6))
+    tx = optax.chain(
+        opt,
+        T.sharpness_cap(
+            learning_rate=eta, fraction=0.9, kind=kind, momentum=0.9, every=5, num_iters=6
+        ),
+    )
     _, s, losses, lrs = _train_jit(tx, 300)
     cap = s[1]
     assert losses[-1] < 1e-6 * losses[0]
@@ -75,8 +79,7 @@ def test_cap_adam_on_preconditioned_operator():
     from jaxlr.sharpness import preconditioner
 
     c = (2 + 2 * 0.9) / (1 - 0.9)
-    tx = T.sharpness_cap(optax.adam(1.0), learning_rate=30.0, kind="adam", every=1,
-                         num_iters=6)
+    tx = T.sharpness_cap(optax.adam(1.0), learning_rate=30.0, kind="adam", every=1, num_iters=6)
     step = jax.jit(lambda w, s: tx.update(jax.grad(quad)(w), s, w, loss_fn=quad))
     w, s = W0, tx.init(W0)
     for t in range(25):
@@ -116,8 +119,14 @@ def test_gen_mode_matches_numpy_line_search():
 
 def test_cap_hysteresis_and_schedule_base():
     # lambda = 10 exactly: the cap is set once and never chatters; the base schedule binds first
-    tx = T.sharpness_cap(optax.sgd(1.0), fraction=0.9, every=1, num_iters=6, hysteresis=0.05,
-                         learning_rate=S.linear(init_value=0.01, end_value=0.5, total_steps=20))
+    tx = T.sharpness_cap(
+        optax.sgd(1.0),
+        fraction=0.9,
+        every=1,
+        num_iters=6,
+        hysteresis=0.05,
+        learning_rate=S.linear(init_value=0.01, end_value=0.5, total_steps=20),
+    )
     _, s, _, lrs = _train_jit(tx, 30)
     sched = S.linear(init_value=0.01, end_value=0.5, total_steps=20)
     ref = np.minimum([float(sched(t)) for t in range(30)], 0.18)
@@ -127,8 +136,15 @@ def test_cap_hysteresis_and_schedule_base():
 
 def test_warmup_ends_when_eta_lambda_reaches_target():
     after = S.cosine(init_value=1.0, total_steps=10)
-    tx = T.sharpness_warmup(optax.sgd(1.0), schedule=after, target=0.8, growth=1.3,
-                            init_ratio=0.05, every=1, num_iters=6)
+    tx = T.sharpness_warmup(
+        optax.sgd(1.0),
+        schedule=after,
+        target=0.8,
+        growth=1.3,
+        init_ratio=0.05,
+        every=1,
+        num_iters=6,
+    )
     _, s, _, lrs = _train_jit(tx, 30)
     eta0 = 0.05 * 2.0 / LAM
     end = int(np.ceil(np.log(0.8 / 0.05) / np.log(1.3)))  # first t with eta0 1.3^t >= 0.16
@@ -146,18 +162,19 @@ def test_warmup_bad_arguments():
     with pytest.raises(ValueError, match="sharpness_cap: kind must be one of"):
         T.sharpness_cap(kind="lion")
     tx = T.sharpness_cap(learning_rate=0.1)
-    with pytest.raises(ValueError, match="sharpness_cap: update needs the keyword argument "
-                                         "loss_fn="):
+    with pytest.raises(
+        ValueError, match="sharpness_cap: update needs the keyword argument loss_fn="
+    ):
         tx.update(W0, tx.init(W0), W0)
 
 
 def test_vmap_over_fraction_and_target_equals_loop():
     def run(fraction, target):
         sgd = optax.sgd(1.0)
-        l1 = _train(T.sharpness_cap(sgd, learning_rate=1.0, fraction=fraction, every=2,
-                                    num_iters=6), 6)[3]
-        l2 = _train(T.sharpness_warmup(sgd, target=target, growth=2.0, every=2, num_iters=6),
-                    6)[3]
+        l1 = _train(
+            T.sharpness_cap(sgd, learning_rate=1.0, fraction=fraction, every=2, num_iters=6), 6
+        )[3]
+        l2 = _train(T.sharpness_warmup(sgd, target=target, growth=2.0, every=2, num_iters=6), 6)[3]
         return l1, l2
 
     fractions, targets = jnp.array([0.5, 0.9]), jnp.array([0.3, 0.7])
@@ -172,10 +189,8 @@ def test_vmap_over_fraction_and_target_equals_loop():
 
 def test_chains_with_every_optax_optimizer():
     """chain(opt(1.0), sharpness_cap) == opt(1.0) updates times the reported LR."""
-    for factory in (optax.sgd, optax.adagrad, optax.rmsprop, optax.adam, optax.adamw,
-                    optax.radam):
-        tx = optax.chain(factory(1.0), T.sharpness_cap(learning_rate=0.05, every=2,
-                                                      num_iters=6))
+    for factory in (optax.sgd, optax.adagrad, optax.rmsprop, optax.adam, optax.adamw, optax.radam):
+        tx = optax.chain(factory(1.0), T.sharpness_cap(learning_rate=0.05, every=2, num_iters=6))
         base = factory(1.0)
 
         @jax.jit
@@ -208,9 +223,11 @@ def test_nnx_optimizer_and_checkpoint_restore(which):
     y = jnp.array([[0.5, 1.0], [-1.0, 0.0], [2.0, 1.0], [0.0, -1.0]])
     model = _Tiny()
     graphdef, template = nnx.split(model, nnx.Param)
-    tx = (T.sharpness_cap(optax.adam(1.0), learning_rate=0.1, kind="adam", every=2,
-                          num_iters=6) if which == "cap" else
-          T.sharpness_warmup(optax.sgd(1.0), growth=1.5, every=2, num_iters=6))
+    tx = (
+        T.sharpness_cap(optax.adam(1.0), learning_rate=0.1, kind="adam", every=2, num_iters=6)
+        if which == "cap"
+        else T.sharpness_warmup(optax.sgd(1.0), growth=1.5, every=2, num_iters=6)
+    )
     opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
     def state_loss(p):  # the loss of the pure parameter State that nnx.Optimizer passes on
@@ -234,14 +251,16 @@ def test_nnx_optimizer_and_checkpoint_restore(which):
         u, ref_state = step(ref_state, ref_params)
         ref_params = optax.apply_updates(ref_params, u)
     got = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got,
-                 ref_params)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got, ref_params
+    )
     # the state holds its schedule whole (a pytree flax.serialization has no handler for), so
     # the checkpoint is of its leaves, restored into the structure of a fresh state
     template = tx.init(ref_params)
     blob = flax.serialization.to_bytes(jax.tree.leaves(ref_state))
-    restored = jax.tree.unflatten(jax.tree.structure(template), flax.serialization.from_bytes(
-        jax.tree.leaves(template), blob))
+    restored = jax.tree.unflatten(
+        jax.tree.structure(template), flax.serialization.from_bytes(jax.tree.leaves(template), blob)
+    )
     outs = []
     for s in (ref_state, restored):
         p, lrs = ref_params, []
@@ -262,12 +281,16 @@ def _two_steps(tx, loss_fn, p0):
     return loss_fn(p)
 
 
-@pytest.mark.parametrize("build", [
-    lambda h: T.sharpness_cap(optax.sgd(1.0), learning_rate=0.5, ema=h, every=1),
-    lambda h: T.sharpness_cap(optax.sgd(1.0), mode="gen", ema=h, every=1),
-    lambda h: T.sharpness_warmup(optax.sgd(1.0), growth=1.0 + h),
-    lambda h: T.sharpness_warmup(optax.sgd(1.0), ema=h),
-], ids=["cap-ema", "gen-ema", "warmup-growth", "warmup-ema"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda h: T.sharpness_cap(optax.sgd(1.0), learning_rate=0.5, ema=h, every=1),
+        lambda h: T.sharpness_cap(optax.sgd(1.0), mode="gen", ema=h, every=1),
+        lambda h: T.sharpness_warmup(optax.sgd(1.0), growth=1.0 + h),
+        lambda h: T.sharpness_warmup(optax.sgd(1.0), ema=h),
+    ],
+    ids=["cap-ema", "gen-ema", "warmup-growth", "warmup-ema"],
+)
 def test_hyperparameter_gradients_are_finite_through_unset_state(build):
     """NaN 'not yet estimated' state must not leak into gradients (0 * NaN in a dropped branch);
     checked against central differences of the same two-step loss."""
@@ -284,6 +307,7 @@ def test_no_curvature_means_no_limit_and_finite_gradients():
     """A linear loss has lambda_max = 0: no cap, and d/d fraction is exactly 0 (not NaN)."""
     loss_fn = lambda p: jnp.sum(jnp.array([1.0, 2.0, 3.0]) * p)  # noqa: E731
     f = lambda frac: _two_steps(  # noqa: E731
-        T.sharpness_cap(optax.sgd(1.0), learning_rate=0.1, fraction=frac), loss_fn, jnp.ones(3))
+        T.sharpness_cap(optax.sgd(1.0), learning_rate=0.1, fraction=frac), loss_fn, jnp.ones(3)
+    )
     assert float(jax.jit(jax.grad(f))(0.9)) == 0.0
     assert float(jax.jit(f)(0.9)) == pytest.approx(6.0 - 2 * 0.1 * 14.0, rel=1e-6)

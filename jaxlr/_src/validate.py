@@ -125,8 +125,10 @@ class Checker:
             return
         # raw key data: uint32 words, 2 for the default threefry keys, 4 for rbg
         if dtype is None or dtype != np.uint32 or np.shape(value) not in ((2,), (4,)):
-            self.fail(f"{name} must be a PRNG key (jax.random.key(seed) or "
-                      f"jax.random.PRNGKey(seed)), got {name}={value!r}")
+            self.fail(
+                f"{name} must be a PRNG key (jax.random.key(seed) or "
+                f"jax.random.PRNGKey(seed)), got {name}={value!r}"
+            )
 
     def vector(self, name: str, value: Any, *, min_len: int = 0) -> np.ndarray | None:
         """A 1-D array of numbers (a single number is not accepted)."""
@@ -204,8 +206,10 @@ def check_cast(fn: str, name: str, value: Any, cast: Any) -> None:
     if np.any(np.isfinite(wide) & ~np.isfinite(after)):
         raise ValueError(
             f"{fn}: {name} overflows {after.dtype} (largest {float(np.finfo(after.dtype).max):g}),"
-            f" got {name}={_show(wide)}")
+            f" got {name}={_show(wide)}"
+        )
     if np.any((wide != 0) & (after == 0)):
         raise ValueError(
             f"{fn}: {name} underflows {after.dtype} to 0 (smallest normal "
-            f"{float(np.finfo(after.dtype).tiny):g}), got {name}={_show(wide)}")
+            f"{float(np.finfo(after.dtype).tiny):g}), got {name}={_show(wide)}"
+        )

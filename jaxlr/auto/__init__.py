@@ -23,10 +23,21 @@ from jaxlr.auto._laws import (
 from jaxlr.auto._range_test import RangeTestResult, Suggestion, lr_range_test, plot_range_test
 
 __all__ = [
-    "AutoLRSResult", "LawFit", "LawPrediction", "LossCurve",
-    "OptimizedSchedule", "RangeTestResult", "Stage", "Suggestion",
+    "AutoLRSResult",
+    "LawFit",
+    "LawPrediction",
+    "LossCurve",
+    "OptimizedSchedule",
+    "RangeTestResult",
+    "Stage",
+    "Suggestion",
     "autolrs",
-    "exp_forecast", "fit_law", "lr_range_test",
-    "momentum_law", "multi_power_law", "optimize_schedule",
-    "plot_range_test", "predict_loss",
+    "exp_forecast",
+    "fit_law",
+    "lr_range_test",
+    "momentum_law",
+    "multi_power_law",
+    "optimize_schedule",
+    "plot_range_test",
+    "predict_loss",
 ]

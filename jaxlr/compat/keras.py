@@ -29,8 +29,12 @@ from jaxlr.schedules import (
 )
 
 __all__ = [
-    "CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay",
-    "PiecewiseConstantDecay", "PolynomialDecay",
+    "CosineDecay",
+    "CosineDecayRestarts",
+    "ExponentialDecay",
+    "InverseTimeDecay",
+    "PiecewiseConstantDecay",
+    "PolynomialDecay",
 ]
 
 
@@ -76,8 +80,12 @@ def ExponentialDecay(
     c = Checker("ExponentialDecay")
     _decay_steps(c, "decay_steps", decay_steps)
     c.positive("decay_rate", decay_rate)
-    return exponential(init_value=initial_learning_rate, decay_rate=decay_rate,
-                       period_steps=decay_steps, staircase=staircase)
+    return exponential(
+        init_value=initial_learning_rate,
+        decay_rate=decay_rate,
+        period_steps=decay_steps,
+        staircase=staircase,
+    )
 
 
 def PiecewiseConstantDecay(
@@ -109,18 +117,22 @@ def PiecewiseConstantDecay(
     del name
     c = Checker("PiecewiseConstantDecay")
     if len(boundaries) != len(values) - 1:
-        c.fail(f"len(boundaries) must be len(values) - 1 (Keras's check), got "
-               f"boundaries={list(boundaries)!r}, values={list(values)!r}")
+        c.fail(
+            f"len(boundaries) must be len(values) - 1 (Keras's check), got "
+            f"boundaries={list(boundaries)!r}, values={list(values)!r}"
+        )
     return piecewise_constant(boundaries=boundaries, values=values, right=True)
 
 
-def _polynomial_cycle_law(step, *, initial_learning_rate, decay_steps, end_learning_rate, power,
-                          cycle):
+def _polynomial_cycle_law(
+    step, *, initial_learning_rate, decay_steps, end_learning_rate, power, cycle
+):
     del cycle  # always True: without it the constructor returns the native polynomial
     periods = jnp.where(step == 0, 1.0, jnp.ceil(step / decay_steps))
     p = safe_div(step, decay_steps * periods)
-    return (initial_learning_rate - end_learning_rate) * safe_pow(1.0 - p, power) + \
-        end_learning_rate
+    return (initial_learning_rate - end_learning_rate) * safe_pow(
+        1.0 - p, power
+    ) + end_learning_rate
 
 
 @register("keras.PolynomialDecay", _polynomial_cycle_law)
@@ -167,14 +179,25 @@ def PolynomialDecay(
     _decay_steps(c, "decay_steps", decay_steps)
     c.choice("cycle", cycle, (False, True))
     if not cycle:
-        return polynomial(init_value=initial_learning_rate, end_value=end_learning_rate,
-                          total_steps=decay_steps, power=power)
+        return polynomial(
+            init_value=initial_learning_rate,
+            end_value=end_learning_rate,
+            total_steps=decay_steps,
+            power=power,
+        )
     c.finite("initial_learning_rate", initial_learning_rate)
     c.finite("end_learning_rate", end_learning_rate)
     c.positive("power", power)
-    return make("keras.PolynomialDecay", dict(
-        initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
-        end_learning_rate=end_learning_rate, power=power), dict(cycle=True))
+    return make(
+        "keras.PolynomialDecay",
+        dict(
+            initial_learning_rate=initial_learning_rate,
+            decay_steps=decay_steps,
+            end_learning_rate=end_learning_rate,
+            power=power,
+        ),
+        dict(cycle=True),
+    )
 
 
 def InverseTimeDecay(
@@ -211,8 +234,12 @@ def InverseTimeDecay(
     del name
     c = Checker("InverseTimeDecay")
     _decay_steps(c, "decay_steps", decay_steps)
-    return inverse_time(init_value=initial_learning_rate, decay_rate=decay_rate,
-                        period_steps=decay_steps, staircase=staircase)
+    return inverse_time(
+        init_value=initial_learning_rate,
+        decay_rate=decay_rate,
+        period_steps=decay_steps,
+        staircase=staircase,
+    )
 
 
 def CosineDecay(
@@ -261,18 +288,23 @@ def CosineDecay(
     _decay_steps(c, "decay_steps", decay_steps)
     c.finite("alpha", alpha)
     if warmup_target is None:
-        return cosine(init_value=initial_learning_rate, total_steps=decay_steps,
-                      end_value=as_float(initial_learning_rate) * alpha)
+        return cosine(
+            init_value=initial_learning_rate,
+            total_steps=decay_steps,
+            end_value=as_float(initial_learning_rate) * alpha,
+        )
     c.finite("warmup_target", warmup_target)
     c.nonnegative("warmup_steps", warmup_steps)
-    return warmup_cosine(peak_value=warmup_target, warmup_steps=warmup_steps,
-                         total_steps=as_float(warmup_steps) + decay_steps,
-                         init_value=initial_learning_rate,
-                         end_value=as_float(warmup_target) * alpha)
+    return warmup_cosine(
+        peak_value=warmup_target,
+        warmup_steps=warmup_steps,
+        total_steps=as_float(warmup_steps) + decay_steps,
+        init_value=initial_learning_rate,
+        end_value=as_float(warmup_target) * alpha,
+    )
 
 
-def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mul, m_mul,
-                         alpha):
+def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mul, m_mul, alpha):
     flat = t_mul == 1.0
     tm = jnp.where(flat, 2.0, t_mul)  # keeps the geometric branch finite when it is not taken
 
@@ -280,8 +312,9 @@ def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mu
         return first_decay_steps * jnp.where(flat, i, safe_div(1.0 - tm**i, 1.0 - tm))
 
     fraction = step / first_decay_steps
-    guess = jnp.where(flat, jnp.floor(fraction),
-                      jnp.floor(jnp.log(1.0 - fraction * (1.0 - tm)) / jnp.log(tm)))
+    guess = jnp.where(
+        flat, jnp.floor(fraction), jnp.floor(jnp.log(1.0 - fraction * (1.0 - tm)) / jnp.log(tm))
+    )
     # Keras's float logarithm can land one cycle off exactly at a restart (log(8) / log(2) =
     # 2.9999999999999996 in float64 under jit); the exact cycle starts correct it.
     i = jnp.where(step < start(guess), guess - 1.0, guess)
@@ -343,6 +376,13 @@ def CosineDecayRestarts(
     c.positive("t_mul", t_mul)
     c.finite("m_mul", m_mul)
     c.finite("alpha", alpha)
-    return make("keras.CosineDecayRestarts", dict(
-        initial_learning_rate=initial_learning_rate, first_decay_steps=first_decay_steps,
-        t_mul=t_mul, m_mul=m_mul, alpha=alpha))
+    return make(
+        "keras.CosineDecayRestarts",
+        dict(
+            initial_learning_rate=initial_learning_rate,
+            first_decay_steps=first_decay_steps,
+            t_mul=t_mul,
+            m_mul=m_mul,
+            alpha=alpha,
+        ),
+    )

@@ -46,10 +46,23 @@ from jaxlr.schedules import (
 from jaxlr.transforms import reduce_on_plateau
 
 __all__ = [
-    "ChainedScheduler", "ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts",
-    "CyclicLR", "ExponentialLR", "LRAndMomentum", "LambdaLR", "LinearLR", "MultiStepLR",
-    "MultiplicativeLR", "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "SWALR",
-    "SequentialLR", "StepLR",
+    "ChainedScheduler",
+    "ConstantLR",
+    "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
+    "CyclicLR",
+    "ExponentialLR",
+    "LRAndMomentum",
+    "LambdaLR",
+    "LinearLR",
+    "MultiStepLR",
+    "MultiplicativeLR",
+    "OneCycleLR",
+    "PolynomialLR",
+    "ReduceLROnPlateau",
+    "SWALR",
+    "SequentialLR",
+    "StepLR",
 ]
 
 
@@ -64,8 +77,10 @@ def _peer_arguments(fn: Callable, name: str, kwargs: dict[str, Any]) -> dict[str
     unknown = sorted(set(kwargs) - set(sig.parameters))
     if unknown:
         Checker(name).fail(f"unknown arguments {unknown}; it takes {fn.__name__}'s arguments")
-    return {k: kwargs.get(k, p.default if p.default is not p.empty else None)
-            for k, p in sig.parameters.items()}
+    return {
+        k: kwargs.get(k, p.default if p.default is not p.empty else None)
+        for k, p in sig.parameters.items()
+    }
 
 
 class LRAndMomentum(NamedTuple):
@@ -349,8 +364,10 @@ def LinearLR(
     c.between("end_factor", end_factor, 0.0, 1.0)
     c.finite("total_iters", total_iters)
     _lr(c, lr)
-    return make("torch.LinearLR", dict(lr=lr, start_factor=start_factor, end_factor=end_factor,
-                                       total_iters=total_iters))
+    return make(
+        "torch.LinearLR",
+        dict(lr=lr, start_factor=start_factor, end_factor=end_factor, total_iters=total_iters),
+    )
 
 
 def _polynomial_law(step, *, lr, total_iters, power):
@@ -473,10 +490,10 @@ def CosineAnnealingWarmRestarts(
 # CyclicLR
 
 
-def _scaled_cycle_law(step, *, base_lr, max_lr, step_size_up, step_size_down, scale_fn,
-                      scale_mode):
-    h = cyclic(init_value=0.0, peak_value=1.0, up_steps=step_size_up,
-               down_steps=step_size_down)(step)
+def _scaled_cycle_law(step, *, base_lr, max_lr, step_size_up, step_size_down, scale_fn, scale_mode):
+    h = cyclic(init_value=0.0, peak_value=1.0, up_steps=step_size_up, down_steps=step_size_down)(
+        step
+    )
     total = step_size_up + step_size_down
     x = jnp.floor(1.0 + step / total) if scale_mode == "cycle" else step
     return base_lr + (max_lr - base_lr) * h * jnp.asarray(scale_fn(x), step.dtype)
@@ -553,11 +570,19 @@ def CyclicLR(
     c.finite("base_lr", base_lr)
     c.finite("max_lr", max_lr)
     if scale_fn is not None:
-        return make("torch.CyclicLR", dict(base_lr=base_lr, max_lr=max_lr,
-                                           step_size_up=step_size_up, step_size_down=down),
-                    dict(scale_fn=scale_fn, scale_mode=scale_mode))
-    return cyclic(init_value=base_lr, peak_value=max_lr, up_steps=step_size_up, down_steps=down,
-                  mode=mode, decay_rate=gamma)
+        return make(
+            "torch.CyclicLR",
+            dict(base_lr=base_lr, max_lr=max_lr, step_size_up=step_size_up, step_size_down=down),
+            dict(scale_fn=scale_fn, scale_mode=scale_mode),
+        )
+    return cyclic(
+        init_value=base_lr,
+        peak_value=max_lr,
+        up_steps=step_size_up,
+        down_steps=down,
+        mode=mode,
+        decay_rate=gamma,
+    )
 
 
 def _cyclic_lr_momentum(**kwargs: Any) -> Schedule:
@@ -619,8 +644,11 @@ def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, thr
     """Torch's one-cycle phases through the knot ``values`` (the LR's or the momentum's)."""
     t = jnp.minimum(step, total_steps)
     up = pct_start * total_steps
-    ends = [up - 1.0, 2.0 * up - 2.0, total_steps - 1.0] if three_phase else [
-        up - 1.0, total_steps - 1.0]
+    ends = (
+        [up - 1.0, 2.0 * up - 2.0, total_steps - 1.0]
+        if three_phase
+        else [up - 1.0, total_steps - 1.0]
+    )
     starts = [jnp.zeros_like(up), *ends[:-1]]
 
     def phase(i):
@@ -637,22 +665,33 @@ def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, thr
     return out
 
 
-def _one_cycle_law(step, *, max_lr, total_steps, pct_start, div_factor, final_div_factor,
-                   anneal_strategy, three_phase):
+def _one_cycle_law(
+    step,
+    *,
+    max_lr,
+    total_steps,
+    pct_start,
+    div_factor,
+    final_div_factor,
+    anneal_strategy,
+    three_phase,
+):
     start = max_lr / div_factor
     low = start / final_div_factor
     values = [start, max_lr, start, low] if three_phase else [start, max_lr, low]
     return _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase)
 
 
-def _one_cycle_momentum_law(step, *, total_steps, pct_start, base_momentum, max_momentum,
-                            anneal_strategy, three_phase):
+def _one_cycle_momentum_law(
+    step, *, total_steps, pct_start, base_momentum, max_momentum, anneal_strategy, three_phase
+):
     values = [max_momentum, base_momentum, max_momentum, max_momentum][: 4 if three_phase else 3]
     return _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase)
 
 
-def _check_one_cycle(c: Checker, total_steps, epochs, steps_per_epoch, pct_start,
-                     anneal_strategy, three_phase):
+def _check_one_cycle(
+    c: Checker, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy, three_phase
+):
     if total_steps is not None:
         integer(c, "total_steps", total_steps, minimum=1)
     elif epochs is not None and steps_per_epoch is not None:
@@ -660,15 +699,19 @@ def _check_one_cycle(c: Checker, total_steps, epochs, steps_per_epoch, pct_start
         integer(c, "steps_per_epoch", steps_per_epoch, minimum=1)
         total_steps = jnp.asarray(epochs) * jnp.asarray(steps_per_epoch)
     else:
-        c.fail("give total_steps, or epochs and steps_per_epoch (torch needs the cycle length), "
-               f"got total_steps=None, epochs={epochs!r}, steps_per_epoch={steps_per_epoch!r}")
+        c.fail(
+            "give total_steps, or epochs and steps_per_epoch (torch needs the cycle length), "
+            f"got total_steps=None, epochs={epochs!r}, steps_per_epoch={steps_per_epoch!r}"
+        )
     c.between("pct_start", pct_start, 0.0, 1.0)
     c.choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
     c.choice("three_phase", three_phase, (False, True))
     up, total = concrete(pct_start), concrete(total_steps)
     if up is not None and total is not None and float(up * total) == 1.0:
-        c.fail(f"pct_start * total_steps must not be 1 (torch's first phase would have length 0 "
-               f"and divide by zero), got pct_start={up.item()!r}, total_steps={total.item()!r}")
+        c.fail(
+            f"pct_start * total_steps must not be 1 (torch's first phase would have length 0 "
+            f"and divide by zero), got pct_start={up.item()!r}, total_steps={total.item()!r}"
+        )
     return total_steps
 
 
@@ -730,15 +773,23 @@ def OneCycleLR(
     """
     del cycle_momentum, base_momentum, max_momentum, lr
     c = Checker("OneCycleLR")
-    total = _check_one_cycle(c, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy,
-                             three_phase)
+    total = _check_one_cycle(
+        c, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy, three_phase
+    )
     c.finite("max_lr", max_lr)
     c.positive("div_factor", div_factor)
     c.positive("final_div_factor", final_div_factor)
-    return make("torch.OneCycleLR", dict(max_lr=max_lr, total_steps=total, pct_start=pct_start,
-                                         div_factor=div_factor,
-                                         final_div_factor=final_div_factor),
-                dict(anneal_strategy=anneal_strategy, three_phase=three_phase))
+    return make(
+        "torch.OneCycleLR",
+        dict(
+            max_lr=max_lr,
+            total_steps=total,
+            pct_start=pct_start,
+            div_factor=div_factor,
+            final_div_factor=final_div_factor,
+        ),
+        dict(anneal_strategy=anneal_strategy, three_phase=three_phase),
+    )
 
 
 @register("torch.OneCycleLR.momentum", _one_cycle_momentum_law)
@@ -759,16 +810,29 @@ def _one_cycle_lr_momentum(**kwargs: Any) -> Schedule:
     pct_start, anneal_strategy, three_phase = a["pct_start"], a["anneal_strategy"], a["three_phase"]
     base_momentum, max_momentum = a["base_momentum"], a["max_momentum"]
     c = Checker("OneCycleLR.momentum")
-    total = _check_one_cycle(c, a["total_steps"], a["epochs"], a["steps_per_epoch"], pct_start,
-                             anneal_strategy, three_phase)
+    total = _check_one_cycle(
+        c,
+        a["total_steps"],
+        a["epochs"],
+        a["steps_per_epoch"],
+        pct_start,
+        anneal_strategy,
+        three_phase,
+    )
     c.finite("base_momentum", base_momentum)
     c.finite("max_momentum", max_momentum)
     if not a["cycle_momentum"]:
         return constant(value=max_momentum)
-    return make("torch.OneCycleLR.momentum",
-                dict(total_steps=total, pct_start=pct_start, base_momentum=base_momentum,
-                     max_momentum=max_momentum),
-                dict(anneal_strategy=anneal_strategy, three_phase=three_phase))
+    return make(
+        "torch.OneCycleLR.momentum",
+        dict(
+            total_steps=total,
+            pct_start=pct_start,
+            base_momentum=base_momentum,
+            max_momentum=max_momentum,
+        ),
+        dict(anneal_strategy=anneal_strategy, three_phase=three_phase),
+    )
 
 
 OneCycleLR.momentum = _one_cycle_lr_momentum
@@ -797,7 +861,10 @@ OneCycleLR.with_momentum = _one_cycle_lr_with_momentum
 
 
 def SWALR(
-    *, swa_lr: ArrayLike, anneal_epochs: ArrayLike = 10, anneal_strategy: str = "cos",
+    *,
+    swa_lr: ArrayLike,
+    anneal_epochs: ArrayLike = 10,
+    anneal_strategy: str = "cos",
     lr: ArrayLike,
 ) -> Schedule:
     r"""Anneal from ``lr`` to ``swa_lr`` (``torch.optim.swa_utils.SWALR``): native
@@ -833,8 +900,12 @@ def SWALR(
     c.choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
     c.finite("swa_lr", swa_lr)
     _lr(c, lr)
-    return swa(init_value=lr, swa_value=swa_lr, anneal_steps=anneal_epochs,
-               shape="cosine" if anneal_strategy == "cos" else "linear")
+    return swa(
+        init_value=lr,
+        swa_value=swa_lr,
+        anneal_steps=anneal_epochs,
+        shape="cosine" if anneal_strategy == "cos" else "linear",
+    )
 
 
 def SequentialLR(
@@ -874,22 +945,34 @@ def SequentialLR(
         c.fail("schedulers must hold at least one scheduler, got 0")
     m = jnp.asarray(milestones, dtype=float).reshape(-1)
     if m.shape[0] != len(schedulers) - 1:
-        c.fail(f"len(milestones) must be len(schedulers) - 1 = {len(schedulers) - 1}, got "
-               f"milestones={list(milestones)!r}")
+        c.fail(
+            f"len(milestones) must be len(schedulers) - 1 = {len(schedulers) - 1}, got "
+            f"milestones={list(milestones)!r}"
+        )
     for i, s in enumerate(schedulers):
         if not isinstance(s, Schedule):
             c.fail(f"schedulers[{i}] must be a jaxlr schedule, got {s!r}")
         if i > 0 and s.name == "torch.MultiplicativeLR":
-            c.fail(f"schedulers[{i}] is a MultiplicativeLR, which torch restarts from the "
-                   "previous schedule's LR; put it first or use LambdaLR")
+            c.fail(
+                f"schedulers[{i}] is a MultiplicativeLR, which torch restarts from the "
+                "previous schedule's LR; put it first or use LambdaLR"
+            )
     integer(c, "milestones", m, minimum=0)
     if len(schedulers) == 1:
         return schedulers[0]
     return join(schedulers, boundaries=m)
 
 
-_FACTOR_SCHEDULES = ("step", "multistep", "constant", "exponential", "torch.ConstantLR",
-                     "torch.LinearLR", "torch.PolynomialLR", "torch.MultiplicativeLR")
+_FACTOR_SCHEDULES = (
+    "step",
+    "multistep",
+    "constant",
+    "exponential",
+    "torch.ConstantLR",
+    "torch.LinearLR",
+    "torch.PolynomialLR",
+    "torch.MultiplicativeLR",
+)
 
 
 def ChainedScheduler(*, schedulers: Sequence[Schedule], lr: ArrayLike) -> Schedule:
@@ -928,10 +1011,12 @@ def ChainedScheduler(*, schedulers: Sequence[Schedule], lr: ArrayLike) -> Schedu
         c.fail("schedulers must hold at least one scheduler, got 0")
     for i, s in enumerate(schedulers):
         if not (isinstance(s, Schedule) and s.name in _FACTOR_SCHEDULES):
-            c.fail(f"schedulers[{i}] must be a scheduler whose step multiplies the LR (StepLR, "
-                   "MultiStepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, "
-                   "MultiplicativeLR); torch's chain of the others depends on their order, "
-                   f"got {s!r}")
+            c.fail(
+                f"schedulers[{i}] must be a scheduler whose step multiplies the LR (StepLR, "
+                "MultiStepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, "
+                "MultiplicativeLR); torch's chain of the others depends on their order, "
+                f"got {s!r}"
+            )
     _lr(c, lr)
     if len(schedulers) == 1:
         return schedulers[0]
@@ -1027,11 +1112,24 @@ def ReduceLROnPlateau(
     if f is not None and bool((f >= 1.0).any()):
         c.fail(f"factor must be < 1.0 (torch's check), got factor={f.tolist()!r}")
     _lr(c, lr)
-    for name, v in (("patience", patience), ("threshold", threshold), ("cooldown", cooldown),
-                    ("min_lr", min_lr), ("eps", eps)):
+    for name, v in (
+        ("patience", patience),
+        ("threshold", threshold),
+        ("cooldown", cooldown),
+        ("min_lr", min_lr),
+        ("eps", eps),
+    ):
         c.number(name, v)
     return reduce_on_plateau(
-        factor=factor, patience=patience, threshold=threshold,
-        threshold_mode="signed_rel" if threshold_mode == "rel" else "abs", mode=mode,
-        cooldown=cooldown, min_value=min_lr, init_value=lr, steps_per_epoch=steps_per_epoch,
-        observe_in_update=observe_in_update, min_decrease=eps)
+        factor=factor,
+        patience=patience,
+        threshold=threshold,
+        threshold_mode="signed_rel" if threshold_mode == "rel" else "abs",
+        mode=mode,
+        cooldown=cooldown,
+        min_value=min_lr,
+        init_value=lr,
+        steps_per_epoch=steps_per_epoch,
+        observe_in_update=observe_in_update,
+        min_decrease=eps,
+    )

@@ -26,10 +26,14 @@ from jaxlr.schedules import (
 )
 
 __all__ = [
-    "get_constant_schedule", "get_constant_schedule_with_warmup",
-    "get_cosine_schedule_with_warmup", "get_cosine_with_hard_restarts_schedule_with_warmup",
-    "get_cosine_with_min_lr_schedule_with_warmup", "get_inverse_sqrt_schedule",
-    "get_linear_schedule_with_warmup", "get_polynomial_decay_schedule_with_warmup",
+    "get_constant_schedule",
+    "get_constant_schedule_with_warmup",
+    "get_cosine_schedule_with_warmup",
+    "get_cosine_with_hard_restarts_schedule_with_warmup",
+    "get_cosine_with_min_lr_schedule_with_warmup",
+    "get_inverse_sqrt_schedule",
+    "get_linear_schedule_with_warmup",
+    "get_polynomial_decay_schedule_with_warmup",
     "get_wsd_schedule",
 ]
 
@@ -42,11 +46,16 @@ def _check_lengths(c: Checker, num_warmup_steps, num_training_steps, *, strict=F
     c.nonnegative("num_warmup_steps", num_warmup_steps)
     c.nonnegative("num_training_steps", num_training_steps)
     w, t = concrete(num_warmup_steps), concrete(num_training_steps)
-    if w is not None and t is not None and (bool((t <= w).any()) if strict else
-                                            bool((t < w).any())):
+    if (
+        w is not None
+        and t is not None
+        and (bool((t <= w).any()) if strict else bool((t < w).any()))
+    ):
         rel = ">" if strict else ">="
-        c.fail(f"num_training_steps must be {rel} num_warmup_steps, got num_training_steps="
-               f"{t.tolist()!r}, num_warmup_steps={w.tolist()!r}")
+        c.fail(
+            f"num_training_steps must be {rel} num_warmup_steps, got num_training_steps="
+            f"{t.tolist()!r}, num_warmup_steps={w.tolist()!r}"
+        )
 
 
 def get_constant_schedule(*, lr: ArrayLike) -> Schedule:
@@ -122,8 +131,9 @@ def get_linear_schedule_with_warmup(
     c = Checker("get_linear_schedule_with_warmup")
     _check_lengths(c, num_warmup_steps, num_training_steps)
     decay = as_float(num_training_steps) - num_warmup_steps
-    return warmup(linear(init_value=lr, end_value=0.0, total_steps=decay),
-                  warmup_steps=num_warmup_steps)
+    return warmup(
+        linear(init_value=lr, end_value=0.0, total_steps=decay), warmup_steps=num_warmup_steps
+    )
 
 
 def _cosine_law(step, *, lr, num_warmup_steps, num_training_steps, num_cycles, min_lr_rate):
@@ -138,10 +148,16 @@ def _cosine(c: Checker, lr, num_warmup_steps, num_training_steps, num_cycles, mi
     c.finite("num_cycles", num_cycles)
     c.finite("min_lr_rate", min_lr_rate)
     c.finite("lr", lr)
-    return make("transformers.get_cosine_with_min_lr_schedule_with_warmup",
-                dict(lr=lr, num_warmup_steps=num_warmup_steps,
-                     num_training_steps=num_training_steps, num_cycles=num_cycles,
-                     min_lr_rate=min_lr_rate))
+    return make(
+        "transformers.get_cosine_with_min_lr_schedule_with_warmup",
+        dict(
+            lr=lr,
+            num_warmup_steps=num_warmup_steps,
+            num_training_steps=num_training_steps,
+            num_cycles=num_cycles,
+            min_lr_rate=min_lr_rate,
+        ),
+    )
 
 
 def get_cosine_schedule_with_warmup(
@@ -223,8 +239,10 @@ def get_cosine_with_min_lr_schedule_with_warmup(
     """
     c = Checker("get_cosine_with_min_lr_schedule_with_warmup")
     if (min_lr is None) == (min_lr_rate is None):
-        c.fail(f"give exactly one of min_lr and min_lr_rate, got min_lr={min_lr!r}, "
-               f"min_lr_rate={min_lr_rate!r}")
+        c.fail(
+            f"give exactly one of min_lr and min_lr_rate, got min_lr={min_lr!r}, "
+            f"min_lr_rate={min_lr_rate!r}"
+        )
     if min_lr is not None:
         c.finite("min_lr", min_lr)
         min_lr_rate = as_float(min_lr) / lr
@@ -277,9 +295,15 @@ def get_cosine_with_hard_restarts_schedule_with_warmup(
     _check_lengths(c, num_warmup_steps, num_training_steps)
     c.finite("num_cycles", num_cycles)
     c.finite("lr", lr)
-    return make("transformers.get_cosine_with_hard_restarts_schedule_with_warmup",
-                dict(lr=lr, num_warmup_steps=num_warmup_steps,
-                     num_training_steps=num_training_steps, num_cycles=num_cycles))
+    return make(
+        "transformers.get_cosine_with_hard_restarts_schedule_with_warmup",
+        dict(
+            lr=lr,
+            num_warmup_steps=num_warmup_steps,
+            num_training_steps=num_training_steps,
+            num_cycles=num_cycles,
+        ),
+    )
 
 
 def get_polynomial_decay_schedule_with_warmup(
@@ -322,11 +346,15 @@ def get_polynomial_decay_schedule_with_warmup(
     c.finite("lr_end", lr_end)
     a, b = concrete(lr), concrete(lr_end)
     if a is not None and b is not None and not bool((a > b).all()):
-        c.fail(f"lr_end must be smaller than lr (Hugging Face's check), got lr_end={b.tolist()!r},"
-               f" lr={a.tolist()!r}")
+        c.fail(
+            f"lr_end must be smaller than lr (Hugging Face's check), got lr_end={b.tolist()!r},"
+            f" lr={a.tolist()!r}"
+        )
     decay = as_float(num_training_steps) - num_warmup_steps
-    return warmup(polynomial(init_value=lr, end_value=lr_end, total_steps=decay, power=power),
-                  warmup_steps=num_warmup_steps)
+    return warmup(
+        polynomial(init_value=lr, end_value=lr_end, total_steps=decay, power=power),
+        warmup_steps=num_warmup_steps,
+    )
 
 
 def get_inverse_sqrt_schedule(
@@ -365,22 +393,36 @@ def get_inverse_sqrt_schedule(
 _WSD_SHAPES = ("linear", "cosine", "1-sqrt")
 
 
-def _wsd_law(step, *, lr, num_warmup_steps, num_stable_steps, num_decay_steps, min_lr_ratio,
-             num_cycles, warmup_type, decay_type):
+def _wsd_law(
+    step,
+    *,
+    lr,
+    num_warmup_steps,
+    num_stable_steps,
+    num_decay_steps,
+    min_lr_ratio,
+    num_cycles,
+    warmup_type,
+    decay_type,
+):
     m = min_lr_ratio
     p = _ramp(step, num_warmup_steps)
     rise = {"linear": p, "cosine": 1.0 - half_cosine(p, 1.0), "1-sqrt": 1.0 - safe_sqrt(1.0 - p)}
     start = num_warmup_steps + num_stable_steps
     length = jnp.maximum(num_decay_steps, 1.0)
     q = (step - start) / length
-    fall = {"linear": 1.0 - q,
-            "cosine": half_cosine(2.0 * num_cycles * (step - start), length),
-            "1-sqrt": 1.0 - safe_sqrt(q)}
-    out = jnp.where(step < start + num_decay_steps,
-                    jnp.maximum(fall[decay_type] * (1.0 - m) + m, 0.0), m)
+    fall = {
+        "linear": 1.0 - q,
+        "cosine": half_cosine(2.0 * num_cycles * (step - start), length),
+        "1-sqrt": 1.0 - safe_sqrt(q),
+    }
+    out = jnp.where(
+        step < start + num_decay_steps, jnp.maximum(fall[decay_type] * (1.0 - m) + m, 0.0), m
+    )
     out = jnp.where(step < start, 1.0, out)
-    out = jnp.where(step < num_warmup_steps, jnp.maximum(rise[warmup_type] * (1.0 - m) + m, 0.0),
-                    out)
+    out = jnp.where(
+        step < num_warmup_steps, jnp.maximum(rise[warmup_type] * (1.0 - m) + m, 0.0), out
+    )
     return lr * out
 
 
@@ -444,8 +486,15 @@ def get_wsd_schedule(
     c.finite("min_lr_ratio", min_lr_ratio)
     c.finite("num_cycles", num_cycles)
     c.finite("lr", lr)
-    return make("transformers.get_wsd_schedule", dict(lr=lr, num_warmup_steps=num_warmup_steps,
-                               num_stable_steps=num_stable_steps,
-                               num_decay_steps=num_decay_steps, min_lr_ratio=min_lr_ratio,
-                               num_cycles=num_cycles),
-                dict(warmup_type=warmup_type, decay_type=decay_type))
+    return make(
+        "transformers.get_wsd_schedule",
+        dict(
+            lr=lr,
+            num_warmup_steps=num_warmup_steps,
+            num_stable_steps=num_stable_steps,
+            num_decay_steps=num_decay_steps,
+            min_lr_ratio=min_lr_ratio,
+            num_cycles=num_cycles,
+        ),
+        dict(warmup_type=warmup_type, decay_type=decay_type),
+    )

@@ -28,7 +28,10 @@ def _warmup(step, *, schedule, warmup_steps, init_value, shape):
 
 @register("warmup", _warmup)
 def warmup(
-    schedule: Schedule, *, warmup_steps: ArrayLike, init_value: ArrayLike = 0.0,
+    schedule: Schedule,
+    *,
+    warmup_steps: ArrayLike,
+    init_value: ArrayLike = 0.0,
     shape: str = "linear",
 ) -> Schedule:
     r"""Prepends a warmup to any schedule, which then runs on its own local time.
@@ -60,8 +63,11 @@ def warmup(
     c.nonnegative("warmup_steps", warmup_steps)
     c.finite("init_value", init_value)
     c.choice("shape", shape, ("linear", "cosine", "1-sqrt"))
-    return make("warmup", dict(schedule=schedule, warmup_steps=warmup_steps,
-                               init_value=init_value), dict(shape=shape))
+    return make(
+        "warmup",
+        dict(schedule=schedule, warmup_steps=warmup_steps, init_value=init_value),
+        dict(shape=shape),
+    )
 
 
 def _join(step, *, schedules, boundaries):
@@ -109,8 +115,10 @@ def join(schedules: Sequence[Schedule], *, boundaries: ArrayLike) -> Schedule:
     c.nonnegative("boundaries", boundaries)
     c.sorted("boundaries", boundaries)
     if b is not None and b.shape[0] != len(schedules) - 1:
-        c.fail(f"boundaries must have len(schedules) - 1 = {len(schedules) - 1} entries, "
-               f"got boundaries={b.tolist()}")
+        c.fail(
+            f"boundaries must have len(schedules) - 1 = {len(schedules) - 1} entries, "
+            f"got boundaries={b.tolist()}"
+        )
     return make("join", dict(schedules=schedules, boundaries=boundaries))
 
 
@@ -343,9 +351,13 @@ def noise(
         c.fail(f"pct must be in (0, 1), got pct={pct!r}")
     c.positive("std", std)
     c.choice("distribution", distribution, ("normal", "uniform"))
-    return make("noise", dict(schedule=schedule, key=key, start_step=start_step,
-                              end_step=end_step, pct=pct, std=std),
-                dict(distribution=distribution))
+    return make(
+        "noise",
+        dict(
+            schedule=schedule, key=key, start_step=start_step, end_step=end_step, pct=pct, std=std
+        ),
+        dict(distribution=distribution),
+    )
 
 
 def _key_data(c: Checker, key) -> jax.Array:
@@ -358,8 +370,12 @@ def _key_data(c: Checker, key) -> jax.Array:
         return key
     a = concrete(key) if not isinstance(key, (str, bytes)) else None
     # one key's uint32 words: 2 (threefry, the default) or 4 (rbg); a config holds them as ints
-    ok = (a is not None and a.shape in ((2,), (4,)) and np.issubdtype(a.dtype, np.integer)
-          and bool(np.all((a >= 0) & (a < 2**32))))
+    ok = (
+        a is not None
+        and a.shape in ((2,), (4,))
+        and np.issubdtype(a.dtype, np.integer)
+        and bool(np.all((a >= 0) & (a < 2**32)))
+    )
     if not ok:
         c.fail(f"key must be a PRNG key (jax.random.key or jax.random.PRNGKey), got key={key!r}")
     return jnp.asarray(np.asarray(a, np.uint32))
@@ -414,8 +430,6 @@ def select(index: ArrayLike, schedules: Sequence[Schedule]) -> Schedule:
     for i, s in enumerate(schedules):
         _schedule_arg(c, f"schedules[{i}]", s)
     a = c.finite("index", index)
-    if a is not None and not bool(
-        np.all((a == np.round(a)) & (a >= 0) & (a < len(schedules)))
-    ):
+    if a is not None and not bool(np.all((a == np.round(a)) & (a >= 0) & (a < len(schedules)))):
         c.fail(f"index must be an integer in [0, {len(schedules)}), got index={index!r}")
     return make("select", dict(index=index, schedules=schedules))

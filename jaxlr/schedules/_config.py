@@ -65,12 +65,15 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
         if isinstance(v, (jax.Array, np.ndarray)):
             return _plain(np.asarray(v))
         if callable(v):
-            raise ValueError(f"to_config: {schedule.name}'s {k}={v!r} is a function, which a "
-                             f"config cannot hold")
+            raise ValueError(
+                f"to_config: {schedule.name}'s {k}={v!r} is a function, which a config cannot hold"
+            )
         return v
 
-    return {"name": schedule.name,
-            "args": {k: enc(k, v) for k, v in schedule.hyperparameters.items()}}
+    return {
+        "name": schedule.name,
+        "args": {k: enc(k, v) for k, v in schedule.hyperparameters.items()},
+    }
 
 
 def from_config(config: Mapping[str, Any] | str) -> Schedule:
@@ -116,14 +119,17 @@ def _decode(config: Any, depth: int) -> Schedule:
     if depth > _MAX_DEPTH:
         raise ValueError(f"from_config: configs nest at most {_MAX_DEPTH} schedules deep")
     if not isinstance(config, Mapping) or set(config) - {"name", "args"} or "name" not in config:
-        raise ValueError(f"from_config: a config is a dict with keys 'name' and 'args', got "
-                         f"{_short(config)}")
+        raise ValueError(
+            f"from_config: a config is a dict with keys 'name' and 'args', got {_short(config)}"
+        )
     name, args = config["name"], config.get("args", {})
     if not isinstance(name, str):
         raise ValueError(f"from_config: 'name' must be a string, got name={_short(name)}")
     if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
-        raise ValueError(f"from_config: 'args' of {name!r} must be a dict of argument names to "
-                         f"values, got args={_short(args)}")
+        raise ValueError(
+            f"from_config: 'args' of {name!r} must be a dict of argument names to "
+            f"values, got args={_short(args)}"
+        )
 
     def dec(v: Any) -> Any:
         if _is_config(v):
@@ -144,8 +150,11 @@ def _short(v: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def parse(expression: str, *, lookup: Callable[[str], Callable[..., Schedule]] | None = None,
-          ) -> Schedule:
+def parse(
+    expression: str,
+    *,
+    lookup: Callable[[str], Callable[..., Schedule]] | None = None,
+) -> Schedule:
     """Builds a schedule from a Python-like expression, as the CLI takes it.
 
     Only calls of registered schedule names (``cosine``, the compat laws' dotted names such as
@@ -179,18 +188,22 @@ def parse(expression: str, *, lookup: Callable[[str], Callable[..., Schedule]] |
     except (SyntaxError, RecursionError, MemoryError, ValueError) as e:
         msg = getattr(e, "msg", None) or type(e).__name__
         raise ValueError(
-            f"parse: not a schedule expression: {_short(expression)} ({msg})") from None
+            f"parse: not a schedule expression: {_short(expression)} ({msg})"
+        ) from None
 
     def callee(fn: ast.AST):
         dotted = _dotted(fn)
-        if dotted is not None and dotted.startswith("presets.") and (
-                dotted[len("presets."):] in presets.__all__):
-            return getattr(presets, dotted[len("presets."):])
+        if (
+            dotted is not None
+            and dotted.startswith("presets.")
+            and (dotted[len("presets.") :] in presets.__all__)
+        ):
+            return getattr(presets, dotted[len("presets.") :])
         if dotted is not None:
             for prefix in ("jaxlr.schedules.", "jaxlr.compat.", ""):
                 if dotted.startswith(prefix):
                     try:
-                        return constructor(dotted[len(prefix):])
+                        return constructor(dotted[len(prefix) :])
                     except ValueError:
                         pass
             if lookup is not None and "." in dotted:
@@ -207,8 +220,9 @@ def parse(expression: str, *, lookup: Callable[[str], Callable[..., Schedule]] |
                 if k.arg is None:
                     raise ValueError(f"parse: **kwargs are not allowed in {_short(expression)}")
                 if k.arg in seen:
-                    raise ValueError(f"parse: keyword {k.arg!r} repeated in "
-                                     f"{ast.unparse(node.func)}(...)")
+                    raise ValueError(
+                        f"parse: keyword {k.arg!r} repeated in {ast.unparse(node.func)}(...)"
+                    )
                 seen.add(k.arg)
             args = [ev(a, depth + 1) for a in node.args]
             kwargs = {k.arg: ev(k.value, depth + 1) for k in node.keywords}
@@ -223,10 +237,13 @@ def parse(expression: str, *, lookup: Callable[[str], Callable[..., Schedule]] |
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return -value if isinstance(node.op, ast.USub) else value
         if isinstance(node, ast.Constant) and (
-                node.value is None or isinstance(node.value, (bool, int, float, str))):
+            node.value is None or isinstance(node.value, (bool, int, float, str))
+        ):
             return node.value
-        raise ValueError(f"parse: only numbers, strings, bools, lists and schedule calls are "
-                         f"allowed, got {ast.unparse(node)!r}")
+        raise ValueError(
+            f"parse: only numbers, strings, bools, lists and schedule calls are "
+            f"allowed, got {ast.unparse(node)!r}"
+        )
 
     try:
         result = ev(tree.body, 0)

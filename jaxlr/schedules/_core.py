@@ -159,7 +159,8 @@ class Schedule:
             return self.to_config() == other.to_config()
         except ValueError:  # a callable argument (LambdaLR): same structure, equal leaves
             return jax.tree.structure(self) == jax.tree.structure(other) and all(
-                np.array_equal(a, b) for a, b in zip(leaves, others))
+                np.array_equal(a, b) for a, b in zip(leaves, others)
+            )
 
     def __hash__(self) -> int:
         # Equal schedules share a structure, so hashing the structure is consistent with ==;
@@ -199,21 +200,36 @@ def _class_name(name: str) -> str:
 def _family_class(name: str, law: Callable[..., jax.Array]) -> type[Schedule]:
     params = [p for p in inspect.signature(law).parameters.values() if p.kind is p.KEYWORD_ONLY]
     fields = [
-        (p.name, Any, dataclasses.field(
-            default=dataclasses.MISSING if p.default is p.empty else p.default, kw_only=True))
+        (
+            p.name,
+            Any,
+            dataclasses.field(
+                default=dataclasses.MISSING if p.default is p.empty else p.default, kw_only=True
+            ),
+        )
         for p in params
     ]
     cls = dataclasses.make_dataclass(
-        _class_name(name), fields, bases=(Schedule,), frozen=True, eq=False, repr=False,
-        namespace={"name": name, "law": staticmethod(law), "__module__": law.__module__,
-                   "__doc__": f"The ``{name}`` schedule (see its constructor)."},
+        _class_name(name),
+        fields,
+        bases=(Schedule,),
+        frozen=True,
+        eq=False,
+        repr=False,
+        namespace={
+            "name": name,
+            "law": staticmethod(law),
+            "__module__": law.__module__,
+            "__doc__": f"The ``{name}`` schedule (see its constructor).",
+        },
     )
     cls.__hash__ = Schedule.__hash__
     module = sys.modules.get(law.__module__)
     if module is not None and not hasattr(module, cls.__name__):
         setattr(module, cls.__name__, cls)  # pickle finds classes by module and name
     jax.tree_util.register_pytree_with_keys(
-        cls, _flatten_with_keys, functools.partial(_unflatten, cls), _flatten)
+        cls, _flatten_with_keys, functools.partial(_unflatten, cls), _flatten
+    )
     return cls
 
 
@@ -244,8 +260,10 @@ def _unexpected(name: str, fn: Callable, kwargs: Mapping[str, Any]) -> None:
             hint = _peer_hint(k)
             if hint:
                 hints.append(hint)
-    raise TypeError(f"{name}: unexpected argument(s) {unknown}; it takes "
-                    f"{list(sig.parameters)}" + "".join(f"; {h}" for h in hints))
+    raise TypeError(
+        f"{name}: unexpected argument(s) {unknown}; it takes "
+        f"{list(sig.parameters)}" + "".join(f"; {h}" for h in hints)
+    )
 
 
 def _peer_hint(arg: str) -> str | None:
@@ -258,8 +276,9 @@ def _peer_hint(arg: str) -> str | None:
         return f"{arg} is {peers}'s name; {what}{tail}"
     native = OPTAX_NAMES.get(arg)
     if native is not None:
-        return f"{arg} is Optax's name; " + (f"jaxlr calls it {native}" if native.isidentifier()
-                                             else native.rstrip("."))
+        return f"{arg} is Optax's name; " + (
+            f"jaxlr calls it {native}" if native.isidentifier() else native.rstrip(".")
+        )
     return None
 
 
@@ -336,7 +355,8 @@ def make(name: str, params: Mapping[str, Any], static: Mapping[str, Any] = ()) -
                 raise ValueError(
                     f"{name}: {k} must be a scalar, got an array of shape {np.shape(leaf)}: "
                     f"{k}={_show(leaf)} (to sweep, stack built schedules with jaxlr.sweep.stack "
-                    f"or build them inside jax.vmap)")
+                    f"or build them inside jax.vmap)"
+                )
         leaves[k] = leaf
     return cls(**leaves, **dict(static))
 
@@ -347,8 +367,12 @@ def _leaf(v: Any, *, raw: bool = False) -> Any:
     if isinstance(v, (tuple, list)) and v and all(isinstance(x, Schedule) for x in v):
         return tuple(v)
     dtype = getattr(v, "dtype", None)
-    if raw and dtype is not None and (
-        jnp.issubdtype(dtype, jnp.unsignedinteger) or jnp.issubdtype(dtype, jax.dtypes.prng_key)
+    if (
+        raw
+        and dtype is not None
+        and (
+            jnp.issubdtype(dtype, jnp.unsignedinteger) or jnp.issubdtype(dtype, jax.dtypes.prng_key)
+        )
     ):
         return v  # PRNG key data keeps its dtype
     return as_float(v)

@@ -71,7 +71,10 @@ def _linear(step, *, init_value, end_value, total_steps, begin_steps):
 
 @register("linear", _linear)
 def linear(
-    *, init_value: ArrayLike, end_value: ArrayLike, total_steps: ArrayLike,
+    *,
+    init_value: ArrayLike,
+    end_value: ArrayLike,
+    total_steps: ArrayLike,
     begin_steps: ArrayLike = 0,
 ) -> Schedule:
     r"""Linear from ``init_value`` to ``end_value`` over ``[begin_steps, total_steps]``.
@@ -106,8 +109,15 @@ def linear(
     c.nonnegative("total_steps", total_steps)
     c.nonnegative("begin_steps", begin_steps)
     c.not_greater("begin_steps", begin_steps, "total_steps", total_steps)
-    return make("linear", dict(init_value=init_value, end_value=end_value,
-                               total_steps=total_steps, begin_steps=begin_steps))
+    return make(
+        "linear",
+        dict(
+            init_value=init_value,
+            end_value=end_value,
+            total_steps=total_steps,
+            begin_steps=begin_steps,
+        ),
+    )
 
 
 def _polynomial(step, *, init_value, end_value, total_steps, power, begin_steps):
@@ -159,8 +169,16 @@ def polynomial(
     c.positive("power", power)
     c.nonnegative("begin_steps", begin_steps)
     c.not_greater("begin_steps", begin_steps, "total_steps", total_steps)
-    return make("polynomial", dict(init_value=init_value, end_value=end_value,
-                                   total_steps=total_steps, power=power, begin_steps=begin_steps))
+    return make(
+        "polynomial",
+        dict(
+            init_value=init_value,
+            end_value=end_value,
+            total_steps=total_steps,
+            power=power,
+            begin_steps=begin_steps,
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,13 +197,15 @@ def _exponent(step, begin_steps, period_steps, staircase):
     return jnp.floor(e) if staircase else e
 
 
-def _exponential(step, *, init_value, decay_rate, period_steps, begin_steps, staircase,
-                 end_value=None):
+def _exponential(
+    step, *, init_value, decay_rate, period_steps, begin_steps, staircase, end_value=None
+):
     factor = power_of(decay_rate, _exponent(step, begin_steps, period_steps, staircase))
     value = saturate(init_value * factor)
     if end_value is not None:
-        value = jnp.where(decay_rate < 1.0, jnp.maximum(value, end_value),
-                          jnp.minimum(value, end_value))
+        value = jnp.where(
+            decay_rate < 1.0, jnp.maximum(value, end_value), jnp.minimum(value, end_value)
+        )
     return value
 
 
@@ -240,8 +260,12 @@ def exponential(
     c.positive("period_steps", period_steps)
     c.nonnegative("begin_steps", begin_steps)
     c.flag("staircase", staircase)
-    params = dict(init_value=init_value, decay_rate=decay_rate,
-                  period_steps=period_steps, begin_steps=begin_steps)
+    params = dict(
+        init_value=init_value,
+        decay_rate=decay_rate,
+        period_steps=period_steps,
+        begin_steps=begin_steps,
+    )
     if end_value is not None:
         c.finite("end_value", end_value)
         params["end_value"] = end_value
@@ -294,8 +318,11 @@ def inverse_time(
     c.nonnegative("decay_rate", decay_rate)
     c.positive("period_steps", period_steps)
     c.flag("staircase", staircase)
-    return make("inverse_time", dict(init_value=init_value, decay_rate=decay_rate,
-                                     period_steps=period_steps), dict(staircase=staircase))
+    return make(
+        "inverse_time",
+        dict(init_value=init_value, decay_rate=decay_rate, period_steps=period_steps),
+        dict(staircase=staircase),
+    )
 
 
 def _step(step, *, init_value, period_steps, decay_rate):
@@ -334,8 +361,9 @@ def step(*, init_value: ArrayLike, period_steps: ArrayLike, decay_rate: ArrayLik
     c.finite("init_value", init_value)
     c.positive("period_steps", period_steps)
     c.positive("decay_rate", decay_rate)
-    return make("step", dict(init_value=init_value, period_steps=period_steps,
-                             decay_rate=decay_rate))
+    return make(
+        "step", dict(init_value=init_value, period_steps=period_steps, decay_rate=decay_rate)
+    )
 
 
 def _multistep(step, *, init_value, boundaries, decay_rate):
@@ -382,8 +410,9 @@ def multistep(
     r = c.positive("decay_rate", decay_rate)
     if b is not None and r is not None and r.ndim > 0:
         c.same_length("boundaries", b, "decay_rate", r)
-    return make("multistep", dict(init_value=init_value, boundaries=boundaries,
-                                  decay_rate=decay_rate))
+    return make(
+        "multistep", dict(init_value=init_value, boundaries=boundaries, decay_rate=decay_rate)
+    )
 
 
 def _piecewise_constant(step, *, boundaries, values, right):
@@ -428,8 +457,7 @@ def piecewise_constant(
     if b is not None and v is not None:
         c.same_length("boundaries", b, "values", v, offset=1)
     c.flag("right", right)
-    return make("piecewise_constant", dict(boundaries=boundaries, values=values),
-                dict(right=right))
+    return make("piecewise_constant", dict(boundaries=boundaries, values=values), dict(right=right))
 
 
 def _piecewise_interpolate(step, *, boundaries, values, shape):
@@ -481,8 +509,9 @@ def piecewise_interpolate(
     c.choice("shape", shape, SHAPES)
     if shape in POSITIVE_SHAPES:
         c.positive("values", values)
-    return make("piecewise_interpolate", dict(boundaries=boundaries, values=values),
-                dict(shape=shape))
+    return make(
+        "piecewise_interpolate", dict(boundaries=boundaries, values=values), dict(shape=shape)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,9 +582,16 @@ def inverse_sqrt(
         c.positive("timescale (default: warmup_steps)", timescale)
     else:
         c.positive("timescale", timescale)
-    return make("inverse_sqrt", dict(peak_value=peak_value, warmup_steps=warmup_steps,
-                                     timescale=timescale, init_value=init_value),
-                dict(warmup_shape=warmup_shape))
+    return make(
+        "inverse_sqrt",
+        dict(
+            peak_value=peak_value,
+            warmup_steps=warmup_steps,
+            timescale=timescale,
+            init_value=init_value,
+        ),
+        dict(warmup_shape=warmup_shape),
+    )
 
 
 def _noam(step, *, d_model, warmup_steps, scale):
@@ -650,16 +686,22 @@ def cosine(
     c.finite("end_value", end_value)
     c.positive("power", power)
     c.positive("k", k)
-    return make("cosine", dict(init_value=init_value, total_steps=total_steps, end_value=end_value,
-                               power=power, k=k))
+    return make(
+        "cosine",
+        dict(init_value=init_value, total_steps=total_steps, end_value=end_value, power=power, k=k),
+    )
 
 
-def _warmup_cosine(step, *, peak_value, warmup_steps, total_steps, init_value, end_value,
-                   power):
+def _warmup_cosine(step, *, peak_value, warmup_steps, total_steps, init_value, end_value, power):
     warm = init_value + (peak_value - init_value) * progress(step, 0.0, warmup_steps)
-    decay = _cosine(step - warmup_steps, init_value=peak_value,
-                    total_steps=total_steps - warmup_steps, end_value=end_value,
-                    power=power, k=1.0)
+    decay = _cosine(
+        step - warmup_steps,
+        init_value=peak_value,
+        total_steps=total_steps - warmup_steps,
+        end_value=end_value,
+        power=power,
+        k=1.0,
+    )
     return jnp.where(step < warmup_steps, warm, decay)
 
 
@@ -714,9 +756,17 @@ def warmup_cosine(
     c.finite("init_value", init_value)
     c.finite("end_value", end_value)
     c.positive("power", power)
-    return make("warmup_cosine", dict(peak_value=peak_value, warmup_steps=warmup_steps,
-                                      total_steps=total_steps, init_value=init_value,
-                                      end_value=end_value, power=power))
+    return make(
+        "warmup_cosine",
+        dict(
+            peak_value=peak_value,
+            warmup_steps=warmup_steps,
+            total_steps=total_steps,
+            init_value=init_value,
+            end_value=end_value,
+            power=power,
+        ),
+    )
 
 
 def _cycle(step, first, mult):
@@ -737,8 +787,9 @@ def _cycle(step, first, mult):
         return saturate(jnp.where(flat, i * first, geometric))
 
     r = jnp.minimum(step / first, big)
-    guess = jnp.where(flat, jnp.floor(r),
-                      jnp.floor(jnp.log1p(saturate(r * (m - 1.0))) / jnp.log(m)))
+    guess = jnp.where(
+        flat, jnp.floor(r), jnp.floor(jnp.log1p(saturate(r * (m - 1.0))) / jnp.log(m))
+    )
     guess = jnp.clip(guess, 0.0, big)
     # log/floor can land one cycle off at exact boundaries: correct with the exact starts.
     i = jnp.where(step < start(guess), guess - 1.0, guess)
@@ -748,8 +799,17 @@ def _cycle(step, first, mult):
     return i, s, start(i + 1.0) - s
 
 
-def _sgdr(step, *, peak_value, period_steps, period_mult, peak_decay, end_value,
-          cycle_warmup_steps, cycle_limit=None):
+def _sgdr(
+    step,
+    *,
+    peak_value,
+    period_steps,
+    period_mult,
+    peak_decay,
+    end_value,
+    cycle_warmup_steps,
+    cycle_limit=None,
+):
     i, s, length = _cycle(step, period_steps, period_mult)
     peak = saturate(peak_value * power_of(peak_decay, i))
     u = step - s
@@ -815,9 +875,14 @@ def sgdr(
     c.finite("end_value", end_value)
     c.nonnegative("cycle_warmup_steps", cycle_warmup_steps)
     c.not_greater("cycle_warmup_steps", cycle_warmup_steps, "period_steps", period_steps)
-    params = dict(peak_value=peak_value, period_steps=period_steps, period_mult=period_mult,
-                  peak_decay=peak_decay, end_value=end_value,
-                  cycle_warmup_steps=cycle_warmup_steps)
+    params = dict(
+        peak_value=peak_value,
+        period_steps=period_steps,
+        period_mult=period_mult,
+        peak_decay=peak_decay,
+        end_value=end_value,
+        cycle_warmup_steps=cycle_warmup_steps,
+    )
     if cycle_limit is not None:
         c.at_least("cycle_limit", cycle_limit, 1)
         params["cycle_limit"] = cycle_limit
@@ -873,5 +938,13 @@ def tanh(
     lo, hi = c.finite("lower", lower), c.finite("upper", upper)
     if lo is not None and hi is not None and not bool(np.all(lo < hi)):
         c.fail(f"upper must exceed lower, got lower={lower!r}, upper={upper!r}")
-    return make("tanh", dict(init_value=init_value, total_steps=total_steps, end_value=end_value,
-                             lower=lower, upper=upper))
+    return make(
+        "tanh",
+        dict(
+            init_value=init_value,
+            total_steps=total_steps,
+            end_value=end_value,
+            lower=lower,
+            upper=upper,
+        ),
+    )

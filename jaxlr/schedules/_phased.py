@@ -23,8 +23,9 @@ def _cyclic_height(step, up_steps, down_steps, mode, decay_rate):
     within = jnp.mod(step, total)
     cycle = jnp.round((step - within) / total) + 1.0
     rising = within <= up_steps
-    factor = jnp.where(rising, safe_div(within, up_steps, 1.0),
-                       safe_div(total - within, down_steps, 0.0))
+    factor = jnp.where(
+        rising, safe_div(within, up_steps, 1.0), safe_div(total - within, down_steps, 0.0)
+    )
     if mode == "triangular2":
         factor = factor * 0.5 ** (cycle - 1.0)
     elif mode == "exp_range":
@@ -39,15 +40,17 @@ def _clamped_cycle(up_steps, down_steps, step):
 
 def _cyclic(step, *, init_value, peak_value, up_steps, down_steps, decay_rate, mode):
     up, down = _clamped_cycle(up_steps, down_steps, step)
-    return saturate(init_value + (peak_value - init_value) * _cyclic_height(step, up, down, mode,
-                                                                            decay_rate))
+    return saturate(
+        init_value + (peak_value - init_value) * _cyclic_height(step, up, down, mode, decay_rate)
+    )
 
 
-def _cyclic_momentum(step, *, base_momentum, max_momentum, up_steps, down_steps, decay_rate,
-                     mode):
+def _cyclic_momentum(step, *, base_momentum, max_momentum, up_steps, down_steps, decay_rate, mode):
     up, down = _clamped_cycle(up_steps, down_steps, step)
-    return saturate(max_momentum - (max_momentum - base_momentum) * _cyclic_height(
-        step, up, down, mode, decay_rate))
+    return saturate(
+        max_momentum
+        - (max_momentum - base_momentum) * _cyclic_height(step, up, down, mode, decay_rate)
+    )
 
 
 def _check_cycle(c: Checker, up_steps, down_steps, decay_rate, mode) -> None:
@@ -109,8 +112,17 @@ def cyclic(
     c.finite("init_value", init_value)
     c.finite("peak_value", peak_value)
     _check_cycle(c, up_steps, down_steps, decay_rate, mode)
-    return make("cyclic", dict(init_value=init_value, peak_value=peak_value, up_steps=up_steps,
-                               down_steps=down_steps, decay_rate=decay_rate), dict(mode=mode))
+    return make(
+        "cyclic",
+        dict(
+            init_value=init_value,
+            peak_value=peak_value,
+            up_steps=up_steps,
+            down_steps=down_steps,
+            decay_rate=decay_rate,
+        ),
+        dict(mode=mode),
+    )
 
 
 @register("cyclic_momentum", _cyclic_momentum)
@@ -155,10 +167,17 @@ def cyclic_momentum(
     c.between("base_momentum", base_momentum, 0.0, 1.0)
     c.between("max_momentum", max_momentum, 0.0, 1.0)
     _check_cycle(c, up_steps, down_steps, decay_rate, mode)
-    return make("cyclic_momentum", dict(base_momentum=base_momentum, max_momentum=max_momentum,
-                                        up_steps=up_steps, down_steps=down_steps,
-                                        decay_rate=decay_rate),
-                dict(mode=mode))
+    return make(
+        "cyclic_momentum",
+        dict(
+            base_momentum=base_momentum,
+            max_momentum=max_momentum,
+            up_steps=up_steps,
+            down_steps=down_steps,
+            decay_rate=decay_rate,
+        ),
+        dict(mode=mode),
+    )
 
 
 _ONE_CYCLE_SHAPES = ("cosine", "linear")
@@ -171,16 +190,21 @@ def _one_cycle_knots(total_steps, warmup_fraction, three_phase):
     return [0.0, up, total_steps]
 
 
-def _one_cycle(step, *, peak_value, total_steps, warmup_fraction, init_value, end_value, shape,
-               three_phase):
-    values = [init_value, peak_value, init_value, end_value] if three_phase else [
-        init_value, peak_value, end_value]
+def _one_cycle(
+    step, *, peak_value, total_steps, warmup_fraction, init_value, end_value, shape, three_phase
+):
+    values = (
+        [init_value, peak_value, init_value, end_value]
+        if three_phase
+        else [init_value, peak_value, end_value]
+    )
     knots = _one_cycle_knots(total_steps, warmup_fraction, three_phase)
     return segments(step, knots, values, [(shape, False)] * (len(knots) - 1))
 
 
-def _one_cycle_momentum(step, *, base_momentum, max_momentum, total_steps, warmup_fraction, shape,
-                        three_phase):
+def _one_cycle_momentum(
+    step, *, base_momentum, max_momentum, total_steps, warmup_fraction, shape, three_phase
+):
     values = [max_momentum, base_momentum, max_momentum]
     if three_phase:
         values.append(max_momentum)
@@ -255,10 +279,17 @@ def one_cycle(
     end_value = times(peak_value, 1 / 25e4) if end_value is None else end_value
     c.finite("init_value", init_value)
     c.finite("end_value", end_value)
-    return make("one_cycle", dict(peak_value=peak_value, total_steps=total_steps,
-                                  warmup_fraction=warmup_fraction, init_value=init_value,
-                                  end_value=end_value),
-                dict(shape=shape, three_phase=three_phase))
+    return make(
+        "one_cycle",
+        dict(
+            peak_value=peak_value,
+            total_steps=total_steps,
+            warmup_fraction=warmup_fraction,
+            init_value=init_value,
+            end_value=end_value,
+        ),
+        dict(shape=shape, three_phase=three_phase),
+    )
 
 
 @register("one_cycle_momentum", _one_cycle_momentum)
@@ -301,17 +332,33 @@ def one_cycle_momentum(
     c.between("base_momentum", base_momentum, 0.0, 1.0)
     c.between("max_momentum", max_momentum, 0.0, 1.0)
     _check_one_cycle(c, total_steps, warmup_fraction, shape, three_phase)
-    return make("one_cycle_momentum", dict(total_steps=total_steps, base_momentum=base_momentum,
-                                           max_momentum=max_momentum,
-                                           warmup_fraction=warmup_fraction),
-                dict(shape=shape, three_phase=three_phase))
+    return make(
+        "one_cycle_momentum",
+        dict(
+            total_steps=total_steps,
+            base_momentum=base_momentum,
+            max_momentum=max_momentum,
+            warmup_fraction=warmup_fraction,
+        ),
+        dict(shape=shape, three_phase=three_phase),
+    )
 
 
 _WARMUP_SHAPES = ("linear", "cosine", "1-sqrt")
 
 
-def _wsd(step, *, peak_value, total_steps, warmup_steps, decay_steps, init_value, end_value,
-         warmup_shape, decay_shape):
+def _wsd(
+    step,
+    *,
+    peak_value,
+    total_steps,
+    warmup_steps,
+    decay_steps,
+    init_value,
+    end_value,
+    warmup_shape,
+    decay_shape,
+):
     knots = [0.0, warmup_steps, total_steps - decay_steps, total_steps]
     values = [init_value, peak_value, peak_value, end_value]
     shapes = [(warmup_shape, True), ("linear", False), (decay_shape, False)]
@@ -373,15 +420,21 @@ def wsd(
     c.nonnegative("total_steps", total_steps)
     c.nonnegative("warmup_steps", warmup_steps)
     if (decay_steps is None) == (decay_fraction is None):
-        c.fail(f"give exactly one of decay_steps and decay_fraction, got decay_steps="
-               f"{decay_steps!r}, decay_fraction={decay_fraction!r}")
+        c.fail(
+            f"give exactly one of decay_steps and decay_fraction, got decay_steps="
+            f"{decay_steps!r}, decay_fraction={decay_fraction!r}"
+        )
     if decay_fraction is not None:
         c.between("decay_fraction", decay_fraction, 0.0, 1.0)
         decay_steps = _product(decay_fraction, total_steps)
     c.nonnegative("decay_steps", decay_steps)
     if _concrete_all(warmup_steps, decay_steps):
-        c.not_greater("warmup_steps + decay_steps", _sum(warmup_steps, decay_steps),
-                      "total_steps", total_steps)
+        c.not_greater(
+            "warmup_steps + decay_steps",
+            _sum(warmup_steps, decay_steps),
+            "total_steps",
+            total_steps,
+        )
     c.finite("init_value", init_value)
     c.finite("end_value", end_value)
     c.choice("warmup_shape", warmup_shape, _WARMUP_SHAPES)
@@ -389,10 +442,18 @@ def wsd(
     if decay_shape in POSITIVE_SHAPES:
         c.positive("end_value", end_value)
         c.positive("peak_value", peak_value)
-    return make("wsd", dict(peak_value=peak_value, total_steps=total_steps,
-                            warmup_steps=warmup_steps, decay_steps=decay_steps,
-                            init_value=init_value, end_value=end_value),
-                dict(warmup_shape=warmup_shape, decay_shape=decay_shape))
+    return make(
+        "wsd",
+        dict(
+            peak_value=peak_value,
+            total_steps=total_steps,
+            warmup_steps=warmup_steps,
+            decay_steps=decay_steps,
+            init_value=init_value,
+            end_value=end_value,
+        ),
+        dict(warmup_shape=warmup_shape, decay_shape=decay_shape),
+    )
 
 
 def _concrete_all(*xs) -> bool:
@@ -412,10 +473,27 @@ def _product(a, b):
     return as_float(a) * as_float(b)
 
 
-def _infinite(step, *, peak_value, constant_value, total_steps, warmup_steps, cooldown_steps,
-              decay_steps, init_value, end_value, cooldown_shape, decay_shape):
-    knots = [0.0, warmup_steps, warmup_steps + cooldown_steps, total_steps - decay_steps,
-             total_steps]
+def _infinite(
+    step,
+    *,
+    peak_value,
+    constant_value,
+    total_steps,
+    warmup_steps,
+    cooldown_steps,
+    decay_steps,
+    init_value,
+    end_value,
+    cooldown_shape,
+    decay_shape,
+):
+    knots = [
+        0.0,
+        warmup_steps,
+        warmup_steps + cooldown_steps,
+        total_steps - decay_steps,
+        total_steps,
+    ]
     values = [init_value, peak_value, constant_value, constant_value, end_value]
     shapes = [("linear", True), (cooldown_shape, False), ("linear", False), (decay_shape, False)]
     return segments(step, knots, values, shapes)
@@ -471,21 +549,38 @@ def infinite(
     c = Checker("infinite")
     c.finite("peak_value", peak_value)
     c.finite("constant_value", constant_value)
-    for name, v in (("total_steps", total_steps), ("warmup_steps", warmup_steps),
-                    ("cooldown_steps", cooldown_steps), ("decay_steps", decay_steps)):
+    for name, v in (
+        ("total_steps", total_steps),
+        ("warmup_steps", warmup_steps),
+        ("cooldown_steps", cooldown_steps),
+        ("decay_steps", decay_steps),
+    ):
         c.nonnegative(name, v)
     if _concrete_all(warmup_steps, cooldown_steps, decay_steps, total_steps):
-        c.not_greater("warmup_steps + cooldown_steps + decay_steps",
-                      _sum(warmup_steps, cooldown_steps, decay_steps), "total_steps", total_steps)
+        c.not_greater(
+            "warmup_steps + cooldown_steps + decay_steps",
+            _sum(warmup_steps, cooldown_steps, decay_steps),
+            "total_steps",
+            total_steps,
+        )
     c.finite("init_value", init_value)
     c.finite("end_value", end_value)
     c.choice("cooldown_shape", cooldown_shape, SHAPES)
     c.choice("decay_shape", decay_shape, SHAPES)
-    return make("infinite", dict(peak_value=peak_value, constant_value=constant_value,
-                                 total_steps=total_steps, warmup_steps=warmup_steps,
-                                 cooldown_steps=cooldown_steps, decay_steps=decay_steps,
-                                 init_value=init_value, end_value=end_value),
-                dict(cooldown_shape=cooldown_shape, decay_shape=decay_shape))
+    return make(
+        "infinite",
+        dict(
+            peak_value=peak_value,
+            constant_value=constant_value,
+            total_steps=total_steps,
+            warmup_steps=warmup_steps,
+            cooldown_steps=cooldown_steps,
+            decay_steps=decay_steps,
+            init_value=init_value,
+            end_value=end_value,
+        ),
+        dict(cooldown_shape=cooldown_shape, decay_shape=decay_shape),
+    )
 
 
 def _swa(step, *, init_value, swa_value, anneal_steps, shape):
@@ -495,7 +590,10 @@ def _swa(step, *, init_value, swa_value, anneal_steps, shape):
 @register("swa", _swa)
 @renamed(anneal="shape")
 def swa(
-    *, init_value: ArrayLike, swa_value: ArrayLike, anneal_steps: ArrayLike = 10,
+    *,
+    init_value: ArrayLike,
+    swa_value: ArrayLike,
+    anneal_steps: ArrayLike = 10,
     shape: str = "cosine",
 ) -> Schedule:
     r"""Anneal to the constant stochastic-weight-averaging LR (PyTorch ``SWALR``).
@@ -529,5 +627,8 @@ def swa(
     c.finite("swa_value", swa_value)
     c.nonnegative("anneal_steps", anneal_steps)
     c.choice("shape", shape, _ONE_CYCLE_SHAPES)
-    return make("swa", dict(init_value=init_value, swa_value=swa_value,
-                            anneal_steps=anneal_steps), dict(shape=shape))
+    return make(
+        "swa",
+        dict(init_value=init_value, swa_value=swa_value, anneal_steps=anneal_steps),
+        dict(shape=shape),
+    )

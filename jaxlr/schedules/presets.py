@@ -21,8 +21,11 @@ __all__ = ["bert", "deepseek_step", "llm_cosine", "minicpm_wsd", "resnet_step", 
 
 
 def resnet_step(
-    *, steps_per_epoch: ArrayLike, peak_value: ArrayLike = 0.1,
-    boundary_epochs: ArrayLike = (30, 60, 90), decay_rate: ArrayLike = 0.1,
+    *,
+    steps_per_epoch: ArrayLike,
+    peak_value: ArrayLike = 0.1,
+    boundary_epochs: ArrayLike = (30, 60, 90),
+    decay_rate: ArrayLike = 0.1,
 ) -> Schedule:
     r"""ResNet's step decay: 0.1, divided by 10 at epochs 30, 60 and 90.
 
@@ -109,7 +112,10 @@ def bert(
 
 @renamed(end_ratio="end_value")
 def llm_cosine(
-    *, total_steps: ArrayLike, peak_value: ArrayLike = 3e-4, warmup_steps: ArrayLike = 2000,
+    *,
+    total_steps: ArrayLike,
+    peak_value: ArrayLike = 3e-4,
+    warmup_steps: ArrayLike = 2000,
     end_value: ArrayLike | None = None,
 ) -> Schedule:
     r"""The LLM recipe: linear warmup, cosine decay to 10% of the peak (GPT-3, LLaMA).
@@ -140,15 +146,23 @@ def llm_cosine(
     """
     Checker("llm_cosine").finite("peak_value", peak_value)
     end_value = times(peak_value, 0.1) if end_value is None else end_value
-    return _warmup_cosine(peak_value=peak_value, warmup_steps=warmup_steps,
-                          total_steps=total_steps, end_value=end_value)
+    return _warmup_cosine(
+        peak_value=peak_value,
+        warmup_steps=warmup_steps,
+        total_steps=total_steps,
+        end_value=end_value,
+    )
 
 
 @renamed(end_ratio="end_value")
 def minicpm_wsd(
-    *, total_steps: ArrayLike, peak_value: ArrayLike = 1e-2,
-    warmup_steps: ArrayLike | None = None, warmup_fraction: ArrayLike | None = None,
-    decay_fraction: ArrayLike = 0.1, end_value: ArrayLike | None = None,
+    *,
+    total_steps: ArrayLike,
+    peak_value: ArrayLike = 1e-2,
+    warmup_steps: ArrayLike | None = None,
+    warmup_fraction: ArrayLike | None = None,
+    decay_fraction: ArrayLike = 0.1,
+    end_value: ArrayLike | None = None,
 ) -> Schedule:
     r"""MiniCPM's warmup-stable-decay with an exponential decay over the last 10% of steps.
 
@@ -185,20 +199,31 @@ def minicpm_wsd(
     c = Checker("minicpm_wsd")
     c.finite("peak_value", peak_value)
     if warmup_steps is not None and warmup_fraction is not None:
-        c.fail(f"give at most one of warmup_steps and warmup_fraction, got warmup_steps="
-               f"{warmup_steps!r}, warmup_fraction={warmup_fraction!r}")
+        c.fail(
+            f"give at most one of warmup_steps and warmup_fraction, got warmup_steps="
+            f"{warmup_steps!r}, warmup_fraction={warmup_fraction!r}"
+        )
     if warmup_steps is None:
         warmup_fraction = 0.01 if warmup_fraction is None else warmup_fraction
         c.between("warmup_fraction", warmup_fraction, 0.0, 1.0)
         c.nonnegative("total_steps", total_steps)
         warmup_steps = as_float(warmup_fraction) * as_float(total_steps)
     end_value = times(peak_value, 0.1) if end_value is None else end_value
-    return wsd(peak_value=peak_value, total_steps=total_steps, warmup_steps=warmup_steps,
-               decay_fraction=decay_fraction, end_value=end_value, decay_shape="exponential")
+    return wsd(
+        peak_value=peak_value,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps,
+        decay_fraction=decay_fraction,
+        end_value=end_value,
+        decay_shape="exponential",
+    )
 
 
 def deepseek_step(
-    *, total_steps: ArrayLike, peak_value: ArrayLike = 4.2e-4, warmup_steps: ArrayLike = 2000,
+    *,
+    total_steps: ArrayLike,
+    peak_value: ArrayLike = 4.2e-4,
+    warmup_steps: ArrayLike = 2000,
 ) -> Schedule:
     r"""DeepSeek LLM's multi-step schedule: warmup, then 31.6% of the peak after 80% of training
     and 10% after 90%.
@@ -223,6 +248,8 @@ def deepseek_step(
     t = jnp.asarray(total_steps, dtype=float)
     c.not_greater("warmup_steps", warmup_steps, "0.8 * total_steps", 0.8 * t)
     p = jnp.asarray(peak_value, dtype=t.dtype)
-    inner = piecewise_constant(boundaries=jnp.stack([0.8 * t, 0.9 * t]) - warmup_steps,
-                               values=jnp.stack([p, 0.316 * p, 0.1 * p]))
+    inner = piecewise_constant(
+        boundaries=jnp.stack([0.8 * t, 0.9 * t]) - warmup_steps,
+        values=jnp.stack([p, 0.316 * p, 0.1 * p]),
+    )
     return warmup(inner, warmup_steps=warmup_steps)

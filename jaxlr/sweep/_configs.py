@@ -52,8 +52,10 @@ def size(configs: Any, *, fn: str = "size") -> int:
     for path, leaf in leaves:
         shape = np.shape(leaf)
         if not shape:
-            c.fail(f"every configuration leaf needs a leading member axis, got scalar "
-                   f"{leaf_name(path)}={leaf!r}")
+            c.fail(
+                f"every configuration leaf needs a leading member axis, got scalar "
+                f"{leaf_name(path)}={leaf!r}"
+            )
         sizes[leaf_name(path)] = shape[0]
     if len(set(sizes.values())) > 1:
         c.fail(f"configuration leaves must share their leading axis, got leading sizes {sizes}")
@@ -206,8 +208,10 @@ def random(num: int, *, seed: int = 0, **axes: Any) -> dict[str, jax.Array]:
 
 def _draw(c: Checker, rng: np.random.Generator, name: str, spec: tuple, num: int) -> np.ndarray:
     if len(spec) != 3 or spec[0] not in _DISTRIBUTIONS:
-        c.fail(f"axis {name} must be (distribution, low, high) with distribution in "
-               f"{_DISTRIBUTIONS}, got {name}={spec!r}")
+        c.fail(
+            f"axis {name} must be (distribution, low, high) with distribution in "
+            f"{_DISTRIBUTIONS}, got {name}={spec!r}"
+        )
     kind, low, high = spec
     c.finite(f"{name} low", low)
     c.finite(f"{name} high", high)
@@ -248,6 +252,8 @@ def stack(schedules: Sequence[Any]) -> Any:
     first = jax.tree.structure(schedules[0])
     for i, s in enumerate(schedules):
         if jax.tree.structure(s) != first:
-            c.fail(f"every member needs the structure of member 0, got member {i}={s!r} "
-                   f"vs member 0={schedules[0]!r}")
+            c.fail(
+                f"every member needs the structure of member 0, got member {i}={s!r} "
+                f"vs member 0={schedules[0]!r}"
+            )
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *schedules)

@@ -44,8 +44,13 @@ def final_vs(result, *, metric, x, by):
     for color, (g, idx) in zip(_colors(len(groups)), groups.items(), strict=True):
         # Several members may share x (another axis): plot the best one at each x.
         ux = np.unique(xs[idx])
-        best = [np.nanmin(np.where(result.diverged[idx][xs[idx] == u], np.nan,
-                                   ys[idx][xs[idx] == u]), initial=np.inf) for u in ux]
+        best = [
+            np.nanmin(
+                np.where(result.diverged[idx][xs[idx] == u], np.nan, ys[idx][xs[idx] == u]),
+                initial=np.inf,
+            )
+            for u in ux
+        ]
         best = np.where(np.isfinite(best), best, np.nan)
         ax.plot(ux, best, "o-", color=color, label=str(g) if by else None)
         bad = idx[result.diverged[idx]]
@@ -67,8 +72,14 @@ def curves(result, *, metric, by, log_y):
     groups = _groups(result, by)
     for color, (g, idx) in zip(_colors(len(groups)), groups.items(), strict=True):
         for j, i in enumerate(idx):
-            ax.plot(np.arange(m.shape[1]), m[i], color=color, alpha=0.5, lw=0.8,
-                    label=str(g) if by and j == 0 else None)
+            ax.plot(
+                np.arange(m.shape[1]),
+                m[i],
+                color=color,
+                alpha=0.5,
+                lw=0.8,
+                label=str(g) if by and j == 0 else None,
+            )
     finite = m[np.isfinite(m)]
     # LR curves start at 0 under warmup and may end at 0: zeros are masked, not a linear axis.
     if log_y and np.all(finite >= 0) and np.any(finite > 0):
@@ -92,8 +103,14 @@ def sharpness(result, *, sharpness, lr, by):
     groups = _groups(result, by)
     for color, (g, idx) in zip(_colors(len(groups)), groups.items(), strict=True):
         for j, i in enumerate(idx):
-            ax.plot(steps, prod[i], color=color, alpha=0.5, lw=0.8,
-                    label=str(g) if by and j == 0 else None)
+            ax.plot(
+                steps,
+                prod[i],
+                color=color,
+                alpha=0.5,
+                lw=0.8,
+                label=str(g) if by and j == 0 else None,
+            )
     ax.axhline(2.0, color="k", ls="--", lw=1, label="GD limit 2")
     finite = prod[np.isfinite(prod) & (prod > 0)]
     if finite.size:
@@ -116,8 +133,9 @@ def save_all(result, out_dir: Path, *, by, x, loss, lr, sharpness: str) -> list[
     if lr in have and have[lr].ndim > 1:
         figs["lr_curves.png"] = curves(result, metric=lr, by=by, log_y=True)
     if sharpness in have and lr in have and have[sharpness].ndim > 1:
-        figs["sharpness_times_lr.png"] = globals()["sharpness"](result, sharpness=sharpness,
-                                                                lr=lr, by=by)
+        figs["sharpness_times_lr.png"] = globals()["sharpness"](
+            result, sharpness=sharpness, lr=lr, by=by
+        )
     paths = []
     for name, fig in figs.items():
         fig.savefig(out_dir / name, dpi=110)

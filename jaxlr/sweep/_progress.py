@@ -63,5 +63,4 @@ def report_progress(step: ArrayLike, *, every: int = 1) -> None:
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"report_progress: every must be an int >= 1, got every={every!r}")
     step = jnp.asarray(step)
-    jax.lax.cond(step % every == 0, lambda s: jax.debug.callback(_on_step, s), lambda s: None,
-                 step)
+    jax.lax.cond(step % every == 0, lambda s: jax.debug.callback(_on_step, s), lambda s: None, step)

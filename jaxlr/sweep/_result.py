@@ -109,8 +109,10 @@ class SweepResult:
         return len(self.diverged)
 
     def __repr__(self) -> str:
-        return (f"SweepResult(K={len(self)}, hyperparameters={list(self.hyperparameters)}, "
-                f"metrics={list(self.flat_metrics)}, diverged={int(self.diverged.sum())})")
+        return (
+            f"SweepResult(K={len(self)}, hyperparameters={list(self.hyperparameters)}, "
+            f"metrics={list(self.flat_metrics)}, diverged={int(self.diverged.sum())})"
+        )
 
     @property
     def flat_metrics(self) -> dict[str, np.ndarray]:
@@ -163,8 +165,10 @@ class SweepResult:
         try:
             import pandas as pd
         except ImportError:
-            raise ImportError("SweepResult.to_pandas needs pandas: pip install pandas; "
-                              "records() gives the same table as dicts") from None
+            raise ImportError(
+                "SweepResult.to_pandas needs pandas: pip install pandas; "
+                "records() gives the same table as dicts"
+            ) from None
         return pd.DataFrame.from_records(self.records())
 
     @property
@@ -178,11 +182,14 @@ class SweepResult:
                 return name
         if self.loss is not None and self.loss in names:
             return self.loss
-        raise ValueError(f"SweepResult: no validation loss and no {self.loss!r} metric to rank "
-                         f"by; name one, known: {names}")
+        raise ValueError(
+            f"SweepResult: no validation loss and no {self.loss!r} metric to rank "
+            f"by; name one, known: {names}"
+        )
 
-    def score(self, metric: str | None = None, *, reduction: str = "last",
-              last_n: int | None = None) -> np.ndarray:
+    def score(
+        self, metric: str | None = None, *, reduction: str = "last", last_n: int | None = None
+    ) -> np.ndarray:
         r"""One number per member: ``metric`` reduced over its step axis.
 
         For a curve :math:`m_i(t)`, :math:`t = 0..T-1`:
@@ -219,30 +226,47 @@ class SweepResult:
         """
         fn = "SweepResult.score"
         if reduction not in REDUCTIONS:
-            raise ValueError(f"{fn}: reduction must be one of {REDUCTIONS}, "
-                             f"got reduction={reduction!r}")
+            raise ValueError(
+                f"{fn}: reduction must be one of {REDUCTIONS}, got reduction={reduction!r}"
+            )
         name = self.default_metric if metric is None else metric
         m = np.asarray(self.metric(name), float)
         if m.ndim > 2:
-            raise ValueError(f"{fn}: metric {name!r} must be [K] or [K, steps] to rank by, got "
-                             f"shape {m.shape}")
+            raise ValueError(
+                f"{fn}: metric {name!r} must be [K] or [K, steps] to rank by, got shape {m.shape}"
+            )
         if reduction != "mean_last":
             if last_n is not None:
-                raise ValueError(f"{fn}: last_n is the window of reduction='mean_last', got "
-                                 f"last_n={last_n!r} with reduction={reduction!r}")
+                raise ValueError(
+                    f"{fn}: last_n is the window of reduction='mean_last', got "
+                    f"last_n={last_n!r} with reduction={reduction!r}"
+                )
             if m.ndim == 1:
                 return m
-            return {"last": lambda: m[:, -1], "min": lambda: m.min(1),
-                    "max": lambda: m.max(1)}[reduction]()
+            return {"last": lambda: m[:, -1], "min": lambda: m.min(1), "max": lambda: m.max(1)}[
+                reduction
+            ]()
         steps = m.shape[1] if m.ndim == 2 else 1
-        if isinstance(last_n, bool) or not isinstance(last_n, (int, np.integer)) \
-                or not 1 <= last_n <= steps:
-            raise ValueError(f"{fn}: reduction='mean_last' needs last_n, an int in [1, {steps}] "
-                             f"(the steps of metric {name!r}), got last_n={last_n!r}")
+        if (
+            isinstance(last_n, bool)
+            or not isinstance(last_n, (int, np.integer))
+            or not 1 <= last_n <= steps
+        ):
+            raise ValueError(
+                f"{fn}: reduction='mean_last' needs last_n, an int in [1, {steps}] "
+                f"(the steps of metric {name!r}), got last_n={last_n!r}"
+            )
         return m if m.ndim == 1 else m[:, -last_n:].mean(1)
 
-    def best(self, metric: str | None = None, *, mode: str = "min", reduction: str = "last",
-             last_n: int | None = None, by: str | None = None) -> Any:
+    def best(
+        self,
+        metric: str | None = None,
+        *,
+        mode: str = "min",
+        reduction: str = "last",
+        last_n: int | None = None,
+        by: str | None = None,
+    ) -> Any:
         """The best member among non-diverged members with a finite score.
 
         Members are ranked by :meth:`score` (``metric`` reduced by ``reduction``); with no
@@ -275,8 +299,9 @@ class SweepResult:
         if mode not in ("min", "max"):
             raise ValueError(f"SweepResult.best: mode must be 'min' or 'max', got mode={mode!r}")
         score = self.score(metric, reduction=reduction, last_n=last_n)
-        score = np.where(np.isfinite(score) & ~self.diverged,
-                         score if mode == "min" else -score, np.inf)
+        score = np.where(
+            np.isfinite(score) & ~self.diverged, score if mode == "min" else -score, np.inf
+        )
         if by is None:
             if not np.isfinite(score).any():
                 return None
@@ -354,12 +379,15 @@ class SweepResult:
         cols, rows = self._table(columns, "to_text")
         cells = [[_cell(v) for v in row] for row in rows]
         width = [max([len(c)] + [len(r[j]) for r in cells]) for j, c in enumerate(cols)]
-        numeric = [all(isinstance(r[j], (int, float)) and not isinstance(r[j], bool)
-                       for r in rows) for j in range(len(cols))]
+        numeric = [
+            all(isinstance(r[j], (int, float)) and not isinstance(r[j], bool) for r in rows)
+            for j in range(len(cols))
+        ]
 
         def line(values):
-            return "  ".join(v.rjust(w) if num else v.ljust(w)
-                             for v, w, num in zip(values, width, numeric)).rstrip()
+            return "  ".join(
+                v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, width, numeric)
+            ).rstrip()
 
         return "\n".join([line(cols)] + [line(r) for r in cells])
 
@@ -389,13 +417,16 @@ class SweepResult:
         try:
             from rich.table import Table
         except ImportError:
-            raise ImportError("SweepResult.to_rich needs rich: pip install rich; to_text() and "
-                              "to_markdown() need nothing") from None
+            raise ImportError(
+                "SweepResult.to_rich needs rich: pip install rich; to_text() and "
+                "to_markdown() need nothing"
+            ) from None
         cols, rows = self._table(columns, "to_rich")
         table = Table(title=title)
         for j, col in enumerate(cols):
-            numeric = all(isinstance(r[j], (int, float)) and not isinstance(r[j], bool)
-                          for r in rows)
+            numeric = all(
+                isinstance(r[j], (int, float)) and not isinstance(r[j], bool) for r in rows
+            )
             table.add_column(col, justify="right" if numeric else "left")
         for i, row in enumerate(rows):
             table.add_row(*(_cell(v) for v in row), style="red" if self.diverged[i] else None)
@@ -446,17 +477,27 @@ class SweepResult:
 
         return _plots.curves(self, metric=metric, by=by, log_y=log_y)
 
-    def plot_sharpness(self, sharpness: str = "lambda_max", *, lr: str = "lr",
-                       by: str | None = None):
+    def plot_sharpness(
+        self, sharpness: str = "lambda_max", *, lr: str = "lr", by: str | None = None
+    ):
         r"""The product :math:`\eta_t \lambda_{max}(t)` per member, with the GD limit 2."""
         from jaxlr.sweep import _plots
 
         return _plots.sharpness(self, sharpness=sharpness, lr=lr, by=by)
 
-    def save_plots(self, out_dir: str | Path, *, by: str | None = None, x: str = "peak_value",
-                   loss: str = "loss", lr: str = "lr", sharpness: str = "lambda_max") -> list[Path]:
+    def save_plots(
+        self,
+        out_dir: str | Path,
+        *,
+        by: str | None = None,
+        x: str = "peak_value",
+        loss: str = "loss",
+        lr: str = "lr",
+        sharpness: str = "lambda_max",
+    ) -> list[Path]:
         """Writes the plots whose inputs exist (PNG) and returns their paths."""
         from jaxlr.sweep import _plots
 
-        return _plots.save_all(self, Path(out_dir), by=by, x=x, loss=loss, lr=lr,
-                               sharpness=sharpness)
+        return _plots.save_all(
+            self, Path(out_dir), by=by, x=x, loss=loss, lr=lr, sharpness=sharpness
+        )

@@ -16,8 +16,9 @@ from jaxlr.sweep._configs import size
 from jaxlr.sweep._result import SweepResult
 
 
-def _checked(train_fn: Callable, loss: str | None, vmap_size: int | None = None,
-             sharding=None) -> Callable:
+def _checked(
+    train_fn: Callable, loss: str | None, vmap_size: int | None = None, sharding=None
+) -> Callable:
     """``train_fn`` with its output validated at trace time, before anything compiles."""
 
     def member(config):
@@ -116,8 +117,9 @@ def run(
     k = size(configs, fn="run")
     sharding, devices = _engine.member_sharding(c, mesh)
     chunk = _engine.check_chunk_size(c, chunk_size, k, devices)
-    if num_steps is not None and (isinstance(num_steps, bool) or
-                                  not isinstance(num_steps, (int, np.integer)) or num_steps < 1):
+    if num_steps is not None and (
+        isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1
+    ):
         c.fail(f"num_steps must be an int >= 1 or None, got num_steps={num_steps!r}")
     if divergence_threshold is not None:
         c.finite("divergence_threshold", divergence_threshold)
@@ -127,21 +129,34 @@ def run(
     chunks = _engine.chunks_of(_engine.pad_members(host, num_chunks * chunk), chunk)
 
     if vmap_size is not None:
-        if isinstance(vmap_size, bool) or not isinstance(vmap_size, (int, np.integer)) \
-                or vmap_size < 1:
+        if (
+            isinstance(vmap_size, bool)
+            or not isinstance(vmap_size, (int, np.integer))
+            or vmap_size < 1
+        ):
             c.fail(f"vmap_size must be an int >= 1 or None, got vmap_size={vmap_size!r}")
         vmap_size = int(min(vmap_size, chunk // devices))
     compiled, trace_s, compile_s = _engine.compile_cached(
-        train_fn, ("run", loss, vmap_size, sharding),
+        train_fn,
+        ("run", loss, vmap_size, sharding),
         lambda: _checked(train_fn, loss, vmap_size, sharding),
-        (_engine.structs(chunks[0], sharding),), compiler_options, sharding, sharding)
+        (_engine.structs(chunks[0], sharding),),
+        compiler_options,
+        sharding,
+        sharding,
+    )
     outputs = []
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
     total = num_chunks * num_steps if num_steps else num_chunks
-    with tqdm(total=total, unit="step" if num_steps else "chunk", desc="sweep",
-              disable=not progress, leave=True) as bar:
+    with tqdm(
+        total=total,
+        unit="step" if num_steps else "chunk",
+        desc="sweep",
+        disable=not progress,
+        leave=True,
+    ) as bar:
         with _progress._Active.lock:
             _progress._Active.bar, _progress._Active.num_steps = bar, num_steps
         try:
@@ -157,12 +172,29 @@ def run(
     metrics = jax.tree.map(lambda *xs: np.concatenate(xs)[:k], *outputs)
     memory = compiled.memory_analysis()
     info = dict(
-        num_members=k, chunk_size=chunk, num_chunks=num_chunks, padded=num_chunks * chunk - k,
-        devices=devices, cache_hit=compile_s is None, trace_seconds=trace_s or 0.0,
-        compile_seconds=compile_s or 0.0, run_seconds=run_s,
-        memory_bytes=None if memory is None else int(
-            memory.argument_size_in_bytes + memory.output_size_in_bytes
-            + memory.temp_size_in_bytes - memory.alias_size_in_bytes),
+        num_members=k,
+        chunk_size=chunk,
+        num_chunks=num_chunks,
+        padded=num_chunks * chunk - k,
+        devices=devices,
+        cache_hit=compile_s is None,
+        trace_seconds=trace_s or 0.0,
+        compile_seconds=compile_s or 0.0,
+        run_seconds=run_s,
+        memory_bytes=None
+        if memory is None
+        else int(
+            memory.argument_size_in_bytes
+            + memory.output_size_in_bytes
+            + memory.temp_size_in_bytes
+            - memory.alias_size_in_bytes
+        ),
     )
-    return SweepResult(host, metrics, loss=loss, divergence_threshold=divergence_threshold,
-                       labels=labels, info=info)
+    return SweepResult(
+        host,
+        metrics,
+        loss=loss,
+        divergence_threshold=divergence_threshold,
+        labels=labels,
+        info=info,
+    )

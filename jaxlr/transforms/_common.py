@@ -34,8 +34,10 @@ def as_schedule(c: Checker, name: str, value: Any, *, nonnegative: bool = False)
     if isinstance(value, Schedule):
         return value
     if callable(value):
-        c.fail(f"{name} must be a number or a jaxlr schedule (a pytree whose hyperparameters are "
-               f"state), got {name}={value!r}")
+        c.fail(
+            f"{name} must be a number or a jaxlr schedule (a pytree whose hyperparameters are "
+            f"state), got {name}={value!r}"
+        )
     if nonnegative:
         c.nonnegative(name, value)
     c.finite(name, value)
@@ -98,8 +100,10 @@ def floats(fn: str, **values: ArrayLike) -> dict[str, jax.Array]:
             a = as_float(v)
         check_cast(fn, k, v, a)
         if np.ndim(a) != 0 and concrete(a) is not None:
-            raise ValueError(f"{fn}: {k} must be a scalar, got an array of shape {np.shape(a)} "
-                             f"(to sweep, vmap over the transform's state or its arguments)")
+            raise ValueError(
+                f"{fn}: {k} must be a scalar, got an array of shape {np.shape(a)} "
+                f"(to sweep, vmap over the transform's state or its arguments)"
+            )
         out[k] = a
     return out
 
@@ -118,18 +122,32 @@ def require_params(c: Checker, params: Any) -> Any:
 
 
 def _is_inject_state(x: Any) -> bool:
-    return hasattr(x, "hyperparams") and hasattr(x, "inner_state") and isinstance(
-        x.hyperparams, dict)
+    return (
+        hasattr(x, "hyperparams") and hasattr(x, "inner_state") and isinstance(x.hyperparams, dict)
+    )
 
 
 # States of Optax's scaling rules that make an optimizer (adam, rmsprop, sgd with momentum, ...):
 # the LR applied after them is a constant in a closure, invisible in the state.
 _OPTAX_OPTIMIZER_STATES = tuple(
-    getattr(optax, n) for n in (
-        "ScaleByAdamState", "ScaleByAmsgradState", "ScaleByRmsState", "ScaleByRssState",
-        "ScaleByBeliefState", "ScaleByLionState", "ScaleByNovogradState", "ScaleByAdaDeltaState",
-        "ScaleByAdanState", "ScaleByRStdDevState", "ScaleBySM3State", "FactoredState",
-        "TraceState") if hasattr(optax, n))
+    getattr(optax, n)
+    for n in (
+        "ScaleByAdamState",
+        "ScaleByAmsgradState",
+        "ScaleByRmsState",
+        "ScaleByRssState",
+        "ScaleByBeliefState",
+        "ScaleByLionState",
+        "ScaleByNovogradState",
+        "ScaleByAdaDeltaState",
+        "ScaleByAdanState",
+        "ScaleByRStdDevState",
+        "ScaleBySM3State",
+        "FactoredState",
+        "TraceState",
+    )
+    if hasattr(optax, n)
+)
 
 
 class _Walk:
@@ -234,23 +252,33 @@ def current_lr(state: PyTree, *, optimizer_lr: Any = None) -> jax.Array:
     _walk(state, w)
     schedule = optimizer_lr if callable(optimizer_lr) else None
     if w.parallel:
-        c.fail("state holds an optax.multi_transform: each parameter group has its own learning "
-               "rate; call current_lr on one group's state (state.inner_states[name].inner_state)")
+        c.fail(
+            "state holds an optax.multi_transform: each parameter group has its own learning "
+            "rate; call current_lr on one group's state (state.inner_states[name].inner_state)"
+        )
     if len(w.counts) > 1 and schedule is not None:
-        c.fail(f"state holds {len(w.counts)} optax.scale_by_schedule counts; optimizer_lr= "
-               f"describes one schedule, so read each part's LR separately")
+        c.fail(
+            f"state holds {len(w.counts)} optax.scale_by_schedule counts; optimizer_lr= "
+            f"describes one schedule, so read each part's LR separately"
+        )
     if w.counts and schedule is None:
-        c.fail("state holds an optax.scale_by_schedule state (an Optax optimizer built with a "
-               "schedule, e.g. optax.adamw(schedule)) whose schedule is not state; pass it as "
-               f"optimizer_lr=schedule, got optimizer_lr={optimizer_lr!r}")
+        c.fail(
+            "state holds an optax.scale_by_schedule state (an Optax optimizer built with a "
+            "schedule, e.g. optax.adamw(schedule)) whose schedule is not state; pass it as "
+            f"optimizer_lr=schedule, got optimizer_lr={optimizer_lr!r}"
+        )
     if schedule is not None and not w.counts:
-        c.fail("optimizer_lr is a schedule but state holds no optax.scale_by_schedule state "
-               f"(an Optax optimizer built with a schedule), got optimizer_lr={optimizer_lr!r}")
+        c.fail(
+            "optimizer_lr is a schedule but state holds no optax.scale_by_schedule state "
+            f"(an Optax optimizer built with a schedule), got optimizer_lr={optimizer_lr!r}"
+        )
     if w.hidden and optimizer_lr is None:
-        c.fail(f"state holds an Optax optimizer state ({', '.join(sorted(set(w.hidden)))}) whose "
-               "learning rate is a constant in a closure, not state; pass it as optimizer_lr= "
-               "(1.0 for optax.chain(optax.adam(1.0), ...)), or inject it with "
-               "optax.inject_hyperparams, got optimizer_lr=None")
+        c.fail(
+            f"state holds an Optax optimizer state ({', '.join(sorted(set(w.hidden)))}) whose "
+            "learning rate is a constant in a closure, not state; pass it as optimizer_lr= "
+            "(1.0 for optax.chain(optax.adam(1.0), ...)), or inject it with "
+            "optax.inject_hyperparams, got optimizer_lr=None"
+        )
     factors = list(w.factors)
     if schedule is not None:
         factors += [schedule(as_float(jnp.maximum(n, 1) - 1)) for n in w.counts]
@@ -258,8 +286,10 @@ def current_lr(state: PyTree, *, optimizer_lr: Any = None) -> jax.Array:
         c.finite("optimizer_lr", optimizer_lr)
         factors.append(as_float(optimizer_lr))
     if not factors:
-        c.fail(f"no learning rate found in state of type {type(state).__name__}; use a jaxlr "
-               "transform, inject the LR, or pass optimizer_lr=")
+        c.fail(
+            f"no learning rate found in state of type {type(state).__name__}; use a jaxlr "
+            "transform, inject the LR, or pass optimizer_lr="
+        )
     out = factors[0]
     for f in factors[1:]:
         out = out * f

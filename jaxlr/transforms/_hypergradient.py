@@ -105,16 +105,22 @@ def hypergradient(
     c.number("max_value", max_value)
     c.not_greater("min_value", min_value, "max_value", max_value)
     flag(c, "multiplicative", multiplicative)
-    inner = optax.with_extra_args_support(
-        optax.scale(-1.0) if optimizer is None else optimizer)
-    hp = HypergradientHyperparams(**floats(c.fn, hyper_lr=hyper_lr, min_value=min_value,
-                                           max_value=max_value))
+    inner = optax.with_extra_args_support(optax.scale(-1.0) if optimizer is None else optimizer)
+    hp = HypergradientHyperparams(
+        **floats(c.fn, hyper_lr=hyper_lr, min_value=min_value, max_value=max_value)
+    )
     alpha0 = floats(c.fn, init_value=init_value)["init_value"]
 
     def init_fn(params):
         zero = jnp.zeros_like(alpha0)
-        return HypergradientState(alpha0, zero, optax.tree.zeros_like(params),
-                                  inner.init(params), jnp.zeros([], jnp.int32), hp)
+        return HypergradientState(
+            alpha0,
+            zero,
+            optax.tree.zeros_like(params),
+            inner.init(params),
+            jnp.zeros([], jnp.int32),
+            hp,
+        )
 
     def update_fn(updates, state, params=None, **extra_args):
         h = state.hyperparams
@@ -125,8 +131,9 @@ def hypergradient(
         dot = optax.tree.vdot(_scaled(updates, g_max), _scaled(state.prev_direction, d_max))
         hg = (g_max * d_max * dot).astype(dtype)
         if multiplicative:
-            norms = (optax.tree.norm(_scaled(updates, g_max))
-                     * optax.tree.norm(_scaled(state.prev_direction, d_max)))
+            norms = optax.tree.norm(_scaled(updates, g_max)) * optax.tree.norm(
+                _scaled(state.prev_direction, d_max)
+            )
             lr = state.lr * (1.0 - h.hyper_lr * safe_div(dot, norms).astype(dtype))
             ok = jnp.isfinite(dot) & jnp.isfinite(lr)
         else:
@@ -134,12 +141,15 @@ def hypergradient(
             ok = jnp.isfinite(hg) & jnp.isfinite(lr)
         lr = jnp.where(ok, jnp.clip(lr, h.min_value, h.max_value), state.lr)
         hg = jnp.where(ok, hg, state.hypergradient)
-        finite_dir = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x))
-                                          for x in jax.tree.leaves(direction)] or [True]))
-        prev = jax.tree.map(lambda d, p: jnp.where(finite_dir, d, p), direction,
-                            state.prev_direction)
-        new = HypergradientState(lr, hg, prev, inner_state,
-                                 state.num_skipped + (~ok).astype(jnp.int32), h)
+        finite_dir = jnp.all(
+            jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(direction)] or [True])
+        )
+        prev = jax.tree.map(
+            lambda d, p: jnp.where(finite_dir, d, p), direction, state.prev_direction
+        )
+        new = HypergradientState(
+            lr, hg, prev, inner_state, state.num_skipped + (~ok).astype(jnp.int32), h
+        )
         return scale_updates(direction, lr), new
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

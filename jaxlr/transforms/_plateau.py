@@ -53,8 +53,20 @@ class PlateauState(NamedTuple):
     hyperparams: PlateauHyperparams  # the numeric hyperparameters (a NamedTuple of arrays)
 
 
-def _check_common(c: Checker, mode, threshold_mode, patience, threshold, cooldown, window,
-                  init_value, min_value, steps_per_epoch, observe_in_update, min_decrease):
+def _check_common(
+    c: Checker,
+    mode,
+    threshold_mode,
+    patience,
+    threshold,
+    cooldown,
+    window,
+    init_value,
+    min_value,
+    steps_per_epoch,
+    observe_in_update,
+    min_decrease,
+):
     for name, value in (("mode", mode), ("threshold_mode", threshold_mode)):
         if not isinstance(value, str):
             c.fail(f"{name} must be a string (a static option), got {name}={value!r}")
@@ -67,13 +79,19 @@ def _check_common(c: Checker, mode, threshold_mode, patience, threshold, cooldow
     if not isinstance(window, int) or isinstance(window, bool) or window < 1:
         c.fail(f"window must be an int >= 1 (it sizes a buffer), got window={window!r}")
     if steps_per_epoch is not None and (
-            not isinstance(steps_per_epoch, int) or isinstance(steps_per_epoch, bool)
-            or steps_per_epoch < 1):
-        c.fail(f"steps_per_epoch must be None or an int >= 1 (static), got "
-               f"steps_per_epoch={steps_per_epoch!r}")
+        not isinstance(steps_per_epoch, int)
+        or isinstance(steps_per_epoch, bool)
+        or steps_per_epoch < 1
+    ):
+        c.fail(
+            f"steps_per_epoch must be None or an int >= 1 (static), got "
+            f"steps_per_epoch={steps_per_epoch!r}"
+        )
     if not flag(c, "observe_in_update", observe_in_update) and steps_per_epoch is not None:
-        c.fail(f"steps_per_epoch needs observe_in_update=True (metrics come in through update), "
-               f"got steps_per_epoch={steps_per_epoch!r}, observe_in_update=False")
+        c.fail(
+            f"steps_per_epoch needs observe_in_update=True (metrics come in through update), "
+            f"got steps_per_epoch={steps_per_epoch!r}, observe_in_update=False"
+        )
     c.positive("init_value", init_value)
     c.nonnegative("min_value", min_value)
     c.not_greater("min_value", min_value, "init_value", init_value)
@@ -81,9 +99,13 @@ def _check_common(c: Checker, mode, threshold_mode, patience, threshold, cooldow
 
 def _rule_numbers(mode: str, threshold_mode: str, greedy: bool) -> dict[str, float]:
     sign = 1.0 if mode == "min" else -1.0
-    return dict(sign=sign, rel=float(threshold_mode == "rel"),
-                signed=sign * float(threshold_mode == "signed_rel"),
-                absolute=float(threshold_mode == "abs"), greedy=float(greedy))
+    return dict(
+        sign=sign,
+        rel=float(threshold_mode == "rel"),
+        signed=sign * float(threshold_mode == "signed_rel"),
+        absolute=float(threshold_mode == "abs"),
+        greedy=float(greedy),
+    )
 
 
 def _improved(metric: jax.Array, best: jax.Array, h: PlateauHyperparams) -> jax.Array:
@@ -124,9 +146,16 @@ def _rule(state: PlateauState, new_value: jax.Array) -> PlateauState:
     lr = jnp.where(increase, jnp.minimum(lr / h.factor, h.max_value), lr)
     warmup_counter = jnp.where(increase, h.warmup_steps, warmup_counter)
     num_good = jnp.where(increase, 0.0, num_good)
-    return state._replace(lr=lr, best=best, num_bad=num_bad, num_good=num_good,
-                          cooldown_counter=cooldown_counter, warmup_counter=warmup_counter,
-                          history=history, count=optax.safe_increment(state.count))
+    return state._replace(
+        lr=lr,
+        best=best,
+        num_bad=num_bad,
+        num_good=num_good,
+        cooldown_counter=cooldown_counter,
+        warmup_counter=warmup_counter,
+        history=history,
+        count=optax.safe_increment(state.count),
+    )
 
 
 def _take(state: PlateauState, value: ArrayLike, due: jax.Array) -> PlateauState:
@@ -184,15 +213,27 @@ def observe(state: PyTree, value: ArrayLike) -> PyTree:
     is_plateau = lambda x: isinstance(x, PlateauState)  # noqa: E731
     found = [x for x in jax.tree.leaves(state, is_leaf=is_plateau) if is_plateau(x)]
     if not found:
-        raise ValueError(f"observe: state holds no plateau state (reduce_on_plateau, greedy_lr, "
-                         f"compat ReduceLROnPlateau), got {type(state).__name__}")
-    return jax.tree.map(lambda x: _take(x, value, jnp.ones([], bool)) if is_plateau(x) else x,
-                        state, is_leaf=is_plateau)
+        raise ValueError(
+            f"observe: state holds no plateau state (reduce_on_plateau, greedy_lr, "
+            f"compat ReduceLROnPlateau), got {type(state).__name__}"
+        )
+    return jax.tree.map(
+        lambda x: _take(x, value, jnp.ones([], bool)) if is_plateau(x) else x,
+        state,
+        is_leaf=is_plateau,
+    )
 
 
-def _build(name: str, *, mode: str, window: int, steps_per_epoch: int | None,
-           observe_in_update: bool, init_value: ArrayLike,
-           hp: PlateauHyperparams) -> optax.GradientTransformationExtraArgs:
+def _build(
+    name: str,
+    *,
+    mode: str,
+    window: int,
+    steps_per_epoch: int | None,
+    observe_in_update: bool,
+    init_value: ArrayLike,
+    hp: PlateauHyperparams,
+) -> optax.GradientTransformationExtraArgs:
     worst = jnp.inf if mode == "min" else -jnp.inf
     c = Checker(name)
     init_lr = floats(name, init_value=init_value)["init_value"]
@@ -203,17 +244,27 @@ def _build(name: str, *, mode: str, window: int, steps_per_epoch: int | None,
         zero = jnp.zeros_like(f)
         i32 = jnp.zeros([], jnp.int32)
         return PlateauState(
-            lr=f, best=jnp.full_like(f, worst), num_bad=zero, num_good=zero,
-            cooldown_counter=zero, warmup_counter=zero,
-            history=jnp.zeros((window,), f.dtype), count=i32, step=i32, num_skipped=i32,
-            hyperparams=PlateauHyperparams(*hp))
+            lr=f,
+            best=jnp.full_like(f, worst),
+            num_bad=zero,
+            num_good=zero,
+            cooldown_counter=zero,
+            warmup_counter=zero,
+            history=jnp.zeros((window,), f.dtype),
+            count=i32,
+            step=i32,
+            num_skipped=i32,
+            hyperparams=PlateauHyperparams(*hp),
+        )
 
     def update_fn(updates, state, params=None, *, value=None, **extra_args):
         del params, extra_args
         if not observe_in_update:
             if value is not None:
-                c.fail("update got value=... but the transform was built with "
-                       "observe_in_update=False (take metrics in with observe(state, value))")
+                c.fail(
+                    "update got value=... but the transform was built with "
+                    "observe_in_update=False (take metrics in with observe(state, value))"
+                )
             new = state
         else:
             require(c, "value", value)
@@ -329,15 +380,43 @@ def reduce_on_plateau(
     """
     c = Checker("reduce_on_plateau")
     c.between("factor", factor, 0.0, 1.0, open_lo=True)
-    _check_common(c, mode, threshold_mode, patience, threshold, cooldown, window, init_value,
-                  min_value, steps_per_epoch, observe_in_update, min_decrease)
-    hp = PlateauHyperparams(**floats(c.fn,
-        factor=factor, patience=patience, threshold=threshold, cooldown=cooldown, warmup_steps=0.0,
-        min_value=min_value, max_value=jnp.inf, min_decrease=min_decrease,
-        **_rule_numbers(mode, threshold_mode, greedy=False)))
-    return _build("reduce_on_plateau", mode=mode, window=window,
-                  steps_per_epoch=steps_per_epoch, observe_in_update=observe_in_update,
-                  init_value=init_value, hp=hp)
+    _check_common(
+        c,
+        mode,
+        threshold_mode,
+        patience,
+        threshold,
+        cooldown,
+        window,
+        init_value,
+        min_value,
+        steps_per_epoch,
+        observe_in_update,
+        min_decrease,
+    )
+    hp = PlateauHyperparams(
+        **floats(
+            c.fn,
+            factor=factor,
+            patience=patience,
+            threshold=threshold,
+            cooldown=cooldown,
+            warmup_steps=0.0,
+            min_value=min_value,
+            max_value=jnp.inf,
+            min_decrease=min_decrease,
+            **_rule_numbers(mode, threshold_mode, greedy=False),
+        )
+    )
+    return _build(
+        "reduce_on_plateau",
+        mode=mode,
+        window=window,
+        steps_per_epoch=steps_per_epoch,
+        observe_in_update=observe_in_update,
+        init_value=init_value,
+        hp=hp,
+    )
 
 
 @renamed(warmup="warmup_steps")
@@ -403,14 +482,42 @@ def greedy_lr(
     """
     c = Checker("greedy_lr")
     c.between("factor", factor, 0.0, 1.0, open_lo=True)
-    _check_common(c, mode, threshold_mode, patience, threshold, cooldown, window, init_value,
-                  min_value, steps_per_epoch, observe_in_update, 0.0)
+    _check_common(
+        c,
+        mode,
+        threshold_mode,
+        patience,
+        threshold,
+        cooldown,
+        window,
+        init_value,
+        min_value,
+        steps_per_epoch,
+        observe_in_update,
+        0.0,
+    )
     c.nonnegative("warmup_steps", warmup_steps)
     c.not_greater("init_value", init_value, "max_value", max_value)
-    hp = PlateauHyperparams(**floats(c.fn,
-        factor=factor, patience=patience, threshold=threshold, cooldown=cooldown,
-        warmup_steps=warmup_steps,
-        min_value=min_value, max_value=max_value, min_decrease=0.0,
-        **_rule_numbers(mode, threshold_mode, greedy=True)))
-    return _build("greedy_lr", mode=mode, window=window, steps_per_epoch=steps_per_epoch,
-                  observe_in_update=observe_in_update, init_value=init_value, hp=hp)
+    hp = PlateauHyperparams(
+        **floats(
+            c.fn,
+            factor=factor,
+            patience=patience,
+            threshold=threshold,
+            cooldown=cooldown,
+            warmup_steps=warmup_steps,
+            min_value=min_value,
+            max_value=max_value,
+            min_decrease=0.0,
+            **_rule_numbers(mode, threshold_mode, greedy=True),
+        )
+    )
+    return _build(
+        "greedy_lr",
+        mode=mode,
+        window=window,
+        steps_per_epoch=steps_per_epoch,
+        observe_in_update=observe_in_update,
+        init_value=init_value,
+        hp=hp,
+    )

@@ -70,8 +70,9 @@ def scale_by_schedule(schedule: Schedule) -> optax.GradientTransformationExtraAr
     References:
         Optax ``scale_by_schedule``; hyperparameters as data follows Equinox/Optimistix.
     """
-    schedule = held(as_schedule(Checker("scale_by_schedule"), "schedule", schedule,
-                                nonnegative=True))
+    schedule = held(
+        as_schedule(Checker("scale_by_schedule"), "schedule", schedule, nonnegative=True)
+    )
 
     def init_fn(params):
         del params
@@ -143,8 +144,10 @@ def inject_schedules(
     accepted = inspect.signature(factory).parameters
     for name in hyperparameters:
         if name not in accepted:
-            c.fail(f"{getattr(factory, '__name__', factory)!s} takes no argument {name}, "
-                   f"got {name}={hyperparameters[name]!r}")
+            c.fail(
+                f"{getattr(factory, '__name__', factory)!s} takes no argument {name}, "
+                f"got {name}={hyperparameters[name]!r}"
+            )
     scheduled, numeric, fixed = {}, {}, {}
     for name, value in hyperparameters.items():
         if isinstance(value, Schedule):

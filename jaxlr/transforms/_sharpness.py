@@ -98,18 +98,36 @@ class _Curvature:
     eigenvalue lies within the residual) when not; a non-finite estimate keeps the last value.
     """
 
-    def __init__(self, c: Checker, optimizer, *, loss_fn, kind, num_iters, init_iters, tol, key,
-                 every, ema, momentum, b1):
+    def __init__(
+        self,
+        c: Checker,
+        optimizer,
+        *,
+        loss_fn,
+        kind,
+        num_iters,
+        init_iters,
+        tol,
+        key,
+        every,
+        ema,
+        momentum,
+        b1,
+    ):
         c.choice("kind", kind, _KINDS)
         for name, value in (("num_iters", num_iters), ("init_iters", init_iters)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 c.fail(f"{name} must be a Python int >= 2, got {name}={value!r}")
         if kind == "adam" and optimizer is None:
-            c.fail("kind='adam' needs the optimizer whose state holds the preconditioner, "
-                   "got optimizer=None")
+            c.fail(
+                "kind='adam' needs the optimizer whose state holds the preconditioner, "
+                "got optimizer=None"
+            )
         if loss_fn is not None and not callable(loss_fn):
-            c.fail(f"loss_fn must be callable (loss_fn(params) or loss_fn(params, batch)), got "
-                   f"loss_fn={loss_fn!r}")
+            c.fail(
+                f"loss_fn must be callable (loss_fn(params) or loss_fn(params, batch)), got "
+                f"loss_fn={loss_fn!r}"
+            )
         c.at_least("every", every, 1.0)
         c.between("ema", ema, 0.0, 1.0)
         c.between("momentum", momentum, 0.0, 1.0)
@@ -141,9 +159,15 @@ class _Curvature:
             self.c.fail(f"params must be floating point, got dtype={flat.dtype}")
         dtype = krylov_dtype(flat.dtype)
         zero = jnp.zeros((), dtype)
-        curv = CurvatureState(jnp.zeros(flat.shape, dtype), self.key, zero,
-                              jnp.full((), jnp.inf, dtype), jnp.asarray(False),
-                              jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        curv = CurvatureState(
+            jnp.zeros(flat.shape, dtype),
+            self.key,
+            zero,
+            jnp.full((), jnp.inf, dtype),
+            jnp.asarray(False),
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+        )
         inner = None if self.inner is None else self.inner.init(params)
         return curv, inner
 
@@ -156,12 +180,14 @@ class _Curvature:
             return updates, inner_state
         return self.inner.update(updates, inner_state, params, **extra)
 
-    def _estimate(self, loss_fn, batch, params, inner_state, cs: CurvatureState, first, h
-                  ) -> CurvatureState:
+    def _estimate(
+        self, loss_fn, batch, params, inner_state, cs: CurvatureState, first, h
+    ) -> CurvatureState:
         """One Lanczos program for the cold start (``init_iters``, random start) and the warm
         runs (``num_iters``, previous vector + a random one): the budget is traced."""
-        flat, _, op = flat_operator(loss_fn, params, matvec=None, batches=None, batch=batch,
-                                    fn_name=self.c.fn)
+        flat, _, op = flat_operator(
+            loss_fn, params, matvec=None, batches=None, batch=batch, fn_name=self.c.fn
+        )
         if self.kind == "adam":
             p = ravel_pytree(sharpness.preconditioner(inner_state))[0].astype(flat.dtype)
             d = safe_div(1.0, jnp.sqrt(p))  # P^-1/2, which is 0 where P = inf
@@ -172,8 +198,15 @@ class _Curvature:
         v0 = jnp.where(first, z, _unit(cs.vector) + z)
         budget = jnp.where(first, self.init_iters, self.num_iters)
         lam, vecs, res, conv, used = _top_flat(
-            op, flat, key=k_run, num_iters=max(self.init_iters, self.num_iters),
-            method="lanczos", v0=v0.astype(flat.dtype), tol=h.tol, budget=budget)
+            op,
+            flat,
+            key=k_run,
+            num_iters=max(self.init_iters, self.num_iters),
+            method="lanczos",
+            v0=v0.astype(flat.dtype),
+            tol=h.tol,
+            budget=budget,
+        )
         dtype = cs.vector.dtype
         lam, res = lam[0].astype(dtype), res[0].astype(dtype)
         finite = jnp.isfinite(lam) & jnp.isfinite(res)
@@ -204,8 +237,11 @@ class _Curvature:
         have_prev = jnp.isfinite(prev)
         # a non-finite estimate (NaN loss) keeps the last value; before any, it stays NaN
         lam = jnp.where(ok, lam, prev)
-        smooth = jnp.where(have_prev & ok, h.ema * jnp.where(have_prev, prev, 0.0)
-                           + (1.0 - h.ema) * jnp.where(ok, lam, 0.0), lam)
+        smooth = jnp.where(
+            have_prev & ok,
+            h.ema * jnp.where(have_prev, prev, 0.0) + (1.0 - h.ema) * jnp.where(ok, lam, 0.0),
+            lam,
+        )
         smooth = jnp.where(refresh, smooth, prev).astype(prev.dtype)
         return refresh, cs, smooth
 
@@ -378,38 +414,79 @@ def sharpness_cap(
     """
     c = Checker("sharpness_cap")
     c.choice("mode", mode, ("cap", "catapult", "gen"))
-    base = _check_tracking_args(c, learning_rate=learning_rate, fraction=fraction,
-                                hysteresis=hysteresis)
+    base = _check_tracking_args(
+        c, learning_rate=learning_rate, fraction=fraction, hysteresis=hysteresis
+    )
     c.positive("kappa", kappa)
     if mode == "catapult" and base is not None:
-        c.fail(f"mode='catapult' chooses the LR from lambda_0; learning_rate must be None, got "
-               f"learning_rate={learning_rate!r}")
+        c.fail(
+            f"mode='catapult' chooses the LR from lambda_0; learning_rate must be None, got "
+            f"learning_rate={learning_rate!r}"
+        )
     if max_value is None:
         max_value = jnp.inf if base is not None else 1.0
     else:
         c.positive("max_value", max_value)
-    curv = _Curvature(c, optimizer, loss_fn=loss_fn, kind=kind, num_iters=num_iters,
-                      init_iters=init_iters, tol=tol, key=key, every=every, ema=ema,
-                      momentum=momentum, b1=b1)
-    hp = CapHyperparams(**floats(c.fn, fraction=fraction, kappa=kappa, hysteresis=hysteresis,
-                                 max_value=max_value, tol=tol, every=every, ema=ema,
-                                 momentum=momentum, b1=b1))
+    curv = _Curvature(
+        c,
+        optimizer,
+        loss_fn=loss_fn,
+        kind=kind,
+        num_iters=num_iters,
+        init_iters=init_iters,
+        tol=tol,
+        key=key,
+        every=every,
+        ema=ema,
+        momentum=momentum,
+        b1=b1,
+    )
+    hp = CapHyperparams(
+        **floats(
+            c.fn,
+            fraction=fraction,
+            kappa=kappa,
+            hysteresis=hysteresis,
+            max_value=max_value,
+            tol=tol,
+            every=every,
+            ema=ema,
+            momentum=momentum,
+            b1=b1,
+        )
+    )
 
     def init_fn(params):
         curvature, inner = curv.init(params)
         nan = jnp.full_like(hp.fraction, jnp.nan)
         inf = jnp.full_like(hp.fraction, jnp.inf)
         lr = nan if base is None else jnp.minimum(as_float(base(0.0)), hp.max_value)
-        return SharpnessCapState(jnp.zeros([], jnp.int32), lr, inf, nan, nan,
-                                 jnp.asarray(False), nan, nan, nan, curvature, inner, base, hp)
+        return SharpnessCapState(
+            jnp.zeros([], jnp.int32),
+            lr,
+            inf,
+            nan,
+            nan,
+            jnp.asarray(False),
+            nan,
+            nan,
+            nan,
+            curvature,
+            inner,
+            base,
+            hp,
+        )
 
     def update_fn(updates, state, params=None, *, loss_fn=None, batch=None, **extra_args):
         loss_fn = curv.loss(loss_fn)
         require_params(c, params)
         h = state.hyperparams
         direction, inner_state = curv.direction(
-            updates, state.inner_state, params,
-            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args})
+            updates,
+            state.inner_state,
+            params,
+            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args},
+        )
         refresh, curvature, smooth = curv.refresh(state, loss_fn, batch, params, inner_state)
         crit = curv.critical_lr(h, smooth)
         first = state.count == 0
@@ -436,7 +513,8 @@ def sharpness_cap(
 
             def gen_step(_):
                 return as_float(sharpness.gen_step_size(bound, params, grads, neg)).astype(
-                    gen.dtype)
+                    gen.dtype
+                )
 
             raw = jax.lax.cond(refresh, gen_step, lambda _: gen, None)
             # NaN before the first estimate, inf when d'Hd <= 0: keep both out of the products
@@ -447,10 +525,21 @@ def sharpness_cap(
             lr = jnp.minimum(lr, jnp.where(gen > 0, gen, lr))
         lr = jnp.minimum(lr, h.max_value)
         rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
-        new = SharpnessCapState(optax.safe_increment(state.count), lr, cap,
-                                curvature.eigenvalue.astype(lr.dtype), smooth,
-                                curvature.converged, as_float(rho).astype(lr.dtype), init_lr, gen,
-                                curvature, inner_state, state.schedule, h)
+        new = SharpnessCapState(
+            optax.safe_increment(state.count),
+            lr,
+            cap,
+            curvature.eigenvalue.astype(lr.dtype),
+            smooth,
+            curvature.converged,
+            as_float(rho).astype(lr.dtype),
+            init_lr,
+            gen,
+            curvature,
+            inner_state,
+            state.schedule,
+            h,
+        )
         return scale_updates(direction, lr), new
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -576,33 +665,69 @@ def sharpness_warmup(
         c.positive("init_value", init_value)
     c.positive("init_ratio", init_ratio)
     c.positive("peak_value", peak_value)
-    curv = _Curvature(c, optimizer, loss_fn=loss_fn, kind=kind, num_iters=num_iters,
-                      init_iters=init_iters, tol=tol, key=key, every=every, ema=ema,
-                      momentum=momentum, b1=b1)
-    hp = WarmupHyperparams(**floats(c.fn,
-        target=target, growth=growth, init_value=jnp.nan if init_value is None else init_value,
-        init_ratio=init_ratio, peak_value=peak_value, tol=tol, every=every, ema=ema,
-        momentum=momentum, b1=b1))
+    curv = _Curvature(
+        c,
+        optimizer,
+        loss_fn=loss_fn,
+        kind=kind,
+        num_iters=num_iters,
+        init_iters=init_iters,
+        tol=tol,
+        key=key,
+        every=every,
+        ema=ema,
+        momentum=momentum,
+        b1=b1,
+    )
+    hp = WarmupHyperparams(
+        **floats(
+            c.fn,
+            target=target,
+            growth=growth,
+            init_value=jnp.nan if init_value is None else init_value,
+            init_ratio=init_ratio,
+            peak_value=peak_value,
+            tol=tol,
+            every=every,
+            ema=ema,
+            momentum=momentum,
+            b1=b1,
+        )
+    )
 
     def init_fn(params):
         curvature, inner = curv.init(params)
         nan = jnp.full_like(hp.target, jnp.nan)
-        return SharpnessWarmupState(jnp.zeros([], jnp.int32), nan, jnp.asarray(False),
-                                    jnp.zeros([], jnp.int32), nan, nan, nan, jnp.asarray(False),
-                                    nan, curvature, inner, after, hp)
+        return SharpnessWarmupState(
+            jnp.zeros([], jnp.int32),
+            nan,
+            jnp.asarray(False),
+            jnp.zeros([], jnp.int32),
+            nan,
+            nan,
+            nan,
+            jnp.asarray(False),
+            nan,
+            curvature,
+            inner,
+            after,
+            hp,
+        )
 
     def update_fn(updates, state, params=None, *, loss_fn=None, batch=None, **extra_args):
         loss_fn = curv.loss(loss_fn)
         require_params(c, params)
         h = state.hyperparams
         direction, inner_state = curv.direction(
-            updates, state.inner_state, params,
-            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args})
+            updates,
+            state.inner_state,
+            params,
+            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args},
+        )
         _, curvature, smooth = curv.refresh(state, loss_fn, batch, params, inner_state)
         crit = curv.critical_lr(h, smooth)
         first = state.count == 0
-        start = jnp.where(jnp.isnan(h.init_value), curv.times(h.init_ratio, crit),
-                          h.init_value)
+        start = jnp.where(jnp.isnan(h.init_value), curv.times(h.init_ratio, crit), h.init_value)
         start = jnp.minimum(start, h.peak_value)
         grown = jnp.where(first, start, jnp.where(first, 0.0, state.lr) * h.growth)
         limit = jnp.minimum(curv.times(h.target, crit), h.peak_value)
@@ -614,10 +739,21 @@ def sharpness_warmup(
         since = as_float(jnp.maximum(state.count - end_step, 0))
         lr = jnp.where(done, jnp.where(done, end_lr, 0.0) * state.schedule(since), warm_lr)
         rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
-        new = SharpnessWarmupState(optax.safe_increment(state.count), lr, done, end_step, end_lr,
-                                   curvature.eigenvalue.astype(lr.dtype), smooth,
-                                   curvature.converged, as_float(rho).astype(lr.dtype),
-                                   curvature, inner_state, state.schedule, h)
+        new = SharpnessWarmupState(
+            optax.safe_increment(state.count),
+            lr,
+            done,
+            end_step,
+            end_lr,
+            curvature.eigenvalue.astype(lr.dtype),
+            smooth,
+            curvature.converged,
+            as_float(rho).astype(lr.dtype),
+            curvature,
+            inner_state,
+            state.schedule,
+            h,
+        )
         return scale_updates(direction, lr), new
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

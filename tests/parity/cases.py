@@ -811,7 +811,10 @@ def optax_cases() -> list[Case]:
     add(
         "cosine_onecycle_schedule",
         lambda: S.one_cycle(
-            peak_value=lr, total_steps=1800, warmup_fraction=0.25, init_value=lr / 20.0,
+            peak_value=lr,
+            total_steps=1800,
+            warmup_fraction=0.25,
+            init_value=lr / 20.0,
             end_value=lr / 1e4,
         ),
         lambda: optax.cosine_onecycle_schedule(1800, lr, 0.25, 20.0, 500.0),

@@ -169,7 +169,8 @@ def test_plateau_hyperparameters_traced():
     tx = C.ReduceLROnPlateau(lr=1.0, patience=1, cooldown=1)
     init = tx.init(None)
     states = jax.vmap(lambda f: init._replace(hyperparams=init.hyperparams._replace(factor=f)))(
-        jnp.asarray(factors))
+        jnp.asarray(factors)
+    )
 
     @jax.jit
     @jax.vmap
@@ -201,10 +202,11 @@ def test_plateau_updates_scaled_pytree():
 def test_cosine_decay_restarts_gradient_in_m_mul_is_finite_at_zero():
     """0**0 inside the first period: value 0.5 * (1 + cos(pi/2)) and d/d m_mul = 0, not NaN;
     in the second period (i = 1) d/d m_mul = 0.5 * (1 + cos(pi * 5/20))."""
+
     def f(m, t):
-        return CK.CosineDecayRestarts(initial_learning_rate=1.0, first_decay_steps=10.0,
-                                      m_mul=m)(t)
+        return CK.CosineDecayRestarts(initial_learning_rate=1.0, first_decay_steps=10.0, m_mul=m)(t)
 
     assert float(jax.grad(f)(0.0, 5.0)) == 0.0
-    np.testing.assert_allclose(float(jax.grad(f)(0.5, 15.0)),
-                               0.5 * (1 + np.cos(np.pi * 5 / 20)), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(jax.grad(f)(0.5, 15.0)), 0.5 * (1 + np.cos(np.pi * 5 / 20)), rtol=1e-5
+    )
