@@ -94,10 +94,8 @@ def lambda_max_hook(loss_fn, params, state):
 
 
 def _tracker_init(params):
-    try:
-        from jaxlr.sharpness import tracker_init
-    except ImportError:
-        return ()
+    from jaxlr.sharpness import tracker_init
+
     return tracker_init(params, key=jax.random.key(1))
 
 
