@@ -205,17 +205,25 @@ def check_metrics(
             c.fail(f"{arg}={name!r} is not a metric of {what}, whose metrics are {keys}")
 
 
+def diverged_entries(loss: Any, threshold: float | None) -> Any:
+    """The divergence rule, one place for ``run``'s results and the populations' per-step check:
+    an entry of the loss diverged when it is NaN, infinite, or above ``threshold``. Works on
+    NumPy arrays (results, after the fact) and traced arrays (inside the compiled step)."""
+    xp = np if isinstance(loss, np.ndarray) else jnp
+    bad = ~xp.isfinite(loss)
+    if threshold is not None:
+        bad |= xp.where(bad, 0.0, loss) > threshold
+    return bad
+
+
 def healthy(loss: jax.Array | None, state: Any, threshold: float | None) -> jax.Array:
-    """Per member (leading axis): loss finite and <= threshold, and every float state leaf finite.
+    """Per member (leading axis): no diverged loss entry and every float state leaf finite.
 
     Divergence of a member is either; a member that fails it is frozen by the caller.
     """
     oks = []
     if loss is not None:
-        loss = jnp.asarray(loss)
-        ok = jnp.isfinite(loss)
-        if threshold is not None:
-            ok &= jnp.where(ok, loss, 0.0) <= threshold
+        ok = ~diverged_entries(jnp.asarray(loss), threshold)
         oks.append(ok.reshape(ok.shape[0], -1).all(1))
     for leaf in jax.tree.leaves(state):
         if jnp.issubdtype(leaf.dtype, jnp.inexact) and leaf.ndim >= 1:

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from jaxlr.sweep._configs import leaf_name
+from jaxlr.sweep._engine import diverged_entries
 
 
 def _flat(tree: Any) -> dict[str, np.ndarray]:
@@ -95,9 +96,7 @@ class SweepResult:
         self.diverged_step = np.full(k, -1)
         if loss is not None and isinstance(self.metrics, Mapping) and loss in self.metrics:
             curve = np.asarray(self.metrics[loss], float)
-            bad = ~np.isfinite(curve)
-            if divergence_threshold is not None:
-                bad |= np.where(np.isfinite(curve), curve, 0.0) > divergence_threshold
+            bad = diverged_entries(curve, divergence_threshold)
             bad = bad.reshape(k, *curve.shape[1:2], -1).any(-1) if curve.ndim > 1 else bad
             if bad.ndim == 1:
                 self.diverged = bad
