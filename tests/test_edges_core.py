@@ -279,3 +279,15 @@ def test_cli_bad_output_paths(output, match, capsys):
     assert main(["plot", "constant(value=0.1)", "-o", output]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err, err
+
+
+def test_presets_take_python_ints_past_int32():
+    from jaxlr.schedules import presets
+
+    r = presets.resnet_step(steps_per_epoch=2**31)
+    # reference: 0.1 until epoch 30, i.e. step 30 * 2**31
+    assert float(r(0)) == pytest.approx(0.1) and float(r(31 * 2.0**31)) == pytest.approx(0.01)
+    d = presets.deepseek_step(total_steps=2**40, warmup_steps=2**31, peak_value=1.0)
+    assert float(d(2.0**31)) == pytest.approx(1.0) and float(d(0.95 * 2.0**40)) == pytest.approx(
+        0.1
+    )

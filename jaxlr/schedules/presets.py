@@ -52,7 +52,7 @@ def resnet_step(
         He et al., Deep Residual Learning for Image Recognition, 2016.
     """
     Checker("resnet_step").positive("steps_per_epoch", steps_per_epoch)
-    boundaries = jnp.asarray(boundary_epochs, dtype=float) * steps_per_epoch
+    boundaries = jnp.asarray(boundary_epochs, dtype=float) * as_float(steps_per_epoch)
     return multistep(init_value=peak_value, boundaries=boundaries, decay_rate=decay_rate)
 
 
@@ -249,7 +249,7 @@ def deepseek_step(
     c.not_greater("warmup_steps", warmup_steps, "0.8 * total_steps", 0.8 * t)
     p = jnp.asarray(peak_value, dtype=t.dtype)
     inner = piecewise_constant(
-        boundaries=jnp.stack([0.8 * t, 0.9 * t]) - warmup_steps,
+        boundaries=jnp.stack([0.8 * t, 0.9 * t]) - as_float(warmup_steps),
         values=jnp.stack([p, 0.316 * p, 0.1 * p]),
     )
     return warmup(inner, warmup_steps=warmup_steps)
