@@ -228,34 +228,23 @@ def test_noise_rejects_what_is_not_a_key(key):
         S.noise(BASE, key=key, start_step=0, end_step=10)
 
 
-# -- item 1: exact integer steps (not yet: needs the step and step-count leaves kept exact) ------
+# -- item 1: exact integer steps past float32's 2^24 ---------------------------------------------
 
-_EXACT = pytest.mark.xfail(
-    strict=True,
-    reason="Schedule.__call__ casts the step to float32 and make() stores step counts as float32 "
-    "leaves, so 2**30 + 1 is 2**30 before any law runs; see the vocab report",
-)
-
-
-@_EXACT
 def test_piecewise_constant_decides_exactly_past_2_24():
     s = S.piecewise_constant(boundaries=[2**30 + 1], values=[1.0, 0.5])
     assert float(s(jnp.int32(2**30))) == 1.0
 
 
-@_EXACT
 def test_step_decides_its_stair_exactly_past_2_24():
     s = S.step(init_value=1.0, period_steps=2**30 + 1, decay_rate=0.5)
     assert float(s(jnp.int32(2**30))) == 1.0
 
 
-@_EXACT
 def test_multistep_decides_exactly_past_2_24():
     s = S.multistep(init_value=1.0, boundaries=[30_000_001])
     assert float(s(30_000_000)) == 1.0  # optax gives 1.0
 
 
-@_EXACT
 def test_cyclic_position_is_exact_past_2_31():
     s = S.cyclic(init_value=0.0, peak_value=1.0, up_steps=50, down_steps=50)
     t = 2**31 + 25

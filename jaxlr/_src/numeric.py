@@ -93,12 +93,3 @@ def half_cosine(num: ArrayLike, den: ArrayLike = 1.0) -> jax.Array:
     period = 2.0 * den
     u = num - period * jnp.round(safe_div(num, period))
     return jnp.sin(0.5 * jnp.pi * safe_div(den - jnp.abs(u), den, 1.0)) ** 2
-
-
-def progress(step: ArrayLike, start: ArrayLike, length: ArrayLike) -> jax.Array:
-    """Fraction of a phase ``[start, start + length)`` done at ``step``, clipped to [0, 1].
-
-    A phase of length 0 counts as done from its start on.
-    """
-    done = jnp.where(step >= start, 1.0, 0.0)
-    return jnp.clip(safe_div(step - start, length, done), 0.0, 1.0)

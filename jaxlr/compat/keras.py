@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxlr._src import exact
+from jaxlr._src.exact import value
 from jaxlr._src.numeric import as_float, half_cosine, safe_div, safe_pow
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import (
@@ -128,14 +130,16 @@ def _polynomial_cycle_law(
     step, *, initial_learning_rate, decay_steps, end_learning_rate, power, cycle
 ):
     del cycle  # always True: without it the constructor returns the native polynomial
-    periods = jnp.where(step == 0, 1.0, jnp.ceil(step / decay_steps))
-    p = safe_div(step, decay_steps * periods)
+    q, r = exact.divmod_steps(step, decay_steps)  # ceil(step / decay_steps), exactly
+    t = value(step)
+    periods = jnp.where(t == 0, 1.0, value(q) + jnp.where(r > 0.0, 1.0, 0.0))
+    p = safe_div(t, value(decay_steps) * periods)
     return (initial_learning_rate - end_learning_rate) * safe_pow(
         1.0 - p, power
     ) + end_learning_rate
 
 
-@register("keras.PolynomialDecay", _polynomial_cycle_law)
+@register("keras.PolynomialDecay", _polynomial_cycle_law, counts=("decay_steps",))
 def PolynomialDecay(
     *,
     initial_learning_rate: ArrayLike,
@@ -308,10 +312,12 @@ def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mu
     flat = t_mul == 1.0
     tm = jnp.where(flat, 2.0, t_mul)  # keeps the geometric branch finite when it is not taken
 
-    def start(i):  # the first step of cycle i
-        return first_decay_steps * jnp.where(flat, i, safe_div(1.0 - tm**i, 1.0 - tm))
+    first_f = value(first_decay_steps)
 
-    fraction = step / first_decay_steps
+    def start(i):  # the first step of cycle i
+        return first_f * jnp.where(flat, i, safe_div(1.0 - tm**i, 1.0 - tm))
+
+    fraction = value(step) / first_f
     guess = jnp.where(
         flat, jnp.floor(fraction), jnp.floor(jnp.log(1.0 - fraction * (1.0 - tm)) / jnp.log(tm))
     )
@@ -319,7 +325,14 @@ def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mu
     # 2.9999999999999996 in float64 under jit); the exact cycle starts correct it.
     i = jnp.where(step < start(guess), guess - 1.0, guess)
     i = jnp.where(step >= start(i + 1.0), i + 1.0, i)
-    frac = (step - start(i)) / (first_decay_steps * jnp.where(flat, 1.0, tm**i))
+    # equal periods: the cycle and the place in it from an exact integer division
+    q, within = exact.divmod_steps(step, first_decay_steps)
+    i = jnp.where(flat, value(q), i)
+    frac = jnp.where(
+        flat,
+        value(within) / first_f,
+        value(step - start(i)) / (first_f * jnp.where(flat, 1.0, tm**i)),
+    )
     # m_mul**i with a finite gradient at m_mul = 0, i = 0 (0**0 = 1, derivative 0 there)
     first = i == 0
     mult = jnp.where(first, 1.0, jnp.where(first, 1.0, m_mul) ** jnp.where(first, 1.0, i))
@@ -327,7 +340,7 @@ def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mu
     return initial_learning_rate * ((1.0 - alpha) * decayed + alpha)
 
 
-@register("keras.CosineDecayRestarts", _cosine_restarts_law)
+@register("keras.CosineDecayRestarts", _cosine_restarts_law, counts=("first_decay_steps",))
 def CosineDecayRestarts(
     *,
     initial_learning_rate: ArrayLike,

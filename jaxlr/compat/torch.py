@@ -22,9 +22,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.typing import ArrayLike
 
+from jaxlr._src import exact
+from jaxlr._src.exact import value
 from jaxlr._src.numeric import as_float, half_cosine, safe_div, safe_pow
 from jaxlr._src.validate import Checker, concrete
 from jaxlr.compat._common import callable_arg, integer
@@ -64,6 +67,18 @@ __all__ = [
     "SequentialLR",
     "StepLR",
 ]
+
+
+def _counts(milestones: Any, *, sort: bool = False) -> Any:
+    """Milestones as a vector, exact when concrete (ints past float32's 2^24 stay ints)."""
+    given = concrete(milestones)
+    if given is None:
+        m = jnp.asarray(milestones, dtype=float).reshape(-1)
+        return jnp.sort(m) if sort else m
+    m = np.asarray(given).reshape(-1)
+    if m.dtype == object or m.dtype == bool:
+        m = m.astype(np.float64)
+    return np.sort(m) if sort else m
 
 
 def _lr(c: Checker, lr: Any) -> None:
@@ -241,7 +256,7 @@ def MultiStepLR(*, milestones: Sequence[int], gamma: ArrayLike = 0.1, lr: ArrayL
         PyTorch ``MultiStepLR``.
     """
     c = Checker("MultiStepLR")
-    m = jnp.sort(jnp.asarray(milestones, dtype=float).reshape(-1))
+    m = _counts(milestones, sort=True)
     integer(c, "milestones", m, minimum=0)
     c.positive("gamma", gamma)
     _lr(c, lr)
@@ -281,11 +296,11 @@ def ExponentialLR(*, gamma: ArrayLike, lr: ArrayLike) -> Schedule:
 
 
 def _constant_law(step, *, lr, factor, total_iters):
-    undone = (step >= total_iters) & (total_iters > 0)
+    undone = (step >= total_iters) & (total_iters > 0.0)
     return jnp.where(undone, lr * factor * safe_div(1.0, factor, 1.0), lr * factor)
 
 
-@register("torch.ConstantLR", _constant_law)
+@register("torch.ConstantLR", _constant_law, counts=("total_iters",))
 def ConstantLR(
     *, factor: ArrayLike = 1.0 / 3, total_iters: ArrayLike = 5, lr: ArrayLike
 ) -> Schedule:
@@ -321,12 +336,12 @@ def ConstantLR(
 
 
 def _linear_law(step, *, lr, start_factor, end_factor, total_iters):
-    p = jnp.clip(safe_div(step, total_iters), 0.0, 1.0)
+    p = jnp.clip(safe_div(value(step), value(total_iters)), 0.0, 1.0)
     ramp = start_factor + (end_factor - start_factor) * p
-    return lr * jnp.where(total_iters > 0, ramp, start_factor)
+    return lr * jnp.where(total_iters > 0.0, ramp, start_factor)
 
 
-@register("torch.LinearLR", _linear_law)
+@register("torch.LinearLR", _linear_law, counts=("total_iters",))
 def LinearLR(
     *,
     start_factor: ArrayLike = 1.0 / 3,
@@ -371,11 +386,11 @@ def LinearLR(
 
 
 def _polynomial_law(step, *, lr, total_iters, power):
-    left = safe_div(jnp.maximum(total_iters - step, 0.0), total_iters, 1.0)
-    return lr * jnp.where(total_iters > 0, safe_pow(left, power), 1.0)
+    left = safe_div(value(exact.at_least(total_iters - step, 0.0)), value(total_iters), 1.0)
+    return lr * jnp.where(total_iters > 0.0, safe_pow(left, power), 1.0)
 
 
-@register("torch.PolynomialLR", _polynomial_law)
+@register("torch.PolynomialLR", _polynomial_law, counts=("total_iters",))
 def PolynomialLR(*, total_iters: ArrayLike = 5, power: ArrayLike = 1.0, lr: ArrayLike) -> Schedule:
     r"""Polynomial decay to 0 at ``total_iters``, then 0 (``PolynomialLR``).
 
@@ -413,10 +428,12 @@ def PolynomialLR(*, total_iters: ArrayLike = 5, power: ArrayLike = 1.0, lr: Arra
 
 
 def _cosine_annealing_law(step, *, lr, T_max, eta_min):
-    return eta_min + (lr - eta_min) * half_cosine(step, T_max)
+    # the closed form has period 2 T_max: reduce the step exactly first
+    _, u = exact.divmod_steps(step, 2.0 * T_max)
+    return eta_min + (lr - eta_min) * half_cosine(value(u), value(T_max))
 
 
-@register("torch.CosineAnnealingLR", _cosine_annealing_law)
+@register("torch.CosineAnnealingLR", _cosine_annealing_law, counts=("T_max",))
 def CosineAnnealingLR(*, T_max: ArrayLike, eta_min: ArrayLike = 0.0, lr: ArrayLike) -> Schedule:
     r"""Cosine annealing from ``lr`` to ``eta_min`` over ``T_max`` steps (``CosineAnnealingLR``).
 
@@ -490,12 +507,24 @@ def CosineAnnealingWarmRestarts(
 # CyclicLR
 
 
+# The native triangle (its law takes exact steps and counts, so the cycle is found exactly).
+_CYCLIC_LAW = type(cyclic(init_value=0.0, peak_value=1.0, up_steps=1)).law
+
+
 def _scaled_cycle_law(step, *, base_lr, max_lr, step_size_up, step_size_down, scale_fn, scale_mode):
-    h = cyclic(init_value=0.0, peak_value=1.0, up_steps=step_size_up, down_steps=step_size_down)(
-        step
+    h = _CYCLIC_LAW(
+        step,
+        init_value=0.0,
+        peak_value=1.0,
+        up_steps=step_size_up,
+        down_steps=step_size_down,
+        decay_rate=1.0,
+        mode="triangular",
     )
-    total = step_size_up + step_size_down
-    x = jnp.floor(1.0 + step / total) if scale_mode == "cycle" else step
+    if scale_mode == "cycle":
+        x = value(exact.floor_div(step, step_size_up + step_size_down)) + 1.0
+    else:
+        x = value(step)
     return base_lr + (max_lr - base_lr) * h * jnp.asarray(scale_fn(x), step.dtype)
 
 
@@ -509,7 +538,7 @@ def _check_cyclic(c: Checker, step_size_up, step_size_down, mode, scale_fn, scal
         c.choice("scale_mode", scale_mode, ("cycle", "iterations"))
 
 
-@register("torch.CyclicLR", _scaled_cycle_law)
+@register("torch.CyclicLR", _scaled_cycle_law, counts=("step_size_up", "step_size_down"))
 def CyclicLR(
     *,
     base_lr: ArrayLike,
@@ -642,18 +671,18 @@ CyclicLR.with_momentum = _cyclic_lr_with_momentum
 
 def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase):
     """Torch's one-cycle phases through the knot ``values`` (the LR's or the momentum's)."""
-    t = jnp.minimum(step, total_steps)
-    up = pct_start * total_steps
+    t = exact.where(step < total_steps, step, total_steps)
+    up = total_steps * pct_start
     ends = (
-        [up - 1.0, 2.0 * up - 2.0, total_steps - 1.0]
+        [up - 1.0, up * 2.0 - 2.0, total_steps - 1.0]
         if three_phase
         else [up - 1.0, total_steps - 1.0]
     )
-    starts = [jnp.zeros_like(up), *ends[:-1]]
+    starts = [0.0, *ends[:-1]]
 
     def phase(i):
         a, b = values[i], values[i + 1]
-        num, den = t - starts[i], ends[i] - starts[i]
+        num, den = value(t - starts[i]), value(ends[i] - starts[i])
         if anneal_strategy == "cos":
             return b + (a - b) * half_cosine(num, den)
         return (b - a) * safe_div(num, den) + a
@@ -715,7 +744,7 @@ def _check_one_cycle(
     return total_steps
 
 
-@register("torch.OneCycleLR", _one_cycle_law)
+@register("torch.OneCycleLR", _one_cycle_law, counts=("total_steps",))
 def OneCycleLR(
     *,
     max_lr: ArrayLike,
@@ -792,7 +821,7 @@ def OneCycleLR(
     )
 
 
-@register("torch.OneCycleLR.momentum", _one_cycle_momentum_law)
+@register("torch.OneCycleLR.momentum", _one_cycle_momentum_law, counts=("total_steps",))
 def _one_cycle_lr_momentum(**kwargs: Any) -> Schedule:
     r"""The momentum co-schedule of :func:`OneCycleLR`, taking the same arguments.
 
@@ -943,7 +972,7 @@ def SequentialLR(
     schedulers = list(schedulers)
     if not schedulers:
         c.fail("schedulers must hold at least one scheduler, got 0")
-    m = jnp.asarray(milestones, dtype=float).reshape(-1)
+    m = _counts(milestones)
     if m.shape[0] != len(schedulers) - 1:
         c.fail(
             f"len(milestones) must be len(schedulers) - 1 = {len(schedulers) - 1}, got "
@@ -1103,9 +1132,9 @@ def ReduceLROnPlateau(
         PyTorch ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
     """
     c = Checker("ReduceLROnPlateau")
-    for name, value in (("mode", mode), ("threshold_mode", threshold_mode)):
-        if not isinstance(value, str):
-            c.fail(f"{name} must be a string (a static option), got {name}={value!r}")
+    for name, option in (("mode", mode), ("threshold_mode", threshold_mode)):
+        if not isinstance(option, str):
+            c.fail(f"{name} must be a string (a static option), got {name}={option!r}")
     c.choice("mode", mode, ("min", "max"))
     c.choice("threshold_mode", threshold_mode, ("rel", "abs"))
     f = c.finite("factor", factor)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxlr._src import exact
+from jaxlr._src.exact import value
 from jaxlr._src.numeric import as_float, half_cosine, safe_sqrt
 from jaxlr._src.validate import Checker, concrete
 from jaxlr.schedules import (
@@ -39,7 +41,7 @@ __all__ = [
 
 
 def _ramp(step, warmup_steps):
-    return step / jnp.maximum(warmup_steps, 1.0)
+    return value(step) / jnp.maximum(value(warmup_steps), 1.0)
 
 
 def _check_lengths(c: Checker, num_warmup_steps, num_training_steps, *, strict=False) -> None:
@@ -137,8 +139,8 @@ def get_linear_schedule_with_warmup(
 
 
 def _cosine_law(step, *, lr, num_warmup_steps, num_training_steps, num_cycles, min_lr_rate):
-    length = jnp.maximum(num_training_steps - num_warmup_steps, 1.0)
-    wave = half_cosine(2.0 * num_cycles * (step - num_warmup_steps), length)
+    length = jnp.maximum(value(num_training_steps - num_warmup_steps), 1.0)
+    wave = half_cosine(value((step - num_warmup_steps) * (2.0 * num_cycles)), length)
     factor = jnp.maximum(wave * (1.0 - min_lr_rate) + min_lr_rate, 0.0)
     return lr * jnp.where(step < num_warmup_steps, _ramp(step, num_warmup_steps), factor)
 
@@ -197,7 +199,11 @@ def get_cosine_schedule_with_warmup(
     return _cosine(c, lr, num_warmup_steps, num_training_steps, num_cycles, 0.0)
 
 
-@register("transformers.get_cosine_with_min_lr_schedule_with_warmup", _cosine_law)
+@register(
+    "transformers.get_cosine_with_min_lr_schedule_with_warmup",
+    _cosine_law,
+    counts=("num_warmup_steps", "num_training_steps"),
+)
 def get_cosine_with_min_lr_schedule_with_warmup(
     *,
     num_warmup_steps: ArrayLike,
@@ -250,14 +256,19 @@ def get_cosine_with_min_lr_schedule_with_warmup(
 
 
 def _hard_restarts_law(step, *, lr, num_warmup_steps, num_training_steps, num_cycles):
-    length = jnp.maximum(num_training_steps - num_warmup_steps, 1.0)
+    length = exact.at_least(num_training_steps - num_warmup_steps, 1.0)
     done = step - num_warmup_steps
-    wave = half_cosine(jnp.mod(num_cycles * done, length), length)
+    _, within = exact.divmod_steps(done * num_cycles, length)  # exact for integer cycles
+    wave = half_cosine(value(within), value(length))
     factor = jnp.where(done >= length, 0.0, wave)
     return lr * jnp.where(step < num_warmup_steps, _ramp(step, num_warmup_steps), factor)
 
 
-@register("transformers.get_cosine_with_hard_restarts_schedule_with_warmup", _hard_restarts_law)
+@register(
+    "transformers.get_cosine_with_hard_restarts_schedule_with_warmup",
+    _hard_restarts_law,
+    counts=("num_warmup_steps", "num_training_steps"),
+)
 def get_cosine_with_hard_restarts_schedule_with_warmup(
     *,
     num_warmup_steps: ArrayLike,
@@ -409,11 +420,11 @@ def _wsd_law(
     p = _ramp(step, num_warmup_steps)
     rise = {"linear": p, "cosine": 1.0 - half_cosine(p, 1.0), "1-sqrt": 1.0 - safe_sqrt(1.0 - p)}
     start = num_warmup_steps + num_stable_steps
-    length = jnp.maximum(num_decay_steps, 1.0)
-    q = (step - start) / length
+    length = jnp.maximum(value(num_decay_steps), 1.0)
+    q = value(step - start) / length
     fall = {
         "linear": 1.0 - q,
-        "cosine": half_cosine(2.0 * num_cycles * (step - start), length),
+        "cosine": half_cosine(value((step - start) * (2.0 * num_cycles)), length),
         "1-sqrt": 1.0 - safe_sqrt(q),
     }
     out = jnp.where(
@@ -426,7 +437,11 @@ def _wsd_law(
     return lr * out
 
 
-@register("transformers.get_wsd_schedule", _wsd_law)
+@register(
+    "transformers.get_wsd_schedule",
+    _wsd_law,
+    counts=("num_warmup_steps", "num_stable_steps", "num_decay_steps"),
+)
 def get_wsd_schedule(
     *,
     num_warmup_steps: ArrayLike,

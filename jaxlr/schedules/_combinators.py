@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import at_least, progress, tiny
+from jaxlr._src import exact, numeric
+from jaxlr._src.exact import progress
 from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import rise
@@ -21,12 +22,13 @@ def _schedule_arg(c: Checker, name: str, s) -> None:
 
 
 def _warmup(step, *, schedule, warmup_steps, init_value, shape):
-    target = schedule(jnp.zeros_like(step))
+    target = schedule(jnp.zeros(step.shape, step.dtype))
     ramp = rise(init_value, target, progress(step, 0.0, warmup_steps), shape)
-    return jnp.where(step < warmup_steps, ramp, schedule(jnp.maximum(step - warmup_steps, 0.0)))
+    after = schedule(exact.at_least(step - warmup_steps, 0.0))
+    return jnp.where(step < warmup_steps, ramp, after)
 
 
-@register("warmup", _warmup)
+@register("warmup", _warmup, counts=("warmup_steps",))
 def warmup(
     schedule: Schedule,
     *,
@@ -74,11 +76,11 @@ def _join(step, *, schedules, boundaries):
     out = schedules[0](step)
     for i, s in enumerate(schedules[1:]):
         b = boundaries[..., i]
-        out = jnp.where(step >= b, s(jnp.maximum(step - b, 0.0)), out)
+        out = jnp.where(step >= b, s(exact.at_least(step - b, 0.0)), out)
     return out
 
 
-@register("join", _join)
+@register("join", _join, counts=("boundaries",))
 def join(schedules: Sequence[Schedule], *, boundaries: ArrayLike) -> Schedule:
     r"""Runs schedules one after another, each on its own local time (PyTorch ``SequentialLR``).
 
@@ -129,7 +131,7 @@ def _product(step, *, schedules):
     return out
 
 
-@register("product", _product)
+@register("product", _product, counts=())
 def product(schedules: Sequence[Schedule]) -> Schedule:
     r"""The product of schedules, all on the same time (PyTorch ``ChainedScheduler``).
 
@@ -169,7 +171,7 @@ def _scale(step, *, schedule, factor):
     return factor * schedule(step)
 
 
-@register("scale", _scale)
+@register("scale", _scale, counts=())
 def scale(schedule: Schedule, *, factor: ArrayLike) -> Schedule:
     r"""Multiplies a schedule by a constant factor.
 
@@ -199,7 +201,7 @@ def _clip(step, *, schedule, min_value=None, max_value=None):
     return jnp.clip(schedule(step), min_value, max_value)
 
 
-@register("clip", _clip)
+@register("clip", _clip, counts=())
 def clip(
     schedule: Schedule, *, min_value: ArrayLike | None = None, max_value: ArrayLike | None = None
 ) -> Schedule:
@@ -242,10 +244,10 @@ def clip(
 
 
 def _per_epoch(step, *, schedule, steps_per_epoch):
-    return schedule(jnp.floor(step / at_least(steps_per_epoch, tiny(step))))
+    return schedule(exact.floor_div(step, steps_per_epoch))  # exact for integer counts
 
 
-@register("per_epoch", _per_epoch)
+@register("per_epoch", _per_epoch, counts=("steps_per_epoch",))
 def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
     r"""Holds each epoch's value for ``steps_per_epoch`` optimizer steps.
 
@@ -280,13 +282,13 @@ def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
 
 def _noise(step, *, schedule, key, start_step, end_step, pct, std, distribution):
     base = schedule(step)
-    flat = jnp.floor(step).reshape(-1).astype(jnp.uint32)
+    flat = exact.floor_uint(step).reshape(-1).astype(jnp.uint32)
 
     def draw(t):
         k = jax.random.fold_in(key, t)
         if distribution == "uniform":
             return pct * jax.random.uniform(k, (), base.dtype, -1.0, 1.0)
-        sd = at_least(std, tiny(base))
+        sd = numeric.at_least(std, numeric.tiny(base))
         bound = pct / sd
         return sd * jax.random.truncated_normal(k, -bound, bound, (), base.dtype)
 
@@ -295,7 +297,7 @@ def _noise(step, *, schedule, key, start_step, end_step, pct, std, distribution)
     return jnp.where(inside, base * (1.0 + n), base)
 
 
-@register("noise", _noise)
+@register("noise", _noise, counts=("start_step", "end_step"))
 @renamed(kind="distribution")
 def noise(
     schedule: Schedule,
@@ -386,7 +388,7 @@ def _select(step, *, index, schedules):
     return jax.lax.switch(i, [lambda t, s=s: s(t) for s in schedules], step)
 
 
-@register("select", _select)
+@register("select", _select, counts=())
 def select(index: ArrayLike, schedules: Sequence[Schedule]) -> Schedule:
     r"""The schedule ``schedules[index]``, with ``index`` data: a sweep can range over families.
 

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxlr._src import exact
 from jaxlr._src.numeric import as_float
 from jaxlr._src.peer_names import OPTAX_NAMES, PEER_MODULES, PEER_NAMES
 from jaxlr._src.validate import check_cast, concrete
@@ -100,22 +101,47 @@ class Schedule:
 
     name: ClassVar[str]
     law: ClassVar[Callable[..., jax.Array]]
+    _counts: ClassVar[tuple[str, ...] | None] = None
 
     def __post_init__(self) -> None:
-        static = []
+        static, residuals = [], []
+        counts = type(self)._counts or ()
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if _is_static(value):
                 static.append(f.name)
             elif value is not None:
-                object.__setattr__(self, f.name, _leaf(value, raw=f.name in _RAW_FIELDS))
+                leaf = _leaf(value, raw=f.name in _RAW_FIELDS)
+                if f.name in counts:
+                    r = _residual(value, leaf)
+                    if r is not None:
+                        residuals.append((f.name, *r))
+                object.__setattr__(self, f.name, leaf)
         # Which fields are structure is fixed here: JAX later rebuilds nodes with placeholders.
         object.__setattr__(self, "_static_fields", tuple(static))
+        object.__setattr__(self, "_residuals", tuple(residuals))
 
     def __call__(self, step: ArrayLike) -> jax.Array:
         if isinstance(step, (str, bytes)):
             raise TypeError(f"{self.name}: step must be a number or an array, got {step!r}")
-        return type(self).law(as_float(step), **self._arguments())
+        cls = type(self)
+        args = self._arguments()
+        if cls._counts is None:  # a law written for float steps (a user's family)
+            return cls.law(as_float(exact.value(step)), **args)
+        for name in cls._counts:
+            if args[name] is not None:
+                args[name] = self._exact(name, args[name])
+        return cls.law(exact.split(step), **args)
+
+    def _exact(self, name: str, leaf: Any) -> exact.Exact:
+        """A step-count leaf with the part float32 rounded away at construction (while the leaf
+        still holds the value it was built with: an edited leaf is taken as it is)."""
+        for field, hi, lo, shape in self._residuals:
+            if field == name:
+                hi = np.asarray(hi, leaf.dtype).reshape(shape)
+                lo = np.asarray(lo, leaf.dtype).reshape(shape)
+                return exact.Exact(leaf, jnp.where(leaf == hi, lo, jnp.zeros((), leaf.dtype)))
+        return exact.Exact(leaf)
 
     def _arguments(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -123,8 +149,17 @@ class Schedule:
     # -- introspection and edits -----------------------------------------------------------------
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        """Every hyperparameter given (data and structure), as the constructor's arguments."""
-        return {k: v for k, v in self._arguments().items() if v is not None}
+        """Every hyperparameter given (data and structure), as the constructor's arguments.
+
+        A step count that float32 cannot hold (``2**30 + 1``) is given exactly, as a NumPy
+        int64 or float64 array, while its leaf is unedited.
+        """
+        out = {k: v for k, v in self._arguments().items() if v is not None}
+        for field, hi, lo, shape in self._residuals:
+            leaf = concrete(out[field])
+            if leaf is not None and np.array_equal(leaf, np.asarray(hi, leaf.dtype).reshape(shape)):
+                out[field] = _exact_sum(hi, lo, shape)
+        return out
 
     def replace(self, **changes: Any) -> Schedule:
         """A new schedule with ``changes`` applied, validated by the family's constructor.
@@ -176,7 +211,7 @@ def _flatten_with_keys(s: Schedule):
             static.append((name, value))
         else:
             data.append((jax.tree_util.GetAttrKey(name), value))
-    return data, (tuple(k.name for k, _ in data), tuple(static))
+    return data, (tuple(k.name for k, _ in data), tuple(static), s._residuals)
 
 
 def _flatten(s: Schedule):
@@ -185,19 +220,52 @@ def _flatten(s: Schedule):
 
 
 def _unflatten(cls: type[Schedule], aux, children) -> Schedule:
-    names, static = aux
+    names, static, residuals = aux
     s = object.__new__(cls)  # not __init__: JAX passes placeholder leaves here
     for name, value in (*zip(names, children), *static):
         object.__setattr__(s, name, value)
     object.__setattr__(s, "_static_fields", tuple(n for n, _ in static))
+    object.__setattr__(s, "_residuals", residuals)
     return s
+
+
+def _residual(value: Any, leaf: Any) -> tuple[tuple, tuple, tuple] | None:
+    """What rounding a concrete step count to its float leaf lost: ``(leaf, exact - leaf,
+    shape)`` as tuples of Python numbers (static data), or ``None`` when nothing was lost."""
+    if isinstance(leaf, jax.core.Tracer) or isinstance(value, Schedule):
+        return None
+    ex = exact.exact_host(value)
+    if ex is None or ex.size == 0:
+        return None
+    with np.errstate(invalid="ignore"):
+        if not all(abs(float(e)) < 2.0**53 for e in ex.reshape(-1)):
+            return None  # past float64's integers (or not finite): nothing exact to keep
+    hi = np.asarray(leaf)
+    if ex.dtype == object or np.issubdtype(ex.dtype, np.integer):
+        finite = np.isfinite(hi)
+        his = [int(h) if ok else 0 for h, ok in zip(hi.reshape(-1), finite.reshape(-1))]
+        lo = [int(e) - h for e, h in zip(ex.reshape(-1), his)]
+    else:
+        with np.errstate(invalid="ignore"):
+            lo = list(np.where(np.isfinite(hi), ex - hi.astype(np.float64), 0.0).reshape(-1))
+    if not any(lo):
+        return None
+    return tuple(float(h) for h in hi.reshape(-1)), tuple(float(x) for x in lo), hi.shape
+
+
+def _exact_sum(hi: tuple, lo: tuple, shape: tuple) -> np.ndarray:
+    if all(float(x).is_integer() for x in (*hi, *lo)):
+        return np.asarray([int(h) + int(x) for h, x in zip(hi, lo)], np.int64).reshape(shape)
+    return (np.asarray(hi, np.float64) + np.asarray(lo, np.float64)).reshape(shape)
 
 
 def _class_name(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.replace(".", "_").split("_"))
 
 
-def _family_class(name: str, law: Callable[..., jax.Array]) -> type[Schedule]:
+def _family_class(
+    name: str, law: Callable[..., jax.Array], counts: tuple[str, ...] | None
+) -> type[Schedule]:
     params = [p for p in inspect.signature(law).parameters.values() if p.kind is p.KEYWORD_ONLY]
     fields = [
         (
@@ -219,6 +287,7 @@ def _family_class(name: str, law: Callable[..., jax.Array]) -> type[Schedule]:
         namespace={
             "name": name,
             "law": staticmethod(law),
+            "_counts": counts,
             "__module__": law.__module__,
             "__doc__": f"The ``{name}`` schedule (see its constructor).",
         },
@@ -282,7 +351,7 @@ def _peer_hint(arg: str) -> str | None:
     return None
 
 
-def register(name: str, law: Callable[..., jax.Array]):
+def register(name: str, law: Callable[..., jax.Array], *, counts: tuple[str, ...] | None = None):
     """Decorator registering a public constructor with its law under ``name``.
 
     This is how a family is added: a pure law ``law(step, *, hyperparameter, ...)`` of ``jnp``
@@ -291,6 +360,13 @@ def register(name: str, law: Callable[..., jax.Array]):
     (one field per keyword argument of the law); a registered family parses, serializes and
     (once in the catalog) is covered by the contract tests. An argument the constructor does not
     take raises ``TypeError`` naming jaxlr's spelling when it is a peer library's name.
+
+    Exact steps: with ``counts`` (the names of the hyperparameters that are step counts:
+    lengths, boundaries, periods) the law receives its step and those hyperparameters as
+    ``jaxlr._src.exact.Exact`` values, exact for integers past float32's :math:`2^{24}` (a
+    count's leaf stays a float; what the rounding lost is kept as static data), and makes its
+    piecewise decisions on them (``step >= boundary``, ``exact.divmod_steps``). Without
+    ``counts`` the law receives float steps and float leaves, as written above.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -314,7 +390,10 @@ def register(name: str, law: Callable[..., jax.Array]):
             _unexpected(name, constructor, kwargs)
             return constructor(*args, **kwargs)
 
-        _REGISTRY[name] = (_family_class(name, law), checked)
+        _REGISTRY[name] = (
+            _family_class(name, law, None if counts is None else tuple(counts)),
+            checked,
+        )
         return checked
 
     return deco
@@ -357,7 +436,8 @@ def make(name: str, params: Mapping[str, Any], static: Mapping[str, Any] = ()) -
                     f"{k}={_show(leaf)} (to sweep, stack built schedules with jaxlr.sweep.stack "
                     f"or build them inside jax.vmap)"
                 )
-        leaves[k] = leaf
+        # a step count goes in as given, so the instance keeps what float rounding loses
+        leaves[k] = v if k in (cls._counts or ()) and not isinstance(leaf, Schedule) else leaf
     return cls(**leaves, **dict(static))
 
 

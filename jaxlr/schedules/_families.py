@@ -1,8 +1,11 @@
 """The schedule families: a private pure law each, and its public validating constructor.
 
-Every law takes ``step`` (a float array) and the hyperparameters as keyword arguments, and is a
-few lines of ``jnp`` arithmetic with no Python branch on a hyperparameter value, so every numeric
-hyperparameter can be traced (jit, vmap, grad).
+Every law takes ``step`` and the hyperparameters as keyword arguments, and is a few lines of
+``jnp`` arithmetic with no Python branch on a hyperparameter value, so every numeric
+hyperparameter can be traced (jit, vmap, grad). The step and the step-count hyperparameters
+(``counts=`` at registration) arrive as ``Exact`` values (``jaxlr._src.exact``): piecewise
+decisions compare them exactly, elapsed times are exact differences, and ``value`` rounds to a
+float where the law needs one.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxlr._src import exact
+from jaxlr._src.exact import progress, value
 from jaxlr._src.numeric import (
     at_least,
     half_cosine,
     power_of,
-    progress,
     safe_div,
     safe_pow,
     saturate,
@@ -39,7 +43,7 @@ def _constant(step, *, value):
     return _like(step, value)
 
 
-@register("constant", _constant)
+@register("constant", _constant, counts=())
 def constant(*, value: ArrayLike) -> Schedule:
     r"""A constant learning rate.
 
@@ -69,7 +73,7 @@ def _linear(step, *, init_value, end_value, total_steps, begin_steps):
     return segments(step, [begin_steps, total_steps], [init_value, end_value], [("linear", False)])
 
 
-@register("linear", _linear)
+@register("linear", _linear, counts=("total_steps", "begin_steps"))
 def linear(
     *,
     init_value: ArrayLike,
@@ -125,7 +129,7 @@ def _polynomial(step, *, init_value, end_value, total_steps, power, begin_steps)
     return end_value + (init_value - end_value) * safe_pow(1.0 - p, power)
 
 
-@register("polynomial", _polynomial)
+@register("polynomial", _polynomial, counts=("total_steps", "begin_steps"))
 def polynomial(
     *,
     init_value: ArrayLike,
@@ -188,13 +192,16 @@ def polynomial(
 def _periods(elapsed, period_steps):
     """``elapsed / period_steps`` for ``elapsed >= 0``; a traced period <= 0 is clamped to the
     smallest positive normal float, and the count saturates at the largest finite float."""
+    elapsed, period_steps = value(elapsed), value(period_steps)
     big = jnp.finfo(jnp.result_type(elapsed)).max
     return jnp.minimum(elapsed / at_least(period_steps, tiny(elapsed)), big)
 
 
 def _exponent(step, begin_steps, period_steps, staircase):
-    e = _periods(jnp.maximum(step - begin_steps, 0.0), period_steps)
-    return jnp.floor(e) if staircase else e
+    elapsed = exact.at_least(step - begin_steps, 0.0)
+    if staircase:  # which stair: exact for integer steps and periods
+        return value(exact.floor_div(elapsed, period_steps))
+    return _periods(elapsed, period_steps)
 
 
 def _exponential(
@@ -209,7 +216,7 @@ def _exponential(
     return value
 
 
-@register("exponential", _exponential)
+@register("exponential", _exponential, counts=("period_steps", "begin_steps"))
 @renamed(transition_steps="period_steps")
 def exponential(
     *,
@@ -277,7 +284,7 @@ def _inverse_time(step, *, init_value, decay_rate, period_steps, staircase):
     return init_value / (1.0 + jnp.maximum(decay_rate, 0.0) * e)
 
 
-@register("inverse_time", _inverse_time)
+@register("inverse_time", _inverse_time, counts=("period_steps",))
 @renamed(transition_steps="period_steps")
 def inverse_time(
     *,
@@ -326,10 +333,10 @@ def inverse_time(
 
 
 def _step(step, *, init_value, period_steps, decay_rate):
-    return saturate(init_value * power_of(decay_rate, jnp.floor(_periods(step, period_steps))))
+    return saturate(init_value * power_of(decay_rate, value(exact.floor_div(step, period_steps))))
 
 
-@register("step", _step)
+@register("step", _step, counts=("period_steps",))
 @renamed(step_size="period_steps")
 def step(*, init_value: ArrayLike, period_steps: ArrayLike, decay_rate: ArrayLike) -> Schedule:
     r"""Step decay: multiply by ``decay_rate`` every ``period_steps`` steps (the ResNet schedule).
@@ -373,7 +380,7 @@ def _multistep(step, *, init_value, boundaries, decay_rate):
     return saturate(init_value * saturate(jnp.prod(jnp.where(passed, rates, 1.0), axis=-1)))
 
 
-@register("multistep", _multistep)
+@register("multistep", _multistep, counts=("boundaries",))
 def multistep(
     *, init_value: ArrayLike, boundaries: ArrayLike, decay_rate: ArrayLike = 0.1
 ) -> Schedule:
@@ -421,7 +428,7 @@ def _piecewise_constant(step, *, boundaries, values, right):
     return jnp.take(values, index)
 
 
-@register("piecewise_constant", _piecewise_constant)
+@register("piecewise_constant", _piecewise_constant, counts=("boundaries",))
 def piecewise_constant(
     *, boundaries: ArrayLike, values: ArrayLike, right: bool = False
 ) -> Schedule:
@@ -467,7 +474,7 @@ def _piecewise_interpolate(step, *, boundaries, values, shape):
     return segments(step, knots, vals, [(shape, False)] * (n - 1))
 
 
-@register("piecewise_interpolate", _piecewise_interpolate)
+@register("piecewise_interpolate", _piecewise_interpolate, counts=("boundaries",))
 @renamed(interpolation="shape")
 def piecewise_interpolate(
     *, boundaries: ArrayLike, values: ArrayLike, shape: str = "linear"
@@ -524,13 +531,13 @@ def _inverse_sqrt(step, *, peak_value, warmup_steps, timescale, init_value, warm
     else:
         warm = _like(step, peak_value)
     after = step >= warmup_steps
-    tau = at_least(timescale, tiny(step))
-    denom = jnp.where(after, step - warmup_steps + tau, tau)
+    tau = at_least(timescale, tiny(step.hi))
+    denom = jnp.where(after, value(step - warmup_steps) + tau, tau)
     decay = peak_value * jnp.sqrt(safe_div(tau, denom, 1.0))
     return jnp.where(after, decay, warm)
 
 
-@register("inverse_sqrt", _inverse_sqrt)
+@register("inverse_sqrt", _inverse_sqrt, counts=("warmup_steps",))
 @renamed(warmup="warmup_shape")
 def inverse_sqrt(
     *,
@@ -595,12 +602,13 @@ def inverse_sqrt(
 
 
 def _noam(step, *, d_model, warmup_steps, scale):
+    t = value(step)  # a smooth law: the rounded step is as accurate as float allows
     w = jnp.maximum(warmup_steps, 1.0)
-    shape = jnp.where(step < w, step * w**-1.5, jax.lax.rsqrt(jnp.maximum(step, w)))
-    return scale * jax.lax.rsqrt(at_least(d_model, tiny(step))) * shape
+    shape = jnp.where(t < w, t * w**-1.5, jax.lax.rsqrt(jnp.maximum(t, w)))
+    return scale * jax.lax.rsqrt(at_least(d_model, tiny(t))) * shape
 
 
-@register("noam", _noam)
+@register("noam", _noam, counts=())
 def noam(*, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, scale: ArrayLike = 1.0) -> Schedule:
     r"""The Transformer schedule: linear warmup then inverse square root.
 
@@ -642,7 +650,7 @@ def _cosine(step, *, init_value, total_steps, end_value, power, k):
     return end_value + (init_value - end_value) * safe_pow(half_cosine(p), power)
 
 
-@register("cosine", _cosine)
+@register("cosine", _cosine, counts=("total_steps",))
 @renamed(exponent="power")
 def cosine(
     *,
@@ -705,7 +713,7 @@ def _warmup_cosine(step, *, peak_value, warmup_steps, total_steps, init_value, e
     return jnp.where(step < warmup_steps, warm, decay)
 
 
-@register("warmup_cosine", _warmup_cosine)
+@register("warmup_cosine", _warmup_cosine, counts=("warmup_steps", "total_steps"))
 @renamed(exponent="power")
 def warmup_cosine(
     *,
@@ -770,33 +778,36 @@ def warmup_cosine(
 
 
 def _cycle(step, first, mult):
-    """Index, start and length of the restart cycle holding ``step`` (periods grow by ``mult``).
+    """Index of the restart cycle holding ``step`` (periods grow by ``mult``), the steps elapsed
+    in it (an ``Exact``) and its length. Equal periods (``mult == 1``) are found exactly for
+    integer steps (``exact.divmod_steps``); growing ones from the float cycle starts.
 
     Traced invalid values are clamped: ``first`` <= 0 to the smallest positive float, ``mult``
     below 1 to 1.
     """
-    first = at_least(first, tiny(step))
+    t = value(step)
+    first_f = at_least(value(first), tiny(t))
     mult = at_least(mult, 1.0)
     flat = jnp.abs(mult - 1.0) < 1e-6
     m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite when mult == 1
 
-    big = jnp.finfo(step.dtype).max
+    big = jnp.finfo(t.dtype).max
 
     def start(i):  # saturating: cycle starts past the float range compare as the largest float
-        geometric = first * saturate(safe_div(saturate(m**i) - 1.0, m - 1.0))
-        return saturate(jnp.where(flat, i * first, geometric))
+        return saturate(first_f * saturate(safe_div(saturate(m**i) - 1.0, m - 1.0)))
 
-    r = jnp.minimum(step / first, big)
-    guess = jnp.where(
-        flat, jnp.floor(r), jnp.floor(jnp.log1p(saturate(r * (m - 1.0))) / jnp.log(m))
-    )
-    guess = jnp.clip(guess, 0.0, big)
+    r = jnp.minimum(t / first_f, big)
+    guess = jnp.clip(jnp.floor(jnp.log1p(saturate(r * (m - 1.0))) / jnp.log(m)), 0.0, big)
     # log/floor can land one cycle off at exact boundaries: correct with the exact starts.
     i = jnp.where(step < start(guess), guess - 1.0, guess)
     i = jnp.where(step >= start(i + 1.0), i + 1.0, i)
     i = jnp.maximum(i, 0.0)
     s = start(i)
-    return i, s, start(i + 1.0) - s
+    q, within = exact.divmod_steps(step, exact.at_least(first, tiny(t)))
+    before = step < 0.0  # a negative step is in cycle 0, before its start
+    i = jnp.where(flat, jnp.where(before, 0.0, value(q)), i)
+    u = exact.where(flat & ~before, within, step - jnp.where(flat, 0.0, s))
+    return i, u, jnp.where(flat, first_f, start(i + 1.0) - s)
 
 
 def _sgdr(
@@ -810,9 +821,8 @@ def _sgdr(
     cycle_warmup_steps,
     cycle_limit=None,
 ):
-    i, s, length = _cycle(step, period_steps, period_mult)
+    i, u, length = _cycle(step, period_steps, period_mult)
     peak = saturate(peak_value * power_of(peak_decay, i))
-    u = step - s
     warm = end_value + (peak - end_value) * progress(u, 0.0, cycle_warmup_steps)
     p = progress(u - cycle_warmup_steps, 0.0, length - cycle_warmup_steps)
     value = jnp.where(u < cycle_warmup_steps, warm, anneal(peak, end_value, p, "cosine"))
@@ -821,7 +831,7 @@ def _sgdr(
     return value
 
 
-@register("sgdr", _sgdr)
+@register("sgdr", _sgdr, counts=("period_steps", "cycle_warmup_steps"))
 def sgdr(
     *,
     peak_value: ArrayLike,
@@ -896,7 +906,7 @@ def _tanh(step, *, init_value, total_steps, end_value, lower, upper):
     return jnp.where(step >= total_steps, end_value, value)
 
 
-@register("tanh", _tanh)
+@register("tanh", _tanh, counts=("total_steps",))
 def tanh(
     *,
     init_value: ArrayLike,

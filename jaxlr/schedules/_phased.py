@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import as_float, at_least, power_of, safe_div, saturate, times, tiny
+from jaxlr._src import exact
+from jaxlr._src.exact import value
+from jaxlr._src.numeric import as_float, power_of, safe_div, saturate, times, tiny
 from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, segments
@@ -17,25 +19,28 @@ _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 def _cyclic_height(step, up_steps, down_steps, mode, decay_rate):
     """Torch's ``scale_factor * scale_fn``: 0 at cycle ends, the cycle's height at its peak."""
     total = up_steps + down_steps
-    # The position inside the cycle from an exact float remainder, not 1 + t/L - floor(1 + t/L):
-    # the latter loses the phase entirely once t/L needs all of float32's mantissa. Torch's
-    # x / rho and (x - 1) / (rho - 1) are within / U and (C - within) / D.
-    within = jnp.mod(step, total)
-    cycle = jnp.round((step - within) / total) + 1.0
+    # The cycle and the position inside it from an exact integer division (exact.divmod_steps),
+    # not 1 + t/L - floor(1 + t/L): the latter loses the phase entirely once t/L needs all of
+    # float32's mantissa. Torch's x / rho and (x - 1) / (rho - 1) are within / U and
+    # (C - within) / D.
+    cycle, within = exact.divmod_steps(step, total)
+    cycle = value(cycle) + 1.0
     rising = within <= up_steps
     factor = jnp.where(
-        rising, safe_div(within, up_steps, 1.0), safe_div(total - within, down_steps, 0.0)
+        rising,
+        safe_div(value(within), value(up_steps), 1.0),
+        safe_div(value(total - within), value(down_steps), 0.0),
     )
     if mode == "triangular2":
         factor = factor * 0.5 ** (cycle - 1.0)
     elif mode == "exp_range":
-        factor = factor * power_of(decay_rate, step)  # saturates when a rate > 1 grows
+        factor = factor * power_of(decay_rate, value(step))  # saturates when a rate > 1 grows
     return factor
 
 
 def _clamped_cycle(up_steps, down_steps, step):
     """Traced lengths <= 0 are clamped to the smallest positive float (the law stays finite)."""
-    return at_least(up_steps, tiny(step)), at_least(down_steps, tiny(step))
+    return exact.at_least(up_steps, tiny(step.hi)), exact.at_least(down_steps, tiny(step.hi))
 
 
 def _cyclic(step, *, init_value, peak_value, up_steps, down_steps, decay_rate, mode):
@@ -60,7 +65,7 @@ def _check_cycle(c: Checker, up_steps, down_steps, decay_rate, mode) -> None:
     c.choice("mode", mode, _CYCLIC_MODES)
 
 
-@register("cyclic", _cyclic)
+@register("cyclic", _cyclic, counts=("up_steps", "down_steps"))
 @renamed(gamma="decay_rate")
 def cyclic(
     *,
@@ -125,7 +130,7 @@ def cyclic(
     )
 
 
-@register("cyclic_momentum", _cyclic_momentum)
+@register("cyclic_momentum", _cyclic_momentum, counts=("up_steps", "down_steps"))
 @renamed(gamma="decay_rate")
 def cyclic_momentum(
     *,
@@ -222,7 +227,7 @@ def _check_one_cycle(c: Checker, total_steps, warmup_fraction, shape, three_phas
 _ONE_CYCLE_RENAMED = dict(pct_start="warmup_fraction", anneal="shape")
 
 
-@register("one_cycle", _one_cycle)
+@register("one_cycle", _one_cycle, counts=("total_steps",))
 @renamed(**_ONE_CYCLE_RENAMED, div_factor="init_value", final_div_factor="end_value")
 def one_cycle(
     *,
@@ -292,7 +297,7 @@ def one_cycle(
     )
 
 
-@register("one_cycle_momentum", _one_cycle_momentum)
+@register("one_cycle_momentum", _one_cycle_momentum, counts=("total_steps",))
 @renamed(**_ONE_CYCLE_RENAMED)
 def one_cycle_momentum(
     *,
@@ -365,7 +370,7 @@ def _wsd(
     return segments(step, knots, values, shapes)
 
 
-@register("wsd", _wsd)
+@register("wsd", _wsd, counts=("total_steps", "warmup_steps", "decay_steps"))
 def wsd(
     *,
     peak_value: ArrayLike,
@@ -499,7 +504,9 @@ def _infinite(
     return segments(step, knots, values, shapes)
 
 
-@register("infinite", _infinite)
+@register(
+    "infinite", _infinite, counts=("total_steps", "warmup_steps", "cooldown_steps", "decay_steps")
+)
 def infinite(
     *,
     peak_value: ArrayLike,
@@ -587,7 +594,7 @@ def _swa(step, *, init_value, swa_value, anneal_steps, shape):
     return segments(step, [0.0, anneal_steps], [init_value, swa_value], [(shape, False)])
 
 
-@register("swa", _swa)
+@register("swa", _swa, counts=("anneal_steps",))
 @renamed(anneal="shape")
 def swa(
     *,

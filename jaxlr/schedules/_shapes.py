@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxlr._src.numeric import half_cosine, progress, safe_div, safe_sqrt
+from jaxlr._src.exact import progress
+from jaxlr._src.numeric import half_cosine, safe_div, safe_sqrt
 
 #: Shapes of a phase that moves from ``a`` to ``b`` as its progress ``p`` goes 0 -> 1.
 SHAPES = ("linear", "cosine", "1-sqrt", "exponential", "inverse")

@@ -15,7 +15,7 @@ from jaxlr.schedules._combinators import warmup
 from jaxlr.schedules._core import Schedule
 from jaxlr.schedules._families import multistep, noam, piecewise_constant, piecewise_interpolate
 from jaxlr.schedules._families import warmup_cosine as _warmup_cosine
-from jaxlr.schedules._phased import wsd
+from jaxlr.schedules._phased import _product, wsd
 
 __all__ = ["bert", "deepseek_step", "llm_cosine", "minicpm_wsd", "resnet_step", "transformer"]
 
@@ -52,7 +52,7 @@ def resnet_step(
         He et al., Deep Residual Learning for Image Recognition, 2016.
     """
     Checker("resnet_step").positive("steps_per_epoch", steps_per_epoch)
-    boundaries = jnp.asarray(boundary_epochs, dtype=float) * as_float(steps_per_epoch)
+    boundaries = _product(boundary_epochs, steps_per_epoch)  # exact for concrete ints
     return multistep(init_value=peak_value, boundaries=boundaries, decay_rate=decay_rate)
 
 

@@ -1,0 +1,324 @@
+r"""Exact steps: a step or step count carried as an unevaluated sum ``hi + lo`` of two floats.
+
+Why. A float32 holds every integer only up to :math:`2^{24}` (16.7M steps); long LLM runs pass
+that, and ``2**30 + 1`` rounds to ``2**30`` before any law compares it with a boundary. Optax's
+step counters are int32, exact to :math:`2^{31}`. A schedule therefore turns its step (an int,
+an int32/uint32 counter, a float) and its step-count hyperparameters into :class:`Exact` values,
+and every piecewise decision of a law (which piece, which stair, which cycle) is made on them:
+
+- ``a - b`` and ``a + b`` are error-free (Knuth's two-sum keeps the rounding error of the high
+  parts in the low part), so an elapsed time ``step - start`` is exact and then rounded once;
+- comparisons (``<``, ``>=`` ...) decide on the exact sign of ``a - b``;
+- :func:`floor_div` and :func:`divmod_steps` divide non-negative integers below :math:`2^{32}`
+  in unsigned integer arithmetic (exact), other values in floats as before;
+- :func:`value` rounds to one float where the law needs a value (inside a piece the result is
+  then as accurate as float32 allows).
+
+Gradients flow through the high part (``d(a - b)/da = 1``; the integer path of
+:func:`divmod_steps` carries the remainder's derivative through ``r = a - q b``), so a float step
+or hyperparameter stays differentiable where the law is smooth. Under ``jax_enable_x64`` the
+default float is float64 (exact to :math:`2^{53}`) and the low parts are 0.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlr._src.numeric import as_float, float_dtype
+
+
+class Exact:
+    """``hi + lo`` held unevaluated (both arrays of the default float dtype, broadcastable).
+
+    Arithmetic with ``+``/``-`` (with another :class:`Exact` or a number or array) is
+    error-free; comparisons are exact; ``x * c`` (``c`` not an :class:`Exact`) scales both
+    parts, rounding like one float product. Anything else goes through :func:`value`.
+    """
+
+    __slots__ = ("hi", "lo")
+    __array_ufunc__ = None  # numpy defers to our reflected operators
+    __hash__ = None
+
+    def __init__(self, hi: Any, lo: Any = 0.0):
+        self.hi = hi
+        self.lo = lo
+
+    # -- array-like attributes -------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return jnp.broadcast_shapes(jnp.shape(self.hi), jnp.shape(self.lo))
+
+    @property
+    def dtype(self):
+        return jnp.result_type(self.hi)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, index) -> Exact:
+        shape = self.shape
+        return Exact(
+            jnp.broadcast_to(self.hi, shape)[index], jnp.broadcast_to(self.lo, shape)[index]
+        )
+
+    def reshape(self, *shape) -> Exact:
+        full = self.shape
+        return Exact(
+            jnp.broadcast_to(self.hi, full).reshape(*shape),
+            jnp.broadcast_to(self.lo, full).reshape(*shape),
+        )
+
+    def __repr__(self) -> str:
+        return f"Exact(hi={self.hi!r}, lo={self.lo!r})"
+
+    # -- error-free sums -------------------------------------------------------------------------
+    def __add__(self, other: Any) -> Exact:
+        o = lift(other)
+        hi, err = _two_sum(self.hi, o.hi)
+        return Exact(hi, err + (self.lo + o.lo))
+
+    __radd__ = __add__
+
+    def __neg__(self) -> Exact:
+        return Exact(-self.hi, -self.lo)
+
+    def __sub__(self, other: Any) -> Exact:
+        return self + (-lift(other))
+
+    def __rsub__(self, other: Any) -> Exact:
+        return lift(other) + (-self)
+
+    def __mul__(self, other: Any) -> Exact:
+        if isinstance(other, Exact):
+            return NotImplemented
+        return Exact(self.hi * other, self.lo * other)
+
+    __rmul__ = __mul__
+
+    # -- exact comparisons -----------------------------------------------------------------------
+    def _sign(self, other: Any) -> jax.Array:
+        d = self - other
+        return d.hi + d.lo  # its sign is exact: |lo| is below half an ulp of hi
+
+    def __lt__(self, other: Any) -> jax.Array:
+        return self._sign(other) < 0
+
+    def __le__(self, other: Any) -> jax.Array:
+        return self._sign(other) <= 0
+
+    def __gt__(self, other: Any) -> jax.Array:
+        return self._sign(other) > 0
+
+    def __ge__(self, other: Any) -> jax.Array:
+        return self._sign(other) >= 0
+
+
+jax.tree_util.register_pytree_node(
+    Exact, lambda e: ((e.hi, e.lo), None), lambda _, children: Exact(*children)
+)
+
+
+def _two_sum(a: Any, b: Any) -> tuple[jax.Array, jax.Array]:
+    """Knuth's two-sum: ``s = fl(a + b)`` and the exact rounding error ``a + b - s``."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def lift(x: Any) -> Exact:
+    """``x`` as an :class:`Exact` (an :class:`Exact` is returned as it is)."""
+    return x if isinstance(x, Exact) else split(x)
+
+
+def value(x: Any) -> Any:
+    """The value of ``x`` rounded to one float (``x`` itself when it is not an :class:`Exact`)."""
+    if isinstance(x, Exact):
+        return x.hi + x.lo
+    return x
+
+
+_SPLIT = 256  # integer steps are split at 2^8: hi = n - n % 256 has at most 24 significant bits
+
+
+def split(x: Any) -> Exact:
+    """An exact :class:`Exact` for a step or step count.
+
+    Python ints (any size up to :math:`2^{48}`), NumPy integers and float64 values, and int32 /
+    uint32 arrays (traced or not) are split exactly; float32 arrays are exact as they are.
+    """
+    if isinstance(x, Exact):
+        return x
+    dtype = float_dtype()
+    if isinstance(x, bool):
+        return Exact(as_float(x))
+    if isinstance(x, numbers.Integral) or (
+        isinstance(x, np.ndarray | np.generic) and np.issubdtype(x.dtype, np.integer)
+    ):
+        return _split_host(np.asarray(x, dtype=object if isinstance(x, int) else None))
+    if isinstance(x, float) or (isinstance(x, np.ndarray | np.generic) and x.dtype == np.float64):
+        v = np.asarray(x, np.float64)
+        hi = v.astype(dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            lo = np.where(np.isfinite(hi), v - hi.astype(np.float64), 0.0)
+        return Exact(jnp.asarray(hi), jnp.asarray(lo.astype(dtype)))
+    arr = jnp.asarray(x)
+    if (
+        jnp.issubdtype(arr.dtype, jnp.integer)
+        and jnp.iinfo(arr.dtype).bits == 32
+        and dtype == jnp.float32
+    ):
+        low = jnp.asarray(_SPLIT - 1, arr.dtype)
+        lo = jnp.bitwise_and(arr, low)
+        return Exact((arr - lo).astype(dtype), lo.astype(dtype))
+    return Exact(jnp.asarray(arr, dtype))
+
+
+def _split_host(v: np.ndarray) -> Exact:
+    dtype = float_dtype()
+    ints = [int(n) for n in v.reshape(-1)]
+    if dtype == np.float64:
+        his = [float(n) for n in ints]
+        los = [float(n - int(h)) for n, h in zip(ints, his)]
+    else:
+        his, los = [], []
+        for n in ints:
+            hi = n - n % _SPLIT if abs(n) < 2**32 else int(np.float32(n))
+            his.append(float(hi))
+            los.append(float(n - hi))
+    shape = np.shape(v)
+    return Exact(
+        jnp.asarray(np.asarray(his, dtype).reshape(shape)),
+        jnp.asarray(np.asarray(los, dtype).reshape(shape)),
+    )
+
+
+def exact_host(x: Any) -> np.ndarray | None:
+    """A concrete count as an exact NumPy array (int64 or float64), or ``None`` when ``x`` is
+    traced or not a number; the reference :func:`split` rounds from at construction."""
+    if isinstance(x, jax.core.Tracer) or isinstance(x, bool):
+        return None
+    if isinstance(x, numbers.Integral):
+        return np.asarray(int(x), object) if abs(int(x)) >= 2**62 else np.asarray(int(x))
+    try:
+        a = np.asarray(x)
+    except Exception:  # noqa: BLE001 - not array-like (a schedule, a callable): no exact form
+        return None
+    if a.dtype == object:
+        try:
+            if all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in a.flat):
+                return a
+            a = a.astype(np.float64)
+        except (TypeError, ValueError):
+            return None
+    if np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating):
+        return a
+    return None
+
+
+# -- exact division of counts ----------------------------------------------------------------------
+def _uint_dtype():
+    return jnp.uint64 if float_dtype() == jnp.float64 else jnp.uint32
+
+
+def _count_ok(x: Exact) -> jax.Array:
+    """Whether ``x`` is a non-negative integer the unsigned integer path holds exactly."""
+    limit = 2.0 ** jnp.iinfo(_uint_dtype()).bits
+    hi, lo = x.hi, x.lo
+    return (jnp.floor(hi) == hi) & (jnp.floor(lo) == lo) & (hi + lo >= 0) & (hi < limit)
+
+
+def _to_uint(x: Exact, ok: jax.Array) -> jax.Array:
+    u, s = _uint_dtype(), jnp.int64 if float_dtype() == jnp.float64 else jnp.int32
+    hi = jnp.where(ok, x.hi, 0.0).astype(u)
+    lo = jnp.where(ok, x.lo, 0.0).astype(s).astype(u)  # lo may be negative: wraps, then adds
+    return hi + lo
+
+
+def _from_uint(n: jax.Array) -> Exact:
+    dtype = float_dtype()
+    if dtype == jnp.float64:
+        return Exact(n.astype(dtype), jnp.zeros(n.shape, dtype))
+    lo = jnp.bitwise_and(n, jnp.asarray(_SPLIT - 1, n.dtype))
+    return Exact((n - lo).astype(dtype), lo.astype(dtype))
+
+
+def where(condition: Any, a: Any, b: Any) -> Exact:
+    """``jnp.where`` for :class:`Exact` values (both parts chosen alike)."""
+    a, b = lift(a), lift(b)
+    return Exact(jnp.where(condition, a.hi, b.hi), jnp.where(condition, a.lo, b.lo))
+
+
+def at_least(x: Any, lo: Any) -> Exact:
+    """``max(x, lo)`` exactly (the clamp of a traced invalid count); the gradient with respect
+    to ``x`` is 0 where ``x < lo``, as :func:`jaxlr._src.numeric.at_least`."""
+    return where(lift(x) > lo, x, lo)
+
+
+def divmod_steps(a: Any, b: Any) -> tuple[Exact, Exact]:
+    """``q = floor(a / b)`` and the remainder ``r = a - q b``, both :class:`Exact`.
+
+    Exact when ``a`` and ``b`` are non-negative integers below :math:`2^{32}` with ``b >= 1``
+    (the unsigned integer path); otherwise computed in floats, with a ``b`` <= 0 clamped to the
+    smallest positive float and ``q`` saturating at the largest finite float. The remainder's
+    derivative is ``dr/da = 1``, ``dr/db = -q`` on both paths.
+    """
+    a, b = lift(a), lift(b)
+    sg = jax.lax.stop_gradient
+    dtype = float_dtype()
+    af, bf = value(a), value(b)
+    tiny = jnp.finfo(dtype).tiny
+    big = jnp.finfo(dtype).max
+    bsafe = jnp.where(bf > tiny, bf, tiny)
+    # floats: fmod is exact, so the remainder of each part is; one correction joins them
+    bs = sg(bsafe)
+    lo = sg(a.lo)
+    lo = jnp.where(jnp.abs(lo) < bs, lo, jnp.mod(lo, bs))  # |lo| < b: kept exactly
+    rf = Exact(jnp.mod(sg(a.hi), bs)) + lo  # in (-b, 2b)
+    rf = where(rf < 0.0, rf + bs, where(rf >= bs, rf - bs, rf))
+    qf = jnp.minimum(jnp.round(value(sg(a) - rf) / bs), big)
+    # non-negative integers: unsigned integer division
+    ok = _count_ok(a) & _count_ok(b) & (bf >= 1)
+    ua, ub = _to_uint(a, ok), _to_uint(b, ok)
+    ub = jnp.where(ok, ub, jnp.ones_like(ub))
+    qi = ua // ub
+    q = where(ok, _from_uint(qi), Exact(qf, jnp.zeros_like(qf)))
+    r = where(ok, _from_uint(ua - qi * ub), rf)
+    # r = a - q * b: the straight-through terms (0 in value) carry its derivative
+    grad = (af - sg(af)) - value(q) * (bf - sg(bf))
+    return q, Exact(r.hi + grad, r.lo)
+
+
+def floor_div(a: Any, b: Any) -> Exact:
+    """``floor(a / b)``, exact for non-negative integer counts (:func:`divmod_steps`)."""
+    return divmod_steps(a, b)[0]
+
+
+def floor_uint(x: Any) -> jax.Array:
+    """``floor(x)`` as an unsigned integer, exact for ``0 <= x < 2^32`` (``x`` < 0 gives 0)."""
+    x = lift(x)
+    f = jnp.floor(x.hi)
+    rest = jnp.floor((x.hi - f) + x.lo)  # x.hi - f is exact; rest is floor of the fraction
+    whole = Exact(f, rest)
+    ok = _count_ok(whole)
+    return jnp.where(ok, _to_uint(whole, ok), jnp.zeros((), _uint_dtype()))
+
+
+def progress(step: Any, start: Any, length: Any) -> jax.Array:
+    """Fraction of a phase ``[start, start + length)`` done at ``step``, clipped to [0, 1].
+
+    ``step - start`` is exact (then rounded once), so the fraction is as accurate as the float
+    dtype allows however large the step; whether the phase has started is decided exactly. A
+    phase of length 0 counts as done from its start on.
+    """
+    elapsed = lift(step) - start
+    done = jnp.where(elapsed >= 0.0, 1.0, 0.0)
+    length = value(length)
+    ok = length != 0
+    frac = jnp.where(ok, value(elapsed) / jnp.where(ok, length, 1.0), done)
+    return jnp.clip(frac, 0.0, 1.0)
