@@ -244,3 +244,45 @@ def test_float32_leaves_and_structure_unchanged_for_ordinary_counts():
     assert s._residuals == ()  # nothing was lost: same tree as before, no static remainder
     assert jax.tree.structure(s) == jax.tree.structure(s.replace(period_steps=2000))
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(s))
+
+
+def test_exact_arithmetic_matches_python_integers():
+    """The primitives against Python integers, on values built every way a law builds them:
+    split from Python ints and int32 counters, and differences of those (negative high parts)."""
+    from jaxlr._src import exact
+
+    rng = np.random.default_rng(0)
+    mags = [2**8, 2**20, 2**24 + 3, 2**28, 2**30, INT32_MAX]
+    a = [int(rng.integers(0, m)) for m in mags for _ in range(20)]
+    b = [int(rng.integers(1, m)) for m in mags for _ in range(20)]
+    c = [int(rng.integers(0, 2**31 - 1)) for _ in a]
+    ea = exact.split(np.asarray(a, np.int64))
+    eb = exact.split(jnp.asarray(b, jnp.int32))
+    ec = exact.split(jnp.asarray(c, jnp.int32))
+    shifted = (ea + ec) - ec  # the same values with other high and low parts
+    # a count below 2^8 is (0, n): minus a float start, its high part is negative
+    small = [int(rng.integers(0, 256)) for _ in a]
+    start = [int(rng.integers(0, n + 1)) for n in small]
+    late = exact.split(jnp.asarray(small, jnp.int32)) - jnp.asarray(start, jnp.float32)
+    cases = (
+        (ea, a),
+        (shifted, a),
+        (ea - eb, [p - q for p, q in zip(a, b)]),
+        (late, [n - d for n, d in zip(small, start)]),
+    )
+    for x, xs in cases:
+        vals = np.asarray(exact.value(x), np.float64)
+        np.testing.assert_allclose(vals, np.asarray(xs, np.float64), rtol=1e-7)
+        np.testing.assert_array_equal(np.asarray(x >= eb), [p >= q for p, q in zip(xs, b)])
+        np.testing.assert_array_equal(np.asarray(x < eb), [p < q for p, q in zip(xs, b)])
+        q, r = exact.divmod_steps(x, eb)
+        want_q = [p // d for p, d in zip(xs, b)]
+        want_r = [p % d for p, d in zip(xs, b)]
+        ok = [p >= 0 for p in xs]  # the exact (integer) path; negatives go through floats
+        got_q = np.asarray(q.hi, np.float64) + np.asarray(q.lo, np.float64)
+        got_r = np.asarray(r.hi, np.float64) + np.asarray(r.lo, np.float64)
+        np.testing.assert_array_equal(got_q[ok], np.asarray(want_q, np.float64)[ok])
+        np.testing.assert_array_equal(got_r[ok], np.asarray(want_r, np.float64)[ok])
+        np.testing.assert_allclose(got_r, want_r, atol=2.0**8)  # floats: within rounding
+        floors = np.asarray(exact.floor_uint(x), np.float64)
+        np.testing.assert_array_equal(floors[ok], np.asarray(xs, np.float64)[ok])

@@ -234,10 +234,15 @@ def _count_ok(x: Exact) -> jax.Array:
 
 
 def _to_uint(x: Exact, ok: jax.Array) -> jax.Array:
-    u, s = _uint_dtype(), jnp.int64 if float_dtype() == jnp.float64 else jnp.int32
-    hi = jnp.where(ok, x.hi, 0.0).astype(u)
-    lo = jnp.where(ok, x.lo, 0.0).astype(s).astype(u)  # lo may be negative: wraps, then adds
-    return hi + lo
+    """``hi + lo`` in unsigned integers (either part may be negative: they wrap, then add)."""
+    u = _uint_dtype()
+
+    def wrap(f):
+        f = jnp.where(ok, f, 0.0)
+        m = jnp.abs(f).astype(u)
+        return jnp.where(f < 0, jnp.zeros((), u) - m, m)
+
+    return wrap(x.hi) + wrap(x.lo)
 
 
 def _from_uint(n: jax.Array) -> Exact:

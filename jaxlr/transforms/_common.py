@@ -82,7 +82,7 @@ class ScheduleSlot:
 
     def __call__(self, leaves: dict[str, jax.Array], step: ArrayLike) -> jax.Array:
         schedule = jax.tree.unflatten(self.treedef, [leaves[k] for k in self.names])
-        return schedule(as_float(step))
+        return schedule(step)  # an integer count stays exact (jaxlr._src.exact)
 
 
 def scale_updates(updates: PyTree, factor: ArrayLike) -> PyTree:
@@ -281,7 +281,7 @@ def current_lr(state: PyTree, *, optimizer_lr: Any = None) -> jax.Array:
         )
     factors = list(w.factors)
     if schedule is not None:
-        factors += [schedule(as_float(jnp.maximum(n, 1) - 1)) for n in w.counts]
+        factors += [schedule(jnp.maximum(n, 1) - 1) for n in w.counts]
     elif optimizer_lr is not None:
         c.finite("optimizer_lr", optimizer_lr)
         factors.append(as_float(optimizer_lr))

@@ -80,7 +80,7 @@ def scale_by_schedule(schedule: Schedule) -> optax.GradientTransformationExtraAr
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        lr = state.schedule(as_float(state.count))
+        lr = state.schedule(state.count)  # the int32 count: exact past 2^24
         new = ScaleByScheduleState(optax.safe_increment(state.count), lr, state.schedule)
         return scale_updates(updates, lr), new
 
@@ -166,7 +166,7 @@ def inject_schedules(
 
     def values(state_hp, schedules, count):
         out = dict(state_hp)
-        out.update({k: s(as_float(count)) for k, s in schedules.items()})
+        out.update({k: s(count) for k, s in schedules.items()})
         return out
 
     def init_fn(params):

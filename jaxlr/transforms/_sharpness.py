@@ -12,6 +12,7 @@ from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
 from jaxlr import sharpness
+from jaxlr._src import exact
 from jaxlr._src.numeric import as_float, safe_div
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import Schedule
@@ -224,7 +225,8 @@ class _Curvature:
         """(refreshed?, curvature state, lambda the LR uses) after this update."""
         h = state.hyperparams
         first = state.count == 0
-        refresh = (jnp.mod(as_float(state.count), h.every) == 0) | first
+        _, since = exact.divmod_steps(state.count, h.every)  # exact past 2^24
+        refresh = (exact.value(since) == 0) | first
         cs = jax.lax.cond(
             refresh,
             lambda cs: self._estimate(loss_fn, batch, params, inner_state, cs, first, h),
@@ -493,7 +495,7 @@ def sharpness_cap(
         factor = h.kappa if mode == "catapult" else h.fraction
         init_lr = jnp.where(first, curv.times(factor, crit), state.init_lr)
         if state.schedule is not None:
-            base_lr = as_float(state.schedule(as_float(state.count)))
+            base_lr = as_float(state.schedule(state.count))
         elif mode == "gen":
             base_lr = jnp.full_like(init_lr, jnp.inf)
         else:
