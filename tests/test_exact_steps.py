@@ -286,3 +286,13 @@ def test_exact_arithmetic_matches_python_integers():
         np.testing.assert_allclose(got_r, want_r, atol=2.0**8)  # floats: within rounding
         floors = np.asarray(exact.floor_uint(x), np.float64)
         np.testing.assert_array_equal(floors[ok], np.asarray(xs, np.float64)[ok])
+
+
+def test_stacked_members_keep_exact_counts_and_disagreeing_counts_are_named():
+    members = [S.step(init_value=v, period_steps=B + 1, decay_rate=0.5) for v in (1.0, 2.0)]
+    st = jaxlr.sweep.stack(members)
+    got = jax.vmap(lambda s: s(jnp.int32(B)))(st)
+    np.testing.assert_array_equal(np.asarray(got), [1.0, 2.0])  # still stair 0 at 2^30
+    other = S.step(init_value=1.0, period_steps=B + 3, decay_rate=0.5)
+    with pytest.raises(ValueError, match="kept exactly as static structure"):
+        jaxlr.sweep.stack([members[0], other])

@@ -28,6 +28,16 @@ here JAX rebuilds a node with ``object.__new__`` and sets the fields, and ``__in
 people and :func:`make`) turns numbers into float leaves. One class per family, made from the
 law's signature, keeps the law the single place where a family's hyperparameters are named.
 
+Exact steps. A float32 holds integers only to :math:`2^{24}`, so a family registered with
+``counts=`` (every built-in one) receives its step and its step-count hyperparameters as exact
+two-float sums (``jaxlr._src.exact``) and decides pieces, stairs and cycles on them. A count leaf
+stays one float; what rounding a concrete count lost at construction (``2**30 + 1`` is stored as
+``2**30``) is static auxiliary data, applied while the leaf still equals the value it was built
+from. Not int32 leaves: ``jax.grad`` refuses them and their dtype would depend on how a user
+wrote the number. Not a second leaf per count: every ``jax.tree.map`` (a perturbation, a cast)
+would then edit the remainder as if it were a value. Counts below :math:`2^{24}` leave no
+static data, so those trees are unchanged.
+
 The registry maps a family name to its class and public constructor; it serves configs
 (``to_config`` / ``from_config`` / ``parse``, in ``_config.py``), :func:`register` for user
 families, and the catalog-driven contract tests.

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlr._src.validate import Checker
+from jaxlr.schedules import Schedule
 
 
 def leaf_name(path: tuple) -> str:
@@ -222,6 +223,12 @@ def _draw(c: Checker, rng: np.random.Generator, name: str, spec: tuple, num: int
     return np.exp(rng.uniform(np.log(low), np.log(high), size=num))
 
 
+def _holds_exact_counts(tree: Any) -> bool:
+    nodes = jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, Schedule) and x is not tree)
+    here = isinstance(tree, Schedule) and bool(tree._residuals)
+    return here or any(_holds_exact_counts(n) for n in nodes if isinstance(n, Schedule))
+
+
 def stack(schedules: Sequence[Any]) -> Any:
     """Stacks schedules (or any pytrees) of one structure into one pytree with a leading axis.
 
@@ -252,8 +259,14 @@ def stack(schedules: Sequence[Any]) -> Any:
     first = jax.tree.structure(schedules[0])
     for i, s in enumerate(schedules):
         if jax.tree.structure(s) != first:
+            hint = ""
+            if _holds_exact_counts(s) or _holds_exact_counts(schedules[0]):
+                hint = (
+                    " (a step count float32 cannot hold, past 2^24, is kept exactly as static "
+                    "structure, so stacked members must agree on such counts)"
+                )
             c.fail(
                 f"every member needs the structure of member 0, got member {i}={s!r} "
-                f"vs member 0={schedules[0]!r}"
+                f"vs member 0={schedules[0]!r}{hint}"
             )
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *schedules)
