@@ -230,6 +230,7 @@ def test_noise_rejects_what_is_not_a_key(key):
 
 # -- item 1: exact integer steps past float32's 2^24 ---------------------------------------------
 
+
 def test_piecewise_constant_decides_exactly_past_2_24():
     s = S.piecewise_constant(boundaries=[2**30 + 1], values=[1.0, 0.5])
     assert float(s(jnp.int32(2**30))) == 1.0
