@@ -62,49 +62,60 @@ class Exact:
         return len(self.shape)
 
     def __getitem__(self, index) -> Exact:
-        shape = self.shape
-        return Exact(
-            jnp.broadcast_to(self.hi, shape)[index], jnp.broadcast_to(self.lo, shape)[index]
-        )
+        full = self.shape
+        lo = 0.0 if _zero(self.lo) else jnp.broadcast_to(self.lo, full)[index]
+        return Exact(jnp.broadcast_to(self.hi, full)[index], lo)
 
     def reshape(self, *shape) -> Exact:
         full = self.shape
-        return Exact(
-            jnp.broadcast_to(self.hi, full).reshape(*shape),
-            jnp.broadcast_to(self.lo, full).reshape(*shape),
-        )
+        lo = 0.0 if _zero(self.lo) else jnp.broadcast_to(self.lo, full).reshape(*shape)
+        return Exact(jnp.broadcast_to(self.hi, full).reshape(*shape), lo)
 
     def __repr__(self) -> str:
         return f"Exact(hi={self.hi!r}, lo={self.lo!r})"
 
     # -- error-free sums -------------------------------------------------------------------------
     def __add__(self, other: Any) -> Exact:
+        if _zero(other):
+            return self
         o = lift(other)
         hi, err = _two_sum(self.hi, o.hi)
-        return Exact(hi, err + (self.lo + o.lo))
+        return Exact(hi, _plus(err, _plus(self.lo, o.lo)))
 
     __radd__ = __add__
 
     def __neg__(self) -> Exact:
-        return Exact(-self.hi, -self.lo)
+        return Exact(-self.hi, 0.0 if _zero(self.lo) else -self.lo)
 
     def __sub__(self, other: Any) -> Exact:
-        return self + (-lift(other))
+        if _zero(other):
+            return self
+        o = lift(other)
+        hi, err = _two_diff(self.hi, o.hi)
+        lo = self.lo if _zero(o.lo) else (-o.lo if _zero(self.lo) else self.lo - o.lo)
+        return Exact(hi, _plus(err, lo))
 
     def __rsub__(self, other: Any) -> Exact:
-        return lift(other) + (-self)
+        return lift(other) - self
 
     def __mul__(self, other: Any) -> Exact:
         if isinstance(other, Exact):
             return NotImplemented
-        return Exact(self.hi * other, self.lo * other)
+        return Exact(self.hi * other, 0.0 if _zero(self.lo) else self.lo * other)
 
     __rmul__ = __mul__
 
     # -- exact comparisons -----------------------------------------------------------------------
     def _sign(self, other: Any) -> jax.Array:
-        d = self - other
-        return d.hi + d.lo  # its sign is exact: |lo| is below half an ulp of hi
+        """A float with the exact sign of ``self - other``: the high parts' difference is exact
+        when they are close (Sterbenz), and when it is not it dwarfs the low parts."""
+        if isinstance(other, Exact):
+            d = self.hi - other.hi
+            lo = self.lo if _zero(other.lo) else self.lo - other.lo
+        else:
+            d = self.hi if _zero(other) else self.hi - other
+            lo = self.lo
+        return d if _zero(lo) else d + lo
 
     def __lt__(self, other: Any) -> jax.Array:
         return self._sign(other) < 0
@@ -119,6 +130,15 @@ class Exact:
         return self._sign(other) >= 0
 
 
+def _zero(x: Any) -> bool:
+    """A Python zero (a part known at trace time to be 0: no operation needed)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == 0
+
+
+def _plus(a: Any, b: Any) -> Any:
+    return b if _zero(a) else a if _zero(b) else a + b
+
+
 jax.tree_util.register_pytree_node(
     Exact, lambda e: ((e.hi, e.lo), None), lambda _, children: Exact(*children)
 )
@@ -131,6 +151,13 @@ def _two_sum(a: Any, b: Any) -> tuple[jax.Array, jax.Array]:
     return s, (a - (s - bb)) + (b - bb)
 
 
+def _two_diff(a: Any, b: Any) -> tuple[jax.Array, jax.Array]:
+    """Two-sum of ``a`` and ``-b``: ``s = fl(a - b)`` and the exact error ``a - b - s``."""
+    s = a - b
+    bb = s - a
+    return s, (a - (s - bb)) - (b + bb)
+
+
 def lift(x: Any) -> Exact:
     """``x`` as an :class:`Exact` (an :class:`Exact` is returned as it is)."""
     return x if isinstance(x, Exact) else split(x)
@@ -139,7 +166,7 @@ def lift(x: Any) -> Exact:
 def value(x: Any) -> Any:
     """The value of ``x`` rounded to one float (``x`` itself when it is not an :class:`Exact`)."""
     if isinstance(x, Exact):
-        return x.hi + x.lo
+        return x.hi if _zero(x.lo) else x.hi + x.lo
     return x
 
 
@@ -166,7 +193,7 @@ def split(x: Any) -> Exact:
         hi = v.astype(dtype)
         with np.errstate(invalid="ignore", over="ignore"):
             lo = np.where(np.isfinite(hi), v - hi.astype(np.float64), 0.0)
-        return Exact(jnp.asarray(hi), jnp.asarray(lo.astype(dtype)))
+        return Exact(jnp.asarray(hi), jnp.asarray(lo.astype(dtype)) if lo.any() else 0.0)
     arr = jnp.asarray(x)
     if (
         jnp.issubdtype(arr.dtype, jnp.integer)
@@ -192,10 +219,8 @@ def _split_host(v: np.ndarray) -> Exact:
             his.append(float(hi))
             los.append(float(n - hi))
     shape = np.shape(v)
-    return Exact(
-        jnp.asarray(np.asarray(his, dtype).reshape(shape)),
-        jnp.asarray(np.asarray(los, dtype).reshape(shape)),
-    )
+    hi = jnp.asarray(np.asarray(his, dtype).reshape(shape))
+    return Exact(hi, jnp.asarray(np.asarray(los, dtype).reshape(shape)) if any(los) else 0.0)
 
 
 def exact_host(x: Any) -> np.ndarray | None:
@@ -256,7 +281,8 @@ def _from_uint(n: jax.Array) -> Exact:
 def where(condition: Any, a: Any, b: Any) -> Exact:
     """``jnp.where`` for :class:`Exact` values (both parts chosen alike)."""
     a, b = lift(a), lift(b)
-    return Exact(jnp.where(condition, a.hi, b.hi), jnp.where(condition, a.lo, b.lo))
+    lo = 0.0 if _zero(a.lo) and _zero(b.lo) else jnp.where(condition, a.lo, b.lo)
+    return Exact(jnp.where(condition, a.hi, b.hi), lo)
 
 
 def at_least(x: Any, lo: Any) -> Exact:
