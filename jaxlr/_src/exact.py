@@ -37,7 +37,15 @@ class Exact:
 
     Arithmetic with ``+``/``-`` (with another :class:`Exact` or a number or array) is
     error-free; comparisons are exact; ``x * c`` (``c`` not an :class:`Exact`) scales both
-    parts, rounding like one float product. Anything else goes through :func:`value`.
+    parts, rounding like one float product. Anything else goes through :func:`value`. An
+    :class:`Exact` is a pytree (``lax.switch`` and ``lax.cond`` carry it).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.exact import split, value
+        >>> t = split(jnp.int32(2**30 + 1))  # float32 alone would hold 2**30
+        >>> bool(t > 2**30), float(value(t - 2**30))
+        (True, 1.0)
     """
 
     __slots__ = ("hi", "lo")
@@ -159,12 +167,24 @@ def _two_diff(a: Any, b: Any) -> tuple[jax.Array, jax.Array]:
 
 
 def lift(x: Any) -> Exact:
-    """``x`` as an :class:`Exact` (an :class:`Exact` is returned as it is)."""
+    """``x`` as an :class:`Exact` (an :class:`Exact` is returned as it is).
+
+    Examples:
+        >>> from jaxlr.schedules.exact import Exact, lift
+        >>> isinstance(lift(3), Exact)
+        True
+    """
     return x if isinstance(x, Exact) else split(x)
 
 
 def value(x: Any) -> Any:
-    """The value of ``x`` rounded to one float (``x`` itself when it is not an :class:`Exact`)."""
+    """The value of ``x`` rounded to one float (``x`` itself when it is not an :class:`Exact`).
+
+    Examples:
+        >>> from jaxlr.schedules.exact import split, value
+        >>> float(value(split(2**24 + 1) - 2**24))  # the difference first, then one rounding
+        1.0
+    """
     if isinstance(x, Exact):
         return x.hi if _zero(x.lo) else x.hi + x.lo
     return x
@@ -178,6 +198,13 @@ def split(x: Any) -> Exact:
 
     Python ints (any size up to :math:`2^{48}`), NumPy integers and float64 values, and int32 /
     uint32 arrays (traced or not) are split exactly; float32 arrays are exact as they are.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.exact import split
+        >>> t = split(jnp.int32(2**30 + 1))
+        >>> float(t.hi), float(t.lo)
+        (1073741824.0, 1.0)
     """
     if isinstance(x, Exact):
         return x
@@ -279,7 +306,13 @@ def _from_uint(n: jax.Array) -> Exact:
 
 
 def where(condition: Any, a: Any, b: Any) -> Exact:
-    """``jnp.where`` for :class:`Exact` values (both parts chosen alike)."""
+    """``jnp.where`` for :class:`Exact` values (both parts chosen alike).
+
+    Examples:
+        >>> from jaxlr.schedules.exact import split, value, where
+        >>> float(value(where(False, split(1), split(2**30 + 1)) - 2**30))
+        1.0
+    """
     a, b = lift(a), lift(b)
     lo = 0.0 if _zero(a.lo) and _zero(b.lo) else jnp.where(condition, a.lo, b.lo)
     return Exact(jnp.where(condition, a.hi, b.hi), lo)
@@ -287,7 +320,13 @@ def where(condition: Any, a: Any, b: Any) -> Exact:
 
 def at_least(x: Any, lo: Any) -> Exact:
     """``max(x, lo)`` exactly (the clamp of a traced invalid count); the gradient with respect
-    to ``x`` is 0 where ``x < lo``, as :func:`jaxlr._src.numeric.at_least`."""
+    to ``x`` is 0 where ``x < lo``.
+
+    Examples:
+        >>> from jaxlr.schedules.exact import at_least, split, value
+        >>> float(value(at_least(split(5) - 7, 0.0)))
+        0.0
+    """
     return where(lift(x) > lo, x, lo)
 
 
@@ -298,6 +337,12 @@ def divmod_steps(a: Any, b: Any) -> tuple[Exact, Exact]:
     (the unsigned integer path); otherwise computed in floats, with a ``b`` <= 0 clamped to the
     smallest positive float and ``q`` saturating at the largest finite float. The remainder's
     derivative is ``dr/da = 1``, ``dr/db = -q`` on both paths.
+
+    Examples:
+        >>> from jaxlr.schedules.exact import divmod_steps, value
+        >>> q, r = divmod_steps(2**31 + 25, 100)  # which cycle, and where in it
+        >>> int(value(q)), float(value(r))
+        (21474836, 73.0)
     """
     a, b = lift(a), lift(b)
     sg = jax.lax.stop_gradient
@@ -326,12 +371,25 @@ def divmod_steps(a: Any, b: Any) -> tuple[Exact, Exact]:
 
 
 def floor_div(a: Any, b: Any) -> Exact:
-    """``floor(a / b)``, exact for non-negative integer counts (:func:`divmod_steps`)."""
+    """``floor(a / b)``, exact for non-negative integer counts (:func:`divmod_steps`).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.exact import floor_div, value
+        >>> float(value(floor_div(jnp.int32(2**30), 2**30 + 1)))  # float32 division gives 1
+        0.0
+    """
     return divmod_steps(a, b)[0]
 
 
 def floor_uint(x: Any) -> jax.Array:
-    """``floor(x)`` as an unsigned integer, exact for ``0 <= x < 2^32`` (``x`` < 0 gives 0)."""
+    """``floor(x)`` as an unsigned integer, exact for ``0 <= x < 2^32`` (``x`` < 0 gives 0).
+
+    Examples:
+        >>> from jaxlr.schedules.exact import floor_uint
+        >>> int(floor_uint(2**31 + 25))
+        2147483673
+    """
     x = lift(x)
     f = jnp.floor(x.hi)
     rest = jnp.floor((x.hi - f) + x.lo)  # x.hi - f is exact; rest is floor of the fraction
@@ -346,6 +404,11 @@ def progress(step: Any, start: Any, length: Any) -> jax.Array:
     ``step - start`` is exact (then rounded once), so the fraction is as accurate as the float
     dtype allows however large the step; whether the phase has started is decided exactly. A
     phase of length 0 counts as done from its start on.
+
+    Examples:
+        >>> from jaxlr.schedules.exact import progress
+        >>> float(progress(2**30 + 50, 2**30, 100))  # float32 steps would give 0.0 or 1.0
+        0.5
     """
     elapsed = lift(step) - start
     done = jnp.where(elapsed >= 0.0, 1.0, 0.0)

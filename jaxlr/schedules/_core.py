@@ -373,10 +373,11 @@ def register(name: str, law: Callable[..., jax.Array], *, counts: tuple[str, ...
 
     Exact steps: with ``counts`` (the names of the hyperparameters that are step counts:
     lengths, boundaries, periods) the law receives its step and those hyperparameters as
-    ``jaxlr._src.exact.Exact`` values, exact for integers past float32's :math:`2^{24}` (a
-    count's leaf stays a float; what the rounding lost is kept as static data), and makes its
-    piecewise decisions on them (``step >= boundary``, ``exact.divmod_steps``). Without
-    ``counts`` the law receives float steps and float leaves, as written above.
+    :class:`jaxlr.schedules.exact.Exact` values, exact for integers past float32's
+    :math:`2^{24}` (a count's leaf stays a float; what the rounding lost is kept as static
+    data), and makes its piecewise decisions on them (``step >= boundary``,
+    ``exact.divmod_steps``; an example is in :mod:`jaxlr.schedules.exact`). Without ``counts``
+    the law receives float steps and float leaves, as written above.
 
     Examples:
         >>> import jax.numpy as jnp
