@@ -296,3 +296,24 @@ def test_stacked_members_keep_exact_counts_and_disagreeing_counts_are_named():
     other = S.step(init_value=1.0, period_steps=B + 3, decay_rate=0.5)
     with pytest.raises(ValueError, match="kept exactly as static structure"):
         jaxlr.sweep.stack([members[0], other])
+
+
+def test_python_ints_past_int64_are_numbers_and_past_float64_say_so():
+    s = S.piecewise_constant(boundaries=[2**70], values=[1.0, 0.5])  # was "must be a number"
+    assert float(s(2**70 - 2**60)) == 1.0 and float(s(2**70)) == 0.5
+    with pytest.raises(ValueError, match=r"value must be finite, got an integer of 401 digits"):
+        S.constant(value=10**400)
+
+
+@pytest.mark.parametrize("bad", [None, 1j, jnp.complex64(1.0)])
+def test_steps_that_are_not_real_numbers_raise(bad):
+    with pytest.raises(TypeError, match="step: step must be a real number or array"):
+        S.step(init_value=1.0, period_steps=10, decay_rate=0.5)(bad)
+
+
+def test_infinite_steps_give_the_limit_not_nan():
+    inf = float("inf")
+    assert float(S.step(init_value=1.0, period_steps=10, decay_rate=0.5)(inf)) == 0.0
+    cyc = S.cyclic(init_value=0.0, peak_value=1.0, up_steps=50)
+    assert np.isfinite(float(cyc(inf))) and np.isfinite(float(jax.grad(cyc)(inf)))
+    assert np.isnan(float(S.step(init_value=1.0, period_steps=10, decay_rate=0.5)(float("nan"))))

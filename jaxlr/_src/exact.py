@@ -358,6 +358,9 @@ def divmod_steps(a: Any, b: Any) -> tuple[Exact, Exact]:
     rf = Exact(jnp.mod(sg(a.hi), bs)) + lo  # in (-b, 2b)
     rf = where(rf < 0.0, rf + bs, where(rf >= bs, rf - bs, rf))
     qf = jnp.minimum(jnp.round(value(sg(a) - rf) / bs), big)
+    infinite = jnp.isinf(af)  # a step of +-inf: the last (first) quotient, no remainder
+    qf = jnp.where(infinite, jnp.sign(af) * big, qf)
+    rf = where(infinite, 0.0, rf)
     # non-negative integers: unsigned integer division
     ok = _count_ok(a) & _count_ok(b) & (bf >= 1)
     ua, ub = _to_uint(a, ok), _to_uint(b, ok)
@@ -366,6 +369,7 @@ def divmod_steps(a: Any, b: Any) -> tuple[Exact, Exact]:
     q = where(ok, _from_uint(qi), Exact(qf, jnp.zeros_like(qf)))
     r = where(ok, _from_uint(ua - qi * ub), rf)
     # r = a - q * b: the straight-through terms (0 in value) carry its derivative
+    af = jnp.where(infinite, 0.0, af)  # inf - inf would be NaN
     grad = (af - sg(af)) - value(q) * (bf - sg(bf))
     return q, Exact(r.hi + grad, r.lo)
 

@@ -8,6 +8,7 @@ docstring says what the law does with invalid traced values.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,6 +56,8 @@ class Checker:
         a = concrete(value)
         if a is None:
             return None
+        if a.dtype == object:  # Python ints past int64 (2**70): numbers, checked as floats
+            a = self._big_ints(name, a, value)
         # jnp.issubdtype knows the ml_dtypes floats (bfloat16, float8) that NumPy does not.
         if not (jnp.issubdtype(a.dtype, jnp.number) or a.dtype == bool):
             self.fail(f"{name} must be a number, got {name}={value!r}")
@@ -62,6 +65,22 @@ class Checker:
             a = a.astype(np.float32)  # bfloat16 & co. as a NumPy float for the checks below
         if np.issubdtype(a.dtype, np.floating) and np.isnan(a).any():
             self.fail(f"{name} must not be NaN, got {name}={_show(a)}")
+        return a
+
+    def _big_ints(self, name: str, a: np.ndarray, value: Any) -> np.ndarray:
+        flat = list(a.reshape(-1))
+        if not flat or not all(
+            isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in flat
+        ):
+            return a
+        try:
+            return np.asarray([float(x) for x in flat], np.float64).reshape(a.shape)
+        except OverflowError:
+            digits = max(len(str(abs(int(x)))) for x in flat)
+            self.fail(
+                f"{name} must be finite, got an integer of {digits} digits (past float64's "
+                f"largest, about 1.8e308; jaxlr keeps hyperparameters as float32 leaves)"
+            )
         return a
 
     def finite(self, name: str, value: Any) -> np.ndarray | None:

@@ -132,8 +132,13 @@ class Schedule:
         object.__setattr__(self, "_residuals", tuple(residuals))
 
     def __call__(self, step: ArrayLike) -> jax.Array:
-        if isinstance(step, (str, bytes)):
-            raise TypeError(f"{self.name}: step must be a number or an array, got {step!r}")
+        dtype = getattr(step, "dtype", None)
+        if (
+            step is None
+            or isinstance(step, (str, bytes, complex))
+            or (dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating))
+        ):
+            raise TypeError(f"{self.name}: step must be a real number or array, got {step!r}")
         cls = type(self)
         args = self._arguments()
         if cls._counts is None:  # a law written for float steps (a user's family)
