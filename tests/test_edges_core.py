@@ -291,3 +291,25 @@ def test_presets_take_python_ints_past_int32():
     assert float(d(2.0**31)) == pytest.approx(1.0) and float(d(0.95 * 2.0**40)) == pytest.approx(
         0.1
     )
+
+
+# -- bad keys, seeds and static arrays get a ValueError naming the argument ----------------------
+
+
+def test_keys_seeds_and_static_arrays_are_checked_before_anything_runs():
+    import jaxlr.auto as auto
+    from jaxlr import sharpness, sweep
+
+    loss = lambda p, b: jnp.sum(p**2 * b)  # noqa: E731
+    p, k = jnp.ones(3), jax.random.key(0)
+    with pytest.raises(ValueError, match="top_eigenvalue: num_iters must be a Python value"):
+        sharpness.top_eigenvalue(loss, p, key=k, batch=jnp.ones(3), num_iters=jnp.array([3, 4]))
+    for seed in ("x", 1.5, -1, True):
+        with pytest.raises(ValueError, match="random: seed must be an int >= 0"):
+            sweep.random(3, seed=seed, lr=("uniform", 0.1, 1.0))
+    with pytest.raises(ValueError, match="lr_range_test: key must be a PRNG key"):
+        auto.lr_range_test(lambda *a: None, lambda *a: None, key="x")
+    with pytest.raises(ValueError, match="autolrs: key must be a PRNG key"):
+        auto.autolrs(lambda *a: None, None, key=3, total_steps=10, min_value=0.1, max_value=1.0)
+    with pytest.raises(ValueError, match="fit_law: key must be a PRNG key"):
+        auto.fit_law("momentum", [(np.ones(10), np.ones(10))], key=None)

@@ -231,6 +231,7 @@ def autolrs(
         Fly, ICLR 2021.
     """
     c = Checker("autolrs")
+    c.key("key", key)
     c.positive("min_value", min_value)
     c.positive("max_value", max_value)
     if not max_value > min_value:

@@ -333,6 +333,7 @@ def fit_law(
     fn = "fit_law"
     c = Checker(fn)
     c.choice("law", law, tuple(LAWS))
+    c.key("key", key)
     if len(curves) == 0:
         c.fail("curves must hold at least one curve, got curves=[]")
     c.positive("huber_delta", huber_delta)

@@ -294,6 +294,7 @@ def lr_range_test(
         fastai (``lr_find`` and its valley suggestion), 2020.
     """
     c = Checker("lr_range_test")
+    c.key("key", key)
     lo = c.positive("min_value", min_value)
     hi = c.positive("max_value", max_value)
     if lo is not None and hi is not None and not bool(np.all(hi > lo)):

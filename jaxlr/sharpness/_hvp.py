@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxlr._src.typing import PyTree
@@ -62,6 +63,13 @@ def compiled(*static: str) -> Callable:
                     getattr(checker, rule)(name, kwargs[name])
             if "key" in kwargs:
                 check_key(fn.__name__, kwargs["key"])
+            for name in static:  # static: an array here would fail inside jit's cache lookup
+                value = kwargs.get(name)
+                if isinstance(value, (jax.Array, np.ndarray)):
+                    checker.fail(
+                        f"{name} must be a Python value (static: it sets loop lengths and "
+                        f"shapes), got an array {name}={value!r}"
+                    )
             return jitted(*args, **kwargs)
 
         return estimator

@@ -191,6 +191,8 @@ def random(num: int, *, seed: int = 0, **axes: Any) -> dict[str, jax.Array]:
         c.fail(f"num must be an int >= 1, got num={num!r}")
     if not axes:
         c.fail("give at least one axis, e.g. peak_value=('log_uniform', 1e-4, 1e-1), got none")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        c.fail(f"seed must be an int >= 0 (NumPy's generator seed), got seed={seed!r}")
     rng = np.random.default_rng(seed)
     drawn, fixed = {}, {}
     for name, spec in axes.items():
