@@ -288,14 +288,83 @@ def test_exact_arithmetic_matches_python_integers():
         np.testing.assert_array_equal(floors[ok], np.asarray(xs, np.float64)[ok])
 
 
-def test_stacked_members_keep_exact_counts_and_disagreeing_counts_are_named():
+def test_stacked_members_keep_exact_counts_even_when_they_differ():
     members = [S.step(init_value=v, period_steps=B + 1, decay_rate=0.5) for v in (1.0, 2.0)]
     st = jaxlr.sweep.stack(members)
     got = jax.vmap(lambda s: s(jnp.int32(B)))(st)
     np.testing.assert_array_equal(np.asarray(got), [1.0, 2.0])  # still stair 0 at 2^30
-    other = S.step(init_value=1.0, period_steps=B + 3, decay_rate=0.5)
+    # members that differ in such counts stack with int32 count leaves (exact)
+    mixed = [S.step(init_value=1.0, period_steps=p, decay_rate=0.5) for p in (B + 1, B + 3, 1000)]
+    st = jaxlr.sweep.stack(mixed)
+    assert st.period_steps.dtype == jnp.int32
+    got = jax.vmap(lambda s: s(jnp.int32(B + 2)))(st)
+    want = [0.5 ** ((B + 2) // p) for p in (B + 1, B + 3, 1000)]
+    np.testing.assert_array_equal(np.asarray(got), want)
+    # past int32 there is no exact leaf to stack into: a clear error, not a rounded sweep
+    far = [S.step(init_value=1.0, period_steps=p, decay_rate=0.5) for p in (2**33 + 1, 2**33 + 3)]
     with pytest.raises(ValueError, match="kept exactly as static structure"):
-        jaxlr.sweep.stack([members[0], other])
+        jaxlr.sweep.stack(far)
+
+
+def test_counts_traced_as_int32_stay_exact_under_vmap_and_jit():
+    values = jnp.array([1.0, 0.5])
+    bs = jnp.array([[B + 1], [B + 3]], jnp.int32)
+    got = jax.vmap(lambda b: S.piecewise_constant(boundaries=b, values=values)(jnp.int32(B + 2)))(
+        bs
+    )
+    np.testing.assert_array_equal(np.asarray(got), [0.5, 1.0])
+    f = jax.jit(lambda p: S.step(init_value=1.0, period_steps=p, decay_rate=0.5)(jnp.int32(B)))
+    assert float(f(jnp.int32(B + 1))) == 1.0 and float(f(jnp.int32(B))) == 0.5
+
+
+N29 = 2**29 + 1  # a first period float32 cannot hold; periods double
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: S.sgdr(peak_value=1.0, period_steps=N29, period_mult=2.0),
+        lambda: T.CosineAnnealingWarmRestarts(T_0=N29, T_mult=2, lr=1.0),
+        lambda: K.CosineDecayRestarts(initial_learning_rate=1.0, first_decay_steps=N29),
+    ],
+    ids=["sgdr", "torch.CosineAnnealingWarmRestarts", "keras.CosineDecayRestarts"],
+)
+def test_growing_restart_periods_restart_on_the_exact_step(build):
+    s = build()
+    starts = [0, N29, 3 * N29]  # F (2^i - 1)
+    steps = [t + d for t in starts[1:] for d in (-1, 0, 1)]
+    got = np.asarray(jax.jit(lambda t: s(t))(jnp.asarray(steps, jnp.int32)))
+
+    def ref(t):
+        i = max(j for j, st in enumerate(starts) if st <= t)
+        return _cos(t - starts[i], N29 * 2**i)
+
+    np.testing.assert_allclose(got, [ref(t) for t in steps], atol=1e-6)
+
+
+def test_hard_restarts_with_several_cycles_restart_on_the_exact_step():
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        length, warm, c = int(rng.integers(2**26, 2**28)), int(rng.integers(0, 10**5)), 3
+        s = H.get_cosine_with_hard_restarts_schedule_with_warmup(
+            num_warmup_steps=warm, num_training_steps=warm + length, num_cycles=c, lr=1.0
+        )
+        steps = [warm + (k * length) // c + d for k in (1, 2) for d in (-1, 0, 1, 2)]
+        steps.append(warm + length - 1)
+        got = np.asarray(jax.jit(lambda t, s=s: s(t))(jnp.asarray(steps, jnp.int32)))
+        want = [_cos((c * (t - warm)) % length, length) for t in steps]
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_piecewise_interpolate_traces_the_same_program_for_10_or_1000_knots():
+    def size(n):
+        s = S.piecewise_interpolate(boundaries=np.arange(n) * 10, values=np.linspace(1, 0, n))
+        return len(jax.make_jaxpr(lambda t: s(t))(jnp.int32(5)).eqns)
+
+    assert size(1000) == size(10)
+    s = S.piecewise_interpolate(boundaries=[B, B + 1, B + 1, B + 101], values=[0.0, 1.0, 0.5, 0.0])
+    got = [float(s(t)) for t in (B - 1, B, B + 1, B + 51, B + 101)]
+    np.testing.assert_allclose(got, [0.0, 0.0, 0.5, 0.25, 0.0], atol=1e-7)
 
 
 def test_python_ints_past_int64_are_numbers_and_past_float64_say_so():

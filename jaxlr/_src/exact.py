@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlr._src.numeric import as_float, float_dtype
+from jaxlr._src.numeric import as_float, float_dtype, safe_div, saturate
 
 
 class Exact:
@@ -420,3 +420,119 @@ def progress(step: Any, start: Any, length: Any) -> jax.Array:
     ok = length != 0
     frac = jnp.where(ok, value(elapsed) / jnp.where(ok, length, 1.0), done)
     return jnp.clip(frac, 0.0, 1.0)
+
+
+def restart_cycle(step: Any, first: Any, mult: Any) -> tuple[jax.Array, Exact, jax.Array]:
+    """The restart cycle holding ``step`` when cycle ``i`` lasts ``first * mult**i`` steps.
+
+    Returns ``(i, u, length)``: the cycle index (a float), the steps elapsed in it (an
+    :class:`Exact`) and its length (a float). Cycle ``i`` starts at
+    :math:`F (m^i - 1) / (m - 1)` (:math:`F i` for :math:`m = 1`). Exact for a non-negative
+    integer step below :math:`2^{32}` with an integer ``first >= 1`` and an integer ``mult``
+    (equal periods by :func:`divmod_steps`; growing ones from the integer cycle starts
+    :math:`S_{j+1} = m S_j + 1`, found in unsigned integers); other values use the float starts
+    with exact comparisons. A step before 0 is in cycle 0. A traced ``first`` <= 0 is clamped to
+    the smallest positive float; ``mult`` in (0, 1) shrinks the periods (as Keras allows).
+
+    Examples:
+        >>> from jaxlr.schedules.exact import restart_cycle, value
+        >>> F = 2**29 + 1  # cycles of F, 2F, 4F steps: cycle 2 starts at 3F
+        >>> cycles = [restart_cycle(t, F, 2.0) for t in (3 * F - 1, 3 * F)]
+        >>> [(int(i), float(value(u))) for i, u, _ in cycles]
+        [(1, 1073741824.0), (2, 0.0)]
+    """
+    step = lift(step)
+    t = value(step)
+    dtype = t.dtype
+    tiny = jnp.finfo(dtype).tiny
+    big = jnp.finfo(dtype).max
+    first = at_least(first, tiny)
+    first_f = value(first)
+    flat = jnp.abs(mult - 1.0) < 1e-6
+    m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite when mult == 1
+
+    def start(i):  # saturating: cycle starts past the float range compare as the largest float
+        return saturate(first_f * saturate(safe_div(saturate(m**i) - 1.0, m - 1.0)))
+
+    # floats: a guess from the logarithm, corrected with exact comparisons against the starts
+    r = jnp.minimum(t / first_f, big)
+    guess = jnp.clip(jnp.floor(jnp.log1p(saturate(r * (m - 1.0))) / jnp.log(m)), 0.0, big)
+    i = jnp.where(step < start(guess), guess - 1.0, guess)
+    i = jnp.where(step >= start(i + 1.0), i + 1.0, i)
+    i = jnp.maximum(i, 0.0)
+    s = start(i)
+    u = step - s
+    length = start(i + 1.0) - s
+    # integers: step = q first + rest exactly, and cycle i holds q in [S_i, S_{i+1})
+    q, rest = divmod_steps(step, first)
+    before = step < 0.0
+    u = where(flat & ~before, rest, u)
+    i = jnp.where(flat, jnp.where(before, 0.0, value(q)), i)
+    length = jnp.where(flat, first_f, length)
+    ok = (
+        ~flat & _count_ok(step) & _count_ok(first) & (first_f >= 1.0)
+        & (jnp.floor(m) == m) & (m >= 2.0) & (m < 2.0**16)
+    )  # fmt: skip
+    unsigned = _uint_dtype()
+    mu = jnp.where(ok, m, 2.0).astype(unsigned)
+    qu = _to_uint(q, ok)
+    top = jnp.asarray(jnp.iinfo(unsigned).max, unsigned)
+    limit = (top - 1) // mu  # S m + 1 stays below the top while S <= limit
+    s_j, index, s_i = jnp.zeros((), unsigned), jnp.zeros_like(qu), jnp.zeros_like(qu)
+    for _ in range(jnp.iinfo(unsigned).bits):  # S_j <= q < 2^bits needs j < bits for m >= 2
+        s_j = jnp.where(s_j <= limit, s_j * mu + 1, top)
+        inside = s_j <= qu
+        index = index + inside.astype(unsigned)
+        s_i = jnp.where(inside, s_j, s_i)
+    fu = _to_uint(first, ok)
+    elapsed = _from_uint((qu - s_i) * fu) + rest  # (q - S_i) first <= step: no overflow
+    i_int = index.astype(dtype)
+    # u = step - start(i) in value; the straight-through terms (0) carry its derivative
+    sg = jax.lax.stop_gradient
+    s_f = start(i_int)
+    grad = (t - sg(t)) - (s_f - sg(s_f))
+    elapsed = Exact(sg(elapsed.hi) + grad, sg(elapsed.lo))
+    i = jnp.where(ok, i_int, i)
+    u = where(ok, elapsed, u)
+    length = jnp.where(ok, saturate(first_f * saturate(m ** index.astype(dtype))), length)
+    return i, u, length
+
+
+def mulmod(a: Any, c: Any, b: Any) -> Exact:
+    r"""``(c a) mod b`` (an :class:`Exact`), the place in the current one of ``c`` cycles per
+    ``b`` steps after ``a`` steps.
+
+    Exact for integers ``0 <= a < b <= 2^31`` and ``0 <= c < 2^16`` (shift-and-add in unsigned
+    integers: no product is ever formed); otherwise computed in floats. The derivative is that
+    of :math:`c a - \lfloor c a / b \rfloor b`.
+
+    Examples:
+        >>> from jaxlr.schedules.exact import mulmod, value
+        >>> r = mulmod(2**29, 3, 2**30 + 1)  # 3 * 2^29 - (2^30 + 1), exactly
+        >>> int(r.hi) + int(r.lo)
+        536870911
+    """
+    a, b = lift(a), lift(b)
+    af, bf = value(a), value(b)
+    c = jnp.asarray(c, af.dtype)
+    sg = jax.lax.stop_gradient
+    _, rf = divmod_steps(a * c, b)  # floats (the product rounds)
+    ok = (
+        _count_ok(a) & _count_ok(b) & (bf >= 1.0) & (bf <= 2.0**31) & (a < b)
+        & (jnp.floor(c) == c) & (c >= 0.0) & (c < 2.0**16)
+    )  # fmt: skip
+    unsigned = _uint_dtype()
+    au, bu = _to_uint(a, ok), jnp.where(ok, _to_uint(b, ok), jnp.ones((), unsigned))
+    cu = jnp.where(ok, c, 0.0).astype(unsigned)
+    out = jnp.zeros_like(au)
+    for bit in range(15, -1, -1):  # out = 2 out (+ a), each mod b: sums stay below 2^32
+        out = out + out
+        out = jnp.where(out >= bu, out - bu, out)
+        take = ((cu >> bit) & 1) == 1
+        more = out + au
+        out = jnp.where(take, jnp.where(more >= bu, more - bu, more), out)
+    r = _from_uint(out)
+    k = jnp.round((af * c - value(r)) / jnp.where(ok, bf, 1.0))  # whole cycles: d/db = -k
+    grad = c * (af - sg(af)) + af * (c - sg(c)) - k * (bf - sg(bf))
+    r = Exact(sg(r.hi) + grad, sg(r.lo))
+    return where(ok, r, rf)

@@ -309,30 +309,9 @@ def CosineDecay(
 
 
 def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mul, m_mul, alpha):
-    flat = t_mul == 1.0
-    tm = jnp.where(flat, 2.0, t_mul)  # keeps the geometric branch finite when it is not taken
-
-    first_f = value(first_decay_steps)
-
-    def start(i):  # the first step of cycle i
-        return first_f * jnp.where(flat, i, safe_div(1.0 - tm**i, 1.0 - tm))
-
-    fraction = value(step) / first_f
-    guess = jnp.where(
-        flat, jnp.floor(fraction), jnp.floor(jnp.log(1.0 - fraction * (1.0 - tm)) / jnp.log(tm))
-    )
-    # Keras's float logarithm can land one cycle off exactly at a restart (log(8) / log(2) =
-    # 2.9999999999999996 in float64 under jit); the exact cycle starts correct it.
-    i = jnp.where(step < start(guess), guess - 1.0, guess)
-    i = jnp.where(step >= start(i + 1.0), i + 1.0, i)
-    # equal periods: the cycle and the place in it from an exact integer division
-    q, within = exact.divmod_steps(step, first_decay_steps)
-    i = jnp.where(flat, value(q), i)
-    frac = jnp.where(
-        flat,
-        value(within) / first_f,
-        value(step - start(i)) / (first_f * jnp.where(flat, 1.0, tm**i)),
-    )
+    # the cycle and the place in it, exact for integer steps and periods (exact.restart_cycle)
+    i, u, length = exact.restart_cycle(step, first_decay_steps, t_mul)
+    frac = value(u) / length
     # m_mul**i with a finite gradient at m_mul = 0, i = 0 (0**0 = 1, derivative 0 there)
     first = i == 0
     mult = jnp.where(first, 1.0, jnp.where(first, 1.0, m_mul) ** jnp.where(first, 1.0, i))

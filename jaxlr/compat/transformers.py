@@ -258,7 +258,7 @@ def get_cosine_with_min_lr_schedule_with_warmup(
 def _hard_restarts_law(step, *, lr, num_warmup_steps, num_training_steps, num_cycles):
     length = exact.at_least(num_training_steps - num_warmup_steps, 1.0)
     done = step - num_warmup_steps
-    _, within = exact.divmod_steps(done * num_cycles, length)  # exact for integer cycles
+    within = exact.mulmod(done, num_cycles, length)  # exact for integer steps and cycles
     wave = half_cosine(value(within), value(length))
     factor = jnp.where(done >= length, 0.0, wave)
     return lr * jnp.where(step < num_warmup_steps, _ramp(step, num_warmup_steps), factor)

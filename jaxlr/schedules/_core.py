@@ -121,6 +121,11 @@ class Schedule:
             if _is_static(value):
                 static.append(f.name)
             elif value is not None:
+                if f.name in counts and _traced_integer(value):
+                    # a count traced as an int32 (built inside jit or vmap) stays exact: the
+                    # law splits it like the step
+                    object.__setattr__(self, f.name, value)
+                    continue
                 leaf = _leaf(value, raw=f.name in _RAW_FIELDS)
                 if f.name in counts:
                     r = _residual(value, leaf)
@@ -151,6 +156,8 @@ class Schedule:
     def _exact(self, name: str, leaf: Any) -> exact.Exact:
         """A step-count leaf with the part float32 rounded away at construction (while the leaf
         still holds the value it was built with: an edited leaf is taken as it is)."""
+        if jnp.issubdtype(leaf.dtype, jnp.integer):
+            return exact.split(leaf)  # an int32 count (traced, or stacked by jaxlr.sweep.stack)
         for field, hi, lo, shape in self._residuals:
             if field == name:
                 hi = np.asarray(hi, leaf.dtype).reshape(shape)
@@ -242,6 +249,42 @@ def _unflatten(cls: type[Schedule], aux, children) -> Schedule:
     object.__setattr__(s, "_static_fields", tuple(n for n, _ in static))
     object.__setattr__(s, "_residuals", residuals)
     return s
+
+
+def _traced_integer(value: Any) -> bool:
+    dtype = getattr(value, "dtype", None)
+    return (
+        isinstance(value, jax.core.Tracer)
+        and jnp.issubdtype(dtype, jnp.integer)
+        and jnp.iinfo(dtype).bits <= 32
+    )
+
+
+def int_counts(s: Schedule) -> Schedule:
+    """``s`` with every integer step count within int32 as an int32 leaf (exact, with no static
+    remainder), children included; other leaves unchanged. ``jaxlr.sweep.stack`` uses it to
+    stack members whose counts float32 cannot hold exactly and that differ."""
+    out = object.__new__(type(s))
+    counts = type(s)._counts or ()
+    converted = set()
+    exact_values = s.hyperparameters
+    for f in dataclasses.fields(s):
+        value = getattr(s, f.name)
+        if isinstance(value, Schedule):
+            value = int_counts(value)
+        elif isinstance(value, tuple) and value and isinstance(value[0], Schedule):
+            value = tuple(int_counts(v) for v in value)
+        elif f.name in counts and value is not None and f.name not in s._static_fields:
+            ex = concrete(exact_values[f.name])
+            if ex is not None and ex.dtype != object and np.all(np.isfinite(ex)):
+                ints = np.asarray(ex, np.float64)
+                if np.all(ints == np.round(ints)) and np.all(np.abs(ints) < 2.0**31):
+                    value = jnp.asarray(np.asarray(ex).astype(np.int64), jnp.int32)
+                    converted.add(f.name)
+        object.__setattr__(out, f.name, value)
+    object.__setattr__(out, "_static_fields", s._static_fields)
+    object.__setattr__(out, "_residuals", tuple(r for r in s._residuals if r[0] not in converted))
+    return out
 
 
 def _residual(value: Any, leaf: Any) -> tuple[tuple, tuple, tuple] | None:

@@ -468,10 +468,21 @@ def piecewise_constant(
 
 
 def _piecewise_interpolate(step, *, boundaries, values, shape):
+    # One piece looked up, not one evaluated per knot: the trace does not grow with the knots.
     n = boundaries.shape[-1]
-    knots = [boundaries[..., i] for i in range(n)]
-    vals = [values[..., i] for i in range(n)]
-    return segments(step, knots, vals, [(shape, False)] * (n - 1))
+    passed = step[..., None] >= boundaries  # exact, like every decision
+    i = jnp.clip(jnp.sum(passed, axis=-1) - 1, 0, n - 2)[..., None]
+
+    def at(x, j):
+        return jnp.take_along_axis(jnp.broadcast_to(x, passed.shape), j, axis=-1)[..., 0]
+
+    def knot(j):
+        lo = boundaries.lo
+        return exact.Exact(at(boundaries.hi, j), lo if np.ndim(lo) == 0 else at(lo, j))
+
+    k0, k1 = knot(i), knot(i + 1)
+    curve = anneal(at(values, i), at(values, i + 1), progress(step, k0, k1 - k0), shape)
+    return jnp.where(passed[..., 0], curve, at(values, jnp.zeros_like(i)))
 
 
 @register("piecewise_interpolate", _piecewise_interpolate, counts=("boundaries",))
@@ -777,39 +788,6 @@ def warmup_cosine(
     )
 
 
-def _cycle(step, first, mult):
-    """Index of the restart cycle holding ``step`` (periods grow by ``mult``), the steps elapsed
-    in it (an ``Exact``) and its length. Equal periods (``mult == 1``) are found exactly for
-    integer steps (``exact.divmod_steps``); growing ones from the float cycle starts.
-
-    Traced invalid values are clamped: ``first`` <= 0 to the smallest positive float, ``mult``
-    below 1 to 1.
-    """
-    t = value(step)
-    first_f = at_least(value(first), tiny(t))
-    mult = at_least(mult, 1.0)
-    flat = jnp.abs(mult - 1.0) < 1e-6
-    m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite when mult == 1
-
-    big = jnp.finfo(t.dtype).max
-
-    def start(i):  # saturating: cycle starts past the float range compare as the largest float
-        return saturate(first_f * saturate(safe_div(saturate(m**i) - 1.0, m - 1.0)))
-
-    r = jnp.minimum(t / first_f, big)
-    guess = jnp.clip(jnp.floor(jnp.log1p(saturate(r * (m - 1.0))) / jnp.log(m)), 0.0, big)
-    # log/floor can land one cycle off at exact boundaries: correct with the exact starts.
-    i = jnp.where(step < start(guess), guess - 1.0, guess)
-    i = jnp.where(step >= start(i + 1.0), i + 1.0, i)
-    i = jnp.maximum(i, 0.0)
-    s = start(i)
-    q, within = exact.divmod_steps(step, exact.at_least(first, tiny(t)))
-    before = step < 0.0  # a negative step is in cycle 0, before its start
-    i = jnp.where(flat, jnp.where(before, 0.0, value(q)), i)
-    u = exact.where(flat & ~before, within, step - jnp.where(flat, 0.0, s))
-    return i, u, jnp.where(flat, first_f, start(i + 1.0) - s)
-
-
 def _sgdr(
     step,
     *,
@@ -821,7 +799,8 @@ def _sgdr(
     cycle_warmup_steps,
     cycle_limit=None,
 ):
-    i, u, length = _cycle(step, period_steps, period_mult)
+    # cycles found exactly for integer steps, periods and multipliers (exact.restart_cycle)
+    i, u, length = exact.restart_cycle(step, period_steps, at_least(period_mult, 1.0))
     peak = saturate(peak_value * power_of(peak_decay, i))
     warm = end_value + (peak - end_value) * progress(u, 0.0, cycle_warmup_steps)
     p = progress(u - cycle_warmup_steps, 0.0, length - cycle_warmup_steps)

@@ -12,6 +12,7 @@ import numpy as np
 
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import Schedule
+from jaxlr.schedules._core import int_counts
 
 
 def leaf_name(path: tuple) -> str:
@@ -259,6 +260,17 @@ def stack(schedules: Sequence[Any]) -> Any:
     if not schedules:
         c.fail("schedules must be a non-empty sequence, got schedules=[]")
     first = jax.tree.structure(schedules[0])
+    if any(jax.tree.structure(s) != first for s in schedules) and all(
+        isinstance(s, Schedule) for s in schedules
+    ):
+        # members that differ in counts float32 cannot hold (kept as static remainders) stack
+        # exactly once those counts are int32 leaves
+        ints = [int_counts(s) for s in schedules]
+        if all(jax.tree.structure(s) == jax.tree.structure(ints[0]) for s in ints) and all(
+            [x.dtype for x in jax.tree.leaves(s)] == [x.dtype for x in jax.tree.leaves(ints[0])]
+            for s in ints
+        ):
+            schedules, first = ints, jax.tree.structure(ints[0])
     for i, s in enumerate(schedules):
         if jax.tree.structure(s) != first:
             hint = ""
