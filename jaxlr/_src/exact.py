@@ -353,9 +353,8 @@ def divmod_steps(a: Any, b: Any) -> tuple[Exact, Exact]:
     bsafe = jnp.where(bf > tiny, bf, tiny)
     # floats: fmod is exact, so the remainder of each part is; one correction joins them
     bs = sg(bsafe)
-    lo = sg(a.lo)
-    lo = jnp.where(jnp.abs(lo) < bs, lo, jnp.mod(lo, bs))  # |lo| < b: kept exactly
-    rf = Exact(jnp.mod(sg(a.hi), bs)) + lo  # in (-b, 2b)
+    rf = Exact(jnp.mod(sg(a.hi), bs)) + sg(a.lo)  # the low part is small: whole b's off it
+    rf = rf - jnp.floor(value(rf) / bs) * bs
     rf = where(rf < 0.0, rf + bs, where(rf >= bs, rf - bs, rf))
     qf = jnp.minimum(jnp.round(value(sg(a) - rf) / bs), big)
     infinite = jnp.isinf(af)  # a step of +-inf: the last (first) quotient, no remainder
