@@ -216,7 +216,7 @@ def test_schedules_pickle_and_compare_with_callables():
 
 
 def test_string_steps_are_refused():
-    with pytest.raises(TypeError, match="step must be a number"):
+    with pytest.raises(TypeError, match="step must be a real number or array"):
         S.constant(value=0.1)("5")
 
 

@@ -147,9 +147,16 @@ def _plus(a: Any, b: Any) -> Any:
     return b if _zero(a) else a if _zero(b) else a + b
 
 
-jax.tree_util.register_pytree_node(
-    Exact, lambda e: ((e.hi, e.lo), None), lambda _, children: Exact(*children)
-)
+def _flatten_exact(e: Exact):
+    # a low part known to be 0 is structure: the zero skips survive jit, vmap and lax.switch
+    return ((e.hi,), True) if _zero(e.lo) else ((e.hi, e.lo), False)
+
+
+def _unflatten_exact(zero_lo: bool, children) -> Exact:
+    return Exact(children[0], 0.0) if zero_lo else Exact(*children)
+
+
+jax.tree_util.register_pytree_node(Exact, _flatten_exact, _unflatten_exact)
 
 
 def _two_sum(a: Any, b: Any) -> tuple[jax.Array, jax.Array]:

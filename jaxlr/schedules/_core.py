@@ -145,13 +145,18 @@ class Schedule:
         ):
             raise TypeError(f"{self.name}: step must be a real number or array, got {step!r}")
         cls = type(self)
-        args = self._arguments()
         if cls._counts is None:  # a law written for float steps (a user's family)
-            return cls.law(as_float(exact.value(step)), **args)
-        for name in cls._counts:
+            return cls.law(as_float(exact.value(step)), **self._arguments())
+        # One compiled program per structure and step shape: an eager call is one dispatch,
+        # not one per operation of the exact arithmetic; inside a trace it is inlined.
+        return _evaluate(self, exact.split(step))
+
+    def _at(self, step: exact.Exact) -> jax.Array:
+        args = self._arguments()
+        for name in type(self)._counts:
             if args[name] is not None:
                 args[name] = self._exact(name, args[name])
-        return cls.law(exact.split(step), **args)
+        return type(self).law(step, **args)
 
     def _exact(self, name: str, leaf: Any) -> exact.Exact:
         """A step-count leaf with the part float32 rounded away at construction (while the leaf
@@ -223,6 +228,9 @@ class Schedule:
         # Equal schedules share a structure, so hashing the structure is consistent with ==;
         # it lets ``jax.jit(schedule)`` cache on the schedule (its leaves become constants).
         return hash(jax.tree.structure(self))
+
+
+_evaluate = jax.jit(lambda schedule, step: schedule._at(step))
 
 
 # -- the pytree protocol, shared by every family class ---------------------------------------------
