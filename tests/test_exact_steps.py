@@ -386,3 +386,31 @@ def test_infinite_steps_give_the_limit_not_nan():
     cyc = S.cyclic(init_value=0.0, peak_value=1.0, up_steps=50)
     assert np.isfinite(float(cyc(inf))) and np.isfinite(float(jax.grad(cyc)(inf)))
     assert np.isnan(float(S.step(init_value=1.0, period_steps=10, decay_rate=0.5)(float("nan"))))
+
+
+def test_second_review_restart_edges_and_user_callables():
+    from jaxlr._src import exact
+
+    # a step before 0 is in cycle 0, before its start: the end value (as before), never NaN
+    s = S.sgdr(peak_value=1.0, period_steps=10)
+    assert float(s(-11)) == 0.0 and float(s(-1)) == 0.0
+    assert np.isfinite(float(jax.grad(s)(-11.0)))
+    # a start past the unsigned range is no start: 2^32 - 1 with m = 3, first = 1 is cycle 20
+    i, _, _ = exact.restart_cycle(jnp.uint32(2**32 - 1), 1, 3.0)
+    assert float(i) == max(j for j in range(40) if (3**j - 1) // 2 <= 2**32 - 1)
+    # a user's scale_fn may branch in Python, and a schedule holding it is not cached by jit
+    import gc
+    import weakref
+
+    class Scale:
+        def __call__(self, x):
+            return 1.0 if x < 2 else 0.5
+
+    fn = Scale()
+    alive = weakref.ref(fn)
+    c = T.CyclicLR(base_lr=0.0, max_lr=1.0, step_size_up=2, scale_fn=fn, cycle_momentum=False)
+    assert float(c(3)) == pytest.approx(0.5)  # cycle 1, half-way down; scale_fn(1) = 1.0
+    assert float(c(7)) == pytest.approx(0.25)  # cycle 2: scale_fn(2) = 0.5
+    del c, fn
+    gc.collect()
+    assert alive() is None

@@ -435,10 +435,11 @@ def restart_cycle(step: Any, first: Any, mult: Any) -> tuple[jax.Array, Exact, j
     :class:`Exact`) and its length (a float). Cycle ``i`` starts at
     :math:`F (m^i - 1) / (m - 1)` (:math:`F i` for :math:`m = 1`). Exact for a non-negative
     integer step below :math:`2^{32}` with an integer ``first >= 1`` and an integer ``mult``
-    (equal periods by :func:`divmod_steps`; growing ones from the integer cycle starts
-    :math:`S_{j+1} = m S_j + 1`, found in unsigned integers); other values use the float starts
-    with exact comparisons. A step before 0 is in cycle 0. A traced ``first`` <= 0 is clamped to
-    the smallest positive float; ``mult`` in (0, 1) shrinks the periods (as Keras allows).
+    below :math:`2^{16}` (equal periods by :func:`divmod_steps`; growing ones from the integer
+    cycle starts :math:`S_{j+1} = m S_j + 1`, found in unsigned integers); other values use the
+    float starts with exact comparisons. A step before 0 is in cycle 0 (``u`` is the step). A
+    traced ``first`` <= 0 is clamped to the smallest positive float; ``mult`` in (0, 1) shrinks
+    the periods (as Keras allows).
 
     Examples:
         >>> from jaxlr.schedules.exact import restart_cycle, value
@@ -472,7 +473,7 @@ def restart_cycle(step: Any, first: Any, mult: Any) -> tuple[jax.Array, Exact, j
     # integers: step = q first + rest exactly, and cycle i holds q in [S_i, S_{i+1})
     q, rest = divmod_steps(step, first)
     before = step < 0.0
-    u = where(flat & ~before, rest, u)
+    u = where(flat, where(before, step, rest), u)  # before 0: cycle 0, the step itself
     i = jnp.where(flat, jnp.where(before, 0.0, value(q)), i)
     length = jnp.where(flat, first_f, length)
     ok = (
@@ -485,9 +486,11 @@ def restart_cycle(step: Any, first: Any, mult: Any) -> tuple[jax.Array, Exact, j
     top = jnp.asarray(jnp.iinfo(unsigned).max, unsigned)
     limit = (top - 1) // mu  # S m + 1 stays below the top while S <= limit
     s_j, index, s_i = jnp.zeros((), unsigned), jnp.zeros_like(qu), jnp.zeros_like(qu)
+    past = jnp.zeros((), bool)  # S_j beyond the unsigned range: no later cycle starts
     for _ in range(jnp.iinfo(unsigned).bits):  # S_j <= q < 2^bits needs j < bits for m >= 2
-        s_j = jnp.where(s_j <= limit, s_j * mu + 1, top)
-        inside = s_j <= qu
+        past = past | (s_j > limit)
+        s_j = jnp.where(past, top, s_j * mu + 1)
+        inside = ~past & (s_j <= qu)
         index = index + inside.astype(unsigned)
         s_i = jnp.where(inside, s_j, s_i)
     fu = _to_uint(first, ok)

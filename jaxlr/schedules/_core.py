@@ -148,8 +148,11 @@ class Schedule:
         if cls._counts is None:  # a law written for float steps (a user's family)
             return cls.law(as_float(exact.value(step)), **self._arguments())
         # One compiled program per structure and step shape: an eager call is one dispatch,
-        # not one per operation of the exact arithmetic; inside a trace it is inlined.
-        return _evaluate(self, exact.split(step))
+        # not one per operation of the exact arithmetic; inside a trace it is inlined. A tree
+        # holding a user's callable (scale_fn, lr_lambda) runs op by op: a jit cache entry
+        # would keep the callable alive, and the callable may branch in Python.
+        t = exact.split(step)
+        return self._at(t) if _holds_callable(self) else _evaluate(self, t)
 
     def _at(self, step: exact.Exact) -> jax.Array:
         args = self._arguments()
@@ -231,6 +234,18 @@ class Schedule:
 
 
 _evaluate = jax.jit(lambda schedule, step: schedule._at(step))
+
+
+def _holds_callable(s: Schedule) -> bool:
+    for name in s._static_fields:
+        if callable(getattr(s, name)):
+            return True
+    for f in dataclasses.fields(s):
+        v = getattr(s, f.name)
+        children = v if isinstance(v, tuple) else (v,)
+        if any(isinstance(c, Schedule) and _holds_callable(c) for c in children):
+            return True
+    return False
 
 
 # -- the pytree protocol, shared by every family class ---------------------------------------------
