@@ -20,6 +20,10 @@ PAGES = sorted(p for p in [*DOCS.glob("*.md"), DOCS.parent / "README.md"] if blo
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_every_snippet_runs(page, tmp_path, monkeypatch):
+    """Each page's snippets run and check their numbers: every page asserts something against
+    a value written in the snippet (a formula, a peer's default), so a wrong result fails here."""
+    code_of_page = "".join(blocks(page))
+    assert "assert" in code_of_page, f"{page.name}: its snippets check no number"
     monkeypatch.chdir(tmp_path)  # snippets that write files write them here
     namespace: dict = {}
     for i, code in enumerate(blocks(page)):
