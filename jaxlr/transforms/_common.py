@@ -219,7 +219,11 @@ def inner_lr(optimizer: Any) -> tuple[float, str] | None:
     hyperparameters or a parameter structure of its own gives ``None``. Returns the estimate and
     how it was found.
     """
-    with warnings.catch_warnings(), jax.ensure_compile_time_eval():
+    try:  # a few tiny eager ops: on the host CPU, not queued on an accelerator
+        device = jax.devices("cpu")[0]
+    except RuntimeError:
+        device = None
+    with warnings.catch_warnings(), jax.ensure_compile_time_eval(), jax.default_device(device):
         warnings.simplefilter("ignore")
         try:
             states = _states(optimizer.init(jnp.zeros_like(jnp.asarray(_PROBE_GRAD))))
