@@ -89,6 +89,17 @@ def _torch_lrs(values, *, mode, threshold_mode, threshold, lr, **hp) -> np.ndarr
     return np.asarray(out)
 
 
+_REFS: dict = {}
+
+
+def _torch_ref(values, **cfg) -> np.ndarray:
+    """``_torch_lrs``, run once per (sequence, configuration): compat and native share it."""
+    key = (values.tobytes(), tuple(sorted(cfg.items())))
+    if key not in _REFS:
+        _REFS[key] = _torch_lrs(values, **cfg)
+    return _REFS[key]
+
+
 def _one_signed(values) -> int:
     """1 or -1 if every finite value has that sign (or is 0), else 0."""
     v = values[np.isfinite(values)]
@@ -132,11 +143,11 @@ def _rows():
                                 continue
                             if sign < 0:  # |b| rule on v <= 0 == torch's opposite mode on -v
                                 cfg["mode"] = flip[mode]
-                                ref = _torch_lrs(-seq, **cfg)
+                                ref = _torch_ref(-seq, **cfg)
                             else:
-                                ref = _torch_lrs(seq, **cfg)
+                                ref = _torch_ref(seq, **cfg)
                         else:
-                            ref = _torch_lrs(seq, **cfg)
+                            ref = _torch_ref(seq, **cfg)
                         label = f"{kind} {mode}/{tmode} threshold={threshold} {hp} seq {i}"
                         rows.append((state, seq, ref, label))
     return rows
