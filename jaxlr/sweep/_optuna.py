@@ -181,8 +181,8 @@ def _open_study(c: Checker, optuna, study, storage, study_name, sampler, directi
                 f"storage={storage!r} cannot be written ({cause}); a read-only SQLite file or "
                 "folder? give a writable storage"
             )
-        stored = study.direction.name.lower()
-        if asked is not None and stored != asked:
+        stored = study.directions[0].name.lower()
+        if asked is not None and len(study.directions) == 1 and stored != asked:
             # load_if_exists ignores direction: a stored study keeps the one it was created with
             c.fail(
                 f"direction={asked!r} but the stored study {study.study_name!r} in "
