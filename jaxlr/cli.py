@@ -8,10 +8,14 @@ import sys
 
 
 def _list(args) -> int:
-    from jaxlr import schedules
+    from jaxlr import compat, schedules
 
-    for name, s in schedules.catalog().items():
-        print(f"{name:24s} {s!r}")
+    # native schedules, then the PyTorch, Keras and Hugging Face names (compat), each with a
+    # valid expression (``jaxlr plot`` takes either)
+    entries = {**schedules.catalog(), **compat.catalog()}
+    width = max(24, *(len(name) for name in entries))
+    for name, s in entries.items():
+        print(f"{name:{width}s} {s!r}")
     return 0
 
 
@@ -117,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="jaxlr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("list", help="print every catalog schedule")
+    p = sub.add_parser(
+        "list", help="print every catalog schedule (native, then torch / keras / transformers)"
+    )
     p.set_defaults(fn=_list)
 
     p = sub.add_parser("plot", help="plot schedules given as expressions")

@@ -377,3 +377,105 @@ def test_pruned_search_bad_input():
             metric="v",
             **kw,
         )
+    with pytest.raises(ValueError, match=r"optuna_population_search: batches\(\) must return .*"):
+        jaxlr.sweep.optuna_population_search(
+            init, prune_step, sp, lambda: iter([]), metric="loss", **kw
+        )
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_killed_population_search_retrains_interrupted_trials_as_one_run():
+    """Issue 21 item 4: an interrupted trial is not retrained into the same trial (its reported
+    values would mix two runs); a fresh trial with its parameters runs with the killed attempt's
+    init key (same round, same member), so it equals an uninterrupted search."""
+    lrs = [0.05, 0.15, 0.3, 0.6]
+    init = lambda cfg, key: jax.random.normal(key, ())  # noqa: E731  (the init key matters)
+    kw = dict(
+        num_trials=4,
+        batch_size=4,
+        num_steps=6,
+        report_every=2,
+        metric="val_loss",
+        key=jax.random.key(7),
+    )
+    sp = {"peak_value": ("log_uniform", 1e-3, 1.0)}
+
+    def study_with(lrs):
+        study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+        for lr in lrs:
+            study.enqueue_trial({"peak_value": lr})
+        return study
+
+    reference = study_with(lrs)
+    jaxlr.sweep.optuna_population_search(init, prune_step, sp, prune_batches, study=reference, **kw)
+    want = {t.params["peak_value"]: t for t in reference.trials}
+
+    calls = []
+
+    def dying_batches():  # the probe, then a round killed after 3 steps (one report made)
+        calls.append(1)
+        for t, b in enumerate(prune_batches()):
+            if len(calls) > 1 and t == 3:
+                raise _Killed
+            yield b
+
+    study = study_with(lrs)
+    with pytest.raises(_Killed):
+        jaxlr.sweep.optuna_population_search(init, prune_step, sp, dying_batches, study=study, **kw)
+    killed = study.trials
+    assert all(t.state.name == "RUNNING" and list(t.intermediate_values) == [2] for t in killed)
+    jaxlr.sweep.optuna_population_search(init, prune_step, sp, prune_batches, study=study, **kw)
+    trials = study.trials
+    for t in killed:  # failed, marked, not counted; its partial run stays its own
+        old = trials[t.number]
+        assert old.state.name == "FAIL" and old.user_attrs["jaxlr_interrupted"] is True
+    fresh = [t for t in trials if "jaxlr_retry_of" in t.user_attrs]
+    assert len(fresh) == 4 and all(t.state.name == "COMPLETE" for t in fresh)
+    for t in fresh:
+        old, ref = trials[t.user_attrs["jaxlr_retry_of"]], want[t.params["peak_value"]]
+        assert t.params == old.params
+        assert (t.user_attrs["jaxlr_round"], t.user_attrs["jaxlr_member"]) == (
+            old.user_attrs["jaxlr_round"],
+            old.user_attrs["jaxlr_member"],
+        )
+        assert t.intermediate_values == ref.intermediate_values  # one run, bit-identical
+        assert t.value == ref.value
+    # the init key matters here: members of different keys differ
+    assert len({round(t.value, 6) for t in reference.trials}) == 4
+
+
+def test_stored_study_direction_and_space_mismatch_are_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    kw = dict(num_trials=2, batch_size=2, storage=url, study_name="s")
+    jaxlr.sweep.optuna_search(train_fn, SPACE, **kw)
+    study = optuna.load_study(study_name="s", storage=url)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    with pytest.raises(
+        ValueError,
+        match=r"optuna_search: direction='maximize' but the stored study 's' .* "
+        r"direction='minimize'",
+    ):
+        jaxlr.sweep.optuna_search(train_fn, SPACE, **{**kw, "num_trials": 4}, direction="maximize")
+    other = {**SPACE, "shape": ["full", "quarter"]}
+    with pytest.raises(ValueError, match=r"optuna_search: space\['shape'\] is .* \(trial 0\)"):
+        jaxlr.sweep.optuna_search(train_fn, other, **{**kw, "num_trials": 4})
+    states = [t.state.name for t in optuna.load_study(study_name="s", storage=url).trials]
+    assert states == ["COMPLETE", "COMPLETE"]  # nothing asked, no trial left RUNNING
+    # a matching direction, or none, continues the stored study
+    jaxlr.sweep.optuna_search(train_fn, SPACE, **{**kw, "num_trials": 3}, direction="minimize")
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 3
+
+
+def test_read_only_storage_is_a_clear_error(tmp_path):
+    db = tmp_path / "ro.db"
+    jaxlr.sweep.optuna_search(
+        train_fn, SPACE, num_trials=1, batch_size=1, storage=f"sqlite:///{db}", study_name="s"
+    )
+    url = f"sqlite:///file:{db}?mode=ro&uri=true"  # what a read-only file gives a non-root user
+    with pytest.raises(ValueError, match=r"optuna_search: storage=.*ro.db.* cannot be written"):
+        jaxlr.sweep.optuna_search(
+            train_fn, SPACE, num_trials=2, batch_size=1, storage=url, study_name="s"
+        )

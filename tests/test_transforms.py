@@ -192,7 +192,8 @@ def test_current_lr_needs_the_lr_of_an_optax_optimizer_it_cannot_see():
     for applied, state in runs:
         assert float(T.current_lr(state, optimizer_lr=1e-3)) == pytest.approx(applied, rel=1e-4)
     # a wrapped optimizer is read the same way
-    hx = T.hypergradient(optax.adam(1e-3), init_value=0.1, hyper_lr=0.0)
+    with pytest.warns(UserWarning, match="learning_rate=0.001"):  # the detector sees it
+        hx = T.hypergradient(optax.adam(1e-3), init_value=0.1, hyper_lr=0.0)
     state = hx.init(jnp.zeros(2))
     with pytest.raises(ValueError, match="ScaleByAdamState"):
         T.current_lr(state)
@@ -721,3 +722,106 @@ def test_per_epoch_plateau_reproduces_torch_loop(compat, cadence):
     want = _torch_per_epoch(vals, spe=spe, lr=lr, **cfg)[: len(lrs)]
     np.testing.assert_allclose(lrs, want, rtol=1e-6)
     assert len(set(want)) >= 3  # several reductions happened
+
+
+def test_hypergradient_nan_gradient_never_poisons_the_inner_state():
+    """Issue 21 item 7: a NaN gradient skips the step; Adam's moments stay those of the clean
+    run (checked against optax.adam run on the finite gradients only)."""
+    g = [jnp.array([1.0, -2.0]), jnp.array([np.nan, 0.5]), jnp.array([0.5, 0.25])]
+    tx = T.hypergradient(optax.adam(1.0), init_value=0.1, hyper_lr=0.01)
+    w = jnp.zeros(2)
+    state = tx.init(w)
+    step = jax.jit(tx.update)
+    us = []
+    for gi in g:
+        u, state = step(gi, state, w)
+        us.append(u)
+    np.testing.assert_array_equal(us[1], np.zeros(2))  # the NaN step moves nothing
+    assert bool(jnp.all(jnp.isfinite(us[2])))
+    adam = optax.adam(1.0)
+    ref_state = adam.init(w)
+    for gi in (g[0], g[2]):
+        d, ref_state = adam.update(gi, ref_state, w)
+    chex.assert_trees_all_close(state.inner_state, ref_state, rtol=1e-6)
+    assert int(state.num_skipped) == 1 and np.isfinite(float(state.lr))
+    clean = T.hypergradient(optax.adam(1.0), init_value=0.1, hyper_lr=0.01)
+    s2 = clean.init(w)
+    for gi in (g[0], g[2]):
+        u2, s2 = clean.update(gi, s2, w)
+    np.testing.assert_allclose(us[2], u2, rtol=1e-6)  # as if the bad batch never came
+    assert float(state.lr) == pytest.approx(float(s2.lr), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make, lr",
+    [
+        (lambda: optax.adam(1e-3), 1e-3),
+        (lambda: optax.adamw(3e-4, weight_decay=0.1), 3e-4),
+        (lambda: optax.sgd(0.1), 0.1),
+        (lambda: optax.sgd(0.01, momentum=0.9), 0.01),
+        (lambda: optax.rmsprop(1e-3), 1e-3 / np.sqrt(0.1)),  # unit-LR rmsprop: 1/sqrt(1-decay)
+        (lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.lion(1e-4)), 1e-4),
+    ],
+)
+@pytest.mark.parametrize("wrapper", ["hypergradient", "sharpness_cap", "sharpness_warmup"])
+def test_non_unit_inner_lr_is_warned_about(make, lr, wrapper):
+    """Issue 21 deliverable 3: an inner optimizer with a built-in LR is named, with the fix."""
+    build = {
+        "hypergradient": lambda o: T.hypergradient(o, init_value=0.1, hyper_lr=0.0),
+        "sharpness_cap": lambda o: T.sharpness_cap(o, learning_rate=0.5),
+        "sharpness_warmup": lambda o: T.sharpness_warmup(o),
+    }[wrapper]
+    with pytest.warns(UserWarning, match=f"{wrapper}: optimizer looks built with") as rec:
+        build(make())
+    msg = str(rec[0].message)
+    assert f"learning_rate={lr:.3g}" in msg and "learning_rate=1.0" in msg
+    assert rec[0].filename == __file__  # points at the user's line
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optax.adam(1.0),
+        lambda: optax.nadam(1.0),
+        lambda: optax.rmsprop(1.0),
+        lambda: optax.sgd(1.0, momentum=0.9, nesterov=True),
+        lambda: optax.adafactor(1.0),  # relative step size: nothing can be told, no word
+        lambda: optax.adadelta(1.0),
+        lambda: optax.inject_hyperparams(optax.adam)(learning_rate=1.0),
+        lambda: optax.multi_transform({"a": optax.adam(1e-3)}, {"w": "a"}),  # needs its labels
+    ],
+)
+def test_unit_or_unknown_inner_lr_is_left_alone(make):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        T.hypergradient(make(), init_value=0.1, hyper_lr=0.0)
+        T.sharpness_cap(make(), learning_rate=0.5)
+
+
+def test_injected_inner_lr_is_refused():
+    opt = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+    for build in (
+        lambda: T.hypergradient(opt, init_value=0.1, hyper_lr=0.0),
+        lambda: T.sharpness_cap(opt, learning_rate=0.5),
+        lambda: T.sharpness_warmup(opt),
+    ):
+        with pytest.raises(ValueError, match=r"learning_rate=0\.001 .*learning_rate=1\.0"):
+            build()
+
+
+def test_inner_lr_probe_under_a_trace_and_with_traced_lr():
+    """Built inside jit (a sweep builds its transforms there): the probe runs on constants; a
+    traced inner LR cannot be told and is left alone."""
+    import warnings
+
+    def build(lr):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            T.hypergradient(optax.adam(lr), init_value=0.1, hyper_lr=0.0)
+            T.hypergradient(optax.adam(1e-3), init_value=0.1, hyper_lr=0.0)
+        assert len(rec) == 1 and "learning_rate=0.001" in str(rec[0].message)
+        return lr
+
+    jax.jit(build)(jnp.asarray(1e-3))

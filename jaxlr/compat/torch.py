@@ -1090,8 +1090,8 @@ def ReduceLROnPlateau(
     and ``jaxlr.transforms.observe(state, val_loss)`` where torch calls ``scheduler.step``.
 
     Torch quirk kept: in ``rel`` mode with negative metrics :math:`b(1 - \theta)` lies *above*
-    ``b`` in min mode, so a slightly worse value counts as an improvement (and max mode misses
-    real improvements). The native ``threshold_mode="rel"`` is negative-safe. Deliberate
+    ``b`` in min mode (and :math:`b(1 + \theta)` *below* it in max mode), so a slightly worse
+    value counts as an improvement. The native ``threshold_mode="rel"`` is negative-safe. Deliberate
     difference: a NaN or infinite metric is skipped (counted in ``state.num_skipped``), where
     torch counts NaN as a bad epoch and lets ``-inf`` become ``best`` for good.
 

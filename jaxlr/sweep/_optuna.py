@@ -162,16 +162,33 @@ def _check_logger(c: Checker, logger: Any, method: str) -> None:
 def _open_study(c: Checker, optuna, study, storage, study_name, sampler, direction, pruner=None):
     """The study to search: the one given, or one created (or loaded) from the arguments."""
     if study is None:
+        asked = direction
         direction = "minimize" if direction is None else direction
         c.choice("direction", direction, ("minimize", "maximize"))
-        study = optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            sampler=sampler,
-            pruner=pruner,
-            direction=direction,
-            load_if_exists=True,
-        )
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=study_name,
+                sampler=sampler,
+                pruner=pruner,
+                direction=direction,
+                load_if_exists=True,
+            )
+        except optuna.exceptions.StorageInternalError as e:
+            # Optuna's own message blames "invalid data"; the cause is the storage refusing writes
+            cause = str(e.__cause__ or e).strip().splitlines()[0]
+            c.fail(
+                f"storage={storage!r} cannot be written ({cause}); a read-only SQLite file or "
+                "folder? give a writable storage"
+            )
+        stored = study.directions[0].name.lower()
+        if asked is not None and len(study.directions) == 1 and stored != asked:
+            # load_if_exists ignores direction: a stored study keeps the one it was created with
+            c.fail(
+                f"direction={asked!r} but the stored study {study.study_name!r} in "
+                f"storage={storage!r} was created with direction={stored!r}; pass "
+                f"direction={stored!r} (or None), or another study_name"
+            )
     elif any(a is not None for a in (storage, study_name, sampler, direction, pruner)):
         c.fail(
             "give either study or storage/study_name/sampler/direction/pruner (a new or stored "
@@ -186,6 +203,23 @@ def _open_study(c: Checker, optuna, study, storage, study_name, sampler, directi
             "jaxlr.sweep.grid(...) with jaxlr.sweep.run, got sampler=GridSampler"
         )
     return study
+
+
+def _check_space(c: Checker, optuna, study, dists) -> None:
+    """Refuses a space whose distributions the study's stored trials contradict, before an ask
+    (``study.ask`` would raise after creating a trial, leaving it RUNNING)."""
+    for t in study.get_trials(deepcopy=False):
+        for name, old in t.distributions.items():
+            if name not in dists:
+                continue
+            try:
+                optuna.distributions.check_distribution_compatibility(old, dists[name])
+            except ValueError:
+                c.fail(
+                    f"space[{name!r}] is {dists[name]} but the study {study.study_name!r} holds "
+                    f"trials with {name!r} from {old} (trial {t.number}); search the stored "
+                    "study's space, or use another study_name"
+                )
 
 
 def _resume(optuna, study, dists) -> tuple[list, int, int]:
@@ -278,7 +312,8 @@ def optuna_search(
         storage: an Optuna storage URL; ``None`` keeps the study in memory.
         study_name: the study's name in ``storage``.
         sampler: an Optuna sampler (default: Optuna's, TPE).
-        direction: ``"minimize"`` (the default) or ``"maximize"``, for a new study.
+        direction: ``"minimize"`` (the default) or ``"maximize"``, for a new study; for a
+            stored one it must be the stored direction (or ``None``).
         metric: the metric to score; ``None``: the result's default (validation loss, else
             ``loss``).
         reduction: ``"last"``, ``"min"``, ``"max"`` or ``"mean_last"`` (with ``last_n``).
@@ -304,7 +339,9 @@ def optuna_search(
             multi-objective study, an ``optuna.samplers.GridSampler`` (use
             :func:`jaxlr.sweep.grid`), a ``logger`` without ``log_result``, a metric ``train_fn``
             does not return, or ``diverged``
-            neither ``"fail"`` nor a finite number.
+            neither ``"fail"`` nor a finite number; a stored study created with another
+            ``direction``, or holding trials whose distributions contradict ``space``; a
+            ``storage`` that cannot be written (a read-only SQLite file).
 
     Examples:
         >>> import jax, jax.numpy as jnp, optuna, jaxlr
@@ -346,6 +383,7 @@ def optuna_search(
         c.fail(str(e).replace("SweepResult.score: ", "").replace("SweepResult: ", ""))
     study = _open_study(c, optuna, study, storage, study_name, sampler, direction)
     dists = sp.distributions()
+    _check_space(c, optuna, study, dists)
     pending, done, round_ = _resume(optuna, study, dists)
 
     while done < num_trials:
@@ -421,8 +459,14 @@ def optuna_population_search(
     with :math:`k_j` the members alive in report interval :math:`j` (one compiled size per
     distinct :math:`k_j`). A trial that survives to ``num_steps`` is told its ``metric`` at the
     last step; a diverged member (frozen by the population) is told ``FAIL`` or ``diverged``.
-    Each trial records ``jaxlr_steps`` (the steps it trained). Resuming a stored study works as
-    for :func:`optuna_search` (an interrupted round is trained again from step 0).
+    Each trial records ``jaxlr_steps`` (the steps it trained), ``jaxlr_round`` and
+    ``jaxlr_member`` (its member position). Resuming a stored study works as for
+    :func:`optuna_search`, but a trial the kill interrupted has already reported intermediate
+    values to the pruner, so it is not trained again into the same trial (that would mix two
+    runs): it is failed with user attribute ``jaxlr_interrupted`` (not counted) and its
+    parameters are asked again as a fresh trial (user attribute ``jaxlr_retry_of``: the old
+    number), trained from step 0 in its original round at its original member position, so with
+    the same init key as an uninterrupted search.
 
     Args:
         init_fn: ``(config, key) -> state`` for one member (as for :class:`Population`).
@@ -449,7 +493,8 @@ def optuna_population_search(
     Raises:
         ImportError: optuna is not installed (``pip install 'jaxlr[optuna]'``).
         ValueError: before any trial is asked: the errors of :func:`optuna_search`, bad
-            ``num_steps`` or ``report_every``, ``batches`` not callable, or a ``metric`` that
+            ``num_steps`` or ``report_every``, ``batches`` not callable or returning an empty
+            iterable, or a ``metric`` that
             ``step_fn`` does not return as a scalar (checked on shapes, with the first batch).
 
     Examples:
@@ -491,7 +536,13 @@ def optuna_population_search(
     optuna = _optuna()
     # The metric must be a scalar per step: checked on shapes, with the stream's first batch.
     cfg = sp.example()
-    first = next(iter(batches()))
+    try:
+        first = next(iter(batches()))
+    except StopIteration:
+        c.fail(
+            "batches() must return a fresh non-empty iterable of batches (one per step), got "
+            f"an empty one from batches={batches!r}"
+        )
     state_shape = jax.eval_shape(init_fn, cfg, jax.random.key(0))
     metrics_shape = jax.eval_shape(step_fn, state_shape, cfg, first)[1]
     if not isinstance(metrics_shape, Mapping) or metric not in metrics_shape:
@@ -503,6 +554,7 @@ def optuna_population_search(
         )
     study = _open_study(c, optuna, study, storage, study_name, sampler, direction, pruner)
     dists = sp.distributions()
+    _check_space(c, optuna, study, dists)
     pending, done, round_ = _resume(optuna, study, dists)
     common = dict(
         loss=loss,
@@ -512,21 +564,19 @@ def optuna_population_search(
         _required=(("metric", metric),),
     )
 
-    while done < num_trials:
-        n = min(k, num_trials - done)
-        trials, pending = pending[:n], pending[n:]
-        trials += [study.ask(dists) for _ in range(n - len(trials))]
+    def train_round(trials: list, positions: list[int], r: int) -> None:
+        """Trains ``trials`` as members ``positions`` of a population keyed ``fold_in(key, r)``
+        (the other members are padding), reporting to the pruner and telling each trial."""
+        rows = [trials[-1].params] * k
+        members: list[int | None] = [None] * k  # trial index of each member; None: padding
+        for i, (trial, pos) in enumerate(zip(trials, positions)):
+            rows[pos], members[pos] = trial.params, i
+            trial.set_user_attr("jaxlr_round", r)
+            trial.set_user_attr("jaxlr_member", pos)
         pop = Population(
-            init_fn,
-            step_fn,
-            sp.configs([t.params for t in trials], k),
-            key=jax.random.fold_in(key, round_),
-            **common,
+            init_fn, step_fn, sp.configs(rows, k), key=jax.random.fold_in(key, r), **common
         )
-        members = list(range(n)) + [None] * (k - n)  # trial index of each member; None: padding
         stream, step = iter(batches()), 0
-        for trial in trials:
-            trial.set_user_attr("jaxlr_round", round_)
         while members:
             m = min(report_every, num_steps - step)
             pop.train(stream, m, steps_per_call=m)
@@ -565,6 +615,37 @@ def optuna_population_search(
                 )
                 pop = Population(init_fn, step_fn, start.config, key=key, _start=start, **common)
                 members = [members[p] for p in live]
+
+    # Trials a killed search left RUNNING have reported intermediate values that the pruner
+    # reads; training them again would mix two runs in one trial. Each is failed (marked
+    # interrupted, not counted) and its parameters asked again as a fresh trial, trained in its
+    # original round at its original member position: the same init key as the killed attempt.
+    retry: dict[int, list] = {}
+    for t in pending:
+        retry.setdefault(t.user_attrs.get("jaxlr_round", -1), []).append(t)
+    for r, old in sorted(retry.items()):
+        positions = [t.user_attrs.get("jaxlr_member", -1) for t in old]
+        if r >= 0 and len(set(positions)) == len(old) and all(0 <= p < k for p in positions):
+            groups = [(r, old, positions)]
+        else:  # positions unknown, or another batch_size: new rounds, packed
+            starts = range(0, len(old), k)
+            groups = [
+                (round_ + j, old[i : i + k], list(range(len(old[i : i + k]))))
+                for j, i in enumerate(starts)
+            ]
+            round_ += len(groups)
+        for r_, group, pos in groups:
+            fresh = []
+            for t in group:
+                study.enqueue_trial(t.params, user_attrs={"jaxlr_retry_of": t.number})
+                t.set_user_attr(INTERRUPTED, True)
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+                fresh.append(study.ask(dists))
+            train_round(fresh, pos, r_)
+            done += len(fresh)
+    while done < num_trials:
+        n = min(k, num_trials - done)
+        train_round([study.ask(dists) for _ in range(n)], list(range(n)), round_)
         done += n
         round_ += 1
     return study

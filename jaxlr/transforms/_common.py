@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
@@ -148,6 +149,133 @@ _OPTAX_OPTIMIZER_STATES = tuple(
     )
     if hasattr(optax, n)
 )
+
+
+# Optax rules whose first update at unit LR does not depend on the gradient's scale and has the
+# same magnitude in every coordinate, >= ~1 (adam, adamw, nadam, adamax, amsgrad, yogi, lamb:
+# 1 to 1.5; adabelief 1.1; rmsprop 1/sqrt(1 - decay) >= 1; lion, adan 1). Rules that scale by
+# the parameters or have their own step size (adafactor, sm3, adadelta, fromage) are left out.
+_SIGN_LIKE_STATES = tuple(
+    getattr(optax, n)
+    for n in (
+        "ScaleByAdamState",
+        "ScaleByAmsgradState",
+        "ScaleByBeliefState",
+        "ScaleByRmsState",
+        "ScaleByLionState",
+        "ScaleByAdanState",
+    )
+    if hasattr(optax, n)
+)
+_OWN_STEP_STATES = tuple(
+    getattr(optax, n)
+    for n in ("FactoredState", "ScaleBySM3State", "ScaleByAdaDeltaState")
+    if hasattr(optax, n)
+)
+_PROBE_GRAD = np.array([1.0, -0.5], np.float32)
+# A unit-LR optimizer's first update of the probe is ~1 or more (the smallest above: 0.99); a
+# factor below this is read as a learning rate built into the optimizer.
+_UNIT_LR_FLOOR = 0.5
+
+
+def _states(tree: Any) -> list[Any]:
+    is_state = lambda x: isinstance(x, tuple) and hasattr(x, "_fields")  # noqa: E731
+    found: list[Any] = []
+
+    def visit(x: Any) -> None:
+        if is_state(x) or _is_inject_state(x):
+            found.append(x)
+        if isinstance(x, dict):
+            children = list(x.values())
+        elif isinstance(x, (tuple, list)):
+            children = list(x)
+        elif _is_inject_state(x):
+            children = [x.inner_state]
+        else:
+            children = []
+        for child in children:
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def _first_update(optimizer: Any, grad: np.ndarray) -> np.ndarray | None:
+    params = jnp.zeros_like(grad)  # zero params: weight decay and trust ratios do nothing
+    u, _ = optimizer.update(jnp.asarray(grad), optimizer.init(params), params)
+    return concrete(u)
+
+
+def inner_lr(optimizer: Any) -> tuple[float, str] | None:
+    """The learning rate built into a wrapped Optax optimizer, where it can be told, or ``None``.
+
+    Read from an ``optax.inject_hyperparams`` state (exact), or from the first update of a
+    two-coordinate probe gradient (zero params) for rules whose unit-LR first step is known:
+    a linear rule (``u = -c g`` for ``g`` and ``2 g``: SGD, momentum, RAdam's first steps) has
+    LR ``c`` (times ``1 + momentum`` for Nesterov); an Adam-family rule (its state among
+    ``_SIGN_LIKE_STATES``; ``u = -c sign(g)`` for ``g`` and ``2 g``) has LR ``c``
+    (``c`` is ~1 to 3 at unit LR). Runs on the host at construction, on constants (no compile in
+    the user's step, fine under a trace); an optimizer that needs extra arguments, traced
+    hyperparameters or a parameter structure of its own gives ``None``. Returns the estimate and
+    how it was found.
+    """
+    try:  # a few tiny eager ops: on the host CPU, not queued on an accelerator
+        device = jax.devices("cpu")[0]
+    except RuntimeError:
+        device = None
+    with warnings.catch_warnings(), jax.ensure_compile_time_eval(), jax.default_device(device):
+        warnings.simplefilter("ignore")
+        try:
+            states = _states(optimizer.init(jnp.zeros_like(jnp.asarray(_PROBE_GRAD))))
+            for s in states:
+                if _is_inject_state(s) and "learning_rate" in s.hyperparams:
+                    lr = concrete(s.hyperparams["learning_rate"])
+                    if lr is None or np.ndim(lr) != 0:
+                        return None
+                    return float(lr), "its optax.inject_hyperparams state"
+            u1 = _first_update(optimizer, _PROBE_GRAD)
+            u2 = _first_update(optimizer, 2.0 * _PROBE_GRAD)
+        except Exception:  # an optimizer the probe cannot drive: nothing can be told
+            return None
+    if u1 is None or u2 is None or u1.shape != _PROBE_GRAD.shape:
+        return None
+    if any(isinstance(s, _OWN_STEP_STATES) for s in states):
+        return None
+    how = "its first update of a probe gradient"
+    c = -u1[0] / _PROBE_GRAD[0]
+    if np.allclose(u1, -c * _PROBE_GRAD, rtol=1e-3) and np.allclose(u2, 2.0 * u1, rtol=1e-3):
+        return float(c), how
+    if any(isinstance(s, _SIGN_LIKE_STATES) for s in states):
+        if np.allclose(u1, -c * np.sign(_PROBE_GRAD), rtol=1e-2) and np.allclose(u2, u1, rtol=1e-2):
+            return float(c), how
+    return None
+
+
+def check_unit_lr(fn: str, optimizer: Any, *, owner: str) -> None:
+    """Refuses (injected LR) or warns about (probed LR) a wrapped optimizer not at unit LR.
+
+    ``owner`` says what sets the LR instead (it multiplies the optimizer's own, so a built-in
+    ``1e-3`` trains 1000x too slowly and misreports what is derived from the LR).
+    """
+    found = inner_lr(optimizer)
+    if found is None:
+        return
+    lr, how = found
+    if how.endswith("inject_hyperparams state"):
+        if lr != 1.0:
+            raise ValueError(
+                f"{fn}: optimizer must be at unit learning rate ({owner}), got an optimizer "
+                f"with learning_rate={lr:.3g} ({how}); build it with learning_rate=1.0"
+            )
+        return
+    if lr < _UNIT_LR_FLOOR:
+        warnings.warn(
+            f"{fn}: optimizer looks built with learning_rate={lr:.3g} ({how} is {lr:.3g} times "
+            f"that of the same rule at unit LR); {owner}, so it is multiplied by {lr:.3g}: build "
+            "the optimizer with learning_rate=1.0 (e.g. optax.adam(1.0), optax.sgd(1.0))",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class _Walk:

@@ -11,7 +11,7 @@ from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import safe_div
 from jaxlr._src.validate import Checker
-from jaxlr.transforms._common import flag, floats, lr_state, scale_updates
+from jaxlr.transforms._common import check_unit_lr, flag, floats, lr_state, scale_updates
 
 
 class HypergradientHyperparams(NamedTuple):
@@ -58,10 +58,12 @@ def hypergradient(
     clipped to ``[min_value, max_value]``; the update is :math:`\alpha_t d_t`. This transform
     receives raw gradients (it wraps the optimizer that makes the direction).
 
-    Non-finite inputs: when :math:`h_t` is not finite (a NaN or infinite gradient, or a product
-    that overflows the dtype, e.g. gradients of 1e30 in float32), :math:`\alpha` is kept,
-    :math:`d_{t-1}` is kept when :math:`d_t` is not finite, and ``state.num_skipped`` counts
-    the update; so one bad gradient never leaves the LR at NaN or inf. The multiplicative rule
+    Non-finite inputs: a gradient or direction :math:`d_t` that is not finite (a NaN or
+    infinite gradient) skips the step: the update is zero, and :math:`\alpha`, :math:`d_{t-1}`
+    and the inner optimizer's state (Adam's moments, ...) are kept, so one bad batch never
+    poisons the state. When only :math:`h_t` is not finite (a product that overflows the dtype,
+    e.g. gradients of 1e30 in float32), :math:`\alpha` is kept and the step is taken.
+    ``state.num_skipped`` counts the updates whose LR was kept. The multiplicative rule
     computes its normalized :math:`h_t` from max-scaled vectors, so it stays finite for any
     finite gradient.
 
@@ -105,6 +107,8 @@ def hypergradient(
     c.number("max_value", max_value)
     c.not_greater("min_value", min_value, "max_value", max_value)
     flag(c, "multiplicative", multiplicative)
+    if optimizer is not None:
+        check_unit_lr(c.fn, optimizer, owner="hypergradient learns the LR and multiplies it in")
     inner = optax.with_extra_args_support(optax.scale(-1.0) if optimizer is None else optimizer)
     hp = HypergradientHyperparams(
         **floats(c.fn, hyper_lr=hyper_lr, min_value=min_value, max_value=max_value)
@@ -139,20 +143,28 @@ def hypergradient(
         else:
             lr = state.lr - h.hyper_lr * hg
             ok = jnp.isfinite(hg) & jnp.isfinite(lr)
+        # a non-finite gradient or direction skips the step: nothing of it enters the state
+        finite = _all_finite(updates) & _all_finite(direction)
+        ok = ok & finite
         lr = jnp.where(ok, jnp.clip(lr, h.min_value, h.max_value), state.lr)
         hg = jnp.where(ok, hg, state.hypergradient)
-        finite_dir = jnp.all(
-            jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(direction)] or [True])
-        )
-        prev = jax.tree.map(
-            lambda d, p: jnp.where(finite_dir, d, p), direction, state.prev_direction
-        )
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         new = HypergradientState(
-            lr, hg, prev, inner_state, state.num_skipped + (~ok).astype(jnp.int32), h
+            lr,
+            hg,
+            keep(direction, state.prev_direction),
+            keep(inner_state, state.inner_state),
+            state.num_skipped + (~ok).astype(jnp.int32),
+            h,
         )
-        return scale_updates(direction, lr), new
+        applied = jax.tree.map(lambda d: jnp.where(finite, d, jnp.zeros_like(d)), direction)
+        return scale_updates(applied, lr), new
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)] or [True]))
 
 
 def _max_abs(tree: Any) -> jax.Array:

@@ -31,7 +31,8 @@ class PlateauHyperparams(NamedTuple):
     # margin = threshold * (rel*|b| + signed*b + absolute)
     sign: jax.Array  # () 1 for mode="min", -1 for "max"
     rel: jax.Array  # () 1 for threshold_mode="rel", else 0
-    signed: jax.Array  # () sign * 1 for "signed_rel" (PyTorch's b * threshold), else 0
+    # () 1 for "signed_rel", else 0: PyTorch's b*(1 - threshold) (min), b*(1 + threshold) (max)
+    signed: jax.Array
     absolute: jax.Array  # () 1 for "abs", else 0
     greedy: jax.Array  # () 1 for greedy_lr (increases allowed), 0 for reduce_on_plateau
 
@@ -102,7 +103,8 @@ def _rule_numbers(mode: str, threshold_mode: str, greedy: bool) -> dict[str, flo
     return dict(
         sign=sign,
         rel=float(threshold_mode == "rel"),
-        signed=sign * float(threshold_mode == "signed_rel"),
+        # not multiplied by sign: torch's max-mode bound b*(1 + threshold) is -(-b - threshold*b)
+        signed=float(threshold_mode == "signed_rel"),
         absolute=float(threshold_mode == "abs"),
         greedy=float(greedy),
     )

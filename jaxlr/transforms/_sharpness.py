@@ -21,6 +21,7 @@ from jaxlr.sharpness._hvp import bind_batch, flat_operator, krylov_dtype
 from jaxlr.sharpness._tracker import typed_key
 from jaxlr.transforms._common import (
     as_schedule,
+    check_unit_lr,
     floats,
     held,
     lr_state,
@@ -415,6 +416,8 @@ def sharpness_cap(
         Lanczos algorithms with a random start, SIAM J. Matrix Anal. Appl. 1992.
     """
     c = Checker("sharpness_cap")
+    if optimizer is not None:
+        check_unit_lr(c.fn, optimizer, owner="sharpness_cap sets the LR and reports rho from it")
     c.choice("mode", mode, ("cap", "catapult", "gen"))
     base = _check_tracking_args(
         c, learning_rate=learning_rate, fraction=fraction, hysteresis=hysteresis
@@ -660,6 +663,8 @@ def sharpness_warmup(
         Deep Learning Models, ICLR 2022 (arXiv 2021).
     """
     c = Checker("sharpness_warmup")
+    if optimizer is not None:
+        check_unit_lr(c.fn, optimizer, owner="sharpness_warmup sets the LR from the curvature")
     after = held(as_schedule(c, "schedule", schedule))
     c.positive("target", target)
     c.at_least("growth", growth, 1.0)
