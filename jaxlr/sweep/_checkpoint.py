@@ -175,9 +175,7 @@ def save(pop, directory: str | Path) -> None:
         _write_atomic(fp, json.dumps(mine, indent=1))
     data = _carry_data(pop.host_carry())
     metrics, extra = pop.host_metrics()
-    history = {
-        k: v for k, v in (("metrics", metrics), ("extra", extra)) if jax.tree.leaves(v)
-    }
+    history = {k: v for k, v in (("metrics", metrics), ("extra", extra)) if jax.tree.leaves(v)}
     meta = {
         "format": _FORMAT,
         "step": pop.steps_done,
@@ -291,9 +289,7 @@ def restore(pop, directory: str | Path) -> bool:
 
     state = jax.tree.unflatten(jax.tree.structure(pop.host_state_struct()), data["state"])
     config = jax.tree.unflatten(jax.tree.structure(pop.configs), data["config"])
-    pop._load(
-        Carry(state, config, data["alive"], data["bad_step"], data["step"], data["key"])
-    )
+    pop._load(Carry(state, config, data["alive"], data["bad_step"], data["step"], data["key"]))
     if "metrics" in history:
         pop._load_history(history["metrics"], history.get("extra", {}))
     return True

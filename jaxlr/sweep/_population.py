@@ -94,7 +94,9 @@ def _check_state(fn: str, before: Any, after: Any) -> None:
             f"from step to step), got {jax.tree.structure(after)} for "
             f"{jax.tree.structure(before)}"
         )
-    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(before)[0], jax.tree.leaves(after)):
+    for (path, a), b in zip(
+        jax.tree_util.tree_flatten_with_path(before)[0], jax.tree.leaves(after)
+    ):
         if a.shape != b.shape or a.dtype != b.dtype:
             c.fail(
                 f"step_fn must keep each state leaf's shape and dtype, got "
