@@ -17,8 +17,8 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from test_population import KEY, D, N, batches, init_fn, step_fn
 from test_population import CONFIGS as CONFIGS_SMALL
+from test_population import KEY, D, N, batches, init_fn, step_fn
 from test_population_halving import with_val
 from test_population_pbt import CONFIGS, FAST, SPACE, T
 
