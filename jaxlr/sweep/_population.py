@@ -496,8 +496,15 @@ class Population:
             ``self``, to chain :meth:`result`.
 
         Raises:
-            ValueError: bad ``num_steps``/``steps_per_call``/``checkpoint_every``, a batch whose
-                member axis is not ``K``, or the iterator ran out.
+            ValueError: bad ``num_steps``/``steps_per_call``/``checkpoint_every``, a
+                ``checkpoint_dir`` that is a file or holds another run's checkpoint, a batch
+                whose member axis is not ``K``, batches of one compiled call whose structure
+                or shapes differ, a ``step_fn`` that changes the state's structure or leaf
+                shapes, or the iterator ran out.
+
+        Warns:
+            RuntimeWarning: a damaged checkpoint step (resume falls back to the newest intact
+                one) or an unreadable ``fingerprint.json``.
         """
         c = Checker(f"{self._fn}.train")
         for name, v in (("num_steps", num_steps), ("steps_per_call", steps_per_call)):
@@ -662,7 +669,16 @@ class Population:
 
     # -- checkpoints (jaxlr.sweep._checkpoint) ------------------------------------------------
     def save(self, directory: str) -> None:
-        """Writes an orbax checkpoint of the population now (needs ``jaxlr[checkpoint]``)."""
+        """Writes an orbax checkpoint of the population now (needs ``jaxlr[checkpoint]``).
+
+        ``directory/steps/<step>`` holds the carry of every member, the metrics so far and,
+        with them, the run's fingerprint and a SHA-256 of the arrays, which :meth:`train`
+        checks before resuming from it (see ``docs/checkpoint.md``).
+
+        Raises:
+            ValueError: ``directory`` is a file or holds another run's checkpoint, or nothing
+                has been trained yet.
+        """
         from jaxlr.sweep import _checkpoint
 
         c = Checker(f"{self._fn}.save")
