@@ -304,3 +304,17 @@ def test_checkpoint_dir_that_is_a_file_and_save_before_training(tmp_path):
         r"a step, got steps_done=0",
     ):
         _pop().save(str(tmp_path / "d"))
+
+
+def test_no_intact_step_is_refused_and_nothing_is_moved(tmp_path):
+    _checkpointed(tmp_path)
+    for f in (tmp_path / "steps").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"")
+    with pytest.raises(
+        ValueError,
+        match=r"Population: checkpoint_dir=.* holds no intact checkpoint of this run: step 4: "
+        r"its metadata cannot be read.*; step 2: its metadata cannot be read",
+    ):
+        _resume(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "steps").iterdir()) == ["2", "4"]

@@ -236,6 +236,22 @@ def _load_step(pop, mgr, step: int, mine: dict, directory: Path) -> tuple[dict, 
     return data, history
 
 
+def _set_aside(directory: Path, step: int) -> Path:
+    """Moves ``steps/<step>`` to ``corrupt/<step>`` (``<step>.1``, ... if that is taken)."""
+    (directory / "corrupt").mkdir(exist_ok=True)
+    n = 0
+    while True:
+        aside = directory / "corrupt" / (f"{step}.{n}" if n else str(step))
+        if not aside.exists():
+            break
+        n += 1
+    try:
+        os.replace(directory / "steps" / str(step), aside)
+    except FileNotFoundError:  # another process of a multi-host run moved it first
+        pass
+    return aside
+
+
 def restore(pop, directory: str | Path) -> bool:
     """Loads the newest intact checkpoint in ``directory`` into ``pop``; False when there is none.
 
@@ -273,9 +289,7 @@ def restore(pop, directory: str | Path) -> bool:
         )
     step, data, history = loaded
     for s, why in damaged:  # the next saves must not meet them
-        aside = directory / "corrupt" / str(s)
-        aside.parent.mkdir(exist_ok=True)
-        os.replace(directory / "steps" / str(s), aside)
+        aside = _set_aside(directory, s)
         warnings.warn(
             f"{pop._fn}: checkpoint step {s} in checkpoint_dir={str(directory)!r} is damaged "
             f"({why}); resuming from step {step}, the newest intact one (step {s} moved to "

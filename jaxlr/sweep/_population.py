@@ -682,7 +682,7 @@ class Population:
         from jaxlr.sweep import _checkpoint
 
         c = Checker(f"{self._fn}.save")
-        _checkpoint.check_directory(c, directory)
+        _checkpoint.check_directory(c, directory, "directory")
         if self.carries is None:
             c.fail(
                 f"there is nothing to save before train() has run a step, got steps_done=0, "
