@@ -149,7 +149,7 @@ def _carry_target(pop) -> dict:
     k = pop.num_members
     canon = jax.dtypes.canonicalize_dtype
     return {
-        "state": [np.zeros(s.shape, s.dtype) for s in jax.tree.leaves(pop.host_state_struct())],
+        "state": [np.zeros(s.shape, s.dtype) for s in jax.tree.leaves(pop._host_state_struct())],
         "config": [np.zeros(np.shape(a), canon(a.dtype)) for a in jax.tree.leaves(pop.configs)],
         "alive": np.zeros(k, bool),
         "bad_step": np.zeros(k, np.int32),
@@ -301,7 +301,7 @@ def restore(pop, directory: str | Path) -> bool:
         _write_atomic(directory / "fingerprint.json", json.dumps(mine, indent=1))
     from jaxlr.sweep._population import Carry
 
-    state = jax.tree.unflatten(jax.tree.structure(pop.host_state_struct()), data["state"])
+    state = jax.tree.unflatten(jax.tree.structure(pop._host_state_struct()), data["state"])
     config = jax.tree.unflatten(jax.tree.structure(pop.configs), data["config"])
     pop._load(Carry(state, config, data["alive"], data["bad_step"], data["step"], data["key"]))
     if "metrics" in history:

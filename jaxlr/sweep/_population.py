@@ -260,7 +260,7 @@ class Population:
             lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl)), *self._member_args
         )
 
-    def host_state_struct(self) -> Any:
+    def _host_state_struct(self) -> Any:
         """The shapes of the members' state as :meth:`host_carry` holds it: leaves ``[K, ...]``,
         typed PRNG keys as their key data (NumPy has no key dtype)."""
         k = self.num_members
@@ -612,7 +612,7 @@ class Population:
         """The whole carry on the host (NumPy), members concatenated and padding removed.
 
         Typed PRNG keys in the state come back as their key data (``jax.random.key_data``, a
-        uint32 array): NumPy has no key dtype. :meth:`host_state_struct` gives the shapes.
+        uint32 array): NumPy has no key dtype; checkpoints and compaction turn them back into keys.
         """
         if self.carries is None:
             Checker(f"{self._fn}.host_carry").fail(
