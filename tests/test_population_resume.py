@@ -318,3 +318,16 @@ def test_no_intact_step_is_refused_and_nothing_is_moved(tmp_path):
     ):
         _resume(tmp_path)
     assert sorted(p.name for p in (tmp_path / "steps").iterdir()) == ["2", "4"]
+
+
+def test_steps_without_their_own_fingerprint_are_not_trusted(tmp_path):
+    """Steps of an older jaxlr (no meta item) cannot be checked, so they are not resumed."""
+    _checkpointed(tmp_path)
+    for step in ("2", "4"):
+        shutil.rmtree(tmp_path / "steps" / step / "meta")
+    with pytest.raises(
+        ValueError,
+        match=r"holds no intact checkpoint of this run: step 4: it holds no fingerprint of its "
+        r"own \(written by a jaxlr before checkpoints checked themselves",
+    ):
+        _resume(tmp_path)

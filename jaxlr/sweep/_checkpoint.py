@@ -204,6 +204,11 @@ def _load_step(pop, mgr, step: int, mine: dict, directory: Path) -> tuple[dict, 
     """The verified carry data and history of ``step``; ``_Damaged`` if it cannot be trusted,
     ``ValueError`` if it is another run's."""
     ocp = _orbax()
+    if not (directory / "steps" / str(step) / "meta").is_dir():
+        raise _Damaged(
+            "it holds no fingerprint of its own (written by a jaxlr before checkpoints checked "
+            "themselves, or not a population checkpoint)"
+        )
     try:
         meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as e:  # noqa: BLE001 -- a truncated or missing file shows many ways
