@@ -331,3 +331,27 @@ def test_steps_without_their_own_fingerprint_are_not_trusted(tmp_path):
         r"own \(written by a jaxlr before checkpoints checked themselves",
     ):
         _resume(tmp_path)
+
+
+class Metrics(NamedTuple):
+    loss: jax.Array
+    lr: jax.Array
+
+
+def step_tuple_metrics(state, cfg, batch):
+    state, m = step_fn(state, cfg, batch)
+    return state, Metrics(m["loss"], m["lr"])
+
+
+def test_metrics_that_are_not_dicts_resume_in_their_own_type(tmp_path):
+    kw = dict(key=KEY, loss=None, progress=False, compiler_options=FAST)
+    first = Population(init_fn, step_tuple_metrics, CONFIGS_SMALL, **kw)
+    first.train(batches(steps=4), 4, checkpoint_dir=str(tmp_path), checkpoint_every=2)
+    resumed = Population(init_fn, step_tuple_metrics, CONFIGS_SMALL, **kw)
+    resumed.train(batches(steps=6), 6, checkpoint_dir=str(tmp_path), checkpoint_every=2)
+    straight = Population(init_fn, step_tuple_metrics, CONFIGS_SMALL, **kw)
+    straight.train(batches(steps=6), 6)
+    a, b = resumed.host_metrics()[0], straight.host_metrics()[0]
+    assert isinstance(a, Metrics) and a.loss.shape == (6, 6)
+    np.testing.assert_array_equal(a.loss, b.loss)
+    np.testing.assert_array_equal(a.lr, b.lr)

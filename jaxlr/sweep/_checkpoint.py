@@ -67,6 +67,14 @@ def _describe(tree: Any) -> list:
     ]
 
 
+def _by_name(tree: Any) -> dict:
+    """Leaves by readable name (``metrics.loss``): the same for a NamedTuple or tuple of
+    metrics and the dict or list orbax gives back for it."""
+    from jaxlr.sweep._configs import leaf_name
+
+    return {leaf_name(p): a for p, a in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def _digest(tree: Any) -> str:
     """SHA-256 of every leaf's path, dtype, shape and bytes, in tree order."""
     h = hashlib.sha256()
@@ -182,8 +190,8 @@ def save(pop, directory: str | Path) -> None:
         "fingerprint": mine,
         "carry": _describe(data),
         "carry_sha256": _digest(data),
-        "history": _describe(history),
-        "history_sha256": _digest(history),
+        "history": _describe(_by_name(history)),
+        "history_sha256": _digest(_by_name(history)),
     }
     items = {"meta": ocp.args.JsonSave(meta), "carry": ocp.args.StandardSave(data)}
     if history:
@@ -234,7 +242,8 @@ def _load_step(pop, mgr, step: int, mine: dict, directory: Path) -> tuple[dict, 
     history = jax.tree.map(np.asarray, dict(got["history"])) if "history" in items else {}
     if _describe(data) != meta["carry"] or _digest(data) != meta["carry_sha256"]:
         raise _Damaged("its carry does not match the checksum saved with it")
-    if _describe(history) != meta["history"] or _digest(history) != meta["history_sha256"]:
+    named = _by_name(history)
+    if _describe(named) != meta["history"] or _digest(named) != meta["history_sha256"]:
         raise _Damaged("its metrics do not match the checksum saved with it")
     if int(data["step"]) != step:
         raise _Damaged(f"its carry is at step {int(data['step'])}")

@@ -215,6 +215,7 @@ class Population:
         self.trace_seconds = self.compile_seconds = self.run_seconds = 0.0
         self.mesh = mesh
         self._steps = 0
+        self._restored = False  # history loaded from a checkpoint, not yet in step_fn's types
         self._executables: dict = {}
         self.fingerprint_extra: dict = {}
         self._key_impls: list | None = None
@@ -250,6 +251,26 @@ class Population:
         both = jax.tree.map(lambda a: np.swapaxes(a, 0, 1), (m, extra))  # members first to pad
         parts = _engine.chunks_of(_engine.pad_members(both, self.padded), self.chunk)
         self.history = [[jax.tree.map(lambda a: np.swapaxes(a, 0, 1), p) for p in parts]]
+        self._restored = True  # in the checkpoint's containers until the next call's output
+
+    def _retype_history(self, outs: list) -> None:
+        """Restored metrics come back in plain containers (dicts, lists): rebuild them in the
+        step's own (a NamedTuple, a tuple), matching leaves by name (``loss``, ``0.lr``)."""
+        from jaxlr.sweep._configs import leaf_name
+
+        self._restored = False
+        treedef = jax.tree.structure(outs[0])
+        names = [leaf_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(outs[0])[0]]
+        parts = []
+        for part in self.history[0]:
+            by_name = {leaf_name(p): a for p, a in jax.tree_util.tree_flatten_with_path(part)[0]}
+            if sorted(by_name) != sorted(names):
+                Checker(self._fn).fail(
+                    f"step_fn's metrics {sorted(names)} differ from the checkpoint's "
+                    f"{sorted(by_name)}"
+                )
+            parts.append(jax.tree.unflatten(treedef, [by_name[n] for n in names]))
+        self.history[0] = parts
 
     def abstract_state(self) -> Any:
         """The shapes of one member's state (``jax.eval_shape`` of ``init_fn``; nothing runs)."""
@@ -584,6 +605,8 @@ class Population:
         for i, (carry, part) in enumerate(zip(self.carries, parts)):
             self.carries[i], out = compiled(carry, _engine.put(part, bs))
             outs.append(out)
+        if self._restored:
+            self._retype_history(outs)
         self.history.append(outs)
         self._steps += jax.tree.leaves(stacked)[0].shape[0]
 
