@@ -287,6 +287,7 @@ def test_the_fingerprint_is_written_once_and_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         _checkpoint._write_atomic(fp, "{}")
     assert fp.read_text() == before[1]  # a failed write leaves the old file whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fingerprint.json", "steps"]
 
 
 def test_checkpoint_dir_that_is_a_file_and_save_before_training(tmp_path):

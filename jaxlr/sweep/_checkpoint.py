@@ -124,11 +124,14 @@ def _read_json(path: Path, fn: str) -> Any:
 def _write_atomic(path: Path, text: str) -> None:
     """Writes ``text`` to ``path`` so a reader sees the old file or the new one, never a part."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _differs(fn: str, directory: Path, theirs: Any, mine: dict, where: str) -> None:
