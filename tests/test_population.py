@@ -133,6 +133,12 @@ def test_the_step_compiles_once_across_calls():
     assert len(traces) == 1 and pop.steps_done == 12
 
 
+def _changing(it, at, change):
+    """Batches from ``it``, with ``change`` applied from batch ``at`` on."""
+    for i, b in enumerate(it):
+        yield change(b) if i >= at else b
+
+
 @pytest.mark.parametrize(
     "make, match",
     [
@@ -152,8 +158,52 @@ def test_the_step_compiles_once_across_calls():
             lambda: Population(
                 init_fn, step_fn, CONFIGS, key=KEY, member_batches=True, progress=False
             ).train(batches(k=5), 2),
-            r"Population.train: batch member axis must be K=6 with member_batches=True, got x of "
-            r"shape \(5, 16, 3\)",
+            r"Population.train: batches must have a leading member axis of K=6 with "
+            r"member_batches=True, got batch 0's batch\['x'\] of shape \(5, 16, 3\)",
+        ),
+        (  # the member axis changes after the first batch
+            lambda: Population(
+                init_fn, step_fn, CONFIGS, key=KEY, member_batches=True, progress=False
+            ).train(_changing(batches(k=6), 2, lambda b: {n: v[:5] for n, v in b.items()}), 4),
+            r"Population.train: batches must have a leading member axis of K=6 .* got batch 2's "
+            r"batch\['x'\] of shape \(5, 16, 3\)",
+        ),
+        (  # a bare array is named as the batch, not as a configuration
+            lambda: Population(
+                init_fn, step_fn, CONFIGS, key=KEY, member_batches=True, progress=False
+            ).train((np.zeros((5, 3), np.float32) for _ in range(2)), 2),
+            r"got batch 0's batch of shape \(5, 3\)",
+        ),
+        (  # the shape changes inside one compiled call of two steps
+            lambda: Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False).train(
+                _changing(batches(), 1, lambda b: {n: v[:15] for n, v in b.items()}),
+                4,
+                steps_per_call=2,
+            ),
+            r"Population.train: the batches of one compiled call \(steps_per_call steps\) must "
+            r"share their structure and shapes, got batch 1 with batch\['x'\] of shape "
+            r"\(15, 3\), where batch 0 had \(16, 3\)",
+        ),
+        (
+            lambda: Population(
+                init_fn,
+                lambda s, c, b: ({"w": step_fn(s, c, b)[0]["w"]}, {"loss": s["w"][0]}),
+                CONFIGS,
+                key=KEY,
+                progress=False,
+            ).train(batches(), 2),
+            r"Population: step_fn must return a state of the structure init_fn gave",
+        ),
+        (
+            lambda: Population(
+                init_fn,
+                lambda s, c, b: ({**s, "m": jnp.zeros(D + 1)}, {"loss": s["w"][0]}),
+                CONFIGS,
+                key=KEY,
+                progress=False,
+            ).train(batches(), 2),
+            r"Population: step_fn must keep each state leaf's shape and dtype, got "
+            r"state\['m'\]: float32\[4\] for float32\[3\]",
         ),
         (
             lambda: Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False).train(

@@ -148,3 +148,62 @@ def test_halving_rejects_bad_input_before_compiling(kwargs, match, monkeypatch):
             init_fn, with_val, cfg, batches(), key=KEY, progress=False, **args
         )
     assert not compiled
+
+
+def test_halving_refuses_a_member_batch_with_a_row_too_many():
+    cfg = jaxlr.sweep.grid(lr=[0.01, 0.05, 0.1], momentum=[0.0, 0.8])
+    with pytest.raises(
+        ValueError,
+        match=r"successive_halving: batches must have a leading member axis of K=6 \(the "
+        r"original members\) with member_batches=True, got batch\['x'\] of shape \(7, 16, 3\)",
+    ):
+        jaxlr.sweep.successive_halving(
+            init_fn,
+            with_val,
+            cfg,
+            batches(steps=6, k=7),
+            key=KEY,
+            rungs=[2, 6],
+            eta=2,
+            metric="val",
+            member_batches=True,
+            progress=False,
+        )
+
+
+def init_keyed(cfg, key):
+    return {**init_fn(cfg, key), "key": jax.random.fold_in(key, 1)}
+
+
+def step_keyed(state, cfg, batch):
+    """with_val, plus a typed PRNG key in the state that draws one number per step."""
+    key, sub = jax.random.split(state["key"])
+    new, m = with_val({"w": state["w"], "m": state["m"]}, cfg, batch)
+    return {**new, "key": key}, {**m, "noise": jax.random.uniform(sub)}
+
+
+def test_halving_carries_typed_keys_through_compaction():
+    """Survivors' keys continue exactly where they were: their draws equal a plain key chain
+    run step by step, and result/save-style host copies work (typed keys as key data)."""
+    cfg = jaxlr.sweep.grid(lr=[0.01, 0.05, 0.1, 0.2])
+    cfg["momentum"] = np.zeros(4)
+    res = jaxlr.sweep.successive_halving(
+        init_keyed,
+        step_keyed,
+        cfg,
+        batches(steps=4),
+        key=KEY,
+        rungs=[2, 4],
+        eta=2,
+        metric="val",
+        progress=False,
+        compiler_options={"xla_backend_optimization_level": 0},  # compile-bound: skip LLVM opts
+    )
+    keys = jax.random.split(KEY, 5)[1:]
+    for i in res.info["survivors"]:
+        k, draws = jax.random.fold_in(keys[i], 1), []
+        for _ in range(4):
+            k, sub = jax.random.split(k)
+            draws.append(float(jax.random.uniform(sub)))
+        np.testing.assert_allclose(res.metrics["noise"][i], draws, rtol=1e-6)
+    assert len(res.info["survivors"]) == 2 and np.isnan(res.metrics["noise"]).sum() == 4

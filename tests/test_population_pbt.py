@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_population import KEY, batches, init_fn, w0s
+from test_population import KEY, batches, init_fn, numpy_member, w0s
 from test_population_halving import XV, YV, with_val
 
 import jaxlr
@@ -122,6 +122,10 @@ def test_the_exported_schedule_retrains_the_winner_from_scratch_with_optax(trace
         ),
         (dict(interval=0), r"pbt: interval must be an int >= 1, got interval=0"),
         (dict(resample_probability=1.5), r"pbt: resample_probability must be in \[0, 1\]"),
+        (
+            dict(perturb=(np.float32(np.nan), 1.2)),
+            r"pbt: perturb must be two factors > 0, got perturb=",
+        ),
     ],
 )
 def test_pbt_rejects_bad_input_before_compiling(kwargs, match, monkeypatch):
@@ -137,3 +141,55 @@ def test_pbt_rejects_bad_input_before_compiling(kwargs, match, monkeypatch):
     with pytest.raises(ValueError, match=match):
         jaxlr.sweep.pbt(init_fn, with_val, cfg, batches(steps=T), **args)
     assert not compiled
+
+
+def test_pbt_keeps_big_integers_exactly_and_reports_a_refilled_divergence():
+    """Slot 3 (lr=3.0) diverges before the exploit at step 4 and is refilled: it ends healthy
+    (diverged=False, diverged_step=-1) and its divergence is listed at the step a NumPy run of
+    the same member crosses the threshold. Integer hyperparameters past 2**24 stay exact in
+    slots that are never replaced (float32 holds 2**24 + 1 as 2**24)."""
+    k, steps, threshold = 4, 8, 1e3
+    seeds = [2**24 + 1, 2**24 + 3, 2**24 + 5, 2**24 + 7]
+    cfg = {
+        "lr": np.array([0.01, 0.02, 0.05, 3.0], np.float32),
+        "momentum": np.zeros(k, np.float32),
+        "seed": np.array(seeds, np.int32),
+    }
+    res = jaxlr.sweep.pbt(
+        init_fn,
+        with_val,
+        cfg,
+        batches(steps=steps),
+        key=KEY,
+        num_steps=steps,
+        interval=4,
+        metric="val",
+        space={"lr": ("log_uniform", 1e-3, 0.3), "seed": ("uniform", 0, 2**26)},
+        perturb=(np.float32(0.8), np.float32(1.2)),  # NumPy scalars are numbers too
+        divergence_threshold=threshold,
+        progress=False,
+        compiler_options=FAST,
+    )
+    losses, _ = numpy_member(w0s(k)[3], 3.0, 0.0, batches(steps=steps))
+    bad = int(np.flatnonzero(~(losses <= threshold))[0])
+    assert bad < 4  # the premise: it diverges before the exploit
+    assert res.divergences == [(bad, 3)]
+    assert res.lineage[3, 3] != 3 and not res.diverged.any()
+    assert res.diverged_step.tolist() == [-1] * k
+    assert np.isfinite(res.metrics["val"][3, 4:]).all()
+    kept = [i for i in range(k) if (res.lineage[:, i] == i).all()]
+    assert len(kept) == 3
+    assert [int(res.hyperparameters["seed"][i]) for i in kept] == [seeds[i] for i in kept]
+
+
+def test_pbt_names_a_metric_that_is_not_a_scalar():
+    def wide(state, cfg, batch):
+        state, m = with_val(state, cfg, batch)
+        return state, {**m, "val": jnp.stack([m["val"], m["val"]])}
+
+    with pytest.raises(
+        ValueError,
+        match=r"pbt: metric='val' must be a scalar per member to rank by, got shape "
+        r"\(2,\)",
+    ):
+        jaxlr.sweep.pbt(init_fn, wide, CONFIGS, batches(steps=T), **OPTS)

@@ -133,23 +133,27 @@ def test_sweep_result_to_events_and_json_lines(tmp_path):
         assert ("final" in line) == (line["step"] == T - 1) and line["diverged"] is False
 
 
-@pytest.mark.parametrize("inject", [False, True])
-def test_lr_hook_logs_the_lr_actually_applied(tmp_path, inject):
+@pytest.mark.parametrize("kind", ["chain", "inject", "adam_chain"])
+def test_lr_hook_logs_the_lr_actually_applied(tmp_path, kind):
     """Inside jit, after each update: the logged LR is the schedule at that step (NumPy) and the
-    LR the update applied (-update / gradient for SGD)."""
+    LR the update applied (-update / gradient for SGD). ``adam_chain`` is the README's chain,
+    Adam at a unit LR, which ``optimizer_lr=1.0`` declares."""
     peak = 0.3
     s = jaxlr.schedules.warmup_cosine(peak_value=peak, warmup_steps=3.0, total_steps=T)
-    if inject:
+    if kind == "inject":
         tx = optax.inject_hyperparams(optax.sgd)(learning_rate=s)
-    else:
+    elif kind == "chain":
         tx = optax.chain(optax.sgd(1.0), jaxlr.transforms.scale_by_schedule(s))
+    else:
+        tx = optax.chain(optax.adam(1.0), jaxlr.transforms.scale_by_schedule(s))
     log = jaxlr.sweep.MetricsLogger(tmp_path)
+    optimizer_lr = 1.0 if kind == "adam_chain" else None
 
     @jax.jit
     def train_step(w, state, t):
         g = 2.0 * (w - 3.0)
         u, state = tx.update(g, state)
-        log.log_lr(t, state)
+        log.log_lr(t, state, optimizer_lr=optimizer_lr)
         return w + u, state, -u / g
 
     w, state, applied = jnp.asarray(0.0), tx.init(jnp.asarray(0.0)), []
@@ -162,7 +166,8 @@ def test_lr_hook_logs_the_lr_actually_applied(tmp_path, inject):
     ev = sorted(read_events(tmp_path / "run")["learning_rate"])
     assert [st for st, _ in ev] == list(range(T))
     np.testing.assert_allclose([v for _, v in ev], expected, rtol=1e-5, atol=1e-8)
-    np.testing.assert_allclose([v for _, v in ev][1:], applied[1:], rtol=1e-4)
+    if kind != "adam_chain":  # Adam's update is not lr * g
+        np.testing.assert_allclose([v for _, v in ev][1:], applied[1:], rtol=1e-4)
     lines = sorted(jsonl(log), key=lambda x: x["step"])
     np.testing.assert_allclose([x["learning_rate"] for x in lines], expected, rtol=1e-5, atol=1e-8)
 
@@ -280,3 +285,33 @@ def test_population_result_to_events(tmp_path):
     np.testing.assert_allclose([v for _, v in ev], expected, rtol=1e-5)
     fast = [x for x in jsonl(log) if x["member"] == "fast"]
     assert fast[0]["diverged"] is True and fast[-1]["loss"] is None  # frozen: NaN -> null
+
+
+def test_line_fields_and_run_folders_cannot_be_taken_over(tmp_path):
+    """A metric named ``step`` or ``member`` would overwrite the line's own fields, and a member
+    name with ``..`` would write a TensorBoard run outside log_dir: both are refused."""
+    log = jaxlr.sweep.MetricsLogger(tmp_path / "logs")
+    for name in ("step", "member"):
+        with pytest.raises(
+            ValueError,
+            match=rf"MetricsLogger.log: metric names \['member', 'step'\] are the "
+            rf"fields of every JSON line, got metric '{name}'",
+        ):
+            log.log(3, {"loss": np.array([1.0, 2.0]), name: np.array([5.0, 6.0])})
+    with pytest.raises(ValueError, match=r"got metric 'step'"):
+        jax.jit(lambda t: log.log(t, {"step": t}))(0)
+    for bad in ("../escape", "a/../../b", "/abs", "", "."):
+        with pytest.raises(
+            ValueError,
+            match=r"MetricsLogger.log: member names must be relative folder names "
+            r"inside log_dir",
+        ):
+            log.log(0, {"loss": np.array([1.0, 2.0])}, members=["ok", bad])
+    log.log(0, {"loss": np.array([1.0, 2.0])}, members=["group/a", "group/b"])
+    log.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
+    assert sorted(p.name for p in (tmp_path / "logs" / "group").iterdir()) == ["a", "b"]
+    assert [(x["member"], x["step"], x["loss"]) for x in jsonl(log)] == [
+        ("group/a", 0, 1.0),
+        ("group/b", 0, 2.0),
+    ]

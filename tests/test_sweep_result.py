@@ -188,3 +188,19 @@ def test_bad_input_names_it(res):
         res.best(mode="best")
     with pytest.raises(ValueError, match=r"no validation loss and no None metric"):
         jaxlr.sweep.SweepResult({"a": np.zeros(2)}, {"acc": np.ones(2)}, loss=None).best()
+
+
+def test_a_metric_named_like_a_hyperparameter_or_a_record_field_hides_nothing(tmp_path):
+    r = jaxlr.sweep.SweepResult(
+        {"lr": np.array([0.1, 1.0])},
+        {
+            "loss": np.array([[1.0, 0.5], [1.0, 0.25]]),
+            "lr": np.array([0.07, 0.7]),  # a scalar metric named like the hyperparameter
+            "diverged": np.array([3.0, 4.0]),
+        },
+    )
+    rec = r.member(1)
+    assert (rec["lr"], rec["metric:lr"], rec["loss"]) == (1.0, 0.7, 0.25)
+    assert (rec["diverged"], rec["metric:diverged"]) == (False, 4.0)
+    rows = list(csv.DictReader(r.to_csv(tmp_path / "r.csv").open()))
+    assert [(x["lr"], x["metric:lr"]) for x in rows] == [("0.1", "0.07"), ("1.0", "0.7")]

@@ -164,10 +164,52 @@ def put(tree: Any, sharding) -> Any:
     )
 
 
+def is_key(a: Any) -> bool:
+    """A typed PRNG key array (``jax.random.key``) or its abstract shape."""
+    return hasattr(a, "dtype") and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+
+
+def key_impls(tree: Any) -> list[str | None]:
+    """Per leaf of ``tree`` (arrays or ``jax.ShapeDtypeStruct``): its PRNG implementation's
+    name if it is a typed key, else ``None``; what :func:`wrap_keys` needs to undo
+    :func:`fetch`."""
+    impls: list[str | None] = []
+
+    def read(t):
+        impls.extend(str(jax.random.key_impl(a)) if is_key(a) else None for a in jax.tree.leaves(t))
+        return 0
+
+    jax.eval_shape(read, tree)
+    return impls
+
+
+def wrap_keys(tree: Any, impls: list[str | None]) -> Any:
+    """The inverse of :func:`fetch` for typed keys: key-data leaves become typed keys again."""
+    leaves, treedef = jax.tree.flatten(tree)
+    if len(leaves) != len(impls):
+        raise ValueError(f"wrap_keys: {len(leaves)} leaves for {len(impls)} key descriptions")
+    return jax.tree.unflatten(
+        treedef,
+        [a if i is None else jax.random.wrap_key_data(a, impl=i) for a, i in zip(leaves, impls)],
+    )
+
+
+def host_struct(struct: Any) -> Any:
+    """The host form's shapes of abstract ``struct``: typed keys as their key data (uint32)."""
+    return jax.tree.map(
+        lambda a: jax.eval_shape(jax.random.key_data, a) if is_key(a) else a, struct
+    )
+
+
 def fetch(tree: Any) -> Any:
-    """Device arrays -> host NumPy, gathered from every process when not fully addressable."""
+    """Device arrays -> host NumPy, gathered from every process when not fully addressable.
+
+    Typed PRNG keys come back as their key data (``jax.random.key_data``, uint32): NumPy has
+    no key dtype; :func:`wrap_keys` turns them back into keys."""
 
     def get(a):
+        if is_key(a):
+            a = jax.random.key_data(a)
         if not isinstance(a, jax.Array) or a.is_fully_addressable:
             return np.asarray(a)
         from jax.experimental import multihost_utils

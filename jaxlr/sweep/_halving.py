@@ -139,11 +139,19 @@ def successive_halving(
     idx = np.arange(k)  # original index of each current member
     holder = {"idx": idx}
     source = iter(batches)
-    feed = (
-        source
-        if not member_batches
-        else (jax.tree.map(lambda a: np.asarray(a)[holder["idx"]], b) for b in source)
-    )
+
+    def rows(b):
+        """The survivors' rows of a per-member batch, after checking it has all ``K``."""
+        for path, a in jax.tree_util.tree_flatten_with_path(b)[0]:
+            if np.ndim(a) == 0 or np.shape(a)[0] != k:
+                c.fail(
+                    f"batches must have a leading member axis of K={k} (the original members) "
+                    f"with member_batches=True, got batch{jax.tree_util.keystr(path)} of shape "
+                    f"{np.shape(a)}"
+                )
+        return jax.tree.map(lambda a: np.asarray(a)[holder["idx"]], b)
+
+    feed = source if not member_batches else (rows(b) for b in source)
     total = rungs[-1]
     curves: dict[str, np.ndarray] = {}
     history: list[list[tuple[int, float]]] = [[] for _ in range(k)]

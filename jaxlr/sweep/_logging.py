@@ -28,6 +28,18 @@ def _json_value(v: Any) -> Any:
     return v
 
 
+_FIELDS = ("member", "step")  # every JSON line's own fields
+
+
+def _check_names(fn: str, what: str, names: Any) -> None:
+    taken = [n for n in names if n in _FIELDS]
+    if taken:
+        raise ValueError(
+            f"{fn}: {what} names {list(_FIELDS)} are the fields of every JSON line, got "
+            f"{what} {taken[0]!r}; rename it"
+        )
+
+
 def _flat(metrics: PyTree) -> dict[str, np.ndarray]:
     return {
         leaf_name(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(metrics)[0]
@@ -129,6 +141,7 @@ class MetricsLogger:
             self._jsonl.flush()
 
     def _host_log(self, step: Any, metrics: dict[str, Any], members: Sequence[str] | None):
+        _check_names(f"{_FN}.log", "metric", metrics)
         flat = {k: np.asarray(v) for k, v in metrics.items()}
         sizes = {k: (v.shape[0] if v.ndim else None) for k, v in flat.items()}
         batched = {s for s in sizes.values() if s is not None}
@@ -167,6 +180,9 @@ class MetricsLogger:
             self._host_log(step, flat, members)
             return
         names = [leaf_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(metrics)[0]]
+        _check_names(f"{_FN}.log", "metric", names)  # at trace time, not in the callback
+        if members is not None:
+            _member_names(members, len(members), f"{_FN}.log")
         leaves = jax.tree.leaves(metrics)
         jax.debug.callback(
             lambda s, *vs: self._host_log(s, dict(zip(names, vs)), members), step, *leaves
@@ -180,6 +196,7 @@ class MetricsLogger:
         name: str = "learning_rate",
         every: int = 1,
         members: Sequence[str] | None = None,
+        optimizer_lr: Any = None,
     ) -> None:
         r"""Logs the learning rate ``opt_state`` applied at ``step`` (eager or inside ``jit``).
 
@@ -196,9 +213,13 @@ class MetricsLogger:
             name: the metric name (Hugging Face's ``Trainer`` uses ``learning_rate``).
             every: log when ``step % every == 0`` (static int >= 1).
             members: member names when the state has a sweep axis.
+            optimizer_lr: the LR of an Optax optimizer in ``opt_state`` whose LR is a closure
+                constant, not state (``1.0`` for the recommended ``optax.chain(optax.adam(1.0),
+                jaxlr_transform)``); passed to :func:`jaxlr.transforms.current_lr`.
 
         Raises:
-            ValueError: ``every`` not an int >= 1; no learning rate in ``opt_state``.
+            ValueError: ``every`` not an int >= 1; no learning rate in ``opt_state``; an Optax
+                optimizer state whose LR is not state without ``optimizer_lr``.
 
         Examples:
             >>> import tempfile, json, jax, jax.numpy as jnp, optax, jaxlr
@@ -217,12 +238,23 @@ class MetricsLogger:
             >>> jax.effects_barrier(); log.close()
             >>> [round(json.loads(x)["learning_rate"], 4) for x in open(log.jsonl_path)]
             [0.5, 0.4268, 0.25, 0.0732]
+
+            With Adam at a unit LR (the README's chain), say so with ``optimizer_lr=1.0``:
+
+            >>> tx = optax.chain(optax.adam(1.0), jaxlr.transforms.scale_by_schedule(
+            ...     jaxlr.schedules.cosine(init_value=0.5, total_steps=4)))
+            >>> state = tx.init(jnp.ones(()))
+            >>> _, state = tx.update(jnp.ones(()), state)
+            >>> with jaxlr.sweep.MetricsLogger(tempfile.mkdtemp(), tensorboard=False) as log:
+            ...     log.log_lr(0, state, optimizer_lr=1.0)
+            >>> json.loads(open(log.jsonl_path).read())["learning_rate"]
+            0.5
         """
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"{_FN}.log_lr: every must be an int >= 1, got every={every!r}")
         from jaxlr.transforms import current_lr
 
-        lr = current_lr(opt_state)
+        lr = current_lr(opt_state, optimizer_lr=optimizer_lr)
         if every == 1:
             self.log(step, {name: lr}, members=members)
             return
@@ -259,6 +291,7 @@ class MetricsLogger:
         if n > k:
             raise ValueError(f"{_FN}.log_result: got {n} member names for {k} members")
         names = _member_names(members, n, f"{_FN}.log_result")
+        _check_names(f"{_FN}.log_result", "hyperparameter", result.hyperparameters)
         metrics = {}
         for name, m in result.flat_metrics.items():
             m = np.asarray(m)
@@ -267,6 +300,7 @@ class MetricsLogger:
             else:
                 for j, col in enumerate(np.moveaxis(m.reshape(k, m.shape[1], -1), -1, 0)):
                     metrics[f"{name}.{j}"] = col
+        _check_names(f"{_FN}.log_result", "metric", metrics)
         steps = max([m.shape[1] for m in metrics.values() if m.ndim == 2], default=1)
         rows = []
         for i, member in enumerate(names):
@@ -317,4 +351,12 @@ def _member_names(members: Sequence[str] | None, k: int, fn: str) -> list[str]:
         raise ValueError(f"{fn}: members must name the {k} members, got {len(members)} names")
     if len(set(members)) != len(members):
         raise ValueError(f"{fn}: member names must be distinct, got members={members}")
+    for m in members:
+        # A member name is also its TensorBoard run folder under log_dir: it must stay inside.
+        parts = m.replace("\\", "/").split("/")
+        if not m or m.startswith(("/", "\\")) or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(
+                f"{fn}: member names must be relative folder names inside log_dir (no '..', "
+                f"'.', empty or absolute parts), got member {m!r}"
+            )
     return members

@@ -29,10 +29,17 @@ class PBTResult(PopulationResult):
     content slot ``i`` holds after step ``t`` (the identity at other steps), so the history of
     the member in slot ``w`` at the end is found by walking ``lineage`` backwards.
 
+    ``diverged`` / ``diverged_step`` describe what each slot holds at the end: a slot whose
+    member diverged and was then refilled with a copy of a top slot holds a healthy member
+    (``diverged=False``, ``diverged_step=-1`` unless that copy diverged later);
+    ``divergences`` lists every divergence of the run, refilled or not.
+
     Attributes:
         lineage: ``[T, K]`` int.
         lr_history: ``[K, T]`` the ``lr`` metric each slot reported at each step.
         winner: the slot with the best final ``metric`` (``None`` if all diverged).
+        divergences: sorted ``(step, slot)`` pairs: the member in ``slot`` diverged at
+            ``step`` (frozen from then on, until an exploit step refilled the slot).
 
     Examples:
         >>> import numpy as np, jaxlr
@@ -44,9 +51,18 @@ class PBTResult(PopulationResult):
         (1, [1, 1], [0.2, 0.3])
     """
 
-    def __init__(self, *args: Any, metric: str, lr: str = "lr", mode: str = "min", **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        metric: str,
+        lr: str = "lr",
+        mode: str = "min",
+        divergences: list[tuple[int, int]] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.metric_name, self.lr_name, self.mode = metric, lr, mode
+        self.divergences = list(divergences or [])
         self.lr_history = self.metrics[lr]
         best = self.best(metric, mode=mode)
         self.winner = None if best is None else best["index"]
@@ -120,7 +136,12 @@ def _exploit_explore(
     down, up = perturb
 
     def go(carry: Carry, metrics):
-        score = jnp.asarray(metrics[metric]).reshape(k).astype(jnp.float32)
+        if jnp.shape(metrics[metric]) != (k,):
+            Checker("pbt").fail(
+                f"metric={metric!r} must be a scalar per member to rank by, got shape "
+                f"{jnp.shape(metrics[metric])[1:]}"
+            )
+        score = jnp.asarray(metrics[metric]).astype(jnp.float32)
         score = score if mode == "min" else -score
         score = jnp.where(jnp.isfinite(score) & carry.alive, score, jnp.inf)
         order = jnp.argsort(score, stable=True)  # best first; diverged last
@@ -147,11 +168,20 @@ def _exploit_explore(
             new = jnp.where(resample[j], fresh, moved)
             if jnp.issubdtype(old.dtype, jnp.integer):
                 new = jnp.round(new)
-            config[name] = jnp.where(replaced, new, x).astype(old.dtype)
+            # Slots that are not replaced keep their value exactly (an int past 2**24 would
+            # not survive a round trip through float32).
+            config[name] = jnp.where(replaced, new.astype(old.dtype), old)
+        # A refilled slot holds its parent's healthy copy; the divergence it replaced is
+        # reported through ``replaced_diverged`` (-1 where none).
+        died = jnp.where(replaced & ~carry.alive, carry.bad_step, -1).astype(jnp.int32)
         carry = carry._replace(
-            state=take(carry.state), config=config, alive=carry.alive[parents], key=key
+            state=take(carry.state),
+            config=config,
+            alive=carry.alive[parents],
+            bad_step=carry.bad_step[parents],
+            key=key,
         )
-        return carry, parents.astype(jnp.int32)
+        return carry, {"parents": parents.astype(jnp.int32), "replaced_diverged": died}
 
     return go
 
@@ -278,7 +308,13 @@ def pbt(
     if (
         not isinstance(perturb, tuple)
         or len(perturb) != 2
-        or not all(isinstance(f, (int, float)) and f > 0 for f in perturb)
+        or not all(
+            isinstance(f, (int, float, np.integer, np.floating))
+            and not isinstance(f, bool)
+            and np.isfinite(f)
+            and f > 0
+            for f in perturb
+        )
     ):
         c.fail(f"perturb must be two factors > 0, got perturb={perturb!r}")
     check_mode(c, mode)
@@ -300,9 +336,14 @@ def pbt(
 
     def between(carry: Carry, metrics):
         due = (carry.step % interval == 0) & (carry.step < num_steps)
-        return jax.lax.cond(
-            due, exploit, lambda cy, m: (cy, jnp.arange(k, dtype=jnp.int32)), carry, metrics
-        )
+
+        def keep(cy, m):
+            return cy, {
+                "parents": jnp.arange(k, dtype=jnp.int32),
+                "replaced_diverged": jnp.full(k, -1, jnp.int32),
+            }
+
+        return jax.lax.cond(due, exploit, keep, carry, metrics)
 
     # One `between` per static setting, so a second pbt() call with the same settings reuses the
     # compiled program (the compile cache is keyed on it).
@@ -347,7 +388,10 @@ def pbt(
     )
     carry = pop.host_carry()
     metrics, extra = pop.host_metrics()
-    lineage = np.asarray(extra)
+    lineage = np.asarray(extra["parents"])
+    died = np.asarray(extra["replaced_diverged"])
+    divergences = [(int(died[t, i]), int(i)) for t, i in zip(*np.nonzero(died >= 0))]
+    divergences += [(int(carry.bad_step[i]), int(i)) for i in np.flatnonzero(~carry.alive)]
     return PBTResult(
         carry.config,
         metrics,
@@ -358,6 +402,7 @@ def pbt(
         info={**pop.info(), "fraction": fraction, "interval": interval},
         member_steps=k * num_steps,
         lineage=lineage,
+        divergences=sorted(divergences),
         metric=metric,
         lr=lr,
         mode=mode,

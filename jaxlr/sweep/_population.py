@@ -85,6 +85,26 @@ def _check_key(c: Checker, key: Any) -> jax.Array:
     return key
 
 
+def _check_state(fn: str, before: Any, after: Any) -> None:
+    """Trace-time check: ``step_fn`` returns a state shaped like the one it was given."""
+    c = Checker(fn)
+    if jax.tree.structure(before) != jax.tree.structure(after):
+        c.fail(
+            f"step_fn must return a state of the structure init_fn gave (members carry it "
+            f"from step to step), got {jax.tree.structure(after)} for "
+            f"{jax.tree.structure(before)}"
+        )
+    for (path, a), b in zip(
+        jax.tree_util.tree_flatten_with_path(before)[0], jax.tree.leaves(after)
+    ):
+        if a.shape != b.shape or a.dtype != b.dtype:
+            c.fail(
+                f"step_fn must keep each state leaf's shape and dtype, got "
+                f"state{jax.tree_util.keystr(path)}: {b.dtype}{list(b.shape[1:])} for "
+                f"{a.dtype}{list(a.shape[1:])}"
+            )
+
+
 def _stack(batches: list) -> Any:
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
 
@@ -195,11 +215,10 @@ class Population:
         self.trace_seconds = self.compile_seconds = self.run_seconds = 0.0
         self.mesh = mesh
         self._steps = 0
+        self._restored = False  # history loaded from a checkpoint, not yet in step_fn's types
         self._executables: dict = {}
         self.fingerprint_extra: dict = {}
-        if _start is not None:  # an existing host carry (compaction), unpadded
-            self._load(_start)
-            return
+        self._key_impls: list | None = None
         key = _check_key(c, key)
         keys = jax.random.split(key, k + 1)
         self._impl = str(jax.random.key_impl(key))
@@ -211,7 +230,11 @@ class Population:
                 _engine.chunks_of(_engine.pad_members(mkeys, self.padded), self.chunk),
             )
         )
+        # One member's init arguments: the state's shapes come from them before anything runs.
+        self._member_args = jax.tree.map(lambda a: a[0], (self.configs, mkeys))
         self.carries = None  # built on the first train(), after the step function is checked
+        if _start is not None:  # an existing host carry (compaction), unpadded
+            self._load(_start)
 
     def _load(self, start: Carry) -> None:
         """Puts an unpadded host carry on the devices (padded and chunked like the members)."""
@@ -228,17 +251,50 @@ class Population:
         both = jax.tree.map(lambda a: np.swapaxes(a, 0, 1), (m, extra))  # members first to pad
         parts = _engine.chunks_of(_engine.pad_members(both, self.padded), self.chunk)
         self.history = [[jax.tree.map(lambda a: np.swapaxes(a, 0, 1), p) for p in parts]]
+        self._restored = True  # in the checkpoint's containers until the next call's output
+
+    def _retype_history(self, outs: list) -> None:
+        """Restored metrics come back in plain containers (dicts, lists): rebuild them in the
+        step's own (a NamedTuple, a tuple), matching leaves by name (``loss``, ``0.lr``)."""
+        from jaxlr.sweep._configs import leaf_name
+
+        self._restored = False
+        treedef = jax.tree.structure(outs[0])
+        names = [leaf_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(outs[0])[0]]
+        parts = []
+        for part in self.history[0]:
+            by_name = {leaf_name(p): a for p, a in jax.tree_util.tree_flatten_with_path(part)[0]}
+            if sorted(by_name) != sorted(names):
+                Checker(self._fn).fail(
+                    f"step_fn's metrics {sorted(names)} differ from the checkpoint's "
+                    f"{sorted(by_name)}"
+                )
+            parts.append(jax.tree.unflatten(treedef, [by_name[n] for n in names]))
+        self.history[0] = parts
 
     def abstract_state(self) -> Any:
         """The shapes of one member's state (``jax.eval_shape`` of ``init_fn``; nothing runs)."""
         if self.carries is not None:
             return jax.eval_shape(lambda s: jax.tree.map(lambda a: a[0], s), self.carries[0].state)
-        cfg, kd = self._pending[0]
         impl, init_fn = self._impl, self.init_fn
-        one = jax.tree.map(lambda a: a[0], (cfg, kd))
         return jax.eval_shape(
-            lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl)), *one
+            lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl)), *self._member_args
         )
+
+    def _host_state_struct(self) -> Any:
+        """The shapes of the members' state as :meth:`host_carry` holds it: leaves ``[K, ...]``,
+        typed PRNG keys as their key data (NumPy has no key dtype)."""
+        k = self.num_members
+        return jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((k, *a.shape), a.dtype),
+            _engine.host_struct(self.abstract_state()),
+        )
+
+    def _impls(self) -> list:
+        """Per state leaf: the PRNG implementation of a typed key leaf, else None."""
+        if self._key_impls is None:
+            self._key_impls = _engine.key_impls(self.abstract_state())
+        return self._key_impls
 
     def _host_start(self, cfg, state) -> Carry:
         n = self.chunk
@@ -295,6 +351,7 @@ class Population:
         def one(carry: Carry, batch):
             in_axes = (0, 0, 0 if member_batches else None)
             state, metrics = jax.vmap(step_fn, in_axes=in_axes)(carry.state, carry.config, batch)
+            _check_state(fn, carry.state, state)
             _engine.check_metrics(fn, "step_fn", metrics, loss, required)
             ok = _engine.healthy(None if loss is None else metrics[loss], state, threshold)
             ok &= carry.alive
@@ -387,7 +444,9 @@ class Population:
         return compiled
 
     # -- Python side -------------------------------------------------------------------------
-    def _check_batch(self, c: Checker, batch) -> None:
+    def _check_batch(self, c: Checker, batch, index: int, first: tuple | None) -> tuple:
+        """Checks batch ``index`` (its member axis; the structure and shapes of ``first``, the
+        first batch of the same compiled call); returns its structure and shapes."""
         leaves = jax.tree_util.tree_flatten_with_path(batch)[0]
         if not leaves:
             c.fail(f"batches must yield pytrees of arrays, got batch={batch!r}")
@@ -395,12 +454,27 @@ class Population:
             for path, leaf in leaves:
                 shape = np.shape(leaf)
                 if not shape or shape[0] != self.num_members:
-                    from jaxlr.sweep._configs import leaf_name
-
                     c.fail(
-                        f"batch member axis must be K={self.num_members} with "
-                        f"member_batches=True, got {leaf_name(path)} of shape {shape}"
+                        f"batches must have a leading member axis of K={self.num_members} "
+                        f"with member_batches=True, got batch {index}'s "
+                        f"batch{jax.tree_util.keystr(path)} of shape {shape}"
                     )
+        mine = (jax.tree.structure(batch), [np.shape(leaf) for _, leaf in leaves])
+        if first is not None and mine != first[1]:
+            if mine[0] != first[1][0]:
+                what = f"structure {mine[0]}, where batch {first[0]} had {first[1][0]}"
+            else:
+                j = next(j for j, (a, b) in enumerate(zip(mine[1], first[1][1])) if a != b)
+                what = (
+                    f"batch{jax.tree_util.keystr(leaves[j][0])} of shape {mine[1][j]}, where "
+                    f"batch {first[0]} had {first[1][1][j]}"
+                )
+            c.fail(
+                f"the batches of one compiled call (steps_per_call steps) must share their "
+                f"structure and shapes, got batch {index} with {what}; use steps_per_call=1 "
+                f"for batches whose shapes change"
+            )
+        return mine
 
     def _split_batches(self, stacked):
         """``[n, ...]`` shared, or ``[n, K, ...]`` -> one per chunk, padded like the members."""
@@ -443,8 +517,15 @@ class Population:
             ``self``, to chain :meth:`result`.
 
         Raises:
-            ValueError: bad ``num_steps``/``steps_per_call``/``checkpoint_every``, a batch whose
-                member axis is not ``K``, or the iterator ran out.
+            ValueError: bad ``num_steps``/``steps_per_call``/``checkpoint_every``, a
+                ``checkpoint_dir`` that is a file or holds another run's checkpoint, a batch
+                whose member axis is not ``K``, batches of one compiled call whose structure
+                or shapes differ, a ``step_fn`` that changes the state's structure or leaf
+                shapes, or the iterator ran out.
+
+        Warns:
+            RuntimeWarning: a damaged checkpoint step (resume falls back to the newest intact
+                one) or an unreadable ``fingerprint.json``.
         """
         c = Checker(f"{self._fn}.train")
         for name, v in (("num_steps", num_steps), ("steps_per_call", steps_per_call)):
@@ -461,6 +542,10 @@ class Population:
             c.fail(
                 f"checkpoint_every must be an int >= 1, got checkpoint_every={checkpoint_every!r}"
             )
+        if checkpoint_dir is not None:
+            from jaxlr.sweep import _checkpoint
+
+            _checkpoint.check_directory(c, checkpoint_dir)
         it = iter(batches)
         from tqdm.auto import tqdm
 
@@ -485,7 +570,7 @@ class Population:
                 n = min(steps_per_call, num_steps - done)
                 if checkpoint_every is not None:
                     n = min(n, checkpoint_every - self.steps_done % checkpoint_every)
-                drawn = []
+                drawn, first = [], None
                 for _ in range(n):
                     try:
                         b = next(it)
@@ -494,8 +579,8 @@ class Population:
                             f"batches ran out after {done + len(drawn)} of "
                             f"num_steps={num_steps} steps"
                         )
-                    if not drawn:
-                        self._check_batch(c, b)
+                    shapes = self._check_batch(c, b, self.steps_done + len(drawn), first)
+                    first = first or (self.steps_done, shapes)
                     drawn.append(b)
                 self._advance(_stack(drawn))
                 done += n
@@ -520,6 +605,8 @@ class Population:
         for i, (carry, part) in enumerate(zip(self.carries, parts)):
             self.carries[i], out = compiled(carry, _engine.put(part, bs))
             outs.append(out)
+        if self._restored:
+            self._retype_history(outs)
         self.history.append(outs)
         self._steps += jax.tree.leaves(stacked)[0].shape[0]
 
@@ -532,8 +619,11 @@ class Population:
     def _put_carry(self, cy: Carry) -> Carry:
         s = self.sharding
         r = _engine.replicated(s)
+        state = cy.state
+        if state is not None:  # host key data -> typed keys again
+            state = _engine.wrap_keys(_engine.put(state, s), self._impls())
         return Carry(
-            _engine.put(cy.state, s),
+            state,
             _engine.put(cy.config, s),
             _engine.put(cy.alive, s),
             _engine.put(cy.bad_step, s),
@@ -542,7 +632,15 @@ class Population:
         )
 
     def host_carry(self) -> Carry:
-        """The whole carry on the host (NumPy), members concatenated and padding removed."""
+        """The whole carry on the host (NumPy), members concatenated and padding removed.
+
+        Typed PRNG keys in the state come back as their key data (``jax.random.key_data``, a
+        uint32 array): NumPy has no key dtype; checkpoints and compaction turn them back into keys.
+        """
+        if self.carries is None:
+            Checker(f"{self._fn}.host_carry").fail(
+                "the members do not exist before train() has run a step, got steps_done=0"
+            )
         k = self.num_members
         parts = [_engine.fetch(cy) for cy in self.carries]
         member = [
@@ -594,7 +692,23 @@ class Population:
 
     # -- checkpoints (jaxlr.sweep._checkpoint) ------------------------------------------------
     def save(self, directory: str) -> None:
-        """Writes an orbax checkpoint of the population now (needs ``jaxlr[checkpoint]``)."""
+        """Writes an orbax checkpoint of the population now (needs ``jaxlr[checkpoint]``).
+
+        ``directory/steps/<step>`` holds the carry of every member, the metrics so far and,
+        with them, the run's fingerprint and a SHA-256 of the arrays, which :meth:`train`
+        checks before resuming from it (see ``docs/checkpoint.md``).
+
+        Raises:
+            ValueError: ``directory`` is a file or holds another run's checkpoint, or nothing
+                has been trained yet.
+        """
         from jaxlr.sweep import _checkpoint
 
+        c = Checker(f"{self._fn}.save")
+        _checkpoint.check_directory(c, directory, "directory")
+        if self.carries is None:
+            c.fail(
+                f"there is nothing to save before train() has run a step, got steps_done=0, "
+                f"directory={str(directory)!r}"
+            )
         _checkpoint.save(self, directory)

@@ -143,15 +143,30 @@ class SweepResult:
         ``learning_rate``, or ending in ``.lr``) gives two fields that say which LR they hold:
         ``lr_final`` (the LR of the last step) and ``lr_peak`` (the largest LR applied); the
         configured hyperparameters keep their own names (``peak_value``, ``end_value``).
+        A metric field whose name is taken (by a hyperparameter, ``index``, ``diverged`` or
+        ``diverged_step``) is written ``metric:<name>``, so neither value hides the other.
+
+        Examples:
+            >>> import numpy as np, jaxlr
+            >>> r = jaxlr.sweep.SweepResult({"lr": np.array([0.1])},
+            ...                             {"loss": np.array([0.5]), "lr": np.array([0.07])})
+            >>> rec = r.member(0)
+            >>> rec["lr"], rec["metric:lr"], rec["loss"]
+            (0.1, 0.07, 0.5)
         """
+        taken = {"index", "diverged", "diverged_step", *self.hyperparameters}
         rec: dict[str, Any] = {"index": int(i)}
         rec.update({a: self.label(a, i) for a in self.hyperparameters})
+
+        def put(field: str, value: Any) -> None:
+            rec[f"metric:{field}" if field in taken else field] = value
+
         for name, m in self.flat_metrics.items():
             if _is_lr(name) and m.ndim > 1:
-                rec[f"{name}_final"] = _scalar(np.asarray(m[i, -1]))
-                rec[f"{name}_peak"] = _scalar(np.asarray(np.max(m[i], axis=0)))
+                put(f"{name}_final", _scalar(np.asarray(m[i, -1])))
+                put(f"{name}_peak", _scalar(np.asarray(np.max(m[i], axis=0))))
             else:
-                rec[name] = _scalar(np.asarray(m[i, -1] if m.ndim > 1 else m[i]))
+                put(name, _scalar(np.asarray(m[i, -1] if m.ndim > 1 else m[i])))
         rec.update(diverged=bool(self.diverged[i]), diverged_step=int(self.diverged_step[i]))
         return rec
 
