@@ -517,6 +517,35 @@ def search(seeds=P_SEEDS) -> dict[str, Any]:
     return out
 
 
+def _build_seconds(res) -> float:
+    """Trace + compile seconds a result reports (``info``: the split the engine measured)."""
+    return float(res.info.get("trace_seconds", 0.0) + res.info.get("compile_seconds", 0.0))
+
+
+def halving_wall(seed: int = 0) -> dict[str, Any]:
+    """Successive halving vs the grid, cold, in this process: wall time with compile included,
+    the compile seconds each reports, and a second halving call with the same step function
+    (which should find its programs compiled). ``python -m benchmarks.sweep halving``."""
+    jax.jit(lambda x: x + 1)(1.0).block_until_ready()  # JAX's own start-up, outside both
+    task = _Pop(seed)
+    grid, grid_s = _timed(task.grid)
+    halved, halved_s = _timed(task.halving)
+    again, again_s = _timed(task.halving)
+    g_best = float(np.nanmin(np.where(grid.diverged, np.nan, grid.final("val"))))
+    h_best = float(halved.best("val")["val"])
+    return {
+        "grid wall time, compile included (s)": grid_s,
+        "grid compile seconds (trace + compile)": _build_seconds(grid),
+        "halving wall time, compile included (s)": halved_s,
+        "halving compile seconds (trace + compile)": _build_seconds(halved),
+        "halving / grid wall time (compile included)": halved_s / grid_s,
+        "second halving call wall time (s)": again_s,
+        "second halving call compile seconds": _build_seconds(again),
+        "halving / grid member-steps": halved.member_steps / (len(grid) * P_STEPS),
+        "halving best val / grid best val": h_best / g_best,
+    }
+
+
 def populations() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for part in (search, overhead, physical_limit):
@@ -527,5 +556,15 @@ def populations() -> dict[str, Any]:
     return out
 
 
+def _print(r: dict[str, Any]) -> None:
+    for n, v in r.items():
+        print(f"{n}: {v:.3g}" if isinstance(v, float) else f"{n}: {v}", flush=True)
+
+
 if __name__ == "__main__":
-    populations() if sys.argv[1:] == ["populations"] else main()
+    if sys.argv[1:] == ["populations"]:
+        populations()
+    elif sys.argv[1:] == ["halving"]:
+        _print(halving_wall())
+    else:
+        main()

@@ -30,6 +30,8 @@ import jax
 import numpy as np
 
 from jaxlr._src.validate import Checker
+from jaxlr.sweep._carry import Carry
+from jaxlr.sweep._configs import leaf_name
 
 _FORMAT = 2  # the layout above; steps written by an older jaxlr lack the ``meta`` item
 
@@ -70,8 +72,6 @@ def _describe(tree: Any) -> list:
 def _by_name(tree: Any) -> dict:
     """Leaves by readable name (``metrics.loss``): the same for a NamedTuple or tuple of
     metrics and the dict or list orbax gives back for it."""
-    from jaxlr.sweep._configs import leaf_name
-
     return {leaf_name(p): a for p, a in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
@@ -316,8 +316,6 @@ def restore(pop, directory: str | Path) -> bool:
         )
     if theirs is None:
         _write_atomic(directory / "fingerprint.json", json.dumps(mine, indent=1))
-    from jaxlr.sweep._population import Carry
-
     state = jax.tree.unflatten(jax.tree.structure(pop._host_state_struct()), data["state"])
     config = jax.tree.unflatten(jax.tree.structure(pop.configs), data["config"])
     pop._load(Carry(state, config, data["alive"], data["bad_step"], data["step"], data["key"]))
