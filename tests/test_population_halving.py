@@ -75,12 +75,11 @@ def test_halving_keeps_the_top_third_at_each_rung_like_a_numpy_reference(halving
     res, _ = halving
     k = 18
     data = list(batches(steps=RUNGS[-1]))
-    val = np.stack(
-        [
-            numpy_val(w0, float(CONFIGS["lr"][i]), float(CONFIGS["momentum"][i]), data)[0]
-            for i, w0 in enumerate(w0s(k))
-        ]
-    )
+    refs = [
+        numpy_val(w0, float(CONFIGS["lr"][i]), float(CONFIGS["momentum"][i]), data)
+        for i, w0 in enumerate(w0s(k))
+    ]
+    val = np.stack([v for v, _ in refs])
     alive, prev, expected_steps = np.arange(k), 0, 0
     for j, r in enumerate(RUNGS):
         expected_steps += len(alive) * (r - prev)
@@ -99,6 +98,10 @@ def test_halving_keeps_the_top_third_at_each_rung_like_a_numpy_reference(halving
     assert np.isnan(res.metrics["val"][stopped, -1]).all()
     assert res.best("val")["index"] == alive[np.argmin(val[alive, -1])]
     assert res.info["stopped_at"].tolist() == [len(h) and h[-1][0] for h in res.rungs]
+    # Each member's state is kept where it stopped.
+    for i, (_, ws) in enumerate(refs):
+        stop = res.info["stopped_at"][i]
+        np.testing.assert_allclose(res.states["w"][i], ws[stop - 1], rtol=1e-4, atol=1e-6)
 
 
 def test_one_compiled_step_serves_every_rung(halving):

@@ -92,8 +92,8 @@ def successive_halving(
         A :class:`PopulationResult` over the ``K`` original members: metrics ``[K, r_last]``
         (NaN after a member stopped), ``rungs[i]`` the list of ``(step, metric)`` member ``i``
         reached, ``info["stopped_at"]`` its last step, ``member_steps`` the work done; ``best``
-        picks among the members that reached the last rung; ``compile_seconds`` the time
-        spent compiling, summed over rungs.
+        picks among the members that reached the last rung; ``states`` each member's training
+        state where it stopped; ``compile_seconds`` the time spent compiling.
 
     Raises:
         ValueError: before anything compiles: rungs not strictly increasing positive ints,
@@ -176,6 +176,7 @@ def successive_halving(
     diverged = np.zeros(k, bool)
     diverged_step = np.full(k, -1)
     final_config = jax.tree.map(np.asarray, configs)
+    states = None  # each member's state where it stopped, [K, ...]
     member_steps, prev = 0, 0
     for j, r in enumerate(rungs):
         pop.train(feed, r - prev, steps_per_call=steps_per_call)
@@ -194,6 +195,10 @@ def successive_halving(
         stopped_at[idx] = r
         diverged[idx] = ~carry.alive
         diverged_step[idx] = carry.bad_step
+        if states is None:
+            states = jax.tree.map(lambda a: np.zeros((k, *a.shape[1:]), a.dtype), carry.state)
+        for dst, src in zip(jax.tree.leaves(states), jax.tree.leaves(carry.state)):
+            dst[idx] = src
         if j == len(rungs) - 1:
             break
         keep = max(1, math.floor(pop.num_members / eta))
@@ -220,5 +225,6 @@ def successive_halving(
         labels=labels,
         info=info,
         member_steps=member_steps,
+        states=states,
         rungs=history,
     )

@@ -405,6 +405,7 @@ def pbt(
         labels=labels,
         info={**pop.info(), "fraction": fraction, "interval": interval},
         member_steps=k * num_steps,
+        states=carry.state,
         lineage=lineage,
         divergences=sorted(divergences),
         metric=metric,

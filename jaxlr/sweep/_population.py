@@ -31,6 +31,9 @@ class PopulationResult(SweepResult):
         rungs: successive halving only: per member, the list of ``(step, metric)`` it reached.
         lineage: PBT only: ``[T, K]`` int, slot ``i``'s content after step ``t`` came from slot
             ``lineage[t, i]`` (the identity except at exploit steps).
+        states: the members' training states where each stopped (host NumPy, leaves
+            ``[K, ...]``; typed PRNG keys as their key data), e.g. to evaluate the selected
+            member on a test split; ``None`` when not recorded.
 
     Examples:
         >>> import numpy as np, jaxlr
@@ -54,6 +57,7 @@ class PopulationResult(SweepResult):
         member_steps: int | None = None,
         rungs: list | None = None,
         lineage: np.ndarray | None = None,
+        states: Any = None,
     ):
         super().__init__(configs, metrics, loss=None, labels=labels, info=info)
         self.loss = loss
@@ -62,6 +66,7 @@ class PopulationResult(SweepResult):
         self.member_steps = member_steps
         self.rungs = rungs
         self.lineage = lineage
+        self.states = states
 
 
 def _check_key(c: Checker, key: Any) -> jax.Array:
@@ -727,6 +732,7 @@ class Population:
             labels=self.labels,
             info=self.info(),
             member_steps=self.num_members * self._steps,
+            states=carry.state,
         )
 
     def info(self) -> dict:
