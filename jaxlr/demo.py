@@ -350,7 +350,7 @@ def population_based(task: _Task, *, progress: bool = True):
     )
 
 
-def test_loss(task: _Task, result, index: int) -> float:
+def member_test_loss(task: _Task, result, index: int) -> float:
     """The test loss of member ``index`` of a population search, from its final state."""
     params = jax.tree.map(lambda a: a[index], result.states["params"])
     return float(task.loss_on(params, task.xte, task.yte))
@@ -364,7 +364,7 @@ def _selected(task: _Task, result) -> dict | None:
     return {
         "index": b["index"],
         "val_loss": b["val_loss"],
-        "test_loss": test_loss(task, result, b["index"]),
+        "test_loss": member_test_loss(task, result, b["index"]),
     }
 
 
@@ -392,7 +392,7 @@ def comparison(task, grid, grid_s, halved, halved_s, pbt_res, pbt_s) -> str:
         i = b["index"]
         # PBT's slot changed hands and hyperparameters: its lineage's LR is the one applied.
         applied = res.lr_path(i) if hasattr(res, "lr_path") else res.metrics["lr"][i]
-        test = b["test_loss"] if "test_loss" in b else test_loss(task, res, i)
+        test = b["test_loss"] if "test_loss" in b else member_test_loss(task, res, i)
         who = f"{b['schedule']}, warmup {b['warmup_steps']:.0f}"
         rows.append(
             f"| {name} | {who} | {np.nanmax(applied):.2g} | {b['val_loss']:.4f} | {test:.4f} | "
