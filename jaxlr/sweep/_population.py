@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -554,6 +555,14 @@ class Population:
             from jaxlr.sweep import _checkpoint
 
             if _checkpoint.restore(self, checkpoint_dir):
+                if self._steps > num_steps:
+                    warnings.warn(
+                        f"{self._fn}: checkpoint_dir={str(checkpoint_dir)!r} holds step "
+                        f"{self._steps}, past num_steps={num_steps}: the population is at "
+                        f"step {self._steps}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
                 done = min(self._steps, num_steps)
                 for _ in range(self._steps):  # the batches the checkpointed run consumed
                     next(it, None)
