@@ -356,3 +356,86 @@ def test_metrics_that_are_not_dicts_resume_in_their_own_type(tmp_path):
     assert isinstance(a, Metrics) and a.loss.shape == (6, 6)
     np.testing.assert_array_equal(a.loss, b.loss)
     np.testing.assert_array_equal(a.lr, b.lr)
+
+
+# -- second review: seeds, overwrites, read-only copies, static fields, name clashes -----------
+def test_another_seeds_run_is_another_run(tmp_path):
+    _checkpointed(tmp_path)
+    other = Population(
+        init_fn,
+        step_fn,
+        CONFIGS_SMALL,
+        key=jax.random.key(8),
+        progress=False,
+        compiler_options=FAST,
+    )
+    with pytest.raises(ValueError, match=r"incompatible checkpoint .*differs in \['key'\]"):
+        other.train(batches(steps=6), 6, checkpoint_dir=str(tmp_path), checkpoint_every=2)
+
+
+def test_save_replaces_a_step_it_already_holds(tmp_path):
+    _checkpointed(tmp_path)  # steps 2 and 4 of batches(seed=0)
+    p = _pop().train(batches(steps=4, seed=1), 4)
+    p.save(str(tmp_path))
+    q = _pop().train(batches(steps=4, seed=1), 4, checkpoint_dir=str(tmp_path), checkpoint_every=2)
+    assert q.steps_done == 4
+    _assert_same(q, p.host_carry())  # the step saved last, not the first run's step 4
+
+
+def test_a_copy_that_cannot_be_written_still_resumes(tmp_path, straight6, monkeypatch):
+    from jaxlr.sweep import _checkpoint
+
+    _checkpointed(tmp_path)
+    for f in (tmp_path / "steps" / "4").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(_checkpoint.os, "replace", refuse)
+    with pytest.warns(RuntimeWarning, match=r"step 4 left in place: the directory cannot"):
+        pop = _pop().train(batches(steps=6), 2, checkpoint_dir=str(tmp_path), checkpoint_every=2)
+    assert pop.steps_done == 2 and (tmp_path / "steps" / "4").is_dir()
+    monkeypatch.undo()
+    ref = _pop().train(batches(steps=2), 2).host_carry()
+    _assert_same(pop, ref)
+
+
+class _WithStatic:
+    """A pytree with a static field holding a function, like flax's TrainState.apply_fn."""
+
+    def __init__(self, w, fn):
+        self.w, self.fn = w, fn
+
+
+jax.tree_util.register_pytree_node(
+    _WithStatic, lambda s: ((s.w,), s.fn), lambda fn, ch: _WithStatic(ch[0], fn)
+)
+
+
+def test_static_functions_in_the_state_do_not_change_the_fingerprint():
+    from jaxlr.sweep import _checkpoint
+
+    def make():
+        def apply_fn(x):  # a new function object (another address) each time, like a new process
+            return x
+
+        def init(cfg, key):
+            return _WithStatic(jnp.zeros(2), apply_fn)
+
+        return Population(init, step_fn, CONFIGS_SMALL, key=KEY, progress=False)
+
+    a, b = make(), make()
+    assert "0x" in str(jax.tree.structure(a.abstract_state()))
+    assert _checkpoint.fingerprint(a) == _checkpoint.fingerprint(b)
+
+
+def test_metric_names_that_flatten_alike_are_refused_at_the_first_save(tmp_path):
+    def step_clash(state, cfg, batch):
+        state, m = step_fn(state, cfg, batch)
+        return state, {"loss": m["loss"], "a": {"b": m["loss"]}, "a.b": m["loss"]}
+
+    pop = Population(init_fn, step_clash, CONFIGS_SMALL, key=KEY, progress=False)
+    with pytest.raises(ValueError, match=r"distinct names once flattened, got \['metrics.a.b'\]"):
+        pop.train(batches(steps=2), 2, checkpoint_dir=str(tmp_path), checkpoint_every=2)

@@ -300,7 +300,7 @@ def test_line_fields_and_run_folders_cannot_be_taken_over(tmp_path):
             log.log(3, {"loss": np.array([1.0, 2.0]), name: np.array([5.0, 6.0])})
     with pytest.raises(ValueError, match=r"got metric 'step'"):
         jax.jit(lambda t: log.log(t, {"step": t}))(0)
-    for bad in ("../escape", "a/../../b", "/abs", "", "."):
+    for bad in ("../escape", "a/../../b", "/abs", "", ".", "metrics.jsonl", "metrics.jsonl/x"):
         with pytest.raises(
             ValueError,
             match=r"MetricsLogger.log: member names must be relative folder names "

@@ -387,14 +387,16 @@ class _Killed(Exception):
     pass
 
 
-def test_a_killed_population_search_retrains_interrupted_trials_as_one_run():
+@pytest.mark.parametrize("queued", [0, 4])
+def test_a_killed_population_search_retrains_interrupted_trials_as_one_run(queued):
     """Issue 21 item 4: an interrupted trial is not retrained into the same trial (its reported
     values would mix two runs); a fresh trial with its parameters runs with the killed attempt's
-    init key (same round, same member), so it equals an uninterrupted search."""
-    lrs = [0.05, 0.15, 0.3, 0.6]
+    init key (same round, same member), so it equals an uninterrupted search. ``queued``: more
+    trials the user enqueued, still waiting at the kill (Optuna hands out the oldest first)."""
+    lrs = [0.05, 0.15, 0.3, 0.6, 0.01, 0.02, 0.03, 0.04][: 4 + queued]
     init = lambda cfg, key: jax.random.normal(key, ())  # noqa: E731  (the init key matters)
     kw = dict(
-        num_trials=4,
+        num_trials=len(lrs),
         batch_size=4,
         num_steps=6,
         report_every=2,
@@ -425,8 +427,9 @@ def test_a_killed_population_search_retrains_interrupted_trials_as_one_run():
     study = study_with(lrs)
     with pytest.raises(_Killed):
         jaxlr.sweep.optuna_population_search(init, prune_step, sp, dying_batches, study=study, **kw)
-    killed = study.trials
+    killed, waiting = study.trials[:4], study.trials[4:]
     assert all(t.state.name == "RUNNING" and list(t.intermediate_values) == [2] for t in killed)
+    assert len(waiting) == queued and all(t.state.name == "WAITING" for t in waiting)
     jaxlr.sweep.optuna_population_search(init, prune_step, sp, prune_batches, study=study, **kw)
     trials = study.trials
     for t in killed:  # failed, marked, not counted; its partial run stays its own
@@ -443,8 +446,12 @@ def test_a_killed_population_search_retrains_interrupted_trials_as_one_run():
         )
         assert t.intermediate_values == ref.intermediate_values  # one run, bit-identical
         assert t.value == ref.value
+    for t in trials[4 : 4 + queued]:  # the user's queued trials: in their own round, as before
+        ref = want[t.params["peak_value"]]
+        assert t.state.name == "COMPLETE" and t.value == ref.value
+        assert t.user_attrs["jaxlr_round"] == ref.user_attrs["jaxlr_round"] == 1
     # the init key matters here: members of different keys differ
-    assert len({round(t.value, 6) for t in reference.trials}) == 4
+    assert len({round(t.value, 6) for t in reference.trials}) == len(lrs)
 
 
 def test_stored_study_direction_and_space_mismatch_are_refused(tmp_path):

@@ -800,15 +800,36 @@ def test_unit_or_unknown_inner_lr_is_left_alone(make):
         T.sharpness_cap(make(), learning_rate=0.5)
 
 
-def test_injected_inner_lr_is_refused():
+def test_injected_inner_lr_is_warned_about_at_step_0():
     opt = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
     for build in (
         lambda: T.hypergradient(opt, init_value=0.1, hyper_lr=0.0),
         lambda: T.sharpness_cap(opt, learning_rate=0.5),
         lambda: T.sharpness_warmup(opt),
     ):
-        with pytest.raises(ValueError, match=r"learning_rate=0\.001 .*learning_rate=1\.0"):
+        with pytest.warns(
+            UserWarning, match=r"learning_rate=0\.001 .*at step 0.*learning_rate=1\.0"
+        ):
             build()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        # an injected warmup from 0 to the unit LR: its step-0 value says nothing
+        lambda: optax.inject_hyperparams(optax.adam)(
+            learning_rate=optax.linear_schedule(0.0, 1.0, 100)
+        ),
+        lambda: optax.MultiSteps(optax.adam(1.0), 4),  # the first update accumulates: zero
+        lambda: optax.scale_by_adam(),  # no sign flip: a negative reading
+    ],
+)
+def test_readings_that_say_nothing_about_the_lr_give_no_word(make):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        T.hypergradient(make(), init_value=0.1, hyper_lr=0.0)
 
 
 def test_inner_lr_probe_under_a_trace_and_with_traced_lr():

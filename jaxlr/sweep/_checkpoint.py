@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,25 @@ def _describe(tree: Any) -> list:
     ]
 
 
-def _by_name(tree: Any) -> dict:
+def _by_name(tree: Any, fn: str = "Population.save") -> dict:
     """Leaves by readable name (``metrics.loss``): the same for a NamedTuple or tuple of
     metrics and the dict or list orbax gives back for it."""
-    return {leaf_name(p): a for p, a in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    named = [(leaf_name(p), a) for p, a in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    names = [n for n, _ in named]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:  # {"a": {"b": x}, "a.b": y} would save and then never resume
+        Checker(fn).fail(
+            f"step_fn's metrics must have distinct names once flattened, got {clash} more "
+            f"than once (rename the nested or the dotted one)"
+        )
+    return dict(named)
+
+
+def _structure(tree: Any) -> str:
+    """The tree structure as text without memory addresses: static fields holding functions
+    or objects (a flax ``TrainState``'s ``apply_fn`` and ``tx``) print ``at 0x...``, which
+    changes from one process to the next."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(jax.tree.structure(tree)))
 
 
 def _digest(tree: Any) -> str:
@@ -96,7 +112,9 @@ def fingerprint(pop) -> dict:
         "configs": _describe(pop.configs),
         "configs_sha256": digest.hexdigest(),
         "state": _describe(pop.abstract_state()),
-        "state_structure": str(jax.tree.structure(pop.abstract_state())),
+        "state_structure": _structure(pop.abstract_state()),
+        # the population's key: another seed's run is another run
+        "key": [pop._impl, hashlib.sha256(np.ascontiguousarray(pop._pkey).tobytes()).hexdigest()],
         "loss": pop.loss,
         "divergence_threshold": pop.threshold,
         "member_batches": pop.member_batches,
@@ -193,14 +211,16 @@ def save(pop, directory: str | Path) -> None:
         "fingerprint": mine,
         "carry": _describe(data),
         "carry_sha256": _digest(data),
-        "history": _describe(_by_name(history)),
-        "history_sha256": _digest(_by_name(history)),
+        "history": _describe(_by_name(history, pop._fn)),
+        "history_sha256": _digest(_by_name(history, pop._fn)),
     }
     items = {"meta": ocp.args.JsonSave(meta), "carry": ocp.args.StandardSave(data)}
     if history:
         items["history"] = ocp.args.StandardSave(history)
     mgr = _manager(directory)
     try:
+        if pop.steps_done in mgr.all_steps():  # orbax skips an existing step: save replaces it
+            mgr.delete(pop.steps_done)
         mgr.save(pop.steps_done, args=ocp.args.Composite(**items))
         mgr.wait_until_finished()
     finally:
@@ -253,9 +273,13 @@ def _load_step(pop, mgr, step: int, mine: dict, directory: Path) -> tuple[dict, 
     return data, history
 
 
-def _set_aside(directory: Path, step: int) -> Path:
-    """Moves ``steps/<step>`` to ``corrupt/<step>`` (``<step>.1``, ... if that is taken)."""
-    (directory / "corrupt").mkdir(exist_ok=True)
+def _set_aside(directory: Path, step: int) -> Path | None:
+    """Moves ``steps/<step>`` to ``corrupt/<step>`` (``<step>.1``, ... if that is taken);
+    ``None`` when the directory cannot be written (a read-only copy still resumes)."""
+    try:
+        (directory / "corrupt").mkdir(exist_ok=True)
+    except OSError:
+        return None
     n = 0
     while True:
         aside = directory / "corrupt" / (f"{step}.{n}" if n else str(step))
@@ -266,6 +290,8 @@ def _set_aside(directory: Path, step: int) -> Path:
         os.replace(directory / "steps" / str(step), aside)
     except FileNotFoundError:  # another process of a multi-host run moved it first
         pass
+    except OSError:
+        return None
     return aside
 
 
@@ -309,13 +335,20 @@ def restore(pop, directory: str | Path) -> bool:
         aside = _set_aside(directory, s)
         warnings.warn(
             f"{pop._fn}: checkpoint step {s} in checkpoint_dir={str(directory)!r} is damaged "
-            f"({why}); resuming from step {step}, the newest intact one (step {s} moved to "
-            f"{str(aside)!r})",
+            f"({why}); resuming from step {step}, the newest intact one "
+            + (
+                f"(step {s} moved to {str(aside)!r})"
+                if aside is not None
+                else f"(step {s} left in place: the directory cannot be written)"
+            ),
             RuntimeWarning,
             stacklevel=3,
         )
     if theirs is None:
-        _write_atomic(directory / "fingerprint.json", json.dumps(mine, indent=1))
+        try:
+            _write_atomic(directory / "fingerprint.json", json.dumps(mine, indent=1))
+        except OSError:  # a read-only copy: the steps carry their own fingerprint
+            pass
     state = jax.tree.unflatten(jax.tree.structure(pop._host_state_struct()), data["state"])
     config = jax.tree.unflatten(jax.tree.structure(pop.configs), data["config"])
     pop._load(Carry(state, config, data["alive"], data["bad_step"], data["step"], data["key"]))

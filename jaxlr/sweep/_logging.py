@@ -354,9 +354,14 @@ def _member_names(members: Sequence[str] | None, k: int, fn: str) -> list[str]:
     for m in members:
         # A member name is also its TensorBoard run folder under log_dir: it must stay inside.
         parts = m.replace("\\", "/").split("/")
-        if not m or m.startswith(("/", "\\")) or any(p in ("", ".", "..") for p in parts):
+        if (
+            not m
+            or m.startswith(("/", "\\"))
+            or any(p in ("", ".", "..") for p in parts)
+            or parts[0] == "metrics.jsonl"  # the logger's own file in log_dir
+        ):
             raise ValueError(
                 f"{fn}: member names must be relative folder names inside log_dir (no '..', "
-                f"'.', empty or absolute parts), got member {m!r}"
+                f"'.', empty or absolute parts, not 'metrics.jsonl'), got member {m!r}"
             )
     return members

@@ -619,6 +619,7 @@ def optuna_population_search(
     # interrupted, not counted) and its parameters asked again as a fresh trial, trained in its
     # original round at its original member position: the same init key as the killed attempt.
     retry: dict[int, list] = {}
+    held: list = []  # asked while fetching retries: the next rounds take them first
     for t in pending:
         retry.setdefault(t.user_attrs.get("jaxlr_round", -1), []).append(t)
     for r, old in sorted(retry.items()):
@@ -633,17 +634,23 @@ def optuna_population_search(
             ]
             round_ += len(groups)
         for r_, group, pos in groups:
-            fresh = []
             for t in group:
                 study.enqueue_trial(t.params, user_attrs={"jaxlr_retry_of": t.number})
                 t.set_user_attr(INTERRUPTED, True)
                 study.tell(t, state=optuna.trial.TrialState.FAIL)
-                fresh.append(study.ask(dists))
+            # Optuna hands out the oldest waiting trial first: trials the user enqueued before
+            # the kill come out ahead of the retries; they keep their turn in the next rounds.
+            fresh: list = []
+            while len(fresh) < len(group):
+                t = study.ask(dists)
+                (fresh if "jaxlr_retry_of" in t.user_attrs else held).append(t)
             train_round(fresh, pos, r_)
             done += len(fresh)
-    while done < num_trials:
-        n = min(k, num_trials - done)
-        train_round([study.ask(dists) for _ in range(n)], list(range(n)), round_)
+    while done < num_trials or held:
+        n = min(k, max(num_trials - done, len(held)))
+        asked, held = held[:n], held[n:]
+        asked += [study.ask(dists) for _ in range(n - len(asked))]
+        train_round(asked, list(range(n)), round_)
         done += n
         round_ += 1
     return study

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -540,6 +541,14 @@ class Population:
         done = 0
         if checkpoint_dir is not None and self._steps == 0:
             if _checkpoint.restore(self, checkpoint_dir):
+                if self._steps > num_steps:
+                    warnings.warn(
+                        f"{self._fn}: checkpoint_dir={str(checkpoint_dir)!r} holds step "
+                        f"{self._steps}, past num_steps={num_steps}: the population is at "
+                        f"step {self._steps}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
                 done = min(self._steps, num_steps)
                 for _ in range(self._steps):  # the batches the checkpointed run consumed
                     next(it, None)

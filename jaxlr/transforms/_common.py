@@ -252,7 +252,7 @@ def inner_lr(optimizer: Any) -> tuple[float, str] | None:
 
 
 def check_unit_lr(fn: str, optimizer: Any, *, owner: str) -> None:
-    """Refuses (injected LR) or warns about (probed LR) a wrapped optimizer not at unit LR.
+    """Warns about a wrapped optimizer not at unit LR (injected at step 0, or probed).
 
     ``owner`` says what sets the LR instead (it multiplies the optimizer's own, so a built-in
     ``1e-3`` trains 1000x too slowly and misreports what is derived from the LR).
@@ -261,17 +261,21 @@ def check_unit_lr(fn: str, optimizer: Any, *, owner: str) -> None:
     if found is None:
         return
     lr, how = found
-    if how.endswith("inject_hyperparams state"):
-        if lr != 1.0:
-            raise ValueError(
-                f"{fn}: optimizer must be at unit learning rate ({owner}), got an optimizer "
-                f"with learning_rate={lr:.3g} ({how}); build it with learning_rate=1.0"
-            )
+    # A zero or negative reading says nothing about the LR: a schedule starting at 0 (warmup), a
+    # rule whose first update is zero (optax.MultiSteps accumulating) or a bare scale_by_* rule
+    # (no sign flip). An injected value is the LR at step 0 only (a schedule may rise from it).
+    if not np.isfinite(lr) or lr <= 0.0:
         return
-    if lr < _UNIT_LR_FLOOR:
+    injected = how.endswith("inject_hyperparams state")
+    if injected and lr != 1.0 or not injected and lr < _UNIT_LR_FLOOR:
         warnings.warn(
-            f"{fn}: optimizer looks built with learning_rate={lr:.3g} ({how} is {lr:.3g} times "
-            f"that of the same rule at unit LR); {owner}, so it is multiplied by {lr:.3g}: build "
+            f"{fn}: optimizer looks built with learning_rate={lr:.3g} "
+            + (
+                f"({how}, at step 0)"
+                if injected
+                else f"({how} is {lr:.3g} times that of the same rule at unit LR)"
+            )
+            + f"; {owner}, so it is multiplied by {lr:.3g}: build "
             "the optimizer with learning_rate=1.0 (e.g. optax.adam(1.0), optax.sgd(1.0))",
             UserWarning,
             stacklevel=3,
