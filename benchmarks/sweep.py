@@ -16,6 +16,10 @@ process has a single CPU device, the same grid sharded over one CPU device per c
 in a child process (``XLA_FLAGS=--xla_force_host_platform_device_count`` must be set before JAX
 starts). Run: ``python -m benchmarks.sweep``.
 
+``python -m benchmarks.sweep halving`` times successive halving against the grid on the population
+task below, cold (compile included, compile seconds printed apart), and a second halving call;
+``python -m benchmarks.sweep demo`` does the same for ``make demo``'s grid and halving.
+
 Populations (:func:`populations`; ``python -m benchmarks.sweep populations`` runs only these),
 on a learnable task (labels from a random teacher network, a held-out validation set):
 
@@ -546,6 +550,29 @@ def halving_wall(seed: int = 0) -> dict[str, Any]:
     }
 
 
+def demo_halving() -> dict[str, Any]:
+    """``make demo``'s grid and successive halving (full setting), cold in this process, and a
+    second halving call (its programs should come from the cache).
+    ``python -m benchmarks.sweep demo``."""
+    from jaxlr import demo
+
+    jax.jit(lambda x: x + 1)(1.0).block_until_ready()  # JAX's own start-up, outside both
+    task = demo._Task(False)
+    grid, grid_s = _timed(lambda: demo.sweep(False, task=task, progress=False))
+    halved, halved_s = _timed(lambda: demo.halving(task, progress=False))
+    again, again_s = _timed(lambda: demo.halving(task, progress=False))
+    return {
+        "demo grid wall time, compile included (s)": grid_s,
+        "demo grid compile seconds": grid.compile_seconds,
+        "demo halving wall time, compile included (s)": halved_s,
+        "demo halving compile seconds": halved.compile_seconds,
+        "demo halving / grid wall time": halved_s / grid_s,
+        "demo second halving call wall time (s)": again_s,
+        "demo second halving call compile seconds": again.compile_seconds,
+        "demo halving / grid member-steps": halved.member_steps / (len(grid) * task.steps),
+    }
+
+
 def populations() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for part in (search, overhead, physical_limit):
@@ -566,5 +593,7 @@ if __name__ == "__main__":
         populations()
     elif sys.argv[1:] == ["halving"]:
         _print(halving_wall())
+    elif sys.argv[1:] == ["demo"]:
+        _print(demo_halving())
     else:
         main()
