@@ -16,6 +16,10 @@ process has a single CPU device, the same grid sharded over one CPU device per c
 in a child process (``XLA_FLAGS=--xla_force_host_platform_device_count`` must be set before JAX
 starts). Run: ``python -m benchmarks.sweep``.
 
+``python -m benchmarks.sweep halving`` times successive halving against the grid on the population
+task below, cold (compile included, compile seconds printed apart), and a second halving call;
+``python -m benchmarks.sweep demo`` does the same for ``make demo``'s grid and halving.
+
 Populations (:func:`populations`; ``python -m benchmarks.sweep populations`` runs only these),
 on a learnable task (labels from a random teacher network, a held-out validation set):
 
@@ -517,6 +521,58 @@ def search(seeds=P_SEEDS) -> dict[str, Any]:
     return out
 
 
+def _build_seconds(res) -> float:
+    """Trace + compile seconds a result reports (``info``: the split the engine measured)."""
+    return float(res.info.get("trace_seconds", 0.0) + res.info.get("compile_seconds", 0.0))
+
+
+def halving_wall(seed: int = 0) -> dict[str, Any]:
+    """Successive halving vs the grid, cold, in this process: wall time with compile included,
+    the compile seconds each reports, and a second halving call with the same step function
+    (which should find its programs compiled). ``python -m benchmarks.sweep halving``."""
+    jax.jit(lambda x: x + 1)(1.0).block_until_ready()  # JAX's own start-up, outside both
+    task = _Pop(seed)
+    grid, grid_s = _timed(task.grid)
+    halved, halved_s = _timed(task.halving)
+    again, again_s = _timed(task.halving)
+    g_best = float(np.nanmin(np.where(grid.diverged, np.nan, grid.final("val"))))
+    h_best = float(halved.best("val")["val"])
+    return {
+        "grid wall time, compile included (s)": grid_s,
+        "grid compile seconds (trace + compile)": _build_seconds(grid),
+        "halving wall time, compile included (s)": halved_s,
+        "halving compile seconds (trace + compile)": _build_seconds(halved),
+        "halving / grid wall time (compile included)": halved_s / grid_s,
+        "second halving call wall time (s)": again_s,
+        "second halving call compile seconds": _build_seconds(again),
+        "halving / grid member-steps": halved.member_steps / (len(grid) * P_STEPS),
+        "halving best val / grid best val": h_best / g_best,
+    }
+
+
+def demo_halving() -> dict[str, Any]:
+    """``make demo``'s grid and successive halving (full setting), cold in this process, and a
+    second halving call (its programs should come from the cache).
+    ``python -m benchmarks.sweep demo``."""
+    from jaxlr import demo
+
+    jax.jit(lambda x: x + 1)(1.0).block_until_ready()  # JAX's own start-up, outside both
+    task = demo._Task(False)
+    grid, grid_s = _timed(lambda: demo.sweep(False, task=task, progress=False))
+    halved, halved_s = _timed(lambda: demo.halving(task, progress=False))
+    again, again_s = _timed(lambda: demo.halving(task, progress=False))
+    return {
+        "demo grid wall time, compile included (s)": grid_s,
+        "demo grid compile seconds": grid.compile_seconds,
+        "demo halving wall time, compile included (s)": halved_s,
+        "demo halving compile seconds": halved.compile_seconds,
+        "demo halving / grid wall time": halved_s / grid_s,
+        "demo second halving call wall time (s)": again_s,
+        "demo second halving call compile seconds": again.compile_seconds,
+        "demo halving / grid member-steps": halved.member_steps / (len(grid) * task.steps),
+    }
+
+
 def populations() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for part in (search, overhead, physical_limit):
@@ -527,5 +583,17 @@ def populations() -> dict[str, Any]:
     return out
 
 
+def _print(r: dict[str, Any]) -> None:
+    for n, v in r.items():
+        print(f"{n}: {v:.3g}" if isinstance(v, float) else f"{n}: {v}", flush=True)
+
+
 if __name__ == "__main__":
-    populations() if sys.argv[1:] == ["populations"] else main()
+    if sys.argv[1:] == ["populations"]:
+        populations()
+    elif sys.argv[1:] == ["halving"]:
+        _print(halving_wall())
+    elif sys.argv[1:] == ["demo"]:
+        _print(demo_halving())
+    else:
+        main()

@@ -234,3 +234,35 @@ def _changing(it, at, change):
 def test_population_rejects_bad_input(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_select_copies_members_with_their_history_and_keeps_the_compiled_step():
+    """``select([4, 1, 1])``: member 4 and two copies of member 1 continue exactly as their
+    uninterrupted NumPy runs, with the metrics so far, in the program compiled for chunks of 3
+    (6 members in 2 chunks, then 3 in 1: one trace)."""
+    traces = []
+
+    def counted(state, cfg, batch):
+        traces.append(1)
+        return step_fn(state, cfg, batch)
+
+    pop = Population(init_fn, counted, CONFIGS, key=KEY, chunk_size=3, progress=False)
+    data = batches()
+    pop.train(data, 4, steps_per_call=2).select([4, 1, 1]).train(data, T - 4, steps_per_call=2)
+    res = pop.result()
+    ref = list(batches())
+    w0 = w0s(6)
+    for j, i in enumerate([4, 1, 1]):
+        losses, ws = numpy_member(
+            w0[i], float(CONFIGS["lr"][i]), float(CONFIGS["momentum"][i]), ref
+        )
+        np.testing.assert_allclose(res.metrics["loss"][j], losses, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(pop.host_carry().state["w"][j], ws[-1], rtol=1e-4, atol=1e-6)
+    assert res.hyperparameters["lr"].tolist() == np.asarray(CONFIGS["lr"])[[4, 1, 1]].tolist()
+    assert len(traces) == 1 and pop.num_chunks == 1
+
+
+@pytest.mark.parametrize("indices", [[], [6], [-1], [0.5], [[0, 1]]])
+def test_select_rejects_bad_indices(trained, indices):
+    with pytest.raises(ValueError, match=r"Population.select: indices must be a non-empty list"):
+        trained.select(indices)

@@ -28,39 +28,58 @@ def numpy_val(w0, lr, momentum, data):
     return np.mean((ws @ XV.T - YV) ** 2, axis=1), ws
 
 
-@pytest.fixture(scope="module")
-def halving():
-    traces = []
+class Task:
+    """Step functions as bound methods, as users write them (``task.step_fn`` is a new object
+    at every access), counting the traces of the step."""
 
-    def counted(state, cfg, batch):
-        traces.append(1)
+    def __init__(self):
+        self.traces = 0
+
+    def init_fn(self, cfg, key):
+        return init_fn(cfg, key)
+
+    def step_fn(self, state, cfg, batch):
+        self.traces += 1
         return with_val(state, cfg, batch)
 
-    res = jaxlr.sweep.successive_halving(
-        init_fn,
-        counted,
-        CONFIGS,
-        batches(steps=RUNGS[-1]),
-        key=KEY,
-        rungs=RUNGS,
-        eta=ETA,
-        metric="val",
-        steps_per_call=2,
-        progress=False,
-    )
-    return res, len(traces)
+    def halving(self):
+        return jaxlr.sweep.successive_halving(
+            self.init_fn,
+            self.step_fn,
+            CONFIGS,
+            batches(steps=RUNGS[-1]),
+            key=KEY,
+            rungs=RUNGS,
+            eta=ETA,
+            metric="val",
+            steps_per_call=2,
+            progress=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def task_and_runs():
+    task = Task()
+    first = task.halving()
+    traces_after_first = task.traces
+    return task, first, traces_after_first, task.halving()
+
+
+@pytest.fixture(scope="module")
+def halving(task_and_runs):
+    _, first, traces, _ = task_and_runs
+    return first, traces
 
 
 def test_halving_keeps_the_top_third_at_each_rung_like_a_numpy_reference(halving):
     res, _ = halving
     k = 18
     data = list(batches(steps=RUNGS[-1]))
-    val = np.stack(
-        [
-            numpy_val(w0, float(CONFIGS["lr"][i]), float(CONFIGS["momentum"][i]), data)[0]
-            for i, w0 in enumerate(w0s(k))
-        ]
-    )
+    refs = [
+        numpy_val(w0, float(CONFIGS["lr"][i]), float(CONFIGS["momentum"][i]), data)
+        for i, w0 in enumerate(w0s(k))
+    ]
+    val = np.stack([v for v, _ in refs])
     alive, prev, expected_steps = np.arange(k), 0, 0
     for j, r in enumerate(RUNGS):
         expected_steps += len(alive) * (r - prev)
@@ -79,11 +98,26 @@ def test_halving_keeps_the_top_third_at_each_rung_like_a_numpy_reference(halving
     assert np.isnan(res.metrics["val"][stopped, -1]).all()
     assert res.best("val")["index"] == alive[np.argmin(val[alive, -1])]
     assert res.info["stopped_at"].tolist() == [len(h) and h[-1][0] for h in res.rungs]
+    # Each member's state is kept where it stopped.
+    for i, (_, ws) in enumerate(refs):
+        stop = res.info["stopped_at"][i]
+        np.testing.assert_allclose(res.states["w"][i], ws[stop - 1], rtol=1e-4, atol=1e-6)
 
 
-def test_halving_compiles_one_step_per_population_size(halving):
-    _, traces = halving
-    assert traces == 3  # 18, 6 and 2 members: the compiled work shrinks with the population
+def test_one_compiled_step_serves_every_rung(halving):
+    res, traces = halving
+    # 18, 6 and 2 members all run in chunks of 2 (the last rung's size): one program.
+    assert traces == 1
+    assert res.info["chunk_size"] == 2 and res.info["num_chunks"] == 1
+    assert res.compile_seconds > 0.0
+
+
+def test_a_second_halving_call_with_the_same_bound_methods_compiles_nothing(task_and_runs):
+    task, first, traces, second = task_and_runs
+    assert task.traces == traces == 1
+    assert second.compile_seconds == 0.0
+    np.testing.assert_array_equal(second.metrics["val"], first.metrics["val"])
+    assert second.info["survivors"] == first.info["survivors"]
 
 
 def test_halving_with_member_batches_keeps_each_survivors_rows():

@@ -403,3 +403,38 @@ def test_sharded_on_8_cpu_devices_equals_unsharded_and_loop():
         timeout=300,
     )
     assert "SHARDED-OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_sweep_package_has_no_import_cycle():
+    """Every import between ``jaxlr/sweep`` modules, deferred ones inside functions included,
+    forms an acyclic graph (``_checkpoint`` and ``_population`` used to import each other)."""
+    import ast
+    import pathlib
+
+    folder = pathlib.Path(jaxlr.sweep.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "jaxlr.sweep":
+                deps |= {a.name for a in node.names if (folder / f"{a.name}.py").exists()}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "jaxlr.sweep."
+            ):
+                deps.add(node.module.rsplit(".", 1)[1])
+        graph[path.stem] = deps - {path.stem}
+    assert graph["_checkpoint"] and graph["_population"]  # the scan sees imports at all
+    done, active = set(), []
+
+    def visit(m):
+        assert m not in active, f"import cycle: {' -> '.join([*active[active.index(m) :], m])}"
+        if m in done:
+            return
+        active.append(m)
+        for d in graph.get(m, ()):
+            visit(d)
+        active.pop()
+        done.add(m)
+
+    for m in graph:
+        visit(m)

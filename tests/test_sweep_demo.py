@@ -75,7 +75,10 @@ def test_demo_writes_report_table_and_plots(quick):
     assert str(path.resolve()) in stdout
     for fam in demo.FAMILIES:
         assert f"| {fam} |" in report
-    header = "| method | best validation loss | best member | member-steps | wall time (s) |"
+    header = (
+        "| method | selected member (by val loss) | peak LR applied | val loss | test loss "
+        "| member-steps | wall time (s) | compile (s) |"
+    )
     assert header in report and header in stdout
     for method in ("grid", "successive halving", "PBT"):
         assert f"| {method} |" in stdout
@@ -112,9 +115,15 @@ def test_halving_and_pbt_search_the_same_space_as_the_grid(quick):
         prev = r
     halving = search["halving"]
     assert halving["member_steps"] == work < k * steps
-    # A survivor trained from a NumPy iterator equals the same member of the in-device grid.
+    # A survivor trained from a NumPy iterator equals the same member of the in-device grid,
+    # on the validation split it is selected by and on the test split it is reported on.
     for i in halving["survivors"]:
-        assert halving["records"][i]["val_loss"] == pytest.approx(records[i]["test_loss"], rel=1e-4)
+        assert halving["records"][i]["val_loss"] == pytest.approx(records[i]["val_loss"], rel=1e-4)
+    chosen = halving["selected"]
+    assert chosen["index"] in halving["survivors"]
+    assert chosen["test_loss"] == pytest.approx(records[chosen["index"]]["test_loss"], rel=1e-4)
+    # Validation and test are different splits.
+    assert all(r["val_loss"] != r["test_loss"] for r in records)
     pbt = search["pbt"]
     assert pbt["member_steps"] == k * steps and len(pbt["lr_path"]) == steps
     winner = pbt["records"][pbt["winner"]]
@@ -122,3 +131,14 @@ def test_halving_and_pbt_search_the_same_space_as_the_grid(quick):
         winner["val_loss"] <= min(r["val_loss"] for r in pbt["records"] if not r["diverged"]) + 1e-9
     )
     assert winner["val_loss"] < np.log(10.0)
+    assert pbt["selected"]["index"] == pbt["winner"]
+    assert math.isfinite(pbt["selected"]["test_loss"])
+
+
+def test_the_comparison_names_the_lr_each_selected_member_applied(quick):
+    _, records, search, stdout = quick
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in stdout.splitlines()}
+    assert rows["PBT"][2] == f"{max(search['pbt']['lr_path']):.2g}"
+    grid_best = min((r for r in records if not r["diverged"]), key=lambda r: r["val_loss"])
+    assert rows["grid"][3] == f"{grid_best['val_loss']:.4f}"
+    assert rows["grid"][4] == f"{grid_best['test_loss']:.4f}"

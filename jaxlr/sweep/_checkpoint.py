@@ -31,6 +31,8 @@ import jax
 import numpy as np
 
 from jaxlr._src.validate import Checker
+from jaxlr.sweep._carry import Carry
+from jaxlr.sweep._configs import leaf_name
 
 _FORMAT = 2  # the layout above; steps written by an older jaxlr lack the ``meta`` item
 
@@ -71,8 +73,6 @@ def _describe(tree: Any) -> list:
 def _by_name(tree: Any, fn: str = "Population.save") -> dict:
     """Leaves by readable name (``metrics.loss``): the same for a NamedTuple or tuple of
     metrics and the dict or list orbax gives back for it."""
-    from jaxlr.sweep._configs import leaf_name
-
     named = [(leaf_name(p), a) for p, a in jax.tree_util.tree_flatten_with_path(tree)[0]]
     names = [n for n, _ in named]
     clash = sorted({n for n in names if names.count(n) > 1})
@@ -349,8 +349,6 @@ def restore(pop, directory: str | Path) -> bool:
             _write_atomic(directory / "fingerprint.json", json.dumps(mine, indent=1))
         except OSError:  # a read-only copy: the steps carry their own fingerprint
             pass
-    from jaxlr.sweep._population import Carry
-
     state = jax.tree.unflatten(jax.tree.structure(pop._host_state_struct()), data["state"])
     config = jax.tree.unflatten(jax.tree.structure(pop.configs), data["config"])
     pop._load(Carry(state, config, data["alive"], data["bad_step"], data["step"], data["key"]))

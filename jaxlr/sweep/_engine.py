@@ -22,8 +22,9 @@ from jaxlr._src.validate import Checker
 
 ARRAY_TYPES = (jax.Array, np.ndarray, np.generic, bool, int, float, complex)
 
-# fn -> {(structure, shapes, mesh, options): compiled}. Keyed weakly on the user's function, so a
-# second sweep with the same function and chunk shape reuses the executable.
+# fn -> {(structure, shapes, mesh, options): compiled}. Keyed weakly on the user's function (a
+# bound method on its object, see `_owner`), so a second sweep with the same function and chunk
+# shape reuses the executable.
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -119,7 +120,9 @@ def compile_cached(
     Returns ``(compiled, trace_seconds, compile_seconds)``; the seconds are ``None`` on a hit.
     """
     options = tuple(sorted((compiler_options or {}).items()))
+    owner, identity = _owner(owner)
     key = (
+        *identity,
         *key,
         options,
         donate_argnums,
@@ -149,6 +152,16 @@ def compile_cached(
     compiled = lowered.compile()
     per_fn[key] = compiled
     return compiled, t1 - t0, time.perf_counter() - t1
+
+
+def _owner(fn: Any) -> tuple[Any, tuple]:
+    """The weak cache key of ``fn`` and what else identifies it. ``obj.method`` makes a new
+    bound-method object at every attribute access, which dies at once: keying on it would never
+    hit. A bound method is keyed on its object, with the function itself in the key."""
+    self, func = getattr(fn, "__self__", None), getattr(fn, "__func__", None)
+    if self is not None and func is not None:
+        return self, (func,)
+    return fn, ()
 
 
 def put(tree: Any, sharding) -> Any:

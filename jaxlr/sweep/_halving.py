@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 from jaxlr._src.validate import Checker
 from jaxlr.sweep import _engine
 from jaxlr.sweep._configs import size
+from jaxlr.sweep._policy import Policy
 from jaxlr.sweep._population import Population, PopulationResult
 
 
@@ -45,6 +46,7 @@ def successive_halving(
     eta: float = 3,
     mode: str = "min",
     steps_per_call: int = 1,
+    chunk_size: int | None = None,
     mesh: Mesh | None = None,
     loss: str | None = "loss",
     divergence_threshold: float | None = None,
@@ -57,9 +59,11 @@ def successive_halving(
 
     All ``K`` members train to the first rung :math:`r_0` steps; at each rung :math:`r_j` the
     :math:`\max(1, \lfloor k_j / \eta \rfloor)` best by ``metric`` (its value at that step;
-    diverged members rank last) continue to :math:`r_{j+1}`, the others stop. The survivors'
-    states are compacted into a smaller population, so the compiled step shrinks with them
-    (one compiled size per rung) and the member-steps are
+    diverged members rank last) continue to :math:`r_{j+1}`, the others stop. The survivors are
+    compacted (:meth:`Population.select`) and every rung runs in chunks of one size, by
+    default the last rung's member count: one compiled program serves every rung (a compiled
+    size per rung would cost most of the search's wall time), a second call with the same
+    step function compiles nothing, and the member-steps are
 
     .. math:: \sum_j k_j\,(r_j - r_{j-1}), \quad k_{j+1} = \max(1, \lfloor k_j/\eta \rfloor)
 
@@ -77,7 +81,10 @@ def successive_halving(
         metric: the metric ranked at each rung (e.g. a validation loss the step reports).
         eta: the reduction factor (> 1): keep the top ``1/eta``.
         mode: ``"min"`` or ``"max"`` (the better direction of ``metric``).
-        steps_per_call: steps per compiled call.
+        steps_per_call: steps per compiled call; rung lengths that are multiples of it keep
+            one batch shape, hence one compiled program.
+        chunk_size: members per compiled call, the same at every rung; default the last
+            rung's member count (rounded up to the mesh's devices).
         mesh, loss, divergence_threshold, member_batches, labels, compiler_options, progress:
             as in :class:`Population`.
 
@@ -85,7 +92,8 @@ def successive_halving(
         A :class:`PopulationResult` over the ``K`` original members: metrics ``[K, r_last]``
         (NaN after a member stopped), ``rungs[i]`` the list of ``(step, metric)`` member ``i``
         reached, ``info["stopped_at"]`` its last step, ``member_steps`` the work done; ``best``
-        picks among the members that reached the last rung.
+        picks among the members that reached the last rung; ``states`` each member's training
+        state where it stopped; ``compile_seconds`` the time spent compiling.
 
     Raises:
         ValueError: before anything compiles: rungs not strictly increasing positive ints,
@@ -124,18 +132,27 @@ def successive_halving(
         c.fail(f"eta must be a number > 1, got eta={eta!r}")
     check_mode(c, mode)
     check_metric(c, metric)
-    common = dict(
+    sizes = [k]
+    for _ in rungs[1:]:
+        sizes.append(max(1, math.floor(sizes[-1] / eta)))
+    if chunk_size is None:
+        _, devices = _engine.member_sharding(c, mesh)
+        chunk_size = -(-sizes[-1] // devices) * devices
+    pop = Population(
+        init_fn,
+        step_fn,
+        configs,
+        key=key,
         mesh=mesh,
+        chunk_size=chunk_size,
         loss=loss,
         divergence_threshold=divergence_threshold,
         member_batches=member_batches,
         labels=labels,
         compiler_options=compiler_options,
         progress=progress,
-        _required=(("metric", metric),),
-        _name="successive_halving",
+        policy=Policy(name="successive_halving", requires=(("metric", metric),)),
     )
-    pop = Population(init_fn, step_fn, configs, key=key, **common)
     idx = np.arange(k)  # original index of each current member
     holder = {"idx": idx}
     source = iter(batches)
@@ -159,9 +176,9 @@ def successive_halving(
     diverged = np.zeros(k, bool)
     diverged_step = np.full(k, -1)
     final_config = jax.tree.map(np.asarray, configs)
-    member_steps, prev, sizes = 0, 0, []
+    states = None  # each member's state where it stopped, [K, ...]
+    member_steps, prev = 0, 0
     for j, r in enumerate(rungs):
-        sizes.append(pop.num_members)
         pop.train(feed, r - prev, steps_per_call=steps_per_call)
         member_steps += pop.num_members * (r - prev)
         metrics, _ = pop.host_metrics()
@@ -178,23 +195,15 @@ def successive_halving(
         stopped_at[idx] = r
         diverged[idx] = ~carry.alive
         diverged_step[idx] = carry.bad_step
+        if states is None:
+            states = jax.tree.map(lambda a: np.zeros((k, *a.shape[1:]), a.dtype), carry.state)
+        for dst, src in zip(jax.tree.leaves(states), jax.tree.leaves(carry.state)):
+            dst[idx] = src
         if j == len(rungs) - 1:
             break
         keep = max(1, math.floor(pop.num_members / eta))
         chosen = np.sort(ranking(score, carry.alive, mode)[:keep])
-        start = carry._replace(
-            state=jax.tree.map(lambda a, ch=chosen: a[ch], carry.state),
-            config=jax.tree.map(lambda a, ch=chosen: a[ch], carry.config),
-            alive=carry.alive[chosen],
-            bad_step=carry.bad_step[chosen],
-        )
-        seconds = (pop.trace_seconds, pop.compile_seconds, pop.run_seconds)
-        pop = Population(init_fn, step_fn, start.config, key=key, _start=start, **common)
-        pop.trace_seconds, pop.compile_seconds, pop.run_seconds = (
-            pop.trace_seconds + seconds[0],
-            pop.compile_seconds + seconds[1],
-            pop.run_seconds + seconds[2],
-        )
+        pop.select(chosen)
         idx = idx[chosen]
         holder["idx"] = idx
         prev = r
@@ -216,5 +225,6 @@ def successive_halving(
         labels=labels,
         info=info,
         member_steps=member_steps,
+        states=states,
         rungs=history,
     )

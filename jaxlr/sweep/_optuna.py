@@ -518,6 +518,7 @@ def optuna_population_search(
         successive halving: Li et al., A System for Massively Parallel Hyperparameter
         Tuning, MLSys 2020).
     """
+    from jaxlr.sweep._policy import Policy
     from jaxlr.sweep._population import Population
 
     c = Checker("optuna_population_search")
@@ -556,13 +557,7 @@ def optuna_population_search(
     dists = sp.distributions()
     _check_space(c, optuna, study, dists)
     pending, done, round_ = _resume(optuna, study, dists)
-    common = dict(
-        loss=loss,
-        divergence_threshold=divergence_threshold,
-        labels=sp.labels,
-        progress=progress,
-        _required=(("metric", metric),),
-    )
+    policy = Policy(name="optuna_population_search", requires=(("metric", metric),))
 
     def train_round(trials: list, positions: list[int], r: int) -> None:
         """Trains ``trials`` as members ``positions`` of a population keyed ``fold_in(key, r)``
@@ -574,7 +569,15 @@ def optuna_population_search(
             trial.set_user_attr("jaxlr_round", r)
             trial.set_user_attr("jaxlr_member", pos)
         pop = Population(
-            init_fn, step_fn, sp.configs(rows, k), key=jax.random.fold_in(key, r), **common
+            init_fn,
+            step_fn,
+            sp.configs(rows, k),
+            key=jax.random.fold_in(key, r),
+            loss=loss,
+            divergence_threshold=divergence_threshold,
+            labels=sp.labels,
+            progress=progress,
+            policy=policy,
         )
         stream, step = iter(batches()), 0
         while members:
@@ -605,15 +608,10 @@ def optuna_population_search(
                 logger.log(step, {metric: np.asarray(list(logged.values()))}, members=list(logged))
             if not live or step >= num_steps:
                 break
-            if len(live) < len(members):  # pruned members stop costing work
-                idx = np.asarray(live)
-                start = carry._replace(
-                    state=jax.tree.map(lambda a, i=idx: a[i], carry.state),
-                    config=jax.tree.map(lambda a, i=idx: a[i], carry.config),
-                    alive=carry.alive[idx],
-                    bad_step=carry.bad_step[idx],
-                )
-                pop = Population(init_fn, step_fn, start.config, key=key, _start=start, **common)
+            # Pruned members leave; the chunk size stays, so the compiled step serves the
+            # smaller population (their padded rows still compute, but nothing compiles again).
+            if len(live) < len(members):
+                pop.select(live)
                 members = [members[p] for p in live]
 
     # Trials a killed search left RUNNING have reported intermediate values that the pruner

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -14,9 +14,11 @@ from jax.sharding import Mesh
 
 from jaxlr._src.validate import Checker
 from jaxlr.sweep import _engine
+from jaxlr.sweep._carry import Carry
 from jaxlr.sweep._configs import size
 from jaxlr.sweep._halving import check_metric, check_mode
-from jaxlr.sweep._population import Carry, Population, PopulationResult
+from jaxlr.sweep._policy import Policy
+from jaxlr.sweep._population import Population, PopulationResult
 
 _KINDS = ("log_uniform", "uniform")
 
@@ -129,20 +131,45 @@ def _space(c: Checker, space: Any, configs: Any) -> dict[str, tuple[str, float, 
     return out
 
 
-def _exploit_explore(
-    k: int, n: int, metric: str, mode: str, space: dict, perturb: tuple[float, float], p: float
-) -> Callable:
-    """``(carry, metrics) -> (carry, parents)``: truncation selection and perturbation."""
-    down, up = perturb
+@dataclasses.dataclass(frozen=True)
+class _Exploit(Policy):
+    """PBT between steps: every ``interval`` steps, truncation selection and perturbation.
 
-    def go(carry: Carry, metrics):
+    Its fields are all its settings, so equal settings give an equal policy and a second
+    :func:`pbt` call with the same step function reuses the compiled program."""
+
+    k: int = 2
+    n: int = 1
+    metric: str = "loss"
+    mode: str = "min"
+    space: tuple = ()  # sorted (name, (kind, low, high)) pairs
+    perturb: tuple[float, float] = (0.8, 1.2)
+    p: float = 0.25
+    interval: int = 1
+    num_steps: int = 1
+
+    def between(self, carry: Carry, metrics):
+        due = (carry.step % self.interval == 0) & (carry.step < self.num_steps)
+
+        def keep(cy, m):
+            return cy, {
+                "parents": jnp.arange(self.k, dtype=jnp.int32),
+                "replaced_diverged": jnp.full(self.k, -1, jnp.int32),
+            }
+
+        return jax.lax.cond(due, self._exploit, keep, carry, metrics)
+
+    def _exploit(self, carry: Carry, metrics):
+        """Truncation selection (bottom ``n`` copy a random top-``n`` slot), then explore."""
+        k, n, metric, space = self.k, self.n, self.metric, dict(self.space)
+        down, up = self.perturb
         if jnp.shape(metrics[metric]) != (k,):
             Checker("pbt").fail(
                 f"metric={metric!r} must be a scalar per member to rank by, got shape "
                 f"{jnp.shape(metrics[metric])[1:]}"
             )
         score = jnp.asarray(metrics[metric]).astype(jnp.float32)
-        score = score if mode == "min" else -score
+        score = score if self.mode == "min" else -score
         score = jnp.where(jnp.isfinite(score) & carry.alive, score, jnp.inf)
         order = jnp.argsort(score, stable=True)  # best first; diverged last
         key, k_src, k_coin, k_res, k_draw = jax.random.split(carry.key, 5)
@@ -154,7 +181,7 @@ def _exploit_explore(
         config = dict(take(carry.config))
         names = sorted(space)
         coins = jax.random.bernoulli(k_coin, 0.5, (len(names), k))
-        resample = jax.random.bernoulli(k_res, p, (len(names), k))
+        resample = jax.random.bernoulli(k_res, self.p, (len(names), k))
         draws = jax.random.uniform(k_draw, (len(names), k))
         for j, name in enumerate(names):
             kind, low, high = space[name]
@@ -182,8 +209,6 @@ def _exploit_explore(
             key=key,
         )
         return carry, {"parents": parents.astype(jnp.int32), "replaced_diverged": died}
-
-    return go
 
 
 def pbt(
@@ -329,39 +354,19 @@ def pbt(
                 f"K={k} must be a multiple of the mesh's {devices} devices (no padded "
                 f"members may take part in the selection)"
             )
-    n = max(1, math.floor(fraction * k))
-    exploit = _exploit_explore(
-        k, n, metric, mode, space, tuple(map(float, perturb)), float(resample_probability)
+    policy = _Exploit(
+        name="pbt",
+        requires=(("metric", metric), ("lr", lr)),
+        k=k,
+        n=max(1, math.floor(fraction * k)),
+        metric=metric,
+        mode=mode,
+        space=tuple(sorted(space.items())),
+        perturb=(float(perturb[0]), float(perturb[1])),
+        p=float(resample_probability),
+        interval=interval,
+        num_steps=num_steps,
     )
-
-    def between(carry: Carry, metrics):
-        due = (carry.step % interval == 0) & (carry.step < num_steps)
-
-        def keep(cy, m):
-            return cy, {
-                "parents": jnp.arange(k, dtype=jnp.int32),
-                "replaced_diverged": jnp.full(k, -1, jnp.int32),
-            }
-
-        return jax.lax.cond(due, exploit, keep, carry, metrics)
-
-    # One `between` per static setting, so a second pbt() call with the same settings reuses the
-    # compiled program (the compile cache is keyed on it).
-    setting = (
-        k,
-        n,
-        metric,
-        mode,
-        tuple(sorted(space.items())),
-        tuple(perturb),
-        float(resample_probability),
-        interval,
-        num_steps,
-    )
-    try:
-        between = _BETWEEN.setdefault(step_fn, {}).setdefault(setting, between)
-    except TypeError:  # not weak-referenceable: no reuse across calls
-        pass
     pop = Population(
         init_fn,
         step_fn,
@@ -374,11 +379,10 @@ def pbt(
         labels=labels,
         compiler_options=compiler_options,
         progress=progress,
-        _required=(("metric", metric), ("lr", lr)),
-        _between=between,
-        _name="pbt",
+        policy=policy,
     )
-    pop.fingerprint_extra = {"pbt": repr(setting)}
+    setting = (policy.k, policy.n, metric, mode, policy.space, tuple(perturb), policy.p)
+    pop.fingerprint_extra = {"pbt": repr((*setting, interval, num_steps))}
     pop.train(
         batches,
         num_steps,
@@ -401,12 +405,10 @@ def pbt(
         labels=labels,
         info={**pop.info(), "fraction": fraction, "interval": interval},
         member_steps=k * num_steps,
+        states=carry.state,
         lineage=lineage,
         divergences=sorted(divergences),
         metric=metric,
         lr=lr,
         mode=mode,
     )
-
-
-_BETWEEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -5,29 +5,19 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
-from jaxlr.sweep import _engine
-from jaxlr.sweep._configs import size
+from jaxlr.sweep import _checkpoint, _engine
+from jaxlr.sweep._carry import Carry
+from jaxlr.sweep._configs import leaf_name, size
+from jaxlr.sweep._policy import Policy
 from jaxlr.sweep._result import SweepResult
-
-
-class Carry(NamedTuple):
-    """Everything a population carries between compiled calls (one chunk of ``c`` members)."""
-
-    state: PyTree  # the members' training states, leaves [c, ...]
-    config: PyTree  # the members' hyperparameters, leaves [c, ...] (PBT rewrites them)
-    alive: jax.Array  # [c] bool: False once a member diverged (it is frozen from then on)
-    bad_step: jax.Array  # [c] int32: the step at which the member first diverged, -1 if never
-    step: jax.Array  # [] int32: steps done
-    key: jax.Array  # [] PRNG key of population-level randomness (PBT)
 
 
 class PopulationResult(SweepResult):
@@ -42,6 +32,9 @@ class PopulationResult(SweepResult):
         rungs: successive halving only: per member, the list of ``(step, metric)`` it reached.
         lineage: PBT only: ``[T, K]`` int, slot ``i``'s content after step ``t`` came from slot
             ``lineage[t, i]`` (the identity except at exploit steps).
+        states: the members' training states where each stopped (host NumPy, leaves
+            ``[K, ...]``; typed PRNG keys as their key data), e.g. to evaluate the selected
+            member on a test split; ``None`` when not recorded.
 
     Examples:
         >>> import numpy as np, jaxlr
@@ -65,6 +58,7 @@ class PopulationResult(SweepResult):
         member_steps: int | None = None,
         rungs: list | None = None,
         lineage: np.ndarray | None = None,
+        states: Any = None,
     ):
         super().__init__(configs, metrics, loss=None, labels=labels, info=info)
         self.loss = loss
@@ -73,6 +67,7 @@ class PopulationResult(SweepResult):
         self.member_steps = member_steps
         self.rungs = rungs
         self.lineage = lineage
+        self.states = states
 
 
 def _check_key(c: Checker, key: Any) -> jax.Array:
@@ -144,10 +139,12 @@ class Population:
         labels: names for integer-coded configuration axes, for tables and plots.
         compiler_options: XLA options (``jax.jit(compiler_options=)``).
         progress: show a tqdm bar over steps in :meth:`train`.
+        policy: what happens between steps inside the compiled program (a
+            :class:`Policy`, e.g. PBT's exploit and explore); ``None``: nothing.
 
     Raises:
         ValueError: before anything compiles, for non-callable functions, configs with
-            different leading axes, a bad ``key``, ``chunk_size`` or ``mesh``; in
+            different leading axes, a bad ``key``, ``chunk_size``, ``mesh`` or ``policy``; in
             :meth:`train`, for a bad ``num_steps``/``steps_per_call``, a batch whose member
             axis is not ``K``, or a ``step_fn`` whose metrics lack ``loss``.
 
@@ -188,13 +185,14 @@ class Population:
         labels: Mapping[str, Sequence[str]] | None = None,
         compiler_options: Mapping[str, Any] | None = None,
         progress: bool = True,
-        _required: tuple = (),
-        _between: Callable | None = None,
-        _start: Carry | None = None,
-        _name: str | None = None,
+        policy: Policy | None = None,
     ):
-        if _name is not None:  # the public function that built this population, for errors
-            self._fn = _name
+        if policy is not None and not isinstance(policy, Policy):
+            Checker(self._fn).fail(
+                f"policy must be a jaxlr.sweep.Policy or None, got policy={policy!r}"
+            )
+        self.policy = policy = policy or Policy()
+        self._fn = policy.name  # the public function driving this population, for errors
         c = Checker(self._fn)
         for name, fn in (("init_fn", init_fn), ("step_fn", step_fn)):
             if not callable(fn):
@@ -208,7 +206,6 @@ class Population:
         self.threshold = divergence_threshold
         self.member_batches = bool(member_batches)
         self.labels, self.options, self.progress = labels, compiler_options, progress
-        self.required, self.between = tuple(_required), _between
         self.configs = jax.tree.map(np.asarray, configs)
         self.num_chunks = -(-k // self.chunk)
         self.padded = self.num_chunks * self.chunk
@@ -234,8 +231,6 @@ class Population:
         # One member's init arguments: the state's shapes come from them before anything runs.
         self._member_args = jax.tree.map(lambda a: a[0], (self.configs, mkeys))
         self.carries = None  # built on the first train(), after the step function is checked
-        if _start is not None:  # an existing host carry (compaction), unpadded
-            self._load(_start)
 
     def _load(self, start: Carry) -> None:
         """Puts an unpadded host carry on the devices (padded and chunked like the members)."""
@@ -257,8 +252,6 @@ class Population:
     def _retype_history(self, outs: list) -> None:
         """Restored metrics come back in plain containers (dicts, lists): rebuild them in the
         step's own (a NamedTuple, a tuple), matching leaves by name (``loss``, ``0.lr``)."""
-        from jaxlr.sweep._configs import leaf_name
-
         self._restored = False
         treedef = jax.tree.structure(outs[0])
         names = [leaf_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(outs[0])[0]]
@@ -346,14 +339,14 @@ class Population:
 
     def _program(self) -> Callable:
         step_fn, loss, threshold = self.step_fn, self.loss, self.threshold
-        member_batches, between, required = self.member_batches, self.between, self.required
+        member_batches, policy = self.member_batches, self.policy
         fn = self._fn
 
         def one(carry: Carry, batch):
             in_axes = (0, 0, 0 if member_batches else None)
             state, metrics = jax.vmap(step_fn, in_axes=in_axes)(carry.state, carry.config, batch)
             _check_state(fn, carry.state, state)
-            _engine.check_metrics(fn, "step_fn", metrics, loss, required)
+            _engine.check_metrics(fn, "step_fn", metrics, loss, policy.requires)
             ok = _engine.healthy(None if loss is None else metrics[loss], state, threshold)
             ok &= carry.alive
             newly = carry.alive & ~ok
@@ -373,9 +366,7 @@ class Population:
                 bad_step=jnp.where(newly, carry.step, carry.bad_step),
                 step=carry.step + 1,
             )
-            extra = {}
-            if between is not None:
-                carry, extra = between(carry, metrics)
+            carry, extra = policy.between(carry, metrics)
             return carry, (metrics, extra)
 
         def call(carry: Carry, batches):
@@ -430,8 +421,7 @@ class Population:
                 self.loss,
                 self.threshold,
                 self.member_batches,
-                self.required,
-                self.between,
+                self.policy,
                 s,
             ),
             self._program,
@@ -544,16 +534,12 @@ class Population:
                 f"checkpoint_every must be an int >= 1, got checkpoint_every={checkpoint_every!r}"
             )
         if checkpoint_dir is not None:
-            from jaxlr.sweep import _checkpoint
-
             _checkpoint.check_directory(c, checkpoint_dir)
         it = iter(batches)
         from tqdm.auto import tqdm
 
         done = 0
         if checkpoint_dir is not None and self._steps == 0:
-            from jaxlr.sweep import _checkpoint
-
             if _checkpoint.restore(self, checkpoint_dir):
                 if self._steps > num_steps:
                     warnings.warn(
@@ -566,7 +552,7 @@ class Population:
                 done = min(self._steps, num_steps)
                 for _ in range(self._steps):  # the batches the checkpointed run consumed
                     next(it, None)
-        t0 = time.perf_counter()
+        t0, built = time.perf_counter(), self.trace_seconds + self.compile_seconds
         with tqdm(
             total=num_steps,
             initial=done,
@@ -596,7 +582,9 @@ class Population:
                 bar.update(n)
                 if checkpoint_every is not None and self.steps_done % checkpoint_every == 0:
                     self.save(checkpoint_dir)
-        self.run_seconds += time.perf_counter() - t0
+        # Compiling happens inside the first call: it is reported apart, not as running.
+        built = self.trace_seconds + self.compile_seconds - built
+        self.run_seconds += time.perf_counter() - t0 - built
         return self
 
     def _advance(self, stacked) -> None:
@@ -623,6 +611,78 @@ class Population:
     def steps_done(self) -> int:
         """Steps trained so far."""
         return self._steps
+
+    def select(self, indices: Sequence[int] | np.ndarray) -> Population:
+        r"""Keeps members ``indices`` (in that order; a repeated index copies a member); returns
+        ``self``.
+
+        .. math:: \text{member}'_j = \text{member}_{\text{indices}[j]}, \quad
+                  j = 0..K'-1
+
+        State, configuration, divergence flags and metrics so far move with each member. The
+        chunk size stays, so the programs compiled for it serve the smaller population too:
+        successive halving and pruning compact their survivors without compiling again
+        (fewer members run in fewer chunks, the last one padded). With ``member_batches``,
+        later batches carry ``K'`` rows.
+
+        Args:
+            indices: member indices in ``[0, K)``, at least one.
+
+        Raises:
+            ValueError: nothing trained yet, or ``indices`` empty, not integers, or out of range.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp, numpy as np, jaxlr
+            >>> step_fn = lambda w, cfg, b: (w + cfg["lr"], {"loss": w})
+            >>> pop = jaxlr.sweep.Population(lambda cfg, key: jnp.zeros(()), step_fn,
+            ...     {"lr": np.array([1.0, 2.0, 3.0])}, key=jax.random.key(0), progress=False)
+            >>> pop.train((0.0 for _ in range(2)), num_steps=2).select([2, 0]).num_members
+            2
+            >>> pop.train((0.0 for _ in range(1)), num_steps=1).result().metrics["loss"].tolist()
+            [[0.0, 3.0, 6.0], [0.0, 1.0, 2.0]]
+        """
+        c = Checker(f"{self._fn}.select")
+        idx = np.asarray(indices)
+        if (
+            idx.ndim != 1
+            or not len(idx)
+            or not np.issubdtype(idx.dtype, np.integer)
+            or idx.min() < 0
+            or idx.max() >= self.num_members
+        ):
+            c.fail(
+                f"indices must be a non-empty list of member indices in [0, "
+                f"{self.num_members}), got indices={indices!r}"
+            )
+        if self.carries is None:
+            c.fail("there are no members to select before train() has run a step")
+        carry = self.host_carry()
+        metrics, extra = self.host_metrics()
+        pick = lambda tree: jax.tree.map(lambda a: a[idx], tree)
+        self.configs = pick(self.configs)
+        self.num_members = k = len(idx)
+        self.num_chunks = -(-k // self.chunk)
+        self.padded = self.num_chunks * self.chunk
+        self._load(
+            carry._replace(
+                state=pick(carry.state),
+                config=pick(carry.config),
+                alive=carry.alive[idx],
+                bad_step=carry.bad_step[idx],
+            )
+        )
+        self.history = []
+        if metrics is not None:
+            m = jax.tree.map(lambda a: np.swapaxes(a[idx], 0, 1), metrics)  # [T, K']
+            e = jax.tree.map(lambda a: a[:, idx], extra)
+            parts = _engine.chunks_of(
+                _engine.pad_members(
+                    jax.tree.map(lambda a: np.swapaxes(a, 0, 1), (m, e)), self.padded
+                ),
+                self.chunk,
+            )
+            self.history = [[jax.tree.map(lambda a: np.swapaxes(a, 0, 1), p) for p in parts]]
+        return self
 
     # -- host views ---------------------------------------------------------------------------
     def _put_carry(self, cy: Carry) -> Carry:
@@ -683,6 +743,7 @@ class Population:
             labels=self.labels,
             info=self.info(),
             member_steps=self.num_members * self._steps,
+            states=carry.state,
         )
 
     def info(self) -> dict:
@@ -711,8 +772,6 @@ class Population:
             ValueError: ``directory`` is a file or holds another run's checkpoint, or nothing
                 has been trained yet.
         """
-        from jaxlr.sweep import _checkpoint
-
         c = Checker(f"{self._fn}.save")
         _checkpoint.check_directory(c, directory, "directory")
         if self.carries is None:

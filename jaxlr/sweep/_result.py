@@ -107,6 +107,22 @@ class SweepResult:
     def __len__(self) -> int:
         return len(self.diverged)
 
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds this search spent building compiled programs: tracing, lowering and XLA
+        compilation (``info["trace_seconds"] + info["compile_seconds"]``, the latter XLA's
+        part alone); 0.0 when every program came from the compile cache. Wall time minus
+        this is what the search costs once compiled.
+
+        Examples:
+            >>> import numpy as np, jaxlr
+            >>> r = jaxlr.sweep.SweepResult({"lr": np.array([0.1])}, {"loss": np.array([1.0])},
+            ...     info={"trace_seconds": 0.5, "compile_seconds": 1.0})
+            >>> r.compile_seconds
+            1.5
+        """
+        return float(self.info.get("trace_seconds", 0.0) + self.info.get("compile_seconds", 0.0))
+
     def __repr__(self) -> str:
         return (
             f"SweepResult(K={len(self)}, hyperparameters={list(self.hyperparameters)}, "
