@@ -1,0 +1,295 @@
+"""jaxlr.transforms.learned_lr (the learned LR controller), its features and bad input; the
+meta-training in jaxlr.auto (OpenES, tasks, checkpoints, saved policies)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import jaxlr
+from jaxlr import transforms as T
+
+
+class Const:
+    """A policy returning ``params["o"]`` whatever the features (a known output)."""
+
+    def __init__(self, features):
+        self.features = tuple(features)
+
+    def init_carry(self):
+        return jnp.zeros(0)
+
+    def __call__(self, params, x, carry):
+        return params["o"], carry
+
+
+def _run(tx, grads, values, params=None, **extra_per_step):
+    """Eager loop of ``tx.update``; returns the states after each update."""
+    state = tx.init(params if params is not None else grads[0])
+    update = jax.jit(tx.update)
+    states = []
+    for i, (g, v) in enumerate(zip(grads, values, strict=True)):
+        extra = {k: vals[i] for k, vals in extra_per_step.items()}
+        _, state = update(g, state, params, value=jnp.asarray(v), **extra)
+        states.append(state)
+    return states
+
+
+def _tx(features, *, o=0.0, **kw):
+    kw = {"init_value": 0.1, "min_value": 1e-3, "max_value": 1.0, "every": 2, **kw}
+    return T.learned_lr(Const(features), {"o": jnp.asarray(o)}, **kw)
+
+
+# -- features: each on a case with a known value ---------------------------------------------
+def test_loss_change_is_the_change_of_log_smoothed_loss():
+    tx = _tx(("loss_change",), decay=0.0)
+    g = [jnp.ones(2)] * 5
+    states = _run(tx, g, [1.0, 3.0, 2.0, 5.0, 4.0])
+    # decision at t=2: log(L_2 / L_0); at t=4: log(L_4 / L_2)
+    assert states[2].features[0] == pytest.approx(math.log(2.0), abs=1e-6)
+    assert states[4].features[0] == pytest.approx(math.log(2.0), abs=1e-6)
+    # a constant loss under a smoothing EMA: no change
+    states = _run(_tx(("loss_change",), decay=0.9), g, [0.7] * 5)
+    assert abs(float(states[4].features[0])) < 1e-6
+
+
+def test_val_gap_is_log_val_over_train():
+    tx = _tx(("val_gap",), decay=0.5)
+    states = _run(tx, [jnp.ones(2)] * 3, [0.5] * 3, val_loss=[1.0] * 3)
+    assert states[2].features[0] == pytest.approx(math.log(2.0), abs=1e-6)
+
+
+def test_grad_norm_is_relative_to_the_running_mean_of_earlier_norms():
+    tx = _tx(("grad_norm",), decay=0.5)
+    g = [jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]), jnp.array([math.e, 0.0])]
+    states = _run(tx, g, [1.0] * 3)
+    assert states[2].features[0] == pytest.approx(1.0, abs=1e-6)  # log(e / 1)
+
+
+def test_update_ratio_progress_and_log_lr():
+    w = jnp.ones(4)
+    tx = _tx(("update_ratio", "progress", "log_lr"), o=1.0, every=5, total_steps=20)
+    states = _run(tx, [w] * 11, [1.0] * 11, params=w)
+    # t=5: lr 0.1, |d| = |w| = 2; progress 5/20; log_lr 0 (before the decision)
+    np.testing.assert_allclose(states[5].features, [math.log(0.1), 0.25, 0.0], atol=1e-6)
+    # t=10: the LR doubled at t=5
+    np.testing.assert_allclose(states[10].features, [math.log(0.2), 0.5, math.log(2.0)], atol=1e-6)
+
+
+def test_stability_is_the_stability_ratio_of_the_given_sharpness():
+    tx = _tx(("stability",), kind="heavy_ball", momentum=0.5)
+    states = _run(tx, [jnp.ones(2)] * 3, [1.0] * 3, sharpness=[10.0] * 3)
+    # eta * lambda / (2 + 2 beta) = 0.1 * 10 / 3
+    assert states[2].features[0] == pytest.approx(1.0 / 3.0, rel=1e-6)
+    est = jaxlr.sharpness.top_eigenvalue(
+        lambda w: 0.5 * (10.0 * w[0] ** 2 + w[1] ** 2), jnp.ones(2), key=jax.random.key(0)
+    )
+    states = _run(_tx(("stability",)), [jnp.ones(2)] * 3, [1.0] * 3, sharpness=[est] * 3)
+    assert states[2].features[0] == pytest.approx(0.5, rel=1e-4)  # an estimate NamedTuple
+
+
+# -- the decision rule: bounded factor, hard bounds ----------------------------------------------
+def test_lr_moves_by_at_most_max_factor_and_stays_within_bounds():
+    for o, expected in ((5.0, [0.1, 0.1, 0.3, 0.3, 0.5, 0.5]), (-0.5, None)):
+        tx = _tx(("progress",), o=o, max_factor=3.0, max_value=0.5, total_steps=6)
+        lrs = [float(s.lr) for s in _run(tx, [jnp.ones(1)] * 6, [1.0] * 6)]
+        if expected is None:  # half the largest log step: / sqrt(3) at t = 2 and 4
+            expected = [0.1, 0.1] + [0.1 / 3**0.5] * 2 + [0.1 / 3.0] * 2
+        np.testing.assert_allclose(lrs, expected, rtol=1e-5)
+
+
+def test_non_finite_loss_and_policy_output_are_skipped():
+    tx = _tx(("loss_change",), decay=0.0)
+    states = _run(tx, [jnp.ones(1)] * 3, [1.0, jnp.nan, 2.0])
+    assert int(states[-1].num_skipped) == 1
+    assert states[2].features[0] == pytest.approx(math.log(2.0), abs=1e-6)
+    states = _run(_tx(("progress",), o=jnp.nan, total_steps=4), [jnp.ones(1)] * 3, [1.0] * 3)
+    assert float(states[-1].lr) == pytest.approx(0.1) and int(states[-1].num_skipped) == 1
+
+
+# -- population, chaining, NNX, export ----------------------------------------------------------
+POLICY = T.mlp_policy(("loss_change", "grad_norm", "progress", "log_lr"), hidden=4)
+
+
+def _quadratic_run(params, steps=12):
+    tx = optax.chain(
+        optax.sgd(1.0, momentum=0.5),
+        T.learned_lr(
+            POLICY,
+            params,
+            init_value=0.05,
+            min_value=1e-3,
+            max_value=1.0,
+            every=3,
+            total_steps=steps,
+        ),
+    )
+    scale = jnp.array([1.0, 4.0, 9.0])
+    loss = lambda w: 0.5 * jnp.sum(scale * w**2)
+
+    def body(carry, _):
+        w, s = carry
+        v, g = jax.value_and_grad(loss)(w)
+        u, s = tx.update(g, s, w, value=v)
+        return (optax.apply_updates(w, u), s), T.current_lr(s, optimizer_lr=1.0)
+
+    w0 = jnp.ones(3)
+    (w, _), lrs = jax.lax.scan(body, (w0, tx.init(w0)), None, length=steps)
+    return loss(w), lrs
+
+
+def _members(k=3):
+    out = []
+    for i in range(k):
+        p = POLICY.init(jax.random.key(i))
+        p["v"] = jax.random.normal(jax.random.key(10 + i), (4,))
+        out.append(p)
+    return out
+
+
+def test_stacked_policies_vmap_equals_loop():
+    members = _members()
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *members)
+    losses, lrs = jax.jit(jax.vmap(_quadratic_run))(stacked)
+    for i, p in enumerate(members):
+        loss_i, lrs_i = jax.jit(_quadratic_run)(p)
+        np.testing.assert_allclose(lrs[i], lrs_i, rtol=1e-5)
+        np.testing.assert_allclose(losses[i], loss_i, rtol=1e-5)
+    assert len({round(float(x), 6) for x in lrs[:, -1]}) > 1  # the members differ
+
+
+def test_exported_schedule_retrains_to_the_same_result():
+    p = _members(1)[0]
+    loss, lrs = jax.jit(_quadratic_run)(p)
+    s = T.applied_schedule(lrs)
+    tx = optax.chain(optax.sgd(1.0, momentum=0.5), T.scale_by_schedule(s))
+    scale = jnp.array([1.0, 4.0, 9.0])
+    f = lambda w: 0.5 * jnp.sum(scale * w**2)
+    w = jnp.ones(3)
+    state = tx.init(w)
+    for _ in range(12):
+        u, state = tx.update(jax.grad(f)(w), state, w)
+        w = optax.apply_updates(w, u)
+    np.testing.assert_allclose(f(w), loss, rtol=1e-5)
+    np.testing.assert_allclose([s(t) for t in range(12)], lrs, rtol=1e-6)
+
+
+def test_sharpness_cap_stays_a_hard_limit_in_a_chain():
+    lam = 10.0
+    loss = lambda w: 0.5 * lam * jnp.sum(w**2)
+    up = T.learned_lr(
+        Const(("log_lr",)),
+        {"o": jnp.asarray(1.0)},
+        init_value=0.25,
+        min_value=0.01,
+        max_value=1.0,
+        every=1,
+    )
+    tx = optax.chain(optax.sgd(1.0), up, T.sharpness_cap(learning_rate=1.0, loss_fn=loss))
+    w = jnp.ones(2)
+    state = tx.init(w)
+    cap = 0.9 * 2.0 / lam
+
+    @jax.jit
+    def step(w, state):
+        v, g = jax.value_and_grad(loss)(w)
+        u, state = tx.update(g, state, w, value=v)
+        return optax.apply_updates(w, u), state
+
+    lrs = []
+    for _ in range(5):
+        w, state = step(w, state)
+        lrs.append(float(T.current_lr(state, optimizer_lr=1.0)))
+    assert max(lrs) <= cap * (1 + 1e-5)
+    np.testing.assert_allclose(lrs, [0.25 * cap, 0.5 * cap, cap, cap, cap], rtol=1e-4)
+
+
+def test_nnx_optimizer_update_with_value():
+    x = jnp.linspace(-1, 1, 12).reshape(4, 3)
+    y = jnp.array([0.5, -1.0, 2.0, 0.0])
+    model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
+    loss_of = lambda m: jnp.mean((m(x)[:, 0] - y) ** 2)
+    tx = optax.chain(optax.sgd(1.0), _tx(("loss_change", "log_lr"), o=-1.0))
+    opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    p = jax.tree.map(jnp.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    s = tx.init(p)
+    graphdef = nnx.graphdef(model)
+    template = nnx.state(model, nnx.Param)
+
+    def pure(q):
+        st = jax.tree.map(lambda v: v, template)
+        nnx.replace_by_pure_dict(st, q)
+        return loss_of(nnx.merge(graphdef, st))
+
+    for _ in range(5):
+        loss, grads = nnx.value_and_grad(loss_of)(model)
+        opt.update(model, grads, value=loss)
+        lv, g = jax.value_and_grad(pure)(p)
+        u, s = tx.update(g, s, p, value=lv)
+        p = optax.apply_updates(p, u)
+    got = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), got, p)
+    assert float(T.current_lr(s, optimizer_lr=1.0)) == pytest.approx(0.025)  # /2 at t=2, 4
+
+
+def test_wrapping_an_optimizer_sees_raw_gradients():
+    tx = _tx(("grad_norm",), decay=0.5, optimizer=optax.adam(1.0))
+    g = [jnp.array([1.0, 0.0]), jnp.array([1.0, 0.0]), jnp.array([4.0, 0.0])]
+    states = _run(tx, g, [1.0] * 3, params=jnp.zeros(2))
+    assert states[2].features[0] == pytest.approx(math.log(4.0), abs=1e-6)
+    assert float(T.current_lr(states[-1], optimizer_lr=1.0)) == pytest.approx(0.1)
+
+
+# -- bad input -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"min_value": 0.5, "max_value": 0.5}, "min_value must be < max_value"),
+        ({"min_value": 0.0}, "min_value must be > 0"),
+        ({"every": 0}, "every must be >= 1"),
+        ({"every": 2.5}, "every must be an integer"),
+        ({"init_value": 2.0}, "init_value must be <= max_value"),
+        ({"max_factor": 0.5}, "max_factor must be >= 1"),
+        ({"decay": 1.0}, "decay must be < 1"),
+    ],
+)
+def test_bad_arguments(kw, match):
+    with pytest.raises(ValueError, match=f"learned_lr: {match}"):
+        _tx(("log_lr",), **kw)
+
+
+def test_bad_policies_and_missing_feature_inputs():
+    with pytest.raises(ValueError, match="learned_lr: the policy must return a scalar"):
+        T.learned_lr(
+            Const(("log_lr",)), {"o": jnp.zeros(2)}, init_value=0.1, min_value=0.01, max_value=1.0
+        )
+    wide = T.mlp_policy(("log_lr", "progress", "grad_norm"))
+    with pytest.raises(ValueError, match="cannot be applied to params with 1 features"):
+        T.learned_lr(
+            T.mlp_policy(("log_lr",)),
+            wide.init(jax.random.key(0)),
+            init_value=0.1,
+            min_value=0.01,
+            max_value=1.0,
+        )
+    with pytest.raises(ValueError, match="features must be names from"):
+        T.mlp_policy(("log_lr", "sharpness"))
+    with pytest.raises(ValueError, match="progress feature needs total_steps"):
+        _tx(("progress",))
+    tx = _tx(("stability",))
+    state = tx.init(jnp.ones(2))
+    with pytest.raises(ValueError, match="update needs the keyword argument sharpness="):
+        tx.update(jnp.ones(2), state, value=1.0)
+    tx = _tx(("val_gap",))
+    with pytest.raises(ValueError, match="val_loss="):
+        tx.update(jnp.ones(2), tx.init(jnp.ones(2)), value=1.0)
+    with pytest.raises(ValueError, match="value="):
+        tx.update(jnp.ones(2), tx.init(jnp.ones(2)), val_loss=1.0)
+    with pytest.raises(ValueError, match="applied_schedule: lrs must be a non-empty"):
+        T.applied_schedule([])
