@@ -4,6 +4,7 @@
 - :func:`autolrs`: AutoLRS with the candidate LRs of each stage tried at once.
 - :func:`momentum_law`, :func:`multi_power_law`, :func:`fit_law`, :func:`predict_loss`,
   :func:`optimize_schedule`: loss-curve laws of the LR schedule.
+- :func:`refine_schedule`: a schedule refined from an earlier run's gradient norms.
 
 Checkpoint merging (WSM) lives in :mod:`jaxlr.transforms` (``window_merging``, ...).
 """
@@ -21,6 +22,7 @@ from jaxlr.auto._laws import (
     predict_loss,
 )
 from jaxlr.auto._range_test import RangeTestResult, Suggestion, lr_range_test, plot_range_test
+from jaxlr.auto._refine import refine_schedule
 
 __all__ = [
     "AutoLRSResult",
@@ -40,4 +42,5 @@ __all__ = [
     "optimize_schedule",
     "plot_range_test",
     "predict_loss",
+    "refine_schedule",
 ]
