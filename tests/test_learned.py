@@ -293,3 +293,133 @@ def test_bad_policies_and_missing_feature_inputs():
         tx.update(jnp.ones(2), tx.init(jnp.ones(2)), val_loss=1.0)
     with pytest.raises(ValueError, match="applied_schedule: lrs must be a non-empty"):
         T.applied_schedule([])
+
+
+# -- meta-training (jaxlr.auto) -----------------------------------------------------------------
+SCALES = np.array([1.0, 4.0])
+
+
+def _quad_task(total_steps=20, max_value=1.0, name="quadratic"):
+    f = lambda w, batch=None: 0.5 * jnp.sum(jnp.asarray(SCALES, jnp.float32) * w**2) + 0.1
+    return jaxlr.auto.Task(
+        name,
+        init_fn=lambda k: jnp.ones(2),
+        loss_fn=f,
+        batch_fn=lambda k, t: None,
+        val_fn=f,
+        optimizer=optax.sgd(1.0),
+        total_steps=total_steps,
+        init_value=0.05,
+        min_value=0.005,
+        max_value=max_value,
+    )
+
+
+def _closed_form_val(lr, steps):
+    """Gradient descent on 0.5 * sum(s w^2) + 0.1 from w = 1: w_T = (1 - lr s)^T."""
+    return 0.5 * np.sum(SCALES * (1.0 - lr * SCALES) ** (2 * steps)) + 0.1
+
+
+META_POLICY = T.mlp_policy(("progress", "log_lr"), hidden=4)
+
+
+@pytest.fixture(scope="module")
+def meta_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("meta")
+    kw = dict(key=jax.random.key(0), population=6, sigma=0.5, learning_rate=0.2, every=5)
+    full = jaxlr.auto.meta_train(
+        META_POLICY, [_quad_task()], num_generations=6, **kw, progress=False
+    )
+    first = jaxlr.auto.meta_train(
+        META_POLICY,
+        [_quad_task()],
+        num_generations=3,
+        **kw,
+        checkpoint_dir=d,
+        checkpoint_every=3,
+        progress=False,
+    )
+    resumed = jaxlr.auto.meta_train(
+        META_POLICY,
+        [_quad_task()],
+        num_generations=6,
+        **kw,
+        checkpoint_dir=d,
+        checkpoint_every=3,
+        progress=False,
+    )
+    return full, first, resumed
+
+
+def test_fitness_is_log_val_over_the_best_constant_lr(meta_run):
+    full, _, _ = meta_run
+    grid = 0.05 * np.array([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    vals = np.array([_closed_form_val(lr, 20) for lr in grid])
+    vals = np.where(
+        np.isfinite(vals) & (np.abs(1 - grid[:, None] * SCALES) < 1).all(1), vals, np.inf
+    )
+    best = int(np.argmin(vals))
+    np.testing.assert_allclose(full.reference, [vals[best]], rtol=1e-4)
+    np.testing.assert_allclose(full.reference_lr, [grid[best]], rtol=1e-6)
+    # generation 0's mean is the initial policy: a constant LR at init_value
+    expected = np.log(_closed_form_val(0.05, 20) / vals[best])
+    assert full.mean_fitness[0] == pytest.approx(expected, rel=1e-4)
+    assert full.mean_fitness[-1] < 0.25 * full.mean_fitness[0]  # the search learned something
+    assert full.fitness.shape == (6, 6)
+
+
+def test_diverged_members_score_the_cap_and_never_poison_the_search():
+    # near the edge (2 / 4 = 0.5): members that raise the LR diverge on the stiff coordinate
+    task = _quad_task(max_value=4.0)._replace(init_value=0.4)
+    res = jaxlr.auto.meta_train(
+        META_POLICY,
+        [task],
+        key=jax.random.key(1),
+        population=8,
+        sigma=3.0,
+        num_generations=2,
+        every=2,
+        max_factor=4.0,
+        grid=(0.5, 1.0),
+        progress=False,
+    )
+    assert res.diverged.sum() > 0
+    assert np.isfinite(res.fitness).all() and res.fitness.max() <= 1.0 + 1e-6
+    assert np.isclose(res.fitness, 1.0).any()  # the cap
+    assert np.isfinite(jax.flatten_util.ravel_pytree(res.params)[0]).all()
+
+
+def test_meta_training_resumes_from_its_checkpoint_identically(meta_run):
+    full, first, resumed = meta_run
+    assert first.fitness.shape[0] == 3
+    np.testing.assert_array_equal(resumed.fitness, full.fitness)
+    jax.tree.map(np.testing.assert_array_equal, resumed.params, full.params)
+
+
+def test_saved_policy_applies_to_a_new_task_in_one_line(meta_run, tmp_path):
+    full, _, _ = meta_run
+    jaxlr.auto.save_policy(tmp_path / "p", full.policy, full.params)
+    longer = _quad_task(total_steps=40)  # a new horizon
+    key = jax.random.key(3)
+    run = jaxlr.auto.run_task(
+        longer, jaxlr.auto.policy_tx(*jaxlr.auto.load_policy(tmp_path / "p"), longer, every=5), key
+    )
+    ref = jaxlr.auto.run_task(
+        longer, jaxlr.auto.policy_tx(full.policy, full.params, longer, every=5), key
+    )
+    np.testing.assert_array_equal(run.lrs, ref.lrs)
+    # the LR the policy used, exported, retrains from scratch to the same loss
+    sched = T.applied_schedule(run.lrs)
+    again = jaxlr.auto.run_task(
+        longer, lambda opt: optax.chain(opt, T.scale_by_schedule(sched)), key
+    )
+    np.testing.assert_allclose(again.val_loss, run.val_loss, rtol=1e-5)
+    with pytest.raises(ValueError, match="load_policy: no policy.json"):
+        jaxlr.auto.load_policy(tmp_path / "missing")
+
+
+def test_meta_train_bad_input():
+    with pytest.raises(ValueError, match="meta_train: population must be even"):
+        jaxlr.auto.meta_train(META_POLICY, [_quad_task()], key=jax.random.key(0), population=5)
+    with pytest.raises(ValueError, match="meta_train: tasks must be a non-empty"):
+        jaxlr.auto.meta_train(META_POLICY, [], key=jax.random.key(0))
