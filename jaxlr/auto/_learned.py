@@ -110,7 +110,9 @@ def run_task(
     return TaskRun(task.val_fn(params), losses, lrs, norms, l1)
 
 
-def policy_tx(policy: Any, params: Any, task: Task, *, every: int = 10, max_factor=2.0):
+def policy_tx(
+    policy: Any, params: Any, task: Task, *, every: int = 10, max_factor: float = 2.0
+) -> Callable[[optax.GradientTransformation], optax.GradientTransformation]:
     """``make_tx`` for :func:`run_task`: the task's optimizer chained with :func:`learned_lr`
     at the task's default LR, bounds and horizon (one line to apply a policy to a new task).
 
@@ -186,7 +188,7 @@ def meta_train(
     every: int = 10,
     max_factor: float = 2.0,
     grid: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
-    diverged_score: float = 1.0,
+    diverged_score: float = 3.0,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 10,
     progress: bool = True,
