@@ -423,3 +423,23 @@ def test_meta_train_bad_input():
         jaxlr.auto.meta_train(META_POLICY, [_quad_task()], key=jax.random.key(0), population=5)
     with pytest.raises(ValueError, match="meta_train: tasks must be a non-empty"):
         jaxlr.auto.meta_train(META_POLICY, [], key=jax.random.key(0))
+
+
+def test_recurrent_policy_carry_moves_only_at_decisions():
+    policy = T.mlp_policy(("progress", "log_lr"), hidden=3, recurrent=True)
+    p = policy.init(jax.random.key(0))
+    tx = T.learned_lr(
+        policy, p, init_value=0.1, min_value=0.01, max_value=1.0, every=3, total_steps=9
+    )
+    states = _run(tx, [jnp.ones(1)] * 7, [1.0] * 7)
+    carries = np.stack([np.asarray(s.carry) for s in states])
+    changed = [i for i in range(1, 7) if not np.array_equal(carries[i], carries[i - 1])]
+    assert changed == [3, 6] and not carries[:3].any()
+    # the carry is the policy's hidden state: tanh(W x + U h + b) at the decision's features
+    x = np.asarray(states[3].features)
+    expected = np.tanh(x @ np.asarray(p["w"]) + np.asarray(p["b"]))
+    np.testing.assert_allclose(carries[3], expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="mlp_policy: hidden must be an int >= 1"):
+        T.mlp_policy(hidden=0)
+    with pytest.raises(ValueError, match="mlp_policy: recurrent must be one of"):
+        T.mlp_policy(recurrent=1)
