@@ -9,8 +9,9 @@ of batch 32. Each generation (16 members + the mean, 4 tasks, 2 seeds) is one co
 (the search checkpoints with orbax and resumes);
 a member's fitness is its mean log validation loss relative to the best constant LR of that task.
 
-Held-out tasks: an unseen width (128) with each optimizer, a 3x horizon (900 steps), and an
-optimizer the policy never saw (RMSprop, default 1e-3). Every method starts from the untuned
+Held-out tasks: an unseen width (128) with each optimizer, a 3x horizon (900 steps), an
+optimizer the policy never saw (RMSprop, default 1e-3), and an unseen architecture: a 2-layer
+post-LN Transformer learning to reverse sequences with Adam. Every method starts from the untuned
 default LR and is run in the same harness (``jaxlr.auto.run_task``) with the same 3 seeds:
 
 - grid8: the best of 8 runs, a constant and a cosine schedule at 4 peak LRs (8x the compute);
@@ -91,6 +92,27 @@ def mlp_task(width: int, opt: str, steps: int = STEPS, batch: int = 32) -> jaxlr
     )
 
 
+def transformer_task(steps: int = STEPS, batch: int = 32) -> jaxlr.auto.Task:
+    """A 2-layer post-LN Transformer (d=32) reversing 8-token sequences over 16 symbols, Adam at
+    1e-3; the seed varies the data (the initialization is the same for every seed)."""
+    graphdef, params = C.transformer(vocab=16, length=8)
+    xv, yv = C.reverse_task(jax.random.key(12345), batch=256, length=8, vocab=16)
+    return jaxlr.auto.Task(
+        name=f"transformer-adam-{steps}",
+        init_fn=lambda key: params,
+        loss_fn=lambda p, b: C.cross_entropy(graphdef, p, *b),
+        batch_fn=lambda k, t: C.reverse_task(
+            jax.random.fold_in(k, t), batch=batch, length=8, vocab=16
+        ),
+        val_fn=lambda p: C.cross_entropy(graphdef, p, xv, yv),
+        optimizer=optax.adam(1.0),
+        total_steps=steps,
+        init_value=1e-3,
+        min_value=1e-5,
+        max_value=1e-1,
+    )
+
+
 TRAIN = [mlp_task(w, o) for w in (16, 32) for o in ("sgdm", "adam")]
 HELD_OUT = {
     "unseen width 128, SGD-m": mlp_task(128, "sgdm"),
@@ -98,6 +120,7 @@ HELD_OUT = {
     "3x horizon (900), SGD-m": mlp_task(32, "sgdm", steps=3 * STEPS),
     "3x horizon (900), Adam": mlp_task(32, "adam", steps=3 * STEPS),
     "unseen optimizer RMSprop": mlp_task(32, "rmsprop"),
+    "Transformer (reverse), Adam": transformer_task(),
 }
 
 
