@@ -1,0 +1,309 @@
+"""Does a learned LR policy, meta-trained on a few digits MLPs, transfer to held-out tasks?
+
+Meta-training (``jaxlr.auto.meta_train``): antithetic OpenES over the parameters of a small MLP
+policy (``jaxlr.transforms.mlp_policy``: change of log smoothed loss, gradient norm relative to
+its running mean, log update/parameter norm, progress t/T, log LR/initial LR; one decision every
+10 steps, at most x2 or /2). Training tasks: 64-w-10 ReLU MLPs on scikit-learn's digits, widths
+16 and 32, SGD with momentum 0.9 (untuned default LR 0.01) and Adam (default 1e-3), 300 steps
+of batch 32. Each generation (16 members + the mean, 4 tasks, 2 seeds) is one compiled program
+(the search checkpoints with orbax and resumes);
+a member's fitness is its mean log validation loss relative to the best constant LR of that task.
+
+Held-out tasks: an unseen width (128) with each optimizer, a 3x horizon (900 steps), an
+optimizer the policy never saw (RMSprop, default 1e-3), and an unseen architecture: a 2-layer
+post-LN Transformer learning to reverse sequences with Adam. Every method starts from the untuned
+default LR and is run in the same harness (``jaxlr.auto.run_task``) with the same 3 seeds:
+
+- grid8: the best of 8 runs, a constant and a cosine schedule at 4 peak LRs (8x the compute);
+- default: the untuned default LR, constant;
+- greedy_lr, hypergradient (multiplicative): online rules from the default LR;
+- refinement: ``jaxlr.auto.refine_schedule`` from the default run's gradient norms, peaked at
+  grid8's best constant LR (so it needs the grid's compute too);
+- learned: the meta-trained policy, one run.
+
+Regret = final validation loss / grid8's - 1 (mean over seeds).
+
+Run: ``.venv/bin/python -m experiments.learned_policy [generations]`` (120 generations by
+default: about 6.5 minutes of meta-training and 13 minutes in all on 2 shared CPU cores, most of
+the rest compiling one program per held-out task and method). The trained policy is saved to
+``results/learned_policy_params`` (``jaxlr.auto.load_policy``).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxlr
+from experiments import _common as C
+
+T = jaxlr.transforms
+SEEDS = (100, 101, 102)
+STEPS = 300
+GRID_FACTORS = (1.0, 3.0, 10.0, 30.0)
+FEATURES = ("loss_change", "grad_norm", "update_ratio", "progress", "log_lr")
+OPTIMIZERS = {
+    "sgdm": (lambda: optax.sgd(1.0, momentum=0.9), 0.01, "gd"),
+    "adam": (lambda: optax.adam(1.0), 1e-3, "adam"),
+    "rmsprop": (lambda: optax.rmsprop(1.0), 1e-3, "adam"),
+}
+
+
+def mlp_task(width: int, opt: str, steps: int = STEPS, batch: int = 32) -> jaxlr.auto.Task:
+    """A 64-width-10 ReLU MLP on digits with optimizer ``opt`` at its default LR."""
+    (xtr, ytr), (xte, yte) = C.digits()
+    n = xtr.shape[0]
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        return {
+            "w1": jax.random.normal(k1, (64, width)) * jnp.sqrt(2.0 / 64),
+            "b1": jnp.zeros(width),
+            "w2": jax.random.normal(k2, (width, 10)) * jnp.sqrt(1.0 / width),
+            "b2": jnp.zeros(10),
+        }
+
+    def ce(p, x, y):
+        logits = jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    make, default, _ = OPTIMIZERS[opt]
+    return jaxlr.auto.Task(
+        name=f"mlp{width}-{opt}-{steps}",
+        init_fn=init,
+        loss_fn=lambda p, idx: ce(p, xtr[idx], ytr[idx]),
+        batch_fn=lambda k, t: jax.random.randint(jax.random.fold_in(k, t), (batch,), 0, n),
+        val_fn=lambda p: ce(p, xte, yte),
+        optimizer=make(),
+        total_steps=steps,
+        init_value=default,
+        min_value=default / 100.0,
+        max_value=default * 100.0,
+    )
+
+
+def transformer_task(steps: int = STEPS, batch: int = 32) -> jaxlr.auto.Task:
+    """A 2-layer post-LN Transformer (d=32) reversing 8-token sequences over 16 symbols, Adam at
+    1e-3; the seed varies the data (the initialization is the same for every seed)."""
+    graphdef, params = C.transformer(vocab=16, length=8)
+    xv, yv = C.reverse_task(jax.random.key(12345), batch=256, length=8, vocab=16)
+    return jaxlr.auto.Task(
+        name=f"transformer-adam-{steps}",
+        init_fn=lambda key: params,
+        loss_fn=lambda p, b: C.cross_entropy(graphdef, p, *b),
+        batch_fn=lambda k, t: C.reverse_task(
+            jax.random.fold_in(k, t), batch=batch, length=8, vocab=16
+        ),
+        val_fn=lambda p: C.cross_entropy(graphdef, p, xv, yv),
+        optimizer=optax.adam(1.0),
+        total_steps=steps,
+        init_value=1e-3,
+        min_value=1e-5,
+        max_value=1e-1,
+    )
+
+
+TRAIN = [mlp_task(w, o) for w in (16, 32) for o in ("sgdm", "adam")]
+HELD_OUT = {
+    "unseen width 128, SGD-m": mlp_task(128, "sgdm"),
+    "unseen width 128, Adam": mlp_task(128, "adam"),
+    "3x horizon (900), SGD-m": mlp_task(32, "sgdm", steps=3 * STEPS),
+    "3x horizon (900), Adam": mlp_task(32, "adam", steps=3 * STEPS),
+    "unseen optimizer RMSprop": mlp_task(32, "rmsprop"),
+    "Transformer (reverse), Adam": transformer_task(),
+}
+
+
+def _keys():
+    return jnp.stack([jax.random.key(s) for s in SEEDS])
+
+
+def runs(task, make_tx_of, values):
+    """Final val losses ``[len(values), len(SEEDS)]`` and LRs of ``make_tx_of(v)``, one program."""
+
+    def one(v, k):
+        r = jaxlr.auto.run_task(task, make_tx_of(v), k)
+        return r.val_loss, r.lrs
+
+    return jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))(jnp.asarray(values), _keys())
+
+
+def curve_runner(task):
+    """One compiled program for every schedule given as its per-step LRs ``[K, T]``: returns
+    final val losses ``[K, seeds]`` and the l2 and l1 gradient norms ``[K, seeds, T]``."""
+    bounds = np.arange(1, task.total_steps, dtype=np.float32)
+
+    def one(curve, k):
+        s = jaxlr.schedules.piecewise_constant(boundaries=bounds, values=curve)
+        r = jaxlr.auto.run_task(task, lambda opt: optax.chain(opt, T.scale_by_schedule(s)), k)
+        return r.val_loss, r.grad_norms, r.grad_l1
+
+    f = jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))
+    return lambda curves: f(jnp.asarray(curves, jnp.float32), _keys())
+
+
+def evaluate(task, policy, params):
+    d, n = task.init_value, task.total_steps
+    lrs = d * np.asarray(GRID_FACTORS, np.float32)
+    steps = np.arange(n)
+    cos = [np.asarray(jaxlr.schedules.cosine(init_value=v, total_steps=n)(steps)) for v in lrs]
+    grid_curves = np.stack([np.full(n, v, np.float32) for v in lrs] + cos)
+    run_curves = curve_runner(task)
+    g_val, g_norms, g_l1 = run_curves(grid_curves)
+    means = np.mean(np.where(np.isfinite(g_val), g_val, np.inf), 1)
+    best = int(np.argmin(means))
+    out = {"grid8": float(means[best]), "default": float(means[0])}  # factor 1 is the default
+    best_const = float(lrs[int(np.argmin(means[:4]))])
+    grid_pick = ("constant" if best < 4 else "cosine", float(lrs[best % 4]))
+    greedy = lambda v: (
+        lambda opt: optax.chain(  # noqa: E731
+            opt, T.greedy_lr(init_value=v, min_value=v / 100, max_value=v * 100, window=10)
+        )
+    )
+    out["greedy_lr"] = float(np.mean(runs(task, greedy, np.asarray([d]))[0]))
+    hyper = lambda v: (
+        lambda opt: T.hypergradient(  # noqa: E731
+            opt,
+            init_value=v,
+            hyper_lr=0.02,
+            multiplicative=True,
+            min_value=v / 100,
+            max_value=v * 100,
+        )
+    )
+    out["hypergradient"] = float(np.mean(runs(task, hyper, np.asarray([d]))[0]))
+    learned = lambda v: jaxlr.auto.policy_tx(policy, params, task)  # noqa: E731
+    l_val, l_lrs = runs(task, learned, np.asarray([0.0]))
+    out["learned"] = float(np.mean(l_val))
+    # refinement from the default run's gradient norms (l1 for Adam-family), and the LR the
+    # policy used (seed 0) exported as a schedule, through the same compiled program
+    kind = OPTIMIZERS[task.name.split("-")[1]][2]
+    norms = np.mean(np.asarray(g_norms if kind == "gd" else g_l1)[0], 0)
+    refined = jaxlr.auto.refine_schedule(norms, peak_value=best_const, kind=kind)
+    exported = T.applied_schedule(np.asarray(l_lrs[0, 0]))
+    curves = np.stack([np.asarray(refined(steps)), np.asarray(exported(steps))] * 4)
+    c_val = run_curves(curves)[0]
+    out["refinement"] = float(np.mean(c_val[0]))
+    export_gap = abs(float(c_val[1, 0]) - float(l_val[0, 0])) / float(l_val[0, 0])
+    return out, np.asarray(l_lrs[0, 0]), grid_pick, export_gap
+
+
+def _verdict(record, names, against=None):
+    if against is None:
+        ok = [record[n]["regret"]["learned"] <= 0.02 for n in names]
+    else:
+        ok = [record[n]["val"]["learned"] < record[n]["val"][against] for n in names]
+    return f"{'met' if all(ok) else 'missed'} ({sum(ok)}/{len(ok)})"
+
+
+def _losses_to(rec):
+    mine = rec["val"]["learned"]
+    return [f"{m} ({100 * rec['regret'][m]:+.1f}%)" for m, v in rec["val"].items() if v < mine]
+
+
+def main(generations: int = 120) -> None:
+    started = time.time()
+    policy = T.mlp_policy(FEATURES, hidden=8)
+    result = jaxlr.auto.meta_train(
+        policy,
+        TRAIN,
+        key=jax.random.key(0),
+        num_generations=generations,
+        population=16,
+        sigma=0.1,
+        learning_rate=0.05,
+        num_seeds=2,
+        diverged_score=3.0,
+        checkpoint_dir=tempfile.mkdtemp(prefix="learned_policy_"),  # resumable
+    )
+    jaxlr.auto.save_policy(C.RESULTS / "learned_policy_params", policy, result.params)
+    meta_seconds = result.seconds
+    print(f"meta-training: {meta_seconds:.0f} s, mean fitness {result.mean_fitness[-1]:.4f}")
+
+    methods = ("grid8", "default", "greedy_lr", "hypergradient", "refinement", "learned")
+    table, record, curves = [], {}, {}
+    in_family = list(HELD_OUT)
+    for name, task in HELD_OUT.items():
+        vals, lrs, pick, gap = evaluate(task, policy, result.params)
+        regret = {m: vals[m] / vals["grid8"] - 1.0 for m in methods}
+        record[name] = {"val": vals, "regret": regret, "grid_pick": pick, "export_gap": gap}
+        print(name, f"exported schedule retrains within {100 * gap:.3f}%")
+        curves[name] = lrs / task.init_value
+        table.append(
+            [name, f"{vals['grid8']:.4f}"] + [f"{100 * regret[m]:+.1f}%" for m in methods[1:]]
+        )
+        print(table[-1])
+
+    fig, axes = C.figure(2, width=6.0)
+    for name, c in curves.items():
+        axes[0].plot(c, label=name)
+    axes[0].set(
+        yscale="log",
+        xlabel="step",
+        ylabel="LR / default LR",
+        title="LR the learned policy applied (seed 0)",
+    )
+    axes[0].legend(fontsize=6)
+    g = np.arange(len(result.mean_fitness))
+    axes[1].plot(g, result.mean_fitness, label="mean (the policy)")
+    axes[1].plot(g, result.fitness.min(1), label="best member")
+    axes[1].set(
+        xlabel="generation", ylabel="fitness: mean log(val / best constant)", title="meta-training"
+    )
+    axes[1].legend()
+    held_names = in_family
+    held = [record[n]["regret"]["learned"] for n in held_names]
+    summary = "\n".join(
+        [
+            "# Learned LR policy: meta-trained on 4 digits MLPs, tested on held-out tasks",
+            "",
+            f"Meta-training: {generations} OpenES generations x 16 members, 4 tasks x 2 "
+            f"seeds, {meta_seconds:.0f} s wall (compile included).",
+            "",
+            "Regret = final validation loss / best of the 8-run grid - 1 (mean of 3 seeds; "
+            "negative = better than the grid).",
+            "",
+            C.md_table(["task", "grid8 val"] + list(methods[1:]), table),
+            "",
+            "Targets: in-family held-out tasks (unseen width, 3x horizon) within 2% of grid8 "
+            f"from one run: {_verdict(record, in_family[:4])}; beats the untuned default on "
+            f"every held-out task: {_verdict(record, in_family, against='default')}.",
+            "",
+            "Where the learned policy loses (a method with lower regret on that task):",
+            "",
+            *[
+                f"- {n}: " + (", ".join(_losses_to(record[n])) or "nothing beats it")
+                for n in held_names
+            ],
+            "",
+            "Held-out regret of the learned policy: "
+            + ", ".join(f"{100 * r:+.1f}%" for r in held)
+            + ".",
+        ]
+    )
+    C.write(
+        "learned_policy",
+        summary=summary,
+        record={
+            "meta_seconds": meta_seconds,
+            "results": record,
+            "mean_fitness": result.mean_fitness,
+            "reference": result.reference,
+        },
+        fig=fig,
+        started=started,
+    )
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 120)
