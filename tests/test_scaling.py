@@ -96,8 +96,11 @@ def test_law_matches_weighted_lstsq(straight):
     sw = np.sqrt(f._weights)
     want = np.linalg.lstsq(a * sw[:, None], y * sw, rcond=None)[0]
     np.testing.assert_allclose(f.coef, want, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(1.0 / f._weights, np.maximum(
-        np.var(f._opt_draws, 0), (np.log(ETAS[1] / ETAS[0]) / 10) ** 2), rtol=1e-3)
+    np.testing.assert_allclose(
+        1.0 / f._weights,
+        np.maximum(np.var(f._opt_draws, 0), (np.log(ETAS[1] / ETAS[0]) / 10) ** 2),
+        rtol=1e-3,
+    )
 
 
 def test_known_exponent_recovered_within_interval(straight):
@@ -184,7 +187,9 @@ def test_sweep_and_population_results_give_the_array_fit(straight):
         else:
             results.append(
                 jaxlr.sweep.PopulationResult(
-                    cfg, {"loss": curve}, diverged=np.zeros(len(eta), bool),
+                    cfg,
+                    {"loss": curve},
+                    diverged=np.zeros(len(eta), bool),
                     diverged_step=np.full(len(eta), -1),
                 )
             )
@@ -281,13 +286,22 @@ def test_bootstrap_is_one_compiled_program(straight):
     "change, match",
     [
         (lambda a: {**a, "N": np.repeat([32.0, 64.0, 64, 64, 64], 39)}, "at least 3 scales, got 2"),
-        (lambda a: {**a, "loss": np.where(a["eta"] == 1.0, np.nan, a["loss"])},
-         r"scale N=(32|64|128|256|512): non-finite losses at lr \[1.0\].*diverged="),
-        (lambda a: {**a, "diverged": np.where(a["N"] == 64.0, True, False)},
-         "scale N=64: every member diverged"),
-        (lambda a: {**a, "N": np.where(a["N"] == 512.0, 2048.0, a["N"]),
-                    "loss": np.where(a["N"] == 512.0, 1 + (np.log(a["eta"]) + 13) ** 2, a["loss"])},
-         r"scale N=2048: the best lr 0.0001 is the smallest of its grid \[0.0001 .. 1\]; widen"),
+        (
+            lambda a: {**a, "loss": np.where(a["eta"] == 1.0, np.nan, a["loss"])},
+            r"scale N=(32|64|128|256|512): non-finite losses at lr \[1.0\].*diverged=",
+        ),
+        (
+            lambda a: {**a, "diverged": np.where(a["N"] == 64.0, True, False)},
+            "scale N=64: every member diverged",
+        ),
+        (
+            lambda a: {
+                **a,
+                "N": np.where(a["N"] == 512.0, 2048.0, a["N"]),
+                "loss": np.where(a["N"] == 512.0, 1 + (np.log(a["eta"]) + 13) ** 2, a["loss"]),
+            },
+            r"scale N=2048: the best lr 0.0001 is the smallest of its grid \[0.0001 .. 1\]; widen",
+        ),
         (lambda a: {k: v[1:] for k, v in a.items()}, "every grid point needs the same number"),
         (lambda a: {**a, "eta": np.where(a["eta"] == 1.0, -1.0, a["eta"])}, "must be > 0"),
     ],
@@ -312,7 +326,7 @@ def test_largest_edge_and_argument_errors(straight):
         (dict(num_resamples=0), "num_resamples must be an int >= 1"),
         (dict(quadratic=True, N=None, D=a["N"]), r"quadratic=True .* needs N"),
         (dict(N=None), "give at least one scale variable"),
-        (dict(target="batch_size"), "needs batch_size="),
+        (dict(target="batch_size"), "target='batch_size' needs batch_size="),
         (dict(tolerance=-0.1), "tolerance must be > 0"),
     ]:
         with pytest.raises(ValueError, match="fit: " + match):
@@ -329,3 +343,153 @@ def test_leave_one_out_needs_enough_scales():
     f = scaling.fit(**arrays(synth(law_n(n)), N=n), num_resamples=R)
     with pytest.raises(ValueError, match="needs at least 4 scales to leave one out, the fit has 3"):
         f.leave_one_scale_out()
+
+
+# -- muP ------------------------------------------------------------------------------------------
+def _nnx_mlp(width, seed=0):
+    from flax import nnx
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs):
+            self.inp = nnx.Linear(8, width, rngs=rngs)
+            self.hid = nnx.Linear(width, width, rngs=rngs)
+            self.out = nnx.Linear(width, 3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(jax.nn.relu(self.hid(jax.nn.relu(self.inp(x)))))
+
+    return MLP(nnx.Rngs(seed))
+
+
+def test_mup_roles_and_multipliers_on_nnx_state():
+    from flax import nnx
+
+    params = nnx.state(_nnx_mlp(64), nnx.Param)
+    base = jax.eval_shape(lambda: nnx.state(_nnx_mlp(16), nnx.Param))
+    roles = scaling.mup_roles(params, base)
+    assert roles["inp"]["kernel"].get_value() == "input"
+    assert roles["hid"]["kernel"].get_value() == "hidden"
+    assert roles["out"]["kernel"].get_value() == "output"
+    assert roles["out"]["bias"].get_value() == "vector"
+    adam = scaling.mup_multipliers(params, base)
+    sgd = scaling.mup_multipliers(params, base, family="sgd")
+    want_adam = {"inp": (1.0, 1.0), "hid": (16 / 64, 1.0), "out": (16 / 64, 1.0)}
+    want_sgd = {"inp": (64 / 16, 64 / 16), "hid": (1.0, 64 / 16), "out": (16 / 64, 1.0)}
+    for layer in ("inp", "hid", "out"):
+        for got, want in ((adam, want_adam), (sgd, want_sgd)):
+            assert got[layer]["kernel"].get_value() == want[layer][0]
+            assert got[layer]["bias"].get_value() == want[layer][1]
+
+
+def test_mup_adam_is_adam_times_multiplier_in_an_nnx_optimizer():
+    import optax
+    from flax import nnx
+
+    model = _nnx_mlp(32, seed=1)
+    base = jax.eval_shape(lambda: nnx.state(_nnx_mlp(8), nnx.Param))
+    params0 = nnx.state(model, nnx.Param)
+    ref = jax.tree.map(np.asarray, params0)
+    opt = nnx.Optimizer(model, scaling.mup(optax.adam(1e-2), params0, base), wrt=nnx.Param)
+    x = jax.random.normal(jax.random.key(0), (5, 8))
+    y = np.array([0, 1, 2, 0, 1])
+    grads = nnx.grad(lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean())(
+        model
+    )
+    opt.update(model, grads)
+    # Adam's first step is -lr * g / (|g| + eps) elementwise; muP multiplies it per layer.
+    for layer, mult in (("inp", 1.0), ("hid", 8 / 32), ("out", 8 / 32)):
+        g = np.asarray(grads[layer]["kernel"].get_value())
+        step = -1e-2 * mult * g / (np.abs(g) + 1e-8)
+        new = np.asarray(getattr(model, layer).kernel.get_value())
+        np.testing.assert_allclose(new - ref[layer]["kernel"].get_value(), step, atol=1e-6)
+
+
+def test_mup_init_gives_output_variance_over_fan_in_squared():
+    params = {"h": np.ones((256, 256)), "o": np.random.default_rng(0).standard_normal((256, 50))}
+    base = {"h": np.ones((32, 32)), "o": np.ones((32, 50))}
+    out = scaling.mup_init(params, base)
+    np.testing.assert_allclose(out["o"], params["o"] * np.sqrt(32 / 256))
+    assert out["h"] is params["h"]
+
+
+def test_mup_errors():
+    with pytest.raises(ValueError, match="mup_roles: params and base_params must have the same"):
+        scaling.mup_roles({"a": np.ones((2, 2))}, {"b": np.ones((2, 2))})
+    with pytest.raises(ValueError, match=r"mup_roles: leaf 0 has shape \(2, 2\) here and \(2,\)"):
+        scaling.mup_roles({"a": np.ones((2, 2))}, {"a": np.ones(2)})
+    with pytest.raises(ValueError, match="mup_multipliers: family must be one of"):
+        scaling.mup_multipliers({"a": np.ones((2, 2))}, {"a": np.ones((2, 2))}, family="lion")
+
+
+# -- presets and the schedule / horizon transfer --------------------------------------------------
+def test_published_laws_match_their_formulas():
+    for c in (1e17, 3e20):
+        law = scaling.deepseek_llm(compute=c)
+        assert law.learning_rate == pytest.approx(0.3118 * c**-0.125)
+        assert law.batch_size == pytest.approx(0.2920 * c**0.3271)
+    law = scaling.step_law(N=3e8, D=2e10)
+    assert law.learning_rate == pytest.approx(1.79 * 3e8**-0.713 * 2e10**0.307)
+    assert law.batch_size == pytest.approx(0.58 * 2e10**0.571)
+    with pytest.raises(ValueError, match="deepseek_llm: compute must be > 0, got compute=0"):
+        scaling.deepseek_llm(compute=0)
+    with pytest.raises(ValueError, match="step_law: D must be finite"):
+        scaling.step_law(N=1e9, D=float("inf"))
+
+
+def _bound(gamma, s, d=1.0, g=1.0):
+    """Schaipp et al.'s last-iterate bound, written out with loops (t = 1..T)."""
+    t_ = len(s)
+    eta = gamma * np.asarray(s, float)
+    first = (d**2 + g**2 * np.sum(eta**2)) / (2 * np.sum(eta))
+    rest = sum(
+        eta[k] / eta[k + 1 :].sum() * (eta[k:] ** 2).sum() / eta[k:].sum() for k in range(t_ - 1)
+    )
+    return first + g**2 / 2 * rest
+
+
+def _argmin_bound(s):
+    from scipy.optimize import minimize_scalar
+
+    r = minimize_scalar(
+        lambda lg: _bound(np.exp(lg), s), bounds=(-12, 4), method="bounded", options={"xatol": 1e-9}
+    )
+    return np.exp(r.x)
+
+
+@pytest.mark.parametrize(
+    "source, target, steps",
+    [
+        ("constant(value=1.0)", "constant(value=1.0)", (40, 160)),
+        (
+            "cosine(init_value=1.0, total_steps=61)",
+            "wsd(peak_value=1.0, total_steps=60, decay_fraction=0.2)",
+            (60, 60),
+        ),
+        (
+            "wsd(peak_value=1.0, total_steps=50, decay_fraction=0.2)",
+            "warmup_cosine(peak_value=1.0, warmup_steps=10, total_steps=121)",
+            (50, 120),
+        ),
+    ],
+)
+def test_transfer_lr_minimizes_the_convex_bound(source, target, steps):
+    src, tgt = jaxlr.schedules.parse(source), jaxlr.schedules.parse(target)
+    s_src = np.asarray(jax.vmap(src)(np.arange(steps[0])))
+    s_tgt = np.asarray(jax.vmap(tgt)(np.arange(steps[1])))
+    want = _argmin_bound(s_tgt / s_tgt.max()) / _argmin_bound(s_src / s_src.max())
+    got = scaling.transfer_lr(
+        2e-3, source=src, target=tgt, source_steps=steps[0], target_steps=steps[1]
+    )
+    assert got == pytest.approx(2e-3 * want, rel=1e-4)
+
+
+def test_transfer_lr_errors():
+    c = jaxlr.schedules.constant(value=1.0)
+    kw = dict(source=c, target=c, source_steps=10, target_steps=10)
+    with pytest.raises(ValueError, match="transfer_lr: lr must be > 0"):
+        scaling.transfer_lr(0.0, **kw)
+    with pytest.raises(ValueError, match="transfer_lr: target_steps must be an int >= 2"):
+        scaling.transfer_lr(1e-3, **{**kw, "target_steps": 1})
+    zero = jaxlr.schedules.constant(value=0.0)
+    with pytest.raises(ValueError, match="transfer_lr: source must be finite and > 0 somewhere"):
+        scaling.transfer_lr(1e-3, **{**kw, "source": zero})

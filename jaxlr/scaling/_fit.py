@@ -162,9 +162,11 @@ def _wls(a: np.ndarray, w: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _wls_jax(a, w, y):
     """:func:`_wls` in JAX, by the normal equations (``P`` is small)."""
     aw = a * w[:, None]
-    return jnp.linalg.solve(aw.T @ a, (y * w) @ a).T if y.ndim == 1 else jnp.linalg.solve(
-        aw.T @ a, ((y * w) @ a).T
-    ).T
+    return (
+        jnp.linalg.solve(aw.T @ a, (y * w) @ a).T
+        if y.ndim == 1
+        else jnp.linalg.solve(aw.T @ a, ((y * w) @ a).T).T
+    )
 
 
 class ScalingFit:
@@ -221,8 +223,11 @@ class ScalingFit:
         self._curves = [(np.asarray(a, float), np.asarray(b, float)) for a, b in r["curves"]]
 
     def __repr__(self) -> str:
-        ex = ", ".join(f"{k}^{v[0]:.3g} [{v[1]:.3g}, {v[2]:.3g}]" for k, v in self.exponents.items())
-        return f"ScalingFit({self.target}* = {np.exp(self.coef[0]):.3g} x {ex}; S={len(self.scales)})"
+        ex = ", ".join(
+            f"{k}^{v[0]:.3g} [{v[1]:.3g}, {v[2]:.3g}]" for k, v in self.exponents.items()
+        )
+        head = f"{self.target}* = {np.exp(self.coef[0]):.3g} x {ex}"
+        return f"ScalingFit({head}; S={len(self.scales)})"
 
     @property
     def exponents(self) -> dict[str, tuple[float, float, float]]:
@@ -238,8 +243,7 @@ class ScalingFit:
         extra = [k for k in scale if k not in self.variables]
         if missing or extra:
             c.fail(
-                f"needs exactly the fitted variables {list(self.variables)}, got "
-                f"{sorted(scale)}"
+                f"needs exactly the fitted variables {list(self.variables)}, got {sorted(scale)}"
             )
         logs, reach = [], {}
         for i, v in enumerate(self.variables):
@@ -248,9 +252,7 @@ class ScalingFit:
             reach[v] = float(value) / top
             outside = max(float(value) / top, bottom / float(value))
             if outside > MAX_REACH and not force:
-                far, ref = (
-                    ("largest", top) if float(value) > top else ("smallest", bottom)
-                )
+                far, ref = ("largest", top) if float(value) > top else ("smallest", bottom)
                 c.fail(
                     f"{v}={float(value):g} is {outside:.3g}x the {far} fitted {v}={ref:g}, "
                     f"past the {MAX_REACH:g}x limit of extrapolation; pass force=True to "
@@ -440,7 +442,9 @@ class ScalingFit:
         fig, ax = _figure(f"optimal {self.target} vs {v}")
         xs = self.scales[:, 0]
         val = np.array([o.value for o in self.optima])
-        err = np.array([[o.value - o.low for o in self.optima], [o.high - o.value for o in self.optima]])
+        err = np.array(
+            [[o.value - o.low for o in self.optima], [o.high - o.value for o in self.optima]]
+        )
         ax.errorbar(xs, val, yerr=np.maximum(err, 0), fmt="o", capsize=3, label="per-scale optimum")
         if len(self.variables) == 1:
             grid = np.geomspace(xs.min() / 2, xs.max() * 4, 50)
@@ -494,9 +498,7 @@ def load_fit(path: str | Path) -> ScalingFit:
         raise ValueError(f"load_fit: {str(path)!r} is not a ScalingFit saved by ScalingFit.save")
     nan = lambda v: np.nan if v is None else v  # noqa: E731
     record["optima"] = [{k: nan(x) for k, x in o.items()} for o in record["optima"]]
-    record["curves"] = [
-        (a, [np.nan if x is None else x for x in b]) for a, b in record["curves"]
-    ]
+    record["curves"] = [(a, [np.nan if x is None else x for x in b]) for a, b in record["curves"]]
     return ScalingFit(record)
 
 
@@ -536,9 +538,10 @@ def fit(
     - ``"near_optimal"`` (Step Law): the geometric mean of the grid values whose loss is within
       ``tolerance`` (0.25%) of the best.
 
-    A bootstrap (``num_resamples`` draws: seeds resampled per grid point; with one seed, the
-    grid points reweighted by Dirichlet(1) weights) gives each scale's interval and a variance
-    :math:`\sigma_s^2` of :math:`\log x^*_s` (floored at ``(grid step / 10)^2`` in the weights). Across scales,
+    A bootstrap (``num_resamples`` draws: each grid point's seed mean redrawn from the scale's
+    pooled seed residuals; with one seed, the grid points reweighted by Dirichlet(1) weights) gives each scale's interval and a variance
+    :math:`\sigma_s^2` of :math:`\log x^*_s` (floored at ``(grid step / 10)^2`` in the
+    weights). Across scales,
 
     .. math::
         \log x^*_s = a + \sum_k b_k (\log v_{k,s} - \overline{\log v_k})
@@ -613,8 +616,12 @@ def fit(
         if target == "batch_size" and batch is None:
             c.fail("target='batch_size' needs batch=, the results' batch-size hyperparameter")
         members = _members(
-            results, scale=given, lr=lr, metric=metric,
-            batch=batch if target == "batch_size" else None, fn=fn,
+            results,
+            scale=given,
+            lr=lr,
+            metric=metric,
+            batch=batch if target == "batch_size" else None,
+            fn=fn,
         )
     else:
         if eta is None or loss is None:
@@ -651,9 +658,16 @@ def fit(
 
     start = time.perf_counter()
     out = _PROGRAM(
-        jnp.asarray(x, jnp.float32), jnp.asarray(lk, jnp.float32), jnp.asarray(valid),
-        jnp.asarray(seeds), key, jnp.float32(tolerance), jnp.asarray(a, jnp.float32),
-        jnp.asarray(step, jnp.float32), estimator=estimator, window=window,
+        jnp.asarray(x, jnp.float32),
+        jnp.asarray(lk, jnp.float32),
+        jnp.asarray(valid),
+        jnp.asarray(seeds),
+        key,
+        jnp.float32(tolerance),
+        jnp.asarray(a, jnp.float32),
+        jnp.asarray(step, jnp.float32),
+        estimator=estimator,
+        window=window,
         num_resamples=num_resamples,
     )
     point, curv, opt_draws, weights, beta, beta_draws, chi2 = jax.tree.map(np.asarray, out)
@@ -699,8 +713,11 @@ def fit(
         weights=weights,
         curves=[(g, np.where(np.isfinite(m), m, np.nan)) for g, m in curves],
         info=dict(
-            estimator=estimator, num_resamples=num_resamples, window=window,
-            tolerance=tolerance, bootstrap_seconds=seconds,
+            estimator=estimator,
+            num_resamples=num_resamples,
+            window=window,
+            tolerance=tolerance,
+            bootstrap_seconds=seconds,
         ),
     )
     return ScalingFit(record)
@@ -709,8 +726,15 @@ def fit(
 def _program(x, loss, valid, seeds, key, tolerance, a, step, *, estimator, window, num_resamples):
     """Per-scale optima and their draws, then the weighted fit of every draw: one program."""
     point, curv, d = draws(
-        x, loss, valid, seeds, key, tolerance,
-        estimator=estimator, window=window, num_resamples=num_resamples,
+        x,
+        loss,
+        valid,
+        seeds,
+        key,
+        tolerance,
+        estimator=estimator,
+        window=window,
+        num_resamples=num_resamples,
     )
     var = jnp.var(d, 0)
     # The weights' floor keeps a scale with (nearly) no spread from owning the fit; the

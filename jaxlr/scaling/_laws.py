@@ -116,9 +116,7 @@ def _bound_factor(s: jax.Array) -> jax.Array:
     return jnp.sum(s * s) + total * extra
 
 
-def transfer_lr(
-    lr: float, *, source, target, source_steps: int, target_steps: int
-) -> float:
+def transfer_lr(lr: float, *, source, target, source_steps: int, target_steps: int) -> float:
     r"""Transfers a tuned base LR to another schedule or horizon (Schaipp et al. 2025).
 
     For SGD on a convex, G-Lipschitz problem with distance D to the solution, the last iterate

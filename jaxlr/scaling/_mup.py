@@ -200,7 +200,8 @@ def mup_init(params: Any, base_params: Any) -> Any:
         >>> import jax.numpy as jnp
         >>> from jaxlr.scaling import mup_init
         >>> mlp = lambda w: {"w1": jnp.ones((w, w)), "w2": jnp.ones((w, 10))}
-        >>> float(mup_init(mlp(128), mlp(32))["w2"][0, 0]), float(mup_init(mlp(128), mlp(32))["w1"][0, 0])
+        >>> p = mup_init(mlp(128), mlp(32))
+        >>> float(p["w2"][0, 0]), float(p["w1"][0, 0])
         (0.5, 1.0)
     """
     roles = mup_roles(params, base_params)

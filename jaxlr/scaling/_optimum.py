@@ -13,7 +13,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 ESTIMATORS = ("quadratic", "near_optimal")
 _BIG = 1e30  # a loss that never wins a min (invalid grid points)
