@@ -539,9 +539,9 @@ def fit(
       ``tolerance`` (0.25%) of the best.
 
     A bootstrap (``num_resamples`` draws: each grid point's seed mean redrawn from the scale's
-    pooled seed residuals; with one seed, the grid points reweighted by Dirichlet(1) weights) gives each scale's interval and a variance
-    :math:`\sigma_s^2` of :math:`\log x^*_s` (floored at ``(grid step / 10)^2`` in the
-    weights). Across scales,
+    pooled seed residuals; with one seed, the grid points reweighted by Dirichlet(1) weights)
+    gives each scale's interval and a variance :math:`\sigma_s^2` of :math:`\log x^*_s`
+    (floored at ``(grid step / 10)^2`` in the weights). Across scales,
 
     .. math::
         \log x^*_s = a + \sum_k b_k (\log v_{k,s} - \overline{\log v_k})
