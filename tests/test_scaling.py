@@ -203,7 +203,8 @@ def test_diverged_members_are_skipped(straight):
     loss = loss.copy()
     loss[:, -2:] = np.nan  # the two largest LRs diverged at every scale
     flat = arrays(loss, N=WIDTHS)
-    g = scaling.fit(**flat, diverged=~np.isfinite(flat["loss"]), num_resamples=R)
+    seeds = np.tile(np.arange(SEEDS), 5 * len(ETAS))
+    g = scaling.fit(**flat, diverged=~np.isfinite(flat["loss"]), seed=seeds, num_resamples=R)
     np.testing.assert_allclose(g.coef, f.coef, rtol=1e-5)  # the optima sit far from them
 
 
@@ -303,6 +304,8 @@ def test_bootstrap_is_one_compiled_program(straight):
             r"scale N=2048: the best lr 0.0001 is the smallest of its grid \[0.0001 .. 1\]; widen",
         ),
         (lambda a: {k: v[1:] for k, v in a.items()}, "every grid point needs the same number"),
+        (lambda a: {**a, "seed": np.zeros(len(a["eta"]))}, r"scale N=32: lr 0.0001 repeats a seed"),
+        (lambda a: {**a, "N": a["N"][:-1]}, "N has 194 entries, eta has 195"),
         (lambda a: {**a, "eta": np.where(a["eta"] == 1.0, -1.0, a["eta"])}, "must be > 0"),
     ],
 )

@@ -103,6 +103,12 @@ def _grid(members: dict, *, names, target, fn):
                 f"scale {label}: every grid point needs the same number of seeds, got counts "
                 f"{sorted(counts)} (a rectangular sweep: values x seeds)"
             )
+        if "seed" in members:
+            for row, x in zip(cells, xs, strict=True):
+                for i in row:
+                    sd = members["seed"][where][i]
+                    if len(np.unique(sd)) != len(sd):
+                        c.fail(f"scale {label}: {target} {x:g} repeats a seed: {sd.tolist()}")
         bad = ~np.isfinite(loss) & ~div
         if bad.any():
             c.fail(
@@ -509,6 +515,7 @@ def fit(
     loss: Any = None,
     diverged: Any = None,
     batch_size: Any = None,
+    seed: Any = None,
     N: Any = None,
     D: Any = None,
     B: Any = None,
@@ -555,9 +562,10 @@ def fit(
     Args:
         results: one :class:`jaxlr.sweep.SweepResult` / ``PopulationResult`` per scale (members:
             LR grid x seeds); the scale variables then give one value per result.
-        eta, loss, diverged, batch_size: instead of ``results``, flat per-member arrays (the
-            scale variables then give one value per member); ``diverged`` marks members to
-            skip (default: none; a non-finite loss must be marked).
+        eta, loss, diverged, batch_size, seed: instead of ``results``, flat per-member arrays
+            (the scale variables then give one value per member); ``diverged`` marks members
+            to skip (default: none; a non-finite loss must be marked); members sharing a scale
+            and a grid value are seeds (``seed``, optional, checks that none repeats).
         N, D, B, C: scale variables (model size, data, batch size, compute); the law uses the
             ones given.
         lr: the results' LR hyperparameter name.
@@ -635,8 +643,10 @@ def fit(
             if batch_size is None:
                 c.fail("target='batch_size' needs batch_size= (one entry per member)")
             members["batch"] = np.asarray(batch_size, float).ravel()
+        if seed is not None:
+            members["seed"] = np.asarray(seed).ravel()
         for n, v in given.items():
-            members[n] = np.broadcast_to(np.asarray(v, float).ravel(), (m,))
+            members[n] = np.asarray(v, float).ravel()
         for n, v in members.items():
             if len(v) != m:
                 c.fail(f"{n} has {len(v)} entries, eta has {m}")
