@@ -198,11 +198,11 @@ class ScalingFit:
     Examples:
         >>> import numpy as np, jaxlr
         >>> widths = np.array([64.0, 128.0, 256.0, 512.0])
-        >>> etas = np.logspace(-4, -1, 13)
+        >>> etas = np.logspace(-4, 0, 17)
         >>> best = 0.3 * widths**-1.0  # a law with exponent -1
         >>> loss = (np.log(etas)[None] - np.log(best)[:, None]) ** 2 + 1.0
         >>> f = jaxlr.scaling.fit(eta=np.tile(etas, 4), loss=loss.ravel(),
-        ...                       N=np.repeat(widths, 13), num_resamples=200)
+        ...                       N=np.repeat(widths, 17), num_resamples=100)
         >>> round(f.exponents["N"][0], 3)
         -1.0
     """
@@ -491,9 +491,9 @@ def load_fit(path: str | Path) -> ScalingFit:
 
     Examples:
         >>> import numpy as np, jaxlr, tempfile, pathlib
-        >>> widths, etas = np.array([32.0, 64, 128]), np.logspace(-4, 0, 17)
+        >>> widths, etas = np.array([32.0, 64, 128, 256]), np.logspace(-4, 0, 17)
         >>> loss = (np.log(etas)[None] - np.log(0.1 / widths)[:, None]) ** 2
-        >>> f = jaxlr.scaling.fit(eta=np.tile(etas, 3), loss=loss.ravel(),
+        >>> f = jaxlr.scaling.fit(eta=np.tile(etas, 4), loss=loss.ravel(),
         ...                       N=np.repeat(widths, 17), num_resamples=100)
         >>> jaxlr.scaling.load_fit(f.save(pathlib.Path(tempfile.mkdtemp()) / "f.json")).variables
         ('N',)
