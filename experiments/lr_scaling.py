@@ -228,9 +228,12 @@ def main():
         f = fits[param]
         val = np.array([o.value for o in f.optima])
         err = np.array([[o.value - o.low for o in f.optima], [o.high - o.value for o in f.optima]])
-        ax[2].errorbar(WIDTHS, val, yerr=np.maximum(err, 0), fmt="o", capsize=3, label=param)
+        color = f"C{j}"
+        ax[2].errorbar(
+            WIDTHS, val, yerr=np.maximum(err, 0), fmt="o", capsize=3, color=color, label=param
+        )
         grid = np.geomspace(WIDTHS[0] / 1.5, WIDTHS[-1] * 1.5, 30)
-        ax[2].plot(grid, [f.predict(N=g).value for g in grid], "-", lw=1)
+        ax[2].plot(grid, [f.predict(N=g).value for g in grid], "-", lw=1, color=color)
     ax[2].set(
         xscale="log",
         yscale="log",
@@ -238,6 +241,8 @@ def main():
         ylabel="optimal LR",
         title="fitted optimum vs width (95% intervals)",
     )
+    ax[2].set_xticks(WIDTHS, [str(w) for w in WIDTHS])
+    ax[2].minorticks_off()
     ax[2].legend(fontsize=7)
 
     sp, mu = record["SP"], record["muP"]
