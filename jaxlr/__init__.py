@@ -2,7 +2,8 @@
 
 Traceable schedules (``jaxlr.schedules``), peer-compatible schedulers (``jaxlr.compat``),
 sharpness estimators (``jaxlr.sharpness``), Optax transforms (``jaxlr.transforms``), vectorized
-sweeps (``jaxlr.sweep``) and automatic LR control (``jaxlr.auto``).
+sweeps (``jaxlr.sweep``), automatic LR control (``jaxlr.auto``) and LR scaling laws
+(``jaxlr.scaling``).
 """
 
 import importlib
@@ -10,7 +11,7 @@ import importlib
 from jaxlr import plot, schedules
 
 __version__ = "0.1.0"
-_LAZY = ("auto", "compat", "recommend", "sharpness", "sweep", "transforms")
+_LAZY = ("auto", "compat", "recommend", "scaling", "sharpness", "sweep", "transforms")
 __all__ = ["plot", "schedules", *_LAZY]
 
 

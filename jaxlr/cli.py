@@ -95,8 +95,29 @@ def _demo(args) -> int:
 
 
 def _recommend(args) -> int:
-    from jaxlr.recommend import format_recommendation, recommend
+    from jaxlr.recommend import (
+        format_lr_recommendation,
+        format_recommendation,
+        recommend,
+        recommend_lr,
+    )
 
+    scale = dict(N=args.N, D=args.D, B=args.B, C=args.C)
+    if args.fit is not None or any(v is not None for v in scale.values()):
+        if args.peak is not None:
+            raise _UsageError("--peak and a scaling law (--fit, -N/-D/-B/-C) both set the LR")
+        if args.fit is not None and not os.path.isfile(args.fit):
+            raise _UsageError(f"--fit {args.fit!r}: no such file (save one with fit.save(path))")
+        r = recommend_lr(
+            fit=args.fit,
+            **scale,
+            preset=args.preset,
+            family=args.family,
+            total_steps=args.steps,
+            force=args.force,
+        )
+        print(format_lr_recommendation(r), end="")
+        return 0
     r = recommend(
         task=args.task,
         scale=args.scale,
@@ -159,6 +180,19 @@ def main(argv: list[str] | None = None) -> int:
         help="planned optimizer steps (default: assume 10000 and say so)",
     )
     p.add_argument("--peak", type=float, default=None, help="peak LR (default: the recipe's)")
+    law = p.add_argument_group(
+        "the peak LR from a scaling law (jaxlr.scaling): a saved fit, or a published preset"
+    )
+    law.add_argument("--fit", default=None, help="a fit saved by jaxlr.scaling.ScalingFit.save")
+    law.add_argument("-N", "--params", dest="N", type=float, default=None, help="model size")
+    law.add_argument("-D", "--tokens", dest="D", type=float, default=None, help="data (tokens)")
+    law.add_argument("-B", "--batch", dest="B", type=float, default=None, help="batch size")
+    law.add_argument("-C", "--compute", dest="C", type=float, default=None, help="FLOPs")
+    law.add_argument("--preset", default=None, help="step_law | deepseek_llm (without --fit)")
+    law.add_argument(
+        "--family", default="warmup_cosine", help="warmup_cosine | wsd | cosine | constant"
+    )
+    law.add_argument("--force", action="store_true", help="extrapolate a fit past 8x")
     p.set_defaults(fn=_recommend)
 
     args = parser.parse_args(argv)  # argparse's own errors: one usage line, exit status 2

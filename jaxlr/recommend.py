@@ -7,6 +7,11 @@ suggested schedule for one point of that grid with the reasons, each tied to a m
 ``experiments/results/`` where one exists (``docs/choosing.md`` has the full table and the
 numbers); :func:`format_recommendation` writes it as the code to paste (the ``jaxlr recommend``
 command prints that text).
+
+:func:`recommend_lr` answers the other question, *which peak LR*: from a scaling law fitted on
+small sweeps (:func:`jaxlr.scaling.fit`, saved as JSON) or from a published law (Step Law,
+DeepSeek LLM) at a model size, with the interval; :func:`format_lr_recommendation` prints it
+as paste-able optax code (``jaxlr recommend --fit fit.json -N 4096``).
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ from jaxlr.schedules import Schedule, parse
 __all__ = [
     "DATA",
     "DEFAULT_TOTAL_STEPS",
+    "LR_FAMILIES",
+    "LRRecommendation",
     "Recommendation",
     "SCALES",
     "TASKS",
+    "format_lr_recommendation",
     "format_recommendation",
     "recommend",
+    "recommend_lr",
 ]
 
 TASKS = ("classification", "generation", "reinforcement")
@@ -304,4 +313,194 @@ def format_recommendation(r: Recommendation) -> str:
         "docs/choosing.md):",
     ]
     lines += [wrap(reason) for reason in r.reasons]
+    return "\n".join(lines) + "\n"
+
+
+LR_FAMILIES = ("warmup_cosine", "wsd", "cosine", "constant")
+PRESETS = ("step_law", "deepseek_llm")
+
+
+class LRRecommendation(NamedTuple):
+    """What :func:`recommend_lr` returns."""
+
+    learning_rate: float  # the predicted peak LR
+    low: float | None  # its 95% interval (None for a published law: it gives none)
+    high: float | None
+    source: str  # the fit or the published law it came from
+    batch_size: float | None  # the law's batch size (tokens for the presets), if it has one
+    expression: str  # the schedule as an expression ``jaxlr.schedules.parse`` reads
+    schedule: Schedule  # ``jaxlr.schedules.parse(expression)``
+    optimizer_code: str  # the optax call
+    total_steps: int
+    assumed_total_steps: bool
+
+    @property
+    def code(self) -> str:
+        """Python that builds the schedule at the predicted peak and the optimizer."""
+        if self.low is None:
+            note = f"# peak LR {self.learning_rate:.4g} from {self.source} (no interval given)"
+        else:
+            note = (
+                f"# peak LR {self.learning_rate:.4g} (95% interval {self.low:.4g} .. "
+                f"{self.high:.4g}) from {self.source}"
+            )
+        return (
+            f"import jaxlr\nimport optax\n\n{note}\n"
+            f"schedule = jaxlr.schedules.{self.expression}\n"
+            f"optimizer = {self.optimizer_code}\n"
+        )
+
+
+def _family_expression(family: str, peak: float, t: int) -> str:
+    warm = max(1, t // 10)
+    return {
+        "warmup_cosine": lambda: _call(
+            "warmup_cosine", peak_value=peak, warmup_steps=warm, total_steps=t
+        ),
+        "wsd": lambda: _call(
+            "wsd", peak_value=peak, total_steps=t, warmup_steps=warm, decay_fraction=0.2
+        ),
+        "cosine": lambda: _call("cosine", init_value=peak, total_steps=t),
+        "constant": lambda: _call("constant", value=peak),
+    }[family]()
+
+
+def recommend_lr(
+    *,
+    fit=None,
+    N: float | None = None,
+    D: float | None = None,
+    B: float | None = None,
+    C: float | None = None,
+    preset: str | None = None,
+    family: str = "warmup_cosine",
+    optimizer: str = "adamw",
+    total_steps: int | None = None,
+    force: bool = False,
+) -> LRRecommendation:
+    r"""The peak LR for a new scale, from a fitted scaling law or a published one.
+
+    With ``fit`` (a :class:`jaxlr.scaling.ScalingFit` or the path of its JSON), the LR is
+    ``fit.predict(**scale)`` with its bootstrap interval (extrapolation past 8x refused unless
+    ``force``). Without it, a published law: ``preset="step_law"`` (needs ``N`` and ``D``;
+    :math:`\eta = 1.79 N^{-0.713} D^{0.307}`) or ``"deepseek_llm"`` (needs ``C``;
+    :math:`\eta = 0.3118 C^{-0.125}`); ``None`` picks Step Law when ``N`` and ``D`` are given,
+    DeepSeek when ``C`` is. The schedule is ``family`` at that peak (10% warmup where it
+    has one; WSD decays over its last 20%).
+
+    Args:
+        fit: a fit or the path of its JSON (:meth:`jaxlr.scaling.ScalingFit.save`).
+        N, D, B, C: the new scale (model size, tokens / data, batch size, compute).
+        preset: ``"step_law"`` or ``"deepseek_llm"`` when there is no fit.
+        family: one of :data:`LR_FAMILIES`.
+        optimizer: ``"adamw"``, ``"adam"`` or ``"sgd+momentum"``.
+        total_steps: planned optimizer steps; ``None`` assumes :data:`DEFAULT_TOTAL_STEPS`.
+        force: allow extrapolating a fit past 8x its largest scale.
+
+    Returns:
+        An :class:`LRRecommendation` (LR, interval, source, schedule, code).
+
+    Raises:
+        ValueError: both or neither of ``fit`` and a preset's variables, an unknown family,
+            preset or optimizer, a missing variable, or what the fit's ``predict`` raises.
+
+    Examples:
+        >>> from jaxlr.recommend import recommend_lr
+        >>> r = recommend_lr(N=1e9, D=1e11, total_steps=1000)
+        >>> round(r.learning_rate, 6), r.source.split(":")[0]
+        (0.001632, 'Step Law (Li et al. 2025)')
+        >>> r.expression
+        'warmup_cosine(peak_value=0.0016325, warmup_steps=100, total_steps=1000)'
+
+    References:
+        Li et al., Predictable Scale: Part I (Step Law), 2025; DeepSeek-AI, DeepSeek LLM,
+        2024.
+    """
+    from jaxlr import scaling
+
+    c = Checker("recommend_lr")
+    c.choice("family", family, LR_FAMILIES)
+    c.choice("optimizer", optimizer, tuple(_OPTIMIZERS))
+    c.flag("force", force)
+    if preset is not None:
+        c.choice("preset", preset, PRESETS)
+    assumed = total_steps is None
+    t = DEFAULT_TOTAL_STEPS if assumed else total_steps
+    if isinstance(t, bool) or not isinstance(t, int):
+        c.fail(f"total_steps must be an int > 0, got total_steps={total_steps!r}")
+    c.positive("total_steps", t)
+    scale = {k: v for k, v in dict(N=N, D=D, B=B, C=C).items() if v is not None}
+    batch = None
+    if fit is not None:
+        if preset is not None:
+            c.fail(f"give a fit or a preset, not both (got preset={preset!r})")
+        if not isinstance(fit, scaling.ScalingFit):
+            fit = scaling.load_fit(fit)
+        if fit.target != "lr":
+            c.fail("the fit predicts the batch size; recommend_lr needs a fit of the LR")
+        p = fit.predict(force=force, **scale)
+        eta, low, high = p.value, p.low, p.high
+        ex = ", ".join(f"{k}^{v[0]:.3g}" for k, v in fit.exponents.items())
+        source = f"a scaling law fitted on {len(fit.scales)} scales (eta* ~ {ex}) at " + ", ".join(
+            f"{k}={v:g}" for k, v in scale.items()
+        )
+    else:
+        if preset is None:
+            preset = "step_law" if {"N", "D"} <= set(scale) else "deepseek_llm"
+        want = {"step_law": {"N", "D"}, "deepseek_llm": {"C"}}[preset]
+        if set(scale) != want:
+            c.fail(
+                f"preset={preset!r} needs exactly {sorted(want)} (or pass fit=), got "
+                f"{sorted(scale)}"
+            )
+        law = (
+            scaling.step_law(**scale)
+            if preset == "step_law"
+            else scaling.deepseek_llm(compute=scale["C"])
+        )
+        eta, low, high, batch = law.learning_rate, None, None, law.batch_size
+        source = law.source
+    eta = float(f"{eta:.6g}")
+    expr = _family_expression(family, eta, t)
+    return LRRecommendation(
+        eta, low, high, source, batch, expr, parse(expr), _OPTIMIZERS[optimizer], t, assumed
+    )
+
+
+def format_lr_recommendation(r: LRRecommendation) -> str:
+    """The text of ``jaxlr recommend`` with a fit or a preset: code to paste and caveats.
+
+    Args:
+        r: the output of :func:`recommend_lr`.
+
+    Returns:
+        Several lines: the predicted LR and interval, the code, the step count assumption.
+
+    Examples:
+        >>> from jaxlr.recommend import format_lr_recommendation, recommend_lr
+        >>> text = format_lr_recommendation(recommend_lr(C=1e20, total_steps=5000))
+        >>> print(text.splitlines()[0])
+        jaxlr recommend: peak LR 0.000986 (DeepSeek LLM 2024), no interval (a published law)
+    """
+    if r.low is None:
+        head = (
+            f"jaxlr recommend: peak LR {r.learning_rate:.3g} ({r.source.split(':')[0]}), "
+            "no interval (a published law)"
+        )
+    else:
+        head = (
+            f"jaxlr recommend: peak LR {r.learning_rate:.3g}, 95% interval "
+            f"{r.low:.3g} .. {r.high:.3g}"
+        )
+    code = "".join(f"    {line}\n" if line else "\n" for line in r.code.splitlines())
+    lines = [head, "", "Paste into your training script:", "", code.rstrip("\n"), ""]
+    if r.batch_size is not None:
+        lines += [f"The law's batch size: {r.batch_size:.4g} tokens.", ""]
+    if r.assumed_total_steps:
+        lines.append(
+            f"total_steps={r.total_steps} was assumed; pass --steps N with your planned steps."
+        )
+    else:
+        lines.append(f"total_steps={r.total_steps}, as given.")
+    lines.append(f"Source: {r.source}.")
     return "\n".join(lines) + "\n"

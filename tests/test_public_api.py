@@ -20,6 +20,7 @@ MODULES = [
     "jaxlr.sweep",
     "jaxlr.auto",
     "jaxlr.recommend",
+    "jaxlr.scaling",
     "jaxlr.compat",
 ]
 

@@ -192,3 +192,84 @@ def test_cli(capsys):
     assert "seed" not in out.lower()
     assert main(["recommend", "--task", "vision"]) == 2  # the library's ValueError, one line
     assert "recommend: task must be one of" in capsys.readouterr().err
+
+
+# -- recommend_lr: the peak LR from a scaling law -------------------------------------------------
+@pytest.fixture(scope="module")
+def width_fit():
+    # The doctests' shape (4 widths x 17 LRs x 1 seed, 100 draws): one compiled program.
+    widths, etas = np.array([32.0, 64, 128, 256]), np.logspace(-4, 0, 17)
+    loss = (np.log(etas)[None] - np.log(0.1 / widths)[:, None]) ** 2
+    return jaxlr.scaling.fit(
+        eta=np.tile(etas, 4), loss=loss.ravel(), N=np.repeat(widths, 17), num_resamples=100
+    )
+
+
+def _run_code(code: str):
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 - the pasted code must run as printed
+    return namespace
+
+
+def test_recommend_lr_from_a_fit_and_its_json(width_fit, tmp_path):
+    from jaxlr.recommend import format_lr_recommendation, recommend_lr
+
+    p = width_fit.predict(N=1024)
+    r = recommend_lr(fit=width_fit, N=1024, family="wsd", total_steps=500)
+    assert r.learning_rate == pytest.approx(p.value, rel=1e-5)
+    assert (r.low, r.high) == (p.low, p.high) and r.low <= r.high
+    assert r.learning_rate == pytest.approx(0.1 / 1024, rel=1e-3)  # the synthetic law
+    ns = _run_code(r.code)
+    sched = ns["schedule"]
+    assert float(sched(250)) == pytest.approx(r.learning_rate, rel=1e-6)  # WSD's stable phase
+    assert float(sched(499)) < 0.01 * r.learning_rate  # decayed over the last 20%
+    assert isinstance(ns["optimizer"], type(__import__("optax").adamw(1e-3)))
+    path = width_fit.save(tmp_path / "fit.json")
+    again = recommend_lr(fit=str(path), N=1024, family="wsd", total_steps=500)
+    assert again.expression == r.expression
+    text = format_lr_recommendation(r)
+    assert f"95% interval {p.low:.3g} .. {p.high:.3g}" in text and r.expression in text
+
+
+def test_recommend_lr_presets_match_their_formulas():
+    from jaxlr.recommend import recommend_lr
+
+    r = recommend_lr(N=3e8, D=2e10, total_steps=100)
+    assert r.learning_rate == pytest.approx(1.79 * 3e8**-0.713 * 2e10**0.307, rel=1e-5)
+    assert r.batch_size == pytest.approx(0.58 * 2e10**0.571)
+    assert r.low is None
+    d = recommend_lr(C=1e19, family="cosine", total_steps=100)
+    assert d.learning_rate == pytest.approx(0.3118 * 1e19**-0.125, rel=1e-5)
+    assert float(_run_code(d.code)["schedule"](0)) == pytest.approx(d.learning_rate, rel=1e-6)
+
+
+def test_recommend_lr_errors(width_fit):
+    from jaxlr.recommend import recommend_lr
+
+    for kw, match in [
+        (dict(N=1e9), r"preset='deepseek_llm' needs exactly \['C'\]"),
+        (dict(preset="step_law", C=1e20), r"preset='step_law' needs exactly \['D', 'N'\]"),
+        (dict(fit=width_fit, N=1e6), r"N=1e\+06 is 3.91e\+03x the largest fitted N=256"),
+        (dict(fit=width_fit, N=512, preset="step_law"), "give a fit or a preset, not both"),
+        (dict(N=1e9, D=1e11, family="step"), "family must be one of"),
+        (dict(preset="chinchilla"), "preset must be one of"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            recommend_lr(**kw)
+
+
+def test_cli_recommend_with_a_fit_and_a_preset(width_fit, tmp_path, capsys):
+    path = width_fit.save(tmp_path / "fit.json")
+    assert main(["recommend", "--fit", str(path), "-N", "1024", "--steps", "300"]) == 0
+    out = capsys.readouterr().out
+    code = out.split("Paste into your training script:\n\n", 1)[1].split("\n\n")[0:2]
+    ns = _run_code("\n\n".join(code).replace("\n    ", "\n").strip())
+    assert float(ns["schedule"](30)) == pytest.approx(width_fit.predict(N=1024).value, rel=1e-5)
+    assert main(["recommend", "-C", "1e20", "--steps", "300"]) == 0
+    assert "peak LR 0.000986" in capsys.readouterr().out
+    assert main(["recommend", "--fit", str(path), "-N", "1e6"]) == 2
+    assert "force=True" in capsys.readouterr().err
+    assert main(["recommend", "--fit", str(path), "-N", "1e6", "--force"]) == 0
+    capsys.readouterr()
+    assert main(["recommend", "-C", "1e20", "--peak", "0.1"]) == 2
+    assert "--peak and a scaling law" in capsys.readouterr().err
