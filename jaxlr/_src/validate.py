@@ -232,3 +232,48 @@ def check_cast(fn: str, name: str, value: Any, cast: Any) -> None:
             f"{fn}: {name} underflows {after.dtype} to 0 (smallest normal "
             f"{float(np.finfo(after.dtype).tiny):g}), got {name}={_show(wide)}"
         )
+
+
+def check_count(fn: str, name: str, value: Any) -> None:
+    """Raises when a concrete whole-number step count is not exactly a value of the float dtype
+    (``2**30 + 1`` in float32): the leaf would be another count, and integer steps would be
+    compared with it. The message names the two nearest values the dtype holds.
+
+    Examples:
+        >>> from jaxlr._src.validate import check_count
+        >>> check_count("step", "period_steps", 2**30 + 1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: step: period_steps=1073741825 is not a float32 number ...
+    """
+    if value is None or isinstance(value, (bool, str, bytes)):
+        return
+    a = concrete(value)
+    if a is None or a.size == 0:
+        return
+    dtype = np.dtype(jnp.result_type(float))
+    flat = a.reshape(-1)
+    for x in flat.tolist() if a.dtype == object or np.issubdtype(a.dtype, np.integer) else []:
+        if not isinstance(x, numbers.Integral) or isinstance(x, bool):
+            continue
+        x = int(x)
+        try:
+            held = dtype.type(x)
+        except OverflowError:
+            continue
+        if not np.isfinite(held) or int(held) == x:
+            continue  # past the float range (check_cast reports it), or exact
+        near = int(held)
+        other = np.nextafter(held, dtype.type(np.inf) if near < x else dtype.type(-np.inf))
+        lo, hi = sorted((near, int(other)))
+        raise ValueError(
+            f"{fn}: {name}={x} is not a {dtype.name} number (a step count is a {dtype.name} "
+            f"leaf); the nearest are {lo} and {hi}"
+        )
+    if np.issubdtype(a.dtype, np.floating) and a.dtype.itemsize > dtype.itemsize:
+        wide = a.astype(np.float64)
+        whole = np.isfinite(wide) & (wide == np.round(wide))
+        held = wide.astype(dtype)
+        bad = whole & np.isfinite(held) & (held.astype(np.float64) != wide)
+        if bad.any():
+            check_count(fn, name, np.asarray(wide[bad], np.int64))

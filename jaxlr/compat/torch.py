@@ -26,9 +26,9 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from jaxlr._src import exact
-from jaxlr._src.exact import value
+from jaxlr._src import steps
 from jaxlr._src.numeric import as_float, half_cosine, safe_div, safe_pow
+from jaxlr._src.steps import elapsed, reached, to_float
 from jaxlr._src.validate import Checker, concrete
 from jaxlr.compat._common import callable_arg, integer
 from jaxlr.schedules import (
@@ -296,7 +296,7 @@ def ExponentialLR(*, gamma: ArrayLike, lr: ArrayLike) -> Schedule:
 
 
 def _constant_law(step, *, lr, factor, total_iters):
-    undone = (step >= total_iters) & (total_iters > 0.0)
+    undone = reached(step, total_iters) & (total_iters > 0.0)
     return jnp.where(undone, lr * factor * safe_div(1.0, factor, 1.0), lr * factor)
 
 
@@ -336,7 +336,7 @@ def ConstantLR(
 
 
 def _linear_law(step, *, lr, start_factor, end_factor, total_iters):
-    p = jnp.clip(safe_div(value(step), value(total_iters)), 0.0, 1.0)
+    p = jnp.clip(safe_div(to_float(step), total_iters), 0.0, 1.0)
     ramp = start_factor + (end_factor - start_factor) * p
     return lr * jnp.where(total_iters > 0.0, ramp, start_factor)
 
@@ -386,7 +386,7 @@ def LinearLR(
 
 
 def _polynomial_law(step, *, lr, total_iters, power):
-    left = safe_div(value(exact.at_least(total_iters - step, 0.0)), value(total_iters), 1.0)
+    left = safe_div(jnp.maximum(-elapsed(step, total_iters), 0.0), total_iters, 1.0)
     return lr * jnp.where(total_iters > 0.0, safe_pow(left, power), 1.0)
 
 
@@ -429,8 +429,8 @@ def PolynomialLR(*, total_iters: ArrayLike = 5, power: ArrayLike = 1.0, lr: Arra
 
 def _cosine_annealing_law(step, *, lr, T_max, eta_min):
     # the closed form has period 2 T_max: reduce the step exactly first
-    _, u = exact.divmod_steps(step, 2.0 * T_max)
-    return eta_min + (lr - eta_min) * half_cosine(value(u), value(T_max))
+    _, u = steps.divide(step, 2.0 * T_max)
+    return eta_min + (lr - eta_min) * half_cosine(u, T_max)
 
 
 @register("torch.CosineAnnealingLR", _cosine_annealing_law, counts=("T_max",))
@@ -507,7 +507,7 @@ def CosineAnnealingWarmRestarts(
 # CyclicLR
 
 
-# The native triangle (its law takes exact steps and counts, so the cycle is found exactly).
+# The native triangle (its law finds the cycle exactly for integer steps).
 _CYCLIC_LAW = type(cyclic(init_value=0.0, peak_value=1.0, up_steps=1)).law
 
 
@@ -522,10 +522,10 @@ def _scaled_cycle_law(step, *, base_lr, max_lr, step_size_up, step_size_down, sc
         mode="triangular",
     )
     if scale_mode == "cycle":
-        x = value(exact.floor_div(step, step_size_up + step_size_down)) + 1.0
+        x = steps.floor_div(step, step_size_up + step_size_down) + 1.0
     else:
-        x = value(step)
-    return base_lr + (max_lr - base_lr) * h * jnp.asarray(scale_fn(x), step.dtype)
+        x = to_float(step)
+    return base_lr + (max_lr - base_lr) * h * jnp.asarray(scale_fn(x), h.dtype)
 
 
 def _check_cyclic(c: Checker, step_size_up, step_size_down, mode, scale_fn, scale_mode) -> None:
@@ -671,7 +671,7 @@ CyclicLR.with_momentum = _cyclic_lr_with_momentum
 
 def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase):
     """Torch's one-cycle phases through the knot ``values`` (the LR's or the momentum's)."""
-    t = exact.where(step < total_steps, step, total_steps)
+    inside = steps.before(step, total_steps)  # from T on, the value at T
     up = total_steps * pct_start
     ends = (
         [up - 1.0, up * 2.0 - 2.0, total_steps - 1.0]
@@ -682,7 +682,8 @@ def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, thr
 
     def phase(i):
         a, b = values[i], values[i + 1]
-        num, den = value(t - starts[i]), value(ends[i] - starts[i])
+        num = jnp.where(inside, elapsed(step, starts[i]), total_steps - starts[i])
+        den = ends[i] - starts[i]
         if anneal_strategy == "cos":
             return b + (a - b) * half_cosine(num, den)
         return (b - a) * safe_div(num, den) + a
@@ -690,7 +691,8 @@ def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, thr
     n = len(ends)
     out = phase(n - 1)  # the last phase also extrapolates to step T, as torch does
     for i in range(n - 2, -1, -1):
-        out = jnp.where(t <= ends[i], phase(i), out)
+        within = jnp.where(inside, ~steps.passed(step, ends[i]), total_steps <= ends[i])
+        out = jnp.where(within, phase(i), out)
     return out
 
 

@@ -5,7 +5,7 @@ pytree that Optax accepts as a ``learning_rate``. Because hyperparameters are le
 jit without retracing, stack and ``vmap``, and ``grad`` flows into them.
 """
 
-from jaxlr.schedules import exact, presets
+from jaxlr.schedules import presets
 from jaxlr.schedules._catalog import catalog
 from jaxlr.schedules._combinators import (
     clip,
@@ -57,7 +57,6 @@ __all__ = [
     "cosine",
     "cyclic",
     "cyclic_momentum",
-    "exact",
     "exponential",
     "from_config",
     "infinite",

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src import exact, numeric
-from jaxlr._src.exact import progress
+from jaxlr._src import numeric, steps
+from jaxlr._src.steps import progress, reached
 from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import rise
@@ -24,8 +24,8 @@ def _schedule_arg(c: Checker, name: str, s) -> None:
 def _warmup(step, *, schedule, warmup_steps, init_value, shape):
     target = schedule(jnp.zeros(step.shape, step.dtype))
     ramp = rise(init_value, target, progress(step, 0.0, warmup_steps), shape)
-    after = schedule(exact.at_least(step - warmup_steps, 0.0))
-    return jnp.where(step < warmup_steps, ramp, after)
+    after = schedule(steps.shift_from(step, warmup_steps))
+    return jnp.where(reached(step, warmup_steps), after, ramp)
 
 
 @register("warmup", _warmup, counts=("warmup_steps",))
@@ -76,7 +76,7 @@ def _join(step, *, schedules, boundaries):
     out = schedules[0](step)
     for i, s in enumerate(schedules[1:]):
         b = boundaries[..., i]
-        out = jnp.where(step >= b, s(exact.at_least(step - b, 0.0)), out)
+        out = jnp.where(reached(step, b), s(steps.shift_from(step, b)), out)
     return out
 
 
@@ -244,7 +244,8 @@ def clip(
 
 
 def _per_epoch(step, *, schedule, steps_per_epoch):
-    return schedule(exact.floor_div(step, steps_per_epoch))  # exact for integer counts
+    # an integer step's epoch is an integer step for the child (exact past 2^24 too)
+    return schedule(steps.epoch(step, steps_per_epoch))
 
 
 @register("per_epoch", _per_epoch, counts=("steps_per_epoch",))
@@ -282,7 +283,13 @@ def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
 
 def _noise(step, *, schedule, key, start_step, end_step, pct, std, distribution):
     base = schedule(step)
-    flat = exact.floor_uint(step).reshape(-1).astype(jnp.uint32)
+    t = steps.to_float(step)
+    ok = (t >= 0) & (t < 2.0**32)
+    if steps.is_int(step):
+        flat = jnp.where(step >= 0, step, 0).astype(jnp.uint32)
+    else:
+        flat = jnp.where(ok, jnp.floor(t), 0.0).astype(jnp.uint32)
+    flat = flat.reshape(-1)
 
     def draw(t):
         k = jax.random.fold_in(key, t)
@@ -293,7 +300,7 @@ def _noise(step, *, schedule, key, start_step, end_step, pct, std, distribution)
         return sd * jax.random.truncated_normal(k, -bound, bound, (), base.dtype)
 
     n = jax.vmap(draw)(flat).reshape(step.shape)
-    inside = (step >= start_step) & (step < end_step)
+    inside = reached(step, start_step) & steps.before(step, end_step)
     return jnp.where(inside, base * (1.0 + n), base)
 
 
