@@ -130,7 +130,9 @@ def passed(step: jax.Array, c: ArrayLike) -> jax.Array:
     if not is_int(step):
         return step > c
     c = jnp.asarray(c)
-    return reached(step, jnp.floor(c) + 1.0)
+    _, fi = _whole(c, step.dtype, jnp.floor)
+    limit = -float(np.iinfo(step.dtype).min)
+    return (step > fi) & (c < limit)
 
 
 def elapsed(step: jax.Array, c: ArrayLike) -> jax.Array:
@@ -222,10 +224,12 @@ def divide(step: jax.Array, p: ArrayLike) -> tuple[jax.Array, jax.Array]:
 def _divide_int(step: jax.Array, p: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Whether ``p`` is a whole number >= 1, and integer ``step // p``, ``step % p`` then."""
     whole_p, pi = _whole(p, step.dtype, jnp.floor)
-    ok = (whole_p == p) & (p >= 1.0)
-    pi = jnp.where(ok, pi, jnp.ones_like(pi))
+    # a period past the integer range holds every step >= 0 in period 0
+    huge = p >= -float(np.iinfo(step.dtype).min)
+    ok = ((whole_p == p) & (p >= 1.0)) | (huge & (step >= 0))
+    pi = jnp.where(ok & ~huge, pi, jnp.ones_like(pi))
     ri = jax.lax.rem(step, pi)
-    ri = jnp.where(ri < 0, ri + pi, ri)
+    ri = jnp.where(huge, step, jnp.where(ri < 0, ri + pi, ri))
     return ok, jax.lax.div(step - ri, pi), ri
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxlr.schedules._core import Schedule, constructor
+from jaxlr.schedules._core import Schedule, _number, constructor
 
 # Deeper nesting than this is not a schedule anyone wrote; refusing it early keeps Python's
 # recursion limit (and its RecursionError) out of the user's way.
@@ -29,7 +29,7 @@ def _plain(a: np.ndarray) -> Any:
     0.10000000149011612), so a config reads like the call that built it."""
     if not np.issubdtype(a.dtype, np.floating):
         return a.tolist()
-    out = [float(str(x)) for x in a.ravel()]
+    out = [float(_number(x)) for x in a.ravel()]
     return out[0] if a.ndim == 0 else np.reshape(np.asarray(out, dtype=object), a.shape).tolist()
 
 

@@ -283,8 +283,16 @@ def _show(v: Any) -> str:
         return f"<traced {v.dtype}{list(v.shape)}>"
     if isinstance(v, (jax.Array, np.ndarray)):
         a = np.asarray(v)  # str() of a numpy scalar is the shortest repr that round-trips
-        return str(a[()]) if a.ndim == 0 else "[" + ", ".join(str(x) for x in a.ravel()) + "]"
+        return _number(a[()]) if a.ndim == 0 else "[" + ", ".join(map(_number, a.ravel())) + "]"
     return repr(v)
+
+
+def _number(x: Any) -> str:
+    """A number as text that reads back to it; a whole float past 1e6 in full (a step count
+    such as 1073741952.0, whose shortest float32 text 1.073742e+09 is another whole number)."""
+    if isinstance(x, np.floating) and np.isfinite(x) and x == np.round(x) and 1e6 <= abs(x) < 2**63:
+        return f"{int(x)}.0"
+    return str(x)
 
 
 def _unexpected(name: str, fn: Callable, kwargs: Mapping[str, Any]) -> None:
