@@ -10,7 +10,6 @@ import pytest
 MODULES = [
     "jaxlr.schedules",
     "jaxlr.schedules.presets",
-    "jaxlr.schedules.exact",
     "jaxlr.plot",
     "jaxlr.compat.torch",
     "jaxlr.compat.keras",
