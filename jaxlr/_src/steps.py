@@ -99,8 +99,13 @@ def _whole(c: ArrayLike, idtype, rounding) -> tuple[jax.Array, jax.Array]:
     """``rounding(c)`` clipped to the integer range: (the float, the integer)."""
     c = jnp.asarray(c)
     lo, hi = _bounds(idtype, c.dtype)
-    w = jnp.clip(rounding(c), lo, hi)
+    w = jax.lax.clamp(np.asarray(lo, c.dtype), rounding(c), np.asarray(hi, c.dtype))
     return w, w.astype(idtype)
+
+
+def _zero(c: ArrayLike) -> bool:
+    """A count known at trace time to be 0 (a Python literal): no operation needed."""
+    return isinstance(c, (int, float)) and not isinstance(c, bool) and c == 0
 
 
 def reached(step: jax.Array, c: ArrayLike) -> jax.Array:
@@ -114,6 +119,8 @@ def reached(step: jax.Array, c: ArrayLike) -> jax.Array:
     """
     if not is_int(step):
         return step >= c
+    if _zero(c):
+        return step >= 0
     c = jnp.asarray(c)
     _, ci = _whole(c, step.dtype, jnp.ceil)
     limit = -float(np.iinfo(step.dtype).min)
@@ -147,7 +154,9 @@ def elapsed(step: jax.Array, c: ArrayLike) -> jax.Array:
         1.0
     """
     if not is_int(step):
-        return step - c
+        return step if _zero(c) else step - c
+    if _zero(c):
+        return to_float(step)
     c = jnp.asarray(c)
     f, fi = _whole(c, step.dtype, jnp.floor)
     return (step - fi).astype(c.dtype) - (c - f)
@@ -181,17 +190,61 @@ def progress(step: jax.Array, start: ArrayLike, length: ArrayLike) -> jax.Array:
         0.5
     """
     e = elapsed(step, start)
-    ok = length != 0
-    frac = jnp.where(ok, e / jnp.where(ok, length, 1.0), jnp.where(e >= 0, 1.0, 0.0))
-    return jnp.clip(frac, 0.0, 1.0)
+    length = jnp.asarray(length, e.dtype)
+    zero, one = np.asarray(0, e.dtype), np.asarray(1, e.dtype)
+    ok = length != zero
+    frac = jax.lax.clamp(zero, e / jnp.where(ok, length, one), one)
+    return jnp.where(ok, frac, (e >= zero).astype(e.dtype))
+
+
+def _unsigned(step: jax.Array, p: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Whether ``step >= 0`` and ``p`` is a whole number >= 1, and both as unsigned integers
+    (exact for a whole ``p`` below :math:`2^{32}`; other ``p`` are replaced by 1)."""
+    udtype = jnp.uint32 if jnp.iinfo(step.dtype).bits <= 32 else jnp.uint64
+    one = np.asarray(1, p.dtype)
+    top = np.nextafter(np.asarray(2.0 ** jnp.iinfo(udtype).bits, p.dtype), one)
+    ok = (jnp.floor(p) == p) & (p >= one) & (step >= 0)
+    pu = jax.lax.clamp(one, jnp.where(ok, p, one), top).astype(udtype)
+    return ok, step.astype(udtype), pu
+
+
+def _float_period(p: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """``p`` as a float array, and ``p`` clamped to the smallest positive float."""
+    p = jnp.asarray(p)
+    if not jnp.issubdtype(p.dtype, jnp.floating):
+        p = p.astype(float_dtype())
+    tiny = np.asarray(jnp.finfo(p.dtype).tiny, p.dtype)
+    return p, jnp.where(p > tiny, p, tiny)
+
+
+def floor_div(step: jax.Array, p: ArrayLike) -> jax.Array:
+    """``floor(step / p)`` as a float: which stair, which epoch.
+
+    Exact for an integer step >= 0 and a whole ``p >= 1`` (unsigned integer division); floats
+    otherwise. A traced ``p <= 0`` is clamped to the smallest positive float, and the quotient
+    saturates at the largest finite float.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr._src.steps import floor_div
+        >>> float(floor_div(jnp.int32(2**30), jnp.float32(2**30 + 128)))  # float32 floats: 1
+        0.0
+    """
+    p, safe = _float_period(p)
+    q = saturate(jnp.floor(to_float(step).astype(p.dtype) / safe))
+    if is_int(step):
+        ok, su, pu = _unsigned(step, p)
+        q = jnp.where(ok, (su // pu).astype(p.dtype), q)
+    return q
 
 
 def divide(step: jax.Array, p: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """``q = floor(step / p)`` and ``r = step - q p`` as floats.
 
-    Exact for an integer step and a whole period ``p >= 1`` below :math:`2^{31}` (integer
-    division); otherwise floats. A traced ``p <= 0`` is clamped to the smallest positive float
-    and ``q`` saturates at the largest finite float. ``dr/dstep = 1``, ``dr/dp = -q``.
+    Exact for an integer step >= 0 and a whole period ``p >= 1`` (unsigned integer division);
+    otherwise floats (the remainder by ``fmod``, exact; the quotient as close as floats allow).
+    A traced ``p <= 0`` is clamped to the smallest positive float and ``q`` saturates at the
+    largest finite float. ``dr/dstep = 1``, ``dr/dp = -q``.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -200,49 +253,22 @@ def divide(step: jax.Array, p: ArrayLike) -> tuple[jax.Array, jax.Array]:
         >>> int(q), float(r)
         (21474836, 47.0)
     """
-    p = jnp.asarray(p)
-    dtype = p.dtype if jnp.issubdtype(p.dtype, jnp.floating) else float_dtype()
-    p = p.astype(dtype)
-    tiny = jnp.finfo(dtype).tiny
-    safe = jnp.where(p > tiny, p, tiny)
+    p, safe = _float_period(p)
+    dtype = p.dtype
     t = to_float(step).astype(dtype)
-    # floats: the remainder is exact (fmod), the quotient then as close as floats allow
     infinite = jnp.isinf(t)
-    tf = jnp.where(infinite, 0.0, t)
+    tf = jnp.where(infinite, np.asarray(0, dtype), t)
     rf = jnp.remainder(sg(tf), sg(safe))
     qf = jnp.round((sg(tf) - rf) / sg(safe))
     qf = saturate(jnp.where(infinite, jnp.sign(t) * jnp.finfo(dtype).max, qf))
     rf = rf + (tf - sg(tf))
     if is_int(step):
-        ok, qi, ri = _divide_int(step, p)
-        qf = jnp.where(ok, qi.astype(dtype), qf)
-        rf = jnp.where(ok, ri.astype(dtype), rf)
+        ok, su, pu = _unsigned(step, p)
+        qu = su // pu
+        qf = jnp.where(ok, qu.astype(dtype), qf)
+        rf = jnp.where(ok, (su - qu * pu).astype(dtype), rf)
     # r = step - q p: the straight-through term (0 in value) carries dr/dp = -q
     return qf, rf - qf * (safe - sg(safe))
-
-
-def _divide_int(step: jax.Array, p: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Whether ``p`` is a whole number >= 1, and integer ``step // p``, ``step % p`` then."""
-    whole_p, pi = _whole(p, step.dtype, jnp.floor)
-    # a period past the integer range holds every step >= 0 in period 0
-    huge = p >= -float(np.iinfo(step.dtype).min)
-    ok = ((whole_p == p) & (p >= 1.0)) | (huge & (step >= 0))
-    pi = jnp.where(ok & ~huge, pi, jnp.ones_like(pi))
-    ri = jax.lax.rem(step, pi)
-    ri = jnp.where(huge, step, jnp.where(ri < 0, ri + pi, ri))
-    return ok, jax.lax.div(step - ri, pi), ri
-
-
-def floor_div(step: jax.Array, p: ArrayLike) -> jax.Array:
-    """``floor(step / p)`` (:func:`divide`'s quotient): which stair, which epoch.
-
-    Examples:
-        >>> import jax.numpy as jnp
-        >>> from jaxlr._src.steps import floor_div
-        >>> float(floor_div(jnp.int32(2**30), jnp.float32(2**30 + 128)))  # float32 floats: 1
-        0.0
-    """
-    return divide(step, p)[0]
 
 
 def epoch(step: jax.Array, p: ArrayLike) -> jax.Array:
@@ -255,12 +281,13 @@ def epoch(step: jax.Array, p: ArrayLike) -> jax.Array:
         >>> int(epoch(jnp.int32(2**31 - 1), 3.0))
         715827882
     """
-    q = floor_div(step, p)
+    p, safe = _float_period(p)
+    q = saturate(jnp.floor(to_float(step).astype(p.dtype) / safe))
     if not is_int(step):
         return q
-    ok, qi, _ = _divide_int(step, jnp.asarray(p, float_dtype()))
+    ok, su, pu = _unsigned(step, p)
     _, approx = _whole(q, step.dtype, jnp.floor)
-    return jnp.where(ok, qi, approx)
+    return jnp.where(ok, (su // pu).astype(step.dtype), approx)
 
 
 def _ipow(base: jax.Array, exponent: jax.Array, bits: int) -> jax.Array:
@@ -333,8 +360,9 @@ def restart_cycle(
             & (m >= 2.0) & (m < 2.0**16) & (step >= 0) & (m**g < 2.0**bits * (1 - 2.0**-20))
         )  # fmt: skip
         mu = jnp.where(ok, m, 2.0).astype(udtype)
-        _, qi, ri = _divide_int(step, first)
-        qu = jnp.where(ok, qi, 0).astype(udtype)
+        _, su, fu = _unsigned(step, first)
+        qu = jnp.where(ok, su // fu, 0)
+        ri = su - (su // fu) * fu
         gu = jnp.where(ok, g, 0.0).astype(udtype)
         s = (_ipow(mu, gu, int(np.log2(bits))) - 1) // (mu - 1)
         has_next = s <= jnp.asarray(jnp.iinfo(udtype).max - 1, udtype) // mu
@@ -342,8 +370,7 @@ def restart_cycle(
         up = has_next & (qu >= s * mu + 1) & ~down
         s_i = jnp.where(down, (s - 1) // mu, jnp.where(up, s * mu + 1, s))
         index = g - down.astype(dtype) + up.astype(dtype)
-        first_u = jnp.where(ok, first, 1.0).astype(udtype)
-        u_int = ((qu - s_i) * first_u + ri.astype(udtype)).astype(dtype)
+        u_int = ((qu - s_i) * fu + ri).astype(dtype)
         # u = step - first S_i: the straight-through term carries du/dfirst = -S_i
         s_f = s_i.astype(dtype)
         u = jnp.where(ok, u_int - s_f * (first - sg(first)), u)
