@@ -41,7 +41,7 @@ def as_step(step: ArrayLike) -> jax.Array:
     a multiple of 256 below :math:`2^{32}` in float32); unsigned or narrow integers widen.
 
     Examples:
-        >>> from jaxlr._src.steps import as_step
+        >>> from jaxlr.schedules.steps import as_step
         >>> as_step(7).dtype, as_step(2**40).dtype
         (dtype('int32'), dtype('float32'))
     """
@@ -83,7 +83,14 @@ def is_int(step: jax.Array) -> bool:
 
 
 def to_float(step: ArrayLike) -> jax.Array:
-    """``step`` as the default float dtype (a float step is returned as it is)."""
+    """``step`` as the default float dtype (a float step is returned as it is).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import to_float
+        >>> to_float(jnp.int32(3)).dtype
+        dtype('float32')
+    """
     step = jnp.asarray(step)
     return step if jnp.issubdtype(step.dtype, jnp.floating) else step.astype(float_dtype())
 
@@ -113,7 +120,7 @@ def reached(step: jax.Array, c: ArrayLike) -> jax.Array:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> from jaxlr._src.steps import reached
+        >>> from jaxlr.schedules.steps import reached
         >>> bool(reached(jnp.int32(2**30 + 1), jnp.float32(2**30 + 128)))  # float32: True
         False
     """
@@ -128,12 +135,26 @@ def reached(step: jax.Array, c: ArrayLike) -> jax.Array:
 
 
 def before(step: jax.Array, c: ArrayLike) -> jax.Array:
-    """``step < c`` (the negation of :func:`reached`)."""
+    """``step < c`` (the negation of :func:`reached`).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import before
+        >>> bool(before(jnp.int32(2**30 + 127), jnp.float32(2**30 + 128)))
+        True
+    """
     return ~reached(step, c)
 
 
 def passed(step: jax.Array, c: ArrayLike) -> jax.Array:
-    """``step > c``, exact for integer steps (``step >= floor(c) + 1``)."""
+    """``step > c``, exact for integer steps (``step > floor(c)`` in integers).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import passed
+        >>> bool(passed(jnp.int32(2**30 + 128), jnp.float32(2**30 + 128)))
+        False
+    """
     if not is_int(step):
         return step > c
     c = jnp.asarray(c)
@@ -149,7 +170,7 @@ def elapsed(step: jax.Array, c: ArrayLike) -> jax.Array:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> from jaxlr._src.steps import elapsed
+        >>> from jaxlr.schedules.steps import elapsed
         >>> float(elapsed(jnp.int32(2**30 + 1), jnp.float32(2**30)))  # float32 alone: 0.0
         1.0
     """
@@ -164,7 +185,14 @@ def elapsed(step: jax.Array, c: ArrayLike) -> jax.Array:
 
 def shift(step: jax.Array, c: ArrayLike) -> jax.Array:
     """A child's step ``step - c`` in the step's own kind: integers stay exact integers (the
-    child starts at 0 on the first whole step >= ``c``); floats subtract."""
+    child starts at 0 on the first whole step >= ``c``); floats subtract.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import shift
+        >>> int(shift(jnp.int32(2**30 + 130), jnp.float32(2**30 + 128)))
+        2
+    """
     if not is_int(step):
         return step - c
     _, ci = _whole(c, step.dtype, jnp.ceil)
@@ -172,7 +200,13 @@ def shift(step: jax.Array, c: ArrayLike) -> jax.Array:
 
 
 def shift_from(step: jax.Array, c: ArrayLike) -> jax.Array:
-    """``max(step - c, 0)`` in the step's own kind (:func:`shift` clamped at 0)."""
+    """``max(step - c, 0)`` in the step's own kind (:func:`shift` clamped at 0).
+
+    Examples:
+        >>> from jaxlr.schedules.steps import shift_from
+        >>> float(shift_from(3.0, 5.0)), float(shift_from(7.0, 5.0))
+        (0.0, 2.0)
+    """
     s = shift(step, c)
     return jnp.where(s > 0, s, jnp.zeros_like(s))
 
@@ -185,7 +219,7 @@ def progress(step: jax.Array, start: ArrayLike, length: ArrayLike) -> jax.Array:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> from jaxlr._src.steps import progress
+        >>> from jaxlr.schedules.steps import progress
         >>> float(progress(jnp.int32(2**30 + 50), 2.0**30, 100.0))  # float32 steps: 0.0
         0.5
     """
@@ -226,7 +260,7 @@ def floor_div(step: jax.Array, p: ArrayLike) -> jax.Array:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> from jaxlr._src.steps import floor_div
+        >>> from jaxlr.schedules.steps import floor_div
         >>> float(floor_div(jnp.int32(2**30), jnp.float32(2**30 + 128)))  # float32 floats: 1
         0.0
     """
@@ -248,7 +282,7 @@ def divide(step: jax.Array, p: ArrayLike) -> tuple[jax.Array, jax.Array]:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> from jaxlr._src.steps import divide
+        >>> from jaxlr.schedules.steps import divide
         >>> q, r = divide(jnp.int32(2**31 - 1), jnp.float32(100.0))
         >>> int(q), float(r)
         (21474836, 47.0)
@@ -277,7 +311,7 @@ def epoch(step: jax.Array, p: ArrayLike) -> jax.Array:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> from jaxlr._src.steps import epoch
+        >>> from jaxlr.schedules.steps import epoch
         >>> int(epoch(jnp.int32(2**31 - 1), 3.0))
         715827882
     """
@@ -317,7 +351,7 @@ def restart_cycle(
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> from jaxlr._src.steps import restart_cycle
+        >>> from jaxlr.schedules.steps import restart_cycle
         >>> F = 2.0**29 + 64  # cycles of F, 2F, 4F steps: cycle 2 starts at 3F
         >>> [(int(i), float(u)) for i, u, _ in
         ...  (restart_cycle(jnp.int32(t), F, 2.0) for t in (3 * F - 1, 3 * F))]
@@ -390,7 +424,7 @@ def cycle_position(step: jax.Array, start: ArrayLike, end: ArrayLike, cycles: Ar
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> from jaxlr._src.steps import cycle_position
+        >>> from jaxlr.schedules.steps import cycle_position
         >>> within, length = cycle_position(jnp.int32(2**29 + 3), 0.0, 2.0**30 + 128, 3.0)
         >>> float(within), float(length)
         (536870783.0, 1073741952.0)

@@ -5,7 +5,7 @@ pytree that Optax accepts as a ``learning_rate``. Because hyperparameters are le
 jit without retracing, stack and ``vmap``, and ``grad`` flows into them.
 """
 
-from jaxlr.schedules import presets
+from jaxlr.schedules import presets, steps
 from jaxlr.schedules._catalog import catalog
 from jaxlr.schedules._combinators import (
     clip,
@@ -76,6 +76,7 @@ __all__ = [
     "piecewise_interpolate",
     "polynomial",
     "presets",
+    "steps",
     "product",
     "scale",
     "select",
