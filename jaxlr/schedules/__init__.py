@@ -17,8 +17,8 @@ from jaxlr.schedules._combinators import (
     select,
     warmup,
 )
-from jaxlr.schedules._config import from_config, parse, to_config
-from jaxlr.schedules._core import Schedule, constructor, make, names, register
+from jaxlr.schedules._config import from_config, parse
+from jaxlr.schedules._core import Schedule, constructor, make, names, register, to_config
 from jaxlr.schedules._families import (
     constant,
     cosine,
