@@ -219,13 +219,13 @@ def test_tanh_needs_upper_strictly_above_lower():
 @pytest.mark.parametrize("pct", [1.0, 0.0, 1.5])
 def test_noise_pct_is_in_the_open_interval(pct):
     with pytest.raises(ValueError, match="noise: pct must be in \\(0, 1\\)"):
-        S.noise(BASE, key=jax.random.key(0), start_step=0, end_step=10, pct=pct)
+        S.noise(BASE, key=jax.random.key(0), begin_steps=0, end_steps=10, pct=pct)
 
 
 @pytest.mark.parametrize("key", ["abc", None, 0.0, [1.5, 2.0], -1])
 def test_noise_rejects_what_is_not_a_key(key):
     with pytest.raises(ValueError, match="noise: key must be a PRNG key"):
-        S.noise(BASE, key=key, start_step=0, end_step=10)
+        S.noise(BASE, key=key, begin_steps=0, end_steps=10)
 
 
 # -- item 1: exact integer steps past float32's 2^24 ---------------------------------------------

@@ -107,6 +107,27 @@ class Checker:
             self._require(name, a, bool((a >= bound).all()), f">= {bound:g}")
         return a
 
+    def integer(self, name: str, value: Any, *, minimum: int, static: bool = False) -> None:
+        """Checks a whole number >= ``minimum``: a concrete value (an integral float counts;
+        traced values pass), or with ``static`` a Python/NumPy int (it sizes structure).
+
+        Examples:
+            >>> from jaxlr._src.validate import Checker
+            >>> Checker("StepLR").integer("step_size", 2.5, minimum=1)
+            Traceback (most recent call last):
+            ...
+            ValueError: StepLR: step_size must be an integer >= 1, got step_size=2.5
+        """
+        if static:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                self.fail(f"{name} must be an int >= {minimum}, got {name}={value!r}")
+            if value < minimum:
+                self.fail(f"{name} must be an int >= {minimum}, got {name}={value!r}")
+            return
+        a = self.finite(name, value)
+        if a is not None and not (bool(np.all(a == np.round(a))) and bool(np.all(a >= minimum))):
+            self.fail(f"{name} must be an integer >= {minimum}, got {name}={a.tolist()!r}")
+
     def between(self, name: str, value: Any, lo: float, hi: float, *, open_lo=False) -> None:
         a = self.finite(name, value)
         if a is not None:

@@ -30,7 +30,7 @@ from jaxlr._src import steps
 from jaxlr._src.numeric import as_float, half_cosine, safe_div, safe_pow
 from jaxlr._src.steps import elapsed, reached, to_float
 from jaxlr._src.validate import Checker, concrete
-from jaxlr.compat._common import callable_arg, integer
+from jaxlr.compat._common import callable_arg
 from jaxlr.schedules import (
     Schedule,
     constant,
@@ -224,7 +224,7 @@ def StepLR(*, step_size: ArrayLike, gamma: ArrayLike = 0.1, lr: ArrayLike) -> Sc
         PyTorch ``StepLR``; He et al., Deep Residual Learning, 2016.
     """
     c = Checker("StepLR")
-    integer(c, "step_size", step_size, minimum=1)
+    c.integer("step_size", step_size, minimum=1)
     c.positive("gamma", gamma)
     _lr(c, lr)
     return step(init_value=lr, period_steps=step_size, decay_rate=gamma)
@@ -257,7 +257,7 @@ def MultiStepLR(*, milestones: Sequence[int], gamma: ArrayLike = 0.1, lr: ArrayL
     """
     c = Checker("MultiStepLR")
     m = _counts(milestones, sort=True)
-    integer(c, "milestones", m, minimum=0)
+    c.integer("milestones", m, minimum=0)
     c.positive("gamma", gamma)
     _lr(c, lr)
     if m.shape[0] == 0:
@@ -496,8 +496,8 @@ def CosineAnnealingWarmRestarts(
         Loshchilov & Hutter, SGDR, 2017; PyTorch ``CosineAnnealingWarmRestarts``.
     """
     c = Checker("CosineAnnealingWarmRestarts")
-    integer(c, "T_0", T_0, minimum=1)
-    integer(c, "T_mult", T_mult, minimum=1)
+    c.integer("T_0", T_0, minimum=1)
+    c.integer("T_mult", T_mult, minimum=1)
     c.finite("eta_min", eta_min)
     _lr(c, lr)
     return sgdr(peak_value=lr, period_steps=T_0, period_mult=T_mult, end_value=eta_min)
@@ -724,10 +724,10 @@ def _check_one_cycle(
     c: Checker, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy, three_phase
 ):
     if total_steps is not None:
-        integer(c, "total_steps", total_steps, minimum=1)
+        c.integer("total_steps", total_steps, minimum=1)
     elif epochs is not None and steps_per_epoch is not None:
-        integer(c, "epochs", epochs, minimum=1)
-        integer(c, "steps_per_epoch", steps_per_epoch, minimum=1)
+        c.integer("epochs", epochs, minimum=1)
+        c.integer("steps_per_epoch", steps_per_epoch, minimum=1)
         total_steps = jnp.asarray(epochs) * jnp.asarray(steps_per_epoch)
     else:
         c.fail(
@@ -927,7 +927,7 @@ def SWALR(
         Izmailov et al., Averaging Weights Leads to Wider Optima, 2018; PyTorch ``SWALR``.
     """
     c = Checker("SWALR")
-    integer(c, "anneal_epochs", anneal_epochs, minimum=0)
+    c.integer("anneal_epochs", anneal_epochs, minimum=0)
     c.choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
     c.finite("swa_lr", swa_lr)
     _lr(c, lr)
@@ -988,7 +988,7 @@ def SequentialLR(
                 f"schedulers[{i}] is a MultiplicativeLR, which torch restarts from the "
                 "previous schedule's LR; put it first or use LambdaLR"
             )
-    integer(c, "milestones", m, minimum=0)
+    c.integer("milestones", m, minimum=0)
     if len(schedulers) == 1:
         return schedulers[0]
     return join(schedulers, boundaries=m)

@@ -21,20 +21,21 @@ def _schedule_arg(c: Checker, name: str, s) -> None:
         c.fail(f"{name} must be a jaxlr schedule, got {name}={s!r}")
 
 
-def _warmup(step, *, schedule, warmup_steps, init_value, shape):
+def _warmup(step, *, schedule, warmup_steps, init_value, warmup_shape):
     target = schedule(jnp.zeros(step.shape, step.dtype))
-    ramp = rise(init_value, target, progress(step, 0.0, warmup_steps), shape)
+    ramp = rise(init_value, target, progress(step, 0.0, warmup_steps), warmup_shape)
     after = schedule(steps.shift_from(step, warmup_steps))
     return jnp.where(reached(step, warmup_steps), after, ramp)
 
 
 @register("warmup", _warmup, counts=("warmup_steps",))
+@renamed(shape="warmup_shape")
 def warmup(
     schedule: Schedule,
     *,
     warmup_steps: ArrayLike,
     init_value: ArrayLike = 0.0,
-    shape: str = "linear",
+    warmup_shape: str = "linear",
 ) -> Schedule:
     r"""Prepends a warmup to any schedule, which then runs on its own local time.
 
@@ -44,7 +45,7 @@ def warmup(
         schedule: the schedule that follows the warmup.
         warmup_steps: ``W`` >= 0.
         init_value: ``I``, the LR at step 0.
-        shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"`` (static; see :func:`wsd`).
+        warmup_shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"`` (static; see :func:`wsd`).
 
     Raises:
         ValueError: ``schedule`` not a schedule, negative ``warmup_steps``, unknown shape, NaN.
@@ -64,11 +65,11 @@ def warmup(
     _schedule_arg(c, "schedule", schedule)
     c.nonnegative("warmup_steps", warmup_steps)
     c.finite("init_value", init_value)
-    c.choice("shape", shape, ("linear", "cosine", "1-sqrt"))
+    c.choice("warmup_shape", warmup_shape, ("linear", "cosine", "1-sqrt"))
     return make(
         "warmup",
         dict(schedule=schedule, warmup_steps=warmup_steps, init_value=init_value),
-        dict(shape=shape),
+        dict(warmup_shape=warmup_shape),
     )
 
 
@@ -281,7 +282,7 @@ def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
     return make("per_epoch", dict(schedule=schedule, steps_per_epoch=steps_per_epoch))
 
 
-def _noise(step, *, schedule, key, start_step, end_step, pct, std, distribution):
+def _noise(step, *, schedule, key, begin_steps, end_steps, pct, std, distribution):
     base = schedule(step)
     t = steps.to_float(step)
     ok = (t >= 0) & (t < 2.0**32)
@@ -300,18 +301,19 @@ def _noise(step, *, schedule, key, start_step, end_step, pct, std, distribution)
         return sd * jax.random.truncated_normal(k, -bound, bound, (), base.dtype)
 
     n = jax.vmap(draw)(flat).reshape(step.shape)
-    inside = reached(step, start_step) & steps.before(step, end_step)
+    inside = reached(step, begin_steps) & steps.before(step, end_steps)
     return jnp.where(inside, base * (1.0 + n), base)
 
 
-@register("noise", _noise, counts=("start_step", "end_step"))
+@register("noise", _noise, counts=("begin_steps", "end_steps"))
+@renamed(start_step="begin_steps", end_step="end_steps")
 @renamed(kind="distribution")
 def noise(
     schedule: Schedule,
     *,
     key: ArrayLike,
-    start_step: ArrayLike,
-    end_step: ArrayLike,
+    begin_steps: ArrayLike,
+    end_steps: ArrayLike,
     pct: ArrayLike = 0.67,
     std: ArrayLike = 1.0,
     distribution: str = "normal",
@@ -326,14 +328,14 @@ def noise(
     Args:
         schedule: the noiseless schedule.
         key: a PRNG key (``jax.random.key`` or ``PRNGKey``); its raw data is stored.
-        start_step: ``t_0``, first noisy step.
-        end_step: ``t_1``, first clean step after the noise window.
+        begin_steps: ``t_0``, first noisy step.
+        end_steps: ``t_1``, first clean step after the noise window.
         pct: half-width of the noise, in (0, 1).
         std: standard deviation of the normal before truncation.
         distribution: ``"normal"`` or ``"uniform"`` (static).
 
     Raises:
-        ValueError: a non-schedule, a key that is not a PRNG key, ``start_step > end_step``,
+        ValueError: a non-schedule, a key that is not a PRNG key, ``begin_steps > end_steps``,
             ``pct`` outside (0, 1), ``std`` <= 0, unknown ``distribution``, NaN.
         TypeError: the old spelling ``kind``.
 
@@ -342,7 +344,7 @@ def noise(
     Examples:
         >>> import jax, jaxlr
         >>> S = jaxlr.schedules
-        >>> s = S.noise(S.constant(value=1.0), key=jax.random.key(0), start_step=0, end_step=10)
+        >>> s = S.noise(S.constant(value=1.0), key=jax.random.key(0), begin_steps=0, end_steps=10)
         >>> bool(abs(float(s(3)) - 1.0) <= 0.67), float(s(10))
         (True, 1.0)
 
@@ -352,9 +354,9 @@ def noise(
     c = Checker("noise")
     _schedule_arg(c, "schedule", schedule)
     key = _key_data(c, key)
-    c.nonnegative("start_step", start_step)
-    c.nonnegative("end_step", end_step)
-    c.not_greater("start_step", start_step, "end_step", end_step)
+    c.nonnegative("begin_steps", begin_steps)
+    c.nonnegative("end_steps", end_steps)
+    c.not_greater("begin_steps", begin_steps, "end_steps", end_steps)
     p = c.finite("pct", pct)
     if p is not None and not bool(np.all((p > 0) & (p < 1))):
         c.fail(f"pct must be in (0, 1), got pct={pct!r}")
@@ -363,7 +365,12 @@ def noise(
     return make(
         "noise",
         dict(
-            schedule=schedule, key=key, start_step=start_step, end_step=end_step, pct=pct, std=std
+            schedule=schedule,
+            key=key,
+            begin_steps=begin_steps,
+            end_steps=end_steps,
+            pct=pct,
+            std=std,
         ),
         dict(distribution=distribution),
     )

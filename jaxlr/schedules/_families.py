@@ -606,15 +606,18 @@ def inverse_sqrt(
     )
 
 
-def _noam(step, *, d_model, warmup_steps, scale):
+def _noam(step, *, d_model, warmup_steps, factor):
     t = to_float(step)  # a smooth law: the rounded step is as accurate as float allows
     w = jnp.maximum(warmup_steps, 1.0)
     shape = jnp.where(t < w, t * w**-1.5, jax.lax.rsqrt(jnp.maximum(t, w)))
-    return scale * jax.lax.rsqrt(at_least(d_model, tiny(t))) * shape
+    return factor * jax.lax.rsqrt(at_least(d_model, tiny(t))) * shape
 
 
 @register("noam", _noam, counts=())
-def noam(*, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, scale: ArrayLike = 1.0) -> Schedule:
+@renamed(scale="factor")
+def noam(
+    *, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, factor: ArrayLike = 1.0
+) -> Schedule:
     r"""The Transformer schedule: linear warmup then inverse square root.
 
     .. math:: \eta(t) = s\, d^{-1/2} \min(t^{-1/2},\ t\,W^{-3/2})
@@ -622,7 +625,7 @@ def noam(*, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, scale: ArrayLike
     Args:
         d_model: model width ``d`` > 0.
         warmup_steps: ``W`` >= 1 (4000 in the paper).
-        scale: overall factor ``s``.
+        factor: overall factor ``s`` (as in :func:`scale`).
 
     Raises:
         ValueError: ``d_model`` <= 0, ``warmup_steps`` < 1, or NaN.
@@ -642,8 +645,8 @@ def noam(*, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, scale: ArrayLike
     c = Checker("noam")
     c.positive("d_model", d_model)
     c.at_least("warmup_steps", warmup_steps, 1)
-    c.finite("scale", scale)
-    return make("noam", dict(d_model=d_model, warmup_steps=warmup_steps, scale=scale))
+    c.finite("factor", factor)
+    return make("noam", dict(d_model=d_model, warmup_steps=warmup_steps, factor=factor))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -787,7 +790,7 @@ def _sgdr(
     cycle_warmup_steps,
     cycle_limit=None,
 ):
-    # cycles found exactly for integer steps, periods and multipliers (exact.restart_cycle)
+    # cycles found exactly for integer steps, periods and multipliers (steps.restart_cycle)
     i, u, length = steps.restart_cycle(step, period_steps, at_least(period_mult, 1.0))
     peak = saturate(peak_value * power_of(peak_decay, i))
     warm = end_value + (peak - end_value) * progress(u, 0.0, cycle_warmup_steps)
