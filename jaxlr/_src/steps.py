@@ -292,10 +292,12 @@ def divide(step: jax.Array, p: ArrayLike) -> tuple[jax.Array, jax.Array]:
     t = to_float(step).astype(dtype)
     infinite = jnp.isinf(t)
     tf = jnp.where(infinite, np.asarray(0, dtype), t)
-    rf = jnp.remainder(sg(tf), sg(safe))
-    qf = jnp.round((sg(tf) - rf) / sg(safe))
+    ts, ps = sg(tf), sg(safe)
+    rf = jax.lax.rem(ts, ps)  # fmod: exact
+    rf = jnp.where(rf < 0, rf + ps, rf)
+    qf = jnp.round((ts - rf) / ps)
     qf = saturate(jnp.where(infinite, jnp.sign(t) * jnp.finfo(dtype).max, qf))
-    rf = rf + (tf - sg(tf))
+    rf = rf + (tf - ts)
     if is_int(step):
         ok, su, pu = _unsigned(step, p)
         qu = su // pu
@@ -374,13 +376,16 @@ def restart_cycle(
     # floats: a guess from the logarithm, corrected by comparing with the starts
     r = jnp.minimum(t / first, big)
     guess = jnp.clip(jnp.floor(jnp.log1p(saturate(r * (m - 1.0))) / jnp.log(m)), 0.0, big)
-    i = jnp.where(t < start(guess), guess - 1.0, guess)
-    i = jnp.maximum(jnp.where(t >= start(i + 1.0), i + 1.0, i), 0.0)
-    u = t - start(i)
+    s_g = start(guess)  # its neighbours by the recurrence s_{i+1} = m s_i + first
+    s_next = saturate(m * s_g + first)
+    down = t < s_g
+    up = ~down & (t >= s_next)
+    i = guess - down.astype(dtype) + up.astype(dtype)
+    u = t - jnp.where(down, (s_g - first) / m, jnp.where(up, s_next, s_g))
     q, rest = divide(step, first)
-    before_zero = t < 0.0
-    i = jnp.where(flat, jnp.where(before_zero, 0.0, q), i)
-    u = jnp.where(flat, jnp.where(before_zero, t, rest), u)
+    before_zero = t < 0.0  # cycle 0, the step itself
+    i = jnp.where(before_zero, 0.0, jnp.where(flat, q, i))
+    u = jnp.where(before_zero, t, jnp.where(flat, rest, u))
     if is_int(step):
         # integers: step = q first + rest, and cycle i holds q in [S_i, S_{i+1}), where
         # S_g = (m^g - 1)/(m - 1) from the float guess g (off by at most one), in unsigned
