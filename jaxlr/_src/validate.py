@@ -156,19 +156,9 @@ class Checker:
         """Checks a static on/off switch is a real ``bool`` (``"False"`` and ``1`` are not)."""
         self.choice(name, value, (False, True))
 
-    def key(self, name: str, value: Any) -> None:
-        """Checks a PRNG key: a typed key (``jax.random.key``) or raw ``uint32`` key data."""
-        dtype = getattr(value, "dtype", None)
-        if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
-            if np.shape(value) != ():
-                self.fail(f"{name} must be a single PRNG key, got shape {np.shape(value)}")
-            return
-        # raw key data: uint32 words, 2 for the default threefry keys, 4 for rbg
-        if dtype is None or dtype != np.uint32 or np.shape(value) not in ((2,), (4,)):
-            self.fail(
-                f"{name} must be a PRNG key (jax.random.key(seed) or "
-                f"jax.random.PRNGKey(seed)), got {name}={value!r}"
-            )
+    def key(self, name: str, value: Any) -> jax.Array:
+        """Checks one PRNG key (:func:`key_data`) and returns its raw ``uint32`` data."""
+        return key_data(self.fn, value, name=name)
 
     def vector(self, name: str, value: Any, *, min_len: int = 0) -> np.ndarray | None:
         """A 1-D array of numbers (a single number is not accepted)."""
@@ -298,3 +288,43 @@ def check_count(fn: str, name: str, value: Any) -> None:
         bad = whole & np.isfinite(held) & (held.astype(np.float64) != wide)
         if bad.any():
             check_count(fn, name, np.asarray(wide[bad], np.int64))
+
+
+def key_data(fn: str, key: Any, *, name: str = "key", seeds: bool = False) -> jax.Array:
+    """The raw ``uint32`` data of one PRNG key, the one check every key argument goes through.
+
+    Takes a typed key (``jax.random.key``), raw key data (``jax.random.PRNGKey``: 2 words for
+    threefry, 4 for rbg; a config's list of ints), or with ``seeds`` an int seed. A traced key
+    passes with its dtype checked. Anything else raises ``ValueError`` naming ``fn``.
+
+    Examples:
+        >>> import jax
+        >>> from jaxlr._src.validate import key_data
+        >>> key_data("noise", jax.random.key(0)).tolist()
+        [0, 0]
+        >>> key_data("noise", [1, 2]).dtype
+        dtype('uint32')
+    """
+    if seeds and isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key_data(jax.random.key(int(key)))
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if np.shape(key) != ():
+            Checker(fn).fail(f"{name} must be a single PRNG key, got shape {np.shape(key)}")
+        return jax.random.key_data(key)
+    if isinstance(key, jax.core.Tracer) and jnp.issubdtype(key.dtype, jnp.unsignedinteger):
+        return key
+    a = concrete(key) if not isinstance(key, (str, bytes, bool)) else None
+    ok = (
+        a is not None
+        and a.shape in ((2,), (4,))
+        and np.issubdtype(a.dtype, np.integer)
+        and bool(np.all((a >= 0) & (a < 2**32)))
+    )
+    if not ok:
+        seed = "an int seed or " if seeds else ""
+        Checker(fn).fail(
+            f"{name} must be {seed}a PRNG key (jax.random.key(seed) or "
+            f"jax.random.PRNGKey(seed)), got {name}={key!r}"
+        )
+    return jnp.asarray(np.asarray(a, np.uint32))

@@ -11,7 +11,7 @@ from jax.typing import ArrayLike
 
 from jaxlr._src import numeric, steps
 from jaxlr._src.steps import progress, reached
-from jaxlr._src.validate import Checker, concrete, renamed
+from jaxlr._src.validate import Checker, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import rise
 
@@ -353,7 +353,7 @@ def noise(
     """
     c = Checker("noise")
     _schedule_arg(c, "schedule", schedule)
-    key = _key_data(c, key)
+    key = c.key("key", key)
     c.nonnegative("begin_steps", begin_steps)
     c.nonnegative("end_steps", end_steps)
     c.not_greater("begin_steps", begin_steps, "end_steps", end_steps)
@@ -374,27 +374,6 @@ def noise(
         ),
         dict(distribution=distribution),
     )
-
-
-def _key_data(c: Checker, key) -> jax.Array:
-    """The raw uint32 data of a typed (``jax.random.key``) or raw (``PRNGKey``, or its list from
-    a config) key; anything else is rejected here rather than failing at the first call."""
-    dtype = getattr(key, "dtype", None)
-    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(key)
-    if isinstance(key, jax.core.Tracer) and jnp.issubdtype(key.dtype, jnp.unsignedinteger):
-        return key
-    a = concrete(key) if not isinstance(key, (str, bytes)) else None
-    # one key's uint32 words: 2 (threefry, the default) or 4 (rbg); a config holds them as ints
-    ok = (
-        a is not None
-        and a.shape in ((2,), (4,))
-        and np.issubdtype(a.dtype, np.integer)
-        and bool(np.all((a >= 0) & (a < 2**32)))
-    )
-    if not ok:
-        c.fail(f"key must be a PRNG key (jax.random.key or jax.random.PRNGKey), got key={key!r}")
-    return jnp.asarray(np.asarray(a, np.uint32))
 
 
 def _select(step, *, index, schedules):
