@@ -41,7 +41,7 @@ def as_step(step: ArrayLike) -> jax.Array:
     a multiple of 256 below :math:`2^{32}` in float32); unsigned or narrow integers widen.
 
     Examples:
-        >>> from jaxlr.schedules.steps import as_step
+        >>> from jaxlr._src.steps import as_step
         >>> as_step(7).dtype, as_step(2**40).dtype
         (dtype('int32'), dtype('float32'))
     """
@@ -356,8 +356,8 @@ def restart_cycle(
         >>> from jaxlr.schedules.steps import restart_cycle
         >>> F = 2.0**29 + 64  # cycles of F, 2F, 4F steps: cycle 2 starts at 3F
         >>> [(int(i), float(u)) for i, u, _ in
-        ...  (restart_cycle(jnp.int32(t), F, 2.0) for t in (3 * F - 1, 3 * F))]
-        [(1, 1073741951.0), (2, 0.0)]
+        ...  (restart_cycle(jnp.int32(t), F, 2.0) for t in (3 * F - 128, 3 * F - 1, 3 * F))]
+        [(1, 1073741824.0), (1, 1073741952.0), (2, 0.0)]
     """
     first = jnp.asarray(first)
     dtype = first.dtype if jnp.issubdtype(first.dtype, jnp.floating) else float_dtype()
@@ -430,9 +430,9 @@ def cycle_position(step: jax.Array, start: ArrayLike, end: ArrayLike, cycles: Ar
     Examples:
         >>> import jax.numpy as jnp
         >>> from jaxlr.schedules.steps import cycle_position
-        >>> within, length = cycle_position(jnp.int32(2**29 + 3), 0.0, 2.0**30 + 128, 3.0)
-        >>> float(within), float(length)
-        (536870783.0, 1073741952.0)
+        >>> within, length = cycle_position(jnp.int32(2**29 + 64), 0.0, 2.0**30 + 128, 3.0)
+        >>> float(within), float(length)  # 3 (2^29 + 64) - (2^30 + 128), exactly
+        (536870976.0, 1073741952.0)
     """
     start = jnp.asarray(start, float_dtype())
     length = jnp.maximum(end - start, 1.0)

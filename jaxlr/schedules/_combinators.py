@@ -306,8 +306,7 @@ def _noise(step, *, schedule, key, begin_steps, end_steps, pct, std, distributio
 
 
 @register("noise", _noise, counts=("begin_steps", "end_steps"))
-@renamed(start_step="begin_steps", end_step="end_steps")
-@renamed(kind="distribution")
+@renamed(start_step="begin_steps", end_step="end_steps", kind="distribution")
 def noise(
     schedule: Schedule,
     *,
