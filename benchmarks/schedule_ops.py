@@ -4,15 +4,22 @@
 primitive operations one evaluation traces to (sub-programs such as a ``jit`` inside counted by
 their own operations), jaxlr's and Optax's for the same curve, and their ratio. The issue 22
 target is a ratio of at most 2. The counts are also what ``tests/test_exact_steps.py`` checks.
+
+``python -m benchmarks.schedule_ops --scan`` also times each schedule alone in a ``lax.scan``
+driven by an int32 counter (nanoseconds per step, jaxlr's as an argument of the compiled scan,
+and Optax's as a closure, interleaved; on a shared machine compare ratios, not times).
 """
 
 from __future__ import annotations
+
+import sys
 
 import jax
 import jax.numpy as jnp
 import optax
 
 import jaxlr
+from benchmarks._timing import interleaved
 
 S = jaxlr.schedules
 
@@ -71,10 +78,33 @@ def op_counts() -> dict[str, tuple[int, int]]:
     }
 
 
+def scan_ns(n: int = 200_000, repeats: int = 5) -> dict[str, tuple[float, float]]:
+    """name -> (jaxlr's, Optax's) nanoseconds per step of the schedule alone in a scan."""
+
+    def run(schedule):
+        def body(carry, _):
+            count, total = carry
+            return (count + 1, total + schedule(count)), None
+
+        return jax.lax.scan(body, (jnp.int32(0), jnp.float32(0)), None, length=n)[0][1]
+
+    arg = jax.jit(run)
+    out = {}
+    for name, (s, o) in pairs().items():
+        opt = jax.jit(lambda o=o: run(o))
+        times = interleaved({"jaxlr": lambda s=s: arg(s), "optax": opt}, repeats)
+        out[name] = (times["jaxlr"] / n * 1e9, times["optax"] / n * 1e9)
+    return out
+
+
 def main() -> None:
-    print(f"{'schedule':24s} {'jaxlr':>6s} {'optax':>6s} {'ratio':>6s}")
+    print(f"{'schedule':24s} {'jaxlr':>6s} {'optax':>6s} {'ratio':>6s}  (ops per evaluation)")
     for name, (ours, theirs) in op_counts().items():
         print(f"{name:24s} {ours:6d} {theirs:6d} {ours / theirs:6.2f}")
+    if "--scan" in sys.argv:
+        print(f"{'schedule':24s} {'jaxlr':>6s} {'optax':>6s} {'ratio':>6s}  (ns per scan step)")
+        for name, (ours, theirs) in scan_ns().items():
+            print(f"{name:24s} {ours:6.1f} {theirs:6.1f} {ours / theirs:6.2f}")
 
 
 if __name__ == "__main__":
