@@ -17,8 +17,11 @@ step with a count in float32 (``step >= boundary``) or subtracting them decides 
 Gradients: an elapsed time keeps ``d(step - c)/dc = -1`` (the fraction ``c - floor(c)`` carries
 it), a remainder ``d r/d p = -q``; float steps are differentiated as written. A count that is
 not a whole number is compared exactly too (``step >= c`` iff ``step >= ceil(c)``); divisions
-by such a period use floats. Exact ranges: steps in :math:`[-2^{30}, 2^{31})` and counts in
-:math:`[0, 2^{31})`; an infinite count (a phase that never ends) compares correctly.
+by such a period use floats. Exact ranges: counts in :math:`[0, 2^{31})` and int32 steps with
+:math:`|step - count| < 2^{31}` (every step >= 0); divisions and cycles for steps >= 0 (a
+negative step uses floats); an infinite count (a phase that never ends) compares correctly. A
+boundary a law computes from several counts (``total_steps - decay_steps``) is a float sum,
+exact while the float dtype holds the result.
 """
 
 from __future__ import annotations
