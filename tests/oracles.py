@@ -185,7 +185,7 @@ def noam(t, h):
     w = _f(h.get("warmup_steps", 4000))
     if t == 0:
         return 0.0
-    return _f(h.get("scale", 1.0)) * _f(h["d_model"]) ** -0.5 * min(t**-0.5, t * w**-1.5)
+    return _f(h.get("factor", 1.0)) * _f(h["d_model"]) ** -0.5 * min(t**-0.5, t * w**-1.5)
 
 
 def cosine(t, h):
@@ -333,7 +333,8 @@ def warmup(t, h):
     inner, w = h["schedule"], _f(h["warmup_steps"])
     if t >= w:
         return ref(inner, t - w)
-    return _rise(_f(h.get("init_value", 0.0)), ref(inner, 0.0), t / w, h.get("shape", "linear"))
+    shape = h.get("warmup_shape", "linear")
+    return _rise(_f(h.get("init_value", 0.0)), ref(inner, 0.0), t / w, shape)
 
 
 def join(t, h):
@@ -371,7 +372,7 @@ def select(t, h):
 def noise(t, h):
     """Outside [start, end) the inner schedule's value; inside, random (NaN here: the band is
     tested separately)."""
-    if _f(h["start_step"]) <= t < _f(h["end_step"]):
+    if _f(h["begin_steps"]) <= t < _f(h["end_steps"]):
         return math.nan
     return ref(h["schedule"], t)
 
@@ -569,8 +570,8 @@ CASES = {
         end_value=1e-5,
     ),
     "swa": Spec("swa", init_value=1e-3, swa_value=5e-4, anneal_steps=100),
-    "noise": Spec("noise", _BASE, key=jax.random.key(0), start_step=100, end_step=500),
-    "warmup": Spec("warmup", _BASE, warmup_steps=100, init_value=1e-5, shape="cosine"),
+    "noise": Spec("noise", _BASE, key=jax.random.key(0), begin_steps=100, end_steps=500),
+    "warmup": Spec("warmup", _BASE, warmup_steps=100, init_value=1e-5, warmup_shape="cosine"),
     "join": Spec("join", [Spec("constant", value=1e-3), _BASE], boundaries=[200]),
     "product": Spec(
         "product", [_BASE, Spec("step", init_value=1.0, period_steps=300, decay_rate=0.5)]

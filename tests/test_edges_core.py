@@ -263,7 +263,7 @@ def test_current_lr_refuses_parameter_groups():
 )
 def test_malformed_raw_keys_are_refused(key):
     with pytest.raises(ValueError, match="key must be a PRNG key"):
-        S.noise(S.constant(value=1.0), key=key, start_step=0, end_step=10)
+        S.noise(S.constant(value=1.0), key=key, begin_steps=0, end_steps=10)
 
 
 @pytest.mark.parametrize(

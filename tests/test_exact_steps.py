@@ -1,9 +1,11 @@
-"""Exact integer steps past float32's 2^24 (issue 12, item 1).
+"""Exact integer steps past float32's 2^24 (issue 12, item 1; issue 22, item 1).
 
-Every piecewise decision (which piece, which stair, which cycle) is exact for integer steps and
-integer step counts up to 2^31 (optax's int32 counters; Python ints beyond), and the value inside
-a piece is as accurate as float32 allows. The references are Python integer arithmetic written
-from the constructors' arguments (the documented formulas), never jaxlr's laws.
+Every piecewise decision (which piece, which stair, which cycle) is exact for integer steps up to
+2^31 (optax's int32 counters, Python ints below 2^31) against step counts float32 holds exactly,
+and the value inside a piece is as accurate as float32 allows. A Python int past 2^31 is a float
+step (exact to a multiple of 256 below 2^32): its reference is taken at that float. A count
+float32 cannot hold exactly is refused at construction. The references are Python integer
+arithmetic written from the constructors' arguments (the documented formulas), never jaxlr's laws.
 """
 
 from __future__ import annotations
@@ -11,18 +13,21 @@ from __future__ import annotations
 import math
 import pickle
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxlr
+from jaxlr._src import steps as st
 from jaxlr.compat import keras as K
 from jaxlr.compat import torch as T
 from jaxlr.compat import transformers as H
 
 S = jaxlr.schedules
-B = 2**30  # 1073741824; B % 100 == 24
+B = 2**30  # 1073741824; float32 holds the multiples of 128 around it
+C = B + 128  # the next count float32 holds: steps C - 1, C, C + 1 are distinct int32 steps
 INT32_MAX = 2**31 - 1
 
 
@@ -38,84 +43,84 @@ def _tri(t, up, down):
 # name -> (schedule, steps, reference(t) from the constructor's arguments)
 CASES = {
     "piecewise_constant": (
-        S.piecewise_constant(boundaries=[B + 1, B + 3], values=[1.0, 0.5, 0.25]),
-        [B, B + 1, B + 2, B + 3, B + 4],
-        lambda t: [1.0, 0.5, 0.25][(t >= B + 1) + (t >= B + 3)],
+        S.piecewise_constant(boundaries=[C, C + 256], values=[1.0, 0.5, 0.25]),
+        [C - 1, C, C + 1, C + 255, C + 256],
+        lambda t: [1.0, 0.5, 0.25][(t >= C) + (t >= C + 256)],
     ),
     "step": (
-        S.step(init_value=1.0, period_steps=B + 1, decay_rate=0.5),
-        [B, B + 1, B + 2, 2 * B + 1, 2 * B + 2, 3 * B + 3],
-        lambda t: 0.5 ** (t // (B + 1)),
+        S.step(init_value=1.0, period_steps=C, decay_rate=0.5),
+        [C - 1, C, C + 1, 2 * C - 1, 2 * C, 3 * C + 3],
+        lambda t: 0.5 ** (t // C),
     ),
     "multistep": (
-        S.multistep(init_value=1.0, boundaries=[30_000_001, B + 7], decay_rate=[0.1, 0.5]),
-        [30_000_000, 30_000_001, B + 6, B + 7],
-        lambda t: (0.1 if t >= 30_000_001 else 1.0) * (0.5 if t >= B + 7 else 1.0),
+        S.multistep(init_value=1.0, boundaries=[30_000_002, C + 128], decay_rate=[0.1, 0.5]),
+        [30_000_001, 30_000_002, C + 127, C + 128],
+        lambda t: (0.1 if t >= 30_000_002 else 1.0) * (0.5 if t >= C + 128 else 1.0),
     ),
     "exponential_staircase": (
         S.exponential(
-            init_value=1.0, decay_rate=0.5, period_steps=B + 1, begin_steps=3, staircase=True
+            init_value=1.0, decay_rate=0.5, period_steps=C, begin_steps=3, staircase=True
         ),
-        [B + 3, B + 4, 2 * B + 5, 2 * B + 6],
-        lambda t: 0.5 ** (max(t - 3, 0) // (B + 1)),
+        [C + 2, C + 3, 2 * C + 2, 2 * C + 3],
+        lambda t: 0.5 ** (max(t - 3, 0) // C),
     ),
     "linear_late": (
-        S.linear(init_value=1.0, end_value=0.0, begin_steps=B, total_steps=B + 100),
-        [B - 1, B, B + 25, B + 50, B + 99, B + 100, B + 101],
-        lambda t: 1.0 - min(max((t - B) / 100, 0.0), 1.0),
+        S.linear(init_value=1.0, end_value=0.0, begin_steps=B, total_steps=B + 128),
+        [B - 1, B, B + 32, B + 64, B + 127, B + 128, B + 129],
+        lambda t: 1.0 - min(max((t - B) / 128, 0.0), 1.0),
     ),
     "warmup_cosine": (
-        S.warmup_cosine(peak_value=1.0, warmup_steps=B + 1, total_steps=B + 101),
-        [B + 1, B + 26, B + 51, B + 100, B + 101],
-        lambda t: t / (B + 1) if t < B + 1 else _cos(min(t - B - 1, 100), 100),
+        S.warmup_cosine(peak_value=1.0, warmup_steps=C, total_steps=C + 128),
+        [C - 1, C, C + 32, C + 64, C + 127, C + 128],
+        lambda t: t / C if t < C else _cos(min(t - C, 128), 128),
     ),
     "wsd_late_decay": (
-        S.wsd(peak_value=1.0, total_steps=B + 1000, warmup_steps=100, decay_steps=100),
-        [B + 899, B + 900, B + 925, B + 950, B + 999, B + 1000],
-        lambda t: 1.0 - min(max((t - (B + 900)) / 100, 0.0), 1.0),
+        S.wsd(peak_value=1.0, total_steps=B + 1024, warmup_steps=100, decay_steps=128),
+        [B + 895, B + 896, B + 928, B + 960, B + 1023, B + 1024],
+        lambda t: 1.0 - min(max((t - (B + 896)) / 128, 0.0), 1.0),
     ),
     "sgdr": (
         S.sgdr(peak_value=1.0, period_steps=100),
-        [B + 75, B + 76, B + 101, B + 126, 2**31 + 52],
+        [B + 75, B + 76, B + 101, B + 126, INT32_MAX, 2**31 + 52],
         lambda t: _cos(t % 100, 100),
     ),
     "cyclic": (
         S.cyclic(init_value=0.0, peak_value=1.0, up_steps=50, down_steps=50),
-        [B + 26, B + 51, B + 76, 2**31 + 25, 2**31 + 52],
+        [B + 26, B + 51, B + 76, INT32_MAX, 2**31 + 25, 2**31 + 52],
         lambda t: _tri(t, 50, 50),
     ),
     "join": (
         S.join(
             [S.constant(value=1.0), S.step(init_value=0.5, period_steps=10, decay_rate=0.5)],
-            boundaries=[B + 1],
+            boundaries=[C],
         ),
-        [B, B + 1, B + 10, B + 11],
-        lambda t: 1.0 if t < B + 1 else 0.5 * 0.5 ** ((t - B - 1) // 10),
+        [C - 1, C, C + 9, C + 10],
+        lambda t: 1.0 if t < C else 0.5 * 0.5 ** ((t - C) // 10),
     ),
     "per_epoch": (
-        S.per_epoch(S.piecewise_constant(boundaries=[1], values=[1.0, 0.5]), steps_per_epoch=B + 1),
-        [B, B + 1],
-        lambda t: 1.0 if t // (B + 1) < 1 else 0.5,
+        S.per_epoch(S.piecewise_constant(boundaries=[1], values=[1.0, 0.5]), steps_per_epoch=C),
+        [C - 1, C],
+        lambda t: 1.0 if t // C < 1 else 0.5,
     ),
     "tanh_end": (
-        S.tanh(init_value=1.0, total_steps=B + 1),
-        [B + 1, B + 2],
+        S.tanh(init_value=1.0, total_steps=C),
+        [C, C + 1],
         lambda t: 0.0,
     ),
     "torch.StepLR": (
-        T.StepLR(step_size=B + 1, gamma=0.1, lr=1.0),
-        [B, B + 1],
-        lambda t: 0.1 ** (t // (B + 1)),
+        T.StepLR(step_size=C, gamma=0.1, lr=1.0),
+        [C - 1, C],
+        lambda t: 0.1 ** (t // C),
     ),
     "torch.MultiStepLR": (
-        T.MultiStepLR(milestones=[B + 1], gamma=0.1, lr=1.0),
-        [B, B + 1],
-        lambda t: 0.1 if t >= B + 1 else 1.0,
+        T.MultiStepLR(milestones=[C], gamma=0.1, lr=1.0),
+        [C - 1, C],
+        lambda t: 0.1 if t >= C else 1.0,
     ),
     "torch.ConstantLR": (
-        T.ConstantLR(factor=0.5, total_iters=B + 1, lr=1.0),
-        [B, B + 1],
-        lambda t: 0.5 if t < B + 1 else 1.0,
+        T.ConstantLR(factor=0.5, total_iters=C, lr=1.0),
+        [C - 1, C],
+        lambda t: 0.5 if t < C else 1.0,
     ),
     "torch.CosineAnnealingWarmRestarts": (
         T.CosineAnnealingWarmRestarts(T_0=100, lr=1.0),
@@ -133,16 +138,16 @@ CASES = {
         lambda t: _tri(t, 50, 50),
     ),
     "keras.PiecewiseConstantDecay": (
-        K.PiecewiseConstantDecay(boundaries=[B + 1], values=[1.0, 0.5]),
-        [B + 1, B + 2],
-        lambda t: 1.0 if t <= B + 1 else 0.5,
+        K.PiecewiseConstantDecay(boundaries=[C], values=[1.0, 0.5]),
+        [C, C + 1],
+        lambda t: 1.0 if t <= C else 0.5,
     ),
     "keras.ExponentialDecay": (
         K.ExponentialDecay(
-            initial_learning_rate=1.0, decay_steps=B + 1, decay_rate=0.5, staircase=True
+            initial_learning_rate=1.0, decay_steps=C, decay_rate=0.5, staircase=True
         ),
-        [B, B + 1],
-        lambda t: 0.5 ** (t // (B + 1)),
+        [C - 1, C],
+        lambda t: 0.5 ** (t // C),
     ),
     "keras.CosineDecayRestarts": (
         K.CosineDecayRestarts(initial_learning_rate=1.0, first_decay_steps=100, t_mul=1.0),
@@ -151,10 +156,10 @@ CASES = {
     ),
     "transformers.hard_restarts": (
         H.get_cosine_with_hard_restarts_schedule_with_warmup(
-            num_warmup_steps=10, num_training_steps=10 + B, num_cycles=4, lr=1.0
+            num_warmup_steps=128, num_training_steps=128 + B, num_cycles=4, lr=1.0
         ),
-        [10 + B // 4 - 1, 10 + B // 4, 10 + B // 2 + 1, 10 + B - 1, 10 + B],
-        lambda t: 0.0 if t - 10 >= B else _cos((4 * (t - 10)) % B, B),
+        [128 + B // 4 - 1, 128 + B // 4, 128 + B // 2 + 1, 128 + B - 1, 128 + B],
+        lambda t: 0.0 if t - 128 >= B else _cos((4 * (t - 128)) % B, B),
     ),
 }
 
@@ -163,10 +168,17 @@ CASES = {
 def test_decisions_past_2_24_are_exact(name):
     s, steps, ref = CASES[name]
     want = np.array([ref(t) for t in steps])
-    # Python ints (any size), and the int32 counters optax keeps (traced, under jit)
-    got = np.array([float(s(t)) for t in steps])
-    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7, err_msg=f"{name} (Python ints)")
+    # Python ints, and the int32 counters optax keeps (traced, under jit)
     small = [t for t in steps if t <= INT32_MAX]
+    got = np.array([float(s(t)) for t in small])
+    np.testing.assert_allclose(
+        got, want[: len(small)], rtol=2e-6, atol=1e-7, err_msg=f"{name} (Python ints)"
+    )
+    # a Python int past int32 is a float32 step: exact to a multiple of 256 (documented), so
+    # its value is the reference at a step at most 256 away (plus float32 rounding inside)
+    for t in steps[len(small) :]:
+        near = [ref(x) for x in range(t - 512, t + 513)]
+        assert np.isclose(float(s(t)), near, rtol=2e-6, atol=1e-6).any(), (name, t)
     traced = np.asarray(jax.jit(lambda t: s(t))(jnp.asarray(small, jnp.int32)))
     np.testing.assert_allclose(
         traced, want[: len(small)], rtol=2e-6, atol=1e-7, err_msg=f"{name} (int32, jit)"
@@ -175,18 +187,42 @@ def test_decisions_past_2_24_are_exact(name):
 
 def test_noise_window_is_exact_past_2_24():
     base = S.constant(value=1.0)
-    s = S.noise(base, key=jax.random.key(0), start_step=B + 1, end_step=B + 3, pct=0.5)
-    got = np.asarray(jax.jit(lambda t: s(t))(jnp.asarray([B, B + 1, B + 2, B + 3], jnp.int32)))
+    s = S.noise(base, key=jax.random.key(0), begin_steps=C, end_steps=C + 128, pct=0.5)
+    got = np.asarray(jax.jit(lambda t: s(t))(jnp.asarray([C - 1, C, C + 1, C + 128], jnp.int32)))
     assert got[0] == 1.0 and got[3] == 1.0  # outside [start, end): exactly the base
     assert got[1] != 1.0 and got[2] != 1.0 and got[1] != got[2]  # two different draws
 
 
+@pytest.mark.parametrize(
+    "build, arg, value, near",
+    [
+        (lambda v: S.step(init_value=1.0, period_steps=v, decay_rate=0.5), "period_steps",
+         B + 1, (B, C)),
+        (lambda v: S.linear(init_value=1.0, end_value=0.0, total_steps=v), "total_steps",
+         2**25 + 1, (2**25, 2**25 + 4)),
+        (lambda v: S.piecewise_constant(boundaries=[10, v], values=[1.0, 0.5, 0.1]),
+         "boundaries", np.int64(C + 1), (C, C + 128)),
+        (lambda v: T.StepLR(step_size=v, gamma=0.1, lr=1.0), "period_steps", B + 1, (B, C)),
+    ],
+    ids=["step", "linear", "piecewise_constant", "torch.StepLR"],
+)  # fmt: skip
+def test_a_count_float32_cannot_hold_is_refused_with_the_nearest_values(build, arg, value, near):
+    with pytest.raises(
+        ValueError, match=rf"{arg}={int(value)} .*nearest are {near[0]} and {near[1]}"
+    ):
+        build(value)
+    assert (
+        float(getattr(build(near[1]), arg if arg != "step_size" else "period_steps").max())
+        == (near[1])
+    )
+
+
 def test_exact_counts_survive_config_pickle_replace_and_jit_arguments():
-    s = S.step(init_value=1.0, period_steps=B + 1, decay_rate=0.5)
-    assert int(s.hyperparameters["period_steps"]) == B + 1
-    assert "1073741825" in repr(s)
-    assert s.to_config()["args"]["period_steps"] == B + 1
-    t = jnp.int32(B)
+    s = S.step(init_value=1.0, period_steps=C, decay_rate=0.5)
+    assert int(s.hyperparameters["period_steps"]) == C
+    assert str(C) in repr(s)
+    assert s.to_config()["args"]["period_steps"] == C
+    t = jnp.int32(C - 1)
     for again in (
         S.from_config(s.to_config()),
         S.parse(repr(s)),
@@ -204,20 +240,36 @@ def test_exact_counts_survive_config_pickle_replace_and_jit_arguments():
         return sched(t)
 
     assert float(f(s, t)) == 1.0 and float(f(s.replace(init_value=3.0), t)) == 3.0
-    assert len(traces) == 1  # the kept remainder is static: editing a value does not retrace
+    assert float(f(s.replace(period_steps=C + 256), t + 256)) == 1.0  # a new count, no retrace
+    assert len(traces) == 1
 
 
-def test_an_edited_count_leaf_drops_the_remainder_it_no_longer_matches():
-    s = S.step(init_value=1.0, period_steps=B + 1, decay_rate=0.5)
+def test_one_compilation_serves_every_count_past_2_24():
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def f(sched, t):
+        return sched(t)
+
+    for k in range(4):  # counts float32 holds past 2^24: B + 128 k
+        s = S.step(init_value=1.0, period_steps=B + 128 * (k + 1), decay_rate=0.5)
+        assert float(f(s, jnp.int32(B + 128 * (k + 1) - 1))) == 1.0
+        assert float(f(s, jnp.int32(B + 128 * (k + 1)))) == 0.5
+    cyc = [S.sgdr(peak_value=1.0, period_steps=2**25 + 4 * k) for k in range(3)]
+    g = jax.jit(chex.assert_max_traces(lambda s, t: s(t), n=1))
+    for k, s in enumerate(cyc):
+        assert float(g(s, jnp.int32(2**25 + 4 * k))) == 1.0  # the restart, exactly
+
+
+def test_an_edited_count_leaf_is_taken_as_it_is():
+    s = S.step(init_value=1.0, period_steps=C, decay_rate=0.5)
     leaves, treedef = jax.tree.flatten_with_path(s)
-    edited = jax.tree.unflatten(  # the period's leaf doubled: 2^31 (the remainder stays static)
+    edited = jax.tree.unflatten(  # the period's leaf doubled: 2^31 + 256
         treedef, [x * 2.0 if p[-1].name == "period_steps" else x for p, x in leaves]
     )
-    assert float(edited.period_steps) == 2.0**31
-    # the leaf is taken as it now is: step 2^31 starts stair 1 (with the old remainder of +1
-    # the period would be 2^31 + 1 and the step still on stair 0)
-    assert float(edited(2**31)) == 0.5
-    assert float(edited(2**31 - 1)) == 1.0
+    assert float(edited.period_steps) == 2.0 * C
+    assert float(edited(2 * C)) == 0.5  # a Python int past int32: a float step
+    assert float(edited(INT32_MAX)) == 1.0  # an int32 step below the period: exact
+    assert float(edited(jnp.int32(INT32_MAX))) == 1.0
 
 
 def test_vmap_over_int32_steps_and_gradients_through_the_exact_remainder():
@@ -239,85 +291,93 @@ def test_vmap_over_int32_steps_and_gradients_through_the_exact_remainder():
     assert float(g) == pytest.approx((fd[1] - fd[0]) / (2 * h), rel=1e-3)
 
 
-def test_float32_leaves_and_structure_unchanged_for_ordinary_counts():
+def test_float32_leaves_and_one_structure_for_every_count():
     s = S.step(init_value=1.0, period_steps=1000, decay_rate=0.5)
-    assert s._residuals == ()  # nothing was lost: same tree as before, no static remainder
-    assert jax.tree.structure(s) == jax.tree.structure(s.replace(period_steps=2000))
-    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(s))
+    for big in (C, 2**31, 2**40):  # counts past 2^24 leave nothing static
+        assert jax.tree.structure(s) == jax.tree.structure(s.replace(period_steps=big))
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(s.replace(period_steps=C)))
 
 
-def test_exact_arithmetic_matches_python_integers():
-    """The primitives against Python integers, on values built every way a law builds them:
-    split from Python ints and int32 counters, and differences of those (negative high parts)."""
-    from jaxlr._src import exact
-
+def test_step_arithmetic_matches_python_integers():
+    """The helpers against Python integers, for int32 steps and counts float32 holds."""
     rng = np.random.default_rng(0)
     mags = [2**8, 2**20, 2**24 + 3, 2**28, 2**30, INT32_MAX]
-    a = [int(rng.integers(0, m)) for m in mags for _ in range(20)]
-    b = [int(rng.integers(1, m)) for m in mags for _ in range(20)]
-    c = [int(rng.integers(0, 2**31 - 1)) for _ in a]
-    ea = exact.split(np.asarray(a, np.int64))
-    eb = exact.split(jnp.asarray(b, jnp.int32))
-    ec = exact.split(jnp.asarray(c, jnp.int32))
-    shifted = (ea + ec) - ec  # the same values with other high and low parts
-    # a count below 2^8 is (0, n): minus a float start, its high part is negative
-    small = [int(rng.integers(0, 256)) for _ in a]
-    start = [int(rng.integers(0, n + 1)) for n in small]
-    late = exact.split(jnp.asarray(small, jnp.int32)) - jnp.asarray(start, jnp.float32)
-    cases = (
-        (ea, a),
-        (shifted, a),
-        (ea - eb, [p - q for p, q in zip(a, b)]),
-        (late, [n - d for n, d in zip(small, start)]),
+    a = [int(rng.integers(-1000, m)) for m in mags for _ in range(20)]
+    b = [int(np.float32(rng.integers(1, m))) for m in mags for _ in range(20)]
+    b = [x if x <= INT32_MAX else 2**31 - 128 for x in b]
+    t, c = jnp.asarray(a, jnp.int32), jnp.asarray(b, jnp.float32)
+    np.testing.assert_array_equal(np.asarray(st.reached(t, c)), [p >= q for p, q in zip(a, b)])
+    np.testing.assert_array_equal(np.asarray(st.before(t, c)), [p < q for p, q in zip(a, b)])
+    np.testing.assert_array_equal(np.asarray(st.passed(t, c)), [p > q for p, q in zip(a, b)])
+    np.testing.assert_array_equal(
+        np.asarray(st.elapsed(t, c)), np.float32([p - q for p, q in zip(a, b)])
     )
-    for x, xs in cases:
-        vals = np.asarray(exact.value(x), np.float64)
-        np.testing.assert_allclose(vals, np.asarray(xs, np.float64), rtol=1e-7)
-        np.testing.assert_array_equal(np.asarray(x >= eb), [p >= q for p, q in zip(xs, b)])
-        np.testing.assert_array_equal(np.asarray(x < eb), [p < q for p, q in zip(xs, b)])
-        q, r = exact.divmod_steps(x, eb)
-        want_q = [p // d for p, d in zip(xs, b)]
-        want_r = [p % d for p, d in zip(xs, b)]
-        ok = [p >= 0 for p in xs]  # the exact (integer) path; negatives go through floats
-        got_q = np.asarray(q.hi, np.float64) + np.asarray(q.lo, np.float64)
-        got_r = np.asarray(r.hi, np.float64) + np.asarray(r.lo, np.float64)
-        np.testing.assert_array_equal(got_q[ok], np.asarray(want_q, np.float64)[ok])
-        np.testing.assert_array_equal(got_r[ok], np.asarray(want_r, np.float64)[ok])
-        np.testing.assert_allclose(got_r, want_r, atol=2.0**8)  # floats: within rounding
-        floors = np.asarray(exact.floor_uint(x), np.float64)
-        np.testing.assert_array_equal(floors[ok], np.asarray(xs, np.float64)[ok])
+    q, r = st.divide(t, c)
+    np.testing.assert_array_equal(np.asarray(q), np.float32([p // d for p, d in zip(a, b)]))
+    np.testing.assert_array_equal(np.asarray(r), np.float32([p % d for p, d in zip(a, b)]))
+    np.testing.assert_array_equal(
+        np.asarray(st.epoch(t, c)), [p // d for p, d in zip(a, b)]
+    )  # an integer epoch, exactly
+    # non-whole counts: step >= c iff step >= ceil(c); elapsed keeps the fraction
+    half = c + 0.5
+    ok = np.asarray(b) < 2**23  # where float32 holds c + 0.5
+    np.testing.assert_array_equal(
+        np.asarray(st.reached(t, half))[ok], np.asarray([p >= q + 0.5 for p, q in zip(a, b)])[ok]
+    )
+    # d elapsed / dc = -1, d r / dp = -q (float and integer steps alike)
+    assert float(jax.grad(lambda c: st.elapsed(jnp.int32(5), c))(2.5)) == -1.0
+    assert float(jax.grad(lambda p: st.divide(jnp.int32(25), p)[1])(10.0)) == -2.0
+    assert float(jax.grad(lambda p: st.divide(25.0, p)[1])(10.0)) == -2.0
+
+
+def test_restart_cycles_match_python_integers():
+    rng = np.random.default_rng(2)
+    f = jax.jit(st.restart_cycle)
+    for _ in range(200):
+        m = int(rng.choice([1, 2, 3]))
+        first = int(np.float32(rng.integers(1, 2 ** int(rng.integers(1, 25)))))
+        t = int(rng.integers(0, 2**31))
+        i = 0
+        while m > 1 and first * ((m ** (i + 1) - 1) // (m - 1)) <= t:
+            i += 1
+        start = first * ((m**i - 1) // (m - 1)) if m > 1 else first * (t // first)
+        i = i if m > 1 else t // first
+        got_i, got_u, _ = f(jnp.int32(t), jnp.float32(first), jnp.float32(m))
+        assert float(got_i) == float(np.float32(i)) and float(got_u) == float(np.float32(t - start))
 
 
 def test_stacked_members_keep_exact_counts_even_when_they_differ():
-    members = [S.step(init_value=v, period_steps=B + 1, decay_rate=0.5) for v in (1.0, 2.0)]
-    st = jaxlr.sweep.stack(members)
-    got = jax.vmap(lambda s: s(jnp.int32(B)))(st)
-    np.testing.assert_array_equal(np.asarray(got), [1.0, 2.0])  # still stair 0 at 2^30
-    # members that differ in such counts stack with int32 count leaves (exact)
-    mixed = [S.step(init_value=1.0, period_steps=p, decay_rate=0.5) for p in (B + 1, B + 3, 1000)]
-    st = jaxlr.sweep.stack(mixed)
-    assert st.period_steps.dtype == jnp.int32
-    got = jax.vmap(lambda s: s(jnp.int32(B + 2)))(st)
-    want = [0.5 ** ((B + 2) // p) for p in (B + 1, B + 3, 1000)]
-    np.testing.assert_array_equal(np.asarray(got), want)
-    # past int32 there is no exact leaf to stack into: a clear error, not a rounded sweep
-    far = [S.step(init_value=1.0, period_steps=p, decay_rate=0.5) for p in (2**33 + 1, 2**33 + 3)]
-    with pytest.raises(ValueError, match="kept exactly as static structure"):
-        jaxlr.sweep.stack(far)
+    members = [S.step(init_value=v, period_steps=C, decay_rate=0.5) for v in (1.0, 2.0)]
+    stacked = jaxlr.sweep.stack(members)
+    got = jax.vmap(lambda s: s(jnp.int32(C - 1)))(stacked)
+    np.testing.assert_array_equal(np.asarray(got), [1.0, 2.0])  # still stair 0 at C - 1
+    # members that differ in such counts stack as float32 leaves and decide exactly
+    periods = (C, C + 256, 1000)
+    mixed = [S.step(init_value=1.0, period_steps=p, decay_rate=0.5) for p in periods]
+    stacked = jaxlr.sweep.stack(mixed)
+    assert stacked.period_steps.dtype == jnp.float32
+    got = jax.vmap(lambda s: s(jnp.int32(C + 128)))(stacked)
+    np.testing.assert_array_equal(np.asarray(got), [0.5 ** ((C + 128) // p) for p in periods])
+    # and the stacked tree is differentiable in every leaf (float steps inside a stair)
+    lin = jaxlr.sweep.stack(
+        [S.linear(init_value=1.0, end_value=0.0, total_steps=p) for p in (2.0**30, 2.0**31)]
+    )
+    g = jax.grad(lambda s: jnp.sum(jax.vmap(lambda m: m(2.0**29))(s)))(lin)
+    np.testing.assert_allclose(np.asarray(g.total_steps), [2.0**29 / 2.0**60, 2.0**29 / 2.0**62])
 
 
-def test_counts_traced_as_int32_stay_exact_under_vmap_and_jit():
+def test_counts_traced_as_int32_become_float32_leaves_and_stay_exact():
     values = jnp.array([1.0, 0.5])
-    bs = jnp.array([[B + 1], [B + 3]], jnp.int32)
-    got = jax.vmap(lambda b: S.piecewise_constant(boundaries=b, values=values)(jnp.int32(B + 2)))(
+    bs = jnp.array([[C], [C + 256]], jnp.int32)
+    got = jax.vmap(lambda b: S.piecewise_constant(boundaries=b, values=values)(jnp.int32(C + 128)))(
         bs
     )
     np.testing.assert_array_equal(np.asarray(got), [0.5, 1.0])
     f = jax.jit(lambda p: S.step(init_value=1.0, period_steps=p, decay_rate=0.5)(jnp.int32(B)))
-    assert float(f(jnp.int32(B + 1))) == 1.0 and float(f(jnp.int32(B))) == 0.5
+    assert float(f(jnp.int32(C))) == 1.0 and float(f(jnp.int32(B))) == 0.5
 
 
-N29 = 2**29 + 1  # a first period float32 cannot hold; periods double
+N29 = 2**29 + 64  # a first period past 2^24 (float32 holds it); periods double
 
 
 @pytest.mark.parametrize(
@@ -345,7 +405,9 @@ def test_growing_restart_periods_restart_on_the_exact_step(build):
 def test_hard_restarts_with_several_cycles_restart_on_the_exact_step():
     rng = np.random.default_rng(1)
     for _ in range(10):
-        length, warm, c = int(rng.integers(2**26, 2**28)), int(rng.integers(0, 10**5)), 3
+        # counts float32 holds (multiples of 64 below 2^29)
+        length = 64 * int(rng.integers(2**20, 2**22))
+        warm, c = 64 * int(rng.integers(0, 10**3)), 3
         s = H.get_cosine_with_hard_restarts_schedule_with_warmup(
             num_warmup_steps=warm, num_training_steps=warm + length, num_cycles=c, lr=1.0
         )
@@ -362,9 +424,9 @@ def test_piecewise_interpolate_traces_the_same_program_for_10_or_1000_knots():
         return len(jax.make_jaxpr(lambda t: s(t))(jnp.int32(5)).eqns)
 
     assert size(1000) == size(10)
-    s = S.piecewise_interpolate(boundaries=[B, B + 1, B + 1, B + 101], values=[0.0, 1.0, 0.5, 0.0])
-    got = [float(s(t)) for t in (B - 1, B, B + 1, B + 51, B + 101)]
-    np.testing.assert_allclose(got, [0.0, 0.0, 0.5, 0.25, 0.0], atol=1e-7)
+    s = S.piecewise_interpolate(boundaries=[B, C, C, C + 256], values=[0.0, 1.0, 0.5, 0.0])
+    got = [float(s(t)) for t in (B - 1, B, B + 64, C, C + 128, C + 256)]
+    np.testing.assert_allclose(got, [0.0, 0.0, 0.5, 0.5, 0.25, 0.0], atol=1e-7)
 
 
 def test_python_ints_past_int64_are_numbers_and_past_float64_say_so():
@@ -389,15 +451,13 @@ def test_infinite_steps_give_the_limit_not_nan():
 
 
 def test_second_review_restart_edges_and_user_callables():
-    from jaxlr._src import exact
-
     # a step before 0 is in cycle 0, before its start: the end value (as before), never NaN
     s = S.sgdr(peak_value=1.0, period_steps=10)
     assert float(s(-11)) == 0.0 and float(s(-1)) == 0.0
     assert np.isfinite(float(jax.grad(s)(-11.0)))
-    # a start past the unsigned range is no start: 2^32 - 1 with m = 3, first = 1 is cycle 20
-    i, _, _ = exact.restart_cycle(jnp.uint32(2**32 - 1), 1, 3.0)
-    assert float(i) == max(j for j in range(40) if (3**j - 1) // 2 <= 2**32 - 1)
+    # a start past the integer range is no start: 2^31 - 1 with m = 3, first = 1 is cycle 20
+    i, _, _ = st.restart_cycle(jnp.int32(INT32_MAX), 1.0, 3.0)
+    assert float(i) == max(j for j in range(40) if (3**j - 1) // 2 <= INT32_MAX)
     # a user's scale_fn may branch in Python, and a schedule holding it is not cached by jit
     import gc
     import weakref
@@ -414,3 +474,29 @@ def test_second_review_restart_edges_and_user_callables():
     del c, fn
     gc.collect()
     assert alive() is None
+
+
+def test_operations_per_evaluation_against_optax():
+    """Ops traced for one int32 step (``benchmarks/schedule_ops.py``), printed and bounded.
+
+    Issue 22's target is 2x Optax's count. linear and warmup_cosine meet it; cosine is at 2.09x
+    (its k-decay and power each cost a guarded pow); the staircase and sgdr carry an exact integer
+    path, a float fallback for non-whole periods and saturation, and stay above it. The bounds
+    hold today's counts so the core cannot silently grow again (before issue 22: linear 39,
+    cosine 51, warmup_cosine 86, exponential staircase 183, sgdr 830).
+    """
+    from benchmarks.schedule_ops import op_counts
+
+    bounds = {
+        "linear": 2.0,
+        "cosine": 2.1,
+        "warmup_cosine": 2.0,
+        "exponential_staircase": 4.0,
+        "sgdr": 4.0,
+    }
+    counts = op_counts()
+    for name, (ours, theirs) in counts.items():
+        print(f"{name}: jaxlr {ours} ops, optax {theirs} ops, ratio {ours / theirs:.2f}")
+    assert {n: ours / theirs <= bounds[n] for n, (ours, theirs) in counts.items()} == {
+        n: True for n in bounds
+    }, counts

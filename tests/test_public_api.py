@@ -10,7 +10,7 @@ import pytest
 MODULES = [
     "jaxlr.schedules",
     "jaxlr.schedules.presets",
-    "jaxlr.schedules.exact",
+    "jaxlr.schedules.steps",
     "jaxlr.plot",
     "jaxlr.compat.torch",
     "jaxlr.compat.keras",

@@ -122,3 +122,43 @@ def test_jit_of_the_schedule_itself():
     s = S.constant(value=0.25)
     assert float(jax.jit(s)(3)) == 0.25
     assert float(functools.partial(jax.jit(lambda q, t: q(t)), s)(2.0)) == 0.25
+
+
+def test_no_import_circles_in_the_schedules_package():
+    """Module-level imports inside jaxlr.schedules form a DAG (configs and parsing above the
+    families), and no function hides an import of the package to break a circle."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(S.__file__).parent
+    graph, hidden = {}, []
+    for path in root.glob("*.py"):
+        mod = f"jaxlr.schedules.{path.stem}" if path.stem != "__init__" else "jaxlr.schedules"
+        tree = ast.parse(path.read_text())
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxlr.sched"):
+                target = node.module
+                names = [f"{target}.{a.name}" for a in node.names]
+                found = [n for n in names if (root / f"{n.rsplit('.', 1)[1]}.py").exists()]
+                found = found if target == "jaxlr.schedules" else [target]
+                if node in tree.body:
+                    deps.update(found)
+                else:
+                    hidden.append((mod, target))
+        graph[mod] = deps - {mod}
+    assert not hidden, f"function-level imports inside jaxlr.schedules: {hidden}"
+    state = {}
+
+    def visit(m, trail):
+        if state.get(m) == "done":
+            return
+        assert state.get(m) != "open", f"import circle: {' -> '.join([*trail, m])}"
+        state[m] = "open"
+        for d in graph.get(m, ()):
+            visit(d, [*trail, m])
+        state[m] = "done"
+
+    for m in graph:
+        visit(m, [])
+    assert "jaxlr.schedules._core" in graph["jaxlr.schedules._config"]  # configs above the core

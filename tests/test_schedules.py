@@ -54,7 +54,7 @@ def test_int_float_and_array_steps_agree(name):
 
 def test_noise_stays_inside_its_band_and_window():
     base = S.cosine(init_value=1.0, total_steps=1000)
-    s = S.noise(base, key=jax.random.key(3), start_step=100, end_step=500, pct=0.2)
+    s = S.noise(base, key=jax.random.key(3), begin_steps=100, end_steps=500, pct=0.2)
     t = np.arange(0, 1000, dtype=np.float32)
     ratio = np.asarray(s(t)) / np.asarray(base(t))
     inside = (t >= 100) & (t < 500)
@@ -62,11 +62,11 @@ def test_noise_stays_inside_its_band_and_window():
     assert np.all(np.abs(ratio[inside] - 1) <= 0.2 + 1e-6)
     assert np.std(ratio[inside]) > 0.01  # it is noisy
     # Deterministic in (key, floor(step)); another key gives another sequence.
-    again = S.noise(base, key=jax.random.key(3), start_step=100, end_step=500, pct=0.2)
+    again = S.noise(base, key=jax.random.key(3), begin_steps=100, end_steps=500, pct=0.2)
     np.testing.assert_array_equal(np.asarray(again(t)), np.asarray(s(t)))
     factor = lambda x: float(s(x)) / float(base(x))  # noqa: E731
     assert math.isclose(factor(200.0), factor(200.7), rel_tol=1e-6)
-    other = S.noise(base, key=jax.random.key(4), start_step=100, end_step=500, pct=0.2)
+    other = S.noise(base, key=jax.random.key(4), begin_steps=100, end_steps=500, pct=0.2)
     assert not np.allclose(np.asarray(other(t))[inside], np.asarray(s(t))[inside])
 
 
@@ -250,16 +250,16 @@ BAD = [
         dict(
             schedule=S.constant(value=1.0),
             key=jax.random.key(0),
-            start_step=0,
-            end_step=10,
+            begin_steps=0,
+            end_steps=10,
             distribution="laplace",
         ),
         ["noise", "distribution", "laplace"],
     ),
     (
         S.noise,
-        dict(schedule=S.constant(value=1.0), key=jax.random.key(0), start_step=10, end_step=5),
-        ["noise", "start_step", "end_step", "10", "5"],
+        dict(schedule=S.constant(value=1.0), key=jax.random.key(0), begin_steps=10, end_steps=5),
+        ["noise", "begin_steps", "end_steps", "10", "5"],
     ),
     (S.product, dict(schedules=[]), ["product", "schedules", "0"]),
     (

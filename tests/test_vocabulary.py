@@ -188,7 +188,7 @@ def test_noise_renamed_kind():
 
     with pytest.raises(TypeError, match="is now 'distribution'"):
         S.noise(
-            S.constant(value=1.0), key=jax.random.key(0), start_step=0, end_step=1, kind="uniform"
+            S.constant(value=1.0), key=jax.random.key(0), begin_steps=0, end_steps=1, kind="uniform"
         )
 
 

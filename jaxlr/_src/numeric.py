@@ -18,10 +18,15 @@ def as_float(x: ArrayLike) -> jax.Array:
     return jnp.asarray(x, dtype=float_dtype())
 
 
+def _one(x: ArrayLike) -> np.ndarray:
+    """1 in ``x``'s dtype (a typed constant: no conversion in the traced program)."""
+    return np.asarray(1, jnp.result_type(x))
+
+
 def safe_div(num: ArrayLike, den: ArrayLike, default: ArrayLike = 0.0) -> jax.Array:
     """``num / den`` where ``den != 0``, else ``default``; the gradient is finite everywhere."""
     ok = den != 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), default)
+    return jnp.where(ok, num / jnp.where(ok, den, _one(den)), default)
 
 
 def safe_pow(base: ArrayLike, exponent: ArrayLike) -> jax.Array:
@@ -29,13 +34,13 @@ def safe_pow(base: ArrayLike, exponent: ArrayLike) -> jax.Array:
     pos = base > 0
     # XLA's pow (a quarter of exp(e log b)'s cost on CPU); the inner where keeps the gradient
     # finite at base = 0 for exponents below 1
-    return jnp.where(pos, jnp.power(jnp.where(pos, base, 1.0), exponent), 0.0)
+    return jnp.where(pos, jnp.power(jnp.where(pos, base, _one(base)), exponent), 0 * _one(base))
 
 
 def safe_sqrt(x: ArrayLike) -> jax.Array:
     """``sqrt(max(x, 0))`` whose gradient at 0 is 0 instead of infinite."""
     pos = x > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, _one(x))), 0 * _one(x))
 
 
 def times(x: ArrayLike, factor: float) -> jax.Array | np.ndarray:
@@ -64,8 +69,9 @@ def tiny(x: ArrayLike) -> jax.Array:
 
 def saturate(x: ArrayLike) -> jax.Array:
     """``x`` clipped to the largest finite magnitude of its dtype (inf becomes finite)."""
-    big = jnp.finfo(jnp.result_type(x)).max
-    return jnp.clip(x, -big, big)
+    x = jnp.asarray(x)
+    big = np.asarray(jnp.finfo(x.dtype).max, x.dtype)
+    return jax.lax.clamp(-big, x, big)
 
 
 def power_of(base: ArrayLike, exponent: ArrayLike) -> jax.Array:
@@ -92,6 +98,8 @@ def half_cosine(num: ArrayLike, den: ArrayLike = 1.0) -> jax.Array:
         >>> float(half_cosine(3, 4)) == float(half_cosine(0.75))
         True
     """
+    if isinstance(den, float) and den == 1.0:  # cos^2 is even: the identity holds for every u
+        return jnp.sin(0.5 * jnp.pi * (1.0 - num)) ** 2
     period = 2.0 * den
     u = num - period * jnp.round(safe_div(num, period))
     return jnp.sin(0.5 * jnp.pi * safe_div(den - jnp.abs(u), den, 1.0)) ** 2

@@ -107,6 +107,27 @@ class Checker:
             self._require(name, a, bool((a >= bound).all()), f">= {bound:g}")
         return a
 
+    def integer(self, name: str, value: Any, *, minimum: int, static: bool = False) -> None:
+        """Checks a whole number >= ``minimum``: a concrete value (an integral float counts;
+        traced values pass), or with ``static`` a Python/NumPy int (it sizes structure).
+
+        Examples:
+            >>> from jaxlr._src.validate import Checker
+            >>> Checker("StepLR").integer("step_size", 2.5, minimum=1)
+            Traceback (most recent call last):
+            ...
+            ValueError: StepLR: step_size must be an integer >= 1, got step_size=2.5
+        """
+        if static:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                self.fail(f"{name} must be an int >= {minimum}, got {name}={value!r}")
+            if value < minimum:
+                self.fail(f"{name} must be an int >= {minimum}, got {name}={value!r}")
+            return
+        a = self.finite(name, value)
+        if a is not None and not (bool(np.all(a == np.round(a))) and bool(np.all(a >= minimum))):
+            self.fail(f"{name} must be an integer >= {minimum}, got {name}={a.tolist()!r}")
+
     def between(self, name: str, value: Any, lo: float, hi: float, *, open_lo=False) -> None:
         a = self.finite(name, value)
         if a is not None:
@@ -135,19 +156,9 @@ class Checker:
         """Checks a static on/off switch is a real ``bool`` (``"False"`` and ``1`` are not)."""
         self.choice(name, value, (False, True))
 
-    def key(self, name: str, value: Any) -> None:
-        """Checks a PRNG key: a typed key (``jax.random.key``) or raw ``uint32`` key data."""
-        dtype = getattr(value, "dtype", None)
-        if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
-            if np.shape(value) != ():
-                self.fail(f"{name} must be a single PRNG key, got shape {np.shape(value)}")
-            return
-        # raw key data: uint32 words, 2 for the default threefry keys, 4 for rbg
-        if dtype is None or dtype != np.uint32 or np.shape(value) not in ((2,), (4,)):
-            self.fail(
-                f"{name} must be a PRNG key (jax.random.key(seed) or "
-                f"jax.random.PRNGKey(seed)), got {name}={value!r}"
-            )
+    def key(self, name: str, value: Any) -> jax.Array:
+        """Checks one PRNG key (:func:`key_data`) and returns its raw ``uint32`` data."""
+        return key_data(self.fn, value, name=name)
 
     def vector(self, name: str, value: Any, *, min_len: int = 0) -> np.ndarray | None:
         """A 1-D array of numbers (a single number is not accepted)."""
@@ -232,3 +243,88 @@ def check_cast(fn: str, name: str, value: Any, cast: Any) -> None:
             f"{fn}: {name} underflows {after.dtype} to 0 (smallest normal "
             f"{float(np.finfo(after.dtype).tiny):g}), got {name}={_show(wide)}"
         )
+
+
+def check_count(fn: str, name: str, value: Any) -> None:
+    """Raises when a concrete whole-number step count is not exactly a value of the float dtype
+    (``2**30 + 1`` in float32): the leaf would be another count, and integer steps would be
+    compared with it. The message names the two nearest values the dtype holds.
+
+    Examples:
+        >>> from jaxlr._src.validate import check_count
+        >>> check_count("step", "period_steps", 2**30 + 1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: step: period_steps=1073741825 is not a float32 number ...
+    """
+    if value is None or isinstance(value, (bool, str, bytes)):
+        return
+    a = concrete(value)
+    if a is None or a.size == 0:
+        return
+    dtype = np.dtype(jnp.result_type(float))
+    flat = a.reshape(-1)
+    for x in flat.tolist() if a.dtype == object or np.issubdtype(a.dtype, np.integer) else []:
+        if not isinstance(x, numbers.Integral) or isinstance(x, bool):
+            continue
+        x = int(x)
+        try:
+            held = dtype.type(x)
+        except OverflowError:
+            continue
+        if not np.isfinite(held) or int(held) == x:
+            continue  # past the float range (check_cast reports it), or exact
+        near = int(held)
+        other = np.nextafter(held, dtype.type(np.inf) if near < x else dtype.type(-np.inf))
+        lo, hi = sorted((near, int(other)))
+        raise ValueError(
+            f"{fn}: {name}={x} is not a {dtype.name} number (a step count is a {dtype.name} "
+            f"leaf); the nearest are {lo} and {hi}"
+        )
+    if np.issubdtype(a.dtype, np.floating) and a.dtype.itemsize > dtype.itemsize:
+        wide = a.astype(np.float64)
+        whole = np.isfinite(wide) & (wide == np.round(wide))
+        held = wide.astype(dtype)
+        bad = whole & np.isfinite(held) & (held.astype(np.float64) != wide)
+        if bad.any():
+            check_count(fn, name, np.asarray(wide[bad], np.int64))
+
+
+def key_data(fn: str, key: Any, *, name: str = "key", seeds: bool = False) -> jax.Array:
+    """The raw ``uint32`` data of one PRNG key, the one check every key argument goes through.
+
+    Takes a typed key (``jax.random.key``), raw key data (``jax.random.PRNGKey``: 2 words for
+    threefry, 4 for rbg; a config's list of ints), or with ``seeds`` an int seed. A traced key
+    passes with its dtype checked. Anything else raises ``ValueError`` naming ``fn``.
+
+    Examples:
+        >>> import jax
+        >>> from jaxlr._src.validate import key_data
+        >>> key_data("noise", jax.random.key(0)).tolist()
+        [0, 0]
+        >>> key_data("noise", [1, 2]).dtype
+        dtype('uint32')
+    """
+    if seeds and isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key_data(jax.random.key(int(key)))
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if np.shape(key) != ():
+            Checker(fn).fail(f"{name} must be a single PRNG key, got shape {np.shape(key)}")
+        return jax.random.key_data(key)
+    if isinstance(key, jax.core.Tracer) and jnp.issubdtype(key.dtype, jnp.unsignedinteger):
+        return key
+    a = concrete(key) if not isinstance(key, (str, bytes, bool)) else None
+    ok = (
+        a is not None
+        and a.shape in ((2,), (4,))
+        and np.issubdtype(a.dtype, np.integer)
+        and bool(np.all((a >= 0) & (a < 2**32)))
+    )
+    if not ok:
+        seed = "an int seed or " if seeds else ""
+        Checker(fn).fail(
+            f"{name} must be {seed}a PRNG key (jax.random.key(seed) or "
+            f"jax.random.PRNGKey(seed)), got {name}={key!r}"
+        )
+    return jnp.asarray(np.asarray(a, np.uint32))

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxlr._src import exact
-from jaxlr._src.exact import value
+from jaxlr._src import steps
 from jaxlr._src.numeric import as_float, half_cosine, safe_div, safe_pow
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import (
@@ -130,10 +129,10 @@ def _polynomial_cycle_law(
     step, *, initial_learning_rate, decay_steps, end_learning_rate, power, cycle
 ):
     del cycle  # always True: without it the constructor returns the native polynomial
-    q, r = exact.divmod_steps(step, decay_steps)  # ceil(step / decay_steps), exactly
-    t = value(step)
-    periods = jnp.where(t == 0, 1.0, value(q) + jnp.where(r > 0.0, 1.0, 0.0))
-    p = safe_div(t, value(decay_steps) * periods)
+    q, r = steps.divide(step, decay_steps)  # ceil(step / decay_steps), exactly
+    t = steps.to_float(step)
+    periods = jnp.where(t == 0, 1.0, q + jnp.where(r > 0.0, 1.0, 0.0))
+    p = safe_div(t, decay_steps * periods)
     return (initial_learning_rate - end_learning_rate) * safe_pow(
         1.0 - p, power
     ) + end_learning_rate
@@ -309,9 +308,9 @@ def CosineDecay(
 
 
 def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mul, m_mul, alpha):
-    # the cycle and the place in it, exact for integer steps and periods (exact.restart_cycle)
-    i, u, length = exact.restart_cycle(step, first_decay_steps, t_mul)
-    frac = value(u) / length
+    # the cycle and the place in it, exact for integer steps and periods (steps.restart_cycle)
+    i, u, length = steps.restart_cycle(step, first_decay_steps, t_mul)
+    frac = u / length
     # m_mul**i with a finite gradient at m_mul = 0, i = 0 (0**0 = 1, derivative 0 there)
     first = i == 0
     mult = jnp.where(first, 1.0, jnp.where(first, 1.0, m_mul) ** jnp.where(first, 1.0, i))

@@ -26,11 +26,11 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from jaxlr._src import exact
-from jaxlr._src.exact import value
+from jaxlr._src import steps
 from jaxlr._src.numeric import as_float, half_cosine, safe_div, safe_pow
+from jaxlr._src.steps import elapsed, reached, to_float
 from jaxlr._src.validate import Checker, concrete
-from jaxlr.compat._common import callable_arg, integer
+from jaxlr.compat._common import callable_arg
 from jaxlr.schedules import (
     Schedule,
     constant,
@@ -224,7 +224,7 @@ def StepLR(*, step_size: ArrayLike, gamma: ArrayLike = 0.1, lr: ArrayLike) -> Sc
         PyTorch ``StepLR``; He et al., Deep Residual Learning, 2016.
     """
     c = Checker("StepLR")
-    integer(c, "step_size", step_size, minimum=1)
+    c.integer("step_size", step_size, minimum=1)
     c.positive("gamma", gamma)
     _lr(c, lr)
     return step(init_value=lr, period_steps=step_size, decay_rate=gamma)
@@ -257,7 +257,7 @@ def MultiStepLR(*, milestones: Sequence[int], gamma: ArrayLike = 0.1, lr: ArrayL
     """
     c = Checker("MultiStepLR")
     m = _counts(milestones, sort=True)
-    integer(c, "milestones", m, minimum=0)
+    c.integer("milestones", m, minimum=0)
     c.positive("gamma", gamma)
     _lr(c, lr)
     if m.shape[0] == 0:
@@ -296,7 +296,7 @@ def ExponentialLR(*, gamma: ArrayLike, lr: ArrayLike) -> Schedule:
 
 
 def _constant_law(step, *, lr, factor, total_iters):
-    undone = (step >= total_iters) & (total_iters > 0.0)
+    undone = reached(step, total_iters) & (total_iters > 0.0)
     return jnp.where(undone, lr * factor * safe_div(1.0, factor, 1.0), lr * factor)
 
 
@@ -336,7 +336,7 @@ def ConstantLR(
 
 
 def _linear_law(step, *, lr, start_factor, end_factor, total_iters):
-    p = jnp.clip(safe_div(value(step), value(total_iters)), 0.0, 1.0)
+    p = jnp.clip(safe_div(to_float(step), total_iters), 0.0, 1.0)
     ramp = start_factor + (end_factor - start_factor) * p
     return lr * jnp.where(total_iters > 0.0, ramp, start_factor)
 
@@ -386,7 +386,7 @@ def LinearLR(
 
 
 def _polynomial_law(step, *, lr, total_iters, power):
-    left = safe_div(value(exact.at_least(total_iters - step, 0.0)), value(total_iters), 1.0)
+    left = safe_div(jnp.maximum(-elapsed(step, total_iters), 0.0), total_iters, 1.0)
     return lr * jnp.where(total_iters > 0.0, safe_pow(left, power), 1.0)
 
 
@@ -429,8 +429,8 @@ def PolynomialLR(*, total_iters: ArrayLike = 5, power: ArrayLike = 1.0, lr: Arra
 
 def _cosine_annealing_law(step, *, lr, T_max, eta_min):
     # the closed form has period 2 T_max: reduce the step exactly first
-    _, u = exact.divmod_steps(step, 2.0 * T_max)
-    return eta_min + (lr - eta_min) * half_cosine(value(u), value(T_max))
+    _, u = steps.divide(step, 2.0 * T_max)
+    return eta_min + (lr - eta_min) * half_cosine(u, T_max)
 
 
 @register("torch.CosineAnnealingLR", _cosine_annealing_law, counts=("T_max",))
@@ -496,8 +496,8 @@ def CosineAnnealingWarmRestarts(
         Loshchilov & Hutter, SGDR, 2017; PyTorch ``CosineAnnealingWarmRestarts``.
     """
     c = Checker("CosineAnnealingWarmRestarts")
-    integer(c, "T_0", T_0, minimum=1)
-    integer(c, "T_mult", T_mult, minimum=1)
+    c.integer("T_0", T_0, minimum=1)
+    c.integer("T_mult", T_mult, minimum=1)
     c.finite("eta_min", eta_min)
     _lr(c, lr)
     return sgdr(peak_value=lr, period_steps=T_0, period_mult=T_mult, end_value=eta_min)
@@ -507,7 +507,7 @@ def CosineAnnealingWarmRestarts(
 # CyclicLR
 
 
-# The native triangle (its law takes exact steps and counts, so the cycle is found exactly).
+# The native triangle (its law finds the cycle exactly for integer steps).
 _CYCLIC_LAW = type(cyclic(init_value=0.0, peak_value=1.0, up_steps=1)).law
 
 
@@ -522,10 +522,10 @@ def _scaled_cycle_law(step, *, base_lr, max_lr, step_size_up, step_size_down, sc
         mode="triangular",
     )
     if scale_mode == "cycle":
-        x = value(exact.floor_div(step, step_size_up + step_size_down)) + 1.0
+        x = steps.floor_div(step, step_size_up + step_size_down) + 1.0
     else:
-        x = value(step)
-    return base_lr + (max_lr - base_lr) * h * jnp.asarray(scale_fn(x), step.dtype)
+        x = to_float(step)
+    return base_lr + (max_lr - base_lr) * h * jnp.asarray(scale_fn(x), h.dtype)
 
 
 def _check_cyclic(c: Checker, step_size_up, step_size_down, mode, scale_fn, scale_mode) -> None:
@@ -671,7 +671,7 @@ CyclicLR.with_momentum = _cyclic_lr_with_momentum
 
 def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase):
     """Torch's one-cycle phases through the knot ``values`` (the LR's or the momentum's)."""
-    t = exact.where(step < total_steps, step, total_steps)
+    inside = steps.before(step, total_steps)  # from T on, the value at T
     up = total_steps * pct_start
     ends = (
         [up - 1.0, up * 2.0 - 2.0, total_steps - 1.0]
@@ -682,7 +682,8 @@ def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, thr
 
     def phase(i):
         a, b = values[i], values[i + 1]
-        num, den = value(t - starts[i]), value(ends[i] - starts[i])
+        num = jnp.where(inside, elapsed(step, starts[i]), total_steps - starts[i])
+        den = ends[i] - starts[i]
         if anneal_strategy == "cos":
             return b + (a - b) * half_cosine(num, den)
         return (b - a) * safe_div(num, den) + a
@@ -690,7 +691,8 @@ def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, thr
     n = len(ends)
     out = phase(n - 1)  # the last phase also extrapolates to step T, as torch does
     for i in range(n - 2, -1, -1):
-        out = jnp.where(t <= ends[i], phase(i), out)
+        within = jnp.where(inside, ~steps.passed(step, ends[i]), total_steps <= ends[i])
+        out = jnp.where(within, phase(i), out)
     return out
 
 
@@ -722,10 +724,10 @@ def _check_one_cycle(
     c: Checker, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy, three_phase
 ):
     if total_steps is not None:
-        integer(c, "total_steps", total_steps, minimum=1)
+        c.integer("total_steps", total_steps, minimum=1)
     elif epochs is not None and steps_per_epoch is not None:
-        integer(c, "epochs", epochs, minimum=1)
-        integer(c, "steps_per_epoch", steps_per_epoch, minimum=1)
+        c.integer("epochs", epochs, minimum=1)
+        c.integer("steps_per_epoch", steps_per_epoch, minimum=1)
         total_steps = jnp.asarray(epochs) * jnp.asarray(steps_per_epoch)
     else:
         c.fail(
@@ -925,7 +927,7 @@ def SWALR(
         Izmailov et al., Averaging Weights Leads to Wider Optima, 2018; PyTorch ``SWALR``.
     """
     c = Checker("SWALR")
-    integer(c, "anneal_epochs", anneal_epochs, minimum=0)
+    c.integer("anneal_epochs", anneal_epochs, minimum=0)
     c.choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
     c.finite("swa_lr", swa_lr)
     _lr(c, lr)
@@ -986,7 +988,7 @@ def SequentialLR(
                 f"schedulers[{i}] is a MultiplicativeLR, which torch restarts from the "
                 "previous schedule's LR; put it first or use LambdaLR"
             )
-    integer(c, "milestones", m, minimum=0)
+    c.integer("milestones", m, minimum=0)
     if len(schedulers) == 1:
         return schedulers[0]
     return join(schedulers, boundaries=m)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxlr._src import exact
-from jaxlr._src.exact import value
+from jaxlr._src import steps
 from jaxlr._src.numeric import as_float, half_cosine, safe_sqrt
+from jaxlr._src.steps import before, elapsed, reached, to_float
 from jaxlr._src.validate import Checker, concrete
 from jaxlr.schedules import (
     Schedule,
@@ -41,7 +41,7 @@ __all__ = [
 
 
 def _ramp(step, warmup_steps):
-    return value(step) / jnp.maximum(value(warmup_steps), 1.0)
+    return to_float(step) / jnp.maximum(warmup_steps, 1.0)
 
 
 def _check_lengths(c: Checker, num_warmup_steps, num_training_steps, *, strict=False) -> None:
@@ -139,10 +139,10 @@ def get_linear_schedule_with_warmup(
 
 
 def _cosine_law(step, *, lr, num_warmup_steps, num_training_steps, num_cycles, min_lr_rate):
-    length = jnp.maximum(value(num_training_steps - num_warmup_steps), 1.0)
-    wave = half_cosine(value((step - num_warmup_steps) * (2.0 * num_cycles)), length)
+    length = jnp.maximum(num_training_steps - num_warmup_steps, 1.0)
+    wave = half_cosine(elapsed(step, num_warmup_steps) * (2.0 * num_cycles), length)
     factor = jnp.maximum(wave * (1.0 - min_lr_rate) + min_lr_rate, 0.0)
-    return lr * jnp.where(step < num_warmup_steps, _ramp(step, num_warmup_steps), factor)
+    return lr * jnp.where(before(step, num_warmup_steps), _ramp(step, num_warmup_steps), factor)
 
 
 def _cosine(c: Checker, lr, num_warmup_steps, num_training_steps, num_cycles, min_lr_rate):
@@ -256,12 +256,12 @@ def get_cosine_with_min_lr_schedule_with_warmup(
 
 
 def _hard_restarts_law(step, *, lr, num_warmup_steps, num_training_steps, num_cycles):
-    length = exact.at_least(num_training_steps - num_warmup_steps, 1.0)
-    done = step - num_warmup_steps
-    within = exact.mulmod(done, num_cycles, length)  # exact for integer steps and cycles
-    wave = half_cosine(value(within), value(length))
-    factor = jnp.where(done >= length, 0.0, wave)
-    return lr * jnp.where(step < num_warmup_steps, _ramp(step, num_warmup_steps), factor)
+    # exact for integer steps and cycles
+    within, length = steps.cycle_position(step, num_warmup_steps, num_training_steps, num_cycles)
+    wave = half_cosine(within, length)
+    done = reached(step, jnp.maximum(num_training_steps, num_warmup_steps + 1.0))
+    factor = jnp.where(done, 0.0, wave)
+    return lr * jnp.where(before(step, num_warmup_steps), _ramp(step, num_warmup_steps), factor)
 
 
 @register(
@@ -420,19 +420,19 @@ def _wsd_law(
     p = _ramp(step, num_warmup_steps)
     rise = {"linear": p, "cosine": 1.0 - half_cosine(p, 1.0), "1-sqrt": 1.0 - safe_sqrt(1.0 - p)}
     start = num_warmup_steps + num_stable_steps
-    length = jnp.maximum(value(num_decay_steps), 1.0)
-    q = value(step - start) / length
+    length = jnp.maximum(num_decay_steps, 1.0)
+    q = elapsed(step, start) / length
     fall = {
         "linear": 1.0 - q,
-        "cosine": half_cosine(value((step - start) * (2.0 * num_cycles)), length),
+        "cosine": half_cosine(elapsed(step, start) * (2.0 * num_cycles), length),
         "1-sqrt": 1.0 - safe_sqrt(q),
     }
     out = jnp.where(
-        step < start + num_decay_steps, jnp.maximum(fall[decay_type] * (1.0 - m) + m, 0.0), m
+        before(step, start + num_decay_steps), jnp.maximum(fall[decay_type] * (1.0 - m) + m, 0.0), m
     )
-    out = jnp.where(step < start, 1.0, out)
+    out = jnp.where(before(step, start), 1.0, out)
     out = jnp.where(
-        step < num_warmup_steps, jnp.maximum(rise[warmup_type] * (1.0 - m) + m, 0.0), out
+        before(step, num_warmup_steps), jnp.maximum(rise[warmup_type] * (1.0 - m) + m, 0.0), out
     )
     return lr * out
 

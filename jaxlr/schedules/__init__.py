@@ -5,7 +5,7 @@ pytree that Optax accepts as a ``learning_rate``. Because hyperparameters are le
 jit without retracing, stack and ``vmap``, and ``grad`` flows into them.
 """
 
-from jaxlr.schedules import exact, presets
+from jaxlr.schedules import presets, steps
 from jaxlr.schedules._catalog import catalog
 from jaxlr.schedules._combinators import (
     clip,
@@ -17,8 +17,8 @@ from jaxlr.schedules._combinators import (
     select,
     warmup,
 )
-from jaxlr.schedules._config import from_config, parse, to_config
-from jaxlr.schedules._core import Schedule, constructor, make, names, register
+from jaxlr.schedules._config import from_config, parse
+from jaxlr.schedules._core import Schedule, constructor, make, names, register, to_config
 from jaxlr.schedules._families import (
     constant,
     cosine,
@@ -57,7 +57,6 @@ __all__ = [
     "cosine",
     "cyclic",
     "cyclic_momentum",
-    "exact",
     "exponential",
     "from_config",
     "infinite",
@@ -77,6 +76,7 @@ __all__ = [
     "piecewise_interpolate",
     "polynomial",
     "presets",
+    "steps",
     "product",
     "scale",
     "select",

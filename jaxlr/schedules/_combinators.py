@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src import exact, numeric
-from jaxlr._src.exact import progress
-from jaxlr._src.validate import Checker, concrete, renamed
+from jaxlr._src import numeric, steps
+from jaxlr._src.steps import progress, reached
+from jaxlr._src.validate import Checker, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import rise
 
@@ -21,20 +21,21 @@ def _schedule_arg(c: Checker, name: str, s) -> None:
         c.fail(f"{name} must be a jaxlr schedule, got {name}={s!r}")
 
 
-def _warmup(step, *, schedule, warmup_steps, init_value, shape):
+def _warmup(step, *, schedule, warmup_steps, init_value, warmup_shape):
     target = schedule(jnp.zeros(step.shape, step.dtype))
-    ramp = rise(init_value, target, progress(step, 0.0, warmup_steps), shape)
-    after = schedule(exact.at_least(step - warmup_steps, 0.0))
-    return jnp.where(step < warmup_steps, ramp, after)
+    ramp = rise(init_value, target, progress(step, 0.0, warmup_steps), warmup_shape)
+    after = schedule(steps.shift_from(step, warmup_steps))
+    return jnp.where(reached(step, warmup_steps), after, ramp)
 
 
 @register("warmup", _warmup, counts=("warmup_steps",))
+@renamed(shape="warmup_shape")
 def warmup(
     schedule: Schedule,
     *,
     warmup_steps: ArrayLike,
     init_value: ArrayLike = 0.0,
-    shape: str = "linear",
+    warmup_shape: str = "linear",
 ) -> Schedule:
     r"""Prepends a warmup to any schedule, which then runs on its own local time.
 
@@ -44,7 +45,7 @@ def warmup(
         schedule: the schedule that follows the warmup.
         warmup_steps: ``W`` >= 0.
         init_value: ``I``, the LR at step 0.
-        shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"`` (static; see :func:`wsd`).
+        warmup_shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"`` (static; see :func:`wsd`).
 
     Raises:
         ValueError: ``schedule`` not a schedule, negative ``warmup_steps``, unknown shape, NaN.
@@ -64,11 +65,11 @@ def warmup(
     _schedule_arg(c, "schedule", schedule)
     c.nonnegative("warmup_steps", warmup_steps)
     c.finite("init_value", init_value)
-    c.choice("shape", shape, ("linear", "cosine", "1-sqrt"))
+    c.choice("warmup_shape", warmup_shape, ("linear", "cosine", "1-sqrt"))
     return make(
         "warmup",
         dict(schedule=schedule, warmup_steps=warmup_steps, init_value=init_value),
-        dict(shape=shape),
+        dict(warmup_shape=warmup_shape),
     )
 
 
@@ -76,7 +77,7 @@ def _join(step, *, schedules, boundaries):
     out = schedules[0](step)
     for i, s in enumerate(schedules[1:]):
         b = boundaries[..., i]
-        out = jnp.where(step >= b, s(exact.at_least(step - b, 0.0)), out)
+        out = jnp.where(reached(step, b), s(steps.shift_from(step, b)), out)
     return out
 
 
@@ -244,7 +245,8 @@ def clip(
 
 
 def _per_epoch(step, *, schedule, steps_per_epoch):
-    return schedule(exact.floor_div(step, steps_per_epoch))  # exact for integer counts
+    # an integer step's epoch is an integer step for the child (exact past 2^24 too)
+    return schedule(steps.epoch(step, steps_per_epoch))
 
 
 @register("per_epoch", _per_epoch, counts=("steps_per_epoch",))
@@ -280,9 +282,15 @@ def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
     return make("per_epoch", dict(schedule=schedule, steps_per_epoch=steps_per_epoch))
 
 
-def _noise(step, *, schedule, key, start_step, end_step, pct, std, distribution):
+def _noise(step, *, schedule, key, begin_steps, end_steps, pct, std, distribution):
     base = schedule(step)
-    flat = exact.floor_uint(step).reshape(-1).astype(jnp.uint32)
+    t = steps.to_float(step)
+    ok = (t >= 0) & (t < 2.0**32)
+    if steps.is_int(step):
+        flat = jnp.where(step >= 0, step, 0).astype(jnp.uint32)
+    else:
+        flat = jnp.where(ok, jnp.floor(t), 0.0).astype(jnp.uint32)
+    flat = flat.reshape(-1)
 
     def draw(t):
         k = jax.random.fold_in(key, t)
@@ -293,18 +301,18 @@ def _noise(step, *, schedule, key, start_step, end_step, pct, std, distribution)
         return sd * jax.random.truncated_normal(k, -bound, bound, (), base.dtype)
 
     n = jax.vmap(draw)(flat).reshape(step.shape)
-    inside = (step >= start_step) & (step < end_step)
+    inside = reached(step, begin_steps) & steps.before(step, end_steps)
     return jnp.where(inside, base * (1.0 + n), base)
 
 
-@register("noise", _noise, counts=("start_step", "end_step"))
-@renamed(kind="distribution")
+@register("noise", _noise, counts=("begin_steps", "end_steps"))
+@renamed(start_step="begin_steps", end_step="end_steps", kind="distribution")
 def noise(
     schedule: Schedule,
     *,
     key: ArrayLike,
-    start_step: ArrayLike,
-    end_step: ArrayLike,
+    begin_steps: ArrayLike,
+    end_steps: ArrayLike,
     pct: ArrayLike = 0.67,
     std: ArrayLike = 1.0,
     distribution: str = "normal",
@@ -319,14 +327,14 @@ def noise(
     Args:
         schedule: the noiseless schedule.
         key: a PRNG key (``jax.random.key`` or ``PRNGKey``); its raw data is stored.
-        start_step: ``t_0``, first noisy step.
-        end_step: ``t_1``, first clean step after the noise window.
+        begin_steps: ``t_0``, first noisy step.
+        end_steps: ``t_1``, first clean step after the noise window.
         pct: half-width of the noise, in (0, 1).
         std: standard deviation of the normal before truncation.
         distribution: ``"normal"`` or ``"uniform"`` (static).
 
     Raises:
-        ValueError: a non-schedule, a key that is not a PRNG key, ``start_step > end_step``,
+        ValueError: a non-schedule, a key that is not a PRNG key, ``begin_steps > end_steps``,
             ``pct`` outside (0, 1), ``std`` <= 0, unknown ``distribution``, NaN.
         TypeError: the old spelling ``kind``.
 
@@ -335,7 +343,7 @@ def noise(
     Examples:
         >>> import jax, jaxlr
         >>> S = jaxlr.schedules
-        >>> s = S.noise(S.constant(value=1.0), key=jax.random.key(0), start_step=0, end_step=10)
+        >>> s = S.noise(S.constant(value=1.0), key=jax.random.key(0), begin_steps=0, end_steps=10)
         >>> bool(abs(float(s(3)) - 1.0) <= 0.67), float(s(10))
         (True, 1.0)
 
@@ -344,10 +352,10 @@ def noise(
     """
     c = Checker("noise")
     _schedule_arg(c, "schedule", schedule)
-    key = _key_data(c, key)
-    c.nonnegative("start_step", start_step)
-    c.nonnegative("end_step", end_step)
-    c.not_greater("start_step", start_step, "end_step", end_step)
+    key = c.key("key", key)
+    c.nonnegative("begin_steps", begin_steps)
+    c.nonnegative("end_steps", end_steps)
+    c.not_greater("begin_steps", begin_steps, "end_steps", end_steps)
     p = c.finite("pct", pct)
     if p is not None and not bool(np.all((p > 0) & (p < 1))):
         c.fail(f"pct must be in (0, 1), got pct={pct!r}")
@@ -356,31 +364,15 @@ def noise(
     return make(
         "noise",
         dict(
-            schedule=schedule, key=key, start_step=start_step, end_step=end_step, pct=pct, std=std
+            schedule=schedule,
+            key=key,
+            begin_steps=begin_steps,
+            end_steps=end_steps,
+            pct=pct,
+            std=std,
         ),
         dict(distribution=distribution),
     )
-
-
-def _key_data(c: Checker, key) -> jax.Array:
-    """The raw uint32 data of a typed (``jax.random.key``) or raw (``PRNGKey``, or its list from
-    a config) key; anything else is rejected here rather than failing at the first call."""
-    dtype = getattr(key, "dtype", None)
-    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(key)
-    if isinstance(key, jax.core.Tracer) and jnp.issubdtype(key.dtype, jnp.unsignedinteger):
-        return key
-    a = concrete(key) if not isinstance(key, (str, bytes)) else None
-    # one key's uint32 words: 2 (threefry, the default) or 4 (rbg); a config holds them as ints
-    ok = (
-        a is not None
-        and a.shape in ((2,), (4,))
-        and np.issubdtype(a.dtype, np.integer)
-        and bool(np.all((a >= 0) & (a < 2**32)))
-    )
-    if not ok:
-        c.fail(f"key must be a PRNG key (jax.random.key or jax.random.PRNGKey), got key={key!r}")
-    return jnp.asarray(np.asarray(a, np.uint32))
 
 
 def _select(step, *, index, schedules):

@@ -14,66 +14,12 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
-import numpy as np
-
+from jaxlr.schedules import presets
 from jaxlr.schedules._core import Schedule, constructor
 
 # Deeper nesting than this is not a schedule anyone wrote; refusing it early keeps Python's
 # recursion limit (and its RecursionError) out of the user's way.
 _MAX_DEPTH = 64
-
-
-def _plain(a: np.ndarray) -> Any:
-    """Python numbers for JSON: floats as their shortest round-tripping decimal (0.1, not
-    0.10000000149011612), so a config reads like the call that built it."""
-    if not np.issubdtype(a.dtype, np.floating):
-        return a.tolist()
-    out = [float(str(x)) for x in a.ravel()]
-    return out[0] if a.ndim == 0 else np.reshape(np.asarray(out, dtype=object), a.shape).tolist()
-
-
-def to_config(schedule: Schedule) -> dict[str, Any]:
-    """A JSON-able description ``{"name": ..., "args": {...}}`` of a concrete schedule.
-
-    Args:
-        schedule: a schedule whose leaves are concrete (not traced).
-
-    Returns:
-        A dict of plain Python values (nested dicts for child schedules, lists for arrays).
-
-    Raises:
-        ValueError: ``schedule`` is not a schedule, has a traced leaf or a callable argument
-            (``LambdaLR``'s ``lr_lambda`` cannot be written as JSON).
-
-    Examples:
-        >>> import json, jaxlr
-        >>> s = jaxlr.schedules.constant(value=0.1)
-        >>> json.dumps(jaxlr.schedules.to_config(s))
-        '{"name": "constant", "args": {"value": 0.1}}'
-    """
-    if not isinstance(schedule, Schedule):
-        raise ValueError(f"to_config: expected a jaxlr schedule, got {schedule!r}")
-
-    def enc(k: str, v: Any) -> Any:
-        if isinstance(v, Schedule):
-            return to_config(v)
-        if isinstance(v, tuple) and v and isinstance(v[0], Schedule):
-            return [to_config(x) for x in v]
-        if isinstance(v, jax.core.Tracer):
-            raise ValueError(f"to_config: {schedule.name} has a traced hyperparameter {k}")
-        if isinstance(v, (jax.Array, np.ndarray)):
-            return _plain(np.asarray(v))
-        if callable(v):
-            raise ValueError(
-                f"to_config: {schedule.name}'s {k}={v!r} is a function, which a config cannot hold"
-            )
-        return v
-
-    return {
-        "name": schedule.name,
-        "args": {k: enc(k, v) for k, v in schedule.hyperparameters.items()},
-    }
 
 
 def from_config(config: Mapping[str, Any] | str) -> Schedule:
@@ -179,8 +125,6 @@ def parse(
         >>> s.name, float(s(10))
         ('warmup', 1.0)
     """
-    from jaxlr.schedules import presets  # presets build on the families, imported lazily
-
     if not isinstance(expression, str):
         raise ValueError(f"parse: expected a string, got {_short(expression)}")
     try:

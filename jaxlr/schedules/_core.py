@@ -28,15 +28,11 @@ here JAX rebuilds a node with ``object.__new__`` and sets the fields, and ``__in
 people and :func:`make`) turns numbers into float leaves. One class per family, made from the
 law's signature, keeps the law the single place where a family's hyperparameters are named.
 
-Exact steps. A float32 holds integers only to :math:`2^{24}`, so a family registered with
-``counts=`` (every built-in one) receives its step and its step-count hyperparameters as exact
-two-float sums (``jaxlr._src.exact``) and decides pieces, stairs and cycles on them. A count leaf
-stays one float; what rounding a concrete count lost at construction (``2**30 + 1`` is stored as
-``2**30``) is static auxiliary data, applied while the leaf still equals the value it was built
-from. Not int32 leaves: ``jax.grad`` refuses them and their dtype would depend on how a user
-wrote the number. Not a second leaf per count: every ``jax.tree.map`` (a perturbation, a cast)
-would then edit the remainder as if it were a value. Counts below :math:`2^{24}` leave no
-static data, so those trees are unchanged.
+Steps. A law receives its step as it comes (an int32 counter, a Python int, a float) and its
+step counts as float leaves; its integer decisions (which piece, stair or cycle) go through
+``jaxlr._src.steps``, exact for every int32 step. A concrete count float32 cannot hold
+exactly (``2**30 + 1``) is refused at construction with the two nearest values it can hold, so
+a count leaf always is the number it was built from and one compilation serves every value.
 
 The registry maps a family name to its class and public constructor; it serves configs
 (``to_config`` / ``from_config`` / ``parse``, in ``_config.py``), :func:`register` for user
@@ -57,10 +53,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src import exact
+from jaxlr._src import steps
 from jaxlr._src.numeric import as_float
 from jaxlr._src.peer_names import OPTAX_NAMES, PEER_MODULES, PEER_NAMES
-from jaxlr._src.validate import check_cast, concrete
+from jaxlr._src.validate import check_cast, check_count, concrete
 
 # name -> (class, constructor).
 _REGISTRY: dict[str, tuple[type[Schedule], Callable[..., Schedule]]] = {}
@@ -114,27 +110,15 @@ class Schedule:
     _counts: ClassVar[tuple[str, ...] | None] = None
 
     def __post_init__(self) -> None:
-        static, residuals = [], []
-        counts = type(self)._counts or ()
+        static = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if _is_static(value):
                 static.append(f.name)
             elif value is not None:
-                if f.name in counts and _traced_integer(value):
-                    # a count traced as an int32 (built inside jit or vmap) stays exact: the
-                    # law splits it like the step
-                    object.__setattr__(self, f.name, value)
-                    continue
-                leaf = _leaf(value, raw=f.name in _RAW_FIELDS)
-                if f.name in counts:
-                    r = _residual(value, leaf)
-                    if r is not None:
-                        residuals.append((f.name, *r))
-                object.__setattr__(self, f.name, leaf)
+                object.__setattr__(self, f.name, _leaf(value, raw=f.name in _RAW_FIELDS))
         # Which fields are structure is fixed here: JAX later rebuilds nodes with placeholders.
         object.__setattr__(self, "_static_fields", tuple(static))
-        object.__setattr__(self, "_residuals", tuple(residuals))
 
     def __call__(self, step: ArrayLike) -> jax.Array:
         dtype = getattr(step, "dtype", None)
@@ -144,34 +128,17 @@ class Schedule:
             or (dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating))
         ):
             raise TypeError(f"{self.name}: step must be a real number or array, got {step!r}")
-        cls = type(self)
-        if cls._counts is None:  # a law written for float steps (a user's family)
-            return cls.law(as_float(exact.value(step)), **self._arguments())
+        t = steps.as_step(step)
+        if type(self)._counts is None:  # a law written for float steps (a user's family)
+            return type(self).law(steps.to_float(t), **self._arguments())
         # One compiled program per structure and step shape: an eager call is one dispatch,
-        # not one per operation of the exact arithmetic; inside a trace it is inlined. A tree
-        # holding a user's callable (scale_fn, lr_lambda) runs op by op: a jit cache entry
-        # would keep the callable alive, and the callable may branch in Python.
-        t = exact.split(step)
+        # not one per operation; inside a trace it is inlined. A tree holding a user's callable
+        # (scale_fn, lr_lambda) runs op by op: a jit cache entry would keep the callable alive,
+        # and the callable may branch in Python.
         return self._at(t) if _holds_callable(self) else _evaluate(self, t)
 
-    def _at(self, step: exact.Exact) -> jax.Array:
-        args = self._arguments()
-        for name in type(self)._counts:
-            if args[name] is not None:
-                args[name] = self._exact(name, args[name])
-        return type(self).law(step, **args)
-
-    def _exact(self, name: str, leaf: Any) -> exact.Exact:
-        """A step-count leaf with the part float32 rounded away at construction (while the leaf
-        still holds the value it was built with: an edited leaf is taken as it is)."""
-        if jnp.issubdtype(leaf.dtype, jnp.integer):
-            return exact.split(leaf)  # an int32 count (traced, or stacked by jaxlr.sweep.stack)
-        for field, hi, lo, shape in self._residuals:
-            if field == name:
-                hi = np.asarray(hi, leaf.dtype).reshape(shape)
-                lo = np.asarray(lo, leaf.dtype).reshape(shape)
-                return exact.Exact(leaf, jnp.where(leaf == hi, lo, jnp.zeros((), leaf.dtype)))
-        return exact.Exact(leaf)
+    def _at(self, step: jax.Array) -> jax.Array:
+        return type(self).law(step, **self._arguments())
 
     def _arguments(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -179,17 +146,8 @@ class Schedule:
     # -- introspection and edits -----------------------------------------------------------------
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        """Every hyperparameter given (data and structure), as the constructor's arguments.
-
-        A step count that float32 cannot hold (``2**30 + 1``) is given exactly, as a NumPy
-        int64 or float64 array, while its leaf is unedited.
-        """
-        out = {k: v for k, v in self._arguments().items() if v is not None}
-        for field, hi, lo, shape in self._residuals:
-            leaf = concrete(out[field])
-            if leaf is not None and np.array_equal(leaf, np.asarray(hi, leaf.dtype).reshape(shape)):
-                out[field] = _exact_sum(hi, lo, shape)
-        return out
+        """Every hyperparameter given (data and structure), as the constructor's arguments."""
+        return {k: v for k, v in self._arguments().items() if v is not None}
 
     def replace(self, **changes: Any) -> Schedule:
         """A new schedule with ``changes`` applied, validated by the family's constructor.
@@ -204,8 +162,6 @@ class Schedule:
 
     def to_config(self) -> dict[str, Any]:
         """A JSON-able dict that :func:`jaxlr.schedules.from_config` reads back to an equal one."""
-        from jaxlr.schedules._config import to_config
-
         return to_config(self)
 
     def __repr__(self) -> str:
@@ -256,7 +212,7 @@ def _flatten_with_keys(s: Schedule):
             static.append((name, value))
         else:
             data.append((jax.tree_util.GetAttrKey(name), value))
-    return data, (tuple(k.name for k, _ in data), tuple(static), s._residuals)
+    return data, (tuple(k.name for k, _ in data), tuple(static))
 
 
 def _flatten(s: Schedule):
@@ -265,79 +221,12 @@ def _flatten(s: Schedule):
 
 
 def _unflatten(cls: type[Schedule], aux, children) -> Schedule:
-    names, static, residuals = aux
+    names, static = aux
     s = object.__new__(cls)  # not __init__: JAX passes placeholder leaves here
     for name, value in (*zip(names, children), *static):
         object.__setattr__(s, name, value)
     object.__setattr__(s, "_static_fields", tuple(n for n, _ in static))
-    object.__setattr__(s, "_residuals", residuals)
     return s
-
-
-def _traced_integer(value: Any) -> bool:
-    dtype = getattr(value, "dtype", None)
-    return (
-        isinstance(value, jax.core.Tracer)
-        and jnp.issubdtype(dtype, jnp.integer)
-        and jnp.iinfo(dtype).bits <= 32
-    )
-
-
-def int_counts(s: Schedule) -> Schedule:
-    """``s`` with every integer step count within int32 as an int32 leaf (exact, with no static
-    remainder), children included; other leaves unchanged. ``jaxlr.sweep.stack`` uses it to
-    stack members whose counts float32 cannot hold exactly and that differ."""
-    out = object.__new__(type(s))
-    counts = type(s)._counts or ()
-    converted = set()
-    exact_values = s.hyperparameters
-    for f in dataclasses.fields(s):
-        value = getattr(s, f.name)
-        if isinstance(value, Schedule):
-            value = int_counts(value)
-        elif isinstance(value, tuple) and value and isinstance(value[0], Schedule):
-            value = tuple(int_counts(v) for v in value)
-        elif f.name in counts and value is not None and f.name not in s._static_fields:
-            ex = concrete(exact_values[f.name])
-            if ex is not None and ex.dtype != object and np.all(np.isfinite(ex)):
-                ints = np.asarray(ex, np.float64)
-                if np.all(ints == np.round(ints)) and np.all(np.abs(ints) < 2.0**31):
-                    value = jnp.asarray(np.asarray(ex).astype(np.int64), jnp.int32)
-                    converted.add(f.name)
-        object.__setattr__(out, f.name, value)
-    object.__setattr__(out, "_static_fields", s._static_fields)
-    object.__setattr__(out, "_residuals", tuple(r for r in s._residuals if r[0] not in converted))
-    return out
-
-
-def _residual(value: Any, leaf: Any) -> tuple[tuple, tuple, tuple] | None:
-    """What rounding a concrete step count to its float leaf lost: ``(leaf, exact - leaf,
-    shape)`` as tuples of Python numbers (static data), or ``None`` when nothing was lost."""
-    if isinstance(leaf, jax.core.Tracer) or isinstance(value, Schedule):
-        return None
-    ex = exact.exact_host(value)
-    if ex is None or ex.size == 0:
-        return None
-    with np.errstate(invalid="ignore"):
-        if not all(abs(float(e)) < 2.0**53 for e in ex.reshape(-1)):
-            return None  # past float64's integers (or not finite): nothing exact to keep
-    hi = np.asarray(leaf)
-    if ex.dtype == object or np.issubdtype(ex.dtype, np.integer):
-        finite = np.isfinite(hi)
-        his = [int(h) if ok else 0 for h, ok in zip(hi.reshape(-1), finite.reshape(-1))]
-        lo = [int(e) - h for e, h in zip(ex.reshape(-1), his)]
-    else:
-        with np.errstate(invalid="ignore"):
-            lo = list(np.where(np.isfinite(hi), ex - hi.astype(np.float64), 0.0).reshape(-1))
-    if not any(lo):
-        return None
-    return tuple(float(h) for h in hi.reshape(-1)), tuple(float(x) for x in lo), hi.shape
-
-
-def _exact_sum(hi: tuple, lo: tuple, shape: tuple) -> np.ndarray:
-    if all(float(x).is_integer() for x in (*hi, *lo)):
-        return np.asarray([int(h) + int(x) for h, x in zip(hi, lo)], np.int64).reshape(shape)
-    return (np.asarray(hi, np.float64) + np.asarray(lo, np.float64)).reshape(shape)
 
 
 def _class_name(name: str) -> str:
@@ -392,8 +281,68 @@ def _show(v: Any) -> str:
         return f"<traced {v.dtype}{list(v.shape)}>"
     if isinstance(v, (jax.Array, np.ndarray)):
         a = np.asarray(v)  # str() of a numpy scalar is the shortest repr that round-trips
-        return str(a[()]) if a.ndim == 0 else "[" + ", ".join(str(x) for x in a.ravel()) + "]"
+        return _number(a[()]) if a.ndim == 0 else "[" + ", ".join(map(_number, a.ravel())) + "]"
     return repr(v)
+
+
+def _number(x: Any) -> str:
+    """A number as text that reads back to it; a whole float past 1e6 in full (a step count
+    such as 1073741952.0, whose shortest float32 text 1.073742e+09 is another whole number)."""
+    if isinstance(x, np.floating) and np.isfinite(x) and x == np.round(x) and 1e6 <= abs(x) < 2**63:
+        return f"{int(x)}.0"
+    return str(x)
+
+
+def _plain(a: np.ndarray) -> Any:
+    """Python numbers for JSON: floats as their shortest round-tripping decimal (0.1, not
+    0.10000000149011612), so a config reads like the call that built it."""
+    if not np.issubdtype(a.dtype, np.floating):
+        return a.tolist()
+    out = [float(_number(x)) for x in a.ravel()]
+    return out[0] if a.ndim == 0 else np.reshape(np.asarray(out, dtype=object), a.shape).tolist()
+
+
+def to_config(schedule: Schedule) -> dict[str, Any]:
+    """A JSON-able description ``{"name": ..., "args": {...}}`` of a concrete schedule.
+
+    Args:
+        schedule: a schedule whose leaves are concrete (not traced).
+
+    Returns:
+        A dict of plain Python values (nested dicts for child schedules, lists for arrays).
+
+    Raises:
+        ValueError: ``schedule`` is not a schedule, has a traced leaf or a callable argument
+            (``LambdaLR``'s ``lr_lambda`` cannot be written as JSON).
+
+    Examples:
+        >>> import json, jaxlr
+        >>> s = jaxlr.schedules.constant(value=0.1)
+        >>> json.dumps(jaxlr.schedules.to_config(s))
+        '{"name": "constant", "args": {"value": 0.1}}'
+    """
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"to_config: expected a jaxlr schedule, got {schedule!r}")
+
+    def enc(k: str, v: Any) -> Any:
+        if isinstance(v, Schedule):
+            return to_config(v)
+        if isinstance(v, tuple) and v and isinstance(v[0], Schedule):
+            return [to_config(x) for x in v]
+        if isinstance(v, jax.core.Tracer):
+            raise ValueError(f"to_config: {schedule.name} has a traced hyperparameter {k}")
+        if isinstance(v, (jax.Array, np.ndarray)):
+            return _plain(np.asarray(v))
+        if callable(v):
+            raise ValueError(
+                f"to_config: {schedule.name}'s {k}={v!r} is a function, which a config cannot hold"
+            )
+        return v
+
+    return {
+        "name": schedule.name,
+        "args": {k: enc(k, v) for k, v in schedule.hyperparameters.items()},
+    }
 
 
 def _unexpected(name: str, fn: Callable, kwargs: Mapping[str, Any]) -> None:
@@ -442,13 +391,11 @@ def register(name: str, law: Callable[..., jax.Array], *, counts: tuple[str, ...
     (once in the catalog) is covered by the contract tests. An argument the constructor does not
     take raises ``TypeError`` naming jaxlr's spelling when it is a peer library's name.
 
-    Exact steps: with ``counts`` (the names of the hyperparameters that are step counts:
-    lengths, boundaries, periods) the law receives its step and those hyperparameters as
-    :class:`jaxlr.schedules.exact.Exact` values, exact for integers past float32's
-    :math:`2^{24}` (a count's leaf stays a float; what the rounding lost is kept as static
-    data), and makes its piecewise decisions on them (``step >= boundary``,
-    ``exact.divmod_steps``; an example is in :mod:`jaxlr.schedules.exact`). Without ``counts``
-    the law receives float steps and float leaves, as written above.
+    Steps: with ``counts`` (the names of the hyperparameters that are step counts: lengths,
+    boundaries, periods) the law receives the step as it comes (an integer or float array) and
+    makes its integer decisions with ``jaxlr._src.steps`` (``reached(step, boundary)``,
+    ``elapsed``, ``divide``), exact for every int32 step; a concrete count float32 cannot hold
+    exactly is refused at construction. Without ``counts`` the law receives float steps.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -518,8 +465,9 @@ def make(name: str, params: Mapping[str, Any], static: Mapping[str, Any] = ()) -
                     f"{k}={_show(leaf)} (to sweep, stack built schedules with jaxlr.sweep.stack "
                     f"or build them inside jax.vmap)"
                 )
-        # a step count goes in as given, so the instance keeps what float rounding loses
-        leaves[k] = v if k in (cls._counts or ()) and not isinstance(leaf, Schedule) else leaf
+        if k in (cls._counts or ()) and not isinstance(leaf, (Schedule, tuple)):
+            check_count(name, k, v)
+        leaves[k] = leaf
     return cls(**leaves, **dict(static))
 
 

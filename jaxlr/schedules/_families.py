@@ -2,10 +2,10 @@
 
 Every law takes ``step`` and the hyperparameters as keyword arguments, and is a few lines of
 ``jnp`` arithmetic with no Python branch on a hyperparameter value, so every numeric
-hyperparameter can be traced (jit, vmap, grad). The step and the step-count hyperparameters
-(``counts=`` at registration) arrive as ``Exact`` values (``jaxlr._src.exact``): piecewise
-decisions compare them exactly, elapsed times are exact differences, and ``value`` rounds to a
-float where the law needs one.
+hyperparameter can be traced (jit, vmap, grad). The step arrives as it comes (an integer or
+float array) and the step-count hyperparameters (``counts=`` at registration) as float leaves:
+integer decisions (which piece, stair or cycle; elapsed steps) go through ``jaxlr._src.steps``,
+exact for every int32 step, and the rest is plain float arithmetic.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src import exact
-from jaxlr._src.exact import progress, value
+from jaxlr._src import steps
 from jaxlr._src.numeric import (
     at_least,
     half_cosine,
@@ -26,13 +25,15 @@ from jaxlr._src.numeric import (
     saturate,
     tiny,
 )
+from jaxlr._src.steps import elapsed, progress, reached, to_float
 from jaxlr._src.validate import Checker, renamed
 from jaxlr.schedules._core import Schedule, make, register
-from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, anneal, segments
+from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, anneal
 
 
 def _like(step: jax.Array, value: ArrayLike) -> jax.Array:
-    return jnp.broadcast_to(value, step.shape).astype(step.dtype)
+    value = jnp.asarray(value)
+    return jnp.broadcast_to(value, jnp.shape(step)).astype(value.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,7 +71,8 @@ def constant(*, value: ArrayLike) -> Schedule:
 
 
 def _linear(step, *, init_value, end_value, total_steps, begin_steps):
-    return segments(step, [begin_steps, total_steps], [init_value, end_value], [("linear", False)])
+    p = progress(step, begin_steps, total_steps - begin_steps)
+    return init_value + (end_value - init_value) * p
 
 
 @register("linear", _linear, counts=("total_steps", "begin_steps"))
@@ -189,19 +191,14 @@ def polynomial(
 # exponential, inverse time, step, multistep
 
 
-def _periods(elapsed, period_steps):
-    """``elapsed / period_steps`` for ``elapsed >= 0``; a traced period <= 0 is clamped to the
-    smallest positive normal float, and the count saturates at the largest finite float."""
-    elapsed, period_steps = value(elapsed), value(period_steps)
-    big = jnp.finfo(jnp.result_type(elapsed)).max
-    return jnp.minimum(elapsed / at_least(period_steps, tiny(elapsed)), big)
-
-
 def _exponent(step, begin_steps, period_steps, staircase):
-    elapsed = exact.at_least(step - begin_steps, 0.0)
+    """``max(step - B, 0) / P`` (floored exactly if staircase); a traced period <= 0 is clamped
+    to the smallest positive normal float, and the count saturates at the largest finite float."""
     if staircase:  # which stair: exact for integer steps and periods
-        return value(exact.floor_div(elapsed, period_steps))
-    return _periods(elapsed, period_steps)
+        return steps.floor_div(steps.shift_from(step, begin_steps), period_steps)
+    e = jnp.maximum(elapsed(step, begin_steps), 0.0)
+    big = jnp.finfo(e.dtype).max
+    return jnp.minimum(e / at_least(period_steps, tiny(e)), big)
 
 
 def _exponential(
@@ -333,7 +330,7 @@ def inverse_time(
 
 
 def _step(step, *, init_value, period_steps, decay_rate):
-    return saturate(init_value * power_of(decay_rate, value(exact.floor_div(step, period_steps))))
+    return saturate(init_value * power_of(decay_rate, steps.floor_div(step, period_steps)))
 
 
 @register("step", _step, counts=("period_steps",))
@@ -375,7 +372,7 @@ def step(*, init_value: ArrayLike, period_steps: ArrayLike, decay_rate: ArrayLik
 
 def _multistep(step, *, init_value, boundaries, decay_rate):
     rates = jnp.broadcast_to(decay_rate, boundaries.shape)
-    passed = step[..., None] >= boundaries
+    passed = reached(step[..., None], boundaries)
     # a product of rates > 1 saturates rather than overflowing to inf
     return saturate(init_value * saturate(jnp.prod(jnp.where(passed, rates, 1.0), axis=-1)))
 
@@ -423,7 +420,8 @@ def multistep(
 
 
 def _piecewise_constant(step, *, boundaries, values, right):
-    passed = (step[..., None] > boundaries) if right else (step[..., None] >= boundaries)
+    t = step[..., None]
+    passed = steps.passed(t, boundaries) if right else reached(t, boundaries)
     index = jnp.sum(passed, axis=-1)
     return jnp.take(values, index)
 
@@ -470,17 +468,13 @@ def piecewise_constant(
 def _piecewise_interpolate(step, *, boundaries, values, shape):
     # One piece looked up, not one evaluated per knot: the trace does not grow with the knots.
     n = boundaries.shape[-1]
-    passed = step[..., None] >= boundaries  # exact, like every decision
+    passed = reached(step[..., None], boundaries)  # exact, like every decision
     i = jnp.clip(jnp.sum(passed, axis=-1) - 1, 0, n - 2)[..., None]
 
     def at(x, j):
         return jnp.take_along_axis(jnp.broadcast_to(x, passed.shape), j, axis=-1)[..., 0]
 
-    def knot(j):
-        lo = boundaries.lo
-        return exact.Exact(at(boundaries.hi, j), lo if np.ndim(lo) == 0 else at(lo, j))
-
-    k0, k1 = knot(i), knot(i + 1)
+    k0, k1 = at(boundaries, i), at(boundaries, i + 1)
     curve = anneal(at(values, i), at(values, i + 1), progress(step, k0, k1 - k0), shape)
     return jnp.where(passed[..., 0], curve, at(values, jnp.zeros_like(i)))
 
@@ -541,9 +535,9 @@ def _inverse_sqrt(step, *, peak_value, warmup_steps, timescale, init_value, warm
         warm = init_value + (peak_value - init_value) * progress(step, 0.0, warmup_steps)
     else:
         warm = _like(step, peak_value)
-    after = step >= warmup_steps
-    tau = at_least(timescale, tiny(step.hi))
-    denom = jnp.where(after, value(step - warmup_steps) + tau, tau)
+    after = reached(step, warmup_steps)
+    tau = at_least(timescale, tiny(timescale))
+    denom = jnp.where(after, elapsed(step, warmup_steps) + tau, tau)
     decay = peak_value * jnp.sqrt(safe_div(tau, denom, 1.0))
     return jnp.where(after, decay, warm)
 
@@ -612,15 +606,18 @@ def inverse_sqrt(
     )
 
 
-def _noam(step, *, d_model, warmup_steps, scale):
-    t = value(step)  # a smooth law: the rounded step is as accurate as float allows
+def _noam(step, *, d_model, warmup_steps, factor):
+    t = to_float(step)  # a smooth law: the rounded step is as accurate as float allows
     w = jnp.maximum(warmup_steps, 1.0)
     shape = jnp.where(t < w, t * w**-1.5, jax.lax.rsqrt(jnp.maximum(t, w)))
-    return scale * jax.lax.rsqrt(at_least(d_model, tiny(t))) * shape
+    return factor * jax.lax.rsqrt(at_least(d_model, tiny(t))) * shape
 
 
 @register("noam", _noam, counts=())
-def noam(*, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, scale: ArrayLike = 1.0) -> Schedule:
+@renamed(scale="factor")
+def noam(
+    *, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, factor: ArrayLike = 1.0
+) -> Schedule:
     r"""The Transformer schedule: linear warmup then inverse square root.
 
     .. math:: \eta(t) = s\, d^{-1/2} \min(t^{-1/2},\ t\,W^{-3/2})
@@ -628,7 +625,7 @@ def noam(*, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, scale: ArrayLike
     Args:
         d_model: model width ``d`` > 0.
         warmup_steps: ``W`` >= 1 (4000 in the paper).
-        scale: overall factor ``s``.
+        factor: overall factor ``s`` (as in :func:`scale`).
 
     Raises:
         ValueError: ``d_model`` <= 0, ``warmup_steps`` < 1, or NaN.
@@ -648,8 +645,8 @@ def noam(*, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, scale: ArrayLike
     c = Checker("noam")
     c.positive("d_model", d_model)
     c.at_least("warmup_steps", warmup_steps, 1)
-    c.finite("scale", scale)
-    return make("noam", dict(d_model=d_model, warmup_steps=warmup_steps, scale=scale))
+    c.finite("factor", factor)
+    return make("noam", dict(d_model=d_model, warmup_steps=warmup_steps, factor=factor))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -713,15 +710,9 @@ def cosine(
 
 def _warmup_cosine(step, *, peak_value, warmup_steps, total_steps, init_value, end_value, power):
     warm = init_value + (peak_value - init_value) * progress(step, 0.0, warmup_steps)
-    decay = _cosine(
-        step - warmup_steps,
-        init_value=peak_value,
-        total_steps=total_steps - warmup_steps,
-        end_value=end_value,
-        power=power,
-        k=1.0,
-    )
-    return jnp.where(step < warmup_steps, warm, decay)
+    p = progress(step, warmup_steps, total_steps - warmup_steps)
+    decay = end_value + (peak_value - end_value) * safe_pow(half_cosine(p), power)
+    return jnp.where(reached(step, warmup_steps), decay, warm)
 
 
 @register("warmup_cosine", _warmup_cosine, counts=("warmup_steps", "total_steps"))
@@ -799,11 +790,11 @@ def _sgdr(
     cycle_warmup_steps,
     cycle_limit=None,
 ):
-    # cycles found exactly for integer steps, periods and multipliers (exact.restart_cycle)
-    i, u, length = exact.restart_cycle(step, period_steps, at_least(period_mult, 1.0))
+    # cycles found exactly for integer steps, periods and multipliers (steps.restart_cycle)
+    i, u, length = steps.restart_cycle(step, period_steps, at_least(period_mult, 1.0))
     peak = saturate(peak_value * power_of(peak_decay, i))
     warm = end_value + (peak - end_value) * progress(u, 0.0, cycle_warmup_steps)
-    p = progress(u - cycle_warmup_steps, 0.0, length - cycle_warmup_steps)
+    p = progress(u, cycle_warmup_steps, length - cycle_warmup_steps)
     value = jnp.where(u < cycle_warmup_steps, warm, anneal(peak, end_value, p, "cosine"))
     if cycle_limit is not None:
         value = jnp.where(i >= cycle_limit, end_value, value)
@@ -882,7 +873,7 @@ def _tanh(step, *, init_value, total_steps, end_value, lower, upper):
     p = progress(step, 0.0, total_steps)
     x = lower + (upper - lower) * p
     value = end_value + 0.5 * (init_value - end_value) * (1.0 - jnp.tanh(x))
-    return jnp.where(step >= total_steps, end_value, value)
+    return jnp.where(reached(step, total_steps), end_value, value)
 
 
 @register("tanh", _tanh, counts=("total_steps",))

@@ -6,9 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src import exact
-from jaxlr._src.exact import value
-from jaxlr._src.numeric import as_float, power_of, safe_div, saturate, times, tiny
+from jaxlr._src import steps
+from jaxlr._src.numeric import as_float, at_least, power_of, safe_div, saturate, times, tiny
 from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.schedules._core import Schedule, make, register
 from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, segments
@@ -19,28 +18,29 @@ _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 def _cyclic_height(step, up_steps, down_steps, mode, decay_rate):
     """Torch's ``scale_factor * scale_fn``: 0 at cycle ends, the cycle's height at its peak."""
     total = up_steps + down_steps
-    # The cycle and the position inside it from an exact integer division (exact.divmod_steps),
+    # The cycle and the position inside it from an exact integer division (steps.divide),
     # not 1 + t/L - floor(1 + t/L): the latter loses the phase entirely once t/L needs all of
     # float32's mantissa. Torch's x / rho and (x - 1) / (rho - 1) are within / U and
     # (C - within) / D.
-    cycle, within = exact.divmod_steps(step, total)
-    cycle = value(cycle) + 1.0
+    cycle, within = steps.divide(step, total)
+    cycle = cycle + 1.0
     rising = within <= up_steps
     factor = jnp.where(
         rising,
-        safe_div(value(within), value(up_steps), 1.0),
-        safe_div(value(total - within), value(down_steps), 0.0),
+        safe_div(within, up_steps, 1.0),
+        safe_div(total - within, down_steps, 0.0),
     )
     if mode == "triangular2":
         factor = factor * 0.5 ** (cycle - 1.0)
     elif mode == "exp_range":
-        factor = factor * power_of(decay_rate, value(step))  # saturates when a rate > 1 grows
+        # saturates when a rate > 1 grows
+        factor = factor * power_of(decay_rate, steps.to_float(step))
     return factor
 
 
 def _clamped_cycle(up_steps, down_steps, step):
     """Traced lengths <= 0 are clamped to the smallest positive float (the law stays finite)."""
-    return exact.at_least(up_steps, tiny(step.hi)), exact.at_least(down_steps, tiny(step.hi))
+    return at_least(up_steps, tiny(up_steps)), at_least(down_steps, tiny(down_steps))
 
 
 def _cyclic(step, *, init_value, peak_value, up_steps, down_steps, decay_rate, mode):

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxlr._src.exact import progress
 from jaxlr._src.numeric import half_cosine, safe_div, safe_sqrt
+from jaxlr._src.steps import progress, reached
 
 #: Shapes of a phase that moves from ``a`` to ``b`` as its progress ``p`` goes 0 -> 1.
 SHAPES = ("linear", "cosine", "1-sqrt", "exponential", "inverse")
@@ -72,9 +72,9 @@ def segments(
     ``shapes[i] = (shape, rising)`` gives the curve between knot ``i`` and ``i + 1``: ``anneal``
     (``rising=False``) or ``rise`` (``rising=True``). A zero-length piece is a jump.
     """
-    out = jnp.broadcast_to(values[0], step.shape).astype(step.dtype)
+    out = None
     for i, (shape, rising) in enumerate(shapes):
         p = progress(step, knots[i], knots[i + 1] - knots[i])
         curve = (rise if rising else anneal)(values[i], values[i + 1], p, shape)
-        out = jnp.where(step >= knots[i], curve, out)
-    return out
+        out = curve if out is None else jnp.where(reached(step, knots[i]), curve, out)
+    return jnp.where(reached(step, knots[0]), out, jnp.broadcast_to(values[0], out.shape))

@@ -11,8 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlr._src.validate import Checker
-from jaxlr.schedules import Schedule
-from jaxlr.schedules._core import int_counts
 
 
 def leaf_name(path: tuple) -> str:
@@ -226,12 +224,6 @@ def _draw(c: Checker, rng: np.random.Generator, name: str, spec: tuple, num: int
     return np.exp(rng.uniform(np.log(low), np.log(high), size=num))
 
 
-def _holds_exact_counts(tree: Any) -> bool:
-    nodes = jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, Schedule) and x is not tree)
-    here = isinstance(tree, Schedule) and bool(tree._residuals)
-    return here or any(_holds_exact_counts(n) for n in nodes if isinstance(n, Schedule))
-
-
 def stack(schedules: Sequence[Any]) -> Any:
     """Stacks schedules (or any pytrees) of one structure into one pytree with a leading axis.
 
@@ -260,27 +252,10 @@ def stack(schedules: Sequence[Any]) -> Any:
     if not schedules:
         c.fail("schedules must be a non-empty sequence, got schedules=[]")
     first = jax.tree.structure(schedules[0])
-    if any(jax.tree.structure(s) != first for s in schedules) and all(
-        isinstance(s, Schedule) for s in schedules
-    ):
-        # members that differ in counts float32 cannot hold (kept as static remainders) stack
-        # exactly once those counts are int32 leaves
-        ints = [int_counts(s) for s in schedules]
-        if all(jax.tree.structure(s) == jax.tree.structure(ints[0]) for s in ints) and all(
-            [x.dtype for x in jax.tree.leaves(s)] == [x.dtype for x in jax.tree.leaves(ints[0])]
-            for s in ints
-        ):
-            schedules, first = ints, jax.tree.structure(ints[0])
     for i, s in enumerate(schedules):
         if jax.tree.structure(s) != first:
-            hint = ""
-            if _holds_exact_counts(s) or _holds_exact_counts(schedules[0]):
-                hint = (
-                    " (a step count float32 cannot hold, past 2^24, is kept exactly as static "
-                    "structure, so stacked members must agree on such counts)"
-                )
             c.fail(
                 f"every member needs the structure of member 0, got member {i}={s!r} "
-                f"vs member 0={schedules[0]!r}{hint}"
+                f"vs member 0={schedules[0]!r}"
             )
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *schedules)

@@ -83,7 +83,7 @@ class ScheduleSlot:
 
     def __call__(self, leaves: dict[str, jax.Array], step: ArrayLike) -> jax.Array:
         schedule = jax.tree.unflatten(self.treedef, [leaves[k] for k in self.names])
-        return schedule(step)  # an integer count stays exact (jaxlr._src.exact)
+        return schedule(step)  # an integer count stays exact (jaxlr._src.steps)
 
 
 def scale_updates(updates: PyTree, factor: ArrayLike) -> PyTree:

@@ -12,7 +12,7 @@ from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
 from jaxlr import sharpness
-from jaxlr._src import exact
+from jaxlr._src import steps
 from jaxlr._src.numeric import as_float, safe_div
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import Schedule
@@ -226,8 +226,8 @@ class _Curvature:
         """(refreshed?, curvature state, lambda the LR uses) after this update."""
         h = state.hyperparams
         first = state.count == 0
-        _, since = exact.divmod_steps(state.count, h.every)  # exact past 2^24
-        refresh = (exact.value(since) == 0) | first
+        _, since = steps.divide(state.count, h.every)  # exact past 2^24
+        refresh = (since == 0) | first
         cs = jax.lax.cond(
             refresh,
             lambda cs: self._estimate(loss_fn, batch, params, inner_state, cs, first, h),

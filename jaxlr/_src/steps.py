@@ -1,0 +1,473 @@
+r"""Step arithmetic: exact integer decisions for integer steps, plain floats for the rest.
+
+A law receives its step as it comes: an integer array (Optax's int32 counter, a Python int below
+:math:`2^{31}`) or a float array. Its step-count hyperparameters (lengths, boundaries, periods)
+are float leaves. A float32 holds every integer only up to :math:`2^{24}`, so comparing an int32
+step with a count in float32 (``step >= boundary``) or subtracting them decides wrongly past
+16.7M steps. The helpers here make those integer decisions in the step's integer dtype:
+
+- a count ``c`` that is a whole number below :math:`2^{31}` converts to int32 exactly
+  (``ceil`` for a comparison, ``floor`` for a difference), so ``reached(step, c)``,
+  ``elapsed(step, c)``, ``divide(step, p)`` and :func:`restart_cycle` are exact for every int32
+  step; the float result (an elapsed time, a fraction) is then rounded once;
+- a float step goes through plain float arithmetic (exact to :math:`2^{24}` in float32,
+  :math:`2^{53}` under ``jax_enable_x64``). A Python int past int32 becomes such a float
+  (:func:`as_step`): past :math:`2^{31}` a float32 step is exact to a multiple of 256.
+
+Gradients: an elapsed time keeps ``d(step - c)/dc = -1`` (the fraction ``c - floor(c)`` carries
+it), a remainder ``d r/d p = -q``; float steps are differentiated as written. A count that is
+not a whole number is compared exactly too (``step >= c`` iff ``step >= ceil(c)``); divisions
+by such a period use floats. Exact ranges: counts in :math:`[0, 2^{31})` and int32 steps with
+:math:`|step - count| < 2^{31}` (every step >= 0); divisions and cycles for steps >= 0 (a
+negative step uses floats); an infinite count (a phase that never ends) compares correctly. A
+boundary a law computes from several counts (``total_steps - decay_steps``) is a float sum,
+exact while the float dtype holds the result.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxlr._src.numeric import float_dtype, safe_div, saturate
+
+sg = jax.lax.stop_gradient
+
+
+def as_step(step: ArrayLike) -> jax.Array:
+    """A step as an array: integers stay integers (int32, or int64 under ``jax_enable_x64``)
+    while the dtype holds them; a Python or NumPy integer past that becomes a float (exact to
+    a multiple of 256 below :math:`2^{32}` in float32); unsigned or narrow integers widen.
+
+    Examples:
+        >>> from jaxlr._src.steps import as_step
+        >>> as_step(7).dtype, as_step(2**40).dtype
+        (dtype('int32'), dtype('float32'))
+    """
+    fdtype = float_dtype()
+    idtype = jnp.int64 if fdtype == jnp.float64 else jnp.int32
+    info = np.iinfo(idtype)
+    if isinstance(step, (bool, np.bool_)):
+        return jnp.asarray(int(step), idtype)
+    if isinstance(step, numbers.Integral) or (
+        isinstance(step, (np.ndarray, np.generic)) and np.issubdtype(step.dtype, np.integer)
+    ):
+        host = np.asarray(step, dtype=object if isinstance(step, int) else None)
+        ints = [int(n) for n in host.reshape(-1)]
+        if all(info.min <= n <= info.max for n in ints):
+            return jnp.asarray(np.asarray(ints, np.int64).reshape(host.shape), idtype)
+        return jnp.asarray(np.asarray([_big(n) for n in ints]).reshape(host.shape), fdtype)
+    arr = jnp.asarray(step)
+    if arr.dtype == jnp.bool_:
+        return arr.astype(idtype)
+    if jnp.issubdtype(arr.dtype, jnp.integer):
+        bits = jnp.iinfo(arr.dtype).bits
+        signed = jnp.issubdtype(arr.dtype, jnp.signedinteger)
+        if (signed and bits <= jnp.iinfo(idtype).bits) or bits < jnp.iinfo(idtype).bits:
+            return arr.astype(idtype)
+        return arr.astype(fdtype)  # uint32 (float32 mode) or uint64: as floats
+    return arr
+
+
+def _big(n: int) -> float:
+    try:
+        return float(n)
+    except OverflowError:
+        return float("inf") if n > 0 else float("-inf")
+
+
+def is_int(step: jax.Array) -> bool:
+    """Whether ``step`` is an integer array (a static fact: its dtype)."""
+    return jnp.issubdtype(jnp.result_type(step), jnp.integer)
+
+
+def to_float(step: ArrayLike) -> jax.Array:
+    """``step`` as the default float dtype (a float step is returned as it is).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import to_float
+        >>> to_float(jnp.int32(3)).dtype
+        dtype('float32')
+    """
+    step = jnp.asarray(step)
+    return step if jnp.issubdtype(step.dtype, jnp.floating) else step.astype(float_dtype())
+
+
+def _bounds(idtype, fdtype) -> tuple[float, float]:
+    """The integer dtype's range as values the float dtype holds exactly."""
+    info = np.iinfo(idtype)
+    top = np.nextafter(np.asarray(info.max + 1.0, fdtype), np.asarray(0, fdtype))
+    return float(info.min), float(top)
+
+
+def _whole(c: ArrayLike, idtype, rounding) -> tuple[jax.Array, jax.Array]:
+    """``rounding(c)`` clipped to the integer range: (the float, the integer)."""
+    c = jnp.asarray(c)
+    lo, hi = _bounds(idtype, c.dtype)
+    w = jax.lax.clamp(np.asarray(lo, c.dtype), rounding(c), np.asarray(hi, c.dtype))
+    return w, w.astype(idtype)
+
+
+def _zero(c: ArrayLike) -> bool:
+    """A count known at trace time to be 0 (a Python literal): no operation needed."""
+    return isinstance(c, (int, float)) and not isinstance(c, bool) and c == 0
+
+
+def reached(step: jax.Array, c: ArrayLike) -> jax.Array:
+    """``step >= c``, exact for integer steps (``step >= ceil(c)`` in integers).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import reached
+        >>> bool(reached(jnp.int32(2**30 + 1), jnp.float32(2**30 + 128)))  # float32: True
+        False
+    """
+    if not is_int(step):
+        return step >= c
+    if _zero(c):
+        return step >= 0
+    c = jnp.asarray(c)
+    _, ci = _whole(c, step.dtype, jnp.ceil)
+    limit = -float(np.iinfo(step.dtype).min)
+    return (step >= ci) & (c < limit)
+
+
+def before(step: jax.Array, c: ArrayLike) -> jax.Array:
+    """``step < c`` (the negation of :func:`reached`).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import before
+        >>> bool(before(jnp.int32(2**30 + 127), jnp.float32(2**30 + 128)))
+        True
+    """
+    return ~reached(step, c)
+
+
+def passed(step: jax.Array, c: ArrayLike) -> jax.Array:
+    """``step > c``, exact for integer steps (``step > floor(c)`` in integers).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import passed
+        >>> bool(passed(jnp.int32(2**30 + 128), jnp.float32(2**30 + 128)))
+        False
+    """
+    if not is_int(step):
+        return step > c
+    c = jnp.asarray(c)
+    _, fi = _whole(c, step.dtype, jnp.floor)
+    limit = -float(np.iinfo(step.dtype).min)
+    return (step > fi) & (c < limit)
+
+
+def elapsed(step: jax.Array, c: ArrayLike) -> jax.Array:
+    """``step - c`` as a float, the difference taken exactly for integer steps, then rounded.
+
+    The derivative with respect to ``c`` is -1 (and 1 with respect to a float step).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import elapsed
+        >>> float(elapsed(jnp.int32(2**30 + 1), jnp.float32(2**30)))  # float32 alone: 0.0
+        1.0
+    """
+    if not is_int(step):
+        return step if _zero(c) else step - c
+    if _zero(c):
+        return to_float(step)
+    c = jnp.asarray(c)
+    f, fi = _whole(c, step.dtype, jnp.floor)
+    return (step - fi).astype(c.dtype) - (c - f)
+
+
+def shift(step: jax.Array, c: ArrayLike) -> jax.Array:
+    """A child's step ``step - c`` in the step's own kind: integers stay exact integers (the
+    child starts at 0 on the first whole step >= ``c``); floats subtract.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import shift
+        >>> int(shift(jnp.int32(2**30 + 130), jnp.float32(2**30 + 128)))
+        2
+    """
+    if not is_int(step):
+        return step - c
+    _, ci = _whole(c, step.dtype, jnp.ceil)
+    return step - ci
+
+
+def shift_from(step: jax.Array, c: ArrayLike) -> jax.Array:
+    """``max(step - c, 0)`` in the step's own kind (:func:`shift` clamped at 0).
+
+    Examples:
+        >>> from jaxlr.schedules.steps import shift_from
+        >>> float(shift_from(3.0, 5.0)), float(shift_from(7.0, 5.0))
+        (0.0, 2.0)
+    """
+    s = shift(step, c)
+    return jnp.where(s > 0, s, jnp.zeros_like(s))
+
+
+def progress(step: jax.Array, start: ArrayLike, length: ArrayLike) -> jax.Array:
+    """Fraction of the phase ``[start, start + length)`` done at ``step``, clipped to [0, 1].
+
+    The elapsed time is exact (:func:`elapsed`), so the fraction is as accurate as the float
+    dtype allows however large the step. A phase of length 0 is done from its start on.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import progress
+        >>> float(progress(jnp.int32(2**30 + 50), 2.0**30, 100.0))  # float32 steps: 0.0
+        0.5
+    """
+    e = elapsed(step, start)
+    length = jnp.asarray(length, e.dtype)
+    zero, one = np.asarray(0, e.dtype), np.asarray(1, e.dtype)
+    ok = length != zero
+    frac = jax.lax.clamp(zero, e / jnp.where(ok, length, one), one)
+    return jnp.where(ok, frac, (e >= zero).astype(e.dtype))
+
+
+def _unsigned(step: jax.Array, p: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Whether ``step >= 0`` and ``p`` is a whole number >= 1, and both as unsigned integers
+    (exact for a whole ``p`` below :math:`2^{32}`; other ``p`` are replaced by 1)."""
+    udtype = jnp.uint32 if jnp.iinfo(step.dtype).bits <= 32 else jnp.uint64
+    one = np.asarray(1, p.dtype)
+    top = np.nextafter(np.asarray(2.0 ** jnp.iinfo(udtype).bits, p.dtype), one)
+    ok = (jnp.floor(p) == p) & (p >= one) & (step >= 0)
+    pu = jax.lax.clamp(one, jnp.where(ok, p, one), top).astype(udtype)
+    return ok, step.astype(udtype), pu
+
+
+def _float_period(p: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """``p`` as a float array, and ``p`` clamped to the smallest positive float."""
+    p = jnp.asarray(p)
+    if not jnp.issubdtype(p.dtype, jnp.floating):
+        p = p.astype(float_dtype())
+    tiny = np.asarray(jnp.finfo(p.dtype).tiny, p.dtype)
+    return p, jnp.where(p > tiny, p, tiny)
+
+
+def floor_div(step: jax.Array, p: ArrayLike) -> jax.Array:
+    """``floor(step / p)`` as a float: which stair, which epoch.
+
+    Exact for an integer step >= 0 and a whole ``p >= 1`` (unsigned integer division); floats
+    otherwise. A traced ``p <= 0`` is clamped to the smallest positive float, and the quotient
+    saturates at the largest finite float.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import floor_div
+        >>> float(floor_div(jnp.int32(2**30), jnp.float32(2**30 + 128)))  # float32 floats: 1
+        0.0
+    """
+    p, safe = _float_period(p)
+    q = saturate(jnp.floor(to_float(step).astype(p.dtype) / safe))
+    if is_int(step):
+        ok, su, pu = _unsigned(step, p)
+        q = jnp.where(ok, (su // pu).astype(p.dtype), q)
+    return q
+
+
+def divide(step: jax.Array, p: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """``q = floor(step / p)`` and ``r = step - q p`` as floats.
+
+    Exact for an integer step >= 0 and a whole period ``p >= 1`` (unsigned integer division);
+    otherwise floats (the remainder by ``fmod``, exact; the quotient as close as floats allow).
+    A traced ``p <= 0`` is clamped to the smallest positive float and ``q`` saturates at the
+    largest finite float. ``dr/dstep = 1``, ``dr/dp = -q``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import divide
+        >>> q, r = divide(jnp.int32(2**31 - 1), jnp.float32(100.0))
+        >>> int(q), float(r)
+        (21474836, 47.0)
+    """
+    p, safe = _float_period(p)
+    dtype = p.dtype
+    t = to_float(step).astype(dtype)
+    infinite = jnp.isinf(t)
+    tf = jnp.where(infinite, np.asarray(0, dtype), t)
+    ts, ps = sg(tf), sg(safe)
+    rf = jax.lax.rem(ts, ps)  # fmod: exact
+    rf = jnp.where(rf < 0, rf + ps, rf)
+    qf = jnp.round((ts - rf) / ps)
+    qf = saturate(jnp.where(infinite, jnp.sign(t) * jnp.finfo(dtype).max, qf))
+    rf = rf + (tf - ts)
+    if is_int(step):
+        ok, su, pu = _unsigned(step, p)
+        qu = su // pu
+        qf = jnp.where(ok, qu.astype(dtype), qf)
+        rf = jnp.where(ok, (su - qu * pu).astype(dtype), rf)
+    # r = step - q p: the straight-through term (0 in value) carries dr/dp = -q
+    return qf, rf - qf * (safe - sg(safe))
+
+
+def epoch(step: jax.Array, p: ArrayLike) -> jax.Array:
+    """``floor(step / p)`` in the step's own kind: an integer step gives an integer (exact for a
+    whole ``p``, so a child schedule's integer decisions stay exact), a float step a float.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import epoch
+        >>> int(epoch(jnp.int32(2**31 - 1), 3.0))
+        715827882
+    """
+    p, safe = _float_period(p)
+    q = saturate(jnp.floor(to_float(step).astype(p.dtype) / safe))
+    if not is_int(step):
+        return q
+    ok, su, pu = _unsigned(step, p)
+    _, approx = _whole(q, step.dtype, jnp.floor)
+    return jnp.where(ok, (su // pu).astype(step.dtype), approx)
+
+
+def _ipow(base: jax.Array, exponent: jax.Array, bits: int) -> jax.Array:
+    """``base ** exponent`` in integers for ``0 <= exponent < 2**bits`` (square and multiply;
+    the unused squares may wrap, the product used does not when it fits)."""
+    out = jnp.ones_like(base)
+    for k in range(bits):
+        take = ((exponent >> k) & 1) == 1
+        out = jnp.where(take, out * base, out)
+        base = base * base
+    return out
+
+
+def restart_cycle(
+    step: jax.Array, first: ArrayLike, mult: ArrayLike
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    r"""The restart cycle holding ``step`` when cycle ``i`` lasts ``first * mult**i`` steps.
+
+    Returns ``(i, u, length)`` as floats: the cycle index, the steps elapsed in it and its
+    length. Cycle ``i`` starts at :math:`F (m^i - 1)/(m - 1)` (:math:`F i` for ``m = 1``). Exact
+    for an integer step below :math:`2^{31}` with a whole ``first >= 1`` and ``mult`` 1 or a
+    whole number in :math:`[2, 2^{16})` while :math:`m^i < 2^{32}` (every cycle for ``m`` = 2
+    or 3; the cycle starts :math:`S_i = (m^i - 1)/(m - 1)` in units of ``first``, in unsigned
+    integers); floats otherwise. A step before 0 is in cycle 0 (``u`` is the step). A traced
+    ``first <= 0`` is clamped to the smallest positive float; ``mult`` in (0, 1) shrinks the
+    periods (as Keras allows).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import restart_cycle
+        >>> F = 2.0**29 + 64  # cycles of F, 2F, 4F steps: cycle 2 starts at 3F
+        >>> [(int(i), float(u)) for i, u, _ in
+        ...  (restart_cycle(jnp.int32(t), F, 2.0) for t in (3 * F - 128, 3 * F - 1, 3 * F))]
+        [(1, 1073741824.0), (1, 1073741952.0), (2, 0.0)]
+    """
+    first = jnp.asarray(first)
+    dtype = first.dtype if jnp.issubdtype(first.dtype, jnp.floating) else float_dtype()
+    first = first.astype(dtype)
+    mult = jnp.asarray(mult, dtype)
+    tiny = jnp.finfo(dtype).tiny
+    big = jnp.finfo(dtype).max
+    first = jnp.where(first > tiny, first, tiny)
+    flat = jnp.abs(mult - 1.0) < 1e-6
+    m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite when mult == 1
+    t = to_float(step).astype(dtype)
+
+    def start(i):  # saturating: starts past the float range compare as the largest float
+        return saturate(first * saturate(safe_div(saturate(m**i) - 1.0, m - 1.0)))
+
+    # floats: a guess from the logarithm, corrected by comparing with the starts
+    r = jnp.minimum(t / first, big)
+    guess = jnp.clip(jnp.floor(jnp.log1p(saturate(r * (m - 1.0))) / jnp.log(m)), 0.0, big)
+    s_g = start(guess)  # its neighbours by the recurrence s_{i+1} = m s_i + first
+    s_next = saturate(m * s_g + first)
+    down = t < s_g
+    up = ~down & (t >= s_next)
+    i = guess - down.astype(dtype) + up.astype(dtype)
+    u = t - jnp.where(down, (s_g - first) / m, jnp.where(up, s_next, s_g))
+    q, rest = divide(step, first)
+    before_zero = t < 0.0  # cycle 0, the step itself
+    i = jnp.where(before_zero, 0.0, jnp.where(flat, q, i))
+    u = jnp.where(before_zero, t, jnp.where(flat, rest, u))
+    if is_int(step):
+        # integers: step = q first + rest, and cycle i holds q in [S_i, S_{i+1}), where
+        # S_g = (m^g - 1)/(m - 1) from the float guess g (off by at most one), in unsigned
+        # integers while m^g fits them
+        idtype = step.dtype
+        bits = jnp.iinfo(idtype).bits
+        udtype = jnp.uint32 if bits == 32 else jnp.uint64
+        g = jnp.clip(guess, 0.0, bits - 1.0)
+        ok = (
+            ~flat & (jnp.floor(first) == first) & (first >= 1.0) & (jnp.floor(m) == m)
+            & (m >= 2.0) & (m < 2.0**16) & (step >= 0) & (m**g < 2.0**bits * (1 - 2.0**-20))
+        )  # fmt: skip
+        mu = jnp.where(ok, m, 2.0).astype(udtype)
+        _, su, fu = _unsigned(step, first)
+        qu = jnp.where(ok, su // fu, 0)
+        ri = su - (su // fu) * fu
+        gu = jnp.where(ok, g, 0.0).astype(udtype)
+        s = (_ipow(mu, gu, int(np.log2(bits))) - 1) // (mu - 1)
+        has_next = s <= jnp.asarray(jnp.iinfo(udtype).max - 1, udtype) // mu
+        down = qu < s
+        up = has_next & (qu >= s * mu + 1) & ~down
+        s_i = jnp.where(down, (s - 1) // mu, jnp.where(up, s * mu + 1, s))
+        index = g - down.astype(dtype) + up.astype(dtype)
+        u_int = ((qu - s_i) * fu + ri).astype(dtype)
+        # u = step - first S_i: the straight-through term carries du/dfirst = -S_i
+        s_f = s_i.astype(dtype)
+        u = jnp.where(ok, u_int - s_f * (first - sg(first)), u)
+        i = jnp.where(ok, index, i)
+    length = jnp.where(flat, first, saturate(first * saturate(m**i)))
+    return i, u, length
+
+
+def cycle_position(step: jax.Array, start: ArrayLike, end: ArrayLike, cycles: ArrayLike):
+    r"""``(c (step - start)) mod L`` with ``L = max(end - start, 1)``: the place in the current
+    one of ``c`` equal cycles over ``[start, end)`` (Hugging Face's hard restarts), and ``L``.
+
+    Exact for an integer step in ``[start, end)`` with whole ``start``, ``end`` and a whole
+    ``c`` in :math:`[1, 2^{15})` (``L`` and the cycle starts :math:`\lceil k L / c \rceil` in
+    integers, so no product ever overflows); floats otherwise. The derivative is that of
+    :math:`c e - \lfloor c e / L \rfloor L` with :math:`e = step - start`.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import cycle_position
+        >>> within, length = cycle_position(jnp.int32(2**29 + 64), 0.0, 2.0**30 + 128, 3.0)
+        >>> float(within), float(length)  # 3 (2^29 + 64) - (2^30 + 128), exactly
+        (536870976.0, 1073741952.0)
+    """
+    start = jnp.asarray(start, float_dtype())
+    length = jnp.maximum(end - start, 1.0)
+    dtype = length.dtype
+    e = elapsed(step, start)
+    x = cycles * e
+    k = jnp.floor(sg(x) / sg(length))
+    out = x - k * length
+    if is_int(step):
+        ws, si = _whole(start, step.dtype, jnp.floor)
+        we, ei_end = _whole(end, step.dtype, jnp.floor)
+        ok = (
+            (ws == start) & (we == end) & (end - start >= 1.0)
+            & (jnp.floor(cycles) == cycles) & (cycles >= 1.0) & (cycles < 2.0**15)
+            & reached(step, start) & before(step, end)
+        )  # fmt: skip
+        idtype = step.dtype
+        li = jnp.where(ok, ei_end - si, 1)
+        ci = jnp.where(ok, cycles, 1.0).astype(idtype)
+        ei = jnp.where(ok, step - si, 0)
+        a, b = li // ci, li % ci
+        kg = jnp.clip(jnp.where(ok, k, 0.0).astype(idtype), 0, ci - 1)
+
+        def start_of(j):  # ceil(j L / c)
+            return j * a + (j * b + ci - 1) // ci
+
+        kg = jnp.where(ei < start_of(kg), kg - 1, kg)
+        kg = jnp.where((kg + 1 < ci) & (ei >= start_of(kg + 1)), kg + 1, kg)
+        within = ci * (ei - start_of(kg)) + (ci - (kg * b) % ci) % ci
+        kf = kg.astype(dtype)
+        # straight-through: the exact value, the derivative of c e - k L
+        exact_out = within.astype(dtype) + (x - sg(x)) - kf * (length - sg(length))
+        out = jnp.where(ok, exact_out, out)
+        length = jnp.where(ok, li.astype(dtype) + (length - sg(length)), length)
+    return out, length
