@@ -266,3 +266,64 @@ def test_select_copies_members_with_their_history_and_keeps_the_compiled_step():
 def test_select_rejects_bad_indices(trained, indices):
     with pytest.raises(ValueError, match=r"Population.select: indices must be a non-empty list"):
         trained.select(indices)
+
+
+# -- review of the shared compile cache: identity, not equality ---------------------------------
+class _Scaled:
+    """A step function as a bound method whose behaviour depends on an attribute."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def step(self, state, cfg, batch):
+        state, m = step_fn(state, cfg, batch)
+        return state, {"loss": m["loss"] * self.a}
+
+    def __eq__(self, other):  # every instance equal: the cache must not go by equality
+        return isinstance(other, _Scaled)
+
+    def __hash__(self):
+        return 0
+
+
+def _loss_of(fn):
+    pop = Population(init_fn, fn, CONFIGS, key=KEY, progress=False)
+    return pop.train(batches(steps=1), 1).result().metrics["loss"]
+
+
+def test_the_compile_cache_never_serves_another_objects_or_values_program():
+    o = _Scaled(1.0)
+    a = _loss_of(o.step)
+    o.a = 4.0  # a new attribute value: a new program, not the one traced with a = 1
+    np.testing.assert_allclose(_loss_of(o.step), 4.0 * a, rtol=1e-6)
+    p = _Scaled(2.0)  # equal to o, another object
+    np.testing.assert_allclose(_loss_of(p.step), 2.0 * a, rtol=1e-6)
+    q = _Scaled(2.0)
+    pop = Population(init_fn, q.step, CONFIGS, key=KEY, progress=False)
+    pop.train(batches(steps=1), 1)
+    pop2 = Population(init_fn, q.step, CONFIGS, key=KEY, progress=False).train(batches(steps=1), 1)
+    assert pop2.compile_seconds == 0.0  # the same object, unchanged: the program is reused
+
+
+def test_policies_the_cache_cannot_key_by_value_are_refused():
+    import dataclasses
+
+    class NotADataclass(jaxlr.sweep.Policy):
+        def __init__(self, s):
+            object.__setattr__(self, "s", s)
+
+    @dataclasses.dataclass(frozen=True)
+    class Hidden(jaxlr.sweep.Policy):
+        s: float = dataclasses.field(default=1.0, compare=False)
+
+    @dataclasses.dataclass(frozen=True)
+    class Unhashable(jaxlr.sweep.Policy):
+        f: object = None
+
+    for policy, match in (
+        (NotADataclass(0.0), r"policy must be an instance of a frozen dataclass"),
+        (Hidden(), r"compare=False fields \['s'\]"),
+        (Unhashable(np.ones(2)), r"policy must be hashable"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False, policy=policy)

@@ -22,10 +22,23 @@ from jaxlr._src.validate import Checker
 
 ARRAY_TYPES = (jax.Array, np.ndarray, np.generic, bool, int, float, complex)
 
-# fn -> {(structure, shapes, mesh, options): compiled}. Keyed weakly on the user's function (a
-# bound method on its object, see `_owner`), so a second sweep with the same function and chunk
-# shape reuses the executable.
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# id(fn) -> (weak reference to fn, {(structure, shapes, mesh, options): compiled}). Keyed on the
+# identity of the user's function (a bound method: of its object, see `_owner`), never on its
+# equality (two equal objects may behave differently), so a second sweep with the same function
+# and chunk shape reuses the executable; the entry goes when the function does.
+_COMPILED: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _cache_of(owner: Any) -> dict:
+    """The compiled programs of ``owner`` (a fresh dict, not kept, if it has no weak refs)."""
+    try:
+        ref = weakref.ref(owner, lambda _, i=id(owner): _COMPILED.pop(i, None))
+    except TypeError:
+        return {}
+    entry = _COMPILED.get(id(owner))
+    if entry is None or entry[0]() is not owner:
+        entry = _COMPILED[id(owner)] = (ref, {})
+    return entry[1]
 
 
 def is_int(x: Any) -> bool:
@@ -134,10 +147,7 @@ def compile_cached(
             for a in args
         ),
     )
-    try:
-        per_fn = _COMPILED.setdefault(owner, {})
-    except TypeError:  # not weak-referenceable: no cache across calls
-        per_fn = {}
+    per_fn = _cache_of(owner)
     if key in per_fn:
         return per_fn[key], None, None
     kwargs = {}
@@ -155,13 +165,34 @@ def compile_cached(
 
 
 def _owner(fn: Any) -> tuple[Any, tuple]:
-    """The weak cache key of ``fn`` and what else identifies it. ``obj.method`` makes a new
+    """The cache owner of ``fn`` and what else identifies it. ``obj.method`` makes a new
     bound-method object at every attribute access, which dies at once: keying on it would never
-    hit. A bound method is keyed on its object, with the function itself in the key."""
+    hit. A bound method is cached on its object, with the function and the identity of each of
+    the object's attributes in the key (held while the object lives): ``obj.a = 4.0`` between two
+    sweeps is a new program (an array changed in place is not seen, as with any jitted
+    function's captured constants)."""
     self, func = getattr(fn, "__self__", None), getattr(fn, "__func__", None)
     if self is not None and func is not None:
-        return self, (func,)
+        attrs = getattr(self, "__dict__", None)
+        if not isinstance(attrs, dict):
+            return fn, ()  # no attributes to watch: cached on the bound method alone (no hit)
+        return self, (func, tuple(sorted((k, _Same(v)) for k, v in attrs.items())))
     return fn, ()
+
+
+class _Same:
+    """Equal only to the same object (held, so its identity cannot pass to another one)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
 
 
 def put(tree: Any, sharding) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -105,6 +106,32 @@ def _stack(batches: list) -> Any:
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
 
 
+def _check_policy(c: Checker, policy: Policy) -> None:
+    """The compile cache keys a policy by value: its class must be a frozen dataclass of its own
+    whose fields all take part in equality, and its value hashable; anything else could be served
+    another policy's program."""
+    cls = type(policy)
+    params = cls.__dict__.get("__dataclass_params__")
+    if params is None or not params.frozen:
+        c.fail(
+            f"policy must be an instance of a frozen dataclass (decorate {cls.__name__} with "
+            f"@dataclasses.dataclass(frozen=True)), got policy={policy!r}"
+        )
+    hidden = [f.name for f in dataclasses.fields(policy) if not f.compare]
+    if hidden:
+        c.fail(
+            f"policy fields must all take part in equality (the compiled program is shared by "
+            f"equal policies), got compare=False fields {hidden} in policy={policy!r}"
+        )
+    try:
+        hash(policy)
+    except TypeError as e:
+        c.fail(
+            f"policy must be hashable (its fields are part of the compile cache key; hold "
+            f"arrays as tuples or in the carry), got policy={policy!r}: {e}"
+        )
+
+
 class Population:
     r"""``K`` members trained step by step from Python: one compiled, vmapped step for all.
 
@@ -191,6 +218,8 @@ class Population:
             Checker(self._fn).fail(
                 f"policy must be a jaxlr.sweep.Policy or None, got policy={policy!r}"
             )
+        if policy is not None:
+            _check_policy(Checker(self._fn), policy)
         self.policy = policy = policy or Policy()
         self._fn = policy.name  # the public function driving this population, for errors
         c = Checker(self._fn)
@@ -623,7 +652,9 @@ class Population:
         chunk size stays, so the programs compiled for it serve the smaller population too:
         successive halving and pruning compact their survivors without compiling again
         (fewer members run in fewer chunks, the last one padded). With ``member_batches``,
-        later batches carry ``K'`` rows.
+        later batches carry ``K'`` rows. For checkpoints the selected population is another run
+        (other members, other configs): save it to a new ``checkpoint_dir``; the old one refuses
+        it rather than mix the two.
 
         Args:
             indices: member indices in ``[0, K)``, at least one.
