@@ -7,6 +7,13 @@ with the estimate, its certificate and the number of products). A batch is data
 (``loss_fn(params, batch)`` with ``batch=``), so one compiled estimator serves every batch.
 """
 
+from jaxlr.sharpness._batch import (
+    BatchSharpness,
+    BatchSharpnessState,
+    MeanBatchSharpness,
+    batch_sharpness,
+    mean_batch_sharpness,
+)
 from jaxlr.sharpness._directional import directional_curvature, gen_step_size
 from jaxlr.sharpness._eigen import Eigen, top_eigenvalue, top_k_eigenvalues
 from jaxlr.sharpness._hvp import full_batch_hvp, gnvp, hvp
@@ -26,10 +33,14 @@ from jaxlr.sharpness._stability import (
 from jaxlr.sharpness._tracker import TrackerState, tracker_init, tracker_update
 
 __all__ = [
+    "BatchSharpness",
+    "BatchSharpnessState",
     "Eigen",
+    "MeanBatchSharpness",
     "SpectralDensity",
     "TraceEstimate",
     "TrackerState",
+    "batch_sharpness",
     "critical_learning_rate",
     "directional_curvature",
     "full_batch_hvp",
@@ -37,6 +48,7 @@ __all__ = [
     "gnvp",
     "hutchinson_trace",
     "hvp",
+    "mean_batch_sharpness",
     "nnx_loss",
     "preconditioned_top_eigenvalue",
     "preconditioner",
