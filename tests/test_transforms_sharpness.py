@@ -63,7 +63,13 @@ def test_cap_converges_where_plain_diverges(kind):
     tx = optax.chain(
         opt,
         T.sharpness_cap(
-            learning_rate=eta, fraction=0.9, kind=kind, momentum=0.9, every=5, num_iters=6
+            quantity="lambda_max",
+            learning_rate=eta,
+            fraction=0.9,
+            kind=kind,
+            momentum=0.9,
+            every=5,
+            num_iters=6,
         ),
     )
     _, s, losses, lrs = _train_jit(tx, 300)
@@ -79,7 +85,14 @@ def test_cap_adam_on_preconditioned_operator():
     from jaxlr.sharpness import preconditioner
 
     c = (2 + 2 * 0.9) / (1 - 0.9)
-    tx = T.sharpness_cap(optax.adam(1.0), learning_rate=30.0, kind="adam", every=1, num_iters=6)
+    tx = T.sharpness_cap(
+        optax.adam(1.0),
+        quantity="lambda_max",
+        learning_rate=30.0,
+        kind="adam",
+        every=1,
+        num_iters=6,
+    )
     step = jax.jit(lambda w, s: tx.update(jax.grad(quad)(w), s, w, loss_fn=quad))
     w, s = W0, tx.init(W0)
     for t in range(25):
@@ -95,11 +108,15 @@ def test_cap_adam_on_preconditioned_operator():
 
 def test_catapult_and_lambda0_initial_lr():
     lam0 = float(np.linalg.eigvalsh(np.asarray(H))[-1])
-    tx = T.sharpness_cap(optax.sgd(1.0), mode="catapult", kappa=1.5, every=3, num_iters=6)
+    tx = T.sharpness_cap(
+        optax.sgd(1.0), quantity="lambda_max", mode="catapult", kappa=1.5, every=3, num_iters=6
+    )
     _, s, _, lrs = _train_jit(tx, 4)
     np.testing.assert_allclose(lrs, 1.5 * 2.0 / lam0, rtol=1e-4)  # held at kappa * eta_c
     np.testing.assert_allclose(float(s.rho), 1.5, rtol=1e-3)
-    tx = T.sharpness_cap(optax.sgd(1.0), fraction=0.5, every=3, num_iters=6)  # f * eta_c
+    tx = T.sharpness_cap(
+        optax.sgd(1.0), quantity="lambda_max", fraction=0.5, every=3, num_iters=6
+    )  # f * eta_c
     np.testing.assert_allclose(_train_jit(tx, 2)[3], 0.5 * 2.0 / lam0, rtol=1e-4)
     with pytest.raises(ValueError, match="sharpness_cap: mode='catapult' .* learning_rate must"):
         T.sharpness_cap(mode="catapult", learning_rate=0.1)
@@ -121,6 +138,7 @@ def test_cap_hysteresis_and_schedule_base():
     # lambda = 10 exactly: the cap is set once and never chatters; the base schedule binds first
     tx = T.sharpness_cap(
         optax.sgd(1.0),
+        quantity="lambda_max",
         fraction=0.9,
         every=1,
         num_iters=6,
@@ -138,6 +156,7 @@ def test_warmup_ends_when_eta_lambda_reaches_target():
     after = S.cosine(init_value=1.0, total_steps=10)
     tx = T.sharpness_warmup(
         optax.sgd(1.0),
+        quantity="lambda_max",
         schedule=after,
         target=0.8,
         growth=1.3,
@@ -172,9 +191,22 @@ def test_vmap_over_fraction_and_target_equals_loop():
     def run(fraction, target):
         sgd = optax.sgd(1.0)
         l1 = _train(
-            T.sharpness_cap(sgd, learning_rate=1.0, fraction=fraction, every=2, num_iters=6), 6
+            T.sharpness_cap(
+                sgd,
+                quantity="lambda_max",
+                learning_rate=1.0,
+                fraction=fraction,
+                every=2,
+                num_iters=6,
+            ),
+            6,
         )[3]
-        l2 = _train(T.sharpness_warmup(sgd, target=target, growth=2.0, every=2, num_iters=6), 6)[3]
+        l2 = _train(
+            T.sharpness_warmup(
+                sgd, quantity="lambda_max", target=target, growth=2.0, every=2, num_iters=6
+            ),
+            6,
+        )[3]
         return l1, l2
 
     fractions, targets = jnp.array([0.5, 0.9]), jnp.array([0.3, 0.7])
