@@ -106,6 +106,25 @@ def test_cap_minibatch_loop_cold_start_and_every_step_under_the_edge():
     assert int(rows[0][2].curvature.num_hvps) > int(rows[1][2].curvature.num_hvps)  # warm start
 
 
+def test_batch_sharpness_cap_minibatch_loop_every_step_under_the_edge():
+    """The default quantity on a new batch each step: the estimate the LR used is at least the
+    step's own batch sharpness g'H_B g / g'g (dense float64 Hessian of the step's own batch at
+    the step's own params), so eta * s_t <= 2 * fraction on every step; one trace."""
+    tx = T.sharpness_cap(optax.sgd(1.0), learning_rate=2.0, loss_fn=loss_fn, window=4)
+    rows = _capped_loop(tx, NB)
+    assert TRACES["step"] == 1
+    own = []
+    for i, (p, batch, s) in enumerate(rows):
+        h = np.asarray(_hessian(p, batch), np.float64)
+        g = np.asarray(ravel_pytree(jax.grad(loss_fn)(p, batch))[0], np.float64)
+        own.append(g @ h @ g / (g @ g))
+        np.testing.assert_allclose(float(s.eigenvalue), own[-1], rtol=1e-4, err_msg=f"step {i}")
+        q = np.quantile(own[-4:], 0.9)
+        np.testing.assert_allclose(float(s.sharpness), max(q, own[-1]), rtol=1e-4)
+        assert float(s.lr) * own[-1] <= 2 * 0.9 * (1 + 1e-5), (i, float(s.lr), own[-1])
+    assert min(float(r[2].lr) for r in rows) < 2.0  # the cap binds
+
+
 def test_cap_adam_preconditioned_minibatch_loop():
     """kind="adam": lambda_max(P^-1/2 H P^-1/2) with P from this step's Adam state, per batch."""
     tx = T.sharpness_cap(
