@@ -289,13 +289,17 @@ class SharpnessCapState(NamedTuple):
     count: jax.Array  # () int32, updates done
     lr: jax.Array  # () LR applied by the last update
     cap: jax.Array  # () fraction x critical LR after hysteresis (inf before the first estimate)
-    eigenvalue: jax.Array  # () last raw lambda_max estimate (Rayleigh quotient)
-    sharpness: jax.Array  # () the lambda_max the LR used: conservative when not converged, EMA
+    eigenvalue: jax.Array  # () last raw estimate: batch-sharpness sample or Rayleigh quotient
+    # () the curvature the LR used: max(upper quantile, own sample) of batch sharpness, or
+    # lambda_max (conservative when not converged, EMA); NaN while there is no estimate
+    sharpness: jax.Array
     converged: jax.Array  # () bool: the last estimate met tol (else sharpness is conservative)
     rho: jax.Array  # () lr * sharpness / c: 1 is the edge of stability
     init_lr: jax.Array  # () the LR chosen from lambda_0 (mode factor x critical LR)
     gen: jax.Array  # () EMA of the GeN step size g.d / d'Hd (mode "gen")
-    curvature: CurvatureState  # the estimator's warm start, key and last certificate
+    # the estimator's memory; its type says the quantity capped: BatchSharpnessState (ring of
+    # batch-sharpness samples) or CurvatureState (Lanczos warm start, key, certificate)
+    curvature: BatchSharpnessState | CurvatureState
     inner_state: Any  # the wrapped optimizer's state (None in chain mode)
     schedule: Schedule | None  # the base LR schedule, held whole (None: chosen from lambda_0)
     hyperparams: CapHyperparams
@@ -325,11 +329,31 @@ def sharpness_cap(
     max_value: ArrayLike | None = None,
     key: jax.Array | int = 0,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Keeps the effective LR below the edge of stability measured by :math:`\lambda_{\max}`.
+    r"""Keeps the effective LR below the edge of stability of batch sharpness (or lambda_max).
 
-    Every ``every`` updates the top Hessian eigenvalue of the loss on this update's ``batch``
-    is estimated by Lanczos (a cold start of ``init_iters`` products first, then warm starts
-    that stop once the relative residual is below ``tol``, at most ``num_iters`` products). The
+    ``quantity="batch_sharpness"`` (the default, for minibatch training): every ``every``
+    updates one sample of :func:`jaxlr.sharpness.batch_sharpness` is taken on this update's
+    ``batch`` along this update's own direction :math:`d` (the wrapped optimizer's unit-LR
+    update; :math:`s = d^\top H_B d / d^\top d`, for SGD :math:`g^\top H_B g/g^\top g`; for
+    ``kind="adam"`` the preconditioned :math:`d^\top H_B d / d^\top P d` with P from the
+    optimizer's state), by ``method`` (forward-over-forward by default, about one gradient; no
+    Lanczos, no loop). Single-batch samples are noisy and heavy-tailed, so the value used is
+    an upper quantile of the last ``window`` samples, or this update's own sample when larger:
+
+    .. math::
+        \bar\lambda_t = \max\bigl(Q_q(s_{t-w+1}, \dots, s_t),\ s_t\bigr)
+
+    so a step whose own batch would rise (:math:`\eta s_t > c`) backs off at once, and the
+    first update is safe (its own sample sets its LR: the cold start costs nothing extra).
+    Under minibatch SGD batch sharpness, not :math:`\lambda_{\max}`, is what settles at
+    :math:`2/\eta` (Andreyev & Beneventano): a healthy run often has
+    :math:`\eta\lambda_{\max}(H_B) > 2`.
+
+    ``quantity="lambda_max"`` (conservative: it bounds every direction, not the step's, at
+    ~10-30 products per estimate): every ``every`` updates the top Hessian eigenvalue of the
+    loss on this update's ``batch`` is estimated by Lanczos (a cold start of ``init_iters``
+    products first, then warm starts that stop once the relative residual is below ``tol``, at
+    most ``num_iters`` products). The
     value used is the Rayleigh quotient :math:`\hat\lambda = \theta` when converged
     (:math:`r \le \mathrm{tol}\,|\theta|`, so :math:`|\theta - \lambda_i| \le r` for an
     eigenvalue) and, when not (``converged`` is False in the state), the upper estimate
@@ -377,11 +401,21 @@ def sharpness_cap(
         loss_fn: the loss whose curvature is measured, ``loss_fn(params)`` or
             ``loss_fn(params, batch)``; it may also be passed to ``update`` (which wins).
             Build one from a flax NNX module with :func:`jaxlr.sharpness.nnx_loss`.
-        every: updates between estimates (>= 1); between them the last value is used.
-        num_iters: static maximum of products per estimate; the loop stops (skipping the rest)
-            once the relative residual is below ``tol``.
-        init_iters: static product budget of the first (cold-start) estimate.
-        tol: relative residual that counts as converged.
+        quantity: ``"batch_sharpness"`` or ``"lambda_max"`` (static): what is capped. The
+            state's ``curvature`` says which (a ``BatchSharpnessState`` ring of samples, or a
+            ``CurvatureState`` Lanczos certificate) and ``sharpness`` holds the estimate used.
+        method: how batch sharpness is sampled: ``"forward_over_forward"``, ``"hvp"`` or
+            ``"loss_rise"`` (static; see :func:`jaxlr.sharpness.batch_sharpness`; the
+            loss-rise probe is the LR this update would take without the new sample, 1.0
+            before any LR is known).
+        every: updates between estimates (>= 1); between them the last value is used (for
+            batch sharpness: the quantile of the samples held).
+        window: static number of batch-sharpness samples held (>= 1).
+        quantile: :math:`q` in [0, 1], the quantile of the held samples that is used.
+        num_iters: static maximum of products per lambda_max estimate; the loop stops
+            (skipping the rest) once the relative residual is below ``tol``.
+        init_iters: static product budget of the first (cold-start) lambda_max estimate.
+        tol: relative residual that counts as converged (lambda_max).
         mode: ``"cap"``, ``"catapult"`` or ``"gen"`` (static).
         fraction: ``f`` > 0, the cap as a fraction of the critical LR.
         kappa: :math:`\kappa`, catapult LR in units of :math:`\eta_c(\lambda_0)`; the catapult
@@ -389,7 +423,7 @@ def sharpness_cap(
         kind: ``"gd"``, ``"heavy_ball"``, ``"nesterov"`` or ``"adam"`` (static).
         momentum: :math:`\beta` of heavy-ball / Nesterov.
         b1: Adam's :math:`\beta_1`.
-        ema: :math:`\mu` in [0, 1]; 0 uses the last estimate.
+        ema: :math:`\mu` in [0, 1]; 0 uses the last estimate (lambda_max).
         hysteresis: relative margin before the cap is raised again.
         max_value: :math:`\eta_{\max}` > 0, the largest LR ever applied; default: no bound
             beyond ``learning_rate`` when it is given, 1.0 when the LR comes from
@@ -408,10 +442,10 @@ def sharpness_cap(
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax, jaxlr
-        >>> def loss(w, batch):  # lambda_max = 4 * mean(batch)
+        >>> def loss(w, batch):  # H_B = mean(batch) * diag(4, 1)
         ...     return 0.5 * jnp.mean(batch) * (4.0 * w[0] ** 2 + w[1] ** 2)
         >>> tx = jaxlr.transforms.sharpness_cap(learning_rate=0.6, loss_fn=loss)
-        >>> w = jnp.array([1.0, 1.0])
+        >>> w = jnp.array([1.0, 0.0])  # g along the sharp axis: g'Hg / g'g = 4 * mean(batch)
         >>> state = tx.init(w)
         >>> @jax.jit
         ... def step(w, state, batch):
@@ -419,10 +453,13 @@ def sharpness_cap(
         ...     return optax.apply_updates(w, u), state
         >>> for b in (jnp.ones(4), jnp.full(4, 2.0)):  # one compiled step, two batches
         ...     w, state = step(w, state, b)
+        >>> # samples 4, then 8: max(quantile_0.9(4, 8), 8) = 8 and 0.9 * 2 / 8 = 0.225
         >>> [round(float(x), 3) for x in (state.sharpness, state.lr, state.rho)]
         [8.0, 0.225, 0.9]
 
     References:
+        Andreyev & Beneventano, Edge of Stochastic Stability: Revisiting the Edge of Stability
+        for SGD, arXiv:2412.20553, 2024;
         Cohen et al., Gradient Descent on Neural Networks Typically Occurs at the Edge of
         Stability, ICLR 2021; Cohen et al., Adaptive Gradient Methods at the Edge of Stability,
         2022; Lewkowycz et al., The large learning rate phase of deep learning: the catapult
@@ -603,11 +640,11 @@ class SharpnessWarmupState(NamedTuple):
     done: jax.Array  # () bool, warmup over (eta lambda reached the target, or the peak)
     end_step: jax.Array  # () the update at which warmup ended (0 until then)
     end_lr: jax.Array  # () the LR at the end of warmup; the after-schedule multiplies it
-    eigenvalue: jax.Array  # () last raw lambda_max estimate (Rayleigh quotient)
-    sharpness: jax.Array  # () the lambda_max the LR used (conservative if not converged), EMA
+    eigenvalue: jax.Array  # () last raw estimate: batch-sharpness sample or Rayleigh quotient
+    sharpness: jax.Array  # () the curvature the LR used (as in SharpnessCapState)
     converged: jax.Array  # () bool: the last estimate met tol
     rho: jax.Array  # () lr * sharpness / c
-    curvature: CurvatureState  # the estimator's warm start, key and last certificate
+    curvature: BatchSharpnessState | CurvatureState  # the estimator's memory (see the cap's)
     inner_state: Any  # the wrapped optimizer's state (None in chain mode)
     schedule: Schedule  # the after-warmup multiplier schedule, held whole
     hyperparams: WarmupHyperparams
@@ -654,11 +691,14 @@ def sharpness_warmup(
     multiplier (``s(0) = 1`` continues smoothly; e.g. ``cosine(init_value=1.0, ...)``), held
     whole in the state. Because sharpness typically falls while the LR rises (and warmup exists
     to let it fall), the warmup lasts as long as the model needs rather than a fixed number of
-    steps. A zero or negative curvature sets no limit: the LR grows to ``peak_value``.
+    steps. A zero or negative curvature sets no limit: the LR grows to ``peak_value``. While
+    there is no estimate (a NaN batch at the first update) the update is skipped (LR 0) and
+    warmup neither starts nor ends.
 
     Args:
-        optimizer, loss_fn, kind, momentum, b1, every, num_iters, init_iters, tol, ema, key:
-            as in :func:`sharpness_cap`.
+        optimizer, loss_fn, quantity, method, kind, momentum, b1, every, window, quantile,
+            num_iters, init_iters, tol, ema, key: as in :func:`sharpness_cap` (by default the
+            curvature is batch sharpness, :math:`\bar\lambda` its running upper quantile).
         schedule: multiplier after warmup (jaxlr schedule or number), evaluated at the steps
             since the handover.
         target: :math:`\rho^\star` > 0, the end point as a fraction of the critical LR.
