@@ -379,12 +379,17 @@ def _bs_reference(kind, steps, fraction, window, q):
     return np.asarray(lrs)
 
 
-@pytest.mark.parametrize("kind", sorted(BS_CASES))
-def test_batch_sharpness_cap_matches_numpy_reference(kind):
+@pytest.mark.parametrize(
+    ("kind", "method"),
+    [(k, "forward_over_forward") for k in sorted(BS_CASES)]
+    + [("gd", "hvp"), ("gd", "loss_rise")],  # exact on a quadratic (no third derivative)
+)
+def test_batch_sharpness_cap_matches_numpy_reference(kind, method):
     make, _, base, every = BS_CASES[kind]
     tx = T.sharpness_cap(
         make(),
         learning_rate=base,
+        method=method,
         kind=kind,
         momentum=0.9,
         every=every,
