@@ -1,4 +1,8 @@
-"""Sharpness estimators: Hessian-vector products, lambda_max, spectrum, trace, stability.
+"""Sharpness estimators: batch sharpness, HVPs, lambda_max, spectrum, trace, stability.
+
+Curvature has one home here. In a train step, :func:`batch_sharpness` measures what governs
+minibatch stability for about one gradient (the step's own batch along the step's own
+direction); the Lanczos estimators give lambda_max and the spectrum.
 
 Every estimator works on the curvature operator of a loss (``hvp``, or a custom ``matvec`` such
 as the Gauss-Newton ``gnvp``, or the full-batch average over ``batches=``), has a static trip

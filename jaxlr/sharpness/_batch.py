@@ -84,7 +84,9 @@ def _moments(loss, params, d, *, method, grads, value, learning_rate, dtype):
     return (jnp.asarray(x, dtype) for x in (l0, gd, dhd))
 
 
-def _sample(loss, params, d, *, method, grads, value, precond, learning_rate) -> BatchSharpness:
+def sample_along(
+    loss, params, d, *, method, grads, value, precond, learning_rate
+) -> BatchSharpness:
     dtype = krylov_dtype(ravel_pytree(params)[0].dtype)
     l0, gd, dhd = _moments(
         loss,
@@ -195,7 +197,7 @@ def batch_sharpness(
         if grads is None:
             grads = jax.grad(loss)(params)
         direction = grads
-    return _sample(
+    return sample_along(
         loss,
         params,
         direction,

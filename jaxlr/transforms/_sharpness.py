@@ -23,10 +23,10 @@ from jaxlr.schedules import Schedule
 from jaxlr.sharpness._batch import (
     METHODS,
     BatchSharpnessState,
-    _sample,
     running_init,
     running_push,
     running_quantile,
+    sample_along,
 )
 from jaxlr.sharpness._hvp import bind_batch, flat_operator, krylov_dtype
 from jaxlr.sharpness._tracker import (
@@ -62,6 +62,20 @@ def _raw_key(c: Checker, key: Any) -> jax.Array:
         return key
     c.fail(f"key must be an int seed or a PRNG key (jax.random.key(seed)), got key={key!r}")
     return key
+
+
+class _Measured(NamedTuple):
+    """What :meth:`_Curvature.measure` found for one update."""
+
+    loss_fn: Callable[..., jax.Array]
+    direction: Any  # the wrapped optimizer's unit-LR update
+    inner_state: Any
+    refresh: jax.Array  # () bool: a new estimate was taken
+    est: Any  # the estimator's new memory (BatchSharpnessState or CurvatureState)
+    raw: jax.Array  # () the raw estimate (sample or Rayleigh quotient)
+    lam: jax.Array  # () the curvature the LR uses (NaN: none yet)
+    crit: jax.Array  # () the critical LR c / lam (inf: no limit; 0: no estimate)
+    none: jax.Array  # () bool: no estimate yet, the update is skipped
 
 
 class _Curvature:
@@ -198,13 +212,14 @@ class _Curvature:
             loss = bind_batch(loss_fn, batch, self.c.fn)
             d = jax.tree.map(jnp.negative, direction)  # theta <- theta - eta d
             grads = None if self.inner is None else updates
-            precond = sharpness.preconditioner(inner_state) if self.kind == "adam" else None
             eta = jnp.where(jnp.isfinite(probe) & (probe > 0), probe, 1.0)
             rs = state.curvature
             dtype = rs.samples.dtype
 
-            def sample(_):
-                s = _sample(
+            def sample(_):  # inside the cond: nothing is computed between refreshes
+                adam = self.kind == "adam"
+                precond = sharpness.preconditioner(inner_state) if adam else None
+                s = sample_along(
                     loss,
                     params,
                     d,
@@ -242,21 +257,41 @@ class _Curvature:
         smooth = jnp.where(refresh, smooth, prev).astype(prev.dtype)
         return refresh, cs, cs.eigenvalue, smooth
 
+    def measure(self, updates, state, params, loss_fn, batch, extra_args, probe) -> _Measured:
+        """Everything both transforms do before choosing their LR: the wrapped optimizer's
+        direction, the refreshed estimate and the critical LR it gives."""
+        loss_fn = self.loss(loss_fn)
+        require_params(self.c, params)
+        direction, inner_state = self.direction(
+            updates,
+            state.inner_state,
+            params,
+            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args},
+        )
+        refresh, est, raw, lam = self.refresh(
+            state, loss_fn, batch, params, inner_state, updates, direction, probe
+        )
+        crit = self.critical_lr(state.hyperparams, lam)
+        return _Measured(
+            loss_fn, direction, inner_state, refresh, est, raw, lam, crit, jnp.isnan(lam)
+        )
+
+    @staticmethod
+    def finish(m: _Measured, state):
+        """The direction and inner state to keep: zero updates and the old inner state while
+        there is no estimate (a skipped step)."""
+        none = m.none
+        direction = jax.tree.map(lambda u: jnp.where(none, jnp.zeros_like(u), u), m.direction)
+        inner_state = jax.tree.map(
+            lambda new, old: jnp.where(none, old, new), m.inner_state, state.inner_state
+        )
+        return direction, inner_state
+
     @staticmethod
     def converged(est) -> jax.Array:
         if isinstance(est, BatchSharpnessState):
             return jnp.isfinite(est.sample)  # a sample is exact (or O(eta)): nothing to converge
         return est.converged
-
-    @staticmethod
-    def skip(lam, direction, inner_state, old_inner):
-        """Zero updates and the old inner state while there is no estimate (``lam`` NaN)."""
-        none = jnp.isnan(lam)
-        direction = jax.tree.map(lambda u: jnp.where(none, jnp.zeros_like(u), u), direction)
-        inner_state = jax.tree.map(
-            lambda new, old: jnp.where(none, old, new), inner_state, old_inner
-        )
-        return direction, inner_state
 
 
 def _check_tracking_args(c: Checker, *, learning_rate, fraction, hysteresis):
@@ -538,25 +573,15 @@ def sharpness_cap(
         )
 
     def update_fn(updates, state, params=None, *, loss_fn=None, batch=None, **extra_args):
-        loss_fn = curv.loss(loss_fn)
-        require_params(c, params)
         h = state.hyperparams
-        direction, inner_state = curv.direction(
-            updates,
-            state.inner_state,
-            params,
-            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args},
-        )
         if state.schedule is not None:
             scheduled = as_float(state.schedule(state.count))
         else:
             scheduled = state.init_lr
         probe = jnp.minimum(jnp.minimum(scheduled, state.cap), h.max_value)
-        refresh, curvature, raw_est, smooth = curv.refresh(
-            state, loss_fn, batch, params, inner_state, updates, direction, probe
-        )
-        crit = curv.critical_lr(h, smooth)
-        none = jnp.isnan(smooth)  # no estimate yet: skip the step, choose nothing
+        m = curv.measure(updates, state, params, loss_fn, batch, extra_args, probe)
+        loss_fn, direction, inner_state = m.loss_fn, m.direction, m.inner_state
+        refresh, curvature, smooth, crit, none = m.refresh, m.est, m.lam, m.crit, m.none
         first = ~jnp.isfinite(state.sharpness) & ~none  # the first update with an estimate
         factor = h.kappa if mode == "catapult" else h.fraction
         init_lr = jnp.where(first, curv.times(factor, crit), state.init_lr)
@@ -593,13 +618,13 @@ def sharpness_cap(
             gen = jnp.where(first, raw, jnp.where(refresh, mixed, gen))
             lr = jnp.minimum(lr, jnp.where(gen > 0, gen, lr))
         lr = jnp.where(none, 0.0, jnp.minimum(lr, h.max_value))
-        direction, inner_state = curv.skip(smooth, direction, inner_state, state.inner_state)
+        direction, inner_state = curv.finish(m, state)
         rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
         new = SharpnessCapState(
             optax.safe_increment(state.count),
             lr,
             cap,
-            raw_est.astype(lr.dtype),
+            m.raw.astype(lr.dtype),
             smooth,
             curv.converged(curvature),
             as_float(rho).astype(lr.dtype),
@@ -798,25 +823,14 @@ def sharpness_warmup(
         )
 
     def update_fn(updates, state, params=None, *, loss_fn=None, batch=None, **extra_args):
-        loss_fn = curv.loss(loss_fn)
-        require_params(c, params)
         h = state.hyperparams
-        direction, inner_state = curv.direction(
-            updates,
-            state.inner_state,
-            params,
-            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args},
-        )
         probe = jnp.where(
             state.done,
             jnp.where(state.done, state.end_lr, 0.0) * state.schedule(0.0),
             state.lr * h.growth,
         )
-        _, curvature, raw_est, smooth = curv.refresh(
-            state, loss_fn, batch, params, inner_state, updates, direction, probe
-        )
-        crit = curv.critical_lr(h, smooth)
-        none = jnp.isnan(smooth)  # no estimate yet: skip the step, end nothing
+        m = curv.measure(updates, state, params, loss_fn, batch, extra_args, probe)
+        curvature, smooth, crit, none = m.est, m.lam, m.crit, m.none
         first = ~jnp.isfinite(state.sharpness)  # no update has been taken yet
         start = jnp.where(jnp.isnan(h.init_value), curv.times(h.init_ratio, crit), h.init_value)
         start = jnp.minimum(start, h.peak_value)
@@ -830,7 +844,7 @@ def sharpness_warmup(
         since = as_float(jnp.maximum(state.count - end_step, 0))
         lr = jnp.where(done, jnp.where(done, end_lr, 0.0) * state.schedule(since), warm_lr)
         lr = jnp.where(none, 0.0, lr)
-        direction, inner_state = curv.skip(smooth, direction, inner_state, state.inner_state)
+        direction, inner_state = curv.finish(m, state)
         rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
         new = SharpnessWarmupState(
             optax.safe_increment(state.count),
@@ -838,7 +852,7 @@ def sharpness_warmup(
             done,
             end_step,
             end_lr,
-            raw_est.astype(lr.dtype),
+            m.raw.astype(lr.dtype),
             smooth,
             curv.converged(curvature),
             as_float(rho).astype(lr.dtype),
