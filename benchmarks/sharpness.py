@@ -32,10 +32,18 @@ an MLP 64-128-128-10 (26,122 parameters) and a one-block transformer over the im
 7. Scale: a 1.3M-parameter MLP (256-1024-1024-10, synthetic batch of 256): time and peak
    memory (XLA's compile-time memory analysis) of one HVP and of a 20-product lambda_max
    estimate over one gradient.
+8. Batch sharpness (``batch_errors``): each cheap sample of g'H_B g / g'g (forward-over-forward,
+   one HVP, the loss-rise test at two probe LRs), float32, against the exact directional form
+   from an HVP in float64, on 20 minibatches of 64 at the trained params of the MLP, the
+   transformer and a small CNN (two 3x3 convolutions, 8 and 16 channels).
+9. The batch-sharpness cap's step cost (``batch_overhead``): as 4, for each quantity / method
+   (lambda_max skipped on the CNN), every = 1, 10, 100, on the three models; plain and capped
+   loops timed alternately, ratio of the fastest of 7 runs each.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
@@ -374,8 +382,11 @@ def _step_overhead(name, model, init, results):
 
 
 def jaxlr_cap(**kw):
+    """``sharpness_cap(optax.sgd(1.0), ...)``; the lambda_max quantity unless one is named (the
+    overhead and in-loop sections measure the Lanczos cap)."""
     from jaxlr.transforms import sharpness_cap
 
+    kw.setdefault("quantity", "lambda_max")
     return sharpness_cap(optax.sgd(1.0), **kw)
 
 
@@ -495,7 +506,9 @@ def _inloop(results, steps=60):
     # the preconditioned (Adam) estimate
     from jaxlr.transforms import sharpness_cap
 
-    tx = sharpness_cap(optax.adam(1.0), learning_rate=0.05, kind="adam", loss_fn=loss)
+    tx = sharpness_cap(
+        optax.adam(1.0), learning_rate=0.05, kind="adam", loss_fn=loss, quantity="lambda_max"
+    )
     ps, states = trajectory(tx)
     true = np.array(
         [
@@ -637,6 +650,141 @@ def _scale(results, widths=(256, 1024, 1024, 10), batch=256):
     )
 
 
+# -- batch sharpness: the cheap cap's step cost and its estimators' accuracy ----------------------
+
+
+def _init_cnn(key, dtype):
+    ks = jax.random.split(key, 3)
+    return {
+        "c1": jax.random.normal(ks[0], (3, 3, 1, 8), dtype) / 3.0,
+        "c2": jax.random.normal(ks[1], (3, 3, 8, 16), dtype) / np.sqrt(72.0),
+        "head": jax.random.normal(ks[2], (16, 10), dtype) / 4.0,
+        "bias": jnp.zeros((10,), dtype),
+    }
+
+
+def _cnn(params, x):
+    """Two 3x3 convolutions (8 and 16 channels, tanh) over the 8x8 image, mean pool, linear."""
+    h = x.reshape(-1, 8, 8, 1)
+    for name in ("c1", "c2"):
+        h = jnp.tanh(
+            jax.lax.conv_general_dilated(
+                h, params[name], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+        )
+    return h.mean((1, 2)) @ params["head"] + params["bias"]
+
+
+MODELS = {
+    "mlp": (_mlp, _init_mlp),
+    "transformer": (_transformer, _init_transformer),
+    "cnn": (_cnn, _init_cnn),
+}
+# (quantity, method) of the sharpness_cap modes timed; lambda_max is skipped on the CNN, where
+# Lanczos inside lax.scan hits XLA:CPU's slow convolutions in loop bodies (issue 23 item 4).
+CAP_MODES = (
+    ("batch_sharpness", "forward_over_forward"),
+    ("batch_sharpness", "hvp"),
+    ("batch_sharpness", "loss_rise"),
+    ("lambda_max", "forward_over_forward"),
+)
+
+
+def _batch_cap_overhead(name, results, steps=200, repeats=7):
+    """Step time of ``sharpness_cap`` (each quantity / method, every = 1, 10, 100) over the
+    plain SGD step: minibatch SGD, batch 64, a new batch each step, ``steps`` in one compiled
+    scan. On a shared machine the plain and the capped loop are timed alternately and the
+    ratio is of the fastest of ``repeats`` runs each (load only ever adds time)."""
+    model, init = MODELS[name]
+    params, _ = _trained(model, init, jnp.float32)
+    x, y = _data(np.float32)
+    loss, idx = _batch_loss(model), _minibatches(steps)
+    plain = optax.sgd(0.05)
+    plain_tx = optax.GradientTransformationExtraArgs(
+        plain.init, lambda u, s, p=None, **kw: plain.update(u, s, p)
+    )
+    plain_run = _sgd_loop(loss, plain_tx, x, y, idx)
+    jax.block_until_ready(plain_run(params))
+
+    def timed(fn):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        return time.perf_counter() - t
+
+    out = {}
+    for quantity, method in CAP_MODES:
+        if name == "cnn" and quantity == "lambda_max":
+            continue
+        label = quantity if quantity == "lambda_max" else method
+        for every in (1, 10, 100):
+            tx = jaxlr_cap(
+                learning_rate=0.05, loss_fn=loss, every=every, quantity=quantity, method=method
+            )
+            run = _sgd_loop(loss, tx, x, y, idx)
+            jax.block_until_ready(run(params))
+            pairs = [
+                (timed(lambda: plain_run(params)), timed(lambda run=run: run(params)))
+                for _ in range(repeats)
+            ]
+            out[f"{label}_every_{every}_over_plain"] = min(c for _, c in pairs) / min(
+                p for p, _ in pairs
+            )
+        print(
+            f"{name}: step time sharpness_cap({label}, every=1/10/100) over the plain SGD step: "
+            + ", ".join(f"{out[f'{label}_every_{k}_over_plain']:.2f}x" for k in (1, 10, 100)),
+            flush=True,
+        )
+    results.setdefault(name, {})["batch_cap_overhead"] = out
+
+
+def _batch_estimator_errors(name, results, num_batches=20, etas=(0.05, 0.5)):
+    """Relative error of each cheap batch-sharpness sample (float32) against the exact
+    directional form g'H_B g / g'g from an exact HVP in float64, over ``num_batches``
+    minibatches of 64 at the trained params; ``loss_rise`` at each probe LR in ``etas``."""
+    model, init = MODELS[name]
+    params, _ = _trained(model, init, jnp.float32)
+    x, y = _data(np.float32)
+    loss, idx = _batch_loss(model), _minibatches(num_batches, seed=7)
+    with jax.enable_x64(True):
+        p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+        x64 = jnp.asarray(x, jnp.float64)
+
+        @jax.jit
+        def exact(i):
+            bound = lambda p: loss(p, (x64[i], y[i]))  # noqa: E731
+            g = jax.grad(bound)(p64)
+            hg = sh.hvp(bound, p64, g)
+            gf, hf = ravel_pytree(g)[0], ravel_pytree(hg)[0]
+            return jnp.vdot(gf, hf) / jnp.vdot(gf, gf)
+
+        ref = np.array([float(exact(i)) for i in idx])
+
+    @functools.partial(jax.jit, static_argnames="method")
+    def cheap(i, method, eta=1.0):
+        batch = (x[i], y[i])
+        return sh.batch_sharpness(
+            loss, params, batch=batch, method=method, learning_rate=eta
+        ).sharpness
+
+    out = {}
+    variants = [("forward_over_forward", None), ("hvp", None)]
+    variants += [("loss_rise", eta) for eta in etas]
+    for method, eta in variants:
+        got = np.array(
+            [float(cheap(i, method) if eta is None else cheap(i, method, eta)) for i in idx]
+        )
+        rel = np.abs(got - ref) / np.abs(ref)
+        label = method if eta is None else f"{method}_eta_{eta}"
+        out[label] = {"median": float(np.median(rel)), "max": float(rel.max())}
+    results.setdefault(name, {})["batch_estimator_errors"] = out
+    print(
+        f"{name}: batch-sharpness sample, relative error vs float64 exact g'Hg/g'g "
+        f"(median / max over {num_batches} batches): "
+        + "; ".join(f"{k} {v['median']:.1e} / {v['max']:.1e}" for k, v in out.items()),
+        flush=True,
+    )
+
+
 def _reference_lambda() -> float:
     """lambda_max of the trained MLP in float64 (Lanczos, 150 products, certified residual)."""
     with jax.enable_x64(True):
@@ -648,7 +796,16 @@ def _reference_lambda() -> float:
         )
 
 
-PARTS = ("convergence", "hvp", "pyhessian", "overhead", "inloop", "scale")
+PARTS = (
+    "convergence",
+    "hvp",
+    "pyhessian",
+    "overhead",
+    "inloop",
+    "scale",
+    "batch_overhead",
+    "batch_errors",
+)
 
 
 def main(parts: tuple[str, ...] = PARTS) -> dict:
@@ -674,6 +831,12 @@ def main(parts: tuple[str, ...] = PARTS) -> dict:
         _inloop(results)
     if "scale" in parts:
         _scale(results)
+    if "batch_errors" in parts:
+        for name in MODELS:
+            _batch_estimator_errors(name, results)
+    if "batch_overhead" in parts:
+        for name in MODELS:
+            _batch_cap_overhead(name, results)
     return results
 
 

@@ -93,7 +93,7 @@ def test_cap_minibatch_loop_cold_start_and_every_step_under_the_edge():
     """Defaults (every=1, Lanczos to tol=1e-3, cold start of 30 products) on a new batch each
     step: one trace for 10 steps; the LR's lambda matches the dense lambda of the step's own
     params and batch (step 0 included), and eta * lambda_true stays under 2 * fraction."""
-    tx = T.sharpness_cap(optax.sgd(1.0), learning_rate=2.0, loss_fn=loss_fn)
+    tx = T.sharpness_cap(optax.sgd(1.0), quantity="lambda_max", learning_rate=2.0, loss_fn=loss_fn)
     rows = _capped_loop(tx, NB)
     assert TRACES["step"] == 1
     for i, (p, batch, s) in enumerate(rows):
@@ -106,9 +106,30 @@ def test_cap_minibatch_loop_cold_start_and_every_step_under_the_edge():
     assert int(rows[0][2].curvature.num_hvps) > int(rows[1][2].curvature.num_hvps)  # warm start
 
 
+def test_batch_sharpness_cap_minibatch_loop_every_step_under_the_edge():
+    """The default quantity on a new batch each step: the estimate the LR used is at least the
+    step's own batch sharpness g'H_B g / g'g (dense float64 Hessian of the step's own batch at
+    the step's own params), so eta * s_t <= 2 * fraction on every step; one trace."""
+    tx = T.sharpness_cap(optax.sgd(1.0), learning_rate=2.0, loss_fn=loss_fn, window=4)
+    rows = _capped_loop(tx, NB)
+    assert TRACES["step"] == 1
+    own = []
+    for i, (p, batch, s) in enumerate(rows):
+        h = np.asarray(_hessian(p, batch), np.float64)
+        g = np.asarray(ravel_pytree(jax.grad(loss_fn)(p, batch))[0], np.float64)
+        own.append(g @ h @ g / (g @ g))
+        np.testing.assert_allclose(float(s.eigenvalue), own[-1], rtol=1e-4, err_msg=f"step {i}")
+        q = np.quantile(own[-4:], 0.9)
+        np.testing.assert_allclose(float(s.sharpness), max(q, own[-1]), rtol=1e-4)
+        assert float(s.lr) * own[-1] <= 2 * 0.9 * (1 + 1e-5), (i, float(s.lr), own[-1])
+    assert min(float(r[2].lr) for r in rows) < 2.0  # the cap binds
+
+
 def test_cap_adam_preconditioned_minibatch_loop():
     """kind="adam": lambda_max(P^-1/2 H P^-1/2) with P from this step's Adam state, per batch."""
-    tx = T.sharpness_cap(optax.adam(1.0), learning_rate=1.0, kind="adam", loss_fn=loss_fn)
+    tx = T.sharpness_cap(
+        optax.adam(1.0), quantity="lambda_max", learning_rate=1.0, kind="adam", loss_fn=loss_fn
+    )
     c = (2 + 2 * 0.9) / (1 - 0.9)
     for i, (p, batch, s) in enumerate(_capped_loop(tx, 4)):
         lam = dense(p, batch, sh.preconditioner(s.inner_state))
@@ -120,7 +141,13 @@ def test_not_converged_is_conservative_and_says_so():
     """A budget too small to converge: the state says so and the LR uses the random-start
     upper estimate (Kuczynski-Wozniakowski, 99%), above the dense lambda_max: the safe side."""
     tx = T.sharpness_cap(
-        optax.sgd(1.0), learning_rate=2.0, loss_fn=loss_fn, num_iters=4, init_iters=4, tol=1e-6
+        optax.sgd(1.0),
+        quantity="lambda_max",
+        learning_rate=2.0,
+        loss_fn=loss_fn,
+        num_iters=4,
+        init_iters=4,
+        tol=1e-6,
     )
     for p, batch, s in _capped_loop(tx, 3):
         assert not bool(s.converged)
@@ -184,7 +211,9 @@ def test_bad_keys_rejected_at_construction(bad):
 
 
 def test_typed_key_state_serializes_and_negative_lrs_are_rejected():
-    tx = T.sharpness_cap(loss_fn=lambda w: jnp.sum(w**2), key=jax.random.key(3))
+    tx = T.sharpness_cap(
+        quantity="lambda_max", loss_fn=lambda w: jnp.sum(w**2), key=jax.random.key(3)
+    )
     state = tx.init(jnp.ones(2))
     assert state.curvature.key.dtype == jnp.uint32
     back = flax.serialization.from_bytes(state, flax.serialization.to_bytes(state))
@@ -234,7 +263,13 @@ def test_bfloat16_nnx_model_matches_float32_estimate():
     np.testing.assert_allclose(out[jnp.bfloat16], out[jnp.float32], rtol=5e-2)
     eig, _ = sh.tracker_update(loss, params, sh.tracker_init(params, key=key), batch=batch)
     tx = T.sharpness_cap(  # bf16 products cannot reach the default tol=1e-3
-        optax.sgd(1.0), learning_rate=1.0, loss_fn=loss, num_iters=10, init_iters=20, tol=1e-2
+        optax.sgd(1.0),
+        quantity="lambda_max",
+        learning_rate=1.0,
+        loss_fn=loss,
+        num_iters=10,
+        init_iters=20,
+        tol=1e-2,
     )
     grads = jax.grad(loss)(params, batch)
     u, s = jax.jit(lambda g, s, p: tx.update(g, s, p, batch=batch))(grads, tx.init(params), params)

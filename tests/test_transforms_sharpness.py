@@ -63,7 +63,13 @@ def test_cap_converges_where_plain_diverges(kind):
     tx = optax.chain(
         opt,
         T.sharpness_cap(
-            learning_rate=eta, fraction=0.9, kind=kind, momentum=0.9, every=5, num_iters=6
+            quantity="lambda_max",
+            learning_rate=eta,
+            fraction=0.9,
+            kind=kind,
+            momentum=0.9,
+            every=5,
+            num_iters=6,
         ),
     )
     _, s, losses, lrs = _train_jit(tx, 300)
@@ -79,7 +85,14 @@ def test_cap_adam_on_preconditioned_operator():
     from jaxlr.sharpness import preconditioner
 
     c = (2 + 2 * 0.9) / (1 - 0.9)
-    tx = T.sharpness_cap(optax.adam(1.0), learning_rate=30.0, kind="adam", every=1, num_iters=6)
+    tx = T.sharpness_cap(
+        optax.adam(1.0),
+        quantity="lambda_max",
+        learning_rate=30.0,
+        kind="adam",
+        every=1,
+        num_iters=6,
+    )
     step = jax.jit(lambda w, s: tx.update(jax.grad(quad)(w), s, w, loss_fn=quad))
     w, s = W0, tx.init(W0)
     for t in range(25):
@@ -95,11 +108,15 @@ def test_cap_adam_on_preconditioned_operator():
 
 def test_catapult_and_lambda0_initial_lr():
     lam0 = float(np.linalg.eigvalsh(np.asarray(H))[-1])
-    tx = T.sharpness_cap(optax.sgd(1.0), mode="catapult", kappa=1.5, every=3, num_iters=6)
+    tx = T.sharpness_cap(
+        optax.sgd(1.0), quantity="lambda_max", mode="catapult", kappa=1.5, every=3, num_iters=6
+    )
     _, s, _, lrs = _train_jit(tx, 4)
     np.testing.assert_allclose(lrs, 1.5 * 2.0 / lam0, rtol=1e-4)  # held at kappa * eta_c
     np.testing.assert_allclose(float(s.rho), 1.5, rtol=1e-3)
-    tx = T.sharpness_cap(optax.sgd(1.0), fraction=0.5, every=3, num_iters=6)  # f * eta_c
+    tx = T.sharpness_cap(
+        optax.sgd(1.0), quantity="lambda_max", fraction=0.5, every=3, num_iters=6
+    )  # f * eta_c
     np.testing.assert_allclose(_train_jit(tx, 2)[3], 0.5 * 2.0 / lam0, rtol=1e-4)
     with pytest.raises(ValueError, match="sharpness_cap: mode='catapult' .* learning_rate must"):
         T.sharpness_cap(mode="catapult", learning_rate=0.1)
@@ -121,6 +138,7 @@ def test_cap_hysteresis_and_schedule_base():
     # lambda = 10 exactly: the cap is set once and never chatters; the base schedule binds first
     tx = T.sharpness_cap(
         optax.sgd(1.0),
+        quantity="lambda_max",
         fraction=0.9,
         every=1,
         num_iters=6,
@@ -138,6 +156,7 @@ def test_warmup_ends_when_eta_lambda_reaches_target():
     after = S.cosine(init_value=1.0, total_steps=10)
     tx = T.sharpness_warmup(
         optax.sgd(1.0),
+        quantity="lambda_max",
         schedule=after,
         target=0.8,
         growth=1.3,
@@ -172,9 +191,22 @@ def test_vmap_over_fraction_and_target_equals_loop():
     def run(fraction, target):
         sgd = optax.sgd(1.0)
         l1 = _train(
-            T.sharpness_cap(sgd, learning_rate=1.0, fraction=fraction, every=2, num_iters=6), 6
+            T.sharpness_cap(
+                sgd,
+                quantity="lambda_max",
+                learning_rate=1.0,
+                fraction=fraction,
+                every=2,
+                num_iters=6,
+            ),
+            6,
         )[3]
-        l2 = _train(T.sharpness_warmup(sgd, target=target, growth=2.0, every=2, num_iters=6), 6)[3]
+        l2 = _train(
+            T.sharpness_warmup(
+                sgd, quantity="lambda_max", target=target, growth=2.0, every=2, num_iters=6
+            ),
+            6,
+        )[3]
         return l1, l2
 
     fractions, targets = jnp.array([0.5, 0.9]), jnp.array([0.3, 0.7])
@@ -311,3 +343,107 @@ def test_no_curvature_means_no_limit_and_finite_gradients():
     )
     assert float(jax.jit(jax.grad(f))(0.9)) == 0.0
     assert float(jax.jit(f)(0.9)) == pytest.approx(6.0 - 2 * 0.1 * 14.0, rel=1e-6)
+
+
+# --- batch sharpness (the default quantity) -----------------------------------------------
+
+BS_CASES = {  # kind -> (unit-LR optimizer, c, base LR, every)
+    "gd": (lambda: optax.sgd(1.0), 2.0, 0.25, 1),
+    "heavy_ball": (lambda: optax.sgd(1.0, momentum=0.9), 3.8, 0.5, 3),
+    "adam": (lambda: optax.adam(1.0), 38.0, 50.0, 1),
+}
+
+
+def _bs_reference(kind, steps, fraction, window, q):
+    """NumPy: d from the same Optax optimizer, s = d'Hd / d'Md in float64, the ring's q-quantile
+    and the step's own sample; lr = min(base, f c / max(quantile, own))."""
+    make, c, base, every = BS_CASES[kind]
+    opt = make()
+    h64 = np.asarray(H, np.float64)
+    w, st, ring, lrs = W0, opt.init(W0), [], []
+    for t in range(steps):
+        u, st = opt.update(jax.grad(quad)(w), st, w)
+        d = -np.asarray(u, np.float64)
+        lam = np.quantile(ring, q) if ring else np.nan
+        if t % every == 0:
+            if kind == "adam":
+                m = d @ (np.asarray(T._sharpness.sharpness.preconditioner(st), np.float64) * d)
+            else:
+                m = d @ d
+            s = d @ h64 @ d / m
+            ring = (ring + [s])[-window:]
+            lam = max(np.quantile(ring, q), s)
+        lr = min(base, fraction * c / lam)
+        lrs.append(lr)
+        w = w + lr * u
+    return np.asarray(lrs)
+
+
+@pytest.mark.parametrize(
+    ("kind", "method"),
+    [(k, "forward_over_forward") for k in sorted(BS_CASES)]
+    + [("gd", "hvp"), ("gd", "loss_rise")],  # exact on a quadratic (no third derivative)
+)
+def test_batch_sharpness_cap_matches_numpy_reference(kind, method):
+    make, _, base, every = BS_CASES[kind]
+    tx = T.sharpness_cap(
+        make(),
+        learning_rate=base,
+        method=method,
+        kind=kind,
+        momentum=0.9,
+        every=every,
+        window=4,
+        quantile=0.5,
+        hysteresis=0.0,
+    )
+    _, s, _, lrs = _train_jit(tx, 12)
+    ref = _bs_reference(kind, 12, 0.9, 4, 0.5)
+    np.testing.assert_allclose(lrs, ref, rtol=2e-4)
+    assert (ref < base).any()  # the cap binds on some steps
+    assert type(s.curvature).__name__ == "BatchSharpnessState"  # the state says what it capped
+
+
+def _nan_first(tx, steps=2, w=W0):
+    """Update 0 on a NaN batch, then clean batches; (lrs, params after each update, states)."""
+
+    def loss(w, b):
+        return b * quad(w)
+
+    step = jax.jit(lambda w, s, b: tx.update(jax.grad(loss)(w, b), s, w, loss_fn=loss, batch=b))
+    s, out = tx.init(w), []
+    for b in [jnp.nan] + [1.0] * (steps - 1):
+        u, s = step(w, s, jnp.asarray(b))
+        w = optax.apply_updates(w, u)
+        out.append((float(s.lr), np.asarray(w), s))
+    return out
+
+
+@pytest.mark.parametrize("quantity", ["batch_sharpness", "lambda_max"])
+def test_nan_first_batch_is_no_estimate_not_no_limit(quantity):
+    """Issue 21 item 2: a NaN estimate at update 0 skipped the limit for good."""
+    g = np.asarray(jax.grad(quad)(W0), np.float64)
+    h64 = np.asarray(H, np.float64)
+    lam1 = g @ h64 @ g / (g @ g) if quantity == "batch_sharpness" else LAM
+    kw = {"quantity": quantity, "num_iters": 6, "init_iters": 6, "tol": 1e-6}
+    # the catapult: init_lr was inf, so the LR stayed at max_value for good
+    (lr0, w0, s0), (lr1, w1, s1) = _nan_first(
+        T.sharpness_cap(optax.sgd(1.0), mode="catapult", kappa=1.5, **kw)
+    )
+    assert lr0 == 0.0 and np.array_equal(w0, np.asarray(W0))
+    assert np.isnan(float(s0.init_lr))
+    np.testing.assert_allclose([lr1, float(s1.init_lr)], 1.5 * 2.0 / lam1, rtol=1e-3)
+    assert lr1 < 1.0  # below max_value: the limit came from the estimate
+    # the cap with a base LR above the edge
+    (lr0, w0, _), (lr1, _, s1) = _nan_first(
+        T.sharpness_cap(optax.sgd(1.0), learning_rate=5.0, **kw)
+    )
+    assert lr0 == 0.0 and np.array_equal(w0, np.asarray(W0))
+    np.testing.assert_allclose(lr1, 0.9 * 2.0 / lam1, rtol=1e-3)
+    # the warmup ended at step 0 at peak_value
+    (lr0, w0, s0), (lr1, _, s1) = _nan_first(
+        T.sharpness_warmup(optax.sgd(1.0), init_ratio=0.1, peak_value=10.0, **kw)
+    )
+    assert lr0 == 0.0 and not bool(s0.done) and np.array_equal(w0, np.asarray(W0))
+    np.testing.assert_allclose(lr1, 0.1 * 2.0 / lam1, rtol=1e-3)
+    assert not bool(s1.done)

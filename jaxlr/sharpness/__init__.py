@@ -1,4 +1,8 @@
-"""Sharpness estimators: Hessian-vector products, lambda_max, spectrum, trace, stability.
+"""Sharpness estimators: batch sharpness, HVPs, lambda_max, spectrum, trace, stability.
+
+Curvature has one home here. In a train step, :func:`batch_sharpness` measures what governs
+minibatch stability for about one gradient (the step's own batch along the step's own
+direction); the Lanczos estimators give lambda_max and the spectrum.
 
 Every estimator works on the curvature operator of a loss (``hvp``, or a custom ``matvec`` such
 as the Gauss-Newton ``gnvp``, or the full-batch average over ``batches=``), has a static trip
@@ -7,6 +11,13 @@ with the estimate, its certificate and the number of products). A batch is data
 (``loss_fn(params, batch)`` with ``batch=``), so one compiled estimator serves every batch.
 """
 
+from jaxlr.sharpness._batch import (
+    BatchSharpness,
+    BatchSharpnessState,
+    MeanBatchSharpness,
+    batch_sharpness,
+    mean_batch_sharpness,
+)
 from jaxlr.sharpness._directional import directional_curvature, gen_step_size
 from jaxlr.sharpness._eigen import Eigen, top_eigenvalue, top_k_eigenvalues
 from jaxlr.sharpness._hvp import full_batch_hvp, gnvp, hvp
@@ -26,10 +37,14 @@ from jaxlr.sharpness._stability import (
 from jaxlr.sharpness._tracker import TrackerState, tracker_init, tracker_update
 
 __all__ = [
+    "BatchSharpness",
+    "BatchSharpnessState",
     "Eigen",
+    "MeanBatchSharpness",
     "SpectralDensity",
     "TraceEstimate",
     "TrackerState",
+    "batch_sharpness",
     "critical_learning_rate",
     "directional_curvature",
     "full_batch_hvp",
@@ -37,6 +52,7 @@ __all__ = [
     "gnvp",
     "hutchinson_trace",
     "hvp",
+    "mean_batch_sharpness",
     "nnx_loss",
     "preconditioned_top_eigenvalue",
     "preconditioner",

@@ -13,7 +13,7 @@ from jax.typing import ArrayLike
 from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
 from jaxlr.sharpness import _krylov
-from jaxlr.sharpness._eigen import Eigen, _converged
+from jaxlr.sharpness._eigen import Eigen, _converged, _top_flat
 from jaxlr.sharpness._hvp import check_key, compiled, flat_operator, krylov_dtype
 
 
@@ -230,3 +230,98 @@ def tracker_update(
         jax.lax.stop_gradient(res),
     )
     return eig, new_state
+
+
+# The in-loop lambda_max estimate of the sharpness transforms (``quantity="lambda_max"``): a
+# warm-started Lanczos run per refresh, with a budget and a residual stop, and an upper estimate
+# when it has not converged. It lives here, beside the block tracker, so that curvature has one
+# home; the transforms only adapt it.
+
+
+class CurvatureState(NamedTuple):
+    """The in-loop lambda_max estimator's memory (plain arrays: it jits, vmaps, serializes)."""
+
+    vector: jax.Array  # (n,) float32 unit eigenvector of the last estimate (warm start); 0 first
+    key: jax.Array  # (2,) uint32 raw PRNG key data
+    eigenvalue: jax.Array  # () Rayleigh quotient of the last estimate (a lower bound)
+    residual: jax.Array  # () ||H v - lambda v|| of the last estimate
+    converged: jax.Array  # () bool: residual <= tol * |eigenvalue|
+    num_hvps: jax.Array  # () int32 products spent by the last estimate
+    total_hvps: jax.Array  # () int32 products spent so far
+
+
+def lanczos_track_init(flat: jax.Array, key_data: jax.Array) -> CurvatureState:
+    """An empty :class:`CurvatureState` for flat params ``flat`` and raw key data."""
+    dtype = krylov_dtype(flat.dtype)
+    zero = jnp.zeros((), dtype)
+    return CurvatureState(
+        jnp.zeros(flat.shape, dtype),
+        key_data,
+        zero,
+        jnp.full((), jnp.inf, dtype),
+        jnp.asarray(False),
+        jnp.zeros((), jnp.int32),
+        jnp.zeros((), jnp.int32),
+    )
+
+
+def _unit(x: jax.Array) -> jax.Array:
+    n = jnp.sqrt(jnp.sum(x * x))
+    return jnp.where(n > 0, x / jnp.where(n > 0, n, 1.0), x)
+
+
+def lanczos_track_update(
+    op, flat: jax.Array, cs: CurvatureState, first, *, init_iters: int, num_iters: int, tol
+) -> CurvatureState:
+    """One Lanczos program for the cold start (``init_iters``, random start) and the warm runs
+    (``num_iters``, previous vector + a random one, so a new top eigenvector is still found):
+    the budget is traced, the loop stops once the relative residual is below ``tol``."""
+    key, k_run, k_mix = jax.random.split(typed_key(cs.key), 3)
+    z = _unit(jax.random.normal(k_mix, cs.vector.shape, cs.vector.dtype))
+    v0 = jnp.where(first, z, _unit(cs.vector) + z)
+    budget = jnp.where(first, init_iters, num_iters)
+    lam, vecs, res, conv, used = _top_flat(
+        op,
+        flat,
+        key=k_run,
+        num_iters=max(init_iters, num_iters),
+        method="lanczos",
+        v0=v0.astype(flat.dtype),
+        tol=tol,
+        budget=budget,
+    )
+    dtype = cs.vector.dtype
+    lam, res = lam[0].astype(dtype), res[0].astype(dtype)
+    finite = jnp.isfinite(lam) & jnp.isfinite(res)
+    return CurvatureState(
+        jax.lax.stop_gradient(jnp.where(finite, vecs[0].astype(dtype), cs.vector)),
+        jax.random.key_data(key),
+        lam,
+        res,
+        conv[0],
+        used,
+        cs.total_hvps + used,
+    )
+
+
+# Failure probability of the random-start bound used for unconverged estimates.
+_DELTA = 0.01
+
+
+def upper_estimate(cs: CurvatureState) -> jax.Array:
+    """The lambda_max a controller should use: the Rayleigh quotient when converged, else an
+    upper estimate from an unconverged Lanczos run of ``k`` steps.
+
+    Kuczynski & Wozniakowski (1992): from a random start, ``theta < (1 - eps) lambda_max`` has
+    probability at most ``1.648 sqrt(n) exp(-sqrt(eps) (2k - 1))``; solved for ``eps`` at
+    probability ``delta = 0.01``, ``theta / (1 - eps)`` bounds lambda_max with 99% confidence
+    (``eps`` is clipped at 0.9: at most a 10x inflation for tiny budgets). ``theta + r`` (an
+    eigenvalue lies within the residual) is the floor.
+    """
+    n = cs.vector.shape[0]
+    k = jnp.maximum(cs.num_hvps - 1, 1).astype(cs.eigenvalue.dtype)
+    eps = (jnp.log(1.648 * n**0.5 / _DELTA) / (2.0 * k - 1.0)) ** 2
+    eps = jnp.minimum(eps, 0.9)
+    theta = cs.eigenvalue
+    inflated = jnp.where(theta > 0, theta / (1.0 - eps), theta)
+    return jnp.where(cs.converged, theta, jnp.maximum(theta + cs.residual, inflated))

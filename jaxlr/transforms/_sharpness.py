@@ -1,4 +1,8 @@
-"""Curvature-driven LR control: the sharpness cap (with catapult and GeN modes) and warmup."""
+"""Curvature-driven LR control: the sharpness cap (with catapult and GeN modes) and warmup.
+
+Both transforms adapt the in-loop estimators of :mod:`jaxlr.sharpness` (batch sharpness, or a
+warm-started Lanczos lambda_max) through one builder, :class:`_Curvature`.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,21 @@ from jaxlr._src import steps
 from jaxlr._src.numeric import as_float, safe_div
 from jaxlr._src.validate import Checker
 from jaxlr.schedules import Schedule
-from jaxlr.sharpness._eigen import _top_flat
+from jaxlr.sharpness._batch import (
+    METHODS,
+    BatchSharpnessState,
+    running_init,
+    running_push,
+    running_quantile,
+    sample_along,
+)
 from jaxlr.sharpness._hvp import bind_batch, flat_operator, krylov_dtype
-from jaxlr.sharpness._tracker import typed_key
+from jaxlr.sharpness._tracker import (
+    CurvatureState,
+    lanczos_track_init,
+    lanczos_track_update,
+    upper_estimate,
+)
 from jaxlr.transforms._common import (
     as_schedule,
     check_unit_lr,
@@ -31,18 +47,7 @@ from jaxlr.transforms._common import (
 )
 
 _KINDS = ("gd", "heavy_ball", "nesterov", "adam")
-
-
-class CurvatureState(NamedTuple):
-    """The in-loop lambda_max estimator's memory (plain arrays: it jits, vmaps, serializes)."""
-
-    vector: jax.Array  # (n,) float32 unit eigenvector of the last estimate (warm start); 0 first
-    key: jax.Array  # (2,) uint32 raw PRNG key data
-    eigenvalue: jax.Array  # () Rayleigh quotient of the last estimate (a lower bound)
-    residual: jax.Array  # () ||H v - lambda v|| of the last estimate
-    converged: jax.Array  # () bool: residual <= tol * |eigenvalue|
-    num_hvps: jax.Array  # () int32 products spent by the last estimate
-    total_hvps: jax.Array  # () int32 products spent so far
+QUANTITIES = ("batch_sharpness", "lambda_max")
 
 
 def _raw_key(c: Checker, key: Any) -> jax.Array:
@@ -60,44 +65,35 @@ def _raw_key(c: Checker, key: Any) -> jax.Array:
     return key
 
 
-def _unit(x: jax.Array) -> jax.Array:
-    n = jnp.sqrt(jnp.sum(x * x))
-    return jnp.where(n > 0, safe_div(x, n), x)
+class _Measured(NamedTuple):
+    """What :meth:`_Curvature.measure` found for one update."""
 
-
-# Failure probability of the random-start bound used for unconverged estimates.
-_DELTA = 0.01
-
-
-def _conservative(cs: CurvatureState) -> jax.Array:
-    """An upper estimate of lambda_max from an unconverged Lanczos run of ``k`` steps.
-
-    Kuczynski & Wozniakowski (1992): from a random start, ``theta < (1 - eps) lambda_max`` has
-    probability at most ``1.648 sqrt(n) exp(-sqrt(eps) (2k - 1))``; solved for ``eps`` at
-    probability ``delta = 0.01``, ``theta / (1 - eps)`` bounds lambda_max with 99% confidence
-    (``eps`` is clipped at 0.9: at most a 10x inflation for tiny budgets). ``theta + r`` (an
-    eigenvalue lies within the residual) is the floor.
-    """
-    n = cs.vector.shape[0]
-    k = jnp.maximum(cs.num_hvps - 1, 1).astype(cs.eigenvalue.dtype)
-    eps = (jnp.log(1.648 * n**0.5 / _DELTA) / (2.0 * k - 1.0)) ** 2
-    eps = jnp.minimum(eps, 0.9)
-    theta = cs.eigenvalue
-    inflated = jnp.where(theta > 0, theta / (1.0 - eps), theta)
-    return jnp.maximum(theta + cs.residual, inflated)
+    loss_fn: Callable[..., jax.Array]
+    direction: Any  # the wrapped optimizer's unit-LR update
+    inner_state: Any
+    refresh: jax.Array  # () bool: a new estimate was taken
+    est: Any  # the estimator's new memory (BatchSharpnessState or CurvatureState)
+    raw: jax.Array  # () the raw estimate (sample or Rayleigh quotient)
+    lam: jax.Array  # () the curvature the LR uses (NaN: none yet)
+    crit: jax.Array  # () the critical LR c / lam (inf: no limit; 0: no estimate)
+    none: jax.Array  # () bool: no estimate yet, the update is skipped
 
 
 class _Curvature:
-    """Static configuration of the in-loop lambda_max estimate shared by both transforms.
+    """The builder both transforms share: static configuration of the in-loop estimate.
 
-    Every ``every`` updates it runs Lanczos on the loss of this update's ``batch`` (of the
-    Hessian, or of :math:`P^{-1/2} H P^{-1/2}` for ``kind="adam"``, with ``P`` read from the
-    wrapped optimizer's state): ``init_iters`` products at the first update (cold start), then at
-    most ``num_iters``, stopping once the relative residual is below ``tol``. Each warm run
-    starts from the previous eigenvector mixed with a fresh random direction, so a new top
-    eigenvector (another batch, a second eigenvalue overtaking the first) is still found. The
-    value the LR uses is the Rayleigh quotient when converged and ``eigenvalue + residual`` (an
-    eigenvalue lies within the residual) when not; a non-finite estimate keeps the last value.
+    ``quantity="batch_sharpness"``: every ``every`` updates, one sample of batch sharpness on this
+    update's batch along this update's direction (:func:`jaxlr.sharpness.batch_sharpness`;
+    ``kind="adam"`` uses the preconditioned quotient with ``P`` read from the wrapped
+    optimizer's state) joins a ring of the last ``window`` samples; the value the LR uses is
+    the ``quantile`` of the ring, or this update's own sample when that is larger (a step whose
+    own sample is over the edge backs off at once). ``quantity="lambda_max"``: Lanczos on the
+    loss of this update's batch (see :func:`jaxlr.sharpness._tracker.lanczos_track_update`),
+    the Rayleigh quotient when converged, an upper estimate when not, smoothed by ``ema``.
+
+    Until a finite value exists (a NaN batch at the first update) the estimate is NaN, every
+    update re-estimates, and the transforms skip the step (LR 0, state unchanged) instead of
+    reading the missing value as "no limit".
     """
 
     def __init__(
@@ -106,6 +102,9 @@ class _Curvature:
         optimizer,
         *,
         loss_fn,
+        quantity,
+        method,
+        window,
         kind,
         num_iters,
         init_iters,
@@ -113,13 +112,18 @@ class _Curvature:
         key,
         every,
         ema,
+        quantile,
         momentum,
         b1,
     ):
+        c.choice("quantity", quantity, QUANTITIES)
+        c.choice("method", method, METHODS)
         c.choice("kind", kind, _KINDS)
         for name, value in (("num_iters", num_iters), ("init_iters", init_iters)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 c.fail(f"{name} must be a Python int >= 2, got {name}={value!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            c.fail(f"window must be a Python int >= 1, got window={window!r}")
         if kind == "adam" and optimizer is None:
             c.fail(
                 "kind='adam' needs the optimizer whose state holds the preconditioner, "
@@ -132,10 +136,12 @@ class _Curvature:
             )
         c.at_least("every", every, 1.0)
         c.between("ema", ema, 0.0, 1.0)
+        c.between("quantile", quantile, 0.0, 1.0)
         c.between("momentum", momentum, 0.0, 1.0)
         c.between("b1", b1, 0.0, 1.0)
         c.nonnegative("tol", tol)
         self.c, self.loss_fn = c, loss_fn
+        self.quantity, self.method, self.window = quantity, method, window
         self.kind, self.num_iters, self.init_iters = kind, num_iters, init_iters
         self.key = _raw_key(c, key)
         self.inner = None if optimizer is None else optax.with_extra_args_support(optimizer)
@@ -152,26 +158,24 @@ class _Curvature:
         return jnp.where(ok, x * jnp.where(ok, crit, 1.0), jnp.inf)
 
     def critical_lr(self, h, lam: jax.Array) -> jax.Array:
-        """``c / lambda`` for ``lambda > 0``; ``inf`` (no limit) for a non-positive curvature."""
-        return jnp.where(lam > 0, safe_div(self.threshold_constant(h), lam), jnp.inf)
+        """``c / lambda`` for ``lambda > 0``; ``inf`` (no limit) for a non-positive curvature;
+        0 (no step) while there is no estimate (NaN)."""
+        return jnp.where(
+            lam > 0,
+            safe_div(self.threshold_constant(h), lam),
+            jnp.where(jnp.isnan(lam), 0.0, jnp.inf),
+        )
 
     def init(self, params):
         flat = ravel_pytree(params)[0]
         if not jnp.issubdtype(flat.dtype, jnp.floating):
             self.c.fail(f"params must be floating point, got dtype={flat.dtype}")
-        dtype = krylov_dtype(flat.dtype)
-        zero = jnp.zeros((), dtype)
-        curv = CurvatureState(
-            jnp.zeros(flat.shape, dtype),
-            self.key,
-            zero,
-            jnp.full((), jnp.inf, dtype),
-            jnp.asarray(False),
-            jnp.zeros((), jnp.int32),
-            jnp.zeros((), jnp.int32),
-        )
+        if self.quantity == "batch_sharpness":
+            est = running_init(self.window, krylov_dtype(flat.dtype))
+        else:
+            est = lanczos_track_init(flat, self.key)
         inner = None if self.inner is None else self.inner.init(params)
-        return curv, inner
+        return est, inner
 
     def loss(self, loss_fn):
         loss_fn = self.loss_fn if loss_fn is None else loss_fn
@@ -182,11 +186,7 @@ class _Curvature:
             return updates, inner_state
         return self.inner.update(updates, inner_state, params, **extra)
 
-    def _estimate(
-        self, loss_fn, batch, params, inner_state, cs: CurvatureState, first, h
-    ) -> CurvatureState:
-        """One Lanczos program for the cold start (``init_iters``, random start) and the warm
-        runs (``num_iters``, previous vector + a random one): the budget is traced."""
+    def _lambda_max(self, loss_fn, batch, params, inner_state, cs: CurvatureState, first, h):
         flat, _, op = flat_operator(
             loss_fn, params, matvec=None, batches=None, batch=batch, fn_name=self.c.fn
         )
@@ -195,49 +195,59 @@ class _Curvature:
             d = safe_div(1.0, jnp.sqrt(p))  # P^-1/2, which is 0 where P = inf
             hess = op
             op = lambda x: d * hess(d * x)  # noqa: E731
-        key, k_run, k_mix = jax.random.split(typed_key(cs.key), 3)
-        z = _unit(jax.random.normal(k_mix, cs.vector.shape, cs.vector.dtype))
-        v0 = jnp.where(first, z, _unit(cs.vector) + z)
-        budget = jnp.where(first, self.init_iters, self.num_iters)
-        lam, vecs, res, conv, used = _top_flat(
-            op,
-            flat,
-            key=k_run,
-            num_iters=max(self.init_iters, self.num_iters),
-            method="lanczos",
-            v0=v0.astype(flat.dtype),
-            tol=h.tol,
-            budget=budget,
-        )
-        dtype = cs.vector.dtype
-        lam, res = lam[0].astype(dtype), res[0].astype(dtype)
-        finite = jnp.isfinite(lam) & jnp.isfinite(res)
-        return CurvatureState(
-            jax.lax.stop_gradient(jnp.where(finite, vecs[0].astype(dtype), cs.vector)),
-            jax.random.key_data(key),
-            lam,
-            res,
-            conv[0],
-            used,
-            cs.total_hvps + used,
+        return lanczos_track_update(
+            op, flat, cs, first, init_iters=self.init_iters, num_iters=self.num_iters, tol=h.tol
         )
 
-    def refresh(self, state, loss_fn, batch, params, inner_state):
-        """(refreshed?, curvature state, lambda the LR uses) after this update."""
+    def refresh(self, state, loss_fn, batch, params, inner_state, updates, direction, probe):
+        """(refreshed?, estimator state, raw estimate, value the LR uses) after this update.
+
+        ``probe`` is the LR this update would take (the step of ``method="loss_rise"``).
+        """
         h = state.hyperparams
-        first = state.count == 0
+        prev = state.sharpness
+        have_prev = jnp.isfinite(prev)
         _, since = steps.divide(state.count, h.every)  # exact past 2^24
-        refresh = (since == 0) | first
+        refresh = (since == 0) | ~have_prev  # re-estimate until one is finite
+        if self.quantity == "batch_sharpness":
+            loss = bind_batch(loss_fn, batch, self.c.fn)
+            d = jax.tree.map(jnp.negative, direction)  # theta <- theta - eta d
+            grads = None if self.inner is None else updates
+            eta = jnp.where(jnp.isfinite(probe) & (probe > 0), probe, 1.0)
+            rs = state.curvature
+            dtype = rs.samples.dtype
+
+            def sample(_):  # inside the cond: nothing is computed between refreshes
+                adam = self.kind == "adam"
+                precond = sharpness.preconditioner(inner_state) if adam else None
+                s = sample_along(
+                    loss,
+                    params,
+                    d,
+                    method=self.method,
+                    grads=grads,
+                    value=None,
+                    precond=precond,
+                    learning_rate=eta,
+                )
+                return s.sharpness.astype(dtype), s.loss.astype(dtype)
+
+            nan = jnp.full((), jnp.nan, dtype)
+            raw, at = jax.lax.cond(refresh, sample, lambda _: (nan, nan), None)
+            rs = running_push(rs, raw, refresh, at)
+            est = running_quantile(rs, h.quantile)
+            own = jnp.where(refresh & jnp.isfinite(raw), raw, -jnp.inf)
+            lam = jnp.where(jnp.isnan(est), est, jnp.maximum(est, own))
+            return refresh, rs, raw, lam.astype(prev.dtype)
+        first = ~have_prev
         cs = jax.lax.cond(
             refresh,
-            lambda cs: self._estimate(loss_fn, batch, params, inner_state, cs, first, h),
+            lambda cs: self._lambda_max(loss_fn, batch, params, inner_state, cs, first, h),
             lambda cs: cs,
             state.curvature,
         )
-        lam = jnp.where(cs.converged, cs.eigenvalue, _conservative(cs))
+        lam = upper_estimate(cs)
         ok = jnp.isfinite(lam)
-        prev = state.sharpness
-        have_prev = jnp.isfinite(prev)
         # a non-finite estimate (NaN loss) keeps the last value; before any, it stays NaN
         lam = jnp.where(ok, lam, prev)
         smooth = jnp.where(
@@ -246,7 +256,43 @@ class _Curvature:
             lam,
         )
         smooth = jnp.where(refresh, smooth, prev).astype(prev.dtype)
-        return refresh, cs, smooth
+        return refresh, cs, cs.eigenvalue, smooth
+
+    def measure(self, updates, state, params, loss_fn, batch, extra_args, probe) -> _Measured:
+        """Everything both transforms do before choosing their LR: the wrapped optimizer's
+        direction, the refreshed estimate and the critical LR it gives."""
+        loss_fn = self.loss(loss_fn)
+        require_params(self.c, params)
+        direction, inner_state = self.direction(
+            updates,
+            state.inner_state,
+            params,
+            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args},
+        )
+        refresh, est, raw, lam = self.refresh(
+            state, loss_fn, batch, params, inner_state, updates, direction, probe
+        )
+        crit = self.critical_lr(state.hyperparams, lam)
+        return _Measured(
+            loss_fn, direction, inner_state, refresh, est, raw, lam, crit, jnp.isnan(lam)
+        )
+
+    @staticmethod
+    def finish(m: _Measured, state):
+        """The direction and inner state to keep: zero updates and the old inner state while
+        there is no estimate (a skipped step)."""
+        none = m.none
+        direction = jax.tree.map(lambda u: jnp.where(none, jnp.zeros_like(u), u), m.direction)
+        inner_state = jax.tree.map(
+            lambda new, old: jnp.where(none, old, new), m.inner_state, state.inner_state
+        )
+        return direction, inner_state
+
+    @staticmethod
+    def converged(est) -> jax.Array:
+        if isinstance(est, BatchSharpnessState):
+            return jnp.isfinite(est.sample)  # a sample is exact (or O(eta)): nothing to converge
+        return est.converged
 
 
 def _check_tracking_args(c: Checker, *, learning_rate, fraction, hysteresis):
@@ -267,6 +313,7 @@ class CapHyperparams(NamedTuple):
     tol: jax.Array
     every: jax.Array
     ema: jax.Array
+    quantile: jax.Array
     momentum: jax.Array
     b1: jax.Array
 
@@ -278,13 +325,17 @@ class SharpnessCapState(NamedTuple):
     count: jax.Array  # () int32, updates done
     lr: jax.Array  # () LR applied by the last update
     cap: jax.Array  # () fraction x critical LR after hysteresis (inf before the first estimate)
-    eigenvalue: jax.Array  # () last raw lambda_max estimate (Rayleigh quotient)
-    sharpness: jax.Array  # () the lambda_max the LR used: conservative when not converged, EMA
+    eigenvalue: jax.Array  # () last raw estimate: batch-sharpness sample or Rayleigh quotient
+    # () the curvature the LR used: max(upper quantile, own sample) of batch sharpness, or
+    # lambda_max (conservative when not converged, EMA); NaN while there is no estimate
+    sharpness: jax.Array
     converged: jax.Array  # () bool: the last estimate met tol (else sharpness is conservative)
     rho: jax.Array  # () lr * sharpness / c: 1 is the edge of stability
     init_lr: jax.Array  # () the LR chosen from lambda_0 (mode factor x critical LR)
     gen: jax.Array  # () EMA of the GeN step size g.d / d'Hd (mode "gen")
-    curvature: CurvatureState  # the estimator's warm start, key and last certificate
+    # the estimator's memory; its type says the quantity capped: BatchSharpnessState (ring of
+    # batch-sharpness samples) or CurvatureState (Lanczos warm start, key, certificate)
+    curvature: BatchSharpnessState | CurvatureState
     inner_state: Any  # the wrapped optimizer's state (None in chain mode)
     schedule: Schedule | None  # the base LR schedule, held whole (None: chosen from lambda_0)
     hyperparams: CapHyperparams
@@ -298,10 +349,14 @@ def sharpness_cap(
     mode: str = "cap",
     fraction: ArrayLike = 0.9,
     kappa: ArrayLike = 1.5,
+    quantity: str = "batch_sharpness",
+    method: str = "forward_over_forward",
     kind: str = "gd",
     momentum: ArrayLike = 0.0,
     b1: ArrayLike = 0.9,
     every: ArrayLike = 1,
+    window: int = 20,
+    quantile: ArrayLike = 0.9,
     num_iters: int = 20,
     init_iters: int = 30,
     tol: ArrayLike = 1e-3,
@@ -310,11 +365,31 @@ def sharpness_cap(
     max_value: ArrayLike | None = None,
     key: jax.Array | int = 0,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Keeps the effective LR below the edge of stability measured by :math:`\lambda_{\max}`.
+    r"""Keeps the effective LR below the edge of stability of batch sharpness (or lambda_max).
 
-    Every ``every`` updates the top Hessian eigenvalue of the loss on this update's ``batch``
-    is estimated by Lanczos (a cold start of ``init_iters`` products first, then warm starts
-    that stop once the relative residual is below ``tol``, at most ``num_iters`` products). The
+    ``quantity="batch_sharpness"`` (the default, for minibatch training): every ``every``
+    updates one sample of :func:`jaxlr.sharpness.batch_sharpness` is taken on this update's
+    ``batch`` along this update's own direction :math:`d` (the wrapped optimizer's unit-LR
+    update; :math:`s = d^\top H_B d / d^\top d`, for SGD :math:`g^\top H_B g/g^\top g`; for
+    ``kind="adam"`` the preconditioned :math:`d^\top H_B d / d^\top P d` with P from the
+    optimizer's state), by ``method`` (forward-over-forward by default, about one gradient; no
+    Lanczos, no loop). Single-batch samples are noisy and heavy-tailed, so the value used is
+    an upper quantile of the last ``window`` samples, or this update's own sample when larger:
+
+    .. math::
+        \bar\lambda_t = \max\bigl(Q_q(s_{t-w+1}, \dots, s_t),\ s_t\bigr)
+
+    so a step whose own batch would rise (:math:`\eta s_t > c`) backs off at once, and the
+    first update is safe (its own sample sets its LR: the cold start costs nothing extra).
+    Under minibatch SGD batch sharpness, not :math:`\lambda_{\max}`, is what settles at
+    :math:`2/\eta` (Andreyev & Beneventano): a healthy run often has
+    :math:`\eta\lambda_{\max}(H_B) > 2`.
+
+    ``quantity="lambda_max"`` (conservative: it bounds every direction, not the step's, at
+    ~10-30 products per estimate): every ``every`` updates the top Hessian eigenvalue of the
+    loss on this update's ``batch`` is estimated by Lanczos (a cold start of ``init_iters``
+    products first, then warm starts that stop once the relative residual is below ``tol``, at
+    most ``num_iters`` products). The
     value used is the Rayleigh quotient :math:`\hat\lambda = \theta` when converged
     (:math:`r \le \mathrm{tol}\,|\theta|`, so :math:`|\theta - \lambda_i| \le r` for an
     eigenvalue) and, when not (``converged`` is False in the state), the upper estimate
@@ -362,11 +437,21 @@ def sharpness_cap(
         loss_fn: the loss whose curvature is measured, ``loss_fn(params)`` or
             ``loss_fn(params, batch)``; it may also be passed to ``update`` (which wins).
             Build one from a flax NNX module with :func:`jaxlr.sharpness.nnx_loss`.
-        every: updates between estimates (>= 1); between them the last value is used.
-        num_iters: static maximum of products per estimate; the loop stops (skipping the rest)
-            once the relative residual is below ``tol``.
-        init_iters: static product budget of the first (cold-start) estimate.
-        tol: relative residual that counts as converged.
+        quantity: ``"batch_sharpness"`` or ``"lambda_max"`` (static): what is capped. The
+            state's ``curvature`` says which (a ``BatchSharpnessState`` ring of samples, or a
+            ``CurvatureState`` Lanczos certificate) and ``sharpness`` holds the estimate used.
+        method: how batch sharpness is sampled: ``"forward_over_forward"``, ``"hvp"`` or
+            ``"loss_rise"`` (static; see :func:`jaxlr.sharpness.batch_sharpness`; the
+            loss-rise probe is the LR this update would take without the new sample, 1.0
+            before any LR is known).
+        every: updates between estimates (>= 1); between them the last value is used (for
+            batch sharpness: the quantile of the samples held).
+        window: static number of batch-sharpness samples held (>= 1).
+        quantile: :math:`q` in [0, 1], the quantile of the held samples that is used.
+        num_iters: static maximum of products per lambda_max estimate; the loop stops
+            (skipping the rest) once the relative residual is below ``tol``.
+        init_iters: static product budget of the first (cold-start) lambda_max estimate.
+        tol: relative residual that counts as converged (lambda_max).
         mode: ``"cap"``, ``"catapult"`` or ``"gen"`` (static).
         fraction: ``f`` > 0, the cap as a fraction of the critical LR.
         kappa: :math:`\kappa`, catapult LR in units of :math:`\eta_c(\lambda_0)`; the catapult
@@ -374,7 +459,7 @@ def sharpness_cap(
         kind: ``"gd"``, ``"heavy_ball"``, ``"nesterov"`` or ``"adam"`` (static).
         momentum: :math:`\beta` of heavy-ball / Nesterov.
         b1: Adam's :math:`\beta_1`.
-        ema: :math:`\mu` in [0, 1]; 0 uses the last estimate.
+        ema: :math:`\mu` in [0, 1]; 0 uses the last estimate (lambda_max).
         hysteresis: relative margin before the cap is raised again.
         max_value: :math:`\eta_{\max}` > 0, the largest LR ever applied; default: no bound
             beyond ``learning_rate`` when it is given, 1.0 when the LR comes from
@@ -393,10 +478,10 @@ def sharpness_cap(
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax, jaxlr
-        >>> def loss(w, batch):  # lambda_max = 4 * mean(batch)
+        >>> def loss(w, batch):  # H_B = mean(batch) * diag(4, 1)
         ...     return 0.5 * jnp.mean(batch) * (4.0 * w[0] ** 2 + w[1] ** 2)
         >>> tx = jaxlr.transforms.sharpness_cap(learning_rate=0.6, loss_fn=loss)
-        >>> w = jnp.array([1.0, 1.0])
+        >>> w = jnp.array([1.0, 0.0])  # g along the sharp axis: g'Hg / g'g = 4 * mean(batch)
         >>> state = tx.init(w)
         >>> @jax.jit
         ... def step(w, state, batch):
@@ -404,10 +489,13 @@ def sharpness_cap(
         ...     return optax.apply_updates(w, u), state
         >>> for b in (jnp.ones(4), jnp.full(4, 2.0)):  # one compiled step, two batches
         ...     w, state = step(w, state, b)
+        >>> # samples 4, then 8: max(quantile_0.9(4, 8), 8) = 8 and 0.9 * 2 / 8 = 0.225
         >>> [round(float(x), 3) for x in (state.sharpness, state.lr, state.rho)]
         [8.0, 0.225, 0.9]
 
     References:
+        Andreyev & Beneventano, Edge of Stochastic Stability: Revisiting the Edge of Stability
+        for SGD, arXiv:2412.20553, 2024;
         Cohen et al., Gradient Descent on Neural Networks Typically Occurs at the Edge of
         Stability, ICLR 2021; Cohen et al., Adaptive Gradient Methods at the Edge of Stability,
         2022; Lewkowycz et al., The large learning rate phase of deep learning: the catapult
@@ -436,6 +524,9 @@ def sharpness_cap(
         c,
         optimizer,
         loss_fn=loss_fn,
+        quantity=quantity,
+        method=method,
+        window=window,
         kind=kind,
         num_iters=num_iters,
         init_iters=init_iters,
@@ -443,6 +534,7 @@ def sharpness_cap(
         key=key,
         every=every,
         ema=ema,
+        quantile=quantile,
         momentum=momentum,
         b1=b1,
     )
@@ -456,6 +548,7 @@ def sharpness_cap(
             tol=tol,
             every=every,
             ema=ema,
+            quantile=quantile,
             momentum=momentum,
             b1=b1,
         )
@@ -483,22 +576,20 @@ def sharpness_cap(
         )
 
     def update_fn(updates, state, params=None, *, loss_fn=None, batch=None, **extra_args):
-        loss_fn = curv.loss(loss_fn)
-        require_params(c, params)
         h = state.hyperparams
-        direction, inner_state = curv.direction(
-            updates,
-            state.inner_state,
-            params,
-            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args},
-        )
-        refresh, curvature, smooth = curv.refresh(state, loss_fn, batch, params, inner_state)
-        crit = curv.critical_lr(h, smooth)
-        first = state.count == 0
+        if state.schedule is not None:
+            scheduled = as_float(state.schedule(state.count))
+        else:
+            scheduled = state.init_lr
+        probe = jnp.minimum(jnp.minimum(scheduled, state.cap), h.max_value)
+        m = curv.measure(updates, state, params, loss_fn, batch, extra_args, probe)
+        loss_fn, direction, inner_state = m.loss_fn, m.direction, m.inner_state
+        refresh, curvature, smooth, crit, none = m.refresh, m.est, m.lam, m.crit, m.none
+        first = ~jnp.isfinite(state.sharpness) & ~none  # the first update with an estimate
         factor = h.kappa if mode == "catapult" else h.fraction
         init_lr = jnp.where(first, curv.times(factor, crit), state.init_lr)
         if state.schedule is not None:
-            base_lr = as_float(state.schedule(state.count))
+            base_lr = scheduled
         elif mode == "gen":
             base_lr = jnp.full_like(init_lr, jnp.inf)
         else:
@@ -506,6 +597,7 @@ def sharpness_cap(
         target = curv.times(h.fraction, crit)
         raise_cap = target > state.cap * (1.0 + h.hysteresis)
         cap = jnp.where((target < state.cap) | raise_cap | first, target, state.cap)
+        cap = jnp.where(none, state.cap, cap)
         gen = state.gen
         if mode == "catapult":
             lr = base_lr
@@ -528,15 +620,16 @@ def sharpness_cap(
             mixed = jnp.where(ok, h.ema * prev + (1.0 - h.ema) * now, raw)
             gen = jnp.where(first, raw, jnp.where(refresh, mixed, gen))
             lr = jnp.minimum(lr, jnp.where(gen > 0, gen, lr))
-        lr = jnp.minimum(lr, h.max_value)
+        lr = jnp.where(none, 0.0, jnp.minimum(lr, h.max_value))
+        direction, inner_state = curv.finish(m, state)
         rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
         new = SharpnessCapState(
             optax.safe_increment(state.count),
             lr,
             cap,
-            curvature.eigenvalue.astype(lr.dtype),
+            m.raw.astype(lr.dtype),
             smooth,
-            curvature.converged,
+            curv.converged(curvature),
             as_float(rho).astype(lr.dtype),
             init_lr,
             gen,
@@ -561,6 +654,7 @@ class WarmupHyperparams(NamedTuple):
     tol: jax.Array
     every: jax.Array
     ema: jax.Array
+    quantile: jax.Array
     momentum: jax.Array
     b1: jax.Array
 
@@ -574,11 +668,11 @@ class SharpnessWarmupState(NamedTuple):
     done: jax.Array  # () bool, warmup over (eta lambda reached the target, or the peak)
     end_step: jax.Array  # () the update at which warmup ended (0 until then)
     end_lr: jax.Array  # () the LR at the end of warmup; the after-schedule multiplies it
-    eigenvalue: jax.Array  # () last raw lambda_max estimate (Rayleigh quotient)
-    sharpness: jax.Array  # () the lambda_max the LR used (conservative if not converged), EMA
+    eigenvalue: jax.Array  # () last raw estimate: batch-sharpness sample or Rayleigh quotient
+    sharpness: jax.Array  # () the curvature the LR used (as in SharpnessCapState)
     converged: jax.Array  # () bool: the last estimate met tol
     rho: jax.Array  # () lr * sharpness / c
-    curvature: CurvatureState  # the estimator's warm start, key and last certificate
+    curvature: BatchSharpnessState | CurvatureState  # the estimator's memory (see the cap's)
     inner_state: Any  # the wrapped optimizer's state (None in chain mode)
     schedule: Schedule  # the after-warmup multiplier schedule, held whole
     hyperparams: WarmupHyperparams
@@ -594,10 +688,14 @@ def sharpness_warmup(
     init_value: ArrayLike | None = None,
     init_ratio: ArrayLike = 0.1,
     peak_value: ArrayLike = 1.0,
+    quantity: str = "batch_sharpness",
+    method: str = "forward_over_forward",
     kind: str = "gd",
     momentum: ArrayLike = 0.0,
     b1: ArrayLike = 0.9,
     every: ArrayLike = 1,
+    window: int = 20,
+    quantile: ArrayLike = 0.9,
     num_iters: int = 20,
     init_iters: int = 30,
     tol: ArrayLike = 1e-3,
@@ -621,11 +719,14 @@ def sharpness_warmup(
     multiplier (``s(0) = 1`` continues smoothly; e.g. ``cosine(init_value=1.0, ...)``), held
     whole in the state. Because sharpness typically falls while the LR rises (and warmup exists
     to let it fall), the warmup lasts as long as the model needs rather than a fixed number of
-    steps. A zero or negative curvature sets no limit: the LR grows to ``peak_value``.
+    steps. A zero or negative curvature sets no limit: the LR grows to ``peak_value``. While
+    there is no estimate (a NaN batch at the first update) the update is skipped (LR 0) and
+    warmup neither starts nor ends.
 
     Args:
-        optimizer, loss_fn, kind, momentum, b1, every, num_iters, init_iters, tol, ema, key:
-            as in :func:`sharpness_cap`.
+        optimizer, loss_fn, quantity, method, kind, momentum, b1, every, window, quantile,
+            num_iters, init_iters, tol, ema, key: as in :func:`sharpness_cap` (by default the
+            curvature is batch sharpness, :math:`\bar\lambda` its running upper quantile).
         schedule: multiplier after warmup (jaxlr schedule or number), evaluated at the steps
             since the handover.
         target: :math:`\rho^\star` > 0, the end point as a fraction of the critical LR.
@@ -676,6 +777,9 @@ def sharpness_warmup(
         c,
         optimizer,
         loss_fn=loss_fn,
+        quantity=quantity,
+        method=method,
+        window=window,
         kind=kind,
         num_iters=num_iters,
         init_iters=init_iters,
@@ -683,6 +787,7 @@ def sharpness_warmup(
         key=key,
         every=every,
         ema=ema,
+        quantile=quantile,
         momentum=momentum,
         b1=b1,
     )
@@ -697,6 +802,7 @@ def sharpness_warmup(
             tol=tol,
             every=every,
             ema=ema,
+            quantile=quantile,
             momentum=momentum,
             b1=b1,
         )
@@ -722,29 +828,28 @@ def sharpness_warmup(
         )
 
     def update_fn(updates, state, params=None, *, loss_fn=None, batch=None, **extra_args):
-        loss_fn = curv.loss(loss_fn)
-        require_params(c, params)
         h = state.hyperparams
-        direction, inner_state = curv.direction(
-            updates,
-            state.inner_state,
-            params,
-            {"loss_fn": loss_fn, **({} if batch is None else {"batch": batch}), **extra_args},
+        probe = jnp.where(
+            state.done,
+            jnp.where(state.done, state.end_lr, 0.0) * state.schedule(0.0),
+            state.lr * h.growth,
         )
-        _, curvature, smooth = curv.refresh(state, loss_fn, batch, params, inner_state)
-        crit = curv.critical_lr(h, smooth)
-        first = state.count == 0
+        m = curv.measure(updates, state, params, loss_fn, batch, extra_args, probe)
+        curvature, smooth, crit, none = m.est, m.lam, m.crit, m.none
+        first = ~jnp.isfinite(state.sharpness)  # no update has been taken yet
         start = jnp.where(jnp.isnan(h.init_value), curv.times(h.init_ratio, crit), h.init_value)
         start = jnp.minimum(start, h.peak_value)
         grown = jnp.where(first, start, jnp.where(first, 0.0, state.lr) * h.growth)
         limit = jnp.minimum(curv.times(h.target, crit), h.peak_value)
-        ends = ~state.done & (grown >= limit)
+        ends = ~state.done & (grown >= limit) & ~none
         warm_lr = jnp.minimum(grown, limit)
         done = state.done | ends
         end_step = jnp.where(ends, state.count, state.end_step)
         end_lr = jnp.where(ends, warm_lr, state.end_lr)
         since = as_float(jnp.maximum(state.count - end_step, 0))
         lr = jnp.where(done, jnp.where(done, end_lr, 0.0) * state.schedule(since), warm_lr)
+        lr = jnp.where(none, 0.0, lr)
+        direction, inner_state = curv.finish(m, state)
         rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
         new = SharpnessWarmupState(
             optax.safe_increment(state.count),
@@ -752,9 +857,9 @@ def sharpness_warmup(
             done,
             end_step,
             end_lr,
-            curvature.eigenvalue.astype(lr.dtype),
+            m.raw.astype(lr.dtype),
             smooth,
-            curvature.converged,
+            curv.converged(curvature),
             as_float(rho).astype(lr.dtype),
             curvature,
             inner_state,
