@@ -443,3 +443,70 @@ def test_recurrent_policy_carry_moves_only_at_decisions():
         T.mlp_policy(hidden=0)
     with pytest.raises(ValueError, match="mlp_policy: recurrent must be one of"):
         T.mlp_policy(recurrent=1)
+
+
+# -- review fixes: non-finite gradients, long runs, grad through the transform -----------------
+def test_non_finite_gradient_skips_the_wrapped_optimizer_step():
+    tx = _tx(("log_lr",), o=-1.0, optimizer=optax.adam(1.0))
+    w = jnp.zeros(2)
+    state = tx.init(w)
+    update = jax.jit(tx.update)
+    grads = [jnp.array([1.0, 2.0]), jnp.array([3.0, -1.0]), jnp.array([jnp.nan, 1.0])]
+    for g in grads:  # the NaN comes at the decision step t = 2
+        u, state = update(g, state, w, value=jnp.asarray(1.0))
+    np.testing.assert_array_equal(u, np.zeros(2))
+    assert int(state.num_skipped) == 1 and float(state.lr) == pytest.approx(0.1)
+    # the inner Adam state equals a run that never saw the NaN gradient
+    adam = optax.adam(1.0)
+    ref = adam.init(w)
+    for g in grads[:2]:
+        _, ref = adam.update(g, ref, w)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), state.inner_state, ref)
+    # and the next finite gradient steps normally
+    u, state = update(jnp.ones(2), state, w, value=jnp.asarray(1.0))
+    assert np.isfinite(u).all() and np.abs(np.asarray(u)).min() > 0
+
+
+def test_decisions_stay_exact_on_counts_past_float32_precision():
+    for every in (2, 3):
+        tx = _tx(("log_lr",), o=-1.0, every=every)
+        update = jax.jit(tx.update)
+        state0 = tx.init(jnp.ones(1))
+        for count in (2**24 + 1, 2**24 + 3, 2**30, 2**30 + 1, 2**31 - 3):
+            state = state0._replace(count=jnp.asarray(count, jnp.int32))
+            _, s = update(jnp.ones(1), state, value=jnp.asarray(1.0))
+            expected = 0.05 if count % every == 0 else 0.1  # halved at a decision
+            assert float(s.lr) == pytest.approx(expected), (every, count)
+
+
+def test_grad_through_the_transform_is_finite_at_a_zero_gradient():
+    policy = T.mlp_policy(("grad_norm", "update_ratio"), hidden=2)  # reads both norms
+    tx = T.learned_lr(
+        policy,
+        policy.init(jax.random.key(0)),
+        init_value=0.1,
+        min_value=1e-3,
+        max_value=1.0,
+        every=2,
+    )
+    w = jnp.zeros(2)
+    state = tx.init(w)._replace(count=jnp.asarray(2, jnp.int32))  # a decision step
+
+    def f(g, p):
+        u, _ = tx.update(g, state, p, value=jnp.asarray(1.0))
+        return jnp.sum(u)
+
+    dg, dp = jax.grad(f, argnums=(0, 1))(jnp.zeros(2), w)
+    # the initial policy keeps the LR and the clipped features are flat at 0: d/dg = lr, as
+    # for plain SGD, and d/dparams = 0
+    np.testing.assert_allclose(dg, [0.1, 0.1], rtol=1e-6)
+    np.testing.assert_array_equal(dp, np.zeros(2))
+
+
+def test_nan_gradient_at_a_decision_keeps_the_last_features():
+    tx = _tx(("update_ratio",), o=-1.0)
+    g = [jnp.ones(2)] * 4 + [jnp.full(2, jnp.nan)]
+    states = _run(tx, g, [1.0] * 5, params=jnp.ones(2))
+    assert np.isfinite(states[2].features).all()
+    np.testing.assert_array_equal(states[4].features, states[2].features)
+    assert float(states[4].lr) == pytest.approx(0.05) and int(states[4].num_skipped) == 1
