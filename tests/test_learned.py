@@ -3,7 +3,9 @@ meta-training in jaxlr.auto (OpenES, tasks, checkpoints, saved policies)."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -348,11 +350,11 @@ def meta_run(tmp_path_factory):
         checkpoint_every=3,
         progress=False,
     )
-    return full, first, resumed
+    return full, first, resumed, d
 
 
 def test_fitness_is_log_val_over_the_best_constant_lr(meta_run):
-    full, _, _ = meta_run
+    full, *_ = meta_run
     grid = 0.05 * np.array([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
     vals = np.array([_closed_form_val(lr, 20) for lr in grid])
     vals = np.where(
@@ -390,14 +392,14 @@ def test_diverged_members_score_the_cap_and_never_poison_the_search():
 
 
 def test_meta_training_resumes_from_its_checkpoint_identically(meta_run):
-    full, first, resumed = meta_run
+    full, first, resumed, _ = meta_run
     assert first.fitness.shape[0] == 3
     np.testing.assert_array_equal(resumed.fitness, full.fitness)
     jax.tree.map(np.testing.assert_array_equal, resumed.params, full.params)
 
 
 def test_saved_policy_applies_to_a_new_task_in_one_line(meta_run, tmp_path):
-    full, _, _ = meta_run
+    full, *_ = meta_run
     jaxlr.auto.save_policy(tmp_path / "p", full.policy, full.params)
     longer = _quad_task(total_steps=40)  # a new horizon
     key = jax.random.key(3)
@@ -510,3 +512,34 @@ def test_nan_gradient_at_a_decision_keeps_the_last_features():
     assert np.isfinite(states[2].features).all()
     np.testing.assert_array_equal(states[4].features, states[2].features)
     assert float(states[4].lr) == pytest.approx(0.05) and int(states[4].num_skipped) == 1
+
+
+def test_resuming_under_other_settings_is_refused_before_any_generation(meta_run):
+    d = meta_run[3]
+    kw = dict(key=jax.random.key(0), population=6, sigma=0.5, learning_rate=0.2, every=5)
+    task = _quad_task()
+    changes = [
+        ({"key": jax.random.key(1)}, ["key"]),
+        ({"sigma": 0.25}, ["sigma"]),
+        ({"learning_rate": 0.1, "every": 4}, ["every", "learning_rate"]),
+        ({"population": 4}, ["population"]),
+        ({"num_seeds": 3, "max_factor": 3.0}, ["max_factor", "num_seeds"]),
+        ({"tasks": [task._replace(total_steps=10)]}, ["tasks"]),
+        ({"policy": T.mlp_policy(("log_lr", "progress"), hidden=4)}, ["policy"]),  # same count
+    ]
+    for change, names in changes:
+        args = {"policy": META_POLICY, "tasks": [task], **kw, **change}
+        with pytest.raises(
+            ValueError, match=re.escape(f"holds another search (differs in {names})")
+        ):
+            jaxlr.auto.meta_train(
+                args.pop("policy"),
+                args.pop("tasks"),
+                num_generations=9,
+                checkpoint_dir=d,
+                progress=False,
+                **args,
+            )
+    # the settings are a readable JSON record next to the checkpoints
+    saved = json.loads((d / "search.json").read_text())
+    assert saved["sigma"] == 0.5 and saved["policy"] == META_POLICY.to_config()
