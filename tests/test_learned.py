@@ -543,3 +543,20 @@ def test_resuming_under_other_settings_is_refused_before_any_generation(meta_run
     # the settings are a readable JSON record next to the checkpoints
     saved = json.loads((d / "search.json").read_text())
     assert saved["sigma"] == 0.5 and saved["policy"] == META_POLICY.to_config()
+
+
+def test_save_policy_validates_params_and_keeps_their_dtype(tmp_path):
+    params = META_POLICY.init(jax.random.key(0))
+    stacked = jax.tree.map(lambda x: jnp.stack([x, x]), params)
+    with pytest.raises(ValueError, match="save_policy: params must fit mlp_policy"):
+        jaxlr.auto.save_policy(tmp_path / "a", META_POLICY, stacked)
+    recurrent = T.mlp_policy(META_POLICY.features, hidden=4, recurrent=True)
+    with pytest.raises(ValueError, match="save_policy: params must fit"):
+        jaxlr.auto.save_policy(tmp_path / "b", recurrent, params)  # no "u"
+    half = jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
+    jaxlr.auto.save_policy(tmp_path / "c", META_POLICY, half)
+    policy, loaded = jaxlr.auto.load_policy(tmp_path / "c")
+    assert policy == META_POLICY
+    for k in params:
+        assert loaded[k].dtype == jnp.bfloat16, k
+        np.testing.assert_array_equal(np.asarray(loaded[k], np.float32), half[k].astype(float))

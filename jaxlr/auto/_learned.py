@@ -521,6 +521,14 @@ def _restore(directory, state: ESState, history: dict):
 def save_policy(directory: str | Path, policy: MLPPolicy, params: Any) -> None:
     """Saves a policy: its structure as ``policy.json`` and its parameters with orbax.
 
+    ``params`` must have the structure and shapes ``policy.init`` gives (one policy, not a
+    stacked population: save ``jax.tree.map(lambda x: x[i], stacked)``) and floating leaves;
+    their dtypes are kept by :func:`load_policy`.
+
+    Raises:
+        ValueError: ``policy`` not an :func:`jaxlr.transforms.mlp_policy`, or ``params`` that
+            do not fit it (other keys, shapes, a non-float leaf).
+
     Examples:
         >>> import jax, jaxlr, tempfile
         >>> policy = jaxlr.transforms.mlp_policy(("progress", "log_lr"), hidden=4)
@@ -531,22 +539,38 @@ def save_policy(directory: str | Path, policy: MLPPolicy, params: Any) -> None:
         >>> p2 == policy, bool((params2["w"] == params["w"]).all())
         (True, True)
     """
+    c = Checker("save_policy")
     if not isinstance(policy, MLPPolicy):
-        Checker("save_policy").fail(
-            f"policy must be a jaxlr.transforms.mlp_policy(...), got {policy!r}"
+        c.fail(f"policy must be a jaxlr.transforms.mlp_policy(...), got {policy!r}")
+    params = jax.tree.map(jnp.asarray, params)
+    target = jax.eval_shape(policy.init, jax.random.key(0))
+    want = {k: v.shape for k, v in target.items()}
+    got = (
+        {k: getattr(v, "shape", None) for k, v in params.items()}
+        if isinstance(params, dict)
+        else None
+    )
+    if got != want:
+        c.fail(
+            f"params must fit {policy!r} (one policy's policy.init(key) shapes {want}), got "
+            f"{got if got is not None else type(params).__name__}"
         )
+    bad = sorted(k for k, v in params.items() if not jnp.issubdtype(v.dtype, jnp.floating))
+    if bad:
+        c.fail(f"params must be floating arrays, got non-float {bad}")
     ocp = _ocp()
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "policy.json").write_text(json.dumps(policy.to_config(), indent=1))
+    config = {**policy.to_config(), "dtypes": {k: str(v.dtype) for k, v in params.items()}}
+    (directory / "policy.json").write_text(json.dumps(config, indent=1))
     with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save(directory / "params", jax.tree.map(jnp.asarray, params), force=True)
+        ckpt.save(directory / "params", params, force=True)
         ckpt.wait_until_finished()
 
 
 def load_policy(directory: str | Path) -> tuple[MLPPolicy, Any]:
     """Loads ``(policy, params)`` written by :func:`save_policy` (parameters restored against
-    the structure ``policy.init`` gives, so a mismatch is an error).
+    the structure ``policy.init`` gives, so a mismatch is an error; each in its saved dtype).
 
     Apply it to a new task in one line:
     ``jaxlr.transforms.learned_lr(*jaxlr.auto.load_policy(d), init_value=..., ...)``.
@@ -568,6 +592,11 @@ def load_policy(directory: str | Path) -> tuple[MLPPolicy, Any]:
         tuple(config["features"]), hidden=config["hidden"], recurrent=config["recurrent"]
     )
     target = jax.eval_shape(policy.init, jax.random.key(0))
+    dtypes = config.get("dtypes", {})  # the saved dtypes (bfloat16 stays bfloat16)
+    target = {
+        k: jax.ShapeDtypeStruct(v.shape, jnp.dtype(dtypes.get(k, v.dtype)))
+        for k, v in target.items()
+    }
     ocp = _ocp()
     with ocp.StandardCheckpointer() as ckpt:
         params = ckpt.restore(directory / "params", target)
