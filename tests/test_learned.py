@@ -3,7 +3,9 @@ meta-training in jaxlr.auto (OpenES, tasks, checkpoints, saved policies)."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -348,11 +350,11 @@ def meta_run(tmp_path_factory):
         checkpoint_every=3,
         progress=False,
     )
-    return full, first, resumed
+    return full, first, resumed, d
 
 
 def test_fitness_is_log_val_over_the_best_constant_lr(meta_run):
-    full, _, _ = meta_run
+    full, *_ = meta_run
     grid = 0.05 * np.array([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
     vals = np.array([_closed_form_val(lr, 20) for lr in grid])
     vals = np.where(
@@ -390,14 +392,14 @@ def test_diverged_members_score_the_cap_and_never_poison_the_search():
 
 
 def test_meta_training_resumes_from_its_checkpoint_identically(meta_run):
-    full, first, resumed = meta_run
+    full, first, resumed, _ = meta_run
     assert first.fitness.shape[0] == 3
     np.testing.assert_array_equal(resumed.fitness, full.fitness)
     jax.tree.map(np.testing.assert_array_equal, resumed.params, full.params)
 
 
 def test_saved_policy_applies_to_a_new_task_in_one_line(meta_run, tmp_path):
-    full, _, _ = meta_run
+    full, *_ = meta_run
     jaxlr.auto.save_policy(tmp_path / "p", full.policy, full.params)
     longer = _quad_task(total_steps=40)  # a new horizon
     key = jax.random.key(3)
@@ -443,3 +445,118 @@ def test_recurrent_policy_carry_moves_only_at_decisions():
         T.mlp_policy(hidden=0)
     with pytest.raises(ValueError, match="mlp_policy: recurrent must be one of"):
         T.mlp_policy(recurrent=1)
+
+
+# -- review fixes: non-finite gradients, long runs, grad through the transform -----------------
+def test_non_finite_gradient_skips_the_wrapped_optimizer_step():
+    tx = _tx(("log_lr",), o=-1.0, optimizer=optax.adam(1.0))
+    w = jnp.zeros(2)
+    state = tx.init(w)
+    update = jax.jit(tx.update)
+    grads = [jnp.array([1.0, 2.0]), jnp.array([3.0, -1.0]), jnp.array([jnp.nan, 1.0])]
+    for g in grads:  # the NaN comes at the decision step t = 2
+        u, state = update(g, state, w, value=jnp.asarray(1.0))
+    np.testing.assert_array_equal(u, np.zeros(2))
+    assert int(state.num_skipped) == 1 and float(state.lr) == pytest.approx(0.1)
+    # the inner Adam state equals a run that never saw the NaN gradient
+    adam = optax.adam(1.0)
+    ref = adam.init(w)
+    for g in grads[:2]:
+        _, ref = adam.update(g, ref, w)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), state.inner_state, ref)
+    # and the next finite gradient steps normally
+    u, state = update(jnp.ones(2), state, w, value=jnp.asarray(1.0))
+    assert np.isfinite(u).all() and np.abs(np.asarray(u)).min() > 0
+
+
+def test_decisions_stay_exact_on_counts_past_float32_precision():
+    for every in (2, 3):
+        tx = _tx(("log_lr",), o=-1.0, every=every)
+        update = jax.jit(tx.update)
+        state0 = tx.init(jnp.ones(1))
+        for count in (2**24 + 1, 2**24 + 3, 2**30, 2**30 + 1, 2**31 - 3):
+            state = state0._replace(count=jnp.asarray(count, jnp.int32))
+            _, s = update(jnp.ones(1), state, value=jnp.asarray(1.0))
+            expected = 0.05 if count % every == 0 else 0.1  # halved at a decision
+            assert float(s.lr) == pytest.approx(expected), (every, count)
+
+
+def test_grad_through_the_transform_is_finite_at_a_zero_gradient():
+    policy = T.mlp_policy(("grad_norm", "update_ratio"), hidden=2)  # reads both norms
+    tx = T.learned_lr(
+        policy,
+        policy.init(jax.random.key(0)),
+        init_value=0.1,
+        min_value=1e-3,
+        max_value=1.0,
+        every=2,
+    )
+    w = jnp.zeros(2)
+    state = tx.init(w)._replace(count=jnp.asarray(2, jnp.int32))  # a decision step
+
+    def f(g, p):
+        u, _ = tx.update(g, state, p, value=jnp.asarray(1.0))
+        return jnp.sum(u)
+
+    dg, dp = jax.grad(f, argnums=(0, 1))(jnp.zeros(2), w)
+    # the initial policy keeps the LR and the clipped features are flat at 0: d/dg = lr, as
+    # for plain SGD, and d/dparams = 0
+    np.testing.assert_allclose(dg, [0.1, 0.1], rtol=1e-6)
+    np.testing.assert_array_equal(dp, np.zeros(2))
+
+
+def test_nan_gradient_at_a_decision_keeps_the_last_features():
+    tx = _tx(("update_ratio",), o=-1.0)
+    g = [jnp.ones(2)] * 4 + [jnp.full(2, jnp.nan)]
+    states = _run(tx, g, [1.0] * 5, params=jnp.ones(2))
+    assert np.isfinite(states[2].features).all()
+    np.testing.assert_array_equal(states[4].features, states[2].features)
+    assert float(states[4].lr) == pytest.approx(0.05) and int(states[4].num_skipped) == 1
+
+
+def test_resuming_under_other_settings_is_refused_before_any_generation(meta_run):
+    d = meta_run[3]
+    kw = dict(key=jax.random.key(0), population=6, sigma=0.5, learning_rate=0.2, every=5)
+    task = _quad_task()
+    changes = [
+        ({"key": jax.random.key(1)}, ["key"]),
+        ({"sigma": 0.25}, ["sigma"]),
+        ({"learning_rate": 0.1, "every": 4}, ["every", "learning_rate"]),
+        ({"population": 4}, ["population"]),
+        ({"num_seeds": 3, "max_factor": 3.0}, ["max_factor", "num_seeds"]),
+        ({"tasks": [task._replace(total_steps=10)]}, ["tasks"]),
+        ({"policy": T.mlp_policy(("log_lr", "progress"), hidden=4)}, ["policy"]),  # same count
+    ]
+    for change, names in changes:
+        args = {"policy": META_POLICY, "tasks": [task], **kw, **change}
+        with pytest.raises(
+            ValueError, match=re.escape(f"holds another search (differs in {names})")
+        ):
+            jaxlr.auto.meta_train(
+                args.pop("policy"),
+                args.pop("tasks"),
+                num_generations=9,
+                checkpoint_dir=d,
+                progress=False,
+                **args,
+            )
+    # the settings are a readable JSON record next to the checkpoints
+    saved = json.loads((d / "search.json").read_text())
+    assert saved["sigma"] == 0.5 and saved["policy"] == META_POLICY.to_config()
+
+
+def test_save_policy_validates_params_and_keeps_their_dtype(tmp_path):
+    params = META_POLICY.init(jax.random.key(0))
+    stacked = jax.tree.map(lambda x: jnp.stack([x, x]), params)
+    with pytest.raises(ValueError, match="save_policy: params must fit mlp_policy"):
+        jaxlr.auto.save_policy(tmp_path / "a", META_POLICY, stacked)
+    recurrent = T.mlp_policy(META_POLICY.features, hidden=4, recurrent=True)
+    with pytest.raises(ValueError, match="save_policy: params must fit"):
+        jaxlr.auto.save_policy(tmp_path / "b", recurrent, params)  # no "u"
+    half = jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
+    jaxlr.auto.save_policy(tmp_path / "c", META_POLICY, half)
+    policy, loaded = jaxlr.auto.load_policy(tmp_path / "c")
+    assert policy == META_POLICY
+    for k in params:
+        assert loaded[k].dtype == jnp.bfloat16, k
+        np.testing.assert_array_equal(np.asarray(loaded[k], np.float32), half[k].astype(float))

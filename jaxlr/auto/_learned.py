@@ -4,6 +4,7 @@ member trained on a batch of tasks in one compiled generation; saved and loaded 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -225,15 +226,19 @@ def meta_train(
         every, max_factor: the controller's decision interval and largest factor.
         grid: LR multipliers of ``task.init_value`` for the best-constant reference.
         diverged_score: the cap :math:`c` (a diverged run scores it).
-        checkpoint_dir: save the search every ``checkpoint_every`` generations (orbax) and
-            resume from the latest checkpoint there.
+        checkpoint_dir: save the search every ``checkpoint_every`` generations (orbax, with
+            its settings in ``search.json``) and resume from the latest checkpoint there; a
+            checkpoint of another search (another ``key``, ``population``, ``sigma``,
+            ``learning_rate``, ``num_seeds``, ``every``, ``max_factor``, ``grid``,
+            ``diverged_score``, policy or tasks) is refused before any generation runs.
         progress: show a tqdm bar over generations.
 
     Returns:
         A :class:`MetaTrainResult`.
 
     Raises:
-        ValueError: an odd or too small ``population``, no tasks, non-positive counts.
+        ValueError: an odd or too small ``population``, no tasks, non-positive counts; a
+            ``checkpoint_dir`` holding another search.
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax, jaxlr
@@ -276,6 +281,21 @@ def meta_train(
     c.positive("grid", np.asarray(grid, float))
     c.positive("diverged_score", diverged_score)
     started = time.perf_counter()
+    settings = _fingerprint(
+        policy,
+        tasks,
+        key=key,
+        population=population,
+        sigma=sigma,
+        learning_rate=learning_rate,
+        num_seeds=num_seeds,
+        every=every,
+        max_factor=max_factor,
+        grid=grid,
+        diverged_score=diverged_score,
+    )
+    if checkpoint_dir is not None:
+        _check_fingerprint(checkpoint_dir, settings)
 
     k_init, k_ref, k_search = jax.random.split(key, 3)
     flat0, unravel = ravel_pytree(policy.init(k_init))
@@ -366,7 +386,7 @@ def meta_train(
                 (g + 1) % checkpoint_every == 0 or g + 1 == num_generations
             ):
                 history = {k: np.concatenate(v) for k, v in rows.items()}
-                _save(checkpoint_dir, state, history)
+                _save(checkpoint_dir, state, history, settings)
     finally:
         if bar is not None:
             bar.close()
@@ -395,10 +415,81 @@ def _ocp():
     return ocp
 
 
-def _save(directory, state: ESState, history: dict) -> None:
+SETTINGS_FILE = "search.json"
+
+
+def _json(x: Any) -> Any:
+    """A number, array or sequence as JSON-ready data (exact: floats as Python floats)."""
+    return np.asarray(x).tolist()
+
+
+def _fingerprint(policy: MLPPolicy, tasks: Sequence[Task], *, key: jax.Array, **settings) -> dict:
+    """What makes two :func:`meta_train` runs the same search, as JSON-ready data: the key's
+    bits, the search settings, the policy's structure and the tasks (names, horizons, LRs,
+    bounds and the qualified names of their functions)."""
+    key = jnp.asarray(key)
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    bits = jax.random.key_data(key) if typed else key
+
+    def fn_name(f):
+        return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"
+
+    out = {"key": _json(bits)}
+    out.update({k: _json(v) for k, v in settings.items()})
+    out["policy"] = policy.to_config() if isinstance(policy, MLPPolicy) else repr(policy)
+    out["tasks"] = [
+        {
+            "name": t.name,
+            "total_steps": _json(t.total_steps),
+            "init_value": _json(t.init_value),
+            "min_value": _json(t.min_value),
+            "max_value": _json(t.max_value),
+            "functions": [fn_name(f) for f in (t.init_fn, t.loss_fn, t.batch_fn, t.val_fn)],
+        }
+        for t in tasks
+    ]
+    # a JSON round trip, so the comparison on resume sees what the file holds (tuples: lists)
+    return json.loads(json.dumps(out))
+
+
+def _check_fingerprint(directory, settings: dict) -> None:
+    """Refuses to resume a checkpoint written by a search with other settings."""
+    path = Path(directory).resolve()
+    if not path.exists():
+        return
+    file = path / SETTINGS_FILE
     ocp = _ocp()
+    with ocp.CheckpointManager(path) as mgr:
+        if mgr.latest_step() is None:
+            return
+    if not file.exists():
+        raise ValueError(
+            f"meta_train: checkpoint_dir={str(directory)!r} holds another search (no "
+            f"{SETTINGS_FILE} records its settings); use a new directory"
+        )
+    saved = json.loads(file.read_text())
+    differs = sorted(k for k in saved.keys() | settings.keys() if saved.get(k) != settings.get(k))
+    if differs:
+        raise ValueError(
+            f"meta_train: checkpoint_dir={str(directory)!r} holds another search "
+            f"(differs in {differs}); use a new directory"
+        )
+
+
+def _write_json(file: Path, data: Any) -> None:
+    """Writes ``data`` as JSON atomically (a temporary file renamed over ``file``)."""
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, file)
+
+
+def _save(directory, state: ESState, history: dict, settings: dict) -> None:
+    ocp = _ocp()
+    path = Path(directory).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    _write_json(path / SETTINGS_FILE, settings)
     options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
-    with ocp.CheckpointManager(Path(directory).resolve(), options=options) as mgr:
+    with ocp.CheckpointManager(path, options=options) as mgr:
         tree = {"state": state, "history": history}
         mgr.save(int(state.generation), args=ocp.args.StandardSave(tree))
         mgr.wait_until_finished()
@@ -430,6 +521,14 @@ def _restore(directory, state: ESState, history: dict):
 def save_policy(directory: str | Path, policy: MLPPolicy, params: Any) -> None:
     """Saves a policy: its structure as ``policy.json`` and its parameters with orbax.
 
+    ``params`` must have the structure and shapes ``policy.init`` gives (one policy, not a
+    stacked population: save ``jax.tree.map(lambda x: x[i], stacked)``) and floating leaves;
+    their dtypes are kept by :func:`load_policy`.
+
+    Raises:
+        ValueError: ``policy`` not an :func:`jaxlr.transforms.mlp_policy`, or ``params`` that
+            do not fit it (other keys, shapes, a non-float leaf).
+
     Examples:
         >>> import jax, jaxlr, tempfile
         >>> policy = jaxlr.transforms.mlp_policy(("progress", "log_lr"), hidden=4)
@@ -440,22 +539,38 @@ def save_policy(directory: str | Path, policy: MLPPolicy, params: Any) -> None:
         >>> p2 == policy, bool((params2["w"] == params["w"]).all())
         (True, True)
     """
+    c = Checker("save_policy")
     if not isinstance(policy, MLPPolicy):
-        Checker("save_policy").fail(
-            f"policy must be a jaxlr.transforms.mlp_policy(...), got {policy!r}"
+        c.fail(f"policy must be a jaxlr.transforms.mlp_policy(...), got {policy!r}")
+    params = jax.tree.map(jnp.asarray, params)
+    target = jax.eval_shape(policy.init, jax.random.key(0))
+    want = {k: v.shape for k, v in target.items()}
+    got = (
+        {k: getattr(v, "shape", None) for k, v in params.items()}
+        if isinstance(params, dict)
+        else None
+    )
+    if got != want:
+        c.fail(
+            f"params must fit {policy!r} (one policy's policy.init(key) shapes {want}), got "
+            f"{got if got is not None else type(params).__name__}"
         )
+    bad = sorted(k for k, v in params.items() if not jnp.issubdtype(v.dtype, jnp.floating))
+    if bad:
+        c.fail(f"params must be floating arrays, got non-float {bad}")
     ocp = _ocp()
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "policy.json").write_text(json.dumps(policy.to_config(), indent=1))
+    config = {**policy.to_config(), "dtypes": {k: str(v.dtype) for k, v in params.items()}}
+    (directory / "policy.json").write_text(json.dumps(config, indent=1))
     with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save(directory / "params", jax.tree.map(jnp.asarray, params), force=True)
+        ckpt.save(directory / "params", params, force=True)
         ckpt.wait_until_finished()
 
 
 def load_policy(directory: str | Path) -> tuple[MLPPolicy, Any]:
     """Loads ``(policy, params)`` written by :func:`save_policy` (parameters restored against
-    the structure ``policy.init`` gives, so a mismatch is an error).
+    the structure ``policy.init`` gives, so a mismatch is an error; each in its saved dtype).
 
     Apply it to a new task in one line:
     ``jaxlr.transforms.learned_lr(*jaxlr.auto.load_policy(d), init_value=..., ...)``.
@@ -477,6 +592,11 @@ def load_policy(directory: str | Path) -> tuple[MLPPolicy, Any]:
         tuple(config["features"]), hidden=config["hidden"], recurrent=config["recurrent"]
     )
     target = jax.eval_shape(policy.init, jax.random.key(0))
+    dtypes = config.get("dtypes", {})  # the saved dtypes (bfloat16 stays bfloat16)
+    target = {
+        k: jax.ShapeDtypeStruct(v.shape, jnp.dtype(dtypes.get(k, v.dtype)))
+        for k, v in target.items()
+    }
     ocp = _ocp()
     with ocp.StandardCheckpointer() as ckpt:
         params = ckpt.restore(directory / "params", target)

@@ -91,6 +91,11 @@ def scale_updates(updates: PyTree, factor: ArrayLike) -> PyTree:
     return jax.tree.map(lambda u: (factor * u).astype(u.dtype), updates)
 
 
+def all_finite(tree: PyTree) -> jax.Array:
+    """True when every leaf of ``tree`` is finite (True for an empty tree)."""
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)] or [True]))
+
+
 def floats(fn: str, **values: ArrayLike) -> dict[str, jax.Array]:
     """Numeric hyperparameters (validated by the caller) as float scalars for a state: a concrete
     array (per-coordinate LRs by accident) or a value the cast overflows or flushes to 0 raises

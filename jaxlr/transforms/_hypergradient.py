@@ -11,7 +11,14 @@ from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import safe_div
 from jaxlr._src.validate import Checker
-from jaxlr.transforms._common import check_unit_lr, flag, floats, lr_state, scale_updates
+from jaxlr.transforms._common import (
+    all_finite,
+    check_unit_lr,
+    flag,
+    floats,
+    lr_state,
+    scale_updates,
+)
 
 
 class HypergradientHyperparams(NamedTuple):
@@ -144,7 +151,7 @@ def hypergradient(
             lr = state.lr - h.hyper_lr * hg
             ok = jnp.isfinite(hg) & jnp.isfinite(lr)
         # a non-finite gradient or direction skips the step: nothing of it enters the state
-        finite = _all_finite(updates) & _all_finite(direction)
+        finite = all_finite(updates) & all_finite(direction)
         ok = ok & finite
         lr = jnp.where(ok, jnp.clip(lr, h.min_value, h.max_value), state.lr)
         hg = jnp.where(ok, hg, state.hypergradient)
@@ -161,10 +168,6 @@ def hypergradient(
         return scale_updates(applied, lr), new
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def _all_finite(tree: Any) -> jax.Array:
-    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)] or [True]))
 
 
 def _max_abs(tree: Any) -> jax.Array:

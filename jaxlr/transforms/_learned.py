@@ -17,7 +17,14 @@ from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker, concrete
 from jaxlr.schedules import Schedule, constant, piecewise_constant
 from jaxlr.sharpness import stability_ratio
-from jaxlr.transforms._common import floats, lr_state, require, require_params, scale_updates
+from jaxlr.transforms._common import (
+    all_finite,
+    floats,
+    lr_state,
+    require,
+    require_params,
+    scale_updates,
+)
 
 # The features a policy may read, in the order documented in :func:`learned_lr`.
 FEATURES = (
@@ -198,7 +205,13 @@ def _log(x: jax.Array) -> jax.Array:
 
 
 def _norm(tree: Any) -> jax.Array:
-    return optax.tree.norm(tree) if jax.tree.leaves(tree) else jnp.zeros([])
+    """The l2 norm of ``tree`` with a finite gradient at 0 (``jax.grad`` through a zero
+    gradient or zero parameters stays finite)."""
+    if not jax.tree.leaves(tree):
+        return jnp.zeros([])
+    sq = sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree))
+    pos = sq > 0  # a NaN stays NaN (the skip rules need to see it)
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), sq)
 
 
 def _check_policy(c: Checker, policy: Any, params: Any, carry: Any, n: int) -> None:
@@ -265,7 +278,9 @@ def learned_lr(
       :math:`c`).
 
     Losses must be positive (cross-entropy, squared error). A non-finite ``value`` is skipped
-    (not stored, counted in ``num_skipped``); a non-finite policy output keeps the LR.
+    (not stored, counted in ``num_skipped``); a non-finite policy output or feature keeps the
+    LR, the carry and the last features (counted). With ``optimizer``, a non-finite gradient
+    skips the step: the update is zero, the inner state and the LR are kept (counted).
 
     Hard limits: ``min_value``/``max_value`` bound the LR whatever the policy says. Chained
     with :func:`sharpness_cap` (``learning_rate`` the absolute LR, this transform's
@@ -407,10 +422,17 @@ def learned_lr(
         h = state.hyperparams
         dtype = state.lr.dtype
         grad_norm = _norm(updates).astype(dtype)
+        finite = jnp.asarray(True)
         if inner is None:
             direction, inner_state = updates, None
         else:
             direction, inner_state = inner.update(updates, state.inner_state, params, **extra)
+            # a non-finite gradient skips the step: nothing of it enters the inner state
+            finite = all_finite(updates) & all_finite(direction)
+            inner_state = jax.tree.map(
+                lambda a, b: jnp.where(finite, a, b), inner_state, state.inner_state
+            )
+            direction = jax.tree.map(lambda d: jnp.where(finite, d, jnp.zeros_like(d)), direction)
 
         # running statistics (non-finite inputs skipped)
         loss = jnp.asarray(value, dtype)
@@ -460,16 +482,18 @@ def learned_lr(
         x = jnp.clip(jnp.stack([values[f] for f in features]), -FEATURE_CLIP, FEATURE_CLIP)
 
         # the decision
-        due = (state.count > 0) & (jnp.mod(t, h.every) == 0)
+        every_i = jnp.round(h.every).astype(jnp.int32)  # integers: exact past 2^24 steps
+        due = (state.count > 0) & (jnp.mod(state.count, every_i) == 0)
         out, carry = policy(state.policy_params, x, state.carry)
         out = jnp.asarray(out, dtype)
-        out_ok = jnp.isfinite(out)
+        out_ok = jnp.isfinite(out) & jnp.all(jnp.isfinite(x))  # NaN features: no decision
         step = jnp.log(h.max_factor) * jnp.clip(jnp.where(out_ok, out, 0.0), -1.0, 1.0)
         log_lr = jnp.clip(_log(state.lr) + step, _log(h.min_value), _log(h.max_value))
-        lr = jnp.where(due & out_ok, jnp.exp(log_lr), state.lr)
+        move = due & out_ok & finite
+        lr = jnp.where(move, jnp.exp(log_lr), state.lr)
         lr = jnp.clip(lr, h.min_value, h.max_value)
-        carry = jax.tree.map(lambda a, b: jnp.where(due & out_ok, a, b), carry, state.carry)
-        skipped = (~ok).astype(jnp.int32) + (due & ~out_ok).astype(jnp.int32)
+        carry = jax.tree.map(lambda a, b: jnp.where(move, a, b), carry, state.carry)
+        skipped = (~ok | ~finite).astype(jnp.int32) + (due & finite & ~out_ok).astype(jnp.int32)
         new = LearnedLRState(
             optax.safe_increment(state.count),
             lr,
@@ -477,11 +501,11 @@ def learned_lr(
             carry,
             loss_avg,
             loss_weight,
-            jnp.where(due, smooth, loss_ref),
+            jnp.where(move, smooth, loss_ref),
             grad_avg,
             grad_weight,
             val,
-            jnp.where(due, x, state.features),
+            jnp.where(move, x, state.features),  # a skipped output keeps the last features
             state.num_skipped + skipped,
             inner_state,
             h,
