@@ -462,6 +462,35 @@ def test_mup_init_gives_output_variance_over_fan_in_squared():
     assert out["h"] is params["h"]
 
 
+def test_mup_on_nnx_multi_head_attention_follows_table_3():
+    # Tensor Programs V, Table 3, with width 256 over base 64 (m = 4) and heads = width / 16:
+    # the q/k/v kernels (w, heads, 16) and the output kernel (heads, 16, w) are hidden
+    # (Adam LR 1/m, SGD 1), every bias (heads, 16) or (w,) a vector (Adam 1, SGD m), and
+    # mup_init leaves hidden weights alone.
+    from flax import nnx
+
+    def attention(w, seed=0):
+        return nnx.MultiHeadAttention(
+            num_heads=w // 16, in_features=w, qkv_features=w, decode=False, rngs=nnx.Rngs(seed)
+        )
+
+    params = nnx.state(attention(256), nnx.Param)
+    base = jax.eval_shape(lambda: nnx.state(attention(64), nnx.Param))
+    roles = scaling.mup_roles(params, base)
+    adam = scaling.mup_multipliers(params, base)
+    sgd = scaling.mup_multipliers(params, base, family="sgd")
+    m = 256 / 64
+    want = {"kernel": ("hidden", 1 / m, 1.0), "bias": ("vector", 1.0, m)}
+    for layer in ("query", "key", "value", "out"):
+        for leaf, (role, lr_adam, lr_sgd) in want.items():
+            assert roles[layer][leaf].get_value() == role, (layer, leaf)
+            assert adam[layer][leaf].get_value() == lr_adam, (layer, leaf)
+            assert sgd[layer][leaf].get_value() == lr_sgd, (layer, leaf)
+    init = scaling.mup_init(params, base)
+    for layer in ("query", "key", "value", "out"):
+        assert init[layer]["kernel"].get_value() is params[layer]["kernel"].get_value()
+
+
 def test_mup_errors():
     with pytest.raises(ValueError, match="mup_roles: params and base_params must have the same"):
         scaling.mup_roles({"a": np.ones((2, 2))}, {"b": np.ones((2, 2))})
