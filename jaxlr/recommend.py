@@ -445,9 +445,17 @@ def recommend_lr(
             f"{k}={v:g}" for k, v in scale.items()
         )
     else:
+        want = {"step_law": {"N", "D"}, "deepseek_llm": {"C"}}
         if preset is None:
+            if set(scale) not in (want["step_law"], want["deepseek_llm"]):
+                lack = sorted({"N", "D"} - set(scale)) if {"N", "D"} & set(scale) else ["C"]
+                c.fail(
+                    f"without fit= or preset=, needs N and D (the step_law preset) or C alone "
+                    f"(the deepseek_llm preset), got {sorted(scale)}"
+                    + (f": missing {lack}" if lack else "")
+                )
             preset = "step_law" if {"N", "D"} <= set(scale) else "deepseek_llm"
-        want = {"step_law": {"N", "D"}, "deepseek_llm": {"C"}}[preset]
+        want = want[preset]
         if set(scale) != want:
             c.fail(
                 f"preset={preset!r} needs exactly {sorted(want)} (or pass fit=), got "

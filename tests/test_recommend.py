@@ -247,7 +247,9 @@ def test_recommend_lr_errors(width_fit):
     from jaxlr.recommend import recommend_lr
 
     for kw, match in [
-        (dict(N=1e9), r"preset='deepseek_llm' needs exactly \['C'\]"),
+        # No preset named: the message names what is missing, not a preset never passed.
+        (dict(N=1e9), r"needs N and D \(the step_law preset\) or C .*missing \['D'\]"),
+        (dict(B=256), r"got \['B'\]: missing \['C'\]"),
         (dict(preset="step_law", C=1e20), r"preset='step_law' needs exactly \['D', 'N'\]"),
         (dict(fit=width_fit, N=1e6), r"N=1e\+06 is 3.91e\+03x the largest fitted N=256"),
         (dict(fit=width_fit, N=512, preset="step_law"), "give a fit or a preset, not both"),

@@ -315,6 +315,53 @@ def test_data_errors_name_the_scale(straight, change, match):
         scaling.fit(**change(arrays(loss, N=WIDTHS)), num_resamples=R)
 
 
+def test_optimum_at_the_edge_of_the_trained_region_is_refused(straight):
+    # N=64's optimum is ETAS[5]; every LR above it diverged, so ETAS[5] is only a bound.
+    loss, _ = straight
+    a = arrays(loss, N=WIDTHS)
+    a["diverged"] = (a["N"] == 64.0) & (a["eta"] > ETAS[5] * 1.01)
+    with pytest.raises(
+        ValueError, match=r"fit: scale N=64: the best lr 0.00464159 is the largest that trained"
+    ):
+        scaling.fit(**a, num_resamples=R)
+    a["diverged"] = (a["N"] == 512.0) & (a["eta"] < ETAS[1] * 1.01)  # N=512: best is ETAS[2]
+    a["diverged"] |= (a["N"] == 512.0) & (a["eta"] > ETAS[2] * 1.01) & (a["eta"] < ETAS[4])
+    with pytest.raises(ValueError, match=r"scale N=512: the best lr 0.000464159 is the smallest"):
+        scaling.fit(**a, num_resamples=R)
+
+
+def test_collinear_scale_variables_are_refused_and_null_fits_not_loaded(straight, tmp_path):
+    import json
+
+    loss, f = straight
+    with pytest.raises(ValueError, match=r"fit: the scale variables \['N', 'D'\] are collinear"):
+        scaling.fit(**arrays(loss, N=WIDTHS, D=20 * WIDTHS), num_resamples=R)
+    d = np.array([1.0, 3.0, 2.0, 5.0, 4.0]) * 1e6  # N and D independent, C = 6 N D is not
+    with pytest.raises(ValueError, match=r"\['N', 'D', 'C'\] are collinear"):
+        scaling.fit(**arrays(loss, N=WIDTHS, D=d, C=6 * WIDTHS * d), num_resamples=R)
+    record = json.loads(f.to_json())  # what save wrote for the NaN fit before the check
+    record["coef"][1] = None
+    (tmp_path / "nan.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"load_fit: .* null \(NaN\) values in 'coef'"):
+        scaling.load_fit(tmp_path / "nan.json")
+
+
+def test_results_sweeping_another_hyperparameter_are_refused(straight):
+    loss, _ = straight
+    results = []
+    for i in range(5):
+        eta = np.repeat(ETAS, 2)
+        wd = np.tile([0.0, 0.1], len(ETAS))  # two configurations, not two seeds
+        cfg = {"peak_value": eta, "weight_decay": wd, "seed": np.zeros(len(eta))}
+        final = np.repeat(loss[i, :, 0], 2) + wd
+        results.append(jaxlr.sweep.SweepResult(cfg, {"loss": final[:, None]}))
+    with pytest.raises(
+        ValueError,
+        match=r"fit: result 0 also sweeps \['weight_decay'\].*filter the results to one value",
+    ):
+        scaling.fit(results, N=WIDTHS, num_resamples=R)
+
+
 def test_largest_edge_and_argument_errors(straight):
     loss, _ = straight
     a = arrays(loss, N=WIDTHS)
@@ -413,6 +460,35 @@ def test_mup_init_gives_output_variance_over_fan_in_squared():
     out = scaling.mup_init(params, base)
     np.testing.assert_allclose(out["o"], params["o"] * np.sqrt(32 / 256))
     assert out["h"] is params["h"]
+
+
+def test_mup_on_nnx_multi_head_attention_follows_table_3():
+    # Tensor Programs V, Table 3, with width 256 over base 64 (m = 4) and heads = width / 16:
+    # the q/k/v kernels (w, heads, 16) and the output kernel (heads, 16, w) are hidden
+    # (Adam LR 1/m, SGD 1), every bias (heads, 16) or (w,) a vector (Adam 1, SGD m), and
+    # mup_init leaves hidden weights alone.
+    from flax import nnx
+
+    def attention(w, seed=0):
+        return nnx.MultiHeadAttention(
+            num_heads=w // 16, in_features=w, qkv_features=w, decode=False, rngs=nnx.Rngs(seed)
+        )
+
+    params = nnx.state(attention(256), nnx.Param)
+    base = jax.eval_shape(lambda: nnx.state(attention(64), nnx.Param))
+    roles = scaling.mup_roles(params, base)
+    adam = scaling.mup_multipliers(params, base)
+    sgd = scaling.mup_multipliers(params, base, family="sgd")
+    m = 256 / 64
+    want = {"kernel": ("hidden", 1 / m, 1.0), "bias": ("vector", 1.0, m)}
+    for layer in ("query", "key", "value", "out"):
+        for leaf, (role, lr_adam, lr_sgd) in want.items():
+            assert roles[layer][leaf].get_value() == role, (layer, leaf)
+            assert adam[layer][leaf].get_value() == lr_adam, (layer, leaf)
+            assert sgd[layer][leaf].get_value() == lr_sgd, (layer, leaf)
+    init = scaling.mup_init(params, base)
+    for layer in ("query", "key", "value", "out"):
+        assert init[layer]["kernel"].get_value() is params[layer]["kernel"].get_value()
 
 
 def test_mup_errors():

@@ -60,6 +60,20 @@ def _members(results, *, scale, lr, metric, batch, fn) -> dict[str, np.ndarray]:
     for i, r in enumerate(results):
         if lr not in r.hyperparameters:
             c.fail(f"result {i} has no hyperparameter lr={lr!r}, known: {list(r.hyperparameters)}")
+        swept = [
+            name
+            for name, v in r.hyperparameters.items()
+            if name not in (lr, batch)
+            and "seed" not in name.lower()
+            and len(np.unique(np.asarray(v).reshape(len(r), -1), axis=0)) > 1
+        ]
+        if swept:
+            c.fail(
+                f"result {i} also sweeps {swept} (besides lr={lr!r}); members differing in "
+                f"them would be averaged as seeds, giving the optimum of no configuration: "
+                f"filter the results to one value of {swept}, or pass eta= / loss= arrays "
+                f"of one configuration"
+            )
         eta = np.asarray(r.hyperparameters[lr], float).reshape(len(r), -1)[:, 0]
         cols["eta"].append(eta)
         cols["loss"].append(np.asarray(r.score(metric), float))
@@ -130,6 +144,14 @@ def _grid(members: dict, *, names, target, fn):
                 f"scale {label}: the best {target} {xs[j]:g} is the {side} of its grid "
                 f"[{xs[0]:g} .. {xs[-1]:g}]; widen the grid past it"
             )
+        trained = np.flatnonzero(ok.any(-1))
+        if j in (trained[0], trained[-1]):
+            side = "smallest" if j == trained[0] else "largest"
+            c.fail(
+                f"scale {label}: the best {target} {xs[j]:g} is the {side} that trained "
+                f"[{xs[trained[0]]:g} .. {xs[trained[-1]]:g}] (the values past it diverged), "
+                f"so the optimum may lie between it and the diverged ones; refine the grid there"
+            )
         per.append((k, xs, lk, ok, mean))
     s, g = len(per), max(len(p[1]) for p in per)
     h, k = max(p[2].shape[1] for p in per), max(p[2].shape[2] for p in per)
@@ -155,6 +177,23 @@ def _design(logs: np.ndarray, center: np.ndarray, quadratic_col: int | None) -> 
     if quadratic_col is not None:
         cols.append(z[:, quadratic_col] ** 2)
     return np.stack(cols, 1)
+
+
+def _check_collinear(z: np.ndarray, names: Sequence[str], c: Checker) -> None:
+    """Fails when the centered log scale variables ``z [S, V]`` are (nearly) collinear."""
+    if z.shape[1] < 2:
+        return
+    u = z / np.linalg.norm(z, axis=0)
+    _, sv, vt = np.linalg.svd(u, full_matrices=False)
+    if sv[-1] > 1e-6 * sv[0]:
+        return
+    null = vt[-1]
+    which = [n for n, v in zip(names, null, strict=True) if abs(v) > 1e-3]
+    c.fail(
+        f"the scale variables {which} are collinear across the scales (one log is a linear "
+        f"combination of the others: condition number {sv[0] / max(sv[-1], 1e-300):.3g}), so "
+        f"their exponents cannot be separated; drop one of them or vary them independently"
+    )
 
 
 def _wls(a: np.ndarray, w: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -502,6 +541,12 @@ def load_fit(path: str | Path) -> ScalingFit:
     record = json.loads(text)
     if not isinstance(record, dict) or "coef_draws" not in record:
         raise ValueError(f"load_fit: {str(path)!r} is not a ScalingFit saved by ScalingFit.save")
+    for field in ("coef", "low", "high", "center", "coef_draws", "weights"):
+        if None in np.asarray(record.get(field, []), object).ravel().tolist():
+            raise ValueError(
+                f"load_fit: {str(path)!r} has null (NaN) values in {field!r}: the saved fit is "
+                f"degenerate (e.g. collinear scale variables); refit it"
+            )
     nan = lambda v: np.nan if v is None else v  # noqa: E731
     record["optima"] = [{k: nan(x) for k, x in o.items()} for o in record["optima"]]
     record["curves"] = [(a, [np.nan if x is None else x for x in b]) for a, b in record["curves"]]
@@ -559,6 +604,19 @@ def fit(
     :math:`\chi^2_\nu` exceeds 1 (scatter beyond seed noise) the draws' spread is widened by
     :math:`\sqrt{\chi^2_\nu}`. All of it (every scale, every draw) is one compiled call.
 
+    When to trust it:
+
+    - The interval needs seeds. With one seed per grid point the Dirichlet reweighting does
+      not see the loss noise, and the exponent's nominal 95% interval under-covers (76 of 100
+      synthetic fits covered the true exponent with noise sd 0.02, 4 scales, 11 LRs over 4
+      decades). Use at least 3 seeds per grid point before reading the interval as 95%.
+    - The batch-size law needs a fine LR grid. The loss at each batch size is minimized over
+      the LR *grid points*, not over a fitted LR, so a coarse LR grid biases the batch-size
+      optimum: with 9 LRs over 4 decades a true exponent 0.5 came out 0.570 [0.526, 0.605]
+      (interval excluding the truth); with 33 LRs, 0.4998. Use several LRs per octave there.
+    - A scale whose optimum sits at an end of its grid, or at the last value that trained
+      before divergence, is refused: its optimum is only a bound.
+
     Args:
         results: one :class:`jaxlr.sweep.SweepResult` / ``PopulationResult`` per scale (members:
             LR grid x seeds); the scale variables then give one value per result.
@@ -586,8 +644,11 @@ def fit(
 
     Raises:
         ValueError: fewer than 3 scales; a scale whose best grid value is at an end of its grid
-            (widen it), whose members all diverged, with non-finite losses not marked diverged,
-            fewer than 3 grid values or unequal seed counts; bad arguments.
+            (widen it) or of its trained (not diverged) values, whose members all diverged, with
+            non-finite losses not marked diverged, fewer than 3 grid values or unequal seed
+            counts; collinear scale variables (``D = 20 N``, or ``C = 6 N D`` with ``N`` and
+            ``D``); ``results`` that sweep another hyperparameter besides the LR (and the batch
+            size, and seeds); bad arguments.
 
     Examples:
         >>> import numpy as np, jaxlr
@@ -663,6 +724,8 @@ def fit(
         c.fail(f"the scale variables {const} take one value only; drop them")
     center = logs.mean(0)
     a = _design(logs, center, q)
+    terms = [*names] + (["N^2"] if q is not None else [])
+    _check_collinear(a[:, 1:], terms, c)
     step = np.array([np.median(np.diff(xi[valid[i].any(-1)])) for i, xi in enumerate(x)])
     key = jax.random.key(0) if key is None else key
 
@@ -701,7 +764,7 @@ def fit(
                 near_high=float(near.max()),
             )
         )
-    names_p = ["intercept", *names] + (["N^2"] if q is not None else [])
+    names_p = ["intercept", *terms]
     low = np.percentile(beta_draws, 2.5, 0)
     high = np.percentile(beta_draws, 97.5, 0)
     curved = None if q is None else bool(low[-1] > 0 or high[-1] < 0)

@@ -16,18 +16,86 @@ ROLES = ("input", "hidden", "output", "vector", "fixed")
 FAMILIES = ("adam", "sgd")
 
 
-def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    # flax convention: the last axis is fan_out, the others (kernel taps, in-features) fan_in.
-    return math.prod(shape[:-1]), shape[-1]
+# Leaves with these names are vectors whatever their rank: a DenseGeneral bias (heads,
+# head_dim), a norm's scale. Their axes are all fan-out; none is a fan-in.
+VECTOR_NAMES = ("bias", "scale")
+
+
+def _leaf_name(path) -> str:
+    """The last named key of a pytree path (skipping an NNX ``Variable``'s ``value``)."""
+    for k in reversed(path):
+        name = getattr(k, "key", getattr(k, "name", None))
+        if isinstance(name, str) and name not in ("value", "raw_value"):
+            return name
+    return ""
+
+
+def _width_axes(shape: tuple[int, ...], bshape: tuple[int, ...]) -> list[int]:
+    """The axes whose size differs from the base model's: they grow with width."""
+    return [i for i, (n, b) in enumerate(zip(shape, bshape, strict=True)) if n != b]
+
+
+def _role(shape: tuple[int, ...], bshape: tuple[int, ...], name: str) -> str:
+    if len(shape) < 2 or name in VECTOR_NAMES:
+        return "vector"
+    grow = _width_axes(shape, bshape)
+    if not grow:
+        return "fixed"
+    if len(grow) > 1:  # a fan-in axis and a fan-out axis both grow
+        return "hidden"
+    # One growing axis: the last one is a fan-out (flax: kernels end with their outputs);
+    # any other is a fan-in (Linear (in, out), Conv (taps, in, out)).
+    return "input" if grow[0] == len(shape) - 1 else "output"
+
+
+def _ratios(shape: tuple[int, ...], bshape: tuple[int, ...], role: str) -> tuple[float, float]:
+    """``(m_in, m_out)``: fan-in and fan-out over the base model's, from the growing axes.
+
+    A hidden kernel's last growing axis is its fan-out, the earlier growing axes its fan-in:
+    ``(in, heads, head_dim)`` with ``in`` and ``heads`` growing has ``m_in = in / base in``,
+    ``(heads, head_dim, out)`` has ``m_in = heads / base heads``, ``(w, w)`` the usual ratios.
+    A vector's ``m_out`` is its size over the base size.
+    """
+    if role == "vector":
+        return 1.0, float(math.prod(shape) / math.prod(bshape)) if shape else 1.0
+    r = [shape[i] / bshape[i] for i in _width_axes(shape, bshape)]
+    if role == "hidden":
+        return float(math.prod(r[:-1])), float(r[-1])
+    if role == "input":
+        return 1.0, float(r[0])
+    if role == "output":
+        return float(r[0]), 1.0
+    return 1.0, 1.0
+
+
+def _shapes(params: Any, base_params: Any, fn: str):
+    c = Checker(fn)
+    leaves, tree = jax.tree_util.tree_flatten_with_path(params)
+    base, base_tree = jax.tree.flatten(base_params)
+    if tree != jax.tree.structure(base_params):
+        c.fail(f"params and base_params must have the same structure, got {tree} and {base_tree}")
+    out = []
+    for i, ((path, p), b) in enumerate(zip(leaves, base, strict=True)):
+        shape, bshape = tuple(np.shape(p)), tuple(np.shape(b))
+        if len(shape) != len(bshape):
+            c.fail(f"leaf {i} has shape {shape} here and {bshape} in base_params")
+        out.append((shape, bshape, _role(shape, bshape, _leaf_name(path))))
+    return out, tree
 
 
 def mup_roles(params: Any, base_params: Any) -> Any:
     """The muP role of every parameter, found by comparing its shape with the base model's.
 
-    A dimension that differs from the base model's is a *width* (it grows with the model).
-    A matrix (or kernel: last axis fan-out, the others fan-in, as in flax) whose fan-in and
-    fan-out both grow is ``"hidden"``, only its fan-out ``"input"``, only its fan-in
-    ``"output"``, neither ``"fixed"``; a vector or scalar (bias, norm scale) is ``"vector"``.
+    An axis whose size differs from the base model's is a *width* axis (it grows with the
+    model). A kernel (rank >= 2) with two or more width axes (a fan-in and a fan-out: ``(w,
+    w)``, a conv ``(3, 3, w, w)``, an attention query ``(w, heads, head_dim)`` or output
+    ``(heads, head_dim, w)`` projection with heads growing) is ``"hidden"``; with one, its last
+    axis (fan-out) ``"input"`` and any other axis (fan-in) ``"output"``; with none ``"fixed"``.
+    A leaf of rank < 2, or named ``bias`` or ``scale`` whatever its rank (a ``DenseGeneral``
+    bias ``(heads, head_dim)``), is ``"vector"``.
+
+    Limitation: a kernel whose fan-in and fan-out together span more than two width axes
+    (heads *and* head_dim growing) is read as fan-in = every growing axis but the last.
 
     Args:
         params: the model's parameters (a pytree, or a flax NNX ``State``).
@@ -47,28 +115,13 @@ def mup_roles(params: Any, base_params: Any) -> Any:
         ...                  "w2": jnp.zeros((w, 10)), "b1": jnp.zeros(w)}
         >>> mup_roles(mlp(256), mlp(32))
         {'b1': 'vector', 'w0': 'input', 'w1': 'hidden', 'w2': 'output'}
+        >>> attn = lambda w: {"q": {"kernel": jnp.zeros((w, w // 16, 16)),
+        ...                         "bias": jnp.zeros((w // 16, 16))}}
+        >>> mup_roles(attn(256), attn(64))
+        {'q': {'bias': 'vector', 'kernel': 'hidden'}}
     """
-    c = Checker("mup_roles")
-    leaves, tree = jax.tree.flatten(params)
-    base, base_tree = jax.tree.flatten(base_params)
-    if tree != base_tree:
-        c.fail(f"params and base_params must have the same structure, got {tree} and {base_tree}")
-    roles = []
-    for i, (p, b) in enumerate(zip(leaves, base, strict=True)):
-        shape, bshape = tuple(np.shape(p)), tuple(np.shape(b))
-        if len(shape) != len(bshape):
-            c.fail(f"leaf {i} has shape {shape} here and {bshape} in base_params")
-        if len(shape) < 2:
-            roles.append("vector")
-            continue
-        (fi, fo), (bfi, bfo) = _fans(shape), _fans(bshape)
-        grow_in, grow_out = fi != bfi, fo != bfo
-        roles.append(
-            {(True, True): "hidden", (False, True): "input", (True, False): "output"}.get(
-                (grow_in, grow_out), "fixed"
-            )
-        )
-    return jax.tree.unflatten(tree, roles)
+    leaves, tree = _shapes(params, base_params, "mup_roles")
+    return jax.tree.unflatten(tree, [role for *_, role in leaves])
 
 
 def mup_multipliers(params: Any, base_params: Any, *, family: str = "adam") -> Any:
@@ -81,7 +134,7 @@ def mup_multipliers(params: Any, base_params: Any, *, family: str = "adam") -> A
     role        Adam-family          SGD
     ==========  ===================  ====================
     input       1                    :math:`m_{out}`
-    vector      1                    :math:`m_{out}` (its length ratio)
+    vector      1                    :math:`m_{out}` (its size ratio)
     hidden      :math:`1/m_{in}`     1
     output      :math:`1/m_{in}`     :math:`1/m_{in}`
     fixed       1                    1
@@ -108,21 +161,21 @@ def mup_multipliers(params: Any, base_params: Any, *, family: str = "adam") -> A
         {'b1': 1.0, 'w0': 1.0, 'w1': 0.125, 'w2': 0.125}
     """
     Checker("mup_multipliers").choice("family", family, FAMILIES)
-    roles = mup_roles(params, base_params)
-
-    def one(role, p, b):
-        shape, bshape = tuple(np.shape(p)), tuple(np.shape(b))
-        if role == "vector":
-            ratio = (shape[-1] / bshape[-1]) if shape else 1.0
-            return float(ratio) if family == "sgd" else 1.0
-        (fi, fo), (bfi, bfo) = _fans(shape), _fans(bshape)
-        rule = {
-            "adam": {"input": 1.0, "hidden": bfi / fi, "output": bfi / fi, "fixed": 1.0},
-            "sgd": {"input": fo / bfo, "hidden": 1.0, "output": bfi / fi, "fixed": 1.0},
-        }
-        return float(rule[family][role])
-
-    return jax.tree.map(one, roles, params, base_params)
+    leaves, tree = _shapes(params, base_params, "mup_multipliers")
+    rule = {
+        "adam": {"input": 1.0, "vector": 1.0, "fixed": 1.0},
+        "sgd": {"hidden": 1.0, "fixed": 1.0},
+    }[family]
+    mults = []
+    for shape, bshape, role in leaves:
+        m_in, m_out = _ratios(shape, bshape, role)
+        if role in rule:
+            mults.append(float(rule[role]))
+        elif role in ("hidden", "output"):
+            mults.append(1.0 / m_in)
+        else:  # SGD input and vector: the fan-out ratio
+            mults.append(m_out)
+    return jax.tree.unflatten(tree, mults)
 
 
 def mup(
@@ -204,11 +257,9 @@ def mup_init(params: Any, base_params: Any) -> Any:
         >>> float(p["w2"][0, 0]), float(p["w1"][0, 0])
         (0.5, 1.0)
     """
-    roles = mup_roles(params, base_params)
-
-    def one(role, p, b):
-        if role != "output":
-            return p
-        return p * math.sqrt(_fans(tuple(np.shape(b)))[0] / _fans(tuple(np.shape(p)))[0])
-
-    return jax.tree.map(one, roles, params, base_params)
+    leaves, tree = _shapes(params, base_params, "mup_init")
+    out = [
+        p if role != "output" else p * math.sqrt(1.0 / _ratios(shape, bshape, role)[0])
+        for p, (shape, bshape, role) in zip(jax.tree.leaves(params), leaves, strict=True)
+    ]
+    return jax.tree.unflatten(tree, out)
