@@ -143,6 +143,7 @@ def adaptive_sweep():
         tx = jaxlr.transforms.sharpness_warmup(
             optax.adam(1.0),
             kind="adam",
+            quantity="lambda_max",  # the recorded results are about preconditioned lambda_max
             schedule=1.0,
             target=0.9,
             growth=cfg["growth"],
