@@ -14,7 +14,8 @@ from jaxlr._src.validate import Checker
 from jaxlr.sharpness import _krylov
 from jaxlr.sharpness._hvp import FlatOperator, compiled, flat_operator
 
-METHODS = ("lanczos", "power")
+METHODS = ("lanczos", "lanczos_two_pass", "power")
+MIN_ITERS = {"lanczos": 2, "lanczos_two_pass": 3, "power": 1}
 
 
 class Eigen(NamedTuple):
@@ -75,21 +76,43 @@ def _top_flat(
     start_key, restart_key = jax.random.split(key)
     v = _krylov.start_vector(v0, start_key, n, dtype)
     tol = jnp.asarray(tol, dtype)
-    steps = num_iters - k
     if method == "power":
-        run = _krylov.power(op, v, steps, tol=tol)
+        run = _krylov.power(op, v, num_iters - k, tol=tol)
         vectors, used = run.vector[None], run.num_hvps
     else:
-        budget = None if budget is None else jnp.minimum(budget, num_iters) - k
-        run = _krylov.lanczos(op, v, restart_key, steps, tol=tol, num_wanted=k, budget=budget)
-        _, s = _krylov.ritz(run)
-        vectors = (s[:, ::-1][:, :k]).T @ run.basis
-        vectors = jnp.where(run.finite, vectors, v)
-        used = run.num_hvps
+        # two-pass: the second pass repeats all but one product of the first
+        store = method == "lanczos"
+        cap = num_iters if budget is None else jnp.minimum(budget, num_iters)
+        steps = num_iters - k if store else (num_iters - k + 1) // 2
+        budget = None if budget is None else (cap - k if store else (cap - k + 1) // 2)
+        run = _krylov.lanczos(
+            op,
+            v,
+            restart_key,
+            steps,
+            tol=tol,
+            num_wanted=k,
+            budget=budget,
+            store_basis=store,
+        )
+        finite = run.finite
+        _, coef = _krylov.top_ritz(
+            jnp.where(finite, run.alphas, 0.0),
+            jnp.where(finite, run.betas, 0.0),
+            run.valid,
+            run.num_hvps,
+            k,
+        )
+        if store:
+            vectors, used = coef @ run.basis, run.num_hvps
+        else:
+            vectors = _krylov.recombine(op, v, restart_key, coef, run.num_hvps)
+            used = 2 * run.num_hvps - 1
+        vectors = jnp.where(finite, vectors, v)
     lam, res = jax.vmap(lambda y: _krylov.rayleigh(op, y))(vectors)
-    if method == "lanczos":
-        lam = jnp.where(run.finite, lam, jnp.nan)
-        res = jnp.where(run.finite, res, jnp.nan)
+    if method != "power":
+        lam = jnp.where(finite, lam, jnp.nan)
+        res = jnp.where(finite, res, jnp.nan)
     return lam, vectors, res, _converged(lam, res, tol), used + k
 
 
@@ -117,7 +140,7 @@ def _eigen(
     v0: PyTree | None,
     tol: ArrayLike,
 ) -> Eigen:
-    _check(fn, num_iters, method, 2 if method == "lanczos" else 1)
+    _check(fn, num_iters, method, MIN_ITERS.get(method, 1))
     lam, vecs, res, conv, used = _top_flat(
         op,
         flat,
@@ -242,7 +265,7 @@ def top_k_eigenvalues(
     *,
     k: int,
     key: jax.Array,
-    num_iters: int = 40,
+    num_iters: int | None = None,
     tol: ArrayLike = 1e-3,
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
@@ -256,21 +279,25 @@ def top_k_eigenvalues(
 
     Runs ``num_iters - k`` Lanczos steps with full reorthogonalization (stopping early once the
     top ``k`` relative residual estimates are below ``tol``), then spends ``k`` products on the
-    Ritz vectors for exact residuals and differentiable Rayleigh quotients. A Krylov method
+    Ritz vectors for exact residuals and differentiable Rayleigh quotients. It always returns
+    ``k`` values: ``k`` Ritz values need at least ``k`` Lanczos steps, so a budget below ``2 k``
+    is refused. ``converged`` is the exact residual test, so a value from too small a budget
+    says so. A Krylov method
     finds one copy of a repeated eigenvalue per start vector; breakdown restarts recover the
     others.
 
     Args:
         loss_fn, params, key, tol, matvec, batches, batch: as in :func:`top_eigenvalue`.
         k: number of eigenvalues (static), ``1 <= k <= `` the number of parameters.
-        num_iters: static product budget, ``>= k + 1``.
+        num_iters: static product budget, the ``k`` final products included, ``>= 2 k``;
+            default ``max(40, 3 k)``.
 
     Returns:
         :class:`Eigen` whose fields have a leading axis ``k``; ``eigenvector`` is a pytree like
         ``params`` with leading axis ``k``.
 
     Raises:
-        ValueError: ``k`` outside ``[1, dim]``, ``num_iters < k + 1``, a negative ``tol``.
+        ValueError: ``k`` outside ``[1, dim]``, ``num_iters < 2 k``, a negative ``tol``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -289,7 +316,14 @@ def top_k_eigenvalues(
     )
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= flat.shape[0]:
         Checker(fn).fail(f"k must be a Python int in [1, {flat.shape[0]}], got k={k!r}")
-    _check(fn, num_iters, "lanczos", k + 1)
+    if num_iters is None:
+        num_iters = max(40, 3 * k)
+    if isinstance(num_iters, int) and not isinstance(num_iters, bool) and num_iters < 2 * k:
+        Checker(fn).fail(
+            f"num_iters must be >= 2 * k = {2 * k} (k Lanczos steps give k Ritz values, then k "
+            f"products certify them), got num_iters={num_iters!r}, k={k}"
+        )
+    _check(fn, num_iters, "lanczos", 2 * k)
     lam, vecs, res, conv, used = _top_flat(
         op, flat, key=key, num_iters=num_iters, method="lanczos", v0=None, tol=tol, k=k
     )
