@@ -32,6 +32,9 @@ an MLP 64-128-128-10 (26,122 parameters) and a one-block transformer over the im
 7. Scale: a 1.3M-parameter MLP (256-1024-1024-10, synthetic batch of 256): time and peak
    memory (XLA's compile-time memory analysis) of one HVP and of a 20-product lambda_max
    estimate over one gradient.
+8. Lanczos at scale (``lanczos_scale``): at 1.3M and 10.5M parameters, time and peak memory in
+   gradient units of a 20-product estimate by full Lanczos and by the basis-free two-pass mode,
+   with their errors against a 60-product reference.
 """
 
 from __future__ import annotations
@@ -637,6 +640,82 @@ def _scale(results, widths=(256, 1024, 1024, 10), batch=256):
     )
 
 
+def _random_mlp(widths, batch):
+    """A random-init MLP with ``widths`` and a synthetic classification batch."""
+    params = []
+    keys = jax.random.split(jax.random.key(0), len(widths) - 1)
+    for k, a, b in zip(keys, widths[:-1], widths[1:], strict=True):
+        params.append({"w": jax.random.normal(k, (a, b)) / np.sqrt(a), "b": jnp.zeros(b)})
+    kx, ky = jax.random.split(jax.random.key(1))
+    data = (
+        jax.random.normal(kx, (batch, widths[0])),
+        jax.random.randint(ky, (batch,), 0, widths[-1]),
+    )
+    return params, data
+
+
+LANCZOS_SCALES = ((256, 1024, 1024, 10), (1024, 2048, 2048, 2048, 10))
+
+
+def _lanczos_scale(results, scales=LANCZOS_SCALES, batch=256, budget=20, repeats=3):
+    """Lanczos at 1.3M and 10.5M parameters, in gradient units: time (median of ``repeats``,
+    compiled beforehand) and peak memory (XLA's memory analysis: arguments + outputs + temps)
+    of ``top_eigenvalue`` with ``budget`` products (tol 0, every product spent) for full
+    Lanczos (stored basis) and the basis-free two-pass mode, and the accuracy of each against
+    a 3 x ``budget``-product full Lanczos reference (relative error and certified residual).
+    """
+    loss = _batch_loss(_mlp)
+    out = {}
+    for widths in scales:
+        params, data = _random_mlp(widths, batch)
+        n = ravel_pytree(params)[0].shape[0]
+
+        def estimate(method, num_iters):
+            return jax.jit(
+                lambda p, b: sh.top_eigenvalue(
+                    loss,
+                    p,
+                    batch=b,
+                    key=jax.random.key(2),
+                    num_iters=num_iters,
+                    tol=0.0,
+                    method=method,
+                )
+            )
+
+        fns = {
+            "grad": jax.jit(jax.grad(loss)),
+            "lanczos": estimate("lanczos", budget),
+            "lanczos_two_pass": estimate("lanczos_two_pass", budget),
+        }
+        ref = estimate("lanczos", 3 * budget)(params, data)
+        lam_ref = float(ref.eigenvalue)
+        row = {"params": n, "reference": lam_ref, "reference_residual": float(ref.residual)}
+        for name, fn in fns.items():
+            mem = _memory(fn.lower(params, data).compile())
+            t = _best_time(lambda fn=fn, p=params, b=data: fn(p, b), repeats=repeats)
+            row[name] = {"seconds": t, "bytes": mem}
+            if name != "grad":
+                e = fn(params, data)
+                row[name]["rel_err"] = abs(float(e.eigenvalue) - lam_ref) / abs(lam_ref)
+                row[name]["residual"] = float(e.residual)
+                row[name]["num_hvps"] = int(e.num_hvps)
+        g = row["grad"]
+        for name in ("lanczos", "lanczos_two_pass"):
+            r = row[name]
+            r["over_grad_time"] = r["seconds"] / g["seconds"]
+            r["over_grad_memory"] = r["bytes"] / g["bytes"]
+            print(
+                f"lanczos_scale: MLP {'-'.join(map(str, widths))} ({n:,} params, batch {batch}),"
+                f" {name} {r['num_hvps']} products: time {r['over_grad_time']:.1f} gradients, "
+                f"peak memory {r['over_grad_memory']:.2f} gradients (grad "
+                f"{g['bytes'] / 2**20:.0f} MiB), rel err {r['rel_err']:.1e} vs a "
+                f"{3 * budget}-product reference (residual {r['residual']:.1e})"
+            )
+        out[n] = row
+    results["lanczos_scale"] = out
+
+
 def _reference_lambda() -> float:
     """lambda_max of the trained MLP in float64 (Lanczos, 150 products, certified residual)."""
     with jax.enable_x64(True):
@@ -648,7 +727,7 @@ def _reference_lambda() -> float:
         )
 
 
-PARTS = ("convergence", "hvp", "pyhessian", "overhead", "inloop", "scale")
+PARTS = ("convergence", "hvp", "pyhessian", "overhead", "inloop", "scale", "lanczos_scale")
 
 
 def main(parts: tuple[str, ...] = PARTS) -> dict:
@@ -674,6 +753,8 @@ def main(parts: tuple[str, ...] = PARTS) -> dict:
         _inloop(results)
     if "scale" in parts:
         _scale(results)
+    if "lanczos_scale" in parts:
+        _lanczos_scale(results)
     return results
 
 

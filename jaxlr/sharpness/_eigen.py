@@ -180,7 +180,12 @@ def top_eigenvalue(
     orthogonal vector instead of dividing by zero. ``method="power"`` runs power iteration on
     ``H + sigma I`` with an adaptive shift ``sigma = ||Hv|| - v^T H v >= 0`` so it also returns
     :math:`\lambda_{\max}`; ``optax.power_iteration`` returns the eigenvalue of largest
-    *magnitude* (-5 for diag(3, 1, -5)). Both stop early (skipping the remaining products, the
+    *magnitude* (-5 for diag(3, 1, -5)). ``method="lanczos_two_pass"`` is Lanczos for models
+    whose ``(num_iters, n)`` basis does not fit beside them: it stores no basis (the plain
+    three-term recurrence, a few vectors of the params' size), then rebuilds the Ritz vector by
+    repeating the recurrence, so it spends about twice the products of ``"lanczos"`` for the
+    same Krylov space (without reorthogonalization, converged eigenvalues also reappear as
+    spurious copies in T; the largest Ritz value stays right, Paige 1976). All three stop early (skipping the remaining products, the
     trip count stays static) once the relative residual is below ``tol``; the last product is
     spent on the returned vector ``v``, which gives the exact residual and a differentiable
     eigenvalue :math:`v^\top H v` whose gradient is :math:`v^\top (\partial H) v`.
@@ -193,8 +198,10 @@ def top_eigenvalue(
         params: the point, any pytree of float arrays (plain dict, ``nnx.State``, linen
             variables).
         key: PRNG key for the start vector and breakdown restarts.
-        num_iters: static budget of operator products, the final one included (Lanczos: >= 2).
-        method: ``"lanczos"`` or ``"power"``.
+        num_iters: static budget of operator products, the final one included (Lanczos: >= 2,
+            two-pass Lanczos: >= 3, both passes counted).
+        method: ``"lanczos"`` (keeps a ``(num_iters, n)`` float32 basis), ``"lanczos_two_pass"``
+            (O(n) memory) or ``"power"`` (O(n) memory, slower convergence).
         v0: warm start, a pytree like ``params`` (e.g. the previous ``eigenvector``); a zero or
             non-finite ``v0`` falls back to a random start.
         tol: relative residual at which to stop early; 0 runs all ``num_iters``.
@@ -228,6 +235,9 @@ def top_eigenvalue(
         >>> e = top_eigenvalue(loss, x, key=key, method="power", num_iters=200, tol=1e-7)
         >>> round(float(e.eigenvalue), 3)
         3.0
+        >>> e = top_eigenvalue(loss, x, key=key, method="lanczos_two_pass")  # no stored basis
+        >>> round(float(e.eigenvalue), 4), bool(e.converged)
+        (3.0, True)
         >>> mse = lambda w, b: 0.5 * jnp.mean((b["x"] @ w - b["y"]) ** 2)  # batch as data
         >>> b = {"x": jnp.eye(3) * jnp.array([3.0, 1.0, 2.0]) ** 0.5 * 3**0.5, "y": jnp.zeros(3)}
         >>> round(float(top_eigenvalue(mse, x, batch=b, key=key).eigenvalue), 4)
@@ -239,6 +249,8 @@ def top_eigenvalue(
     References:
         Lanczos, An iteration method for the solution of the eigenvalue problem, 1950;
         Parlett, The Symmetric Eigenvalue Problem, 1998 (full reorthogonalization);
+        Paige, Error analysis of the Lanczos algorithm for tridiagonalizing a symmetric matrix,
+        IMA J. Appl. Math. 1976 (Lanczos without reorthogonalization);
         Cohen et al., Gradient descent on neural networks typically occurs at the edge of
         stability, ICLR 2021.
     """
