@@ -103,11 +103,15 @@ def _top_flat(
             run.num_hvps,
             k,
         )
-        if store:
-            vectors, used = coef @ run.basis, run.num_hvps
-        else:
+        if not store:
+            # the start vector again, drawn after the first pass (the barrier stops XLA from
+            # merging the two draws), so no n-vector stays alive across that pass
+            start_key, _ = jax.lax.optimization_barrier((start_key, coef))
+            v = _krylov.start_vector(v0, start_key, n, dtype)
             vectors = _krylov.recombine(op, v, restart_key, coef, run.num_hvps)
             used = 2 * run.num_hvps - 1
+        else:
+            vectors, used = coef @ run.basis, run.num_hvps
         vectors = jnp.where(finite, vectors, v)
     lam, res = jax.vmap(lambda y: _krylov.rayleigh(op, y))(vectors)
     if method != "power":
@@ -185,10 +189,11 @@ def top_eigenvalue(
     three-term recurrence, a few vectors of the params' size), then rebuilds the Ritz vector by
     repeating the recurrence, so it spends about twice the products of ``"lanczos"`` for the
     same Krylov space (without reorthogonalization, converged eigenvalues also reappear as
-    spurious copies in T; the largest Ritz value stays right, Paige 1976). All three stop early (skipping the remaining products, the
-    trip count stays static) once the relative residual is below ``tol``; the last product is
-    spent on the returned vector ``v``, which gives the exact residual and a differentiable
-    eigenvalue :math:`v^\top H v` whose gradient is :math:`v^\top (\partial H) v`.
+    spurious copies in T; the largest Ritz value stays right, Paige 1976). All three stop
+    early (skipping the remaining products, the trip count stays static) once the relative
+    residual is below ``tol``; the last product is spent on the returned vector ``v``, which
+    gives the exact residual and a differentiable eigenvalue :math:`v^\top H v` whose gradient
+    is :math:`v^\top (\partial H) v`.
 
     Args:
         loss_fn: ``loss_fn(params)``, or ``loss_fn(params, batch)`` with ``batch`` or

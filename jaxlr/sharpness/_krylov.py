@@ -152,7 +152,7 @@ def top_ritz(
     return jax.lax.switch(index, [block(s) for s in sizes], alphas, betas, valid)
 
 
-def _recurrence(sop, seed, basis, q, q_prev, beta_prev, j, anorm):
+def _recurrence(sop, key, basis, q, q_prev, beta_prev, j, anorm):
     """One Lanczos step from the unit vector ``q``: ``(alpha, beta, next q, broken, exhausted,
     anorm)``.
 
@@ -171,10 +171,10 @@ def _recurrence(sop, seed, basis, q, q_prev, beta_prev, j, anorm):
     beta = norm(r)
     broken = beta <= eps**0.75 * anorm
 
-    # Restart vectors are cyclic shifts of one random vector: the circulant matrix of a Gaussian
-    # vector is almost surely invertible, so the shifts span the space (one draw, not one a step).
+    # A restart draws a fresh Gaussian vector (almost surely outside the span so far), only on
+    # breakdown: no random vector is kept alive across the loop.
     def restart():
-        z = jnp.roll(seed, j + 1)
+        z = jax.random.normal(jax.random.fold_in(key, j), q.shape, q.dtype)
         if basis is not None:
             z_orth = project(basis, project(basis, z, j + 1), j + 1)
         else:
@@ -217,14 +217,13 @@ def lanczos(
     """
     n, m, dtype = v0.shape[0], num_steps, v0.dtype
     sop = lambda x: jax.lax.stop_gradient(op(x))
-    seed = jax.random.normal(key, (n,), dtype)
 
     def step(carry):
         j, basis, q, q_prev, beta_prev, alphas, betas, valid, _, anorm = carry
         if store_basis:
             basis = basis.at[j].set(q)
         alpha, beta, nxt, broken, exhausted, anorm = _recurrence(
-            sop, seed, basis, q, q_prev, beta_prev, j, anorm
+            sop, key, basis, q, q_prev, beta_prev, j, anorm
         )
         alphas = alphas.at[j].set(alpha)
         betas = betas.at[j].set(beta)
@@ -276,12 +275,11 @@ def recombine(
     """
     n, dtype = v0.shape[0], v0.dtype
     sop = lambda x: jax.lax.stop_gradient(op(x))
-    seed = jax.random.normal(key, (n,), dtype)
 
     def step(carry):
         j, q, q_prev, beta_prev, anorm, y = carry
         y = y + coef[:, j, None] * q
-        _, beta, nxt, _, _, anorm = _recurrence(sop, seed, None, q, q_prev, beta_prev, j, anorm)
+        _, beta, nxt, _, _, anorm = _recurrence(sop, key, None, q, q_prev, beta_prev, j, anorm)
         return (j + 1, nxt, q, beta, anorm, y)
 
     zero = jnp.zeros((), dtype)
