@@ -12,7 +12,7 @@ from jax.typing import ArrayLike
 from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
 from jaxlr.sharpness import _krylov
-from jaxlr.sharpness._hvp import FlatOperator, compiled, flat_operator
+from jaxlr.sharpness._hvp import FlatOperator, compiled, flat_operator, should_unroll
 
 METHODS = ("lanczos", "lanczos_two_pass", "power")
 MIN_ITERS = {"lanczos": 2, "lanczos_two_pass": 3, "power": 1}
@@ -65,13 +65,18 @@ def _top_flat(
     tol: ArrayLike,
     k: int = 1,
     budget: jax.Array | None = None,
+    unroll: bool | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     """``(eigenvalues, unit vectors (k, n), residuals, converged, num_hvps)`` on flat vectors.
 
     ``num_iters`` counts every product: ``num_iters - k`` iterations, then ``k`` final products
     that give the exact residuals and the differentiable Rayleigh quotients. A traced Lanczos
     ``budget`` (<= ``num_iters``, products included) stops earlier within the same program.
+    ``unroll=None`` unrolls the Lanczos loops where :func:`should_unroll` says so; an unrolled
+    loop spends (and counts) every product of its budget.
     """
+    if unroll is None:
+        unroll = method != "power" and should_unroll(op, flat, num_iters)
     n, dtype = flat.shape[0], flat.dtype
     start_key, restart_key = jax.random.split(key)
     v = _krylov.start_vector(v0, start_key, n, dtype)
@@ -94,6 +99,7 @@ def _top_flat(
             num_wanted=k,
             budget=budget,
             store_basis=store,
+            unroll=unroll,
         )
         finite = run.finite
         _, coef = _krylov.top_ritz(
@@ -108,10 +114,11 @@ def _top_flat(
             # merging the two draws), so no n-vector stays alive across that pass
             start_key, _ = jax.lax.optimization_barrier((start_key, coef))
             v = _krylov.start_vector(v0, start_key, n, dtype)
-            vectors = _krylov.recombine(op, v, restart_key, coef, run.num_hvps)
-            used = 2 * run.num_hvps - 1
+            vectors = _krylov.recombine(op, v, restart_key, coef, run.num_hvps, unroll=unroll)
+            used = 2 * (steps if unroll else run.num_hvps) - 1
         else:
-            vectors, used = coef @ run.basis, run.num_hvps
+            # an unrolled loop computes every step (its early exit only freezes the carry)
+            vectors, used = coef @ run.basis, (steps if unroll else run.num_hvps)
         vectors = jnp.where(finite, vectors, v)
     lam, res = jax.vmap(lambda y: _krylov.rayleigh(op, y))(vectors)
     if method != "power":
@@ -143,6 +150,7 @@ def _eigen(
     method: str,
     v0: PyTree | None,
     tol: ArrayLike,
+    unroll: bool | None = None,
 ) -> Eigen:
     _check(fn, num_iters, method, MIN_ITERS.get(method, 1))
     lam, vecs, res, conv, used = _top_flat(
@@ -153,11 +161,12 @@ def _eigen(
         method=method,
         v0=_flat_v0(v0, fn, flat),
         tol=tol,
+        unroll=unroll,
     )
     return Eigen(lam[0], unravel(vecs[0]), used, res[0], conv[0])
 
 
-@compiled("num_iters", "method")
+@compiled("num_iters", "method", "unroll")
 def top_eigenvalue(
     loss_fn: Callable[..., jax.Array] | None,
     params: PyTree,
@@ -170,6 +179,7 @@ def top_eigenvalue(
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
     batch: PyTree | None = None,
+    unroll: bool | None = None,
 ) -> Eigen:
     r"""Sharpness :math:`\lambda_{\max}(\nabla^2 L(\theta))`, the largest *algebraic* eigenvalue.
 
@@ -216,6 +226,13 @@ def top_eigenvalue(
             :func:`full_batch_hvp`.
         batch: one batch (any pytree of arrays), the second argument of ``loss_fn``. It is
             data: one compiled program serves every batch of the same shapes.
+        unroll: unroll the Lanczos loops into straight-line code (static). ``None`` (default)
+            unrolls on XLA:CPU when the product contains a convolution and ``num_iters <= 64``:
+            XLA:CPU runs convolutions many times slower inside loop bodies (jax-ml/jax#12868;
+            20 products of a small CNN: 141 gradients in a loop, 4.6 unrolled). An unrolled
+            loop has no early exit (it spends, and ``num_hvps`` counts, the whole budget) and
+            costs compile time (one copy of the product per step); power iteration stays a
+            loop.
 
     Returns:
         :class:`Eigen` with scalar fields. Low-precision params (bfloat16, float16) run their
@@ -272,10 +289,11 @@ def top_eigenvalue(
         method=method,
         v0=v0,
         tol=tol,
+        unroll=unroll,
     )
 
 
-@compiled("k", "num_iters")
+@compiled("k", "num_iters", "unroll")
 def top_k_eigenvalues(
     loss_fn: Callable[..., jax.Array] | None,
     params: PyTree,
@@ -287,6 +305,7 @@ def top_k_eigenvalues(
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
     batch: PyTree | None = None,
+    unroll: bool | None = None,
 ) -> Eigen:
     r"""The ``k`` largest (algebraic) Hessian eigenvalues, descending, by Lanczos.
 
@@ -304,7 +323,8 @@ def top_k_eigenvalues(
     others.
 
     Args:
-        loss_fn, params, key, tol, matvec, batches, batch: as in :func:`top_eigenvalue`.
+        loss_fn, params, key, tol, matvec, batches, batch, unroll: as in
+            :func:`top_eigenvalue`.
         k: number of eigenvalues (static), ``1 <= k <= `` the number of parameters.
         num_iters: static product budget, the ``k`` final products included, ``>= 2 k``;
             default ``max(40, 3 k)``.
@@ -342,6 +362,14 @@ def top_k_eigenvalues(
         )
     _check(fn, num_iters, "lanczos", 2 * k)
     lam, vecs, res, conv, used = _top_flat(
-        op, flat, key=key, num_iters=num_iters, method="lanczos", v0=None, tol=tol, k=k
+        op,
+        flat,
+        key=key,
+        num_iters=num_iters,
+        method="lanczos",
+        v0=None,
+        tol=tol,
+        k=k,
+        unroll=unroll,
     )
     return Eigen(lam, jax.vmap(unravel)(vecs), used, res, conv)

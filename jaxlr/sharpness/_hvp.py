@@ -230,6 +230,33 @@ def bind_batch(
     return lambda p: loss_fn(p, batch)
 
 
+UNROLL_MAX_ITERS = 64  # above this, unrolling costs more compile time than it saves
+
+
+def _has_convolution(jaxpr) -> bool:
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            return True
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns") and _has_convolution(inner):
+                    return True
+    return False
+
+
+def should_unroll(op: FlatOperator, flat: jax.Array, num_iters: int) -> bool:
+    """Whether an estimator's loop should be unrolled by default: on XLA:CPU, for an operator
+    with a convolution, for budgets up to ``UNROLL_MAX_ITERS`` products.
+
+    XLA:CPU runs convolutions far slower inside loop bodies (jax-ml/jax#12868); elsewhere, and
+    for products without convolutions, a loop compiles faster and runs as fast.
+    """
+    if jax.default_backend() != "cpu" or num_iters > UNROLL_MAX_ITERS:
+        return False
+    return _has_convolution(jax.make_jaxpr(op)(flat).jaxpr)
+
+
 def check_params(fn_name: str, params: PyTree) -> None:
     """Raises unless every leaf of ``params`` is floating point, naming the first that is not."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):

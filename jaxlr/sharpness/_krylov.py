@@ -152,6 +152,27 @@ def top_ritz(
     return jax.lax.switch(index, [block(s) for s in sizes], alphas, betas, valid)
 
 
+def loop(cond_fn, body, init, max_trips: int, unroll: bool):
+    """``lax.while_loop(cond_fn, body, init)`` with at most ``max_trips`` trips; ``unroll``
+    emits all ``max_trips`` trips as straight-line code, a finished loop's carry kept by
+    ``jnp.where``.
+
+    Unrolling exists for XLA:CPU, which runs convolutions far slower inside loop bodies than
+    outside (jax-ml/jax#12868): twenty HVPs of a small CNN cost 141 gradients in a while loop,
+    69 unrolled with each trip behind a ``lax.cond`` (a conditional's branches are nested
+    computations too) and 4.6 unrolled plainly. So the unrolled form computes every trip: it
+    loses the early exit and costs compile time (one copy of the product per trip).
+    """
+    if not unroll:
+        return jax.lax.while_loop(cond_fn, body, init)
+
+    def trip(carry, _):
+        go = cond_fn(carry)
+        return jax.tree.map(lambda new, old: jnp.where(go, new, old), body(carry), carry), None
+
+    return jax.lax.scan(trip, init, None, length=max_trips, unroll=True)[0]
+
+
 def _recurrence(sop, key, basis, q, q_prev, beta_prev, j, anorm):
     """One Lanczos step from the unit vector ``q``: ``(alpha, beta, next q, broken, exhausted,
     anorm)``.
@@ -198,6 +219,7 @@ def lanczos(
     num_wanted: int = 1,
     budget: jax.Array | None = None,
     store_basis: bool = True,
+    unroll: bool = False,
 ) -> Krylov:
     """``num_steps`` Lanczos steps from the unit vector ``v0``, with full reorthogonalization
     (``store_basis=True``) or the plain three-term recurrence in O(n) memory.
@@ -209,7 +231,7 @@ def lanczos(
     ``|beta_j s_j| <= tol |theta|`` (checked on the filled leading block of T, see
     :func:`top_ritz`). A traced ``budget`` (<= ``num_steps``) stops it after that many steps, so
     one compiled loop serves several budgets (a cold start and warm restarts). A non-finite
-    product stops the loop and is reported.
+    product stops the loop and is reported. ``unroll`` unrolls the loop (see :func:`loop`).
 
     Without a stored basis the Lanczos vectors lose orthogonality as Ritz values converge, which
     adds spurious copies of converged eigenvalues to T but leaves the largest Ritz value correct
@@ -257,15 +279,21 @@ def lanczos(
     # result needs no slice (a slice copies the basis and doubles peak memory). The iterations
     # see the operator through stop_gradient, so reverse-mode differentiation never has to
     # transpose the loop (the caller differentiates one product).
-    count, basis, _, _, _, alphas, betas, valid, _, anorm = jax.lax.while_loop(
-        lambda c: (c[0] < m) & ~c[8], step, init
+    count, basis, _, _, _, alphas, betas, valid, _, anorm = loop(
+        lambda c: (c[0] < m) & ~c[8], step, init, m, unroll
     )
     finite = jnp.all(jnp.isfinite(alphas)) & jnp.all(jnp.isfinite(betas))
     return Krylov(basis, alphas, betas, valid, anorm, finite, count)
 
 
 def recombine(
-    op: FlatOperator, v0: jax.Array, key: jax.Array, coef: jax.Array, count: jax.Array
+    op: FlatOperator,
+    v0: jax.Array,
+    key: jax.Array,
+    coef: jax.Array,
+    count: jax.Array,
+    *,
+    unroll: bool = False,
 ) -> jax.Array:
     """Ritz vectors ``coef @ Q`` of a basis-free :func:`lanczos` run, by running its three-term
     recurrence again from ``v0`` with the same ``key`` (``count - 1`` products, O(n) memory).
@@ -286,7 +314,8 @@ def recombine(
     y0 = jnp.zeros((coef.shape[0], n), dtype)
     init = (jnp.zeros((), jnp.int32), v0, jnp.zeros_like(v0), zero, zero, y0)
     # count - 1 products: the last vector needs none
-    j, q, _, _, _, y = jax.lax.while_loop(lambda c: c[0] < count - 1, step, init)
+    trips = coef.shape[1] - 1
+    j, q, _, _, _, y = loop(lambda c: c[0] < count - 1, step, init, trips, unroll)
     return y + coef[:, j, None] * q
 
 
