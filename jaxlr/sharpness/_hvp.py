@@ -351,4 +351,11 @@ def flat_operator(
             hv = jax.jvp(grad, (params,), (t,))[1]
             return ravel_pytree(jax.lax.optimization_barrier(hv))[0].astype(kdtype)
 
-    return flat_k, unravel, op
+    return flat_k, unravel, _traced_once(op, flat_k)
+
+
+def _traced_once(op: FlatOperator, flat: jax.Array) -> FlatOperator:
+    """``op`` traced once to a jaxpr and replayed at every call site (the loop, the final
+    Rayleigh products, the loop-form check), so ``loss_fn`` is traced once per compile."""
+    closed = jax.make_jaxpr(op)(flat)
+    return lambda x: jax.core.eval_jaxpr(closed.jaxpr, closed.consts, x)[0]
