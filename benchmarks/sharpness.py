@@ -39,6 +39,11 @@ an MLP 64-128-128-10 (26,122 parameters) and a one-block transformer over the im
 9. The batch-sharpness cap's step cost (``batch_overhead``): as 4, for each quantity / method
    (lambda_max skipped on the CNN), every = 1, 10, 100, on the three models; plain and capped
    loops timed alternately, ratio of the fastest of 7 runs each.
+10. Lanczos at scale (``lanczos_scale``): at 1.3M and 10.5M parameters, time and peak memory in
+   gradient units of a 20-product estimate by full Lanczos and by the basis-free two-pass mode,
+   with their errors against a 60-product reference.
+11. Convolutions (``conv_lanczos``): a 20-product estimate on a small CNN as a while loop and in
+   the default (on XLA:CPU: unrolled) form, in gradient times.
 """
 
 from __future__ import annotations
@@ -785,6 +790,142 @@ def _batch_estimator_errors(name, results, num_batches=20, etas=(0.05, 0.5)):
     )
 
 
+def _random_mlp(widths, batch):
+    """A random-init MLP with ``widths`` and a synthetic classification batch."""
+    params = []
+    keys = jax.random.split(jax.random.key(0), len(widths) - 1)
+    for k, a, b in zip(keys, widths[:-1], widths[1:], strict=True):
+        params.append({"w": jax.random.normal(k, (a, b)) / np.sqrt(a), "b": jnp.zeros(b)})
+    kx, ky = jax.random.split(jax.random.key(1))
+    data = (
+        jax.random.normal(kx, (batch, widths[0])),
+        jax.random.randint(ky, (batch,), 0, widths[-1]),
+    )
+    return params, data
+
+
+LANCZOS_SCALES = ((256, 1024, 1024, 10), (1024, 2048, 2048, 2048, 10))
+
+
+def _lanczos_scale(results, scales=LANCZOS_SCALES, batch=256, budget=20, repeats=3):
+    """Lanczos at 1.3M and 10.5M parameters, in gradient units: time (median of ``repeats``,
+    compiled beforehand) and peak memory (XLA's memory analysis: arguments + outputs + temps)
+    of ``top_eigenvalue`` with ``budget`` products (tol 0, every product spent) for full
+    Lanczos (stored basis) and the basis-free two-pass mode, and the accuracy of each against
+    a 3 x ``budget``-product full Lanczos reference (relative error and certified residual).
+    """
+    loss = _batch_loss(_mlp)
+    out = {}
+    for widths in scales:
+        params, data = _random_mlp(widths, batch)
+        n = ravel_pytree(params)[0].shape[0]
+
+        def estimate(method, num_iters):
+            return jax.jit(
+                lambda p, b: sh.top_eigenvalue(
+                    loss,
+                    p,
+                    batch=b,
+                    key=jax.random.key(2),
+                    num_iters=num_iters,
+                    tol=0.0,
+                    method=method,
+                )
+            )
+
+        fns = {
+            "grad": jax.jit(jax.grad(loss)),
+            "lanczos": estimate("lanczos", budget),
+            "lanczos_two_pass": estimate("lanczos_two_pass", budget),
+        }
+        ref = estimate("lanczos", 3 * budget)(params, data)
+        lam_ref = float(ref.eigenvalue)
+        row = {"params": n, "reference": lam_ref, "reference_residual": float(ref.residual)}
+        for name, fn in fns.items():
+            mem = _memory(fn.lower(params, data).compile())
+            t = _best_time(lambda fn=fn, p=params, b=data: fn(p, b), repeats=repeats)
+            row[name] = {"seconds": t, "bytes": mem}
+            if name != "grad":
+                e = fn(params, data)
+                row[name]["rel_err"] = abs(float(e.eigenvalue) - lam_ref) / abs(lam_ref)
+                row[name]["residual"] = float(e.residual)
+                row[name]["num_hvps"] = int(e.num_hvps)
+        g = row["grad"]
+        for name in ("lanczos", "lanczos_two_pass"):
+            r = row[name]
+            r["over_grad_time"] = r["seconds"] / g["seconds"]
+            r["over_grad_memory"] = r["bytes"] / g["bytes"]
+            print(
+                f"lanczos_scale: MLP {'-'.join(map(str, widths))} ({n:,} params, batch {batch}),"
+                f" {name} {r['num_hvps']} products: time {r['over_grad_time']:.1f} gradients, "
+                f"peak memory {r['over_grad_memory']:.2f} gradients (grad "
+                f"{g['bytes'] / 2**20:.0f} MiB), rel err {r['rel_err']:.1e} vs a "
+                f"{3 * budget}-product reference (residual {r['residual']:.1e})",
+                flush=True,
+            )
+        out[n] = row
+    results["lanczos_scale"] = out
+
+
+def _cnn(params, x):
+    dn = ("NHWC", "HWIO", "NHWC")
+    h = x
+    for name in ("c1", "c2"):
+        h = jax.nn.relu(
+            jax.lax.conv_general_dilated(h, params[name], (1, 1), "SAME", dimension_numbers=dn)
+        )
+        h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    return h.reshape(h.shape[0], -1) @ params["w"]
+
+
+def _conv_lanczos(results, batch=64, repeats=3):
+    """Lanczos on a small CNN (two 3x3 convolutions, 16 and 32 channels, on 28x28 inputs; 20,400
+    parameters): a 20-product ``top_eigenvalue`` (tol 0) as a while loop (``unroll=False``) and
+    in the default form (unrolled on XLA:CPU for a convolution), in gradient times, with their
+    compile times."""
+    k = jax.random.split(jax.random.key(0), 5)
+    params = {
+        "c1": jax.random.normal(k[0], (3, 3, 1, 16)) * 0.3,
+        "c2": jax.random.normal(k[1], (3, 3, 16, 32)) * 0.1,
+        "w": jax.random.normal(k[2], (32 * 7 * 7, 10)) * 0.02,
+    }
+    data = (
+        jax.random.normal(k[3], (batch, 28, 28, 1)),
+        jax.random.randint(k[4], (batch,), 0, 10),
+    )
+    loss = _batch_loss(_cnn)
+    n = ravel_pytree(params)[0].shape[0]
+
+    def estimate(unroll):
+        return jax.jit(
+            lambda p, b: sh.top_eigenvalue(
+                loss, p, batch=b, key=jax.random.key(2), num_iters=20, tol=0.0, unroll=unroll
+            )
+        )
+
+    fns = {"grad": jax.jit(jax.grad(loss)), "loop": estimate(False), "default": estimate(None)}
+    t, compile_s = {}, {}
+    for name, fn in fns.items():
+        start = time.perf_counter()
+        fn.lower(params, data).compile()
+        compile_s[name] = time.perf_counter() - start
+        t[name] = _best_time(lambda fn=fn: fn(params, data), repeats=repeats)
+    out = {
+        "params": n,
+        "loop_over_grad": t["loop"] / t["grad"],
+        "default_over_grad": t["default"] / t["grad"],
+        "compile_seconds": compile_s,
+    }
+    results["conv_lanczos"] = out
+    print(
+        f"conv_lanczos: CNN ({n:,} params, batch {batch}), top_eigenvalue 20 products: while loop"
+        f" {out['loop_over_grad']:.1f} gradients (compile {compile_s['loop']:.1f} s), default "
+        f"(unrolled on CPU) {out['default_over_grad']:.1f} gradients (compile "
+        f"{compile_s['default']:.1f} s)",
+        flush=True,
+    )
+
+
 def _reference_lambda() -> float:
     """lambda_max of the trained MLP in float64 (Lanczos, 150 products, certified residual)."""
     with jax.enable_x64(True):
@@ -805,6 +946,8 @@ PARTS = (
     "scale",
     "batch_overhead",
     "batch_errors",
+    "lanczos_scale",
+    "conv_lanczos",
 )
 
 
@@ -837,6 +980,10 @@ def main(parts: tuple[str, ...] = PARTS) -> dict:
     if "batch_overhead" in parts:
         for name in MODELS:
             _batch_cap_overhead(name, results)
+    if "lanczos_scale" in parts:
+        _lanczos_scale(results)
+    if "conv_lanczos" in parts:
+        _conv_lanczos(results)
     return results
 
 

@@ -50,6 +50,10 @@ def diag_loss(x):
     return 0.5 * jnp.sum(DIAG * x**2)
 
 
+def diag_loss4(x):
+    return 0.5 * jnp.sum(jnp.array([3.0, 1.0, -5.0, 2.0]) * x**2)
+
+
 # 3x3 quadratics through one program each: 10 products on a 3-D space forces Krylov breakdown.
 @jax.jit
 def lanczos3(a, key):
@@ -81,9 +85,18 @@ CASES3 = np.stack(
 ).astype(np.float32)
 
 
+@jax.jit
+def two_pass3(a, key):
+    return jax.vmap(
+        lambda a: sh.top_eigenvalue(
+            quad(a), jnp.ones(3), key=key, num_iters=10, tol=0.0, method="lanczos_two_pass"
+        )
+    )(a)
+
+
 def test_lanczos_and_power_on_3x3_including_breakdown_zero_and_nan():
     key = jax.random.key(0)
-    for e in (lanczos3(CASES3, key), power3(CASES3, key)):
+    for e in (lanczos3(CASES3, key), power3(CASES3, key), two_pass3(CASES3, key)):
         lam = np.asarray(e.eigenvalue)
         np.testing.assert_allclose(lam[:4], [3.0, 2.0, 2.0, 0.0], atol=2e-3)
         np.testing.assert_array_equal(e.converged, [True, True, True, True, False])
@@ -111,6 +124,61 @@ def test_lanczos_matches_eigh_on_random_symmetric(matrices):
     v = np.asarray(e.eigenvector)
     rayleigh = np.einsum("bi,bij,bj->b", v, matrices, v)
     np.testing.assert_allclose(rayleigh, exact, rtol=1e-5, atol=1e-5)
+
+
+@jax.jit
+def two_pass_batch(a, keys):
+    f = lambda a, k: sh.top_eigenvalue(
+        quad(a), jnp.zeros(N), key=k, num_iters=2 * N, tol=1e-6, method="lanczos_two_pass"
+    )
+    return jax.vmap(f)(a, keys)
+
+
+def test_two_pass_lanczos_matches_eigh_and_full_lanczos(matrices):
+    keys = jax.random.split(jax.random.key(1), len(matrices))
+    e = two_pass_batch(matrices, keys)
+    exact = np.linalg.eigvalsh(matrices.astype(np.float64))[:, -1]
+    np.testing.assert_allclose(e.eigenvalue, exact, rtol=1e-5, atol=1e-5)
+    assert np.all(np.asarray(e.converged))
+    assert np.all(np.abs(np.asarray(e.eigenvalue) - exact) <= np.asarray(e.residual) + 1e-5)
+    v = np.asarray(e.eigenvector)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    # the rebuilt Ritz vector is the top eigenvector (up to sign)
+    top = np.linalg.eigh(matrices.astype(np.float64))[1][:, :, -1]
+    np.testing.assert_allclose(np.abs(np.einsum("bi,bi->b", v, top)), 1.0, atol=1e-4)
+    # both passes are counted; each pass needs at least the full-Lanczos step count
+    full = lanczos_batch(matrices, keys)
+    assert np.all(np.asarray(e.num_hvps) <= 2 * N)
+    assert np.all(np.asarray(e.num_hvps) % 2 == 0)
+    np.testing.assert_allclose(e.eigenvalue, full.eigenvalue, rtol=1e-5)
+
+
+def test_top_k_returns_k_values_with_honest_flags():
+    big = random_symmetric(7, n=40)
+    exact = np.linalg.eigvalsh(big)[::-1]
+    loss = quad(jnp.asarray(big, jnp.float32))
+    # k = 30 with the default budget: 30 values (once 10, none converged)
+    e = sh.top_k_eigenvalues(loss, jnp.zeros(40), k=30, key=jax.random.key(0))
+    assert e.eigenvalue.shape == (30,) and e.eigenvector.shape == (30, 40)
+    np.testing.assert_allclose(e.eigenvalue, exact[:30], atol=1e-4)
+    assert np.all(np.asarray(e.converged))
+    # the smallest budget allowed (2k): k values, and converged only where certified
+    e = sh.top_k_eigenvalues(diag_loss4, jnp.ones(4), k=2, key=jax.random.key(0), num_iters=4)
+    assert e.eigenvalue.shape == (2,)
+    lam, res = np.asarray(e.eigenvalue), np.asarray(e.residual)
+    gap = np.abs(lam[:, None] - np.array([3.0, 2.0, 1.0, -5.0])).min(1)
+    assert np.all(gap <= res + 1e-5)  # each value is within its residual of an eigenvalue
+    np.testing.assert_array_equal(e.converged, res <= 1e-3 * np.abs(lam))
+    with pytest.raises(ValueError, match=r"^top_k_eigenvalues: num_iters must be >= 2 \* k = 4"):
+        sh.top_k_eigenvalues(diag_loss4, jnp.ones(4), k=2, key=jax.random.key(0), num_iters=3)
+
+
+def test_unused_budget_costs_nothing():
+    # converged in 3 products: a 2,000-product budget once eigendecomposed a 2,000 x 2,000
+    # tridiagonal matrix on every step (minutes); only the filled block is decomposed now
+    loss = lambda x: 0.5 * jnp.sum(jnp.array([3.0, 1.0]) * x**2)
+    e = sh.top_eigenvalue(loss, jnp.ones(2), key=jax.random.key(0), num_iters=2000)
+    assert float(e.eigenvalue) == pytest.approx(3.0, rel=1e-5) and int(e.num_hvps) == 3
 
 
 def test_top_k_matches_eigh(matrices):
@@ -339,6 +407,35 @@ def test_bad_arguments_raise_value_errors_naming_function_and_argument():
         (lambda: sh.top_eigenvalue(diag_loss, x, key=key, tol=-1.0), "top_eigenvalue", "tol"),
         (lambda: sh.top_eigenvalue(diag_loss, x, key=key, v0=jnp.ones(4)), "top_eigenvalue", "v0"),
         (lambda: sh.top_k_eigenvalues(diag_loss, x, k=4, key=key), "top_k_eigenvalues", "k"),
+        (
+            lambda: sh.top_k_eigenvalues(diag_loss, x, k=2, key=key, num_iters=3),
+            "top_k_eigenvalues",
+            "num_iters",
+        ),
+        (
+            lambda: sh.top_eigenvalue(
+                diag_loss, x, key=key, method="lanczos_two_pass", num_iters=2
+            ),
+            "top_eigenvalue",
+            "num_iters",
+        ),
+        (  # an int leaf (a step counter kept with the weights)
+            lambda: sh.top_eigenvalue(
+                lambda p: diag_loss(p["w"]), {"w": x, "count": jnp.int32(3)}, key=key
+            ),
+            "top_eigenvalue",
+            r"params\['count'\]",
+        ),
+        (
+            lambda: sh.hutchinson_trace(lambda p: jnp.sum(p[0] ** 2), (x, 2), key=key),
+            "hutchinson_trace",
+            r"params\[1\]",
+        ),
+        (  # a loss of (params, batch) called without its batch
+            lambda: sh.top_eigenvalue(lambda w, b: diag_loss(w * b), x, key=key),
+            "top_eigenvalue",
+            "batch=",
+        ),
         (
             lambda: sh.hutchinson_trace(diag_loss, x, key=key, num_probes=0),
             "hutchinson_trace",

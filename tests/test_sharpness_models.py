@@ -215,3 +215,56 @@ def test_stability_threshold_by_bisection_with_optax(kind, make, kw):
     assert found == pytest.approx(threshold, rel=1e-2)
     assert float(sh.stability_ratio(0.1, found, kind=kind, **kw)) == pytest.approx(1.0, rel=1e-2)
     assert float(sh.critical_learning_rate(found, kind=kind, **kw)) == pytest.approx(0.1, rel=1e-2)
+
+
+def tiny_cnn():
+    x = jnp.asarray(RNG.normal(size=(3, 5, 5, 1)))
+    k1, k2 = jax.random.split(jax.random.key(2))
+    params = {
+        "conv": jax.random.normal(k1, (3, 3, 1, 2), jnp.float64) * 0.5,
+        "head": jax.random.normal(k2, (2 * 5 * 5, 3), jnp.float64) * 0.2,
+    }
+
+    def loss(p):
+        h = jax.lax.conv_general_dilated(
+            x, p["conv"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        logits = jnp.tanh(h).reshape(3, -1) @ p["head"]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(Y[:3])).mean()
+
+    return loss, params
+
+
+def test_convolution_unrolled_on_cpu_vs_dense_float64():
+    from jaxlr.sharpness._hvp import flat_operator, should_unroll
+
+    with jax.enable_x64(True):
+        loss, params = tiny_cnn()
+        flat, _, op = flat_operator(loss, params, matvec=None, batches=None, fn_name="t")
+        mlp_loss, mlp_params = plain_mlp()
+        mflat, _, mop = flat_operator(mlp_loss, mlp_params, matvec=None, batches=None, fn_name="t")
+        # the default form: unrolled for a convolution on XLA:CPU (slow inside loops), not else
+        assert should_unroll(op, flat, 20) == (jax.default_backend() == "cpu")
+        assert not should_unroll(op, flat, 1000) and not should_unroll(mop, mflat, 20)
+        exact, _ = dense_spectrum(loss, params)
+        key = jax.random.key(0)
+        runs = {
+            unroll: sh.top_eigenvalue(loss, params, key=key, num_iters=24, tol=1e-6, unroll=unroll)
+            for unroll in (None, False)
+        }
+        for e in runs.values():  # the unrolled and the looped form agree with eigh
+            assert float(e.eigenvalue) == pytest.approx(exact[-1], rel=1e-6)
+            assert bool(e.converged)
+        # the loop exits early; the unrolled form spends (and reports) its whole budget
+        assert int(runs[False].num_hvps) < 24
+        if jax.default_backend() == "cpu":
+            assert int(runs[None].num_hvps) == 24
+        # the two-pass mode against full Lanczos and the dense Hessian, on the MLP
+        full = sh.top_eigenvalue(mlp_loss, mlp_params, key=key, num_iters=40, tol=1e-9)
+        two = sh.top_eigenvalue(
+            mlp_loss, mlp_params, key=key, num_iters=80, tol=1e-9, method="lanczos_two_pass"
+        )
+        mexact, _ = dense_spectrum(mlp_loss, mlp_params)
+        assert float(two.eigenvalue) == pytest.approx(mexact[-1], rel=1e-8)
+        assert float(two.eigenvalue) == pytest.approx(float(full.eigenvalue), rel=1e-8)
+        assert bool(two.converged) and float(two.residual) < 1e-6 * abs(mexact[-1])

@@ -12,9 +12,10 @@ from jax.typing import ArrayLike
 from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
 from jaxlr.sharpness import _krylov
-from jaxlr.sharpness._hvp import FlatOperator, compiled, flat_operator
+from jaxlr.sharpness._hvp import FlatOperator, compiled, flat_operator, should_unroll
 
-METHODS = ("lanczos", "power")
+METHODS = ("lanczos", "lanczos_two_pass", "power")
+MIN_ITERS = {"lanczos": 2, "lanczos_two_pass": 3, "power": 1}
 
 
 class Eigen(NamedTuple):
@@ -64,32 +65,65 @@ def _top_flat(
     tol: ArrayLike,
     k: int = 1,
     budget: jax.Array | None = None,
+    unroll: bool | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     """``(eigenvalues, unit vectors (k, n), residuals, converged, num_hvps)`` on flat vectors.
 
     ``num_iters`` counts every product: ``num_iters - k`` iterations, then ``k`` final products
     that give the exact residuals and the differentiable Rayleigh quotients. A traced Lanczos
     ``budget`` (<= ``num_iters``, products included) stops earlier within the same program.
+    ``unroll=None`` unrolls the Lanczos loops where :func:`should_unroll` says so; an unrolled
+    loop spends (and counts) every product of its budget.
     """
+    if unroll is None:
+        unroll = method != "power" and should_unroll(op, flat, num_iters)
     n, dtype = flat.shape[0], flat.dtype
     start_key, restart_key = jax.random.split(key)
     v = _krylov.start_vector(v0, start_key, n, dtype)
     tol = jnp.asarray(tol, dtype)
-    steps = num_iters - k
     if method == "power":
-        run = _krylov.power(op, v, steps, tol=tol)
+        run = _krylov.power(op, v, num_iters - k, tol=tol)
         vectors, used = run.vector[None], run.num_hvps
     else:
-        budget = None if budget is None else jnp.minimum(budget, num_iters) - k
-        run = _krylov.lanczos(op, v, restart_key, steps, tol=tol, num_wanted=k, budget=budget)
-        _, s = _krylov.ritz(run)
-        vectors = (s[:, ::-1][:, :k]).T @ run.basis
-        vectors = jnp.where(run.finite, vectors, v)
-        used = run.num_hvps
+        # two-pass: the second pass repeats all but one product of the first
+        store = method == "lanczos"
+        cap = num_iters if budget is None else jnp.minimum(budget, num_iters)
+        steps = num_iters - k if store else (num_iters - k + 1) // 2
+        budget = None if budget is None else (cap - k if store else (cap - k + 1) // 2)
+        run = _krylov.lanczos(
+            op,
+            v,
+            restart_key,
+            steps,
+            tol=tol,
+            num_wanted=k,
+            budget=budget,
+            store_basis=store,
+            unroll=unroll,
+        )
+        finite = run.finite
+        _, coef = _krylov.top_ritz(
+            jnp.where(finite, run.alphas, 0.0),
+            jnp.where(finite, run.betas, 0.0),
+            run.valid,
+            run.num_hvps,
+            k,
+        )
+        if not store:
+            # the start vector again, drawn after the first pass (the barrier stops XLA from
+            # merging the two draws), so no n-vector stays alive across that pass
+            start_key, _ = jax.lax.optimization_barrier((start_key, coef))
+            v = _krylov.start_vector(v0, start_key, n, dtype)
+            vectors = _krylov.recombine(op, v, restart_key, coef, run.num_hvps, unroll=unroll)
+            used = 2 * (steps if unroll else run.num_hvps) - 1
+        else:
+            # an unrolled loop computes every step (its early exit only freezes the carry)
+            vectors, used = coef @ run.basis, (steps if unroll else run.num_hvps)
+        vectors = jnp.where(finite, vectors, v)
     lam, res = jax.vmap(lambda y: _krylov.rayleigh(op, y))(vectors)
-    if method == "lanczos":
-        lam = jnp.where(run.finite, lam, jnp.nan)
-        res = jnp.where(run.finite, res, jnp.nan)
+    if method != "power":
+        lam = jnp.where(finite, lam, jnp.nan)
+        res = jnp.where(finite, res, jnp.nan)
     return lam, vectors, res, _converged(lam, res, tol), used + k
 
 
@@ -116,8 +150,9 @@ def _eigen(
     method: str,
     v0: PyTree | None,
     tol: ArrayLike,
+    unroll: bool | None = None,
 ) -> Eigen:
-    _check(fn, num_iters, method, 2 if method == "lanczos" else 1)
+    _check(fn, num_iters, method, MIN_ITERS.get(method, 1))
     lam, vecs, res, conv, used = _top_flat(
         op,
         flat,
@@ -126,11 +161,12 @@ def _eigen(
         method=method,
         v0=_flat_v0(v0, fn, flat),
         tol=tol,
+        unroll=unroll,
     )
     return Eigen(lam[0], unravel(vecs[0]), used, res[0], conv[0])
 
 
-@compiled("num_iters", "method")
+@compiled("num_iters", "method", "unroll")
 def top_eigenvalue(
     loss_fn: Callable[..., jax.Array] | None,
     params: PyTree,
@@ -143,6 +179,7 @@ def top_eigenvalue(
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
     batch: PyTree | None = None,
+    unroll: bool | None = None,
 ) -> Eigen:
     r"""Sharpness :math:`\lambda_{\max}(\nabla^2 L(\theta))`, the largest *algebraic* eigenvalue.
 
@@ -157,10 +194,16 @@ def top_eigenvalue(
     orthogonal vector instead of dividing by zero. ``method="power"`` runs power iteration on
     ``H + sigma I`` with an adaptive shift ``sigma = ||Hv|| - v^T H v >= 0`` so it also returns
     :math:`\lambda_{\max}`; ``optax.power_iteration`` returns the eigenvalue of largest
-    *magnitude* (-5 for diag(3, 1, -5)). Both stop early (skipping the remaining products, the
-    trip count stays static) once the relative residual is below ``tol``; the last product is
-    spent on the returned vector ``v``, which gives the exact residual and a differentiable
-    eigenvalue :math:`v^\top H v` whose gradient is :math:`v^\top (\partial H) v`.
+    *magnitude* (-5 for diag(3, 1, -5)). ``method="lanczos_two_pass"`` is Lanczos for models
+    whose ``(num_iters, n)`` basis does not fit beside them: it stores no basis (the plain
+    three-term recurrence, a few vectors of the params' size), then rebuilds the Ritz vector by
+    repeating the recurrence, so it spends about twice the products of ``"lanczos"`` for the
+    same Krylov space (without reorthogonalization, converged eigenvalues also reappear as
+    spurious copies in T; the largest Ritz value stays right, Paige 1976). All three stop
+    early (skipping the remaining products, the trip count stays static) once the relative
+    residual is below ``tol``; the last product is spent on the returned vector ``v``, which
+    gives the exact residual and a differentiable eigenvalue :math:`v^\top H v` whose gradient
+    is :math:`v^\top (\partial H) v`.
 
     Args:
         loss_fn: ``loss_fn(params)``, or ``loss_fn(params, batch)`` with ``batch`` or
@@ -170,8 +213,10 @@ def top_eigenvalue(
         params: the point, any pytree of float arrays (plain dict, ``nnx.State``, linen
             variables).
         key: PRNG key for the start vector and breakdown restarts.
-        num_iters: static budget of operator products, the final one included (Lanczos: >= 2).
-        method: ``"lanczos"`` or ``"power"``.
+        num_iters: static budget of operator products, the final one included (Lanczos: >= 2,
+            two-pass Lanczos: >= 3, both passes counted).
+        method: ``"lanczos"`` (keeps a ``(num_iters, n)`` float32 basis), ``"lanczos_two_pass"``
+            (O(n) memory) or ``"power"`` (O(n) memory, slower convergence).
         v0: warm start, a pytree like ``params`` (e.g. the previous ``eigenvector``); a zero or
             non-finite ``v0`` falls back to a random start.
         tol: relative residual at which to stop early; 0 runs all ``num_iters``.
@@ -181,6 +226,13 @@ def top_eigenvalue(
             :func:`full_batch_hvp`.
         batch: one batch (any pytree of arrays), the second argument of ``loss_fn``. It is
             data: one compiled program serves every batch of the same shapes.
+        unroll: unroll the Lanczos loops into straight-line code (static). ``None`` (default)
+            unrolls on XLA:CPU when the product contains a convolution and ``num_iters <= 64``:
+            XLA:CPU runs convolutions many times slower inside loop bodies (jax-ml/jax#12868;
+            20 products of a small CNN: 141 gradients in a loop, 4.6 unrolled). An unrolled
+            loop has no early exit (it spends, and ``num_hvps`` counts, the whole budget) and
+            costs compile time (one copy of the product per step); power iteration stays a
+            loop.
 
     Returns:
         :class:`Eigen` with scalar fields. Low-precision params (bfloat16, float16) run their
@@ -205,6 +257,9 @@ def top_eigenvalue(
         >>> e = top_eigenvalue(loss, x, key=key, method="power", num_iters=200, tol=1e-7)
         >>> round(float(e.eigenvalue), 3)
         3.0
+        >>> e = top_eigenvalue(loss, x, key=key, method="lanczos_two_pass")  # no stored basis
+        >>> round(float(e.eigenvalue), 4), bool(e.converged)
+        (3.0, True)
         >>> mse = lambda w, b: 0.5 * jnp.mean((b["x"] @ w - b["y"]) ** 2)  # batch as data
         >>> b = {"x": jnp.eye(3) * jnp.array([3.0, 1.0, 2.0]) ** 0.5 * 3**0.5, "y": jnp.zeros(3)}
         >>> round(float(top_eigenvalue(mse, x, batch=b, key=key).eigenvalue), 4)
@@ -216,6 +271,8 @@ def top_eigenvalue(
     References:
         Lanczos, An iteration method for the solution of the eigenvalue problem, 1950;
         Parlett, The Symmetric Eigenvalue Problem, 1998 (full reorthogonalization);
+        Paige, Error analysis of the Lanczos algorithm for tridiagonalizing a symmetric matrix,
+        IMA J. Appl. Math. 1976 (Lanczos without reorthogonalization);
         Cohen et al., Gradient descent on neural networks typically occurs at the edge of
         stability, ICLR 2021.
     """
@@ -232,21 +289,23 @@ def top_eigenvalue(
         method=method,
         v0=v0,
         tol=tol,
+        unroll=unroll,
     )
 
 
-@compiled("k", "num_iters")
+@compiled("k", "num_iters", "unroll")
 def top_k_eigenvalues(
     loss_fn: Callable[..., jax.Array] | None,
     params: PyTree,
     *,
     k: int,
     key: jax.Array,
-    num_iters: int = 40,
+    num_iters: int | None = None,
     tol: ArrayLike = 1e-3,
     matvec: Callable[[PyTree], PyTree] | None = None,
     batches: PyTree | None = None,
     batch: PyTree | None = None,
+    unroll: bool | None = None,
 ) -> Eigen:
     r"""The ``k`` largest (algebraic) Hessian eigenvalues, descending, by Lanczos.
 
@@ -256,21 +315,26 @@ def top_k_eigenvalues(
 
     Runs ``num_iters - k`` Lanczos steps with full reorthogonalization (stopping early once the
     top ``k`` relative residual estimates are below ``tol``), then spends ``k`` products on the
-    Ritz vectors for exact residuals and differentiable Rayleigh quotients. A Krylov method
+    Ritz vectors for exact residuals and differentiable Rayleigh quotients. It always returns
+    ``k`` values: ``k`` Ritz values need at least ``k`` Lanczos steps, so a budget below ``2 k``
+    is refused. ``converged`` is the exact residual test, so a value from too small a budget
+    says so. A Krylov method
     finds one copy of a repeated eigenvalue per start vector; breakdown restarts recover the
     others.
 
     Args:
-        loss_fn, params, key, tol, matvec, batches, batch: as in :func:`top_eigenvalue`.
+        loss_fn, params, key, tol, matvec, batches, batch, unroll: as in
+            :func:`top_eigenvalue`.
         k: number of eigenvalues (static), ``1 <= k <= `` the number of parameters.
-        num_iters: static product budget, ``>= k + 1``.
+        num_iters: static product budget, the ``k`` final products included, ``>= 2 k``;
+            default ``max(40, 3 k)``.
 
     Returns:
         :class:`Eigen` whose fields have a leading axis ``k``; ``eigenvector`` is a pytree like
         ``params`` with leading axis ``k``.
 
     Raises:
-        ValueError: ``k`` outside ``[1, dim]``, ``num_iters < k + 1``, a negative ``tol``.
+        ValueError: ``k`` outside ``[1, dim]``, ``num_iters < 2 k``, a negative ``tol``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -289,8 +353,23 @@ def top_k_eigenvalues(
     )
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= flat.shape[0]:
         Checker(fn).fail(f"k must be a Python int in [1, {flat.shape[0]}], got k={k!r}")
-    _check(fn, num_iters, "lanczos", k + 1)
+    if num_iters is None:
+        num_iters = max(40, 3 * k)
+    if isinstance(num_iters, int) and not isinstance(num_iters, bool) and num_iters < 2 * k:
+        Checker(fn).fail(
+            f"num_iters must be >= 2 * k = {2 * k} (k Lanczos steps give k Ritz values, then k "
+            f"products certify them), got num_iters={num_iters!r}, k={k}"
+        )
+    _check(fn, num_iters, "lanczos", 2 * k)
     lam, vecs, res, conv, used = _top_flat(
-        op, flat, key=key, num_iters=num_iters, method="lanczos", v0=None, tol=tol, k=k
+        op,
+        flat,
+        key=key,
+        num_iters=num_iters,
+        method="lanczos",
+        v0=None,
+        tol=tol,
+        k=k,
+        unroll=unroll,
     )
     return Eigen(lam, jax.vmap(unravel)(vecs), used, res, conv)

@@ -43,17 +43,33 @@ def orthogonalize(basis: jax.Array, w: jax.Array) -> jax.Array:
     return w
 
 
-def reorthogonalize(basis: jax.Array, r: jax.Array) -> jax.Array:
-    """One Gram-Schmidt pass of ``r`` against ``basis``, and a second only when the first
-    cancelled more than half of ``r`` (Daniel-Gragg-Kaufman-Stewart criterion, 1/sqrt(2)).
+def project(basis: jax.Array, r: jax.Array, rows: jax.Array) -> jax.Array:
+    """``r`` minus its components along the first ``rows`` rows of ``basis`` (modified
+    Gram-Schmidt, one row at a time).
+
+    The trip count is the number of filled rows, so a step reads only the part of the basis that
+    holds vectors (the padded rows past it are never touched) and needs no (block, n) temporary.
+    """
+
+    def body(i, r):
+        q = basis[i]
+        return r - jnp.vdot(q, r) * q
+
+    return jax.lax.fori_loop(0, rows, body, r)
+
+
+def reorthogonalize(basis: jax.Array, r: jax.Array, rows: jax.Array) -> jax.Array:
+    """One Gram-Schmidt pass of ``r`` against the first ``rows`` rows of ``basis``, and a second
+    only when the first cancelled more than half of ``r`` (Daniel-Gragg-Kaufman-Stewart
+    criterion, 1/sqrt(2)).
 
     ``r`` has already had the three-term recurrence removed, so the first pass only removes the
-    rounding-level drift and the second is rarely needed: each pass reads the whole (m, n) basis,
-    the estimator's largest cost on big models.
+    rounding-level drift and the second is rarely needed: each pass reads the filled rows of the
+    (m, n) basis, the estimator's largest cost on big models.
     """
-    r1 = r - basis.T @ (basis @ r)
+    r1 = project(basis, r, rows)
     again = norm(r1) < 0.7071 * norm(r)
-    return jax.lax.cond(again, lambda x: x - basis.T @ (basis @ x), lambda x: x, r1)
+    return jax.lax.cond(again, lambda x: project(basis, x, rows), lambda x: x, r1)
 
 
 def start_vector(v0: jax.Array | None, key: jax.Array, n: int, dtype) -> jax.Array:
@@ -67,13 +83,13 @@ def start_vector(v0: jax.Array | None, key: jax.Array, n: int, dtype) -> jax.Arr
 class Krylov(NamedTuple):
     """A Lanczos decomposition ``H Q^T ~ Q^T T`` with padding for the unused rows."""
 
-    basis: jax.Array  # (m, n) orthonormal rows; zero rows past the last valid one
+    basis: jax.Array | None  # (m, n) orthonormal rows, zero past the last one; None: not kept
     alphas: jax.Array  # (m,) diagonal of T
     betas: jax.Array  # (m,) betas[j] couples rows j and j+1; 0 at a breakdown restart
     valid: jax.Array  # (m,) bool: row j holds a genuine Lanczos vector
     anorm: jax.Array  # () largest ||H q_j|| seen, a lower bound on ||H||
     finite: jax.Array  # () bool: every product was finite
-    num_hvps: jax.Array  # () int32: products actually computed
+    num_hvps: jax.Array  # () int32: products actually computed (= the number of valid rows)
 
 
 def tridiagonal(alphas: jax.Array, betas: jax.Array, valid: jax.Array) -> jax.Array:
@@ -93,11 +109,104 @@ def tridiagonal(alphas: jax.Array, betas: jax.Array, valid: jax.Array) -> jax.Ar
 
 
 def ritz(k: Krylov) -> tuple[jax.Array, jax.Array]:
-    """Ritz values (ascending) and the coefficient matrix S (columns) of T's eigenvectors."""
+    """All Ritz values (ascending) and the coefficient matrix S (columns) of T's eigenvectors."""
     finite = k.finite
     t = tridiagonal(jnp.where(finite, k.alphas, 0.0), jnp.where(finite, k.betas, 0.0), k.valid)
     theta, s = jnp.linalg.eigh(t)
     return jnp.where(finite, theta, jnp.nan), s
+
+
+def _bucket_sizes(m: int, num_wanted: int) -> list[int]:
+    """Leading-block sizes 8, 16, 32, ... (at least ``num_wanted``) and finally ``m``."""
+    sizes, s = [], max(8, num_wanted)
+    while s < m:
+        sizes.append(s)
+        s *= 2
+    return [*sizes, m]
+
+
+def top_ritz(
+    alphas: jax.Array, betas: jax.Array, valid: jax.Array, rows: jax.Array, num_wanted: int
+) -> tuple[jax.Array, jax.Array]:
+    """The ``num_wanted`` largest Ritz values (descending) and their coefficients ``(k, m)``.
+
+    Only the leading ``rows`` rows of T are genuine, so T is eigendecomposed on the smallest
+    leading block of a static size (8, 16, 32, ..., m) that holds them, chosen by
+    ``lax.switch``: the cost follows the rows filled (at most twice their number), not the
+    padded size ``m`` of the loop (a 5,000-step budget that converges in 3 steps decomposes an
+    8 x 8 matrix, not a 5,000 x 5,000 one). Coefficients past the block are zero.
+    """
+    m = alphas.shape[0]
+    sizes = _bucket_sizes(m, num_wanted)
+
+    def block(size):
+        def solve(alphas, betas, valid):
+            theta, s = jnp.linalg.eigh(tridiagonal(alphas[:size], betas[:size], valid[:size]))
+            top = s[:, ::-1][:, :num_wanted].T
+            return theta[::-1][:num_wanted], jnp.pad(top, ((0, 0), (0, m - size)))
+
+        return solve
+
+    index = jnp.searchsorted(jnp.asarray(sizes), rows)
+    index = jnp.clip(index, 0, len(sizes) - 1)
+    return jax.lax.switch(index, [block(s) for s in sizes], alphas, betas, valid)
+
+
+def loop(cond_fn, body, init, max_trips: int, unroll: bool):
+    """``lax.while_loop(cond_fn, body, init)`` with at most ``max_trips`` trips; ``unroll``
+    emits all ``max_trips`` trips as straight-line code, a finished loop's carry kept by
+    ``jnp.where``.
+
+    Unrolling exists for XLA:CPU, which runs convolutions far slower inside loop bodies than
+    outside (jax-ml/jax#12868): twenty HVPs of a small CNN cost 141 gradients in a while loop,
+    69 unrolled with each trip behind a ``lax.cond`` (a conditional's branches are nested
+    computations too) and 4.6 unrolled plainly. So the unrolled form computes every trip: it
+    loses the early exit and costs compile time (one copy of the product per trip).
+    """
+    if not unroll:
+        return jax.lax.while_loop(cond_fn, body, init)
+
+    def trip(carry, _):
+        go = cond_fn(carry)
+        return jax.tree.map(lambda new, old: jnp.where(go, new, old), body(carry), carry), None
+
+    return jax.lax.scan(trip, init, None, length=max_trips, unroll=True)[0]
+
+
+def _recurrence(sop, key, basis, q, q_prev, beta_prev, j, anorm):
+    """One Lanczos step from the unit vector ``q``: ``(alpha, beta, next q, broken, exhausted,
+    anorm)``.
+
+    With a ``basis`` (its rows ``0..j`` filled, row ``j`` = ``q``) the new vector is
+    reorthogonalized against the filled rows; without one (the memory-bounded mode) only the
+    three-term recurrence runs. Breakdown (``beta ~ 0``: the Krylov space is invariant)
+    continues from a fresh vector orthogonal to what is known, with a zero coupling in T.
+    """
+    eps = jnp.finfo(q.dtype).eps
+    w = sop(q)
+    alpha = jnp.vdot(q, w)
+    anorm = jnp.maximum(anorm, norm(w))
+    r = w - alpha * q - beta_prev * q_prev
+    if basis is not None:
+        r = reorthogonalize(basis, r, j + 1)
+    beta = norm(r)
+    broken = beta <= eps**0.75 * anorm
+
+    # A restart draws a fresh Gaussian vector (almost surely outside the span so far), only on
+    # breakdown: no random vector is kept alive across the loop.
+    def restart():
+        z = jax.random.normal(jax.random.fold_in(key, j), q.shape, q.dtype)
+        if basis is not None:
+            z_orth = project(basis, project(basis, z, j + 1), j + 1)
+        else:
+            z_orth = z
+            for _ in range(2):
+                z_orth = z_orth - jnp.vdot(q, z_orth) * q - jnp.vdot(q_prev, z_orth) * q_prev
+        return z_orth, norm(z_orth) <= eps**0.5 * norm(z)
+
+    z, exhausted = jax.lax.cond(broken, restart, lambda: (jnp.zeros_like(q), jnp.array(False)))
+    nxt = jnp.where(broken, normalize(z, jnp.zeros_like(q)), safe_div(r, beta))
+    return alpha, jnp.where(broken, 0.0, beta), nxt, broken, exhausted, anorm
 
 
 def lanczos(
@@ -109,87 +218,105 @@ def lanczos(
     tol: jax.Array | None = None,
     num_wanted: int = 1,
     budget: jax.Array | None = None,
+    store_basis: bool = True,
+    unroll: bool = False,
 ) -> Krylov:
-    """``num_steps`` Lanczos steps with full reorthogonalization from the unit vector ``v0``.
+    """``num_steps`` Lanczos steps from the unit vector ``v0``, with full reorthogonalization
+    (``store_basis=True``) or the plain three-term recurrence in O(n) memory.
 
     Breakdown (``beta ~ 0``: the Krylov space is invariant) continues from a fresh random vector
     orthogonal to the basis, with a zero coupling in T, so the other invariant subspaces are still
     explored; once the basis spans the whole space (``num_steps > dim``) the loop freezes. With a
     ``tol``, the loop also freezes once the top ``num_wanted`` Ritz pairs have estimated residuals
-    ``|beta_j s_j| <= tol |theta|``. A traced ``budget`` (<= ``num_steps``) stops it after that
-    many steps, so one compiled loop serves several budgets (a cold start and warm restarts).
-    A non-finite product stops the loop and is reported.
+    ``|beta_j s_j| <= tol |theta|`` (checked on the filled leading block of T, see
+    :func:`top_ritz`). A traced ``budget`` (<= ``num_steps``) stops it after that many steps, so
+    one compiled loop serves several budgets (a cold start and warm restarts). A non-finite
+    product stops the loop and is reported. ``unroll`` unrolls the loop (see :func:`loop`).
+
+    Without a stored basis the Lanczos vectors lose orthogonality as Ritz values converge, which
+    adds spurious copies of converged eigenvalues to T but leaves the largest Ritz value correct
+    (Paige 1976); the Ritz vector is rebuilt by :func:`recombine` (a second pass).
     """
     n, m, dtype = v0.shape[0], num_steps, v0.dtype
-    eps = jnp.finfo(dtype).eps
-    breakdown_tol, exhausted_tol = eps**0.75, eps**0.5
     sop = lambda x: jax.lax.stop_gradient(op(x))
 
-    # Restart vectors are cyclic shifts of one random vector: the circulant matrix of a Gaussian
-    # vector is almost surely invertible, so the shifts span the space (one draw, not one a step).
-    seed = jax.random.normal(key, (n,), dtype)
-
-    def restart(basis, j):
-        z = jnp.roll(seed, j + 1)
-        z_orth = orthogonalize(basis, z)
-        return z_orth, norm(z_orth) <= exhausted_tol * norm(z)
-
-    def step(carry, j):
-        basis, alphas, betas, valid, done, anorm, count = carry
-        q = basis[j]
-        w = sop(q)
-        alpha = jnp.vdot(q, w)
-        anorm = jnp.maximum(anorm, norm(w))
-        prev = jnp.where(j > 0, betas[jnp.maximum(j - 1, 0)], 0.0) * basis[jnp.maximum(j - 1, 0)]
-        r = reorthogonalize(basis, w - alpha * q - prev)  # three-term step, then full reorth
-        beta = norm(r)
-        broken = beta <= breakdown_tol * anorm
-        z, exhausted = jax.lax.cond(
-            broken, restart, lambda b, _: (jnp.zeros_like(q), jnp.array(False)), basis, j
+    def step(carry):
+        j, basis, q, q_prev, beta_prev, alphas, betas, valid, _, anorm = carry
+        if store_basis:
+            basis = basis.at[j].set(q)
+        alpha, beta, nxt, broken, exhausted, anorm = _recurrence(
+            sop, key, basis, q, q_prev, beta_prev, j, anorm
         )
-        nxt = jnp.where(broken, normalize(z, jnp.zeros_like(q)), safe_div(r, beta))
         alphas = alphas.at[j].set(alpha)
-        betas = betas.at[j].set(jnp.where(broken, 0.0, beta))
+        betas = betas.at[j].set(beta)
         valid = valid.at[j].set(True)
         stop = exhausted | ~jnp.isfinite(alpha) | ~jnp.isfinite(beta)
         if budget is not None:
             stop = stop | (j + 1 >= budget)
         if tol is not None:
-            theta, s = jnp.linalg.eigh(tridiagonal(alphas, betas, valid))
-            top = slice(m - num_wanted, m)
-            est = jnp.abs(beta * s[j, top])
-            small = jnp.all(est <= tol * jnp.abs(theta[top])) & (j + 1 >= num_wanted)
+            theta, coef = top_ritz(alphas, betas, valid, j + 1, num_wanted)
+            est = jnp.abs(beta * coef[:, j])
+            small = jnp.all(est <= tol * jnp.abs(theta)) & (j + 1 >= num_wanted)
             stop = stop | (~broken & small)
-        basis = basis.at[j + 1].set(jnp.where(stop, 0.0, nxt))
-        return (basis, alphas, betas, valid, stop, anorm, count + 1)
+        return (j + 1, basis, nxt, q, beta, alphas, betas, valid, stop, anorm)
 
-    basis0 = jnp.zeros((m + 1, n), dtype).at[0].set(v0)
     zeros = jnp.zeros((m,), dtype)
     init = (
-        basis0,
+        jnp.zeros((), jnp.int32),
+        jnp.zeros((m, n), dtype) if store_basis else None,
+        v0,
+        jnp.zeros_like(v0),
+        jnp.zeros((), dtype),
         zeros,
         zeros,
         jnp.zeros((m,), bool),
         jnp.array(False),
         jnp.zeros((), dtype),
-        jnp.zeros((), jnp.int32),
     )
-
     # A while loop with at most m trips: a finished loop costs nothing more (no product, no
     # reorthogonalization, and no copy of the (m, n) basis, which a cond around a scan step
-    # makes). The iterations see the operator through stop_gradient, so reverse-mode
-    # differentiation never has to transpose the loop (the caller differentiates one product).
-    def keep_going(c):
-        return (c[0] < m) & ~c[1][4]
-
-    def advance(c):
-        return c[0] + 1, step(c[1], c[0])
-
-    _, (basis, alphas, betas, valid, _, anorm, count) = jax.lax.while_loop(
-        keep_going, advance, (jnp.zeros((), jnp.int32), init)
+    # makes). The basis is (m, n), not (m + 1, n): the next vector rides in the carry, so the
+    # result needs no slice (a slice copies the basis and doubles peak memory). The iterations
+    # see the operator through stop_gradient, so reverse-mode differentiation never has to
+    # transpose the loop (the caller differentiates one product).
+    count, basis, _, _, _, alphas, betas, valid, _, anorm = loop(
+        lambda c: (c[0] < m) & ~c[8], step, init, m, unroll
     )
     finite = jnp.all(jnp.isfinite(alphas)) & jnp.all(jnp.isfinite(betas))
-    return Krylov(basis[:m], alphas, betas, valid, anorm, finite, count)
+    return Krylov(basis, alphas, betas, valid, anorm, finite, count)
+
+
+def recombine(
+    op: FlatOperator,
+    v0: jax.Array,
+    key: jax.Array,
+    coef: jax.Array,
+    count: jax.Array,
+    *,
+    unroll: bool = False,
+) -> jax.Array:
+    """Ritz vectors ``coef @ Q`` of a basis-free :func:`lanczos` run, by running its three-term
+    recurrence again from ``v0`` with the same ``key`` (``count - 1`` products, O(n) memory).
+
+    The second pass repeats the first one's products and arithmetic, so it regenerates the same
+    Lanczos vectors and accumulates ``y_i = sum_j coef[i, j] q_j`` on the way.
+    """
+    n, dtype = v0.shape[0], v0.dtype
+    sop = lambda x: jax.lax.stop_gradient(op(x))
+
+    def step(carry):
+        j, q, q_prev, beta_prev, anorm, y = carry
+        y = y + coef[:, j, None] * q
+        _, beta, nxt, _, _, anorm = _recurrence(sop, key, None, q, q_prev, beta_prev, j, anorm)
+        return (j + 1, nxt, q, beta, anorm, y)
+
+    zero = jnp.zeros((), dtype)
+    y0 = jnp.zeros((coef.shape[0], n), dtype)
+    init = (jnp.zeros((), jnp.int32), v0, jnp.zeros_like(v0), zero, zero, y0)
+    # count - 1 products: the last vector needs none
+    trips = coef.shape[1] - 1
+    j, q, _, _, _, y = loop(lambda c: c[0] < count - 1, step, init, trips, unroll)
+    return y + coef[:, j, None] * q
 
 
 class Power(NamedTuple):
