@@ -36,18 +36,10 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, digits  # noqa: E402
+from edge_of_stability import init_mlp  # noqa: E402
 
 from jaxlr import sharpness  # noqa: E402
 from jaxlr import transforms as T  # noqa: E402
-
-
-def init_mlp(key, sizes):
-    params = []
-    for k, (a, b) in zip(
-        jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:]), strict=True
-    ):
-        params.append({"w": jax.random.normal(k, (a, b)) / np.sqrt(a), "b": jnp.zeros(b)})
-    return params
 
 
 def batch_loss(p, batch):
