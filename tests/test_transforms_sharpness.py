@@ -447,3 +447,28 @@ def test_nan_first_batch_is_no_estimate_not_no_limit(quantity):
     assert lr0 == 0.0 and not bool(s0.done) and np.array_equal(w0, np.asarray(W0))
     np.testing.assert_allclose(lr1, 0.1 * 2.0 / lam1, rtol=1e-3)
     assert not bool(s1.done)
+
+
+def test_a_non_positive_first_sample_does_not_end_warmup_at_peak():
+    """Review of the batch-sharpness default: negative curvature along the first gradient (or a
+    zero gradient) set "no limit", so warmup started and ended at peak_value on step 0 and
+    diverged. It now starts at init_ratio x peak_value and keeps measuring."""
+
+    def loss(w):  # negative curvature along g at w0; lambda_max 10 at w0, 20 at the minimum
+        return 10 * (-0.5 * w[0] ** 2 + 0.25 * w[0] ** 4) + 5.0 * w[1] ** 2
+
+    w = jnp.array([0.1, 1e-3])
+    tx = T.sharpness_warmup(optax.sgd(1.0), loss_fn=loss)
+    st = tx.init(w)
+    step = jax.jit(lambda w, st: tx.update(jax.grad(loss)(w), st, w))
+    lrs = []
+    for _ in range(15):
+        u, st = step(w, st)
+        w = optax.apply_updates(w, u)
+        lrs.append(float(st.lr))
+    assert lrs[0] == pytest.approx(0.1)  # init_ratio x peak_value, not peak_value
+    assert not (bool(st.done) and int(st.end_step) == 0)
+    assert np.isfinite(float(loss(w))) and float(loss(w)) < float(loss(jnp.array([0.1, 1e-3])))
+    for name, bad in (("momentum", dict(kind="heavy_ball", momentum=1.0)), ("b1", dict(b1=1.0))):
+        with pytest.raises(ValueError, match=rf"{name} must be in \[0, 1\)"):
+            T.sharpness_cap(optax.sgd(1.0), learning_rate=0.1, **bad)

@@ -128,12 +128,15 @@ class Checker:
         if a is not None and not (bool(np.all(a == np.round(a))) and bool(np.all(a >= minimum))):
             self.fail(f"{name} must be an integer >= {minimum}, got {name}={a.tolist()!r}")
 
-    def between(self, name: str, value: Any, lo: float, hi: float, *, open_lo=False) -> None:
+    def between(
+        self, name: str, value: Any, lo: float, hi: float, *, open_lo=False, open_hi=False
+    ) -> None:
         a = self.finite(name, value)
         if a is not None:
             ok = (a > lo) if open_lo else (a >= lo)
-            what = f"in ({lo:g}, {hi:g}]" if open_lo else f"in [{lo:g}, {hi:g}]"
-            self._require(name, a, bool((ok & (a <= hi)).all()), what)
+            ok = ok & ((a < hi) if open_hi else (a <= hi))
+            what = f"in {'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
+            self._require(name, a, bool(ok.all()), what)
 
     def not_greater(self, name_a: str, a: Any, name_b: str, b: Any) -> None:
         """Checks ``a <= b`` when both are concrete."""

@@ -137,8 +137,9 @@ class _Curvature:
         c.at_least("every", every, 1.0)
         c.between("ema", ema, 0.0, 1.0)
         c.between("quantile", quantile, 0.0, 1.0)
-        c.between("momentum", momentum, 0.0, 1.0)
-        c.between("b1", b1, 0.0, 1.0)
+        # 1 would make the threshold (2 + 2 b1) / (1 - b1) infinite: the cap silently off
+        c.between("momentum", momentum, 0.0, 1.0, open_hi=True)
+        c.between("b1", b1, 0.0, 1.0, open_hi=True)
         c.nonnegative("tol", tol)
         self.c, self.loss_fn = c, loss_fn
         self.quantity, self.method, self.window = quantity, method, window
@@ -719,7 +720,8 @@ def sharpness_warmup(
     multiplier (``s(0) = 1`` continues smoothly; e.g. ``cosine(init_value=1.0, ...)``), held
     whole in the state. Because sharpness typically falls while the LR rises (and warmup exists
     to let it fall), the warmup lasts as long as the model needs rather than a fixed number of
-    steps. A zero or negative curvature sets no limit: the LR grows to ``peak_value``. While
+    steps. A zero or negative curvature sets no limit: the LR grows to ``peak_value`` (from
+    ``init_ratio * peak_value`` when the first sample is not positive). While
     there is no estimate (a NaN batch at the first update) the update is skipped (LR 0) and
     warmup neither starts nor ends.
 
@@ -837,7 +839,12 @@ def sharpness_warmup(
         m = curv.measure(updates, state, params, loss_fn, batch, extra_args, probe)
         curvature, smooth, crit, none = m.est, m.lam, m.crit, m.none
         first = ~jnp.isfinite(state.sharpness)  # no update has been taken yet
-        start = jnp.where(jnp.isnan(h.init_value), curv.times(h.init_ratio, crit), h.init_value)
+        # No limit yet (a zero or negative first sample): start at init_ratio x peak_value and
+        # grow, measuring each step, rather than at peak_value (which would end warmup at once).
+        from_crit = jnp.where(
+            jnp.isfinite(crit), curv.times(h.init_ratio, crit), h.init_ratio * h.peak_value
+        )
+        start = jnp.where(jnp.isnan(h.init_value), from_crit, h.init_value)
         start = jnp.minimum(start, h.peak_value)
         grown = jnp.where(first, start, jnp.where(first, 0.0, state.lr) * h.growth)
         limit = jnp.minimum(curv.times(h.target, crit), h.peak_value)
