@@ -381,8 +381,12 @@ def sharpness_cap(
         \bar\lambda_t = \max\bigl(Q_q(s_{t-w+1}, \dots, s_t),\ s_t\bigr)
 
     so a step whose own batch would rise (:math:`\eta s_t > c`) backs off at once, and the
-    first update is safe (its own sample sets its LR: the cold start costs nothing extra).
-    Under minibatch SGD batch sharpness, not :math:`\lambda_{\max}`, is what settles at
+    first update is safe (its own sample sets its LR: the cold start costs nothing extra) with
+    ``method="forward_over_forward"`` or ``"hvp"``. With ``method="loss_rise"`` the sample is a
+    secant at the probe LR: far past the edge on a saturating loss it reads close to
+    :math:`2/\eta` and the LR shrinks only slowly (measured: step 1 at 24x the edge), so give it
+    a safe ``learning_rate`` to start or use the default method. Under minibatch SGD batch
+    sharpness, not :math:`\lambda_{\max}`, is what settles at
     :math:`2/\eta` (Andreyev & Beneventano): a healthy run often has
     :math:`\eta\lambda_{\max}(H_B) > 2`.
 
