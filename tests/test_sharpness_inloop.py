@@ -27,6 +27,12 @@ P0 = {
     "w2": jnp.asarray(RNG.normal(size=(4, 2)) * 0.5, jnp.float32),
 }
 TRACES = {"loss": 0, "step": 0}
+FAST = {"xla_backend_optimization_level": 0}  # compile-bound tests: skip LLVM's optimizations
+
+
+def jit(fun):
+    """jax.jit without LLVM's optimizations: these tests compile far longer than they run."""
+    return jax.jit(fun, compiler_options=FAST)
 
 
 def loss_fn(p, batch):
@@ -35,7 +41,7 @@ def loss_fn(p, batch):
     return 0.5 * jnp.mean(jnp.sum((jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] - y) ** 2, -1))
 
 
-@jax.jit
+@jit
 def _hessian(p, batch):
     flat, unravel = ravel_pytree(p)
     return jax.hessian(lambda f: loss_fn(unravel(f), batch))(flat)
@@ -73,7 +79,7 @@ def _capped_loop(tx, steps, lr_scale=1.0):
     """A jitted minibatch SGD loop (a new batch each step); per-step params, LR and state."""
     TRACES["step"] = 0
 
-    @jax.jit
+    @jit
     def step(p, s, batch):
         TRACES["step"] += 1
         g = jax.grad(loss_fn)(p, batch)
@@ -177,7 +183,7 @@ def test_flat_and_concave_curvature_give_finite_lr_under_jit_and_vmap():
             out.append((lrs, w))
         return out
 
-    (cap_lr, cap_w), (warm_lr, warm_w) = jax.jit(jax.vmap(run))(jnp.array([0.0, -1.0]))
+    (cap_lr, cap_w), (warm_lr, warm_w) = jit(jax.vmap(run))(jnp.array([0.0, -1.0]))
     assert np.isfinite(np.asarray(cap_w)).all() and np.isfinite(np.asarray(warm_w)).all()
     np.testing.assert_array_equal(cap_lr, np.ones((2, 3)))  # max_value default, no base LR
     np.testing.assert_array_equal(warm_lr, np.ones((2, 3)))  # peak_value default
@@ -188,13 +194,16 @@ def test_tracker_more_iterations_than_dimension():
     spurious Ritz value 0 from an exhausted direction when the spectrum is negative."""
     loss = lambda x: 0.5 * jnp.sum(jnp.array([3.0, 1.0, -5.0]) * x**2)  # noqa: E731
     neg = lambda x: -0.5 * jnp.sum(jnp.array([1.0, 2.0, 3.0]) * x**2)  # noqa: E731
-    for num_iters in (10,):
-        state = sh.tracker_init(jnp.ones(3), key=jax.random.key(1))
-        for _ in range(3):
-            eig, state = sh.tracker_update(loss, jnp.ones(3), state, num_iters=num_iters)
-            assert float(eig.eigenvalue) <= 3.0 + 1e-5
-        np.testing.assert_allclose(float(eig.eigenvalue), 3.0, rtol=1e-5)
-    eig, _ = sh.tracker_update(neg, jnp.ones(3), state, num_iters=10)
+    update = {  # compile-bound: one FAST compile per loss
+        f: jit(lambda s, f=f: sh.tracker_update(f, jnp.ones(3), s, num_iters=10))
+        for f in (loss, neg)
+    }
+    state = sh.tracker_init(jnp.ones(3), key=jax.random.key(1))
+    for _ in range(3):
+        eig, state = update[loss](state)
+        assert float(eig.eigenvalue) <= 3.0 + 1e-5
+    np.testing.assert_allclose(float(eig.eigenvalue), 3.0, rtol=1e-5)
+    eig, _ = update[neg](state)
     np.testing.assert_allclose(float(eig.eigenvalue), -1.0, rtol=1e-5)
 
 
@@ -253,15 +262,18 @@ def test_bfloat16_nnx_model_matches_float32_estimate():
     weights = nnx.state(model16, nnx.Param)  # bf16 weights; the reference runs them in f32
     out = {}
     for dtype in (jnp.float32, jnp.bfloat16):
-        model = MLP(dtype)
+        model = nnx.eval_shape(lambda dtype=dtype: MLP(dtype))  # no init: weights come next
         nnx.update(model, jax.tree.map(lambda w, dtype=dtype: w.astype(dtype), weights))
         loss, params = sh.nnx_loss(model, mse), nnx.state(model, nnx.Param)
-        e = sh.top_eigenvalue(loss, params, batch=batch, key=key, num_iters=30, tol=1e-3)
+        e = jit(  # compile-bound: the estimator compiled without LLVM's optimizations
+            lambda p, loss=loss: sh.top_eigenvalue(
+                loss, p, batch=batch, key=key, num_iters=30, tol=1e-3
+            )
+        )(params)
         assert e.eigenvalue.dtype == jnp.float32
         assert jax.tree.leaves(e.eigenvector)[0].dtype == dtype
         out[dtype] = float(e.eigenvalue)
     np.testing.assert_allclose(out[jnp.bfloat16], out[jnp.float32], rtol=5e-2)
-    eig, _ = sh.tracker_update(loss, params, sh.tracker_init(params, key=key), batch=batch)
     tx = T.sharpness_cap(  # bf16 products cannot reach the default tol=1e-3
         optax.sgd(1.0),
         quantity="lambda_max",
@@ -271,8 +283,14 @@ def test_bfloat16_nnx_model_matches_float32_estimate():
         init_iters=20,
         tol=1e-2,
     )
-    grads = jax.grad(loss)(params, batch)
-    u, s = jax.jit(lambda g, s, p: tx.update(g, s, p, batch=batch))(grads, tx.init(params), params)
+
+    @jit  # the tracker, the gradient and the capped update in one compile
+    def tracked_and_capped(p):
+        eig, _ = sh.tracker_update(loss, p, sh.tracker_init(p, key=key), batch=batch)
+        u, s = tx.update(jax.grad(loss)(p, batch), tx.init(p), p, batch=batch)
+        return eig, u, s
+
+    eig, u, s = tracked_and_capped(params)
     assert jax.tree.leaves(u)[0].dtype == jnp.bfloat16
     assert np.isfinite([float(eig.eigenvalue), float(s.lr)]).all()
     np.testing.assert_allclose(float(s.sharpness), out[jnp.float32], rtol=5e-2)

@@ -357,8 +357,7 @@ def test_plots(unchunked, reference, tmp_path):
 # -- 8 CPU devices (a subprocess: XLA_FLAGS must be set before JAX starts) -------------------------
 
 _SHARDED = textwrap.dedent("""
-    import os, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    import sys  # XLA_FLAGS (8 host devices, no LLVM optimizations) come from the test's env
     sys.path.insert(0, sys.argv[1])
     import jax, numpy as np, pytest
     from jax.sharding import Mesh
@@ -394,7 +393,9 @@ _SHARDED = textwrap.dedent("""
 
 
 def test_sharded_on_8_cpu_devices_equals_unsharded_and_loop():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    # compile-bound (every engine compiled once, each run is tiny): skip LLVM's optimizations
+    flags = "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+    env = {**os.environ, "XLA_FLAGS": flags}
     proc = subprocess.run(
         [sys.executable, "-c", _SHARDED, str(Path(__file__).parent)],
         capture_output=True,

@@ -16,6 +16,14 @@ from oracles import Spec, ref
 import jaxlr.transforms as T
 from jaxlr import schedules as S
 
+FAST = {"xla_backend_optimization_level": 0}  # compile-bound tests: skip LLVM's optimizations
+
+
+def jit(fun):
+    """jax.jit without LLVM's optimizations: these tests compile far longer than they run."""
+    return jax.jit(fun, compiler_options=FAST)
+
+
 OPTIMIZERS = {
     "sgd": optax.sgd,
     "adagrad": optax.adagrad,
@@ -63,7 +71,7 @@ def _cosine_ref(init_value, total_steps, t):
 def test_scale_by_schedule_edit_and_sweep_compile_once():
     tx = T.scale_by_schedule(S.cosine(init_value=1.0, total_steps=10))
 
-    @jax.jit
+    @jit
     @chex.assert_max_traces(n=1)
     def step(state):
         return tx.update(jnp.ones(2), state)
@@ -85,7 +93,7 @@ def test_scale_by_schedule_edit_and_sweep_compile_once():
     stacked = jax.vmap(lambda v: state._replace(schedule=S.cosine(init_value=v, total_steps=10)))(
         peaks
     )
-    u, _ = jax.jit(jax.vmap(lambda st: tx.update(jnp.ones(2), st)))(stacked)
+    u, _ = jit(jax.vmap(lambda st: tx.update(jnp.ones(2), st)))(stacked)
     np.testing.assert_allclose(u[:, 0], [_cosine_ref(float(v), 10, 1) for v in peaks], rtol=1e-6)
 
 
@@ -142,9 +150,7 @@ def test_editing_a_state_never_changes_an_earlier_one(name):
     jax.tree.map(np.testing.assert_array_equal, s0, before)
     assert not _containers(s0, set()) & _containers(s1, set())  # no shared mutable container
     # the edit takes effect in the new state, through the same compiled update
-    step = jax.jit(
-        chex.assert_max_traces(lambda s: tx.update(jnp.full(2, 0.5), s, p, **extra)[0], n=1)
-    )
+    step = jit(chex.assert_max_traces(lambda s: tx.update(jnp.full(2, 0.5), s, p, **extra)[0], n=1))
     assert not np.allclose(step(s1), step(s2))
 
 
@@ -406,7 +412,7 @@ def test_hypergradient_matches_numpy_reference(kind):
     a_diag = jnp.array([1.0, 3.0, 0.2])
     w = jnp.array([1.0, -2.0, 0.5])
     state, alphas = tx.init(w), []
-    step = jax.jit(tx.update)
+    step = jit(tx.update)
     for _ in range(6):
         u, state = step(a_diag * w, state, w)
         w = optax.apply_updates(w, u)
@@ -570,7 +576,7 @@ def test_vmap_over_hyperparameters_equals_loop():
     factors = jnp.array([0.5, 0.3, 0.8])
     patiences = jnp.array([0.0, 1.0, 2.0])
     thresholds = jnp.array([0.01, 0.1, 0.001])
-    batched = jax.jit(jax.vmap(run))(factors, patiences, thresholds)
+    batched = jit(jax.vmap(run))(factors, patiences, thresholds)
     for i in range(3):
         single = run(float(factors[i]), float(patiences[i]), float(thresholds[i]))
         for b, s in zip(batched, single, strict=True):
@@ -609,7 +615,7 @@ def test_negative_learning_rates_and_non_bool_flags_rejected_at_construction():
 def _run_hd(tx, grads):
     w = jnp.ones(3)
     state, lrs = tx.init(w), []
-    step = jax.jit(tx.update)
+    step = jit(tx.update)
     for g in grads:
         u, state = step(jnp.asarray(g, jnp.float32), state, w)
         lrs.append(float(state.lr))
@@ -702,7 +708,7 @@ def test_per_epoch_plateau_reproduces_torch_loop(compat, cadence):
         )
     tx = optax.chain(optax.sgd(1.0), plateau)
     loss = lambda w, a, b: jnp.mean((a @ w - b) ** 2)
-    step = jax.jit(
+    step = jit(
         lambda w, s, a, b, v: tx.update(
             jax.grad(loss)(w, a, b), s, w, **({"value": v} if by_update else {})
         )
@@ -731,7 +737,7 @@ def test_hypergradient_nan_gradient_never_poisons_the_inner_state():
     tx = T.hypergradient(optax.adam(1.0), init_value=0.1, hyper_lr=0.01)
     w = jnp.zeros(2)
     state = tx.init(w)
-    step = jax.jit(tx.update)
+    step = jit(tx.update)
     us = []
     for gi in g:
         u, state = step(gi, state, w)
@@ -845,4 +851,4 @@ def test_inner_lr_probe_under_a_trace_and_with_traced_lr():
         assert len(rec) == 1 and "learning_rate=0.001" in str(rec[0].message)
         return lr
 
-    jax.jit(build)(jnp.asarray(1e-3))
+    jit(build)(jnp.asarray(1e-3))
