@@ -133,9 +133,9 @@ def compile_cached(
     Returns ``(compiled, trace_seconds, compile_seconds)``; the seconds are ``None`` on a hit.
     """
     options = tuple(sorted((compiler_options or {}).items()))
-    owner, identity = _owner(owner)
-    key = (
-        *identity,
+    fn = owner
+    owner, identity = _owner(fn)
+    rest = (
         *key,
         options,
         donate_argnums,
@@ -147,6 +147,7 @@ def compile_cached(
             for a in args
         ),
     )
+    key = (*identity, *rest)
     per_fn = _cache_of(owner)
     if key in per_fn:
         return per_fn[key], None, None
@@ -161,6 +162,9 @@ def compile_cached(
     t1 = time.perf_counter()
     compiled = lowered.compile()
     per_fn[key] = compiled
+    # An attribute the trace itself changed (a trace counter) would miss the next time: the
+    # program is also filed under the attributes as the trace left them.
+    per_fn[(*_owner(fn)[1], *rest)] = compiled
     return compiled, t1 - t0, time.perf_counter() - t1
 
 
