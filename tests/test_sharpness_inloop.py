@@ -165,7 +165,9 @@ def test_not_converged_is_conservative_and_says_so():
 
 
 def test_flat_and_concave_curvature_give_finite_lr_under_jit_and_vmap():
-    """lambda_max = 0 (linear loss) and < 0 (concave): defaults give the documented maximum."""
+    """lambda_max = 0 (linear loss) and < 0 (concave): no limit. The cap gives its documented
+    maximum; the warmup, with no positive sample to start from, starts at init_ratio x
+    peak_value and grows by ``growth`` a step towards peak_value (defaults 0.1, 1.05, 1)."""
 
     def loss(w, a):
         return 0.5 * a * jnp.sum(w**2) + jnp.sum(w)
@@ -186,7 +188,8 @@ def test_flat_and_concave_curvature_give_finite_lr_under_jit_and_vmap():
     (cap_lr, cap_w), (warm_lr, warm_w) = jit(jax.vmap(run))(jnp.array([0.0, -1.0]))
     assert np.isfinite(np.asarray(cap_w)).all() and np.isfinite(np.asarray(warm_w)).all()
     np.testing.assert_array_equal(cap_lr, np.ones((2, 3)))  # max_value default, no base LR
-    np.testing.assert_array_equal(warm_lr, np.ones((2, 3)))  # peak_value default
+    want = 0.1 * 1.05 ** np.arange(3)  # init_ratio x peak_value x growth^t
+    np.testing.assert_allclose(warm_lr, np.stack([want, want]), rtol=1e-6)
 
 
 def test_tracker_more_iterations_than_dimension():
