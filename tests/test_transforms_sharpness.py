@@ -479,3 +479,34 @@ def test_a_non_positive_first_sample_does_not_end_warmup_at_peak():
     for name, bad in (("momentum", dict(kind="heavy_ball", momentum=1.0)), ("b1", dict(b1=1.0))):
         with pytest.raises(ValueError, match=rf"{name} must be in \[0, 1\)"):
             T.sharpness_cap(optax.sgd(1.0), learning_rate=0.1, **bad)
+
+
+@pytest.mark.parametrize("quantity", ["batch_sharpness", "lambda_max"])
+def test_a_nan_batch_mid_run_skips_its_step(quantity):
+    """Review: a NaN batch after the first took its step with a NaN direction (params and the
+    momentum buffer NaN for good). It is skipped: the params and the inner state stay as they
+    were, and training goes on with the next batch."""
+
+    def loss(w, b):
+        return 0.5 * jnp.sum(b * w**2)
+
+    tx = T.sharpness_cap(
+        optax.sgd(1.0, momentum=0.9),
+        learning_rate=0.1,
+        kind="heavy_ball",
+        momentum=0.9,
+        loss_fn=loss,
+        quantity=quantity,
+    )
+    step = jax.jit(lambda w, s, b: tx.update(jax.grad(loss)(w, b), s, w, batch=b))
+    w, s = jnp.ones(3), tx.init(jnp.ones(3))
+    good = jnp.array([1.0, 2.0, 3.0])
+    u, s = step(w, s, good)
+    w = optax.apply_updates(w, u)
+    u, s_nan = step(w, s, jnp.full(3, jnp.nan))
+    assert np.all(np.asarray(u) == 0.0)
+    for a, b in zip(jax.tree.leaves(s_nan.inner_state), jax.tree.leaves(s.inner_state)):
+        np.testing.assert_array_equal(a, b)
+    u, s_after = step(w, s_nan, good)
+    w2 = optax.apply_updates(w, u)
+    assert np.isfinite(np.asarray(w2)).all() and float(loss(w2, good)) < float(loss(w, good))

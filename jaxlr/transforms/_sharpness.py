@@ -36,6 +36,7 @@ from jaxlr.sharpness._tracker import (
     upper_estimate,
 )
 from jaxlr.transforms._common import (
+    all_finite,
     as_schedule,
     check_unit_lr,
     floats,
@@ -281,8 +282,9 @@ class _Curvature:
     @staticmethod
     def finish(m: _Measured, state):
         """The direction and inner state to keep: zero updates and the old inner state while
-        there is no estimate (a skipped step)."""
-        none = m.none
+        there is no estimate, or when the direction is not finite (a NaN batch mid-run): a
+        skipped step never poisons the params or the wrapped optimizer's state."""
+        none = m.none | ~all_finite(m.direction)
         direction = jax.tree.map(lambda u: jnp.where(none, jnp.zeros_like(u), u), m.direction)
         inner_state = jax.tree.map(
             lambda new, old: jnp.where(none, old, new), m.inner_state, state.inner_state
