@@ -8,6 +8,17 @@ import time
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
+
+
+def schedule_sum(schedule, *, n: int):
+    """The schedule alone: its values summed over an int32 counter in a scan of ``n`` steps."""
+
+    def body(carry, _):
+        count, total = carry
+        return (count + 1, total + schedule(count)), None
+
+    return jax.lax.scan(body, (jnp.int32(0), jnp.float32(0)), None, length=n)[0][1]
 
 
 def block(x):

@@ -16,12 +16,14 @@ Run: ``python -m benchmarks.overhead``
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
 
 import jaxlr.schedules as S
-from benchmarks._timing import interleaved
+from benchmarks._timing import interleaved, schedule_sum
 
 STEPS, WARMUP, PEAK = 300, 30, 1e-3
 
@@ -64,13 +66,7 @@ def _trainer(loss):
 def _law_in_scan(ox, jx, repeats: int, n: int = 200_000) -> dict[str, float]:
     """Nanoseconds per step of the schedule alone, summed over an int32 counter in a scan."""
 
-    def run(schedule):
-        def body(carry, _):
-            count, total = carry
-            return (count + 1, total + schedule(count)), None
-
-        return jax.lax.scan(body, (jnp.int32(0), jnp.float32(0)), None, length=n)[0][1]
-
+    run = functools.partial(schedule_sum, n=n)
     arg = jax.jit(run)
     const, opt = jax.jit(lambda: run(jx)), jax.jit(lambda: run(ox))
     times = interleaved(

@@ -12,6 +12,7 @@ and Optax's as a closure, interleaved; on a shared machine compare ratios, not t
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import jax
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 import jaxlr
-from benchmarks._timing import interleaved
+from benchmarks._timing import interleaved, schedule_sum
 
 S = jaxlr.schedules
 
@@ -81,13 +82,7 @@ def op_counts() -> dict[str, tuple[int, int]]:
 def scan_ns(n: int = 200_000, repeats: int = 5) -> dict[str, tuple[float, float]]:
     """name -> (jaxlr's, Optax's) nanoseconds per step of the schedule alone in a scan."""
 
-    def run(schedule):
-        def body(carry, _):
-            count, total = carry
-            return (count + 1, total + schedule(count)), None
-
-        return jax.lax.scan(body, (jnp.int32(0), jnp.float32(0)), None, length=n)[0][1]
-
+    run = functools.partial(schedule_sum, n=n)
     arg = jax.jit(run)
     out = {}
     for name, (s, o) in pairs().items():
