@@ -79,7 +79,8 @@ def power_of(base: ArrayLike, exponent: ArrayLike) -> jax.Array:
     smallest positive float), saturating below the largest finite float: never inf, so
     ``0 * power_of(...)`` is 0, not NaN."""
     rate = at_least(base, tiny(exponent))
-    log_max = jnp.log(jnp.finfo(jnp.result_type(exponent)).max) - 1.0  # exp() stays finite
+    dtype = jnp.result_type(exponent)
+    log_max = np.asarray(np.log(jnp.finfo(dtype).max) - 1.0, dtype)  # exp() stays finite
     return jnp.exp(jnp.minimum(exponent * jnp.log(rate), log_max))
 
 

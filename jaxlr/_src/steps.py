@@ -210,8 +210,7 @@ def shift_from(step: jax.Array, c: ArrayLike) -> jax.Array:
         >>> float(shift_from(3.0, 5.0)), float(shift_from(7.0, 5.0))
         (0.0, 2.0)
     """
-    s = shift(step, c)
-    return jnp.where(s > 0, s, jnp.zeros_like(s))
+    return jnp.maximum(shift(step, c), 0)
 
 
 def progress(step: jax.Array, start: ArrayLike, length: ArrayLike) -> jax.Array:
@@ -234,14 +233,22 @@ def progress(step: jax.Array, start: ArrayLike, length: ArrayLike) -> jax.Array:
     return jnp.where(ok, frac, (e >= zero).astype(e.dtype))
 
 
-def _unsigned(step: jax.Array, p: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Whether ``step >= 0`` and ``p`` is a whole number >= 1, and both as unsigned integers
-    (exact for a whole ``p`` below :math:`2^{32}`; other ``p`` are replaced by 1)."""
+def _unsigned(
+    step: jax.Array, p: jax.Array, *, nonnegative: bool = False
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Whether ``step >= 0`` (known when ``nonnegative``) and ``p`` is a whole number in
+    :math:`[1, 2^{32})`, and both as unsigned integers (other ``p`` give a divisor >= 1 whose
+    quotient is not used)."""
     udtype = jnp.uint32 if jnp.iinfo(step.dtype).bits <= 32 else jnp.uint64
     one = np.asarray(1, p.dtype)
     top = np.nextafter(np.asarray(2.0 ** jnp.iinfo(udtype).bits, p.dtype), one)
-    ok = (jnp.floor(p) == p) & (p >= one) & (step >= 0)
-    pu = jax.lax.clamp(one, jnp.where(ok, p, one), top).astype(udtype)
+    # clamped into [1, 2^bits) and floored by the conversion: the period is whole and in range
+    # iff it converts back to itself (XLA converts NaN to 0 and divides by 0 without trapping;
+    # that quotient is never used)
+    pu = jax.lax.clamp(one, p, top).astype(udtype)
+    ok = pu.astype(p.dtype) == p
+    if not nonnegative:
+        ok = ok & (step >= 0)
     return ok, step.astype(udtype), pu
 
 
@@ -254,12 +261,13 @@ def _float_period(p: ArrayLike) -> tuple[jax.Array, jax.Array]:
     return p, jnp.where(p > tiny, p, tiny)
 
 
-def floor_div(step: jax.Array, p: ArrayLike) -> jax.Array:
+def floor_div(step: jax.Array, p: ArrayLike, *, nonnegative: bool = False) -> jax.Array:
     """``floor(step / p)`` as a float: which stair, which epoch.
 
     Exact for an integer step >= 0 and a whole ``p >= 1`` (unsigned integer division); floats
     otherwise. A traced ``p <= 0`` is clamped to the smallest positive float, and the quotient
-    saturates at the largest finite float.
+    saturates at the largest finite float. ``nonnegative=True`` says the caller knows
+    ``step >= 0`` (a step from :func:`shift_from`), which saves the test.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -270,7 +278,7 @@ def floor_div(step: jax.Array, p: ArrayLike) -> jax.Array:
     p, safe = _float_period(p)
     q = saturate(jnp.floor(to_float(step).astype(p.dtype) / safe))
     if is_int(step):
-        ok, su, pu = _unsigned(step, p)
+        ok, su, pu = _unsigned(step, p, nonnegative=nonnegative)
         q = jnp.where(ok, (su // pu).astype(p.dtype), q)
     return q
 
@@ -385,38 +393,40 @@ def restart_cycle(
     up = ~down & (t >= s_next)
     i = guess - down.astype(dtype) + up.astype(dtype)
     u = t - jnp.where(down, (s_g - first) / m, jnp.where(up, s_next, s_g))
-    q, rest = divide(step, first)
+    q, rest = divide(t, first)  # floats; integer steps are made exact below
     before_zero = t < 0.0  # cycle 0, the step itself
     i = jnp.where(before_zero, 0.0, jnp.where(flat, q, i))
     u = jnp.where(before_zero, t, jnp.where(flat, rest, u))
     if is_int(step):
-        # integers: step = q first + rest, and cycle i holds q in [S_i, S_{i+1}), where
-        # S_g = (m^g - 1)/(m - 1) from the float guess g (off by at most one), in unsigned
-        # integers while m^g fits them
-        idtype = step.dtype
-        bits = jnp.iinfo(idtype).bits
+        # integers: step = q first + r, and cycle i holds q in [S_i, S_{i+1}): S_i = i when
+        # mult is 1; else S_i = (m^i - 1)/(m - 1), from the float guess g (off by at most one)
+        # in unsigned integers while m^g fits them
+        bits = jnp.iinfo(step.dtype).bits
         udtype = jnp.uint32 if bits == 32 else jnp.uint64
+        whole, su, fu = _unsigned(step, first)  # step >= 0 and a whole first >= 1
+        qu = su // fu
+        ri = su - qu * fu
         g = jnp.clip(guess, 0.0, bits - 1.0)
-        ok = (
-            ~flat & (jnp.floor(first) == first) & (first >= 1.0) & (jnp.floor(m) == m)
-            & (m >= 2.0) & (m < 2.0**16) & (step >= 0) & (m**g < 2.0**bits * (1 - 2.0**-20))
+        geometric = (
+            ~flat & whole & (jnp.floor(m) == m) & (m >= 2.0) & (m < 2.0**16)
+            & (m**g < 2.0**bits * (1 - 2.0**-20))
         )  # fmt: skip
-        mu = jnp.where(ok, m, 2.0).astype(udtype)
-        _, su, fu = _unsigned(step, first)
-        qu = jnp.where(ok, su // fu, 0)
-        ri = su - (su // fu) * fu
-        gu = jnp.where(ok, g, 0.0).astype(udtype)
+        mu = jnp.where(geometric, m, 2.0).astype(udtype)
+        gu = jnp.where(geometric, g, 0.0).astype(udtype)
         s = (_ipow(mu, gu, int(np.log2(bits))) - 1) // (mu - 1)
         has_next = s <= jnp.asarray(jnp.iinfo(udtype).max - 1, udtype) // mu
         down = qu < s
         up = has_next & (qu >= s * mu + 1) & ~down
         s_i = jnp.where(down, (s - 1) // mu, jnp.where(up, s * mu + 1, s))
         index = g - down.astype(dtype) + up.astype(dtype)
+        s_i = jnp.where(flat, qu, s_i)
+        index = jnp.where(flat, qu.astype(dtype), index)
+        exact = geometric | (flat & whole)
         u_int = ((qu - s_i) * fu + ri).astype(dtype)
         # u = step - first S_i: the straight-through term carries du/dfirst = -S_i
         s_f = s_i.astype(dtype)
-        u = jnp.where(ok, u_int - s_f * (first - sg(first)), u)
-        i = jnp.where(ok, index, i)
+        u = jnp.where(exact, u_int - s_f * (first - sg(first)), u)
+        i = jnp.where(exact, index, i)
     length = jnp.where(flat, first, saturate(first * saturate(m**i)))
     return i, u, length
 
