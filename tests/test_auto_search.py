@@ -104,7 +104,7 @@ def test_suggestions_match_numpy_on_a_known_curve():
         min_value=1e-3,
         max_value=10.0,
         num_steps=n,
-        smoothing=0.0,
+        decay=0.0,
         diverge_factor=100.0,
     )
     np.testing.assert_allclose(np.asarray(r.lrs), lrs, rtol=1e-5)
@@ -211,7 +211,7 @@ def test_old_bound_names_raise_naming_the_new(fn):
         (dict(min_value=0.0), "min_value must be > 0"),
         (dict(min_value=1.0, max_value=0.5), "max_value must be > min_value"),
         (dict(num_steps=2), "num_steps must be an int >= 3"),
-        (dict(smoothing=1.0), "smoothing must be < 1"),
+        (dict(decay=1.0), r"decay must be in \[0, 1\)"),
         (dict(diverge_factor=1.0), "diverge_factor must be > 1"),
     ],
 )
@@ -314,3 +314,10 @@ def test_autolrs_bad_input(kw, match):
     with pytest.raises(ValueError, match=f"autolrs: {match}") as err:
         auto.autolrs(sgd_step, jnp.zeros(DIM), **args)
     assert "got" in str(err.value), str(err.value)  # the offending value is shown
+
+
+def test_range_test_ema_coefficient_is_decay_like_optax():
+    with pytest.raises(TypeError, match="lr_range_test: argument 'smoothing' is now 'decay'"):
+        auto.lr_range_test(quad_step, quad_init, key=jax.random.key(0), smoothing=0.9)
+    with pytest.raises(ValueError, match="lr_range_test: num_seeds must be an int >= 1"):
+        auto.lr_range_test(quad_step, quad_init, key=jax.random.key(0), num_seeds=1.0)

@@ -145,7 +145,7 @@ def _run(
     hparams,
     min_value,
     max_value,
-    smoothing,
+    decay,
     diverge_factor,
     *,
     num_steps,
@@ -162,8 +162,8 @@ def _run(
         def body(carry, i):
             state, avg, best, dead = carry
             new_state, loss = step_fn(state, lrs[i], jax.random.fold_in(k_data, i), *extra)
-            new_avg = smoothing * avg + (1.0 - smoothing) * loss
-            sm = new_avg / (1.0 - smoothing ** (i + 1.0))
+            new_avg = decay * avg + (1.0 - decay) * loss
+            sm = new_avg / (1.0 - decay ** (i + 1.0))
             bad = dead | ~jnp.isfinite(sm) | (sm > diverge_factor * best)
             carry = (
                 tree_where(bad, state, new_state),
@@ -206,7 +206,7 @@ def _run(
     )
 
 
-@renamed(min_lr="min_value", max_lr="max_value")
+@renamed(min_lr="min_value", max_lr="max_value", smoothing="decay")
 def lr_range_test(
     step_fn: Callable[..., tuple[Any, jax.Array]],
     init_fn: Callable[..., Any],
@@ -216,7 +216,7 @@ def lr_range_test(
     min_value: ArrayLike = 1e-7,
     max_value: ArrayLike = 10.0,
     num_steps: int = 100,
-    smoothing: ArrayLike = 0.98,
+    decay: ArrayLike = 0.98,
     diverge_factor: ArrayLike = 4.0,
     hparams: ArrayLike | None = None,
 ) -> RangeTestResult:
@@ -236,7 +236,7 @@ def lr_range_test(
     compiled once.
 
     Every float argument is data: ``jax.vmap`` / ``jax.jit`` over ``min_value``, ``max_value``,
-    ``smoothing`` or ``diverge_factor`` works (one compile for all values), and the result's
+    ``decay`` or ``diverge_factor`` works (one compile for all values), and the result's
     counts, ``ok`` flag and suggestions are arrays. Only ``num_steps``, ``num_seeds`` and
     whether ``hparams`` is given are static (they fix the shapes).
 
@@ -258,7 +258,8 @@ def lr_range_test(
             values do not recompile). Traced values are not checked: a non-positive bound
             gives a NaN ramp (every member diverges), ``max_value < min_value`` a falling one.
         num_steps: length of the ramp (static, >= 3).
-        smoothing: EMA factor :math:`\beta` in [0, 1).
+        decay: the EMA's decay :math:`\beta` in [0, 1) (Optax's name for an EMA coefficient;
+            fastai's ``beta``).
         diverge_factor: mask from the step the smoothed loss exceeds this times the best (> 1).
         hparams: optional 1-D array of a second hyperparameter, passed to ``step_fn`` and
             ``init_fn``; results gain a leading axis of its length.
@@ -270,9 +271,9 @@ def lr_range_test(
 
     Raises:
         ValueError: a concrete ``min_value <= 0``, ``max_value <= min_value``, ``num_steps < 3``,
-            ``num_seeds < 1``, ``smoothing`` outside [0, 1), ``diverge_factor <= 1``, NaN, or
+            ``num_seeds < 1``, ``decay`` outside [0, 1), ``diverge_factor <= 1``, NaN, or
             ``hparams`` not 1-D.
-        TypeError: the old spellings ``min_lr`` / ``max_lr``.
+        TypeError: the old spellings ``min_lr`` / ``max_lr`` / ``smoothing``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -301,14 +302,9 @@ def lr_range_test(
         c.fail(
             f"max_value must be > min_value, got min_value={min_value!r}, max_value={max_value!r}"
         )
-    if not isinstance(num_steps, int) or num_steps < _MIN_POINTS:
-        c.fail(f"num_steps must be an int >= {_MIN_POINTS}, got num_steps={num_steps!r}")
-    if not isinstance(num_seeds, int) or num_seeds < 1:
-        c.fail(f"num_seeds must be an int >= 1, got num_seeds={num_seeds!r}")
-    c.between("smoothing", smoothing, 0.0, 1.0)
-    sm = c.finite("smoothing", smoothing)
-    if sm is not None and not bool(np.all(sm < 1.0)):
-        c.fail(f"smoothing must be < 1, got smoothing={smoothing!r}")
+    c.integer("num_steps", num_steps, minimum=_MIN_POINTS, static=True)
+    c.integer("num_seeds", num_seeds, minimum=1, static=True)
+    c.between("decay", decay, 0.0, 1.0, open_hi=True)
     d = c.finite("diverge_factor", diverge_factor)
     if d is not None and not bool(np.all(d > 1)):
         c.fail(f"diverge_factor must be > 1, got diverge_factor={diverge_factor!r}")
@@ -325,7 +321,7 @@ def lr_range_test(
         hp,
         f(min_value),
         f(max_value),
-        f(smoothing),
+        f(decay),
         f(diverge_factor),
         num_steps=num_steps,
         has_hparam=has_hparam,

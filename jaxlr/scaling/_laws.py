@@ -171,8 +171,7 @@ def transfer_lr(lr: float, *, source, target, source_steps: int, target_steps: i
     c = Checker("transfer_lr")
     c.positive("lr", lr)
     for name, t in (("source_steps", source_steps), ("target_steps", target_steps)):
-        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 2:
-            c.fail(f"{name} must be an int >= 2, got {name}={t!r}")
+        c.integer(name, t, minimum=2, static=True)
     p = []
     for name, sched, steps in (("source", source, source_steps), ("target", target, target_steps)):
         raw = jax.vmap(sched)(jnp.arange(int(steps)))

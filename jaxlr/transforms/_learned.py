@@ -357,9 +357,7 @@ def learned_lr(
     c.not_greater("min_value", min_value, "init_value", init_value)
     c.not_greater("init_value", init_value, "max_value", max_value)
     c.at_least("max_factor", max_factor, 1.0)
-    e = c.at_least("every", every, 1.0)
-    if e is not None and not bool(np.all(e == np.round(e))):
-        c.fail(f"every must be an integer >= 1, got every={e.item()!r}")
+    c.integer("every", every, minimum=1)
     if "progress" in features and total_steps is None:
         c.fail("the progress feature needs total_steps=T, got total_steps=None")
     if total_steps is not None:
