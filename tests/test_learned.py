@@ -254,7 +254,7 @@ def test_wrapping_an_optimizer_sees_raw_gradients():
     [
         ({"min_value": 0.5, "max_value": 0.5}, "min_value must be < max_value"),
         ({"min_value": 0.0}, "min_value must be > 0"),
-        ({"every": 0}, "every must be >= 1"),
+        ({"every": 0}, "every must be an integer >= 1"),
         ({"every": 2.5}, "every must be an integer"),
         ({"init_value": 2.0}, "init_value must be <= max_value"),
         ({"max_factor": 0.5}, "max_factor must be >= 1"),
