@@ -500,3 +500,20 @@ def test_operations_per_evaluation_against_optax():
     assert {n: ours / theirs <= bounds[n] for n, (ours, theirs) in counts.items()} == {
         n: True for n in bounds
     }, counts
+
+
+def test_a_traced_negative_length_is_a_jump_at_the_start():
+    # linear's documented behaviour for a traced total_steps < begin_steps: the value jumps from
+    # init_value to end_value at begin_steps (a phase of length <= 0 is done from its start on)
+    def value(total, t):
+        s = S.linear(init_value=1.0, end_value=0.0, total_steps=total, begin_steps=10)
+        return s(t)
+
+    got = [float(jax.jit(value)(jnp.float32(5.0), jnp.int32(t))) for t in (0, 9, 10, 11, 100)]
+    assert got == [1.0, 1.0, 0.0, 0.0, 0.0]
+    # the fraction itself, for lengths -5, 0 and 10, against the formula written out
+    for length in (-5.0, 0.0, 10.0):
+        for t in (0, 7, 10, 11, 15, 30):
+            want = float(t >= 10) if length <= 0 else min(max((t - 10) / length, 0.0), 1.0)
+            got = float(st.progress(jnp.int32(t), 10.0, length))
+            assert got == pytest.approx(want), (length, t)

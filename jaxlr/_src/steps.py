@@ -217,7 +217,8 @@ def progress(step: jax.Array, start: ArrayLike, length: ArrayLike) -> jax.Array:
     """Fraction of the phase ``[start, start + length)`` done at ``step``, clipped to [0, 1].
 
     The elapsed time is exact (:func:`elapsed`), so the fraction is as accurate as the float
-    dtype allows however large the step. A phase of length 0 is done from its start on.
+    dtype allows however large the step. A phase of length 0 (or a traced negative length) is
+    done from its start on: a jump at ``start``.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -228,9 +229,9 @@ def progress(step: jax.Array, start: ArrayLike, length: ArrayLike) -> jax.Array:
     e = elapsed(step, start)
     length = jnp.asarray(length, e.dtype)
     zero, one = np.asarray(0, e.dtype), np.asarray(1, e.dtype)
-    ok = length != zero
-    frac = jax.lax.clamp(zero, e / jnp.where(ok, length, one), one)
-    return jnp.where(ok, frac, (e >= zero).astype(e.dtype))
+    ok = length > zero
+    done = e >= jnp.where(ok, length, zero)
+    return jnp.where(done, one, jnp.maximum(e / jnp.where(ok, length, one), zero))
 
 
 def _unsigned(
