@@ -24,7 +24,7 @@ demo: $(VENV)/.installed-core
 	$(BIN)/jaxlr demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -x -q
+	$(BIN)/python -m pytest -x -q -n auto --maxprocesses=4 --dist loadfile
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks
