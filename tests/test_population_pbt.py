@@ -118,7 +118,7 @@ def test_the_exported_schedule_retrains_the_winner_from_scratch_with_optax(trace
         (dict(space={"beta": ("uniform", 0.0, 1.0)}), r"pbt: space names 'beta', which is not in"),
         (
             dict(space={"lr": ("normal", 0.0, 1.0)}),
-            r"pbt: space\['lr'\] must be \(kind, low, high\)",
+            r"pbt: space\['lr'\]=\('normal', 0.0, 1.0\): give \(kind, low, high\) with kind in",
         ),
         (dict(interval=0), r"pbt: interval must be an int >= 1, got interval=0"),
         (dict(resample_probability=1.5), r"pbt: resample_probability must be in \[0, 1\]"),

@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 from jaxlr._src.validate import Checker
 from jaxlr.sweep import _checkpoint, _engine
 from jaxlr.sweep._carry import Carry
-from jaxlr.sweep._configs import leaf_name, size
+from jaxlr.sweep._configs import leaf_name, size, unwrap
 from jaxlr.sweep._policy import Policy
 from jaxlr.sweep._result import SweepResult
 
@@ -301,7 +301,8 @@ class Population:
             return jax.eval_shape(lambda s: jax.tree.map(lambda a: a[0], s), self.carries[0].state)
         impl, init_fn = self._impl, self.init_fn
         return jax.eval_shape(
-            lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl)), *self._member_args
+            lambda cf, k: init_fn(unwrap(cf), jax.random.wrap_key_data(k, impl=impl)),
+            *self._member_args,
         )
 
     def _host_state_struct(self) -> Any:
@@ -332,7 +333,9 @@ class Population:
         cfg, kd = self._pending[0]
         impl, init_fn = self._impl, self.init_fn
         abstract = jax.eval_shape(
-            jax.vmap(lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl))), cfg, kd
+            jax.vmap(lambda cf, k: init_fn(unwrap(cf), jax.random.wrap_key_data(k, impl=impl))),
+            cfg,
+            kd,
         )
         self._compiled(self._host_start(cfg, abstract), part)
         carries = []
@@ -347,7 +350,9 @@ class Population:
         init_fn = self.init_fn
 
         def build():
-            return jax.vmap(lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl)))
+            return jax.vmap(
+                lambda cf, k: init_fn(unwrap(cf), jax.random.wrap_key_data(k, impl=impl))
+            )
 
         s = self.sharding
         compiled, t, cs = _engine.compile_cached(
@@ -373,7 +378,9 @@ class Population:
 
         def one(carry: Carry, batch):
             in_axes = (0, 0, 0 if member_batches else None)
-            state, metrics = jax.vmap(step_fn, in_axes=in_axes)(carry.state, carry.config, batch)
+            state, metrics = jax.vmap(step_fn, in_axes=in_axes)(
+                carry.state, unwrap(carry.config), batch
+            )
             _check_state(fn, carry.state, state)
             _engine.check_metrics(fn, "step_fn", metrics, loss, policy.requires)
             ok = _engine.healthy(None if loss is None else metrics[loss], state, threshold)

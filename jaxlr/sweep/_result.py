@@ -11,12 +11,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxlr.sweep._configs import leaf_name
+from jaxlr.sweep._configs import is_choice, leaf_name
 from jaxlr.sweep._engine import diverged_entries
 
 
 def _flat(tree: Any) -> dict[str, np.ndarray]:
-    return {leaf_name(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    """Leaf name -> array; a :class:`~jaxlr.sweep.Choice` as its strings."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_choice)[0]
+    return {leaf_name(p): v.labels() if is_choice(v) else np.asarray(v) for p, v in leaves}
 
 
 def _scalar(v: np.ndarray) -> Any:
@@ -149,6 +151,8 @@ class SweepResult:
     def label(self, axis: str, i: int) -> Any:
         """Member ``i``'s value on ``axis``, as its label when ``labels`` names it."""
         v = self.hyperparameters[axis][i]
+        if isinstance(v, (str, np.str_)):  # a string choice
+            return str(v)
         names = self.labels.get(axis)
         return names[int(v)] if names is not None else _scalar(v)
 

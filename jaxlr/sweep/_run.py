@@ -12,7 +12,7 @@ from jax.sharding import Mesh
 
 from jaxlr._src.validate import Checker
 from jaxlr.sweep import _engine, _progress
-from jaxlr.sweep._configs import size
+from jaxlr.sweep._configs import size, unwrap
 from jaxlr.sweep._result import SweepResult
 
 
@@ -22,7 +22,7 @@ def _checked(
     """``train_fn`` with its output validated at trace time, before anything compiles."""
 
     def member(config):
-        metrics = train_fn(config)
+        metrics = train_fn(unwrap(config))
         _engine.check_metrics("run", "train_fn", metrics, loss)
         return metrics
 
