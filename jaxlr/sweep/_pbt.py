@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 from jaxlr._src.validate import Checker
 from jaxlr.sweep import _engine
 from jaxlr.sweep._carry import Carry
-from jaxlr.sweep._configs import size
+from jaxlr.sweep._configs import size, unwrap
 from jaxlr.sweep._halving import check_metric, check_mode
 from jaxlr.sweep._policy import Policy
 from jaxlr.sweep._population import Population, PopulationResult
@@ -37,7 +37,8 @@ class PBTResult(PopulationResult):
 
     Attributes:
         lineage: ``[T, K]`` int.
-        lr_history: ``[K, T]`` the ``lr`` metric each slot reported at each step.
+        lr_history: ``[K, T]`` the LR each slot applied at each step (the ``lr`` metric, or
+            read from the members' states by the driver).
         winner: the slot with the best final ``metric`` (``None`` if all diverged).
         divergences: sorted ``(step, slot)`` pairs: the member in ``slot`` diverged at
             ``step`` (frozen from then on, until an exploit step refilled the slot).
@@ -143,7 +144,7 @@ class _Exploit(Policy):
     metric: str = "loss"
     mode: str = "min"
     space: tuple = ()  # (position among the config's leaves, Dim) pairs
-    lr: Any = None  # a metric name, a function state -> LR, or None: current_lr of the state
+    lr: Any = None  # a metric name, a function (state, config) -> LR, or None: current_lr
     perturb: tuple[float, float] = (0.8, 1.2)
     p: float = 0.25
     interval: int = 1
@@ -157,7 +158,7 @@ class _Exploit(Policy):
         if self.lr is None and isinstance(metrics, Mapping) and "lr" in metrics:
             return None
         if self.lr is not None:
-            return jax.vmap(self.lr)(carry.state)
+            return jax.vmap(self.lr)(carry.state, unwrap(carry.config))
         from jaxlr.transforms import current_lr
 
         try:
@@ -166,7 +167,7 @@ class _Exploit(Policy):
             Checker("pbt").fail(
                 f"step_fn reports no 'lr' metric and the applied LR cannot be read from the "
                 f"state ({e}); report it as a metric, or pass lr=<metric name> or "
-                f"lr=<function of one member's state>"
+                f"lr=<function (state, config) -> LR of one member>"
             )
 
     def between(self, carry: Carry, metrics):
@@ -258,7 +259,7 @@ def pbt(
     interval: int,
     metric: str,
     space: Space | Mapping[str, Any],
-    lr: str | Callable[[Any], Any] | None = None,
+    lr: str | Callable[[Any, Any], Any] | None = None,
     mode: str = "min",
     fraction: float = 0.25,
     resample_probability: float = 0.25,
@@ -314,8 +315,12 @@ def pbt(
             their distributions (resampling range and clip range); fixed entries are ignored.
         lr: where the applied learning rate comes from: ``None`` (the default) the ``lr``
             metric if ``step_fn`` reports one, else ``jaxlr.transforms.current_lr(state)``; a
-            metric name; or a function of one member's state (e.g. ``lambda s:
-            current_lr(s.opt_state, optimizer_lr=1.0)``).
+            metric name; or a function ``(state, config) -> LR`` of one member, e.g.
+            ``lambda s, c: current_lr(s.opt_state, optimizer_lr=c["schedule"])`` for
+            ``optax.adam(config["schedule"])``. Build the optimizer's LR from ``config`` at
+            every step: a schedule held in the optimizer's state
+            (``jaxlr.transforms.scale_by_schedule``) keeps the value it was initialized with,
+            so perturbing the config would not change it.
         mode: ``"min"`` or ``"max"``.
         fraction: the truncation fraction ``f`` in ``(0, 0.5]``.
         resample_probability: ``p`` in ``[0, 1]``.
@@ -394,8 +399,8 @@ def pbt(
     check_metric(c, metric)
     if lr is not None and not isinstance(lr, str) and not callable(lr):
         c.fail(
-            f"lr must be the name of the metric holding the applied LR, a function of one "
-            f"member's state returning it, or None (read by jaxlr.transforms.current_lr), got "
+            f"lr must be the name of the metric holding the applied LR, a function (state, "
+            f"config) -> LR of one member, or None (read by jaxlr.transforms.current_lr), got "
             f"lr={lr!r}"
         )
     space = _space(c, space, configs)
