@@ -241,3 +241,47 @@ def test_halving_carries_typed_keys_through_compaction():
             draws.append(float(jax.random.uniform(sub)))
         np.testing.assert_allclose(res.metrics["noise"][i], draws, rtol=1e-6)
     assert len(res.info["survivors"]) == 2 and np.isnan(res.metrics["noise"]).sum() == 4
+
+
+class _Bars:
+    """Records the tqdm bars a search opens (a stand-in for ``tqdm.auto.tqdm``)."""
+
+    made: list = []
+
+    def __init__(self, *, total, initial, unit, desc, disable, leave):
+        self.total, self.n, self.desc, self.closed = total, initial, desc, False
+        _Bars.made.append(self)
+
+    def update(self, n):
+        self.n += n
+
+    def close(self):
+        self.closed = True
+
+
+def test_one_labelled_progress_bar_per_search_with_string_choices(monkeypatch):
+    """Halving shows one bar named after it across its rungs (not one per rung); string
+    choices in the configs reach the step as their index and the result as the strings."""
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", _Bars)
+    _Bars.made = []
+    configs = jaxlr.sweep.grid(lr=[0.01, 0.03, 0.1], momentum=0.5, opt=["plain", "nesterov"])
+
+    def step(state, cfg, batch):  # "nesterov" (index 1) halves the LR: visibly another member
+        cfg = {**cfg, "lr": cfg["lr"] * jnp.asarray([1.0, 0.5])[cfg["opt"]]}
+        return with_val(state, cfg, batch)
+
+    res = jaxlr.sweep.successive_halving(
+        init_fn, step, configs, batches(steps=9), key=KEY, rungs=[1, 3, 9], metric="val", eta=2
+    )
+    assert [(b.desc, b.total, b.n, b.closed) for b in _Bars.made] == [
+        ("successive_halving", 9, 9, True)
+    ]
+    assert [r["opt"] for r in res.records()] == ["plain", "nesterov"] * 3
+    data = list(batches(steps=9))
+    w0 = w0s(6)
+    for i in res.info["survivors"]:  # the members that reached step 9, against NumPy
+        lr = float(configs["lr"][i]) * (0.5 if res.records()[i]["opt"] == "nesterov" else 1.0)
+        want = numpy_val(w0[i], lr, 0.5, data)[0][-1]
+        assert res.metrics["val"][i, -1] == pytest.approx(want, rel=1e-4)

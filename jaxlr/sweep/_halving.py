@@ -152,6 +152,7 @@ def successive_halving(
         compiler_options=compiler_options,
         progress=progress,
         policy=Policy(name="successive_halving", requires=(("metric", metric),)),
+        total_steps=rungs[-1],  # one bar for the whole search, not one per rung
     )
     idx = np.arange(k)  # original index of each current member
     holder = {"idx": idx}

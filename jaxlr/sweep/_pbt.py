@@ -438,6 +438,7 @@ def pbt(
         compiler_options=compiler_options,
         progress=progress,
         policy=policy,
+        total_steps=num_steps,
     )
     setting = (policy.k, policy.n, metric, mode, policy.space, tuple(perturb), policy.p)
     pop.fingerprint_extra = {"pbt": repr((*setting, interval, num_steps))}

@@ -165,7 +165,11 @@ class Population:
         member_batches: batches carry a leading member axis ``K`` (one batch per member).
         labels: names for integer-coded configuration axes, for tables and plots.
         compiler_options: XLA options (``jax.jit(compiler_options=)``).
-        progress: show a tqdm bar over steps in :meth:`train`.
+        progress: show a tqdm bar over steps in :meth:`train`, labelled with the search's name
+            (the policy's ``name``).
+        total_steps: the training length planned over all :meth:`train` calls (a search that
+            trains rung by rung, or report by report): one bar runs across the calls up to it.
+            ``None``: one bar per :meth:`train` call.
         policy: what happens between steps inside the compiled program (a
             :class:`Policy`, e.g. PBT's exploit and explore); ``None``: nothing.
 
@@ -213,6 +217,7 @@ class Population:
         compiler_options: Mapping[str, Any] | None = None,
         progress: bool = True,
         policy: Policy | None = None,
+        total_steps: int | None = None,
     ):
         if policy is not None and not isinstance(policy, Policy):
             Checker(self._fn).fail(
@@ -235,6 +240,10 @@ class Population:
         self.threshold = divergence_threshold
         self.member_batches = bool(member_batches)
         self.labels, self.options, self.progress = labels, compiler_options, progress
+        if total_steps is not None and (not _engine.is_int(total_steps) or total_steps < 1):
+            c.fail(f"total_steps must be an int >= 1 or None, got total_steps={total_steps!r}")
+        self.total_steps = total_steps
+        self._bar = None  # the open progress bar when it runs across train() calls
         self.configs = jax.tree.map(np.asarray, configs)
         self.num_chunks = -(-k // self.chunk)
         self.padded = self.num_chunks * self.chunk
@@ -589,14 +598,20 @@ class Population:
                 for _ in range(self._steps):  # the batches the checkpointed run consumed
                     next(it, None)
         t0, built = time.perf_counter(), self.trace_seconds + self.compile_seconds
-        with tqdm(
-            total=num_steps,
-            initial=done,
-            unit="step",
-            desc="population",
-            disable=not self.progress,
-            leave=True,
-        ) as bar:
+        bar = self._bar
+        if bar is None:
+            across = self.total_steps is not None
+            bar = tqdm(
+                total=self.total_steps if across else num_steps,
+                initial=self.steps_done if across else done,
+                unit="step",
+                desc=self._fn,
+                disable=not self.progress,
+                leave=True,
+            )
+            self._bar = bar if across else None
+        finished = False
+        try:
             while done < num_steps:
                 n = min(steps_per_call, num_steps - done)
                 if checkpoint_every is not None:
@@ -618,6 +633,11 @@ class Population:
                 bar.update(n)
                 if checkpoint_every is not None and self.steps_done % checkpoint_every == 0:
                     self.save(checkpoint_dir)
+            finished = True
+        finally:  # a bar across calls stays open until the planned length (or an error)
+            if not finished or self._bar is None or self.steps_done >= self.total_steps:
+                bar.close()
+                self._bar = None
         # Compiling happens inside the first call: it is reported apart, not as running.
         built = self.trace_seconds + self.compile_seconds - built
         self.run_seconds += time.perf_counter() - t0 - built
