@@ -285,3 +285,26 @@ def test_one_labelled_progress_bar_per_search_with_string_choices(monkeypatch):
         lr = float(configs["lr"][i]) * (0.5 if res.records()[i]["opt"] == "nesterov" else 1.0)
         want = numpy_val(w0[i], lr, 0.5, data)[0][-1]
         assert res.metrics["val"][i, -1] == pytest.approx(want, rel=1e-4)
+
+
+def test_halving_ranks_an_eval_fn_metric_computed_every_k_steps():
+    """With the validation loss from an eval_fn every 2 steps and rungs at multiples of 2,
+    halving keeps the members it keeps when the step computes the loss every step."""
+
+    def eval_fn(state, cfg):
+        return {"val": jnp.mean((XV @ state["w"] - YV) ** 2)}
+
+    kw = dict(key=KEY, rungs=RUNGS, eta=ETA, metric="val", progress=False)
+    every_step = jaxlr.sweep.successive_halving(
+        init_fn, with_val, CONFIGS, batches(steps=RUNGS[-1]), **kw
+    )
+    every_2 = jaxlr.sweep.successive_halving(
+        init_fn, step_fn, CONFIGS, batches(steps=RUNGS[-1]), eval_fn=eval_fn, eval_every=2, **kw
+    )
+    assert every_2.info["survivors"] == every_step.info["survivors"]
+    assert every_2.info["stopped_at"].tolist() == every_step.info["stopped_at"].tolist()
+    for i in every_2.info["survivors"]:
+        np.testing.assert_allclose(
+            every_2.metrics["val"][i, -1], every_step.metrics["val"][i, -1], rtol=1e-5
+        )
+    assert every_2.best("val")["index"] == every_step.best("val")["index"]

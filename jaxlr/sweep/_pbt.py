@@ -243,6 +243,7 @@ class _Exploit(Policy):
             config=config,
             alive=carry.alive[parents],
             bad_step=carry.bad_step[parents],
+            evals=take(carry.evals),
             key=key,
         )
         return carry, {"parents": parents.astype(jnp.int32), "replaced_diverged": died}
@@ -272,6 +273,8 @@ def pbt(
     labels: Mapping[str, Sequence[str]] | None = None,
     compiler_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    eval_fn: Callable[[Any, Any], Any] | None = None,
+    eval_every: int = 1,
     checkpoint_dir: str | None = None,
     checkpoint_every: int | None = None,
 ) -> PBTResult:
@@ -329,6 +332,9 @@ def pbt(
         mesh: a mesh to split members over (``K`` must be a multiple of its devices).
         loss, divergence_threshold, member_batches, labels, compiler_options, progress:
             as in :class:`Population`.
+        eval_fn, eval_every: as in :class:`Population`: ``metric`` may be an ``eval_fn``
+            metric computed every ``eval_every`` steps; an exploit ranks by its latest value
+            (make ``interval`` a multiple of ``eval_every`` to rank on a fresh one).
         checkpoint_dir: with ``checkpoint_every``: an orbax checkpoint every that many steps;
             if the directory already holds one of this run, training resumes from it (the
             first ``step`` batches of ``batches`` are skipped) and ends bit-identical.
@@ -438,6 +444,8 @@ def pbt(
         compiler_options=compiler_options,
         progress=progress,
         policy=policy,
+        eval_fn=eval_fn,
+        eval_every=eval_every,
         total_steps=num_steps,
     )
     setting = (policy.k, policy.n, metric, mode, policy.space, tuple(perturb), policy.p)

@@ -170,6 +170,12 @@ class Population:
         total_steps: the training length planned over all :meth:`train` calls (a search that
             trains rung by rung, or report by report): one bar runs across the calls up to it.
             ``None``: one bar per :meth:`train` call.
+        eval_fn: ``(state, config) -> metrics`` for one member (a dict, e.g. a validation loss
+            on held-out data), computed after the first step and then every ``eval_every``
+            steps, under ``lax.cond`` (the other steps skip it). Its metrics join ``step_fn``'s
+            at every step holding the latest evaluation (NaN before the first), so ranking
+            (halving's rungs, PBT's exploit, :meth:`SweepResult.best`) uses the latest value.
+        eval_every: steps between evaluations (>= 1).
         policy: what happens between steps inside the compiled program (a
             :class:`Policy`, e.g. PBT's exploit and explore); ``None``: nothing.
 
@@ -218,6 +224,8 @@ class Population:
         progress: bool = True,
         policy: Policy | None = None,
         total_steps: int | None = None,
+        eval_fn: Callable[[Any, Any], Any] | None = None,
+        eval_every: int = 1,
     ):
         if policy is not None and not isinstance(policy, Policy):
             Checker(self._fn).fail(
@@ -243,6 +251,13 @@ class Population:
         if total_steps is not None and (not _engine.is_int(total_steps) or total_steps < 1):
             c.fail(f"total_steps must be an int >= 1 or None, got total_steps={total_steps!r}")
         self.total_steps = total_steps
+        if eval_fn is not None and not callable(eval_fn):
+            c.fail(f"eval_fn must be callable or None, got eval_fn={eval_fn!r}")
+        if not _engine.is_int(eval_every) or eval_every < 1:
+            c.fail(f"eval_every must be an int >= 1, got eval_every={eval_every!r}")
+        if eval_fn is None and eval_every != 1:
+            c.fail(f"eval_every={eval_every} needs an eval_fn to run every eval_every steps")
+        self.eval_fn, self.eval_every = eval_fn, int(eval_every)
         self._bar = None  # the open progress bar when it runs across train() calls
         self.configs = jax.tree.map(np.asarray, configs)
         self.num_chunks = -(-k // self.chunk)
@@ -323,16 +338,46 @@ class Population:
             _engine.host_struct(self.abstract_state()),
         )
 
+    def evals_struct(self) -> Any:
+        """The shapes of the members' latest evaluation (``eval_fn``'s metrics, leaves
+        ``[K, ...]``), ``()`` without an ``eval_fn``."""
+        if self.eval_fn is None:
+            return ()
+        k, eval_fn = self.num_members, self.eval_fn
+        one = jax.eval_shape(
+            lambda s, c: eval_fn(s, unwrap(c)),
+            self.abstract_state(),
+            jax.tree.map(lambda a: a[0], self.configs),
+        )
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct((k, *a.shape), a.dtype), one)
+
     def _impls(self) -> list:
         """Per state leaf: the PRNG implementation of a typed key leaf, else None."""
         if self._key_impls is None:
             self._key_impls = _engine.key_impls(self.abstract_state())
         return self._key_impls
 
-    def _host_start(self, cfg, state) -> Carry:
+    def _host_start(self, cfg, state, evals=()) -> Carry:
         n = self.chunk
         return Carry(
-            state, cfg, np.ones(n, bool), np.full(n, -1, np.int32), np.int32(0), self._pkey
+            state, cfg, np.ones(n, bool), np.full(n, -1, np.int32), np.int32(0), self._pkey, evals
+        )
+
+    def _no_evals(self, cfg, abstract_state) -> Any:
+        """The evals before the first evaluation: NaN floats (zeros otherwise), ``[c, ...]``."""
+        if self.eval_fn is None:
+            return ()
+        eval_fn = self.eval_fn
+        shapes = jax.eval_shape(jax.vmap(lambda s, c: eval_fn(s, unwrap(c))), abstract_state, cfg)
+        if not isinstance(shapes, Mapping):
+            Checker(self._fn).fail(
+                f"eval_fn must return a dict of metrics, got {type(shapes).__name__}"
+            )
+        return jax.tree.map(
+            lambda a: np.full(
+                a.shape, np.nan if jnp.issubdtype(a.dtype, jnp.inexact) else 0, a.dtype
+            ),
+            shapes,
         )
 
     def _ensure(self, part) -> None:
@@ -346,11 +391,12 @@ class Population:
             cfg,
             kd,
         )
-        self._compiled(self._host_start(cfg, abstract), part)
+        evals = self._no_evals(cfg, abstract)
+        self._compiled(self._host_start(cfg, abstract, evals), part)
         carries = []
         for cfg, kd in self._pending:
             state = self._init(cfg, kd, impl)
-            host = self._host_start(cfg, None)
+            host = self._host_start(cfg, None, evals)
             carries.append(self._put_carry(host)._replace(state=state))
         self.carries = carries
 
@@ -383,6 +429,7 @@ class Population:
     def _program(self) -> Callable:
         step_fn, loss, threshold = self.step_fn, self.loss, self.threshold
         member_batches, policy = self.member_batches, self.policy
+        eval_fn, every = self.eval_fn, self.eval_every
         fn = self._fn
 
         def one(carry: Carry, batch):
@@ -391,10 +438,30 @@ class Population:
                 carry.state, unwrap(carry.config), batch
             )
             _check_state(fn, carry.state, state)
-            _engine.check_metrics(fn, "step_fn", metrics, loss, policy.requires)
+            _engine.check_metrics(fn, "step_fn", metrics, loss)
             ok = _engine.healthy(None if loss is None else metrics[loss], state, threshold)
             ok &= carry.alive
             newly = carry.alive & ~ok
+            state = _engine.tree_where(ok, state, carry.state)
+            evals = carry.evals
+            if eval_fn is not None:
+                # An unbatched predicate: a real branch, so the other steps skip the evaluation.
+                due = (carry.step == 0) | ((carry.step + 1) % every == 0)
+                evals = jax.lax.cond(
+                    due,
+                    lambda s, c: jax.vmap(lambda s1, c1: eval_fn(s1, unwrap(c1)))(s, c),
+                    lambda s, c: carry.evals,
+                    state,
+                    carry.config,
+                )
+                if not isinstance(metrics, Mapping) or set(metrics) & set(evals):
+                    Checker(fn).fail(
+                        f"with eval_fn, step_fn must return a dict of metrics whose names differ "
+                        f"from eval_fn's {sorted(evals)}, got "
+                        f"{sorted(metrics) if isinstance(metrics, Mapping) else metrics}"
+                    )
+                metrics = {**metrics, **evals}
+            _engine.check_metrics(fn, "step_fn", metrics, None, policy.requires)
             # Frozen members keep their last healthy state; their metrics after the bad step
             # are NaN (they did not train).
             metrics = jax.tree.map(
@@ -406,10 +473,11 @@ class Population:
                 metrics,
             )
             carry = carry._replace(
-                state=_engine.tree_where(ok, state, carry.state),
+                state=state,
                 alive=ok,
                 bad_step=jnp.where(newly, carry.step, carry.bad_step),
                 step=carry.step + 1,
+                evals=evals,
             )
             carry, extra = policy.between(carry, metrics)
             return carry, (metrics, extra)
@@ -433,6 +501,7 @@ class Population:
             s,
             r,
             r,
+            jax.tree.map(lambda _: s, carry.evals),
         )
 
     def _batch_sharding(self):
@@ -468,6 +537,8 @@ class Population:
                 self.member_batches,
                 self.policy,
                 s,
+                self.eval_every,
+                _engine.Same(self.eval_fn),
             ),
             self._program,
             args,
@@ -727,6 +798,7 @@ class Population:
                 config=pick(carry.config),
                 alive=carry.alive[idx],
                 bad_step=carry.bad_step[idx],
+                evals=pick(carry.evals),
             )
         )
         self.history = []
@@ -756,6 +828,7 @@ class Population:
             _engine.put(cy.bad_step, s),
             _engine.put(cy.step, r),
             _engine.put(cy.key, r),
+            _engine.put(cy.evals, s),
         )
 
     def host_carry(self) -> Carry:
@@ -772,9 +845,9 @@ class Population:
         parts = [_engine.fetch(cy) for cy in self.carries]
         member = [
             jax.tree.map(lambda *xs: np.concatenate(xs)[:k], *[getattr(p, f) for p in parts])
-            for f in ("state", "config", "alive", "bad_step")
+            for f in ("state", "config", "alive", "bad_step", "evals")
         ]
-        return Carry(*member, parts[0].step, parts[0].key)
+        return Carry(*member[:4], parts[0].step, parts[0].key, member[4])
 
     def host_metrics(self) -> tuple[Any, Any]:
         """Metrics ``[K, T, ...]`` and extra outputs ``[T, K, ...]`` on the host."""
