@@ -308,3 +308,17 @@ def test_halving_ranks_an_eval_fn_metric_computed_every_k_steps():
             every_2.metrics["val"][i, -1], every_step.metrics["val"][i, -1], rtol=1e-5
         )
     assert every_2.best("val")["index"] == every_step.best("val")["index"]
+
+
+def test_halving_tables_list_the_furthest_members_first_by_their_last_rung(halving):
+    res, _ = halving
+    order = res.table_order()
+    reached = [res.rungs[i][-1] for i in order]
+    steps = [r[0] for r in reached]
+    assert steps == sorted(steps, reverse=True) and steps[0] == RUNGS[-1]
+    for r in RUNGS:  # within a rung, by the metric it was ranked by there, best first
+        values = [v for s, v in reached if s == r]
+        assert values == sorted(values)
+    assert order[0] == res.best("val")["index"]
+    shown = [int(line.split()[0]) for line in res.to_text(["index"]).splitlines()[1:]]
+    assert shown == order.tolist()

@@ -221,6 +221,7 @@ def successive_halving(
         sizes=sizes,
         rungs=rungs,
         eta=eta,
+        mode=mode,
         stopped_at=stopped_at,
         survivors=idx.tolist(),
     )

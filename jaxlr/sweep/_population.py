@@ -70,6 +70,34 @@ class PopulationResult(SweepResult):
         self.lineage = lineage
         self.states = states
 
+    def table_order(self) -> np.ndarray:
+        """Member indices in table order. Successive halving: the members that went furthest
+        first, each rung's members by the metric they were ranked by there (so the winner
+        leads, then the members cut at the last rung, best first, ...); otherwise as
+        :meth:`SweepResult.table_order`.
+
+        Examples:
+            >>> import numpy as np, jaxlr
+            >>> r = jaxlr.sweep.PopulationResult(
+            ...     {"lr": np.array([0.1, 0.2, 0.3])},
+            ...     {"loss": np.array([[2.0, np.nan], [1.0, 0.5], [3.0, np.nan]])},
+            ...     diverged=np.zeros(3, bool), diverged_step=np.full(3, -1),
+            ...     rungs=[[(1, 2.0)], [(1, 1.0), (2, 0.5)], [(1, 3.0)]])
+            >>> r.table_order().tolist()
+            [1, 0, 2]
+        """
+        if self.rungs is None:
+            return super().table_order()
+        mode = self.info.get("mode", "min")
+
+        def key(i):
+            step, value = self.rungs[i][-1]
+            v = value if mode == "min" else -value
+            bad = self.diverged[i] or not np.isfinite(v)
+            return (-step, bad, v if not bad else 0.0, i)
+
+        return np.asarray(sorted(range(len(self)), key=key), int)
+
 
 def _check_key(c: Checker, key: Any) -> jax.Array:
     if not isinstance(key, jax.Array) or not (
