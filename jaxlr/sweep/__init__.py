@@ -1,8 +1,10 @@
 """Vectorized learning-rate sweeps: configurations -> one vmapped, chunked, sharded program.
 
-``grid`` / ``zip`` / ``random`` build configurations (dicts of arrays with a leading member
-axis ``K``), ``stack`` stacks schedules, ``run`` trains them all in one compiled program and
-returns a :class:`SweepResult` (tables, best member, divergence, plots).
+``grid`` / ``zip`` / ``random`` build configurations (pytrees with a leading member axis ``K``:
+numbers, string choices as :class:`Choice`, schedules stacked by ``stack``); :class:`Space` is
+the one search-space vocabulary of ``random``, ``pbt`` and the Optuna helpers; ``run`` trains
+them all in one compiled program and returns a :class:`SweepResult` (tables, best member,
+divergence, plots); :class:`Population` drives step-by-step searches (halving, PBT).
 """
 
 from jaxlr.sweep._carry import Carry

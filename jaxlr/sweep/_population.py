@@ -184,7 +184,9 @@ class Population:
         init_fn: ``(config, key) -> state`` for one member; jittable.
         step_fn: ``(state, config, batch) -> (state, metrics)`` for one member; ``metrics`` a
             dict of arrays with the ``loss`` entry.
-        configs: a pytree whose leaves have a leading axis ``K`` (e.g. :func:`grid`).
+        configs: a pytree whose leaves have a leading axis ``K`` (e.g. :func:`grid`; stacked
+            schedules; string choices as a :class:`Choice`, which ``init_fn``, ``step_fn`` and
+            ``eval_fn`` receive as its index).
         key: a PRNG key; member ``i`` is initialized with ``jax.random.split(key, K)[i]``.
         mesh: a ``jax.sharding.Mesh`` to split members over, or ``None``.
         chunk_size: members per compiled call; ``None`` runs all at once.
