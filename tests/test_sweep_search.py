@@ -486,3 +486,44 @@ def test_read_only_storage_is_a_clear_error(tmp_path):
         jaxlr.sweep.optuna_search(
             train_fn, SPACE, num_trials=2, batch_size=1, storage=url, study_name="s"
         )
+
+
+def test_pruned_search_reports_an_eval_fn_metric_computed_every_k_steps():
+    """The validation loss from an eval_fn every 2 steps, reported every 2 steps: the same
+    trials, reports and values as when the step computes it every step."""
+
+    def train_step(w, cfg, target):
+        w = w - cfg["peak_value"] * 2.0 * (w - target)
+        return w, {"loss": (w - target) ** 2}
+
+    def eval_fn(w, cfg):
+        return {"val_loss": (w - 2.9) ** 2}
+
+    def search(step, **kw):
+        study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+        for lr in PRUNE_LRS[:6]:
+            study.enqueue_trial({"peak_value": lr})
+        return jaxlr.sweep.optuna_population_search(
+            lambda cfg, key: jnp.zeros(()),
+            step,
+            {"peak_value": ("log_uniform", 1e-3, 10.0)},
+            prune_batches,
+            num_trials=6,
+            batch_size=3,
+            num_steps=8,
+            report_every=2,
+            metric="val_loss",
+            key=jax.random.key(0),
+            study=study,
+            **kw,
+        )
+
+    every_step = search(prune_step)
+    every_2 = search(train_step, eval_fn=eval_fn, eval_every=2)
+    for a, b in zip(every_2.trials, every_step.trials):
+        assert a.params == b.params and a.state == b.state
+        assert a.intermediate_values == pytest.approx(b.intermediate_values, rel=1e-6)
+        for s, v in a.intermediate_values.items():
+            assert v == pytest.approx(numpy_prune_val(a.params["peak_value"])[s - 1], rel=1e-5)
+    with pytest.raises(ValueError, match=r"optuna_population_search: eval_every=2 needs an eval"):
+        search(prune_step, eval_every=2)

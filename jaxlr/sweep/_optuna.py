@@ -381,6 +381,8 @@ def optuna_population_search(
     divergence_threshold: float | None = None,
     logger: Any = None,
     progress: bool = False,
+    eval_fn: Callable[[Any, Any], Any] | None = None,
+    eval_every: int = 1,
 ) -> Any:
     r"""Optuna search over step-driven populations, with Optuna's pruner stopping members.
 
@@ -424,6 +426,9 @@ def optuna_population_search(
         logger: a :class:`jaxlr.sweep.MetricsLogger`; each report writes ``metric`` per live
             trial (member names ``trial_<number>``).
         progress: show the population's bar.
+        eval_fn, eval_every: as in :class:`Population`: ``metric`` may be an ``eval_fn``
+            metric computed every ``eval_every`` steps; a report sends its latest value (make
+            ``report_every`` a multiple of ``eval_every`` to report a fresh one).
 
     Returns:
         The ``optuna.Study``.
@@ -468,6 +473,11 @@ def optuna_population_search(
     k = _check_int(c, "batch_size", batch_size)
     num_steps = _check_int(c, "num_steps", num_steps)
     report_every = _check_int(c, "report_every", report_every)
+    if eval_fn is not None and not callable(eval_fn):
+        c.fail(f"eval_fn must be callable or None, got eval_fn={eval_fn!r}")
+    eval_every = _check_int(c, "eval_every", eval_every)
+    if eval_fn is None and eval_every != 1:
+        c.fail(f"eval_every={eval_every} needs an eval_fn to run every eval_every steps")
     if not isinstance(metric, str):
         c.fail(f"metric must be the name of a metric step_fn returns, got metric={metric!r}")
     _check_diverged(c, diverged)
@@ -484,6 +494,10 @@ def optuna_population_search(
         )
     state_shape = jax.eval_shape(init_fn, cfg, jax.random.key(0))
     metrics_shape = jax.eval_shape(step_fn, state_shape, cfg, first)[1]
+    if callable(eval_fn) and isinstance(metrics_shape, Mapping):
+        evals = jax.eval_shape(eval_fn, state_shape, cfg)
+        if isinstance(evals, Mapping):
+            metrics_shape = {**metrics_shape, **evals}
     if not isinstance(metrics_shape, Mapping) or metric not in metrics_shape:
         known = list(metrics_shape) if isinstance(metrics_shape, Mapping) else metrics_shape
         c.fail(f"unknown metric {metric!r}: step_fn's metrics are {known}")
@@ -515,6 +529,8 @@ def optuna_population_search(
             divergence_threshold=divergence_threshold,
             progress=progress,
             policy=policy,
+            eval_fn=eval_fn,
+            eval_every=eval_every,
         )
         stream, step = iter(batches()), 0
         while members:

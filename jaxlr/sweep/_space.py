@@ -292,11 +292,6 @@ def leaf_paths(configs: Any) -> dict[str, int]:
     return out
 
 
-def traced_draw(d: Dim, u: jax.Array) -> jax.Array:
-    """:meth:`Dim.from_unit` under ``jit`` (float32 draws)."""
-    return d.from_unit(u, jnp)
-
-
 @renamed(seed="key")
 def random(num: int, space: Any = None, *, key: jax.Array, **axes: Any) -> dict:
     r"""``num`` members drawn at random, independently per entry of a :class:`Space`.
