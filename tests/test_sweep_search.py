@@ -527,3 +527,43 @@ def test_pruned_search_reports_an_eval_fn_metric_computed_every_k_steps():
             assert v == pytest.approx(numpy_prune_val(a.params["peak_value"])[s - 1], rel=1e-5)
     with pytest.raises(ValueError, match=r"optuna_population_search: eval_every=2 needs an eval"):
         search(prune_step, eval_every=2)
+
+
+def test_each_search_shows_one_labelled_bar_counting_trials(monkeypatch):
+    import tqdm.auto
+
+    bars = []
+
+    class Bar:
+        def __init__(self, **kw):
+            self.kw, self.n, self.closed = kw, kw.get("initial", 0), False
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def set_postfix_str(self, *a, **k):
+            pass
+
+        def close(self):
+            self.closed = True
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.close()
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    jaxlr.sweep.optuna_search(
+        train_fn,
+        SPACE,
+        num_trials=5,
+        batch_size=2,
+        progress=True,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    shown = [b for b in bars if not b.kw["disable"]]
+    assert [(b.kw["desc"], b.kw["total"], b.n, b.closed) for b in shown] == [
+        ("optuna_search", 5, 5, True)
+    ]

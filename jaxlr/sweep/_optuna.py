@@ -73,6 +73,15 @@ class _Space:
         return unwrap(jax.tree.map(lambda x: x[0], self.configs([params], 1)))
 
 
+def _bar(name: str, total: int, done: int, progress: bool):
+    """The one progress bar of a search, counting its finished trials."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, initial=min(done, total), unit="trial", desc=name, disable=not progress
+    )
+
+
 def _check_int(c: Checker, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         c.fail(f"{name} must be an int >= 1, got {name}={value!r}")
@@ -264,7 +273,8 @@ def optuna_search(
         vmap_size: see :func:`jaxlr.sweep.run`.
         logger: a :class:`jaxlr.sweep.MetricsLogger`; each round's metrics are written per
             trial (member names ``trial_<number>``).
-        progress: show :func:`jaxlr.sweep.run`'s bar for each round.
+        progress: show the search's progress bar (one, labelled ``optuna_search``, counting
+            finished trials).
 
     Returns:
         The ``optuna.Study``.
@@ -325,6 +335,7 @@ def optuna_search(
     _check_space(c, optuna, study, dists)
     pending, done, round_ = _resume(optuna, study, dists)
 
+    bar = _bar(_FN, num_trials, done, progress)
     while done < num_trials:
         n = min(k, num_trials - done)
         trials, pending = pending[:n], pending[n:]
@@ -334,7 +345,7 @@ def optuna_search(
             train_fn,
             configs,
             chunk_size=chunk_size,
-            progress=progress,
+            progress=False,  # the search's own bar counts trials
             loss=loss,
             divergence_threshold=divergence_threshold,
             vmap_size=vmap_size,
@@ -355,6 +366,8 @@ def optuna_search(
             _tell(optuna, study, trial, bad=bad, score=scores[i], diverged=diverged)
         done += n
         round_ += 1
+        bar.update(n)
+    bar.close()
     return study
 
 
@@ -425,7 +438,8 @@ def optuna_population_search(
         loss, divergence_threshold: as for :class:`Population`.
         logger: a :class:`jaxlr.sweep.MetricsLogger`; each report writes ``metric`` per live
             trial (member names ``trial_<number>``).
-        progress: show the population's bar.
+        progress: show the search's progress bar (one, labelled
+            ``optuna_population_search``, counting finished trials).
         eval_fn, eval_every: as in :class:`Population`: ``metric`` may be an ``eval_fn``
             metric computed every ``eval_every`` steps; a report sends its latest value (make
             ``report_every`` a multiple of ``eval_every`` to report a fresh one).
@@ -527,10 +541,10 @@ def optuna_population_search(
             key=jax.random.fold_in(key, r),
             loss=loss,
             divergence_threshold=divergence_threshold,
-            progress=progress,
             policy=policy,
             eval_fn=eval_fn,
             eval_every=eval_every,
+            progress=False,  # the search's own bar counts trials
         )
         stream, step = iter(batches()), 0
         while members:
@@ -571,6 +585,7 @@ def optuna_population_search(
     # reads; training them again would mix two runs in one trial. Each is failed (marked
     # interrupted, not counted) and its parameters asked again as a fresh trial, trained in its
     # original round at its original member position: the same init key as the killed attempt.
+    bar = _bar("optuna_population_search", num_trials, done, progress)
     retry: dict[int, list] = {}
     held: list = []  # asked while fetching retries: the next rounds take them first
     for t in pending:
@@ -599,11 +614,13 @@ def optuna_population_search(
                 (fresh if "jaxlr_retry_of" in t.user_attrs else held).append(t)
             train_round(fresh, pos, r_)
             done += len(fresh)
+            bar.update(len(fresh))
     while done < num_trials or held:
         n = min(k, max(num_trials - done, len(held)))
         asked, held = held[:n], held[n:]
         asked += [study.ask(dists) for _ in range(n - len(asked))]
         train_round(asked, list(range(n)), round_)
         done += n
+        bar.update(n)
         round_ += 1
     return study
