@@ -327,3 +327,53 @@ def test_policies_the_cache_cannot_key_by_value_are_refused():
     ):
         with pytest.raises(ValueError, match=match):
             Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False, policy=policy)
+
+
+# -- eval_every: a validation metric every k steps, the latest one reported in between ----------
+XV_E = np.random.default_rng(11).normal(size=(32, D)).astype(np.float32)
+YV_E = (XV_E @ W_TRUE).astype(np.float32)
+
+
+def test_eval_every_computes_the_validation_every_k_steps_and_reports_the_latest():
+    evaluated = []  # the steps at which eval_fn ran (host callback: once per evaluation)
+
+    def eval_fn(state, cfg):
+        return {"val": jnp.mean((XV_E @ state["w"] - YV_E) ** 2)}
+
+    def counted(state, cfg):
+        jax.debug.callback(lambda: evaluated.append(1))
+        return eval_fn(state, cfg)
+
+    steps, every = 10, 4
+    pop = Population(
+        init_fn, step_fn, CONFIGS, key=KEY, progress=False, eval_fn=counted, eval_every=every
+    )
+    res = pop.train(batches(steps=steps), steps, steps_per_call=5).result()
+    due = [t for t in range(steps) if t == 0 or (t + 1) % every == 0]  # after steps 0, 3, 7
+    assert due == [0, 3, 7]
+    # the other steps skip the evaluation (one callback per evaluation, vmapped over members)
+    assert len(evaluated) == len(due)
+    data = list(batches(steps=steps))
+    for i, w0 in enumerate(w0s(6)):
+        _, ws = numpy_member(w0, float(CONFIGS["lr"][i]), float(CONFIGS["momentum"][i]), data)
+        val = np.mean((ws @ XV_E.T - YV_E) ** 2, axis=1)  # [T]: after each step
+        latest = [val[max(d for d in due if d <= t)] for t in range(steps)]
+        np.testing.assert_allclose(res.metrics["val"][i], latest, rtol=1e-4, atol=1e-7)
+    assert res.default_metric == "loss" and res.best("val")["index"] == int(
+        np.argmin(res.metrics["val"][:, -1])
+    )
+
+
+def test_eval_every_bad_input():
+    eval_fn = lambda s, c: {"val": jnp.sum(s["w"])}  # noqa: E731
+    for kwargs, match in [
+        (dict(eval_fn=eval_fn, eval_every=0), r"Population: eval_every must be an int >= 1"),
+        (dict(eval_every=3), r"Population: eval_every=3 needs an eval_fn"),
+        (dict(eval_fn=3), r"Population: eval_fn must be callable or None, got eval_fn=3"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False, **kwargs)
+    clash = lambda s, c: {"loss": jnp.sum(s["w"])}  # noqa: E731
+    pop = Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False, eval_fn=clash)
+    with pytest.raises(ValueError, match=r"whose names differ from eval_fn's \['loss'\]"):
+        pop.train(batches(steps=1), 1)

@@ -241,3 +241,84 @@ def test_halving_carries_typed_keys_through_compaction():
             draws.append(float(jax.random.uniform(sub)))
         np.testing.assert_allclose(res.metrics["noise"][i], draws, rtol=1e-6)
     assert len(res.info["survivors"]) == 2 and np.isnan(res.metrics["noise"]).sum() == 4
+
+
+class _Bars:
+    """Records the tqdm bars a search opens (a stand-in for ``tqdm.auto.tqdm``)."""
+
+    made: list = []
+
+    def __init__(self, *, total, initial, unit, desc, disable, leave):
+        self.total, self.n, self.desc, self.closed = total, initial, desc, False
+        _Bars.made.append(self)
+
+    def update(self, n):
+        self.n += n
+
+    def close(self):
+        self.closed = True
+
+
+def test_one_labelled_progress_bar_per_search_with_string_choices(monkeypatch):
+    """Halving shows one bar named after it across its rungs (not one per rung); string
+    choices in the configs reach the step as their index and the result as the strings."""
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", _Bars)
+    _Bars.made = []
+    configs = jaxlr.sweep.grid(lr=[0.01, 0.03, 0.1], momentum=0.5, opt=["plain", "nesterov"])
+
+    def step(state, cfg, batch):  # "nesterov" (index 1) halves the LR: visibly another member
+        cfg = {**cfg, "lr": cfg["lr"] * jnp.asarray([1.0, 0.5])[cfg["opt"]]}
+        return with_val(state, cfg, batch)
+
+    res = jaxlr.sweep.successive_halving(
+        init_fn, step, configs, batches(steps=9), key=KEY, rungs=[1, 3, 9], metric="val", eta=2
+    )
+    assert [(b.desc, b.total, b.n, b.closed) for b in _Bars.made] == [
+        ("successive_halving", 9, 9, True)
+    ]
+    assert [r["opt"] for r in res.records()] == ["plain", "nesterov"] * 3
+    data = list(batches(steps=9))
+    w0 = w0s(6)
+    for i in res.info["survivors"]:  # the members that reached step 9, against NumPy
+        lr = float(configs["lr"][i]) * (0.5 if res.records()[i]["opt"] == "nesterov" else 1.0)
+        want = numpy_val(w0[i], lr, 0.5, data)[0][-1]
+        assert res.metrics["val"][i, -1] == pytest.approx(want, rel=1e-4)
+
+
+def test_halving_ranks_an_eval_fn_metric_computed_every_k_steps():
+    """With the validation loss from an eval_fn every 2 steps and rungs at multiples of 2,
+    halving keeps the members it keeps when the step computes the loss every step."""
+
+    def eval_fn(state, cfg):
+        return {"val": jnp.mean((XV @ state["w"] - YV) ** 2)}
+
+    kw = dict(key=KEY, rungs=RUNGS, eta=ETA, metric="val", progress=False)
+    every_step = jaxlr.sweep.successive_halving(
+        init_fn, with_val, CONFIGS, batches(steps=RUNGS[-1]), **kw
+    )
+    every_2 = jaxlr.sweep.successive_halving(
+        init_fn, step_fn, CONFIGS, batches(steps=RUNGS[-1]), eval_fn=eval_fn, eval_every=2, **kw
+    )
+    assert every_2.info["survivors"] == every_step.info["survivors"]
+    assert every_2.info["stopped_at"].tolist() == every_step.info["stopped_at"].tolist()
+    for i in every_2.info["survivors"]:
+        np.testing.assert_allclose(
+            every_2.metrics["val"][i, -1], every_step.metrics["val"][i, -1], rtol=1e-5
+        )
+    assert every_2.best("val")["index"] == every_step.best("val")["index"]
+
+
+def test_halving_tables_list_the_furthest_members_first_by_their_last_rung(halving):
+    res, _ = halving
+    order = res.table_order()
+    reached = [res.rungs[i][-1] for i in order]
+    steps = [r[0] for r in reached]
+    assert steps == sorted(steps, reverse=True) and steps[0] == RUNGS[-1]
+    for r in RUNGS:  # within a rung, by the metric it was ranked by there, best first
+        values = [v for s, v in reached if s == r]
+        assert values == sorted(values)
+    assert order[0] == res.best("val")["index"]
+    shown = [int(line.split()[0]) for line in res.to_text(["index"]).splitlines()[1:]]
+    assert shown == order.tolist()

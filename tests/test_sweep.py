@@ -20,6 +20,7 @@ from jaxlr.sweep import _progress
 
 T = 20  # training steps of the small model
 _rng = np.random.default_rng(0)
+KEY = jax.random.key(0)
 X = jnp.asarray(_rng.normal(size=(32, 4)), jnp.float32)
 Y = jnp.asarray(np.sin(np.asarray(X) @ np.array([1.0, -2.0, 0.5, 1.5]))[:, None], jnp.float32)
 P0 = {
@@ -101,9 +102,9 @@ def test_random_is_seeded_bounded_and_log_uniform():
     spec = dict(
         peak_value=("log_uniform", 1e-4, 1.0), warmup=("uniform", 0.0, 10.0), shape=[0, 1, 2]
     )
-    a = jaxlr.sweep.random(4000, seed=3, **spec)
-    b = jaxlr.sweep.random(4000, seed=3, **spec)
-    c = jaxlr.sweep.random(4000, seed=4, **spec)
+    a = jaxlr.sweep.random(4000, key=jax.random.key(3), **spec)
+    b = jaxlr.sweep.random(4000, key=jax.random.key(3), **spec)
+    c = jaxlr.sweep.random(4000, key=jax.random.key(4), **spec)
     assert_same(a, b)
     assert not np.allclose(a["peak_value"], c["peak_value"])
     logp = np.log10(np.asarray(a["peak_value"]))
@@ -112,6 +113,8 @@ def test_random_is_seeded_bounded_and_log_uniform():
     np.testing.assert_allclose(np.histogram(logp, bins=4, range=(-4, 0))[0] / 4000, 0.25, atol=0.03)
     assert abs(np.mean(np.asarray(a["warmup"]) < 5.0) - 0.5) < 0.03
     assert set(np.asarray(a["shape"]).tolist()) == {0, 1, 2}
+    with pytest.raises(TypeError, match=r"random: argument 'seed' is now 'key'"):
+        jaxlr.sweep.random(4, seed=3, **spec)
 
 
 @pytest.mark.parametrize(
@@ -120,14 +123,23 @@ def test_random_is_seeded_bounded_and_log_uniform():
         (lambda: jaxlr.sweep.grid(peak_value=[]), r"grid: axis peak_value is empty"),
         (lambda: jaxlr.sweep.grid(), r"grid: give at least one axis"),
         (lambda: jaxlr.sweep.grid(peak_value=0.1), r"grid: give at least one axis with values"),
-        (lambda: jaxlr.sweep.grid(name=["a", "b"]), r"grid: axis name must hold numbers"),
-        (lambda: jaxlr.sweep.random(0, peak_value=("uniform", 0, 1)), r"random: num must be"),
-        (lambda: jaxlr.sweep.random(3, p=("log_uniform", 0.0, 1.0)), r"random: p low must be > 0"),
-        (lambda: jaxlr.sweep.random(3, p=("normal", 0.0, 1.0)), r"random: axis p must be"),
+        (lambda: jaxlr.sweep.grid(name=[{}, {}]), r"grid: axis name must hold numbers or strings"),
+        (lambda: jaxlr.sweep.grid(name=["a", "a"]), r"grid: axis name repeats a choice"),
+        (lambda: jaxlr.sweep.random(0, key=KEY, peak_value=("uniform", 0, 1)), r"random: num must"),
         (
-            lambda: jaxlr.sweep.random(3, p=("uniform", 2.0, 1.0)),
-            r"random: p low must be <= p high",
+            lambda: jaxlr.sweep.random(3, key=KEY, p=("log_uniform", 0.0, 1.0)),
+            r"random: space\['p'\]=\('log_uniform', 0.0, 1.0\): log_uniform needs low > 0",
         ),
+        (
+            lambda: jaxlr.sweep.random(3, key=KEY, p=("normal", 0.0, 1.0)),
+            r"random: space\['p'\]=\('normal', 0.0, 1.0\): give \(kind, low, high\)",
+        ),
+        (
+            lambda: jaxlr.sweep.random(3, key=KEY, p=("uniform", 2.0, 1.0)),
+            r"random: space\['p'\]=.*: low must be <= high",
+        ),
+        (lambda: jaxlr.sweep.random(3, key=7, p=[1, 2]), r"random: key must be a PRNG key"),
+        (lambda: jaxlr.sweep.random(3, key=KEY), r"random: give at least one axis"),
         (lambda: jaxlr.sweep.stack([]), r"stack: schedules must be a non-empty"),
         (
             lambda: jaxlr.sweep.size({"a": np.zeros(3), "b": np.zeros(4)}),

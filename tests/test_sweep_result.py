@@ -118,11 +118,17 @@ def test_markdown_and_text_tables_hold_the_records(res):
     header = [c.strip() for c in md[0].strip("|").split("|")]
     assert header == list(recs[0]) and md[1].count("---") == len(header)
     assert len(md) == 2 + len(res)
-    for line, rec in zip(md[2:], recs):
+    shown = []
+    for line in md[2:]:
         cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        rec = recs[int(cells["index"])]
         assert float(cells["val_loss"]) == pytest.approx(rec["val_loss"], rel=1e-3)
         assert cells["diverged"] == str(rec["diverged"])
-    txt = res.to_text(["index", "peak_value", "lr_peak"]).splitlines()
+        shown.append(rec["index"])
+    # rows best first by the metric best() ranks by (every member is healthy here)
+    assert shown == np.argsort(res.score(), kind="stable").tolist()
+    assert shown[0] == res.best()["index"] and sorted(shown) == list(range(len(res)))
+    txt = res.to_text(["index", "peak_value", "lr_peak"], sort=False).splitlines()
     assert txt[0].split() == ["index", "peak_value", "lr_peak"]
     assert [float(v) for v in txt[3].split()] == pytest.approx([2, 0.45, 0.45], rel=1e-3)
     assert len({len(x) for x in txt[1:]}) == 1  # right-aligned numbers: equal widths
@@ -150,10 +156,35 @@ def test_csv_round_trip(res, tmp_path):
     rows = list(csv.DictReader(path.open()))
     recs = res.records()
     assert len(rows) == len(recs) and list(rows[0]) == list(recs[0])
-    for row, rec in zip(rows, recs):
-        assert float(row["val_loss"]) == rec["val_loss"]  # repr(float) round-trips exactly
-        assert float(row["lr_final"]) == rec["lr_final"]
+    assert [int(r["index"]) for r in rows] == res.table_order().tolist()
+    for row in rows:
+        rec = recs[int(row["index"])]
+        # float32 metrics round-trip exactly at their own precision, without noise digits
+        assert np.float32(row["val_loss"]) == np.float32(rec["val_loss"])
+        assert np.float32(row["lr_final"]) == np.float32(rec["lr_final"])
+        assert row["val_loss"] == str(np.float32(rec["val_loss"]))
         assert row["diverged"] == str(rec["diverged"])
+
+
+def test_csv_writes_float32_values_without_noise_digits(tmp_path):
+    r = jaxlr.sweep.SweepResult(
+        {"peak_value": np.array([0.1, 0.3], np.float32), "wd": np.array([0.1, 1 / 3])},
+        {"loss": np.array([[1.0, 0.7], [1.0, 0.2]], np.float32)},
+    )
+    rows = list(csv.DictReader(r.to_csv(tmp_path / "r.csv", sort=False).open()))
+    assert [x["peak_value"] for x in rows] == ["0.1", "0.3"]  # not 0.10000000149011612
+    assert [x["loss"] for x in rows] == ["0.7", "0.2"]
+    assert [x["wd"] for x in rows] == ["0.1", repr(1 / 3)]  # float64 keeps its 17 digits
+    assert float(rows[1]["wd"]) == 1 / 3
+    sorted_rows = list(csv.DictReader(r.to_csv(tmp_path / "s.csv").open()))
+    assert [x["index"] for x in sorted_rows] == ["1", "0"]  # best (lowest loss) first
+
+
+def test_plots_default_to_the_metric_best_ranks_by(res):
+    assert res.default_metric == "val_loss"
+    ax = res.plot_curves().axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), res.metric("val_loss")[0])
+    assert "val_loss" in res.plot_final().axes[0].get_title()
 
 
 def test_lr_curves_on_a_log_axis(res):
@@ -202,5 +233,7 @@ def test_a_metric_named_like_a_hyperparameter_or_a_record_field_hides_nothing(tm
     rec = r.member(1)
     assert (rec["lr"], rec["metric:lr"], rec["loss"]) == (1.0, 0.7, 0.25)
     assert (rec["diverged"], rec["metric:diverged"]) == (False, 4.0)
-    rows = list(csv.DictReader(r.to_csv(tmp_path / "r.csv").open()))
+    rows = list(csv.DictReader(r.to_csv(tmp_path / "r.csv", sort=False).open()))
     assert [(x["lr"], x["metric:lr"]) for x in rows] == [("0.1", "0.07"), ("1.0", "0.7")]
+    rows = list(csv.DictReader(r.to_csv(tmp_path / "s.csv").open()))  # best (loss 0.25) first
+    assert [(x["lr"], x["metric:lr"]) for x in rows] == [("1.0", "0.7"), ("0.1", "0.07")]

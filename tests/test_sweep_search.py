@@ -135,8 +135,8 @@ def test_diverged_members_fail_or_get_the_given_value():
         ({"peak_value": []}, r"no choices"),
         ({"peak_value": [0.1, "a"]}, r"all numbers or all strings"),
         ({"peak_value": [0.1, 0.1]}, r"duplicate choices"),
-        ({"peak_value": np.ones((2, 2))}, r"Optuna cannot express"),
-        ({"peak_value": {"low": 1}}, r"Optuna cannot express"),
+        ({"peak_value": np.ones((2, 2))}, r"choices must be a 1-D list of numbers or strings"),
+        ({"peak_value": {"low": 1}}, r"at least one axis.*\['peak_value.low'\]"),
         ({"peak_value": 0.1}, r"at least one axis"),
         ({}, r"non-empty dict"),
     ],
@@ -486,3 +486,84 @@ def test_read_only_storage_is_a_clear_error(tmp_path):
         jaxlr.sweep.optuna_search(
             train_fn, SPACE, num_trials=2, batch_size=1, storage=url, study_name="s"
         )
+
+
+def test_pruned_search_reports_an_eval_fn_metric_computed_every_k_steps():
+    """The validation loss from an eval_fn every 2 steps, reported every 2 steps: the same
+    trials, reports and values as when the step computes it every step."""
+
+    def train_step(w, cfg, target):
+        w = w - cfg["peak_value"] * 2.0 * (w - target)
+        return w, {"loss": (w - target) ** 2}
+
+    def eval_fn(w, cfg):
+        return {"val_loss": (w - 2.9) ** 2}
+
+    def search(step, **kw):
+        study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+        for lr in PRUNE_LRS[:6]:
+            study.enqueue_trial({"peak_value": lr})
+        return jaxlr.sweep.optuna_population_search(
+            lambda cfg, key: jnp.zeros(()),
+            step,
+            {"peak_value": ("log_uniform", 1e-3, 10.0)},
+            prune_batches,
+            num_trials=6,
+            batch_size=3,
+            num_steps=8,
+            report_every=2,
+            metric="val_loss",
+            key=jax.random.key(0),
+            study=study,
+            **kw,
+        )
+
+    every_step = search(prune_step)
+    every_2 = search(train_step, eval_fn=eval_fn, eval_every=2)
+    for a, b in zip(every_2.trials, every_step.trials):
+        assert a.params == b.params and a.state == b.state
+        assert a.intermediate_values == pytest.approx(b.intermediate_values, rel=1e-6)
+        for s, v in a.intermediate_values.items():
+            assert v == pytest.approx(numpy_prune_val(a.params["peak_value"])[s - 1], rel=1e-5)
+    with pytest.raises(ValueError, match=r"optuna_population_search: eval_every=2 needs an eval"):
+        search(prune_step, eval_every=2)
+
+
+def test_each_search_shows_one_labelled_bar_counting_trials(monkeypatch):
+    import tqdm.auto
+
+    bars = []
+
+    class Bar:
+        def __init__(self, **kw):
+            self.kw, self.n, self.closed = kw, kw.get("initial", 0), False
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def set_postfix_str(self, *a, **k):
+            pass
+
+        def close(self):
+            self.closed = True
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.close()
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    jaxlr.sweep.optuna_search(
+        train_fn,
+        SPACE,
+        num_trials=5,
+        batch_size=2,
+        progress=True,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    shown = [b for b in bars if not b.kw["disable"]]
+    assert [(b.kw["desc"], b.kw["total"], b.n, b.closed) for b in shown] == [
+        ("optuna_search", 5, 5, True)
+    ]

@@ -29,3 +29,4 @@ class Carry(NamedTuple):
     bad_step: jax.Array  # [c] int32: the step at which the member first diverged, -1 if never
     step: jax.Array  # [] int32: steps done
     key: jax.Array  # [] PRNG key of population-level randomness (PBT)
+    evals: PyTree = ()  # the latest eval_fn metrics, leaves [c, ...] (NaN before the first)

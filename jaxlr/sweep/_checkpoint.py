@@ -118,6 +118,7 @@ def fingerprint(pop) -> dict:
         "loss": pop.loss,
         "divergence_threshold": pop.threshold,
         "member_batches": pop.member_batches,
+        **({"eval_every": pop.eval_every} if pop.eval_fn is not None else {}),
         **{k: v for k, v in pop.fingerprint_extra.items()},
     }
     return json.loads(json.dumps(fp))  # the form it has once read back from JSON
@@ -163,7 +164,7 @@ def _differs(fn: str, directory: Path, theirs: Any, mine: dict, where: str) -> N
 
 def _carry_data(carry) -> dict:
     """The carry as saved: state and configuration as flat lists of leaves (host arrays)."""
-    return {
+    data = {
         "state": [np.asarray(a) for a in jax.tree.leaves(carry.state)],
         "config": [np.asarray(a) for a in jax.tree.leaves(carry.config)],
         "alive": np.asarray(carry.alive),
@@ -171,13 +172,16 @@ def _carry_data(carry) -> dict:
         "step": np.asarray(carry.step),
         "key": np.asarray(carry.key),
     }
+    if jax.tree.leaves(carry.evals):  # the latest evaluation (populations with an eval_fn)
+        data["evals"] = [np.asarray(a) for a in jax.tree.leaves(carry.evals)]
+    return data
 
 
 def _carry_target(pop) -> dict:
     """What :func:`_carry_data` of ``pop`` holds, built from the population alone."""
     k = pop.num_members
     canon = jax.dtypes.canonicalize_dtype
-    return {
+    target = {
         "state": [np.zeros(s.shape, s.dtype) for s in jax.tree.leaves(pop._host_state_struct())],
         "config": [np.zeros(np.shape(a), canon(a.dtype)) for a in jax.tree.leaves(pop.configs)],
         "alive": np.zeros(k, bool),
@@ -185,6 +189,10 @@ def _carry_target(pop) -> dict:
         "step": np.zeros((), np.int32),
         "key": np.zeros_like(pop._pkey),
     }
+    evals = pop.evals_struct()
+    if jax.tree.leaves(evals):
+        target["evals"] = [np.zeros(a.shape, a.dtype) for a in jax.tree.leaves(evals)]
+    return target
 
 
 def save(pop, directory: str | Path) -> None:
@@ -351,7 +359,11 @@ def restore(pop, directory: str | Path) -> bool:
             pass
     state = jax.tree.unflatten(jax.tree.structure(pop._host_state_struct()), data["state"])
     config = jax.tree.unflatten(jax.tree.structure(pop.configs), data["config"])
-    pop._load(Carry(state, config, data["alive"], data["bad_step"], data["step"], data["key"]))
+    evals = pop.evals_struct()
+    evals = jax.tree.unflatten(jax.tree.structure(evals), data.get("evals", []))
+    pop._load(
+        Carry(state, config, data["alive"], data["bad_step"], data["step"], data["key"], evals)
+    )
     if "metrics" in history:
         pop._load_history(history["metrics"], history.get("extra", {}))
     return True

@@ -13,6 +13,62 @@ import numpy as np
 from jaxlr._src.validate import Checker
 
 
+@jax.tree_util.register_pytree_with_keys_class
+class Choice:
+    """A configuration axis of string choices: each member's index into ``choices``.
+
+    The index is the pytree leaf (so a Choice stacks, pads, shards and is copied by PBT like any
+    hyperparameter); ``choices`` is static. The train or step function receives the index (an
+    int, e.g. for ``jax.lax.switch``); tables, records, CSV and trials show the string.
+    :func:`grid`, :func:`zip`, :func:`random` and :class:`Space` make one from a list of strings.
+
+    Args:
+        index: int array, each member's position in ``choices``.
+        choices: the strings, in the order the index refers to.
+
+    Examples:
+        >>> import numpy as np, jaxlr
+        >>> c = jaxlr.sweep.Choice(np.array([1, 0, 1]), ("adam", "sgd"))
+        >>> c.labels().tolist(), c
+        (['sgd', 'adam', 'sgd'], Choice(['sgd', 'adam', 'sgd']))
+    """
+
+    __slots__ = ("choices", "index")
+
+    def __init__(self, index: Any, choices: Sequence[str]):
+        self.index = index
+        self.choices = tuple(choices)
+
+    def tree_flatten_with_keys(self):
+        return ((jax.tree_util.GetAttrKey("index"), self.index),), self.choices
+
+    def tree_flatten(self):
+        return (self.index,), self.choices
+
+    @classmethod
+    def tree_unflatten(cls, choices, children):
+        return cls(children[0], choices)
+
+    def labels(self) -> np.ndarray:
+        """The members' strings (host NumPy)."""
+        return np.asarray(self.choices, dtype=object)[np.asarray(self.index)].astype(str)
+
+    def __repr__(self) -> str:
+        try:
+            return f"Choice({self.labels().tolist()})"
+        except Exception:  # traced, or not an index array
+            return f"Choice(index={self.index!r}, choices={self.choices!r})"
+
+
+def is_choice(x: Any) -> bool:
+    return isinstance(x, Choice)
+
+
+def unwrap(config: Any) -> Any:
+    """``config`` as a train or step function receives it: each :class:`Choice` as its index."""
+    return jax.tree.map(lambda x: x.index if is_choice(x) else x, config, is_leaf=is_choice)
+
+
 def leaf_name(path: tuple) -> str:
     """A readable name for a pytree path: ``peak_value`` or ``schedule.warmup_steps``."""
     parts = []
@@ -73,8 +129,15 @@ def _axes(fn: str, axes: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict
     swept, fixed = {}, {}
     for name, values in axes.items():
         a = np.asarray(values)
+        if a.dtype.kind in "US" and a.ndim <= 1:
+            strings = a.reshape(-1).tolist()
+            if len(set(strings)) != len(strings):
+                c.fail(f"axis {name} repeats a choice, got {name}={values!r}")
+            a = Choice(np.arange(len(strings), dtype=np.int32), strings)
+            (fixed if np.ndim(values) == 0 else swept)[name] = a
+            continue
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-            c.fail(f"axis {name} must hold numbers, got {name}={values!r}")
+            c.fail(f"axis {name} must hold numbers or strings, got {name}={values!r}")
         if a.ndim == 0:
             fixed[name] = a
         elif a.shape[0] == 0:
@@ -86,16 +149,28 @@ def _axes(fn: str, axes: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict
     return swept, fixed
 
 
-def _finish(swept: dict[str, np.ndarray], fixed: dict[str, Any], k: int) -> dict[str, jax.Array]:
+def _finish(swept: dict[str, Any], fixed: dict[str, Any], k: int) -> dict[str, Any]:
     out = {}
     for name, a in {**swept, **fixed}.items():
+        if is_choice(a):
+            index = np.zeros(k, np.int32) if name in fixed else a.index
+            out[name] = Choice(jnp.asarray(index), a.choices)
+            continue
         if name in fixed:
             a = np.broadcast_to(a, (k,))
         out[name] = jnp.asarray(a)
     return out
 
 
-def grid(**axes: Any) -> dict[str, jax.Array]:
+def _take(a: Any, index: np.ndarray) -> Any:
+    return Choice(a.index[index], a.choices) if is_choice(a) else a[index]
+
+
+def _length(a: Any) -> int:
+    return len(a.index) if is_choice(a) else a.shape[0]
+
+
+def grid(**axes: Any) -> dict[str, Any]:
     r"""The cartesian product of the axes: every combination is one member.
 
     Member ``i`` takes ``values[j]`` of each axis in C order (the first axis varies slowest), so
@@ -123,12 +198,12 @@ def grid(**axes: Any) -> dict[str, jax.Array]:
         random search).
     """
     swept, fixed = _axes("grid", axes)
-    index = np.array(list(itertools.product(*(range(len(a)) for a in swept.values()))))
-    picked = {name: a[index[:, j]] for j, (name, a) in enumerate(swept.items())}
+    index = np.array(list(itertools.product(*(range(_length(a)) for a in swept.values()))))
+    picked = {name: _take(a, index[:, j]) for j, (name, a) in enumerate(swept.items())}
     return _finish(picked, fixed, index.shape[0])
 
 
-def zip(**axes: Any) -> dict[str, jax.Array]:  # noqa: A001 - mirrors builtins.zip on purpose
+def zip(**axes: Any) -> dict[str, Any]:  # noqa: A001 - mirrors builtins.zip on purpose
     """Pairs the axes element by element: member ``i`` takes entry ``i`` of every axis.
 
     Args:
@@ -147,81 +222,10 @@ def zip(**axes: Any) -> dict[str, jax.Array]:  # noqa: A001 - mirrors builtins.z
         ([0.1, 0.3], [10, 30])
     """
     swept, fixed = _axes("zip", axes)
-    lengths = {name: a.shape[0] for name, a in swept.items()}
+    lengths = {name: _length(a) for name, a in swept.items()}
     if len(set(lengths.values())) > 1:
         Checker("zip").fail(f"axes must have the same length, got lengths {lengths}")
     return _finish(swept, fixed, next(iter(lengths.values())))
-
-
-_DISTRIBUTIONS = ("log_uniform", "uniform")
-
-
-def random(num: int, *, seed: int = 0, **axes: Any) -> dict[str, jax.Array]:
-    r"""``num`` members drawn at random, independently per axis (seeded, reproducible).
-
-    Each axis is ``("log_uniform", low, high)`` (:math:`\exp U(\log l, \log h)`, for learning
-    rates), ``("uniform", low, high)``, a sequence of choices drawn uniformly, or a scalar.
-
-    Args:
-        num: ``K`` >= 1, the number of members.
-        seed: seed of the NumPy generator; the same seed gives the same members.
-        **axes: axis name -> distribution spec, choices, or fixed scalar.
-
-    Returns:
-        A dict axis name -> ``jax.Array`` with leading axis ``num``.
-
-    Raises:
-        ValueError: ``num`` < 1, an unknown distribution, ``low > high``, a non-positive bound
-            for ``log_uniform``, an empty list of choices.
-
-    Examples:
-        >>> import jaxlr
-        >>> r = jaxlr.sweep.random(4, seed=0, peak_value=("log_uniform", 1e-4, 1e-1),
-        ...                        warmup_steps=[0, 100], total_steps=1000)
-        >>> p = r["peak_value"]
-        >>> p.shape, bool(((p >= 1e-4) & (p <= 0.1)).all())
-        ((4,), True)
-
-    References:
-        Bergstra & Bengio, Random Search for Hyper-Parameter Optimization, JMLR 2012.
-    """
-    c = Checker("random")
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        c.fail(f"num must be an int >= 1, got num={num!r}")
-    if not axes:
-        c.fail("give at least one axis, e.g. peak_value=('log_uniform', 1e-4, 1e-1), got none")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        c.fail(f"seed must be an int >= 0 (NumPy's generator seed), got seed={seed!r}")
-    rng = np.random.default_rng(seed)
-    drawn, fixed = {}, {}
-    for name, spec in axes.items():
-        if isinstance(spec, tuple) and spec and isinstance(spec[0], str):
-            drawn[name] = _draw(c, rng, name, spec, num)
-        else:
-            a = np.asarray(spec)
-            if a.ndim == 0:
-                fixed[name] = a
-            elif a.shape[0] == 0:
-                c.fail(f"axis {name} has no choices, got {name}={spec!r}")
-            else:
-                drawn[name] = a[rng.integers(0, a.shape[0], size=num)]
-    return _finish(drawn, fixed, num)
-
-
-def _draw(c: Checker, rng: np.random.Generator, name: str, spec: tuple, num: int) -> np.ndarray:
-    if len(spec) != 3 or spec[0] not in _DISTRIBUTIONS:
-        c.fail(
-            f"axis {name} must be (distribution, low, high) with distribution in "
-            f"{_DISTRIBUTIONS}, got {name}={spec!r}"
-        )
-    kind, low, high = spec
-    c.finite(f"{name} low", low)
-    c.finite(f"{name} high", high)
-    c.not_greater(f"{name} low", low, f"{name} high", high)
-    if kind == "uniform":
-        return rng.uniform(low, high, size=num)
-    c.positive(f"{name} low", low)
-    return np.exp(rng.uniform(np.log(low), np.log(high), size=num))
 
 
 def stack(schedules: Sequence[Any]) -> Any:

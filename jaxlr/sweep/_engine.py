@@ -180,11 +180,11 @@ def _owner(fn: Any) -> tuple[Any, tuple]:
         attrs = getattr(self, "__dict__", None)
         if not isinstance(attrs, dict):
             return fn, ()  # no attributes to watch: cached on the bound method alone (no hit)
-        return self, (func, tuple(sorted((k, _Same(v)) for k, v in attrs.items())))
+        return self, (func, tuple(sorted((k, Same(v)) for k, v in attrs.items())))
     return fn, ()
 
 
-class _Same:
+class Same:
     """Equal only to the same object (held, so its identity cannot pass to another one)."""
 
     __slots__ = ("obj",)
@@ -193,7 +193,7 @@ class _Same:
         self.obj = obj
 
     def __eq__(self, other: Any) -> bool:
-        return isinstance(other, _Same) and other.obj is self.obj
+        return isinstance(other, Same) and other.obj is self.obj
 
     def __hash__(self) -> int:
         return id(self.obj)

@@ -54,6 +54,8 @@ def successive_halving(
     labels: Mapping[str, Sequence[str]] | None = None,
     compiler_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    eval_fn: Callable[[Any, Any], Any] | None = None,
+    eval_every: int = 1,
 ) -> PopulationResult:
     r"""Successive halving of a :class:`Population`: less work on bad members.
 
@@ -87,6 +89,9 @@ def successive_halving(
             rung's member count (rounded up to the mesh's devices).
         mesh, loss, divergence_threshold, member_batches, labels, compiler_options, progress:
             as in :class:`Population`.
+        eval_fn, eval_every: as in :class:`Population`: ``metric`` may be an ``eval_fn``
+            metric computed every ``eval_every`` steps; a rung ranks by its latest value (make
+            the rungs multiples of ``eval_every`` to rank on a fresh one).
 
     Returns:
         A :class:`PopulationResult` over the ``K`` original members: metrics ``[K, r_last]``
@@ -152,6 +157,9 @@ def successive_halving(
         compiler_options=compiler_options,
         progress=progress,
         policy=Policy(name="successive_halving", requires=(("metric", metric),)),
+        eval_fn=eval_fn,
+        eval_every=eval_every,
+        total_steps=rungs[-1],  # one bar for the whole search, not one per rung
     )
     idx = np.arange(k)  # original index of each current member
     holder = {"idx": idx}
@@ -213,6 +221,7 @@ def successive_halving(
         sizes=sizes,
         rungs=rungs,
         eta=eta,
+        mode=mode,
         stopped_at=stopped_at,
         survivors=idx.tolist(),
     )

@@ -11,11 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlr._src.validate import Checker
+from jaxlr.sweep._configs import unwrap
 from jaxlr.sweep._result import REDUCTIONS, SweepResult
 from jaxlr.sweep._run import run
+from jaxlr.sweep._space import Space, as_space
 
 _FN = "optuna_search"
-_KINDS = ("log_uniform", "uniform", "int", "log_int")
 # Trials found RUNNING when a search starts but lacking some of their parameters were killed
 # inside ``study.ask``; they are failed with this user attribute and not counted as trials.
 INTERRUPTED = "jaxlr_interrupted"
@@ -32,109 +33,53 @@ def _optuna():
 
 
 class _Space:
-    """The search space, declared once: Optuna distributions and the stacked configuration."""
+    """A :class:`Space` as Optuna sees it: distributions, and trials' parameters as configs."""
 
     def __init__(self, space: Any, fn: str = _FN):
         c = Checker(fn)
-        if not isinstance(space, Mapping) or not space:
-            c.fail(f"space must be a non-empty dict name -> spec, got space={space!r}")
-        self.kinds: dict[str, tuple] = {}  # name -> (kind, ...)
-        self.fixed: dict[str, np.ndarray] = {}
-        self.labels: dict[str, list[str]] = {}
-        for name, spec in space.items():
-            if not isinstance(name, str) or not name:
-                c.fail(f"space names must be non-empty strings, got {name!r}")
-            self._add(c, name, spec)
-        if not self.kinds:
+        self.space = sp = as_space(c, space)
+        if not sp.searched():
             c.fail(
                 f"space must search at least one axis (a distribution or a list of choices), "
-                f"got only fixed values {list(self.fixed)}"
-            )
-
-    def _add(self, c: Checker, name: str, spec: Any) -> None:
-        shown = " ".join(repr(spec).split())  # one line, also for arrays
-        bad = f"space[{name!r}]={shown} is a space Optuna cannot express"
-        if isinstance(spec, tuple) and spec and isinstance(spec[0], str):
-            if len(spec) != 3 or spec[0] not in _KINDS:
-                c.fail(f"{bad}: give (kind, low, high) with kind in {_KINDS}, or a list of choices")
-            kind, low, high = spec
-            for b in (low, high):
-                if (
-                    isinstance(b, bool)
-                    or not isinstance(b, (int, float, np.integer, np.floating))
-                    or not math.isfinite(b)
-                ):
-                    c.fail(f"{bad}: bounds must be finite numbers")
-            if kind in ("int", "log_int") and not (
-                float(low).is_integer() and float(high).is_integer()
-            ):
-                c.fail(f"{bad}: {kind} bounds must be integers")
-            if low > high:
-                c.fail(f"{bad}: low must be <= high")
-            if kind.startswith("log") and low <= 0:
-                c.fail(f"{bad}: {kind} needs low > 0")
-            self.kinds[name] = (kind, low, high)
-        elif isinstance(spec, (list, np.ndarray)) and np.ndim(spec) == 1:
-            choices = list(np.asarray(spec).tolist()) if isinstance(spec, np.ndarray) else spec
-            if not choices:
-                c.fail(f"{bad}: no choices")
-            if all(isinstance(v, str) for v in choices):
-                if len(set(choices)) != len(choices):
-                    c.fail(f"{bad}: duplicate choices")
-                # Strings reach train_fn as their index (an int array), with labels for tables.
-                self.labels[name] = list(choices)
-                self.kinds[name] = ("categorical", tuple(choices), np.arange(len(choices)))
-            elif all(isinstance(v, (bool, int, float, np.integer, np.floating)) for v in choices):
-                values = np.asarray(choices)
-                if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
-                    c.fail(f"{bad}: choices must be finite")
-                if len(set(choices)) != len(choices):
-                    c.fail(f"{bad}: duplicate choices")
-                self.kinds[name] = ("categorical", tuple(choices), values)
-            else:
-                c.fail(f"{bad}: choices must be all numbers or all strings")
-        elif isinstance(spec, (bool, int, float, np.integer, np.floating)) or (
-            isinstance(spec, np.ndarray) and spec.ndim == 0
-        ):
-            self.fixed[name] = np.asarray(spec)
-        else:
-            c.fail(
-                f"{bad}: give (kind, low, high) with kind in {_KINDS}, a list of numbers or "
-                f"strings, or a fixed number"
+                f"got only fixed values {list(sp.names)}"
             )
 
     def distributions(self) -> dict[str, Any]:
         d = _optuna().distributions
         out = {}
-        for name, (kind, a, b) in self.kinds.items():
-            if kind == "categorical":
-                out[name] = d.CategoricalDistribution(a)
-            elif kind in ("int", "log_int"):
-                out[name] = d.IntDistribution(int(a), int(b), log=kind == "log_int")
+        for name, dim in self.space.searched():
+            if dim.kind == "choice":
+                out[name] = d.CategoricalDistribution(dim.choices)
+            elif dim.kind in ("int", "log_int"):
+                out[name] = d.IntDistribution(
+                    int(dim.low), int(dim.high), log=dim.kind == "log_int"
+                )
             else:
-                out[name] = d.FloatDistribution(float(a), float(b), log=kind == "log_uniform")
+                out[name] = d.FloatDistribution(dim.low, dim.high, log=dim.is_log)
         return out
 
-    def configs(self, params: list[Mapping[str, Any]], k: int) -> dict[str, jax.Array]:
+    def configs(self, params: list[Mapping[str, Any]], k: int) -> Any:
         """The trials' parameters as a configuration of ``k`` members (the last one repeated)."""
         rows = params + [params[-1]] * (k - len(params))
-        out = {}
-        for name, (kind, a, b) in self.kinds.items():
-            if kind == "categorical":
-                out[name] = jnp.asarray(b[[a.index(p[name]) for p in rows]])
-            else:
-                out[name] = jnp.asarray(np.asarray([p[name] for p in rows]))
-        for name, v in self.fixed.items():
-            out[name] = jnp.asarray(np.broadcast_to(v, (k,)))
-        return out
+        return jax.tree.map(jnp.asarray, self.space.configs(rows))
 
-    def example(self) -> dict[str, jax.Array]:
-        """One member's configuration (low ends, first choices) for a trace-only check."""
+    def example(self) -> Any:
+        """One member's configuration (low ends, first choices) as the function receives it,
+        for a trace-only check."""
         params = {
-            name: (a[0] if kind == "categorical" else a)
-            for name, (kind, a, _) in self.kinds.items()
+            name: (d.choices[0] if d.kind == "choice" else d.low)
+            for name, d in self.space.searched()
         }
-        return jax.tree.map(lambda x: x[0], self.configs([params], 1))
+        return unwrap(jax.tree.map(lambda x: x[0], self.configs([params], 1)))
+
+
+def _bar(name: str, total: int, done: int, progress: bool):
+    """The one progress bar of a search, counting its finished trials."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, initial=min(done, total), unit="trial", desc=name, disable=not progress
+    )
 
 
 def _check_int(c: Checker, name: str, value: Any) -> int:
@@ -249,7 +194,7 @@ def _tell(optuna, study, trial, *, bad: bool, score: float, diverged: Any) -> No
 
 def optuna_search(
     train_fn: Callable[[Any], Any],
-    space: Mapping[str, Any],
+    space: Space | Mapping[str, Any],
     *,
     num_trials: int,
     batch_size: int,
@@ -302,9 +247,12 @@ def optuna_search(
 
     Args:
         train_fn: ``config -> metrics`` for one member (as for :func:`jaxlr.sweep.run`).
-        space: name -> ``("log_uniform", low, high)``, ``("uniform", low, high)``,
-            ``("int", low, high)``, ``("log_int", low, high)``, a list of choices (numbers, or
-            strings passed to ``train_fn`` as their index), or a fixed number.
+        space: a :class:`jaxlr.sweep.Space` or the dict it takes: path ->
+            ``("log_uniform", low, high)``, ``("uniform", low, high)``, ``("int", low, high)``,
+            ``("log_int", low, high)``, a list of choices (numbers, or strings: the trial's
+            parameter is the string, ``train_fn`` receives its index), or a fixed number.
+            A trial's parameters are named by the dotted paths (``"schedule.peak_value"``);
+            ``train_fn`` receives them nested.
         num_trials: finished trials the study holds at the end (earlier runs included).
         batch_size: trials per round, ``K`` >= 1.
         study: an ``optuna.Study``; else one is created (or loaded) from ``storage``,
@@ -325,7 +273,8 @@ def optuna_search(
         vmap_size: see :func:`jaxlr.sweep.run`.
         logger: a :class:`jaxlr.sweep.MetricsLogger`; each round's metrics are written per
             trial (member names ``trial_<number>``).
-        progress: show :func:`jaxlr.sweep.run`'s bar for each round.
+        progress: show the search's progress bar (one, labelled ``optuna_search``, counting
+            finished trials).
 
     Returns:
         The ``optuna.Study``.
@@ -386,6 +335,7 @@ def optuna_search(
     _check_space(c, optuna, study, dists)
     pending, done, round_ = _resume(optuna, study, dists)
 
+    bar = _bar(_FN, num_trials, done, progress)
     while done < num_trials:
         n = min(k, num_trials - done)
         trials, pending = pending[:n], pending[n:]
@@ -395,10 +345,9 @@ def optuna_search(
             train_fn,
             configs,
             chunk_size=chunk_size,
-            progress=progress,
+            progress=False,  # the search's own bar counts trials
             loss=loss,
             divergence_threshold=divergence_threshold,
-            labels=sp.labels,
             vmap_size=vmap_size,
         )
         scores = res.score(metric, reduction=reduction, last_n=last_n)
@@ -417,13 +366,15 @@ def optuna_search(
             _tell(optuna, study, trial, bad=bad, score=scores[i], diverged=diverged)
         done += n
         round_ += 1
+        bar.update(n)
+    bar.close()
     return study
 
 
 def optuna_population_search(
     init_fn: Callable[[Any, jax.Array], Any],
     step_fn: Callable[[Any, Any, Any], tuple[Any, Any]],
-    space: Mapping[str, Any],
+    space: Space | Mapping[str, Any],
     batches: Callable[[], Any],
     *,
     num_trials: int,
@@ -443,6 +394,8 @@ def optuna_population_search(
     divergence_threshold: float | None = None,
     logger: Any = None,
     progress: bool = False,
+    eval_fn: Callable[[Any, Any], Any] | None = None,
+    eval_every: int = 1,
 ) -> Any:
     r"""Optuna search over step-driven populations, with Optuna's pruner stopping members.
 
@@ -485,7 +438,11 @@ def optuna_population_search(
         loss, divergence_threshold: as for :class:`Population`.
         logger: a :class:`jaxlr.sweep.MetricsLogger`; each report writes ``metric`` per live
             trial (member names ``trial_<number>``).
-        progress: show the population's bar.
+        progress: show the search's progress bar (one, labelled
+            ``optuna_population_search``, counting finished trials).
+        eval_fn, eval_every: as in :class:`Population`: ``metric`` may be an ``eval_fn``
+            metric computed every ``eval_every`` steps; a report sends its latest value (make
+            ``report_every`` a multiple of ``eval_every`` to report a fresh one).
 
     Returns:
         The ``optuna.Study``.
@@ -530,13 +487,18 @@ def optuna_population_search(
     k = _check_int(c, "batch_size", batch_size)
     num_steps = _check_int(c, "num_steps", num_steps)
     report_every = _check_int(c, "report_every", report_every)
+    if eval_fn is not None and not callable(eval_fn):
+        c.fail(f"eval_fn must be callable or None, got eval_fn={eval_fn!r}")
+    eval_every = _check_int(c, "eval_every", eval_every)
+    if eval_fn is None and eval_every != 1:
+        c.fail(f"eval_every={eval_every} needs an eval_fn to run every eval_every steps")
     if not isinstance(metric, str):
         c.fail(f"metric must be the name of a metric step_fn returns, got metric={metric!r}")
     _check_diverged(c, diverged)
     _check_logger(c, logger, "log")
     optuna = _optuna()
     # The metric must be a scalar per step: checked on shapes, with the stream's first batch.
-    cfg = sp.example()
+    cfg = sp.example()  # as the functions receive it
     try:
         first = next(iter(batches()))
     except StopIteration:
@@ -546,6 +508,10 @@ def optuna_population_search(
         )
     state_shape = jax.eval_shape(init_fn, cfg, jax.random.key(0))
     metrics_shape = jax.eval_shape(step_fn, state_shape, cfg, first)[1]
+    if callable(eval_fn) and isinstance(metrics_shape, Mapping):
+        evals = jax.eval_shape(eval_fn, state_shape, cfg)
+        if isinstance(evals, Mapping):
+            metrics_shape = {**metrics_shape, **evals}
     if not isinstance(metrics_shape, Mapping) or metric not in metrics_shape:
         known = list(metrics_shape) if isinstance(metrics_shape, Mapping) else metrics_shape
         c.fail(f"unknown metric {metric!r}: step_fn's metrics are {known}")
@@ -575,9 +541,10 @@ def optuna_population_search(
             key=jax.random.fold_in(key, r),
             loss=loss,
             divergence_threshold=divergence_threshold,
-            labels=sp.labels,
-            progress=progress,
             policy=policy,
+            eval_fn=eval_fn,
+            eval_every=eval_every,
+            progress=False,  # the search's own bar counts trials
         )
         stream, step = iter(batches()), 0
         while members:
@@ -618,6 +585,7 @@ def optuna_population_search(
     # reads; training them again would mix two runs in one trial. Each is failed (marked
     # interrupted, not counted) and its parameters asked again as a fresh trial, trained in its
     # original round at its original member position: the same init key as the killed attempt.
+    bar = _bar("optuna_population_search", num_trials, done, progress)
     retry: dict[int, list] = {}
     held: list = []  # asked while fetching retries: the next rounds take them first
     for t in pending:
@@ -646,11 +614,13 @@ def optuna_population_search(
                 (fresh if "jaxlr_retry_of" in t.user_attrs else held).append(t)
             train_round(fresh, pos, r_)
             done += len(fresh)
+            bar.update(len(fresh))
     while done < num_trials or held:
         n = min(k, max(num_trials - done, len(held)))
         asked, held = held[:n], held[n:]
         asked += [study.ask(dists) for _ in range(n - len(asked))]
         train_round(asked, list(range(n)), round_)
         done += n
+        bar.update(n)
         round_ += 1
     return study

@@ -15,12 +15,11 @@ from jax.sharding import Mesh
 from jaxlr._src.validate import Checker
 from jaxlr.sweep import _engine
 from jaxlr.sweep._carry import Carry
-from jaxlr.sweep._configs import size
+from jaxlr.sweep._configs import size, unwrap
 from jaxlr.sweep._halving import check_metric, check_mode
 from jaxlr.sweep._policy import Policy
 from jaxlr.sweep._population import Population, PopulationResult
-
-_KINDS = ("log_uniform", "uniform")
+from jaxlr.sweep._space import Dim, Space, as_space, leaf_paths
 
 
 class PBTResult(PopulationResult):
@@ -38,7 +37,8 @@ class PBTResult(PopulationResult):
 
     Attributes:
         lineage: ``[T, K]`` int.
-        lr_history: ``[K, T]`` the ``lr`` metric each slot reported at each step.
+        lr_history: ``[K, T]`` the LR each slot applied at each step (the ``lr`` metric, or
+            read from the members' states by the driver).
         winner: the slot with the best final ``metric`` (``None`` if all diverged).
         divergences: sorted ``(step, slot)`` pairs: the member in ``slot`` diverged at
             ``step`` (frozen from then on, until an exploit step refilled the slot).
@@ -103,32 +103,33 @@ class PBTResult(PopulationResult):
         )
 
 
-def _space(c: Checker, space: Any, configs: Any) -> dict[str, tuple[str, float, float]]:
-    if not isinstance(space, Mapping) or not space:
-        c.fail(
-            f"space must be a non-empty dict name -> ('log_uniform' | 'uniform', low, high), "
-            f"got space={space!r}"
-        )
-    if not isinstance(configs, Mapping):
-        c.fail(f"configs must be a dict of hyperparameters to perturb, got {type(configs)}")
-    out = {}
-    for name, spec in space.items():
-        if name not in configs:
-            c.fail(f"space names {name!r}, which is not in configs {list(configs)}")
-        if np.ndim(configs[name]) != 1:
+def _space(c: Checker, space: Any, configs: Any) -> tuple[tuple[int, Dim], ...]:
+    """The searched entries of ``space`` as (position among the config's leaves, dimension)."""
+    if isinstance(space, Mapping) and not space:
+        c.fail(f"space must be a non-empty dict path -> entry, got space={space!r}")
+    sp = as_space(c, space)
+    paths = leaf_paths(configs)
+    leaves = jax.tree.leaves(configs)
+    out = []
+    for name, d in sp.searched():
+        if name not in paths:
+            c.fail(
+                f"space names {name!r}, which is not in configs (its leaves: "
+                f"{sorted(p for p in paths if not p.endswith('.index'))})"
+            )
+        leaf = leaves[paths[name]]
+        if np.ndim(leaf) != 1:
             c.fail(
                 f"space entry {name!r} must be a scalar hyperparameter per member, got shape "
-                f"{np.shape(configs[name])[1:]}"
+                f"{np.shape(leaf)[1:]}"
             )
-        if not isinstance(spec, tuple) or len(spec) != 3 or spec[0] not in _KINDS:
-            c.fail(f"space[{name!r}] must be (kind, low, high) with kind in {_KINDS}, got {spec!r}")
-        c.finite(f"space[{name!r}] low", spec[1])
-        c.finite(f"space[{name!r}] high", spec[2])
-        c.not_greater(f"space[{name!r}] low", spec[1], f"space[{name!r}] high", spec[2])
-        if spec[0] == "log_uniform":
-            c.positive(f"space[{name!r}] low", spec[1])
-        out[name] = (spec[0], float(spec[1]), float(spec[2]))
-    return out
+        if d.is_string != (name + ".index" in paths or name.endswith(".index")):
+            c.fail(
+                f"space entry {name!r} is {'string choices' if d.is_string else d.kind} but "
+                f"the config leaf is {'string choices' if not d.is_string else 'numbers'}"
+            )
+        out.append((paths[name], d))
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,14 +143,36 @@ class _Exploit(Policy):
     n: int = 1
     metric: str = "loss"
     mode: str = "min"
-    space: tuple = ()  # sorted (name, (kind, low, high)) pairs
+    space: tuple = ()  # (position among the config's leaves, Dim) pairs
+    lr: Any = None  # a metric name, a function (state, config) -> LR, or None: current_lr
     perturb: tuple[float, float] = (0.8, 1.2)
     p: float = 0.25
     interval: int = 1
     num_steps: int = 1
 
+    def applied_lr(self, carry: Carry, metrics) -> Any:
+        """The LR each member applied at this step: the ``lr`` metric, or read from the state
+        (``lr`` a function of one member's state, or :func:`jaxlr.transforms.current_lr`)."""
+        if isinstance(self.lr, str):
+            return None
+        if self.lr is None and isinstance(metrics, Mapping) and "lr" in metrics:
+            return None
+        if self.lr is not None:
+            return jax.vmap(self.lr)(carry.state, unwrap(carry.config))
+        from jaxlr.transforms import current_lr
+
+        try:
+            return jax.vmap(current_lr)(carry.state)
+        except ValueError as e:
+            Checker("pbt").fail(
+                f"step_fn reports no 'lr' metric and the applied LR cannot be read from the "
+                f"state ({e}); report it as a metric, or pass lr=<metric name> or "
+                f"lr=<function (state, config) -> LR of one member>"
+            )
+
     def between(self, carry: Carry, metrics):
         due = (carry.step % self.interval == 0) & (carry.step < self.num_steps)
+        lr = self.applied_lr(carry, metrics)  # before the exploit moves states between slots
 
         def keep(cy, m):
             return cy, {
@@ -157,11 +180,14 @@ class _Exploit(Policy):
                 "replaced_diverged": jnp.full(self.k, -1, jnp.int32),
             }
 
-        return jax.lax.cond(due, self._exploit, keep, carry, metrics)
+        carry, extra = jax.lax.cond(due, self._exploit, keep, carry, metrics)
+        if lr is not None:
+            extra = {**extra, "lr": jnp.asarray(lr, jnp.float32).reshape(self.k)}
+        return carry, extra
 
     def _exploit(self, carry: Carry, metrics):
         """Truncation selection (bottom ``n`` copy a random top-``n`` slot), then explore."""
-        k, n, metric, space = self.k, self.n, self.metric, dict(self.space)
+        k, n, metric, space = self.k, self.n, self.metric, self.space
         down, up = self.perturb
         if jnp.shape(metrics[metric]) != (k,):
             Checker("pbt").fail(
@@ -178,26 +204,37 @@ class _Exploit(Policy):
         parents = jnp.arange(k).at[bottom].set(src)
         replaced = jnp.zeros(k, bool).at[bottom].set(True)
         take = lambda tree: jax.tree.map(lambda a: a[parents], tree)
-        config = dict(take(carry.config))
-        names = sorted(space)
-        coins = jax.random.bernoulli(k_coin, 0.5, (len(names), k))
-        resample = jax.random.bernoulli(k_res, self.p, (len(names), k))
-        draws = jax.random.uniform(k_draw, (len(names), k))
-        for j, name in enumerate(names):
-            kind, low, high = space[name]
-            old = config[name]
-            x = old.astype(jnp.float32)
-            if kind == "log_uniform":
-                fresh = jnp.exp(math.log(low) + draws[j] * (math.log(high) - math.log(low)))
+        leaves, treedef = jax.tree.flatten(take(carry.config))
+        m = max(1, len(space))
+        coins = jax.random.bernoulli(k_coin, 0.5, (m, k))
+        resample = jax.random.bernoulli(k_res, self.p, (m, k))
+        draws = jax.random.uniform(k_draw, (m, k))
+        for j, (pos, d) in enumerate(space):
+            old = leaves[pos]  # the parent's value in replaced slots, the own one elsewhere
+            fresh = d.from_unit(draws[j], jnp)
+            if d.kind == "choice":
+                # Ray Tune's categorical explore: a neighbouring choice, or a fresh draw.
+                n = len(d.choices)
+                if d.is_string:
+                    at = old.astype(jnp.int32)
+                else:
+                    table = jnp.asarray(np.asarray(d.choices, float), jnp.float32)
+                    at = jnp.argmin(jnp.abs(old.astype(jnp.float32)[:, None] - table), axis=1)
+                    fresh = jnp.floor(draws[j] * n).astype(jnp.int32).clip(0, n - 1)
+                moved = jnp.clip(at + jnp.where(coins[j], 1, -1), 0, n - 1)
+                new = jnp.where(resample[j], fresh, moved)
+                if not d.is_string:
+                    new = table[new]
             else:
-                fresh = low + draws[j] * (high - low)
-            moved = jnp.clip(x * jnp.where(coins[j], up, down), low, high)
-            new = jnp.where(resample[j], fresh, moved)
-            if jnp.issubdtype(old.dtype, jnp.integer):
-                new = jnp.round(new)
+                x = old.astype(jnp.float32)
+                moved = jnp.clip(x * jnp.where(coins[j], up, down), d.low, d.high)
+                new = jnp.where(resample[j], fresh, moved)
+                if d.kind in ("int", "log_int") or jnp.issubdtype(old.dtype, jnp.integer):
+                    new = jnp.round(new)
             # Slots that are not replaced keep their value exactly (an int past 2**24 would
             # not survive a round trip through float32).
-            config[name] = jnp.where(replaced, new.astype(old.dtype), old)
+            leaves[pos] = jnp.where(replaced, new.astype(old.dtype), old)
+        config = jax.tree.unflatten(treedef, leaves)
         # A refilled slot holds its parent's healthy copy; the divergence it replaced is
         # reported through ``replaced_diverged`` (-1 where none).
         died = jnp.where(replaced & ~carry.alive, carry.bad_step, -1).astype(jnp.int32)
@@ -206,6 +243,7 @@ class _Exploit(Policy):
             config=config,
             alive=carry.alive[parents],
             bad_step=carry.bad_step[parents],
+            evals=take(carry.evals),
             key=key,
         )
         return carry, {"parents": parents.astype(jnp.int32), "replaced_diverged": died}
@@ -221,8 +259,8 @@ def pbt(
     num_steps: int,
     interval: int,
     metric: str,
-    space: Mapping[str, tuple[str, float, float]],
-    lr: str = "lr",
+    space: Space | Mapping[str, Any],
+    lr: str | Callable[[Any, Any], Any] | None = None,
     mode: str = "min",
     fraction: float = 0.25,
     resample_probability: float = 0.25,
@@ -235,6 +273,8 @@ def pbt(
     labels: Mapping[str, Sequence[str]] | None = None,
     compiler_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    eval_fn: Callable[[Any, Any], Any] | None = None,
+    eval_every: int = 1,
     checkpoint_dir: str | None = None,
     checkpoint_every: int | None = None,
 ) -> PBTResult:
@@ -251,23 +291,39 @@ def pbt(
               \text{clip}(h \cdot c,\ \text{low},\ \text{high}),\ c \in \{0.8, 1.2\}
               \text{ uniformly} & \text{otherwise} \end{cases}
 
-    ``step_fn`` must build its update from ``config`` at every step (e.g. ``-config["lr"] *
-    adam_direction``) and report the learning rate it applied as ``metrics[lr]``: that curve,
-    followed back through the lineage, is the schedule the winner learned
-    (:meth:`PBTResult.schedule`).
+    (a choice moves to a neighbouring choice instead of :math:`h \cdot c`, as in Ray Tune).
+
+    ``configs`` is any pytree with leading axis ``K``: numbers, jaxlr schedules stacked with
+    :func:`jaxlr.sweep.stack`, transform hyperparameters, string choices, e.g.
+    ``{"schedule": stack([...]), "weight_decay": ...}``; ``space`` names the leaves it explores
+    by tree path (``"schedule.peak_value"``, ``".schedule.peak_value"``, the
+    ``jax.tree_util.keystr`` form, or a nested dict; see :class:`Space`). ``step_fn`` must build
+    its update from ``config`` at every step (e.g. an ``optax.chain`` with
+    ``jaxlr.transforms.scale_by_schedule(config["schedule"])``). The learning rate each member
+    applied at each step is the ``lr`` metric when ``step_fn`` reports one, else read from the
+    member's state by the driver (:func:`jaxlr.transforms.current_lr`, or the function ``lr``);
+    that curve, followed back through the lineage, is the schedule the winner learned
+    (:meth:`PBTResult.schedule`), which retrains it from scratch.
 
     Args:
         init_fn: ``(config, key) -> state`` for one member.
-        step_fn: ``(state, config, batch) -> (state, metrics)`` with ``metric`` and ``lr``.
-        configs: a dict of ``K >= 2`` configurations (leading axis ``K``).
+        step_fn: ``(state, config, batch) -> (state, metrics)`` with ``metric``.
+        configs: a pytree of ``K >= 2`` configurations (leading axis ``K``).
         batches: an iterable of batches, one per step.
         key: PRNG key: members' ``init_fn`` keys and the selection / perturbation stream.
         num_steps: training length.
         interval: steps between exploit/explore rounds (>= 1).
         metric: the metric ranked (e.g. a validation loss the step function reports).
-        space: name -> ``("log_uniform" | "uniform", low, high)``: the hyperparameters explored
-            and their bounds (resampling range and clip range).
-        lr: the metric that holds the applied learning rate.
+        space: a :class:`Space` (or a dict it takes): the leaves explored, by tree path, and
+            their distributions (resampling range and clip range); fixed entries are ignored.
+        lr: where the applied learning rate comes from: ``None`` (the default) the ``lr``
+            metric if ``step_fn`` reports one, else ``jaxlr.transforms.current_lr(state)``; a
+            metric name; or a function ``(state, config) -> LR`` of one member, e.g.
+            ``lambda s, c: current_lr(s.opt_state, optimizer_lr=c["schedule"])`` for
+            ``optax.adam(config["schedule"])``. Build the optimizer's LR from ``config`` at
+            every step: a schedule held in the optimizer's state
+            (``jaxlr.transforms.scale_by_schedule``) keeps the value it was initialized with,
+            so perturbing the config would not change it.
         mode: ``"min"`` or ``"max"``.
         fraction: the truncation fraction ``f`` in ``(0, 0.5]``.
         resample_probability: ``p`` in ``[0, 1]``.
@@ -276,6 +332,9 @@ def pbt(
         mesh: a mesh to split members over (``K`` must be a multiple of its devices).
         loss, divergence_threshold, member_batches, labels, compiler_options, progress:
             as in :class:`Population`.
+        eval_fn, eval_every: as in :class:`Population`: ``metric`` may be an ``eval_fn``
+            metric computed every ``eval_every`` steps; an exploit ranks by its latest value
+            (make ``interval`` a multiple of ``eval_every`` to rank on a fresh one).
         checkpoint_dir: with ``checkpoint_every``: an orbax checkpoint every that many steps;
             if the directory already holds one of this run, training resumes from it (the
             first ``step`` batches of ``batches`` are skipped) and ends bit-identical.
@@ -344,8 +403,12 @@ def pbt(
         c.fail(f"perturb must be two factors > 0, got perturb={perturb!r}")
     check_mode(c, mode)
     check_metric(c, metric)
-    if not isinstance(lr, str):
-        c.fail(f"lr must be the name of the metric holding the applied LR, got lr={lr!r}")
+    if lr is not None and not isinstance(lr, str) and not callable(lr):
+        c.fail(
+            f"lr must be the name of the metric holding the applied LR, a function (state, "
+            f"config) -> LR of one member, or None (read by jaxlr.transforms.current_lr), got "
+            f"lr={lr!r}"
+        )
     space = _space(c, space, configs)
     if mesh is not None:
         _, devices = _engine.member_sharding(c, mesh)
@@ -356,12 +419,13 @@ def pbt(
             )
     policy = _Exploit(
         name="pbt",
-        requires=(("metric", metric), ("lr", lr)),
+        requires=(("metric", metric),) + ((("lr", lr),) if isinstance(lr, str) else ()),
         k=k,
         n=max(1, math.floor(fraction * k)),
         metric=metric,
         mode=mode,
-        space=tuple(sorted(space.items())),
+        space=space,
+        lr=lr,
         perturb=(float(perturb[0]), float(perturb[1])),
         p=float(resample_probability),
         interval=interval,
@@ -380,6 +444,9 @@ def pbt(
         compiler_options=compiler_options,
         progress=progress,
         policy=policy,
+        eval_fn=eval_fn,
+        eval_every=eval_every,
+        total_steps=num_steps,
     )
     setting = (policy.k, policy.n, metric, mode, policy.space, tuple(perturb), policy.p)
     pop.fingerprint_extra = {"pbt": repr((*setting, interval, num_steps))}
@@ -393,6 +460,8 @@ def pbt(
     carry = pop.host_carry()
     metrics, extra = pop.host_metrics()
     lineage = np.asarray(extra["parents"])
+    if "lr" in extra:  # read from the members' states by the driver
+        metrics = {**metrics, "lr": np.swapaxes(np.asarray(extra["lr"]), 0, 1)}
     died = np.asarray(extra["replaced_diverged"])
     divergences = [(int(died[t, i]), int(i)) for t, i in zip(*np.nonzero(died >= 0))]
     divergences += [(int(carry.bad_step[i]), int(i)) for i in np.flatnonzero(~carry.alive)]
@@ -409,6 +478,6 @@ def pbt(
         lineage=lineage,
         divergences=sorted(divergences),
         metric=metric,
-        lr=lr,
+        lr=lr if isinstance(lr, str) else "lr",
         mode=mode,
     )

@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 from jaxlr._src.validate import Checker
 from jaxlr.sweep import _checkpoint, _engine
 from jaxlr.sweep._carry import Carry
-from jaxlr.sweep._configs import leaf_name, size
+from jaxlr.sweep._configs import leaf_name, size, unwrap
 from jaxlr.sweep._policy import Policy
 from jaxlr.sweep._result import SweepResult
 
@@ -69,6 +69,34 @@ class PopulationResult(SweepResult):
         self.rungs = rungs
         self.lineage = lineage
         self.states = states
+
+    def table_order(self) -> np.ndarray:
+        """Member indices in table order. Successive halving: the members that went furthest
+        first, each rung's members by the metric they were ranked by there (so the winner
+        leads, then the members cut at the last rung, best first, ...); otherwise as
+        :meth:`SweepResult.table_order`.
+
+        Examples:
+            >>> import numpy as np, jaxlr
+            >>> r = jaxlr.sweep.PopulationResult(
+            ...     {"lr": np.array([0.1, 0.2, 0.3])},
+            ...     {"loss": np.array([[2.0, np.nan], [1.0, 0.5], [3.0, np.nan]])},
+            ...     diverged=np.zeros(3, bool), diverged_step=np.full(3, -1),
+            ...     rungs=[[(1, 2.0)], [(1, 1.0), (2, 0.5)], [(1, 3.0)]])
+            >>> r.table_order().tolist()
+            [1, 0, 2]
+        """
+        if self.rungs is None:
+            return super().table_order()
+        mode = self.info.get("mode", "min")
+
+        def key(i):
+            step, value = self.rungs[i][-1]
+            v = value if mode == "min" else -value
+            bad = self.diverged[i] or not np.isfinite(v)
+            return (-step, bad, v if not bad else 0.0, i)
+
+        return np.asarray(sorted(range(len(self)), key=key), int)
 
 
 def _check_key(c: Checker, key: Any) -> jax.Array:
@@ -156,7 +184,9 @@ class Population:
         init_fn: ``(config, key) -> state`` for one member; jittable.
         step_fn: ``(state, config, batch) -> (state, metrics)`` for one member; ``metrics`` a
             dict of arrays with the ``loss`` entry.
-        configs: a pytree whose leaves have a leading axis ``K`` (e.g. :func:`grid`).
+        configs: a pytree whose leaves have a leading axis ``K`` (e.g. :func:`grid`; stacked
+            schedules; string choices as a :class:`Choice`, which ``init_fn``, ``step_fn`` and
+            ``eval_fn`` receive as its index).
         key: a PRNG key; member ``i`` is initialized with ``jax.random.split(key, K)[i]``.
         mesh: a ``jax.sharding.Mesh`` to split members over, or ``None``.
         chunk_size: members per compiled call; ``None`` runs all at once.
@@ -165,7 +195,17 @@ class Population:
         member_batches: batches carry a leading member axis ``K`` (one batch per member).
         labels: names for integer-coded configuration axes, for tables and plots.
         compiler_options: XLA options (``jax.jit(compiler_options=)``).
-        progress: show a tqdm bar over steps in :meth:`train`.
+        progress: show a tqdm bar over steps in :meth:`train`, labelled with the search's name
+            (the policy's ``name``).
+        total_steps: the training length planned over all :meth:`train` calls (a search that
+            trains rung by rung, or report by report): one bar runs across the calls up to it.
+            ``None``: one bar per :meth:`train` call.
+        eval_fn: ``(state, config) -> metrics`` for one member (a dict, e.g. a validation loss
+            on held-out data), computed after the first step and then every ``eval_every``
+            steps, under ``lax.cond`` (the other steps skip it). Its metrics join ``step_fn``'s
+            at every step holding the latest evaluation (NaN before the first), so ranking
+            (halving's rungs, PBT's exploit, :meth:`SweepResult.best`) uses the latest value.
+        eval_every: steps between evaluations (>= 1).
         policy: what happens between steps inside the compiled program (a
             :class:`Policy`, e.g. PBT's exploit and explore); ``None``: nothing.
 
@@ -213,6 +253,9 @@ class Population:
         compiler_options: Mapping[str, Any] | None = None,
         progress: bool = True,
         policy: Policy | None = None,
+        total_steps: int | None = None,
+        eval_fn: Callable[[Any, Any], Any] | None = None,
+        eval_every: int = 1,
     ):
         if policy is not None and not isinstance(policy, Policy):
             Checker(self._fn).fail(
@@ -235,6 +278,17 @@ class Population:
         self.threshold = divergence_threshold
         self.member_batches = bool(member_batches)
         self.labels, self.options, self.progress = labels, compiler_options, progress
+        if total_steps is not None and (not _engine.is_int(total_steps) or total_steps < 1):
+            c.fail(f"total_steps must be an int >= 1 or None, got total_steps={total_steps!r}")
+        self.total_steps = total_steps
+        if eval_fn is not None and not callable(eval_fn):
+            c.fail(f"eval_fn must be callable or None, got eval_fn={eval_fn!r}")
+        if not _engine.is_int(eval_every) or eval_every < 1:
+            c.fail(f"eval_every must be an int >= 1, got eval_every={eval_every!r}")
+        if eval_fn is None and eval_every != 1:
+            c.fail(f"eval_every={eval_every} needs an eval_fn to run every eval_every steps")
+        self.eval_fn, self.eval_every = eval_fn, int(eval_every)
+        self._bar = None  # the open progress bar when it runs across train() calls
         self.configs = jax.tree.map(np.asarray, configs)
         self.num_chunks = -(-k // self.chunk)
         self.padded = self.num_chunks * self.chunk
@@ -301,7 +355,8 @@ class Population:
             return jax.eval_shape(lambda s: jax.tree.map(lambda a: a[0], s), self.carries[0].state)
         impl, init_fn = self._impl, self.init_fn
         return jax.eval_shape(
-            lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl)), *self._member_args
+            lambda cf, k: init_fn(unwrap(cf), jax.random.wrap_key_data(k, impl=impl)),
+            *self._member_args,
         )
 
     def _host_state_struct(self) -> Any:
@@ -313,16 +368,46 @@ class Population:
             _engine.host_struct(self.abstract_state()),
         )
 
+    def evals_struct(self) -> Any:
+        """The shapes of the members' latest evaluation (``eval_fn``'s metrics, leaves
+        ``[K, ...]``), ``()`` without an ``eval_fn``."""
+        if self.eval_fn is None:
+            return ()
+        k, eval_fn = self.num_members, self.eval_fn
+        one = jax.eval_shape(
+            lambda s, c: eval_fn(s, unwrap(c)),
+            self.abstract_state(),
+            jax.tree.map(lambda a: a[0], self.configs),
+        )
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct((k, *a.shape), a.dtype), one)
+
     def _impls(self) -> list:
         """Per state leaf: the PRNG implementation of a typed key leaf, else None."""
         if self._key_impls is None:
             self._key_impls = _engine.key_impls(self.abstract_state())
         return self._key_impls
 
-    def _host_start(self, cfg, state) -> Carry:
+    def _host_start(self, cfg, state, evals=()) -> Carry:
         n = self.chunk
         return Carry(
-            state, cfg, np.ones(n, bool), np.full(n, -1, np.int32), np.int32(0), self._pkey
+            state, cfg, np.ones(n, bool), np.full(n, -1, np.int32), np.int32(0), self._pkey, evals
+        )
+
+    def _no_evals(self, cfg, abstract_state) -> Any:
+        """The evals before the first evaluation: NaN floats (zeros otherwise), ``[c, ...]``."""
+        if self.eval_fn is None:
+            return ()
+        eval_fn = self.eval_fn
+        shapes = jax.eval_shape(jax.vmap(lambda s, c: eval_fn(s, unwrap(c))), abstract_state, cfg)
+        if not isinstance(shapes, Mapping):
+            Checker(self._fn).fail(
+                f"eval_fn must return a dict of metrics, got {type(shapes).__name__}"
+            )
+        return jax.tree.map(
+            lambda a: np.full(
+                a.shape, np.nan if jnp.issubdtype(a.dtype, jnp.inexact) else 0, a.dtype
+            ),
+            shapes,
         )
 
     def _ensure(self, part) -> None:
@@ -332,13 +417,16 @@ class Population:
         cfg, kd = self._pending[0]
         impl, init_fn = self._impl, self.init_fn
         abstract = jax.eval_shape(
-            jax.vmap(lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl))), cfg, kd
+            jax.vmap(lambda cf, k: init_fn(unwrap(cf), jax.random.wrap_key_data(k, impl=impl))),
+            cfg,
+            kd,
         )
-        self._compiled(self._host_start(cfg, abstract), part)
+        evals = self._no_evals(cfg, abstract)
+        self._compiled(self._host_start(cfg, abstract, evals), part)
         carries = []
         for cfg, kd in self._pending:
             state = self._init(cfg, kd, impl)
-            host = self._host_start(cfg, None)
+            host = self._host_start(cfg, None, evals)
             carries.append(self._put_carry(host)._replace(state=state))
         self.carries = carries
 
@@ -347,7 +435,9 @@ class Population:
         init_fn = self.init_fn
 
         def build():
-            return jax.vmap(lambda cf, k: init_fn(cf, jax.random.wrap_key_data(k, impl=impl)))
+            return jax.vmap(
+                lambda cf, k: init_fn(unwrap(cf), jax.random.wrap_key_data(k, impl=impl))
+            )
 
         s = self.sharding
         compiled, t, cs = _engine.compile_cached(
@@ -369,16 +459,39 @@ class Population:
     def _program(self) -> Callable:
         step_fn, loss, threshold = self.step_fn, self.loss, self.threshold
         member_batches, policy = self.member_batches, self.policy
+        eval_fn, every = self.eval_fn, self.eval_every
         fn = self._fn
 
         def one(carry: Carry, batch):
             in_axes = (0, 0, 0 if member_batches else None)
-            state, metrics = jax.vmap(step_fn, in_axes=in_axes)(carry.state, carry.config, batch)
+            state, metrics = jax.vmap(step_fn, in_axes=in_axes)(
+                carry.state, unwrap(carry.config), batch
+            )
             _check_state(fn, carry.state, state)
-            _engine.check_metrics(fn, "step_fn", metrics, loss, policy.requires)
+            _engine.check_metrics(fn, "step_fn", metrics, loss)
             ok = _engine.healthy(None if loss is None else metrics[loss], state, threshold)
             ok &= carry.alive
             newly = carry.alive & ~ok
+            state = _engine.tree_where(ok, state, carry.state)
+            evals = carry.evals
+            if eval_fn is not None:
+                # An unbatched predicate: a real branch, so the other steps skip the evaluation.
+                due = (carry.step == 0) | ((carry.step + 1) % every == 0)
+                evals = jax.lax.cond(
+                    due,
+                    lambda s, c: jax.vmap(lambda s1, c1: eval_fn(s1, unwrap(c1)))(s, c),
+                    lambda s, c: carry.evals,
+                    state,
+                    carry.config,
+                )
+                if not isinstance(metrics, Mapping) or set(metrics) & set(evals):
+                    Checker(fn).fail(
+                        f"with eval_fn, step_fn must return a dict of metrics whose names differ "
+                        f"from eval_fn's {sorted(evals)}, got "
+                        f"{sorted(metrics) if isinstance(metrics, Mapping) else metrics}"
+                    )
+                metrics = {**metrics, **evals}
+            _engine.check_metrics(fn, "step_fn", metrics, None, policy.requires)
             # Frozen members keep their last healthy state; their metrics after the bad step
             # are NaN (they did not train).
             metrics = jax.tree.map(
@@ -390,10 +503,11 @@ class Population:
                 metrics,
             )
             carry = carry._replace(
-                state=_engine.tree_where(ok, state, carry.state),
+                state=state,
                 alive=ok,
                 bad_step=jnp.where(newly, carry.step, carry.bad_step),
                 step=carry.step + 1,
+                evals=evals,
             )
             carry, extra = policy.between(carry, metrics)
             return carry, (metrics, extra)
@@ -417,6 +531,7 @@ class Population:
             s,
             r,
             r,
+            jax.tree.map(lambda _: s, carry.evals),
         )
 
     def _batch_sharding(self):
@@ -452,6 +567,8 @@ class Population:
                 self.member_batches,
                 self.policy,
                 s,
+                self.eval_every,
+                _engine.Same(self.eval_fn),
             ),
             self._program,
             args,
@@ -582,14 +699,20 @@ class Population:
                 for _ in range(self._steps):  # the batches the checkpointed run consumed
                     next(it, None)
         t0, built = time.perf_counter(), self.trace_seconds + self.compile_seconds
-        with tqdm(
-            total=num_steps,
-            initial=done,
-            unit="step",
-            desc="population",
-            disable=not self.progress,
-            leave=True,
-        ) as bar:
+        bar = self._bar
+        if bar is None:
+            across = self.total_steps is not None
+            bar = tqdm(
+                total=self.total_steps if across else num_steps,
+                initial=self.steps_done if across else done,
+                unit="step",
+                desc=self._fn,
+                disable=not self.progress,
+                leave=True,
+            )
+            self._bar = bar if across else None
+        finished = False
+        try:
             while done < num_steps:
                 n = min(steps_per_call, num_steps - done)
                 if checkpoint_every is not None:
@@ -611,6 +734,11 @@ class Population:
                 bar.update(n)
                 if checkpoint_every is not None and self.steps_done % checkpoint_every == 0:
                     self.save(checkpoint_dir)
+            finished = True
+        finally:  # a bar across calls stays open until the planned length (or an error)
+            if not finished or self._bar is None or self.steps_done >= self.total_steps:
+                bar.close()
+                self._bar = None
         # Compiling happens inside the first call: it is reported apart, not as running.
         built = self.trace_seconds + self.compile_seconds - built
         self.run_seconds += time.perf_counter() - t0 - built
@@ -700,6 +828,7 @@ class Population:
                 config=pick(carry.config),
                 alive=carry.alive[idx],
                 bad_step=carry.bad_step[idx],
+                evals=pick(carry.evals),
             )
         )
         self.history = []
@@ -729,6 +858,7 @@ class Population:
             _engine.put(cy.bad_step, s),
             _engine.put(cy.step, r),
             _engine.put(cy.key, r),
+            _engine.put(cy.evals, s),
         )
 
     def host_carry(self) -> Carry:
@@ -745,9 +875,9 @@ class Population:
         parts = [_engine.fetch(cy) for cy in self.carries]
         member = [
             jax.tree.map(lambda *xs: np.concatenate(xs)[:k], *[getattr(p, f) for p in parts])
-            for f in ("state", "config", "alive", "bad_step")
+            for f in ("state", "config", "alive", "bad_step", "evals")
         ]
-        return Carry(*member, parts[0].step, parts[0].key)
+        return Carry(*member[:4], parts[0].step, parts[0].key, member[4])
 
     def host_metrics(self) -> tuple[Any, Any]:
         """Metrics ``[K, T, ...]`` and extra outputs ``[T, K, ...]`` on the host."""

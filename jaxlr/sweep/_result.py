@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,12 +12,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxlr.sweep._configs import leaf_name
+from jaxlr.sweep._configs import is_choice, leaf_name
 from jaxlr.sweep._engine import diverged_entries
 
 
 def _flat(tree: Any) -> dict[str, np.ndarray]:
-    return {leaf_name(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    """Leaf name -> array; a :class:`~jaxlr.sweep.Choice` as its strings."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_choice)[0]
+    return {leaf_name(p): v.labels() if is_choice(v) else np.asarray(v) for p, v in leaves}
 
 
 def _scalar(v: np.ndarray) -> Any:
@@ -32,6 +35,22 @@ _VALIDATION = re.compile(r"^(val|valid|validation|eval)([._/-].*)?[._/-]?loss$")
 def _is_lr(name: str) -> bool:
     """A learning-rate curve: its last name component is ``lr`` or ``learning_rate``."""
     return name.rsplit(".", 1)[-1] in ("lr", "learning_rate")
+
+
+def _shortest(v: float) -> str:
+    """The shortest decimal that reads back to ``v``: at float32 precision when ``v`` is a
+    float32 value (no ``0.10000000149011612`` for ``np.float32(0.1)``), else ``repr``."""
+    if math.isfinite(v) and float(np.float32(v)) == v:
+        return str(np.float32(v))
+    return repr(v)
+
+
+def _csv_cell(v: Any) -> Any:
+    if isinstance(v, float):
+        return _shortest(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(str(_csv_cell(x)) for x in v) + "]"
+    return v
 
 
 def _cell(v: Any) -> str:
@@ -149,6 +168,8 @@ class SweepResult:
     def label(self, axis: str, i: int) -> Any:
         """Member ``i``'s value on ``axis``, as its label when ``labels`` names it."""
         v = self.hyperparameters[axis][i]
+        if isinstance(v, (str, np.str_)):  # a string choice
+            return str(v)
         names = self.labels.get(axis)
         return names[int(v)] if names is not None else _scalar(v)
 
@@ -346,8 +367,31 @@ class SweepResult:
         return out
 
     # -- tables ------------------------------------------------------------------------------
-    def _table(self, columns: Sequence[str] | None, fn: str) -> tuple[list[str], list[list]]:
+    def table_order(self) -> np.ndarray:
+        """Member indices in table order: best first by :meth:`best`'s default ranking
+        (:attr:`default_metric`, last value, lower is better), diverged and non-finite scores
+        last, ties in member order; member order when there is no metric to rank by.
+
+        Examples:
+            >>> import numpy as np, jaxlr
+            >>> r = jaxlr.sweep.SweepResult({"peak_value": np.array([0.1, 0.3, 1.0])},
+            ...                             {"loss": np.array([0.5, 0.25, np.nan])})
+            >>> r.table_order().tolist()
+            [1, 0, 2]
+        """
+        try:
+            score = self.score()
+        except ValueError:
+            return np.arange(len(self))
+        score = np.where(np.isfinite(score) & ~self.diverged, score, np.inf)
+        return np.argsort(score, kind="stable")
+
+    def _table(
+        self, columns: Sequence[str] | None, fn: str, sort: bool = True
+    ) -> tuple[list[str], list[list]]:
         records = self.records()
+        if sort:
+            records = [records[i] for i in self.table_order()]
         known = list(records[0])
         if columns is None:
             columns = known
@@ -358,11 +402,12 @@ class SweepResult:
                 raise ValueError(f"SweepResult.{fn}: unknown columns {unknown}, known: {known}")
         return columns, [[r[col] for col in columns] for r in records]
 
-    def to_markdown(self, columns: Sequence[str] | None = None) -> str:
+    def to_markdown(self, columns: Sequence[str] | None = None, *, sort: bool = True) -> str:
         """The records as a GitHub markdown table, one row per member (floats to 4 digits).
 
         Args:
             columns: record fields to show, in order; ``None``: all of them.
+            sort: rows best first (:meth:`table_order`); ``False``: member order.
 
         Returns:
             The table as a string.
@@ -380,16 +425,17 @@ class SweepResult:
             | 0.1 | 0.25 | False |
             | 1 | nan | True |
         """
-        cols, rows = self._table(columns, "to_markdown")
+        cols, rows = self._table(columns, "to_markdown", sort)
         lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
         lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
         return "\n".join(lines)
 
-    def to_text(self, columns: Sequence[str] | None = None) -> str:
+    def to_text(self, columns: Sequence[str] | None = None, *, sort: bool = True) -> str:
         """The records as an aligned plain-text table for a terminal (no dependency).
 
         Args:
             columns: record fields to show, in order; ``None``: all of them.
+            sort: rows best first (:meth:`table_order`); ``False``: member order.
 
         Returns:
             The table as a string; numbers are right-aligned.
@@ -406,7 +452,7 @@ class SweepResult:
                 0         0.1  0.25
                 1           1   0.5
         """
-        cols, rows = self._table(columns, "to_text")
+        cols, rows = self._table(columns, "to_text", sort)
         cells = [[_cell(v) for v in row] for row in rows]
         width = [max([len(c)] + [len(r[j]) for r in cells]) for j, c in enumerate(cols)]
         numeric = [
@@ -421,7 +467,9 @@ class SweepResult:
 
         return "\n".join([line(cols)] + [line(r) for r in cells])
 
-    def to_rich(self, columns: Sequence[str] | None = None, *, title: str | None = None):
+    def to_rich(
+        self, columns: Sequence[str] | None = None, *, title: str | None = None, sort: bool = True
+    ):
         """The records as a ``rich.table.Table`` (requires ``rich``); diverged rows in red.
 
         ``rich.print(result)`` shows the same table (``__rich__``).
@@ -429,6 +477,7 @@ class SweepResult:
         Args:
             columns: record fields to show, in order; ``None``: all of them.
             title: the table's title.
+            sort: rows best first (:meth:`table_order`); ``False``: member order.
 
         Returns:
             A ``rich.table.Table``.
@@ -451,7 +500,8 @@ class SweepResult:
                 "SweepResult.to_rich needs rich: pip install rich; to_text() and "
                 "to_markdown() need nothing"
             ) from None
-        cols, rows = self._table(columns, "to_rich")
+        cols, rows = self._table(columns, "to_rich", sort)
+        order = self.table_order() if sort else np.arange(len(self))
         table = Table(title=title)
         for j, col in enumerate(cols):
             numeric = all(
@@ -459,18 +509,27 @@ class SweepResult:
             )
             table.add_column(col, justify="right" if numeric else "left")
         for i, row in enumerate(rows):
-            table.add_row(*(_cell(v) for v in row), style="red" if self.diverged[i] else None)
+            bad = self.diverged[order[i]]
+            table.add_row(*(_cell(v) for v in row), style="red" if bad else None)
         return table
 
     def __rich__(self):
         return self.to_rich(title=repr(self))
 
-    def to_csv(self, path: str | Path, columns: Sequence[str] | None = None) -> Path:
+    def to_csv(
+        self, path: str | Path, columns: Sequence[str] | None = None, *, sort: bool = True
+    ) -> Path:
         """Writes the records as CSV (a header row, one row per member; lists as JSON-like text).
+
+        A float is written as the shortest decimal that reads back to the same value: for a
+        value of float32 precision (a float32 hyperparameter or metric), the shortest that
+        reads back to that float32 (``0.1``, not ``0.10000000149011612``); otherwise Python's
+        ``repr`` (float64 round trip).
 
         Args:
             path: the file to write (its folder must exist).
             columns: record fields to write, in order; ``None``: all of them.
+            sort: rows best first (:meth:`table_order`); ``False``: member order.
 
         Returns:
             The path written.
@@ -486,26 +545,32 @@ class SweepResult:
             >>> next(csv.DictReader(p.open()))["loss"]
             '0.25'
         """
-        cols, rows = self._table(columns, "to_csv")
+        cols, rows = self._table(columns, "to_csv", sort)
         path = Path(path)
         with path.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(cols)
-            w.writerows([[repr(v) if isinstance(v, float) else v for v in row] for row in rows])
+            w.writerows([[_csv_cell(v) for v in row] for row in rows])
         return path
 
     # -- plots (jaxlr.sweep._plots) ----------------------------------------------------------
-    def plot_final(self, metric: str = "loss", *, x: str = "peak_value", by: str | None = None):
-        """Final ``metric`` vs ``x`` (log x axis), one line per value of ``by``; a Figure."""
+    def plot_final(
+        self, metric: str | None = None, *, x: str = "peak_value", by: str | None = None
+    ):
+        """Final ``metric`` vs ``x`` (log x axis), one line per value of ``by``; a Figure.
+
+        ``metric`` defaults to the one :meth:`best` ranks by (:attr:`default_metric`)."""
         from jaxlr.sweep import _plots
 
-        return _plots.final_vs(self, metric=metric, x=x, by=by)
+        return _plots.final_vs(self, metric=metric or self.default_metric, x=x, by=by)
 
-    def plot_curves(self, metric: str = "loss", *, by: str | None = None, log_y: bool = True):
-        """``metric`` against the step for every member, coloured by ``by``; a Figure."""
+    def plot_curves(self, metric: str | None = None, *, by: str | None = None, log_y: bool = True):
+        """``metric`` against the step for every member, coloured by ``by``; a Figure.
+
+        ``metric`` defaults to the one :meth:`best` ranks by (:attr:`default_metric`)."""
         from jaxlr.sweep import _plots
 
-        return _plots.curves(self, metric=metric, by=by, log_y=log_y)
+        return _plots.curves(self, metric=metric or self.default_metric, by=by, log_y=log_y)
 
     def plot_sharpness(
         self, sharpness: str = "lambda_max", *, lr: str = "lr", by: str | None = None
@@ -521,13 +586,21 @@ class SweepResult:
         *,
         by: str | None = None,
         x: str = "peak_value",
-        loss: str = "loss",
+        loss: str | None = None,
         lr: str = "lr",
         sharpness: str = "lambda_max",
     ) -> list[Path]:
-        """Writes the plots whose inputs exist (PNG) and returns their paths."""
+        """Writes the plots whose inputs exist (PNG) and returns their paths.
+
+        ``loss``: the metric of the final-value and curve plots, by default the one :meth:`best`
+        ranks by (:attr:`default_metric`, a validation loss when there is one)."""
         from jaxlr.sweep import _plots
 
+        if loss is None:
+            try:
+                loss = self.default_metric
+            except ValueError:
+                loss = "loss"
         return _plots.save_all(
             self, Path(out_dir), by=by, x=x, loss=loss, lr=lr, sharpness=sharpness
         )

@@ -12,7 +12,7 @@ from jax.sharding import Mesh
 
 from jaxlr._src.validate import Checker
 from jaxlr.sweep import _engine, _progress
-from jaxlr.sweep._configs import size
+from jaxlr.sweep._configs import size, unwrap
 from jaxlr.sweep._result import SweepResult
 
 
@@ -22,7 +22,7 @@ def _checked(
     """``train_fn`` with its output validated at trace time, before anything compiles."""
 
     def member(config):
-        metrics = train_fn(config)
+        metrics = train_fn(unwrap(config))
         _engine.check_metrics("run", "train_fn", metrics, loss)
         return metrics
 
@@ -67,7 +67,8 @@ def run(
 
     Args:
         train_fn: ``config -> metrics`` for one member; jittable.
-        configs: a pytree (e.g. from :func:`grid`) whose leaves have a leading axis ``K``.
+        configs: a pytree (e.g. from :func:`grid`) whose leaves have a leading axis ``K``;
+            string choices (a :class:`Choice`) reach ``train_fn`` as their index.
         chunk_size: members per compiled call (memory bound); ``None`` runs all at once. With a
             mesh it must be a multiple of the number of devices.
         mesh: a ``jax.sharding.Mesh`` to shard members over, or ``None`` (default device).
@@ -77,7 +78,8 @@ def run(
         loss: name of the metric checked for divergence; ``None`` disables the check.
         divergence_threshold: a loss above this also counts as diverged.
         labels: names for integer-coded configuration axes (e.g. ``{"schedule": [...]}``),
-            used in tables and plots.
+            used in tables and plots; string choices (``grid(schedule=["cosine", "wsd"])``)
+            need none.
         compiler_options: XLA options for the compilation (``jax.jit(compiler_options=)``).
         vmap_size: ``None`` vectorizes all members of a chunk at once (``vmap``: the fastest on
             accelerators). An int runs them ``vmap_size`` at a time in a loop compiled into the
