@@ -98,7 +98,7 @@ def best_losses(seed: int) -> dict[str, float]:
         train_fn, SPACE, num_trials=N, batch_size=K, sampler=_tpe(seed)
     )
     rnd = jaxlr.sweep.run(
-        train_fn, jaxlr.sweep.random(N, seed=seed, **SPACE_RANDOM), progress=False
+        train_fn, jaxlr.sweep.random(N, key=jax.random.key(seed), **SPACE_RANDOM), progress=False
     )
     grid = jaxlr.sweep.run(train_fn, jaxlr.sweep.grid(**GRID), progress=False)
     complete = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -305,8 +305,10 @@ def test_keys_seeds_and_static_arrays_are_checked_before_anything_runs():
     with pytest.raises(ValueError, match="top_eigenvalue: num_iters must be a Python value"):
         sharpness.top_eigenvalue(loss, p, key=k, batch=jnp.ones(3), num_iters=jnp.array([3, 4]))
     for seed in ("x", 1.5, -1, True):
-        with pytest.raises(ValueError, match="random: seed must be an int >= 0"):
-            sweep.random(3, seed=seed, lr=("uniform", 0.1, 1.0))
+        with pytest.raises(ValueError, match="random: key must be a PRNG key"):
+            sweep.random(3, key=seed, lr=("uniform", 0.1, 1.0))
+    with pytest.raises(TypeError, match="random: argument 'seed' is now 'key'"):
+        sweep.random(3, seed=0, lr=("uniform", 0.1, 1.0))
     with pytest.raises(ValueError, match="lr_range_test: key must be a PRNG key"):
         auto.lr_range_test(lambda *a: None, lambda *a: None, key="x")
     with pytest.raises(ValueError, match="autolrs: key must be a PRNG key"):
