@@ -22,10 +22,8 @@ from jaxlr.schedules import (
     cosine,
     exponential,
     inverse_time,
-    make,
     piecewise_constant,
     polynomial,
-    register,
     warmup_cosine,
 )
 
@@ -125,20 +123,6 @@ def PiecewiseConstantDecay(
     return piecewise_constant(boundaries=boundaries, values=values, right=True)
 
 
-def _polynomial_cycle_law(
-    step, *, initial_learning_rate, decay_steps, end_learning_rate, power, cycle
-):
-    del cycle  # always True: without it the constructor returns the native polynomial
-    q, r = steps.divide(step, decay_steps)  # ceil(step / decay_steps), exactly
-    t = steps.to_float(step)
-    periods = jnp.where(t == 0, 1.0, q + jnp.where(r > 0.0, 1.0, 0.0))
-    p = safe_div(t, decay_steps * periods)
-    return (initial_learning_rate - end_learning_rate) * safe_pow(
-        1.0 - p, power
-    ) + end_learning_rate
-
-
-@register("keras.PolynomialDecay", _polynomial_cycle_law, counts=("decay_steps",))
 def PolynomialDecay(
     *,
     initial_learning_rate: ArrayLike,
@@ -191,16 +175,49 @@ def PolynomialDecay(
     c.finite("initial_learning_rate", initial_learning_rate)
     c.finite("end_learning_rate", end_learning_rate)
     c.positive("power", power)
-    return make(
-        "keras.PolynomialDecay",
-        dict(
-            initial_learning_rate=initial_learning_rate,
-            decay_steps=decay_steps,
-            end_learning_rate=end_learning_rate,
-            power=power,
-        ),
-        dict(cycle=True),
+    return CyclingPolynomialDecay(
+        initial_learning_rate=initial_learning_rate,
+        decay_steps=decay_steps,
+        end_learning_rate=end_learning_rate,
+        power=power,
     )
+
+
+class CyclingPolynomialDecay(
+    Schedule, name="keras.PolynomialDecay", counts=("decay_steps",), constructor=PolynomialDecay
+):
+    r"""Keras ``PolynomialDecay`` with ``cycle=True`` (built by :func:`PolynomialDecay`, which
+    takes Keras's arguments): :math:`(\eta_0 - \eta_e)(1 - t/D')^{p} + \eta_e` with
+    :math:`D' = D \lceil t/D \rceil` (:math:`D` at ``t = 0``).
+
+    Examples:
+        >>> from jaxlr.compat.keras import CyclingPolynomialDecay, PolynomialDecay
+        >>> s = PolynomialDecay(initial_learning_rate=1.0, decay_steps=10, cycle=True)
+        >>> isinstance(s, CyclingPolynomialDecay), round(float(s(15)), 4)
+        (True, 0.2501)
+    """
+
+    initial_learning_rate: ArrayLike
+    decay_steps: ArrayLike
+    end_learning_rate: ArrayLike = 0.0001
+    power: ArrayLike = 1.0
+    cycle: bool = True
+
+    def check(self, c: Checker) -> None:
+        _decay_steps(c, "decay_steps", self.decay_steps)
+        c.choice("cycle", self.cycle, (True,))
+        c.finite("initial_learning_rate", self.initial_learning_rate)
+        c.finite("end_learning_rate", self.end_learning_rate)
+        c.positive("power", self.power)
+
+    def law(self, step):
+        q, r = steps.divide(step, self.decay_steps)  # ceil(step / decay_steps), exactly
+        t = steps.to_float(step)
+        periods = jnp.where(t == 0, 1.0, q + jnp.where(r > 0.0, 1.0, 0.0))
+        p = safe_div(t, self.decay_steps * periods)
+        return (self.initial_learning_rate - self.end_learning_rate) * safe_pow(
+            1.0 - p, self.power
+        ) + self.end_learning_rate
 
 
 def InverseTimeDecay(
@@ -307,18 +324,6 @@ def CosineDecay(
     )
 
 
-def _cosine_restarts_law(step, *, initial_learning_rate, first_decay_steps, t_mul, m_mul, alpha):
-    # the cycle and the place in it, exact for integer steps and periods (steps.restart_cycle)
-    i, u, length = steps.restart_cycle(step, first_decay_steps, t_mul)
-    frac = u / length
-    # m_mul**i with a finite gradient at m_mul = 0, i = 0 (0**0 = 1, derivative 0 there)
-    first = i == 0
-    mult = jnp.where(first, 1.0, jnp.where(first, 1.0, m_mul) ** jnp.where(first, 1.0, i))
-    decayed = mult * half_cosine(frac)
-    return initial_learning_rate * ((1.0 - alpha) * decayed + alpha)
-
-
-@register("keras.CosineDecayRestarts", _cosine_restarts_law, counts=("first_decay_steps",))
 def CosineDecayRestarts(
     *,
     initial_learning_rate: ArrayLike,
@@ -367,13 +372,51 @@ def CosineDecayRestarts(
     c.positive("t_mul", t_mul)
     c.finite("m_mul", m_mul)
     c.finite("alpha", alpha)
-    return make(
-        "keras.CosineDecayRestarts",
-        dict(
-            initial_learning_rate=initial_learning_rate,
-            first_decay_steps=first_decay_steps,
-            t_mul=t_mul,
-            m_mul=m_mul,
-            alpha=alpha,
-        ),
+    return CosineDecayRestartsSchedule(
+        initial_learning_rate=initial_learning_rate,
+        first_decay_steps=first_decay_steps,
+        t_mul=t_mul,
+        m_mul=m_mul,
+        alpha=alpha,
     )
+
+
+class CosineDecayRestartsSchedule(
+    Schedule,
+    name="keras.CosineDecayRestarts",
+    counts=("first_decay_steps",),
+    constructor=CosineDecayRestarts,
+):
+    r"""The schedule :func:`CosineDecayRestarts` builds (a class of its own because Keras's
+    ``name`` argument cannot be a field: ``name`` is the family name).
+
+    Examples:
+        >>> from jaxlr.compat.keras import CosineDecayRestarts, CosineDecayRestartsSchedule
+        >>> s = CosineDecayRestarts(initial_learning_rate=1.0, first_decay_steps=10, name="x")
+        >>> s == CosineDecayRestartsSchedule(initial_learning_rate=1.0, first_decay_steps=10)
+        True
+    """
+
+    initial_learning_rate: ArrayLike
+    first_decay_steps: ArrayLike
+    t_mul: ArrayLike = 2.0
+    m_mul: ArrayLike = 1.0
+    alpha: ArrayLike = 0.0
+
+    def check(self, c: Checker) -> None:
+        _decay_steps(c, "first_decay_steps", self.first_decay_steps)
+        c.finite("initial_learning_rate", self.initial_learning_rate)
+        c.positive("t_mul", self.t_mul)
+        c.finite("m_mul", self.m_mul)
+        c.finite("alpha", self.alpha)
+
+    def law(self, step):
+        # the cycle and the place in it, exact for integer steps and periods
+        # (steps.restart_cycle)
+        i, u, length = steps.restart_cycle(step, self.first_decay_steps, self.t_mul)
+        frac = u / length
+        # m_mul**i with a finite gradient at m_mul = 0, i = 0 (0**0 = 1, derivative 0 there)
+        first = i == 0
+        mult = jnp.where(first, 1.0, jnp.where(first, 1.0, self.m_mul) ** jnp.where(first, 1.0, i))
+        decayed = mult * half_cosine(frac)
+        return self.initial_learning_rate * ((1.0 - self.alpha) * decayed + self.alpha)

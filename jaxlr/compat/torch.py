@@ -16,6 +16,7 @@ misjudges negative metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -37,10 +38,8 @@ from jaxlr.schedules import (
     cyclic,
     exponential,
     join,
-    make,
     multistep,
     product,
-    register,
     scale,
     sgdr,
     step,
@@ -122,12 +121,7 @@ class LRAndMomentum(NamedTuple):
 # LambdaLR, MultiplicativeLR
 
 
-def _lambda_law(step, *, lr, lr_lambda):
-    return jnp.broadcast_to(lr * jnp.asarray(lr_lambda(step), step.dtype), step.shape)
-
-
-@register("torch.LambdaLR", _lambda_law)
-def LambdaLR(*, lr_lambda: Callable[[jax.Array], ArrayLike], lr: ArrayLike) -> Schedule:
+class LambdaLR(Schedule, name="torch.LambdaLR"):
     r"""``lr`` times a user factor of the step (``torch.optim.lr_scheduler.LambdaLR``).
 
     .. math:: \eta(t) = \eta_0\,f(t)
@@ -149,24 +143,19 @@ def LambdaLR(*, lr_lambda: Callable[[jax.Array], ArrayLike], lr: ArrayLike) -> S
     References:
         PyTorch ``torch.optim.lr_scheduler.LambdaLR``.
     """
-    c = Checker("LambdaLR")
-    callable_arg(c, "lr_lambda", lr_lambda)
-    _lr(c, lr)
-    return make("torch.LambdaLR", dict(lr=lr), dict(lr_lambda=lr_lambda))
+
+    lr: ArrayLike
+    lr_lambda: Callable[[jax.Array], ArrayLike]
+
+    def check(self, c: Checker) -> None:
+        callable_arg(c, "lr_lambda", self.lr_lambda)
+        _lr(c, self.lr)
+
+    def law(self, step):
+        return jnp.broadcast_to(self.lr * jnp.asarray(self.lr_lambda(step), step.dtype), step.shape)
 
 
-def _multiplicative_law(step, *, lr, lr_lambda):
-    def one(t):
-        def body(i, acc):
-            return acc * jnp.asarray(lr_lambda(jnp.asarray(i, t.dtype)), t.dtype)
-
-        return jax.lax.fori_loop(1, jnp.floor(t).astype(jnp.int32) + 1, body, jnp.ones((), t.dtype))
-
-    return lr * jax.vmap(one)(step.reshape(-1)).reshape(step.shape)
-
-
-@register("torch.MultiplicativeLR", _multiplicative_law)
-def MultiplicativeLR(*, lr_lambda: Callable[[jax.Array], ArrayLike], lr: ArrayLike) -> Schedule:
+class MultiplicativeLR(Schedule, name="torch.MultiplicativeLR"):
     r"""Multiply the LR by a user factor at every step (``MultiplicativeLR``).
 
     .. math:: \eta(t) = \eta_0 \prod_{i=1}^{t} f(i)
@@ -191,10 +180,24 @@ def MultiplicativeLR(*, lr_lambda: Callable[[jax.Array], ArrayLike], lr: ArrayLi
     References:
         PyTorch ``torch.optim.lr_scheduler.MultiplicativeLR``.
     """
-    c = Checker("MultiplicativeLR")
-    callable_arg(c, "lr_lambda", lr_lambda)
-    _lr(c, lr)
-    return make("torch.MultiplicativeLR", dict(lr=lr), dict(lr_lambda=lr_lambda))
+
+    lr: ArrayLike
+    lr_lambda: Callable[[jax.Array], ArrayLike]
+
+    def check(self, c: Checker) -> None:
+        callable_arg(c, "lr_lambda", self.lr_lambda)
+        _lr(c, self.lr)
+
+    def law(self, step):
+        def one(t):
+            def body(i, acc):
+                return acc * jnp.asarray(self.lr_lambda(jnp.asarray(i, t.dtype)), t.dtype)
+
+            return jax.lax.fori_loop(
+                1, jnp.floor(t).astype(jnp.int32) + 1, body, jnp.ones((), t.dtype)
+            )
+
+        return self.lr * jax.vmap(one)(step.reshape(-1)).reshape(step.shape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,15 +298,7 @@ def ExponentialLR(*, gamma: ArrayLike, lr: ArrayLike) -> Schedule:
 # ConstantLR, LinearLR, PolynomialLR: torch's total_iters <= 0 keeps the first factor forever
 
 
-def _constant_law(step, *, lr, factor, total_iters):
-    undone = reached(step, total_iters) & (total_iters > 0.0)
-    return jnp.where(undone, lr * factor * safe_div(1.0, factor, 1.0), lr * factor)
-
-
-@register("torch.ConstantLR", _constant_law, counts=("total_iters",))
-def ConstantLR(
-    *, factor: ArrayLike = 1.0 / 3, total_iters: ArrayLike = 5, lr: ArrayLike
-) -> Schedule:
+class ConstantLR(Schedule, name="torch.ConstantLR", counts=("total_iters",)):
     r"""``lr * factor`` for the first ``total_iters`` steps, then ``lr`` (``ConstantLR``).
 
     .. math:: \eta(t) = \eta_0 f\ (t < N), \quad \eta_0\ (t \ge N)
@@ -328,27 +323,24 @@ def ConstantLR(
     References:
         PyTorch ``ConstantLR``.
     """
-    c = Checker("ConstantLR")
-    c.between("factor", factor, 0.0, 1.0)
-    c.finite("total_iters", total_iters)
-    _lr(c, lr)
-    return make("torch.ConstantLR", dict(lr=lr, factor=factor, total_iters=total_iters))
+
+    lr: ArrayLike
+    factor: ArrayLike = 1.0 / 3
+    total_iters: ArrayLike = 5
+
+    def check(self, c: Checker) -> None:
+        c.between("factor", self.factor, 0.0, 1.0)
+        c.finite("total_iters", self.total_iters)
+        _lr(c, self.lr)
+
+    def law(self, step):
+        undone = reached(step, self.total_iters) & (self.total_iters > 0.0)
+        return jnp.where(
+            undone, self.lr * self.factor * safe_div(1.0, self.factor, 1.0), self.lr * self.factor
+        )
 
 
-def _linear_law(step, *, lr, start_factor, end_factor, total_iters):
-    p = jnp.clip(safe_div(to_float(step), total_iters), 0.0, 1.0)
-    ramp = start_factor + (end_factor - start_factor) * p
-    return lr * jnp.where(total_iters > 0.0, ramp, start_factor)
-
-
-@register("torch.LinearLR", _linear_law, counts=("total_iters",))
-def LinearLR(
-    *,
-    start_factor: ArrayLike = 1.0 / 3,
-    end_factor: ArrayLike = 1.0,
-    total_iters: ArrayLike = 5,
-    lr: ArrayLike,
-) -> Schedule:
+class LinearLR(Schedule, name="torch.LinearLR", counts=("total_iters",)):
     r"""Linear factor from ``start_factor`` to ``end_factor`` over ``total_iters`` (``LinearLR``).
 
     .. math:: \eta(t) = \eta_0\bigl(s + (e - s)\min(t, N)/N\bigr)
@@ -374,24 +366,25 @@ def LinearLR(
     References:
         PyTorch ``LinearLR``.
     """
-    c = Checker("LinearLR")
-    c.between("start_factor", start_factor, 0.0, 1.0, open_lo=True)
-    c.between("end_factor", end_factor, 0.0, 1.0)
-    c.finite("total_iters", total_iters)
-    _lr(c, lr)
-    return make(
-        "torch.LinearLR",
-        dict(lr=lr, start_factor=start_factor, end_factor=end_factor, total_iters=total_iters),
-    )
+
+    lr: ArrayLike
+    start_factor: ArrayLike = 1.0 / 3
+    end_factor: ArrayLike = 1.0
+    total_iters: ArrayLike = 5
+
+    def check(self, c: Checker) -> None:
+        c.between("start_factor", self.start_factor, 0.0, 1.0, open_lo=True)
+        c.between("end_factor", self.end_factor, 0.0, 1.0)
+        c.finite("total_iters", self.total_iters)
+        _lr(c, self.lr)
+
+    def law(self, step):
+        p = jnp.clip(safe_div(to_float(step), self.total_iters), 0.0, 1.0)
+        ramp = self.start_factor + (self.end_factor - self.start_factor) * p
+        return self.lr * jnp.where(self.total_iters > 0.0, ramp, self.start_factor)
 
 
-def _polynomial_law(step, *, lr, total_iters, power):
-    left = safe_div(jnp.maximum(-elapsed(step, total_iters), 0.0), total_iters, 1.0)
-    return lr * jnp.where(total_iters > 0.0, safe_pow(left, power), 1.0)
-
-
-@register("torch.PolynomialLR", _polynomial_law, counts=("total_iters",))
-def PolynomialLR(*, total_iters: ArrayLike = 5, power: ArrayLike = 1.0, lr: ArrayLike) -> Schedule:
+class PolynomialLR(Schedule, name="torch.PolynomialLR", counts=("total_iters",)):
     r"""Polynomial decay to 0 at ``total_iters``, then 0 (``PolynomialLR``).
 
     .. math:: \eta(t) = \eta_0\,(1 - \min(t, N)/N)^{p}
@@ -416,25 +409,26 @@ def PolynomialLR(*, total_iters: ArrayLike = 5, power: ArrayLike = 1.0, lr: Arra
     References:
         PyTorch ``PolynomialLR``.
     """
-    c = Checker("PolynomialLR")
-    c.finite("total_iters", total_iters)
-    c.positive("power", power)
-    _lr(c, lr)
-    return make("torch.PolynomialLR", dict(lr=lr, total_iters=total_iters, power=power))
+
+    lr: ArrayLike
+    total_iters: ArrayLike = 5
+    power: ArrayLike = 1.0
+
+    def check(self, c: Checker) -> None:
+        c.finite("total_iters", self.total_iters)
+        c.positive("power", self.power)
+        _lr(c, self.lr)
+
+    def law(self, step):
+        left = safe_div(jnp.maximum(-elapsed(step, self.total_iters), 0.0), self.total_iters, 1.0)
+        return self.lr * jnp.where(self.total_iters > 0.0, safe_pow(left, self.power), 1.0)
 
 
 # ---------------------------------------------------------------------------------------------
 # cosine annealing
 
 
-def _cosine_annealing_law(step, *, lr, T_max, eta_min):
-    # the closed form has period 2 T_max: reduce the step exactly first
-    _, u = steps.divide(step, 2.0 * T_max)
-    return eta_min + (lr - eta_min) * half_cosine(u, T_max)
-
-
-@register("torch.CosineAnnealingLR", _cosine_annealing_law, counts=("T_max",))
-def CosineAnnealingLR(*, T_max: ArrayLike, eta_min: ArrayLike = 0.0, lr: ArrayLike) -> Schedule:
+class CosineAnnealingLR(Schedule, name="torch.CosineAnnealingLR", counts=("T_max",)):
     r"""Cosine annealing from ``lr`` to ``eta_min`` over ``T_max`` steps (``CosineAnnealingLR``).
 
     .. math:: \eta(t) = \eta_{min} + (\eta_0 - \eta_{min})\,\tfrac12\bigl(1 + \cos(\pi t / T)\bigr)
@@ -461,11 +455,19 @@ def CosineAnnealingLR(*, T_max: ArrayLike, eta_min: ArrayLike = 0.0, lr: ArrayLi
     References:
         Loshchilov & Hutter, SGDR, 2017; PyTorch ``CosineAnnealingLR``.
     """
-    c = Checker("CosineAnnealingLR")
-    c.positive("T_max", T_max)
-    c.finite("eta_min", eta_min)
-    _lr(c, lr)
-    return make("torch.CosineAnnealingLR", dict(lr=lr, T_max=T_max, eta_min=eta_min))
+
+    lr: ArrayLike
+    T_max: ArrayLike
+    eta_min: ArrayLike = 0.0
+
+    def check(self, c: Checker) -> None:
+        c.positive("T_max", self.T_max)
+        c.finite("eta_min", self.eta_min)
+        _lr(c, self.lr)
+
+    def law(self, step):
+        _, u = steps.divide(step, 2.0 * self.T_max)
+        return self.eta_min + (self.lr - self.eta_min) * half_cosine(u, self.T_max)
 
 
 def CosineAnnealingWarmRestarts(
@@ -507,27 +509,6 @@ def CosineAnnealingWarmRestarts(
 # CyclicLR
 
 
-# The native triangle (its law finds the cycle exactly for integer steps).
-_CYCLIC_LAW = type(cyclic(init_value=0.0, peak_value=1.0, up_steps=1)).law
-
-
-def _scaled_cycle_law(step, *, base_lr, max_lr, step_size_up, step_size_down, scale_fn, scale_mode):
-    h = _CYCLIC_LAW(
-        step,
-        init_value=0.0,
-        peak_value=1.0,
-        up_steps=step_size_up,
-        down_steps=step_size_down,
-        decay_rate=1.0,
-        mode="triangular",
-    )
-    if scale_mode == "cycle":
-        x = steps.floor_div(step, step_size_up + step_size_down) + 1.0
-    else:
-        x = to_float(step)
-    return base_lr + (max_lr - base_lr) * h * jnp.asarray(scale_fn(x), h.dtype)
-
-
 def _check_cyclic(c: Checker, step_size_up, step_size_down, mode, scale_fn, scale_mode) -> None:
     c.positive("step_size_up", step_size_up)
     c.positive("step_size_down", step_size_down)
@@ -538,7 +519,6 @@ def _check_cyclic(c: Checker, step_size_up, step_size_down, mode, scale_fn, scal
         c.choice("scale_mode", scale_mode, ("cycle", "iterations"))
 
 
-@register("torch.CyclicLR", _scaled_cycle_law, counts=("step_size_up", "step_size_down"))
 def CyclicLR(
     *,
     base_lr: ArrayLike,
@@ -599,10 +579,13 @@ def CyclicLR(
     c.finite("base_lr", base_lr)
     c.finite("max_lr", max_lr)
     if scale_fn is not None:
-        return make(
-            "torch.CyclicLR",
-            dict(base_lr=base_lr, max_lr=max_lr, step_size_up=step_size_up, step_size_down=down),
-            dict(scale_fn=scale_fn, scale_mode=scale_mode),
+        return ScaledCyclicLR(
+            base_lr=base_lr,
+            max_lr=max_lr,
+            step_size_up=step_size_up,
+            step_size_down=down,
+            scale_fn=scale_fn,
+            scale_mode=scale_mode,
         )
     return cyclic(
         init_value=base_lr,
@@ -612,6 +595,55 @@ def CyclicLR(
         mode=mode,
         decay_rate=gamma,
     )
+
+
+class ScaledCyclicLR(
+    Schedule,
+    name="torch.CyclicLR",
+    counts=("step_size_up", "step_size_down"),
+    constructor=CyclicLR,
+):
+    r""":func:`CyclicLR` with a user ``scale_fn``: torch's triangle times ``scale_fn`` of the
+    cycle or the step (built by :func:`CyclicLR`, which takes torch's arguments).
+
+    .. math:: \eta(t) = b + (M - b)\,h\,\mathrm{scale\_fn}(c \text{ or } t)
+
+    Examples:
+        >>> from jaxlr.compat.torch import CyclicLR, ScaledCyclicLR
+        >>> s = CyclicLR(base_lr=0.0, max_lr=1.0, step_size_up=2, scale_fn=lambda c: 1.0 / c)
+        >>> isinstance(s, ScaledCyclicLR), [float(s(t)) for t in (2, 6)]
+        (True, [1.0, 0.5])
+    """
+
+    base_lr: ArrayLike
+    max_lr: ArrayLike
+    step_size_up: ArrayLike
+    step_size_down: ArrayLike
+    scale_fn: Callable[[jax.Array], ArrayLike]
+    scale_mode: str = "cycle"
+
+    def check(self, c: Checker) -> None:
+        _check_cyclic(
+            c, self.step_size_up, self.step_size_down, None, self.scale_fn, self.scale_mode
+        )
+        c.finite("base_lr", self.base_lr)
+        c.finite("max_lr", self.max_lr)
+
+    def law(self, step):
+        # the native triangle (its law finds the cycle exactly for integer steps)
+        h = cyclic(
+            init_value=0.0,
+            peak_value=1.0,
+            up_steps=self.step_size_up,
+            down_steps=self.step_size_down,
+        ).law(step)
+        if self.scale_mode == "cycle":
+            x = steps.floor_div(step, self.step_size_up + self.step_size_down) + 1.0
+        else:
+            x = to_float(step)
+        return self.base_lr + (self.max_lr - self.base_lr) * h * jnp.asarray(
+            self.scale_fn(x), h.dtype
+        )
 
 
 def _cyclic_lr_momentum(**kwargs: Any) -> Schedule:
@@ -696,30 +728,6 @@ def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, thr
     return out
 
 
-def _one_cycle_law(
-    step,
-    *,
-    max_lr,
-    total_steps,
-    pct_start,
-    div_factor,
-    final_div_factor,
-    anneal_strategy,
-    three_phase,
-):
-    start = max_lr / div_factor
-    low = start / final_div_factor
-    values = [start, max_lr, start, low] if three_phase else [start, max_lr, low]
-    return _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase)
-
-
-def _one_cycle_momentum_law(
-    step, *, total_steps, pct_start, base_momentum, max_momentum, anneal_strategy, three_phase
-):
-    values = [max_momentum, base_momentum, max_momentum, max_momentum][: 4 if three_phase else 3]
-    return _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, three_phase)
-
-
 def _check_one_cycle(
     c: Checker, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy, three_phase
 ):
@@ -746,23 +754,7 @@ def _check_one_cycle(
     return total_steps
 
 
-@register("torch.OneCycleLR", _one_cycle_law, counts=("total_steps",))
-def OneCycleLR(
-    *,
-    max_lr: ArrayLike,
-    total_steps: ArrayLike | None = None,
-    epochs: ArrayLike | None = None,
-    steps_per_epoch: ArrayLike | None = None,
-    pct_start: ArrayLike = 0.3,
-    anneal_strategy: str = "cos",
-    cycle_momentum: bool = True,
-    base_momentum: ArrayLike = 0.85,
-    max_momentum: ArrayLike = 0.95,
-    div_factor: ArrayLike = 25.0,
-    final_div_factor: ArrayLike = 1e4,
-    three_phase: bool = False,
-    lr: ArrayLike | None = None,
-) -> Schedule:
+class OneCycleLR(Schedule, name="torch.OneCycleLR", counts=("total_steps",)):
     r"""The one-cycle policy exactly as torch's ``OneCycleLR`` steps it.
 
     With :math:`I = M/d`, :math:`L = I/f` and :math:`u = pT`, the LR moves through the knots
@@ -802,28 +794,46 @@ def OneCycleLR(
     References:
         Smith & Topin, Super-Convergence, 2018; PyTorch ``OneCycleLR``.
     """
-    del cycle_momentum, base_momentum, max_momentum, lr
-    c = Checker("OneCycleLR")
-    total = _check_one_cycle(
-        c, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy, three_phase
-    )
-    c.finite("max_lr", max_lr)
-    c.positive("div_factor", div_factor)
-    c.positive("final_div_factor", final_div_factor)
-    return make(
-        "torch.OneCycleLR",
-        dict(
-            max_lr=max_lr,
-            total_steps=total,
-            pct_start=pct_start,
-            div_factor=div_factor,
-            final_div_factor=final_div_factor,
-        ),
-        dict(anneal_strategy=anneal_strategy, three_phase=three_phase),
-    )
+
+    max_lr: ArrayLike
+    total_steps: ArrayLike | None = None
+    pct_start: ArrayLike = 0.3
+    div_factor: ArrayLike = 25.0
+    final_div_factor: ArrayLike = 1e4
+    anneal_strategy: str = "cos"
+    three_phase: bool = False
+    # torch's arguments that only size the cycle or serve the momentum co-schedule
+    epochs: dataclasses.InitVar[ArrayLike | None] = None
+    steps_per_epoch: dataclasses.InitVar[ArrayLike | None] = None
+    cycle_momentum: dataclasses.InitVar[bool] = True
+    base_momentum: dataclasses.InitVar[ArrayLike] = 0.85
+    max_momentum: dataclasses.InitVar[ArrayLike] = 0.95
+    lr: dataclasses.InitVar[ArrayLike | None] = None
+
+    def check(self, c: Checker, epochs, steps_per_epoch, *unused) -> None:
+        total = _check_one_cycle(
+            c,
+            self.total_steps,
+            epochs,
+            steps_per_epoch,
+            self.pct_start,
+            self.anneal_strategy,
+            self.three_phase,
+        )
+        self._set("total_steps", total)
+        c.finite("max_lr", self.max_lr)
+        c.positive("div_factor", self.div_factor)
+        c.positive("final_div_factor", self.final_div_factor)
+
+    def law(self, step):
+        start = self.max_lr / self.div_factor
+        low = start / self.final_div_factor
+        values = [start, self.max_lr, start, low] if self.three_phase else [start, self.max_lr, low]
+        return _one_cycle_phases(
+            step, values, self.total_steps, self.pct_start, self.anneal_strategy, self.three_phase
+        )
 
 
-@register("torch.OneCycleLR.momentum", _one_cycle_momentum_law, counts=("total_steps",))
 def _one_cycle_lr_momentum(**kwargs: Any) -> Schedule:
     r"""The momentum co-schedule of :func:`OneCycleLR`, taking the same arguments.
 
@@ -838,35 +848,70 @@ def _one_cycle_lr_momentum(**kwargs: Any) -> Schedule:
         [0.95, 0.85, 0.95]
     """
     a = _peer_arguments(OneCycleLR, "OneCycleLR.momentum", kwargs)
-    pct_start, anneal_strategy, three_phase = a["pct_start"], a["anneal_strategy"], a["three_phase"]
-    base_momentum, max_momentum = a["base_momentum"], a["max_momentum"]
     c = Checker("OneCycleLR.momentum")
     total = _check_one_cycle(
         c,
         a["total_steps"],
         a["epochs"],
         a["steps_per_epoch"],
-        pct_start,
-        anneal_strategy,
-        three_phase,
+        a["pct_start"],
+        a["anneal_strategy"],
+        a["three_phase"],
     )
-    c.finite("base_momentum", base_momentum)
-    c.finite("max_momentum", max_momentum)
+    c.finite("base_momentum", a["base_momentum"])
+    c.finite("max_momentum", a["max_momentum"])
     if not a["cycle_momentum"]:
-        return constant(value=max_momentum)
-    return make(
-        "torch.OneCycleLR.momentum",
-        dict(
-            total_steps=total,
-            pct_start=pct_start,
-            base_momentum=base_momentum,
-            max_momentum=max_momentum,
-        ),
-        dict(anneal_strategy=anneal_strategy, three_phase=three_phase),
+        return constant(value=a["max_momentum"])
+    return OneCycleLRMomentum(
+        total_steps=total,
+        pct_start=a["pct_start"],
+        base_momentum=a["base_momentum"],
+        max_momentum=a["max_momentum"],
+        anneal_strategy=a["anneal_strategy"],
+        three_phase=a["three_phase"],
     )
 
 
-OneCycleLR.momentum = _one_cycle_lr_momentum
+class OneCycleLRMomentum(
+    Schedule,
+    name="torch.OneCycleLR.momentum",
+    counts=("total_steps",),
+    constructor=_one_cycle_lr_momentum,
+):
+    r"""The momentum co-schedule of :class:`OneCycleLR` (built by ``OneCycleLR.momentum``,
+    which takes ``OneCycleLR``'s arguments): knots :math:`(0, M_m)`, :math:`(pT - 1, b_m)`,
+    :math:`(T - 1, M_m)`, annealed like the LR.
+
+    Examples:
+        >>> from jaxlr.compat.torch import OneCycleLR, OneCycleLRMomentum
+        >>> m = OneCycleLRMomentum(total_steps=101, pct_start=0.2)
+        >>> m == OneCycleLR.momentum(max_lr=1.0, total_steps=101, pct_start=0.2)
+        True
+    """
+
+    total_steps: ArrayLike
+    pct_start: ArrayLike = 0.3
+    base_momentum: ArrayLike = 0.85
+    max_momentum: ArrayLike = 0.95
+    anneal_strategy: str = "cos"
+    three_phase: bool = False
+
+    def check(self, c: Checker) -> None:
+        _check_one_cycle(
+            c, self.total_steps, None, None, self.pct_start, self.anneal_strategy, self.three_phase
+        )
+        c.finite("base_momentum", self.base_momentum)
+        c.finite("max_momentum", self.max_momentum)
+
+    def law(self, step):
+        values = [self.max_momentum, self.base_momentum, self.max_momentum, self.max_momentum]
+        values = values[: 4 if self.three_phase else 3]
+        return _one_cycle_phases(
+            step, values, self.total_steps, self.pct_start, self.anneal_strategy, self.three_phase
+        )
+
+
+OneCycleLR.momentum = staticmethod(_one_cycle_lr_momentum)
 
 
 def _one_cycle_lr_with_momentum(**kwargs: Any) -> LRAndMomentum:
@@ -884,7 +929,7 @@ def _one_cycle_lr_with_momentum(**kwargs: Any) -> LRAndMomentum:
     return LRAndMomentum(OneCycleLR(**kwargs), OneCycleLR.momentum(**kwargs))
 
 
-OneCycleLR.with_momentum = _one_cycle_lr_with_momentum
+OneCycleLR.with_momentum = staticmethod(_one_cycle_lr_with_momentum)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ Hugging Face's ``num_training_steps`` *includes* the warmup, and every warmup is
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
@@ -21,9 +23,7 @@ from jaxlr.schedules import (
     constant,
     inverse_sqrt,
     linear,
-    make,
     polynomial,
-    register,
     warmup,
 )
 
@@ -138,30 +138,6 @@ def get_linear_schedule_with_warmup(
     )
 
 
-def _cosine_law(step, *, lr, num_warmup_steps, num_training_steps, num_cycles, min_lr_rate):
-    length = jnp.maximum(num_training_steps - num_warmup_steps, 1.0)
-    wave = half_cosine(elapsed(step, num_warmup_steps) * (2.0 * num_cycles), length)
-    factor = jnp.maximum(wave * (1.0 - min_lr_rate) + min_lr_rate, 0.0)
-    return lr * jnp.where(before(step, num_warmup_steps), _ramp(step, num_warmup_steps), factor)
-
-
-def _cosine(c: Checker, lr, num_warmup_steps, num_training_steps, num_cycles, min_lr_rate):
-    _check_lengths(c, num_warmup_steps, num_training_steps)
-    c.finite("num_cycles", num_cycles)
-    c.finite("min_lr_rate", min_lr_rate)
-    c.finite("lr", lr)
-    return make(
-        "transformers.get_cosine_with_min_lr_schedule_with_warmup",
-        dict(
-            lr=lr,
-            num_warmup_steps=num_warmup_steps,
-            num_training_steps=num_training_steps,
-            num_cycles=num_cycles,
-            min_lr_rate=min_lr_rate,
-        ),
-    )
-
-
 def get_cosine_schedule_with_warmup(
     *,
     num_warmup_steps: ArrayLike,
@@ -196,23 +172,23 @@ def get_cosine_schedule_with_warmup(
         Loshchilov & Hutter, SGDR, 2017; Hugging Face ``get_cosine_schedule_with_warmup``.
     """
     c = Checker("get_cosine_schedule_with_warmup")
-    return _cosine(c, lr, num_warmup_steps, num_training_steps, num_cycles, 0.0)
+    _check_lengths(c, num_warmup_steps, num_training_steps)
+    c.finite("num_cycles", num_cycles)
+    c.finite("lr", lr)
+    return CosineWithMinLR(
+        lr=lr,
+        num_warmup_steps=num_warmup_steps,
+        num_training_steps=num_training_steps,
+        num_cycles=num_cycles,
+        min_lr_rate=0.0,
+    )
 
 
-@register(
-    "transformers.get_cosine_with_min_lr_schedule_with_warmup",
-    _cosine_law,
+class CosineWithMinLR(
+    Schedule,
+    name="transformers.get_cosine_with_min_lr_schedule_with_warmup",
     counts=("num_warmup_steps", "num_training_steps"),
-)
-def get_cosine_with_min_lr_schedule_with_warmup(
-    *,
-    num_warmup_steps: ArrayLike,
-    num_training_steps: ArrayLike,
-    num_cycles: ArrayLike = 0.5,
-    min_lr: ArrayLike | None = None,
-    min_lr_rate: ArrayLike | None = None,
-    lr: ArrayLike,
-) -> Schedule:
+):
     r"""Linear warmup, then a cosine wave above a floor (``..._with_min_lr_...``).
 
     .. math:: \eta(t) = \eta_0 \max\bigl(0, w(t)(1 - m) + m\bigr), \quad
@@ -243,39 +219,45 @@ def get_cosine_with_min_lr_schedule_with_warmup(
     References:
         Hugging Face ``get_cosine_with_min_lr_schedule_with_warmup``.
     """
-    c = Checker("get_cosine_with_min_lr_schedule_with_warmup")
-    if (min_lr is None) == (min_lr_rate is None):
-        c.fail(
-            f"give exactly one of min_lr and min_lr_rate, got min_lr={min_lr!r}, "
-            f"min_lr_rate={min_lr_rate!r}"
+
+    lr: ArrayLike
+    num_warmup_steps: ArrayLike
+    num_training_steps: ArrayLike
+    num_cycles: ArrayLike = 0.5
+    min_lr_rate: ArrayLike | None = None
+    min_lr: dataclasses.InitVar[ArrayLike | None] = None
+
+    def check(self, c: Checker, min_lr: ArrayLike | None) -> None:
+        if (min_lr is None) == (self.min_lr_rate is None):
+            c.fail(
+                f"give exactly one of min_lr and min_lr_rate, got min_lr={min_lr!r}, "
+                f"min_lr_rate={self.min_lr_rate!r}"
+            )
+        if min_lr is not None:
+            c.finite("min_lr", min_lr)
+            self._set("min_lr_rate", as_float(min_lr) / self.lr)
+        _check_lengths(c, self.num_warmup_steps, self.num_training_steps)
+        c.finite("num_cycles", self.num_cycles)
+        c.finite("min_lr_rate", self.min_lr_rate)
+        c.finite("lr", self.lr)
+
+    def law(self, step):
+        length = jnp.maximum(self.num_training_steps - self.num_warmup_steps, 1.0)
+        wave = half_cosine(elapsed(step, self.num_warmup_steps) * (2.0 * self.num_cycles), length)
+        factor = jnp.maximum(wave * (1.0 - self.min_lr_rate) + self.min_lr_rate, 0.0)
+        return self.lr * jnp.where(
+            before(step, self.num_warmup_steps), _ramp(step, self.num_warmup_steps), factor
         )
-    if min_lr is not None:
-        c.finite("min_lr", min_lr)
-        min_lr_rate = as_float(min_lr) / lr
-    return _cosine(c, lr, num_warmup_steps, num_training_steps, num_cycles, min_lr_rate)
 
 
-def _hard_restarts_law(step, *, lr, num_warmup_steps, num_training_steps, num_cycles):
-    # exact for integer steps and cycles
-    within, length = steps.cycle_position(step, num_warmup_steps, num_training_steps, num_cycles)
-    wave = half_cosine(within, length)
-    done = reached(step, jnp.maximum(num_training_steps, num_warmup_steps + 1.0))
-    factor = jnp.where(done, 0.0, wave)
-    return lr * jnp.where(before(step, num_warmup_steps), _ramp(step, num_warmup_steps), factor)
+get_cosine_with_min_lr_schedule_with_warmup = CosineWithMinLR
 
 
-@register(
-    "transformers.get_cosine_with_hard_restarts_schedule_with_warmup",
-    _hard_restarts_law,
+class CosineWithHardRestarts(
+    Schedule,
+    name="transformers.get_cosine_with_hard_restarts_schedule_with_warmup",
     counts=("num_warmup_steps", "num_training_steps"),
-)
-def get_cosine_with_hard_restarts_schedule_with_warmup(
-    *,
-    num_warmup_steps: ArrayLike,
-    num_training_steps: ArrayLike,
-    num_cycles: ArrayLike = 1,
-    lr: ArrayLike,
-) -> Schedule:
+):
     r"""Linear warmup, then ``num_cycles`` cosine decays with hard restarts, 0 after ``T``.
 
     .. math:: \eta(t) = \eta_0\,\tfrac12\bigl(1 + \cos(\pi\,\{c\,p\})\bigr), \quad
@@ -302,19 +284,31 @@ def get_cosine_with_hard_restarts_schedule_with_warmup(
     References:
         Hugging Face ``get_cosine_with_hard_restarts_schedule_with_warmup``.
     """
-    c = Checker("get_cosine_with_hard_restarts_schedule_with_warmup")
-    _check_lengths(c, num_warmup_steps, num_training_steps)
-    c.finite("num_cycles", num_cycles)
-    c.finite("lr", lr)
-    return make(
-        "transformers.get_cosine_with_hard_restarts_schedule_with_warmup",
-        dict(
-            lr=lr,
-            num_warmup_steps=num_warmup_steps,
-            num_training_steps=num_training_steps,
-            num_cycles=num_cycles,
-        ),
-    )
+
+    lr: ArrayLike
+    num_warmup_steps: ArrayLike
+    num_training_steps: ArrayLike
+    num_cycles: ArrayLike = 1
+
+    def check(self, c: Checker) -> None:
+        _check_lengths(c, self.num_warmup_steps, self.num_training_steps)
+        c.finite("num_cycles", self.num_cycles)
+        c.finite("lr", self.lr)
+
+    def law(self, step):
+        # exact for integer steps and cycles
+        within, length = steps.cycle_position(
+            step, self.num_warmup_steps, self.num_training_steps, self.num_cycles
+        )
+        wave = half_cosine(within, length)
+        done = reached(step, jnp.maximum(self.num_training_steps, self.num_warmup_steps + 1.0))
+        factor = jnp.where(done, 0.0, wave)
+        return self.lr * jnp.where(
+            before(step, self.num_warmup_steps), _ramp(step, self.num_warmup_steps), factor
+        )
+
+
+get_cosine_with_hard_restarts_schedule_with_warmup = CosineWithHardRestarts
 
 
 def get_polynomial_decay_schedule_with_warmup(
@@ -404,56 +398,11 @@ def get_inverse_sqrt_schedule(
 _WSD_SHAPES = ("linear", "cosine", "1-sqrt")
 
 
-def _wsd_law(
-    step,
-    *,
-    lr,
-    num_warmup_steps,
-    num_stable_steps,
-    num_decay_steps,
-    min_lr_ratio,
-    num_cycles,
-    warmup_type,
-    decay_type,
-):
-    m = min_lr_ratio
-    p = _ramp(step, num_warmup_steps)
-    rise = {"linear": p, "cosine": 1.0 - half_cosine(p, 1.0), "1-sqrt": 1.0 - safe_sqrt(1.0 - p)}
-    start = num_warmup_steps + num_stable_steps
-    length = jnp.maximum(num_decay_steps, 1.0)
-    q = elapsed(step, start) / length
-    fall = {
-        "linear": 1.0 - q,
-        "cosine": half_cosine(elapsed(step, start) * (2.0 * num_cycles), length),
-        "1-sqrt": 1.0 - safe_sqrt(q),
-    }
-    out = jnp.where(
-        before(step, start + num_decay_steps), jnp.maximum(fall[decay_type] * (1.0 - m) + m, 0.0), m
-    )
-    out = jnp.where(before(step, start), 1.0, out)
-    out = jnp.where(
-        before(step, num_warmup_steps), jnp.maximum(rise[warmup_type] * (1.0 - m) + m, 0.0), out
-    )
-    return lr * out
-
-
-@register(
-    "transformers.get_wsd_schedule",
-    _wsd_law,
+class WSDSchedule(
+    Schedule,
+    name="transformers.get_wsd_schedule",
     counts=("num_warmup_steps", "num_stable_steps", "num_decay_steps"),
-)
-def get_wsd_schedule(
-    *,
-    num_warmup_steps: ArrayLike,
-    num_decay_steps: ArrayLike,
-    num_training_steps: ArrayLike | None = None,
-    num_stable_steps: ArrayLike | None = None,
-    warmup_type: str = "linear",
-    decay_type: str = "cosine",
-    min_lr_ratio: ArrayLike = 0.0,
-    num_cycles: ArrayLike = 0.5,
-    lr: ArrayLike,
-) -> Schedule:
+):
     r"""Warmup-stable-decay (``get_wsd_schedule``).
 
     With :math:`m` = ``min_lr_ratio`` and phase progress :math:`p`: warmup
@@ -487,29 +436,63 @@ def get_wsd_schedule(
     References:
         Hu et al., MiniCPM, 2024; Hugging Face ``get_wsd_schedule``.
     """
-    c = Checker("get_wsd_schedule")
-    if num_training_steps is None and num_stable_steps is None:
-        c.fail("give num_training_steps or num_stable_steps (Hugging Face's check), got neither")
-    c.choice("warmup_type", warmup_type, _WSD_SHAPES)
-    c.choice("decay_type", decay_type, _WSD_SHAPES)
-    c.nonnegative("num_warmup_steps", num_warmup_steps)
-    c.nonnegative("num_decay_steps", num_decay_steps)
-    if num_stable_steps is None:
-        num_stable_steps = as_float(num_training_steps) - num_warmup_steps - num_decay_steps
-        c.nonnegative("num_training_steps - num_warmup_steps - num_decay_steps", num_stable_steps)
-    c.nonnegative("num_stable_steps", num_stable_steps)
-    c.finite("min_lr_ratio", min_lr_ratio)
-    c.finite("num_cycles", num_cycles)
-    c.finite("lr", lr)
-    return make(
-        "transformers.get_wsd_schedule",
-        dict(
-            lr=lr,
-            num_warmup_steps=num_warmup_steps,
-            num_stable_steps=num_stable_steps,
-            num_decay_steps=num_decay_steps,
-            min_lr_ratio=min_lr_ratio,
-            num_cycles=num_cycles,
-        ),
-        dict(warmup_type=warmup_type, decay_type=decay_type),
-    )
+
+    lr: ArrayLike
+    num_warmup_steps: ArrayLike
+    num_stable_steps: ArrayLike | None = None
+    num_decay_steps: ArrayLike
+    min_lr_ratio: ArrayLike = 0.0
+    num_cycles: ArrayLike = 0.5
+    warmup_type: str = "linear"
+    decay_type: str = "cosine"
+    num_training_steps: dataclasses.InitVar[ArrayLike | None] = None
+
+    def check(self, c: Checker, num_training_steps: ArrayLike | None) -> None:
+        if num_training_steps is None and self.num_stable_steps is None:
+            c.fail(
+                "give num_training_steps or num_stable_steps (Hugging Face's check), got neither"
+            )
+        c.choice("warmup_type", self.warmup_type, _WSD_SHAPES)
+        c.choice("decay_type", self.decay_type, _WSD_SHAPES)
+        c.nonnegative("num_warmup_steps", self.num_warmup_steps)
+        c.nonnegative("num_decay_steps", self.num_decay_steps)
+        if self.num_stable_steps is None:
+            stable = as_float(num_training_steps) - self.num_warmup_steps - self.num_decay_steps
+            c.nonnegative("num_training_steps - num_warmup_steps - num_decay_steps", stable)
+            self._set("num_stable_steps", stable)
+        c.nonnegative("num_stable_steps", self.num_stable_steps)
+        c.finite("min_lr_ratio", self.min_lr_ratio)
+        c.finite("num_cycles", self.num_cycles)
+        c.finite("lr", self.lr)
+
+    def law(self, step):
+        m = self.min_lr_ratio
+        p = _ramp(step, self.num_warmup_steps)
+        rise = {
+            "linear": p,
+            "cosine": 1.0 - half_cosine(p, 1.0),
+            "1-sqrt": 1.0 - safe_sqrt(1.0 - p),
+        }
+        start = self.num_warmup_steps + self.num_stable_steps
+        length = jnp.maximum(self.num_decay_steps, 1.0)
+        q = elapsed(step, start) / length
+        fall = {
+            "linear": 1.0 - q,
+            "cosine": half_cosine(elapsed(step, start) * (2.0 * self.num_cycles), length),
+            "1-sqrt": 1.0 - safe_sqrt(q),
+        }
+        out = jnp.where(
+            before(step, start + self.num_decay_steps),
+            jnp.maximum(fall[self.decay_type] * (1.0 - m) + m, 0.0),
+            m,
+        )
+        out = jnp.where(before(step, start), 1.0, out)
+        out = jnp.where(
+            before(step, self.num_warmup_steps),
+            jnp.maximum(rise[self.warmup_type] * (1.0 - m) + m, 0.0),
+            out,
+        )
+        return self.lr * out
+
+
+get_wsd_schedule = WSDSchedule

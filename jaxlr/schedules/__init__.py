@@ -18,7 +18,7 @@ from jaxlr.schedules._combinators import (
     warmup,
 )
 from jaxlr.schedules._config import from_config, parse
-from jaxlr.schedules._core import Schedule, constructor, make, names, register, to_config
+from jaxlr.schedules._core import Schedule, constructor, names, to_config
 from jaxlr.schedules._families import (
     constant,
     cosine,
@@ -84,8 +84,6 @@ __all__ = [
     "step",
     "swa",
     "tanh",
-    "register",
-    "make",
     "to_config",
     "warmup",
     "warmup_cosine",

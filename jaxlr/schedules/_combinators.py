@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import jax
@@ -11,8 +12,8 @@ from jax.typing import ArrayLike
 
 from jaxlr._src import numeric, steps
 from jaxlr._src.steps import progress, reached
-from jaxlr._src.validate import Checker, renamed
-from jaxlr.schedules._core import Schedule, make, register
+from jaxlr._src.validate import Checker
+from jaxlr.schedules._core import Schedule
 from jaxlr.schedules._shapes import rise
 
 
@@ -21,22 +22,7 @@ def _schedule_arg(c: Checker, name: str, s) -> None:
         c.fail(f"{name} must be a jaxlr schedule, got {name}={s!r}")
 
 
-def _warmup(step, *, schedule, warmup_steps, init_value, warmup_shape):
-    target = schedule(jnp.zeros(step.shape, step.dtype))
-    ramp = rise(init_value, target, progress(step, 0.0, warmup_steps), warmup_shape)
-    after = schedule(steps.shift_from(step, warmup_steps))
-    return jnp.where(reached(step, warmup_steps), after, ramp)
-
-
-@register("warmup", _warmup, counts=("warmup_steps",))
-@renamed(shape="warmup_shape")
-def warmup(
-    schedule: Schedule,
-    *,
-    warmup_steps: ArrayLike,
-    init_value: ArrayLike = 0.0,
-    warmup_shape: str = "linear",
-) -> Schedule:
+class Warmup(Schedule, name="warmup", counts=("warmup_steps",), renamed=dict(shape="warmup_shape")):
     r"""Prepends a warmup to any schedule, which then runs on its own local time.
 
     .. math:: \eta(t) = \mathrm{rise}\bigl(I, s(0), t/W\bigr) \ (t < W), \quad s(t - W)\ (t \ge W)
@@ -61,28 +47,31 @@ def warmup(
     References:
         Goyal et al., Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour, 2017.
     """
-    c = Checker("warmup")
-    _schedule_arg(c, "schedule", schedule)
-    c.nonnegative("warmup_steps", warmup_steps)
-    c.finite("init_value", init_value)
-    c.choice("warmup_shape", warmup_shape, ("linear", "cosine", "1-sqrt"))
-    return make(
-        "warmup",
-        dict(schedule=schedule, warmup_steps=warmup_steps, init_value=init_value),
-        dict(warmup_shape=warmup_shape),
-    )
+
+    schedule: Schedule = dataclasses.field(kw_only=False)
+    warmup_steps: ArrayLike
+    init_value: ArrayLike = 0.0
+    warmup_shape: str = "linear"
+
+    def check(self, c: Checker) -> None:
+        _schedule_arg(c, "schedule", self.schedule)
+        c.nonnegative("warmup_steps", self.warmup_steps)
+        c.finite("init_value", self.init_value)
+        c.choice("warmup_shape", self.warmup_shape, ("linear", "cosine", "1-sqrt"))
+
+    def law(self, step):
+        target = self.schedule(jnp.zeros(step.shape, step.dtype))
+        ramp = rise(
+            self.init_value, target, progress(step, 0.0, self.warmup_steps), self.warmup_shape
+        )
+        after = self.schedule(steps.shift_from(step, self.warmup_steps))
+        return jnp.where(reached(step, self.warmup_steps), after, ramp)
 
 
-def _join(step, *, schedules, boundaries):
-    out = schedules[0](step)
-    for i, s in enumerate(schedules[1:]):
-        b = boundaries[..., i]
-        out = jnp.where(reached(step, b), s(steps.shift_from(step, b)), out)
-    return out
+warmup = Warmup
 
 
-@register("join", _join, counts=("boundaries",))
-def join(schedules: Sequence[Schedule], *, boundaries: ArrayLike) -> Schedule:
+class Join(Schedule, name="join", counts=("boundaries",), vectors=("boundaries",)):
     r"""Runs schedules one after another, each on its own local time (PyTorch ``SequentialLR``).
 
     .. math:: \eta(t) = s_i(t - b_{i-1}) \quad (b_{i-1} \le t < b_i,\ b_{-1} = 0)
@@ -108,32 +97,37 @@ def join(schedules: Sequence[Schedule], *, boundaries: ArrayLike) -> Schedule:
     References:
         Optax ``join_schedules``; PyTorch ``SequentialLR``.
     """
-    c = Checker("join")
-    schedules = tuple(schedules)
-    if len(schedules) < 2:
-        c.fail(f"schedules must hold at least 2 schedules, got {len(schedules)}")
-    for i, s in enumerate(schedules):
-        _schedule_arg(c, f"schedules[{i}]", s)
-    b = c.vector("boundaries", boundaries, min_len=1)
-    c.nonnegative("boundaries", boundaries)
-    c.sorted("boundaries", boundaries)
-    if b is not None and b.shape[0] != len(schedules) - 1:
-        c.fail(
-            f"boundaries must have len(schedules) - 1 = {len(schedules) - 1} entries, "
-            f"got boundaries={b.tolist()}"
-        )
-    return make("join", dict(schedules=schedules, boundaries=boundaries))
+
+    schedules: Sequence[Schedule] = dataclasses.field(kw_only=False)
+    boundaries: ArrayLike
+
+    def check(self, c: Checker) -> None:
+        self._set("schedules", tuple(self.schedules))
+        if len(self.schedules) < 2:
+            c.fail(f"schedules must hold at least 2 schedules, got {len(self.schedules)}")
+        for i, s in enumerate(self.schedules):
+            _schedule_arg(c, f"schedules[{i}]", s)
+        b = c.vector("boundaries", self.boundaries, min_len=1)
+        c.nonnegative("boundaries", self.boundaries)
+        c.sorted("boundaries", self.boundaries)
+        if b is not None and b.shape[0] != len(self.schedules) - 1:
+            c.fail(
+                f"boundaries must have len(schedules) - 1 = {len(self.schedules) - 1} entries, "
+                f"got boundaries={b.tolist()}"
+            )
+
+    def law(self, step):
+        out = self.schedules[0](step)
+        for i, s in enumerate(self.schedules[1:]):
+            b = self.boundaries[..., i]
+            out = jnp.where(reached(step, b), s(steps.shift_from(step, b)), out)
+        return out
 
 
-def _product(step, *, schedules):
-    out = schedules[0](step)
-    for s in schedules[1:]:
-        out = out * s(step)
-    return out
+join = Join
 
 
-@register("product", _product, counts=())
-def product(schedules: Sequence[Schedule]) -> Schedule:
+class Product(Schedule, name="product", counts=()):
     r"""The product of schedules, all on the same time (PyTorch ``ChainedScheduler``).
 
     .. math:: \eta(t) = \prod_i s_i(t)
@@ -159,21 +153,27 @@ def product(schedules: Sequence[Schedule]) -> Schedule:
     References:
         PyTorch ``ChainedScheduler``.
     """
-    c = Checker("product")
-    schedules = tuple(schedules)
-    if not schedules:
-        c.fail("schedules must hold at least 1 schedule, got 0")
-    for i, s in enumerate(schedules):
-        _schedule_arg(c, f"schedules[{i}]", s)
-    return make("product", dict(schedules=schedules))
+
+    schedules: Sequence[Schedule] = dataclasses.field(kw_only=False)
+
+    def check(self, c: Checker) -> None:
+        self._set("schedules", tuple(self.schedules))
+        if not self.schedules:
+            c.fail("schedules must hold at least 1 schedule, got 0")
+        for i, s in enumerate(self.schedules):
+            _schedule_arg(c, f"schedules[{i}]", s)
+
+    def law(self, step):
+        out = self.schedules[0](step)
+        for s in self.schedules[1:]:
+            out = out * s(step)
+        return out
 
 
-def _scale(step, *, schedule, factor):
-    return factor * schedule(step)
+product = Product
 
 
-@register("scale", _scale, counts=())
-def scale(schedule: Schedule, *, factor: ArrayLike) -> Schedule:
+class Scale(Schedule, name="scale", counts=()):
     r"""Multiplies a schedule by a constant factor.
 
     .. math:: \eta(t) = c\,s(t)
@@ -192,20 +192,22 @@ def scale(schedule: Schedule, *, factor: ArrayLike) -> Schedule:
         >>> float(jaxlr.schedules.scale(jaxlr.schedules.constant(value=2.0), factor=0.5)(3))
         1.0
     """
-    c = Checker("scale")
-    _schedule_arg(c, "schedule", schedule)
-    c.finite("factor", factor)
-    return make("scale", dict(schedule=schedule, factor=factor))
+
+    schedule: Schedule = dataclasses.field(kw_only=False)
+    factor: ArrayLike
+
+    def check(self, c: Checker) -> None:
+        _schedule_arg(c, "schedule", self.schedule)
+        c.finite("factor", self.factor)
+
+    def law(self, step):
+        return self.factor * self.schedule(step)
 
 
-def _clip(step, *, schedule, min_value=None, max_value=None):
-    return jnp.clip(schedule(step), min_value, max_value)
+scale = Scale
 
 
-@register("clip", _clip, counts=())
-def clip(
-    schedule: Schedule, *, min_value: ArrayLike | None = None, max_value: ArrayLike | None = None
-) -> Schedule:
+class Clip(Schedule, name="clip", counts=()):
     r"""Clips a schedule to ``[min_value, max_value]``.
 
     .. math:: \eta(t) = \min(\max(s(t), a), b)
@@ -228,29 +230,30 @@ def clip(
         >>> float(s(10))
         0.2
     """
-    c = Checker("clip")
-    _schedule_arg(c, "schedule", schedule)
-    if min_value is None and max_value is None:
-        c.fail("give min_value, max_value or both, got neither")
-    params = dict(schedule=schedule)
-    if min_value is not None:
-        c.finite("min_value", min_value)
-        params["min_value"] = min_value
-    if max_value is not None:
-        c.finite("max_value", max_value)
-        params["max_value"] = max_value
-    if min_value is not None and max_value is not None:
-        c.not_greater("min_value", min_value, "max_value", max_value)
-    return make("clip", params)
+
+    schedule: Schedule = dataclasses.field(kw_only=False)
+    min_value: ArrayLike | None = None
+    max_value: ArrayLike | None = None
+
+    def check(self, c: Checker) -> None:
+        _schedule_arg(c, "schedule", self.schedule)
+        if self.min_value is None and self.max_value is None:
+            c.fail("give min_value, max_value or both, got neither")
+        if self.min_value is not None:
+            c.finite("min_value", self.min_value)
+        if self.max_value is not None:
+            c.finite("max_value", self.max_value)
+        if self.min_value is not None and self.max_value is not None:
+            c.not_greater("min_value", self.min_value, "max_value", self.max_value)
+
+    def law(self, step):
+        return jnp.clip(self.schedule(step), self.min_value, self.max_value)
 
 
-def _per_epoch(step, *, schedule, steps_per_epoch):
-    # an integer step's epoch is an integer step for the child (exact past 2^24 too)
-    return schedule(steps.epoch(step, steps_per_epoch))
+clip = Clip
 
 
-@register("per_epoch", _per_epoch, counts=("steps_per_epoch",))
-def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
+class PerEpoch(Schedule, name="per_epoch", counts=("steps_per_epoch",)):
     r"""Holds each epoch's value for ``steps_per_epoch`` optimizer steps.
 
     PyTorch recipes call ``scheduler.step()`` once per epoch; Optax counts optimizer steps. This
@@ -276,47 +279,29 @@ def per_epoch(schedule: Schedule, *, steps_per_epoch: ArrayLike) -> Schedule:
         >>> [round(float(s(t)), 4) for t in (199, 200)]
         [1.0, 0.1]
     """
-    c = Checker("per_epoch")
-    _schedule_arg(c, "schedule", schedule)
-    c.positive("steps_per_epoch", steps_per_epoch)
-    return make("per_epoch", dict(schedule=schedule, steps_per_epoch=steps_per_epoch))
+
+    schedule: Schedule = dataclasses.field(kw_only=False)
+    steps_per_epoch: ArrayLike
+
+    def check(self, c: Checker) -> None:
+        _schedule_arg(c, "schedule", self.schedule)
+        c.positive("steps_per_epoch", self.steps_per_epoch)
+
+    def law(self, step):
+        return self.schedule(steps.epoch(step, self.steps_per_epoch))
 
 
-def _noise(step, *, schedule, key, begin_steps, end_steps, pct, std, distribution):
-    base = schedule(step)
-    t = steps.to_float(step)
-    ok = (t >= 0) & (t < 2.0**32)
-    if steps.is_int(step):
-        flat = jnp.where(step >= 0, step, 0).astype(jnp.uint32)
-    else:
-        flat = jnp.where(ok, jnp.floor(t), 0.0).astype(jnp.uint32)
-    flat = flat.reshape(-1)
-
-    def draw(t):
-        k = jax.random.fold_in(key, t)
-        if distribution == "uniform":
-            return pct * jax.random.uniform(k, (), base.dtype, -1.0, 1.0)
-        sd = numeric.at_least(std, numeric.tiny(base))
-        bound = pct / sd
-        return sd * jax.random.truncated_normal(k, -bound, bound, (), base.dtype)
-
-    n = jax.vmap(draw)(flat).reshape(step.shape)
-    inside = reached(step, begin_steps) & steps.before(step, end_steps)
-    return jnp.where(inside, base * (1.0 + n), base)
+per_epoch = PerEpoch
 
 
-@register("noise", _noise, counts=("begin_steps", "end_steps"))
-@renamed(start_step="begin_steps", end_step="end_steps", kind="distribution")
-def noise(
-    schedule: Schedule,
-    *,
-    key: ArrayLike,
-    begin_steps: ArrayLike,
-    end_steps: ArrayLike,
-    pct: ArrayLike = 0.67,
-    std: ArrayLike = 1.0,
-    distribution: str = "normal",
-) -> Schedule:
+class Noise(
+    Schedule,
+    name="noise",
+    counts=("begin_steps", "end_steps"),
+    vectors=("key",),
+    raw=("key",),
+    renamed=dict(start_step="begin_steps", end_step="end_steps", kind="distribution"),
+):
     r"""Multiplicative LR noise, deterministic given ``key`` and the step (timm's LR noise).
 
     .. math:: \eta(t) = s(t)\,(1 + n_t) \quad (t_0 \le t < t_1), \qquad s(t)\ \text{otherwise}
@@ -350,38 +335,54 @@ def noise(
     References:
         Wightman, PyTorch Image Models (timm), ``noise_range_t``, ``noise_pct``, ``noise_std``.
     """
-    c = Checker("noise")
-    _schedule_arg(c, "schedule", schedule)
-    key = c.key("key", key)
-    c.nonnegative("begin_steps", begin_steps)
-    c.nonnegative("end_steps", end_steps)
-    c.not_greater("begin_steps", begin_steps, "end_steps", end_steps)
-    p = c.finite("pct", pct)
-    if p is not None and not bool(np.all((p > 0) & (p < 1))):
-        c.fail(f"pct must be in (0, 1), got pct={pct!r}")
-    c.positive("std", std)
-    c.choice("distribution", distribution, ("normal", "uniform"))
-    return make(
-        "noise",
-        dict(
-            schedule=schedule,
-            key=key,
-            begin_steps=begin_steps,
-            end_steps=end_steps,
-            pct=pct,
-            std=std,
-        ),
-        dict(distribution=distribution),
-    )
+
+    schedule: Schedule = dataclasses.field(kw_only=False)
+    key: ArrayLike
+    begin_steps: ArrayLike
+    end_steps: ArrayLike
+    pct: ArrayLike = 0.67
+    std: ArrayLike = 1.0
+    distribution: str = "normal"
+
+    def check(self, c: Checker) -> None:
+        _schedule_arg(c, "schedule", self.schedule)
+        self._set("key", c.key("key", self.key))
+        c.nonnegative("begin_steps", self.begin_steps)
+        c.nonnegative("end_steps", self.end_steps)
+        c.not_greater("begin_steps", self.begin_steps, "end_steps", self.end_steps)
+        p = c.finite("pct", self.pct)
+        if p is not None and not bool(np.all((p > 0) & (p < 1))):
+            c.fail(f"pct must be in (0, 1), got pct={self.pct!r}")
+        c.positive("std", self.std)
+        c.choice("distribution", self.distribution, ("normal", "uniform"))
+
+    def law(self, step):
+        base = self.schedule(step)
+        t = steps.to_float(step)
+        ok = (t >= 0) & (t < 2.0**32)
+        if steps.is_int(step):
+            flat = jnp.where(step >= 0, step, 0).astype(jnp.uint32)
+        else:
+            flat = jnp.where(ok, jnp.floor(t), 0.0).astype(jnp.uint32)
+        flat = flat.reshape(-1)
+
+        def draw(t):
+            k = jax.random.fold_in(self.key, t)
+            if self.distribution == "uniform":
+                return self.pct * jax.random.uniform(k, (), base.dtype, -1.0, 1.0)
+            sd = numeric.at_least(self.std, numeric.tiny(base))
+            bound = self.pct / sd
+            return sd * jax.random.truncated_normal(k, -bound, bound, (), base.dtype)
+
+        n = jax.vmap(draw)(flat).reshape(step.shape)
+        inside = reached(step, self.begin_steps) & steps.before(step, self.end_steps)
+        return jnp.where(inside, base * (1.0 + n), base)
 
 
-def _select(step, *, index, schedules):
-    i = jnp.clip(jnp.round(index), 0, len(schedules) - 1).astype(jnp.int32)
-    return jax.lax.switch(i, [lambda t, s=s: s(t) for s in schedules], step)
+noise = Noise
 
 
-@register("select", _select, counts=())
-def select(index: ArrayLike, schedules: Sequence[Schedule]) -> Schedule:
+class Select(Schedule, name="select", counts=()):
     r"""The schedule ``schedules[index]``, with ``index`` data: a sweep can range over families.
 
     .. math:: \eta(t) = s_{i}(t), \quad i = \mathrm{clip}(\mathrm{round}(\mathit{index}),
@@ -417,13 +418,27 @@ def select(index: ArrayLike, schedules: Sequence[Schedule]) -> Schedule:
         >>> jax.vmap(lambda s: s(50.0))(batch).tolist()
         [1.0, 0.5]
     """
-    c = Checker("select")
-    schedules = tuple(schedules)
-    if not schedules:
-        c.fail("schedules must hold at least 1 schedule, got 0")
-    for i, s in enumerate(schedules):
-        _schedule_arg(c, f"schedules[{i}]", s)
-    a = c.finite("index", index)
-    if a is not None and not bool(np.all((a == np.round(a)) & (a >= 0) & (a < len(schedules)))):
-        c.fail(f"index must be an integer in [0, {len(schedules)}), got index={index!r}")
-    return make("select", dict(index=index, schedules=schedules))
+
+    index: ArrayLike = dataclasses.field(kw_only=False)
+    schedules: Sequence[Schedule] = dataclasses.field(kw_only=False)
+
+    def check(self, c: Checker) -> None:
+        self._set("schedules", tuple(self.schedules))
+        if not self.schedules:
+            c.fail("schedules must hold at least 1 schedule, got 0")
+        for i, s in enumerate(self.schedules):
+            _schedule_arg(c, f"schedules[{i}]", s)
+        a = c.finite("index", self.index)
+        if a is not None and not bool(
+            np.all((a == np.round(a)) & (a >= 0) & (a < len(self.schedules)))
+        ):
+            c.fail(
+                f"index must be an integer in [0, {len(self.schedules)}), got index={self.index!r}"
+            )
+
+    def law(self, step):
+        i = jnp.clip(jnp.round(self.index), 0, len(self.schedules) - 1).astype(jnp.int32)
+        return jax.lax.switch(i, [lambda t, s=s: s(t) for s in self.schedules], step)
+
+
+select = Select

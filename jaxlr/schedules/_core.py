@@ -1,13 +1,24 @@
-r"""The schedule pytree: one frozen dataclass per family, its law bound to the class.
+r"""The schedule pytree: a small base class; each family is a hand-written subclass.
 
 Design
 ------
 A schedule is an immutable value whose numeric hyperparameters are the leaves of a pytree. Each
-family (``cosine``, ``wsd``, ``torch.StepLR``, ...) is its own frozen dataclass, a subclass of
-:class:`Schedule`, made by :func:`register` from the family's pure law
-``law(step, *, hyperparameter, ...)``: one dataclass field per keyword argument of the law, and
-the law itself bound to the class (``type(s).law``), so calling a schedule is one function call
-with no lookup. What a JAX engineer expects follows:
+family (``cosine``, ``wsd``, ``torch.ConstantLR``, ...) is a class you can open: its fields are
+its hyperparameters, ``check`` validates them at construction and ``law(self, step)`` is the
+formula::
+
+    class Cosine(Schedule, name="cosine", counts=("total_steps",)):
+        init_value: ArrayLike
+        total_steps: ArrayLike
+        ...
+        def check(self, c: Checker) -> None:
+            c.nonnegative("total_steps", self.total_steps)
+        def law(self, step):
+            ...
+
+Subclassing :class:`Schedule` (``__init_subclass__``) makes the class a frozen, keyword-only
+dataclass, registers it as a pytree with honest keys and records its ``name`` for configs,
+``parse``, :func:`names` and :func:`constructor`. What a JAX engineer expects follows:
 
 - real attributes and honest tree paths: ``s.warmup_steps`` is the leaf whose path
   ``jax.tree_util.keystr`` prints as ``.warmup_steps``; a combinator's child is ``s.schedule``
@@ -15,28 +26,41 @@ with no lookup. What a JAX engineer expects follows:
 - immutable: assignment raises; an edit builds a new value, validated (:meth:`Schedule.replace`)
   or not (``dataclasses.replace``, ``jax.tree.map``), so no state that holds a schedule is ever
   changed behind its back;
-- structure is static: strings, booleans and callables (``lr_lambda``) are the tree's auxiliary
-  data; every number is an array leaf; an optional argument not given (``None``) is an empty
-  subtree, so schedules of one family and one set of given arguments share one structure.
+- structure is static: strings, flags (fields whose default is a bool) and callables
+  (``lr_lambda``) are the tree's auxiliary data; every number is an array leaf; an optional
+  argument not given (``None``) is an empty subtree, so schedules of one family and one set of
+  given arguments share one structure;
+- equality by value (same class, same structure, equal leaves) and pickling (module-level
+  classes).
 
-Why not the other designs. ``jax.tree_util.Partial(law, **hyperparameters)`` is a pytree too,
-but its paths are ``.keywords['init_value']`` rather than attributes, and the law (a function
-object) cannot be named in a JSON config. ``jax.tree_util.register_dataclass`` rebuilds nodes by
-calling ``__init__``, which JAX does with placeholder leaves (``None``, ``object()``, tracers)
-inside ``vmap``, ``tree.map`` and transposition, so no conversion could live in ``__init__``;
-here JAX rebuilds a node with ``object.__new__`` and sets the fields, and ``__init__`` (used by
-people and :func:`make`) turns numbers into float leaves. One class per family, made from the
-law's signature, keeps the law the single place where a family's hyperparameters are named.
+Construction: the dataclass ``__init__`` stores the arguments, then ``__post_init__`` runs the
+family's ``check`` on the values as given (concrete values are validated, traced ones pass) and
+turns every number into a float leaf in one place, with the checks every family shares: the cast
+(``1e39`` overflows float32), scalar versus vector (only fields named in ``vectors`` may be
+arrays), and step counts (fields named in ``counts`` must be float32-exact whole numbers).
+JAX rebuilds nodes with ``object.__new__`` (it passes placeholder leaves: ``None``,
+``object()``, tracers), never through ``__init__``, so conversion can live in ``__init__``.
 
-Steps. A law receives its step as it comes (an int32 counter, a Python int, a float) and its
-step counts as float leaves; its integer decisions (which piece, stair or cycle) go through
-``jaxlr._src.steps``, exact for every int32 step. A concrete count float32 cannot hold
-exactly (``2**30 + 1``) is refused at construction with the two nearest values it can hold, so
-a count leaf always is the number it was built from and one compilation serves every value.
+Class options (keywords of the class statement, inherited by subclasses):
 
-The registry maps a family name to its class and public constructor; it serves configs
-(``to_config`` / ``from_config`` / ``parse``, in ``_config.py``), :func:`register` for user
-families, and the catalog-driven contract tests.
+- ``name``: the family name (configs, ``repr``, ``parse``); a class without one is not
+  registered (an intermediate base);
+- ``counts``: the fields that are step counts. With ``counts`` the law receives the step as it
+  comes (an int32 counter, a Python int, a float) and makes its integer decisions (which piece,
+  stair or cycle) with ``jaxlr._src.steps``, exact for every int32 step; without it
+  (``None``, the default) the law receives float steps;
+- ``vectors``: the fields that may be arrays (knots, per-piece values); ``raw``: fields that
+  keep their integer dtype (PRNG key data);
+- ``renamed``: old or peer argument names and their new spelling (a call with one raises
+  ``TypeError`` saying what to write);
+- ``constructor``: the public constructor when it is not the class (a peer's function whose
+  arguments differ from the fields).
+
+Why not ``equinox.Module`` or ``flax.struct.dataclass``: both give frozen pytree dataclasses,
+but a leaf there is whatever ``__init__`` stored (no one place converts and validates numbers),
+equinox rebuilds nodes without our static/data split by value (a callable ``lr_lambda`` would
+be a leaf), and both would add a dependency to the core for ~100 lines of code it needs anyway
+(registry, configs, the peer-name hints of ``TypeError``).
 """
 
 from __future__ import annotations
@@ -44,7 +68,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -56,26 +79,11 @@ from jax.typing import ArrayLike
 from jaxlr._src import steps
 from jaxlr._src.numeric import as_float
 from jaxlr._src.peer_names import OPTAX_NAMES, PEER_MODULES, PEER_NAMES
-from jaxlr._src.validate import check_cast, check_count, concrete
+from jaxlr._src.validate import Checker, check_cast, check_count, concrete
 
-# name -> (class, constructor).
+# name -> (class, public constructor).
 _REGISTRY: dict[str, tuple[type[Schedule], Callable[..., Schedule]]] = {}
-
-# Fields that keep their integer dtype (PRNG key data); every other number becomes a float leaf.
-_RAW_FIELDS = frozenset({"key"})
-# Hyperparameters that are vectors (knots, per-piece values, key data); every other one is a
-# scalar. A batch axis for a sweep comes from stacking built schedules (``jaxlr.sweep.stack``)
-# or from building them inside ``jax.vmap``, never from a concrete array argument.
-_VECTOR_FIELDS = frozenset({"boundaries", "values", "key"})
-_VECTOR_FIELDS_OF = {"multistep": frozenset({"decay_rate"})}
-
-
-def _is_static(value: Any) -> bool:
-    """Structure, not data: strings, booleans and plain callables (not schedules). ``None`` (an
-    optional argument not given) is an empty subtree, so it is data like the value it stands for."""
-    if isinstance(value, (str, bool)):
-        return True
-    return callable(value) and not isinstance(value, (Schedule, jax.Array, np.ndarray))
+_OPTIONS = ("counts", "vectors", "raw", "renamed")
 
 
 class Schedule:
@@ -87,12 +95,12 @@ class Schedule:
     schedules of one structure stack and ``jax.vmap``, and ``jax.grad`` flows into them.
     Structure (shape names, flags, the number of pieces) is static.
 
-    Schedules are built by the public constructors (``jaxlr.schedules.cosine(...)``); each
-    family is a frozen dataclass subclass made by :func:`register`.
+    A family is a subclass (see the module notes): fields, ``check(self, c)`` and
+    ``law(self, step)``. Subclass a family or this class, with a ``name``, to add your own; it
+    then works in configs, ``parse``, sweeps and transforms.
 
     Attributes:
         name: the family name, also the constructor's name in ``jaxlr.schedules`` (class level).
-        law: the family's pure law ``law(step, **hyperparameters)`` (class level).
 
     Examples:
         >>> import dataclasses, jax, jaxlr
@@ -103,20 +111,84 @@ class Schedule:
         ['.init_value', '.total_steps']
         >>> float(s.replace(init_value=2.0)(50)), float(s(50))  # a new value; s is unchanged
         (1.0, 0.5)
+
+        A family of your own: fields, checks, the law.
+
+        >>> import jax.numpy as jnp
+        >>> from jaxlr._src.validate import Checker
+        >>> class SqrtDecay(jaxlr.schedules.Schedule, name="doc_sqrt_decay", counts=()):
+        ...     init_value: float
+        ...     def check(self, c: Checker) -> None:
+        ...         c.finite("init_value", self.init_value)
+        ...     def law(self, step):
+        ...         return self.init_value / jnp.sqrt(1.0 + step)
+        >>> s = SqrtDecay(init_value=1.0)
+        >>> float(s(3)), s, jaxlr.schedules.parse(repr(s)) == s
+        (0.5, doc_sqrt_decay(init_value=1.0), True)
     """
 
-    name: ClassVar[str]
-    law: ClassVar[Callable[..., jax.Array]]
-    _counts: ClassVar[tuple[str, ...] | None] = None
+    name: ClassVar[str | None] = None
+    counts: ClassVar[tuple[str, ...] | None] = None
+    vectors: ClassVar[frozenset[str]] = frozenset()
+    raw: ClassVar[frozenset[str]] = frozenset()
+    renamed: ClassVar[Mapping[str, str]] = {}
 
-    def __post_init__(self) -> None:
+    def __init_subclass__(
+        cls,
+        *,
+        name: str | None = None,
+        constructor: Callable[..., Schedule] | None = None,
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - set(_OPTIONS)
+        if unknown:
+            raise TypeError(f"{cls.__name__}: unknown class options {sorted(unknown)}")
+        super().__init_subclass__()
+        if name is not None:
+            if name in _REGISTRY:
+                raise ValueError(f"{cls.__name__}: schedule name {name!r} is already taken")
+            cls.name = name
+        for k, v in options.items():
+            if k == "counts":
+                v = None if v is None else tuple(v)
+            elif k == "renamed":
+                v = dict(v)
+            else:
+                v = frozenset(v)
+            setattr(cls, k, v)
+        dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)(cls)
+        _check_arguments(cls)
+        jax.tree_util.register_pytree_with_keys(
+            cls, _flatten_with_keys, functools.partial(_unflatten, cls), _flatten
+        )
+        if name is not None:
+            _REGISTRY[name] = (cls, constructor or cls)
+
+    # -- the family's parts ----------------------------------------------------------------------
+    def check(self, c: Checker) -> None:
+        """Validates the concrete arguments (``c`` names the family in every message)."""
+
+    def law(self, step: jax.Array) -> jax.Array:
+        """The formula: the value at ``step``, reading the hyperparameters from ``self``."""
+        raise NotImplementedError(f"{type(self).__name__} has no law")
+
+    def _set(self, name: str, value: Any) -> None:
+        """Stores a derived argument during ``check`` (a default computed from another one)."""
+        object.__setattr__(self, name, value)
+
+    # -- construction ----------------------------------------------------------------------------
+    def __post_init__(self, *init_only: Any) -> None:
+        cls = type(self)
+        # messages name the family as users call it: "cosine", "ConstantLR" (torch.ConstantLR)
+        family = self.name or cls.__name__
+        self.check(Checker(family.split(".", 1)[-1]), *init_only)
         static = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if _is_static(value):
+            if _is_static(value, f):
                 static.append(f.name)
             elif value is not None:
-                object.__setattr__(self, f.name, _leaf(value, raw=f.name in _RAW_FIELDS))
+                object.__setattr__(self, f.name, _convert(cls, f.name, value))
         # Which fields are structure is fixed here: JAX later rebuilds nodes with placeholders.
         object.__setattr__(self, "_static_fields", tuple(static))
 
@@ -129,16 +201,13 @@ class Schedule:
         ):
             raise TypeError(f"{self.name}: step must be a real number or array, got {step!r}")
         t = steps.as_step(step)
-        if type(self)._counts is None:  # a law written for float steps (a user's family)
-            return type(self).law(steps.to_float(t), **self._arguments())
+        if type(self).counts is None:  # a law written for float steps
+            return self.law(steps.to_float(t))
         # One compiled program per structure and step shape: an eager call is one dispatch,
         # not one per operation; inside a trace it is inlined. A tree holding a user's callable
         # (scale_fn, lr_lambda) runs op by op: a jit cache entry would keep the callable alive,
         # and the callable may branch in Python.
-        return self._at(t) if _holds_callable(self) else _evaluate(self, t)
-
-    def _at(self, step: jax.Array) -> jax.Array:
-        return type(self).law(step, **self._arguments())
+        return self.law(t) if _holds_callable(self) else _evaluate(self, t)
 
     def _arguments(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -150,7 +219,7 @@ class Schedule:
         return {k: v for k, v in self._arguments().items() if v is not None}
 
     def replace(self, **changes: Any) -> Schedule:
-        """A new schedule with ``changes`` applied, validated by the family's constructor.
+        """A new schedule with ``changes`` applied, validated by the family's class.
 
         Examples:
             >>> import jaxlr
@@ -158,7 +227,7 @@ class Schedule:
             >>> s.replace(value=0.2)
             constant(value=0.2)
         """
-        return _REGISTRY[self.name][1](**{**self.hyperparameters, **changes})
+        return type(self)(**{**self.hyperparameters, **changes})
 
     def to_config(self) -> dict[str, Any]:
         """A JSON-able dict that :func:`jaxlr.schedules.from_config` reads back to an equal one."""
@@ -166,22 +235,22 @@ class Schedule:
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={_show(v)}" for k, v in self.hyperparameters.items())
-        return f"{self.name}({args})"
+        return f"{self.name or type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Schedule):
             return NotImplemented
         if self is other:
             return True
-        leaves, others = jax.tree.leaves(self), jax.tree.leaves(other)
+        if type(self) is not type(other):
+            return False
+        leaves, tree = jax.tree.flatten(self)
+        others, other_tree = jax.tree.flatten(other)
+        if tree != other_tree:  # the class, the static fields and the children's structure
+            return False
         if any(isinstance(x, jax.core.Tracer) for x in (*leaves, *others)):
             return False  # traced values cannot be compared (jax.jit(schedule) asks)
-        try:
-            return self.to_config() == other.to_config()
-        except ValueError:  # a callable argument (LambdaLR): same structure, equal leaves
-            return jax.tree.structure(self) == jax.tree.structure(other) and all(
-                np.array_equal(a, b) for a, b in zip(leaves, others)
-            )
+        return all(np.array_equal(a, b) for a, b in zip(leaves, others))
 
     def __hash__(self) -> int:
         # Equal schedules share a structure, so hashing the structure is consistent with ==;
@@ -189,7 +258,58 @@ class Schedule:
         return hash(jax.tree.structure(self))
 
 
-_evaluate = jax.jit(lambda schedule, step: schedule._at(step))
+_evaluate = jax.jit(lambda schedule, step: schedule.law(step))
+
+
+def _is_static(value: Any, field: dataclasses.Field) -> bool:
+    """Structure, not data: strings, flags (a field whose default is a bool) and plain callables
+    (not schedules). ``None`` (an optional argument not given) is an empty subtree, so it is data
+    like the value it stands for."""
+    if isinstance(value, str) or (isinstance(value, bool) and isinstance(field.default, bool)):
+        return True
+    return callable(value) and not isinstance(value, (Schedule, jax.Array, np.ndarray))
+
+
+def _convert(cls: type[Schedule], name: str, value: Any) -> Any:
+    """One argument as a leaf (or a child), with the checks every family shares."""
+    family = cls.name or cls.__name__
+    with np.errstate(over="ignore"):  # an overflow is reported below, as an error
+        leaf = _leaf(value, raw=name in cls.raw)
+    if isinstance(leaf, (Schedule, tuple)):
+        return leaf
+    check_cast(family, name, value, leaf)
+    if name not in cls.vectors and np.ndim(leaf) != 0 and concrete(leaf) is not None:
+        raise ValueError(
+            f"{family}: {name} must be a scalar, got an array of shape {np.shape(leaf)}: "
+            f"{name}={_show(leaf)} (to sweep, stack built schedules with jaxlr.sweep.stack "
+            f"or build them inside jax.vmap)"
+        )
+    if name in (cls.counts or ()):
+        check_count(family, name, value)
+    return leaf
+
+
+def _check_arguments(cls: type[Schedule]) -> None:
+    """Wraps the dataclass ``__init__``: a renamed or unknown keyword raises a ``TypeError``
+    that says what to write (the peers' names point at jaxlr's)."""
+    init = cls.__init__
+    params = inspect.signature(init).parameters
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        family = cls.name or cls.__name__
+        for old in kwargs.keys() & cls.renamed.keys():
+            raise TypeError(f"{family}: argument {old!r} is now {cls.renamed[old]!r}")
+        unknown = [k for k in kwargs if k not in params or k == "self"]
+        if unknown:
+            hints = [] if "." in family else [h for h in map(_peer_hint, unknown) if h]
+            raise TypeError(
+                f"{family}: unexpected argument(s) {unknown}; it takes "
+                f"{[p for p in params if p != 'self']}" + "".join(f"; {h}" for h in hints)
+            )
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
 
 
 def _holds_callable(s: Schedule) -> bool:
@@ -227,49 +347,6 @@ def _unflatten(cls: type[Schedule], aux, children) -> Schedule:
         object.__setattr__(s, name, value)
     object.__setattr__(s, "_static_fields", tuple(n for n, _ in static))
     return s
-
-
-def _class_name(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.replace(".", "_").split("_"))
-
-
-def _family_class(
-    name: str, law: Callable[..., jax.Array], counts: tuple[str, ...] | None
-) -> type[Schedule]:
-    params = [p for p in inspect.signature(law).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    fields = [
-        (
-            p.name,
-            Any,
-            dataclasses.field(
-                default=dataclasses.MISSING if p.default is p.empty else p.default, kw_only=True
-            ),
-        )
-        for p in params
-    ]
-    cls = dataclasses.make_dataclass(
-        _class_name(name),
-        fields,
-        bases=(Schedule,),
-        frozen=True,
-        eq=False,
-        repr=False,
-        namespace={
-            "name": name,
-            "law": staticmethod(law),
-            "_counts": counts,
-            "__module__": law.__module__,
-            "__doc__": f"The ``{name}`` schedule (see its constructor).",
-        },
-    )
-    cls.__hash__ = Schedule.__hash__
-    module = sys.modules.get(law.__module__)
-    if module is not None and not hasattr(module, cls.__name__):
-        setattr(module, cls.__name__, cls)  # pickle finds classes by module and name
-    jax.tree_util.register_pytree_with_keys(
-        cls, _flatten_with_keys, functools.partial(_unflatten, cls), _flatten
-    )
-    return cls
 
 
 def _show(v: Any) -> str:
@@ -323,6 +400,11 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
     """
     if not isinstance(schedule, Schedule):
         raise ValueError(f"to_config: expected a jaxlr schedule, got {schedule!r}")
+    if _REGISTRY.get(schedule.name, (None,))[0] is not type(schedule):
+        raise ValueError(
+            f"to_config: {type(schedule).__name__} has no name of its own (give its class "
+            f"statement name=...), so a config could not rebuild it"
+        )
 
     def enc(k: str, v: Any) -> Any:
         if isinstance(v, Schedule):
@@ -345,26 +427,6 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
     }
 
 
-def _unexpected(name: str, fn: Callable, kwargs: Mapping[str, Any]) -> None:
-    """A ``TypeError`` that names the right spelling for a peer's or an old argument name."""
-    sig = inspect.signature(fn)
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    unknown = [k for k in kwargs if k not in sig.parameters]
-    if not unknown or set(unknown) & set(getattr(fn, "__renamed__", {})):
-        return  # a renamed argument: the constructor's own decorator says what to write
-    hints = []
-    if "." not in name:  # compat families take the peers' names; hints are for native ones
-        for k in unknown:
-            hint = _peer_hint(k)
-            if hint:
-                hints.append(hint)
-    raise TypeError(
-        f"{name}: unexpected argument(s) {unknown}; it takes "
-        f"{list(sig.parameters)}" + "".join(f"; {h}" for h in hints)
-    )
-
-
 def _peer_hint(arg: str) -> str | None:
     native = PEER_NAMES.get(arg)
     if native is not None:
@@ -379,96 +441,6 @@ def _peer_hint(arg: str) -> str | None:
             f"jaxlr calls it {native}" if native.isidentifier() else native.rstrip(".")
         )
     return None
-
-
-def register(name: str, law: Callable[..., jax.Array], *, counts: tuple[str, ...] | None = None):
-    """Decorator registering a public constructor with its law under ``name``.
-
-    This is how a family is added: a pure law ``law(step, *, hyperparameter, ...)`` of ``jnp``
-    code with no Python branch on hyperparameter values, and a constructor that validates its
-    concrete arguments and calls :func:`make`. Registering makes the family's frozen dataclass
-    (one field per keyword argument of the law); a registered family parses, serializes and
-    (once in the catalog) is covered by the contract tests. An argument the constructor does not
-    take raises ``TypeError`` naming jaxlr's spelling when it is a peer library's name.
-
-    Steps: with ``counts`` (the names of the hyperparameters that are step counts: lengths,
-    boundaries, periods) the law receives the step as it comes (an integer or float array) and
-    makes its integer decisions with ``jaxlr._src.steps`` (``reached(step, boundary)``,
-    ``elapsed``, ``divide``), exact for every int32 step; a concrete count float32 cannot hold
-    exactly is refused at construction. Without ``counts`` the law receives float steps.
-
-    Examples:
-        >>> import jax.numpy as jnp
-        >>> from jaxlr.schedules import make, register
-        >>> def _sqrt_decay(step, *, init_value):
-        ...     return init_value / jnp.sqrt(1.0 + step)
-        >>> @register("doc_sqrt_decay", _sqrt_decay)
-        ... def sqrt_decay(*, init_value):
-        ...     return make("doc_sqrt_decay", dict(init_value=init_value))
-        >>> s = sqrt_decay(init_value=1.0)
-        >>> float(s(3)), float(s.init_value)
-        (0.5, 1.0)
-    """
-
-    def deco(constructor):
-        if name in _REGISTRY:
-            raise ValueError(f"register: schedule name {name!r} is already registered")
-
-        @functools.wraps(constructor)
-        def checked(*args, **kwargs):
-            _unexpected(name, constructor, kwargs)
-            return constructor(*args, **kwargs)
-
-        _REGISTRY[name] = (
-            _family_class(name, law, None if counts is None else tuple(counts)),
-            checked,
-        )
-        return checked
-
-    return deco
-
-
-def make(name: str, params: Mapping[str, Any], static: Mapping[str, Any] = ()) -> Schedule:
-    """Builds a registered schedule from validated values, turning numbers into float leaves.
-
-    A concrete value that is finite but overflows the float dtype (``1e39`` in float32) raises.
-
-    Args:
-        name: a registered family name.
-        params: the hyperparameters that are data (numbers, arrays, child schedules).
-        static: the structural ones (strings, bools, callables, ``None``).
-
-    Raises:
-        ValueError: a finite value that is not finite once cast to the float dtype (or a nonzero
-            one that becomes 0), or a concrete
-            array where the law takes a scalar (only knots, per-piece values and key data are
-            vectors; a sweep's batch axis comes from stacking schedules or from ``jax.vmap``).
-
-    Examples:
-        >>> from jaxlr.schedules import make
-        >>> s = make("constant", {"value": 2})
-        >>> s, s(0).dtype
-        (constant(value=2.0), dtype('float32'))
-    """
-    cls = _REGISTRY[name][0]
-    vectors = _VECTOR_FIELDS | _VECTOR_FIELDS_OF.get(name, frozenset())
-    leaves = {}
-    for k, v in params.items():
-        with np.errstate(over="ignore"):  # an overflow is reported below, as an error
-            leaf = _leaf(v, raw=k in _RAW_FIELDS)
-        if not isinstance(leaf, (Schedule, tuple)):
-            check_cast(name, k, v, leaf)
-        if k not in vectors and not isinstance(leaf, (Schedule, tuple)) and np.ndim(leaf) != 0:
-            if concrete(leaf) is not None:
-                raise ValueError(
-                    f"{name}: {k} must be a scalar, got an array of shape {np.shape(leaf)}: "
-                    f"{k}={_show(leaf)} (to sweep, stack built schedules with jaxlr.sweep.stack "
-                    f"or build them inside jax.vmap)"
-                )
-        if k in (cls._counts or ()) and not isinstance(leaf, (Schedule, tuple)):
-            check_count(name, k, v)
-        leaves[k] = leaf
-    return cls(**leaves, **dict(static))
 
 
 def _leaf(v: Any, *, raw: bool = False) -> Any:

@@ -26,8 +26,8 @@ from jaxlr._src.numeric import (
     tiny,
 )
 from jaxlr._src.steps import elapsed, progress, reached, to_float
-from jaxlr._src.validate import Checker, renamed
-from jaxlr.schedules._core import Schedule, make, register
+from jaxlr._src.validate import Checker
+from jaxlr.schedules._core import Schedule
 from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, anneal
 
 
@@ -40,12 +40,7 @@ def _like(step: jax.Array, value: ArrayLike) -> jax.Array:
 # constant, linear, polynomial
 
 
-def _constant(step, *, value):
-    return _like(step, value)
-
-
-@register("constant", _constant, counts=())
-def constant(*, value: ArrayLike) -> Schedule:
+class Constant(Schedule, name="constant", counts=()):
     r"""A constant learning rate.
 
     .. math:: \eta(t) = v
@@ -66,23 +61,20 @@ def constant(*, value: ArrayLike) -> Schedule:
         >>> float(jaxlr.schedules.constant(value=0.1)(1000))
         0.1
     """
-    Checker("constant").finite("value", value)
-    return make("constant", dict(value=value))
+
+    value: ArrayLike
+
+    def check(self, c: Checker) -> None:
+        c.finite("value", self.value)
+
+    def law(self, step):
+        return _like(step, self.value)
 
 
-def _linear(step, *, init_value, end_value, total_steps, begin_steps):
-    p = progress(step, begin_steps, total_steps - begin_steps)
-    return init_value + (end_value - init_value) * p
+constant = Constant
 
 
-@register("linear", _linear, counts=("total_steps", "begin_steps"))
-def linear(
-    *,
-    init_value: ArrayLike,
-    end_value: ArrayLike,
-    total_steps: ArrayLike,
-    begin_steps: ArrayLike = 0,
-) -> Schedule:
+class Linear(Schedule, name="linear", counts=("total_steps", "begin_steps")):
     r"""Linear from ``init_value`` to ``end_value`` over ``[begin_steps, total_steps]``.
 
     .. math:: \eta(t) = I + (E - I)\,\mathrm{clip}\bigl((t - B)/(T - B), 0, 1\bigr)
@@ -109,37 +101,28 @@ def linear(
     References:
         PyTorch ``LinearLR``; Optax ``linear_schedule``.
     """
-    c = Checker("linear")
-    c.finite("init_value", init_value)
-    c.finite("end_value", end_value)
-    c.nonnegative("total_steps", total_steps)
-    c.nonnegative("begin_steps", begin_steps)
-    c.not_greater("begin_steps", begin_steps, "total_steps", total_steps)
-    return make(
-        "linear",
-        dict(
-            init_value=init_value,
-            end_value=end_value,
-            total_steps=total_steps,
-            begin_steps=begin_steps,
-        ),
-    )
+
+    init_value: ArrayLike
+    end_value: ArrayLike
+    total_steps: ArrayLike
+    begin_steps: ArrayLike = 0
+
+    def check(self, c: Checker) -> None:
+        c.finite("init_value", self.init_value)
+        c.finite("end_value", self.end_value)
+        c.nonnegative("total_steps", self.total_steps)
+        c.nonnegative("begin_steps", self.begin_steps)
+        c.not_greater("begin_steps", self.begin_steps, "total_steps", self.total_steps)
+
+    def law(self, step):
+        p = progress(step, self.begin_steps, self.total_steps - self.begin_steps)
+        return self.init_value + (self.end_value - self.init_value) * p
 
 
-def _polynomial(step, *, init_value, end_value, total_steps, power, begin_steps):
-    p = progress(step, begin_steps, total_steps - begin_steps)
-    return end_value + (init_value - end_value) * safe_pow(1.0 - p, power)
+linear = Linear
 
 
-@register("polynomial", _polynomial, counts=("total_steps", "begin_steps"))
-def polynomial(
-    *,
-    init_value: ArrayLike,
-    end_value: ArrayLike,
-    total_steps: ArrayLike,
-    power: ArrayLike = 1.0,
-    begin_steps: ArrayLike = 0,
-) -> Schedule:
+class Polynomial(Schedule, name="polynomial", counts=("total_steps", "begin_steps")):
     r"""Polynomial decay from ``init_value`` to ``end_value`` (Optax ``polynomial_schedule``).
 
     .. math:: \eta(t) = E + (I - E)\,(1 - p)^{k}, \quad p = \mathrm{clip}((t - B)/(T - B), 0, 1)
@@ -168,23 +151,27 @@ def polynomial(
     References:
         PyTorch ``PolynomialLR``; Keras ``PolynomialDecay``; Optax ``polynomial_schedule``.
     """
-    c = Checker("polynomial")
-    c.finite("init_value", init_value)
-    c.finite("end_value", end_value)
-    c.nonnegative("total_steps", total_steps)
-    c.positive("power", power)
-    c.nonnegative("begin_steps", begin_steps)
-    c.not_greater("begin_steps", begin_steps, "total_steps", total_steps)
-    return make(
-        "polynomial",
-        dict(
-            init_value=init_value,
-            end_value=end_value,
-            total_steps=total_steps,
-            power=power,
-            begin_steps=begin_steps,
-        ),
-    )
+
+    init_value: ArrayLike
+    end_value: ArrayLike
+    total_steps: ArrayLike
+    power: ArrayLike = 1.0
+    begin_steps: ArrayLike = 0
+
+    def check(self, c: Checker) -> None:
+        c.finite("init_value", self.init_value)
+        c.finite("end_value", self.end_value)
+        c.nonnegative("total_steps", self.total_steps)
+        c.positive("power", self.power)
+        c.nonnegative("begin_steps", self.begin_steps)
+        c.not_greater("begin_steps", self.begin_steps, "total_steps", self.total_steps)
+
+    def law(self, step):
+        p = progress(step, self.begin_steps, self.total_steps - self.begin_steps)
+        return self.end_value + (self.init_value - self.end_value) * safe_pow(1.0 - p, self.power)
+
+
+polynomial = Polynomial
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,29 +188,12 @@ def _exponent(step, begin_steps, period_steps, staircase):
     return jnp.minimum(e / at_least(period_steps, tiny(e)), big)
 
 
-def _exponential(
-    step, *, init_value, decay_rate, period_steps, begin_steps, staircase, end_value=None
+class Exponential(
+    Schedule,
+    name="exponential",
+    counts=("period_steps", "begin_steps"),
+    renamed=dict(transition_steps="period_steps"),
 ):
-    factor = power_of(decay_rate, _exponent(step, begin_steps, period_steps, staircase))
-    value = saturate(init_value * factor)
-    if end_value is not None:
-        value = jnp.where(
-            decay_rate < 1.0, jnp.maximum(value, end_value), jnp.minimum(value, end_value)
-        )
-    return value
-
-
-@register("exponential", _exponential, counts=("period_steps", "begin_steps"))
-@renamed(transition_steps="period_steps")
-def exponential(
-    *,
-    init_value: ArrayLike,
-    decay_rate: ArrayLike,
-    period_steps: ArrayLike,
-    begin_steps: ArrayLike = 0,
-    staircase: bool = False,
-    end_value: ArrayLike | None = None,
-) -> Schedule:
     r"""Exponential decay: the rate multiplies the LR once per ``period_steps``.
 
     .. math:: \eta(t) = I\,r^{e}, \quad e = \max(t - B, 0)/P \ \ (\lfloor\cdot\rfloor
@@ -258,38 +228,46 @@ def exponential(
     References:
         PyTorch ``ExponentialLR``; Keras ``ExponentialDecay``; Optax ``exponential_decay``.
     """
-    c = Checker("exponential")
-    c.finite("init_value", init_value)
-    c.positive("decay_rate", decay_rate)
-    c.positive("period_steps", period_steps)
-    c.nonnegative("begin_steps", begin_steps)
-    c.flag("staircase", staircase)
-    params = dict(
-        init_value=init_value,
-        decay_rate=decay_rate,
-        period_steps=period_steps,
-        begin_steps=begin_steps,
-    )
-    if end_value is not None:
-        c.finite("end_value", end_value)
-        params["end_value"] = end_value
-    return make("exponential", params, dict(staircase=staircase))
+
+    init_value: ArrayLike
+    decay_rate: ArrayLike
+    period_steps: ArrayLike
+    begin_steps: ArrayLike = 0
+    staircase: bool = False
+    end_value: ArrayLike | None = None
+
+    def check(self, c: Checker) -> None:
+        c.finite("init_value", self.init_value)
+        c.positive("decay_rate", self.decay_rate)
+        c.positive("period_steps", self.period_steps)
+        c.nonnegative("begin_steps", self.begin_steps)
+        c.flag("staircase", self.staircase)
+        if self.end_value is not None:
+            c.finite("end_value", self.end_value)
+
+    def law(self, step):
+        factor = power_of(
+            self.decay_rate, _exponent(step, self.begin_steps, self.period_steps, self.staircase)
+        )
+        value = saturate(self.init_value * factor)
+        if self.end_value is not None:
+            value = jnp.where(
+                self.decay_rate < 1.0,
+                jnp.maximum(value, self.end_value),
+                jnp.minimum(value, self.end_value),
+            )
+        return value
 
 
-def _inverse_time(step, *, init_value, decay_rate, period_steps, staircase):
-    e = _exponent(step, 0.0, period_steps, staircase)
-    return init_value / (1.0 + jnp.maximum(decay_rate, 0.0) * e)
+exponential = Exponential
 
 
-@register("inverse_time", _inverse_time, counts=("period_steps",))
-@renamed(transition_steps="period_steps")
-def inverse_time(
-    *,
-    init_value: ArrayLike,
-    decay_rate: ArrayLike,
-    period_steps: ArrayLike,
-    staircase: bool = False,
-) -> Schedule:
+class InverseTime(
+    Schedule,
+    name="inverse_time",
+    counts=("period_steps",),
+    renamed=dict(transition_steps="period_steps"),
+):
     r"""Inverse-time decay.
 
     .. math:: \eta(t) = I / (1 + r\,t/P) \quad (\lfloor t/P \rfloor \text{ if staircase})
@@ -317,25 +295,27 @@ def inverse_time(
     References:
         Keras ``InverseTimeDecay``.
     """
-    c = Checker("inverse_time")
-    c.finite("init_value", init_value)
-    c.nonnegative("decay_rate", decay_rate)
-    c.positive("period_steps", period_steps)
-    c.flag("staircase", staircase)
-    return make(
-        "inverse_time",
-        dict(init_value=init_value, decay_rate=decay_rate, period_steps=period_steps),
-        dict(staircase=staircase),
-    )
+
+    init_value: ArrayLike
+    decay_rate: ArrayLike
+    period_steps: ArrayLike
+    staircase: bool = False
+
+    def check(self, c: Checker) -> None:
+        c.finite("init_value", self.init_value)
+        c.nonnegative("decay_rate", self.decay_rate)
+        c.positive("period_steps", self.period_steps)
+        c.flag("staircase", self.staircase)
+
+    def law(self, step):
+        e = _exponent(step, 0.0, self.period_steps, self.staircase)
+        return self.init_value / (1.0 + jnp.maximum(self.decay_rate, 0.0) * e)
 
 
-def _step(step, *, init_value, period_steps, decay_rate):
-    return saturate(init_value * power_of(decay_rate, steps.floor_div(step, period_steps)))
+inverse_time = InverseTime
 
 
-@register("step", _step, counts=("period_steps",))
-@renamed(step_size="period_steps")
-def step(*, init_value: ArrayLike, period_steps: ArrayLike, decay_rate: ArrayLike) -> Schedule:
+class Step(Schedule, name="step", counts=("period_steps",), renamed=dict(step_size="period_steps")):
     r"""Step decay: multiply by ``decay_rate`` every ``period_steps`` steps (the ResNet schedule).
 
     .. math:: \eta(t) = I\,r^{\lfloor t / P \rfloor}
@@ -361,26 +341,28 @@ def step(*, init_value: ArrayLike, period_steps: ArrayLike, decay_rate: ArrayLik
     References:
         He et al., Deep Residual Learning for Image Recognition, 2016; PyTorch ``StepLR``.
     """
-    c = Checker("step")
-    c.finite("init_value", init_value)
-    c.positive("period_steps", period_steps)
-    c.positive("decay_rate", decay_rate)
-    return make(
-        "step", dict(init_value=init_value, period_steps=period_steps, decay_rate=decay_rate)
-    )
+
+    init_value: ArrayLike
+    period_steps: ArrayLike
+    decay_rate: ArrayLike
+
+    def check(self, c: Checker) -> None:
+        c.finite("init_value", self.init_value)
+        c.positive("period_steps", self.period_steps)
+        c.positive("decay_rate", self.decay_rate)
+
+    def law(self, step):
+        return saturate(
+            self.init_value * power_of(self.decay_rate, steps.floor_div(step, self.period_steps))
+        )
 
 
-def _multistep(step, *, init_value, boundaries, decay_rate):
-    rates = jnp.broadcast_to(decay_rate, boundaries.shape)
-    passed = reached(step[..., None], boundaries)
-    # a product of rates > 1 saturates rather than overflowing to inf
-    return saturate(init_value * saturate(jnp.prod(jnp.where(passed, rates, 1.0), axis=-1)))
+step = Step
 
 
-@register("multistep", _multistep, counts=("boundaries",))
-def multistep(
-    *, init_value: ArrayLike, boundaries: ArrayLike, decay_rate: ArrayLike = 0.1
-) -> Schedule:
+class Multistep(
+    Schedule, name="multistep", counts=("boundaries",), vectors=("boundaries", "decay_rate")
+):
     r"""Multiply by a factor at each boundary (PyTorch ``MultiStepLR``).
 
     .. math:: \eta(t) = I \prod_{i:\, b_i \le t} \gamma_i
@@ -406,30 +388,35 @@ def multistep(
     References:
         PyTorch ``MultiStepLR``.
     """
-    c = Checker("multistep")
-    c.finite("init_value", init_value)
-    b = c.vector("boundaries", boundaries, min_len=1)
-    c.nonnegative("boundaries", boundaries)
-    c.sorted("boundaries", boundaries)
-    r = c.positive("decay_rate", decay_rate)
-    if b is not None and r is not None and r.ndim > 0:
-        c.same_length("boundaries", b, "decay_rate", r)
-    return make(
-        "multistep", dict(init_value=init_value, boundaries=boundaries, decay_rate=decay_rate)
-    )
+
+    init_value: ArrayLike
+    boundaries: ArrayLike
+    decay_rate: ArrayLike = 0.1
+
+    def check(self, c: Checker) -> None:
+        c.finite("init_value", self.init_value)
+        b = c.vector("boundaries", self.boundaries, min_len=1)
+        c.nonnegative("boundaries", self.boundaries)
+        c.sorted("boundaries", self.boundaries)
+        r = c.positive("decay_rate", self.decay_rate)
+        if b is not None and r is not None and r.ndim > 0:
+            c.same_length("boundaries", b, "decay_rate", r)
+
+    def law(self, step):
+        rates = jnp.broadcast_to(self.decay_rate, self.boundaries.shape)
+        passed = reached(step[..., None], self.boundaries)
+        # a product of rates > 1 saturates rather than overflowing to inf
+        return saturate(
+            self.init_value * saturate(jnp.prod(jnp.where(passed, rates, 1.0), axis=-1))
+        )
 
 
-def _piecewise_constant(step, *, boundaries, values, right):
-    t = step[..., None]
-    passed = steps.passed(t, boundaries) if right else reached(t, boundaries)
-    index = jnp.sum(passed, axis=-1)
-    return jnp.take(values, index)
+multistep = Multistep
 
 
-@register("piecewise_constant", _piecewise_constant, counts=("boundaries",))
-def piecewise_constant(
-    *, boundaries: ArrayLike, values: ArrayLike, right: bool = False
-) -> Schedule:
+class PiecewiseConstant(
+    Schedule, name="piecewise_constant", counts=("boundaries",), vectors=("boundaries", "values")
+):
     r"""Absolute values between boundaries (Keras ``PiecewiseConstantDecay``).
 
     .. math:: \eta(t) = v_i \quad\text{for}\quad b_{i-1} \le t < b_i
@@ -455,35 +442,36 @@ def piecewise_constant(
     References:
         Keras ``PiecewiseConstantDecay``.
     """
-    c = Checker("piecewise_constant")
-    b = c.vector("boundaries", boundaries, min_len=1)
-    v = c.vector("values", values, min_len=2)
-    c.sorted("boundaries", boundaries)
-    if b is not None and v is not None:
-        c.same_length("boundaries", b, "values", v, offset=1)
-    c.flag("right", right)
-    return make("piecewise_constant", dict(boundaries=boundaries, values=values), dict(right=right))
+
+    boundaries: ArrayLike
+    values: ArrayLike
+    right: bool = False
+
+    def check(self, c: Checker) -> None:
+        b = c.vector("boundaries", self.boundaries, min_len=1)
+        v = c.vector("values", self.values, min_len=2)
+        c.sorted("boundaries", self.boundaries)
+        if b is not None and v is not None:
+            c.same_length("boundaries", b, "values", v, offset=1)
+        c.flag("right", self.right)
+
+    def law(self, step):
+        t = step[..., None]
+        passed = steps.passed(t, self.boundaries) if self.right else reached(t, self.boundaries)
+        index = jnp.sum(passed, axis=-1)
+        return jnp.take(self.values, index)
 
 
-def _piecewise_interpolate(step, *, boundaries, values, shape):
-    # One piece looked up, not one evaluated per knot: the trace does not grow with the knots.
-    n = boundaries.shape[-1]
-    passed = reached(step[..., None], boundaries)  # exact, like every decision
-    i = jnp.clip(jnp.sum(passed, axis=-1) - 1, 0, n - 2)[..., None]
-
-    def at(x, j):
-        return jnp.take_along_axis(jnp.broadcast_to(x, passed.shape), j, axis=-1)[..., 0]
-
-    k0, k1 = at(boundaries, i), at(boundaries, i + 1)
-    curve = anneal(at(values, i), at(values, i + 1), progress(step, k0, k1 - k0), shape)
-    return jnp.where(passed[..., 0], curve, at(values, jnp.zeros_like(i)))
+piecewise_constant = PiecewiseConstant
 
 
-@register("piecewise_interpolate", _piecewise_interpolate, counts=("boundaries",))
-@renamed(interpolation="shape")
-def piecewise_interpolate(
-    *, boundaries: ArrayLike, values: ArrayLike, shape: str = "linear"
-) -> Schedule:
+class PiecewiseInterpolate(
+    Schedule,
+    name="piecewise_interpolate",
+    counts=("boundaries",),
+    vectors=("boundaries", "values"),
+    renamed=dict(interpolation="shape"),
+):
     r"""Curve through knots ``(b_i, v_i)``; flat before the first knot and after the last.
 
     .. math:: \eta(t) = \mathrm{anneal}\bigl(v_i, v_{i+1}, (t - b_i)/(b_{i+1} - b_i)\bigr)
@@ -512,46 +500,46 @@ def piecewise_interpolate(
     References:
         Optax ``piecewise_interpolate_schedule`` (multiplicative form).
     """
-    c = Checker("piecewise_interpolate")
-    b = c.vector("boundaries", boundaries, min_len=2)
-    v = c.vector("values", values, min_len=2)
-    c.sorted("boundaries", boundaries)
-    if b is not None and v is not None:
-        c.same_length("boundaries", b, "values", v)
-    c.choice("shape", shape, SHAPES)
-    if shape in POSITIVE_SHAPES:
-        c.positive("values", values)
-    return make(
-        "piecewise_interpolate", dict(boundaries=boundaries, values=values), dict(shape=shape)
-    )
+
+    boundaries: ArrayLike
+    values: ArrayLike
+    shape: str = "linear"
+
+    def check(self, c: Checker) -> None:
+        b = c.vector("boundaries", self.boundaries, min_len=2)
+        v = c.vector("values", self.values, min_len=2)
+        c.sorted("boundaries", self.boundaries)
+        if b is not None and v is not None:
+            c.same_length("boundaries", b, "values", v)
+        c.choice("shape", self.shape, SHAPES)
+        if self.shape in POSITIVE_SHAPES:
+            c.positive("values", self.values)
+
+    def law(self, step):
+        n = self.boundaries.shape[-1]
+        passed = reached(step[..., None], self.boundaries)  # exact, like every decision
+        i = jnp.clip(jnp.sum(passed, axis=-1) - 1, 0, n - 2)[..., None]
+
+        def at(x, j):
+            return jnp.take_along_axis(jnp.broadcast_to(x, passed.shape), j, axis=-1)[..., 0]
+
+        k0, k1 = at(self.boundaries, i), at(self.boundaries, i + 1)
+        curve = anneal(
+            at(self.values, i), at(self.values, i + 1), progress(step, k0, k1 - k0), self.shape
+        )
+        return jnp.where(passed[..., 0], curve, at(self.values, jnp.zeros_like(i)))
+
+
+piecewise_interpolate = PiecewiseInterpolate
 
 
 # ---------------------------------------------------------------------------------------------
 # inverse square root, Noam
 
 
-def _inverse_sqrt(step, *, peak_value, warmup_steps, timescale, init_value, warmup_shape):
-    if warmup_shape == "linear":
-        warm = init_value + (peak_value - init_value) * progress(step, 0.0, warmup_steps)
-    else:
-        warm = _like(step, peak_value)
-    after = reached(step, warmup_steps)
-    tau = at_least(timescale, tiny(timescale))
-    denom = jnp.where(after, elapsed(step, warmup_steps) + tau, tau)
-    decay = peak_value * jnp.sqrt(safe_div(tau, denom, 1.0))
-    return jnp.where(after, decay, warm)
-
-
-@register("inverse_sqrt", _inverse_sqrt, counts=("warmup_steps",))
-@renamed(warmup="warmup_shape")
-def inverse_sqrt(
-    *,
-    peak_value: ArrayLike,
-    warmup_steps: ArrayLike,
-    timescale: ArrayLike | None = None,
-    init_value: ArrayLike = 0.0,
-    warmup_shape: str = "linear",
-) -> Schedule:
+class InverseSqrt(
+    Schedule, name="inverse_sqrt", counts=("warmup_steps",), renamed=dict(warmup="warmup_shape")
+):
     r"""Warmup, then inverse-square-root decay.
 
     .. math:: \eta(t) = P\sqrt{\tau / (t - W + \tau)} \quad (t \ge W)
@@ -584,40 +572,42 @@ def inverse_sqrt(
         Vaswani et al., Attention Is All You Need, 2017; Ott et al., fairseq, 2019;
         Raffel et al., T5, 2020.
     """
-    c = Checker("inverse_sqrt")
-    c.finite("peak_value", peak_value)
-    c.nonnegative("warmup_steps", warmup_steps)
-    c.finite("init_value", init_value)
-    c.choice("warmup_shape", warmup_shape, ("linear", "constant"))
-    if timescale is None:
-        timescale = warmup_steps
-        c.positive("timescale (default: warmup_steps)", timescale)
-    else:
-        c.positive("timescale", timescale)
-    return make(
-        "inverse_sqrt",
-        dict(
-            peak_value=peak_value,
-            warmup_steps=warmup_steps,
-            timescale=timescale,
-            init_value=init_value,
-        ),
-        dict(warmup_shape=warmup_shape),
-    )
+
+    peak_value: ArrayLike
+    warmup_steps: ArrayLike
+    timescale: ArrayLike | None = None
+    init_value: ArrayLike = 0.0
+    warmup_shape: str = "linear"
+
+    def check(self, c: Checker) -> None:
+        c.finite("peak_value", self.peak_value)
+        c.nonnegative("warmup_steps", self.warmup_steps)
+        c.finite("init_value", self.init_value)
+        c.choice("warmup_shape", self.warmup_shape, ("linear", "constant"))
+        if self.timescale is None:
+            self._set("timescale", self.warmup_steps)
+            c.positive("timescale (default: warmup_steps)", self.timescale)
+        else:
+            c.positive("timescale", self.timescale)
+
+    def law(self, step):
+        if self.warmup_shape == "linear":
+            warm = self.init_value + (self.peak_value - self.init_value) * progress(
+                step, 0.0, self.warmup_steps
+            )
+        else:
+            warm = _like(step, self.peak_value)
+        after = reached(step, self.warmup_steps)
+        tau = at_least(self.timescale, tiny(self.timescale))
+        denom = jnp.where(after, elapsed(step, self.warmup_steps) + tau, tau)
+        decay = self.peak_value * jnp.sqrt(safe_div(tau, denom, 1.0))
+        return jnp.where(after, decay, warm)
 
 
-def _noam(step, *, d_model, warmup_steps, factor):
-    t = to_float(step)  # a smooth law: the rounded step is as accurate as float allows
-    w = jnp.maximum(warmup_steps, 1.0)
-    shape = jnp.where(t < w, t * w**-1.5, jax.lax.rsqrt(jnp.maximum(t, w)))
-    return factor * jax.lax.rsqrt(at_least(d_model, tiny(t))) * shape
+inverse_sqrt = InverseSqrt
 
 
-@register("noam", _noam, counts=())
-@renamed(scale="factor")
-def noam(
-    *, d_model: ArrayLike, warmup_steps: ArrayLike = 4000, factor: ArrayLike = 1.0
-) -> Schedule:
+class Noam(Schedule, name="noam", counts=(), renamed=dict(scale="factor")):
     r"""The Transformer schedule: linear warmup then inverse square root.
 
     .. math:: \eta(t) = s\, d^{-1/2} \min(t^{-1/2},\ t\,W^{-3/2})
@@ -642,32 +632,31 @@ def noam(
     References:
         Vaswani et al., Attention Is All You Need, 2017 (section 5.3).
     """
-    c = Checker("noam")
-    c.positive("d_model", d_model)
-    c.at_least("warmup_steps", warmup_steps, 1)
-    c.finite("factor", factor)
-    return make("noam", dict(d_model=d_model, warmup_steps=warmup_steps, factor=factor))
+
+    d_model: ArrayLike
+    warmup_steps: ArrayLike = 4000
+    factor: ArrayLike = 1.0
+
+    def check(self, c: Checker) -> None:
+        c.positive("d_model", self.d_model)
+        c.at_least("warmup_steps", self.warmup_steps, 1)
+        c.finite("factor", self.factor)
+
+    def law(self, step):
+        t = to_float(step)  # a smooth law: the rounded step is as accurate as float allows
+        w = jnp.maximum(self.warmup_steps, 1.0)
+        shape = jnp.where(t < w, t * w**-1.5, jax.lax.rsqrt(jnp.maximum(t, w)))
+        return self.factor * jax.lax.rsqrt(at_least(self.d_model, tiny(t))) * shape
+
+
+noam = Noam
 
 
 # ---------------------------------------------------------------------------------------------
 # cosine family
 
 
-def _cosine(step, *, init_value, total_steps, end_value, power, k):
-    p = safe_pow(progress(step, 0.0, total_steps), k)
-    return end_value + (init_value - end_value) * safe_pow(half_cosine(p), power)
-
-
-@register("cosine", _cosine, counts=("total_steps",))
-@renamed(exponent="power")
-def cosine(
-    *,
-    init_value: ArrayLike,
-    total_steps: ArrayLike,
-    end_value: ArrayLike = 0.0,
-    power: ArrayLike = 1.0,
-    k: ArrayLike = 1.0,
-) -> Schedule:
+class Cosine(Schedule, name="cosine", counts=("total_steps",), renamed=dict(exponent="power")):
     r"""Cosine annealing to a floor, with a power (Optax's ``exponent``) and k-decay.
 
     .. math:: \eta(t) = E + (I - E)\,\Bigl[\tfrac12\bigl(1 + \cos(\pi\,p^{k})\bigr)\Bigr]^{e},
@@ -696,36 +685,36 @@ def cosine(
     References:
         Loshchilov & Hutter, SGDR, 2017; Zhang et al., k-decay, 2020.
     """
-    c = Checker("cosine")
-    c.finite("init_value", init_value)
-    c.nonnegative("total_steps", total_steps)
-    c.finite("end_value", end_value)
-    c.positive("power", power)
-    c.positive("k", k)
-    return make(
-        "cosine",
-        dict(init_value=init_value, total_steps=total_steps, end_value=end_value, power=power, k=k),
-    )
+
+    init_value: ArrayLike
+    total_steps: ArrayLike
+    end_value: ArrayLike = 0.0
+    power: ArrayLike = 1.0
+    k: ArrayLike = 1.0
+
+    def check(self, c: Checker) -> None:
+        c.finite("init_value", self.init_value)
+        c.nonnegative("total_steps", self.total_steps)
+        c.finite("end_value", self.end_value)
+        c.positive("power", self.power)
+        c.positive("k", self.k)
+
+    def law(self, step):
+        p = safe_pow(progress(step, 0.0, self.total_steps), self.k)
+        return self.end_value + (self.init_value - self.end_value) * safe_pow(
+            half_cosine(p), self.power
+        )
 
 
-def _warmup_cosine(step, *, peak_value, warmup_steps, total_steps, init_value, end_value, power):
-    warm = init_value + (peak_value - init_value) * progress(step, 0.0, warmup_steps)
-    p = progress(step, warmup_steps, total_steps - warmup_steps)
-    decay = end_value + (peak_value - end_value) * safe_pow(half_cosine(p), power)
-    return jnp.where(reached(step, warmup_steps), decay, warm)
+cosine = Cosine
 
 
-@register("warmup_cosine", _warmup_cosine, counts=("warmup_steps", "total_steps"))
-@renamed(exponent="power")
-def warmup_cosine(
-    *,
-    peak_value: ArrayLike,
-    warmup_steps: ArrayLike,
-    total_steps: ArrayLike,
-    init_value: ArrayLike = 0.0,
-    end_value: ArrayLike = 0.0,
-    power: ArrayLike = 1.0,
-) -> Schedule:
+class WarmupCosine(
+    Schedule,
+    name="warmup_cosine",
+    counts=("warmup_steps", "total_steps"),
+    renamed=dict(exponent="power"),
+):
     r"""Linear warmup to ``peak_value``, then cosine decay to ``end_value``.
 
     .. math::
@@ -758,60 +747,38 @@ def warmup_cosine(
         Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts, 2017;
         Goyal et al., Accurate, Large Minibatch SGD, 2017 (warmup).
     """
-    c = Checker("warmup_cosine")
-    c.finite("peak_value", peak_value)
-    c.nonnegative("warmup_steps", warmup_steps)
-    c.nonnegative("total_steps", total_steps)
-    c.not_greater("warmup_steps", warmup_steps, "total_steps", total_steps)
-    c.finite("init_value", init_value)
-    c.finite("end_value", end_value)
-    c.positive("power", power)
-    return make(
-        "warmup_cosine",
-        dict(
-            peak_value=peak_value,
-            warmup_steps=warmup_steps,
-            total_steps=total_steps,
-            init_value=init_value,
-            end_value=end_value,
-            power=power,
-        ),
-    )
+
+    peak_value: ArrayLike
+    warmup_steps: ArrayLike
+    total_steps: ArrayLike
+    init_value: ArrayLike = 0.0
+    end_value: ArrayLike = 0.0
+    power: ArrayLike = 1.0
+
+    def check(self, c: Checker) -> None:
+        c.finite("peak_value", self.peak_value)
+        c.nonnegative("warmup_steps", self.warmup_steps)
+        c.nonnegative("total_steps", self.total_steps)
+        c.not_greater("warmup_steps", self.warmup_steps, "total_steps", self.total_steps)
+        c.finite("init_value", self.init_value)
+        c.finite("end_value", self.end_value)
+        c.positive("power", self.power)
+
+    def law(self, step):
+        warm = self.init_value + (self.peak_value - self.init_value) * progress(
+            step, 0.0, self.warmup_steps
+        )
+        p = progress(step, self.warmup_steps, self.total_steps - self.warmup_steps)
+        decay = self.end_value + (self.peak_value - self.end_value) * safe_pow(
+            half_cosine(p), self.power
+        )
+        return jnp.where(reached(step, self.warmup_steps), decay, warm)
 
 
-def _sgdr(
-    step,
-    *,
-    peak_value,
-    period_steps,
-    period_mult,
-    peak_decay,
-    end_value,
-    cycle_warmup_steps,
-    cycle_limit=None,
-):
-    # cycles found exactly for integer steps, periods and multipliers (steps.restart_cycle)
-    i, u, length = steps.restart_cycle(step, period_steps, at_least(period_mult, 1.0))
-    peak = saturate(peak_value * power_of(peak_decay, i))
-    warm = end_value + (peak - end_value) * progress(u, 0.0, cycle_warmup_steps)
-    p = progress(u, cycle_warmup_steps, length - cycle_warmup_steps)
-    value = jnp.where(u < cycle_warmup_steps, warm, anneal(peak, end_value, p, "cosine"))
-    if cycle_limit is not None:
-        value = jnp.where(i >= cycle_limit, end_value, value)
-    return value
+warmup_cosine = WarmupCosine
 
 
-@register("sgdr", _sgdr, counts=("period_steps", "cycle_warmup_steps"))
-def sgdr(
-    *,
-    peak_value: ArrayLike,
-    period_steps: ArrayLike,
-    period_mult: ArrayLike = 1.0,
-    peak_decay: ArrayLike = 1.0,
-    end_value: ArrayLike = 0.0,
-    cycle_warmup_steps: ArrayLike = 0.0,
-    cycle_limit: ArrayLike | None = None,
-) -> Schedule:
+class Sgdr(Schedule, name="sgdr", counts=("period_steps", "cycle_warmup_steps")):
     r"""Cosine annealing with warm restarts (SGDR).
 
     Cycle ``i`` starts at :math:`s_i = T_0 (m^i - 1)/(m - 1)` (:math:`i T_0` when ``m = 1``),
@@ -847,44 +814,45 @@ def sgdr(
     References:
         Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts, 2017.
     """
-    c = Checker("sgdr")
-    c.finite("peak_value", peak_value)
-    c.positive("period_steps", period_steps)
-    c.at_least("period_mult", period_mult, 1)
-    c.positive("peak_decay", peak_decay)
-    c.finite("end_value", end_value)
-    c.nonnegative("cycle_warmup_steps", cycle_warmup_steps)
-    c.not_greater("cycle_warmup_steps", cycle_warmup_steps, "period_steps", period_steps)
-    params = dict(
-        peak_value=peak_value,
-        period_steps=period_steps,
-        period_mult=period_mult,
-        peak_decay=peak_decay,
-        end_value=end_value,
-        cycle_warmup_steps=cycle_warmup_steps,
-    )
-    if cycle_limit is not None:
-        c.at_least("cycle_limit", cycle_limit, 1)
-        params["cycle_limit"] = cycle_limit
-    return make("sgdr", params)
+
+    peak_value: ArrayLike
+    period_steps: ArrayLike
+    period_mult: ArrayLike = 1.0
+    peak_decay: ArrayLike = 1.0
+    end_value: ArrayLike = 0.0
+    cycle_warmup_steps: ArrayLike = 0.0
+    cycle_limit: ArrayLike | None = None
+
+    def check(self, c: Checker) -> None:
+        c.finite("peak_value", self.peak_value)
+        c.positive("period_steps", self.period_steps)
+        c.at_least("period_mult", self.period_mult, 1)
+        c.positive("peak_decay", self.peak_decay)
+        c.finite("end_value", self.end_value)
+        c.nonnegative("cycle_warmup_steps", self.cycle_warmup_steps)
+        c.not_greater(
+            "cycle_warmup_steps", self.cycle_warmup_steps, "period_steps", self.period_steps
+        )
+        if self.cycle_limit is not None:
+            c.at_least("cycle_limit", self.cycle_limit, 1)
+
+    def law(self, step):
+        i, u, length = steps.restart_cycle(step, self.period_steps, at_least(self.period_mult, 1.0))
+        peak = saturate(self.peak_value * power_of(self.peak_decay, i))
+        warm = self.end_value + (peak - self.end_value) * progress(u, 0.0, self.cycle_warmup_steps)
+        p = progress(u, self.cycle_warmup_steps, length - self.cycle_warmup_steps)
+        value = jnp.where(
+            u < self.cycle_warmup_steps, warm, anneal(peak, self.end_value, p, "cosine")
+        )
+        if self.cycle_limit is not None:
+            value = jnp.where(i >= self.cycle_limit, self.end_value, value)
+        return value
 
 
-def _tanh(step, *, init_value, total_steps, end_value, lower, upper):
-    p = progress(step, 0.0, total_steps)
-    x = lower + (upper - lower) * p
-    value = end_value + 0.5 * (init_value - end_value) * (1.0 - jnp.tanh(x))
-    return jnp.where(reached(step, total_steps), end_value, value)
+sgdr = Sgdr
 
 
-@register("tanh", _tanh, counts=("total_steps",))
-def tanh(
-    *,
-    init_value: ArrayLike,
-    total_steps: ArrayLike,
-    end_value: ArrayLike = 0.0,
-    lower: ArrayLike = -7.0,
-    upper: ArrayLike = 3.0,
-) -> Schedule:
+class Tanh(Schedule, name="tanh", counts=("total_steps",)):
     r"""Hyperbolic-tangent decay (timm ``TanhLRScheduler``).
 
     .. math:: \eta(t) = E + \tfrac12 (I - E)\bigl(1 - \tanh(l (1 - p) + u\,p)\bigr),
@@ -911,20 +879,26 @@ def tanh(
     References:
         Hsueh et al., Stochastic Gradient Descent with Hyperbolic-Tangent Decay, 2019.
     """
-    c = Checker("tanh")
-    c.finite("init_value", init_value)
-    c.positive("total_steps", total_steps)
-    c.finite("end_value", end_value)
-    lo, hi = c.finite("lower", lower), c.finite("upper", upper)
-    if lo is not None and hi is not None and not bool(np.all(lo < hi)):
-        c.fail(f"upper must exceed lower, got lower={lower!r}, upper={upper!r}")
-    return make(
-        "tanh",
-        dict(
-            init_value=init_value,
-            total_steps=total_steps,
-            end_value=end_value,
-            lower=lower,
-            upper=upper,
-        ),
-    )
+
+    init_value: ArrayLike
+    total_steps: ArrayLike
+    end_value: ArrayLike = 0.0
+    lower: ArrayLike = -7.0
+    upper: ArrayLike = 3.0
+
+    def check(self, c: Checker) -> None:
+        c.finite("init_value", self.init_value)
+        c.positive("total_steps", self.total_steps)
+        c.finite("end_value", self.end_value)
+        lo, hi = c.finite("lower", self.lower), c.finite("upper", self.upper)
+        if lo is not None and hi is not None and not bool(np.all(lo < hi)):
+            c.fail(f"upper must exceed lower, got lower={self.lower!r}, upper={self.upper!r}")
+
+    def law(self, step):
+        p = progress(step, 0.0, self.total_steps)
+        x = self.lower + (self.upper - self.lower) * p
+        value = self.end_value + 0.5 * (self.init_value - self.end_value) * (1.0 - jnp.tanh(x))
+        return jnp.where(reached(step, self.total_steps), self.end_value, value)
+
+
+tanh = Tanh

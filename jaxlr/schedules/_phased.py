@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlr._src import steps
 from jaxlr._src.numeric import as_float, at_least, power_of, safe_div, saturate, times, tiny
-from jaxlr._src.validate import Checker, concrete, renamed
-from jaxlr.schedules._core import Schedule, make, register
+from jaxlr._src.validate import Checker, concrete
+from jaxlr.schedules._core import Schedule
 from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, segments
 
 _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -43,21 +45,6 @@ def _clamped_cycle(up_steps, down_steps, step):
     return at_least(up_steps, tiny(up_steps)), at_least(down_steps, tiny(down_steps))
 
 
-def _cyclic(step, *, init_value, peak_value, up_steps, down_steps, decay_rate, mode):
-    up, down = _clamped_cycle(up_steps, down_steps, step)
-    return saturate(
-        init_value + (peak_value - init_value) * _cyclic_height(step, up, down, mode, decay_rate)
-    )
-
-
-def _cyclic_momentum(step, *, base_momentum, max_momentum, up_steps, down_steps, decay_rate, mode):
-    up, down = _clamped_cycle(up_steps, down_steps, step)
-    return saturate(
-        max_momentum
-        - (max_momentum - base_momentum) * _cyclic_height(step, up, down, mode, decay_rate)
-    )
-
-
 def _check_cycle(c: Checker, up_steps, down_steps, decay_rate, mode) -> None:
     c.positive("up_steps", up_steps)
     c.positive("down_steps", down_steps)
@@ -65,17 +52,9 @@ def _check_cycle(c: Checker, up_steps, down_steps, decay_rate, mode) -> None:
     c.choice("mode", mode, _CYCLIC_MODES)
 
 
-@register("cyclic", _cyclic, counts=("up_steps", "down_steps"))
-@renamed(gamma="decay_rate")
-def cyclic(
-    *,
-    init_value: ArrayLike,
-    peak_value: ArrayLike,
-    up_steps: ArrayLike,
-    down_steps: ArrayLike | None = None,
-    mode: str = "triangular",
-    decay_rate: ArrayLike = 1.0,
-) -> Schedule:
+class Cyclic(
+    Schedule, name="cyclic", counts=("up_steps", "down_steps"), renamed=dict(gamma="decay_rate")
+):
     r"""Cyclical learning rate between ``init_value`` and ``peak_value``.
 
     With :math:`C = U + D`, cycle :math:`c = \lfloor 1 + t/C \rfloor`, position
@@ -112,35 +91,39 @@ def cyclic(
     References:
         Smith, Cyclical Learning Rates for Training Neural Networks, 2017; PyTorch ``CyclicLR``.
     """
-    down_steps = up_steps if down_steps is None else down_steps
-    c = Checker("cyclic")
-    c.finite("init_value", init_value)
-    c.finite("peak_value", peak_value)
-    _check_cycle(c, up_steps, down_steps, decay_rate, mode)
-    return make(
-        "cyclic",
-        dict(
-            init_value=init_value,
-            peak_value=peak_value,
-            up_steps=up_steps,
-            down_steps=down_steps,
-            decay_rate=decay_rate,
-        ),
-        dict(mode=mode),
-    )
+
+    init_value: ArrayLike
+    peak_value: ArrayLike
+    up_steps: ArrayLike
+    down_steps: ArrayLike | None = None
+    mode: str = "triangular"
+    decay_rate: ArrayLike = 1.0
+
+    def check(self, c: Checker) -> None:
+        if self.down_steps is None:
+            self._set("down_steps", self.up_steps)
+        c.finite("init_value", self.init_value)
+        c.finite("peak_value", self.peak_value)
+        _check_cycle(c, self.up_steps, self.down_steps, self.decay_rate, self.mode)
+
+    def law(self, step):
+        up, down = _clamped_cycle(self.up_steps, self.down_steps, step)
+        return saturate(
+            self.init_value
+            + (self.peak_value - self.init_value)
+            * _cyclic_height(step, up, down, self.mode, self.decay_rate)
+        )
 
 
-@register("cyclic_momentum", _cyclic_momentum, counts=("up_steps", "down_steps"))
-@renamed(gamma="decay_rate")
-def cyclic_momentum(
-    *,
-    base_momentum: ArrayLike = 0.8,
-    max_momentum: ArrayLike = 0.9,
-    up_steps: ArrayLike,
-    down_steps: ArrayLike | None = None,
-    mode: str = "triangular",
-    decay_rate: ArrayLike = 1.0,
-) -> Schedule:
+cyclic = Cyclic
+
+
+class CyclicMomentum(
+    Schedule,
+    name="cyclic_momentum",
+    counts=("up_steps", "down_steps"),
+    renamed=dict(gamma="decay_rate"),
+):
     r"""The momentum (or Adam ``b1``) co-schedule of :func:`cyclic`: low when the LR is high.
 
     .. math:: \beta(t) = M - (M - B)\,h\,g(c, t)
@@ -167,22 +150,31 @@ def cyclic_momentum(
     References:
         Smith, A disciplined approach to neural network hyper-parameters, 2018.
     """
-    down_steps = up_steps if down_steps is None else down_steps
-    c = Checker("cyclic_momentum")
-    c.between("base_momentum", base_momentum, 0.0, 1.0)
-    c.between("max_momentum", max_momentum, 0.0, 1.0)
-    _check_cycle(c, up_steps, down_steps, decay_rate, mode)
-    return make(
-        "cyclic_momentum",
-        dict(
-            base_momentum=base_momentum,
-            max_momentum=max_momentum,
-            up_steps=up_steps,
-            down_steps=down_steps,
-            decay_rate=decay_rate,
-        ),
-        dict(mode=mode),
-    )
+
+    base_momentum: ArrayLike = 0.8
+    max_momentum: ArrayLike = 0.9
+    up_steps: ArrayLike
+    down_steps: ArrayLike | None = None
+    mode: str = "triangular"
+    decay_rate: ArrayLike = 1.0
+
+    def check(self, c: Checker) -> None:
+        if self.down_steps is None:
+            self._set("down_steps", self.up_steps)
+        c.between("base_momentum", self.base_momentum, 0.0, 1.0)
+        c.between("max_momentum", self.max_momentum, 0.0, 1.0)
+        _check_cycle(c, self.up_steps, self.down_steps, self.decay_rate, self.mode)
+
+    def law(self, step):
+        up, down = _clamped_cycle(self.up_steps, self.down_steps, step)
+        return saturate(
+            self.max_momentum
+            - (self.max_momentum - self.base_momentum)
+            * _cyclic_height(step, up, down, self.mode, self.decay_rate)
+        )
+
+
+cyclic_momentum = CyclicMomentum
 
 
 _ONE_CYCLE_SHAPES = ("cosine", "linear")
@@ -195,28 +187,6 @@ def _one_cycle_knots(total_steps, warmup_fraction, three_phase):
     return [0.0, up, total_steps]
 
 
-def _one_cycle(
-    step, *, peak_value, total_steps, warmup_fraction, init_value, end_value, shape, three_phase
-):
-    values = (
-        [init_value, peak_value, init_value, end_value]
-        if three_phase
-        else [init_value, peak_value, end_value]
-    )
-    knots = _one_cycle_knots(total_steps, warmup_fraction, three_phase)
-    return segments(step, knots, values, [(shape, False)] * (len(knots) - 1))
-
-
-def _one_cycle_momentum(
-    step, *, base_momentum, max_momentum, total_steps, warmup_fraction, shape, three_phase
-):
-    values = [max_momentum, base_momentum, max_momentum]
-    if three_phase:
-        values.append(max_momentum)
-    knots = _one_cycle_knots(total_steps, warmup_fraction, three_phase)
-    return segments(step, knots, values, [(shape, False)] * (len(knots) - 1))
-
-
 def _check_one_cycle(c: Checker, total_steps, warmup_fraction, shape, three_phase) -> None:
     c.flag("three_phase", three_phase)
     c.positive("total_steps", total_steps)
@@ -227,18 +197,12 @@ def _check_one_cycle(c: Checker, total_steps, warmup_fraction, shape, three_phas
 _ONE_CYCLE_RENAMED = dict(pct_start="warmup_fraction", anneal="shape")
 
 
-@register("one_cycle", _one_cycle, counts=("total_steps",))
-@renamed(**_ONE_CYCLE_RENAMED, div_factor="init_value", final_div_factor="end_value")
-def one_cycle(
-    *,
-    peak_value: ArrayLike,
-    total_steps: ArrayLike,
-    warmup_fraction: ArrayLike = 0.3,
-    init_value: ArrayLike | None = None,
-    end_value: ArrayLike | None = None,
-    shape: str = "cosine",
-    three_phase: bool = False,
-) -> Schedule:
+class OneCycle(
+    Schedule,
+    name="one_cycle",
+    counts=("total_steps",),
+    renamed=dict(**_ONE_CYCLE_RENAMED, div_factor="init_value", final_div_factor="end_value"),
+):
     r"""The one-cycle policy (super-convergence).
 
     Knots :math:`(0, I)`, :math:`(fT, P)`, :math:`(T, E)`; with ``three_phase`` the LR first
@@ -277,37 +241,41 @@ def one_cycle(
     References:
         Smith & Topin, Super-Convergence, 2018; PyTorch ``OneCycleLR``.
     """
-    c = Checker("one_cycle")
-    c.finite("peak_value", peak_value)
-    _check_one_cycle(c, total_steps, warmup_fraction, shape, three_phase)
-    init_value = times(peak_value, 1 / 25) if init_value is None else init_value
-    end_value = times(peak_value, 1 / 25e4) if end_value is None else end_value
-    c.finite("init_value", init_value)
-    c.finite("end_value", end_value)
-    return make(
-        "one_cycle",
-        dict(
-            peak_value=peak_value,
-            total_steps=total_steps,
-            warmup_fraction=warmup_fraction,
-            init_value=init_value,
-            end_value=end_value,
-        ),
-        dict(shape=shape, three_phase=three_phase),
-    )
+
+    peak_value: ArrayLike
+    total_steps: ArrayLike
+    warmup_fraction: ArrayLike = 0.3
+    init_value: ArrayLike | None = None
+    end_value: ArrayLike | None = None
+    shape: str = "cosine"
+    three_phase: bool = False
+
+    def check(self, c: Checker) -> None:
+        c.finite("peak_value", self.peak_value)
+        _check_one_cycle(c, self.total_steps, self.warmup_fraction, self.shape, self.three_phase)
+        if self.init_value is None:
+            self._set("init_value", times(self.peak_value, 1 / 25))
+        if self.end_value is None:
+            self._set("end_value", times(self.peak_value, 1 / 25e4))
+        c.finite("init_value", self.init_value)
+        c.finite("end_value", self.end_value)
+
+    def law(self, step):
+        values = (
+            [self.init_value, self.peak_value, self.init_value, self.end_value]
+            if self.three_phase
+            else [self.init_value, self.peak_value, self.end_value]
+        )
+        knots = _one_cycle_knots(self.total_steps, self.warmup_fraction, self.three_phase)
+        return segments(step, knots, values, [(self.shape, False)] * (len(knots) - 1))
 
 
-@register("one_cycle_momentum", _one_cycle_momentum, counts=("total_steps",))
-@renamed(**_ONE_CYCLE_RENAMED)
-def one_cycle_momentum(
-    *,
-    total_steps: ArrayLike,
-    base_momentum: ArrayLike = 0.85,
-    max_momentum: ArrayLike = 0.95,
-    warmup_fraction: ArrayLike = 0.3,
-    shape: str = "cosine",
-    three_phase: bool = False,
-) -> Schedule:
+one_cycle = OneCycle
+
+
+class OneCycleMomentum(
+    Schedule, name="one_cycle_momentum", counts=("total_steps",), renamed=dict(**_ONE_CYCLE_RENAMED)
+):
     r"""The momentum (or Adam ``b1``) co-schedule of :func:`one_cycle`.
 
     Knots :math:`(0, M)`, :math:`(fT, B)`, :math:`(T, M)` (three-phase: :math:`(2fT, M)` and
@@ -333,56 +301,34 @@ def one_cycle_momentum(
     References:
         Smith, A disciplined approach to neural network hyper-parameters, 2018.
     """
-    c = Checker("one_cycle_momentum")
-    c.between("base_momentum", base_momentum, 0.0, 1.0)
-    c.between("max_momentum", max_momentum, 0.0, 1.0)
-    _check_one_cycle(c, total_steps, warmup_fraction, shape, three_phase)
-    return make(
-        "one_cycle_momentum",
-        dict(
-            total_steps=total_steps,
-            base_momentum=base_momentum,
-            max_momentum=max_momentum,
-            warmup_fraction=warmup_fraction,
-        ),
-        dict(shape=shape, three_phase=three_phase),
-    )
+
+    total_steps: ArrayLike
+    base_momentum: ArrayLike = 0.85
+    max_momentum: ArrayLike = 0.95
+    warmup_fraction: ArrayLike = 0.3
+    shape: str = "cosine"
+    three_phase: bool = False
+
+    def check(self, c: Checker) -> None:
+        c.between("base_momentum", self.base_momentum, 0.0, 1.0)
+        c.between("max_momentum", self.max_momentum, 0.0, 1.0)
+        _check_one_cycle(c, self.total_steps, self.warmup_fraction, self.shape, self.three_phase)
+
+    def law(self, step):
+        values = [self.max_momentum, self.base_momentum, self.max_momentum]
+        if self.three_phase:
+            values.append(self.max_momentum)
+        knots = _one_cycle_knots(self.total_steps, self.warmup_fraction, self.three_phase)
+        return segments(step, knots, values, [(self.shape, False)] * (len(knots) - 1))
+
+
+one_cycle_momentum = OneCycleMomentum
 
 
 _WARMUP_SHAPES = ("linear", "cosine", "1-sqrt")
 
 
-def _wsd(
-    step,
-    *,
-    peak_value,
-    total_steps,
-    warmup_steps,
-    decay_steps,
-    init_value,
-    end_value,
-    warmup_shape,
-    decay_shape,
-):
-    knots = [0.0, warmup_steps, total_steps - decay_steps, total_steps]
-    values = [init_value, peak_value, peak_value, end_value]
-    shapes = [(warmup_shape, True), ("linear", False), (decay_shape, False)]
-    return segments(step, knots, values, shapes)
-
-
-@register("wsd", _wsd, counts=("total_steps", "warmup_steps", "decay_steps"))
-def wsd(
-    *,
-    peak_value: ArrayLike,
-    total_steps: ArrayLike,
-    warmup_steps: ArrayLike = 0.0,
-    decay_steps: ArrayLike | None = None,
-    decay_fraction: ArrayLike | None = None,
-    init_value: ArrayLike = 0.0,
-    end_value: ArrayLike = 0.0,
-    warmup_shape: str = "linear",
-    decay_shape: str = "linear",
-) -> Schedule:
+class Wsd(Schedule, name="wsd", counts=("total_steps", "warmup_steps", "decay_steps")):
     r"""Warmup-stable-decay: warm up, hold ``peak_value``, then decay in the last steps.
 
     Knots :math:`(0, I)`, :math:`(W, P)`, :math:`(T - D, P)`, :math:`(T, E)`. The decay follows
@@ -420,45 +366,53 @@ def wsd(
         Hu et al., MiniCPM, 2024; Hägele et al., Scaling Laws and Compute-Optimal Training
         Beyond Fixed Training Durations, 2024 (1-sqrt cooldown).
     """
-    c = Checker("wsd")
-    c.finite("peak_value", peak_value)
-    c.nonnegative("total_steps", total_steps)
-    c.nonnegative("warmup_steps", warmup_steps)
-    if (decay_steps is None) == (decay_fraction is None):
-        c.fail(
-            f"give exactly one of decay_steps and decay_fraction, got decay_steps="
-            f"{decay_steps!r}, decay_fraction={decay_fraction!r}"
-        )
-    if decay_fraction is not None:
-        c.between("decay_fraction", decay_fraction, 0.0, 1.0)
-        decay_steps = _product(decay_fraction, total_steps)
-    c.nonnegative("decay_steps", decay_steps)
-    if _concrete_all(warmup_steps, decay_steps):
-        c.not_greater(
-            "warmup_steps + decay_steps",
-            _sum(warmup_steps, decay_steps),
-            "total_steps",
-            total_steps,
-        )
-    c.finite("init_value", init_value)
-    c.finite("end_value", end_value)
-    c.choice("warmup_shape", warmup_shape, _WARMUP_SHAPES)
-    c.choice("decay_shape", decay_shape, SHAPES)
-    if decay_shape in POSITIVE_SHAPES:
-        c.positive("end_value", end_value)
-        c.positive("peak_value", peak_value)
-    return make(
-        "wsd",
-        dict(
-            peak_value=peak_value,
-            total_steps=total_steps,
-            warmup_steps=warmup_steps,
-            decay_steps=decay_steps,
-            init_value=init_value,
-            end_value=end_value,
-        ),
-        dict(warmup_shape=warmup_shape, decay_shape=decay_shape),
-    )
+
+    peak_value: ArrayLike
+    total_steps: ArrayLike
+    warmup_steps: ArrayLike = 0.0
+    decay_steps: ArrayLike | None = None
+    decay_fraction: dataclasses.InitVar[ArrayLike | None] = None
+    init_value: ArrayLike = 0.0
+    end_value: ArrayLike = 0.0
+    warmup_shape: str = "linear"
+    decay_shape: str = "linear"
+
+    def check(self, c: Checker, decay_fraction: ArrayLike | None) -> None:
+        c.finite("peak_value", self.peak_value)
+        c.nonnegative("total_steps", self.total_steps)
+        c.nonnegative("warmup_steps", self.warmup_steps)
+        if (self.decay_steps is None) == (decay_fraction is None):
+            c.fail(
+                f"give exactly one of decay_steps and decay_fraction, got decay_steps="
+                f"{self.decay_steps!r}, decay_fraction={decay_fraction!r}"
+            )
+        if decay_fraction is not None:
+            c.between("decay_fraction", decay_fraction, 0.0, 1.0)
+            self._set("decay_steps", _product(decay_fraction, self.total_steps))
+        c.nonnegative("decay_steps", self.decay_steps)
+        if _concrete_all(self.warmup_steps, self.decay_steps):
+            c.not_greater(
+                "warmup_steps + decay_steps",
+                _sum(self.warmup_steps, self.decay_steps),
+                "total_steps",
+                self.total_steps,
+            )
+        c.finite("init_value", self.init_value)
+        c.finite("end_value", self.end_value)
+        c.choice("warmup_shape", self.warmup_shape, _WARMUP_SHAPES)
+        c.choice("decay_shape", self.decay_shape, SHAPES)
+        if self.decay_shape in POSITIVE_SHAPES:
+            c.positive("end_value", self.end_value)
+            c.positive("peak_value", self.peak_value)
+
+    def law(self, step):
+        knots = [0.0, self.warmup_steps, self.total_steps - self.decay_steps, self.total_steps]
+        values = [self.init_value, self.peak_value, self.peak_value, self.end_value]
+        shapes = [(self.warmup_shape, True), ("linear", False), (self.decay_shape, False)]
+        return segments(step, knots, values, shapes)
+
+
+wsd = Wsd
 
 
 def _concrete_all(*xs) -> bool:
@@ -478,48 +432,11 @@ def _product(a, b):
     return as_float(a) * as_float(b)
 
 
-def _infinite(
-    step,
-    *,
-    peak_value,
-    constant_value,
-    total_steps,
-    warmup_steps,
-    cooldown_steps,
-    decay_steps,
-    init_value,
-    end_value,
-    cooldown_shape,
-    decay_shape,
+class Infinite(
+    Schedule,
+    name="infinite",
+    counts=("total_steps", "warmup_steps", "cooldown_steps", "decay_steps"),
 ):
-    knots = [
-        0.0,
-        warmup_steps,
-        warmup_steps + cooldown_steps,
-        total_steps - decay_steps,
-        total_steps,
-    ]
-    values = [init_value, peak_value, constant_value, constant_value, end_value]
-    shapes = [("linear", True), (cooldown_shape, False), ("linear", False), (decay_shape, False)]
-    return segments(step, knots, values, shapes)
-
-
-@register(
-    "infinite", _infinite, counts=("total_steps", "warmup_steps", "cooldown_steps", "decay_steps")
-)
-def infinite(
-    *,
-    peak_value: ArrayLike,
-    constant_value: ArrayLike,
-    total_steps: ArrayLike,
-    warmup_steps: ArrayLike,
-    cooldown_steps: ArrayLike,
-    decay_steps: ArrayLike,
-    init_value: ArrayLike = 0.0,
-    end_value: ArrayLike = 0.0,
-    cooldown_shape: str = "cosine",
-    decay_shape: str = "linear",
-) -> Schedule:
     r"""An infinite LR schedule: warmup, cooldown, a constant phase of any length, annealing.
 
     Knots :math:`(0, I)`, :math:`(W, P)`, :math:`(W + C, K)`, :math:`(T - D, K)`,
@@ -553,56 +470,70 @@ def infinite(
         Ibrahim et al., Simple and Scalable Strategies to Continually Pre-train Large Language
         Models, 2024.
     """
-    c = Checker("infinite")
-    c.finite("peak_value", peak_value)
-    c.finite("constant_value", constant_value)
-    for name, v in (
-        ("total_steps", total_steps),
-        ("warmup_steps", warmup_steps),
-        ("cooldown_steps", cooldown_steps),
-        ("decay_steps", decay_steps),
-    ):
-        c.nonnegative(name, v)
-    if _concrete_all(warmup_steps, cooldown_steps, decay_steps, total_steps):
-        c.not_greater(
-            "warmup_steps + cooldown_steps + decay_steps",
-            _sum(warmup_steps, cooldown_steps, decay_steps),
-            "total_steps",
-            total_steps,
-        )
-    c.finite("init_value", init_value)
-    c.finite("end_value", end_value)
-    c.choice("cooldown_shape", cooldown_shape, SHAPES)
-    c.choice("decay_shape", decay_shape, SHAPES)
-    return make(
-        "infinite",
-        dict(
-            peak_value=peak_value,
-            constant_value=constant_value,
-            total_steps=total_steps,
-            warmup_steps=warmup_steps,
-            cooldown_steps=cooldown_steps,
-            decay_steps=decay_steps,
-            init_value=init_value,
-            end_value=end_value,
-        ),
-        dict(cooldown_shape=cooldown_shape, decay_shape=decay_shape),
-    )
+
+    peak_value: ArrayLike
+    constant_value: ArrayLike
+    total_steps: ArrayLike
+    warmup_steps: ArrayLike
+    cooldown_steps: ArrayLike
+    decay_steps: ArrayLike
+    init_value: ArrayLike = 0.0
+    end_value: ArrayLike = 0.0
+    cooldown_shape: str = "cosine"
+    decay_shape: str = "linear"
+
+    def check(self, c: Checker) -> None:
+        c.finite("peak_value", self.peak_value)
+        c.finite("constant_value", self.constant_value)
+        for name, v in (
+            ("total_steps", self.total_steps),
+            ("warmup_steps", self.warmup_steps),
+            ("cooldown_steps", self.cooldown_steps),
+            ("decay_steps", self.decay_steps),
+        ):
+            c.nonnegative(name, v)
+        if _concrete_all(
+            self.warmup_steps, self.cooldown_steps, self.decay_steps, self.total_steps
+        ):
+            c.not_greater(
+                "warmup_steps + cooldown_steps + decay_steps",
+                _sum(self.warmup_steps, self.cooldown_steps, self.decay_steps),
+                "total_steps",
+                self.total_steps,
+            )
+        c.finite("init_value", self.init_value)
+        c.finite("end_value", self.end_value)
+        c.choice("cooldown_shape", self.cooldown_shape, SHAPES)
+        c.choice("decay_shape", self.decay_shape, SHAPES)
+
+    def law(self, step):
+        knots = [
+            0.0,
+            self.warmup_steps,
+            self.warmup_steps + self.cooldown_steps,
+            self.total_steps - self.decay_steps,
+            self.total_steps,
+        ]
+        values = [
+            self.init_value,
+            self.peak_value,
+            self.constant_value,
+            self.constant_value,
+            self.end_value,
+        ]
+        shapes = [
+            ("linear", True),
+            (self.cooldown_shape, False),
+            ("linear", False),
+            (self.decay_shape, False),
+        ]
+        return segments(step, knots, values, shapes)
 
 
-def _swa(step, *, init_value, swa_value, anneal_steps, shape):
-    return segments(step, [0.0, anneal_steps], [init_value, swa_value], [(shape, False)])
+infinite = Infinite
 
 
-@register("swa", _swa, counts=("anneal_steps",))
-@renamed(anneal="shape")
-def swa(
-    *,
-    init_value: ArrayLike,
-    swa_value: ArrayLike,
-    anneal_steps: ArrayLike = 10,
-    shape: str = "cosine",
-) -> Schedule:
+class Swa(Schedule, name="swa", counts=("anneal_steps",), renamed=dict(anneal="shape")):
     r"""Anneal to the constant stochastic-weight-averaging LR (PyTorch ``SWALR``).
 
     .. math:: \eta(t) = S\,\alpha + I\,(1 - \alpha), \quad
@@ -629,13 +560,22 @@ def swa(
     References:
         Izmailov et al., Averaging Weights Leads to Wider Optima and Better Generalization, 2018.
     """
-    c = Checker("swa")
-    c.finite("init_value", init_value)
-    c.finite("swa_value", swa_value)
-    c.nonnegative("anneal_steps", anneal_steps)
-    c.choice("shape", shape, _ONE_CYCLE_SHAPES)
-    return make(
-        "swa",
-        dict(init_value=init_value, swa_value=swa_value, anneal_steps=anneal_steps),
-        dict(shape=shape),
-    )
+
+    init_value: ArrayLike
+    swa_value: ArrayLike
+    anneal_steps: ArrayLike = 10
+    shape: str = "cosine"
+
+    def check(self, c: Checker) -> None:
+        c.finite("init_value", self.init_value)
+        c.finite("swa_value", self.swa_value)
+        c.nonnegative("anneal_steps", self.anneal_steps)
+        c.choice("shape", self.shape, _ONE_CYCLE_SHAPES)
+
+    def law(self, step):
+        return segments(
+            step, [0.0, self.anneal_steps], [self.init_value, self.swa_value], [(self.shape, False)]
+        )
+
+
+swa = Swa

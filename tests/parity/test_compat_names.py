@@ -31,7 +31,10 @@ def _native_arguments() -> set[str]:
     for module in (schedules, schedules.presets, transforms):
         for name in module.__all__:
             fn = getattr(module, name)
-            if inspect.isfunction(fn):
+            # a constructor is a function or a family class (``cosine`` is the class Cosine)
+            if inspect.isfunction(fn) or (
+                inspect.isclass(fn) and issubclass(fn, schedules.Schedule)
+            ):
                 out |= set(inspect.signature(fn).parameters)
     return out
 
