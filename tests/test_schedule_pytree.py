@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import pickle
 
 import chex
 import jax
@@ -11,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxlr
 from jaxlr import schedules as S
 
 
@@ -162,3 +165,108 @@ def test_no_import_circles_in_the_schedules_package():
     for m in graph:
         visit(m, [])
     assert "jaxlr.schedules._core" in graph["jaxlr.schedules._config"]  # configs above the core
+
+
+# -- user families: a subclass is a family like the built-in ones --------------------------------
+class _HoldThenHalve(S.Schedule, name="test_hold_then_halve", counts=("hold_steps",)):
+    """``value`` until ``hold_steps``, then ``value / 2`` (a user's family for the tests)."""
+
+    value: float
+    hold_steps: float = 10
+    label: str = "plain"  # static: a string is structure
+
+    def check(self, c):
+        c.finite("value", self.value)
+        c.nonnegative("hold_steps", self.hold_steps)
+
+    def law(self, step):
+        return jnp.where(S.steps.reached(step, self.hold_steps), 0.5 * self.value, self.value)
+
+
+class _Halved(S.cosine, name="test_halved_cosine"):
+    """A subclass of a built-in family: its fields and checks, another law."""
+
+    def law(self, step):
+        return 0.5 * super().law(step)
+
+
+def _reference(value, hold, t):
+    return np.where(np.asarray(t) >= hold, value / 2, value)
+
+
+def test_a_user_family_is_a_family():
+    s = _HoldThenHalve(value=2, hold_steps=3)
+    t = np.array([0, 2, 3, 9])
+    np.testing.assert_array_equal(s(jnp.asarray(t, jnp.int32)), _reference(2.0, 3, t))
+    assert s.value.dtype == jnp.float32 and s.label == "plain"  # numbers are float leaves
+    assert [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(s)] == [
+        ".value",
+        ".hold_steps",
+    ]
+    assert "test_hold_then_halve" in S.names()
+    assert S.constructor("test_hold_then_halve") is _HoldThenHalve
+    # configs and text read back to an equal schedule (equality by value)
+    assert S.from_config(json.dumps(S.to_config(s))) == s
+    assert S.parse(repr(s)) == s and repr(s).startswith("test_hold_then_halve(value=2.0")
+    assert pickle.loads(pickle.dumps(s)) == s
+    assert s != s.replace(value=3.0) and s != _HoldThenHalve(value=2, hold_steps=3, label="x")
+    assert hash(s) == hash(_HoldThenHalve(value=2.0, hold_steps=3.0))
+    # construction checks: the family's own, then the shared ones (cast, scalar, count)
+    with pytest.raises(ValueError, match="test_hold_then_halve: value must not be NaN"):
+        _HoldThenHalve(value=float("nan"))
+    with pytest.raises(ValueError, match="test_hold_then_halve: hold_steps must be >= 0"):
+        s.replace(hold_steps=-1)
+    with pytest.raises(ValueError, match="hold_steps=1073741825 is not a float32 number"):
+        _HoldThenHalve(value=1.0, hold_steps=2**30 + 1)
+    with pytest.raises(ValueError, match="value must be a scalar"):
+        _HoldThenHalve(value=[1.0, 2.0])
+    with pytest.raises(ValueError, match="value overflows float32"):
+        _HoldThenHalve(value=1e39)
+    with pytest.raises(TypeError, match=r"unexpected argument\(s\) \['lr'\].*init_value"):
+        _HoldThenHalve(value=1.0, lr=0.1)  # a peer's name gets jaxlr's hint
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.value = 1.0
+
+
+def test_a_user_family_sweeps_and_trains_like_a_built_in_one():
+    members = [_HoldThenHalve(value=v, hold_steps=h) for v, h in ((1.0, 2), (4.0, 5))]
+    stacked = jaxlr.sweep.stack(members)
+    t = jnp.arange(8)
+    got = jax.vmap(lambda s: s(t))(stacked)
+    want = np.stack([_reference(1.0, 2, np.arange(8)), _reference(4.0, 5, np.arange(8))])
+    np.testing.assert_array_equal(got, want)
+    # gradients reach its leaves: d/dvalue of value / 2 after the hold
+    assert float(jax.grad(lambda v: _HoldThenHalve(value=v, hold_steps=2)(7.0))(3.0)) == 0.5
+    # and a transform takes it as state
+    tx = jaxlr.transforms.scale_by_schedule(members[0])
+    state = tx.init(jnp.zeros(1))
+    seen = []
+    for _ in range(4):
+        u, state = tx.update(jnp.ones(1), state)
+        seen.append(float(u[0]))
+    assert seen == [1.0, 1.0, 0.5, 0.5]
+
+
+def test_a_subclass_of_a_family_keeps_its_fields_and_checks():
+    s = _Halved(init_value=1.0, total_steps=100)
+    assert float(s(50)) == pytest.approx(0.25, rel=1e-6)  # half of (1 + cos(pi / 2)) / 2
+    assert S.parse(repr(s)) == s and repr(s).startswith("test_halved_cosine(")
+    assert s != S.cosine(init_value=1.0, total_steps=100)  # another class, another family
+    with pytest.raises(ValueError, match="test_halved_cosine: total_steps must be >= 0"):
+        _Halved(init_value=1.0, total_steps=-1)
+    with pytest.raises(TypeError, match="argument 'exponent' is now 'power'"):
+        _Halved(init_value=1.0, total_steps=10, exponent=2.0)
+
+
+def test_a_class_without_a_name_is_no_config():
+    class Unnamed(S.constant):
+        pass
+
+    u = Unnamed(value=1.0)
+    assert float(u(3)) == 1.0 and u != S.constant(value=1.0)
+    with pytest.raises(ValueError, match="Unnamed has no name of its own"):
+        S.to_config(u)
+    with pytest.raises(ValueError, match="already taken"):
+
+        class Again(S.Schedule, name="cosine"):
+            pass
