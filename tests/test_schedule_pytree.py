@@ -62,7 +62,7 @@ def test_schedules_are_immutable_and_edits_build_new_values():
     # validated edit: the constructor's checks run again
     with pytest.raises(ValueError, match="warmup: warmup_steps must be >= 0"):
         s.replace(warmup_steps=-1)
-    # unvalidated edit, still float leaves
+    # dataclasses.replace runs the class too: float leaves
     u = dataclasses.replace(s, init_value=1)
     assert u.init_value.dtype == jnp.float32 and float(u(0)) == 1.0
     # reference: warmup from 0 to cosine(0)=1 over 10 steps, then cosine on local time

@@ -23,8 +23,8 @@ dataclass, registers it as a pytree with honest keys and records its ``name`` fo
 - real attributes and honest tree paths: ``s.warmup_steps`` is the leaf whose path
   ``jax.tree_util.keystr`` prints as ``.warmup_steps``; a combinator's child is ``s.schedule``
   (path ``.schedule.init_value``), a sequence of children ``s.schedules[1]``;
-- immutable: assignment raises; an edit builds a new value, validated (:meth:`Schedule.replace`)
-  or not (``dataclasses.replace``, ``jax.tree.map``), so no state that holds a schedule is ever
+- immutable: assignment raises; an edit builds a new value, validated (:meth:`Schedule.replace`
+  runs the class again) or not (``jax.tree.map``), so no state that holds a schedule is ever
   changed behind its back;
 - structure is static: strings, flags (fields whose default is a bool) and callables
   (``lr_lambda``) are the tree's auxiliary data; every number is an array leaf; an optional
@@ -115,10 +115,9 @@ class Schedule:
         A family of your own: fields, checks, the law.
 
         >>> import jax.numpy as jnp
-        >>> from jaxlr._src.validate import Checker
         >>> class SqrtDecay(jaxlr.schedules.Schedule, name="doc_sqrt_decay", counts=()):
         ...     init_value: float
-        ...     def check(self, c: Checker) -> None:
+        ...     def check(self, c):  # c: a Checker whose messages name the family
         ...         c.finite("init_value", self.init_value)
         ...     def law(self, step):
         ...         return self.init_value / jnp.sqrt(1.0 + step)
@@ -157,6 +156,10 @@ class Schedule:
                 v = frozenset(v)
             setattr(cls, k, v)
         dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)(cls)
+        for f in cls.__dataclass_fields__.values():
+            # an init-only argument's default would read as an attribute of every instance
+            if _init_only(f) and f.name in vars(cls):
+                delattr(cls, f.name)
         _check_arguments(cls)
         jax.tree_util.register_pytree_with_keys(
             cls, _flatten_with_keys, functools.partial(_unflatten, cls), _flatten
@@ -287,6 +290,13 @@ def _convert(cls: type[Schedule], name: str, value: Any) -> Any:
     if name in (cls.counts or ()):
         check_count(family, name, value)
     return leaf
+
+
+def _init_only(f: dataclasses.Field) -> bool:
+    """A ``dataclasses.InitVar`` pseudo-field (the annotation may be a string)."""
+    if isinstance(f.type, str):
+        return f.type.removeprefix("dataclasses.").startswith("InitVar[")
+    return isinstance(f.type, dataclasses.InitVar)
 
 
 def _check_arguments(cls: type[Schedule]) -> None:

@@ -1,11 +1,12 @@
-"""The schedule families: a private pure law each, and its public validating constructor.
+"""The schedule families: one class each (fields, ``check``, ``law``); the lowercase public
+constructor is the class itself (``cosine = Cosine``).
 
-Every law takes ``step`` and the hyperparameters as keyword arguments, and is a few lines of
-``jnp`` arithmetic with no Python branch on a hyperparameter value, so every numeric
-hyperparameter can be traced (jit, vmap, grad). The step arrives as it comes (an integer or
-float array) and the step-count hyperparameters (``counts=`` at registration) as float leaves:
-integer decisions (which piece, stair or cycle; elapsed steps) go through ``jaxlr._src.steps``,
-exact for every int32 step, and the rest is plain float arithmetic.
+Every law reads the hyperparameters from ``self`` and is a few lines of ``jnp`` arithmetic with
+no Python branch on a hyperparameter value, so every numeric hyperparameter can be traced (jit,
+vmap, grad). The step arrives as it comes (an integer or float array) and the step-count
+hyperparameters (the class's ``counts``) as float leaves: integer decisions (which piece, stair
+or cycle; elapsed steps) go through ``jaxlr._src.steps``, exact for every int32 step, and the
+rest is plain float arithmetic.
 """
 
 from __future__ import annotations
