@@ -270,3 +270,8 @@ def test_a_class_without_a_name_is_no_config():
 
         class Again(S.Schedule, name="cosine"):
             pass
+
+    with pytest.raises(TypeError, match=r"\['name'\] name the class's own attributes"):
+
+        class Named(S.Schedule, name="test_named_field"):
+            name: str = "x"

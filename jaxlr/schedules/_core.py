@@ -84,6 +84,7 @@ from jaxlr._src.validate import Checker, check_cast, check_count, concrete
 # name -> (class, public constructor).
 _REGISTRY: dict[str, tuple[type[Schedule], Callable[..., Schedule]]] = {}
 _OPTIONS = ("counts", "vectors", "raw", "renamed")
+_RESERVED = frozenset({"name", *_OPTIONS, "check", "law", "replace", "hyperparameters"})
 
 
 class Schedule:
@@ -156,6 +157,11 @@ class Schedule:
                 v = frozenset(v)
             setattr(cls, k, v)
         dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)(cls)
+        taken = sorted(set(cls.__dataclass_fields__) & _RESERVED)
+        if taken:
+            raise TypeError(
+                f"{cls.__name__}: {taken} name the class's own attributes, not hyperparameters"
+            )
         for f in cls.__dataclass_fields__.values():
             # an init-only argument's default would read as an attribute of every instance
             if _init_only(f) and f.name in vars(cls):
