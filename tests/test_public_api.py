@@ -86,8 +86,11 @@ def api_listing() -> str:
                     sig = str(inspect.signature(obj))
                 except (TypeError, ValueError):
                     sig = "(...)"
-            elif inspect.isclass(obj):
-                sig = " class"
+            elif inspect.isclass(obj):  # a family is a class: its signature is its arguments
+                try:
+                    sig = " class" + str(inspect.signature(obj))
+                except (TypeError, ValueError):
+                    sig = " class"
             lines.append(f"{modname}.{name}{sig}")
     return "\n".join(lines) + "\n"
 
