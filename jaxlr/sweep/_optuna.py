@@ -83,8 +83,7 @@ def _bar(name: str, total: int, done: int, progress: bool):
 
 
 def _check_int(c: Checker, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        c.fail(f"{name} must be an int >= 1, got {name}={value!r}")
+    c.integer(name, value, minimum=1, static=True)
     return int(value)
 
 

@@ -234,8 +234,7 @@ class Space:
         ``key`` seeds a NumPy generator (its key data), so draws are reproducible per key.
         """
         c = Checker(fn)
-        if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 1:
-            c.fail(f"num must be an int >= 1, got num={num!r}")
+        c.integer("num", num, minimum=1, static=True)
         rng = np.random.default_rng(np.asarray(c.key("key", key)).tolist())
         flat = {}
         for name, d in self.dims:
@@ -329,8 +328,7 @@ def random(num: int, space: Any = None, *, key: jax.Array, **axes: Any) -> dict:
         Bergstra & Bengio, Random Search for Hyper-Parameter Optimization, JMLR 2012.
     """
     c = Checker("random")
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        c.fail(f"num must be an int >= 1, got num={num!r}")
+    c.integer("num", num, minimum=1, static=True)
     if space is not None and axes:
         c.fail(f"give space or keyword axes, not both, got space and axes {list(axes)}")
     if space is None and not axes:
