@@ -315,3 +315,74 @@ def test_without_an_lr_metric_the_lr_is_read_from_the_state_or_the_error_says_ho
         jaxlr.sweep.pbt(init_fn, no_lr, CONFIGS, batches(steps=T), **OPTS)
     with pytest.raises(ValueError, match=r"pbt: lr must be the name of the metric .* got lr=3"):
         jaxlr.sweep.pbt(init_fn, no_lr, CONFIGS, batches(steps=T), **{**OPTS, "lr": 3})
+
+
+def test_a_perturbation_that_cannot_act_is_refused_before_compiling(monkeypatch):
+    """The review's reproduction: a schedule held in the optimizer state
+    (``scale_by_schedule``) is copied from the parent at an exploit, so perturbing the config's
+    schedule never acts. Refused, naming the leaf and what to write instead; the same config
+    built into the update at every step (``optax.adam(cfg["schedule"])``) is accepted."""
+
+    def held(cfg):
+        return optax.chain(optax.adam(1.0), jaxlr.transforms.scale_by_schedule(cfg["schedule"]))
+
+    def init(cfg, key):
+        w = jnp.zeros(2)
+        return w, held(cfg).init(w)
+
+    def step(state, cfg, target):
+        w, opt = state
+        loss, g = jax.value_and_grad(lambda w: jnp.sum((w - target) ** 2))(w)
+        u, opt = held(cfg).update(g, opt, w)
+        return (optax.apply_updates(w, u), opt), {"loss": loss}
+
+    compiled = []
+    real = jax.stages.Lowered.compile
+    monkeypatch.setattr(
+        jax.stages.Lowered,
+        "compile",
+        lambda self, *a, **k: compiled.append(1) or real(self, *a, **k),
+    )
+    configs = {
+        "schedule": jaxlr.sweep.stack([S.constant(value=p) for p in (0.01, 0.02, 0.05, 0.1)])
+    }
+    opts = dict(key=KEY, num_steps=12, interval=3, metric="loss", fraction=0.5, progress=False)
+    data = [np.full(2, 3.0, np.float32)] * 12
+    lr = lambda s, c: jaxlr.transforms.current_lr(s[1], optimizer_lr=1.0)  # noqa: E731
+    with pytest.raises(
+        ValueError,
+        match=r"pbt: space entry 'schedule.value' cannot act: init_fn puts config leaf "
+        r"'schedule.value' into the state unchanged .*scale_by_schedule.* "
+        r"optax.adam\(config\['schedule'\]\) or optax.inject_hyperparams",
+    ):
+        jaxlr.sweep.pbt(
+            init,
+            step,
+            configs,
+            iter(data),
+            space={"schedule.value": ("log_uniform", 1e-3, 1.0)},
+            lr=lr,
+            **opts,
+        )
+    assert not compiled
+
+    def built(state, cfg, target):  # the pattern that acts: the config builds the update
+        w, opt = state
+        loss, g = jax.value_and_grad(lambda w: jnp.sum((w - target) ** 2))(w)
+        u, opt = optax.adam(cfg["schedule"]).update(g, opt, w)
+        return (optax.apply_updates(w, u), opt), {"loss": loss}
+
+    res = jaxlr.sweep.pbt(
+        lambda cfg, key: (jnp.zeros(2), optax.adam(cfg["schedule"]).init(jnp.zeros(2))),
+        built,
+        configs,
+        iter(data),
+        space={"schedule.value": ("log_uniform", 1e-3, 1.0)},
+        lr=lambda s, c: jaxlr.transforms.current_lr(s[1], optimizer_lr=c["schedule"]),
+        resample_probability=1.0,
+        **opts,
+    )
+    # the LR applied in the last interval is each slot's final (perturbed) config value
+    np.testing.assert_allclose(
+        res.lr_history[:, -1], np.asarray(res.configs["schedule"].value), rtol=1e-6
+    )

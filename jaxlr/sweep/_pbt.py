@@ -132,6 +132,33 @@ def _space(c: Checker, space: Any, configs: Any) -> tuple[tuple[int, Dim], ...]:
     return tuple(out)
 
 
+def _check_acts(
+    c: Checker, init_fn: Callable, configs: Any, space: tuple[tuple[int, Dim], ...]
+) -> None:
+    """Refuses a perturbed config leaf that ``init_fn`` puts unchanged into the state (traced
+    once for member 0; nothing runs), e.g. a schedule held in the optimizer state by
+    ``jaxlr.transforms.scale_by_schedule``: an exploit copies the parent's state with the
+    parent's value, so the perturbed config value would never act while ``configs``,
+    :meth:`~jaxlr.sweep.SweepResult.best` and the tables report it."""
+    config = jax.tree.map(lambda a: a[0], unwrap(configs))
+    init = jax.make_jaxpr(init_fn)(config, jax.random.key(0)).jaxpr
+    stored = {id(v) for v in init.outvars}
+    names = {}
+    for name, pos in sorted(leaf_paths(configs).items(), key=lambda kv: -len(kv[0])):
+        names[pos] = name  # a Choice by its own name, not ``name.index``
+    for pos, _ in space:
+        if id(init.invars[pos]) in stored:
+            c.fail(
+                f"space entry {names[pos]!r} cannot act: init_fn puts config leaf "
+                f"{names[pos]!r} into the state unchanged (e.g. a schedule held in the "
+                f"optimizer state by jaxlr.transforms.scale_by_schedule), and an exploit copies "
+                f"the parent's state, so the perturbed value would never act while configs, "
+                f"best() and the tables report it. Build the update from the config at every "
+                f"step instead, e.g. optax.adam(config['schedule']) or optax.inject_hyperparams, "
+                f"and keep no copy of the leaf in the state"
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class _Exploit(Policy):
     """PBT between steps: every ``interval`` steps, truncation selection and perturbation.
@@ -298,8 +325,12 @@ def pbt(
     ``{"schedule": stack([...]), "weight_decay": ...}``; ``space`` names the leaves it explores
     by tree path (``"schedule.peak_value"``, ``".schedule.peak_value"``, the
     ``jax.tree_util.keystr`` form, or a nested dict; see :class:`Space`). ``step_fn`` must build
-    its update from ``config`` at every step (e.g. an ``optax.chain`` with
-    ``jaxlr.transforms.scale_by_schedule(config["schedule"])``). The learning rate each member
+    its update from ``config`` at every step (e.g. ``optax.adam(config["schedule"])``, or
+    ``optax.inject_hyperparams``), so a perturbed leaf acts at the next step. A schedule kept in
+    the optimizer state (``jaxlr.transforms.scale_by_schedule(config["schedule"])``) would not
+    act: an exploit copies the parent's state with its schedule, so a perturbed leaf that
+    ``init_fn`` puts unchanged into the state is refused (``init_fn`` is traced once for
+    that; nothing runs). The learning rate each member
     applied at each step is the ``lr`` metric when ``step_fn`` reports one, else read from the
     member's state by the driver (:func:`jaxlr.transforms.current_lr`, or the function ``lr``);
     that curve, followed back through the lineage, is the schedule the winner learned
@@ -320,10 +351,7 @@ def pbt(
             metric if ``step_fn`` reports one, else ``jaxlr.transforms.current_lr(state)``; a
             metric name; or a function ``(state, config) -> LR`` of one member, e.g.
             ``lambda s, c: current_lr(s.opt_state, optimizer_lr=c["schedule"])`` for
-            ``optax.adam(config["schedule"])``. Build the optimizer's LR from ``config`` at
-            every step: a schedule held in the optimizer's state
-            (``jaxlr.transforms.scale_by_schedule``) keeps the value it was initialized with,
-            so perturbing the config would not change it.
+            ``optax.adam(config["schedule"])``.
         mode: ``"min"`` or ``"max"``.
         fraction: the truncation fraction ``f`` in ``(0, 0.5]``.
         resample_probability: ``p`` in ``[0, 1]``.
@@ -346,7 +374,8 @@ def pbt(
     Raises:
         ValueError: before anything compiles: ``K < 2``, ``fraction`` outside ``(0, 0.5]``,
             a bad ``interval``/``num_steps``/``space``/``perturb``/``resample_probability``,
-            ``metric`` or ``lr`` not returned by ``step_fn``, ``K`` not a multiple of the
+            ``metric`` or ``lr`` not returned by ``step_fn``, a ``space`` leaf that
+            ``init_fn`` puts unchanged into the state, ``K`` not a multiple of the
             mesh's devices, or a checkpoint in ``checkpoint_dir`` from another run.
 
     Examples:
@@ -410,6 +439,7 @@ def pbt(
             f"lr={lr!r}"
         )
     space = _space(c, space, configs)
+    _check_acts(c, init_fn, configs, space)
     if mesh is not None:
         _, devices = _engine.member_sharding(c, mesh)
         if k % devices:
