@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -386,3 +388,79 @@ def test_a_perturbation_that_cannot_act_is_refused_before_compiling(monkeypatch)
     np.testing.assert_allclose(
         res.lr_history[:, -1], np.asarray(res.configs["schedule"].value), rtol=1e-6
     )
+
+
+def _lr_opt_step(w, cfg, t):
+    lr = cfg["lr"] * jnp.where(cfg["opt"] == 0, 1.0, 0.5)
+    w = w - lr * 2.0 * (w - t)
+    return w, {"loss": (w - t) ** 2, "lr": lr}
+
+
+CHOICE_CFG = {
+    "lr": np.array([0.01, 0.02, 0.05, 0.1], np.float32),
+    "opt": jaxlr.sweep.Choice(np.array([0, 1, 0, 1], np.int32), ("adam", "sgd")),
+}
+
+
+@pytest.mark.parametrize("choices", [["adam", "sgd", "lion", "sgdm"], ["sgd", "adam"]])
+def test_a_string_choice_space_must_list_the_configs_choices_in_order(choices):
+    """Other strings (indices past the config's list) or a reordered list (index 0 would mean
+    another optimizer in the space than in the config) are refused, naming both lists."""
+    with pytest.raises(
+        ValueError,
+        match=rf"pbt: space entry 'opt' has choices {re.escape(str(choices))} but the config's "
+        r"Choice 'opt' has choices \['adam', 'sgd'\]",
+    ):
+        jaxlr.sweep.pbt(
+            lambda c, k: jnp.zeros(()),
+            _lr_opt_step,
+            CHOICE_CFG,
+            iter([np.float32(3.0)] * 4),
+            key=KEY,
+            num_steps=4,
+            interval=1,
+            metric="loss",
+            space={"opt": choices},
+            progress=False,
+        )
+
+
+@pytest.mark.parametrize(
+    "space, match",
+    [
+        (
+            {"m": [0.25, 0.5, 1.5]},
+            r"space entry 'm' holds \[0.25, 0.5, 1.5\], which the config "
+            r"leaf's dtype int32 cannot hold",
+        ),
+        (
+            {"m": ("uniform", 0.5, 4)},
+            r"space entry 'm' holds \[0.5\], which the config leaf's dtype int32 cannot hold",
+        ),
+        (
+            {"m": [1, 2**31]},
+            r"space entry 'm' holds \[2147483648\], which the config leaf's "
+            r"dtype int32 cannot hold",
+        ),
+    ],
+)
+def test_an_integer_leaf_refuses_space_values_it_cannot_hold(space, match):
+    """The review's reproduction: float choices on an int leaf were cast (0.25 -> 0)."""
+
+    def step(w, cfg, t):
+        w = w - 0.1 * cfg["m"] * 2.0 * (w - t)
+        return w, {"loss": (w - t) ** 2, "lr": 0.1 * cfg["m"]}
+
+    with pytest.raises(ValueError, match=r"pbt: " + match):
+        jaxlr.sweep.pbt(
+            lambda c, k: jnp.zeros(()),
+            step,
+            {"m": np.array([1, 2, 1, 2], np.int32)},
+            iter([np.float32(3.0)] * 4),
+            key=KEY,
+            num_steps=4,
+            interval=1,
+            metric="loss",
+            space=space,
+            progress=False,
+        )

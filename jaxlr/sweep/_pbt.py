@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 from jaxlr._src.validate import Checker
 from jaxlr.sweep import _engine
 from jaxlr.sweep._carry import Carry
-from jaxlr.sweep._configs import size, unwrap
+from jaxlr.sweep._configs import is_choice, leaf_name, size, unwrap
 from jaxlr.sweep._halving import check_metric, check_mode
 from jaxlr.sweep._policy import Policy
 from jaxlr.sweep._population import Population, PopulationResult
@@ -110,6 +110,11 @@ def _space(c: Checker, space: Any, configs: Any) -> tuple[tuple[int, Dim], ...]:
     sp = as_space(c, space)
     paths = leaf_paths(configs)
     leaves = jax.tree.leaves(configs)
+    choices = {
+        leaf_name(p): v.choices
+        for p, v in jax.tree_util.tree_flatten_with_path(configs, is_leaf=is_choice)[0]
+        if is_choice(v)
+    }
     out = []
     for name, d in sp.searched():
         if name not in paths:
@@ -128,6 +133,24 @@ def _space(c: Checker, space: Any, configs: Any) -> tuple[tuple[int, Dim], ...]:
                 f"space entry {name!r} is {'string choices' if d.is_string else d.kind} but "
                 f"the config leaf is {'string choices' if not d.is_string else 'numbers'}"
             )
+        base = name[: -len(".index")] if name.endswith(".index") else name
+        if d.is_string and tuple(d.choices) != choices.get(base, tuple(d.choices)):
+            c.fail(
+                f"space entry {name!r} has choices {list(d.choices)} but the config's Choice "
+                f"{base!r} has choices {list(choices[base])}: give the same strings in the "
+                f"same order (a member's choice is its index in that list)"
+            )
+        dtype = np.asarray(leaf).dtype
+        if np.issubdtype(dtype, np.integer):
+            values = d.choices if d.kind == "choice" and not d.is_string else (d.low, d.high)
+            info = np.iinfo(dtype)
+            bad = [v for v in values if not float(v).is_integer() or not info.min <= v <= info.max]
+            if not d.is_string and bad:
+                c.fail(
+                    f"space entry {name!r} holds {bad}, which the config leaf's dtype {dtype} "
+                    f"cannot hold (PBT would round it into another value): give integers in "
+                    f"[{info.min}, {info.max}] or make the leaf a float"
+                )
         out.append((paths[name], d))
     return tuple(out)
 
