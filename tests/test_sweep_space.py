@@ -182,3 +182,38 @@ def test_string_choices_reach_the_function_as_their_index_and_tables_as_strings(
     assert [r["act"] for r in res.records()] == ["relu", "relu", "gelu", "gelu", "tanh", "tanh"]
     assert res.best("loss", mode="max")["act"] == "tanh"
     assert list(res.best("loss", by="act")) == list(CHOICES)
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        # int bounds past the values' dtype used to wrap (random drew INT_MIN)
+        (
+            {"a": ("int", 0, 2**40)},
+            r"space\['a'\]=\('int', 0, 1099511627776\): int bounds must "
+            r"lie in \[-2147483648, 2147483647\] \(int32",
+        ),
+        ({"a": ("log_int", 1, 2**31)}, r"log_int bounds must lie in \[-2147483648, 2147483647\]"),
+        # a path both a leaf and a prefix, bad fixed values, empty path segments
+        (
+            {"s": 1e-3, "s.p": ("uniform", 0, 1)},
+            r"space names 's' as a value and as the prefix of \['s.p'\]",
+        ),
+        ({"s": {"p": {"q": 1}}, "s.p": 2}, r"space names 's.p' as a value and as the prefix"),
+        ({"a": None, "b": ("uniform", 0, 1)}, r"space\['a'\]=None: give \(kind, low, high\)"),
+        ({"a": object()}, r"space\['a'\]=<object object at .*>: give \(kind, low, high\)"),
+        ({"a..b": 1, "c": ("uniform", 0, 1)}, r"space\['a..b'\]: the path 'a..b' has an empty"),
+        ({"c.": ("uniform", 0, 1)}, r"space\['c.'\]: the path 'c.' has an empty segment"),
+        ({"s": {"": 1}}, r"space names must be non-empty strings, got ''"),
+    ],
+)
+def test_space_refuses_bad_entries_at_construction(spec, match):
+    with pytest.raises(ValueError, match=r"^Space: .*" + match):
+        jaxlr.sweep.Space(spec)
+
+
+def test_int_bounds_past_int32_are_drawn_exactly_under_x64():
+    with jax.enable_x64(True):
+        a = jaxlr.sweep.random(50, {"a": ("int", 2**40, 2**40 + 3)}, key=jax.random.key(0))["a"]
+        assert a.dtype == jnp.int64
+        assert set(np.asarray(a).tolist()) == {2**40 + i for i in range(4)}

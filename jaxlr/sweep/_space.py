@@ -77,6 +77,11 @@ class Dim:
         raise ValueError(f"Dim.from_unit: a {self.kind} dimension draws nothing")
 
 
+def int_dtype() -> type:
+    """The dtype of an int entry's values: int32, or int64 under ``jax_enable_x64``."""
+    return np.int64 if jax.config.jax_enable_x64 else np.int32
+
+
 def _dim(c: Checker, name: str, spec: Any) -> Dim:
     shown = " ".join(repr(spec).split())
     bad = f"space[{name!r}]={shown}"
@@ -95,6 +100,13 @@ def _dim(c: Checker, name: str, spec: Any) -> Dim:
             float(low).is_integer() and float(high).is_integer()
         ):
             c.fail(f"{bad}: {kind} bounds must be integers")
+        if kind in ("int", "log_int"):
+            info = np.iinfo(int_dtype())
+            if not info.min <= low <= high <= info.max:
+                c.fail(
+                    f"{bad}: {kind} bounds must lie in [{info.min}, {info.max}] ({info.dtype}, "
+                    f"the dtype its values take; jax_enable_x64 allows int64)"
+                )
         if low > high:
             c.fail(f"{bad}: low must be <= high")
         if kind.startswith("log") and low <= 0:
@@ -116,9 +128,10 @@ def _dim(c: Checker, name: str, spec: Any) -> Dim:
         if len(set(choices)) != len(choices):
             c.fail(f"{bad}: duplicate choices")
         return Dim("choice", choices=tuple(choices))
-    if _number(spec) or isinstance(spec, (bool, str, np.bool_)) or np.ndim(spec) == 0:
-        if isinstance(spec, (np.ndarray, np.generic)):
+    if isinstance(spec, (np.ndarray, np.generic)) and np.ndim(spec) == 0:
+        if spec.dtype.kind in "biuf":
             spec = spec.item()
+    if _number(spec) or isinstance(spec, (bool, str, np.bool_)):
         if _number(spec) and not math.isfinite(spec):
             c.fail(f"{bad}: a fixed value must be finite")
         return Dim("fixed", value=spec)
@@ -154,7 +167,8 @@ class Space:
 
     Raises:
         ValueError: an empty space, an unknown kind, bounds that are not finite or reversed,
-            ``low <= 0`` for a log kind, non-integer bounds for an int kind, empty or duplicate
+            ``low <= 0`` for a log kind, non-integer bounds for an int kind or bounds past its
+            dtype (int32; int64 under ``jax_enable_x64``), empty or duplicate
             choices, choices mixing numbers and strings, or one path given twice.
 
     Examples:
@@ -187,6 +201,8 @@ class Space:
                 if not isinstance(key, str) or not path_name(key):
                     c.fail(f"space names must be non-empty strings, got {key!r}")
                 name = f"{prefix}{path_name(key)}"
+                if "" in name.split("."):
+                    c.fail(f"space[{key!r}]: the path {name!r} has an empty segment")
                 if isinstance(entry, Mapping):
                     if not entry:
                         c.fail(f"space[{name!r}] is an empty dict")
@@ -197,6 +213,13 @@ class Space:
                 out[name] = _dim(c, name, entry)
 
         walk("", spec)
+        for name in out:
+            inner = sorted(n for n in out if n.startswith(name + "."))
+            if inner:
+                c.fail(
+                    f"space names {name!r} as a value and as the prefix of {inner}: a path "
+                    f"is either a leaf or a subtree"
+                )
         object.__setattr__(self, "dims", tuple(sorted(out.items())))
 
     @property
@@ -218,7 +241,7 @@ class Space:
         if d.is_string:
             return Choice(np.asarray(drawn, np.int32), d.choices)
         if d.kind in ("int", "log_int"):
-            return np.asarray(drawn).astype(np.int32)
+            return np.asarray(drawn).astype(int_dtype())
         return np.asarray(drawn)
 
     def fixed_values(self, name: str, num: int) -> Any:
