@@ -464,3 +464,60 @@ def test_an_integer_leaf_refuses_space_values_it_cannot_hold(space, match):
             space=space,
             progress=False,
         )
+
+
+def test_schedule_warns_of_other_perturbed_leaves_and_config_path_gives_them(schedule_pbt):
+    """The review's reproduction: the space perturbs the weight decay next to the schedule;
+    schedule() exports only the LR, so it warns naming the weight decay, and config_path()
+    gives the weight decay the winner's lineage trained with at every step (checked against
+    the value the step function itself saw)."""
+
+    def seen(state, cfg, batch):
+        state, m = tx_step(state, cfg, batch)
+        return state, {**m, "wd_seen": cfg["weight_decay"]}
+
+    _, configs = schedule_pbt
+    res = jaxlr.sweep.pbt(
+        tx_init,
+        seen,
+        configs,
+        batches(steps=STEPS),
+        key=KEY,
+        num_steps=STEPS,
+        interval=6,
+        metric="val",
+        lr=read_lr,
+        fraction=0.34,
+        progress=False,
+        compiler_options=FAST,
+        resample_probability=1.0,
+        space={
+            "schedule.peak_value": ("log_uniform", 1e-3, 0.5),
+            "weight_decay": ("uniform", 0.0, 0.1),
+        },
+    )
+    with pytest.warns(
+        UserWarning,
+        match=r"PBTResult.schedule: exports the learning rate .* "
+        r"also perturbed \['weight_decay'\]: .* config_path\(name\)",
+    ):
+        res.schedule()
+    changed = 0
+    for i in range(len(res)):
+        path = res.ancestors(i)
+        wd = res.config_path("weight_decay", i)
+        np.testing.assert_array_equal(wd, res.metrics["wd_seen"][path, np.arange(STEPS)])
+        assert wd[-1] == res.configs["weight_decay"][i]
+        changed += len(set(wd.tolist())) > 1
+    assert changed  # some lineage was perturbed on the way
+    np.testing.assert_array_equal(
+        res.config_path("schedule.peak_value")[-1], res.configs["schedule"].peak_value[res.winner]
+    )
+    with pytest.raises(ValueError, match=r"PBTResult.config_path: 'momentum' is not a path PBT"):
+        res.config_path("momentum")
+    # perturbing the schedule alone: no warning
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        schedule_pbt[0].schedule()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -39,6 +40,9 @@ class PBTResult(PopulationResult):
         lineage: ``[T, K]`` int.
         lr_history: ``[K, T]`` the LR each slot applied at each step (the ``lr`` metric, or
             read from the members' states by the driver).
+        perturbed: ``{path: [T, K]}``: the value of each perturbed config leaf each slot
+            trained with at each step (:meth:`config_path` follows one lineage).
+        lr_paths: the perturbed paths that make the LR (a schedule's leaves, ``lr``).
         winner: the slot with the best final ``metric`` (``None`` if all diverged).
         divergences: sorted ``(step, slot)`` pairs: the member in ``slot`` diverged at
             ``step`` (frozen from then on, until an exploit step refilled the slot).
@@ -60,10 +64,14 @@ class PBTResult(PopulationResult):
         lr: str = "lr",
         mode: str = "min",
         divergences: list[tuple[int, int]] | None = None,
+        perturbed: Mapping[str, np.ndarray] | None = None,
+        lr_paths: Sequence[str] = (),
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.metric_name, self.lr_name, self.mode = metric, lr, mode
+        self.perturbed = {k: np.asarray(v) for k, v in (perturbed or {}).items()}
+        self.lr_paths = tuple(lr_paths)
         self.divergences = list(divergences or [])
         self.lr_history = self.metrics[lr]
         best = self.best(metric, mode=mode)
@@ -84,16 +92,45 @@ class PBTResult(PopulationResult):
         path = self.ancestors(member)
         return np.asarray(self.lr_history)[path, np.arange(len(path))]
 
+    def config_path(self, name: str, member: int | None = None) -> np.ndarray:
+        """``[T]``: the value of the perturbed config leaf ``name`` (a ``space`` path) that the
+        final ``member``'s lineage (default: the winner's) trained with at every step, e.g. the
+        weight decay to retrain the winner with next to :meth:`schedule`.
+
+        Raises:
+            ValueError: ``name`` is not a perturbed path, or no member survived.
+        """
+        from jaxlr.sweep._space import path_name
+
+        key = path_name(name)
+        if key not in self.perturbed:
+            raise ValueError(
+                f"PBTResult.config_path: {name!r} is not a path PBT perturbed, known: "
+                f"{sorted(self.perturbed)}"
+            )
+        path = self.ancestors(member)
+        return self.perturbed[key][np.arange(len(path)), path]
+
     def schedule(self, member: int | None = None):
         r"""The lineage's applied LR as a schedule, ready to retrain from scratch.
 
         .. math:: \eta(t) = \text{lr}_{a(t)}(t), \quad a(t) = \text{ancestor at step } t
 
         A ``jaxlr.schedules.piecewise_constant`` whose boundaries are the steps where the
-        applied LR changed (``jaxlr.schedules.constant`` if it never did).
+        applied LR changed (``jaxlr.schedules.constant`` if it never did). Only the LR: when
+        the space also perturbed other leaves (a weight decay), a warning names them and
+        :meth:`config_path` gives their per-step values along the same lineage.
         """
         from jaxlr import schedules
 
+        others = sorted(set(self.perturbed) - set(self.lr_paths))
+        if others:
+            warnings.warn(
+                f"PBTResult.schedule: exports the learning rate the lineage applied only; PBT "
+                f"also perturbed {others}: read their per-step values with "
+                f"config_path(name) to retrain the winner with them",
+                stacklevel=2,
+            )
         lrs = self.lr_path(member)
         change = np.flatnonzero(lrs[1:] != lrs[:-1]) + 1
         if not len(change):
@@ -155,6 +192,30 @@ def _space(c: Checker, space: Any, configs: Any) -> tuple[tuple[int, Dim], ...]:
     return tuple(out)
 
 
+def _names(configs: Any) -> dict[int, str]:
+    """Position among the config's leaves -> path name (a Choice by its own name)."""
+    names = {}
+    for name, pos in sorted(leaf_paths(configs).items(), key=lambda kv: -len(kv[0])):
+        names[pos] = name
+    return names
+
+
+def _lr_paths(configs: Any, perturbed: Mapping[str, Any]) -> tuple[str, ...]:
+    """The perturbed paths that make the learning rate: a leaf of a jaxlr schedule in the
+    config, or a leaf named ``lr`` / ``learning_rate``."""
+    from jaxlr.schedules import Schedule
+
+    is_schedule = lambda x: isinstance(x, Schedule)  # noqa: E731
+    flat = jax.tree_util.tree_flatten_with_path(configs, is_leaf=is_schedule)[0]
+    held = [leaf_name(p) for p, v in flat if is_schedule(v)]
+    return tuple(
+        n
+        for n in perturbed
+        if n.rsplit(".", 1)[-1] in ("lr", "learning_rate")
+        or any(n == h or n.startswith(h + ".") for h in held)
+    )
+
+
 def _check_acts(
     c: Checker, init_fn: Callable, configs: Any, space: tuple[tuple[int, Dim], ...]
 ) -> None:
@@ -166,9 +227,7 @@ def _check_acts(
     config = jax.tree.map(lambda a: a[0], unwrap(configs))
     init = jax.make_jaxpr(init_fn)(config, jax.random.key(0)).jaxpr
     stored = {id(v) for v in init.outvars}
-    names = {}
-    for name, pos in sorted(leaf_paths(configs).items(), key=lambda kv: -len(kv[0])):
-        names[pos] = name  # a Choice by its own name, not ``name.index``
+    names = _names(configs)
     for pos, _ in space:
         if id(init.invars[pos]) in stored:
             c.fail(
@@ -230,7 +289,10 @@ class _Exploit(Policy):
                 "replaced_diverged": jnp.full(self.k, -1, jnp.int32),
             }
 
+        # the perturbed leaves each slot trained with at this step (before the exploit)
+        used = tuple(jax.tree.leaves(carry.config)[pos] for pos, _ in self.space)
         carry, extra = jax.lax.cond(due, self._exploit, keep, carry, metrics)
+        extra = {**extra, "space": used}
         if lr is not None:
             extra = {**extra, "lr": jnp.asarray(lr, jnp.float32).reshape(self.k)}
         return carry, extra
@@ -515,6 +577,8 @@ def pbt(
     lineage = np.asarray(extra["parents"])
     if "lr" in extra:  # read from the members' states by the driver
         metrics = {**metrics, "lr": np.swapaxes(np.asarray(extra["lr"]), 0, 1)}
+    names = _names(configs)
+    perturbed = {names[pos]: np.asarray(h) for (pos, _), h in zip(space, extra["space"])}
     died = np.asarray(extra["replaced_diverged"])
     divergences = [(int(died[t, i]), int(i)) for t, i in zip(*np.nonzero(died >= 0))]
     divergences += [(int(carry.bad_step[i]), int(i)) for i in np.flatnonzero(~carry.alive)]
@@ -533,4 +597,6 @@ def pbt(
         metric=metric,
         lr=lr if isinstance(lr, str) else "lr",
         mode=mode,
+        perturbed=perturbed,
+        lr_paths=_lr_paths(configs, perturbed),
     )
