@@ -237,3 +237,52 @@ def test_a_metric_named_like_a_hyperparameter_or_a_record_field_hides_nothing(tm
     assert [(x["lr"], x["metric:lr"]) for x in rows] == [("0.1", "0.07"), ("1.0", "0.7")]
     rows = list(csv.DictReader(r.to_csv(tmp_path / "s.csv").open()))  # best (loss 0.25) first
     assert [(x["lr"], x["metric:lr"]) for x in rows] == [("1.0", "0.7"), ("0.1", "0.07")]
+
+
+def _acc_step(w, cfg, t):
+    w = w - cfg["lr"] * 2.0 * (w - t)
+    return w, {"loss": (w - t) ** 2, "lr": cfg["lr"]}
+
+
+def _acc_eval(w, cfg):
+    return {"acc": -((w - 1.0) ** 2)}  # an eval_fn metric, not a loss: higher is better
+
+
+@pytest.mark.parametrize("search", ["pbt", "successive_halving"])
+def test_a_search_ranks_its_tables_best_and_plots_by_its_own_metric_and_mode(search, tmp_path):
+    """The review's reproduction: PBT with metric='acc', mode='max' named one winner while
+    best(), the tables and the CSV ranked by the train loss, lowest first."""
+    steps = 6
+    common = dict(key=jax.random.key(0), metric="acc", mode="max", progress=False)
+    common.update(eval_fn=_acc_eval)
+    configs = jaxlr.sweep.grid(lr=[0.01, 0.03, 0.1, 0.3])
+    data = (np.float32(3.0) for _ in range(steps))
+    init = lambda c, k: jnp.zeros(())  # noqa: E731
+    if search == "pbt":
+        r = jaxlr.sweep.pbt(
+            init,
+            _acc_step,
+            configs,
+            data,
+            num_steps=steps,
+            interval=3,
+            fraction=0.5,
+            space={"lr": ("log_uniform", 1e-3, 0.5)},
+            **common,
+        )
+        top = r.winner
+    else:
+        r = jaxlr.sweep.successive_halving(
+            init, _acc_step, configs, data, rungs=[2, steps], eta=2, **common
+        )
+        (top,) = r.info["survivors"][:1]
+    final = r.metrics["acc"][:, -1]
+    # independent: the highest final accuracy among the members that ran to the end
+    assert top == int(np.nanargmax(np.where(np.isnan(final), -np.inf, final)))
+    assert r.default_metric == "acc"
+    assert r.best()["index"] == top == int(r.table_order()[0])
+    assert r.to_text(["index", "acc"]).splitlines()[1].split()[0] == str(top)
+    rows = list(csv.DictReader(r.to_csv(tmp_path / "r.csv").open()))
+    assert rows[0]["index"] == str(top)
+    assert r.best("loss")["index"] == int(np.nanargmin(r.metrics["loss"][:, -1]))  # min there
+    assert r.best("acc", mode="min")["index"] != top

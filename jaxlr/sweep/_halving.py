@@ -236,4 +236,6 @@ def successive_halving(
         member_steps=member_steps,
         states=states,
         rungs=history,
+        metric=metric,
+        mode=mode,
     )

@@ -68,7 +68,7 @@ class PBTResult(PopulationResult):
         lr_paths: Sequence[str] = (),
         **kwargs: Any,
     ):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, metric=metric, mode=mode, **kwargs)
         self.metric_name, self.lr_name, self.mode = metric, lr, mode
         self.perturbed = {k: np.asarray(v) for k, v in (perturbed or {}).items()}
         self.lr_paths = tuple(lr_paths)

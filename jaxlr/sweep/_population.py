@@ -36,6 +36,9 @@ class PopulationResult(SweepResult):
         states: the members' training states where each stopped (host NumPy, leaves
             ``[K, ...]``; typed PRNG keys as their key data), e.g. to evaluate the selected
             member on a test split; ``None`` when not recorded.
+        rank_metric, rank_mode: the ``metric`` and ``mode`` the search ranked by (PBT,
+            successive halving; given as ``metric=``, ``mode=``): the default of
+            :meth:`best`, the tables' order and the plots.
 
     Examples:
         >>> import numpy as np, jaxlr
@@ -60,9 +63,12 @@ class PopulationResult(SweepResult):
         rungs: list | None = None,
         lineage: np.ndarray | None = None,
         states: Any = None,
+        metric: str | None = None,
+        mode: str = "min",
     ):
         super().__init__(configs, metrics, loss=None, labels=labels, info=info)
         self.loss = loss
+        self.rank_metric, self.rank_mode = metric, mode
         self.diverged = np.asarray(diverged, bool)
         self.diverged_step = np.asarray(diverged_step, int)
         self.member_steps = member_steps

@@ -110,6 +110,10 @@ class SweepResult:
         self.labels = {k: list(v) for k, v in (labels or {}).items()}
         self.info = dict(info or {})
         self.loss = loss
+        # The metric and mode the search itself ranked by (PBT, successive halving): the
+        # default of best(), tables and plots; None: a validation loss, else ``loss``.
+        self.rank_metric: str | None = None
+        self.rank_mode = "min"
         k = len(next(iter(self.hyperparameters.values())))
         self.diverged = np.zeros(k, bool)
         self.diverged_step = np.full(k, -1)
@@ -224,10 +228,13 @@ class SweepResult:
 
     @property
     def default_metric(self) -> str:
-        """The metric :meth:`best` ranks by when none is named: a validation loss if the train
-        function reports one (``val_loss``, ``valid_loss``, ``eval_loss``, ``val.loss``, ...,
-        the first in metric order), otherwise the divergence ``loss``."""
+        """The metric :meth:`best` ranks by when none is named: the search's own ``metric``
+        (PBT, successive halving), else a validation loss if the train function reports one
+        (``val_loss``, ``valid_loss``, ``eval_loss``, ``val.loss``, ..., the first in metric
+        order), otherwise the divergence ``loss``."""
         names = list(self.flat_metrics)
+        if self.rank_metric is not None and self.rank_metric in names:
+            return self.rank_metric
         for name in names:
             if _VALIDATION.match(name):
                 return name
@@ -313,7 +320,7 @@ class SweepResult:
         self,
         metric: str | None = None,
         *,
-        mode: str = "min",
+        mode: str | None = None,
         reduction: str = "last",
         last_n: int | None = None,
         by: str | None = None,
@@ -326,7 +333,8 @@ class SweepResult:
 
         Args:
             metric: the metric to rank by; ``None``: :attr:`default_metric`.
-            mode: ``"min"`` or ``"max"``.
+            mode: ``"min"`` or ``"max"``; ``None``: the search's own mode when ranking by its
+                metric (PBT's or halving's ``mode``), else ``"min"``.
             reduction: ``"last"``, ``"min"``, ``"max"`` or ``"mean_last"`` (see :meth:`score`).
             last_n: the window of ``"mean_last"``.
             by: an axis; returns ``{value or label: best record}`` per value of that axis.
@@ -347,6 +355,8 @@ class SweepResult:
             >>> r.default_metric, r.best()["peak_value"], r.best(reduction="min")["peak_value"]
             ('val_loss', 0.1, 1.0)
         """
+        if mode is None:
+            mode = self._mode(metric)
         if mode not in ("min", "max"):
             raise ValueError(f"SweepResult.best: mode must be 'min' or 'max', got mode={mode!r}")
         score = self.score(metric, reduction=reduction, last_n=last_n)
@@ -366,11 +376,18 @@ class SweepResult:
             out[g] = self.member(idx[int(np.argmin(sub))]) if np.isfinite(sub).any() else None
         return out
 
+    def _mode(self, metric: str | None) -> str:
+        """The default mode for ``metric``: the search's own mode for its own metric."""
+        if self.rank_metric is not None and metric in (None, self.rank_metric):
+            return self.rank_mode
+        return "min"
+
     # -- tables ------------------------------------------------------------------------------
     def table_order(self) -> np.ndarray:
         """Member indices in table order: best first by :meth:`best`'s default ranking
-        (:attr:`default_metric`, last value, lower is better), diverged and non-finite scores
-        last, ties in member order; member order when there is no metric to rank by.
+        (:attr:`default_metric`, last value, lower is better unless the search ranked with
+        ``mode="max"``), diverged and non-finite scores last, ties in member order; member
+        order when there is no metric to rank by.
 
         Examples:
             >>> import numpy as np, jaxlr
@@ -383,6 +400,7 @@ class SweepResult:
             score = self.score()
         except ValueError:
             return np.arange(len(self))
+        score = score if self._mode(None) == "min" else -score
         score = np.where(np.isfinite(score) & ~self.diverged, score, np.inf)
         return np.argsort(score, kind="stable")
 
