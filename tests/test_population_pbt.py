@@ -521,3 +521,43 @@ def test_schedule_warns_of_other_perturbed_leaves_and_config_path_gives_them(sch
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         schedule_pbt[0].schedule()
+
+
+def test_an_integer_leaf_moves_by_at_least_one_within_its_bounds():
+    """The review's reproduction: 1 and 2 never moved (round(1 * 0.8) == round(1 * 1.2) == 1).
+    Every perturbed child is round(parent * c), or parent -+ 1 in c's direction where that
+    rounds back to the parent, clipped to [1, 20] (checked from the values the step saw)."""
+
+    def step(w, cfg, t):
+        lr = 0.05 * cfg["n"]
+        w = w - lr * (w - t)
+        return w, {"loss": (w - t) ** 2, "lr": lr, "n_seen": cfg["n"]}
+
+    steps = 40
+    res = jaxlr.sweep.pbt(
+        lambda c, k: jnp.zeros(()),
+        step,
+        {"n": np.array([1, 2, 1, 2], np.int32)},
+        iter([np.float32(3.0)] * steps),
+        key=jax.random.key(1),
+        num_steps=steps,
+        interval=1,
+        metric="loss",
+        space={"n": ("int", 1, 20)},
+        fraction=0.5,
+        resample_probability=0.0,
+        progress=False,
+    )
+    seen = res.metrics["n_seen"]
+    checked = 0
+    for t in range(steps - 1):
+        for i in np.flatnonzero(res.lineage[t] != np.arange(4)):
+            parent = int(seen[res.lineage[t, i], t])
+            want = set()
+            for c in (0.8, 1.2):
+                r = int(np.round(parent * c))
+                r = r if r != parent else parent + (1 if c > 1 else -1)
+                want.add(min(max(r, 1), 20))
+            assert int(seen[i, t + 1]) in want
+            checked += 1
+    assert checked and res.configs["n"].max() > 2  # they moved past the founders' 1 and 2

@@ -339,10 +339,16 @@ class _Exploit(Policy):
                     new = table[new]
             else:
                 x = old.astype(jnp.float32)
-                moved = jnp.clip(x * jnp.where(coins[j], up, down), d.low, d.high)
-                new = jnp.where(resample[j], fresh, moved)
+                factor = jnp.where(coins[j], up, down)
+                moved = x * factor
                 if d.kind in ("int", "log_int") or jnp.issubdtype(old.dtype, jnp.integer):
-                    new = jnp.round(new)
+                    # An integer moves by at least one in the factor's direction (1 * 0.8 and
+                    # 1 * 1.2 both round back to 1), then stays within the bounds.
+                    moved = jnp.round(moved)
+                    moved = jnp.where(moved == x, x + jnp.sign(factor - 1.0), moved)
+                    fresh = jnp.round(fresh)
+                moved = jnp.clip(moved, d.low, d.high)
+                new = jnp.where(resample[j], fresh, moved)
             # Slots that are not replaced keep their value exactly (an int past 2**24 would
             # not survive a round trip through float32).
             leaves[pos] = jnp.where(replaced, new.astype(old.dtype), old)
@@ -403,7 +409,9 @@ def pbt(
               \text{clip}(h \cdot c,\ \text{low},\ \text{high}),\ c \in \{0.8, 1.2\}
               \text{ uniformly} & \text{otherwise} \end{cases}
 
-    (a choice moves to a neighbouring choice instead of :math:`h \cdot c`, as in Ray Tune).
+    (a choice moves to a neighbouring choice instead of :math:`h \cdot c`, as in Ray Tune; an
+    integer :math:`h` becomes :math:`\text{round}(h c)`, or :math:`h \pm 1` in the direction of
+    :math:`c` where that rounds back to :math:`h`, clipped to the bounds).
 
     ``configs`` is any pytree with leading axis ``K``: numbers, jaxlr schedules stacked with
     :func:`jaxlr.sweep.stack`, transform hyperparameters, string choices, e.g.
