@@ -217,3 +217,28 @@ def test_int_bounds_past_int32_are_drawn_exactly_under_x64():
         a = jaxlr.sweep.random(50, {"a": ("int", 2**40, 2**40 + 3)}, key=jax.random.key(0))["a"]
         assert a.dtype == jnp.int64
         assert set(np.asarray(a).tolist()) == {2**40 + i for i in range(4)}
+
+
+@pytest.mark.parametrize(
+    "index, choices, match",
+    [
+        ([0, 1], "adam", r"choices must be a sequence of strings, got choices='adam'"),
+        ([0, 1], (), r"choices must be a non-empty sequence of strings, got choices=\(\)"),
+        ([0, 1], (1, 2), r"choices must be a non-empty sequence of strings, got choices=\(1, 2\)"),
+        ([0, 1], ("a", "a"), r"choices must differ, got the duplicates in choices=\('a', 'a'\)"),
+        (np.array([0.5, 1.2]), ("a", "b"), r"index must be an integer array, got dtype float64"),
+        (np.array([0, 5]), ("a", "b"), r"index must lie in \[0, 2\) .* got index=\[0, 5\]"),
+        (jnp.array([-1, 0]), ("a", "b"), r"index must lie in \[0, 2\) .* got index=\[-1, 0\]"),
+    ],
+)
+def test_choice_refuses_bad_choices_and_indices(index, choices, match):
+    with pytest.raises(ValueError, match=r"^Choice: " + match):
+        jaxlr.sweep.Choice(index, choices)
+
+
+def test_a_choice_still_maps_and_traces():
+    """Validation happens where a user builds a Choice, not when JAX rebuilds the pytree."""
+    c = jaxlr.sweep.Choice(np.array([1, 0, 1], np.int32), ("adam", "sgd"))
+    doubled = jax.jit(lambda c: jax.tree.map(lambda i: i * 0 + 1, c))(c)
+    assert doubled.labels().tolist() == ["sgd"] * 3
+    assert jax.tree.structure(c) == jax.tree.structure(doubled)

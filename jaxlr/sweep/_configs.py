@@ -23,8 +23,12 @@ class Choice:
     :func:`grid`, :func:`zip`, :func:`random` and :class:`Space` make one from a list of strings.
 
     Args:
-        index: int array, each member's position in ``choices``.
+        index: int array, each member's position in ``choices`` (in ``[0, len(choices))``).
         choices: the strings, in the order the index refers to.
+
+    Raises:
+        ValueError: ``choices`` a string or empty, not all strings or with duplicates; an
+            index that is not integer, or (when concrete) outside ``[0, len(choices))``.
 
     Examples:
         >>> import numpy as np, jaxlr
@@ -36,8 +40,29 @@ class Choice:
     __slots__ = ("choices", "index")
 
     def __init__(self, index: Any, choices: Sequence[str]):
+        c = Checker("Choice")
+        if isinstance(choices, str) or not isinstance(choices, Sequence):
+            c.fail(f"choices must be a sequence of strings, got choices={choices!r}")
+        choices = tuple(choices)
+        if not choices or not all(isinstance(x, str) for x in choices):
+            c.fail(f"choices must be a non-empty sequence of strings, got choices={choices!r}")
+        if len(set(choices)) != len(choices):
+            c.fail(f"choices must differ, got the duplicates in choices={choices!r}")
+        dtype = getattr(index, "dtype", None)
+        if dtype is None:
+            index = np.asarray(index)
+            dtype = index.dtype
+        if not jnp.issubdtype(dtype, jnp.integer):
+            c.fail(f"index must be an integer array, got dtype {dtype} in index={index!r}")
+        if not isinstance(index, jax.core.Tracer):
+            i = np.asarray(index)
+            if i.size and not (0 <= i.min() and i.max() < len(choices)):
+                c.fail(
+                    f"index must lie in [0, {len(choices)}) (positions in choices="
+                    f"{list(choices)}), got index={i.tolist()!r}"
+                )
         self.index = index
-        self.choices = tuple(choices)
+        self.choices = choices
 
     def tree_flatten_with_keys(self):
         return ((jax.tree_util.GetAttrKey("index"), self.index),), self.choices
@@ -47,7 +72,10 @@ class Choice:
 
     @classmethod
     def tree_unflatten(cls, choices, children):
-        return cls(children[0], choices)
+        # JAX rebuilds pytrees with placeholders (None, objects, tracers): no validation here.
+        out = object.__new__(cls)
+        out.index, out.choices = children[0], choices
+        return out
 
     def labels(self) -> np.ndarray:
         """The members' strings (host NumPy)."""
