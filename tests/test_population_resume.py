@@ -480,3 +480,40 @@ def test_a_population_with_eval_every_resumes_with_its_latest_evaluation(tmp_pat
             eval_fn=eval_fn,
             eval_every=2,
         ).train(batches(steps=6), 6, checkpoint_dir=str(tmp_path), checkpoint_every=2)
+
+
+def _choice_step(w, cfg, t):
+    lr = jnp.where(cfg["opt"] == 0, 0.1, 0.05) * jnp.where(cfg["s"].right, 1.0, 0.5)
+    w = w - lr * 2.0 * (w - t)
+    return w, {"loss": (w - t) ** 2}
+
+
+def _choice_pop(choices, right=False):
+    S = jaxlr.schedules
+    configs = {
+        "opt": jaxlr.sweep.Choice(np.array([0, 1], np.int32), choices),
+        "s": jaxlr.sweep.stack(
+            [S.piecewise_constant(boundaries=[2.0], values=[1.0, 0.5], right=right)] * 2
+        ),
+    }
+    return Population(lambda c, k: jnp.zeros(()), _choice_step, configs, key=KEY, progress=False)
+
+
+@pytest.mark.parametrize(
+    "other", [dict(choices=("sgd", "adam")), dict(choices=("adam", "sgd"), right=True)]
+)
+def test_a_checkpoint_of_other_static_config_data_is_another_run(tmp_path, other):
+    """The review's reproduction: the same indices with the choice strings swapped (or a
+    schedule's static field changed) resumed silently, reporting the other optimizer."""
+    data = [np.float32(3.0)] * 4
+    _choice_pop(("adam", "sgd")).train(
+        iter(data), 4, checkpoint_dir=str(tmp_path), checkpoint_every=2
+    )
+    with pytest.raises(
+        ValueError, match=r"incompatible checkpoint .*differs in \['configs_structure'\]"
+    ):
+        _choice_pop(**other).train(iter(data), 4, checkpoint_dir=str(tmp_path), checkpoint_every=2)
+    # the same run resumes
+    _choice_pop(("adam", "sgd")).train(
+        iter(data), 4, checkpoint_dir=str(tmp_path), checkpoint_every=2
+    )

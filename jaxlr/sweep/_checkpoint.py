@@ -111,6 +111,8 @@ def fingerprint(pop) -> dict:
         "num_members": pop.num_members,
         "configs": _describe(pop.configs),
         "configs_sha256": digest.hexdigest(),
+        # the configs' static data: a Choice's strings, a schedule's static fields
+        "configs_structure": _structure(pop.configs),
         "state": _describe(pop.abstract_state()),
         "state_structure": _structure(pop.abstract_state()),
         # the population's key: another seed's run is another run
