@@ -322,3 +322,75 @@ def test_halving_tables_list_the_furthest_members_first_by_their_last_rung(halvi
     assert order[0] == res.best("val")["index"]
     shown = [int(line.split()[0]) for line in res.to_text(["index"]).splitlines()[1:]]
     assert shown == order.tolist()
+
+
+def _val(state, cfg):
+    return {"val": jnp.sum(state["w"] ** 2)}
+
+
+@pytest.mark.parametrize(
+    "search, kw, match",
+    [
+        (
+            "successive_halving",
+            dict(rungs=[2, 5, 6], eval_every=2),
+            r"successive_halving: rungs \[5\] are not multiples of eval_every=2: members are "
+            r"ranked there by an evaluation up to 1 steps old",
+        ),
+        (
+            "pbt",
+            dict(num_steps=6, interval=3, eval_every=2),
+            r"pbt: interval=3 is not a multiple of eval_every=2: an exploit ranks by an "
+            r"evaluation up to 1 steps old",
+        ),
+        (
+            "Population",
+            dict(eval_every=10),
+            r"Population: eval_every=10 is longer than the run \(6 steps\): eval_fn runs after "
+            r"the first step only",
+        ),
+    ],
+)
+def test_a_stale_evaluation_is_warned_of(search, kw, match):
+    """Ranking (or a run's last rows) would use an evaluation up to eval_every - 1 steps old."""
+    common = dict(key=KEY, eval_fn=_val, progress=False)
+    data = batches(steps=6)
+    with pytest.warns(UserWarning, match=match):
+        if search == "successive_halving":
+            jaxlr.sweep.successive_halving(
+                init_fn, step_fn, CONFIGS, data, metric="val", eta=2, **common, **kw
+            )
+        elif search == "pbt":
+            jaxlr.sweep.pbt(
+                init_fn,
+                step_fn,
+                CONFIGS,
+                data,
+                metric="val",
+                fraction=0.5,
+                space={"lr": ("log_uniform", 1e-3, 0.3)},
+                **common,
+                **kw,
+            )
+        else:
+            jaxlr.sweep.Population(init_fn, step_fn, CONFIGS, **common, **kw).train(data, 6)
+
+
+def test_a_fresh_evaluation_is_not_warned_of():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        jaxlr.sweep.successive_halving(
+            init_fn,
+            step_fn,
+            CONFIGS,
+            batches(steps=6),
+            key=KEY,
+            rungs=[1, 2, 6],
+            eta=2,
+            metric="val",
+            eval_fn=_val,
+            eval_every=2,
+            progress=False,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -104,6 +105,10 @@ def successive_halving(
         ValueError: before anything compiles: rungs not strictly increasing positive ints,
             ``eta <= 1``, a bad ``mode``, ``K < 2``, or a ``metric`` the step does not return.
 
+    Warns:
+        UserWarning: with ``eval_fn``, a rung that is not a multiple of ``eval_every`` (its
+            ranking would use a stale evaluation), or ``eval_every`` longer than the run.
+
     Examples:
         >>> import jax, jax.numpy as jnp, numpy as np, jaxlr
         >>> def step_fn(w, cfg, target):
@@ -137,6 +142,15 @@ def successive_halving(
         c.fail(f"eta must be a number > 1, got eta={eta!r}")
     check_mode(c, mode)
     check_metric(c, metric)
+    stale = [r for r in rungs if r % eval_every and r > 1] if eval_fn is not None else []
+    if stale and _engine.is_int(eval_every) and eval_every >= 1:
+        warnings.warn(
+            f"successive_halving: rungs {stale} are not multiples of eval_every={eval_every}: "
+            f"members are ranked there by an evaluation up to {eval_every - 1} steps old; "
+            f"make every rung a multiple of eval_every",
+            UserWarning,
+            stacklevel=2,
+        )
     sizes = [k]
     for _ in rungs[1:]:
         sizes.append(max(1, math.floor(sizes[-1] / eta)))

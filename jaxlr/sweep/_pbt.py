@@ -471,6 +471,10 @@ def pbt(
             ``init_fn`` puts unchanged into the state, ``K`` not a multiple of the
             mesh's devices, or a checkpoint in ``checkpoint_dir`` from another run.
 
+    Warns:
+        UserWarning: with ``eval_fn``, ``interval`` not a multiple of ``eval_every`` (an
+            exploit would rank by a stale evaluation), or ``eval_every`` longer than the run.
+
     Examples:
         >>> import jax, jax.numpy as jnp, numpy as np, jaxlr
         >>> def step_fn(w, cfg, target):
@@ -531,6 +535,15 @@ def pbt(
             f"config) -> LR of one member, or None (read by jaxlr.transforms.current_lr), got "
             f"lr={lr!r}"
         )
+    if eval_fn is not None and _engine.is_int(eval_every) and eval_every >= 1:
+        if interval % eval_every:
+            warnings.warn(
+                f"pbt: interval={interval} is not a multiple of eval_every={eval_every}: an "
+                f"exploit ranks by an evaluation up to {eval_every - 1} steps old; make interval "
+                f"a multiple of eval_every",
+                UserWarning,
+                stacklevel=2,
+            )
     space = _space(c, space, configs)
     _check_acts(c, init_fn, configs, space)
     if mesh is not None:

@@ -669,6 +669,7 @@ class Population:
         Warns:
             RuntimeWarning: a damaged checkpoint step (resume falls back to the newest intact
                 one) or an unreadable ``fingerprint.json``.
+            UserWarning: ``eval_every`` longer than the run (the evaluation goes stale).
         """
         c = Checker(f"{self._fn}.train")
         for name, v in (("num_steps", num_steps), ("steps_per_call", steps_per_call)):
@@ -687,6 +688,15 @@ class Population:
             )
         if checkpoint_dir is not None:
             _checkpoint.check_directory(c, checkpoint_dir)
+        planned = self.total_steps or self.steps_done + num_steps
+        if self.eval_fn is not None and self.eval_every > planned and self.steps_done == 0:
+            warnings.warn(
+                f"{self._fn}: eval_every={self.eval_every} is longer than the run "
+                f"({planned} steps): eval_fn runs after the first step only, so every later "
+                f"step (and any ranking) reports that stale evaluation",
+                UserWarning,
+                stacklevel=2,
+            )
         it = iter(batches)
         from tqdm.auto import tqdm
 
