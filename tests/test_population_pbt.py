@@ -561,3 +561,26 @@ def test_an_integer_leaf_moves_by_at_least_one_within_its_bounds():
             assert int(seen[i, t + 1]) in want
             checked += 1
     assert checked and res.configs["n"].max() > 2  # they moved past the founders' 1 and 2
+
+
+def test_with_every_member_diverged_the_lineage_methods_say_no_member_survived():
+    def bad(w, cfg, t):
+        return w + jnp.nan, {"loss": w + jnp.nan, "lr": cfg["lr"]}
+
+    res = jaxlr.sweep.pbt(
+        lambda c, k: jnp.zeros(()),
+        bad,
+        jaxlr.sweep.grid(lr=[0.01, 0.03, 0.1, 0.3]),
+        iter([np.float32(3.0)] * 4),
+        key=KEY,
+        num_steps=4,
+        interval=2,
+        metric="loss",
+        space={"lr": ("uniform", 0.0, 1.0)},
+        progress=False,
+    )
+    assert res.winner is None and res.diverged.all()
+    for call in (res.schedule, res.ancestors, res.lr_path, lambda: res.config_path("lr")):
+        with pytest.raises(ValueError, match=r"PBTResult: no member survived"):
+            call()
+    assert res.ancestors(1).shape == (4,)  # a named member still has a lineage

@@ -79,7 +79,16 @@ class PBTResult(PopulationResult):
 
     def ancestors(self, member: int | None = None) -> np.ndarray:
         """``[T]``: the slot whose content the final ``member`` (default: the winner) was at
-        each step (before that step's exploit)."""
+        each step (before that step's exploit).
+
+        Raises:
+            ValueError: no ``member`` given and no member survived (no winner).
+        """
+        if member is None and self.winner is None:
+            raise ValueError(
+                "PBTResult: no member survived (every slot diverged), so there is no winner; "
+                "name a member (0..K-1) to follow its lineage"
+            )
         cur = self.winner if member is None else int(member)
         path = np.zeros(self.lineage.shape[0], int)
         for t in range(self.lineage.shape[0] - 1, -1, -1):
@@ -123,6 +132,7 @@ class PBTResult(PopulationResult):
         """
         from jaxlr import schedules
 
+        lrs = self.lr_path(member)
         others = sorted(set(self.perturbed) - set(self.lr_paths))
         if others:
             warnings.warn(
@@ -131,7 +141,6 @@ class PBTResult(PopulationResult):
                 f"config_path(name) to retrain the winner with them",
                 stacklevel=2,
             )
-        lrs = self.lr_path(member)
         change = np.flatnonzero(lrs[1:] != lrs[:-1]) + 1
         if not len(change):
             return schedules.constant(value=float(lrs[0]))
