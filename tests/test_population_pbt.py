@@ -584,3 +584,32 @@ def test_with_every_member_diverged_the_lineage_methods_say_no_member_survived()
         with pytest.raises(ValueError, match=r"PBTResult: no member survived"):
             call()
     assert res.ancestors(1).shape == (4,)  # a named member still has a lineage
+
+
+def test_perturb_takes_any_length_2_sequence_of_numbers():
+    """The review's reproduction: perturb=[0.8, 1.2] was refused; a list or a NumPy array
+    runs as the tuple does, and a string or three factors are still refused."""
+
+    def run(perturb):
+        return jaxlr.sweep.pbt(
+            lambda c, k: jnp.zeros(()),
+            _lr_opt_step,
+            CHOICE_CFG,
+            iter([np.float32(3.0)] * 6),
+            key=KEY,
+            num_steps=6,
+            interval=2,
+            metric="loss",
+            fraction=0.5,
+            perturb=perturb,
+            space={"lr": ("log_uniform", 1e-3, 0.5)},
+            resample_probability=0.0,
+            progress=False,
+        )
+
+    ref = run((0.8, 1.2))
+    for perturb in ([0.8, 1.2], np.array([0.8, 1.2])):
+        np.testing.assert_array_equal(run(perturb).configs["lr"], ref.configs["lr"])
+    for bad in ("ab", [0.8, 1.2, 1.5], [0.8, -1.0]):
+        with pytest.raises(ValueError, match=r"pbt: perturb must be two factors > 0, got"):
+            run(bad)

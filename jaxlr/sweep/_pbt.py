@@ -391,7 +391,7 @@ def pbt(
     mode: str = "min",
     fraction: float = 0.25,
     resample_probability: float = 0.25,
-    perturb: tuple[float, float] = (0.8, 1.2),
+    perturb: Sequence[float] = (0.8, 1.2),
     steps_per_call: int | None = None,
     mesh: Mesh | None = None,
     loss: str | None = "loss",
@@ -457,7 +457,8 @@ def pbt(
         mode: ``"min"`` or ``"max"``.
         fraction: the truncation fraction ``f`` in ``(0, 0.5]``.
         resample_probability: ``p`` in ``[0, 1]``.
-        perturb: the two multiplicative factors (default ``(0.8, 1.2)``).
+        perturb: the two multiplicative factors, any length-2 sequence (or 1-D array) of
+            numbers > 0 (default ``(0.8, 1.2)``).
         steps_per_call: steps per compiled call (default ``interval``).
         mesh: a mesh to split members over (``K`` must be a multiple of its devices).
         loss, divergence_threshold, member_batches, labels, compiler_options, progress:
@@ -524,8 +525,11 @@ def pbt(
             f"resample_probability must be in [0, 1], got "
             f"resample_probability={resample_probability!r}"
         )
+    if isinstance(perturb, np.ndarray) and perturb.ndim == 1:
+        perturb = tuple(perturb.tolist())
     if (
-        not isinstance(perturb, tuple)
+        isinstance(perturb, (str, bytes))
+        or not isinstance(perturb, Sequence)
         or len(perturb) != 2
         or not all(
             isinstance(f, (int, float, np.integer, np.floating))
