@@ -340,6 +340,14 @@ def _verdict(record, names, against=None):
     return f"{'met' if all(ok) else 'missed'} ({sum(ok)}/{len(ok)})"
 
 
+def _steps(curve):
+    """A piecewise-constant per-step LR as ``{"boundaries", "values"}``: ``values[0]`` from step
+    0, ``values[i]`` from step ``boundaries[i - 1]``."""
+    curve = np.asarray(curve)
+    change = np.flatnonzero(curve[1:] != curve[:-1]) + 1
+    return {"boundaries": change, "values": curve[np.concatenate([[0], change])]}
+
+
 def _wins(record, names, against):
     ok = [record[n]["val"]["learned"] < record[n]["val"][against] for n in names]
     return f"{sum(ok)}/{len(ok)}"
@@ -499,7 +507,10 @@ def main(generations: int = 120) -> None:
         record={
             "meta_seconds": meta_seconds,
             "meta_member_steps": meta_steps,
-            "results": record,
+            "results": {  # the exported schedules as their change points (few per run)
+                n: {**r, **{k: [_steps(c) for c in r[k]] for k in ("pbt_lrs", "autolrs_lrs")}}
+                for n, r in record.items()
+            },
             "mean_fitness": result.mean_fitness,
             "reference": result.reference,
         },
