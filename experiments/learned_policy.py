@@ -19,13 +19,21 @@ default LR and is run in the same harness (``jaxlr.auto.run_task``) with the sam
 - greedy_lr, hypergradient (multiplicative): online rules from the default LR;
 - refinement: ``jaxlr.auto.refine_schedule`` from the default run's gradient norms, peaked at
   grid8's best constant LR (so it needs the grid's compute too);
+- pbt: ``jaxlr.sweep.pbt``, 8 members started at 8 log-spaced LRs over grid8's range, ranked
+  by validation loss every 20 steps (8x the compute); its winner's final validation loss;
+- pbt_export: the LR the PBT winner's lineage applied (``PBTResult.schedule``), retrained from
+  scratch on every seed: what reusing PBT's schedule gives;
+- autolrs: ``jaxlr.auto.autolrs`` over the task's LR bounds with the task's steps as budget
+  (its exploration costs about 2x more); autolrs_export: its schedule retrained like PBT's;
 - learned: the meta-trained policy, one run.
 
-Regret = final validation loss / grid8's - 1 (mean over seeds).
+Regret = final validation loss / grid8's - 1 (mean over seeds). PBT and AutoLRS search once per
+seed, with that seed's initialization and data keys.
 
 Run: ``.venv/bin/python -m experiments.learned_policy [generations]`` (120 generations by
-default: about 6.5 minutes of meta-training and 13 minutes in all on 2 shared CPU cores, most of
-the rest compiling one program per held-out task and method). The trained policy is saved to
+default: about 6.5 minutes of meta-training and 13 minutes in all on 2 quiet CPU cores before
+PBT and AutoLRS were added, most of the rest compiling one program per held-out task and
+method). The trained policy is saved to
 ``results/learned_policy_params`` (``jaxlr.auto.load_policy``).
 """
 
@@ -152,6 +160,95 @@ def curve_runner(task):
     return lambda curves: f(jnp.asarray(curves, jnp.float32), _keys())
 
 
+PBT_MEMBERS, PBT_INTERVAL = 8, 20
+_SEARCH_FNS = {}  # task name -> the step functions of PBT and AutoLRS (one object: no recompile)
+
+
+def _search_fns(task):
+    """PBT's ``(init_fn, step_fn)`` and AutoLRS's ``step_fn`` for ``task``: its unit-LR optimizer
+    scaled by the LR each method picks, the same loss, data and validation set as
+    ``run_task``. PBT members report the validation loss at every exploit step (and the last)."""
+    if task.name in _SEARCH_FNS:
+        return _SEARCH_FNS[task.name]
+    opt, n = task.optimizer, task.total_steps
+
+    def sgd_step(p, s, lr, batch):
+        loss, g = jax.value_and_grad(task.loss_fn)(p, batch)
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, jax.tree.map(lambda x: lr * x, u)), s, loss
+
+    def pbt_init(cfg, key):
+        p = task.init_fn(key)
+        return p, opt.init(p), task.val_fn(p)
+
+    def pbt_step(state, cfg, batch):
+        t, b = batch
+        p, s, loss = sgd_step(*state[:2], cfg["lr"], b)
+        due = ((t + 1) % PBT_INTERVAL == 0) | (t == n - 1)  # t is shared: a real cond
+        val = jax.lax.cond(due, task.val_fn, lambda _: state[2], p)
+        return (p, s, val), {"loss": loss, "val": val, "lr": cfg["lr"]}
+
+    def auto_step(state, lr, key):
+        p, s, loss = sgd_step(*state, lr, task.batch_fn(key, 0))
+        return (p, s), loss
+
+    _SEARCH_FNS[task.name] = (pbt_init, pbt_step, auto_step)
+    return _SEARCH_FNS[task.name]
+
+
+def pbt_search(task, seed):
+    """PBT (``jaxlr.sweep.pbt``) with 8 members started at 8 log-spaced LRs over grid8's range,
+    ranked by validation loss every 20 steps; the data and initialization keys are those
+    ``run_task`` uses for ``seed``. Returns the winner's final validation loss, the LR its
+    lineage applied at every step (the exported schedule) and the member-steps spent."""
+    init_fn, step_fn, _ = _search_fns(task)
+    n, d = task.total_steps, task.init_value
+    k_init, k_data = jax.random.split(jax.random.key(seed))
+    data = jax.jit(jax.vmap(lambda t: task.batch_fn(k_data, t)))(jnp.arange(n))
+    batches = ((np.int32(t), jax.tree.map(lambda a, t=t: a[t], data)) for t in range(n))
+    res = jaxlr.sweep.pbt(
+        init_fn,
+        step_fn,
+        jaxlr.sweep.grid(lr=list(d * np.geomspace(1.0, max(GRID_FACTORS), PBT_MEMBERS))),
+        batches,
+        key=k_init,
+        num_steps=n,
+        interval=PBT_INTERVAL,
+        metric="val",
+        space={"lr": ("log_uniform", task.min_value, task.max_value)},
+        progress=False,
+    )
+    if res.winner is None:
+        return float("inf"), np.full(n, d, np.float32), res.member_steps
+    s = res.schedule()
+    curve = np.asarray([s(t) for t in range(n)], np.float32)
+    return float(np.asarray(res.metrics["val"])[res.winner, -1]), curve, res.member_steps
+
+
+def autolrs_search(task, seed):
+    """``jaxlr.auto.autolrs`` (default settings: 8 candidates, tau = 50 doubling) over the task's
+    LR bounds with ``total_steps`` = the task's steps, from ``run_task``'s initialization for
+    ``seed``. Returns its final validation loss, the LR of every trained step and the
+    member-steps spent (trained steps + exploration of the candidates not kept)."""
+    _, _, step_fn = _search_fns(task)
+    n = task.total_steps
+    k_init, k_data = jax.random.split(jax.random.key(seed))
+    p = task.init_fn(k_init)
+    r = jaxlr.auto.autolrs(
+        step_fn,
+        (p, task.optimizer.init(p)),
+        key=k_data,
+        total_steps=n,
+        min_value=task.min_value,
+        max_value=task.max_value,
+    )
+    lrs = np.asarray(r.lrs, np.float32)
+    if len(lrs) < n:  # every candidate of a stage diverged: it stopped (see r.message)
+        print(r.message)
+        lrs = np.concatenate([lrs, np.full(n - len(lrs), lrs[-1] if len(lrs) else 0.0)])
+    return float(jax.jit(task.val_fn)(r.state[0])), lrs, len(r.lrs) + r.extra_steps
+
+
 def evaluate(task, policy, params):
     d, n = task.init_value, task.total_steps
     lrs = d * np.asarray(GRID_FACTORS, np.float32)
@@ -191,11 +288,48 @@ def evaluate(task, policy, params):
     norms = np.mean(np.asarray(g_norms if kind == "gd" else g_l1)[0], 0)
     refined = jaxlr.auto.refine_schedule(norms, peak_value=best_const, kind=kind)
     exported = T.applied_schedule(np.asarray(l_lrs[0, 0]))
-    curves = np.stack([np.asarray(refined(steps)), np.asarray(exported(steps))] * 4)
+    # PBT and AutoLRS search on each seed; their own results, then each seed's found schedule
+    # retrained from scratch on every seed (the same 8-curve program as the grid)
+    pbt = [pbt_search(task, s) for s in SEEDS]
+    auto = [autolrs_search(task, s) for s in SEEDS]
+    out["pbt"] = float(np.mean([v for v, _, _ in pbt]))
+    out["autolrs"] = float(np.mean([v for v, _, _ in auto]))
+    curves = np.stack(
+        [np.asarray(refined(steps)), np.asarray(exported(steps))]
+        + [c for _, c, _ in pbt]
+        + [c for _, c, _ in auto]
+    )
     c_val = run_curves(curves)[0]
     out["refinement"] = float(np.mean(c_val[0]))
+    out["pbt_export"] = float(np.mean(c_val[2:5]))
+    out["autolrs_export"] = float(np.mean(c_val[5:8]))
     export_gap = abs(float(c_val[1, 0]) - float(l_val[0, 0])) / float(l_val[0, 0])
-    return out, np.asarray(l_lrs[0, 0]), grid_pick, export_gap
+    c_val = np.asarray(c_val)
+    extra = {
+        "runs": {  # every final validation loss behind a mean: [seeds], or [schedule, seed]
+            "grid8": np.asarray(g_val)[best],
+            "learned": np.asarray(l_val)[0],
+            "refinement": c_val[0],
+            "pbt": [v for v, _, _ in pbt],
+            "pbt_export": c_val[2:5],
+            "autolrs": [v for v, _, _ in auto],
+            "autolrs_export": c_val[5:8],
+        },
+        "pbt_lrs": np.stack([c for _, c, _ in pbt]),
+        "autolrs_lrs": np.stack([c for _, c, _ in auto]),
+        "member_steps": {  # per seed
+            "grid8": 8 * n,
+            "default": n,
+            "greedy_lr": n,
+            "hypergradient": n,
+            "refinement": 9 * n,  # the grid (its default member gives the norms), its run
+            "pbt": float(np.mean([m for _, _, m in pbt])),
+            "pbt_export": float(np.mean([m for _, _, m in pbt])) + n,
+            "autolrs": float(np.mean([m for _, _, m in auto])),
+            "learned": n,
+        },
+    }
+    return out, np.asarray(l_lrs[0, 0]), grid_pick, export_gap, extra
 
 
 def _verdict(record, names, against=None):
@@ -204,6 +338,31 @@ def _verdict(record, names, against=None):
     else:
         ok = [record[n]["val"]["learned"] < record[n]["val"][against] for n in names]
     return f"{'met' if all(ok) else 'missed'} ({sum(ok)}/{len(ok)})"
+
+
+def _steps(curve):
+    """A piecewise-constant per-step LR as ``{"boundaries", "values"}``: ``values[0]`` from step
+    0, ``values[i]`` from step ``boundaries[i - 1]``."""
+    curve = np.asarray(curve)
+    change = np.flatnonzero(curve[1:] != curve[:-1]) + 1
+    return {"boundaries": change, "values": curve[np.concatenate([[0], change])]}
+
+
+def _wins(record, names, against):
+    ok = [record[n]["val"]["learned"] < record[n]["val"][against] for n in names]
+    return f"{sum(ok)}/{len(ok)}"
+
+
+def _failures(rec):
+    """``(method, failed, runs)`` for the methods with a run whose final validation loss is
+    above 10x grid8's (or not finite)."""
+    out = []
+    for m, v in rec["runs"].items():
+        v = np.ravel(np.asarray(v, float))
+        bad = int(np.sum(~(v <= 10.0 * rec["val"]["grid8"])))
+        if bad:
+            out.append((m, bad, v.size))
+    return out
 
 
 def _losses_to(rec):
@@ -230,13 +389,30 @@ def main(generations: int = 120) -> None:
     meta_seconds = result.seconds
     print(f"meta-training: {meta_seconds:.0f} s, mean fitness {result.mean_fitness[-1]:.4f}")
 
-    methods = ("grid8", "default", "greedy_lr", "hypergradient", "refinement", "learned")
+    methods = (
+        "grid8",
+        "default",
+        "greedy_lr",
+        "hypergradient",
+        "refinement",
+        "pbt",
+        "pbt_export",
+        "autolrs",
+        "autolrs_export",
+        "learned",
+    )
     table, record, curves = [], {}, {}
     in_family = list(HELD_OUT)
     for name, task in HELD_OUT.items():
-        vals, lrs, pick, gap = evaluate(task, policy, result.params)
-        regret = {m: vals[m] / vals["grid8"] - 1.0 for m in methods}
-        record[name] = {"val": vals, "regret": regret, "grid_pick": pick, "export_gap": gap}
+        vals, lrs, pick, gap, extra = evaluate(task, policy, result.params)
+        regret = {m: vals[m] / vals["grid8"] - 1.0 for m in vals}
+        record[name] = {
+            "val": vals,
+            "regret": regret,
+            "grid_pick": pick,
+            "export_gap": gap,
+            **extra,
+        }
         print(name, f"exported schedule retrains within {100 * gap:.3f}%")
         curves[name] = lrs / task.init_value
         table.append(
@@ -244,25 +420,31 @@ def main(generations: int = 120) -> None:
         )
         print(table[-1])
 
-    fig, axes = C.figure(2, width=6.0)
-    for name, c in curves.items():
-        axes[0].plot(c, label=name)
-    axes[0].set(
-        yscale="log",
-        xlabel="step",
-        ylabel="LR / default LR",
-        title="LR the learned policy applied (seed 0)",
+    fig, axes = C.figure(4, width=5.0)
+    lr_panels = (
+        ("learned policy", curves),
+        ("PBT winner's lineage", {n: record[n]["pbt_lrs"][0] for n in HELD_OUT}),
+        ("AutoLRS", {n: record[n]["autolrs_lrs"][0] for n in HELD_OUT}),
     )
+    for ax, (label, panel) in zip(axes[:3], lr_panels, strict=True):
+        for name, c in panel.items():
+            scale = 1.0 if panel is curves else HELD_OUT[name].init_value  # curves: / default
+            ax.plot(np.asarray(c) / scale, label=name)
+        ax.set(yscale="log", xlabel="step", ylabel="LR / default LR", title=f"{label} (seed 0)")
     axes[0].legend(fontsize=6)
     g = np.arange(len(result.mean_fitness))
-    axes[1].plot(g, result.mean_fitness, label="mean (the policy)")
-    axes[1].plot(g, result.fitness.min(1), label="best member")
-    axes[1].set(
+    axes[3].plot(g, result.mean_fitness, label="mean (the policy)")
+    axes[3].plot(g, result.fitness.min(1), label="best member")
+    axes[3].set(
         xlabel="generation", ylabel="fitness: mean log(val / best constant)", title="meta-training"
     )
-    axes[1].legend()
+    axes[3].legend()
     held_names = in_family
     held = [record[n]["regret"]["learned"] for n in held_names]
+    auto_cost = np.mean(
+        [record[n]["member_steps"]["autolrs"] / HELD_OUT[n].total_steps for n in HELD_OUT]
+    )
+    meta_steps = generations * 17 * len(TRAIN) * 2 * STEPS  # 16 members + the mean
     summary = "\n".join(
         [
             "# Learned LR policy: meta-trained on 4 digits MLPs, tested on held-out tasks",
@@ -275,9 +457,37 @@ def main(generations: int = 120) -> None:
             "",
             C.md_table(["task", "grid8 val"] + list(methods[1:]), table),
             "",
+            "Compute per seed in member-steps (one training step of one model), T = the task's "
+            "steps: default, greedy_lr, hypergradient, learned T; grid8 8T; refinement 9T (the "
+            "grid, whose default member gives the gradient norms, then its own run); pbt 8T "
+            f"(8 members from {GRID_FACTORS[0]:g}x to {GRID_FACTORS[-1]:g}x the default LR, "
+            f"exploit/explore every {PBT_INTERVAL} steps by validation loss, the winner's "
+            "final validation loss); pbt_export 9T (that search, then the winner's applied LR "
+            "retrained from scratch: each seed's schedule on all 3 seeds); autolrs "
+            f"{auto_cost:.2f}T on average (T trained + exploration of the candidates not "
+            "kept; autolrs_export: its schedule retrained like PBT's). The learned policy's "
+            f"meta-training, paid once for all tasks: {meta_steps / 1e6:.1f}M member-steps (and "
+            "its reference grid).",
+            "",
             "Targets: in-family held-out tasks (unseen width, 3x horizon) within 2% of grid8 "
             f"from one run: {_verdict(record, in_family[:4])}; beats the untuned default on "
             f"every held-out task: {_verdict(record, in_family, against='default')}.",
+            "",
+            "The learned policy's final validation loss is lower than (held-out tasks won): "
+            + ", ".join(f"{m} {_wins(record, in_family, m)}" for m in methods[2:-1])
+            + ".",
+            "",
+            "Runs that failed (final validation loss > 10x grid8's) among the runs each mean "
+            "averages (3 seeds; 9 for the exports: each seed's schedule on every seed): "
+            + (
+                "; ".join(
+                    f"{n}: " + ", ".join(f"{m} {k}/{t}" for m, k, t in _failures(record[n]))
+                    for n in held_names
+                    if _failures(record[n])
+                )
+                or "none"
+            )
+            + ".",
             "",
             "Where the learned policy loses (a method with lower regret on that task):",
             "",
@@ -296,7 +506,11 @@ def main(generations: int = 120) -> None:
         summary=summary,
         record={
             "meta_seconds": meta_seconds,
-            "results": record,
+            "meta_member_steps": meta_steps,
+            "results": {  # the exported schedules as their change points (few per run)
+                n: {**r, **{k: [_steps(c) for c in r[k]] for k in ("pbt_lrs", "autolrs_lrs")}}
+                for n, r in record.items()
+            },
             "mean_fitness": result.mean_fitness,
             "reference": result.reference,
         },
