@@ -11,10 +11,10 @@ from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
 from jaxlr._src.typing import PyTree
-from jaxlr._src.validate import Checker
+from jaxlr._src.validate import Checker, key_data
 from jaxlr.sharpness import _krylov
 from jaxlr.sharpness._eigen import Eigen, _converged, _top_flat
-from jaxlr.sharpness._hvp import check_key, compiled, flat_operator, krylov_dtype
+from jaxlr.sharpness._hvp import compiled, flat_operator, krylov_dtype
 
 
 class TrackerState(NamedTuple):
@@ -73,12 +73,8 @@ def tracker_init(params: PyTree, *, key: jax.Array, block_size: int = 3) -> Trac
     """
     flat = ravel_pytree(params)[0]
     n = flat.shape[0]
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or not 2 <= block_size <= n:
-        Checker("tracker_init").fail(
-            f"block_size must be a Python int in [2, {n}], got block_size={block_size!r}"
-        )
-    check_key("tracker_init", key)
-    k_block, k_next = jax.random.split(typed_key(key))
+    Checker("tracker_init").integer("block_size", block_size, minimum=2, maximum=n, static=True)
+    k_block, k_next = jax.random.split(typed_key(key_data("tracker_init", key)))
     dtype = krylov_dtype(flat.dtype)
     return TrackerState(
         _random_block(k_block, block_size - 1, n, dtype),
@@ -179,8 +175,7 @@ def tracker_update(
     )
     n, dtype = flat.shape[0], flat.dtype
     b = state.vectors.shape[0] + 1
-    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < b:
-        c.fail(f"num_iters must be a Python int >= block_size={b}, got num_iters={num_iters!r}")
+    c.integer("num_iters", num_iters, minimum=b, static=True)  # minimum: the block size
     m = num_iters
     key, k_z, k_fix, k_exp = jax.random.split(typed_key(state.key), 4)
     exhausted_tol = jnp.finfo(dtype).eps ** 0.5
