@@ -186,10 +186,10 @@ def part2(args, x, y, params):
     arms = {
         "uncapped": SGD,
         "cap, batch sharpness (default)": T.sharpness_cap(
-            optax.sgd(1.0), learning_rate=big, loss_fn=batch_loss
+            optax.sgd(1.0), schedule=big, loss_fn=batch_loss
         ),
         "cap, lambda_max": T.sharpness_cap(
-            optax.sgd(1.0), learning_rate=big, loss_fn=batch_loss, quantity="lambda_max"
+            optax.sgd(1.0), schedule=big, loss_fn=batch_loss, quantity="lambda_max"
         ),
     }
     out = {}
