@@ -398,7 +398,7 @@ class SharpnessCapState(NamedTuple):
 def sharpness_cap(
     optimizer: optax.GradientTransformation | None = None,
     *,
-    schedule: ArrayLike | Schedule | None = None,
+    schedule: Schedule | ArrayLike | None = None,
     loss_fn: Callable[..., jax.Array] | None = None,
     mode: str = "cap",
     fraction: ArrayLike = 0.9,
