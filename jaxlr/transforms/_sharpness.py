@@ -1,7 +1,7 @@
 """Curvature-driven LR control: the sharpness cap (with catapult and GeN modes) and warmup.
 
-Both transforms adapt the in-loop estimators of :mod:`jaxlr.sharpness` (batch sharpness, or a
-warm-started Lanczos lambda_max) through one builder, :class:`_Curvature`.
+Both transforms adapt the in-loop estimators of :mod:`jaxlr.sharpness` (batch sharpness, or the
+sharpness tracker's lambda_max) through one builder, :class:`_Curvature`.
 """
 
 from __future__ import annotations
@@ -32,12 +32,7 @@ from jaxlr.sharpness._batch import (
 )
 from jaxlr.sharpness._hvp import bind_batch, flat_operator, krylov_dtype
 from jaxlr.sharpness._precond import first_moment
-from jaxlr.sharpness._tracker import (
-    CurvatureState,
-    lanczos_track_init,
-    lanczos_track_update,
-    upper_estimate,
-)
+from jaxlr.sharpness._tracker import TrackerState, init_state, track, upper_estimate
 from jaxlr.transforms._common import (
     all_finite,
     as_schedule,
@@ -112,7 +107,7 @@ class _Measured(NamedTuple):
     direction: Any  # the wrapped optimizer's unit-LR update
     inner_state: Any
     refresh: jax.Array  # () bool: a new estimate was taken
-    est: Any  # the estimator's new memory (BatchSharpnessState or CurvatureState)
+    est: Any  # the estimator's new memory (BatchSharpnessState or TrackerState)
     raw: jax.Array  # () the raw estimate (sample or Rayleigh quotient)
     lam: jax.Array  # () the curvature the LR uses (NaN: none yet)
     crit: jax.Array  # () the critical LR c / lam (inf: no limit; 0: no estimate)
@@ -127,9 +122,11 @@ class _Curvature:
     ``kind="adam"`` uses the preconditioned quotient with ``P`` read from the wrapped
     optimizer's state) joins a ring of the last ``window`` samples; the value the LR uses is
     the ``quantile`` of the ring, or this update's own sample when that is larger (a step whose
-    own sample is over the edge backs off at once). ``quantity="lambda_max"``: Lanczos on the
-    loss of this update's batch (see :func:`jaxlr.sharpness._tracker.lanczos_track_update`),
-    the Rayleigh quotient when converged, an upper estimate when not, smoothed by ``decay``.
+    own sample is over the edge backs off at once). ``quantity="lambda_max"``: the sharpness
+    tracker (:func:`jaxlr.sharpness.tracker_update`, block size 2: the previous eigenvector and
+    a Krylov chain from it plus a random direction, ``init_iters`` products for the cold start,
+    ``num_iters`` after) on the loss of this update's batch, the Rayleigh quotient when
+    converged, an upper estimate when not, smoothed by ``decay``.
 
     Until a finite value exists (a NaN batch at the first update) the estimate is NaN, every
     update re-estimates, and the transforms skip the step (LR 0, state unchanged) instead of
@@ -216,7 +213,7 @@ class _Curvature:
         if self.quantity == "batch_sharpness":
             est = running_init(self.window, krylov_dtype(flat.dtype))
         else:
-            est = lanczos_track_init(flat, self.key)
+            est = init_state(flat, self.key, block_size=2)
         inner = None if self.inner is None else self.inner.init(params)
         return est, inner
 
@@ -229,7 +226,7 @@ class _Curvature:
             return updates, inner_state
         return self.inner.update(updates, inner_state, params, **extra)
 
-    def _lambda_max(self, loss_fn, batch, params, inner_state, cs: CurvatureState, first, h):
+    def _lambda_max(self, loss_fn, batch, params, inner_state, cs: TrackerState, first, h):
         flat, _, op = flat_operator(
             loss_fn, params, matvec=None, batches=None, batch=batch, fn_name=self.c.fn
         )
@@ -238,9 +235,9 @@ class _Curvature:
             d = safe_div(1.0, jnp.sqrt(p))  # P^-1/2, which is 0 where P = inf
             hess = op
             op = lambda x: d * hess(d * x)  # noqa: E731
-        return lanczos_track_update(
-            op, flat, cs, first, init_iters=self.init_iters, num_iters=self.num_iters, tol=h.tol
-        )
+        budget = jnp.where(first, self.init_iters, self.num_iters)
+        most = max(self.init_iters, self.num_iters)
+        return track(op, cs, num_iters=most, tol=h.tol, budget=budget)[1]
 
     def refresh(self, state, loss_fn, batch, params, inner_state, updates, direction, probe):
         """(refreshed?, estimator state, raw estimate, value the LR uses) after this update.
@@ -387,8 +384,8 @@ class SharpnessCapState(NamedTuple):
     init_lr: jax.Array  # () the LR chosen from lambda_0 (mode factor x critical LR)
     gen: jax.Array  # () EMA of the GeN step size g.d / d'Hd (mode "gen")
     # the estimator's memory; its type says the quantity capped: BatchSharpnessState (ring of
-    # batch-sharpness samples) or CurvatureState (Lanczos warm start, key, certificate)
-    curvature: BatchSharpnessState | CurvatureState
+    # batch-sharpness samples) or TrackerState (warm-start vectors, key, certificate)
+    curvature: BatchSharpnessState | TrackerState
     inner_state: Any  # the wrapped optimizer's state (None in chain mode)
     schedule: Schedule | None  # the base LR schedule, held whole (None: chosen from lambda_0)
     hyperparams: CapHyperparams
@@ -445,15 +442,18 @@ def sharpness_cap(
 
     ``quantity="lambda_max"`` (conservative: it bounds every direction, not the step's, at
     ~10-30 products per estimate): every ``every`` updates the top Hessian eigenvalue of the
-    loss on this update's ``batch`` is estimated by Lanczos (a cold start of ``init_iters``
-    products first, then warm starts that stop once the relative residual is below ``tol``, at
-    most ``num_iters`` products). The
+    loss on this update's ``batch`` is estimated by the sharpness tracker
+    (:func:`jaxlr.sharpness.tracker_update` with a block of 2: Rayleigh-Ritz on the previous
+    eigenvector and a Krylov chain from it plus a random direction; a cold start of
+    ``init_iters`` products first, then warm starts that stop once the relative residual is
+    below ``tol``, at most ``num_iters`` products). The
     value used is the Rayleigh quotient :math:`\hat\lambda = \theta` when converged
     (:math:`r \le \mathrm{tol}\,|\theta|`, so :math:`|\theta - \lambda_i| \le r` for an
     eigenvalue) and, when not (``converged`` is False in the state), the upper estimate
     :math:`\hat\lambda = \max\bigl(\theta + r,\ \theta/(1-\epsilon_k)\bigr)`,
     :math:`\epsilon_k = \min\bigl(0.9, (\ln(1.648\sqrt n/0.01)/(2k-1))^2\bigr)` after
-    :math:`k` Lanczos steps on :math:`n` parameters, which bounds :math:`\lambda_{\max}` with
+    :math:`k` Krylov steps (the products less the one of the carried eigenvector) on :math:`n`
+    parameters, which bounds :math:`\lambda_{\max}` with
     99% probability for a random start (Kuczynski & Wozniakowski), smoothed by
     :math:`\bar\lambda \leftarrow \mu\bar\lambda + (1-\mu)\hat\lambda`. With the
     stability threshold :math:`c/\eta` of the optimizer (``kind``: :math:`c = 2` for GD,
@@ -502,7 +502,8 @@ def sharpness_cap(
             Build one from a flax NNX module with :func:`jaxlr.sharpness.nnx_loss`.
         quantity: ``"batch_sharpness"`` or ``"lambda_max"`` (static): what is capped. The
             state's ``curvature`` says which (a ``BatchSharpnessState`` ring of samples, or a
-            ``CurvatureState`` Lanczos certificate) and ``sharpness`` holds the estimate used.
+            ``TrackerState`` with the warm start and certificate) and ``sharpness`` holds the
+            estimate used.
         method: how batch sharpness is sampled: ``"forward_over_forward"``, ``"hvp"`` or
             ``"loss_rise"`` (static; see :func:`jaxlr.sharpness.batch_sharpness`; the
             loss-rise probe is the LR this update would take without the new sample, 1.0
@@ -743,7 +744,7 @@ class SharpnessWarmupState(NamedTuple):
     sharpness: jax.Array  # () the curvature the LR used (as in SharpnessCapState)
     converged: jax.Array  # () bool: the last estimate met tol
     rho: jax.Array  # () lr * sharpness / c
-    curvature: BatchSharpnessState | CurvatureState  # the estimator's memory (see the cap's)
+    curvature: BatchSharpnessState | TrackerState  # the estimator's memory (see the cap's)
     inner_state: Any  # the wrapped optimizer's state (None in chain mode)
     schedule: Schedule  # the after-warmup multiplier schedule, held whole
     hyperparams: WarmupHyperparams
