@@ -375,7 +375,7 @@ def _step_overhead(name, model, init, results):
     times = {"plain": _best_time(lambda: plain_run(params), 5)}
     out = {}
     for every in (1, 10, 100):
-        tx = jaxlr_cap(learning_rate=0.05, loss_fn=loss, every=every)
+        tx = jaxlr_cap(schedule=0.05, loss_fn=loss, every=every)
         run = _sgd_loop(loss, tx, x, y, idx)
         times[every] = _best_time(lambda run=run: run(params), 5)
         out[f"cap_every_{every}_over_plain"] = times[every] / times["plain"]
@@ -441,16 +441,16 @@ def _inloop(results, steps=60):
     out = {}
     designs = {
         "defaults (every=1, warm+random Lanczos, tol 1e-3)": (
-            jaxlr_cap(learning_rate=2.0, loss_fn=loss),
+            jaxlr_cap(schedule=2.0, loss_fn=loss),
             False,
         ),
         "tried: tol 1e-2 (every=1, warm+random Lanczos)": (
-            jaxlr_cap(learning_rate=2.0, loss_fn=loss, tol=1e-2),
+            jaxlr_cap(schedule=2.0, loss_fn=loss, tol=1e-2),
             False,
         ),
-        "every=10 on the minibatch": (jaxlr_cap(learning_rate=2.0, loss_fn=loss, every=10), False),
+        "every=10 on the minibatch": (jaxlr_cap(schedule=2.0, loss_fn=loss, every=10), False),
         "every=10 on a fixed probe batch (256)": (
-            jaxlr_cap(learning_rate=2.0, loss_fn=loss, every=10),
+            jaxlr_cap(schedule=2.0, loss_fn=loss, every=10),
             True,
         ),
     }
@@ -512,7 +512,7 @@ def _inloop(results, steps=60):
     from jaxlr.transforms import sharpness_cap
 
     tx = sharpness_cap(
-        optax.adam(1.0), learning_rate=0.05, kind="adam", loss_fn=loss, quantity="lambda_max"
+        optax.adam(1.0), schedule=0.05, kind="adam", loss_fn=loss, quantity="lambda_max"
     )
     ps, states = trajectory(tx)
     true = np.array(
@@ -723,7 +723,7 @@ def _batch_cap_overhead(name, results, steps=200, repeats=7):
         label = quantity if quantity == "lambda_max" else method
         for every in (1, 10, 100):
             tx = jaxlr_cap(
-                learning_rate=0.05, loss_fn=loss, every=every, quantity=quantity, method=method
+                schedule=0.05, loss_fn=loss, every=every, quantity=quantity, method=method
             )
             run = _sgd_loop(loss, tx, x, y, idx)
             jax.block_until_ready(run(params))

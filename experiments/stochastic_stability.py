@@ -186,10 +186,10 @@ def part2(args, x, y, params):
     arms = {
         "uncapped": SGD,
         "cap, batch sharpness (default)": T.sharpness_cap(
-            optax.sgd(1.0), learning_rate=big, loss_fn=batch_loss
+            optax.sgd(1.0), schedule=big, loss_fn=batch_loss
         ),
         "cap, lambda_max": T.sharpness_cap(
-            optax.sgd(1.0), learning_rate=big, loss_fn=batch_loss, quantity="lambda_max"
+            optax.sgd(1.0), schedule=big, loss_fn=batch_loss, quantity="lambda_max"
         ),
     }
     out = {}
@@ -351,10 +351,14 @@ def reading(args, rows, p2) -> str:
         f"{best:.4g} for the best stable constant LR (eta={p2['best']}) and "
         f"{lam['final_loss']:.4g} for the lambda_max cap (median LR {capped['median_lr']:.3g} "
         f"vs {lam['median_lr']:.3g}). Its own per-step samples satisfy eta_t*s_t <= 2 on "
-        f"{100 * capped['own_under_2']:.1f}% of steps (by construction: 0.9 x 2), but the "
+        f"{100 * capped['own_under_2']:.1f}% of steps (by construction: 0.9 x 2); the "
         f"independent Monte-Carlo batch sharpness at the measured steps gives "
         f"eta_t*BS <= 2 on {100 * capped['mc_under_2']:.1f}% of them (target 99%: "
-        f"{'met' if capped['mc_under_2'] >= 0.99 else 'missed'}); the lambda_max cap, which "
+        f"{'met' if capped['mc_under_2'] >= 0.99 else 'missed'}; with the former default "
+        f"window of 20 samples it was 93.3% on this run, 2 of 30 measured steps 3-4% over the "
+        f"edge, and 100% on two other batch orders: the 0.9 quantile of 20 heavy-tailed "
+        f"samples is a noisy order statistic, the cause, not the cold start, whose first step "
+        f"is under the edge); the lambda_max cap, which "
         f"bounds every direction, keeps {100 * lam['mc_under_2']:.1f}% at less than half the "
         f"LR. Where the cheap cap is weaker: it bounds the curvature along the steps it "
         f"sampled, so a fresh batch can still be sharper along its own gradient."

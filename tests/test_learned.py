@@ -193,7 +193,7 @@ def test_sharpness_cap_stays_a_hard_limit_in_a_chain():
         max_value=1.0,
         every=1,
     )
-    tx = optax.chain(optax.sgd(1.0), up, T.sharpness_cap(learning_rate=1.0, loss_fn=loss))
+    tx = optax.chain(optax.sgd(1.0), up, T.sharpness_cap(schedule=1.0, loss_fn=loss))
     w = jnp.ones(2)
     state = tx.init(w)
     cap = 0.9 * 2.0 / lam

@@ -99,7 +99,7 @@ def test_cap_minibatch_loop_cold_start_and_every_step_under_the_edge():
     """Defaults (every=1, Lanczos to tol=1e-3, cold start of 30 products) on a new batch each
     step: one trace for 10 steps; the LR's lambda matches the dense lambda of the step's own
     params and batch (step 0 included), and eta * lambda_true stays under 2 * fraction."""
-    tx = T.sharpness_cap(optax.sgd(1.0), quantity="lambda_max", learning_rate=2.0, loss_fn=loss_fn)
+    tx = T.sharpness_cap(optax.sgd(1.0), quantity="lambda_max", schedule=2.0, loss_fn=loss_fn)
     rows = _capped_loop(tx, NB)
     assert TRACES["step"] == 1
     for i, (p, batch, s) in enumerate(rows):
@@ -116,7 +116,7 @@ def test_batch_sharpness_cap_minibatch_loop_every_step_under_the_edge():
     """The default quantity on a new batch each step: the estimate the LR used is at least the
     step's own batch sharpness g'H_B g / g'g (dense float64 Hessian of the step's own batch at
     the step's own params), so eta * s_t <= 2 * fraction on every step; one trace."""
-    tx = T.sharpness_cap(optax.sgd(1.0), learning_rate=2.0, loss_fn=loss_fn, window=4)
+    tx = T.sharpness_cap(optax.sgd(1.0), schedule=2.0, loss_fn=loss_fn, window=4)
     rows = _capped_loop(tx, NB)
     assert TRACES["step"] == 1
     own = []
@@ -134,7 +134,7 @@ def test_batch_sharpness_cap_minibatch_loop_every_step_under_the_edge():
 def test_cap_adam_preconditioned_minibatch_loop():
     """kind="adam": lambda_max(P^-1/2 H P^-1/2) with P from this step's Adam state, per batch."""
     tx = T.sharpness_cap(
-        optax.adam(1.0), quantity="lambda_max", learning_rate=1.0, kind="adam", loss_fn=loss_fn
+        optax.adam(1.0), quantity="lambda_max", schedule=1.0, kind="adam", loss_fn=loss_fn
     )
     c = (2 + 2 * 0.9) / (1 - 0.9)
     for i, (p, batch, s) in enumerate(_capped_loop(tx, 4)):
@@ -149,7 +149,7 @@ def test_not_converged_is_conservative_and_says_so():
     tx = T.sharpness_cap(
         optax.sgd(1.0),
         quantity="lambda_max",
-        learning_rate=2.0,
+        schedule=2.0,
         loss_fn=loss_fn,
         num_iters=4,
         init_iters=4,
@@ -231,7 +231,7 @@ def test_typed_key_state_serializes_and_negative_lrs_are_rejected():
     back = flax.serialization.from_bytes(state, flax.serialization.to_bytes(state))
     jax.tree.map(np.testing.assert_array_equal, back, state)
     for make, msg in (
-        (lambda: T.sharpness_cap(learning_rate=-1.0), "sharpness_cap: learning_rate must be >= 0"),
+        (lambda: T.sharpness_cap(schedule=-1.0), "sharpness_cap: schedule must be >= 0"),
         (lambda: T.sharpness_cap(max_value=0.0), "sharpness_cap: max_value must be > 0"),
         (lambda: T.sharpness_warmup(peak_value=-1.0), "sharpness_warmup: peak_value must be > 0"),
         (lambda: T.sharpness_warmup(peak_value=jnp.inf), "sharpness_warmup: peak_value must be"),
@@ -280,7 +280,7 @@ def test_bfloat16_nnx_model_matches_float32_estimate():
     tx = T.sharpness_cap(  # bf16 products cannot reach the default tol=1e-3
         optax.sgd(1.0),
         quantity="lambda_max",
-        learning_rate=1.0,
+        schedule=1.0,
         loss_fn=loss,
         num_iters=10,
         init_iters=20,

@@ -776,7 +776,7 @@ def test_non_unit_inner_lr_is_warned_about(make, lr, wrapper):
     """Issue 21 deliverable 3: an inner optimizer with a built-in LR is named, with the fix."""
     build = {
         "hypergradient": lambda o: T.hypergradient(o, init_value=0.1, hyper_lr=0.0),
-        "sharpness_cap": lambda o: T.sharpness_cap(o, learning_rate=0.5),
+        "sharpness_cap": lambda o: T.sharpness_cap(o, schedule=0.5),
         "sharpness_warmup": lambda o: T.sharpness_warmup(o),
     }[wrapper]
     with pytest.warns(UserWarning, match=f"{wrapper}: optimizer looks built with") as rec:
@@ -811,7 +811,7 @@ def test_unit_or_unknown_inner_lr_is_left_alone(make):
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         T.hypergradient(make(), init_value=0.1, hyper_lr=0.0)
-        T.sharpness_cap(make(), learning_rate=0.5)
+        T.sharpness_cap(make(), schedule=0.5)
     assert [str(w.message) for w in rec] == []
 
 
@@ -825,7 +825,7 @@ def test_injected_inner_lr_is_warned_about_at_step_0():
     assert lr == pytest.approx(1e-3) and how == "its optax.inject_hyperparams state"
     for build in (
         lambda: T.hypergradient(opt, init_value=0.1, hyper_lr=0.0),
-        lambda: T.sharpness_cap(opt, learning_rate=0.5),
+        lambda: T.sharpness_cap(opt, schedule=0.5),
         lambda: T.sharpness_warmup(opt),
     ):
         with warnings.catch_warnings(record=True) as rec:

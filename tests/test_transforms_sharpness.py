@@ -70,7 +70,7 @@ def test_cap_converges_where_plain_diverges(kind):
         opt,
         T.sharpness_cap(
             quantity="lambda_max",
-            learning_rate=eta,
+            schedule=eta,
             fraction=0.9,
             kind=kind,
             momentum=0.9,
@@ -94,7 +94,7 @@ def test_cap_adam_on_preconditioned_operator():
     tx = T.sharpness_cap(
         optax.adam(1.0),
         quantity="lambda_max",
-        learning_rate=30.0,
+        schedule=30.0,
         kind="adam",
         every=1,
         num_iters=6,
@@ -124,8 +124,8 @@ def test_catapult_and_lambda0_initial_lr():
         optax.sgd(1.0), quantity="lambda_max", fraction=0.5, every=3, num_iters=6
     )  # f * eta_c
     np.testing.assert_allclose(_train_jit(tx, 2)[3], 0.5 * 2.0 / lam0, rtol=1e-4)
-    with pytest.raises(ValueError, match="sharpness_cap: mode='catapult' .* learning_rate must"):
-        T.sharpness_cap(mode="catapult", learning_rate=0.1)
+    with pytest.raises(ValueError, match="sharpness_cap: mode='catapult' .* schedule must"):
+        T.sharpness_cap(mode="catapult", schedule=0.1)
 
 
 def test_gen_mode_matches_numpy_line_search():
@@ -149,7 +149,7 @@ def test_cap_hysteresis_and_schedule_base():
         every=1,
         num_iters=6,
         hysteresis=0.05,
-        learning_rate=S.linear(init_value=0.01, end_value=0.5, total_steps=20),
+        schedule=S.linear(init_value=0.01, end_value=0.5, total_steps=20),
     )
     _, s, _, lrs = _train_jit(tx, 30)
     sched = S.linear(init_value=0.01, end_value=0.5, total_steps=20)
@@ -186,7 +186,7 @@ def test_warmup_bad_arguments():
         T.sharpness_warmup(kind="adam")
     with pytest.raises(ValueError, match="sharpness_cap: kind must be one of"):
         T.sharpness_cap(kind="lion")
-    tx = T.sharpness_cap(learning_rate=0.1)
+    tx = T.sharpness_cap(schedule=0.1)
     with pytest.raises(
         ValueError, match="sharpness_cap: update needs the keyword argument loss_fn="
     ):
@@ -200,7 +200,7 @@ def test_vmap_over_fraction_and_target_equals_loop():
             T.sharpness_cap(
                 sgd,
                 quantity="lambda_max",
-                learning_rate=1.0,
+                schedule=1.0,
                 fraction=fraction,
                 every=2,
                 num_iters=6,
@@ -228,7 +228,7 @@ def test_vmap_over_fraction_and_target_equals_loop():
 def test_chains_with_every_optax_optimizer():
     """chain(opt(1.0), sharpness_cap) == opt(1.0) updates times the reported LR."""
     for factory in (optax.sgd, optax.adagrad, optax.rmsprop, optax.adam, optax.adamw, optax.radam):
-        tx = optax.chain(factory(1.0), T.sharpness_cap(learning_rate=0.05, every=2, num_iters=6))
+        tx = optax.chain(factory(1.0), T.sharpness_cap(schedule=0.05, every=2, num_iters=6))
         base = factory(1.0)
 
         @jit
@@ -262,7 +262,7 @@ def test_nnx_optimizer_and_checkpoint_restore(which):
     model = _Tiny()
     graphdef, template = nnx.split(model, nnx.Param)
     tx = (
-        T.sharpness_cap(optax.adam(1.0), learning_rate=0.1, kind="adam", every=2, num_iters=6)
+        T.sharpness_cap(optax.adam(1.0), schedule=0.1, kind="adam", every=2, num_iters=6)
         if which == "cap"
         else T.sharpness_warmup(optax.sgd(1.0), growth=1.5, every=2, num_iters=6)
     )
@@ -322,10 +322,10 @@ def _two_steps(tx, loss_fn, p0):
 @pytest.mark.parametrize(
     "build",
     [
-        lambda h: T.sharpness_cap(optax.sgd(1.0), learning_rate=0.5, ema=h, every=1),
-        lambda h: T.sharpness_cap(optax.sgd(1.0), mode="gen", ema=h, every=1),
+        lambda h: T.sharpness_cap(optax.sgd(1.0), schedule=0.5, decay=h, every=1),
+        lambda h: T.sharpness_cap(optax.sgd(1.0), mode="gen", decay=h, every=1),
         lambda h: T.sharpness_warmup(optax.sgd(1.0), growth=1.0 + h),
-        lambda h: T.sharpness_warmup(optax.sgd(1.0), ema=h),
+        lambda h: T.sharpness_warmup(optax.sgd(1.0), decay=h),
     ],
     ids=["cap-ema", "gen-ema", "warmup-growth", "warmup-ema"],
 )
@@ -345,7 +345,7 @@ def test_no_curvature_means_no_limit_and_finite_gradients():
     """A linear loss has lambda_max = 0: no cap, and d/d fraction is exactly 0 (not NaN)."""
     loss_fn = lambda p: jnp.sum(jnp.array([1.0, 2.0, 3.0]) * p)  # noqa: E731
     f = lambda frac: _two_steps(  # noqa: E731
-        T.sharpness_cap(optax.sgd(1.0), learning_rate=0.1, fraction=frac), loss_fn, jnp.ones(3)
+        T.sharpness_cap(optax.sgd(1.0), schedule=0.1, fraction=frac), loss_fn, jnp.ones(3)
     )
     value, grad = jit(jax.value_and_grad(f))(0.9)
     assert float(grad) == 0.0
@@ -395,7 +395,7 @@ def test_batch_sharpness_cap_matches_numpy_reference(kind, method):
     make, _, base, every = BS_CASES[kind]
     tx = T.sharpness_cap(
         make(),
-        learning_rate=base,
+        schedule=base,
         method=method,
         kind=kind,
         momentum=0.9,
@@ -442,9 +442,7 @@ def test_nan_first_batch_is_no_estimate_not_no_limit(quantity):
     np.testing.assert_allclose([lr1, float(s1.init_lr)], 1.5 * 2.0 / lam1, rtol=1e-3)
     assert lr1 < 1.0  # below max_value: the limit came from the estimate
     # the cap with a base LR above the edge
-    (lr0, w0, _), (lr1, _, s1) = _nan_first(
-        T.sharpness_cap(optax.sgd(1.0), learning_rate=5.0, **kw)
-    )
+    (lr0, w0, _), (lr1, _, s1) = _nan_first(T.sharpness_cap(optax.sgd(1.0), schedule=5.0, **kw))
     assert lr0 == 0.0 and np.array_equal(w0, np.asarray(W0))
     np.testing.assert_allclose(lr1, 0.9 * 2.0 / lam1, rtol=1e-3)
     # the warmup ended at step 0 at peak_value
@@ -478,7 +476,7 @@ def test_a_non_positive_first_sample_does_not_end_warmup_at_peak():
     assert np.isfinite(float(loss(w))) and float(loss(w)) < float(loss(jnp.array([0.1, 1e-3])))
     for name, bad in (("momentum", dict(kind="heavy_ball", momentum=1.0)), ("b1", dict(b1=1.0))):
         with pytest.raises(ValueError, match=rf"{name} must be in \[0, 1\)"):
-            T.sharpness_cap(optax.sgd(1.0), learning_rate=0.1, **bad)
+            T.sharpness_cap(optax.sgd(1.0), schedule=0.1, **bad)
 
 
 @pytest.mark.parametrize("quantity", ["batch_sharpness", "lambda_max"])
@@ -492,7 +490,7 @@ def test_a_nan_batch_mid_run_skips_its_step(quantity):
 
     tx = T.sharpness_cap(
         optax.sgd(1.0, momentum=0.9),
-        learning_rate=0.1,
+        schedule=0.1,
         kind="heavy_ball",
         momentum=0.9,
         loss_fn=loss,
@@ -510,3 +508,85 @@ def test_a_nan_batch_mid_run_skips_its_step(quantity):
     u, s_after = step(w, s_nan, good)
     w2 = optax.apply_updates(w, u)
     assert np.isfinite(np.asarray(w2)).all() and float(loss(w2, good)) < float(loss(w, good))
+
+
+def test_adam_constants_are_read_from_the_chain_or_refused():
+    """Review: kind="adam" read P with Optax's default b2/eps and the threshold with the cap's b1
+    whatever the chain used. A chain whose direction is not m_hat / P with the constants read
+    is now refused at construction; an injected or matching chain is accepted."""
+    inject = optax.inject_hyperparams(optax.adam)
+    for good, b1 in (
+        (optax.adam(1.0), 0.9),
+        (optax.adamw(1.0, weight_decay=0.1), 0.9),
+        (inject(learning_rate=1.0, b2=0.99, eps=1e-6), 0.9),  # P reads them from the state
+        (optax.adam(1.0, b1=0.95), 0.95),
+    ):
+        T.sharpness_cap(good, schedule=1.0, kind="adam", b1=b1)
+        T.sharpness_warmup(good, kind="adam", b1=b1)
+    for bad in (
+        optax.adam(1.0, b2=0.99),
+        optax.adam(1.0, eps=1e-6),
+        optax.adam(1.0, eps_root=1e-8),
+        optax.adam(1.0, b1=0.95),  # the threshold would use b1 = 0.9
+        inject(learning_rate=1.0, b1=0.95),
+        optax.nadam(1.0),
+    ):
+        for make in (T.sharpness_cap, T.sharpness_warmup):
+            with pytest.raises(ValueError, match=r"kind='adam' reads Adam's constants .* got"):
+                make(bad, kind="adam")
+
+
+def test_skipped_updates_are_counted():
+    """Review: a persistent NaN estimate set LR 0 on every update with nothing in the state to
+    say so. ``num_skipped`` counts the skipped updates (no estimate, or a NaN direction)."""
+
+    def loss(w, b):
+        return b * quad(w)
+
+    for tx in (
+        T.sharpness_cap(optax.sgd(1.0), schedule=0.1),
+        T.sharpness_cap(optax.sgd(1.0), schedule=0.1, quantity="lambda_max", num_iters=6),
+        T.sharpness_warmup(optax.sgd(1.0)),
+    ):
+        step = jit(
+            lambda w, s, b, tx=tx: tx.update(jax.grad(loss)(w, b), s, w, loss_fn=loss, batch=b)
+        )
+        w, s = W0, tx.init(W0)
+        skipped = []
+        for b in (jnp.nan, jnp.nan, 1.0, jnp.nan, 1.0, 1.0):
+            u, s = step(w, s, jnp.asarray(b))
+            w = optax.apply_updates(w, u)
+            skipped.append(int(s.num_skipped))
+        assert skipped == [1, 2, 2, 3, 3, 3]
+        assert np.isfinite(np.asarray(w)).all()
+
+
+def test_eigenvalue_is_held_between_refreshes():
+    """Review: with every > 1 the state's raw estimate went NaN on the updates in between."""
+    tx = T.sharpness_cap(optax.sgd(1.0), schedule=0.01, every=3)
+    w, s, _, _ = _train_jit(tx, 1)
+    g = np.asarray(jax.grad(quad)(W0), np.float64)
+    first = g @ np.asarray(H, np.float64) @ g / (g @ g)  # the sample at update 0
+    np.testing.assert_allclose(float(s.eigenvalue), first, rtol=1e-4)
+    _, s, _, _ = _train_jit(tx, 3)  # updates 1 and 2 do not refresh
+    np.testing.assert_allclose(float(s.eigenvalue), first, rtol=1e-4)
+    _, s4, _, _ = _train_jit(tx, 4)  # update 3 refreshes at the new params
+    assert float(s4.eigenvalue) != float(s.eigenvalue) and np.isfinite(float(s4.eigenvalue))
+
+
+def test_every_is_whole_window_is_bounded_and_old_names_say_the_new_ones():
+    """Review: every=2.5 was accepted and a huge window allocated without a bound; issue 22
+    item 5: one name per concept (schedule for the LR followed, decay for an EMA weight)."""
+    for make in (T.sharpness_cap, T.sharpness_warmup):
+        name = make.__name__
+        with pytest.raises(ValueError, match=rf"^{name}: every must be an integer >= 1, got"):
+            make(every=2.5)
+        with pytest.raises(ValueError, match=rf"^{name}: window must be an int in \[1, 10000\]"):
+            make(window=10**9)
+        make(window=10_000)  # the documented limit itself is accepted
+        with pytest.raises(TypeError, match=rf"^{name}: argument 'ema' is now 'decay'"):
+            make(ema=0.5)
+    with pytest.raises(
+        TypeError, match="sharpness_cap: argument 'learning_rate' is now 'schedule'"
+    ):
+        T.sharpness_cap(learning_rate=0.1)

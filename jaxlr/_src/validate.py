@@ -107,9 +107,17 @@ class Checker:
             self._require(name, a, bool((a >= bound).all()), f">= {bound:g}")
         return a
 
-    def integer(self, name: str, value: Any, *, minimum: int, static: bool = False) -> None:
-        """Checks a whole number >= ``minimum``: a concrete value (an integral float counts;
-        traced values pass), or with ``static`` a Python/NumPy int (it sizes structure).
+    def integer(
+        self,
+        name: str,
+        value: Any,
+        *,
+        minimum: int,
+        maximum: int | None = None,
+        static: bool = False,
+    ) -> None:
+        """Checks a whole number in ``[minimum, maximum]``: a concrete value (an integral float
+        counts; traced values pass), or with ``static`` a Python/NumPy int (it sizes structure).
 
         Examples:
             >>> from jaxlr._src.validate import Checker
@@ -117,16 +125,23 @@ class Checker:
             Traceback (most recent call last):
             ...
             ValueError: StepLR: step_size must be an integer >= 1, got step_size=2.5
+            >>> Checker("top_k").integer("k", 5, minimum=1, maximum=3, static=True)
+            Traceback (most recent call last):
+            ...
+            ValueError: top_k: k must be an int in [1, 3], got k=5
         """
+        what = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         if static:
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                self.fail(f"{name} must be an int >= {minimum}, got {name}={value!r}")
-            if value < minimum:
-                self.fail(f"{name} must be an int >= {minimum}, got {name}={value!r}")
+            ok = not isinstance(value, bool) and isinstance(value, (int, np.integer))
+            if not ok or value < minimum or (maximum is not None and value > maximum):
+                self.fail(f"{name} must be an int {what}, got {name}={value!r}")
             return
         a = self.finite(name, value)
-        if a is not None and not (bool(np.all(a == np.round(a))) and bool(np.all(a >= minimum))):
-            self.fail(f"{name} must be an integer >= {minimum}, got {name}={a.tolist()!r}")
+        if a is None:
+            return
+        ok = bool(np.all(a == np.round(a))) and bool(np.all(a >= minimum))
+        if not ok or (maximum is not None and not bool(np.all(a <= maximum))):
+            self.fail(f"{name} must be an integer {what}, got {name}={a.tolist()!r}")
 
     def between(
         self, name: str, value: Any, lo: float, hi: float, *, open_lo=False, open_hi=False

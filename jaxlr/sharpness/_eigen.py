@@ -43,8 +43,7 @@ class Eigen(NamedTuple):
 
 def _check(fn: str, num_iters: Any, method: str, min_iters: int) -> None:
     c = Checker(fn)
-    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < min_iters:
-        c.fail(f"num_iters must be a Python int >= {min_iters}, got num_iters={num_iters!r}")
+    c.integer("num_iters", num_iters, minimum=min_iters, static=True)
     c.choice("method", method, METHODS)
 
 
@@ -351,8 +350,7 @@ def top_k_eigenvalues(
     flat, unravel, op = flat_operator(
         loss_fn, params, matvec=matvec, batches=batches, batch=batch, fn_name=fn
     )
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= flat.shape[0]:
-        Checker(fn).fail(f"k must be a Python int in [1, {flat.shape[0]}], got k={k!r}")
+    Checker(fn).integer("k", k, minimum=1, maximum=flat.shape[0], static=True)
     if num_iters is None:
         num_iters = max(40, 3 * k)
     if isinstance(num_iters, int) and not isinstance(num_iters, bool) and num_iters < 2 * k:

@@ -13,7 +13,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxlr._src.typing import PyTree
-from jaxlr._src.validate import Checker
+from jaxlr._src.validate import Checker, key_data
 
 FlatOperator = Callable[[jax.Array], jax.Array]
 
@@ -24,22 +24,6 @@ _PRECISION = "highest"
 
 
 _CONCRETE_CHECKS = {"tol": "nonnegative", "bandwidth": "positive"}
-
-
-def check_key(fn: str, key: Any, name: str = "key") -> None:
-    """Raises unless ``key`` is a PRNG key: a typed ``jax.random.key`` or a raw ``uint32[..., 2]``.
-
-    Tracers pass (their dtype is still checked), so the estimators vmap over keys.
-    """
-    dtype = getattr(key, "dtype", None)
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        return
-    if dtype == jnp.uint32 and jnp.ndim(key) >= 1 and jnp.shape(key)[-1] == 2:
-        return
-    Checker(fn).fail(
-        f"{name} must be a PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), "
-        f"got {name}={key!r}"
-    )
 
 
 def compiled(*static: str) -> Callable:
@@ -62,8 +46,11 @@ def compiled(*static: str) -> Callable:
             for name, rule in _CONCRETE_CHECKS.items():
                 if name in kwargs:
                     getattr(checker, rule)(name, kwargs[name])
-            if "key" in kwargs:
-                check_key(fn.__name__, kwargs["key"])
+            if "key" in kwargs:  # raw data unless typed (a typed key keeps its impl)
+                key = kwargs["key"]
+                data = key_data(fn.__name__, key)
+                if not jnp.issubdtype(getattr(key, "dtype", np.uint32), jax.dtypes.prng_key):
+                    kwargs["key"] = data
             for name in static:  # static: an array here would fail inside jit's cache lookup
                 value = kwargs.get(name)
                 if isinstance(value, (jax.Array, np.ndarray)):

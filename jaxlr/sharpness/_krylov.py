@@ -90,6 +90,8 @@ class Krylov(NamedTuple):
     anorm: jax.Array  # () largest ||H q_j|| seen, a lower bound on ||H||
     finite: jax.Array  # () bool: every product was finite
     num_hvps: jax.Array  # () int32: products actually computed (= the number of valid rows)
+    # (n,) the unit vector past the last row: H Q^T = Q^T T + betas[last] e_last next^T
+    next: jax.Array | None = None
 
 
 def tridiagonal(alphas: jax.Array, betas: jax.Array, valid: jax.Array) -> jax.Array:
@@ -279,11 +281,11 @@ def lanczos(
     # result needs no slice (a slice copies the basis and doubles peak memory). The iterations
     # see the operator through stop_gradient, so reverse-mode differentiation never has to
     # transpose the loop (the caller differentiates one product).
-    count, basis, _, _, _, alphas, betas, valid, _, anorm = loop(
+    count, basis, nxt, _, _, alphas, betas, valid, _, anorm = loop(
         lambda c: (c[0] < m) & ~c[8], step, init, m, unroll
     )
     finite = jnp.all(jnp.isfinite(alphas)) & jnp.all(jnp.isfinite(betas))
-    return Krylov(basis, alphas, betas, valid, anorm, finite, count)
+    return Krylov(basis, alphas, betas, valid, anorm, finite, count, nxt)
 
 
 def recombine(

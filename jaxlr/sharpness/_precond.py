@@ -48,6 +48,12 @@ def _find(state: Any) -> tuple[Any, dict]:
     return None, {}
 
 
+def first_moment(opt_state: Any) -> PyTree | None:
+    """The first moment ``mu`` of the Adam-family state inside ``opt_state`` (None: none)."""
+    inner, _ = _find(opt_state)
+    return inner.mu if isinstance(inner, optax.ScaleByAdamState) else None
+
+
 def _step(count: ArrayLike) -> jax.Array:
     """The step the state's moments belong to; a fresh state (count 0) counts as step 1."""
     return jnp.maximum(jnp.asarray(count), 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -14,11 +14,6 @@ from jaxlr._src.typing import PyTree
 from jaxlr._src.validate import Checker
 from jaxlr.sharpness import _krylov
 from jaxlr.sharpness._hvp import compiled, flat_operator
-
-
-def _static_int(c: Checker, name: str, value: Any, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        c.fail(f"{name} must be a Python int >= {lo}, got {name}={value!r}")
 
 
 def _rademacher(key: jax.Array, n: int, dtype) -> jax.Array:
@@ -85,7 +80,7 @@ def hutchinson_trace(
         smoothing splines, 1990; Yao et al., PyHessian, 2020.
     """
     fn = "hutchinson_trace"
-    _static_int(Checker(fn), "num_probes", num_probes, 1)
+    Checker(fn).integer("num_probes", num_probes, minimum=1, static=True)
     flat, _, op = flat_operator(
         loss_fn, params, matvec=matvec, batches=batches, batch=batch, fn_name=fn
     )
@@ -175,9 +170,9 @@ def spectral_density(
     """
     fn = "spectral_density"
     c = Checker(fn)
-    _static_int(c, "num_iters", num_iters, 1)
-    _static_int(c, "num_probes", num_probes, 1)
-    _static_int(c, "num_points", num_points, 2)
+    c.integer("num_iters", num_iters, minimum=1, static=True)
+    c.integer("num_probes", num_probes, minimum=1, static=True)
+    c.integer("num_points", num_points, minimum=2, static=True)
     flat, _, op = flat_operator(
         loss_fn, params, matvec=matvec, batches=batches, batch=batch, fn_name=fn
     )
