@@ -9,7 +9,7 @@ eta_t * lambda_max / 2 at the cap fraction instead. Writes
 
 The minibatch-SGD arm (``--arms minibatch``) trains the same MLP with SGD on minibatches of
 ``--batch`` (a new one every step) at ``--minibatch-lr``, with and without
-``sharpness_cap(learning_rate=eta, loss_fn=..., batch=minibatch)`` (defaults: an estimate on
+``sharpness_cap(schedule=eta, loss_fn=..., batch=minibatch)`` (defaults: an estimate on
 every step's minibatch). Every ``--measure-every`` steps an independent Lanczos measures
 lambda_max of the full-batch loss and of that step's minibatch at the step's params, and
 ``eta_t * lambda`` is compared with GD's limit 2. Writes
@@ -38,7 +38,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 _READING = """Without the cap, lambda_max rises (progressive sharpening; eta=0.3) or starts
 (eta=0.5, 0.8) at 2/eta and then hovers there: the fourth column is the median ratio
-lambda/(2/eta) over the tail, with its range. With `sharpness_cap(learning_rate=eta,
+lambda/(2/eta) over the tail, with its range. With `sharpness_cap(schedule=eta,
 fraction=0.9)` the LR is lowered as the network sharpens, so eta_t * lambda_max / 2 stays at 0.9
 (measured by an independent Lanczos run, not the cap's own tracker): the sharpness still grows,
 but the dynamics stay below their edge of stability 2/eta_t.
@@ -136,7 +136,7 @@ def minibatch_arm(args, x, y, params):
         "sharpness_cap (defaults, minibatch)": optax.chain(
             optax.sgd(1.0),
             T.sharpness_cap(
-                learning_rate=eta,
+                schedule=eta,
                 fraction=args.fraction,
                 loss_fn=batch_loss,
                 quantity="lambda_max",  # this experiment's recorded claim is about lambda_max
@@ -303,9 +303,7 @@ def main(argv=None):
         )
         cap_tx = optax.chain(
             optax.sgd(1.0),
-            T.sharpness_cap(
-                learning_rate=eta, fraction=args.fraction, every=5, quantity="lambda_max"
-            ),
+            T.sharpness_cap(schedule=eta, fraction=args.fraction, every=5, quantity="lambda_max"),
         )
         capped = run(
             loss_fn, params, cap_tx, steps=args.steps, measure_every=args.measure_every, key=key

@@ -283,7 +283,7 @@ def learned_lr(
     skips the step: the update is zero, the inner state and the LR are kept (counted).
 
     Hard limits: ``min_value``/``max_value`` bound the LR whatever the policy says. Chained
-    with :func:`sharpness_cap` (``learning_rate`` the absolute LR, this transform's
+    with :func:`sharpness_cap` (``schedule`` the absolute LR, this transform's
     ``max_value <= 1``) the applied LR, the product read by :func:`current_lr`, never exceeds
     the cap.
 
