@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxlr._src.validate import Checker
+from jaxlr._src.validate import Checker, key_data
 from jaxlr.sweep import _checkpoint, _engine
 from jaxlr.sweep._carry import Carry
 from jaxlr.sweep._configs import leaf_name, size, unwrap
@@ -106,14 +106,14 @@ class PopulationResult(SweepResult):
 
 
 def _check_key(c: Checker, key: Any) -> jax.Array:
-    if not isinstance(key, jax.Array) or not (
-        jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-        or (key.dtype == jnp.uint32 and key.shape == (2,))
-    ):
-        c.fail(f"key must be a PRNG key (jax.random.key(seed)), got key={key!r}")
-    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.wrap_key_data(key)
-    return key
+    """A typed PRNG key: a typed key as given, raw key data (``PRNGKey``) wrapped; anything else
+    refused by the one key check (``validate.key_data``)."""
+    data = key_data(c.fn, key)
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    if data.shape != (2,):
+        c.fail(f"raw key data of {data.shape[0]} words: pass a typed key (jax.random.key)")
+    return jax.random.wrap_key_data(data)
 
 
 def _check_state(fn: str, before: Any, after: Any) -> None:
