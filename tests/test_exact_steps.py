@@ -517,3 +517,128 @@ def test_a_traced_negative_length_is_a_jump_at_the_start():
             want = float(t >= 10) if length <= 0 else min(max((t - 10) / length, 0.0), 1.0)
             got = float(st.progress(jnp.int32(t), 10.0, length))
             assert got == pytest.approx(want), (length, t)
+
+
+# Boundaries and periods a law builds from several counts (issue 22, review item 1): each count
+# is float32-exact, their sum or difference is not (2**25 + 3), and the phase must still start on
+# its exact step. References: Python integers from the constructors' arguments.
+_U, _D = 3, 2**25  # a cycle of 2**25 + 3 steps
+_L = _U + _D
+
+
+def _wsd_ref(t, total, warmup, decay):
+    if t < warmup:
+        return t / warmup
+    start = total - decay
+    return 1.0 if t < start else 1.0 - min(t - start, decay) / decay
+
+
+SUM_CASES = {
+    "cyclic": (
+        S.cyclic(init_value=0.0, peak_value=1.0, up_steps=_U, down_steps=_D),
+        [k * _L + j for k in (1, 5, 60) for j in (-1, 0, 1, 2, 3, 4)],
+        lambda t: _tri(t, _U, _D),
+    ),
+    "cyclic_long_up": (
+        S.cyclic(init_value=0.0, peak_value=1.0, up_steps=_D, down_steps=_U),
+        [k * _L + j for k in (1, 5) for j in (-3, -2, -1, 0, 1)],
+        lambda t: _tri(t, _D, _U),
+    ),
+    "torch.CyclicLR": (
+        T.CyclicLR(
+            base_lr=0.0, max_lr=1.0, step_size_up=_U, step_size_down=_D, cycle_momentum=False
+        ),
+        [k * _L + j for k in (1, 5, 60) for j in (-1, 0, 1, 2, 3, 4)],
+        lambda t: _tri(t, _U, _D),
+    ),
+    "torch.CyclicLR_triangular2": (
+        T.CyclicLR(
+            base_lr=0.0,
+            max_lr=1.0,
+            step_size_up=_U,
+            step_size_down=_D,
+            mode="triangular2",
+            cycle_momentum=False,
+        ),
+        [k * _L + j for k in (1, 5) for j in (-1, 0, 1, 2, 3)],
+        lambda t: _tri(t, _U, _D) * 0.5 ** (t // _L),
+    ),
+    "wsd": (
+        S.wsd(peak_value=1.0, total_steps=2**25 + 8, warmup_steps=3, decay_steps=5),
+        [2**25 + k for k in range(2, 10)],
+        lambda t: _wsd_ref(t, 2**25 + 8, 3, 5),
+    ),
+    "wsd_no_warmup": (
+        S.wsd(peak_value=1.0, total_steps=2**25 + 4, warmup_steps=0, decay_steps=3),
+        [2**25 + k for k in range(-1, 6)],
+        lambda t: _wsd_ref(t, 2**25 + 4, 0, 3),
+    ),
+    "infinite": (
+        S.infinite(
+            peak_value=1.0,
+            constant_value=0.5,
+            total_steps=2**25 + 8,
+            warmup_steps=1,
+            cooldown_steps=1,
+            decay_steps=5,
+        ),
+        [2**25 + k for k in range(2, 10)],
+        lambda t: 0.5 * (1.0 - min(max(t - (2**25 + 3), 0), 5) / 5),
+    ),
+    "transformers.get_wsd_schedule": (
+        H.get_wsd_schedule(
+            num_warmup_steps=3,
+            num_stable_steps=2**25,
+            num_decay_steps=4,
+            decay_type="linear",
+            lr=1.0,
+        ),
+        [2**25 + k for k in range(2, 9)],
+        lambda t: 1.0 - min(max(t - (2**25 + 3), 0), 4) / 4,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUM_CASES))
+def test_boundaries_built_from_several_counts_are_exact(name):
+    s, ts, ref = SUM_CASES[name]
+    want = np.array([ref(t) for t in ts])
+    assert max(ts) <= INT32_MAX
+    got = np.array([float(s(t)) for t in ts])
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7, err_msg=f"{name} (Python ints)")
+    traced = np.asarray(jax.jit(lambda t: s(t))(jnp.asarray(ts, jnp.int32)))
+    np.testing.assert_allclose(traced, want, rtol=2e-6, atol=1e-7, err_msg=f"{name} (int32)")
+
+
+def test_a_sum_of_counts_is_added_in_integers_when_whole():
+    t = jnp.asarray([2**25 + 2, 2**25 + 3, 2**25 + 4], jnp.int32)
+    b = st.Sum(jnp.float32(2**25), 3.0)
+    assert np.asarray(st.reached(t, b)).tolist() == [False, True, True]
+    assert np.asarray(st.passed(t, b)).tolist() == [False, False, True]
+    assert np.asarray(st.elapsed(t, b)).tolist() == [-1.0, 0.0, 1.0]
+    assert np.asarray(st.shift(t, b)).tolist() == [-1, 0, 1]
+    q, r = st.divide(jnp.int32(7 * (2**25 + 3) + 2), b)
+    assert (float(q), float(r)) == (7.0, 2.0)
+    assert float(st.floor_div(jnp.int32(7 * (2**25 + 3) - 1), b)) == 6.0
+    # a part that is not whole: the float sum (ceil for reached, as for one count)
+    assert np.asarray(st.reached(jnp.asarray([3, 4], jnp.int32), st.Sum(1.5, 2.0))).tolist() == [
+        False,
+        True,
+    ]
+    # saturates instead of wrapping past int32
+    assert not bool(st.reached(jnp.int32(INT32_MAX), st.Sum(2.0**30 * 1.5, 2.0**30 * 1.5)))
+    # gradients flow into every part
+    g = jax.grad(lambda a, d: st.elapsed(jnp.int32(2**25 + 9), st.Sum(a, -d)), argnums=(0, 1))
+    assert [float(x) for x in g(jnp.float32(2**25 + 8), jnp.float32(5.0))] == [-1.0, 1.0]
+
+
+def test_a_derived_stable_length_is_not_rounded_to_float32():
+    # T - W - D = 2**25 + 1, which float32 cannot hold: refused, never rounded silently
+    with pytest.raises(ValueError, match="num_stable_steps"):
+        H.get_wsd_schedule(
+            num_warmup_steps=3, num_decay_steps=0, num_training_steps=2**25 + 4, lr=1.0
+        )
+    s = H.get_wsd_schedule(
+        num_warmup_steps=3, num_decay_steps=5, num_training_steps=2**25 + 8, lr=1.0
+    )
+    assert float(s.num_stable_steps) == 2**25
