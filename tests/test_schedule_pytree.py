@@ -275,3 +275,63 @@ def test_a_class_without_a_name_is_no_config():
 
         class Named(S.Schedule, name="test_named_field"):
             name: str = "x"
+
+
+def _with_init_only():
+    from jaxlr.compat import torch as T
+    from jaxlr.compat import transformers as H
+
+    return {
+        "wsd": S.wsd(peak_value=1.0, total_steps=100, warmup_steps=10, decay_fraction=0.2),
+        "torch.OneCycleLR": T.OneCycleLR(max_lr=1.0, epochs=4, steps_per_epoch=25),
+        "transformers.get_wsd_schedule": H.get_wsd_schedule(
+            num_warmup_steps=3, num_decay_steps=5, num_training_steps=100, lr=1.0
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_with_init_only()))
+def test_dataclasses_replace_works_with_init_only_arguments(name):
+    s = _with_init_only()[name]
+    first = dataclasses.fields(s)[0].name
+    value = np.asarray(getattr(s, first)) * 0.5
+    got = dataclasses.replace(s, **{first: value})
+    assert got == s.replace(**{first: value})
+    assert dataclasses.replace(s) == s
+    assert getattr(got, first) == np.float32(value)
+
+
+class _InitOnlyUser(S.Schedule, name="test_init_only_user", counts=()):
+    value: float = 0.0
+    double: dataclasses.InitVar[float | None] = None
+
+    def check(self, c, double):
+        if double is not None:
+            self._set("value", 2.0 * double)
+
+    def law(self, step):
+        return self.value + 0.0 * step
+
+
+class _RequiredInitOnly(S.Schedule, name="test_required_init_only", counts=()):
+    value: float = 0.0
+    half: dataclasses.InitVar[float]
+
+    def check(self, c, half):
+        self._set("value", 2.0 * half)
+
+    def law(self, step):
+        return self.value + 0.0 * step
+
+
+def test_dataclasses_replace_of_a_user_family_with_an_init_only_argument():
+    s = _InitOnlyUser(double=1.5)
+    assert float(s.value) == 3.0
+    assert float(dataclasses.replace(s, value=1.0).value) == 1.0
+    assert dataclasses.replace(s) == s
+    assert float(dataclasses.replace(s, double=2.0).value) == 4.0
+    # a required init-only argument has no value to carry: dataclasses says to pass it
+    r = _RequiredInitOnly(half=1.0)
+    with pytest.raises(ValueError, match="half"):
+        dataclasses.replace(r, value=1.0)
+    assert float(dataclasses.replace(r, half=2.0).value) == 4.0

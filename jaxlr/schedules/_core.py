@@ -162,10 +162,6 @@ class Schedule:
             raise TypeError(
                 f"{cls.__name__}: {taken} name the class's own attributes, not hyperparameters"
             )
-        for f in cls.__dataclass_fields__.values():
-            # an init-only argument's default would read as an attribute of every instance
-            if _init_only(f) and f.name in vars(cls):
-                delattr(cls, f.name)
         _check_arguments(cls)
         jax.tree_util.register_pytree_with_keys(
             cls, _flatten_with_keys, functools.partial(_unflatten, cls), _flatten
@@ -296,13 +292,6 @@ def _convert(cls: type[Schedule], name: str, value: Any) -> Any:
     if name in (cls.counts or ()):
         check_count(family, name, value)
     return leaf
-
-
-def _init_only(f: dataclasses.Field) -> bool:
-    """A ``dataclasses.InitVar`` pseudo-field (the annotation may be a string)."""
-    if isinstance(f.type, str):
-        return f.type.removeprefix("dataclasses.").startswith("InitVar[")
-    return isinstance(f.type, dataclasses.InitVar)
 
 
 def _check_arguments(cls: type[Schedule]) -> None:
