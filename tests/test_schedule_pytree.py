@@ -335,3 +335,22 @@ def test_dataclasses_replace_of_a_user_family_with_an_init_only_argument():
     with pytest.raises(ValueError, match="half"):
         dataclasses.replace(r, value=1.0)
     assert float(dataclasses.replace(r, half=2.0).value) == 4.0
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["to_config", "_arguments", "_static_fields", "_set", "replace", "hyperparameters", "law"],
+)
+def test_a_field_named_like_an_attribute_of_the_base_is_refused(field):
+    ns = {"__annotations__": {field: "float"}, field: 1.0}
+    with pytest.raises(TypeError, match=rf"\['{field}'\] name the class's own attributes"):
+        type("Clash", (S.Schedule,), ns, name=f"test_clash_{field}")
+    assert f"test_clash_{field}" not in S.names()
+
+
+def test_every_attribute_of_the_base_is_reserved():
+    # computed from the base's namespace: a new method of Schedule is reserved without a list
+    for attr in [a for a in vars(S.Schedule) if not a.startswith("__")]:
+        ns = {"__annotations__": {attr: "float"}, attr: 1.0}
+        with pytest.raises(TypeError, match="name the class's own attributes"):
+            type("Clash", (S.Schedule,), ns)

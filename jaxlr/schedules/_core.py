@@ -84,7 +84,6 @@ from jaxlr._src.validate import Checker, check_cast, check_count, concrete
 # name -> (class, public constructor).
 _REGISTRY: dict[str, tuple[type[Schedule], Callable[..., Schedule]]] = {}
 _OPTIONS = ("counts", "vectors", "raw", "renamed")
-_RESERVED = frozenset({"name", *_OPTIONS, "check", "law", "replace", "hyperparameters"})
 
 
 class Schedule:
@@ -132,6 +131,8 @@ class Schedule:
     vectors: ClassVar[frozenset[str]] = frozenset()
     raw: ClassVar[frozenset[str]] = frozenset()
     renamed: ClassVar[Mapping[str, str]] = {}
+    # the names of the fields that are structure (set per instance at construction)
+    _static_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(
         cls,
@@ -157,7 +158,9 @@ class Schedule:
                 v = frozenset(v)
             setattr(cls, k, v)
         dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)(cls)
-        taken = sorted(set(cls.__dataclass_fields__) & _RESERVED)
+        # every attribute of the base (methods, options, `_static_fields`) is taken: a field of
+        # that name would shadow it
+        taken = sorted(set(cls.__dataclass_fields__) & set(dir(Schedule)))
         if taken:
             raise TypeError(
                 f"{cls.__name__}: {taken} name the class's own attributes, not hyperparameters"
