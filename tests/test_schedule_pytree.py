@@ -354,3 +354,70 @@ def test_every_attribute_of_the_base_is_reserved():
         ns = {"__annotations__": {attr: "float"}, attr: 1.0}
         with pytest.raises(TypeError, match="name the class's own attributes"):
             type("Clash", (S.Schedule,), ns)
+
+
+class _StaticUser(S.Schedule, name="test_static_fields", counts=("total_steps",)):
+    """sum_{k < pieces} value * 0.5**k, flipped in sign by a required flag, times (1 + offset)."""
+
+    value: float
+    total_steps: float
+    pieces: int = dataclasses.field(metadata={"static": True})
+    negate: bool = dataclasses.field(metadata={"static": True})
+    offset: bool | None = dataclasses.field(default=None, metadata={"static": True})
+
+    def law(self, step):
+        out = sum(self.value * 0.5**k for k in range(self.pieces))  # a Python int: a loop
+        out = -out if self.negate else out
+        if self.offset is not None:
+            out = out * (2.0 if self.offset else 1.0)
+        return jnp.where(jaxlr.schedules.steps.reached(step, self.total_steps), 0.0, out)
+
+
+def _static_ref(value, pieces, negate, offset):
+    out = sum(value * 0.5**k for k in range(pieces)) * (-1 if negate else 1)
+    return out * (2.0 if offset else 1.0)
+
+
+def test_declared_static_fields_are_structure_under_jit_vmap_stack_and_configs():
+    a = _StaticUser(value=1.0, total_steps=10, pieces=3, negate=True)
+    assert float(a(0)) == _static_ref(1.0, 3, True, None) and float(a(10)) == 0.0
+    assert [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(a)] == [
+        ".value",
+        ".total_steps",
+    ]
+    assert a.pieces == 3 and type(a.pieces) is int and a.negate is True and a.offset is None
+    # jit: one trace across leaf values; a static change is another structure
+    traces = []
+
+    @jax.jit
+    def f(s, t):
+        traces.append(1)
+        return s(t)
+
+    assert float(f(a, 0)) == -1.75
+    assert float(f(a.replace(value=2.0), 0)) == -3.5
+    assert len(traces) == 1
+    b = a.replace(pieces=2, offset=True)
+    assert float(f(b, 0)) == _static_ref(1.0, 2, True, True)
+    assert len(traces) == 2
+    # stack and vmap members of one structure
+    members = [a.replace(value=v) for v in (1.0, 2.0, 4.0)]
+    stacked = jaxlr.sweep.stack(members)
+    got = jax.vmap(lambda s: s(0))(stacked)
+    np.testing.assert_allclose(got, [_static_ref(v, 3, True, None) for v in (1.0, 2.0, 4.0)])
+    # configs, parse, pickle keep the static values as Python values
+    for s in (a, b):
+        back = S.from_config(json.loads(json.dumps(s.to_config())))
+        assert back == s and type(back.pieces) is int and back.negate is s.negate
+        assert S.parse(repr(s)) == s
+        assert pickle.loads(pickle.dumps(s)) == s
+    # grad flows into the leaves, not the static fields
+    g = jax.grad(lambda s: s(0))(a)
+    assert float(g.value) == -1.75 and g.pieces == 3
+
+
+def test_a_declared_static_field_must_be_a_hashable_python_value():
+    with pytest.raises(ValueError, match="test_static_fields: pieces is a static field"):
+        _StaticUser(value=1.0, total_steps=10, pieces=jnp.asarray(3), negate=False)
+    with pytest.raises(ValueError, match="pieces is a static field"):
+        _StaticUser(value=1.0, total_steps=10, pieces=[3], negate=False)

@@ -26,10 +26,13 @@ dataclass, registers it as a pytree with honest keys and records its ``name`` fo
 - immutable: assignment raises; an edit builds a new value, validated (:meth:`Schedule.replace`
   runs the class again) or not (``jax.tree.map``), so no state that holds a schedule is ever
   changed behind its back;
-- structure is static: strings, flags (fields whose default is a bool) and callables
-  (``lr_lambda``) are the tree's auxiliary data; every number is an array leaf; an optional
-  argument not given (``None``) is an empty subtree, so schedules of one family and one set of
-  given arguments share one structure;
+- structure is static: strings, flags (fields whose default is a bool), callables
+  (``lr_lambda``) and fields declared static are the tree's auxiliary data; every other number
+  is an array leaf; an optional argument not given (``None``) is an empty subtree, so schedules
+  of one family and one set of given arguments share one structure. Declare a field static with
+  ``dataclasses.field(metadata={"static": True})`` when the law needs it as a Python value (a
+  required flag, a ``bool | None``, an ``int`` that sizes a loop): it is then never a leaf, must
+  be hashable, and a new value compiles anew;
 - equality by value (same class, same structure, equal leaves) and pickling (module-level
   classes).
 
@@ -124,6 +127,18 @@ class Schedule:
         >>> s = SqrtDecay(init_value=1.0)
         >>> float(s(3)), s, jaxlr.schedules.parse(repr(s)) == s
         (0.5, doc_sqrt_decay(init_value=1.0), True)
+
+        A field the law needs as a Python value (a required flag, an ``int`` that sizes a loop)
+        is declared static: structure, never a leaf.
+
+        >>> class Steps(jaxlr.schedules.Schedule, name="doc_static_steps", counts=()):
+        ...     init_value: float
+        ...     pieces: int = dataclasses.field(metadata={"static": True})
+        ...     def law(self, step):
+        ...         return self.init_value * sum(0.5 ** k for k in range(self.pieces)) + 0 * step
+        >>> s = Steps(init_value=1.0, pieces=3)
+        >>> float(s(0)), jax.tree.leaves(s), s.to_config()["args"]["pieces"]
+        (1.75, [Array(1., dtype=float32)], 3)
     """
 
     name: ClassVar[str | None] = None
@@ -194,6 +209,8 @@ class Schedule:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if _is_static(value, f):
+                if f.metadata.get("static", False):
+                    _check_static(cls, f.name, value)
                 static.append(f.name)
             elif value is not None:
                 object.__setattr__(self, f.name, _convert(cls, f.name, value))
@@ -270,12 +287,32 @@ _evaluate = jax.jit(lambda schedule, step: schedule.law(step))
 
 
 def _is_static(value: Any, field: dataclasses.Field) -> bool:
-    """Structure, not data: strings, flags (a field whose default is a bool) and plain callables
-    (not schedules). ``None`` (an optional argument not given) is an empty subtree, so it is data
-    like the value it stands for."""
+    """Structure, not data: a field declared static (``metadata={"static": True}``), strings,
+    flags (a field whose default is a bool) and plain callables (not schedules). Otherwise
+    ``None`` (an optional argument not given) is an empty subtree, so it is data like the value it
+    stands for."""
+    if field.metadata.get("static", False):
+        return True
     if isinstance(value, str) or (isinstance(value, bool) and isinstance(field.default, bool)):
         return True
     return callable(value) and not isinstance(value, (Schedule, jax.Array, np.ndarray))
+
+
+def _check_static(cls: type[Schedule], name: str, value: Any) -> None:
+    """A declared static field holds a hashable Python value (it is part of the tree's
+    structure, which ``jax.jit`` hashes and compares): not an array, not a tracer."""
+    family = (cls.name or cls.__name__).split(".", 1)[-1]
+    bad = isinstance(value, (jax.Array, np.ndarray, jax.core.Tracer))
+    if not bad:
+        try:
+            hash(value)
+        except TypeError:
+            bad = True
+    if bad:
+        raise ValueError(
+            f"{family}: {name} is a static field (structure, not data), so it must be a "
+            f"hashable Python value such as a bool, int or str, got {name}={value!r}"
+        )
 
 
 def _convert(cls: type[Schedule], name: str, value: Any) -> Any:
