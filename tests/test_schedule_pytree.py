@@ -421,3 +421,48 @@ def test_a_declared_static_field_must_be_a_hashable_python_value():
         _StaticUser(value=1.0, total_steps=10, pieces=jnp.asarray(3), negate=False)
     with pytest.raises(ValueError, match="pieces is a static field"):
         _StaticUser(value=1.0, total_steps=10, pieces=[3], negate=False)
+
+
+class _RawUser(
+    S.Schedule,
+    name="test_raw_fields",
+    counts=(),
+    vectors=("data", "words"),
+    raw={"data": None, "words": "uint32"},
+):
+    """value + 0 * step; ``data`` keeps its integer dtype, ``words`` is uint32."""
+
+    value: float
+    data: object = None
+    words: object = None
+
+    def law(self, step):
+        return self.value + 0.0 * step
+
+
+def test_raw_fields_keep_their_integer_dtype_through_configs_and_parse():
+    big = 2**32 - 1  # float32 would round it to 2**32
+    s = _RawUser(value=1.0, data=np.asarray([-3, 2**31 - 1], np.int32), words=[0, big, 7])
+    assert s.data.dtype == jnp.int32 and s.data.tolist() == [-3, 2**31 - 1]
+    assert s.words.dtype == jnp.uint32 and s.words.tolist() == [0, big, 7]
+    for back in (S.from_config(json.loads(json.dumps(s.to_config()))), S.parse(repr(s))):
+        assert back == s
+        assert back.data.dtype == jnp.int32 and back.data.tolist() == [-3, 2**31 - 1]
+        assert back.words.dtype == jnp.uint32 and back.words.tolist() == [0, big, 7]
+    # a typed PRNG key is stored as its key data
+    k = _RawUser(value=1.0, words=jax.random.key(3))
+    assert k.words.dtype == jnp.uint32
+    assert k.words.tolist() == jax.random.key_data(jax.random.key(3)).tolist()
+    # Python ints without a declared dtype: int32, exactly
+    p = _RawUser(value=1.0, data=[5, -6])
+    assert p.data.dtype == jnp.int32 and p.data.tolist() == [5, -6]
+    with pytest.raises(ValueError, match="test_raw_fields: words must hold integers that uint32"):
+        _RawUser(value=1.0, words=[-1, 2])
+    with pytest.raises(ValueError, match="data must hold integers that int32"):
+        _RawUser(value=1.0, data=[2**31])
+
+
+def test_noise_keeps_its_key_as_uint32_data():
+    s = S.noise(S.constant(value=1.0), key=jax.random.key(0), begin_steps=0, end_steps=10)
+    back = S.from_config(json.loads(json.dumps(s.to_config())))
+    assert back == s and back.key.dtype == jnp.uint32 and S.parse(repr(s)) == s

@@ -53,7 +53,10 @@ Class options (keywords of the class statement, inherited by subclasses):
   stair or cycle) with ``jaxlr._src.steps``, exact for every int32 step; without it
   (``None``, the default) the law receives float steps;
 - ``vectors``: the fields that may be arrays (knots, per-piece values); ``raw``: fields that
-  keep their integer dtype (PRNG key data);
+  keep an integer dtype instead of becoming floats (PRNG key data), either names (the dtype
+  given is kept; Python ints, as configs and ``parse`` give them, become int32) or a mapping
+  from names to dtypes (``raw={"key": "uint32"}``: every value is converted to it, exactly or
+  refused, so configs and ``parse`` restore it). A typed PRNG key is stored as its key data;
 - ``renamed``: old or peer argument names and their new spelling (a call with one raises
   ``TypeError`` saying what to write);
 - ``constructor``: the public constructor when it is not the class (a peer's function whose
@@ -144,7 +147,7 @@ class Schedule:
     name: ClassVar[str | None] = None
     counts: ClassVar[tuple[str, ...] | None] = None
     vectors: ClassVar[frozenset[str]] = frozenset()
-    raw: ClassVar[frozenset[str]] = frozenset()
+    raw: ClassVar[Mapping[str, np.dtype | None]] = {}
     renamed: ClassVar[Mapping[str, str]] = {}
     # the names of the fields that are structure (set per instance at construction)
     _static_fields: ClassVar[tuple[str, ...]] = ()
@@ -169,6 +172,12 @@ class Schedule:
                 v = None if v is None else tuple(v)
             elif k == "renamed":
                 v = dict(v)
+            elif k == "raw":
+                v = (
+                    {n: None if d is None else np.dtype(d) for n, d in v.items()}
+                    if isinstance(v, Mapping)
+                    else dict.fromkeys(v)
+                )
             else:
                 v = frozenset(v)
             setattr(cls, k, v)
@@ -319,10 +328,11 @@ def _convert(cls: type[Schedule], name: str, value: Any) -> Any:
     """One argument as a leaf (or a child), with the checks every family shares."""
     family = cls.name or cls.__name__
     with np.errstate(over="ignore"):  # an overflow is reported below, as an error
-        leaf = _leaf(value, raw=name in cls.raw)
+        leaf = _raw(family, name, value, cls.raw[name]) if name in cls.raw else _leaf(value)
     if isinstance(leaf, (Schedule, tuple)):
         return leaf
-    check_cast(family, name, value, leaf)
+    if jnp.issubdtype(jnp.result_type(leaf), jnp.floating):  # raw integers are not cast
+        check_cast(family, name, value, leaf)
     if name not in cls.vectors and np.ndim(leaf) != 0 and concrete(leaf) is not None:
         raise ValueError(
             f"{family}: {name} must be a scalar, got an array of shape {np.shape(leaf)}: "
@@ -488,21 +498,38 @@ def _peer_hint(arg: str) -> str | None:
     return None
 
 
-def _leaf(v: Any, *, raw: bool = False) -> Any:
+def _leaf(v: Any) -> Any:
     if isinstance(v, Schedule):
         return v
     if isinstance(v, (tuple, list)) and v and all(isinstance(x, Schedule) for x in v):
         return tuple(v)
-    dtype = getattr(v, "dtype", None)
-    if (
-        raw
-        and dtype is not None
-        and (
-            jnp.issubdtype(dtype, jnp.unsignedinteger) or jnp.issubdtype(dtype, jax.dtypes.prng_key)
-        )
-    ):
-        return v  # PRNG key data keeps its dtype
     return as_float(v)
+
+
+def _raw(family: str, name: str, v: Any, dtype: np.dtype | None) -> Any:
+    """A ``raw`` field's value: integers keep an integer dtype (``dtype`` when the class
+    declares one), a typed PRNG key becomes its key data; anything else is a float leaf."""
+    vdtype = getattr(v, "dtype", None)
+    if vdtype is not None and jnp.issubdtype(vdtype, jax.dtypes.prng_key):
+        v = jax.random.key_data(v)
+        vdtype = v.dtype
+    if isinstance(v, jax.core.Tracer):
+        ints = jnp.issubdtype(vdtype, jnp.integer)
+        return v.astype(dtype) if ints and dtype is not None else v if ints else as_float(v)
+    try:
+        a = concrete(v) if not isinstance(v, (str, bytes, bool)) else None
+    except OverflowError:  # a Python int past int64
+        raise ValueError(f"{family}: {name} must hold integers, got {name}={v!r}") from None
+    if a is None or a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        return _leaf(v)
+    target = dtype if dtype is not None else (vdtype if vdtype is not None else np.dtype(np.int32))
+    info = np.iinfo(target)
+    if a.size and (int(a.min()) < info.min or int(a.max()) > info.max):
+        raise ValueError(
+            f"{family}: {name} must hold integers that {np.dtype(target).name} holds, "
+            f"got {name}={a.tolist()!r}"
+        )
+    return jnp.asarray(a.astype(target))
 
 
 def names() -> list[str]:
