@@ -642,3 +642,16 @@ def test_a_derived_stable_length_is_not_rounded_to_float32():
         num_warmup_steps=3, num_decay_steps=5, num_training_steps=2**25 + 8, lr=1.0
     )
     assert float(s.num_stable_steps) == 2**25
+
+
+@pytest.mark.parametrize("begin, period", [(3.5, 2.5), (3.5, 2.0), (0.25, 3.0), (3.0, 2.5)])
+def test_staircase_stairs_from_a_start_that_is_not_whole_follow_the_formula(begin, period):
+    s = S.exponential(
+        init_value=1.0, decay_rate=0.5, period_steps=period, begin_steps=begin, staircase=True
+    )
+    ts = list(range(0, 16))
+    want = [0.5 ** math.floor(max(t - begin, 0.0) / period) for t in ts]
+    assert [float(s(t)) for t in ts] == want  # Python ints
+    assert [float(s(float(t))) for t in ts] == want  # floats
+    got = jax.jit(lambda t: s(t))(jnp.asarray(ts, jnp.int32))
+    assert np.asarray(got).tolist() == want

@@ -373,24 +373,48 @@ def _float_period(p: ArrayLike | Sum) -> tuple[jax.Array, jax.Array]:
     return p, jnp.where(p > tiny, p, tiny)
 
 
-def floor_div(step: jax.Array, p: ArrayLike | Sum, *, nonnegative: bool = False) -> jax.Array:
-    """``floor(step / p)`` as a float: which stair, which epoch.
+def floor_div(
+    step: jax.Array,
+    p: ArrayLike | Sum,
+    *,
+    start: ArrayLike | None = None,
+    nonnegative: bool = False,
+) -> jax.Array:
+    """``floor(step / p)`` as a float: which stair, which epoch; with ``start``,
+    ``floor(max(step - start, 0) / p)`` (stairs counted from ``start``, 0 before it).
 
-    Exact for an integer step >= 0 and a whole ``p >= 1`` (unsigned integer division); floats
-    otherwise. A traced ``p <= 0`` is clamped to the smallest positive float, and the quotient
-    saturates at the largest finite float. ``nonnegative=True`` says the caller knows
-    ``step >= 0`` (a step from :func:`shift_from`), which saves the test.
+    Exact for an integer step >= 0 and a whole ``p >= 1`` (unsigned integer division), and with
+    ``start`` a whole ``start`` (a start that is not whole uses floats: the stair of step 6 from
+    3.5 in periods of 2.5 is 1); floats otherwise. A traced ``p <= 0`` is clamped to the
+    smallest positive float, and the quotient saturates at the largest finite float.
+    ``nonnegative=True`` says the caller knows ``step >= 0`` (a step from :func:`shift_from`),
+    which saves the test.
 
     Examples:
         >>> import jax.numpy as jnp
         >>> from jaxlr.schedules.steps import floor_div
         >>> float(floor_div(jnp.int32(2**30), jnp.float32(2**30 + 128)))  # float32 floats: 1
         0.0
+        >>> float(floor_div(jnp.int32(6), 2.5, start=3.5)), float(floor_div(6.0, 2.5, start=3.5))
+        (1.0, 1.0)
     """
     pf, safe = _float_period(p)
-    q = saturate(jnp.floor(to_float(step).astype(pf.dtype) / safe))
+    whole = None
+    if start is None:
+        t = to_float(step).astype(pf.dtype)
+    elif not is_int(step):
+        t = jnp.maximum(step - start, 0)
+    else:
+        start = jnp.asarray(start, pf.dtype)
+        f, fi = _whole(start, step.dtype, jnp.floor)
+        d = step - fi  # the exact count from a whole start (not used otherwise)
+        t = jnp.maximum(d.astype(pf.dtype) - (start - f), 0)
+        whole = f == start
+        step, nonnegative = jnp.maximum(d, 0), True
+    q = saturate(jnp.floor(t / safe))
     if is_int(step):
         ok, su, pu = _unsigned(step, p if isinstance(p, Sum) else pf, nonnegative=nonnegative)
+        ok = ok if whole is None else ok & whole
         q = jnp.where(ok, (su // pu).astype(pf.dtype), q)
     return q
 

@@ -182,8 +182,8 @@ polynomial = Polynomial
 def _exponent(step, begin_steps, period_steps, staircase):
     """``max(step - B, 0) / P`` (floored exactly if staircase); a traced period <= 0 is clamped
     to the smallest positive normal float, and the count saturates at the largest finite float."""
-    if staircase:  # which stair: exact for integer steps and periods
-        return steps.floor_div(steps.shift_from(step, begin_steps), period_steps, nonnegative=True)
+    if staircase:  # which stair: exact for integer steps, a whole period and a whole start
+        return steps.floor_div(step, period_steps, start=begin_steps)
     e = jnp.maximum(elapsed(step, begin_steps), 0.0)
     big = jnp.finfo(e.dtype).max
     return jnp.minimum(e / at_least(period_steps, tiny(e)), big)
