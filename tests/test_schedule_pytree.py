@@ -466,3 +466,19 @@ def test_noise_keeps_its_key_as_uint32_data():
     s = S.noise(S.constant(value=1.0), key=jax.random.key(0), begin_steps=0, end_steps=10)
     back = S.from_config(json.loads(json.dumps(s.to_config())))
     assert back == s and back.key.dtype == jnp.uint32 and S.parse(repr(s)) == s
+
+
+def test_an_unnamed_subclass_of_a_family_is_not_that_family():
+    class MyCosine(S.cosine):
+        pass
+
+    m = MyCosine(init_value=1.0, total_steps=10)
+    assert m.name is None and S.cosine.name == "cosine"
+    assert repr(m).startswith("MyCosine(init_value=1.0, total_steps=10.0")
+    assert float(m(5)) == float(S.cosine(init_value=1.0, total_steps=10)(5))
+    with pytest.raises(ValueError, match="MyCosine has no name of its own"):
+        m.to_config()
+    with pytest.raises(ValueError, match="MyCosine"):
+        S.parse(repr(m))
+    with pytest.raises(ValueError, match="MyCosine: total_steps must be >= 0"):
+        MyCosine(init_value=1.0, total_steps=-1)

@@ -163,10 +163,11 @@ class Schedule:
         if unknown:
             raise TypeError(f"{cls.__name__}: unknown class options {sorted(unknown)}")
         super().__init_subclass__()
-        if name is not None:
-            if name in _REGISTRY:
-                raise ValueError(f"{cls.__name__}: schedule name {name!r} is already taken")
-            cls.name = name
+        if name is not None and name in _REGISTRY:
+            raise ValueError(f"{cls.__name__}: schedule name {name!r} is already taken")
+        # a subclass without a name of its own is not its parent: repr shows its class name,
+        # configs and parse refuse it (it is not registered)
+        cls.name = name
         for k, v in options.items():
             if k == "counts":
                 v = None if v is None else tuple(v)
@@ -233,7 +234,10 @@ class Schedule:
             or isinstance(step, (str, bytes, complex))
             or (dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating))
         ):
-            raise TypeError(f"{self.name}: step must be a real number or array, got {step!r}")
+            raise TypeError(
+                f"{self.name or type(self).__name__}: step must be a real number or array, "
+                f"got {step!r}"
+            )
         t = steps.as_step(step)
         if type(self).counts is None:  # a law written for float steps
             return self.law(steps.to_float(t))
