@@ -482,3 +482,36 @@ def test_an_unnamed_subclass_of_a_family_is_not_that_family():
         S.parse(repr(m))
     with pytest.raises(ValueError, match="MyCosine: total_steps must be >= 0"):
         MyCosine(init_value=1.0, total_steps=-1)
+
+
+_RERUN = """
+import jaxlr
+
+class Rerun(jaxlr.schedules.Schedule, name="test_rerun_family", counts=()):
+    value: float
+
+    def law(self, step):
+        return VERSION * self.value + 0.0 * jaxlr.schedules.steps.to_float(step)
+"""
+
+
+def test_running_a_class_statement_again_replaces_its_registration(monkeypatch):
+    import sys
+    import types
+
+    module = types.ModuleType("test_rerun_module")
+    monkeypatch.setitem(sys.modules, "test_rerun_module", module)
+    for version in (1.0, 2.0):  # a notebook cell run twice, importlib.reload
+        module.VERSION = version
+        exec(_RERUN, module.__dict__)
+        cls = module.Rerun
+        assert S.constructor("test_rerun_family") is cls
+        s = S.from_config({"name": "test_rerun_family", "args": {"value": 1.0}})
+        assert type(s) is cls and float(s(0)) == version
+    # another class (another module or qualname) may not take the name
+    with pytest.raises(ValueError, match="already taken by test_rerun_module.Rerun"):
+
+        class Rerun(S.Schedule, name="test_rerun_family", counts=()):
+            value: float
+
+    assert S.constructor("test_rerun_family") is module.Rerun

@@ -164,7 +164,14 @@ class Schedule:
             raise TypeError(f"{cls.__name__}: unknown class options {sorted(unknown)}")
         super().__init_subclass__()
         if name is not None and name in _REGISTRY:
-            raise ValueError(f"{cls.__name__}: schedule name {name!r} is already taken")
+            old = _REGISTRY[name][0]
+            # the same class statement run again (a notebook cell, importlib.reload) replaces
+            # its entry; another class may not take the name
+            if (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise ValueError(
+                    f"{cls.__name__}: schedule name {name!r} is already taken by "
+                    f"{old.__module__}.{old.__qualname__}"
+                )
         # a subclass without a name of its own is not its parent: repr shows its class name,
         # configs and parse refuse it (it is not registered)
         cls.name = name
