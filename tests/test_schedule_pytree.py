@@ -222,8 +222,10 @@ def test_a_user_family_is_a_family():
         _HoldThenHalve(value=[1.0, 2.0])
     with pytest.raises(ValueError, match="value overflows float32"):
         _HoldThenHalve(value=1e39)
-    with pytest.raises(TypeError, match=r"unexpected argument\(s\) \['lr'\].*init_value"):
-        _HoldThenHalve(value=1.0, lr=0.1)  # a peer's name gets jaxlr's hint
+    with pytest.raises(TypeError, match=r"unexpected argument\(s\) \['lr'\]") as e:
+        _HoldThenHalve(value=1.0, lr=0.1)
+    # no peer hint naming an argument this family does not have (init_value is not one)
+    assert "init_value" not in str(e.value) and "torch's name" not in str(e.value)
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.value = 1.0
 
@@ -515,3 +517,32 @@ def test_running_a_class_statement_again_replaces_its_registration(monkeypatch):
             value: float
 
     assert S.constructor("test_rerun_family") is module.Rerun
+
+
+class _PeerNamed(S.Schedule, name="test_peer_named", counts=("total_steps",)):
+    init_value: float
+    total_steps: float
+
+    def law(self, step):
+        return self.init_value + 0.0 * jaxlr.schedules.steps.to_float(step)
+
+
+def test_peer_hints_name_only_arguments_the_family_has():
+    # a user family with total_steps: the hint for torch's T_max names it
+    with pytest.raises(TypeError, match="T_max is torch's name; jaxlr calls it total_steps"):
+        _PeerNamed(init_value=0.1, T_max=10)
+    # a sentence about built-in families (lr) is not given for a user family
+    with pytest.raises(TypeError) as e:
+        _PeerNamed(lr=0.1, total_steps=10)
+    assert "'s name" not in str(e.value)
+    # a user family without it: no hint, and no sentence about built-in families
+    for bad in ("lr", "alpha", "T_max"):
+        with pytest.raises(TypeError) as e:
+            _HoldThenHalve(value=1.0, **{bad: 0.1})
+        assert "'s name" not in str(e.value), (bad, str(e.value))
+    # a built-in family without the named argument: no hint pointing at it
+    with pytest.raises(TypeError) as e:
+        S.constant(value=1.0, T_max=10)
+    assert "total_steps" not in str(e.value)
+    with pytest.raises(TypeError, match="T_max is torch's name; jaxlr calls it total_steps"):
+        S.cosine(init_value=1.0, T_max=10)

@@ -368,7 +368,9 @@ def _check_arguments(cls: type[Schedule]) -> None:
             raise TypeError(f"{family}: argument {old!r} is now {cls.renamed[old]!r}")
         unknown = [k for k in kwargs if k not in params or k == "self"]
         if unknown:
-            hints = [] if "." in family else [h for h in map(_peer_hint, unknown) if h]
+            builtin = cls.__module__.startswith("jaxlr.")
+            hints = [] if "." in family else [_peer_hint(k, params, builtin) for k in unknown]
+            hints = [h for h in hints if h]
             raise TypeError(
                 f"{family}: unexpected argument(s) {unknown}; it takes "
                 f"{[p for p in params if p != 'self']}" + "".join(f"; {h}" for h in hints)
@@ -493,19 +495,25 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
     }
 
 
-def _peer_hint(arg: str) -> str | None:
-    native = PEER_NAMES.get(arg)
-    if native is not None:
-        peers = "/".join(PEER_MODULES.get(arg, ())) or "a peer library"
+def _peer_hint(arg: str, params: Any, builtin: bool) -> str | None:
+    """The hint for a peer library's argument name: one that names jaxlr's spelling only when
+    the family has that argument (``params``), a sentence only for jaxlr's own families (it
+    speaks of them)."""
+    for table, peers_of in ((PEER_NAMES, PEER_MODULES), (OPTAX_NAMES, None)):
+        native = table.get(arg)
+        if native is None:
+            continue
+        if native.isidentifier() and native not in params:
+            return None
+        if not native.isidentifier() and not builtin:
+            return None
         what = f"jaxlr calls it {native}" if native.isidentifier() else native.rstrip(".")
-        compat = " or ".join(f"jaxlr.compat.{m}" for m in PEER_MODULES.get(arg, ()))
+        if peers_of is None:
+            return f"{arg} is Optax's name; {what}"
+        peers = "/".join(peers_of.get(arg, ())) or "a peer library"
+        compat = " or ".join(f"jaxlr.compat.{m}" for m in peers_of.get(arg, ()))
         tail = f" (or use {compat}, which takes {peers}'s arguments)" if compat else ""
         return f"{arg} is {peers}'s name; {what}{tail}"
-    native = OPTAX_NAMES.get(arg)
-    if native is not None:
-        return f"{arg} is Optax's name; " + (
-            f"jaxlr calls it {native}" if native.isidentifier() else native.rstrip(".")
-        )
     return None
 
 
