@@ -655,3 +655,32 @@ def test_staircase_stairs_from_a_start_that_is_not_whole_follow_the_formula(begi
     assert [float(s(float(t))) for t in ts] == want  # floats
     got = jax.jit(lambda t: s(t))(jnp.asarray(ts, jnp.int32))
     assert np.asarray(got).tolist() == want
+
+
+def test_a_traced_infinite_period_gives_finite_values_not_nan():
+    t = jnp.asarray([0, 5, 2**30], jnp.int32)
+    tf = t.astype(jnp.float32)
+    inf = jnp.float32(jnp.inf)
+    for step in (t, tf):
+        q, r = jax.jit(st.divide)(step, inf)  # never a period: quotient 0, the step itself
+        assert np.asarray(q).tolist() == [0.0, 0.0, 0.0]
+        assert np.asarray(r).tolist() == np.asarray(tf).tolist()
+        i, u, _ = jax.jit(st.restart_cycle)(step, inf, 2.0)
+        assert np.asarray(i).tolist() == [0.0, 0.0, 0.0]
+        assert np.asarray(u).tolist() == np.asarray(tf).tolist()
+        within, _ = jax.jit(st.cycle_position)(step, 0.0, inf, 3.0)
+        assert np.asarray(within).tolist() == (3 * np.asarray(tf)).tolist()
+    # the families: as step/exponential with an infinite period, the first period never ends
+    ref = [float(S.step(init_value=1.0, period_steps=2.0**100, decay_rate=0.5)(x)) for x in t]
+    for build in (
+        lambda p: S.sgdr(peak_value=1.0, period_steps=p),
+        lambda p: S.step(init_value=1.0, period_steps=p, decay_rate=0.5),
+        lambda p: S.exponential(init_value=1.0, decay_rate=0.5, period_steps=p, staircase=True),
+        lambda p: T.CosineAnnealingWarmRestarts(T_0=p, lr=1.0),
+    ):
+        got = jax.jit(lambda p: build(p)(t))(inf)
+        assert np.asarray(got).tolist() == ref
+        g = jax.grad(lambda p: build(p)(t).sum())(inf)
+        assert np.isfinite(np.asarray(g)).all()
+    g = jax.grad(lambda p: st.divide(t, p)[1].sum())(inf)
+    assert np.isfinite(np.asarray(g))

@@ -370,7 +370,10 @@ def _float_period(p: ArrayLike | Sum) -> tuple[jax.Array, jax.Array]:
     if not jnp.issubdtype(p.dtype, jnp.floating):
         p = p.astype(float_dtype())
     tiny = np.asarray(jnp.finfo(p.dtype).tiny, p.dtype)
-    return p, jnp.where(p > tiny, p, tiny)
+    # an infinite period (a traced one: "never") is the largest finite float, so that the
+    # derivative terms stay finite (inf - inf would be NaN) and the quotient is 0
+    big = np.asarray(jnp.finfo(p.dtype).max, p.dtype)
+    return p, jnp.where(p > tiny, jnp.minimum(p, big), tiny)
 
 
 def floor_div(
@@ -386,7 +389,8 @@ def floor_div(
     Exact for an integer step >= 0 and a whole ``p >= 1`` (unsigned integer division), and with
     ``start`` a whole ``start`` (a start that is not whole uses floats: the stair of step 6 from
     3.5 in periods of 2.5 is 1); floats otherwise. A traced ``p <= 0`` is clamped to the
-    smallest positive float, and the quotient saturates at the largest finite float.
+    smallest positive float, an infinite one to the largest finite float, and the quotient
+    saturates at the largest finite float.
     ``nonnegative=True`` says the caller knows ``step >= 0`` (a step from :func:`shift_from`),
     which saves the test.
 
@@ -424,8 +428,9 @@ def divide(step: jax.Array, p: ArrayLike | Sum) -> tuple[jax.Array, jax.Array]:
 
     Exact for an integer step >= 0 and a whole period ``p >= 1`` (unsigned integer division);
     otherwise floats (the remainder by ``fmod``, exact; the quotient as close as floats allow).
-    A traced ``p <= 0`` is clamped to the smallest positive float and ``q`` saturates at the
-    largest finite float. ``dr/dstep = 1``, ``dr/dp = -q``.
+    A traced ``p <= 0`` is clamped to the smallest positive float, an infinite one to the
+    largest finite float (the first period never ends; values and gradients stay finite), and
+    ``q`` saturates at the largest finite float. ``dr/dstep = 1``, ``dr/dp = -q``.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -528,7 +533,8 @@ def restart_cycle(
     whole number in :math:`[2, 2^{16})` while :math:`m^i < 2^{32}` (every cycle for ``m`` = 2
     or 3; the cycle starts :math:`S_i = (m^i - 1)/(m - 1)` in units of ``first``, in unsigned
     integers); floats otherwise. A step before 0 is in cycle 0 (``u`` is the step). A traced
-    ``first <= 0`` is clamped to the smallest positive float; ``mult`` in (0, 1) shrinks the
+    ``first <= 0`` is clamped to the smallest positive float (an infinite one to the
+    largest finite float); ``mult`` in (0, 1) shrinks the
     periods (as Keras allows).
 
     Examples:
@@ -545,7 +551,7 @@ def restart_cycle(
     mult = jnp.asarray(mult, dtype)
     tiny = jnp.finfo(dtype).tiny
     big = jnp.finfo(dtype).max
-    first = jnp.where(first > tiny, first, tiny)
+    first = jnp.where(first > tiny, jnp.minimum(first, big), tiny)  # inf: the largest float
     flat = jnp.abs(mult - 1.0) < 1e-6
     m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite when mult == 1
     t = to_float(step).astype(dtype)
@@ -619,6 +625,7 @@ def cycle_position(step: jax.Array, start: ArrayLike, end: ArrayLike, cycles: Ar
     start = jnp.asarray(start, float_dtype())
     length = jnp.maximum(end - start, 1.0)
     dtype = length.dtype
+    length = jnp.minimum(length, jnp.finfo(dtype).max)  # an infinite end: the largest float
     e = elapsed(step, start)
     x = cycles * e
     k = jnp.floor(sg(x) / sg(length))
