@@ -546,3 +546,20 @@ def test_peer_hints_name_only_arguments_the_family_has():
     assert "total_steps" not in str(e.value)
     with pytest.raises(TypeError, match="T_max is torch's name; jaxlr calls it total_steps"):
         S.cosine(init_value=1.0, T_max=10)
+
+
+def test_stacked_schedules_show_their_shape_and_have_no_config():
+    members = [S.piecewise_interpolate(boundaries=[0, 10], values=[v, v / 2]) for v in (1.0, 2.0)]
+    stacked = jaxlr.sweep.stack(members)
+    assert np.shape(stacked.values) == (2, 2)
+    assert "values=[[1.0, 0.5], [2.0, 1.0]]" in repr(stacked)
+    with pytest.raises(ValueError, match=r"boundaries has shape \(2, 2\).*stacked schedule"):
+        stacked.to_config()
+    scalars = jaxlr.sweep.stack([S.constant(value=v) for v in (0.1, 0.2)])
+    assert repr(scalars) == "constant(value=[0.1, 0.2])"
+    with pytest.raises(ValueError, match=r"value has shape \(2,\).*stacked schedule"):
+        S.to_config(scalars)
+    # each member still round-trips
+    for i, m in enumerate(members):
+        one = jax.tree.map(lambda x: x[i], stacked)
+        assert S.from_config(one.to_config()) == m

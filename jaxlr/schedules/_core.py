@@ -275,7 +275,8 @@ class Schedule:
         return type(self)(**{**self.hyperparameters, **changes})
 
     def to_config(self) -> dict[str, Any]:
-        """A JSON-able dict that :func:`jaxlr.schedules.from_config` reads back to an equal one."""
+        """A JSON-able dict that :func:`jaxlr.schedules.from_config` reads back to an equal one
+        (a stacked schedule has none: :func:`to_config` raises ``ValueError``)."""
         return to_config(self)
 
     def __repr__(self) -> str:
@@ -426,8 +427,16 @@ def _show(v: Any) -> str:
         return f"<traced {v.dtype}{list(v.shape)}>"
     if isinstance(v, (jax.Array, np.ndarray)):
         a = np.asarray(v)  # str() of a numpy scalar is the shortest repr that round-trips
-        return _number(a[()]) if a.ndim == 0 else "[" + ", ".join(map(_number, a.ravel())) + "]"
+        return _nested(a)
     return repr(v)
+
+
+def _nested(a: np.ndarray) -> str:
+    """An array as nested lists of its numbers, so its shape shows (a stacked (2, 2) leaf is
+    ``[[1.0, 2.0], [3.0, 4.0]]``)."""
+    if a.ndim == 0:
+        return _number(a[()])
+    return "[" + ", ".join(_nested(x) for x in a) + "]"
 
 
 def _number(x: Any) -> str:
@@ -458,7 +467,9 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
 
     Raises:
         ValueError: ``schedule`` is not a schedule, has a traced leaf or a callable argument
-            (``LambdaLR``'s ``lr_lambda`` cannot be written as JSON).
+            (``LambdaLR``'s ``lr_lambda`` cannot be written as JSON), or is stacked (leaves
+            with a member axis, from ``jaxlr.sweep.stack``): a config describes one schedule,
+            so write each member's config instead.
 
     Examples:
         >>> import json, jaxlr
@@ -482,6 +493,13 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
         if isinstance(v, jax.core.Tracer):
             raise ValueError(f"to_config: {schedule.name} has a traced hyperparameter {k}")
         if isinstance(v, (jax.Array, np.ndarray)):
+            ndim = np.ndim(v)
+            if ndim > (1 if k in type(schedule).vectors else 0):
+                raise ValueError(
+                    f"to_config: {schedule.name}'s {k} has shape {np.shape(v)}, more axes than "
+                    f"one schedule's {k}: a stacked schedule (jaxlr.sweep.stack, jax.vmap) has "
+                    f"no config; write each member's (jax.tree.map(lambda x: x[i], stacked))"
+                )
             return _plain(np.asarray(v))
         if callable(v):
             raise ValueError(
