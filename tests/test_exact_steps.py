@@ -684,3 +684,24 @@ def test_a_traced_infinite_period_gives_finite_values_not_nan():
         assert np.isfinite(np.asarray(g)).all()
     g = jax.grad(lambda p: st.divide(t, p)[1].sum())(inf)
     assert np.isfinite(np.asarray(g))
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 5, 7, 8, 10, 16, 100, 1000, 2**15, 2**16 - 1])
+def test_restart_cycles_are_exact_at_every_cycle_start_below_2_31(m):
+    # the documented range: whole first >= 1, whole mult in [2, 2^16), int32 steps >= 0;
+    # sgdr(period_steps=1, period_mult=4) at 1431655764 is cycle 15's last step, not cycle 16
+    f = jax.jit(lambda t, first, mult: st.restart_cycle(t, first, mult)[:2])
+    for first in (1, 3, 7, 100):
+        starts, s, i = [], 0, 0
+        while s < 2**31:
+            starts.append(s)
+            s, i = s + first * m**i, i + 1
+        ts = sorted({x for s in starts for x in (s - 1, s, s + 1) if 0 <= x < 2**31} | {INT32_MAX})
+        want_i = [max(k for k, s in enumerate(starts) if s <= t) for t in ts]
+        want_u = [t - starts[k] for t, k in zip(ts, want_i)]
+        got_i, got_u = f(jnp.asarray(ts, jnp.int32), jnp.float32(first), jnp.float32(m))
+        assert np.asarray(got_i).tolist() == want_i, (m, first)
+        assert np.asarray(got_u).tolist() == np.float32(want_u).tolist(), (m, first)
+    s = S.sgdr(peak_value=1.0, period_steps=1, period_mult=4)
+    got = float(jax.jit(lambda t: s(t))(jnp.int32(1431655764)))
+    assert got == pytest.approx(_cos(4**15 - 1, 4**15), abs=1e-6)

@@ -529,13 +529,14 @@ def restart_cycle(
 
     Returns ``(i, u, length)`` as floats: the cycle index, the steps elapsed in it and its
     length. Cycle ``i`` starts at :math:`F (m^i - 1)/(m - 1)` (:math:`F i` for ``m = 1``). Exact
-    for an integer step below :math:`2^{31}` with a whole ``first >= 1`` and ``mult`` 1 or a
-    whole number in :math:`[2, 2^{16})` while :math:`m^i < 2^{32}` (every cycle for ``m`` = 2
-    or 3; the cycle starts :math:`S_i = (m^i - 1)/(m - 1)` in units of ``first``, in unsigned
-    integers); floats otherwise. A step before 0 is in cycle 0 (``u`` is the step). A traced
-    ``first <= 0`` is clamped to the smallest positive float (an infinite one to the
-    largest finite float); ``mult`` in (0, 1) shrinks the
-    periods (as Keras allows).
+    for an integer step in :math:`[0, 2^{31})` with a whole ``first >= 1`` and ``mult`` 1 or a
+    whole number in :math:`[2, 2^{16})`: the cycle starts :math:`S_i = (m^i - 1)/(m - 1)` in
+    units of ``first`` are unsigned integers, from a float guess of ``i`` corrected by one
+    either way (a guess whose :math:`m^i` overflows starts one lower), checked at every cycle
+    start for such ``m`` (tests/test_exact_steps.py); floats otherwise. A step before 0 is in
+    cycle 0 (``u`` is the step). A traced ``first <= 0`` is clamped to the smallest positive
+    float (an infinite one to the largest finite float); ``mult`` in (0, 1) shrinks the periods
+    (as Keras allows).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -582,10 +583,13 @@ def restart_cycle(
         qu = su // fu
         ri = su - qu * fu
         g = jnp.clip(guess, 0.0, bits - 1.0)
+        # a guess whose m^g overflows is one too high (S_g >= m^(g-1) would pass every step):
+        # start one lower, and the step up below finds the cycle
+        limit = 2.0**bits * (1 - 2.0**-20)
+        g = jnp.where(m**g < limit, g, jnp.maximum(g - 1.0, 0.0))
         geometric = (
-            ~flat & whole & (jnp.floor(m) == m) & (m >= 2.0) & (m < 2.0**16)
-            & (m**g < 2.0**bits * (1 - 2.0**-20))
-        )  # fmt: skip
+            ~flat & whole & (jnp.floor(m) == m) & (m >= 2.0) & (m < 2.0**16) & (m**g < limit)
+        )
         mu = jnp.where(geometric, m, 2.0).astype(udtype)
         gu = jnp.where(geometric, g, 0.0).astype(udtype)
         s = (_ipow(mu, gu, int(np.log2(bits))) - 1) // (mu - 1)
