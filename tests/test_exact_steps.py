@@ -705,3 +705,17 @@ def test_restart_cycles_are_exact_at_every_cycle_start_below_2_31(m):
     s = S.sgdr(peak_value=1.0, period_steps=1, period_mult=4)
     got = float(jax.jit(lambda t: s(t))(jnp.int32(1431655764)))
     assert got == pytest.approx(_cos(4**15 - 1, 4**15), abs=1e-6)
+
+
+@pytest.mark.parametrize("staircase", [False, True])
+def test_negative_int32_steps_agree_with_floats_in_the_documented_range(staircase):
+    # documented: exact while step > begin_steps - 2**31 (Schedule's "Steps" paragraph)
+    begin = 10**9
+    s = S.exponential(
+        init_value=1.0, decay_rate=0.5, period_steps=10, begin_steps=begin, staircase=staircase
+    )
+    edge = begin - 2**31 + 1  # the most negative step in the range
+    ts = [edge, edge + 1, edge + 1000, -1, 0, begin - 1, begin, begin + 10, begin + 25]
+    want = [0.5 ** ((max(t - begin, 0) // 10) if staircase else max(t - begin, 0) / 10) for t in ts]
+    got = jax.jit(lambda t: s(t))(jnp.asarray(ts, jnp.int32))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)

@@ -105,6 +105,13 @@ class Schedule:
     ``law(self, step)``. Subclass a family or this class, with a ``name``, to add your own; it
     then works in configs, ``parse``, sweeps and transforms.
 
+    Steps: an int32 step (Optax's counter, a Python int below :math:`2^{31}`) makes every
+    integer decision exactly for steps >= 0; a negative int32 step is exact while
+    ``step - count`` fits int32 (``step > count - 2**31`` for every step count of the family);
+    closer to :math:`-2^{31}` the integer difference wraps (``exponential(begin_steps=1e9)`` at
+    ``-2**31 + 5``) and the value is not defined. Float steps, and Python ints past int32, use
+    float arithmetic (exact to :math:`2^{24}` in float32).
+
     Attributes:
         name: the family name, also the constructor's name in ``jaxlr.schedules`` (class level).
 

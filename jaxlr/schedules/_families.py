@@ -218,7 +218,9 @@ class Exponential(
     Growth (``r > 1``) without ``end_value`` saturates at the dtype's largest finite value
     instead of overflowing to inf. Traced arguments: a traced ``period_steps`` or
     ``decay_rate`` <= 0 is clamped to the smallest positive float (the LR then jumps to its
-    limit after step 0).
+    limit after step 0). Integer steps: exact for every int32 step >= 0, and for a negative one
+    while ``step > begin_steps - 2**31`` (closer to :math:`-2^{31}` the integer difference
+    wraps; see :class:`Schedule`).
 
     Examples:
         >>> import jaxlr
