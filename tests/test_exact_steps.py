@@ -517,3 +517,205 @@ def test_a_traced_negative_length_is_a_jump_at_the_start():
             want = float(t >= 10) if length <= 0 else min(max((t - 10) / length, 0.0), 1.0)
             got = float(st.progress(jnp.int32(t), 10.0, length))
             assert got == pytest.approx(want), (length, t)
+
+
+# Boundaries and periods a law builds from several counts (issue 22, review item 1): each count
+# is float32-exact, their sum or difference is not (2**25 + 3), and the phase must still start on
+# its exact step. References: Python integers from the constructors' arguments.
+_U, _D = 3, 2**25  # a cycle of 2**25 + 3 steps
+_L = _U + _D
+
+
+def _wsd_ref(t, total, warmup, decay):
+    if t < warmup:
+        return t / warmup
+    start = total - decay
+    return 1.0 if t < start else 1.0 - min(t - start, decay) / decay
+
+
+SUM_CASES = {
+    "cyclic": (
+        S.cyclic(init_value=0.0, peak_value=1.0, up_steps=_U, down_steps=_D),
+        [k * _L + j for k in (1, 5, 60) for j in (-1, 0, 1, 2, 3, 4)],
+        lambda t: _tri(t, _U, _D),
+    ),
+    "cyclic_long_up": (
+        S.cyclic(init_value=0.0, peak_value=1.0, up_steps=_D, down_steps=_U),
+        [k * _L + j for k in (1, 5) for j in (-3, -2, -1, 0, 1)],
+        lambda t: _tri(t, _D, _U),
+    ),
+    "torch.CyclicLR": (
+        T.CyclicLR(
+            base_lr=0.0, max_lr=1.0, step_size_up=_U, step_size_down=_D, cycle_momentum=False
+        ),
+        [k * _L + j for k in (1, 5, 60) for j in (-1, 0, 1, 2, 3, 4)],
+        lambda t: _tri(t, _U, _D),
+    ),
+    "torch.CyclicLR_triangular2": (
+        T.CyclicLR(
+            base_lr=0.0,
+            max_lr=1.0,
+            step_size_up=_U,
+            step_size_down=_D,
+            mode="triangular2",
+            cycle_momentum=False,
+        ),
+        [k * _L + j for k in (1, 5) for j in (-1, 0, 1, 2, 3)],
+        lambda t: _tri(t, _U, _D) * 0.5 ** (t // _L),
+    ),
+    "wsd": (
+        S.wsd(peak_value=1.0, total_steps=2**25 + 8, warmup_steps=3, decay_steps=5),
+        [2**25 + k for k in range(2, 10)],
+        lambda t: _wsd_ref(t, 2**25 + 8, 3, 5),
+    ),
+    "wsd_no_warmup": (
+        S.wsd(peak_value=1.0, total_steps=2**25 + 4, warmup_steps=0, decay_steps=3),
+        [2**25 + k for k in range(-1, 6)],
+        lambda t: _wsd_ref(t, 2**25 + 4, 0, 3),
+    ),
+    "infinite": (
+        S.infinite(
+            peak_value=1.0,
+            constant_value=0.5,
+            total_steps=2**25 + 8,
+            warmup_steps=1,
+            cooldown_steps=1,
+            decay_steps=5,
+        ),
+        [2**25 + k for k in range(2, 10)],
+        lambda t: 0.5 * (1.0 - min(max(t - (2**25 + 3), 0), 5) / 5),
+    ),
+    "transformers.get_wsd_schedule": (
+        H.get_wsd_schedule(
+            num_warmup_steps=3,
+            num_stable_steps=2**25,
+            num_decay_steps=4,
+            decay_type="linear",
+            lr=1.0,
+        ),
+        [2**25 + k for k in range(2, 9)],
+        lambda t: 1.0 - min(max(t - (2**25 + 3), 0), 4) / 4,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUM_CASES))
+def test_boundaries_built_from_several_counts_are_exact(name):
+    s, ts, ref = SUM_CASES[name]
+    want = np.array([ref(t) for t in ts])
+    assert max(ts) <= INT32_MAX
+    got = np.array([float(s(t)) for t in ts])
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7, err_msg=f"{name} (Python ints)")
+    traced = np.asarray(jax.jit(lambda t: s(t))(jnp.asarray(ts, jnp.int32)))
+    np.testing.assert_allclose(traced, want, rtol=2e-6, atol=1e-7, err_msg=f"{name} (int32)")
+
+
+def test_a_sum_of_counts_is_added_in_integers_when_whole():
+    t = jnp.asarray([2**25 + 2, 2**25 + 3, 2**25 + 4], jnp.int32)
+    b = st.Sum(jnp.float32(2**25), 3.0)
+    assert np.asarray(st.reached(t, b)).tolist() == [False, True, True]
+    assert np.asarray(st.passed(t, b)).tolist() == [False, False, True]
+    assert np.asarray(st.elapsed(t, b)).tolist() == [-1.0, 0.0, 1.0]
+    assert np.asarray(st.shift(t, b)).tolist() == [-1, 0, 1]
+    q, r = st.divide(jnp.int32(7 * (2**25 + 3) + 2), b)
+    assert (float(q), float(r)) == (7.0, 2.0)
+    assert float(st.floor_div(jnp.int32(7 * (2**25 + 3) - 1), b)) == 6.0
+    # a part that is not whole: the float sum (ceil for reached, as for one count)
+    assert np.asarray(st.reached(jnp.asarray([3, 4], jnp.int32), st.Sum(1.5, 2.0))).tolist() == [
+        False,
+        True,
+    ]
+    # saturates instead of wrapping past int32
+    assert not bool(st.reached(jnp.int32(INT32_MAX), st.Sum(2.0**30 * 1.5, 2.0**30 * 1.5)))
+    # gradients flow into every part
+    g = jax.grad(lambda a, d: st.elapsed(jnp.int32(2**25 + 9), st.Sum(a, -d)), argnums=(0, 1))
+    assert [float(x) for x in g(jnp.float32(2**25 + 8), jnp.float32(5.0))] == [-1.0, 1.0]
+
+
+def test_a_derived_stable_length_is_not_rounded_to_float32():
+    # T - W - D = 2**25 + 1, which float32 cannot hold: refused, never rounded silently
+    with pytest.raises(ValueError, match="num_stable_steps"):
+        H.get_wsd_schedule(
+            num_warmup_steps=3, num_decay_steps=0, num_training_steps=2**25 + 4, lr=1.0
+        )
+    s = H.get_wsd_schedule(
+        num_warmup_steps=3, num_decay_steps=5, num_training_steps=2**25 + 8, lr=1.0
+    )
+    assert float(s.num_stable_steps) == 2**25
+
+
+@pytest.mark.parametrize("begin, period", [(3.5, 2.5), (3.5, 2.0), (0.25, 3.0), (3.0, 2.5)])
+def test_staircase_stairs_from_a_start_that_is_not_whole_follow_the_formula(begin, period):
+    s = S.exponential(
+        init_value=1.0, decay_rate=0.5, period_steps=period, begin_steps=begin, staircase=True
+    )
+    ts = list(range(0, 16))
+    want = [0.5 ** math.floor(max(t - begin, 0.0) / period) for t in ts]
+    assert [float(s(t)) for t in ts] == want  # Python ints
+    assert [float(s(float(t))) for t in ts] == want  # floats
+    got = jax.jit(lambda t: s(t))(jnp.asarray(ts, jnp.int32))
+    assert np.asarray(got).tolist() == want
+
+
+def test_a_traced_infinite_period_gives_finite_values_not_nan():
+    t = jnp.asarray([0, 5, 2**30], jnp.int32)
+    tf = t.astype(jnp.float32)
+    inf = jnp.float32(jnp.inf)
+    for step in (t, tf):
+        q, r = jax.jit(st.divide)(step, inf)  # never a period: quotient 0, the step itself
+        assert np.asarray(q).tolist() == [0.0, 0.0, 0.0]
+        assert np.asarray(r).tolist() == np.asarray(tf).tolist()
+        i, u, _ = jax.jit(st.restart_cycle)(step, inf, 2.0)
+        assert np.asarray(i).tolist() == [0.0, 0.0, 0.0]
+        assert np.asarray(u).tolist() == np.asarray(tf).tolist()
+        within, _ = jax.jit(st.cycle_position)(step, 0.0, inf, 3.0)
+        assert np.asarray(within).tolist() == (3 * np.asarray(tf)).tolist()
+    # the families: as step/exponential with an infinite period, the first period never ends
+    ref = [float(S.step(init_value=1.0, period_steps=2.0**100, decay_rate=0.5)(x)) for x in t]
+    for build in (
+        lambda p: S.sgdr(peak_value=1.0, period_steps=p),
+        lambda p: S.step(init_value=1.0, period_steps=p, decay_rate=0.5),
+        lambda p: S.exponential(init_value=1.0, decay_rate=0.5, period_steps=p, staircase=True),
+        lambda p: T.CosineAnnealingWarmRestarts(T_0=p, lr=1.0),
+    ):
+        got = jax.jit(lambda p: build(p)(t))(inf)
+        assert np.asarray(got).tolist() == ref
+        g = jax.grad(lambda p: build(p)(t).sum())(inf)
+        assert np.isfinite(np.asarray(g)).all()
+    g = jax.grad(lambda p: st.divide(t, p)[1].sum())(inf)
+    assert np.isfinite(np.asarray(g))
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 5, 7, 8, 10, 16, 100, 1000, 2**15, 2**16 - 1])
+def test_restart_cycles_are_exact_at_every_cycle_start_below_2_31(m):
+    # the documented range: whole first >= 1, whole mult in [2, 2^16), int32 steps >= 0;
+    # sgdr(period_steps=1, period_mult=4) at 1431655764 is cycle 15's last step, not cycle 16
+    f = jax.jit(lambda t, first, mult: st.restart_cycle(t, first, mult)[:2])
+    for first in (1, 3, 7, 100):
+        starts, s, i = [], 0, 0
+        while s < 2**31:
+            starts.append(s)
+            s, i = s + first * m**i, i + 1
+        ts = sorted({x for s in starts for x in (s - 1, s, s + 1) if 0 <= x < 2**31} | {INT32_MAX})
+        want_i = [max(k for k, s in enumerate(starts) if s <= t) for t in ts]
+        want_u = [t - starts[k] for t, k in zip(ts, want_i)]
+        got_i, got_u = f(jnp.asarray(ts, jnp.int32), jnp.float32(first), jnp.float32(m))
+        assert np.asarray(got_i).tolist() == want_i, (m, first)
+        assert np.asarray(got_u).tolist() == np.float32(want_u).tolist(), (m, first)
+    s = S.sgdr(peak_value=1.0, period_steps=1, period_mult=4)
+    got = float(jax.jit(lambda t: s(t))(jnp.int32(1431655764)))
+    assert got == pytest.approx(_cos(4**15 - 1, 4**15), abs=1e-6)
+
+
+@pytest.mark.parametrize("staircase", [False, True])
+def test_negative_int32_steps_agree_with_floats_in_the_documented_range(staircase):
+    # documented: exact while step > begin_steps - 2**31 (Schedule's "Steps" paragraph)
+    begin = 10**9
+    s = S.exponential(
+        init_value=1.0, decay_rate=0.5, period_steps=10, begin_steps=begin, staircase=staircase
+    )
+    edge = begin - 2**31 + 1  # the most negative step in the range
+    ts = [edge, edge + 1, edge + 1000, -1, 0, begin - 1, begin, begin + 10, begin + 25]
+    want = [0.5 ** ((max(t - begin, 0) // 10) if staircase else max(t - begin, 0) / 10) for t in ts]
+    got = jax.jit(lambda t: s(t))(jnp.asarray(ts, jnp.int32))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)

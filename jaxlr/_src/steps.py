@@ -20,13 +20,16 @@ not a whole number is compared exactly too (``step >= c`` iff ``step >= ceil(c)`
 by such a period use floats. Exact ranges: counts in :math:`[0, 2^{31})` and int32 steps with
 :math:`|step - count| < 2^{31}` (every step >= 0); divisions and cycles for steps >= 0 (a
 negative step uses floats); an infinite count (a phase that never ends) compares correctly. A
-boundary a law computes from several counts (``total_steps - decay_steps``) is a float sum,
-exact while the float dtype holds the result.
+boundary or period a law computes from several counts (``total_steps - decay_steps``, an up
+and a down length) is written as a :class:`Sum` of them: every helper adds its parts in
+integers when each is a whole number (so the boundary is exact although float32 cannot hold
+it), in floats otherwise.
 """
 
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -113,12 +116,117 @@ def _whole(c: ArrayLike, idtype, rounding) -> tuple[jax.Array, jax.Array]:
     return w, w.astype(idtype)
 
 
+class Sum:
+    """A boundary or period given as a sum of counts: ``Sum(t) - d`` is ``t - d``.
+
+    The helpers take it wherever they take a count: when every term is a whole number in the
+    integer range they add the terms in the step's integer dtype (saturating), so the boundary
+    is exact even where float32 cannot hold it (``2**25 + 3``); otherwise, and as a float
+    (:meth:`value`), the terms are added in floats. ``+``, ``-`` and unary ``-`` with counts or
+    other sums give sums; a count added and subtracted (the same object) cancels, so the length
+    ``(t) - (t - d)`` between two knots is exactly ``d``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import Sum, reached
+        >>> b = Sum(jnp.float32(2**25), 3.0)  # 33554435: float32 rounds it to 33554436
+        >>> bool(reached(jnp.int32(2**25 + 3), b)), float(b.value())
+        (True, 33554436.0)
+    """
+
+    __slots__ = ("terms",)
+
+    def __init__(self, *parts: ArrayLike | Sum) -> None:
+        terms: list[tuple[int, ArrayLike]] = []
+        for p in parts:
+            for sign, x in p.terms if isinstance(p, Sum) else ((1, p),):
+                match = next((k for k, (s, y) in enumerate(terms) if y is x and s == -sign), None)
+                if match is None:
+                    terms.append((sign, x))
+                else:
+                    del terms[match]
+        self.terms = tuple(terms)
+
+    def __add__(self, other: ArrayLike | Sum) -> Sum:
+        return Sum(self, other)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> Sum:
+        out = Sum()
+        out.terms = tuple((-s, x) for s, x in self.terms)
+        return out
+
+    def __sub__(self, other: ArrayLike | Sum) -> Sum:
+        return Sum(self, -(other if isinstance(other, Sum) else Sum(other)))
+
+    def __rsub__(self, other: ArrayLike | Sum) -> Sum:
+        return Sum(other, -self)
+
+    def _arrays(self) -> list[tuple[int, jax.Array]]:
+        xs = [(s, jnp.asarray(x)) for s, x in self.terms] or [(1, jnp.zeros(()))]
+        dtype = jnp.result_type(*(x for _, x in xs))
+        if not jnp.issubdtype(dtype, jnp.floating):
+            dtype = float_dtype()
+        return [(s, x.astype(dtype)) for s, x in xs]
+
+    def value(self) -> jax.Array:
+        """The sum in floats (rounded like any float sum)."""
+        xs = self._arrays()
+        out = xs[0][1] if xs[0][0] > 0 else -xs[0][1]
+        for s, x in xs[1:]:
+            out = out + x if s > 0 else out - x
+        return out
+
+
+def value(c: ArrayLike | Sum) -> jax.Array:
+    """A count or a :class:`Sum` as a float array."""
+    return c.value() if isinstance(c, Sum) else jnp.asarray(c)
+
+
+def _sum_int(c: Sum, idtype) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The terms of ``c`` added in integers: (whether every term is whole and in range, the
+    saturated sum, whether the sum overflowed upwards)."""
+    info = np.iinfo(idtype)
+    whole, total, over = None, None, None
+    for sign, x in c._arrays():
+        lo, hi = _bounds(idtype, x.dtype)
+        lo = -hi  # so that the term negates without wrapping
+        xi = jax.lax.clamp(np.asarray(lo, x.dtype), x, np.asarray(hi, x.dtype)).astype(idtype)
+        ok = (jnp.floor(x) == x) & (x >= lo) & (x <= hi)
+        xi = xi if sign > 0 else -xi
+        if total is None:
+            whole, total, over = ok, xi, jnp.zeros((), bool)
+            continue
+        s = total + xi  # wraps on overflow; saturated below
+        up = (total > 0) & (xi > 0) & (s < 0)
+        down = (total < 0) & (xi < 0) & (s >= 0)
+        total = jnp.where(up, info.max, jnp.where(down, info.min, s))
+        whole, over = whole & ok, (over | up) & ~down
+    return whole, total, over
+
+
+def _split(c: ArrayLike | Sum, idtype, rounding, *, frac: bool = False) -> tuple[Any, Any]:
+    """``rounding(c)`` as an integer (clipped), and either ``c - rounding(c)`` as a float
+    carrying the derivative (``frac``) or whether ``c`` is below the integer range's end."""
+    limit = -float(np.iinfo(idtype).min)
+    if not isinstance(c, Sum):
+        c = jnp.asarray(c)
+        f, ci = _whole(c, idtype, rounding)
+        return ci, (c - f if frac else c < limit)
+    v = c.value()
+    f, fi = _whole(v, idtype, rounding)
+    whole, si, over = _sum_int(c, idtype)
+    rest = jnp.where(whole, v - sg(v), v - f) if frac else jnp.where(whole, ~over, v < limit)
+    return jnp.where(whole, si, fi), rest
+
+
 def _zero(c: ArrayLike) -> bool:
     """A count known at trace time to be 0 (a Python literal): no operation needed."""
     return isinstance(c, (int, float)) and not isinstance(c, bool) and c == 0
 
 
-def reached(step: jax.Array, c: ArrayLike) -> jax.Array:
+def reached(step: jax.Array, c: ArrayLike | Sum) -> jax.Array:
     """``step >= c``, exact for integer steps (``step >= ceil(c)`` in integers).
 
     Examples:
@@ -128,16 +236,14 @@ def reached(step: jax.Array, c: ArrayLike) -> jax.Array:
         False
     """
     if not is_int(step):
-        return step >= c
+        return step >= value(c)
     if _zero(c):
         return step >= 0
-    c = jnp.asarray(c)
-    _, ci = _whole(c, step.dtype, jnp.ceil)
-    limit = -float(np.iinfo(step.dtype).min)
-    return (step >= ci) & (c < limit)
+    ci, below = _split(c, step.dtype, jnp.ceil)
+    return (step >= ci) & below
 
 
-def before(step: jax.Array, c: ArrayLike) -> jax.Array:
+def before(step: jax.Array, c: ArrayLike | Sum) -> jax.Array:
     """``step < c`` (the negation of :func:`reached`).
 
     Examples:
@@ -149,7 +255,7 @@ def before(step: jax.Array, c: ArrayLike) -> jax.Array:
     return ~reached(step, c)
 
 
-def passed(step: jax.Array, c: ArrayLike) -> jax.Array:
+def passed(step: jax.Array, c: ArrayLike | Sum) -> jax.Array:
     """``step > c``, exact for integer steps (``step > floor(c)`` in integers).
 
     Examples:
@@ -159,14 +265,12 @@ def passed(step: jax.Array, c: ArrayLike) -> jax.Array:
         False
     """
     if not is_int(step):
-        return step > c
-    c = jnp.asarray(c)
-    _, fi = _whole(c, step.dtype, jnp.floor)
-    limit = -float(np.iinfo(step.dtype).min)
-    return (step > fi) & (c < limit)
+        return step > value(c)
+    fi, below = _split(c, step.dtype, jnp.floor)
+    return (step > fi) & below
 
 
-def elapsed(step: jax.Array, c: ArrayLike) -> jax.Array:
+def elapsed(step: jax.Array, c: ArrayLike | Sum) -> jax.Array:
     """``step - c`` as a float, the difference taken exactly for integer steps, then rounded.
 
     The derivative with respect to ``c`` is -1 (and 1 with respect to a float step).
@@ -178,15 +282,14 @@ def elapsed(step: jax.Array, c: ArrayLike) -> jax.Array:
         1.0
     """
     if not is_int(step):
-        return step if _zero(c) else step - c
+        return step if _zero(c) else step - value(c)
     if _zero(c):
         return to_float(step)
-    c = jnp.asarray(c)
-    f, fi = _whole(c, step.dtype, jnp.floor)
-    return (step - fi).astype(c.dtype) - (c - f)
+    fi, frac = _split(c, step.dtype, jnp.floor, frac=True)
+    return (step - fi).astype(frac.dtype) - frac
 
 
-def shift(step: jax.Array, c: ArrayLike) -> jax.Array:
+def shift(step: jax.Array, c: ArrayLike | Sum) -> jax.Array:
     """A child's step ``step - c`` in the step's own kind: integers stay exact integers (the
     child starts at 0 on the first whole step >= ``c``); floats subtract.
 
@@ -197,12 +300,13 @@ def shift(step: jax.Array, c: ArrayLike) -> jax.Array:
         2
     """
     if not is_int(step):
-        return step - c
-    _, ci = _whole(c, step.dtype, jnp.ceil)
-    return step - ci
+        return step - value(c)
+    if not isinstance(c, Sum):
+        return step - _whole(c, step.dtype, jnp.ceil)[1]
+    return step - _split(c, step.dtype, jnp.ceil)[0]
 
 
-def shift_from(step: jax.Array, c: ArrayLike) -> jax.Array:
+def shift_from(step: jax.Array, c: ArrayLike | Sum) -> jax.Array:
     """``max(step - c, 0)`` in the step's own kind (:func:`shift` clamped at 0).
 
     Examples:
@@ -213,7 +317,7 @@ def shift_from(step: jax.Array, c: ArrayLike) -> jax.Array:
     return jnp.maximum(shift(step, c), 0)
 
 
-def progress(step: jax.Array, start: ArrayLike, length: ArrayLike) -> jax.Array:
+def progress(step: jax.Array, start: ArrayLike | Sum, length: ArrayLike | Sum) -> jax.Array:
     """Fraction of the phase ``[start, start + length)`` done at ``step``, clipped to [0, 1].
 
     The elapsed time is exact (:func:`elapsed`), so the fraction is as accurate as the float
@@ -227,7 +331,7 @@ def progress(step: jax.Array, start: ArrayLike, length: ArrayLike) -> jax.Array:
         0.5
     """
     e = elapsed(step, start)
-    length = jnp.asarray(length, e.dtype)
+    length = jnp.asarray(value(length), e.dtype)
     zero, one = np.asarray(0, e.dtype), np.asarray(1, e.dtype)
     ok = length > zero
     done = e >= jnp.where(ok, length, zero)
@@ -235,12 +339,19 @@ def progress(step: jax.Array, start: ArrayLike, length: ArrayLike) -> jax.Array:
 
 
 def _unsigned(
-    step: jax.Array, p: jax.Array, *, nonnegative: bool = False
+    step: jax.Array, p: jax.Array | Sum, *, nonnegative: bool = False
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Whether ``step >= 0`` (known when ``nonnegative``) and ``p`` is a whole number in
-    :math:`[1, 2^{32})`, and both as unsigned integers (other ``p`` give a divisor >= 1 whose
-    quotient is not used)."""
+    :math:`[1, 2^{32})` (a :class:`Sum`: whole parts adding up to :math:`[1, 2^{31})`), and
+    both as unsigned integers (other ``p`` give a divisor >= 1 whose quotient is not used)."""
     udtype = jnp.uint32 if jnp.iinfo(step.dtype).bits <= 32 else jnp.uint64
+    if isinstance(p, Sum):
+        whole, si, over = _sum_int(p, step.dtype)
+        ok = whole & ~over & (si >= 1)
+        pu = jnp.where(ok, si, 1).astype(udtype)
+        if not nonnegative:
+            ok = ok & (step >= 0)
+        return ok, step.astype(udtype), pu
     one = np.asarray(1, p.dtype)
     top = np.nextafter(np.asarray(2.0 ** jnp.iinfo(udtype).bits, p.dtype), one)
     # clamped into [1, 2^bits) and floored by the conversion: the period is whole and in range
@@ -253,44 +364,73 @@ def _unsigned(
     return ok, step.astype(udtype), pu
 
 
-def _float_period(p: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def _float_period(p: ArrayLike | Sum) -> tuple[jax.Array, jax.Array]:
     """``p`` as a float array, and ``p`` clamped to the smallest positive float."""
-    p = jnp.asarray(p)
+    p = value(p)
     if not jnp.issubdtype(p.dtype, jnp.floating):
         p = p.astype(float_dtype())
     tiny = np.asarray(jnp.finfo(p.dtype).tiny, p.dtype)
-    return p, jnp.where(p > tiny, p, tiny)
+    # an infinite period (a traced one: "never") is the largest finite float, so that the
+    # derivative terms stay finite (inf - inf would be NaN) and the quotient is 0
+    big = np.asarray(jnp.finfo(p.dtype).max, p.dtype)
+    return p, jnp.where(p > tiny, jnp.minimum(p, big), tiny)
 
 
-def floor_div(step: jax.Array, p: ArrayLike, *, nonnegative: bool = False) -> jax.Array:
-    """``floor(step / p)`` as a float: which stair, which epoch.
+def floor_div(
+    step: jax.Array,
+    p: ArrayLike | Sum,
+    *,
+    start: ArrayLike | None = None,
+    nonnegative: bool = False,
+) -> jax.Array:
+    """``floor(step / p)`` as a float: which stair, which epoch; with ``start``,
+    ``floor(max(step - start, 0) / p)`` (stairs counted from ``start``, 0 before it).
 
-    Exact for an integer step >= 0 and a whole ``p >= 1`` (unsigned integer division); floats
-    otherwise. A traced ``p <= 0`` is clamped to the smallest positive float, and the quotient
-    saturates at the largest finite float. ``nonnegative=True`` says the caller knows
-    ``step >= 0`` (a step from :func:`shift_from`), which saves the test.
+    Exact for an integer step >= 0 and a whole ``p >= 1`` (unsigned integer division), and with
+    ``start`` a whole ``start`` (a start that is not whole uses floats: the stair of step 6 from
+    3.5 in periods of 2.5 is 1); floats otherwise. A traced ``p <= 0`` is clamped to the
+    smallest positive float, an infinite one to the largest finite float, and the quotient
+    saturates at the largest finite float.
+    ``nonnegative=True`` says the caller knows ``step >= 0`` (a step from :func:`shift_from`),
+    which saves the test.
 
     Examples:
         >>> import jax.numpy as jnp
         >>> from jaxlr.schedules.steps import floor_div
         >>> float(floor_div(jnp.int32(2**30), jnp.float32(2**30 + 128)))  # float32 floats: 1
         0.0
+        >>> float(floor_div(jnp.int32(6), 2.5, start=3.5)), float(floor_div(6.0, 2.5, start=3.5))
+        (1.0, 1.0)
     """
-    p, safe = _float_period(p)
-    q = saturate(jnp.floor(to_float(step).astype(p.dtype) / safe))
+    pf, safe = _float_period(p)
+    whole = None
+    if start is None:
+        t = to_float(step).astype(pf.dtype)
+    elif not is_int(step):
+        t = jnp.maximum(step - start, 0)
+    else:
+        start = jnp.asarray(start, pf.dtype)
+        f, fi = _whole(start, step.dtype, jnp.floor)
+        d = step - fi  # the exact count from a whole start (not used otherwise)
+        t = jnp.maximum(d.astype(pf.dtype) - (start - f), 0)
+        whole = f == start
+        step, nonnegative = jnp.maximum(d, 0), True
+    q = saturate(jnp.floor(t / safe))
     if is_int(step):
-        ok, su, pu = _unsigned(step, p, nonnegative=nonnegative)
-        q = jnp.where(ok, (su // pu).astype(p.dtype), q)
+        ok, su, pu = _unsigned(step, p if isinstance(p, Sum) else pf, nonnegative=nonnegative)
+        ok = ok if whole is None else ok & whole
+        q = jnp.where(ok, (su // pu).astype(pf.dtype), q)
     return q
 
 
-def divide(step: jax.Array, p: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def divide(step: jax.Array, p: ArrayLike | Sum) -> tuple[jax.Array, jax.Array]:
     """``q = floor(step / p)`` and ``r = step - q p`` as floats.
 
     Exact for an integer step >= 0 and a whole period ``p >= 1`` (unsigned integer division);
     otherwise floats (the remainder by ``fmod``, exact; the quotient as close as floats allow).
-    A traced ``p <= 0`` is clamped to the smallest positive float and ``q`` saturates at the
-    largest finite float. ``dr/dstep = 1``, ``dr/dp = -q``.
+    A traced ``p <= 0`` is clamped to the smallest positive float, an infinite one to the
+    largest finite float (the first period never ends; values and gradients stay finite), and
+    ``q`` saturates at the largest finite float. ``dr/dstep = 1``, ``dr/dp = -q``.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -299,8 +439,8 @@ def divide(step: jax.Array, p: ArrayLike) -> tuple[jax.Array, jax.Array]:
         >>> int(q), float(r)
         (21474836, 47.0)
     """
-    p, safe = _float_period(p)
-    dtype = p.dtype
+    pf, safe = _float_period(p)
+    dtype = pf.dtype
     t = to_float(step).astype(dtype)
     infinite = jnp.isinf(t)
     tf = jnp.where(infinite, np.asarray(0, dtype), t)
@@ -311,7 +451,7 @@ def divide(step: jax.Array, p: ArrayLike) -> tuple[jax.Array, jax.Array]:
     qf = saturate(jnp.where(infinite, jnp.sign(t) * jnp.finfo(dtype).max, qf))
     rf = rf + (tf - ts)
     if is_int(step):
-        ok, su, pu = _unsigned(step, p)
+        ok, su, pu = _unsigned(step, p if isinstance(p, Sum) else pf)
         qu = su // pu
         qf = jnp.where(ok, qu.astype(dtype), qf)
         rf = jnp.where(ok, (su - qu * pu).astype(dtype), rf)
@@ -319,7 +459,40 @@ def divide(step: jax.Array, p: ArrayLike) -> tuple[jax.Array, jax.Array]:
     return qf, rf - qf * (safe - sg(safe))
 
 
-def epoch(step: jax.Array, p: ArrayLike) -> jax.Array:
+def triangle(
+    step: jax.Array, up: ArrayLike, down: ArrayLike
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The triangle wave over cycles of ``up + down`` steps: ``(q, rising, h)``.
+
+    With ``r`` the steps into cycle ``q = floor(step / (up + down))``: ``rising`` is
+    ``r <= up`` and :math:`h = r/up` while rising, :math:`(up + down - r)/down` after (0 at the
+    cycle's ends, 1 at its turn). Exact for an integer step >= 0 and whole ``up``, ``down``:
+    the period, the remainder and the turn are integers, though float32 holds neither
+    ``up + down`` nor ``r`` past :math:`2^{24}`; floats otherwise (as :func:`divide`).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxlr.schedules.steps import triangle
+        >>> _, rising, h = triangle(jnp.int32(2**25 + 1), 2.0**25, 3.0)  # r = 2**25 + 1 > up
+        >>> bool(rising), round(float(h), 4)
+        (False, 0.6667)
+    """
+    total = Sum(up, down)
+    q, within = divide(step, total)
+    rising = within <= up
+    left = total.value() - within
+    if is_int(step):
+        ok, su, pu = _unsigned(step, total)
+        ru = su - (su // pu) * pu
+        ui = _whole(up, step.dtype, jnp.floor)[1]
+        rising = jnp.where(ok, ru <= jnp.maximum(ui, 0).astype(ru.dtype), rising)
+        # the exact count left, carrying the float form's derivative
+        left = jnp.where(ok, (pu - ru).astype(left.dtype) + (left - sg(left)), left)
+    value = jnp.where(rising, safe_div(within, up, 1.0), safe_div(left, down, 0.0))
+    return q, rising, value
+
+
+def epoch(step: jax.Array, p: ArrayLike | Sum) -> jax.Array:
     """``floor(step / p)`` in the step's own kind: an integer step gives an integer (exact for a
     whole ``p``, so a child schedule's integer decisions stay exact), a float step a float.
 
@@ -329,11 +502,11 @@ def epoch(step: jax.Array, p: ArrayLike) -> jax.Array:
         >>> int(epoch(jnp.int32(2**31 - 1), 3.0))
         715827882
     """
-    p, safe = _float_period(p)
-    q = saturate(jnp.floor(to_float(step).astype(p.dtype) / safe))
+    pf, safe = _float_period(p)
+    q = saturate(jnp.floor(to_float(step).astype(pf.dtype) / safe))
     if not is_int(step):
         return q
-    ok, su, pu = _unsigned(step, p)
+    ok, su, pu = _unsigned(step, p if isinstance(p, Sum) else pf)
     _, approx = _whole(q, step.dtype, jnp.floor)
     return jnp.where(ok, (su // pu).astype(step.dtype), approx)
 
@@ -356,12 +529,14 @@ def restart_cycle(
 
     Returns ``(i, u, length)`` as floats: the cycle index, the steps elapsed in it and its
     length. Cycle ``i`` starts at :math:`F (m^i - 1)/(m - 1)` (:math:`F i` for ``m = 1``). Exact
-    for an integer step below :math:`2^{31}` with a whole ``first >= 1`` and ``mult`` 1 or a
-    whole number in :math:`[2, 2^{16})` while :math:`m^i < 2^{32}` (every cycle for ``m`` = 2
-    or 3; the cycle starts :math:`S_i = (m^i - 1)/(m - 1)` in units of ``first``, in unsigned
-    integers); floats otherwise. A step before 0 is in cycle 0 (``u`` is the step). A traced
-    ``first <= 0`` is clamped to the smallest positive float; ``mult`` in (0, 1) shrinks the
-    periods (as Keras allows).
+    for an integer step in :math:`[0, 2^{31})` with a whole ``first >= 1`` and ``mult`` 1 or a
+    whole number in :math:`[2, 2^{16})`: the cycle starts :math:`S_i = (m^i - 1)/(m - 1)` in
+    units of ``first`` are unsigned integers, from a float guess of ``i`` corrected by one
+    either way (a guess whose :math:`m^i` overflows starts one lower), checked at every cycle
+    start for such ``m`` (tests/test_exact_steps.py); floats otherwise. A step before 0 is in
+    cycle 0 (``u`` is the step). A traced ``first <= 0`` is clamped to the smallest positive
+    float (an infinite one to the largest finite float); ``mult`` in (0, 1) shrinks the periods
+    (as Keras allows).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -377,7 +552,7 @@ def restart_cycle(
     mult = jnp.asarray(mult, dtype)
     tiny = jnp.finfo(dtype).tiny
     big = jnp.finfo(dtype).max
-    first = jnp.where(first > tiny, first, tiny)
+    first = jnp.where(first > tiny, jnp.minimum(first, big), tiny)  # inf: the largest float
     flat = jnp.abs(mult - 1.0) < 1e-6
     m = jnp.where(flat, 2.0, mult)  # keeps the geometric branch finite when mult == 1
     t = to_float(step).astype(dtype)
@@ -408,10 +583,13 @@ def restart_cycle(
         qu = su // fu
         ri = su - qu * fu
         g = jnp.clip(guess, 0.0, bits - 1.0)
+        # a guess whose m^g overflows is one too high (S_g >= m^(g-1) would pass every step):
+        # start one lower, and the step up below finds the cycle
+        limit = 2.0**bits * (1 - 2.0**-20)
+        g = jnp.where(m**g < limit, g, jnp.maximum(g - 1.0, 0.0))
         geometric = (
-            ~flat & whole & (jnp.floor(m) == m) & (m >= 2.0) & (m < 2.0**16)
-            & (m**g < 2.0**bits * (1 - 2.0**-20))
-        )  # fmt: skip
+            ~flat & whole & (jnp.floor(m) == m) & (m >= 2.0) & (m < 2.0**16) & (m**g < limit)
+        )
         mu = jnp.where(geometric, m, 2.0).astype(udtype)
         gu = jnp.where(geometric, g, 0.0).astype(udtype)
         s = (_ipow(mu, gu, int(np.log2(bits))) - 1) // (mu - 1)
@@ -451,6 +629,7 @@ def cycle_position(step: jax.Array, start: ArrayLike, end: ArrayLike, cycles: Ar
     start = jnp.asarray(start, float_dtype())
     length = jnp.maximum(end - start, 1.0)
     dtype = length.dtype
+    length = jnp.minimum(length, jnp.finfo(dtype).max)  # an infinite end: the largest float
     e = elapsed(step, start)
     x = cycles * e
     k = jnp.floor(sg(x) / sg(length))

@@ -638,7 +638,7 @@ class ScaledCyclicLR(
             down_steps=self.step_size_down,
         ).law(step)
         if self.scale_mode == "cycle":
-            x = steps.floor_div(step, self.step_size_up + self.step_size_down) + 1.0
+            x = steps.floor_div(step, steps.Sum(self.step_size_up, self.step_size_down)) + 1.0
         else:
             x = to_float(step)
         return self.base_lr + (self.max_lr - self.base_lr) * h * jnp.asarray(
@@ -705,17 +705,18 @@ def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, thr
     """Torch's one-cycle phases through the knot ``values`` (the LR's or the momentum's)."""
     inside = steps.before(step, total_steps)  # from T on, the value at T
     up = total_steps * pct_start
+    # knots as sums (steps.Sum): exact in integers where float32 cannot hold T - 1
     ends = (
-        [up - 1.0, up * 2.0 - 2.0, total_steps - 1.0]
+        [steps.Sum(up, -1.0), steps.Sum(up * 2.0, -2.0), steps.Sum(total_steps, -1.0)]
         if three_phase
-        else [up - 1.0, total_steps - 1.0]
+        else [steps.Sum(up, -1.0), steps.Sum(total_steps, -1.0)]
     )
     starts = [0.0, *ends[:-1]]
 
     def phase(i):
         a, b = values[i], values[i + 1]
-        num = jnp.where(inside, elapsed(step, starts[i]), total_steps - starts[i])
-        den = ends[i] - starts[i]
+        num = jnp.where(inside, elapsed(step, starts[i]), steps.value(total_steps - starts[i]))
+        den = steps.value(ends[i] - starts[i])
         if anneal_strategy == "cos":
             return b + (a - b) * half_cosine(num, den)
         return (b - a) * safe_div(num, den) + a
@@ -723,7 +724,7 @@ def _one_cycle_phases(step, values, total_steps, pct_start, anneal_strategy, thr
     n = len(ends)
     out = phase(n - 1)  # the last phase also extrapolates to step T, as torch does
     for i in range(n - 2, -1, -1):
-        within = jnp.where(inside, ~steps.passed(step, ends[i]), total_steps <= ends[i])
+        within = jnp.where(inside, ~steps.passed(step, ends[i]), total_steps <= ends[i].value())
         out = jnp.where(within, phase(i), out)
     return out
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlr._src import steps
 from jaxlr._src.numeric import as_float, half_cosine, safe_sqrt
-from jaxlr._src.steps import before, elapsed, reached, to_float
+from jaxlr._src.steps import Sum, before, elapsed, reached, to_float
 from jaxlr._src.validate import Checker, concrete
 from jaxlr.schedules import (
     Schedule,
@@ -457,7 +458,12 @@ class WSDSchedule(
         c.nonnegative("num_warmup_steps", self.num_warmup_steps)
         c.nonnegative("num_decay_steps", self.num_decay_steps)
         if self.num_stable_steps is None:
-            stable = as_float(num_training_steps) - self.num_warmup_steps - self.num_decay_steps
+            parts = (num_training_steps, self.num_warmup_steps, self.num_decay_steps)
+            if all(concrete(x) is not None for x in parts):  # in float64: float32 would round
+                t, w, d = (np.asarray(concrete(x), np.float64) for x in parts)
+                stable = t - w - d
+            else:
+                stable = as_float(num_training_steps) - self.num_warmup_steps - self.num_decay_steps
             c.nonnegative("num_training_steps - num_warmup_steps - num_decay_steps", stable)
             self._set("num_stable_steps", stable)
         c.nonnegative("num_stable_steps", self.num_stable_steps)
@@ -473,7 +479,7 @@ class WSDSchedule(
             "cosine": 1.0 - half_cosine(p, 1.0),
             "1-sqrt": 1.0 - safe_sqrt(1.0 - p),
         }
-        start = self.num_warmup_steps + self.num_stable_steps
+        start = Sum(self.num_warmup_steps, self.num_stable_steps)  # exact (steps.Sum)
         length = jnp.maximum(self.num_decay_steps, 1.0)
         q = elapsed(step, start) / length
         fall = {

@@ -3,6 +3,10 @@
 Each constructor validates its concrete arguments and returns a :class:`Schedule`, a callable
 pytree that Optax accepts as a ``learning_rate``. Because hyperparameters are leaves, schedules
 jit without retracing, stack and ``vmap``, and ``grad`` flows into them.
+
+Integer steps (Optax's int32 counter) decide exactly for every step in :math:`[0, 2^{31})`; a
+negative int32 step only while ``step - count`` fits int32 for the family's step counts (see
+:class:`Schedule`).
 """
 
 from jaxlr.schedules import presets, steps

@@ -299,7 +299,7 @@ class Noise(
     name="noise",
     counts=("begin_steps", "end_steps"),
     vectors=("key",),
-    raw=("key",),
+    raw={"key": "uint32"},
     renamed=dict(start_step="begin_steps", end_step="end_steps", kind="distribution"),
 ):
     r"""Multiplicative LR noise, deterministic given ``key`` and the step (timm's LR noise).

@@ -26,10 +26,13 @@ dataclass, registers it as a pytree with honest keys and records its ``name`` fo
 - immutable: assignment raises; an edit builds a new value, validated (:meth:`Schedule.replace`
   runs the class again) or not (``jax.tree.map``), so no state that holds a schedule is ever
   changed behind its back;
-- structure is static: strings, flags (fields whose default is a bool) and callables
-  (``lr_lambda``) are the tree's auxiliary data; every number is an array leaf; an optional
-  argument not given (``None``) is an empty subtree, so schedules of one family and one set of
-  given arguments share one structure;
+- structure is static: strings, flags (fields whose default is a bool), callables
+  (``lr_lambda``) and fields declared static are the tree's auxiliary data; every other number
+  is an array leaf; an optional argument not given (``None``) is an empty subtree, so schedules
+  of one family and one set of given arguments share one structure. Declare a field static with
+  ``dataclasses.field(metadata={"static": True})`` when the law needs it as a Python value (a
+  required flag, a ``bool | None``, an ``int`` that sizes a loop): it is then never a leaf, must
+  be hashable, and a new value compiles anew;
 - equality by value (same class, same structure, equal leaves) and pickling (module-level
   classes).
 
@@ -50,7 +53,10 @@ Class options (keywords of the class statement, inherited by subclasses):
   stair or cycle) with ``jaxlr._src.steps``, exact for every int32 step; without it
   (``None``, the default) the law receives float steps;
 - ``vectors``: the fields that may be arrays (knots, per-piece values); ``raw``: fields that
-  keep their integer dtype (PRNG key data);
+  keep an integer dtype instead of becoming floats (PRNG key data), either names (the dtype
+  given is kept; Python ints, as configs and ``parse`` give them, become int32) or a mapping
+  from names to dtypes (``raw={"key": "uint32"}``: every value is converted to it, exactly or
+  refused, so configs and ``parse`` restore it). A typed PRNG key is stored as its key data;
 - ``renamed``: old or peer argument names and their new spelling (a call with one raises
   ``TypeError`` saying what to write);
 - ``constructor``: the public constructor when it is not the class (a peer's function whose
@@ -84,7 +90,6 @@ from jaxlr._src.validate import Checker, check_cast, check_count, concrete
 # name -> (class, public constructor).
 _REGISTRY: dict[str, tuple[type[Schedule], Callable[..., Schedule]]] = {}
 _OPTIONS = ("counts", "vectors", "raw", "renamed")
-_RESERVED = frozenset({"name", *_OPTIONS, "check", "law", "replace", "hyperparameters"})
 
 
 class Schedule:
@@ -99,6 +104,13 @@ class Schedule:
     A family is a subclass (see the module notes): fields, ``check(self, c)`` and
     ``law(self, step)``. Subclass a family or this class, with a ``name``, to add your own; it
     then works in configs, ``parse``, sweeps and transforms.
+
+    Steps: an int32 step (Optax's counter, a Python int below :math:`2^{31}`) makes every
+    integer decision exactly for steps >= 0; a negative int32 step is exact while
+    ``step - count`` fits int32 (``step > count - 2**31`` for every step count of the family);
+    closer to :math:`-2^{31}` the integer difference wraps (``exponential(begin_steps=1e9)`` at
+    ``-2**31 + 5``) and the value is not defined. Float steps, and Python ints past int32, use
+    float arithmetic (exact to :math:`2^{24}` in float32).
 
     Attributes:
         name: the family name, also the constructor's name in ``jaxlr.schedules`` (class level).
@@ -125,13 +137,27 @@ class Schedule:
         >>> s = SqrtDecay(init_value=1.0)
         >>> float(s(3)), s, jaxlr.schedules.parse(repr(s)) == s
         (0.5, doc_sqrt_decay(init_value=1.0), True)
+
+        A field the law needs as a Python value (a required flag, an ``int`` that sizes a loop)
+        is declared static: structure, never a leaf.
+
+        >>> class Steps(jaxlr.schedules.Schedule, name="doc_static_steps", counts=()):
+        ...     init_value: float
+        ...     pieces: int = dataclasses.field(metadata={"static": True})
+        ...     def law(self, step):
+        ...         return self.init_value * sum(0.5 ** k for k in range(self.pieces)) + 0 * step
+        >>> s = Steps(init_value=1.0, pieces=3)
+        >>> float(s(0)), jax.tree.leaves(s), s.to_config()["args"]["pieces"]
+        (1.75, [Array(1., dtype=float32)], 3)
     """
 
     name: ClassVar[str | None] = None
     counts: ClassVar[tuple[str, ...] | None] = None
     vectors: ClassVar[frozenset[str]] = frozenset()
-    raw: ClassVar[frozenset[str]] = frozenset()
+    raw: ClassVar[Mapping[str, np.dtype | None]] = {}
     renamed: ClassVar[Mapping[str, str]] = {}
+    # the names of the fields that are structure (set per instance at construction)
+    _static_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(
         cls,
@@ -144,28 +170,40 @@ class Schedule:
         if unknown:
             raise TypeError(f"{cls.__name__}: unknown class options {sorted(unknown)}")
         super().__init_subclass__()
-        if name is not None:
-            if name in _REGISTRY:
-                raise ValueError(f"{cls.__name__}: schedule name {name!r} is already taken")
-            cls.name = name
+        if name is not None and name in _REGISTRY:
+            old = _REGISTRY[name][0]
+            # the same class statement run again (a notebook cell, importlib.reload) replaces
+            # its entry; another class may not take the name
+            if (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise ValueError(
+                    f"{cls.__name__}: schedule name {name!r} is already taken by "
+                    f"{old.__module__}.{old.__qualname__}"
+                )
+        # a subclass without a name of its own is not its parent: repr shows its class name,
+        # configs and parse refuse it (it is not registered)
+        cls.name = name
         for k, v in options.items():
             if k == "counts":
                 v = None if v is None else tuple(v)
             elif k == "renamed":
                 v = dict(v)
+            elif k == "raw":
+                v = (
+                    {n: None if d is None else np.dtype(d) for n, d in v.items()}
+                    if isinstance(v, Mapping)
+                    else dict.fromkeys(v)
+                )
             else:
                 v = frozenset(v)
             setattr(cls, k, v)
         dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)(cls)
-        taken = sorted(set(cls.__dataclass_fields__) & _RESERVED)
+        # every attribute of the base (methods, options, `_static_fields`) is taken: a field of
+        # that name would shadow it
+        taken = sorted(set(cls.__dataclass_fields__) & set(dir(Schedule)))
         if taken:
             raise TypeError(
                 f"{cls.__name__}: {taken} name the class's own attributes, not hyperparameters"
             )
-        for f in cls.__dataclass_fields__.values():
-            # an init-only argument's default would read as an attribute of every instance
-            if _init_only(f) and f.name in vars(cls):
-                delattr(cls, f.name)
         _check_arguments(cls)
         jax.tree_util.register_pytree_with_keys(
             cls, _flatten_with_keys, functools.partial(_unflatten, cls), _flatten
@@ -195,6 +233,8 @@ class Schedule:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if _is_static(value, f):
+                if f.metadata.get("static", False):
+                    _check_static(cls, f.name, value)
                 static.append(f.name)
             elif value is not None:
                 object.__setattr__(self, f.name, _convert(cls, f.name, value))
@@ -208,7 +248,10 @@ class Schedule:
             or isinstance(step, (str, bytes, complex))
             or (dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating))
         ):
-            raise TypeError(f"{self.name}: step must be a real number or array, got {step!r}")
+            raise TypeError(
+                f"{self.name or type(self).__name__}: step must be a real number or array, "
+                f"got {step!r}"
+            )
         t = steps.as_step(step)
         if type(self).counts is None:  # a law written for float steps
             return self.law(steps.to_float(t))
@@ -239,7 +282,8 @@ class Schedule:
         return type(self)(**{**self.hyperparameters, **changes})
 
     def to_config(self) -> dict[str, Any]:
-        """A JSON-able dict that :func:`jaxlr.schedules.from_config` reads back to an equal one."""
+        """A JSON-able dict that :func:`jaxlr.schedules.from_config` reads back to an equal one
+        (a stacked schedule has none: :func:`to_config` raises ``ValueError``)."""
         return to_config(self)
 
     def __repr__(self) -> str:
@@ -271,22 +315,43 @@ _evaluate = jax.jit(lambda schedule, step: schedule.law(step))
 
 
 def _is_static(value: Any, field: dataclasses.Field) -> bool:
-    """Structure, not data: strings, flags (a field whose default is a bool) and plain callables
-    (not schedules). ``None`` (an optional argument not given) is an empty subtree, so it is data
-    like the value it stands for."""
+    """Structure, not data: a field declared static (``metadata={"static": True}``), strings,
+    flags (a field whose default is a bool) and plain callables (not schedules). Otherwise
+    ``None`` (an optional argument not given) is an empty subtree, so it is data like the value it
+    stands for."""
+    if field.metadata.get("static", False):
+        return True
     if isinstance(value, str) or (isinstance(value, bool) and isinstance(field.default, bool)):
         return True
     return callable(value) and not isinstance(value, (Schedule, jax.Array, np.ndarray))
+
+
+def _check_static(cls: type[Schedule], name: str, value: Any) -> None:
+    """A declared static field holds a hashable Python value (it is part of the tree's
+    structure, which ``jax.jit`` hashes and compares): not an array, not a tracer."""
+    family = (cls.name or cls.__name__).split(".", 1)[-1]
+    bad = isinstance(value, (jax.Array, np.ndarray, jax.core.Tracer))
+    if not bad:
+        try:
+            hash(value)
+        except TypeError:
+            bad = True
+    if bad:
+        raise ValueError(
+            f"{family}: {name} is a static field (structure, not data), so it must be a "
+            f"hashable Python value such as a bool, int or str, got {name}={value!r}"
+        )
 
 
 def _convert(cls: type[Schedule], name: str, value: Any) -> Any:
     """One argument as a leaf (or a child), with the checks every family shares."""
     family = cls.name or cls.__name__
     with np.errstate(over="ignore"):  # an overflow is reported below, as an error
-        leaf = _leaf(value, raw=name in cls.raw)
+        leaf = _raw(family, name, value, cls.raw[name]) if name in cls.raw else _leaf(value)
     if isinstance(leaf, (Schedule, tuple)):
         return leaf
-    check_cast(family, name, value, leaf)
+    if jnp.issubdtype(jnp.result_type(leaf), jnp.floating):  # raw integers are not cast
+        check_cast(family, name, value, leaf)
     if name not in cls.vectors and np.ndim(leaf) != 0 and concrete(leaf) is not None:
         raise ValueError(
             f"{family}: {name} must be a scalar, got an array of shape {np.shape(leaf)}: "
@@ -296,13 +361,6 @@ def _convert(cls: type[Schedule], name: str, value: Any) -> Any:
     if name in (cls.counts or ()):
         check_count(family, name, value)
     return leaf
-
-
-def _init_only(f: dataclasses.Field) -> bool:
-    """A ``dataclasses.InitVar`` pseudo-field (the annotation may be a string)."""
-    if isinstance(f.type, str):
-        return f.type.removeprefix("dataclasses.").startswith("InitVar[")
-    return isinstance(f.type, dataclasses.InitVar)
 
 
 def _check_arguments(cls: type[Schedule]) -> None:
@@ -318,7 +376,9 @@ def _check_arguments(cls: type[Schedule]) -> None:
             raise TypeError(f"{family}: argument {old!r} is now {cls.renamed[old]!r}")
         unknown = [k for k in kwargs if k not in params or k == "self"]
         if unknown:
-            hints = [] if "." in family else [h for h in map(_peer_hint, unknown) if h]
+            builtin = cls.__module__.startswith("jaxlr.")
+            hints = [] if "." in family else [_peer_hint(k, params, builtin) for k in unknown]
+            hints = [h for h in hints if h]
             raise TypeError(
                 f"{family}: unexpected argument(s) {unknown}; it takes "
                 f"{[p for p in params if p != 'self']}" + "".join(f"; {h}" for h in hints)
@@ -374,8 +434,16 @@ def _show(v: Any) -> str:
         return f"<traced {v.dtype}{list(v.shape)}>"
     if isinstance(v, (jax.Array, np.ndarray)):
         a = np.asarray(v)  # str() of a numpy scalar is the shortest repr that round-trips
-        return _number(a[()]) if a.ndim == 0 else "[" + ", ".join(map(_number, a.ravel())) + "]"
+        return _nested(a)
     return repr(v)
+
+
+def _nested(a: np.ndarray) -> str:
+    """An array as nested lists of its numbers, so its shape shows (a stacked (2, 2) leaf is
+    ``[[1.0, 2.0], [3.0, 4.0]]``)."""
+    if a.ndim == 0:
+        return _number(a[()])
+    return "[" + ", ".join(_nested(x) for x in a) + "]"
 
 
 def _number(x: Any) -> str:
@@ -406,7 +474,9 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
 
     Raises:
         ValueError: ``schedule`` is not a schedule, has a traced leaf or a callable argument
-            (``LambdaLR``'s ``lr_lambda`` cannot be written as JSON).
+            (``LambdaLR``'s ``lr_lambda`` cannot be written as JSON), or is stacked (leaves
+            with a member axis, from ``jaxlr.sweep.stack``): a config describes one schedule,
+            so write each member's config instead.
 
     Examples:
         >>> import json, jaxlr
@@ -430,6 +500,13 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
         if isinstance(v, jax.core.Tracer):
             raise ValueError(f"to_config: {schedule.name} has a traced hyperparameter {k}")
         if isinstance(v, (jax.Array, np.ndarray)):
+            ndim = np.ndim(v)
+            if ndim > (1 if k in type(schedule).vectors else 0):
+                raise ValueError(
+                    f"to_config: {schedule.name}'s {k} has shape {np.shape(v)}, more axes than "
+                    f"one schedule's {k}: a stacked schedule (jaxlr.sweep.stack, jax.vmap) has "
+                    f"no config; write each member's (jax.tree.map(lambda x: x[i], stacked))"
+                )
             return _plain(np.asarray(v))
         if callable(v):
             raise ValueError(
@@ -443,37 +520,60 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
     }
 
 
-def _peer_hint(arg: str) -> str | None:
-    native = PEER_NAMES.get(arg)
-    if native is not None:
-        peers = "/".join(PEER_MODULES.get(arg, ())) or "a peer library"
+def _peer_hint(arg: str, params: Any, builtin: bool) -> str | None:
+    """The hint for a peer library's argument name: one that names jaxlr's spelling only when
+    the family has that argument (``params``), a sentence only for jaxlr's own families (it
+    speaks of them)."""
+    for table, peers_of in ((PEER_NAMES, PEER_MODULES), (OPTAX_NAMES, None)):
+        native = table.get(arg)
+        if native is None:
+            continue
+        if native.isidentifier() and native not in params:
+            return None
+        if not native.isidentifier() and not builtin:
+            return None
         what = f"jaxlr calls it {native}" if native.isidentifier() else native.rstrip(".")
-        compat = " or ".join(f"jaxlr.compat.{m}" for m in PEER_MODULES.get(arg, ()))
+        if peers_of is None:
+            return f"{arg} is Optax's name; {what}"
+        peers = "/".join(peers_of.get(arg, ())) or "a peer library"
+        compat = " or ".join(f"jaxlr.compat.{m}" for m in peers_of.get(arg, ()))
         tail = f" (or use {compat}, which takes {peers}'s arguments)" if compat else ""
         return f"{arg} is {peers}'s name; {what}{tail}"
-    native = OPTAX_NAMES.get(arg)
-    if native is not None:
-        return f"{arg} is Optax's name; " + (
-            f"jaxlr calls it {native}" if native.isidentifier() else native.rstrip(".")
-        )
     return None
 
 
-def _leaf(v: Any, *, raw: bool = False) -> Any:
+def _leaf(v: Any) -> Any:
     if isinstance(v, Schedule):
         return v
     if isinstance(v, (tuple, list)) and v and all(isinstance(x, Schedule) for x in v):
         return tuple(v)
-    dtype = getattr(v, "dtype", None)
-    if (
-        raw
-        and dtype is not None
-        and (
-            jnp.issubdtype(dtype, jnp.unsignedinteger) or jnp.issubdtype(dtype, jax.dtypes.prng_key)
-        )
-    ):
-        return v  # PRNG key data keeps its dtype
     return as_float(v)
+
+
+def _raw(family: str, name: str, v: Any, dtype: np.dtype | None) -> Any:
+    """A ``raw`` field's value: integers keep an integer dtype (``dtype`` when the class
+    declares one), a typed PRNG key becomes its key data; anything else is a float leaf."""
+    vdtype = getattr(v, "dtype", None)
+    if vdtype is not None and jnp.issubdtype(vdtype, jax.dtypes.prng_key):
+        v = jax.random.key_data(v)
+        vdtype = v.dtype
+    if isinstance(v, jax.core.Tracer):
+        ints = jnp.issubdtype(vdtype, jnp.integer)
+        return v.astype(dtype) if ints and dtype is not None else v if ints else as_float(v)
+    try:
+        a = concrete(v) if not isinstance(v, (str, bytes, bool)) else None
+    except OverflowError:  # a Python int past int64
+        raise ValueError(f"{family}: {name} must hold integers, got {name}={v!r}") from None
+    if a is None or a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        return _leaf(v)
+    target = dtype if dtype is not None else (vdtype if vdtype is not None else np.dtype(np.int32))
+    info = np.iinfo(target)
+    if a.size and (int(a.min()) < info.min or int(a.max()) > info.max):
+        raise ValueError(
+            f"{family}: {name} must hold integers that {np.dtype(target).name} holds, "
+            f"got {name}={a.tolist()!r}"
+        )
+    return jnp.asarray(a.astype(target))
 
 
 def names() -> list[str]:

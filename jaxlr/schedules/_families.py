@@ -182,8 +182,8 @@ polynomial = Polynomial
 def _exponent(step, begin_steps, period_steps, staircase):
     """``max(step - B, 0) / P`` (floored exactly if staircase); a traced period <= 0 is clamped
     to the smallest positive normal float, and the count saturates at the largest finite float."""
-    if staircase:  # which stair: exact for integer steps and periods
-        return steps.floor_div(steps.shift_from(step, begin_steps), period_steps, nonnegative=True)
+    if staircase:  # which stair: exact for integer steps, a whole period and a whole start
+        return steps.floor_div(step, period_steps, start=begin_steps)
     e = jnp.maximum(elapsed(step, begin_steps), 0.0)
     big = jnp.finfo(e.dtype).max
     return jnp.minimum(e / at_least(period_steps, tiny(e)), big)
@@ -218,7 +218,9 @@ class Exponential(
     Growth (``r > 1``) without ``end_value`` saturates at the dtype's largest finite value
     instead of overflowing to inf. Traced arguments: a traced ``period_steps`` or
     ``decay_rate`` <= 0 is clamped to the smallest positive float (the LR then jumps to its
-    limit after step 0).
+    limit after step 0). Integer steps: exact for every int32 step >= 0, and for a negative one
+    while ``step > begin_steps - 2**31`` (closer to :math:`-2^{31}` the integer difference
+    wraps; see :class:`Schedule`).
 
     Examples:
         >>> import jaxlr

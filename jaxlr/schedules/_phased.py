@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlr._src import steps
-from jaxlr._src.numeric import as_float, at_least, power_of, safe_div, saturate, times, tiny
+from jaxlr._src.numeric import as_float, at_least, power_of, saturate, times, tiny
 from jaxlr._src.validate import Checker, concrete
 from jaxlr.schedules._core import Schedule
 from jaxlr.schedules._shapes import POSITIVE_SHAPES, SHAPES, segments
@@ -19,19 +18,10 @@ _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 
 def _cyclic_height(step, up_steps, down_steps, mode, decay_rate):
     """Torch's ``scale_factor * scale_fn``: 0 at cycle ends, the cycle's height at its peak."""
-    total = up_steps + down_steps
-    # The cycle and the position inside it from an exact integer division (steps.divide),
-    # not 1 + t/L - floor(1 + t/L): the latter loses the phase entirely once t/L needs all of
-    # float32's mantissa. Torch's x / rho and (x - 1) / (rho - 1) are within / U and
-    # (C - within) / D.
-    cycle, within = steps.divide(step, total)
+    # the cycle and the turn exactly for integer steps (steps.triangle), though float32 holds
+    # neither the period nor the place in it past 2^24
+    cycle, _, factor = steps.triangle(step, up_steps, down_steps)
     cycle = cycle + 1.0
-    rising = within <= up_steps
-    factor = jnp.where(
-        rising,
-        safe_div(within, up_steps, 1.0),
-        safe_div(total - within, down_steps, 0.0),
-    )
     if mode == "triangular2":
         factor = factor * 0.5 ** (cycle - 1.0)
     elif mode == "exp_range":
@@ -406,7 +396,9 @@ class Wsd(Schedule, name="wsd", counts=("total_steps", "warmup_steps", "decay_st
             c.positive("peak_value", self.peak_value)
 
     def law(self, step):
-        knots = [0.0, self.warmup_steps, self.total_steps - self.decay_steps, self.total_steps]
+        # the decay's start as a Sum: exact in integers where float32 cannot hold T - D
+        decay_start = steps.Sum(self.total_steps) - self.decay_steps
+        knots = [0.0, self.warmup_steps, decay_start, self.total_steps]
         values = [self.init_value, self.peak_value, self.peak_value, self.end_value]
         shapes = [(self.warmup_shape, True), ("linear", False), (self.decay_shape, False)]
         return segments(step, knots, values, shapes)
@@ -510,8 +502,8 @@ class Infinite(
         knots = [
             0.0,
             self.warmup_steps,
-            self.warmup_steps + self.cooldown_steps,
-            self.total_steps - self.decay_steps,
+            steps.Sum(self.warmup_steps, self.cooldown_steps),  # exact sums (steps.Sum)
+            steps.Sum(self.total_steps) - self.decay_steps,
             self.total_steps,
         ]
         values = [

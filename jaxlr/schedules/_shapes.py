@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxlr._src.numeric import half_cosine, safe_div, safe_sqrt
-from jaxlr._src.steps import progress, reached
+from jaxlr._src.steps import Sum, progress, reached
 
 #: Shapes of a phase that moves from ``a`` to ``b`` as its progress ``p`` goes 0 -> 1.
 SHAPES = ("linear", "cosine", "1-sqrt", "exponential", "inverse")
@@ -74,7 +74,7 @@ def segments(
     """
     out = None
     for i, (shape, rising) in enumerate(shapes):
-        p = progress(step, knots[i], knots[i + 1] - knots[i])
+        p = progress(step, knots[i], Sum(knots[i + 1]) - knots[i])
         curve = (rise if rising else anneal)(values[i], values[i + 1], p, shape)
         out = curve if out is None else jnp.where(reached(step, knots[i]), curve, out)
     return jnp.where(reached(step, knots[0]), out, jnp.broadcast_to(values[0], out.shape))

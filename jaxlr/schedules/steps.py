@@ -8,6 +8,7 @@ uses them the way the built-in ones do (see ``docs/design.md``, "Add a family").
 """
 
 from jaxlr._src.steps import (
+    Sum,
     before,
     cycle_position,
     divide,
@@ -21,9 +22,11 @@ from jaxlr._src.steps import (
     shift,
     shift_from,
     to_float,
+    triangle,
 )
 
 __all__ = [
+    "Sum",
     "before",
     "cycle_position",
     "divide",
@@ -37,4 +40,5 @@ __all__ = [
     "shift",
     "shift_from",
     "to_float",
+    "triangle",
 ]
