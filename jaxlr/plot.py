@@ -30,11 +30,11 @@ def _pyplot():
 
 def _as_named(schedules: Schedule | Sequence[Schedule] | Mapping[str, Schedule]):
     if isinstance(schedules, Schedule):
-        return {schedules.name: schedules}
+        return {schedules.name or type(schedules).__name__: schedules}
     if isinstance(schedules, Mapping):
         items = dict(schedules)
     else:
-        items = {f"{i}: {s.name}": s for i, s in enumerate(schedules)}
+        items = {f"{i}: {s.name or type(s).__name__}": s for i, s in enumerate(schedules)}
     for label, s in items.items():
         if not isinstance(s, Schedule):
             raise ValueError(f"plot.schedules: {label!r} is not a jaxlr schedule, got {s!r}")
