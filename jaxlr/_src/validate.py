@@ -115,9 +115,11 @@ class Checker:
         minimum: int,
         maximum: int | None = None,
         static: bool = False,
+        optional: bool = False,
     ) -> None:
         """Checks a whole number in ``[minimum, maximum]``: a concrete value (an integral float
         counts; traced values pass), or with ``static`` a Python/NumPy int (it sizes structure).
+        With ``optional``, ``None`` passes and the message says so.
 
         Examples:
             >>> from jaxlr._src.validate import Checker
@@ -129,8 +131,15 @@ class Checker:
             Traceback (most recent call last):
             ...
             ValueError: top_k: k must be an int in [1, 3], got k=5
+            >>> Checker("run").integer("num_steps", 0, minimum=1, static=True, optional=True)
+            Traceback (most recent call last):
+            ...
+            ValueError: run: num_steps must be an int >= 1 or None, got num_steps=0
         """
+        if optional and value is None:
+            return
         what = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        what += " or None" if optional else ""
         if static:
             ok = not isinstance(value, bool) and isinstance(value, (int, np.integer))
             if not ok or value < minimum or (maximum is not None and value > maximum):

@@ -119,10 +119,7 @@ def run(
     k = size(configs, fn="run")
     sharding, devices = _engine.member_sharding(c, mesh)
     chunk = _engine.check_chunk_size(c, chunk_size, k, devices)
-    if num_steps is not None and (
-        isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1
-    ):
-        c.fail(f"num_steps must be an int >= 1 or None, got num_steps={num_steps!r}")
+    c.integer("num_steps", num_steps, minimum=1, static=True, optional=True)
     if divergence_threshold is not None:
         c.finite("divergence_threshold", divergence_threshold)
 
@@ -130,13 +127,8 @@ def run(
     num_chunks = -(-k // chunk)
     chunks = _engine.chunks_of(_engine.pad_members(host, num_chunks * chunk), chunk)
 
+    c.integer("vmap_size", vmap_size, minimum=1, static=True, optional=True)
     if vmap_size is not None:
-        if (
-            isinstance(vmap_size, bool)
-            or not isinstance(vmap_size, (int, np.integer))
-            or vmap_size < 1
-        ):
-            c.fail(f"vmap_size must be an int >= 1 or None, got vmap_size={vmap_size!r}")
         vmap_size = int(min(vmap_size, chunk // devices))
     compiled, trace_s, compile_s = _engine.compile_cached(
         train_fn,
