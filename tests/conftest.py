@@ -4,6 +4,21 @@ import sys
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+
+# One compilation cache for the whole run, shared by the xdist workers and the subprocesses the
+# tests start (multi-host processes, a killed-and-resumed run): a program compiled once is not
+# compiled again in another process. It lives in a temporary folder of this run (a fresh clone
+# starts empty; nothing outlives the run), made by the first process (the controller) and
+# inherited by the others through the environment.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="jaxlr-test-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 sys.path.insert(0, os.path.dirname(__file__))  # tests/oracles.py and friends import by name
 
 # Modules that exercise only jaxlr's own laws run under strict dtype promotion, so an implicit
