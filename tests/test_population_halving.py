@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -328,6 +330,21 @@ def _val(state, cfg):
     return {"val": jnp.sum(state["w"] ** 2)}
 
 
+def _norms(k, steps):
+    """The reference: each member's sum(w_t^2) after every step t, from the NumPy recursion."""
+    data = list(batches(steps=steps))
+    return np.array(
+        [
+            np.sum(
+                numpy_member(w0, float(CONFIGS["lr"][i]), float(CONFIGS["momentum"][i]), data)[1]
+                ** 2,
+                axis=1,
+            )
+            for i, w0 in enumerate(w0s(k))
+        ]
+    )
+
+
 @pytest.mark.parametrize(
     "search, kw, match",
     [
@@ -352,16 +369,18 @@ def _val(state, cfg):
     ],
 )
 def test_a_stale_evaluation_is_warned_of(search, kw, match):
-    """Ranking (or a run's last rows) would use an evaluation up to eval_every - 1 steps old."""
+    """Ranking (or a run's last rows) would use an evaluation up to eval_every - 1 steps old:
+    one warning says so, and the values held are indeed that old (NumPy reference)."""
     common = dict(key=KEY, eval_fn=_val, progress=False)
     data = batches(steps=6)
-    with pytest.warns(UserWarning, match=match):
+    norms = _norms(18, 6)  # norms[i, t - 1]: member i's evaluation after step t
+    with pytest.warns(UserWarning, match=match) as caught:
         if search == "successive_halving":
-            jaxlr.sweep.successive_halving(
+            res = jaxlr.sweep.successive_halving(
                 init_fn, step_fn, CONFIGS, data, metric="val", eta=2, **common, **kw
             )
         elif search == "pbt":
-            jaxlr.sweep.pbt(
+            res = jaxlr.sweep.pbt(
                 init_fn,
                 step_fn,
                 CONFIGS,
@@ -373,15 +392,37 @@ def test_a_stale_evaluation_is_warned_of(search, kw, match):
                 **kw,
             )
         else:
-            jaxlr.sweep.Population(init_fn, step_fn, CONFIGS, **common, **kw).train(data, 6)
+            res = (
+                jaxlr.sweep.Population(init_fn, step_fn, CONFIGS, **common, **kw)
+                .train(data, 6)
+                .result()
+            )
+    assert sum(bool(re.search(match, str(w.message))) for w in caught) == 1  # said once
+    if search == "successive_halving":
+        # rung 5 ranks by the evaluation after step 4 (eval at 1, 2, 4, 6), not step 5's
+        at5 = [(i, v) for i, r in enumerate(res.rungs) for s, v in r if s == 5]
+        assert at5
+        for i, v in at5:
+            assert v == pytest.approx(norms[i, 3], rel=1e-4)
+            assert v != pytest.approx(norms[i, 4], rel=1e-4)
+    elif search == "pbt":
+        # the first exploit (after step 3) saw the evaluation after step 2: before any exploit
+        # the members are the grid's, so step 3's row holds step 2's evaluation
+        np.testing.assert_allclose(res.metrics["val"][:, 2], norms[:, 1], rtol=1e-4)
+    else:
+        # eval_every=10 in a 6-step run: every row holds the evaluation after step 1
+        want = np.repeat(norms[:, :1], 6, axis=1)
+        np.testing.assert_allclose(res.metrics["val"], want, rtol=1e-4)
 
 
 def test_a_fresh_evaluation_is_not_warned_of():
+    """Rungs at multiples of eval_every (rung 1: the first step is always evaluated): no
+    warning, and every rung ranks by the evaluation of its own step (NumPy reference)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        jaxlr.sweep.successive_halving(
+        res = jaxlr.sweep.successive_halving(
             init_fn,
             step_fn,
             CONFIGS,
@@ -394,3 +435,10 @@ def test_a_fresh_evaluation_is_not_warned_of():
             eval_every=2,
             progress=False,
         )
+    norms = _norms(18, 6)
+    seen = 0
+    for i, rung in enumerate(res.rungs):
+        for step, value in rung:
+            assert value == pytest.approx(norms[i, step - 1], rel=1e-4), (i, step)
+            seen += 1
+    assert seen > 18  # every member at rung 1, and the survivors at 2 and 6
