@@ -22,6 +22,17 @@ def _schedule_arg(c: Checker, name: str, s) -> None:
         c.fail(f"{name} must be a jaxlr schedule, got {name}={s!r}")
 
 
+def _schedules_arg(family: Schedule, c: Checker, minimum: int) -> None:
+    """``family.schedules`` stored as a tuple of at least ``minimum`` schedules."""
+    family._set("schedules", tuple(family.schedules))
+    n = len(family.schedules)
+    if n < minimum:
+        what = "schedule" if minimum == 1 else "schedules"
+        c.fail(f"schedules must hold at least {minimum} {what}, got {n}")
+    for i, s in enumerate(family.schedules):
+        _schedule_arg(c, f"schedules[{i}]", s)
+
+
 class Warmup(Schedule, name="warmup", counts=("warmup_steps",), renamed=dict(shape="warmup_shape")):
     r"""Prepends a warmup to any schedule, which then runs on its own local time.
 
@@ -102,11 +113,7 @@ class Join(Schedule, name="join", counts=("boundaries",), vectors=("boundaries",
     boundaries: ArrayLike
 
     def check(self, c: Checker) -> None:
-        self._set("schedules", tuple(self.schedules))
-        if len(self.schedules) < 2:
-            c.fail(f"schedules must hold at least 2 schedules, got {len(self.schedules)}")
-        for i, s in enumerate(self.schedules):
-            _schedule_arg(c, f"schedules[{i}]", s)
+        _schedules_arg(self, c, 2)
         b = c.vector("boundaries", self.boundaries, min_len=1)
         c.nonnegative("boundaries", self.boundaries)
         c.sorted("boundaries", self.boundaries)
@@ -157,11 +164,7 @@ class Product(Schedule, name="product", counts=()):
     schedules: Sequence[Schedule] = dataclasses.field(kw_only=False)
 
     def check(self, c: Checker) -> None:
-        self._set("schedules", tuple(self.schedules))
-        if not self.schedules:
-            c.fail("schedules must hold at least 1 schedule, got 0")
-        for i, s in enumerate(self.schedules):
-            _schedule_arg(c, f"schedules[{i}]", s)
+        _schedules_arg(self, c, 1)
 
     def law(self, step):
         out = self.schedules[0](step)
@@ -423,11 +426,7 @@ class Select(Schedule, name="select", counts=()):
     schedules: Sequence[Schedule] = dataclasses.field(kw_only=False)
 
     def check(self, c: Checker) -> None:
-        self._set("schedules", tuple(self.schedules))
-        if not self.schedules:
-            c.fail("schedules must hold at least 1 schedule, got 0")
-        for i, s in enumerate(self.schedules):
-            _schedule_arg(c, f"schedules[{i}]", s)
+        _schedules_arg(self, c, 1)
         a = c.finite("index", self.index)
         if a is not None and not bool(
             np.all((a == np.round(a)) & (a >= 0) & (a < len(self.schedules)))
