@@ -478,7 +478,15 @@ class Population:
             ok = _engine.healthy(None if loss is None else metrics[loss], state, threshold)
             ok &= carry.alive
             newly = carry.alive & ~ok
-            state = _engine.tree_where(ok, state, carry.state)
+            # A select over every state leaf costs a pass over the members' states; it is needed
+            # only on a step where some member went bad, so a real branch skips it otherwise.
+            state = jax.lax.cond(
+                jnp.all(ok),
+                lambda new, old: new,
+                lambda new, old: _engine.tree_where(ok, new, old),
+                state,
+                carry.state,
+            )
             evals = carry.evals
             if eval_fn is not None:
                 # An unbatched predicate: a real branch, so the other steps skip the evaluation.
