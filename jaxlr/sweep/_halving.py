@@ -16,6 +16,7 @@ from jaxlr.sweep import _engine
 from jaxlr.sweep._configs import size
 from jaxlr.sweep._policy import Policy
 from jaxlr.sweep._population import Population, PopulationResult
+from jaxlr.sweep._rank import RANKS, fresh_steps, planned_lrs, predict_final
 
 
 def check_mode(c: Checker, mode: Any) -> None:
@@ -57,6 +58,8 @@ def successive_halving(
     progress: bool = True,
     eval_fn: Callable[[Any, Any], Any] | None = None,
     eval_every: int = 1,
+    rank: str = "value",
+    lr: Callable[[Any, Any], Any] | None = None,
 ) -> PopulationResult:
     r"""Successive halving of a :class:`Population`: less work on bad members.
 
@@ -142,6 +145,18 @@ def successive_halving(
         c.fail(f"eta must be a number > 1, got eta={eta!r}")
     check_mode(c, mode)
     check_metric(c, metric)
+    c.choice("rank", rank, RANKS)
+    if rank == "predicted":
+        if mode != "min":
+            c.fail(
+                "rank='predicted' fits a loss-curve law (a decreasing, positive metric) and "
+                f"needs mode='min', got mode={mode!r}"
+            )
+        if not callable(lr):
+            c.fail(f"rank='predicted' needs lr=, a callable (config, step) -> LR, got lr={lr!r}")
+        planned = planned_lrs(c, lr, configs, rungs[-1])
+    elif lr is not None:
+        c.fail(f"lr= is used by rank='predicted' only, got rank={rank!r}")
     stale = [r for r in rungs if r % eval_every and r > 1] if eval_fn is not None else []
     if stale and _engine.is_int(eval_every) and eval_every >= 1:
         warnings.warn(
@@ -200,6 +215,8 @@ def successive_halving(
     final_config = jax.tree.map(np.asarray, configs)
     states = None  # each member's state where it stopped, [K, ...]
     member_steps, prev = 0, 0
+    predicted = np.full((k, len(rungs) - 1), np.nan)  # rank='predicted': each rung's prediction
+    fallbacks: list[int] = []  # rank='predicted': members per rung ranked by value (fit failed)
     for j, r in enumerate(rungs):
         pop.train(feed, r - prev, steps_per_call=steps_per_call)
         member_steps += pop.num_members * (r - prev)
@@ -224,6 +241,11 @@ def successive_halving(
         if j == len(rungs) - 1:
             break
         keep = max(1, math.floor(pop.num_members / eta))
+        if rank == "predicted":
+            pred, ok = _predict(curves, idx, r, metric, planned, total, eval_fn, eval_every)
+            predicted[idx, j] = np.where(ok, pred, np.nan)
+            fallbacks.append(int((~ok & carry.alive).sum()))
+            score = np.where(ok, pred, score)
         chosen = np.sort(ranking(score, carry.alive, mode)[:keep])
         pop.select(chosen)
         idx = idx[chosen]
@@ -238,7 +260,10 @@ def successive_halving(
         mode=mode,
         stopped_at=stopped_at,
         survivors=idx.tolist(),
+        rank=rank,
     )
+    if rank == "predicted":
+        info.update(predicted=predicted, rank_fallbacks=fallbacks)
     return PopulationResult(
         final_config,
         curves,
@@ -253,3 +278,17 @@ def successive_halving(
         metric=metric,
         mode=mode,
     )
+
+
+def _predict(curves, idx, r, metric, planned, total, eval_fn, eval_every):
+    """Each current member's predicted metric at step ``total`` from its curve up to ``r``: the
+    LR it applied so far (its ``lr`` metric where the step reports one), then its planned LR."""
+    steps = fresh_steps(r, eval_every if eval_fn is not None else 1)
+    lrs = planned[idx].copy()
+    applied = curves.get("lr")
+    if applied is not None and applied.ndim == 2:
+        past = applied[idx, :r]
+        lrs[:, :r] = np.where(np.isfinite(past) & (past >= 0), past, lrs[:, :r])
+    values = curves[metric][idx][:, steps - 1]
+    out = predict_final(values, steps, lrs, final=total, key=jax.random.key(0), rows=len(planned))
+    return out.value, out.ok
