@@ -96,17 +96,44 @@ def successive_halving(
         eval_fn, eval_every: as in :class:`Population`: ``metric`` may be an ``eval_fn``
             metric computed every ``eval_every`` steps; a rung ranks by its latest value (make
             the rungs multiples of ``eval_every`` to rank on a fresh one).
+        rank: what a rung ranks by. ``"value"`` (default): ``metric`` at the rung.
+            ``"predicted"``: each member's predicted ``metric`` at the last rung under its own
+            schedule (against the short-horizon bias: a high peak behind a long warmup looks
+            bad early and wins late). A loss-curve law, the power part of the momentum law
+            (:func:`jaxlr.auto.momentum_law` with :math:`C = 0`),
+
+            .. math:: \hat L(s) = L_0 + A\,S_1(s)^{-\alpha}, \qquad
+                S_1(s) = \textstyle\sum_{i \le s} \eta_i,
+
+            is fitted to the second half of each member's curve so far (its fresh evaluations;
+            robust Levenberg-Marquardt on log residuals as :func:`jaxlr.auto.fit_law`, all
+            members in one compiled call) and evaluated at :math:`S_1(r_{last})` of the LR
+            the member applied so far (its ``"lr"`` metric when ``step_fn`` reports one) and
+            will apply (``lr``). A member whose fit fails (fewer than 4 positive finite points,
+            a non-finite or non-positive prediction, or log residuals of RMS above 0.05: the
+            law does not describe a rising curve) is ranked by its value, and counted in
+            ``info["rank_fallbacks"]``. Needs ``mode="min"`` (a loss). Measured in
+            ``benchmarks/ranking.py``.
+        lr: with ``rank="predicted"``: ``(config, step) -> LR`` of one member at the 0-based
+            ``step`` (e.g. ``lambda c, t: schedule_of(c)(t)``), evaluated once for every
+            member at steps ``0..r_last - 1``.
 
     Returns:
         A :class:`PopulationResult` over the ``K`` original members: metrics ``[K, r_last]``
         (NaN after a member stopped), ``rungs[i]`` the list of ``(step, metric)`` member ``i``
         reached, ``info["stopped_at"]`` its last step, ``member_steps`` the work done; ``best``
         picks among the members that reached the last rung; ``states`` each member's training
-        state where it stopped; ``compile_seconds`` the time spent compiling.
+        state where it stopped; ``compile_seconds`` the time spent compiling; ``info["rank"]``;
+        with ``rank="predicted"``, ``info["predicted"]`` ``[K, len(rungs) - 1]`` each rung's
+        prediction (NaN where the fit failed or the member had stopped) and
+        ``info["rank_fallbacks"]`` the members ranked by value at each rung.
 
     Raises:
         ValueError: before anything compiles: rungs not strictly increasing positive ints,
-            ``eta <= 1``, a bad ``mode``, ``K < 2``, or a ``metric`` the step does not return.
+            ``eta <= 1``, a bad ``mode``, ``K < 2``, or a ``metric`` the step does not return;
+            an unknown ``rank``; ``rank="predicted"`` without a callable ``lr``, with
+            ``mode="max"``, or with an ``lr`` that is not a finite, non-negative scalar; ``lr``
+            with ``rank="value"``.
 
     Warns:
         UserWarning: with ``eval_fn``, a rung that is not a multiple of ``eval_every`` (its
@@ -124,6 +151,27 @@ def successive_halving(
         ...     metric="loss", eta=3, progress=False)
         >>> res.member_steps, res.best("loss")["lr"], [len(r) for r in res.rungs]
         (21, 0.5, [1, 1, 1, 1, 1, 2, 2, 3, 1])
+
+        Ranked by the predicted final loss: the member with the long warmup to the highest
+        peak is last at the first rung and first at the end, and it is kept.
+
+        >>> lam = jnp.logspace(-3, 0, 32)
+        >>> sched = lambda c: jaxlr.schedules.warmup(
+        ...     jaxlr.schedules.constant(value=c["peak"]), warmup_steps=c["warmup"])
+        >>> def step_fn(s, c, batch):
+        ...     w = s["w"] - sched(c)(s["t"]) * lam * s["w"]
+        ...     return {"w": w, "t": s["t"] + 1}, {"loss": 0.5 * jnp.sum(lam * w * w)}
+        >>> configs = jaxlr.sweep.zip(peak=[0.3, 0.8, 1.5], warmup=[0.0, 0.0, 60.0])
+        >>> def search(**kw):
+        ...     return jaxlr.sweep.successive_halving(
+        ...         lambda c, key: {"w": jnp.ones(32), "t": jnp.zeros((), int)}, step_fn,
+        ...         configs, (0.0 for _ in range(100)), key=jax.random.key(0), rungs=[20, 100],
+        ...         metric="loss", progress=False, steps_per_call=20, **kw)
+        >>> search().info["survivors"]
+        [1]
+        >>> res = search(rank="predicted", lr=lambda c, t: sched(c)(t))
+        >>> res.info["survivors"], res.info["rank_fallbacks"]
+        ([2], [0])
 
     References:
         Jamieson & Talwalkar, Non-stochastic Best Arm Identification and Hyperparameter
