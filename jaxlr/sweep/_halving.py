@@ -105,15 +105,17 @@ def successive_halving(
             .. math:: \hat L(s) = L_0 + A\,S_1(s)^{-\alpha}, \qquad
                 S_1(s) = \textstyle\sum_{i \le s} \eta_i,
 
-            is fitted to the second half of each member's curve so far (its fresh evaluations;
-            robust Levenberg-Marquardt on log residuals as :func:`jaxlr.auto.fit_law`, all
-            members in one compiled call) and evaluated at :math:`S_1(r_{last})` of the LR
+            with the LR in units of the member's peak, is fitted to the second half of each
+            member's curve so far (its fresh evaluations; least squares on relative residuals,
+            :math:`L_0, A \ge 0`, exact for each of 100 exponents :math:`\alpha`, all members
+            in one small compiled call) and evaluated at :math:`S_1(r_{last})` of the LR
             the member applied so far (its ``"lr"`` metric when ``step_fn`` reports one) and
-            will apply (``lr``). A member whose fit fails (fewer than 4 positive finite points,
-            a non-finite or non-positive prediction, or log residuals of RMS above 0.05: the
-            law does not describe a rising curve) is ranked by its value, and counted in
-            ``info["rank_fallbacks"]``. Needs ``mode="min"`` (a loss). Measured in
-            ``benchmarks/ranking.py``.
+            will apply (``lr``). The annealing term of the momentum law is left out: a prefix
+            rarely identifies it. A member whose fit fails (fewer than 4 positive finite
+            points, a non-finite or non-positive prediction) is ranked by its value, and
+            counted in ``info["rank_fallbacks"]``. Needs ``mode="min"`` (a loss). The law
+            knows nothing of instability or overfitting: measured in
+            ``benchmarks/ranking.py``, it does not beat ranking by value there.
         lr: with ``rank="predicted"``: ``(config, step) -> LR`` of one member at the 0-based
             ``step`` (e.g. ``lambda c, t: schedule_of(c)(t)``), evaluated once for every
             member at steps ``0..r_last - 1``.
@@ -338,5 +340,5 @@ def _predict(curves, idx, r, metric, planned, total, eval_fn, eval_every):
         past = applied[idx, :r]
         lrs[:, :r] = np.where(np.isfinite(past) & (past >= 0), past, lrs[:, :r])
     values = curves[metric][idx][:, steps - 1]
-    out = predict_final(values, steps, lrs, final=total, key=jax.random.key(0), rows=len(planned))
+    out = predict_final(values, steps, lrs, final=total, rows=len(planned))
     return out.value, out.ok

@@ -10,6 +10,7 @@ the whole horizon. ``sweep`` imports the laws from ``auto``; ``auto`` never impo
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -17,17 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlr._src.validate import Checker
-from jaxlr.auto._laws import _levenberg_marquardt, _power_term, _safe_log
-from jaxlr.auto._util import huber
+from jaxlr.auto._laws import _power_term
 from jaxlr.sweep._configs import unwrap
 
 RANKS = ("value", "predicted")
 # Fixed shapes, so one compiled fit serves every rung and every population size.
 MAX_POINTS = 64
-NUM_STARTS = 8
-NUM_ITERS = 60
-HUBER_DELTA = 1e-2
-MAX_RMS = 0.05  # log residuals: the law describes the curve within ~5%
+ALPHAS = np.linspace(0.02, 2.0, 100)  # the exponents tried (the laws' fits find 0.2 to 1.2)
 
 
 def planned_lrs(c: Checker, lr: Callable[[Any, Any], Any], configs: Any, total: int) -> np.ndarray:
@@ -63,8 +60,8 @@ class Prediction(NamedTuple):
 
     value: np.ndarray  # [k] the law at the final step
     ok: np.ndarray  # [k] bool: the fit is usable (False: rank by the value so far)
-    params: np.ndarray  # [k, 3] the fitted L0, A, alpha (A for the LR in units of the peak)
-    rms: np.ndarray  # [k] root mean square of the fit's log residuals
+    params: np.ndarray  # [k, 3] the fitted L0, A, alpha (A for the LR in units of its peak)
+    rms: np.ndarray  # [k] root mean square of the fit's relative residuals
 
 
 def predict_final(
@@ -73,7 +70,6 @@ def predict_final(
     lrs: np.ndarray,
     *,
     final: int,
-    key: jax.Array,
     rows: int | None = None,
 ) -> Prediction:
     r"""Each member's loss-curve law fitted to ``values`` and evaluated at step ``final``.
@@ -83,28 +79,28 @@ def predict_final(
 
     .. math:: L(s) = L_0 + A\,S_1(s)^{-\alpha}, \qquad S_1(s) = \sum_{i \le s} \eta_i,
 
-    fitted to the second half of the points so far (the first half is the transient from
-    initialization, which the law does not describe) by the Huber-robust Levenberg-Marquardt of
-    :func:`jaxlr.auto.fit_law` on log residuals, from ``NUM_STARTS`` data-scaled starts, and
-    evaluated at :math:`S_1(\text{final})` of the member's whole LR sequence: a long warmup or
-    a high peak that has not yet spent its LR area is credited with it. The annealing term
-    :math:`C\,S_2` is left out: a prefix rarely identifies it, and fitted to the start of a
-    decay its linear extrapolation ran negative. One compiled call (fixed shapes) serves every
-    member and every rung.
+    with the LR in units of the member's peak. It is fitted to the second half of the points
+    so far (the first half is the transient from initialization, which the law does not
+    describe) by least squares on relative residuals,
+    :math:`\min \sum_i (L(s_i) - y_i)^2 / y_i^2` over :math:`L_0, A \ge 0`, exactly
+    (closed form) for each :math:`\alpha` of ``ALPHAS``, the best :math:`\alpha` kept: no
+    random starts, no iterations, one small compiled call for every member and every rung
+    (fixed shapes). The prediction is the law at :math:`S_1(\text{final})` of the member's
+    whole LR sequence: a long warmup or a high peak that has not yet spent its LR area is
+    credited with it. The annealing term :math:`C\,S_2` is left out: a prefix rarely
+    identifies it (fitted to the start of a decay, its linear extrapolation ran negative).
 
     Args:
         values: ``[k, n]`` each member's metric after the 1-based ``steps`` ``[n]``.
         steps: ``[n]`` increasing 1-based steps.
         lrs: ``[k, T]`` each member's LR at steps ``1..T`` (``T >= final``, past and planned).
         final: the 1-based step to predict.
-        key: PRNG key of the random starts (the same for every member).
         rows: pad the members to this many (one compiled shape for every rung of a search).
 
     Returns:
         A :class:`Prediction`; ``ok`` is False where the fit failed: fewer than 4 positive
-        finite points in the second half, a non-finite objective or prediction, a
-        non-positive prediction, or log residuals whose root mean square exceeds ``MAX_RMS``
-        (the law does not describe the curve, e.g. a loss rising at a too-high LR).
+        finite points in the second half (the law has 3 parameters), an LR that is 0
+        throughout, or a non-finite or non-positive prediction.
     """
     k, n = values.shape
     pick = np.unique(np.round(np.linspace(0, n - 1, min(n, MAX_POINTS))).astype(int))
@@ -116,54 +112,48 @@ def predict_final(
     s1 = np.ones((vals.shape[0], lrs.shape[1]))
     s1[:k] = np.cumsum(lrs / np.where(peak > 0, peak, 1.0), axis=1)  # in units of the peak LR
     with jax.enable_x64(True):
-        out = _fit_predict(jnp.asarray(vals), jnp.asarray(s1[:, np.r_[st, final] - 1]), key)
-        pred, ok, theta, rms = (np.asarray(a)[:k] for a in out)
-    return Prediction(pred, ok & (peak[:, 0] > 0), np.exp(theta), rms)
+        out = _fit_predict(jnp.asarray(vals), jnp.asarray(s1[:, np.r_[st, final] - 1]))
+        pred, ok, params, rms = (np.asarray(a)[:k] for a in out)
+    return Prediction(pred, ok & (peak[:, 0] > 0), params, rms)
 
 
-@jax.jit
-def _fit_predict(vals, s1, key):
+# A small program whose compile costs more than its run: LLVM's optimizations are skipped.
+@partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+def _fit_predict(vals, s1):
     """Per member: ``vals [n]`` at forward areas ``s1 [n + 1]`` (the last: the step to predict).
-    Returns the prediction, whether the fit is usable, the log parameters and the RMS of the
-    log residuals."""
-    u = jax.random.uniform(key, (NUM_STARTS, 3), jnp.float64)
-
-    def law(theta, area):
-        l0, a, alpha = jnp.exp(theta)
-        return l0 + _power_term(area, a, alpha)
+    Returns the prediction, whether it is usable, ``(L0, A, alpha)`` and the RMS of the
+    relative residuals."""
+    alphas = jnp.asarray(ALPHAS, vals.dtype)
 
     def member(y, area):
         n = jnp.sum(jnp.isfinite(y))
         mask = jnp.isfinite(y) & (y > 0) & (jnp.arange(y.shape[0]) >= n // 2)
-        log_y = jnp.log(jnp.where(mask, y, 1.0))
-        lo = jnp.min(jnp.where(mask, y, jnp.inf))
-        first = jnp.argmax(mask)  # the first point used
+        y = jnp.where(mask, y, 1.0)
+        w = jnp.where(mask, 1.0 / (y * y), 0.0)  # relative residuals
         count = jnp.sum(mask)
 
-        def residuals(theta):
-            pred = law(theta, area[:-1])
-            return jnp.where(mask, _safe_log(pred, log_y - 5.0) - log_y, 0.0)
+        def at(alpha):
+            x = jnp.where(mask, _power_term(area[:-1], 1.0, alpha), 0.0)  # area 0: x = inf
+            sw, sx, sxx = jnp.sum(w), jnp.sum(w * x), jnp.sum(w * x * x)
+            sy, sxy = jnp.sum(w * y), jnp.sum(w * x * y)
+            det = sw * sxx - sx * sx
+            a = (sw * sxy - sx * sy) / jnp.where(det > 0, det, 1.0)
+            free = jnp.stack([(sy - a * sx) / sw, a])
+            # the least-squares optimum over L0, A >= 0: free, or on an edge (L0 = 0 or A = 0)
+            zero = jnp.zeros_like(sy)
+            cands = jnp.stack([free, jnp.stack([zero, sxy / sxx]), jnp.stack([sy / sw, zero])])
+            feasible = jnp.stack([(det > 0) & jnp.all(free >= 0), sxx > 0, sw > 0])
+            res = cands[:, :1] + cands[:, 1:] * x[None] - y[None]
+            obj = jnp.where(feasible, jnp.sum(w * res * res, axis=1), jnp.inf)
+            i = jnp.argmin(obj)
+            return cands[i], obj[i]
 
-        def objective(theta):
-            r = residuals(theta)
-            value = jnp.sum(huber(r, HUBER_DELTA)) / jnp.maximum(count, 1)
-            return jnp.where(jnp.all(jnp.isfinite(r)), value, jnp.inf)
-
-        def start(v):
-            # data-scaled starts, as fit_law's
-            l0 = lo * (0.3 + 0.67 * v[0])
-            alpha = 0.2 + v[1]
-            scale = jnp.exp(jnp.log(0.3) + jnp.log(10.0) * v[2])
-            a = jnp.maximum(y[first] - l0, 1e-6) * area[first] ** alpha * scale
-            return jnp.log(jnp.stack([l0, a, alpha]))
-
-        run = lambda t: _levenberg_marquardt(residuals, objective, t, HUBER_DELTA, NUM_ITERS)
-        theta, obj = jax.vmap(run)(jax.vmap(start)(u))
-        best = jnp.argmin(jnp.where(jnp.isfinite(obj), obj, jnp.inf))
-        r = residuals(theta[best])
-        rms = jnp.sqrt(jnp.sum(r * r) / jnp.maximum(count, 1))
-        pred = law(theta[best], area[-1])
-        ok = (count >= 4) & jnp.isfinite(obj[best]) & jnp.isfinite(pred) & (pred > 0)
-        return pred, ok & (rms <= MAX_RMS), theta[best], rms
+        coef, obj = jax.vmap(at)(alphas)
+        j = jnp.argmin(obj)
+        (l0, a), alpha = coef[j], alphas[j]
+        rms = jnp.sqrt(obj[j] / jnp.maximum(count, 1))
+        pred = l0 + _power_term(area[-1], a, alpha)
+        ok = (count >= 4) & jnp.isfinite(obj[j]) & jnp.isfinite(pred) & (pred > 0)
+        return pred, ok, jnp.stack([l0, a, alpha]), rms
 
     return jax.vmap(member)(vals, s1)
