@@ -1,8 +1,9 @@
 """Successive halving ranked by the value so far vs by each member's predicted final value.
 
-``successive_halving(rank="predicted", lr=...)`` fits the momentum law to each member's metric
-curve at a rung and ranks by its prediction at the last rung under the member's own schedule
-(``rank="value"``: by the metric at the rung, biased toward schedules that make early progress).
+``successive_halving(rank="predicted", lr=...)`` fits a loss-curve law (the power part of the
+momentum law, the loss against the LR area) to each member's metric curve at a rung and ranks by
+its prediction at the last rung under the member's own schedule (``rank="value"``: by the
+metric at the rung, biased toward schedules that make early progress).
 Three problems, each with its full grid (``sweep.run``, every member to the end) as the
 reference:
 
@@ -17,7 +18,8 @@ reference:
 
 For each: the best final validation loss each halving selects, over the grid's best (1.0 is the
 grid's), the members that reached the last rung, the fits that failed (ranked by value), and wall
-time, compile included, over the grid's (one process, each search cold: a new step function).
+time, compile included, over the grid's (one process, each search cold: a new step function
+and ``jax.clear_caches()`` before it).
 Run: ``python -m benchmarks.ranking``.
 """
 
@@ -215,6 +217,7 @@ PROBLEMS = {
 
 
 def _timed(fn):
+    jax.clear_caches()  # every search cold, the ranking fit's compile included
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
