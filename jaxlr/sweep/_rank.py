@@ -19,10 +19,11 @@ import numpy as np
 
 from jaxlr._src.validate import Checker
 from jaxlr.auto._laws import _power_term
-from jaxlr.sweep._configs import unwrap
+from jaxlr.sweep._configs import size, unwrap
 
 RANKS = ("value", "predicted")
-# Fixed shapes, so one compiled fit serves every rung and every population size.
+# Fixed shapes (points per curve; members padded to the search's K): one compiled fit serves
+# every rung of a search.
 MAX_POINTS = 64
 ALPHAS = np.linspace(0.02, 2.0, 100)  # the exponents tried (the laws' fits find 0.2 to 1.2)
 
@@ -35,7 +36,7 @@ def planned_lrs(c: Checker, lr: Callable[[Any, Any], Any], configs: Any, total: 
     except Exception as e:  # noqa: BLE001 - re-raised with the argument named
         c.fail(f"lr must be a callable (config, step) -> scalar LR, calling it failed: {e!r}")
     out = np.asarray(out, np.float64)
-    k = jax.tree.leaves(configs)[0].shape[0]
+    k = size(configs)
     if out.shape != (k, total):
         c.fail(f"lr(config, step) must return a scalar LR, got shape {out.shape[2:]} per step")
     bad = ~np.isfinite(out) | (out < 0)
