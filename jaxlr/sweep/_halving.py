@@ -16,6 +16,7 @@ from jaxlr.sweep import _engine
 from jaxlr.sweep._configs import size
 from jaxlr.sweep._policy import Policy
 from jaxlr.sweep._population import Population, PopulationResult
+from jaxlr.sweep._rank import RANKS, fresh_steps, planned_lrs, predict_final
 
 
 def check_mode(c: Checker, mode: Any) -> None:
@@ -57,6 +58,8 @@ def successive_halving(
     progress: bool = True,
     eval_fn: Callable[[Any, Any], Any] | None = None,
     eval_every: int = 1,
+    rank: str = "value",
+    lr: Callable[[Any, Any], Any] | None = None,
 ) -> PopulationResult:
     r"""Successive halving of a :class:`Population`: less work on bad members.
 
@@ -93,17 +96,46 @@ def successive_halving(
         eval_fn, eval_every: as in :class:`Population`: ``metric`` may be an ``eval_fn``
             metric computed every ``eval_every`` steps; a rung ranks by its latest value (make
             the rungs multiples of ``eval_every`` to rank on a fresh one).
+        rank: what a rung ranks by. ``"value"`` (default): ``metric`` at the rung.
+            ``"predicted"``: each member's predicted ``metric`` at the last rung under its own
+            schedule (against the short-horizon bias: a high peak behind a long warmup looks
+            bad early and wins late). A loss-curve law, the power part of the momentum law
+            (:func:`jaxlr.auto.momentum_law` with :math:`C = 0`),
+
+            .. math:: \hat L(s) = L_0 + A\,S_1(s)^{-\alpha}, \qquad
+                S_1(s) = \textstyle\sum_{i \le s} \eta_i,
+
+            with the LR in units of the member's peak, is fitted to the second half of each
+            member's curve so far (its fresh evaluations; least squares on relative residuals,
+            :math:`L_0, A \ge 0`, exact for each of 100 exponents :math:`\alpha`, all members
+            in one small compiled call) and evaluated at :math:`S_1(r_{last})` of the LR
+            the member applied so far (its ``"lr"`` metric when ``step_fn`` reports one) and
+            will apply (``lr``). The annealing term of the momentum law is left out: a prefix
+            rarely identifies it. A member whose fit fails (fewer than 4 positive finite
+            points, a non-finite or non-positive prediction) is ranked by its value, and
+            counted in ``info["rank_fallbacks"]``. Needs ``mode="min"`` (a loss). The law
+            knows nothing of instability or overfitting: measured in
+            ``benchmarks/ranking.py``, it does not beat ranking by value there.
+        lr: with ``rank="predicted"``: ``(config, step) -> LR`` of one member at the 0-based
+            ``step`` (e.g. ``lambda c, t: schedule_of(c)(t)``), evaluated once for every
+            member at steps ``0..r_last - 1``.
 
     Returns:
         A :class:`PopulationResult` over the ``K`` original members: metrics ``[K, r_last]``
         (NaN after a member stopped), ``rungs[i]`` the list of ``(step, metric)`` member ``i``
         reached, ``info["stopped_at"]`` its last step, ``member_steps`` the work done; ``best``
         picks among the members that reached the last rung; ``states`` each member's training
-        state where it stopped; ``compile_seconds`` the time spent compiling.
+        state where it stopped; ``compile_seconds`` the time spent compiling; ``info["rank"]``;
+        with ``rank="predicted"``, ``info["predicted"]`` ``[K, len(rungs) - 1]`` each rung's
+        prediction (NaN where the fit failed or the member had stopped) and
+        ``info["rank_fallbacks"]`` the members ranked by value at each rung.
 
     Raises:
         ValueError: before anything compiles: rungs not strictly increasing positive ints,
-            ``eta <= 1``, a bad ``mode``, ``K < 2``, or a ``metric`` the step does not return.
+            ``eta <= 1``, a bad ``mode``, ``K < 2``, or a ``metric`` the step does not return;
+            an unknown ``rank``; ``rank="predicted"`` without a callable ``lr``, with
+            ``mode="max"``, or with an ``lr`` that is not a finite, non-negative scalar; ``lr``
+            with ``rank="value"``.
 
     Warns:
         UserWarning: with ``eval_fn``, a rung that is not a multiple of ``eval_every`` (its
@@ -121,6 +153,27 @@ def successive_halving(
         ...     metric="loss", eta=3, progress=False)
         >>> res.member_steps, res.best("loss")["lr"], [len(r) for r in res.rungs]
         (21, 0.5, [1, 1, 1, 1, 1, 2, 2, 3, 1])
+
+        Ranked by the predicted final loss: the member with the long warmup to the highest
+        peak is last at the first rung and first at the end, and it is kept.
+
+        >>> lam = jnp.logspace(-3, 0, 32)
+        >>> sched = lambda c: jaxlr.schedules.warmup(
+        ...     jaxlr.schedules.constant(value=c["peak"]), warmup_steps=c["warmup"])
+        >>> def step_fn(s, c, batch):
+        ...     w = s["w"] - sched(c)(s["t"]) * lam * s["w"]
+        ...     return {"w": w, "t": s["t"] + 1}, {"loss": 0.5 * jnp.sum(lam * w * w)}
+        >>> configs = jaxlr.sweep.zip(peak=[0.3, 0.8, 1.5], warmup=[0.0, 0.0, 60.0])
+        >>> def search(**kw):
+        ...     return jaxlr.sweep.successive_halving(
+        ...         lambda c, key: {"w": jnp.ones(32), "t": jnp.zeros((), int)}, step_fn,
+        ...         configs, (0.0 for _ in range(100)), key=jax.random.key(0), rungs=[20, 100],
+        ...         metric="loss", progress=False, steps_per_call=20, **kw)
+        >>> search().info["survivors"]
+        [1]
+        >>> res = search(rank="predicted", lr=lambda c, t: sched(c)(t))
+        >>> res.info["survivors"], res.info["rank_fallbacks"]
+        ([2], [0])
 
     References:
         Jamieson & Talwalkar, Non-stochastic Best Arm Identification and Hyperparameter
@@ -142,6 +195,18 @@ def successive_halving(
         c.fail(f"eta must be a number > 1, got eta={eta!r}")
     check_mode(c, mode)
     check_metric(c, metric)
+    c.choice("rank", rank, RANKS)
+    if rank == "predicted":
+        if mode != "min":
+            c.fail(
+                "rank='predicted' fits a loss-curve law (a decreasing, positive metric) and "
+                f"needs mode='min', got mode={mode!r}"
+            )
+        if not callable(lr):
+            c.fail(f"rank='predicted' needs lr=, a callable (config, step) -> LR, got lr={lr!r}")
+        planned = planned_lrs(c, lr, configs, rungs[-1])
+    elif lr is not None:
+        c.fail(f"lr= is used by rank='predicted' only, got rank={rank!r}")
     stale = [r for r in rungs if r % eval_every and r > 1] if eval_fn is not None else []
     if stale and _engine.is_int(eval_every) and eval_every >= 1:
         warnings.warn(
@@ -200,6 +265,8 @@ def successive_halving(
     final_config = jax.tree.map(np.asarray, configs)
     states = None  # each member's state where it stopped, [K, ...]
     member_steps, prev = 0, 0
+    predicted = np.full((k, len(rungs) - 1), np.nan)  # rank='predicted': each rung's prediction
+    fallbacks: list[int] = []  # rank='predicted': members per rung ranked by value (fit failed)
     for j, r in enumerate(rungs):
         pop.train(feed, r - prev, steps_per_call=steps_per_call)
         member_steps += pop.num_members * (r - prev)
@@ -224,6 +291,11 @@ def successive_halving(
         if j == len(rungs) - 1:
             break
         keep = max(1, math.floor(pop.num_members / eta))
+        if rank == "predicted":
+            pred, ok = _predict(curves, idx, r, metric, planned, total, eval_fn, eval_every)
+            predicted[idx, j] = np.where(ok, pred, np.nan)
+            fallbacks.append(int((~ok & carry.alive).sum()))
+            score = np.where(ok, pred, score)
         chosen = np.sort(ranking(score, carry.alive, mode)[:keep])
         pop.select(chosen)
         idx = idx[chosen]
@@ -238,7 +310,10 @@ def successive_halving(
         mode=mode,
         stopped_at=stopped_at,
         survivors=idx.tolist(),
+        rank=rank,
     )
+    if rank == "predicted":
+        info.update(predicted=predicted, rank_fallbacks=fallbacks)
     return PopulationResult(
         final_config,
         curves,
@@ -253,3 +328,17 @@ def successive_halving(
         metric=metric,
         mode=mode,
     )
+
+
+def _predict(curves, idx, r, metric, planned, total, eval_fn, eval_every):
+    """Each current member's predicted metric at step ``total`` from its curve up to ``r``: the
+    LR it applied so far (its ``lr`` metric where the step reports one), then its planned LR."""
+    steps = fresh_steps(r, eval_every if eval_fn is not None else 1)
+    lrs = planned[idx].copy()
+    applied = curves.get("lr")
+    if applied is not None and applied.ndim == 2:
+        past = applied[idx, :r]
+        lrs[:, :r] = np.where(np.isfinite(past) & (past >= 0), past, lrs[:, :r])
+    values = curves[metric][idx][:, steps - 1]
+    out = predict_final(values, steps, lrs, final=total, rows=len(planned))
+    return out.value, out.ok
