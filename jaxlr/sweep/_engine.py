@@ -2,8 +2,9 @@
 
 ``run`` (one-shot, in-device data) and :class:`~jaxlr.sweep.Population` (step-driven, batches
 from Python) both put members on a leading axis, pad it to whole chunks, split it over a mesh,
-compile once per shape and fetch results from every host through the helpers here; populations
-also freeze diverged members with :func:`healthy` and :func:`tree_where`.
+compile once per shape and fetch results from every host through the helpers here. The
+divergence rule and ``tree_where`` live in ``jaxlr._src`` (``auto`` shares them and must not
+import ``sweep``); the populations' step reads them through this module.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxlr._src.divergence import healthy as healthy
+from jaxlr._src.tree import tree_where as tree_where
 from jaxlr._src.validate import Checker
 
 ARRAY_TYPES = (jax.Array, np.ndarray, np.generic, bool, int, float, complex)
@@ -293,41 +296,3 @@ def check_metrics(
     for arg, name in required:
         if not isinstance(metrics, Mapping) or name not in metrics:
             c.fail(f"{arg}={name!r} is not a metric of {what}, whose metrics are {keys}")
-
-
-def diverged_entries(loss: Any, threshold: float | None) -> Any:
-    """The divergence rule, one place for ``run``'s results and the populations' per-step check:
-    an entry of the loss diverged when it is NaN, infinite, or above ``threshold``. Works on
-    NumPy arrays (results, after the fact) and traced arrays (inside the compiled step)."""
-    xp = np if isinstance(loss, np.ndarray) else jnp
-    bad = ~xp.isfinite(loss)
-    if threshold is not None:
-        bad |= xp.where(bad, 0.0, loss) > threshold
-    return bad
-
-
-def healthy(loss: jax.Array | None, state: Any, threshold: float | None) -> jax.Array:
-    """Per member (leading axis): no diverged loss entry and every float state leaf finite.
-
-    Divergence of a member is either; a member that fails it is frozen by the caller.
-    """
-    oks = []
-    if loss is not None:
-        ok = ~diverged_entries(jnp.asarray(loss), threshold)
-        oks.append(ok.reshape(ok.shape[0], -1).all(1))
-    for leaf in jax.tree.leaves(state):
-        if jnp.issubdtype(leaf.dtype, jnp.inexact) and leaf.ndim >= 1:
-            oks.append(jnp.isfinite(leaf).reshape(leaf.shape[0], -1).all(1))
-    if not oks:
-        raise ValueError("healthy: nothing to check")
-    return jnp.stack(oks).all(0)
-
-
-def tree_where(mask: jax.Array, a: Any, b: Any) -> Any:
-    """Per member: ``a`` where ``mask`` (leading axis), else ``b``."""
-
-    def pick(x, y):
-        m = mask.reshape(mask.shape + (1,) * (x.ndim - 1))
-        return jnp.where(m, x, y)
-
-    return jax.tree.map(pick, a, b)

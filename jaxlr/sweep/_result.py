@@ -12,8 +12,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxlr._src.divergence import diverged_entries
 from jaxlr.sweep._configs import is_choice, leaf_name
-from jaxlr.sweep._engine import diverged_entries
 
 
 def _flat(tree: Any) -> dict[str, np.ndarray]:
