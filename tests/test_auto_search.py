@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxlr import auto
-from jaxlr.auto._util import scan_steps
+from jaxlr.auto._util import loss_step, scan_steps
 
 # -- LR range test on a quadratic: the stable range is lr < 2 / lambda_max ----------------------
 
@@ -18,9 +18,9 @@ H_NP = _Q @ np.diag(np.linspace(1.0, 10.0, D)) @ _Q.T
 H = jnp.asarray(H_NP, jnp.float32)
 
 
-def quad_step(x, lr, key):
+def quad_step(x, config, key):
     g = H @ x + 0.05 * jax.random.normal(key, (D,))
-    return x - lr * g, 0.5 * x @ H @ x
+    return x - config["lr"] * g, {"loss": 0.5 * x @ H @ x}
 
 
 def quad_init(key):
@@ -93,8 +93,8 @@ def test_suggestions_match_numpy_on_a_known_curve():
     curve = 1.0 + (np.log10(lrs) - 0.0) ** 2 / 4 + 0.02 * rng.normal(size=n)
     table = jnp.asarray(curve, jnp.float32)
 
-    def step(i, lr, key):  # returns the tabulated loss of step i, whatever the LR
-        return i + 1, table[i]
+    def step(i, config, key):  # returns the tabulated loss of step i, whatever the LR
+        return i + 1, {"loss": table[i]}
 
     r = auto.lr_range_test(
         step,
@@ -119,15 +119,15 @@ def test_suggestions_match_numpy_on_a_known_curve():
 
 
 def test_second_hyperparameter_equals_separate_runs():
-    def step(x, lr, key, wd):
-        g = H @ x + wd * x + 0.05 * jax.random.normal(key, (D,))
-        return x - lr * g, 0.5 * x @ H @ x
+    def step(x, config, key):
+        g = H @ x + config["hparam"] * x + 0.05 * jax.random.normal(key, (D,))
+        return x - config["lr"] * g, {"loss": 0.5 * x @ H @ x}
 
     kw = dict(key=jax.random.key(1), num_seeds=2, min_value=1e-3, max_value=5.0, num_steps=40)
     both = auto.lr_range_test(step, lambda k, wd: quad_init(k), hparams=[0.0, 2.0], **kw)
     assert both.losses.shape == (2, 2, 40)
     assert both.suggestions["valley"].lr.shape == (2,)
-    one = auto.lr_range_test(lambda x, lr, k: step(x, lr, k, 2.0), quad_init, **kw)
+    one = auto.lr_range_test(lambda x, c, k: step(x, {**c, "hparam": 2.0}, k), quad_init, **kw)
     np.testing.assert_allclose(
         np.asarray(both.smoothed[1]), np.asarray(one.smoothed), rtol=1e-5, equal_nan=True
     )
@@ -138,7 +138,7 @@ def test_second_hyperparameter_equals_separate_runs():
 
 def test_all_diverged_says_so():
     r = auto.lr_range_test(
-        lambda x, lr, k: (x, jnp.nan),
+        lambda x, c, k: (x, {"loss": jnp.nan}),
         lambda k: 0.0,
         key=jax.random.key(0),
         num_seeds=3,
@@ -248,10 +248,10 @@ def full_loss(w):
     return 0.5 * jnp.mean((X @ w - Y) ** 2)
 
 
-def sgd_step(w, lr, key):
+def sgd_step(w, config, key):
     idx = jax.random.randint(key, (32,), 0, N)
     loss, g = jax.value_and_grad(lambda v: 0.5 * jnp.mean((X[idx] @ v - Y[idx]) ** 2))(w)
-    return w - lr * g, loss
+    return w - config["lr"] * g, {"loss": loss}
 
 
 def test_autolrs_no_worse_than_best_constant_of_its_candidates():
@@ -259,7 +259,9 @@ def test_autolrs_no_worse_than_best_constant_of_its_candidates():
     cands = jnp.asarray(np.exp(np.linspace(np.log(lo), np.log(hi), k)), jnp.float32)
     const = jax.jit(
         jax.vmap(
-            lambda c, key: full_loss(scan_steps(sgd_step, jnp.zeros(DIM), c, key, total)[0]),
+            lambda c, key: full_loss(
+                scan_steps(loss_step(sgd_step, False), jnp.zeros(DIM), {"lr": c}, key, total)[0]
+            ),
             in_axes=(0, None),
         )
     )
@@ -288,7 +290,7 @@ def test_autolrs_no_worse_than_best_constant_of_its_candidates():
 
 def test_autolrs_all_candidates_diverge_says_so():
     r = auto.autolrs(
-        lambda w, lr, k: (w, jnp.nan),
+        lambda w, c, k: (w, {"loss": jnp.nan}),
         jnp.zeros(2),
         key=jax.random.key(0),
         total_steps=100,
@@ -321,3 +323,148 @@ def test_range_test_ema_coefficient_is_decay_like_optax():
         auto.lr_range_test(quad_step, quad_init, key=jax.random.key(0), smoothing=0.9)
     with pytest.raises(ValueError, match="lr_range_test: num_seeds must be an int >= 1"):
         auto.lr_range_test(quad_step, quad_init, key=jax.random.key(0), num_seeds=1.0)
+
+
+# -- one step convention, the older form still accepted; one divergence rule -------------------
+
+
+def quad_step_older(x, lr, key):  # quad_step in the older form (state, lr, key) -> (state, loss)
+    g = H @ x + 0.05 * jax.random.normal(key, (D,))
+    return x - lr * g, 0.5 * x @ H @ x
+
+
+def test_older_step_form_gives_the_same_range_test(quad_result):
+    older = auto.lr_range_test(
+        quad_step_older,
+        quad_init,
+        key=jax.random.key(0),
+        num_seeds=4,
+        min_value=1e-4,
+        max_value=10.0,
+        num_steps=100,
+    )
+    for a, b in zip(jax.tree.leaves(older), jax.tree.leaves(quad_result)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # with a second hyperparameter: step_fn(state, lr, key, hparam) against config["hparam"]
+    kw = dict(key=jax.random.key(1), num_seeds=2, min_value=1e-3, max_value=5.0, num_steps=30)
+    new = auto.lr_range_test(
+        lambda x, c, k: quad_step(x, {"lr": c["lr"] * (1.0 + c["hparam"])}, k),
+        lambda k, h: quad_init(k),
+        hparams=[0.0, 1.0],
+        **kw,
+    )
+    old = auto.lr_range_test(
+        lambda x, lr, k, h: quad_step_older(x, lr * (1.0 + h), k),
+        lambda k, h: quad_init(k),
+        hparams=[0.0, 1.0],
+        **kw,
+    )
+    np.testing.assert_array_equal(np.asarray(old.smoothed), np.asarray(new.smoothed))
+    assert not np.array_equal(
+        np.asarray(new.smoothed[0]), np.asarray(new.smoothed[1]), equal_nan=True
+    )  # the hyperparameter reached both forms
+
+
+def test_older_step_form_gives_the_same_autolrs():
+    def sgd_step_older(w, lr, key):
+        w, metrics = sgd_step(w, {"lr": lr}, key)
+        return w, metrics["loss"]
+
+    kw = dict(key=jax.random.key(0), total_steps=60, min_value=1e-3, max_value=1.0, tau=20)
+    new = auto.autolrs(sgd_step, jnp.zeros(DIM), num_candidates=4, **kw)
+    old = auto.autolrs(sgd_step_older, jnp.zeros(DIM), num_candidates=4, **kw)
+    np.testing.assert_array_equal(old.lrs, new.lrs)
+    np.testing.assert_array_equal(old.losses, new.losses)
+    np.testing.assert_array_equal(np.asarray(old.state), np.asarray(new.state))
+    assert len(new.stages) == 2 and new.message == old.message
+
+
+def test_step_function_errors_name_the_function():
+    kw = dict(key=jax.random.key(0), num_steps=10)
+    with pytest.raises(ValueError, match="lr_range_test: step_fn's metrics need a 'loss'"):
+        auto.lr_range_test(lambda x, c, k: (x, {"train": 1.0}), quad_init, **kw)
+    with pytest.raises(ValueError, match="autolrs: step_fn must be callable"):
+        auto.autolrs(
+            None, jnp.zeros(2), key=jax.random.key(0), total_steps=10, min_value=0.1, max_value=1.0
+        )
+
+    def buggy(x, config, key):  # the convention, with a typo: its own error, not the form's
+        return x - config["rl"] * x, {"loss": jnp.sum(x)}
+
+    with pytest.raises(KeyError, match="rl") as err:
+        auto.lr_range_test(buggy, quad_init, **kw)
+    assert any("not the older form" in n for n in getattr(err.value, "__notes__", []))
+
+
+def test_range_test_masks_a_non_finite_state_as_the_sweeps_do():
+    """The sweeps' rule: a member whose state turns NaN is masked at that step, even while its
+    loss stays finite (the rule before only looked at the smoothed loss)."""
+
+    def step(t, config, key):  # the state turns NaN at step 6, the loss never does
+        return jnp.where(t >= 5.0, jnp.nan, t + 1.0), {"loss": jnp.float32(1.0)}
+
+    r = auto.lr_range_test(
+        step, lambda k: jnp.float32(0.0), key=jax.random.key(0), num_seeds=2, num_steps=12
+    )
+    assert np.asarray(r.diverged_at).tolist() == [5, 5]
+    assert np.asarray(r.valid[0]).tolist() == [True] * 5 + [False] * 7
+    assert int(r.num_diverged) == 2
+
+
+def test_autolrs_never_keeps_a_candidate_whose_state_diverged():
+    """Larger LRs reach a lower loss here, but above lr = 0.5 the state turns NaN while the
+    reported loss stays finite: the sweeps' rule drops those candidates (forecast +inf)."""
+
+    def step(state, config, key):
+        x, t = state
+        x = jnp.where(config["lr"] > 0.5, jnp.nan, x - config["lr"] * x)
+        return (x, t + 1.0), {"loss": jnp.exp(-config["lr"] * t)}
+
+    r = auto.autolrs(
+        step,
+        (jnp.ones(2), jnp.float32(0.0)),
+        key=jax.random.key(0),
+        total_steps=20,
+        min_value=0.01,
+        max_value=1.0,
+        num_candidates=5,
+        tau=20,
+    )
+    cands, fc = r.stages[0].candidates, r.stages[0].forecasts
+    assert (fc[cands > 0.5] == np.inf).all() and np.isfinite(fc[cands <= 0.5]).all()
+    assert r.stages[0].lr == cands[cands <= 0.5].max()
+    assert np.isfinite(np.asarray(r.state[0])).all()
+
+
+def test_auto_shares_the_divergence_rule_without_importing_sweep():
+    """``auto`` and ``sweep`` use one divergence rule and one ``tree_where`` (``jaxlr._src``);
+    ``auto`` imports nothing of ``jaxlr.sweep`` (``sweep`` may use ``auto``'s laws), and
+    ``_src`` nothing of jaxlr but ``_src``."""
+    import ast
+    import pathlib
+
+    import jaxlr
+    from jaxlr._src import divergence, tree
+    from jaxlr.sweep import _engine
+
+    assert _engine.healthy is divergence.healthy and _engine.tree_where is tree.tree_where
+    root = pathlib.Path(jaxlr.__file__).parent
+
+    def imports(folder):
+        for path in (root / folder).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    yield path.name, node.module
+                elif isinstance(node, ast.Import):
+                    yield from ((path.name, a.name) for a in node.names)
+
+    auto_imports = list(imports("auto"))
+    assert ("_range_test.py", "jaxlr._src.divergence") in auto_imports  # the scan sees them
+    assert not [m for m in auto_imports if m[1].startswith("jaxlr.sweep")]
+    assert not [
+        m for m in imports("_src") if m[1].startswith("jaxlr") and not m[1].startswith("jaxlr._src")
+    ]
+    # no second copy of the rule or of tree_where in auto
+    for path in (root / "auto").glob("*.py"):
+        text = path.read_text()
+        assert "def tree_where" not in text and "def diverged_entries" not in text, path.name

@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxlr._src.divergence import diverged_entries, healthy
 from jaxlr._src.validate import Checker, renamed
-from jaxlr.auto._util import huber, scan_steps
+from jaxlr.auto._util import huber, is_older_step, loss_step, scan_steps
 from jaxlr.schedules import Schedule, piecewise_constant
 
 # Decay rates b of a exp(b u) + c on time normalized to u in [0, 1] over the exploration window:
@@ -71,7 +72,7 @@ def exp_forecast(losses: ArrayLike, horizon: ArrayLike) -> jax.Array:
     """
     y = jnp.asarray(losses, dtype=float)
     n = y.shape[-1]
-    finite = jnp.all(jnp.isfinite(y))
+    finite = ~jnp.any(diverged_entries(y, None))
     y = jnp.where(jnp.isfinite(y), y, 0.0)
     u = jnp.arange(n, dtype=y.dtype) / (n - 1)
     h = (jnp.asarray(horizon, y.dtype) - 1.0) / (n - 1)
@@ -145,19 +146,23 @@ class AutoLRSResult(NamedTuple):
 _forecast_all = jax.jit(jax.vmap(exp_forecast, in_axes=(0, None)))
 
 
-@partial(jax.jit, static_argnames=("step_fn", "num_steps"))
-def _explore(step_fn, state, lrs, key, *, num_steps):
-    return jax.vmap(lambda lr: scan_steps(step_fn, state, lr, key, num_steps))(lrs)
+@partial(jax.jit, static_argnames=("step_fn", "num_steps", "older"))
+def _explore(step_fn, state, lrs, key, *, num_steps, older):
+    """Every candidate LR from ``state``: their states, ``[k, n]`` losses, and which stayed
+    healthy (the sweeps' divergence rule: finite losses and a finite state)."""
+    step = loss_step(step_fn, older)
+    states, curves = jax.vmap(lambda lr: scan_steps(step, state, {"lr": lr}, key, num_steps))(lrs)
+    return states, curves, healthy(curves, states, None)
 
 
-@partial(jax.jit, static_argnames=("step_fn", "num_steps"))
-def _train(step_fn, state, lr, key, *, num_steps):
-    return scan_steps(step_fn, state, lr, key, num_steps)
+@partial(jax.jit, static_argnames=("step_fn", "num_steps", "older"))
+def _train(step_fn, state, lr, key, *, num_steps, older):
+    return scan_steps(loss_step(step_fn, older), state, {"lr": lr}, key, num_steps)
 
 
 @renamed(min_lr="min_value", max_lr="max_value")
 def autolrs(
-    step_fn: Callable[[Any, jax.Array, jax.Array], tuple[Any, jax.Array]],
+    step_fn: Callable[[Any, Any, jax.Array], tuple[Any, Any]],
     state: Any,
     *,
     key: jax.Array,
@@ -186,11 +191,17 @@ def autolrs(
     between its ends) unless the pick is at an edge, where it only moves. :math:`\tau`
     doubles every stage up to ``max_tau``; the last stage is cut to ``total_steps``.
 
-    Any train step works: ``step_fn(state, lr, key) -> (state, loss)``, a pure function of a
-    pytree state (params and optimizer state), a scalar LR and a data key.
+    Any train step works: ``step_fn(state, config, key) -> (state, metrics)``, jaxlr's one step
+    convention (docs/sweeps.md, "The step function"), a pure function of a pytree state (params
+    and optimizer state), the config ``{"lr": lr}`` and a data key, returning metrics with a
+    ``"loss"``. A candidate diverged by the sweeps' rule (a loss or a state that is not finite)
+    forecasts ``+inf`` and is never kept.
 
     Args:
-        step_fn: the user's train step (static: keep one function object to avoid recompiles).
+        step_fn: the user's train step (static: keep one function object to avoid
+            recompiles). The older form ``step_fn(state, lr, key) -> (state, loss)`` is still
+            accepted: a step that does not take the config dict and return a metrics dict is
+            called that way (told apart by tracing, before anything compiles).
         state: the initial state pytree.
         key: PRNG key; step ``i`` of stage ``s`` uses ``fold_in(fold_in(key, s), i)``.
         total_steps: steps of the trained trajectory (exploration of the losers is extra).
@@ -217,9 +228,9 @@ def autolrs(
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxlr import auto
-        >>> def step(x, lr, key):  # noisy gradient descent on x^2 / 2
+        >>> def step(x, config, key):  # noisy gradient descent on x^2 / 2
         ...     g = x + 0.1 * jax.random.normal(key, x.shape)
-        ...     return x - lr * g, 0.5 * jnp.sum(x**2)
+        ...     return x - config["lr"] * g, {"loss": 0.5 * jnp.sum(x**2)}
         >>> r = auto.autolrs(step, jnp.ones(4), key=jax.random.key(0), total_steps=40,
         ...                  min_value=1e-3, max_value=1.0, num_candidates=4, tau=20,
         ...                  max_tau=20)
@@ -252,6 +263,9 @@ def autolrs(
     if not min_width > 1:
         c.fail(f"min_width must be > 1, got min_width={min_width!r}")
 
+    older = is_older_step(
+        "autolrs", step_fn, state, {"lr": jnp.asarray(min_value, float)}, jax.random.fold_in(key, 0)
+    )
     g_lo, g_hi = math.log(min_value), math.log(max_value)
     lo, hi = g_lo, g_hi
     t, s = 0, 0
@@ -263,10 +277,11 @@ def autolrs(
         explore = min(steps, max(4, math.ceil(explore_fraction * steps)))
         k_stage = jax.random.fold_in(key, s)
         cands = np.exp(np.linspace(lo, hi, num_candidates))
-        states, curves = _explore(
-            step_fn, state, jnp.asarray(cands, float), k_stage, num_steps=explore
+        states, curves, ok = _explore(
+            step_fn, state, jnp.asarray(cands, float), k_stage, num_steps=explore, older=older
         )
         fc = np.asarray(_forecast_all(curves, jnp.asarray(steps, float)))
+        fc = np.where(np.asarray(ok), fc, np.inf)  # a diverged candidate is never kept
         if not np.isfinite(fc).any():
             message = (
                 f"autolrs: stage {s} (step {t}): every candidate LR in "
@@ -286,6 +301,7 @@ def autolrs(
                 jnp.asarray(lr, float),
                 jax.random.fold_in(k_stage, 1 << 20),
                 num_steps=steps - explore,
+                older=older,
             )
             curve = np.concatenate([curve, np.asarray(rest)])
         extra += explore * (num_candidates - 1)

@@ -11,8 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxlr._src.divergence import healthy
+from jaxlr._src.tree import tree_where
 from jaxlr._src.validate import Checker, concrete, renamed
-from jaxlr.auto._util import tree_where
+from jaxlr.auto._util import is_older_step, loss_step
 
 SUGGESTIONS = ("valley", "steepest", "min_div10")
 _MIN_POINTS = 3  # fewer valid points than this and no suggestion is made
@@ -86,7 +88,8 @@ def _describe(n_members, n_div, n_short, ok, min_value, diverge_factor) -> str:
         )
     return (
         f"lr_range_test: {n_div} of {n_members} members diverged (smoothed loss > "
-        f"{diverge_factor:g} x best or not finite) and were masked from there on; "
+        f"{diverge_factor:g} x best, or a loss or state not finite) and were masked from "
+        f"there on; "
         f"{n_short} left too few points for a suggestion."
     )
 
@@ -137,7 +140,7 @@ def _spread(members: jax.Array) -> Suggestion:
     return Suggestion(jnp.clip(geo, low, high), low, high, members)  # no rounding past ends
 
 
-@partial(jax.jit, static_argnames=("step_fn", "init_fn", "num_steps", "has_hparam"))
+@partial(jax.jit, static_argnames=("step_fn", "init_fn", "num_steps", "has_hparam", "older"))
 def _run(
     step_fn,
     init_fn,
@@ -150,9 +153,11 @@ def _run(
     *,
     num_steps,
     has_hparam,
+    older,
 ):
     frac = jnp.arange(num_steps) / (num_steps - 1)
     lrs = min_value * (max_value / min_value) ** frac
+    step = loss_step(step_fn, older)
 
     def member(key, hp):
         extra = (hp,) if has_hparam else ()
@@ -161,10 +166,14 @@ def _run(
 
         def body(carry, i):
             state, avg, best, dead = carry
-            new_state, loss = step_fn(state, lrs[i], jax.random.fold_in(k_data, i), *extra)
+            config = {"lr": lrs[i], **({"hparam": hp} if has_hparam else {})}
+            new_state, loss = step(state, config, jax.random.fold_in(k_data, i))
             new_avg = decay * avg + (1.0 - decay) * loss
             sm = new_avg / (1.0 - decay ** (i + 1.0))
-            bad = dead | ~jnp.isfinite(sm) | (sm > diverge_factor * best)
+            # the sweeps' rule on a member axis of one: a smoothed loss that is not finite or
+            # above diverge_factor x the best so far, or a state that is not finite
+            one = jax.tree.map(lambda a: jnp.asarray(a)[None], (sm, new_state))
+            bad = dead | ~healthy(*one, diverge_factor * best)[0]
             carry = (
                 tree_where(bad, state, new_state),
                 jnp.where(bad, avg, new_avg),
@@ -208,7 +217,7 @@ def _run(
 
 @renamed(min_lr="min_value", max_lr="max_value", smoothing="decay")
 def lr_range_test(
-    step_fn: Callable[..., tuple[Any, jax.Array]],
+    step_fn: Callable[[Any, Any, jax.Array], tuple[Any, Any]],
     init_fn: Callable[..., Any],
     *,
     key: jax.Array,
@@ -230,8 +239,10 @@ def lr_range_test(
 
     recording the loss. The curve is smoothed by a debiased EMA,
     :math:`\bar L_i = m_i / (1 - \beta^{i+1})` with :math:`m_i = \beta m_{i-1} + (1-\beta) L_i`,
-    and a member is masked from the first step where :math:`\bar L_i` is not finite or exceeds
-    ``diverge_factor`` times its best value so far (its state is frozen from there on). The
+    and a member is masked from the first step where it diverges by the sweeps' rule
+    (``jaxlr.sweep.Population``: a loss that is not finite or above a threshold, or a state that
+    is not finite) with the threshold :math:`\bar L_i > f \min_{j<i} \bar L_j`, ``f`` =
+    ``diverge_factor``; its state is frozen from there on. The
     whole test is one ``lax.scan`` under ``vmap`` (seeds) and a second ``vmap`` (``hparams``),
     compiled once.
 
@@ -248,9 +259,14 @@ def lr_range_test(
     - ``"min_div10"``: the LR of the smallest smoothed loss, divided by 10.
 
     Args:
-        step_fn: ``step_fn(state, lr, key) -> (state, loss)``, or
-            ``step_fn(state, lr, key, hparam)`` when ``hparams`` is given; the loss is the
-            training loss of the step (before or after the update, as the user defines it).
+        step_fn: ``step_fn(state, config, key) -> (state, metrics)``, jaxlr's one step
+            convention (docs/sweeps.md, "The step function"): ``config`` is ``{"lr": lr}``
+            (``{"lr": lr, "hparam": h}`` when ``hparams`` is given), the batch is the step's
+            data key, and ``metrics["loss"]`` is the training loss of the step (before or after
+            the update, as the user defines it). The older form ``step_fn(state, lr, key) ->
+            (state, loss)`` (``step_fn(state, lr, key, hparam)`` with ``hparams``) is still
+            accepted: a step that does not take the config dict and return a metrics dict is
+            called that way (told apart by tracing, before anything compiles).
         init_fn: ``init_fn(key) -> state`` (or ``init_fn(key, hparam)``).
         key: PRNG key; member ``s`` uses ``split(key, num_seeds)[s]`` for init and data.
         num_seeds: number of seeds (static).
@@ -278,8 +294,8 @@ def lr_range_test(
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxlr import auto
-        >>> def step(x, lr, key):  # gradient descent on 2 x^2 (lambda_max = 4: stable below 0.5)
-        ...     return x - lr * 4.0 * x, 2.0 * jnp.sum(x**2)
+        >>> def step(x, config, key):  # gradient descent on 2 x^2 (lambda_max = 4: stable < 0.5)
+        ...     return x - config["lr"] * 4.0 * x, {"loss": 2.0 * jnp.sum(x**2)}
         >>> r = auto.lr_range_test(step, lambda k: jnp.ones(3) + jax.random.normal(k, (3,)),
         ...                        key=jax.random.key(0), min_value=1e-3, max_value=10.0,
         ...                        num_steps=60)
@@ -314,17 +330,24 @@ def lr_range_test(
     hp = jnp.asarray(hparams if has_hparam else 0.0, dtype=float)
     keys = jax.random.split(key, num_seeds)
     f = partial(jnp.asarray, dtype=float)
+    lo = f(min_value)
+    # one member's first step, traced on shapes: which form step_fn is written in
+    extra = (hp[0],) if has_hparam else ()
+    state = jax.eval_shape(lambda k, *e: init_fn(jax.random.split(k)[0], *e), keys[0], *extra)
+    config = {"lr": lo, **({"hparam": extra[0]} if has_hparam else {})}
+    older = is_older_step("lr_range_test", step_fn, state, config, keys[0])
     return _run(
         step_fn,
         init_fn,
         keys,
         hp,
-        f(min_value),
+        lo,
         f(max_value),
         f(decay),
         f(diverge_factor),
         num_steps=num_steps,
         has_hparam=has_hparam,
+        older=older,
     )
 
 
@@ -346,7 +369,7 @@ def plot_range_test(result: RangeTestResult, *, ax: Any = None, suggestion: str 
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxlr import auto
-        >>> step = lambda x, lr, key: (x - lr * x, jnp.sum(x**2))
+        >>> step = lambda x, config, key: (x - config["lr"] * x, {"loss": jnp.sum(x**2)})
         >>> r = auto.lr_range_test(step, lambda k: jnp.ones(2), key=jax.random.key(0),
         ...                        min_value=1e-3, max_value=10.0, num_steps=30, num_seeds=2)
         >>> fig = auto.plot_range_test(r)

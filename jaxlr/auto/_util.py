@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -9,10 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxlr._src.validate import Checker
 
-def tree_where(cond: ArrayLike, on_true: Any, on_false: Any) -> Any:
-    """``jnp.where(cond, a, b)`` leaf by leaf over two pytrees of one structure."""
-    return jax.tree.map(lambda a, b: jnp.where(cond, a, b), on_true, on_false)
+# What calling a step function in the wrong form raises (a dict where a number was meant, an
+# array indexed by "lr"): the sign to try the other form. Anything else is the user's error.
+_WRONG_FORM = (TypeError, KeyError, IndexError, AttributeError)
 
 
 def huber(x: ArrayLike, delta: ArrayLike) -> jax.Array:
@@ -22,16 +24,77 @@ def huber(x: ArrayLike, delta: ArrayLike) -> jax.Array:
     return jnp.where(a <= delta, 0.5 * x * x, delta * (a - 0.5 * delta))
 
 
-def scan_steps(step_fn, state: Any, lr: ArrayLike, key: jax.Array, num_steps: int):
-    """Runs ``step_fn(state, lr, key_i) -> (state, loss)`` for a static number of steps.
+def loss_step(step_fn: Callable, older: bool) -> Callable:
+    """``step_fn`` as ``(state, config, batch) -> (state, loss)``, ``config`` a dict with an
+    ``"lr"`` (and ``"hparam"`` for the range test's second hyperparameter).
+
+    The convention (``older=False``): ``step_fn(state, config, batch) -> (state, metrics)``, the
+    loss its ``"loss"`` metric. The older form (``older=True``):
+    ``step_fn(state, lr, key[, hparam]) -> (state, loss)``.
+    """
+    if older:
+
+        def step(state, config, batch):
+            extra = (config["hparam"],) if "hparam" in config else ()
+            return step_fn(state, config["lr"], batch, *extra)
+
+    else:
+
+        def step(state, config, batch):
+            state, metrics = step_fn(state, config, batch)
+            return state, metrics["loss"]
+
+    return step
+
+
+def is_older_step(fn: str, step_fn: Callable, state: Any, config: Any, batch: Any) -> bool:
+    """Which form ``step_fn`` is written in (True: the older ``(state, lr, key[, hparam]) ->
+    (state, loss)``), told by tracing it on abstract values (nothing runs or compiles).
+
+    A step that accepts the config dict and returns ``(state, metrics)`` with metrics a dict
+    follows the convention; otherwise the older form is tried, and if that fails too, the
+    convention's error is raised (with the older form's as a note).
+    """
+    c = Checker(fn)
+    if not callable(step_fn):
+        c.fail(f"step_fn must be callable, got step_fn={step_fn!r}")
+    try:
+        out = jax.eval_shape(step_fn, state, config, batch)
+    except _WRONG_FORM as e:
+        error, out = e, None
+    else:
+        error = None
+        metrics = out[1] if isinstance(out, tuple) and len(out) == 2 else None
+        if isinstance(metrics, Mapping):
+            if "loss" not in metrics:
+                c.fail(
+                    f"step_fn's metrics need a 'loss' entry (the loss the search follows), "
+                    f"got metrics={sorted(metrics)}"
+                )
+            return False
+    try:
+        jax.eval_shape(loss_step(step_fn, True), state, config, batch)
+    except _WRONG_FORM as e:
+        if error is None:
+            c.fail(
+                f"step_fn(state, config, batch) must return (state, metrics) with metrics a "
+                f"dict holding 'loss', got {out!r}"
+            )
+        error.add_note(f"{fn}: step_fn is not the older form (state, lr, key) either: {e}")
+        raise error from None
+    return True
+
+
+def scan_steps(step: Callable, state: Any, config: Any, key: jax.Array, num_steps: int):
+    """Runs ``step(state, config, key_i) -> (state, loss)`` (see :func:`loss_step`) for a static
+    number of steps.
 
     The key of step ``i`` is ``fold_in(key, i)``, so runs that share ``key`` see the same data.
     Returns the final state and the ``[num_steps]`` losses.
     """
 
     def body(s, i):
-        s, loss = step_fn(s, lr, jax.random.fold_in(key, i))
-        return s, loss
+        return step(s, config, jax.random.fold_in(key, i))
 
     return jax.lax.scan(body, state, jnp.arange(num_steps))
 
