@@ -27,17 +27,12 @@ def quad_init(key):
     return jax.random.normal(key, (D,))
 
 
+QUAD_TEST = dict(key=jax.random.key(0), num_seeds=4, min_value=1e-4, max_value=10.0, num_steps=100)
+
+
 @pytest.fixture(scope="module")
 def quad_result():
-    return auto.lr_range_test(
-        quad_step,
-        quad_init,
-        key=jax.random.key(0),
-        num_seeds=4,
-        min_value=1e-4,
-        max_value=10.0,
-        num_steps=100,
-    )
+    return auto.lr_range_test(quad_step, quad_init, **QUAD_TEST)
 
 
 def test_range_test_suggests_inside_stable_range(quad_result):
@@ -334,15 +329,7 @@ def quad_step_older(x, lr, key):  # quad_step in the older form (state, lr, key)
 
 
 def test_older_step_form_gives_the_same_range_test(quad_result):
-    older = auto.lr_range_test(
-        quad_step_older,
-        quad_init,
-        key=jax.random.key(0),
-        num_seeds=4,
-        min_value=1e-4,
-        max_value=10.0,
-        num_steps=100,
-    )
+    older = auto.lr_range_test(quad_step_older, quad_init, **QUAD_TEST)
     for a, b in zip(jax.tree.leaves(older), jax.tree.leaves(quad_result)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # with a second hyperparameter: step_fn(state, lr, key, hparam) against config["hparam"]
