@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from jaxlr import auto
-from jaxlr.auto._util import loss_step, scan_steps
 
 # -- LR range test on a quadratic: the stable range is lr < 2 / lambda_max ----------------------
 
@@ -252,14 +251,14 @@ def sgd_step(w, config, key):
 def test_autolrs_no_worse_than_best_constant_of_its_candidates():
     total, k, lo, hi = 600, 8, 1e-3, 1.0
     cands = jnp.asarray(np.exp(np.linspace(np.log(lo), np.log(hi), k)), jnp.float32)
-    const = jax.jit(
-        jax.vmap(
-            lambda c, key: full_loss(
-                scan_steps(loss_step(sgd_step, False), jnp.zeros(DIM), {"lr": c}, key, total)[0]
-            ),
-            in_axes=(0, None),
-        )
-    )
+
+    def constant_lr(c, key):  # the reference: a constant LR, step i on fold_in(key, i)
+        def body(w, i):
+            return sgd_step(w, {"lr": c}, jax.random.fold_in(key, i))[0], None
+
+        return full_loss(jax.lax.scan(body, jnp.zeros(DIM), jnp.arange(total))[0])
+
+    const = jax.jit(jax.vmap(constant_lr, in_axes=(0, None)))
     autos, consts = [], []
     for seed in range(3):
         key = jax.random.key(seed)
@@ -455,3 +454,22 @@ def test_auto_shares_the_divergence_rule_without_importing_sweep():
     for path in (root / "auto").glob("*.py"):
         text = path.read_text()
         assert "def tree_where" not in text and "def diverged_entries" not in text, path.name
+
+
+def test_telling_the_step_forms_apart_costs_no_trace_per_call():
+    """The form is told inside the compiled function's trace: a second call with new bounds
+    (the same compiled program) does not trace the step again, in either form."""
+    for form in ("convention", "older"):
+        traces = []
+
+        def step(x, lr, key, form=form):
+            traces.append(1)
+            lr = lr if form == "older" else lr["lr"]
+            y = x - lr * x
+            return y, jnp.sum(x**2) if form == "older" else {"loss": jnp.sum(x**2)}
+
+        kw = dict(key=jax.random.key(0), num_seeds=2, num_steps=10)
+        auto.lr_range_test(step, quad_init, min_value=1e-3, **kw)
+        first = len(traces)
+        auto.lr_range_test(step, quad_init, min_value=1e-2, **kw)  # new bounds, one program
+        assert first >= 1 and len(traces) == first, form

@@ -14,7 +14,7 @@ from jax.typing import ArrayLike
 
 from jaxlr._src.divergence import diverged_entries, healthy
 from jaxlr._src.validate import Checker, renamed
-from jaxlr.auto._util import huber, is_older_step, loss_step, scan_steps
+from jaxlr.auto._util import huber, loss_step, scan_steps
 from jaxlr.schedules import Schedule, piecewise_constant
 
 # Decay rates b of a exp(b u) + c on time normalized to u in [0, 1] over the exploration window:
@@ -146,18 +146,19 @@ class AutoLRSResult(NamedTuple):
 _forecast_all = jax.jit(jax.vmap(exp_forecast, in_axes=(0, None)))
 
 
-@partial(jax.jit, static_argnames=("step_fn", "num_steps", "older"))
-def _explore(step_fn, state, lrs, key, *, num_steps, older):
+@partial(jax.jit, static_argnames=("step_fn", "num_steps"))
+def _explore(step_fn, state, lrs, key, *, num_steps):
     """Every candidate LR from ``state``: their states, ``[k, n]`` losses, and which stayed
     healthy (the sweeps' divergence rule: finite losses and a finite state)."""
-    step = loss_step(step_fn, older)
+    step = loss_step("autolrs", step_fn, state, {"lr": lrs[0]}, key)
     states, curves = jax.vmap(lambda lr: scan_steps(step, state, {"lr": lr}, key, num_steps))(lrs)
     return states, curves, healthy(curves, states, None)
 
 
-@partial(jax.jit, static_argnames=("step_fn", "num_steps", "older"))
-def _train(step_fn, state, lr, key, *, num_steps, older):
-    return scan_steps(loss_step(step_fn, older), state, {"lr": lr}, key, num_steps)
+@partial(jax.jit, static_argnames=("step_fn", "num_steps"))
+def _train(step_fn, state, lr, key, *, num_steps):
+    step = loss_step("autolrs", step_fn, state, {"lr": lr}, key)
+    return scan_steps(step, state, {"lr": lr}, key, num_steps)
 
 
 @renamed(min_lr="min_value", max_lr="max_value")
@@ -243,6 +244,8 @@ def autolrs(
     """
     c = Checker("autolrs")
     c.key("key", key)
+    if not callable(step_fn):
+        c.fail(f"step_fn must be callable, got step_fn={step_fn!r}")
     c.positive("min_value", min_value)
     c.positive("max_value", max_value)
     if not max_value > min_value:
@@ -263,9 +266,6 @@ def autolrs(
     if not min_width > 1:
         c.fail(f"min_width must be > 1, got min_width={min_width!r}")
 
-    older = is_older_step(
-        "autolrs", step_fn, state, {"lr": jnp.asarray(min_value, float)}, jax.random.fold_in(key, 0)
-    )
     g_lo, g_hi = math.log(min_value), math.log(max_value)
     lo, hi = g_lo, g_hi
     t, s = 0, 0
@@ -278,7 +278,7 @@ def autolrs(
         k_stage = jax.random.fold_in(key, s)
         cands = np.exp(np.linspace(lo, hi, num_candidates))
         states, curves, ok = _explore(
-            step_fn, state, jnp.asarray(cands, float), k_stage, num_steps=explore, older=older
+            step_fn, state, jnp.asarray(cands, float), k_stage, num_steps=explore
         )
         fc = np.asarray(_forecast_all(curves, jnp.asarray(steps, float)))
         fc = np.where(np.asarray(ok), fc, np.inf)  # a diverged candidate is never kept
@@ -301,7 +301,6 @@ def autolrs(
                 jnp.asarray(lr, float),
                 jax.random.fold_in(k_stage, 1 << 20),
                 num_steps=steps - explore,
-                older=older,
             )
             curve = np.concatenate([curve, np.asarray(rest)])
         extra += explore * (num_candidates - 1)

@@ -14,7 +14,7 @@ from jax.typing import ArrayLike
 from jaxlr._src.divergence import healthy
 from jaxlr._src.tree import tree_where
 from jaxlr._src.validate import Checker, concrete, renamed
-from jaxlr.auto._util import is_older_step, loss_step
+from jaxlr.auto._util import loss_step
 
 SUGGESTIONS = ("valley", "steepest", "min_div10")
 _MIN_POINTS = 3  # fewer valid points than this and no suggestion is made
@@ -140,7 +140,7 @@ def _spread(members: jax.Array) -> Suggestion:
     return Suggestion(jnp.clip(geo, low, high), low, high, members)  # no rounding past ends
 
 
-@partial(jax.jit, static_argnames=("step_fn", "init_fn", "num_steps", "has_hparam", "older"))
+@partial(jax.jit, static_argnames=("step_fn", "init_fn", "num_steps", "has_hparam"))
 def _run(
     step_fn,
     init_fn,
@@ -153,20 +153,20 @@ def _run(
     *,
     num_steps,
     has_hparam,
-    older,
 ):
     frac = jnp.arange(num_steps) / (num_steps - 1)
     lrs = min_value * (max_value / min_value) ** frac
-    step = loss_step(step_fn, older)
 
     def member(key, hp):
         extra = (hp,) if has_hparam else ()
         k_init, k_data = jax.random.split(key)
         state = init_fn(k_init, *extra)
+        hparam = {"hparam": hp} if has_hparam else {}
+        step = loss_step("lr_range_test", step_fn, state, {"lr": lrs[0], **hparam}, k_data)
 
         def body(carry, i):
             state, avg, best, dead = carry
-            config = {"lr": lrs[i], **({"hparam": hp} if has_hparam else {})}
+            config = {"lr": lrs[i], **hparam}
             new_state, loss = step(state, config, jax.random.fold_in(k_data, i))
             new_avg = decay * avg + (1.0 - decay) * loss
             sm = new_avg / (1.0 - decay ** (i + 1.0))
@@ -312,6 +312,9 @@ def lr_range_test(
     """
     c = Checker("lr_range_test")
     c.key("key", key)
+    for name, fn in (("step_fn", step_fn), ("init_fn", init_fn)):
+        if not callable(fn):
+            c.fail(f"{name} must be callable, got {name}={fn!r}")
     lo = c.positive("min_value", min_value)
     hi = c.positive("max_value", max_value)
     if lo is not None and hi is not None and not bool(np.all(hi > lo)):
@@ -330,24 +333,17 @@ def lr_range_test(
     hp = jnp.asarray(hparams if has_hparam else 0.0, dtype=float)
     keys = jax.random.split(key, num_seeds)
     f = partial(jnp.asarray, dtype=float)
-    lo = f(min_value)
-    # one member's first step, traced on shapes: which form step_fn is written in
-    extra = (hp[0],) if has_hparam else ()
-    state = jax.eval_shape(lambda k, *e: init_fn(jax.random.split(k)[0], *e), keys[0], *extra)
-    config = {"lr": lo, **({"hparam": extra[0]} if has_hparam else {})}
-    older = is_older_step("lr_range_test", step_fn, state, config, keys[0])
     return _run(
         step_fn,
         init_fn,
         keys,
         hp,
-        lo,
+        f(min_value),
         f(max_value),
         f(decay),
         f(diverge_factor),
         num_steps=num_steps,
         has_hparam=has_hparam,
-        older=older,
     )
 
 

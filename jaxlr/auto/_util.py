@@ -24,40 +24,29 @@ def huber(x: ArrayLike, delta: ArrayLike) -> jax.Array:
     return jnp.where(a <= delta, 0.5 * x * x, delta * (a - 0.5 * delta))
 
 
-def loss_step(step_fn: Callable, older: bool) -> Callable:
+def loss_step(fn: str, step_fn: Callable, state: Any, config: Any, batch: Any) -> Callable:
     """``step_fn`` as ``(state, config, batch) -> (state, loss)``, ``config`` a dict with an
     ``"lr"`` (and ``"hparam"`` for the range test's second hyperparameter).
 
-    The convention (``older=False``): ``step_fn(state, config, batch) -> (state, metrics)``, the
-    loss its ``"loss"`` metric. The older form (``older=True``):
-    ``step_fn(state, lr, key[, hparam]) -> (state, loss)``.
-    """
-    if older:
-
-        def step(state, config, batch):
-            extra = (config["hparam"],) if "hparam" in config else ()
-            return step_fn(state, config["lr"], batch, *extra)
-
-    else:
-
-        def step(state, config, batch):
-            state, metrics = step_fn(state, config, batch)
-            return state, metrics["loss"]
-
-    return step
-
-
-def is_older_step(fn: str, step_fn: Callable, state: Any, config: Any, batch: Any) -> bool:
-    """Which form ``step_fn`` is written in (True: the older ``(state, lr, key[, hparam]) ->
-    (state, loss)``), told by tracing it on abstract values (nothing runs or compiles).
-
-    A step that accepts the config dict and returns ``(state, metrics)`` with metrics a dict
-    follows the convention; otherwise the older form is tried, and if that fails too, the
-    convention's error is raised (with the older form's as a note).
+    The convention: ``step_fn(state, config, batch) -> (state, metrics)``, the loss its
+    ``"loss"`` metric. The older form: ``step_fn(state, lr, key[, hparam]) -> (state, loss)``.
+    Which one ``step_fn`` is written in is told by tracing it on the shapes of a first call's
+    ``state``, ``config`` and ``batch`` (arrays or tracers; nothing runs): called from inside
+    the caller's compiled function, the test is made once per compile, not per call. A step
+    that takes the config dict and returns ``(state, metrics)`` with metrics a dict follows the
+    convention; otherwise the older form is tried, and if that fails too, the convention's error
+    is raised (with the older form's as a note).
     """
     c = Checker(fn)
-    if not callable(step_fn):
-        c.fail(f"step_fn must be callable, got step_fn={step_fn!r}")
+
+    def older(state, config, batch):
+        extra = (config["hparam"],) if "hparam" in config else ()
+        return step_fn(state, config["lr"], batch, *extra)
+
+    def convention(state, config, batch):
+        state, metrics = step_fn(state, config, batch)
+        return state, metrics["loss"]
+
     try:
         out = jax.eval_shape(step_fn, state, config, batch)
     except _WRONG_FORM as e:
@@ -71,9 +60,9 @@ def is_older_step(fn: str, step_fn: Callable, state: Any, config: Any, batch: An
                     f"step_fn's metrics need a 'loss' entry (the loss the search follows), "
                     f"got metrics={sorted(metrics)}"
                 )
-            return False
+            return convention
     try:
-        jax.eval_shape(loss_step(step_fn, True), state, config, batch)
+        jax.eval_shape(older, state, config, batch)
     except _WRONG_FORM as e:
         if error is None:
             c.fail(
@@ -82,11 +71,11 @@ def is_older_step(fn: str, step_fn: Callable, state: Any, config: Any, batch: An
             )
         error.add_note(f"{fn}: step_fn is not the older form (state, lr, key) either: {e}")
         raise error from None
-    return True
+    return older
 
 
 def scan_steps(step: Callable, state: Any, config: Any, key: jax.Array, num_steps: int):
-    """Runs ``step(state, config, key_i) -> (state, loss)`` (see :func:`loss_step`) for a static
+    """Runs ``step(state, config, key_i) -> (state, loss)`` (a :func:`loss_step`) for a static
     number of steps.
 
     The key of step ``i`` is ``fold_in(key, i)``, so runs that share ``key`` see the same data.
