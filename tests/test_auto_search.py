@@ -382,21 +382,6 @@ def test_step_function_errors_name_the_function():
     assert any("not the older form" in n for n in getattr(err.value, "__notes__", []))
 
 
-def test_range_test_masks_a_non_finite_state_as_the_sweeps_do():
-    """The sweeps' rule: a member whose state turns NaN is masked at that step, even while its
-    loss stays finite (the rule before only looked at the smoothed loss)."""
-
-    def step(t, config, key):  # the state turns NaN at step 6, the loss never does
-        return jnp.where(t >= 5.0, jnp.nan, t + 1.0), {"loss": jnp.float32(1.0)}
-
-    r = auto.lr_range_test(
-        step, lambda k: jnp.float32(0.0), key=jax.random.key(0), num_seeds=2, num_steps=12
-    )
-    assert np.asarray(r.diverged_at).tolist() == [5, 5]
-    assert np.asarray(r.valid[0]).tolist() == [True] * 5 + [False] * 7
-    assert int(r.num_diverged) == 2
-
-
 def test_autolrs_never_keeps_a_candidate_whose_state_diverged():
     """Larger LRs reach a lower loss here, but above lr = 0.5 the state turns NaN while the
     reported loss stays finite: the sweeps' rule drops those candidates (forecast +inf)."""

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlr._src.divergence import healthy
+from jaxlr._src.divergence import diverged_entries
 from jaxlr._src.tree import tree_where
 from jaxlr._src.validate import Checker, concrete, renamed
 from jaxlr.auto._util import loss_step
@@ -88,8 +88,7 @@ def _describe(n_members, n_div, n_short, ok, min_value, diverge_factor) -> str:
         )
     return (
         f"lr_range_test: {n_div} of {n_members} members diverged (smoothed loss > "
-        f"{diverge_factor:g} x best, or a loss or state not finite) and were masked from "
-        f"there on; "
+        f"{diverge_factor:g} x best or not finite) and were masked from there on; "
         f"{n_short} left too few points for a suggestion."
     )
 
@@ -170,10 +169,9 @@ def _run(
             new_state, loss = step(state, config, jax.random.fold_in(k_data, i))
             new_avg = decay * avg + (1.0 - decay) * loss
             sm = new_avg / (1.0 - decay ** (i + 1.0))
-            # the sweeps' rule on a member axis of one: a smoothed loss that is not finite or
-            # above diverge_factor x the best so far, or a state that is not finite
-            one = jax.tree.map(lambda a: jnp.asarray(a)[None], (sm, new_state))
-            bad = dead | ~healthy(*one, diverge_factor * best)[0]
+            # the sweeps' rule, its threshold diverge_factor x the best so far; the loss only:
+            # the test returns curves, not states, and a NaN state shows in the next loss
+            bad = dead | diverged_entries(sm, diverge_factor * best)
             carry = (
                 tree_where(bad, state, new_state),
                 jnp.where(bad, avg, new_avg),
@@ -239,10 +237,10 @@ def lr_range_test(
 
     recording the loss. The curve is smoothed by a debiased EMA,
     :math:`\bar L_i = m_i / (1 - \beta^{i+1})` with :math:`m_i = \beta m_{i-1} + (1-\beta) L_i`,
-    and a member is masked from the first step where it diverges by the sweeps' rule
-    (``jaxlr.sweep.Population``: a loss that is not finite or above a threshold, or a state that
-    is not finite) with the threshold :math:`\bar L_i > f \min_{j<i} \bar L_j`, ``f`` =
-    ``diverge_factor``; its state is frozen from there on. The
+    and a member is masked from the first step where :math:`\bar L_i` diverges by the sweeps'
+    rule for a loss (not finite, or above a threshold; ``jaxlr.sweep.Population``) with the
+    threshold :math:`f \min_{j<i} \bar L_j`, ``f`` = ``diverge_factor``; its state is frozen
+    from there on. The
     whole test is one ``lax.scan`` under ``vmap`` (seeds) and a second ``vmap`` (``hparams``),
     compiled once.
 
