@@ -416,9 +416,10 @@ def test_auto_shares_the_divergence_rule_without_importing_sweep():
 
     import jaxlr
     from jaxlr._src import divergence, tree
-    from jaxlr.sweep import _engine
+    from jaxlr.sweep import _population
 
-    assert _engine.healthy is divergence.healthy and _engine.tree_where is tree.tree_where
+    assert _population.healthy is divergence.healthy
+    assert _population.tree_where is tree.tree_where
     root = pathlib.Path(jaxlr.__file__).parent
 
     def imports(folder):

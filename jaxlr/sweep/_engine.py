@@ -4,7 +4,7 @@
 from Python) both put members on a leading axis, pad it to whole chunks, split it over a mesh,
 compile once per shape and fetch results from every host through the helpers here. The
 divergence rule and ``tree_where`` live in ``jaxlr._src`` (``auto`` shares them and must not
-import ``sweep``); the populations' step reads them through this module.
+import ``sweep``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxlr._src.divergence import healthy as healthy
-from jaxlr._src.tree import tree_where as tree_where
 from jaxlr._src.validate import Checker
 
 ARRAY_TYPES = (jax.Array, np.ndarray, np.generic, bool, int, float, complex)

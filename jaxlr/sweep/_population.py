@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from jaxlr._src.divergence import healthy
+from jaxlr._src.tree import tree_where
 from jaxlr._src.validate import Checker, key_data
 from jaxlr.sweep import _checkpoint, _engine
 from jaxlr.sweep._carry import Carry
@@ -189,7 +191,8 @@ class Population:
     Args:
         init_fn: ``(config, key) -> state`` for one member; jittable.
         step_fn: ``(state, config, batch) -> (state, metrics)`` for one member; ``metrics`` a
-            dict of arrays with the ``loss`` entry.
+            dict of arrays with the ``loss`` entry (the one step-function convention of
+            ``jaxlr.sweep`` and ``jaxlr.auto``: ``docs/sweeps.md``, "The step function").
         configs: a pytree whose leaves have a leading axis ``K`` (e.g. :func:`grid`; stacked
             schedules; string choices as a :class:`Choice`, which ``init_fn``, ``step_fn`` and
             ``eval_fn`` receive as its index).
@@ -475,7 +478,7 @@ class Population:
             )
             _check_state(fn, carry.state, state)
             _engine.check_metrics(fn, "step_fn", metrics, loss)
-            ok = _engine.healthy(None if loss is None else metrics[loss], state, threshold)
+            ok = healthy(None if loss is None else metrics[loss], state, threshold)
             ok &= carry.alive
             newly = carry.alive & ~ok
             # A select over every state leaf costs a pass over the members' states; it is needed
@@ -483,7 +486,7 @@ class Population:
             state = jax.lax.cond(
                 jnp.all(ok),
                 lambda new, old: new,
-                lambda new, old: _engine.tree_where(ok, new, old),
+                lambda new, old: tree_where(ok, new, old),
                 state,
                 carry.state,
             )
