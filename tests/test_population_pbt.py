@@ -644,3 +644,34 @@ def test_perturb_takes_any_length_2_sequence_of_numbers():
     for bad in ("ab", [0.8, 1.2, 1.5], [0.8, -1.0]):
         with pytest.raises(ValueError, match=r"pbt: perturb must be two factors > 0, got"):
             run(bad)
+
+
+def test_by_default_an_exploit_replaces_an_eighth_of_the_population():
+    """The default truncation fraction is 1/8 (experiments/pbt_study.py: a quarter replaced at
+    every round overwrote the member that would have ended best): with K = 16 each exploit
+    moves exactly 2 slots, the worst 2 by the metric, each onto one of the best 2."""
+    k, steps, interval = 16, 12, 3
+    lrs = np.geomspace(0.01, 0.5, k).astype(np.float32)
+
+    def step(w, cfg, t):
+        w = w - cfg["lr"] * (w - t)
+        return w, {"loss": (w - t) ** 2, "lr": cfg["lr"]}
+
+    res = jaxlr.sweep.pbt(
+        lambda c, key: jnp.zeros(()),
+        step,
+        {"lr": lrs},
+        iter([np.float32(3.0)] * steps),
+        key=KEY,
+        num_steps=steps,
+        interval=interval,
+        metric="loss",
+        space={"lr": ("log_uniform", 1e-3, 1.0)},
+        progress=False,
+    )
+    assert res.info["fraction"] == 0.125
+    for t in range(interval - 1, steps - 1, interval):
+        moved = np.flatnonzero(res.lineage[t] != np.arange(k))
+        order = np.argsort(res.metrics["loss"][:, t], kind="stable")
+        assert sorted(moved) == sorted(order[-2:])
+        assert set(res.lineage[t, moved]) <= set(order[:2])
