@@ -4,7 +4,7 @@ Two tasks: a 2-layer post-LN Transformer learning to reverse sequences (where wa
 see ``warmup_transformer``) and a 64-64-10 MLP on scikit-learn's digits, both with Adam. The
 grid trains every (peak LR x warmup) of a ``warmup_cosine`` schedule to the end; PBT
 (``jaxlr.sweep.pbt``) starts from the same K members and, every ``interval`` steps, the worst
-quarter copies the best quarter (parameters, Adam state, hyperparameters) and perturbs its peak
+eighth copies the best eighth (parameters, Adam state, hyperparameters) and perturbs its peak
 LR and warmup length (x0.8 / x1.2, or resampled with probability 0.25). Both use exactly K x
 steps member-steps. Three seeds (data and PBT randomness). The winner's applied LR, followed back
 through its lineage, is exported as a ``piecewise_constant`` schedule and retrained from scratch
@@ -237,7 +237,8 @@ def main():
 
 Grid: warmup_cosine over peak LR x warmup ({len(PEAKS_T)} x {len(WARMUPS_T)} = 18 members),
 each trained to the end. PBT: the same 18 starting members, the same steps and batches (equal
-member-steps), every 30 steps the worst quarter copies the best quarter and perturbs peak LR
+member-steps), every 30 steps the worst eighth copies the best eighth (``pbt``'s default
+fraction since ``pbt_study``; a quarter before) and perturbs peak LR
 and warmup (x0.8 / x1.2, resample with p = 0.25), all inside one compiled program
 (``jaxlr.sweep.pbt``). Validation loss on held-out data at the end. "Retrained": the winner's
 applied LR exported as a ``piecewise_constant`` schedule and trained from scratch with

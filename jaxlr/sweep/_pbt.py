@@ -464,8 +464,9 @@ def pbt(
     descend from a few such members and the member that would have ended best is overwritten.
     In ``experiments/pbt_study.py`` (the demo, the digits MLP and the benchmark's problem, 3
     seeds each, equal member-steps) :math:`f = 1/8` beat the grid's best member on 9/9
-    task-seeds, :math:`f = 1/4` on 6/9. Rank by a validation loss, not the minibatch loss:
-    ranked by the minibatch loss PBT ended 1.1-2.7x worse than the grid there.
+    task-seeds, :math:`f = 1/4` on 6/9. Rank by a validation loss (``eval_fn`` with
+    ``eval_every=interval`` evaluates once per round), not the minibatch loss: ranked by the
+    minibatch loss PBT lost to the grid on 8/9 task-seeds there, by up to 2.7x.
 
     ``configs`` is any pytree with leading axis ``K``: numbers, jaxlr schedules stacked with
     :func:`jaxlr.sweep.stack`, transform hyperparameters, string choices, e.g.
