@@ -244,7 +244,7 @@ and warmup (x0.8 / x1.2, resample with p = 0.25), all inside one compiled progra
 applied LR exported as a ``piecewise_constant`` schedule and trained from scratch with
 ``optax.adam(schedule)`` on the same batches (it should equal the PBT winner: it does on the
 MLP; on the Transformer, whose validation loss ends near 3e-4, the unbatched retrain's rounding
-differs from the vmapped population's and the small losses drift apart by up to 1.4x).
+differs from the vmapped population's and the small losses drift apart by up to 1.6x).
 
 {table}
 
