@@ -1,12 +1,12 @@
 """The main job, ``jaxlr demo``: which schedule and which peak LR / warmup for a small model?
 
-One vmapped sweep trains a small flax NNX MLP with Adam on scikit-learn's digits (shipped with
+One vmapped sweep trains a small flax NNX MLP on scikit-learn's digits (shipped with
 scikit-learn, loaded offline) for every combination of six schedule families x a log grid of
 peak learning rates x warmup lengths, tracking the sharpness lambda_max on the way; it prints a
 table and writes plots and a markdown report. The same search space is then searched twice more
 with a fraction of the work or with schedules learned on the way: successive halving (keep the
 best third at rungs of 1/9, 1/3 and all of the steps) and population-based training (every
-``interval`` steps the worst quarter copies the best quarter and perturbs its peak LR), both
+``interval`` steps the worst eighth copies the best eighth and perturbs its peak LR), both
 step-driven populations fed minibatches from a NumPy iterator. Every method selects its member
 on a validation split (a fifth of the training images); one table compares the selected member's
 validation and *test* loss (the test split is used for nothing else), the peak LR it actually
@@ -20,6 +20,12 @@ step (a few dozen flops) and the expensive part, the MLP's matmuls, stays one ba
 all ``K`` members: one trace, one compile, the best batching. One vmap per family inside one jit
 would compile the training loop six times and batch six times fewer members per matmul, to save only
 those scalar flops.
+
+Each member's optimizer is ``optax.chain(optax.adam(1.0), jaxlr.transforms.scale_by_schedule(s))``
+with ``s = jaxlr.schedules.scale(select(family, unit-peak families), factor=peak)``: the schedule
+is optimizer state, its ``factor`` leaf is the member's peak LR (the config leaf PBT perturbs: an
+exploit writes the perturbed value into the copied state), and the LR each step applied is read
+back from the state with ``jaxlr.transforms.current_lr``.
 """
 
 from __future__ import annotations
@@ -180,16 +186,23 @@ class _Task:
 
         self.loss_on, self.graphdef = loss_on, graphdef
 
-    def lr(self, c):
-        return learning_rate(c["schedule"], c["peak_value"], c["warmup_steps"], float(self.steps))
+    def schedule(self, c):
+        """Member ``c``'s LR: its family at peak 1, scaled by its peak (the one leaf PBT
+        perturbs, held once in the optimizer state)."""
+        unit = learning_rate(c["schedule"], 1.0, c["warmup_steps"], float(self.steps))
+        return jaxlr.schedules.scale(unit, factor=c["peak_value"])
 
-    def update(self, p, o, c, x, y, t):
-        """One Adam step of member ``c`` at step ``t``: ``(params, opt_state, loss, lr)``."""
-        lr = self.lr(c)
-        tx = optax.adam(lr)
+    def optimizer(self, c):
+        """Adam's direction scaled by the member's jaxlr schedule, which is optimizer state."""
+        return optax.chain(optax.adam(1.0), jaxlr.transforms.scale_by_schedule(self.schedule(c)))
+
+    def update(self, p, o, c, x, y):
+        """One step of member ``c``: ``(params, opt_state, loss, lr)``, the LR that step applied
+        read from the optimizer state."""
         loss, g = jax.value_and_grad(self.loss_on)(p, x, y)
-        u, o = tx.update(g, o, p)
-        return optax.apply_updates(p, u), o, loss, lr(t)
+        u, o = self.optimizer(c).update(g, o, p)
+        lr = jaxlr.transforms.current_lr(o, optimizer_lr=1.0)
+        return optax.apply_updates(p, u), o, loss, lr
 
     def batches(self):
         """The minibatches as NumPy, one per step: what a real data loader yields."""
@@ -199,22 +212,16 @@ class _Task:
 
     # -- step-driven population (halving, PBT) ----------------------------------------------
     def init_fn(self, c, key):
-        return {
-            "params": self.params0,
-            "opt": optax.adam(self.lr(c)).init(self.params0),
-            "t": jnp.zeros((), jnp.int32),
-        }
+        return {"params": self.params0, "opt": self.optimizer(c).init(self.params0)}
 
     def step_fn(self, state, c, batch):
-        p, o, loss, lr = self.update(
-            state["params"], state["opt"], c, batch["x"], batch["y"], state["t"]
-        )
-        val = self.loss_on(p, self.xva, self.yva)
-        return {"params": p, "opt": o, "t": state["t"] + 1}, {
-            "loss": loss,
-            "lr": lr,
-            "val_loss": val,
-        }
+        p, o, loss, lr = self.update(state["params"], state["opt"], c, batch["x"], batch["y"])
+        return {"params": p, "opt": o}, {"loss": loss, "lr": lr}
+
+    def eval_fn(self, state, c):
+        """The validation loss the searches rank by: computed every ``eval_every`` steps (a
+        forward pass over the validation split costs about one training step)."""
+        return {"val_loss": self.loss_on(state["params"], self.xva, self.yva)}
 
 
 def _configs(setting):
@@ -256,22 +263,19 @@ def sweep(quick: bool = False, *, progress: bool = True, task: _Task | None = No
     loss_on, params0 = task.loss_on, task.params0
 
     def train_fn(c):
-        tx = optax.adam(task.lr(c))
-
-        def step(carry, idx_t):
+        def step(carry, idx):
             p, o = carry
-            idx, t = idx_t
-            p, o, loss, lr = task.update(p, o, c, xtr[idx], ytr[idx], t)
+            p, o, loss, lr = task.update(p, o, c, xtr[idx], ytr[idx])
             return (p, o), (loss, lr)
 
         def block(carry, xs):
             (p, o, tr), (idx, t0) = carry, xs
             jaxlr.sweep.report_progress(t0)
-            (p, o), (loss, lrs) = jax.lax.scan(step, (p, o), (idx, t0 + jnp.arange(every)))
+            (p, o), (loss, lrs) = jax.lax.scan(step, (p, o), idx)
             lam, tr = lambda_max_hook(lambda q: loss_on(q, *probe), p, tr)
             return (p, o, tr), (loss, lrs, lam)
 
-        init = (params0, tx.init(params0), _tracker_init(params0))
+        init = (params0, task.optimizer(c).init(params0), _tracker_init(params0))
         (p, _, _), (loss, lrs, lam) = jax.lax.scan(
             block, init, (batches, jnp.arange(0, steps, every))
         )
@@ -326,12 +330,15 @@ def halving(task: _Task, *, progress: bool = True):
         labels={"schedule": FAMILIES},
         compiler_options=task.cfg["options"],
         progress=progress,
+        eval_fn=task.eval_fn,
+        eval_every=task.cfg["unit"],
     )
 
 
 def population_based(task: _Task, *, progress: bool = True):
-    """The same search space by PBT: every ``every`` steps the worst quarter copies the best
-    quarter and perturbs its peak LR (x0.8 / x1.2, or resampled with probability 0.25)."""
+    """The same search space by PBT: every ``every`` steps the worst eighth copies the best
+    eighth (parameters, Adam moments, the schedule held in the optimizer state) and perturbs its
+    peak LR, the schedule's ``factor`` leaf (x0.8 / x1.2, or resampled with probability 0.25)."""
     peaks = task.cfg["peaks"]
     return jaxlr.sweep.pbt(
         task.init_fn,
@@ -347,6 +354,8 @@ def population_based(task: _Task, *, progress: bool = True):
         labels={"schedule": FAMILIES},
         compiler_options=task.cfg["options"],
         progress=progress,
+        eval_fn=task.eval_fn,
+        eval_every=task.cfg["every"],
     )
 
 
@@ -522,8 +531,10 @@ def run(out_dir: str | None = None, quick: bool = False) -> Path:
         compare,
         "",
         f"Halving: rungs at {rungs(setting['steps'], setting['unit'])} steps, the best third "
-        f"by validation loss continues. PBT: every {setting['every']} steps the worst quarter "
-        "copies the best quarter and perturbs its peak LR. Wall times include compilation, whose "
+        f"by validation loss continues. PBT: every {setting['every']} steps the worst eighth "
+        "copies the best eighth and perturbs its peak LR. Both rank by the validation loss, "
+        "evaluated (eval_fn) only every few steps, where they rank. Wall times include "
+        "compilation, whose "
         "seconds (tracing and XLA) the last column repeats. The peak LR applied is the largest "
         "LR the selected member (for PBT, its lineage) used.",
         "",

@@ -319,11 +319,13 @@ def test_without_an_lr_metric_the_lr_is_read_from_the_state_or_the_error_says_ho
         jaxlr.sweep.pbt(init_fn, no_lr, CONFIGS, batches(steps=T), **{**OPTS, "lr": 3})
 
 
-def test_a_perturbation_that_cannot_act_is_refused_before_compiling(monkeypatch):
-    """The review's reproduction: a schedule held in the optimizer state
-    (``scale_by_schedule``) is copied from the parent at an exploit, so perturbing the config's
-    schedule never acts. Refused, naming the leaf and what to write instead; the same config
-    built into the update at every step (``optax.adam(cfg["schedule"])``) is accepted."""
+def test_a_schedule_held_in_the_optimizer_state_takes_the_perturbed_value():
+    """The review's reproduction, now accepted: a schedule held in the optimizer state
+    (``scale_by_schedule``) is copied from the parent at an exploit, so the exploit writes the
+    perturbed leaf into that state too. The LR each slot applied (read from its state) is the
+    config value it trained with at every step, and the winner's exported schedule retrains it
+    with plain ``optax.adam``; the same config built into the update at every step
+    (``optax.adam(cfg["schedule"])``) applies the same LRs. Before, this space was refused."""
 
     def held(cfg):
         return optax.chain(optax.adam(1.0), jaxlr.transforms.scale_by_schedule(cfg["schedule"]))
@@ -338,6 +340,59 @@ def test_a_perturbation_that_cannot_act_is_refused_before_compiling(monkeypatch)
         u, opt = held(cfg).update(g, opt, w)
         return (optax.apply_updates(w, u), opt), {"loss": loss}
 
+    configs = {
+        "schedule": jaxlr.sweep.stack([S.constant(value=p) for p in (0.01, 0.02, 0.05, 0.1)])
+    }
+    opts = dict(key=KEY, num_steps=12, interval=3, metric="loss", fraction=0.5, progress=False)
+    data = [np.full(2, 3.0, np.float32)] * 12
+    lr = lambda s, c: jaxlr.transforms.current_lr(s[1], optimizer_lr=1.0)  # noqa: E731
+    space = {"schedule.value": ("log_uniform", 1e-3, 1.0)}
+    res = jaxlr.sweep.pbt(init, step, configs, iter(data), space=space, lr=lr, **opts)
+    used = res.perturbed["schedule.value"]  # [T, K]: the value each slot trained with
+    assert not np.isin(used[-1], [0.01, 0.02, 0.05, 0.1]).all()  # some slot was perturbed
+    np.testing.assert_allclose(res.lr_history, used.T, rtol=1e-6)
+    np.testing.assert_allclose(res.lr_history[:, -1], res.configs["schedule"].value, rtol=1e-6)
+    # Retrained from scratch with optax.adam(exported schedule): the winner's weights.
+    tx = optax.adam(res.schedule())
+    w, o = jnp.zeros(2), tx.init(jnp.zeros(2))
+    for target in data:
+        u, o = tx.update(jax.grad(lambda w: jnp.sum((w - target) ** 2))(w), o, w)
+        w = optax.apply_updates(w, u)
+    np.testing.assert_allclose(w, res.states[0][res.winner], rtol=1e-5)
+
+    def built(state, cfg, target):  # the pattern that builds the update from the config
+        w, opt = state
+        loss, g = jax.value_and_grad(lambda w: jnp.sum((w - target) ** 2))(w)
+        u, opt = optax.adam(cfg["schedule"]).update(g, opt, w)
+        return (optax.apply_updates(w, u), opt), {"loss": loss}
+
+    again = jaxlr.sweep.pbt(
+        lambda cfg, key: (jnp.zeros(2), optax.adam(cfg["schedule"]).init(jnp.zeros(2))),
+        built,
+        configs,
+        iter(data),
+        space=space,
+        lr=lambda s, c: jaxlr.transforms.current_lr(s[1], optimizer_lr=c["schedule"]),
+        **opts,
+    )
+    np.testing.assert_allclose(again.lr_history, res.lr_history, rtol=1e-6)
+    np.testing.assert_array_equal(again.lineage, res.lineage)
+
+
+def test_a_perturbation_that_cannot_act_is_refused_before_compiling(monkeypatch):
+    """A perturbed leaf that ``init_fn`` puts into the state and ``step_fn`` then changes (an
+    LR the member adapts) can neither be written at an exploit (that would discard the
+    adaptation) nor left as the parent's (the perturbed value would never act): refused, naming
+    the leaf, before anything compiles."""
+
+    def init(cfg, key):
+        return {"w": jnp.zeros(2), "lr": cfg["lr"]}
+
+    def step(state, cfg, target):
+        loss, g = jax.value_and_grad(lambda w: jnp.sum((w - target) ** 2))(state["w"])
+        w = state["w"] - state["lr"] * g
+        return {"w": w, "lr": state["lr"] * 0.99}, {"loss": loss, "lr": state["lr"]}
+
     compiled = []
     real = jax.stages.Lowered.compile
     monkeypatch.setattr(
@@ -345,49 +400,25 @@ def test_a_perturbation_that_cannot_act_is_refused_before_compiling(monkeypatch)
         "compile",
         lambda self, *a, **k: compiled.append(1) or real(self, *a, **k),
     )
-    configs = {
-        "schedule": jaxlr.sweep.stack([S.constant(value=p) for p in (0.01, 0.02, 0.05, 0.1)])
-    }
-    opts = dict(key=KEY, num_steps=12, interval=3, metric="loss", fraction=0.5, progress=False)
-    data = [np.full(2, 3.0, np.float32)] * 12
-    lr = lambda s, c: jaxlr.transforms.current_lr(s[1], optimizer_lr=1.0)  # noqa: E731
     with pytest.raises(
         ValueError,
-        match=r"pbt: space entry 'schedule.value' cannot act: init_fn puts config leaf "
-        r"'schedule.value' into the state unchanged .*scale_by_schedule.* "
-        r"optax.adam\(config\['schedule'\]\) or optax.inject_hyperparams",
+        match=r"pbt: space entry 'lr' cannot act: init_fn puts config leaf 'lr' into the state "
+        r"unchanged and step_fn changes that state leaf .*scale_by_schedule.* "
+        r"optax.adam\(config\['schedule'\]\)",
     ):
         jaxlr.sweep.pbt(
             init,
             step,
-            configs,
-            iter(data),
-            space={"schedule.value": ("log_uniform", 1e-3, 1.0)},
-            lr=lr,
-            **opts,
+            {"lr": np.array([0.01, 0.02, 0.05, 0.1], np.float32)},
+            iter([np.full(2, 3.0, np.float32)] * 12),
+            key=KEY,
+            num_steps=12,
+            interval=3,
+            metric="loss",
+            space={"lr": ("log_uniform", 1e-3, 1.0)},
+            progress=False,
         )
     assert not compiled
-
-    def built(state, cfg, target):  # the pattern that acts: the config builds the update
-        w, opt = state
-        loss, g = jax.value_and_grad(lambda w: jnp.sum((w - target) ** 2))(w)
-        u, opt = optax.adam(cfg["schedule"]).update(g, opt, w)
-        return (optax.apply_updates(w, u), opt), {"loss": loss}
-
-    res = jaxlr.sweep.pbt(
-        lambda cfg, key: (jnp.zeros(2), optax.adam(cfg["schedule"]).init(jnp.zeros(2))),
-        built,
-        configs,
-        iter(data),
-        space={"schedule.value": ("log_uniform", 1e-3, 1.0)},
-        lr=lambda s, c: jaxlr.transforms.current_lr(s[1], optimizer_lr=c["schedule"]),
-        resample_probability=1.0,
-        **opts,
-    )
-    # the LR applied in the last interval is each slot's final (perturbed) config value
-    np.testing.assert_allclose(
-        res.lr_history[:, -1], np.asarray(res.configs["schedule"].value), rtol=1e-6
-    )
 
 
 def _lr_opt_step(w, cfg, t):
@@ -613,3 +644,34 @@ def test_perturb_takes_any_length_2_sequence_of_numbers():
     for bad in ("ab", [0.8, 1.2, 1.5], [0.8, -1.0]):
         with pytest.raises(ValueError, match=r"pbt: perturb must be two factors > 0, got"):
             run(bad)
+
+
+def test_by_default_an_exploit_replaces_an_eighth_of_the_population():
+    """The default truncation fraction is 1/8 (experiments/pbt_study.py: a quarter replaced at
+    every round overwrote the member that would have ended best): with K = 16 each exploit
+    moves exactly 2 slots, the worst 2 by the metric, each onto one of the best 2."""
+    k, steps, interval = 16, 12, 3
+    lrs = np.geomspace(0.01, 0.5, k).astype(np.float32)
+
+    def step(w, cfg, t):
+        w = w - cfg["lr"] * (w - t)
+        return w, {"loss": (w - t) ** 2, "lr": cfg["lr"]}
+
+    res = jaxlr.sweep.pbt(
+        lambda c, key: jnp.zeros(()),
+        step,
+        {"lr": lrs},
+        iter([np.float32(3.0)] * steps),
+        key=KEY,
+        num_steps=steps,
+        interval=interval,
+        metric="loss",
+        space={"lr": ("log_uniform", 1e-3, 1.0)},
+        progress=False,
+    )
+    assert res.info["fraction"] == 0.125
+    for t in range(interval - 1, steps - 1, interval):
+        moved = np.flatnonzero(res.lineage[t] != np.arange(k))
+        order = np.argsort(res.metrics["loss"][:, t], kind="stable")
+        assert sorted(moved) == sorted(order[-2:])
+        assert set(res.lineage[t, moved]) <= set(order[:2])

@@ -142,3 +142,22 @@ def test_the_comparison_names_the_lr_each_selected_member_applied(quick):
     grid_best = min((r for r in records if not r["diverged"]), key=lambda r: r["val_loss"])
     assert rows["grid"][3] == f"{grid_best['val_loss']:.4f}"
     assert rows["grid"][4] == f"{grid_best['test_loss']:.4f}"
+
+
+def test_pbt_perturbs_the_peak_held_in_the_optimizer_state_and_it_acts(quick):
+    """The demo's members keep their schedule in the optimizer state (scale_by_schedule); PBT
+    perturbs its peak (the schedule's ``factor`` leaf) and the exploit writes it there: the LR
+    each final slot applied at the last step, read from its optimizer state, is its family's
+    value at its final (perturbed) peak by the independent oracle, not its parent's."""
+    _, records, search, _ = quick
+    steps = demo._setting(True)["steps"]
+    founders = {r["peak_value"] for r in records}
+    final = search["pbt"]["records"]
+    assert any(
+        all(r["peak_value"] != pytest.approx(f, rel=1e-6) for f in founders) for r in final
+    )  # some slot ends on a perturbed peak
+    for r in final:
+        if r["diverged"]:
+            continue
+        law = _family(r["schedule"], r["peak_value"], r["warmup_steps"], float(steps))
+        assert r["lr_final"] == pytest.approx(ref(law, steps - 1), rel=1e-5, abs=1e-9)
