@@ -122,6 +122,49 @@ def test_a_second_halving_call_with_the_same_bound_methods_compiles_nothing(task
     assert second.info["survivors"] == first.info["survivors"]
 
 
+class EvalTask(Task):
+    """The validation loss from a bound-method ``eval_fn`` every 2 steps (as the demo does);
+    traces counted in a list (rebinding an attribute is a change of the object: a new program)."""
+
+    def __init__(self):
+        self.traced = []
+
+    def step_fn(self, state, cfg, batch):
+        self.traced.append(1)
+        return step_fn(state, cfg, batch)
+
+    def eval_fn(self, state, cfg):
+        return {"val": jnp.mean((XV @ state["w"] - YV) ** 2)}
+
+    def halving(self):
+        return jaxlr.sweep.successive_halving(
+            self.init_fn, self.step_fn, CONFIGS, batches(steps=RUNGS[-1]), key=KEY,
+            rungs=RUNGS, eta=ETA, metric="val", eval_fn=self.eval_fn, eval_every=2,
+            steps_per_call=2, progress=False,
+        )  # fmt: skip
+
+
+def test_a_second_call_with_the_same_bound_eval_fn_compiles_nothing():
+    """``task.eval_fn`` is a new bound-method object at every access: the compiled program is
+    keyed on its object and function (as ``step_fn``), so the second search reuses it; a new
+    object is a new program. The ranking is the NumPy one (rungs are multiples of 2: fresh)."""
+    task = EvalTask()
+    first = task.halving()
+    traced = len(task.traced)
+    second = task.halving()
+    assert len(task.traced) == traced and first.compile_seconds > 0 and second.compile_seconds == 0
+    np.testing.assert_array_equal(second.metrics["val"], first.metrics["val"])
+    data = list(batches(steps=RUNGS[-1]))
+    val = np.stack([numpy_val(w0, float(CONFIGS["lr"][i]), float(CONFIGS["momentum"][i]), data)[0]
+                    for i, w0 in enumerate(w0s(18))])  # fmt: skip
+    alive = np.arange(18)
+    for r in RUNGS[:-1]:
+        alive = np.sort(alive[np.argsort(val[alive, r - 1])[: len(alive) // ETA]])
+    assert first.info["survivors"] == alive.tolist()
+    other = EvalTask()
+    assert other.halving().compile_seconds > 0.0 and len(other.traced) == traced
+
+
 def test_halving_with_member_batches_keeps_each_survivors_rows():
     k = 6
     cfg = jaxlr.sweep.grid(lr=[0.01, 0.05, 0.1], momentum=[0.0, 0.8])

@@ -33,7 +33,8 @@ _COMPILED: dict[int, tuple[weakref.ref, dict]] = {}
 def _cache_of(owner: Any) -> dict:
     """The compiled programs of ``owner`` (a fresh dict, not kept, if it has no weak refs)."""
     try:
-        ref = weakref.ref(owner, lambda _, i=id(owner): _COMPILED.pop(i, None))
+        # The table is bound now: at interpreter exit the module's globals may already be None.
+        ref = weakref.ref(owner, lambda _, i=id(owner), table=_COMPILED: table.pop(i, None))
     except TypeError:
         return {}
     entry = _COMPILED.get(id(owner))
@@ -167,6 +168,14 @@ def compile_cached(
     # program is also filed under the attributes as the trace left them.
     per_fn[(*_owner(fn)[1], *rest)] = compiled
     return compiled, t1 - t0, time.perf_counter() - t1
+
+
+def identity(fn: Any) -> tuple:
+    """A cache-key part for another function a program calls (an ``eval_fn``): the same object,
+    or for a bound method the same object's same method with the same attributes (see
+    :func:`_owner`); ``None`` for ``None``."""
+    owner, extra = _owner(fn)
+    return (Same(owner), *extra)
 
 
 def _owner(fn: Any) -> tuple[Any, tuple]:

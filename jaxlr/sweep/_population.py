@@ -585,7 +585,7 @@ class Population:
                 self.policy,
                 s,
                 self.eval_every,
-                _engine.Same(self.eval_fn),
+                _engine.identity(self.eval_fn),
             ),
             self._program,
             args,
