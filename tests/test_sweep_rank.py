@@ -238,3 +238,33 @@ def test_rung_prediction_uses_the_applied_lr_then_the_planned_one_and_fresh_eval
     want = _rank.predict_final(VALS[idx][:, steps - 1], steps, planned[idx], final=T)
     np.testing.assert_array_equal(pred, want.value)
     assert steps.tolist() == [1, *range(every, rung + 1, every)]
+
+
+def test_an_eval_fn_does_not_thin_a_step_metric_curve():
+    """Ranking by a ``step_fn`` metric with an unrelated ``eval_fn``: the step metric is fresh
+    at every step, so the predictions are those without ``eval_fn`` (they used to keep only the
+    evaluation steps: every fit failed and fell back to the value)."""
+    lam = jnp.logspace(-3, 0, 32)
+
+    def sched(c):
+        return jaxlr.schedules.warmup(
+            jaxlr.schedules.constant(value=c["peak"]), warmup_steps=c["warmup"]
+        )
+
+    def step(s, c, batch):
+        w = s["w"] - sched(c)(s["t"]) * lam * s["w"]
+        return {"w": w, "t": s["t"] + 1}, {"loss": 0.5 * jnp.sum(lam * w * w)}
+
+    cf = jaxlr.sweep.zip(peak=[0.3, 0.8, 1.5], warmup=[0.0, 0.0, 60.0])
+    runs = [
+        jaxlr.sweep.successive_halving(
+            lambda c, key: {"w": jnp.ones(32), "t": jnp.zeros((), jnp.int32)}, step, cf,
+            (0.0 for _ in range(100)), key=jax.random.key(0), rungs=[25, 100], metric="loss",
+            progress=False, steps_per_call=25, rank="predicted", lr=lambda c, t: sched(c)(t),
+            **kw,
+        )
+        for kw in ({}, {"eval_fn": lambda s, c: {"val": jnp.sum(s["w"])}, "eval_every": 25})
+    ]  # fmt: skip
+    assert runs[0].info["rank_fallbacks"] == runs[1].info["rank_fallbacks"] == [0]
+    np.testing.assert_array_equal(runs[1].info["predicted"], runs[0].info["predicted"])
+    assert runs[1].info["survivors"] == runs[0].info["survivors"]

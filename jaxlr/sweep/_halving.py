@@ -112,7 +112,7 @@ def successive_halving(
             the member applied so far (its ``"lr"`` metric when ``step_fn`` reports one) and
             will apply (``lr``). The annealing term of the momentum law is left out: a prefix
             rarely identifies it. A member whose fit fails (fewer than 4 positive finite
-            points, a non-finite or non-positive prediction) is ranked by its value, and
+            fresh points in the second half of its curve so far, a non-finite or non-positive prediction) is ranked by its value, and
             counted in ``info["rank_fallbacks"]``. Needs ``mode="min"`` (a loss). The law
             knows nothing of instability or overfitting: measured in
             ``benchmarks/ranking.py``, it does not beat ranking by value there.
@@ -292,7 +292,9 @@ def successive_halving(
             break
         keep = max(1, math.floor(pop.num_members / eta))
         if rank == "predicted":
-            pred, ok = _predict(curves, idx, r, metric, planned, total, eval_fn, eval_every)
+            # Only an eval_fn metric is fresh every eval_every steps; a step metric is every step's.
+            every = eval_every if metric in carry.evals else 1
+            pred, ok = _predict(curves, idx, r, metric, planned, total, every)
             predicted[idx, j] = np.where(ok, pred, np.nan)
             fallbacks.append(int((~ok & carry.alive).sum()))
             score = np.where(ok, pred, score)
@@ -330,10 +332,11 @@ def successive_halving(
     )
 
 
-def _predict(curves, idx, r, metric, planned, total, eval_fn, eval_every):
-    """Each current member's predicted metric at step ``total`` from its curve up to ``r``: the
-    LR it applied so far (its ``lr`` metric where the step reports one), then its planned LR."""
-    steps = fresh_steps(r, eval_every if eval_fn is not None else 1)
+def _predict(curves, idx, r, metric, planned, total, every):
+    """Each current member's predicted metric at step ``total`` from its curve up to ``r`` (its
+    fresh values, every ``every`` steps): the LR it applied so far (its ``lr`` metric where the
+    step reports one), then its planned LR."""
+    steps = fresh_steps(r, every)
     lrs = planned[idx].copy()
     applied = curves.get("lr")
     if applied is not None and applied.ndim == 2:
