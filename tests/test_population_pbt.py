@@ -379,6 +379,74 @@ def test_a_schedule_held_in_the_optimizer_state_takes_the_perturbed_value():
     np.testing.assert_array_equal(again.lineage, res.lineage)
 
 
+@pytest.mark.parametrize("wrap", ["jit_init", "jit_step", "multi_steps", "apply_if_finite"])
+def test_a_held_schedule_acts_through_jit_and_optax_wrappers(wrap):
+    """The held leaf is found through a jitted ``init_fn`` / ``step_fn`` and Optax wrappers
+    whose state passes it through a select or a cond (review: a jitted ``init_fn`` made the
+    perturbation silently never act; the wrappers were refused). Each slot's applied LR, read
+    from its state, is the value it trained with."""
+
+    def held(cfg):
+        tx = optax.chain(optax.adam(1.0), jaxlr.transforms.scale_by_schedule(cfg["schedule"]))
+        if wrap == "multi_steps":
+            return optax.MultiSteps(tx, 1)
+        return optax.apply_if_finite(tx, 3) if wrap == "apply_if_finite" else tx
+
+    def init(cfg, key):
+        w = jnp.zeros(2)
+        return w, held(cfg).init(w)
+
+    def step(state, cfg, target):
+        w, opt = state
+        loss, g = jax.value_and_grad(lambda w: jnp.sum((w - target) ** 2))(w)
+        u, opt = held(cfg).update(g, opt, w)
+        return (optax.apply_updates(w, u), opt), {"loss": loss}
+
+    def inner(opt):  # the chain's state inside the wrapper's
+        return opt.inner_opt_state if wrap == "multi_steps" else (
+            opt.inner_state if wrap == "apply_if_finite" else opt)  # fmt: skip
+
+    configs = {
+        "schedule": jaxlr.sweep.stack([S.constant(value=p) for p in (0.01, 0.02, 0.05, 0.1)])
+    }
+    res = jaxlr.sweep.pbt(
+        jax.jit(init) if wrap == "jit_init" else init,
+        jax.jit(step) if wrap == "jit_step" else step,
+        configs, iter([np.full(2, 3.0, np.float32)] * 12),
+        space={"schedule.value": ("log_uniform", 1e-3, 1.0)},
+        lr=lambda s, c: jaxlr.transforms.current_lr(inner(s[1]), optimizer_lr=1.0),
+        key=KEY, num_steps=12, interval=3, metric="loss", fraction=0.5, progress=False,
+    )  # fmt: skip
+    used = res.perturbed["schedule.value"]
+    assert not np.isin(used[-1], [0.01, 0.02, 0.05, 0.1]).all()  # some slot was perturbed
+    np.testing.assert_allclose(res.lr_history, used.T, rtol=1e-6)
+
+
+def test_a_leaf_init_fn_only_computes_from_is_refused():
+    """``inject_hyperparams(sgd)(learning_rate=10 ** cfg["log_lr"])``: the state holds a value
+    computed from the perturbed leaf and the step never reads the config, so an exploit could
+    not pass the perturbed value on (review: it was accepted and every slot trained at its
+    parent's LR while the tables reported the perturbed ones)."""
+
+    def tx(cfg):
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=10.0 ** cfg["log_lr"])
+
+    def step(state, cfg, target):
+        w, opt = state
+        loss, g = jax.value_and_grad(lambda w: jnp.sum((w - target) ** 2))(w)
+        u, opt = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0).update(g, opt, w)
+        return (optax.apply_updates(w, u), opt), {"loss": loss}
+
+    data = iter([np.full(2, 3.0, np.float32)] * 6)
+    with pytest.raises(ValueError, match=r"pbt: space entry 'log_lr' cannot act: step_fn does"):
+        jaxlr.sweep.pbt(
+            lambda cfg, key: (jnp.zeros(2), tx(cfg).init(jnp.zeros(2))), step,
+            {"log_lr": np.array([-2.0, -1.5, -1.0, -0.5])}, data,
+            space={"log_lr": ("uniform", -3.0, 0.0)}, key=KEY, num_steps=6, interval=3,
+            metric="loss", progress=False,
+        )  # fmt: skip
+
+
 def test_a_perturbation_that_cannot_act_is_refused_before_compiling(monkeypatch):
     """A perturbed leaf that ``init_fn`` puts into the state and ``step_fn`` then changes (an
     LR the member adapts) can neither be written at an exploit (that would discard the
@@ -402,9 +470,9 @@ def test_a_perturbation_that_cannot_act_is_refused_before_compiling(monkeypatch)
     )
     with pytest.raises(
         ValueError,
-        match=r"pbt: space entry 'lr' cannot act: init_fn puts config leaf 'lr' into the state "
-        r"unchanged and step_fn changes that state leaf .*scale_by_schedule.* "
-        r"optax.adam\(config\['schedule'\]\)",
+        match=r"pbt: space entry 'lr' cannot act: step_fn does not read it, and the state holds "
+        r"no copy of it that step_fn carries unchanged .*step_fn evolves its copy, e.g. an LR a "
+        r"transform adapts.*scale_by_schedule.* optax.adam\(config\['schedule'\]\)",
     ):
         jaxlr.sweep.pbt(
             init,
@@ -675,3 +743,26 @@ def test_by_default_an_exploit_replaces_an_eighth_of_the_population():
         order = np.argsort(res.metrics["loss"][:, t], kind="stable")
         assert sorted(moved) == sorted(order[-2:])
         assert set(res.lineage[t, moved]) <= set(order[:2])
+
+
+def test_a_refused_argument_consumes_no_batch_and_batches_must_iterate():
+    """The first batch (drawn to trace ``step_fn`` where the state holds a perturbed leaf) is
+    drawn after every argument check: a refused call leaves the user's iterator where it was
+    (review: a bad ``mesh`` lost batch 0)."""
+
+    def init(cfg, key):
+        return {"w": jnp.zeros(2), "lr": cfg["lr"]}  # the state holds the perturbed leaf
+
+    def step(state, cfg, target):
+        loss, g = jax.value_and_grad(lambda w: jnp.sum((w - target) ** 2))(state["w"])
+        return {"w": state["w"] - state["lr"] * g, "lr": state["lr"]}, {"loss": loss}
+
+    data = (np.full(2, float(i), np.float32) for i in range(12))
+    args = (init, step, {"lr": np.array([0.01, 0.02, 0.05, 0.1], np.float32)})
+    opts = dict(key=KEY, num_steps=12, interval=3, metric="loss", progress=False, lr="loss",
+                space={"lr": ("log_uniform", 1e-3, 1.0)})  # fmt: skip
+    with pytest.raises(ValueError, match="pbt: mesh"):
+        jaxlr.sweep.pbt(*args, data, mesh="notamesh", **opts)
+    assert next(data)[0] == 0.0
+    with pytest.raises(ValueError, match="pbt: batches must be an iterable .* got batches=None"):
+        jaxlr.sweep.pbt(*args, None, **opts)

@@ -112,10 +112,11 @@ def successive_halving(
             the member applied so far (its ``"lr"`` metric when ``step_fn`` reports one) and
             will apply (``lr``). The annealing term of the momentum law is left out: a prefix
             rarely identifies it. A member whose fit fails (fewer than 4 positive finite
-            fresh points in the second half of its curve so far, a non-finite or non-positive prediction) is ranked by its value, and
-            counted in ``info["rank_fallbacks"]``. Needs ``mode="min"`` (a loss). The law
-            knows nothing of instability or overfitting: measured in
-            ``benchmarks/ranking.py``, it does not beat ranking by value there.
+            fresh points in the second half of its curve so far, a non-finite or non-positive
+            prediction) is ranked by its value, and counted in ``info["rank_fallbacks"]``.
+            Needs ``mode="min"`` (a loss). The law knows nothing of instability or
+            overfitting: measured in ``benchmarks/ranking.py``, it does not beat ranking by
+            value there.
         lr: with ``rank="predicted"``: ``(config, step) -> LR`` of one member at the 0-based
             ``step`` (e.g. ``lambda c, t: schedule_of(c)(t)``), evaluated once for every
             member at steps ``0..r_last - 1``.

@@ -226,6 +226,76 @@ def _lr_paths(configs: Any, perturbed: Mapping[str, Any]) -> tuple[str, ...]:
     )
 
 
+# Primitives whose output is their (only or first) operand's value: passing through them is
+# carrying the value unchanged (a cast is written back with the state leaf's dtype).
+_PASS = ("convert_element_type", "copy", "copy_p", "optimization_barrier")
+# Calls: their outputs are their body's (loops are not: a loop body runs more than once).
+_CALLS = ("pjit", "jit", "closed_call", "core_call", "remat", "checkpoint", "custom_jvp_call",
+          "custom_vjp_call", "custom_vjp_call_jaxpr")  # fmt: skip
+
+
+def _flow(jaxpr) -> tuple[list, list]:
+    """For each output of ``jaxpr``: the input it carries unchanged (an index, or ``None``)
+    and the inputs it depends on (a frozenset of indices).
+
+    An output carries input ``i`` when it *is* that input, possibly through nested calls (a
+    jitted function, ``remat``), casts, or a ``select`` / ``cond`` whose every case carries it
+    (``jnp.where`` of a value with itself: ``optax.MultiSteps``, ``apply_if_finite``).
+    Dependence is exact through nested calls and conservative elsewhere (every output of an
+    equation depends on all its operands), so it may over-report, never miss."""
+    sources, deps = _sources(jaxpr)
+    return [next(iter(f)) if f is not None and len(f) == 1 else None for f in sources], deps
+
+
+def _sources(jaxpr) -> tuple[list, list]:
+    """:func:`_flow` with, per output, the set of inputs it is a selection among (``None``:
+    computed), so a selection between two inner inputs that are one outer value carries it."""
+    from jax.extend.core import Literal
+
+    src: dict = {v: frozenset([i]) for i, v in enumerate(jaxpr.invars)}
+    deps: dict = {v: frozenset([i]) for i, v in enumerate(jaxpr.invars)}
+
+    def dep(v):
+        return frozenset() if isinstance(v, Literal) else deps.get(v, frozenset())
+
+    def source(v):
+        return None if isinstance(v, Literal) else src.get(v)
+
+    def through(ins, inner_src):  # inner input indices -> this jaxpr's sources
+        if inner_src is None:
+            return None
+        outer = [source(ins[j]) for j in inner_src]
+        return None if any(o is None for o in outer) else frozenset().union(*outer)
+
+    for eqn in jaxpr.eqns:
+        ins, name = eqn.invars, eqn.primitive.name
+        inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+        inner = getattr(inner, "jaxpr", inner)
+        if name in _CALLS and hasattr(inner, "eqns") and len(inner.invars) == len(ins):
+            ss, ds = _sources(inner)
+            for o, f, d in zip(eqn.outvars, ss, ds):
+                deps[o] = frozenset().union(*(dep(ins[j]) for j in d))
+                if (t := through(ins, f)) is not None:
+                    src[o] = t
+            continue
+        everything = frozenset().union(*(dep(v) for v in ins))
+        for o in eqn.outvars:
+            deps[o] = everything
+        if name in _PASS and ins and source(ins[0]) is not None:
+            src[eqn.outvars[0]] = source(ins[0])
+        elif name == "select_n" and len(ins) > 1:
+            cases = [source(v) for v in ins[1:]]
+            if all(f is not None for f in cases):
+                src[eqn.outvars[0]] = frozenset().union(*cases)
+        elif name == "cond":  # operands are ins[1:]
+            flows = [_sources(b.jaxpr)[0] for b in eqn.params["branches"]]
+            for o, fs in zip(eqn.outvars, zip(*flows)):
+                mapped = [through(ins[1:], f) for f in fs]
+                if all(m is not None for m in mapped):
+                    src[o] = frozenset().union(*mapped)
+    return [source(v) for v in jaxpr.outvars], [dep(v) for v in jaxpr.outvars]
+
+
 def _held(
     c: Checker,
     init_fn: Callable,
@@ -235,44 +305,50 @@ def _held(
     batch: Callable[[], Any],
     member_batches: bool,
 ) -> tuple[tuple[int, tuple[int, ...]], ...]:
-    """The perturbed config leaves that ``init_fn`` puts unchanged into the state, as
-    ``(position among the config's leaves, positions among the state's leaves)``.
+    """Where each perturbed config leaf acts, and the state leaves an exploit must write it to,
+    as ``(position among the config's leaves, positions among the state's leaves)`` pairs.
 
-    Such a leaf is a hyperparameter the state holds, e.g. a schedule held in the optimizer
-    state by ``jaxlr.transforms.scale_by_schedule``: an exploit copies the parent's state, so
-    the exploit writes the perturbed value into those state leaves too, or it would never act.
-    That is only right when ``step_fn`` carries those state leaves unchanged (then the state's
-    copy is the member's config value at every step); a state leaf that ``step_fn`` changes (an
-    LR a hypergradient adapts) is refused. ``init_fn`` and ``step_fn`` are traced once for
-    member 0 (nothing runs); ``batch()`` gives the first batch, only when needed."""
+    An exploit copies the parent's state, so a perturbed value acts at the next step only if
+    ``step_fn`` reads the config leaf, or the state holds the leaf itself and ``step_fn``
+    carries it unchanged (a schedule held in the optimizer state by
+    ``jaxlr.transforms.scale_by_schedule``): those state leaves get the perturbed value (a
+    state leaf the step recomputes, such as the current LR, is left to the step). A leaf that
+    acts neither way is refused: one whose state copy ``step_fn`` evolves (an LR a
+    hypergradient adapts: writing there would discard training, not writing would never act),
+    or one ``init_fn`` only turns into another value (``10 ** config["log_lr"]`` in
+    ``optax.inject_hyperparams``). ``init_fn`` and ``step_fn`` are
+    traced once for member 0 (nothing runs; see :func:`_flow`), ``step_fn`` and ``batch()`` (the
+    first batch) only when the state holds something of a perturbed leaf."""
     config = jax.tree.map(lambda a: a[0], unwrap(configs))
-    init = jax.make_jaxpr(init_fn)(config, jax.random.key(0)).jaxpr
-    stored = {}
-    for pos, _ in space:
-        qs = tuple(q for q, v in enumerate(init.outvars) if v is init.invars[pos])
-        if qs:
-            stored[pos] = qs
-    if not stored:
+    carried, stores = _flow(jax.make_jaxpr(init_fn)(config, jax.random.key(0)).jaxpr)
+    space = tuple((pos, d) for pos, d in space if any(pos in s for s in stores))
+    if not space:  # the state holds nothing of a perturbed leaf: only step_fn can read it
         return ()
     state = jax.eval_shape(init_fn, config, jax.random.key(0))
+    n = len(jax.tree.leaves(state))
     first = batch()
     if member_batches:
         first = jax.tree.map(lambda a: a[0], first)
-    step = jax.make_jaxpr(lambda s, cf, b: step_fn(s, cf, b)[0])(state, config, first).jaxpr
+    kept, depends = _flow(jax.make_jaxpr(step_fn)(state, config, first).jaxpr)
     names = _names(configs)
-    for pos, qs in stored.items():
-        if any(step.outvars[q] is not step.invars[q] for q in qs):
+    out = []
+    for pos, _ in space:
+        copies = [q for q in range(n) if carried[q] == pos]
+        held = tuple(q for q in copies if kept[q] == q)
+        if not (held or any(n + pos in d for d in depends)):
             c.fail(
-                f"space entry {names[pos]!r} cannot act: init_fn puts config leaf "
-                f"{names[pos]!r} into the state unchanged and step_fn changes that state leaf "
-                f"(e.g. an LR a transform adapts), so an exploit can neither write the perturbed "
-                f"value there (it would discard what training did to it) nor leave the "
-                f"parent's (the perturbed value would never act while configs, best() and the "
-                f"tables report it). Perturb a leaf the state holds unchanged (a schedule in "
+                f"space entry {names[pos]!r} cannot act: step_fn does not read it, and the "
+                f"state holds no copy of it that step_fn carries unchanged (init_fn stores a "
+                f"value computed from it, or step_fn evolves its copy, e.g. an LR a transform "
+                f"adapts), so an exploit, which copies the parent's state, cannot pass the "
+                f"perturbed value on while configs, best() and the tables report it. Perturb a "
+                f"leaf the state holds unchanged (a schedule in "
                 f"jaxlr.transforms.scale_by_schedule), or build the update from the config at "
                 f"every step, e.g. optax.adam(config['schedule'])"
             )
-    return tuple(stored.items())
+        if held:
+            out.append((pos, held))
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -607,10 +683,20 @@ def pbt(
                 stacklevel=2,
             )
     space = _space(c, space, configs)
-    batches = iter(batches)
+    if mesh is not None:
+        _, devices = _engine.member_sharding(c, mesh)
+        if k % devices:
+            c.fail(
+                f"K={k} must be a multiple of the mesh's {devices} devices (no padded "
+                f"members may take part in the selection)"
+            )
+    try:
+        batches = iter(batches)
+    except TypeError:
+        c.fail(f"batches must be an iterable of batches, got batches={batches!r}")
     peeked = []
 
-    def first_batch():
+    def first_batch():  # drawn last, after every argument check: a refusal consumes nothing
         peeked.append(next(batches))
         return peeked[0]
 
@@ -619,13 +705,6 @@ def pbt(
     except StopIteration:
         held = ()  # no batch at all: Population.train says so
     batches = itertools.chain(peeked, batches)
-    if mesh is not None:
-        _, devices = _engine.member_sharding(c, mesh)
-        if k % devices:
-            c.fail(
-                f"K={k} must be a multiple of the mesh's {devices} devices (no padded "
-                f"members may take part in the selection)"
-            )
     policy = _Exploit(
         name="pbt",
         requires=(("metric", metric),) + ((("lr", lr),) if isinstance(lr, str) else ()),
