@@ -302,13 +302,16 @@ class BatchSharpnessState(NamedTuple):
     index: jax.Array  # () int32 slot of the next sample
     sample: jax.Array  # () the last sample (NaN before any)
     loss: jax.Array  # () the batch loss at the params of the last sample
+    # () the upper quantile of the ring when it was last sampled (NaN before any): held between
+    # samples, so the steps that take none sort nothing
+    estimate: jax.Array
 
 
 def running_init(window: int, dtype=jnp.float32) -> BatchSharpnessState:
     """An empty ring of ``window`` samples."""
     nan = jnp.full((), jnp.nan, dtype)
     return BatchSharpnessState(
-        jnp.full((window,), jnp.nan, dtype), jnp.zeros((), jnp.int32), nan, nan
+        jnp.full((window,), jnp.nan, dtype), jnp.zeros((), jnp.int32), nan, nan, nan
     )
 
 
@@ -327,6 +330,7 @@ def running_push(
         index.astype(jnp.int32),
         jnp.where(take, sample, state.sample),
         jnp.where(take, jnp.asarray(loss, dtype), state.loss),
+        state.estimate,
     )
 
 
