@@ -69,8 +69,10 @@ def _moments(loss, params, d, *, method, grads, value, learning_rate, dtype):
             (l0, g), (_, hd) = jax.jvp(jax.value_and_grad(loss), (params,), (d,))
             gd, dhd = _vdot(g, d, dtype), _vdot(d, hd, dtype)
         else:
-            if grads is None or value is None:
+            if grads is None:
                 l0, gd = jax.jvp(loss, (params,), (d,))
+            elif value is None:  # g'd comes from grads: a plain forward pass, no tangent
+                l0, gd = loss(params), None
             eta = jnp.asarray(learning_rate, dtype)
             l0 = l0 if value is None else value
             gd = gd if grads is None else _vdot(grads, d, dtype)
