@@ -590,3 +590,15 @@ def test_every_is_whole_window_is_bounded_and_old_names_say_the_new_ones():
         TypeError, match="sharpness_cap: argument 'learning_rate' is now 'schedule'"
     ):
         T.sharpness_cap(learning_rate=0.1)
+
+
+def test_finite_check_reads_one_scalar_without_false_alarms():
+    """The skip test is one squared norm (one kernel, not three a leaf): it flags a NaN or inf
+    in any leaf, and not a finite float16 direction whose squared norm overflows float16."""
+    finite = T._sharpness._finite
+    tree = {"a": jnp.full((3,), 300.0, jnp.float16), "b": jnp.ones((2, 2), jnp.float32)}
+    assert bool(finite(tree))  # 3 * 300^2 = 270,000 > float16's 65,504: summed in float32
+    for bad in (jnp.nan, jnp.inf, -jnp.inf):
+        assert not bool(finite({**tree, "b": tree["b"].at[1, 0].set(bad)}))
+        assert not bool(jax.jit(finite)({**tree, "a": tree["a"].at[2].set(bad)}))
+    assert bool(finite({}))

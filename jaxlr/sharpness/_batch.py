@@ -69,8 +69,10 @@ def _moments(loss, params, d, *, method, grads, value, learning_rate, dtype):
             (l0, g), (_, hd) = jax.jvp(jax.value_and_grad(loss), (params,), (d,))
             gd, dhd = _vdot(g, d, dtype), _vdot(d, hd, dtype)
         else:
-            if grads is None or value is None:
+            if grads is None:
                 l0, gd = jax.jvp(loss, (params,), (d,))
+            elif value is None:  # g'd comes from grads: a plain forward pass, no tangent
+                l0, gd = loss(params), None
             eta = jnp.asarray(learning_rate, dtype)
             l0 = l0 if value is None else value
             gd = gd if grads is None else _vdot(grads, d, dtype)
@@ -302,13 +304,16 @@ class BatchSharpnessState(NamedTuple):
     index: jax.Array  # () int32 slot of the next sample
     sample: jax.Array  # () the last sample (NaN before any)
     loss: jax.Array  # () the batch loss at the params of the last sample
+    # () the upper quantile of the ring when it was last sampled (NaN before any): held between
+    # samples, so the steps that take none sort nothing
+    estimate: jax.Array
 
 
 def running_init(window: int, dtype=jnp.float32) -> BatchSharpnessState:
     """An empty ring of ``window`` samples."""
     nan = jnp.full((), jnp.nan, dtype)
     return BatchSharpnessState(
-        jnp.full((window,), jnp.nan, dtype), jnp.zeros((), jnp.int32), nan, nan
+        jnp.full((window,), jnp.nan, dtype), jnp.zeros((), jnp.int32), nan, nan, nan
     )
 
 
@@ -327,6 +332,7 @@ def running_push(
         index.astype(jnp.int32),
         jnp.where(take, sample, state.sample),
         jnp.where(take, jnp.asarray(loss, dtype), state.loss),
+        state.estimate,
     )
 
 

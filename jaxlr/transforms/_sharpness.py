@@ -18,7 +18,6 @@ from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
 from jaxlr import sharpness
-from jaxlr._src import steps
 from jaxlr._src.numeric import as_float, safe_div
 from jaxlr._src.validate import Checker, concrete, key_data, renamed
 from jaxlr.schedules import Schedule
@@ -34,7 +33,6 @@ from jaxlr.sharpness._hvp import bind_batch, flat_operator, krylov_dtype
 from jaxlr.sharpness._precond import first_moment
 from jaxlr.sharpness._tracker import TrackerState, init_state, track, upper_estimate
 from jaxlr.transforms._common import (
-    all_finite,
     as_schedule,
     check_unit_lr,
     floats,
@@ -98,6 +96,22 @@ def _check_adam(c: Checker, optimizer, b1) -> None:
                     "optax.inject_hyperparams(optax.adam)(learning_rate=1.0, b2=..., eps=...), "
                     f"got optimizer={optimizer!r}"
                 )
+
+
+def _due(count: jax.Array, every: jax.Array) -> jax.Array:
+    """``count % every == 0`` in integers (exact for every int32 count; ``every`` a whole
+    number >= 1, validated at construction, clamped to [1, 2^30] when traced)."""
+    return count % jnp.clip(every, 1, 2**30).astype(count.dtype) == 0
+
+
+def _finite(tree) -> jax.Array:
+    """True when every entry of ``tree`` is finite, read off one scalar: the squared norm, in
+    float32 or wider (one fused product where a test per leaf costs XLA:CPU three small kernels
+    a leaf). A direction so large that its squared norm overflows reads as non-finite too: its
+    step is skipped, never applied."""
+    x = ravel_pytree(tree)[0]
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    return jnp.isfinite(jnp.vdot(x, x))
 
 
 class _Measured(NamedTuple):
@@ -247,19 +261,20 @@ class _Curvature:
         h = state.hyperparams
         prev = state.sharpness
         have_prev = jnp.isfinite(prev)
-        _, since = steps.divide(state.count, h.every)  # exact past 2^24
-        refresh = (since == 0) | ~have_prev  # re-estimate until one is finite
+        refresh = _due(state.count, h.every) | ~have_prev  # re-estimate until one is finite
         if self.quantity == "batch_sharpness":
             loss = bind_batch(loss_fn, batch, self.c.fn)
-            d = jax.tree.map(jnp.negative, direction)  # theta <- theta - eta d
             grads = None if self.inner is None else updates
             eta = jnp.where(jnp.isfinite(probe) & (probe > 0), probe, 1.0)
-            rs = state.curvature
-            dtype = rs.samples.dtype
+            dtype = state.curvature.samples.dtype
+            q = h.quantile
 
-            def sample(_):  # inside the cond: nothing is computed between refreshes
+            # Everything but the held estimate runs inside the cond: the steps between samples
+            # compute nothing (no product, no ring update, no sort).
+            def sample(rs):
                 adam = self.kind == "adam"
                 precond = sharpness.preconditioner(inner_state) if adam else None
+                d = jax.tree.map(jnp.negative, direction)  # theta <- theta - eta d
                 s = sample_along(
                     loss,
                     params,
@@ -270,14 +285,18 @@ class _Curvature:
                     precond=precond,
                     learning_rate=eta,
                 )
-                return s.sharpness.astype(dtype), s.loss.astype(dtype)
+                raw = s.sharpness.astype(dtype)
+                rs = running_push(rs, raw, True, s.loss.astype(dtype))
+                est = running_quantile(rs, q)
+                # this update's own sample when larger: a step over the edge backs off at once
+                own = jnp.where(jnp.isfinite(raw), raw, -jnp.inf)
+                lam = jnp.where(jnp.isnan(est), est, jnp.maximum(est, own))
+                return rs._replace(estimate=est), raw, lam
 
-            nan = jnp.full((), jnp.nan, dtype)
-            raw, at = jax.lax.cond(refresh, sample, lambda _: (nan, nan), None)
-            rs = running_push(rs, raw, refresh, at)
-            est = running_quantile(rs, h.quantile)
-            own = jnp.where(refresh & jnp.isfinite(raw), raw, -jnp.inf)
-            lam = jnp.where(jnp.isnan(est), est, jnp.maximum(est, own))
+            def hold(rs):
+                return rs, jnp.full((), jnp.nan, dtype), rs.estimate
+
+            rs, raw, lam = jax.lax.cond(refresh, sample, hold, state.curvature)
             return refresh, rs, raw, lam.astype(prev.dtype)
         first = ~have_prev
         cs = jax.lax.cond(
@@ -323,7 +342,7 @@ class _Curvature:
         state while there is no estimate, or when the direction is not finite (a NaN batch
         mid-run), counted in ``num_skipped``: a skipped step never poisons the params or the
         wrapped optimizer's state, and never passes unnoticed."""
-        none = m.none | ~all_finite(m.direction)
+        none = m.none | ~_finite(m.direction)
         direction = jax.tree.map(lambda u: jnp.where(none, jnp.zeros_like(u), u), m.direction)
         inner_state = jax.tree.map(
             lambda new, old: jnp.where(none, old, new), m.inner_state, state.inner_state
