@@ -188,8 +188,10 @@ def _demo_task():
             labels={"schedule": demo.FAMILIES},
             compiler_options=fresh.cfg["options"],
             progress=False,
+            eval_fn=fresh.eval_fn,
+            eval_every=fresh.cfg["unit"],
             rank=rank,
-            lr=(lambda c, t: fresh.lr(c)(t)) if rank == "predicted" else None,
+            lr=(lambda c, t: fresh.schedule(c)(t)) if rank == "predicted" else None,
         )
 
     def grid():

@@ -188,6 +188,13 @@ class Population:
     (frozen) for the rest of training, and its first bad step is recorded; members never read
     each other's state, so nothing is fed NaN.
 
+    Compiled programs are kept per step function (a bound method: per object and method), so a
+    second population with the same functions and shapes compiles nothing. What the functions
+    read from their object or closure is captured when the program is traced, as in any jitted
+    function: rebinding an attribute (``task.x = new``) is seen (a new program), a value changed
+    in place (an array's or dict's entries, a class attribute) is not. Pass data that changes
+    through the configs or the batches, or use a new object.
+
     Args:
         init_fn: ``(config, key) -> state`` for one member; jittable.
         step_fn: ``(state, config, batch) -> (state, metrics)`` for one member; ``metrics`` a
