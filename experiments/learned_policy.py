@@ -41,7 +41,8 @@ Run: ``.venv/bin/python -m experiments.learned_policy [generations [key ...]]`` 
 generations and keys 0 1 2 by default; each search took about 3.5 minutes of the 2 shared CPU
 cores; the evaluation most of the rest, compiling one program per held-out task and method).
 Each search checkpoints under the temp directory and a rerun started the same way resumes it
-(``-m`` or an import: the task functions' module names are part of the search's fingerprint).
+(``-m`` and an import keep separate checkpoints: the task functions' module names are part of
+the search's fingerprint).
 The first key's policy is saved to ``results/learned_policy_params``
 (``jaxlr.auto.load_policy``); every key's parameters are in ``results/learned_policy.json``.
 """
@@ -267,7 +268,9 @@ def meta_train_key(policy, key: int, generations: int):
     per task). The search checkpoints under the temp directory and a rerun resumes it (an
     interrupted experiment loses no finished key). Returns the result and the wall seconds of
     the run that completed the search (kept next to its checkpoints)."""
-    ckpt = Path(tempfile.gettempdir()) / f"jaxlr_learned_policy_key{key}_g{generations}"
+    # the module's name is in the search's fingerprint (its task functions): one directory each
+    name = f"jaxlr_learned_policy_{__name__}_key{key}_g{generations}"
+    ckpt = Path(tempfile.gettempdir()) / name
     result = jaxlr.auto.meta_train(
         policy,
         TRAIN,
