@@ -615,6 +615,14 @@ def main(generations: int = 120, keys: tuple[int, ...] = META_KEYS) -> None:
             )
             + ".",
             "",
+            "The same LR, a second time: policy key "
+            f"{keys[0]}'s LR on seed {SEEDS[0]}, exported as a schedule and retrained from "
+            "scratch, ends at a final validation loss that differs from the policy's own run by "
+            + ", ".join(f"{100 * record[n]['export_gap']:.2g}% ({n})" for n in names)
+            + ". Where this is large the training itself, not only the policy, amplifies "
+            "1-ulp differences (the schedule applies the same LR values through another "
+            "transform): single runs on that task are not reproducible numbers.",
+            "",
             "Where the learned policy loses (a method with a lower median regret on that "
             "task; the policy's worst run in brackets):",
             "",
