@@ -25,20 +25,31 @@ default LR and is run in the same harness (``jaxlr.auto.run_task``) with the sam
   scratch on every seed: what reusing PBT's schedule gives;
 - autolrs: ``jaxlr.auto.autolrs`` over the task's LR bounds with the task's steps as budget
   (its exploration costs about 2x more); autolrs_export: its schedule retrained like PBT's;
-- learned: the meta-trained policy, one run.
+- learned: each meta-trained policy, one run per seed.
 
-Regret = final validation loss / grid8's - 1 (mean over seeds). PBT and AutoLRS search once per
-seed, with that seed's initialization and data keys.
+The held-out numbers are chaotic in the policy: a 1-ulp change of float32 rounding in a
+feature moves the meta-trained parameters and, through them, a task's regret by an order of
+magnitude. So the policy is meta-trained from several keys (``META_KEYS``, each an independent
+search with the same settings) and every policy runs on every evaluation seed; a task's row
+reports the median and the range of the per-run regret over (policies x seeds), the runs within
+2% of grid8 and those that beat the default. Baselines report their per-seed spread the same
+way. Regret of one run = its final validation loss / grid8's on the same seed - 1 (grid8's
+schedule picked by the mean over seeds). PBT and AutoLRS search once per seed, with that seed's
+initialization and data keys.
 
-Run: ``.venv/bin/python -m experiments.learned_policy [generations]`` (120 generations by
-default: about 6.5 minutes of meta-training and 13 minutes in all on 2 quiet CPU cores before
-PBT and AutoLRS were added, most of the rest compiling one program per held-out task and
-method). The trained policy is saved to
-``results/learned_policy_params`` (``jaxlr.auto.load_policy``).
+Run: ``.venv/bin/python -m experiments.learned_policy [generations [key ...]]`` (120
+generations and keys 0 1 2 by default; each search took about 3.5 minutes of the 2 shared CPU
+cores; the evaluation most of the rest, compiling one program per held-out task and method).
+Each search checkpoints under the temp directory and a rerun started the same way resumes it
+(``-m`` and an import keep separate checkpoints: the task functions' module names are part of
+the search's fingerprint).
+The first key's policy is saved to ``results/learned_policy_params``
+(``jaxlr.auto.load_policy``); every key's parameters are in ``results/learned_policy.json``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -249,7 +260,53 @@ def autolrs_search(task, seed):
     return float(jax.jit(task.val_fn)(r.state[0])), lrs, len(r.lrs) + r.extra_steps
 
 
-def evaluate(task, policy, params):
+META_KEYS = (0, 1, 2)
+
+
+def meta_train_key(policy, key: int, generations: int):
+    """Meta-trains ``policy`` on ``TRAIN`` from ``jax.random.key(key)`` (16 members, 2 seeds
+    per task). The search checkpoints under the temp directory and a rerun resumes it (an
+    interrupted experiment loses no finished key). Returns the result and the wall seconds of
+    the run that completed the search (kept next to its checkpoints)."""
+    # the module's name is in the search's fingerprint (its task functions): one directory each
+    name = f"jaxlr_learned_policy_{__name__}_key{key}_g{generations}"
+    ckpt = Path(tempfile.gettempdir()) / name
+    result = jaxlr.auto.meta_train(
+        policy,
+        TRAIN,
+        key=jax.random.key(key),
+        num_generations=generations,
+        population=16,
+        sigma=0.1,
+        learning_rate=0.05,
+        num_seeds=2,
+        diverged_score=3.0,
+        checkpoint_dir=ckpt,
+    )
+    log = ckpt / "experiment_seconds.json"
+    if not log.exists():
+        log.write_text(json.dumps(result.seconds))
+    return result, float(json.loads(log.read_text()))
+
+
+def policy_runs(task, policy, stacked):
+    """Final val losses ``[P, seeds]`` and LRs ``[P, seeds, T]`` of ``P`` policies (parameters
+    stacked on a leading axis), one compiled program."""
+
+    def one(params, k):
+        r = jaxlr.auto.run_task(task, jaxlr.auto.policy_tx(policy, params, task), k)
+        return r.val_loss, r.lrs
+
+    return jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))(stacked, _keys())
+
+
+def evaluate(task, policy, stacked):
+    """Every method on ``task``; ``stacked``: the meta-trained policies' parameters stacked.
+
+    Returns ``(runs, lrs, grid_pick, export_gap, extra)``: ``runs[m]`` is an array
+    ``[rows, seeds]`` of final validation losses whose column is the evaluation seed (one row
+    for a method run once per seed; a row per policy for ``learned``; a row per searched seed's
+    schedule for the exports), ``lrs`` the LRs of every policy on seed 0 ``[P, T]``."""
     d, n = task.init_value, task.total_steps
     lrs = d * np.asarray(GRID_FACTORS, np.float32)
     steps = np.arange(n)
@@ -257,9 +314,10 @@ def evaluate(task, policy, params):
     grid_curves = np.stack([np.full(n, v, np.float32) for v in lrs] + cos)
     run_curves = curve_runner(task)
     g_val, g_norms, g_l1 = run_curves(grid_curves)
+    g_val = np.asarray(g_val)
     means = np.mean(np.where(np.isfinite(g_val), g_val, np.inf), 1)
     best = int(np.argmin(means))
-    out = {"grid8": float(means[best]), "default": float(means[0])}  # factor 1 is the default
+    runs_out = {"grid8": g_val[best][None], "default": g_val[0][None]}  # factor 1: the default
     best_const = float(lrs[int(np.argmin(means[:4]))])
     grid_pick = ("constant" if best < 4 else "cosine", float(lrs[best % 4]))
     greedy = lambda v: (
@@ -267,7 +325,7 @@ def evaluate(task, policy, params):
             opt, T.greedy_lr(init_value=v, min_value=v / 100, max_value=v * 100, window=10)
         )
     )
-    out["greedy_lr"] = float(np.mean(runs(task, greedy, np.asarray([d]))[0]))
+    runs_out["greedy_lr"] = np.asarray(runs(task, greedy, np.asarray([d]))[0])
     hyper = lambda v: (
         lambda opt: T.hypergradient(  # noqa: E731
             opt,
@@ -278,43 +336,33 @@ def evaluate(task, policy, params):
             max_value=v * 100,
         )
     )
-    out["hypergradient"] = float(np.mean(runs(task, hyper, np.asarray([d]))[0]))
-    learned = lambda v: jaxlr.auto.policy_tx(policy, params, task)  # noqa: E731
-    l_val, l_lrs = runs(task, learned, np.asarray([0.0]))
-    out["learned"] = float(np.mean(l_val))
+    runs_out["hypergradient"] = np.asarray(runs(task, hyper, np.asarray([d]))[0])
+    l_val, l_lrs = policy_runs(task, policy, stacked)
+    l_val, l_lrs = np.asarray(l_val), np.asarray(l_lrs)
     # refinement from the default run's gradient norms (l1 for Adam-family), and the LR the
-    # policy used (seed 0) exported as a schedule, through the same compiled program
+    # first policy used (seed 0) exported as a schedule, through the same compiled program
     kind = OPTIMIZERS[task.name.split("-")[1]][2]
     norms = np.mean(np.asarray(g_norms if kind == "gd" else g_l1)[0], 0)
     refined = jaxlr.auto.refine_schedule(norms, peak_value=best_const, kind=kind)
-    exported = T.applied_schedule(np.asarray(l_lrs[0, 0]))
+    exported = T.applied_schedule(l_lrs[0, 0])
     # PBT and AutoLRS search on each seed; their own results, then each seed's found schedule
     # retrained from scratch on every seed (the same 8-curve program as the grid)
     pbt = [pbt_search(task, s) for s in SEEDS]
     auto = [autolrs_search(task, s) for s in SEEDS]
-    out["pbt"] = float(np.mean([v for v, _, _ in pbt]))
-    out["autolrs"] = float(np.mean([v for v, _, _ in auto]))
     curves = np.stack(
         [np.asarray(refined(steps)), np.asarray(exported(steps))]
         + [c for _, c, _ in pbt]
         + [c for _, c, _ in auto]
     )
-    c_val = run_curves(curves)[0]
-    out["refinement"] = float(np.mean(c_val[0]))
-    out["pbt_export"] = float(np.mean(c_val[2:5]))
-    out["autolrs_export"] = float(np.mean(c_val[5:8]))
+    c_val = np.asarray(run_curves(curves)[0])
+    runs_out["refinement"] = c_val[0][None]
+    runs_out["pbt"] = np.asarray([v for v, _, _ in pbt])[None]
+    runs_out["pbt_export"] = c_val[2:5]
+    runs_out["autolrs"] = np.asarray([v for v, _, _ in auto])[None]
+    runs_out["autolrs_export"] = c_val[5:8]
+    runs_out["learned"] = l_val
     export_gap = abs(float(c_val[1, 0]) - float(l_val[0, 0])) / float(l_val[0, 0])
-    c_val = np.asarray(c_val)
     extra = {
-        "runs": {  # every final validation loss behind a mean: [seeds], or [schedule, seed]
-            "grid8": np.asarray(g_val)[best],
-            "learned": np.asarray(l_val)[0],
-            "refinement": c_val[0],
-            "pbt": [v for v, _, _ in pbt],
-            "pbt_export": c_val[2:5],
-            "autolrs": [v for v, _, _ in auto],
-            "autolrs_export": c_val[5:8],
-        },
         "pbt_lrs": np.stack([c for _, c, _ in pbt]),
         "autolrs_lrs": np.stack([c for _, c, _ in auto]),
         "member_steps": {  # per seed
@@ -329,15 +377,41 @@ def evaluate(task, policy, params):
             "learned": n,
         },
     }
-    return out, np.asarray(l_lrs[0, 0]), grid_pick, export_gap, extra
+    return runs_out, l_lrs[:, 0], grid_pick, export_gap, extra
 
 
-def _verdict(record, names, against=None):
-    if against is None:
-        ok = [record[n]["regret"]["learned"] <= 0.02 for n in names]
-    else:
-        ok = [record[n]["val"]["learned"] < record[n]["val"][against] for n in names]
-    return f"{'met' if all(ok) else 'missed'} ({sum(ok)}/{len(ok)})"
+def spread(runs_by_method):
+    """Per-run statistics of ``{method: val [rows, seeds]}`` (column = seed) against grid8 and
+    the default on the same seed: regret ``val / grid8[seed] - 1`` (non-finite: inf) as
+    ``median``, ``min``, ``max``, and the counts ``within_2pct`` (regret <= 0.02) and
+    ``beats_default`` (val < default[seed]) out of ``runs``."""
+    grid = np.asarray(runs_by_method["grid8"], float)[0]
+    default = np.asarray(runs_by_method["default"], float)[0]
+    out = {}
+    for m, v in runs_by_method.items():
+        v = np.asarray(v, float)
+        v = np.where(np.isfinite(v), v, np.inf)
+        r = np.ravel(v / grid - 1.0)
+        out[m] = {
+            "median": float(np.median(r)),
+            "min": float(np.min(r)),
+            "max": float(np.max(r)),
+            "within_2pct": int(np.sum(r <= 0.02)),
+            "beats_default": int(np.sum(v < default)),
+            "runs": int(r.size),
+        }
+    return out
+
+
+def _pct(x):
+    return f"{100 * x:+.1f}%" if np.isfinite(x) else "inf"
+
+
+def _cell(s):
+    """``median [min..max]`` of a method's per-run regret (one run: just the value)."""
+    if s["runs"] == 1:
+        return _pct(s["median"])
+    return f"{_pct(s['median'])} [{_pct(s['min'])}..{_pct(s['max'])}]"
 
 
 def _steps(curve):
@@ -348,114 +422,162 @@ def _steps(curve):
     return {"boundaries": change, "values": curve[np.concatenate([[0], change])]}
 
 
-def _wins(record, names, against):
-    ok = [record[n]["val"]["learned"] < record[n]["val"][against] for n in names]
-    return f"{sum(ok)}/{len(ok)}"
-
-
 def _failures(rec):
     """``(method, failed, runs)`` for the methods with a run whose final validation loss is
-    above 10x grid8's (or not finite)."""
+    above 10x grid8's on its seed (or not finite)."""
     out = []
+    grid = np.asarray(rec["runs"]["grid8"], float)[0]
     for m, v in rec["runs"].items():
-        v = np.ravel(np.asarray(v, float))
-        bad = int(np.sum(~(v <= 10.0 * rec["val"]["grid8"])))
+        v = np.asarray(v, float)
+        bad = int(np.sum(~(v <= 10.0 * grid)))
         if bad:
             out.append((m, bad, v.size))
     return out
 
 
 def _losses_to(rec):
-    mine = rec["val"]["learned"]
-    return [f"{m} ({100 * rec['regret'][m]:+.1f}%)" for m, v in rec["val"].items() if v < mine]
+    """The methods whose median regret is below the learned policy's (with that median)."""
+    st = rec["spread"]
+    mine = st["learned"]["median"]
+    return [f"{m} ({_pct(s['median'])})" for m, s in st.items() if s["median"] < mine]
 
 
-def main(generations: int = 120) -> None:
+METHODS = (
+    "grid8",
+    "default",
+    "greedy_lr",
+    "hypergradient",
+    "refinement",
+    "pbt",
+    "pbt_export",
+    "autolrs",
+    "autolrs_export",
+    "learned",
+)
+
+
+def main(generations: int = 120, keys: tuple[int, ...] = META_KEYS) -> None:
     started = time.time()
     policy = T.mlp_policy(FEATURES, hidden=8)
-    result = jaxlr.auto.meta_train(
-        policy,
-        TRAIN,
-        key=jax.random.key(0),
-        num_generations=generations,
-        population=16,
-        sigma=0.1,
-        learning_rate=0.05,
-        num_seeds=2,
-        diverged_score=3.0,
-        checkpoint_dir=tempfile.mkdtemp(prefix="learned_policy_"),  # resumable
-    )
-    jaxlr.auto.save_policy(C.RESULTS / "learned_policy_params", policy, result.params)
-    meta_seconds = result.seconds
-    print(f"meta-training: {meta_seconds:.0f} s, mean fitness {result.mean_fitness[-1]:.4f}")
+    metas = {k: meta_train_key(policy, k, generations) for k in keys}
+    for k, (r, sec) in metas.items():
+        print(f"meta-training key {k}: {sec:.0f} s, final mean fitness {r.mean_fitness[-1]:.4f}")
+    first = metas[keys[0]][0]
+    jaxlr.auto.save_policy(C.RESULTS / "learned_policy_params", policy, first.params)
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *[r.params for r, _ in metas.values()])
+    P, S = len(keys), len(SEEDS)
 
-    methods = (
-        "grid8",
-        "default",
-        "greedy_lr",
-        "hypergradient",
-        "refinement",
-        "pbt",
-        "pbt_export",
-        "autolrs",
-        "autolrs_export",
-        "learned",
-    )
-    table, record, curves = [], {}, {}
-    in_family = list(HELD_OUT)
+    table, base_table, record, curves = [], [], {}, {}
     for name, task in HELD_OUT.items():
-        vals, lrs, pick, gap, extra = evaluate(task, policy, result.params)
-        regret = {m: vals[m] / vals["grid8"] - 1.0 for m in vals}
+        runs_m, lrs, pick, gap, extra = evaluate(task, policy, stacked)
+        st = spread(runs_m)
+        g = np.asarray(runs_m["grid8"])[0]
         record[name] = {
-            "val": vals,
-            "regret": regret,
+            "grid8_val": float(np.mean(g)),
+            "spread": st,
+            "runs": runs_m,
             "grid_pick": pick,
             "export_gap": gap,
             **extra,
         }
         print(name, f"exported schedule retrains within {100 * gap:.3f}%")
         curves[name] = lrs / task.init_value
+        lv = np.asarray(runs_m["learned"], float)
+        per_policy = np.mean(lv / g - 1.0, 1)  # each policy's regret of the seed mean
+        sl = st["learned"]
         table.append(
-            [name, f"{vals['grid8']:.4f}"] + [f"{100 * regret[m]:+.1f}%" for m in methods[1:]]
+            [name, f"{np.mean(g):.4f}", _cell(st["default"]), _cell(sl)]
+            + [f"{sl['within_2pct']}/{sl['runs']}", f"{sl['beats_default']}/{sl['runs']}"]
+            + [_pct(x) for x in per_policy]
         )
-        print(table[-1])
+        base_table.append([name] + [_cell(st[m]) for m in METHODS[1:-1]])
+        print(table[-1], base_table[-1])
 
     fig, axes = C.figure(4, width=5.0)
+    colors = {n: f"C{i}" for i, n in enumerate(HELD_OUT)}
+    for n, c in curves.items():
+        for j, style in enumerate(("-", "--", ":", "-.")[: len(keys)]):
+            axes[0].plot(c[j], style, color=colors[n], label=n if j == 0 else None)
+    axes[0].set(
+        yscale="log",
+        xlabel="step",
+        ylabel="LR / default LR",
+        title=f"learned policies (seed 0; line style: key {', '.join(map(str, keys))})",
+    )
+    axes[0].legend(fontsize=6)
     lr_panels = (
-        ("learned policy", curves),
         ("PBT winner's lineage", {n: record[n]["pbt_lrs"][0] for n in HELD_OUT}),
         ("AutoLRS", {n: record[n]["autolrs_lrs"][0] for n in HELD_OUT}),
     )
-    for ax, (label, panel) in zip(axes[:3], lr_panels, strict=True):
+    for ax, (label, panel) in zip(axes[1:3], lr_panels, strict=True):
         for name, c in panel.items():
-            scale = 1.0 if panel is curves else HELD_OUT[name].init_value  # curves: / default
-            ax.plot(np.asarray(c) / scale, label=name)
+            ax.plot(np.asarray(c) / HELD_OUT[name].init_value, color=colors[name], label=name)
         ax.set(yscale="log", xlabel="step", ylabel="LR / default LR", title=f"{label} (seed 0)")
-    axes[0].legend(fontsize=6)
-    g = np.arange(len(result.mean_fitness))
-    axes[3].plot(g, result.mean_fitness, label="mean (the policy)")
-    axes[3].plot(g, result.fitness.min(1), label="best member")
+    for k, (r, _) in metas.items():
+        axes[3].plot(r.mean_fitness, label=f"key {k}: mean (the policy)")
     axes[3].set(
         xlabel="generation", ylabel="fitness: mean log(val / best constant)", title="meta-training"
     )
-    axes[3].legend()
-    held_names = in_family
-    held = [record[n]["regret"]["learned"] for n in held_names]
+    axes[3].legend(fontsize=6)
+
+    names = list(HELD_OUT)
+    in_family = names[:4]
     auto_cost = np.mean(
         [record[n]["member_steps"]["autolrs"] / HELD_OUT[n].total_steps for n in HELD_OUT]
     )
-    meta_steps = generations * 17 * len(TRAIN) * 2 * STEPS  # 16 members + the mean
+    meta_steps = generations * 17 * len(TRAIN) * 2 * STEPS  # 16 members + the mean, per key
+    learned = {n: record[n]["spread"]["learned"] for n in names}
+    fam_ok = [learned[n]["median"] <= 0.02 for n in in_family]
+    med_ok = [
+        float(
+            np.median(
+                np.asarray(record[n]["runs"]["learned"], float)
+                / np.asarray(record[n]["runs"]["default"], float)
+            )
+        )
+        < 1.0
+        for n in names
+    ]
+    all_ok = [learned[n]["beats_default"] == learned[n]["runs"] for n in names]
+    secs = [sec for _, sec in metas.values()]
+
+    def verdict(ok):
+        return f"{'met' if all(ok) else 'missed'} ({sum(ok)}/{len(ok)})"
+
     summary = "\n".join(
         [
             "# Learned LR policy: meta-trained on 4 digits MLPs, tested on held-out tasks",
             "",
-            f"Meta-training: {generations} OpenES generations x 16 members, 4 tasks x 2 "
-            f"seeds, {meta_seconds:.0f} s wall (compile included).",
+            f"Meta-training: {P} independent searches (meta-training keys "
+            f"{', '.join(map(str, keys))}), each {generations} OpenES generations x 16 members, "
+            f"4 tasks x 2 seeds; wall seconds per key (compile included): "
+            + ", ".join(f"{s:.0f}" for s in secs)
+            + "; final fitness of each policy (mean log(val / best constant) on the training "
+            "tasks): " + ", ".join(f"{r.mean_fitness[-1]:.3f}" for r, _ in metas.values()) + ".",
             "",
-            "Regret = final validation loss / best of the 8-run grid - 1 (mean of 3 seeds; "
-            "negative = better than the grid).",
+            "Why several keys: the held-out numbers are chaotic. A 1-ulp change in float32 "
+            "rounding (an equally accurate rewrite of a feature's normalization) moved the "
+            "meta-trained policy and, for one fixed policy, the Transformer regret from +231% "
+            "to +3129%. A single policy's single number is noise at that level; only the "
+            f"spread over policies and seeds below is a result. Every policy is evaluated on "
+            f"the same {S} seeds as the baselines: {P * S} (policy, seed) runs per task.",
             "",
-            C.md_table(["task", "grid8 val"] + list(methods[1:]), table),
+            "Regret of one run = its final validation loss / grid8's on the same seed - 1 "
+            "(grid8: the best of 8 runs, a constant and a cosine schedule at 4 peak LRs, picked "
+            "by the mean over seeds; negative = better than the grid). Cells: median "
+            "[min..max] over the runs.",
+            "",
+            C.md_table(
+                ["task", "grid8 val", "default", f"learned ({P}x{S} runs)", "within 2%"]
+                + ["beats default"]
+                + [f"policy key {k} (mean of {S} seeds)" for k in keys],
+                table,
+            ),
+            "",
+            f"Baselines, per-seed regret: median [min..max] over {S} seeds (exports: each "
+            f"seed's schedule retrained on every seed, {S * S} runs):",
+            "",
+            C.md_table(["task"] + list(METHODS[1:-1]), base_table),
             "",
             "Compute per seed in member-steps (one training step of one model), T = the task's "
             "steps: default, greedy_lr, hypergradient, learned T; grid8 8T; refinement 9T (the "
@@ -463,56 +585,74 @@ def main(generations: int = 120) -> None:
             f"(8 members from {GRID_FACTORS[0]:g}x to {GRID_FACTORS[-1]:g}x the default LR, "
             f"exploit/explore every {PBT_INTERVAL} steps by validation loss, the winner's "
             "final validation loss); pbt_export 9T (that search, then the winner's applied LR "
-            "retrained from scratch: each seed's schedule on all 3 seeds); autolrs "
+            "retrained from scratch); autolrs "
             f"{auto_cost:.2f}T on average (T trained + exploration of the candidates not "
-            "kept; autolrs_export: its schedule retrained like PBT's). The learned policy's "
-            f"meta-training, paid once for all tasks: {meta_steps / 1e6:.1f}M member-steps (and "
-            "its reference grid).",
+            "kept; autolrs_export: its schedule retrained like PBT's). Each learned policy's "
+            f"meta-training, paid once for all tasks: {meta_steps / 1e6:.1f}M member-steps "
+            "(and its reference grid).",
             "",
-            "Targets: in-family held-out tasks (unseen width, 3x horizon) within 2% of grid8 "
-            f"from one run: {_verdict(record, in_family[:4])}; beats the untuned default on "
-            f"every held-out task: {_verdict(record, in_family, against='default')}.",
+            "Targets:",
             "",
-            "The learned policy's final validation loss is lower than (held-out tasks won): "
-            + ", ".join(f"{m} {_wins(record, in_family, m)}" for m in methods[2:-1])
+            "- in-family held-out tasks (unseen width, 3x horizon) within 2% of grid8, median "
+            f"run: {verdict(fam_ok)}; runs within 2%: "
+            + ", ".join(f"{n} {learned[n]['within_2pct']}/{learned[n]['runs']}" for n in in_family)
             + ".",
+            "- beats the untuned default on every held-out task, by the median of "
+            f"val / default (same seed): {verdict(med_ok)}; by count (every run beats its "
+            f"seed's default): {verdict(all_ok)}.",
+            f"- meta-training <= 10 min per key: {verdict([s <= 600 for s in secs])} "
+            f"({', '.join(f'{s:.0f} s' for s in secs)}, on this 2-core CPU shared with other "
+            "jobs while it ran: the wall times are upper bounds, not benchmarks).",
             "",
-            "Runs that failed (final validation loss > 10x grid8's) among the runs each mean "
-            "averages (3 seeds; 9 for the exports: each seed's schedule on every seed): "
+            "Runs that failed (final validation loss > 10x grid8's on that seed): "
             + (
                 "; ".join(
                     f"{n}: " + ", ".join(f"{m} {k}/{t}" for m, k, t in _failures(record[n]))
-                    for n in held_names
+                    for n in names
                     if _failures(record[n])
                 )
                 or "none"
             )
             + ".",
             "",
-            "Where the learned policy loses (a method with lower regret on that task):",
+            "The same LR, a second time: policy key "
+            f"{keys[0]}'s LR on seed {SEEDS[0]}, exported as a schedule and retrained from "
+            "scratch, ends at a final validation loss that differs from the policy's own run by "
+            + ", ".join(f"{100 * record[n]['export_gap']:.2g}% ({n})" for n in names)
+            + ". Where this is large the training itself, not only the policy, amplifies "
+            "1-ulp differences (the schedule applies the same LR values through another "
+            "transform): single runs on that task are not reproducible numbers.",
+            "",
+            "Where the learned policy loses (a method with a lower median regret on that "
+            "task; the policy's worst run in brackets):",
             "",
             *[
-                f"- {n}: " + (", ".join(_losses_to(record[n])) or "nothing beats it")
-                for n in held_names
+                f"- {n} (learned median {_pct(learned[n]['median'])}, worst run "
+                f"{_pct(learned[n]['max'])}): "
+                + (", ".join(_losses_to(record[n])) or "nothing beats it")
+                for n in names
             ],
-            "",
-            "Held-out regret of the learned policy: "
-            + ", ".join(f"{100 * r:+.1f}%" for r in held)
-            + ".",
         ]
     )
     C.write(
         "learned_policy",
         summary=summary,
         record={
-            "meta_seconds": meta_seconds,
-            "meta_member_steps": meta_steps,
+            "meta": {
+                str(k): {
+                    "seconds": sec,
+                    "member_steps": meta_steps,
+                    "final_fitness": float(r.mean_fitness[-1]),
+                    "mean_fitness": r.mean_fitness,
+                    "reference": r.reference,
+                    "params": r.params,
+                }
+                for k, (r, sec) in metas.items()
+            },
             "results": {  # the exported schedules as their change points (few per run)
                 n: {**r, **{k: [_steps(c) for c in r[k]] for k in ("pbt_lrs", "autolrs_lrs")}}
                 for n, r in record.items()
             },
-            "mean_fitness": result.mean_fitness,
-            "reference": result.reference,
         },
         fig=fig,
         started=started,
@@ -520,4 +660,5 @@ def main(generations: int = 120) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 120)
+    gens = int(sys.argv[1]) if len(sys.argv) > 1 else 120
+    main(gens, tuple(int(k) for k in sys.argv[2:]) or META_KEYS)

@@ -1,6 +1,7 @@
 """The PBT and AutoLRS baselines of ``experiments/learned_policy.py`` on a small least-squares
 task: the exported PBT schedule, retrained in a plain NumPy loop, gives the winner's validation
-loss exactly, and both searches report the compute they ran."""
+loss exactly, and both searches report the compute they ran; the per-run statistics of the
+results table (regret against the same seed's grid8, counts against its default)."""
 
 from __future__ import annotations
 
@@ -84,3 +85,28 @@ def test_autolrs_reports_trained_plus_exploration_steps(lp):
     first = np.exp(np.linspace(np.log(task.min_value), np.log(task.max_value), 8))
     assert np.min(np.abs(lrs[0] / first - 1.0)) < 1e-5
     assert val < 0.5 * np.mean(Y**2)  # it trained: below the loss at w = 0
+
+
+def test_spread_counts_and_regrets_against_same_seed_references(lp):
+    grid = np.array([[1.0, 2.0, 4.0]])
+    default = np.array([[1.5, 2.2, 8.0]])
+    learned = np.array([[1.01, 2.1, 3.0], [1.2, np.nan, 4.05]])  # 2 policies x 3 seeds
+    st = lp.spread({"grid8": grid, "default": default, "learned": learned})
+    # regrets by hand: 0.01, 0.05, -0.25 | 0.2, inf, 0.0125
+    sl = st["learned"]
+    assert sl["runs"] == 6
+    np.testing.assert_allclose([sl["min"], sl["median"]], [-0.25, (0.0125 + 0.05) / 2])
+    assert sl["max"] == np.inf  # a non-finite run is the worst, never dropped
+    assert sl["within_2pct"] == 3  # 0.01, -0.25, 0.0125
+    assert sl["beats_default"] == 5  # all but the nan run
+    np.testing.assert_allclose(
+        [st["default"]["median"], st["default"]["max"]], [0.5, 1.0]
+    )  # 0.5, 0.1, 1.0
+    assert st["grid8"] == {
+        "median": 0.0,
+        "min": 0.0,
+        "max": 0.0,
+        "within_2pct": 3,
+        "beats_default": 3,
+        "runs": 3,
+    }
