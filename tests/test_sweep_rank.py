@@ -225,15 +225,15 @@ def test_rung_prediction_uses_the_applied_lr_then_the_planned_one_and_fresh_eval
     applied = 0.5 * planned  # the step reported half its planned LR so far
     curves = {"val": VALS.copy(), "lr": applied}
     idx = np.array([1, 3])  # the members still running
-    pred, ok = _predict(curves, idx, rung, "val", planned, T, eval_fn=None, eval_every=1)
+    pred, ok = _predict(curves, idx, rung, "val", planned, T, every=1)
     lrs = np.concatenate([applied[idx, :rung], planned[idx, rung:]], axis=1)
     want = _rank.predict_final(VALS[idx, :rung], np.arange(1, rung + 1), lrs, final=T)
     np.testing.assert_array_equal(pred, want.value)
     assert ok.all()
     plan = _rank.predict_final(VALS[idx, :rung], np.arange(1, rung + 1), planned[idx], final=T)
     assert not np.allclose(pred, plan.value, rtol=1e-3)  # the applied LR made a difference
-    # without an lr metric, the planned LR throughout; with eval_fn, the fresh evaluations only
-    pred, _ = _predict({"val": VALS}, idx, rung, "val", planned, T, eval_fn=len, eval_every=every)
+    # without an lr metric, the planned LR throughout; an eval_fn metric: fresh evaluations only
+    pred, _ = _predict({"val": VALS}, idx, rung, "val", planned, T, every=every)
     steps = _rank.fresh_steps(rung, every)
     want = _rank.predict_final(VALS[idx][:, steps - 1], steps, planned[idx], final=T)
     np.testing.assert_array_equal(pred, want.value)
