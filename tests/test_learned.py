@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import types
 
 import jax
 import jax.numpy as jnp
@@ -544,32 +543,6 @@ def test_resuming_under_other_settings_is_refused_before_any_generation(meta_run
     # the settings are a readable JSON record next to the checkpoints
     saved = json.loads((d / "search.json").read_text())
     assert saved["sigma"] == 0.5 and saved["policy"] == META_POLICY.to_config()
-
-
-def test_a_script_run_as_main_and_imported_is_one_search():
-    """The fingerprint names a task's functions without their module: the same script run as
-    ``python -m experiments.x`` (``__main__``) and imported (``experiments.x``) resumes one
-    checkpoint (it refused before); a function of another name is another search."""
-    from jaxlr.auto._learned import _fingerprint
-
-    def loss(w, batch=None):
-        return jnp.sum(w**2)
-
-    def moved(f, module):
-        g = types.FunctionType(f.__code__, f.__globals__, f.__name__)
-        g.__module__, g.__qualname__ = module, f.__qualname__
-        return g
-
-    def print_of(fn):
-        task = _quad_task()._replace(loss_fn=fn)
-        return _fingerprint(META_POLICY, [task], key=jax.random.key(0), sigma=0.5)
-
-    assert print_of(moved(loss, "__main__")) == print_of(moved(loss, "experiments.x"))
-
-    def other(w, batch=None):
-        return jnp.sum(w**2)
-
-    assert print_of(other)["tasks"] != print_of(loss)["tasks"]
 
 
 def test_save_policy_validates_params_and_keeps_their_dtype(tmp_path):

@@ -426,14 +426,13 @@ def _json(x: Any) -> Any:
 def _fingerprint(policy: MLPPolicy, tasks: Sequence[Task], *, key: jax.Array, **settings) -> dict:
     """What makes two :func:`meta_train` runs the same search, as JSON-ready data: the key's
     bits, the search settings, the policy's structure and the tasks (names, horizons, LRs,
-    bounds and the qualified names of their functions, without the module: a script run as
-    ``python -m`` and imported is one search)."""
+    bounds and the qualified names of their functions)."""
     key = jnp.asarray(key)
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     bits = jax.random.key_data(key) if typed else key
 
-    def fn_name(f):  # not the module: `python -m pkg.mod` runs it as __main__, an import as pkg.mod
-        return getattr(f, "__qualname__", type(f).__name__)
+    def fn_name(f):
+        return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"
 
     out = {"key": _json(bits)}
     out.update({k: _json(v) for k, v in settings.items()})

@@ -119,6 +119,9 @@ def _top_flat(
             # an unrolled loop computes every step (its early exit only freezes the carry)
             vectors, used = coef @ run.basis, (steps if unroll else run.num_hvps)
         vectors = jnp.where(finite, vectors, v)
+        # Ritz vectors recombined without a kept basis are not unit once orthogonality is lost
+        # (a Rayleigh quotient of a non-unit vector is a wrong eigenvalue): normalized here.
+        vectors = jax.vmap(lambda y: _krylov.normalize(y, v))(vectors)
     lam, res = jax.vmap(lambda y: _krylov.rayleigh(op, y))(vectors)
     if method != "power":
         lam = jnp.where(finite, lam, jnp.nan)

@@ -94,15 +94,12 @@ def fresh_vector(key: jax.Array, j: jax.Array, n: int, dtype) -> jax.Array:
 
 
 def gaussian_vector(key: jax.Array, n: int, dtype) -> jax.Array:
-    """A standard normal ``(n,)`` vector from ``key`` drawn by XLA's random-bit generator
-    (``rbg``: one ``(n,)`` uint32 buffer; threefry's counter scheme held four, the peak
-    memory of the basis-free mode)."""
-    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    words = data.reshape(-1).astype(jnp.uint32)
-    rbg = jax.random.wrap_key_data(
-        jnp.concatenate([words, words ^ jnp.uint32(0x9E3779B9)]), impl="rbg"
-    )
-    return jax.random.normal(rbg, (n,), dtype)
+    """A standard normal ``(n,)`` vector from ``key`` with the key's own generator: the same
+    draw for a key alone or in a ``vmap`` over keys (XLA's ``rbg`` generator, tried for its
+    smaller buffers, is not: batched draws differed from single ones), for any key impl."""
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    return jax.random.normal(key, (n,), dtype)
 
 
 def start_vector(v0: jax.Array | None, key: jax.Array, n: int, dtype) -> jax.Array:

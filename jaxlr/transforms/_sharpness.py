@@ -45,7 +45,7 @@ from jaxlr.transforms._common import (
 
 _KINDS = ("gd", "heavy_ball", "nesterov", "adam")
 QUANTITIES = ("batch_sharpness", "lambda_max")
-# The ring of batch-sharpness samples is sorted every update: a bound on its static size.
+# The ring of batch-sharpness samples is sorted at every sample: a bound on its static size.
 MAX_WINDOW = 10_000
 
 
@@ -530,11 +530,13 @@ def sharpness_cap(
         every: updates between estimates (a whole number >= 1); between them the last value is
             used (for batch sharpness: the quantile of the samples held).
         window: static number of batch-sharpness samples held, 1 to ``MAX_WINDOW`` = 10,000
-            (the ring is sorted every update). The default 50 makes the 0.9 quantile a stable
+            (the ring is sorted at every sample). The default 50 makes the 0.9 quantile a stable
             order statistic: with 20, the independent Monte-Carlo batch sharpness exceeded the
             edge on 2 of 30 measured steps of ``experiments/stochastic_stability.py`` at 3x the
             edge (1 of 3 batch orders); with 50, on none (3 batch orders).
-        quantile: :math:`q` in [0, 1], the quantile of the held samples that is used.
+        quantile: :math:`q` in [0, 1], the quantile of the held samples that is used. It is
+            computed when a sample is taken and held until the next one, so a ``quantile``
+            changed in a live state acts from the next sample (up to ``every`` steps later).
         num_iters: static maximum of products per lambda_max estimate; the loop stops
             (skipping the rest) once the relative residual is below ``tol``.
         init_iters: static product budget of the first (cold-start) lambda_max estimate.
