@@ -72,39 +72,9 @@ def reorthogonalize(basis: jax.Array, r: jax.Array, rows: jax.Array) -> jax.Arra
     return jax.lax.cond(again, lambda x: project(basis, x, rows), lambda x: x, r1)
 
 
-def fresh_vector(key: jax.Array, j: jax.Array, n: int, dtype) -> jax.Array:
-    """A pseudo-random vector in [-1, 1)^n from ``(key, j)``, made elementwise in one fused
-    kernel: a counter hash (the murmur3 finalizer of ``index * golden + seed``), so no
-    ``(n,)`` integer temporaries are allocated, unlike ``jax.random`` (threefry held four
-    ``(n,)`` uint32 buffers, the peak of the basis-free mode). For breakdown restarts, where
-    any vector outside the span so far will do."""
-    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    words = data.reshape(-1).astype(jnp.uint32)
-    seed = (
-        words[0]
-        ^ (words[-1] * jnp.uint32(0x27D4EB2F))
-        ^ (jnp.asarray(j).astype(jnp.uint32) * jnp.uint32(0x165667B1))
-    )
-    x = jax.lax.iota(jnp.uint32, n) * jnp.uint32(0x9E3779B1) + seed
-    x = (x ^ (x >> 16)) * jnp.uint32(0x85EBCA6B)
-    x = (x ^ (x >> 13)) * jnp.uint32(0xC2B2AE35)
-    x = x ^ (x >> 16)
-    # the top 24 bits, exactly representable: uniform on [-1, 1) in steps of 2^-23
-    return ((x >> 8).astype(dtype) * (2.0**-23) - 1.0).astype(dtype)
-
-
-def gaussian_vector(key: jax.Array, n: int, dtype) -> jax.Array:
-    """A standard normal ``(n,)`` vector from ``key`` with the key's own generator: the same
-    draw for a key alone or in a ``vmap`` over keys (XLA's ``rbg`` generator, tried for its
-    smaller buffers, is not: batched draws differed from single ones), for any key impl."""
-    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.wrap_key_data(key)
-    return jax.random.normal(key, (n,), dtype)
-
-
 def start_vector(v0: jax.Array | None, key: jax.Array, n: int, dtype) -> jax.Array:
     """Unit start vector: ``v0`` when it is usable, else a Gaussian draw from ``key``."""
-    rand = normalize(gaussian_vector(key, n, dtype), jnp.ones((n,), dtype) / n**0.5)
+    rand = normalize(jax.random.normal(key, (n,), dtype), jnp.ones((n,), dtype) / n**0.5)
     if v0 is None:
         return rand
     return normalize(jax.lax.stop_gradient(v0).astype(dtype), rand)
@@ -205,13 +175,9 @@ def loop(cond_fn, body, init, max_trips: int, unroll: bool):
     return jax.lax.scan(trip, init, None, length=max_trips, unroll=True)[0]
 
 
-def _recurrence(sop, key, basis, q, u, beta_prev, j, anorm):
-    """One Lanczos step from the unit vector ``q`` and ``u = beta_{j-1} q_{j-1}``: ``(alpha,
-    beta, next q, next u = beta q, broken, exhausted, anorm)``.
-
-    The loops carry ``u``, the recurrence's coupling term, rather than ``q_{j-1}``: a carry
-    that hands ``q`` on unchanged as the next ``q_{j-1}`` made XLA copy both carried vectors at
-    every trip (three n-vectors of copies live at once), where ``beta q`` is computed anyway.
+def _recurrence(sop, key, basis, q, q_prev, beta_prev, j, anorm):
+    """One Lanczos step from the unit vector ``q``: ``(alpha, beta, next q, broken, exhausted,
+    anorm)``.
 
     With a ``basis`` (its rows ``0..j`` filled, row ``j`` = ``q``) the new vector is
     reorthogonalized against the filled rows; without one (the memory-bounded mode) only the
@@ -222,54 +188,27 @@ def _recurrence(sop, key, basis, q, u, beta_prev, j, anorm):
     w = sop(q)
     alpha = jnp.vdot(q, w)
     anorm = jnp.maximum(anorm, norm(w))
-    r = w - alpha * q - u
+    r = w - alpha * q - beta_prev * q_prev
     if basis is not None:
         r = reorthogonalize(basis, r, j + 1)
     beta = norm(r)
     broken = beta <= eps**0.75 * anorm
 
-    if basis is None:
-        nxt, exhausted = _restart_or_step(key, j, q, u, beta_prev, w, alpha, r, beta, broken)
-    else:
-        # A restart draws a fresh pseudo-random vector (almost surely outside the span so far),
-        # only on breakdown: no random vector is kept alive across the loop.
-        def restart():
-            z = fresh_vector(key, j, q.shape[0], q.dtype)
+    # A restart draws a fresh Gaussian vector (almost surely outside the span so far), only on
+    # breakdown: no random vector is kept alive across the loop.
+    def restart():
+        z = jax.random.normal(jax.random.fold_in(key, j), q.shape, q.dtype)
+        if basis is not None:
             z_orth = project(basis, project(basis, z, j + 1), j + 1)
-            return z_orth, norm(z_orth) <= eps**0.5 * norm(z)
+        else:
+            z_orth = z
+            for _ in range(2):
+                z_orth = z_orth - jnp.vdot(q, z_orth) * q - jnp.vdot(q_prev, z_orth) * q_prev
+        return z_orth, norm(z_orth) <= eps**0.5 * norm(z)
 
-        zero = (jnp.zeros_like(q), jnp.array(False))
-        z, exhausted = jax.lax.cond(broken, restart, lambda: zero)
-        nxt = jnp.where(broken, normalize(z, jnp.zeros_like(q)), safe_div(r, beta))
-    beta = jnp.where(broken, 0.0, beta)
-    return alpha, beta, nxt, beta * q, broken, exhausted, anorm
-
-
-def _restart_or_step(key, j, q, u, beta_prev, w, alpha, r, beta, broken):
-    """The next vector of the basis-free recurrence: ``r / beta``, or on breakdown a fresh
-    vector ``z`` orthogonalized against ``q`` and ``q_{j-1} = u / beta_{j-1}`` (``(nxt,
-    exhausted)``).
-
-    No ``lax.cond``, and ``nxt`` reads ``u`` only through ``u = w - alpha q - r``: a conditional
-    that reads the carried vectors, or an ``nxt`` that reads ``u`` while the next ``u = beta q``
-    reads ``q``, made XLA copy both carried vectors at every trip (two n-vectors of the memory
-    this mode exists to save). ``z`` is a hash of the index (:func:`fresh_vector`), recomputed
-    wherever it is read, so a trip costs three fused reductions more; its orthogonal part's norm
-    is ``z'z - (z'q)^2 - (z'q_{j-1})^2`` (q and q_{j-1} orthonormal), so no second pass over
-    ``z`` is needed. After a restart (``beta_{j-1} = 0``) ``q_{j-1}`` is decoupled from the
-    recurrence and left out, as older vectors are in this mode.
-    """
-    eps = jnp.finfo(q.dtype).eps
-    z = fresh_vector(key, j, q.shape[0], q.dtype)
-    inv = jnp.where(beta_prev > 0, safe_div(1.0, beta_prev), 0.0)  # 0: no q_{j-1}
-    # sums of products, not vdot: a dot kernel would need z materialized
-    a, b, zz = jnp.sum(q * z), jnp.sum(u * z) * inv, jnp.sum(z * z)
-    left = zz - a * a - b * b  # ||z - a q - b q_{j-1}||^2
-    exhausted = broken & (left <= eps * zz)
-    scale = jax.lax.rsqrt(jnp.where(left > 0, left, 1.0))
-    restart = (z - a * q - (b * inv) * (w - alpha * q - r)) * scale
-    nxt = jnp.where(broken, restart, safe_div(r, beta))
-    return jnp.where(exhausted, 0.0, nxt), exhausted
+    z, exhausted = jax.lax.cond(broken, restart, lambda: (jnp.zeros_like(q), jnp.array(False)))
+    nxt = jnp.where(broken, normalize(z, jnp.zeros_like(q)), safe_div(r, beta))
+    return alpha, jnp.where(broken, 0.0, beta), nxt, broken, exhausted, anorm
 
 
 def lanczos(
@@ -304,11 +243,11 @@ def lanczos(
     sop = lambda x: jax.lax.stop_gradient(op(x))
 
     def step(carry):
-        j, basis, q, u, beta_prev, alphas, betas, valid, _, anorm = carry
+        j, basis, q, q_prev, beta_prev, alphas, betas, valid, _, anorm = carry
         if store_basis:
             basis = basis.at[j].set(q)
-        alpha, beta, nxt, u, broken, exhausted, anorm = _recurrence(
-            sop, key, basis, q, u, beta_prev, j, anorm
+        alpha, beta, nxt, broken, exhausted, anorm = _recurrence(
+            sop, key, basis, q, q_prev, beta_prev, j, anorm
         )
         alphas = alphas.at[j].set(alpha)
         betas = betas.at[j].set(beta)
@@ -321,7 +260,7 @@ def lanczos(
             est = jnp.abs(beta * coef[:, j])
             small = jnp.all(est <= tol * jnp.abs(theta)) & (j + 1 >= num_wanted)
             stop = stop | (~broken & small)
-        return (j + 1, basis, nxt, u, beta, alphas, betas, valid, stop, anorm)
+        return (j + 1, basis, nxt, q, beta, alphas, betas, valid, stop, anorm)
 
     zeros = jnp.zeros((m,), dtype)
     init = (
@@ -368,10 +307,10 @@ def recombine(
     sop = lambda x: jax.lax.stop_gradient(op(x))
 
     def step(carry):
-        j, q, u, beta_prev, anorm, y = carry
+        j, q, q_prev, beta_prev, anorm, y = carry
         y = y + coef[:, j, None] * q
-        _, beta, nxt, u, _, _, anorm = _recurrence(sop, key, None, q, u, beta_prev, j, anorm)
-        return (j + 1, nxt, u, beta, anorm, y)
+        _, beta, nxt, _, _, anorm = _recurrence(sop, key, None, q, q_prev, beta_prev, j, anorm)
+        return (j + 1, nxt, q, beta, anorm, y)
 
     zero = jnp.zeros((), dtype)
     y0 = jnp.zeros((coef.shape[0], n), dtype)
