@@ -321,8 +321,10 @@ def top_k_eigenvalues(
     ``k`` values: ``k`` Ritz values need at least ``k`` Lanczos steps, so a budget below ``2 k``
     is refused. ``converged`` is the exact residual test, so a value from too small a budget
     says so. A Krylov method
-    finds one copy of a repeated eigenvalue per start vector; breakdown restarts recover the
-    others.
+    finds one copy of a repeated eigenvalue per start vector; breakdown restarts recover others
+    only when the Krylov space is exhausted, so a copy can be missed: on diag(5, 5, 5, 2, 1,
+    0.5, ...) with ``k=4`` the result is [5, 5, 2, 1], each pair converged. ``converged`` says
+    that a value is an eigenvalue to the tolerance, not that none above it was missed.
 
     Args:
         loss_fn, params, key, tol, matvec, batches, batch, unroll: as in
