@@ -322,9 +322,10 @@ def top_k_eigenvalues(
     is refused. ``converged`` is the exact residual test, so a value from too small a budget
     says so. A Krylov method
     finds one copy of a repeated eigenvalue per start vector; breakdown restarts recover others
-    only when the Krylov space is exhausted, so a copy can be missed: on diag(5, 5, 5, 2, 1,
-    0.5, ...) with ``k=4`` the result is [5, 5, 2, 1], each pair converged. ``converged`` says
-    that a value is an eigenvalue to the tolerance, not that none above it was missed.
+    only when the Krylov space is exhausted, so a copy can be missed: a triple eigenvalue 5 over
+    2, 1 and a bulk can come back with ``k=4`` as [5, 5, 2, 1], each pair converged (it depends
+    on the start vector). ``converged`` says that a value is an eigenvalue to the tolerance,
+    not that none above it was missed.
 
     Args:
         loss_fn, params, key, tol, matvec, batches, batch, unroll: as in
