@@ -525,6 +525,7 @@ def test_resuming_under_other_settings_is_refused_before_any_generation(meta_run
         ({"population": 4}, ["population"]),
         ({"num_seeds": 3, "max_factor": 3.0}, ["max_factor", "num_seeds"]),
         ({"tasks": [task._replace(total_steps=10)]}, ["tasks"]),
+        ({"tasks": [task._replace(optimizer=optax.adam(1.0))]}, ["tasks"]),  # sgd in the run
         ({"policy": T.mlp_policy(("log_lr", "progress"), hidden=4)}, ["policy"]),  # same count
     ]
     for change, names in changes:

@@ -3,6 +3,7 @@ member trained on a batch of tasks in one compiled generation; saved and loaded 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -426,7 +427,7 @@ def _json(x: Any) -> Any:
 def _fingerprint(policy: MLPPolicy, tasks: Sequence[Task], *, key: jax.Array, **settings) -> dict:
     """What makes two :func:`meta_train` runs the same search, as JSON-ready data: the key's
     bits, the search settings, the policy's structure and the tasks (names, horizons, LRs,
-    bounds and the qualified names of their functions)."""
+    bounds, the qualified names of their functions and a digest of their optimizers)."""
     key = jnp.asarray(key)
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     bits = jax.random.key_data(key) if typed else key
@@ -445,11 +446,22 @@ def _fingerprint(policy: MLPPolicy, tasks: Sequence[Task], *, key: jax.Array, **
             "min_value": _json(t.min_value),
             "max_value": _json(t.max_value),
             "functions": [fn_name(f) for f in (t.init_fn, t.loss_fn, t.batch_fn, t.val_fn)],
+            "optimizer": _optimizer_print(t),
         }
         for t in tasks
     ]
     # a JSON round trip, so the comparison on resume sees what the file holds (tuples: lists)
     return json.loads(json.dumps(out))
+
+
+def _optimizer_print(task: Task) -> str:
+    """A digest of the task's optimizer: its update traced on the parameters' shapes (the
+    traced program holds its constants, e.g. Adam's betas), so ``optax.sgd`` and ``optax.adam``
+    differ while two builds of the same optimizer agree. Nothing runs."""
+    params = jax.eval_shape(task.init_fn, jax.random.key(0))
+    state = jax.eval_shape(task.optimizer.init, params)
+    program = jax.make_jaxpr(task.optimizer.update)(params, state, params)
+    return hashlib.sha256(str(program).encode()).hexdigest()[:16]
 
 
 def _check_fingerprint(directory, settings: dict) -> None:
