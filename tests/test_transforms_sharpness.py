@@ -454,6 +454,33 @@ def test_nan_first_batch_is_no_estimate_not_no_limit(quantity):
     assert not bool(s1.done)
 
 
+def test_a_skipped_first_step_runs_eagerly_as_under_jit():
+    """Review: outside ``jit`` a skipped step (a NaN batch) raised ``stability_ratio:
+    learning_rate must be > 0`` (its LR is 0); now its ratio is 0 and the LRs equal the jitted
+    run's."""
+
+    def loss(w, b):
+        return b * quad(w)
+
+    kw = {"num_iters": 6, "init_iters": 6, "tol": 1e-6}
+    cap = T.sharpness_cap(optax.sgd(1.0), schedule=5.0, **kw)
+    warm = T.sharpness_warmup(optax.sgd(1.0), init_ratio=0.1, peak_value=10.0, **kw)
+    for tx in (cap, warm):
+        runs = []
+        for wrap in (lambda f: f, jit):
+            step = wrap(
+                lambda w, s, b: tx.update(jax.grad(loss)(w, b), s, w, loss_fn=loss, batch=b)
+            )
+            w, st, lrs = W0, tx.init(W0), []
+            for b in (jnp.nan, 1.0, 1.0):
+                u, st = step(w, st, jnp.asarray(b))
+                w = optax.apply_updates(w, u)
+                lrs.append(float(st.lr))
+            runs.append(lrs)
+        assert runs[0][0] == 0.0 and np.isfinite(float(st.rho))
+        np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5)
+
+
 def test_a_non_positive_first_sample_does_not_end_warmup_at_peak():
     """Review of the batch-sharpness default: negative curvature along the first gradient (or a
     zero gradient) set "no limit", so warmup started and ended at peak_value on step 0 and

@@ -713,7 +713,11 @@ def sharpness_cap(
             lr = jnp.minimum(lr, jnp.where(gen > 0, gen, lr))
         lr = jnp.where(none, 0.0, jnp.minimum(lr, h.max_value))
         direction, inner_state, num_skipped = curv.finish(m, state)
-        rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
+        # A skipped step's LR is 0 and so is its ratio (the public function refuses a zero LR,
+        # which eagerly, outside jit, raised on a skipped step).
+        safe_lr = jnp.where(none, 1.0, lr)
+        rho = sharpness.stability_ratio(safe_lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
+        rho = jnp.where(none, 0.0, rho)
         new = SharpnessCapState(
             optax.safe_increment(state.count),
             num_skipped,
@@ -951,7 +955,11 @@ def sharpness_warmup(
         lr = jnp.where(done, jnp.where(done, end_lr, 0.0) * state.schedule(since), warm_lr)
         lr = jnp.where(none, 0.0, lr)
         direction, inner_state, num_skipped = curv.finish(m, state)
-        rho = sharpness.stability_ratio(lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
+        # A skipped step applies LR 0 and its ratio is 0 (the public function refuses a zero LR,
+        # which eagerly, outside jit, raised on a skipped step).
+        safe_lr = jnp.where(none, 1.0, lr)
+        rho = sharpness.stability_ratio(safe_lr, smooth, kind=kind, momentum=h.momentum, b1=h.b1)
+        rho = jnp.where(none, 0.0, rho)
         new = SharpnessWarmupState(
             optax.safe_increment(state.count),
             num_skipped,
