@@ -319,6 +319,23 @@ def test_without_an_lr_metric_the_lr_is_read_from_the_state_or_the_error_says_ho
         jaxlr.sweep.pbt(init_fn, no_lr, CONFIGS, batches(steps=T), **{**OPTS, "lr": 3})
 
 
+def _held_task(held):
+    """``(init_fn, step_fn)`` of a 2-parameter least-squares member whose optimizer is
+    ``held(config)`` (its state holds the config's schedule)."""
+
+    def init(cfg, key):
+        w = jnp.zeros(2)
+        return w, held(cfg).init(w)
+
+    def step(state, cfg, target):
+        w, opt = state
+        loss, g = jax.value_and_grad(lambda w: jnp.sum((w - target) ** 2))(w)
+        u, opt = held(cfg).update(g, opt, w)
+        return (optax.apply_updates(w, u), opt), {"loss": loss}
+
+    return init, step
+
+
 def test_a_schedule_held_in_the_optimizer_state_takes_the_perturbed_value():
     """The review's reproduction, now accepted: a schedule held in the optimizer state
     (``scale_by_schedule``) is copied from the parent at an exploit, so the exploit writes the
@@ -330,15 +347,7 @@ def test_a_schedule_held_in_the_optimizer_state_takes_the_perturbed_value():
     def held(cfg):
         return optax.chain(optax.adam(1.0), jaxlr.transforms.scale_by_schedule(cfg["schedule"]))
 
-    def init(cfg, key):
-        w = jnp.zeros(2)
-        return w, held(cfg).init(w)
-
-    def step(state, cfg, target):
-        w, opt = state
-        loss, g = jax.value_and_grad(lambda w: jnp.sum((w - target) ** 2))(w)
-        u, opt = held(cfg).update(g, opt, w)
-        return (optax.apply_updates(w, u), opt), {"loss": loss}
+    init, step = _held_task(held)
 
     configs = {
         "schedule": jaxlr.sweep.stack([S.constant(value=p) for p in (0.01, 0.02, 0.05, 0.1)])
@@ -392,15 +401,7 @@ def test_a_held_schedule_acts_through_jit_and_optax_wrappers(wrap):
             return optax.MultiSteps(tx, 1)
         return optax.apply_if_finite(tx, 3) if wrap == "apply_if_finite" else tx
 
-    def init(cfg, key):
-        w = jnp.zeros(2)
-        return w, held(cfg).init(w)
-
-    def step(state, cfg, target):
-        w, opt = state
-        loss, g = jax.value_and_grad(lambda w: jnp.sum((w - target) ** 2))(w)
-        u, opt = held(cfg).update(g, opt, w)
-        return (optax.apply_updates(w, u), opt), {"loss": loss}
+    init, step = _held_task(held)
 
     def inner(opt):  # the chain's state inside the wrapper's
         return opt.inner_opt_state if wrap == "multi_steps" else (
