@@ -1,7 +1,7 @@
 """Successive halving ranked by the value so far vs by each member's predicted final value.
 
-``successive_halving(rank="predicted", lr=...)`` fits a loss-curve law (the power part of the
-momentum law, the loss against the LR area) to each member's metric curve at a rung and ranks by
+``successive_halving(rank="predicted", planned_lr=...)`` fits a loss-curve law (the power part of
+the momentum law, the loss against the LR area) to each member's metric curve at a rung and ranks by
 its prediction at the last rung under the member's own schedule (``rank="value"``: by the
 metric at the rung, biased toward schedules that make early progress).
 Three problems, each with its full grid (``sweep.run``, every member to the end) as the
@@ -135,7 +135,7 @@ class _Mlp3:
             steps_per_call=10,
             progress=False,
             rank=rank,
-            lr=self.lr if rank == "predicted" else None,
+            planned_lr=self.lr if rank == "predicted" else None,
         )
 
 
@@ -157,7 +157,7 @@ def _bench_task():
             steps_per_call=10,
             progress=False,
             rank=rank,
-            lr=(lambda c, t: bench._Pop.schedule(c)(t)) if rank == "predicted" else None,
+            planned_lr=(lambda c, t: bench._Pop.schedule(c)(t)) if rank == "predicted" else None,
         )
 
     def grid():
@@ -191,7 +191,7 @@ def _demo_task():
             eval_fn=fresh.eval_fn,
             eval_every=fresh.cfg["unit"],
             rank=rank,
-            lr=(lambda c, t: fresh.schedule(c)(t)) if rank == "predicted" else None,
+            planned_lr=(lambda c, t: fresh.schedule(c)(t)) if rank == "predicted" else None,
         )
 
     def grid():

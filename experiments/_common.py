@@ -250,11 +250,14 @@ def figure(ncols: int, *, width: float = 5.0, height: float = 4.0):
     return fig, axes[0]
 
 
-def write(name: str, *, summary: str, record: dict, fig, started: float) -> None:
+def write(
+    name: str, *, summary: str, record: dict, fig, started: float, command: str | None = None
+) -> None:
     """Writes ``results/<name>.{md,json,png}`` and prints the summary.
 
     ``started`` is ``time.time()`` at the start of the experiment; the runtime goes into both
-    the JSON and the markdown.
+    the JSON and the markdown; ``command`` the module and flags that made it (default
+    ``experiments.<name>``).
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     seconds = time.time() - started
@@ -263,8 +266,8 @@ def write(name: str, *, summary: str, record: dict, fig, started: float) -> None
     fig.savefig(RESULTS / f"{name}.png", dpi=100)
     (RESULTS / f"{name}.json").write_text(json.dumps(to_json(record), indent=1) + "\n")
     text = summary.rstrip() + (
-        f"\n\nCommand: `.venv/bin/python -m experiments.{name}` ({seconds:.0f} s on this "
-        f"machine, 2 shared CPU cores). Files: `{name}.png`, `{name}.json`.\n"
+        f"\n\nCommand: `.venv/bin/python -m {command or 'experiments.' + name}` ({seconds:.0f} s "
+        f"on this machine, 2 shared CPU cores). Files: `{name}.png`, `{name}.json`.\n"
     )
     (RESULTS / f"{name}.md").write_text(text)
     print(text)

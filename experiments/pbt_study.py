@@ -24,7 +24,9 @@ Settings: Ray Tune's PBT defaults (quantile 0.25, resample probability 0.25, fac
 validation loss. Every member is judged by its final validation loss (whatever PBT ranked by).
 
 Run: ``.venv/bin/python -m experiments.pbt_study`` (``--quick``: one seed, benchmark only;
-``--render``: rewrite the summary from ``results/pbt_study.json`` without training).
+``--render``: rewrite the summary from ``results/pbt_study.json`` without training;
+``--ranking``: PBT at its default ranked by value vs by prediction, ``rank="predicted"``, into
+``results/pbt_ranking.*``).
 """
 
 from __future__ import annotations
@@ -58,11 +60,23 @@ class Problem:
     """One task: ``grid()`` and ``pbt(seed, **setting)`` on the same members and batches."""
 
     def __init__(
-        self, name, init_fn, step_fn, configs, batches, steps, interval, metric, space, **extra
+        self,
+        name,
+        init_fn,
+        step_fn,
+        configs,
+        batches,
+        steps,
+        interval,
+        metric,
+        space,
+        planned,
+        **extra,
     ):
         self.name, self.init_fn, self.step_fn, self.configs = name, init_fn, step_fn, configs
         self.batches, self.steps, self.interval = batches, steps, interval
         self.metric, self.space, self.extra = metric, space, extra
+        self.planned = planned  # (config, step) -> LR: what rank="predicted" needs
 
     def grid(self, seed):
         pop = jaxlr.sweep.Population(
@@ -76,6 +90,8 @@ class Problem:
         return pop.train(self.batches(seed), self.steps, steps_per_call=self.interval).result()
 
     def pbt(self, seed, *, interval_x=1, metric=None, **kwargs):
+        if kwargs.get("rank") == "predicted":
+            kwargs["planned_lr"] = self.planned
         return jaxlr.sweep.pbt(
             self.init_fn,
             self.step_fn,
@@ -108,6 +124,7 @@ def benchmark():
             B.P_STEPS // 9,
             "val",
             {"peak_value": ("log_uniform", B.P_PEAKS[0], B.P_PEAKS[-1])},
+            lambda c, step: B._Pop.schedule(c)(step),
         )
 
     return make
@@ -130,6 +147,7 @@ def digits():
             "peak_value": ("log_uniform", t.peaks[0], t.peaks[-1]),
             "warmup_steps": ("uniform", 0.0, t.steps / 3),
         },
+        t.lr,
     )
     return lambda seed: prob
 
@@ -149,6 +167,7 @@ def demo():
         t.cfg["every"],
         "val_loss",
         {"peak_value": ("log_uniform", min(peaks), max(peaks))},
+        lambda c, step: t.schedule(c)(step),
         divergence_threshold=D._THRESHOLD,
         eval_fn=t.eval_fn,
         eval_every=t.cfg["every"],
@@ -202,6 +221,8 @@ def study(make, seeds, settings):
                         np.argsort(np.argsort(np.where(np.isnan(g), np.inf, g)))[founder]
                     ),
                     lr_path=res.lr_path(int(np.nanargmin(p))) if seed == seeds[0] else None,
+                    # rank="predicted": the slots ranked by value at each exploit (fit unusable)
+                    fallbacks=res.info.get("rank_fallbacks"),
                     seconds=time.perf_counter() - t0,
                 )
             )
@@ -214,24 +235,35 @@ def study(make, seeds, settings):
     return runs
 
 
+# ``--ranking``: PBT at its default ranked by the validation loss now vs by each slot's
+# predicted final validation loss (``rank="predicted"``), the same tasks and seeds.
+RANKING = {
+    "f=1/8, rank by value (default)": {"fraction": 0.125},
+    "f=1/8, rank by prediction": {"fraction": 0.125, "rank": "predicted"},
+}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     quick = "--quick" in argv
+    name, settings, title, findings = "pbt_study", SETTINGS, TITLE, FINDINGS
+    if "--ranking" in argv:
+        name, settings, title, findings = "pbt_ranking", RANKING, TITLE_RANKING, FINDINGS_RANKING
     started = time.time()
     tasks = [benchmark] if quick else [benchmark, digits, demo]
     seeds = SEEDS[:1] if quick else SEEDS
     if "--render" in argv:  # rewrite the summary from the recorded runs (no training)
-        record = json.loads((C.RESULTS / "pbt_study.json").read_text())
+        record = json.loads((C.RESULTS / f"{name}.json").read_text())
         seeds, runs, recorded = tuple(record["seeds"]), record["runs"], record["seconds"]
     else:
         recorded = None
         runs = []
         for task in tasks:
-            runs += study(task(), seeds, SETTINGS)
+            runs += study(task(), seeds, settings)
     rows = []
     for task in dict.fromkeys(r["task"] for r in runs):
-        for name in SETTINGS:
-            rs = [r for r in runs if r["task"] == task and r["setting"] == name]
+        for setting in settings:
+            rs = [r for r in runs if r["task"] == task and r["setting"] == setting]
             if not rs:
                 continue
             ratios = [r["best"] / r["grid_best"] for r in rs]
@@ -239,7 +271,7 @@ def main(argv=None):
             rows.append(
                 [
                     task,
-                    name,
+                    setting,
                     f"{sum(r['best'] < r['grid_best'] for r in rs)}/{len(rs)}",
                     " ".join(f"{x:.3f}" for x in ratios),
                     f"{len(over)}/{len(rs)}"
@@ -259,14 +291,14 @@ def main(argv=None):
         rows,
     )
     totals = []
-    for name in SETTINGS:
-        rs = [r for r in runs if r["setting"] == name]
+    for setting in settings:
+        rs = [r for r in runs if r["setting"] == setting]
         won = sum(r["best"] < r["grid_best"] for r in rs)
         kept = sum(r["overwritten"] is None for r in rs)
         lost = [r for r in rs if r["best"] > r["grid_best"]]
         hit = sum(r["overwritten"] is not None for r in lost)
         totals.append(
-            f"- {name}: PBT beat the grid's best member on {won}/{len(rs)} task-seeds, lost on "
+            f"- {setting}: PBT beat the grid's best member on {won}/{len(rs)} task-seeds, lost on "
             f"{len(lost)} (the grid's best member overwritten in {hit} of them); the grid's "
             f"best member survived in {kept}/{len(rs)}"
         )
@@ -277,9 +309,12 @@ def main(argv=None):
                 ax[j].plot(r["lr_path"], label=r["setting"], lw=0.8)
         ax[j].set(yscale="log", xlabel="step", ylabel="LR of the PBT winner's lineage", title=task)
         ax[j].legend(fontsize=6)
-    summary = f"""# Why PBT loses to an equal-compute grid: a small ablation
+    intro = __doc__.split(chr(10) + chr(10), 1)[1].split("Run:")[0].strip()
+    if settings is RANKING:  # the ablation's settings paragraph -> this comparison's
+        intro = intro.split("Settings:")[0] + SETTINGS_RANKING
+    summary = f"""# {title}
 
-{__doc__.split(chr(10) + chr(10), 1)[1].split("Run:")[0].strip()}
+{intro}
 
 {table}
 
@@ -287,13 +322,31 @@ Over all tasks and seeds:
 
 {chr(10).join(totals)}
 
-{FINDINGS}
+{findings}
 """
     if recorded is not None:  # the training run's seconds, not the rendering's
         started = time.time() - recorded
     C.write(
-        "pbt_study", summary=summary, record=dict(seeds=seeds, runs=runs), fig=fig, started=started
+        name,
+        summary=summary,
+        record=dict(seeds=seeds, runs=runs),
+        fig=fig,
+        started=started,
+        command="experiments.pbt_study" + (" --ranking" if settings is RANKING else ""),
     )
+
+
+TITLE = "Why PBT loses to an equal-compute grid: a small ablation"
+SETTINGS_RANKING = """Settings: PBT at its defaults (f = 1/8, Ray Tune's perturbation), each exploit
+ranking the slots by their validation loss at that step (``rank="value"``, the default) or by
+their predicted final validation loss (``rank="predicted"``: the law ``L0 + A S^-alpha`` in the
+LR area ``S``, fitted to the second half of each slot's lineage curve inside the compiled step and
+evaluated at the area its current schedule will have spent at the end; a slot with too short a
+curve is ranked by value). Every member is judged by its final validation loss."""
+TITLE_RANKING = "PBT ranked by each slot's predicted final loss vs by its loss now"
+FINDINGS_RANKING = """## What the numbers say
+
+(written after the run; see issue 24's closing note)"""
 
 
 FINDINGS = """## What the numbers say

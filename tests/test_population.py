@@ -329,6 +329,41 @@ def test_policies_the_cache_cannot_key_by_value_are_refused():
             Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False, policy=policy)
 
 
+def test_a_policys_memory_moves_with_its_members_and_survives_a_checkpoint(tmp_path):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Spent(jaxlr.sweep.Policy):  # each member's LR summed, in the policy's own memory
+        def memory(self, k):
+            return {"spent": np.zeros(k, np.float32)}
+
+        def between(self, carry, metrics):
+            spent = carry.memory["spent"] + carry.config["lr"]
+            return carry._replace(memory={"spent": spent}), {}
+
+    def step(w, cfg, b):
+        return w + cfg["lr"], {"loss": w}
+
+    lrs = np.array([1.0, 2.0, 3.0], np.float32)
+
+    def pop(**kw):
+        return Population(
+            lambda cfg, key: jnp.zeros(()), step, {"lr": lrs}, key=KEY, progress=False,
+            policy=Spent(), chunk_size=2, **kw,
+        )  # fmt: skip
+
+    p = pop().train((0.0 for _ in range(3)), 3)
+    np.testing.assert_array_equal(p.host_carry().memory["spent"], 3 * lrs)
+    p.select([2, 0]).train((0.0 for _ in range(2)), 2)
+    np.testing.assert_array_equal(p.host_carry().memory["spent"], 5 * lrs[[2, 0]])
+    # saved and restored with the members (one checkpoint at step 3 of 4, then resumed)
+    d = str(tmp_path / "c")
+    pop().train((0.0 for _ in range(3)), 3, checkpoint_dir=d, checkpoint_every=3)
+    q = pop().train((0.0 for _ in range(4)), 4, checkpoint_dir=d, checkpoint_every=3)
+    assert q.steps_done == 4
+    np.testing.assert_array_equal(q.host_carry().memory["spent"], 4 * lrs)
+
+
 # -- eval_every: a validation metric every k steps, the latest one reported in between ----------
 XV_E = np.random.default_rng(11).normal(size=(32, D)).astype(np.float32)
 YV_E = (XV_E @ W_TRUE).astype(np.float32)

@@ -79,7 +79,7 @@ def halve(rank):
         steps_per_call=RUNG,
         progress=False,
         rank=rank,
-        lr=lr if rank == "predicted" else None,
+        planned_lr=lr if rank == "predicted" else None,
     )
 
 
@@ -174,11 +174,11 @@ def test_fresh_steps_are_the_evaluation_steps():
     "kwargs, match",
     [
         (dict(rank="median"), "rank must be one of"),
-        (dict(rank="predicted"), "rank='predicted' needs lr="),
-        (dict(rank="predicted", lr=lr, mode="max"), "needs mode='min', got mode='max'"),
-        (dict(rank="value", lr=lr), "lr= is used by rank='predicted' only"),
-        (dict(rank="predicted", lr=lambda c, t: -c["peak_value"]), "finite and >= 0"),
-        (dict(rank="predicted", lr=lambda c, t: jnp.ones(2)), "must return a scalar LR"),
+        (dict(rank="predicted"), "rank='predicted' needs planned_lr="),
+        (dict(rank="predicted", planned_lr=lr, mode="max"), "needs mode='min', got mode='max'"),
+        (dict(rank="value", planned_lr=lr), "planned_lr= is used by rank='predicted' only"),
+        (dict(rank="predicted", planned_lr=lambda c, t: -c["peak_value"]), "finite and >= 0"),
+        (dict(rank="predicted", planned_lr=lambda c, t: jnp.ones(2)), "must return a scalar LR"),
     ],
 )
 def test_bad_rank_arguments_raise_before_training(kwargs, match):
@@ -260,11 +260,150 @@ def test_an_eval_fn_does_not_thin_a_step_metric_curve():
         jaxlr.sweep.successive_halving(
             lambda c, key: {"w": jnp.ones(32), "t": jnp.zeros((), jnp.int32)}, step, cf,
             (0.0 for _ in range(100)), key=jax.random.key(0), rungs=[25, 100], metric="loss",
-            progress=False, steps_per_call=25, rank="predicted", lr=lambda c, t: sched(c)(t),
-            **kw,
+            progress=False, steps_per_call=25, rank="predicted",
+            planned_lr=lambda c, t: sched(c)(t), **kw,
         )
         for kw in ({}, {"eval_fn": lambda s, c: {"val": jnp.sum(s["w"])}, "eval_every": 25})
     ]  # fmt: skip
     assert runs[0].info["rank_fallbacks"] == runs[1].info["rank_fallbacks"] == [0]
     np.testing.assert_array_equal(runs[1].info["predicted"], runs[0].info["predicted"])
     assert runs[1].info["survivors"] == runs[0].info["survivors"]
+
+
+# -- PBT ranked by prediction (pbt(rank="predicted")) ----------------------------------------
+# Each member's loss is an exact loss-curve law of the LR area it has spent,
+# L = L0 + A S^-ALPHA, S = sum of the applied LRs (ALPHA on the fit's grid of exponents), so the
+# prediction at an exploit must be the law at the member's true final area: NumPy's sum of its
+# planned LRs. The highest peak warms up for most of the run: it is the worst now and the best
+# at the end.
+L0, A_LAW, ALPHA, T_PBT, INTERVAL = 0.1, 2.0, 0.5, 160, 40
+PBT_PEAKS, PBT_WARMUPS = [0.2, 0.5, 1.0, 3.0], [0.0, 0.0, 0.0, 100.0]
+PBT_CONFIGS = jaxlr.sweep.zip(peak_value=PBT_PEAKS, warmup_steps=PBT_WARMUPS)
+
+
+def planned(c, step):  # the LR of (0-based) step: the warmup's value one step on, never 0
+    return schedule(c)(step + 1)
+
+
+def law_init(c, key):
+    return {"area": jnp.zeros(()), "t": jnp.zeros((), jnp.int32)}
+
+
+def law_step(state, c, batch):
+    eta = planned(c, state["t"])
+    area = state["area"] + eta
+    return {"area": area, "t": state["t"] + 1}, {"loss": L0 + A_LAW * area**-ALPHA, "lr": eta}
+
+
+def np_final(peak, warmup, start=0):
+    t = np.arange(start, T_PBT) + 1.0
+    return (peak * (np.minimum(t / warmup, 1.0) if warmup > 0 else np.ones(t.size))).sum()
+
+
+def run_pbt(rank, **kw):
+    return jaxlr.sweep.pbt(
+        law_init,
+        law_step,
+        PBT_CONFIGS,
+        (np.float32(0) for _ in range(T_PBT)),
+        key=jax.random.key(0),
+        num_steps=T_PBT,
+        interval=INTERVAL,
+        metric="loss",
+        space={"peak_value": ("log_uniform", 0.1, 5.0)},
+        fraction=0.25,
+        progress=False,
+        rank=rank,
+        planned_lr=planned if rank == "predicted" else None,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def pbt_results():
+    return {rank: run_pbt(rank) for rank in ("value", "predicted")}
+
+
+def test_pbt_predicts_each_slots_final_loss_from_its_lr_area(pbt_results):
+    res = pbt_results["predicted"]
+    assert ALPHA in np.round(_rank.ALPHAS, 6)
+    truth = [L0 + A_LAW * np_final(p, w) ** -ALPHA for p, w in zip(PBT_PEAKS, PBT_WARMUPS)]
+    # the first exploit: every slot still holds its own member and config
+    np.testing.assert_allclose(res.info["predicted"][0], truth, rtol=1e-4)
+    assert int(np.argmin(truth)) == 3 and res.info["rank_fallbacks"][0] == 0
+    # later exploits: a slot's curve is its lineage's and its plan its current (perturbed)
+    # config's; the law holds along any lineage, so the prediction is the law at the LR area
+    # the slot's lineage applied (NumPy, walking the lineage back) plus what its config plans
+    for r in (1, 2):
+        e = (r + 1) * INTERVAL - 1  # the exploit after step e (0-based), before its copies
+        want = []
+        for i in range(4):
+            cur, area = i, res.metrics["lr"][i, e]
+            for s in range(e - 1, -1, -1):
+                cur = res.lineage[s, cur]
+                area += res.metrics["lr"][cur, s]
+            peak = res.perturbed["peak_value"][e, i]
+            ahead = np_final(peak, PBT_WARMUPS[cur], start=e + 1)  # cur: the root member
+            want.append(L0 + A_LAW * (area + ahead) ** -ALPHA)
+        np.testing.assert_allclose(res.info["predicted"][r], want, rtol=1e-4)
+
+
+def test_pbt_ranked_by_prediction_copies_the_slow_starter(pbt_results):
+    value, predicted = pbt_results["value"], pbt_results["predicted"]
+    e = INTERVAL - 1
+    now = value.metrics["loss"][:, e]
+    assert int(np.argmin(now)) != 3  # the slow starter is not the best yet ...
+    # ... ranked by value, the bottom slot copies the best now; ranked by prediction, the
+    # slow starter (the best at the end)
+    worst = int(np.argmax(now))
+    assert value.lineage[e, worst] == int(np.argmin(now))
+    assert predicted.lineage[e, worst] == 3
+    # the same training up to there: only the ranking differs
+    np.testing.assert_array_equal(
+        predicted.metrics["loss"][:, : e + 1], value.metrics["loss"][:, : e + 1]
+    )
+
+
+def test_pbt_predicted_ranking_resumes_bit_identical(tmp_path):
+    def interrupted():
+        for i in range(T_PBT):
+            if i == 100:  # after the checkpoint at step 80
+                raise KeyboardInterrupt
+            yield np.float32(0)
+
+    with pytest.raises(KeyboardInterrupt):
+        jaxlr.sweep.pbt(
+            law_init, law_step, PBT_CONFIGS, interrupted(), key=jax.random.key(0),
+            num_steps=T_PBT, interval=INTERVAL, metric="loss",
+            space={"peak_value": ("log_uniform", 0.1, 5.0)}, fraction=0.25, progress=False,
+            rank="predicted", planned_lr=planned, checkpoint_dir=str(tmp_path),
+            checkpoint_every=INTERVAL,
+        )  # fmt: skip
+    assert (tmp_path / "steps" / "80").exists()
+    resumed = run_pbt("predicted", checkpoint_dir=str(tmp_path), checkpoint_every=INTERVAL)
+    straight = run_pbt("predicted")
+    np.testing.assert_array_equal(resumed.info["predicted"], straight.info["predicted"])
+    np.testing.assert_array_equal(resumed.lineage, straight.lineage)
+    np.testing.assert_array_equal(resumed.metrics["loss"], straight.metrics["loss"])
+    # a run ranked by value is another run
+    with pytest.raises(ValueError, match=r"pbt: checkpoint_dir=.* incompatible checkpoint"):
+        run_pbt("value", checkpoint_dir=str(tmp_path), checkpoint_every=INTERVAL)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(rank="predicted"), "rank='predicted' needs planned_lr="),
+        (dict(rank="predicted", planned_lr=planned, mode="max"), "needs mode='min'"),
+        (dict(rank="value", planned_lr=planned), "planned_lr= is used by rank='predicted'"),
+        (dict(rank="best"), "rank"),
+        (dict(rank="predicted", planned_lr=lambda c, t: jnp.nan), "finite and >= 0"),
+    ],
+)
+def test_pbt_rank_arguments_are_checked(kw, match):
+    args = dict(key=jax.random.key(0), num_steps=T_PBT, interval=INTERVAL, metric="loss")
+    with pytest.raises(ValueError, match=r"^pbt: .*" + match):
+        jaxlr.sweep.pbt(
+            law_init, law_step, PBT_CONFIGS, iter([]), space={"peak_value": (0.1, 5.0)},
+            progress=False, **args, **kw,
+        )  # fmt: skip

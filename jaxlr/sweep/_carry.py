@@ -30,3 +30,4 @@ class Carry(NamedTuple):
     step: jax.Array  # [] int32: steps done
     key: jax.Array  # [] PRNG key of population-level randomness (PBT)
     evals: PyTree = ()  # the latest eval_fn metrics, leaves [c, ...] (NaN before the first)
+    memory: PyTree = ()  # the policy's own record of each member, leaves [c, ...] (Policy.memory)

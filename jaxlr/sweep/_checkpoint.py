@@ -176,6 +176,8 @@ def _carry_data(carry) -> dict:
     }
     if jax.tree.leaves(carry.evals):  # the latest evaluation (populations with an eval_fn)
         data["evals"] = [np.asarray(a) for a in jax.tree.leaves(carry.evals)]
+    if jax.tree.leaves(carry.memory):  # the policy's record of each member
+        data["memory"] = [np.asarray(a) for a in jax.tree.leaves(carry.memory)]
     return data
 
 
@@ -194,6 +196,9 @@ def _carry_target(pop) -> dict:
     evals = pop.evals_struct()
     if jax.tree.leaves(evals):
         target["evals"] = [np.zeros(a.shape, a.dtype) for a in jax.tree.leaves(evals)]
+    memory = pop.policy.memory(k)
+    if jax.tree.leaves(memory):
+        target["memory"] = [np.zeros_like(a) for a in jax.tree.leaves(memory)]
     return target
 
 
@@ -363,8 +368,12 @@ def restore(pop, directory: str | Path) -> bool:
     config = jax.tree.unflatten(jax.tree.structure(pop.configs), data["config"])
     evals = pop.evals_struct()
     evals = jax.tree.unflatten(jax.tree.structure(evals), data.get("evals", []))
+    memory = pop.policy.memory(pop.num_members)
+    memory = jax.tree.unflatten(jax.tree.structure(memory), data.get("memory", []))
     pop._load(
-        Carry(state, config, data["alive"], data["bad_step"], data["step"], data["key"], evals)
+        Carry(
+            state, config, data["alive"], data["bad_step"], data["step"], data["key"], evals, memory
+        )
     )
     if "metrics" in history:
         pop._load_history(history["metrics"], history.get("extra", {}))

@@ -16,7 +16,7 @@ from jaxlr.sweep import _engine
 from jaxlr.sweep._configs import size
 from jaxlr.sweep._policy import Policy
 from jaxlr.sweep._population import Population, PopulationResult
-from jaxlr.sweep._rank import RANKS, fresh_steps, planned_lrs, predict_final
+from jaxlr.sweep._rank import check_rank, fresh_steps, predict_final
 
 
 def check_mode(c: Checker, mode: Any) -> None:
@@ -59,7 +59,7 @@ def successive_halving(
     eval_fn: Callable[[Any, Any], Any] | None = None,
     eval_every: int = 1,
     rank: str = "value",
-    lr: Callable[[Any, Any], Any] | None = None,
+    planned_lr: Callable[[Any, Any], Any] | None = None,
 ) -> PopulationResult:
     r"""Successive halving of a :class:`Population`: less work on bad members.
 
@@ -110,14 +110,14 @@ def successive_halving(
             :math:`L_0, A \ge 0`, exact for each of 100 exponents :math:`\alpha`, all members
             in one small compiled call) and evaluated at :math:`S_1(r_{last})` of the LR
             the member applied so far (its ``"lr"`` metric when ``step_fn`` reports one) and
-            will apply (``lr``). The annealing term of the momentum law is left out: a prefix
-            rarely identifies it. A member whose fit fails (fewer than 4 positive finite
+            will apply (``planned_lr``). The annealing term of the momentum law is left out: a
+            prefix rarely identifies it. A member whose fit fails (fewer than 4 positive finite
             fresh points in the second half of its curve so far, a non-finite or non-positive
             prediction) is ranked by its value, and counted in ``info["rank_fallbacks"]``.
             Needs ``mode="min"`` (a loss). The law knows nothing of instability or
             overfitting: measured in ``benchmarks/ranking.py``, it does not beat ranking by
             value there.
-        lr: with ``rank="predicted"``: ``(config, step) -> LR`` of one member at the 0-based
+        planned_lr: with ``rank="predicted"``: ``(config, step) -> LR`` of one member at the 0-based
             ``step`` (e.g. ``lambda c, t: schedule_of(c)(t)``), evaluated once for every
             member at steps ``0..r_last - 1``.
 
@@ -134,9 +134,9 @@ def successive_halving(
     Raises:
         ValueError: before anything compiles: rungs not strictly increasing positive ints,
             ``eta <= 1``, a bad ``mode``, ``K < 2``, or a ``metric`` the step does not return;
-            an unknown ``rank``; ``rank="predicted"`` without a callable ``lr``, with
-            ``mode="max"``, or with an ``lr`` that is not a finite, non-negative scalar; ``lr``
-            with ``rank="value"``.
+            an unknown ``rank``; ``rank="predicted"`` without a callable ``planned_lr``, with
+            ``mode="max"``, or with a ``planned_lr`` that is not a finite, non-negative scalar;
+            ``planned_lr`` with ``rank="value"``.
 
     Warns:
         UserWarning: with ``eval_fn``, a rung that is not a multiple of ``eval_every`` (its
@@ -172,7 +172,7 @@ def successive_halving(
         ...         metric="loss", progress=False, steps_per_call=20, **kw)
         >>> search().info["survivors"]
         [1]
-        >>> res = search(rank="predicted", lr=lambda c, t: sched(c)(t))
+        >>> res = search(rank="predicted", planned_lr=lambda c, t: sched(c)(t))
         >>> res.info["survivors"], res.info["rank_fallbacks"]
         ([2], [0])
 
@@ -196,18 +196,7 @@ def successive_halving(
         c.fail(f"eta must be a number > 1, got eta={eta!r}")
     check_mode(c, mode)
     check_metric(c, metric)
-    c.choice("rank", rank, RANKS)
-    if rank == "predicted":
-        if mode != "min":
-            c.fail(
-                "rank='predicted' fits a loss-curve law (a decreasing, positive metric) and "
-                f"needs mode='min', got mode={mode!r}"
-            )
-        if not callable(lr):
-            c.fail(f"rank='predicted' needs lr=, a callable (config, step) -> LR, got lr={lr!r}")
-        planned = planned_lrs(c, lr, configs, rungs[-1])
-    elif lr is not None:
-        c.fail(f"lr= is used by rank='predicted' only, got rank={rank!r}")
+    planned = check_rank(c, rank, planned_lr, mode, configs, rungs[-1])
     stale = [r for r in rungs if r % eval_every and r > 1] if eval_fn is not None else []
     if stale and _engine.is_int(eval_every) and eval_every >= 1:
         warnings.warn(

@@ -21,6 +21,7 @@ from jaxlr.sweep._configs import is_choice, leaf_name, size, unwrap
 from jaxlr.sweep._halving import check_metric, check_mode
 from jaxlr.sweep._policy import Policy
 from jaxlr.sweep._population import Population, PopulationResult
+from jaxlr.sweep._rank import MAX_POINTS, check_rank, fit_member
 from jaxlr.sweep._space import Dim, Space, as_space, leaf_paths
 
 
@@ -148,6 +149,12 @@ class PBTResult(PopulationResult):
         return schedules.piecewise_constant(
             boundaries=change.astype(float), values=lrs[np.concatenate([[0], change])]
         )
+
+
+def _stride(num_steps: int, fresh: int) -> int:
+    """The smallest multiple of ``fresh`` (the steps between fresh metric values) that keeps a
+    curve of ``num_steps`` steps within ``MAX_POINTS`` entries."""
+    return fresh * -(-num_steps // (fresh * MAX_POINTS))
 
 
 def _space(c: Checker, space: Any, configs: Any) -> tuple[tuple[int, Dim], ...]:
@@ -369,6 +376,23 @@ class _Exploit(Policy):
     interval: int = 1
     num_steps: int = 1
     held: tuple = ()  # (config leaf position, state leaf positions) pairs: see _held
+    rank: str = "value"  # "predicted": rank by each slot's loss-curve law (see pbt)
+    planned_lr: Any = None  # with rank="predicted": (config, step) -> LR of one member
+    stride: int = 1  # with rank="predicted": a slot's curve keeps the metric every stride steps
+    points: int = MAX_POINTS  # ... in this many entries (num_steps // stride <= points)
+
+    def memory(self, k: int) -> Any:
+        """With ``rank="predicted"``, each slot's curve so far (copied with the slot's state at
+        an exploit, so a slot holds its lineage's curve): the metric ``curve`` and the LR
+        area ``area`` (the applied LR summed) every ``stride`` steps, and the LR area
+        ``spent`` now."""
+        if self.rank == "value":
+            return ()
+        return {
+            "curve": np.full((k, self.points), np.nan, np.float32),
+            "area": np.full((k, self.points), np.nan, np.float32),
+            "spent": np.zeros(k, np.float32),
+        }
 
     def applied_lr(self, carry: Carry, metrics) -> Any:
         """The LR each member applied at this step: the ``lr`` metric, or read from the state
@@ -390,15 +414,55 @@ class _Exploit(Policy):
                 f"lr=<function (state, config) -> LR of one member>"
             )
 
+    def _remember(self, carry: Carry, metrics, lr) -> Carry:
+        """``rank="predicted"``: adds this step's applied LR to each slot's LR area and, every
+        ``stride`` steps, records the metric and the area in the slot's curve."""
+        if lr is None:
+            lr = metrics[self.lr if isinstance(self.lr, str) else "lr"]
+        lr = jnp.asarray(lr, jnp.float32).reshape(self.k)
+        m = carry.memory
+        spent = m["spent"] + jnp.where(jnp.isfinite(lr) & (lr > 0), lr, 0.0)
+        record = carry.step % self.stride == 0
+        i = jnp.clip(carry.step // self.stride - 1, 0, self.points - 1)
+        value = jnp.asarray(metrics[self.metric], jnp.float32).reshape(self.k)
+        curve = jnp.where(record, m["curve"].at[:, i].set(value), m["curve"])
+        area = jnp.where(record, m["area"].at[:, i].set(spent), m["area"])
+        return carry._replace(memory={"curve": curve, "area": area, "spent": spent})
+
+    def _predict(self, carry: Carry) -> tuple[jax.Array, jax.Array]:
+        r"""Each slot's predicted final metric and whether its fit is usable: the law
+        :math:`L_0 + A S^{-\alpha}` of :func:`jaxlr.sweep._rank.fit_member` fitted to the second
+        half of the slot's curve, evaluated at the area spent so far plus the area its
+        current config plans for the steps left (``planned_lr``)."""
+        m, t = carry.memory, carry.step
+        steps = jnp.arange(self.num_steps)
+        plan = self.planned_lr
+
+        def ahead(config):
+            lrs = jax.vmap(lambda s: jnp.asarray(plan(config, s), jnp.float32))(steps)
+            return jnp.sum(jnp.where(steps >= t, lrs, 0.0))
+
+        spent = m["spent"]
+        unit = jnp.where(spent > 0, spent, 1.0)  # areas in units of the area spent so far
+        final = (spent + jax.vmap(ahead)(unwrap(carry.config))) / unit
+        areas = jnp.concatenate([m["area"] / unit[:, None], final[:, None]], axis=1)
+        pred, ok, _, _ = jax.vmap(fit_member)(m["curve"], areas)
+        return pred, ok & (spent > 0) & carry.alive
+
     def between(self, carry: Carry, metrics):
         due = (carry.step % self.interval == 0) & (carry.step < self.num_steps)
         lr = self.applied_lr(carry, metrics)  # before the exploit moves states between slots
+        if self.rank == "predicted":
+            carry = self._remember(carry, metrics, lr)
 
         def keep(cy, m):
-            return cy, {
+            out = {
                 "parents": jnp.arange(self.k, dtype=jnp.int32),
                 "replaced_diverged": jnp.full(self.k, -1, jnp.int32),
             }
+            if self.rank == "predicted":
+                out["predicted"] = jnp.full(self.k, jnp.nan, jnp.float32)
+            return cy, out
 
         # the perturbed leaves each slot trained with at this step (before the exploit)
         used = tuple(jax.tree.leaves(carry.config)[pos] for pos, _ in self.space)
@@ -418,6 +482,11 @@ class _Exploit(Policy):
                 f"{jnp.shape(metrics[metric])[1:]}"
             )
         score = jnp.asarray(metrics[metric]).astype(jnp.float32)
+        extra = {}
+        if self.rank == "predicted":  # the value where a slot's fit is not usable
+            pred, ok = self._predict(carry)
+            score = jnp.where(ok, pred, score)
+            extra["predicted"] = jnp.where(ok, pred, jnp.nan)
         score = score if self.mode == "min" else -score
         score = jnp.where(jnp.isfinite(score) & carry.alive, score, jnp.inf)
         order = jnp.argsort(score, stable=True)  # best first; diverged last
@@ -482,9 +551,11 @@ class _Exploit(Policy):
             alive=carry.alive[parents],
             bad_step=carry.bad_step[parents],
             evals=take(carry.evals),
+            memory=take(carry.memory),
             key=key,
         )
-        return carry, {"parents": parents.astype(jnp.int32), "replaced_diverged": died}
+        extra = {"parents": parents.astype(jnp.int32), "replaced_diverged": died, **extra}
+        return carry, extra
 
 
 def pbt(
@@ -515,6 +586,8 @@ def pbt(
     eval_every: int = 1,
     checkpoint_dir: str | None = None,
     checkpoint_every: int | None = None,
+    rank: str = "value",
+    planned_lr: Callable[[Any, Any], Any] | None = None,
 ) -> PBTResult:
     r"""Population-based training (Jaderberg et al. 2017) in one compiled, vmapped program.
 
@@ -595,9 +668,27 @@ def pbt(
             if the directory already holds one of this run, training resumes from it (the
             first ``step`` batches of ``batches`` are skipped) and ends bit-identical.
         checkpoint_every: steps between checkpoints.
+        rank: what an exploit ranks by. ``"value"`` (default): ``metric`` at that step.
+            ``"predicted"``: each slot's predicted final ``metric`` under its own schedule, as
+            :func:`successive_halving`'s ``rank="predicted"``: the law
+            :math:`L_0 + A\,S^{-\alpha}` (:math:`S` the LR area, the applied LR summed) fitted
+            exactly to the second half of the slot's curve, inside the compiled step, and
+            evaluated at the area spent so far plus the area ``planned_lr`` gives the slot's
+            current config for the steps left. A slot's curve is its lineage's (copied with its
+            state at an exploit), kept every ``stride`` steps in 64 entries (``stride`` the
+            smallest multiple of ``eval_every``, with an ``eval_fn``, that fits ``num_steps``);
+            a slot with fewer than 8 entries so far (the law has 3 parameters, fitted to the
+            second half), a failed fit or a non-positive prediction is ranked by its value.
+            Needs ``mode="min"`` and ``planned_lr``. Measured against ``"value"`` in
+            ``benchmarks/ranking.py``: see the default's reason there.
+        planned_lr: with ``rank="predicted"``: ``(config, step) -> LR`` of one member at the
+            0-based ``step``, e.g. ``lambda c, t: c["schedule"](t)``.
 
     Returns:
         A :class:`PBTResult` (final configurations, metrics ``[K, T]``, lineage, LR history).
+        With ``rank="predicted"``, ``info["predicted"]`` ``[rounds, K]`` each exploit's
+        predictions (NaN where a slot was ranked by its value) and ``info["rank_fallbacks"]``
+        the slots ranked by value at each exploit.
 
     Raises:
         ValueError: before anything compiles: ``K < 2``, ``fraction`` outside ``(0, 0.5]``,
@@ -667,6 +758,7 @@ def pbt(
         c.fail(f"perturb must be two factors > 0, got perturb={perturb!r}")
     check_mode(c, mode)
     check_metric(c, metric)
+    check_rank(c, rank, planned_lr, mode, configs, num_steps)
     if lr is not None and not isinstance(lr, str) and not callable(lr):
         c.fail(
             f"lr must be the name of the metric holding the applied LR, a function (state, "
@@ -719,6 +811,9 @@ def pbt(
         interval=interval,
         num_steps=num_steps,
         held=held,
+        rank=rank,
+        planned_lr=planned_lr,
+        stride=_stride(num_steps, eval_every if eval_fn is not None else 1),
     )
     pop = Population(
         init_fn,
@@ -737,7 +832,7 @@ def pbt(
         eval_every=eval_every,
         total_steps=num_steps,
     )
-    setting = (policy.k, policy.n, metric, mode, policy.space, tuple(perturb), policy.p)
+    setting = (policy.k, policy.n, metric, mode, policy.space, tuple(perturb), policy.p, rank)
     pop.fingerprint_extra = {"pbt": repr((*setting, interval, num_steps))}
     pop.train(
         batches,
@@ -753,6 +848,11 @@ def pbt(
         metrics = {**metrics, "lr": np.swapaxes(np.asarray(extra["lr"]), 0, 1)}
     names = _names(configs)
     perturbed = {names[pos]: np.asarray(h) for (pos, _), h in zip(space, extra["space"])}
+    info = {**pop.info(), "fraction": fraction, "interval": interval, "rank": rank}
+    if rank == "predicted":
+        rounds = np.arange(interval, num_steps, interval) - 1  # the exploit steps, 0-based
+        predicted = np.asarray(extra["predicted"])[rounds]
+        info.update(predicted=predicted, rank_fallbacks=np.isnan(predicted).sum(1).tolist())
     died = np.asarray(extra["replaced_diverged"])
     divergences = [(int(died[t, i]), int(i)) for t, i in zip(*np.nonzero(died >= 0))]
     divergences += [(int(carry.bad_step[i]), int(i)) for i in np.flatnonzero(~carry.alive)]
@@ -763,7 +863,7 @@ def pbt(
         diverged_step=carry.bad_step,
         loss=loss,
         labels=labels,
-        info={**pop.info(), "fraction": fraction, "interval": interval},
+        info=info,
         member_steps=k * num_steps,
         states=carry.state,
         lineage=lineage,

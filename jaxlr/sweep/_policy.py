@@ -57,6 +57,14 @@ class Policy:
     name: str = "Population"
     requires: tuple[tuple[str, str], ...] = ()
 
+    def memory(self, k: int) -> Any:
+        """The policy's own record of each of ``k`` members at the start: a pytree of NumPy
+        arrays ``[k, ...]``, carried in :attr:`Carry.memory` (``()``, the default: none). The
+        population moves it with its members (:meth:`~jaxlr.sweep.Population.select`), pads
+        and shards it like the states, and saves it in checkpoints; :meth:`between` reads and
+        rewrites it (PBT's predicted ranking keeps each slot's loss curve there)."""
+        return ()
+
     def between(self, carry: Carry, metrics: Any) -> tuple[Carry, Any]:
         """One chunk's carry after a step and its metrics -> the carry for the next step and
         extra outputs to record (a pytree of arrays, ``{}`` for none); traced, inside the

@@ -406,7 +406,14 @@ class Population:
     def _host_start(self, cfg, state, evals=()) -> Carry:
         n = self.chunk
         return Carry(
-            state, cfg, np.ones(n, bool), np.full(n, -1, np.int32), np.int32(0), self._pkey, evals
+            state,
+            cfg,
+            np.ones(n, bool),
+            np.full(n, -1, np.int32),
+            np.int32(0),
+            self._pkey,
+            evals,
+            self.policy.memory(n),
         )
 
     def _no_evals(self, cfg, abstract_state) -> Any:
@@ -556,6 +563,7 @@ class Population:
             r,
             r,
             jax.tree.map(lambda _: s, carry.evals),
+            jax.tree.map(lambda _: s, carry.memory),
         )
 
     def _batch_sharding(self):
@@ -863,6 +871,7 @@ class Population:
                 alive=carry.alive[idx],
                 bad_step=carry.bad_step[idx],
                 evals=pick(carry.evals),
+                memory=pick(carry.memory),
             )
         )
         self.history = []
@@ -893,6 +902,7 @@ class Population:
             _engine.put(cy.step, r),
             _engine.put(cy.key, r),
             _engine.put(cy.evals, s),
+            _engine.put(cy.memory, s),
         )
 
     def host_carry(self) -> Carry:
@@ -909,9 +919,9 @@ class Population:
         parts = [_engine.fetch(cy) for cy in self.carries]
         member = [
             jax.tree.map(lambda *xs: np.concatenate(xs)[:k], *[getattr(p, f) for p in parts])
-            for f in ("state", "config", "alive", "bad_step", "evals")
+            for f in ("state", "config", "alive", "bad_step", "evals", "memory")
         ]
-        return Carry(*member[:4], parts[0].step, parts[0].key, member[4])
+        return Carry(*member[:4], parts[0].step, parts[0].key, *member[4:])
 
     def host_metrics(self) -> tuple[Any, Any]:
         """Metrics ``[K, T, ...]`` and extra outputs ``[T, K, ...]`` on the host."""

@@ -29,24 +29,52 @@ ALPHAS = np.linspace(0.02, 2.0, 100)  # the exponents tried (the laws' fits find
 
 
 def planned_lrs(c: Checker, lr: Callable[[Any, Any], Any], configs: Any, total: int) -> np.ndarray:
-    """``[K, total]`` float64: ``lr(config, step)`` of every member at steps ``0..total-1``."""
+    """``[K, total]`` float64: ``lr(config, step)`` (a search's ``planned_lr``) of every member
+    at steps ``0..total-1``."""
     steps = jnp.arange(total)
     try:
         out = jax.jit(jax.vmap(lambda cf: jax.vmap(lambda t: lr(cf, t))(steps)))(unwrap(configs))
     except Exception as e:  # noqa: BLE001 - re-raised with the argument named
-        c.fail(f"lr must be a callable (config, step) -> scalar LR, calling it failed: {e!r}")
+        c.fail(
+            f"planned_lr must be a callable (config, step) -> scalar LR, calling it failed: {e!r}"
+        )
     out = np.asarray(out, np.float64)
     k = size(configs)
     if out.shape != (k, total):
-        c.fail(f"lr(config, step) must return a scalar LR, got shape {out.shape[2:]} per step")
+        c.fail(
+            f"planned_lr(config, step) must return a scalar LR, got shape {out.shape[2:]} per step"
+        )
     bad = ~np.isfinite(out) | (out < 0)
     if bad.any():
         i, t = np.argwhere(bad)[0]
         c.fail(
-            f"lr(config, step) must be finite and >= 0, got {out[i, t]!r} for member {i} at "
-            f"step {t}"
+            f"planned_lr(config, step) must be finite and >= 0, got {out[i, t]!r} for member "
+            f"{i} at step {t}"
         )
     return out
+
+
+def check_rank(
+    c: Checker, rank: str, planned_lr: Any, mode: str, configs: Any, total: int
+) -> np.ndarray | None:
+    """Checks a search's ``rank`` and ``planned_lr`` arguments; with ``rank="predicted"``,
+    returns :func:`planned_lrs` over ``total`` steps (``None`` otherwise)."""
+    c.choice("rank", rank, RANKS)
+    if rank == "value":
+        if planned_lr is not None:
+            c.fail(f"planned_lr= is used by rank='predicted' only, got rank={rank!r}")
+        return None
+    if mode != "min":
+        c.fail(
+            "rank='predicted' fits a loss-curve law (a decreasing, positive metric) and "
+            f"needs mode='min', got mode={mode!r}"
+        )
+    if not callable(planned_lr):
+        c.fail(
+            f"rank='predicted' needs planned_lr=, a callable (config, step) -> LR, got "
+            f"planned_lr={planned_lr!r}"
+        )
+    return planned_lrs(c, planned_lr, configs, total)
 
 
 def fresh_steps(upto: int, eval_every: int) -> np.ndarray:
@@ -118,43 +146,45 @@ def predict_final(
     return Prediction(pred, ok & (peak[:, 0] > 0), params, rms)
 
 
+def fit_member(y: jax.Array, area: jax.Array) -> tuple[jax.Array, ...]:
+    """One member's fit (traceable, in the dtype of ``y``): ``y [n]`` the metric at forward
+    areas ``area[:-1]`` (NaN: no point), ``area[-1]`` the area to predict at. Returns the
+    prediction, whether it is usable, ``(L0, A, alpha)`` and the RMS of the relative residuals
+    (see :func:`predict_final`)."""
+    alphas = jnp.asarray(ALPHAS, y.dtype)
+    n = jnp.sum(jnp.isfinite(y))
+    mask = jnp.isfinite(y) & (y > 0) & (jnp.arange(y.shape[0]) >= n // 2)
+    y = jnp.where(mask, y, 1.0)
+    w = jnp.where(mask, 1.0 / (y * y), 0.0)  # relative residuals
+    count = jnp.sum(mask)
+
+    def at(alpha):
+        x = jnp.where(mask, _power_term(area[:-1], 1.0, alpha), 0.0)  # area 0: x = inf
+        sw, sx, sxx = jnp.sum(w), jnp.sum(w * x), jnp.sum(w * x * x)
+        sy, sxy = jnp.sum(w * y), jnp.sum(w * x * y)
+        det = sw * sxx - sx * sx
+        a = (sw * sxy - sx * sy) / jnp.where(det > 0, det, 1.0)
+        free = jnp.stack([(sy - a * sx) / sw, a])
+        # the least-squares optimum over L0, A >= 0: free, or on an edge (L0 = 0 or A = 0)
+        zero = jnp.zeros_like(sy)
+        cands = jnp.stack([free, jnp.stack([zero, sxy / sxx]), jnp.stack([sy / sw, zero])])
+        feasible = jnp.stack([(det > 0) & jnp.all(free >= 0), sxx > 0, sw > 0])
+        res = cands[:, :1] + cands[:, 1:] * x[None] - y[None]
+        obj = jnp.where(feasible, jnp.sum(w * res * res, axis=1), jnp.inf)
+        i = jnp.argmin(obj)
+        return cands[i], obj[i]
+
+    coef, obj = jax.vmap(at)(alphas)
+    j = jnp.argmin(obj)
+    (l0, a), alpha = coef[j], alphas[j]
+    rms = jnp.sqrt(obj[j] / jnp.maximum(count, 1))
+    pred = l0 + _power_term(area[-1], a, alpha)
+    ok = (count >= 4) & jnp.isfinite(obj[j]) & jnp.isfinite(pred) & (pred > 0)
+    return pred, ok, jnp.stack([l0, a, alpha]), rms
+
+
 # A small program whose compile costs more than its run: LLVM's optimizations are skipped.
 @partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 def _fit_predict(vals, s1):
-    """Per member: ``vals [n]`` at forward areas ``s1 [n + 1]`` (the last: the step to predict).
-    Returns the prediction, whether it is usable, ``(L0, A, alpha)`` and the RMS of the
-    relative residuals."""
-    alphas = jnp.asarray(ALPHAS, vals.dtype)
-
-    def member(y, area):
-        n = jnp.sum(jnp.isfinite(y))
-        mask = jnp.isfinite(y) & (y > 0) & (jnp.arange(y.shape[0]) >= n // 2)
-        y = jnp.where(mask, y, 1.0)
-        w = jnp.where(mask, 1.0 / (y * y), 0.0)  # relative residuals
-        count = jnp.sum(mask)
-
-        def at(alpha):
-            x = jnp.where(mask, _power_term(area[:-1], 1.0, alpha), 0.0)  # area 0: x = inf
-            sw, sx, sxx = jnp.sum(w), jnp.sum(w * x), jnp.sum(w * x * x)
-            sy, sxy = jnp.sum(w * y), jnp.sum(w * x * y)
-            det = sw * sxx - sx * sx
-            a = (sw * sxy - sx * sy) / jnp.where(det > 0, det, 1.0)
-            free = jnp.stack([(sy - a * sx) / sw, a])
-            # the least-squares optimum over L0, A >= 0: free, or on an edge (L0 = 0 or A = 0)
-            zero = jnp.zeros_like(sy)
-            cands = jnp.stack([free, jnp.stack([zero, sxy / sxx]), jnp.stack([sy / sw, zero])])
-            feasible = jnp.stack([(det > 0) & jnp.all(free >= 0), sxx > 0, sw > 0])
-            res = cands[:, :1] + cands[:, 1:] * x[None] - y[None]
-            obj = jnp.where(feasible, jnp.sum(w * res * res, axis=1), jnp.inf)
-            i = jnp.argmin(obj)
-            return cands[i], obj[i]
-
-        coef, obj = jax.vmap(at)(alphas)
-        j = jnp.argmin(obj)
-        (l0, a), alpha = coef[j], alphas[j]
-        rms = jnp.sqrt(obj[j] / jnp.maximum(count, 1))
-        pred = l0 + _power_term(area[-1], a, alpha)
-        ok = (count >= 4) & jnp.isfinite(obj[j]) & jnp.isfinite(pred) & (pred > 0)
-        return pred, ok, jnp.stack([l0, a, alpha]), rms
-
-    return jax.vmap(member)(vals, s1)
+    """:func:`fit_member` of every member (``vals [k, n]``, ``s1 [k, n + 1]``)."""
+    return jax.vmap(fit_member)(vals, s1)
