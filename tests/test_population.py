@@ -412,3 +412,19 @@ def test_eval_every_bad_input():
     pop = Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False, eval_fn=clash)
     with pytest.raises(ValueError, match=r"whose names differ from eval_fn's \['loss'\]"):
         pop.train(batches(steps=1), 1)
+
+
+def test_policy_memory_without_a_member_axis_is_refused_when_built():
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Counter(jaxlr.sweep.Policy):
+        def memory(self, k):
+            return {"rounds": np.zeros((), np.int32)}
+
+    with pytest.raises(
+        ValueError,
+        match=r"^Population: policy.memory\(k\) must return arrays with a leading member axis "
+        r"of k=6, got memory\['rounds'\] of shape \(\)",
+    ):
+        Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False, policy=Counter())

@@ -404,6 +404,71 @@ def test_pbt_rank_arguments_are_checked(kw, match):
     args = dict(key=jax.random.key(0), num_steps=T_PBT, interval=INTERVAL, metric="loss")
     with pytest.raises(ValueError, match=r"^pbt: .*" + match):
         jaxlr.sweep.pbt(
-            law_init, law_step, PBT_CONFIGS, iter([]), space={"peak_value": (0.1, 5.0)},
+            law_init, law_step, PBT_CONFIGS, iter([]), space={"peak_value": ("uniform", 0.1, 5.0)},
             progress=False, **args, **kw,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("jump", [1e4, np.inf])
+def test_pbt_ranks_a_slot_whose_metric_just_jumped_by_its_value(jump):
+    # the slow starter (the best prediction) reports a validation loss that jumps just before
+    # the first exploit: a law fitted to its curve before the jump no longer describes it, so
+    # it is ranked by its value (the worst) and replaced, as with rank="value"
+    def step(state, c, batch):
+        state, m = law_step(state, c, batch)
+        bad = (c["warmup_steps"] > 0) & (state["t"] >= INTERVAL - 2)
+        return state, {**m, "val": jnp.where(bad, m["loss"] * jump, m["loss"])}
+
+    res = jaxlr.sweep.pbt(
+        law_init, step, PBT_CONFIGS, (np.float32(0) for _ in range(INTERVAL + 1)),
+        key=jax.random.key(0), num_steps=INTERVAL + 1, interval=INTERVAL, metric="val",
+        space={"peak_value": ("log_uniform", 0.1, 5.0)}, fraction=0.25, progress=False,
+        rank="predicted", planned_lr=planned,
+    )  # fmt: skip
+    assert np.isnan(res.info["predicted"][0, 3])
+    assert np.isfinite(res.info["predicted"][0, :3]).all()
+    assert res.info["rank_fallbacks"] == [1 if np.isfinite(jump) else 0]
+    assert res.lineage[INTERVAL - 1, 3] != 3  # replaced
+
+
+def test_pbt_predicted_needs_a_scalar_applied_lr_and_compiles_its_plan_once():
+    def step(state, c, batch):
+        state, m = law_step(state, c, batch)
+        return state, {**m, "lr": jnp.stack([m["lr"], m["lr"]])}  # an LR per parameter group
+
+    with pytest.raises(ValueError, match=r"^pbt: rank='predicted' .* one scalar LR per member"):
+        jaxlr.sweep.pbt(
+            law_init, step, PBT_CONFIGS, (np.float32(0) for _ in range(4)),
+            key=jax.random.key(0), num_steps=4, interval=2, metric="loss",
+            space={"peak_value": ("uniform", 0.1, 5.0)}, progress=False, rank="predicted",
+            planned_lr=planned,
+        )  # fmt: skip
+    before = _rank._plan._cache_size()
+    for _ in range(2):  # the planned LRs are checked by one program per function and length
+        _rank.check_rank(jaxlr._src.validate.Checker("pbt"), "predicted", planned, "min",
+                         PBT_CONFIGS, 17)  # fmt: skip
+    assert _rank._plan._cache_size() == before + 1
+
+
+def test_the_fit_uses_the_last_half_of_the_finite_points_of_a_curve_with_gaps():
+    # 8 finite points of an exact law, a NaN between each two: the fit must use the last 4
+    # finite points (not every point past the middle entry), so 7 gapped points fit, 6 do not
+    area = np.arange(1.0, 17.0)
+    y = 0.1 + 2.0 * area**-0.5
+    gapped = np.where(np.arange(16) % 2 == 1, y, np.nan)
+    for keep, ok in ((16, True), (14, True), (12, False)):  # 8, 7 and 6 finite points
+        cut = np.where(np.arange(16) < keep, gapped, np.nan)
+        with jax.enable_x64(True):
+            pred, good, params, _ = _rank.fit_member(
+                jnp.asarray(cut), jnp.asarray(np.r_[area, 100.0])
+            )
+        assert bool(good) == ok
+        if ok:
+            np.testing.assert_allclose(float(pred), 0.1 + 2.0 * 100.0**-0.5, rtol=1e-9)
+    # the points used: poison the first half of the finite points with a wrong law; the fit
+    # of the last half is still exact
+    wrong = gapped.copy()
+    wrong[[1, 3, 5, 7]] *= 3.0
+    with jax.enable_x64(True):
+        pred = _rank.fit_member(jnp.asarray(wrong), jnp.asarray(np.r_[area, 100.0]))[0]
+    np.testing.assert_allclose(float(pred), 0.1 + 2.0 * 100.0**-0.5, rtol=1e-9)

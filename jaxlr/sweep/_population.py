@@ -142,6 +142,19 @@ def _stack(batches: list) -> Any:
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
 
 
+def _check_memory(c: Checker, policy: Policy, chunk: int) -> None:
+    """``policy.memory(c)`` must be NumPy-like arrays with a leading member axis ``c``: the
+    population pads, shards, selects and concatenates them by members."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(policy.memory(chunk))[0]:
+        shape = np.shape(leaf)
+        if not shape or shape[0] != chunk:
+            c.fail(
+                f"policy.memory(k) must return arrays with a leading member axis of k={chunk}, "
+                f"got memory{jax.tree_util.keystr(path)} of shape {shape} (hold population-"
+                f"level values per member, or in the policy's fields)"
+            )
+
+
 def _check_policy(c: Checker, policy: Policy) -> None:
     """The compile cache keys a policy by value: its class must be a frozen dataclass of its own
     whose fields all take part in equality, and its value hashable; anything else could be served
@@ -288,6 +301,7 @@ class Population:
         self.num_members = k = size(configs, fn=self._fn)
         self.sharding, self.devices = _engine.member_sharding(c, mesh)
         self.chunk = _engine.check_chunk_size(c, chunk_size, k, self.devices)
+        _check_memory(c, policy, self.chunk)
         if divergence_threshold is not None:
             c.finite("divergence_threshold", divergence_threshold)
         self.init_fn, self.step_fn, self.loss = init_fn, step_fn, loss

@@ -31,9 +31,8 @@ ALPHAS = np.linspace(0.02, 2.0, 100)  # the exponents tried (the laws' fits find
 def planned_lrs(c: Checker, lr: Callable[[Any, Any], Any], configs: Any, total: int) -> np.ndarray:
     """``[K, total]`` float64: ``lr(config, step)`` (a search's ``planned_lr``) of every member
     at steps ``0..total-1``."""
-    steps = jnp.arange(total)
     try:
-        out = jax.jit(jax.vmap(lambda cf: jax.vmap(lambda t: lr(cf, t))(steps)))(unwrap(configs))
+        out = _plan(lr, unwrap(configs), total)
     except Exception as e:  # noqa: BLE001 - re-raised with the argument named
         c.fail(
             f"planned_lr must be a callable (config, step) -> scalar LR, calling it failed: {e!r}"
@@ -52,6 +51,12 @@ def planned_lrs(c: Checker, lr: Callable[[Any, Any], Any], configs: Any, total: 
             f"{i} at step {t}"
         )
     return out
+
+
+@partial(jax.jit, static_argnums=(0, 2))  # one program per function and length, reused
+def _plan(lr: Callable[[Any, Any], Any], configs: Any, total: int) -> jax.Array:
+    steps = jnp.arange(total)
+    return jax.vmap(lambda cf: jax.vmap(lambda t: lr(cf, t))(steps))(configs)
 
 
 def check_rank(
@@ -152,8 +157,11 @@ def fit_member(y: jax.Array, area: jax.Array) -> tuple[jax.Array, ...]:
     prediction, whether it is usable, ``(L0, A, alpha)`` and the RMS of the relative residuals
     (see :func:`predict_final`)."""
     alphas = jnp.asarray(ALPHAS, y.dtype)
-    n = jnp.sum(jnp.isfinite(y))
-    mask = jnp.isfinite(y) & (y > 0) & (jnp.arange(y.shape[0]) >= n // 2)
+    finite = jnp.isfinite(y)
+    n = jnp.sum(finite)
+    # the last half of the finite points (by their order among the finite ones: a curve may
+    # have gaps, e.g. a metric evaluated every few entries)
+    mask = finite & (y > 0) & (jnp.cumsum(finite) > n // 2)
     y = jnp.where(mask, y, 1.0)
     w = jnp.where(mask, 1.0 / (y * y), 0.0)  # relative residuals
     count = jnp.sum(mask)
