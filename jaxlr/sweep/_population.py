@@ -6,6 +6,7 @@ import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import jax
@@ -116,6 +117,15 @@ def _check_key(c: Checker, key: Any) -> jax.Array:
     if data.shape != (2,):
         c.fail(f"raw key data of {data.shape[0]} words: pass a typed key (jax.random.key)")
     return jax.random.wrap_key_data(data)
+
+
+@partial(jax.jit, static_argnums=1, compiler_options={"xla_backend_optimization_level": 0})
+def _split_data(key: jax.Array, n: int) -> jax.Array:
+    """``jax.random.key_data(jax.random.split(key, n))`` as one program, compiled once per ``n``
+    and key type. It runs once per population, so its compile is all it costs: without LLVM's
+    optimizations (the same bits: integer hashing) and with no typed-key indexing (each index
+    is another program) it compiles in half the time of the eager split and slices."""
+    return jax.random.key_data(jax.random.split(key, n))
 
 
 def _check_state(fn: str, before: Any, after: Any) -> None:
@@ -317,10 +327,9 @@ class Population:
         self.fingerprint_extra: dict = {}
         self._key_impls: list | None = None
         key = _check_key(c, key)
-        keys = jax.random.split(key, k + 1)
         self._impl = str(jax.random.key_impl(key))
-        self._pkey = np.asarray(jax.random.key_data(keys[0]))
-        mkeys = np.asarray(jax.random.key_data(keys[1:]))
+        split = np.asarray(_split_data(key, k + 1))  # the population's key, then the members'
+        self._pkey, mkeys = split[0], split[1:]
         self._pending = list(
             zip(
                 _engine.chunks_of(_engine.pad_members(self.configs, self.padded), self.chunk),
