@@ -181,8 +181,9 @@ def _check_policy(c: Checker, policy: Policy) -> None:
 class Population:
     r"""``K`` members trained step by step from Python: one compiled, vmapped step for all.
 
-    Member ``i`` starts from ``state_i = init_fn(config_i, key_i)`` (``key_i`` the ``i``-th of
-    ``jax.random.split(key, K)``) and each step computes
+    Member ``i`` starts from ``state_i = init_fn(config_i, key_i)`` (``key_i`` is
+    ``jax.random.split(key, K + 1)[i + 1]``; the first is the population's own, for a
+    policy's randomness) and each step computes
 
     .. math:: (\text{state}_i, m_i) \leftarrow \text{step\_fn}(\text{state}_i, \text{config}_i,
               \text{batch}), \quad i = 0..K-1
@@ -213,7 +214,8 @@ class Population:
         configs: a pytree whose leaves have a leading axis ``K`` (e.g. :func:`grid`; stacked
             schedules; string choices as a :class:`Choice`, which ``init_fn``, ``step_fn`` and
             ``eval_fn`` receive as its index).
-        key: a PRNG key; member ``i`` is initialized with ``jax.random.split(key, K)[i]``.
+        key: a PRNG key; member ``i`` is initialized with
+            ``jax.random.split(key, K + 1)[i + 1]``.
         mesh: a ``jax.sharding.Mesh`` to split members over, or ``None``.
         chunk_size: members per compiled call; ``None`` runs all at once.
         loss: the metric checked for divergence; ``None`` checks only the state.
