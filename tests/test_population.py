@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -335,7 +337,7 @@ def test_a_policys_memory_moves_with_its_members_and_survives_a_checkpoint(tmp_p
     @dataclasses.dataclass(frozen=True)
     class Spent(jaxlr.sweep.Policy):  # each member's LR summed, in the policy's own memory
         def memory(self, k):
-            return {"spent": np.zeros(k, np.float32)}
+            return {"spent": np.zeros(k)}  # float64, NumPy's default: held as float32
 
         def between(self, carry, metrics):
             spent = carry.memory["spent"] + carry.config["lr"]
@@ -412,6 +414,33 @@ def test_eval_every_bad_input():
     pop = Population(init_fn, step_fn, CONFIGS, key=KEY, progress=False, eval_fn=clash)
     with pytest.raises(ValueError, match=r"whose names differ from eval_fn's \['loss'\]"):
         pop.train(batches(steps=1), 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Draw(jaxlr.sweep.Policy):  # records a draw from the population's key every step
+    def between(self, carry, metrics):
+        key, sub = jax.random.split(carry.key)
+        data = jax.random.key_data(sub)  # extra outputs are per member: one copy each
+        return carry._replace(key=key), {"draw": jnp.broadcast_to(data, (2, *data.shape))}
+
+
+def _step_draw(w, cfg, b):
+    return w + cfg["lr"], {"loss": w}
+
+
+def test_the_population_key_keeps_its_generator_inside_the_compiled_step():
+    # one step function and policy for every generator: rbg and unsafe_rbg keys have the same
+    # shape, so the compiled program must be told apart by the generator, not the shape
+    for impl in ["threefry2x32", "rbg", "unsafe_rbg", "rbg"]:
+        key = jax.random.key(7, impl=impl)
+        pop = Population(lambda cfg, k: jnp.zeros(()), _step_draw,
+                         {"lr": np.ones(2, np.float32)}, key=key, progress=False,
+                         policy=_Draw())  # fmt: skip
+        draws = pop.train((0.0 for _ in range(2)), 2).host_metrics()[1]["draw"]
+        k = jax.random.split(key, 3)[0]  # the population's own key
+        for t in range(2):
+            k, sub = jax.random.split(k)
+            np.testing.assert_array_equal(draws[t, 1], jax.random.key_data(sub), err_msg=impl)
 
 
 def test_policy_memory_without_a_member_axis_is_refused_when_built():

@@ -198,7 +198,9 @@ def _carry_target(pop) -> dict:
         target["evals"] = [np.zeros(a.shape, a.dtype) for a in jax.tree.leaves(evals)]
     memory = pop.policy.memory(k)
     if jax.tree.leaves(memory):
-        target["memory"] = [np.zeros_like(a) for a in jax.tree.leaves(memory)]
+        target["memory"] = [  # as the devices hold them (float64 -> float32 without x64)
+            np.zeros(np.shape(a), canon(np.asarray(a).dtype)) for a in jax.tree.leaves(memory)
+        ]
     return target
 
 

@@ -24,8 +24,9 @@ from jaxlr.sweep._population import Population, PopulationResult
 from jaxlr.sweep._rank import MAX_POINTS, check_rank, fit_member
 from jaxlr.sweep._space import Dim, Space, as_space, leaf_paths
 
-# rank="predicted": a slot whose law, at the LR area it has spent, is further than this from
-# its metric now (relative) is ranked by its value: the law no longer describes it.
+# rank="predicted": a slot whose metric now is off its law at the LR area it has spent by more
+# than a factor 1 + max(DRIFT, 3 rms of the fit) is ranked by its value (scaled): the law no
+# longer describes it.
 DRIFT = 0.25
 
 
@@ -441,12 +442,19 @@ class _Exploit(Policy):
         return carry._replace(memory={"curve": curve, "area": area, "spent": spent})
 
     def _predict(self, carry: Carry, now: jax.Array) -> tuple[jax.Array, jax.Array]:
-        r"""Each slot's predicted final metric and whether it is usable: the law
-        :math:`L_0 + A S^{-\alpha}` of :func:`jaxlr.sweep._rank.fit_member` fitted to the second
-        half of the slot's curve, evaluated at the area spent so far plus the area its
-        current config plans for the steps left (``planned_lr``). Usable only where the slot
-        is alive, its metric ``now`` is finite and the law at the area spent so far is within
-        ``DRIFT`` of it (a metric that just jumped is not described by a law fitted before)."""
+        r"""Each slot's score: its predicted final metric, or, where that is not usable, its
+        value now scaled by the population's median predicted remaining gain.
+
+        The prediction is the law :math:`L_0 + A S^{-\alpha}` of
+        :func:`jaxlr.sweep._rank.fit_member` fitted to the last half of the slot's curve,
+        evaluated at the area spent so far plus the area its current config plans for the steps
+        left (``planned_lr``). It is usable where the fit is, the slot is alive and its value
+        ``now`` is positive and still described by the law: within a factor
+        :math:`1 + \max(\text{DRIFT}, 3\,\text{rms})` of the law at the area spent (rms: the
+        fit's relative residuals, so a noisy metric is not taken for a jump; a factor, so a
+        sudden drop counts as a sudden rise does). Any other slot's value now is multiplied by
+        the median over usable slots of prediction / law now, to be ranked on the same scale.
+        Returns the score and whether the prediction was used."""
         m, t = carry.memory, carry.step
         steps = jnp.arange(self.num_steps)
         plan = self.planned_lr
@@ -459,10 +467,14 @@ class _Exploit(Policy):
         unit = jnp.where(spent > 0, spent, 1.0)  # areas in units of the area spent so far
         final = (spent + jax.vmap(ahead)(unwrap(carry.config))) / unit
         areas = jnp.concatenate([m["area"] / unit[:, None], final[:, None]], axis=1)
-        pred, ok, params, _ = jax.vmap(fit_member)(m["curve"], areas)
+        pred, ok, params, rms = jax.vmap(fit_member)(m["curve"], areas)
         here = params[:, 0] + params[:, 1]  # the law at the area spent (S / unit = 1)
-        ok &= (spent > 0) & carry.alive & jnp.isfinite(now)
-        return pred, ok & (jnp.abs(here - now) <= DRIFT * jnp.abs(now))
+        ok &= (spent > 0) & carry.alive & jnp.isfinite(now) & (now > 0) & (here > 0)
+        ratio = jnp.where(ok, now / jnp.where(ok, here, 1.0), 1.0)
+        ok &= jnp.abs(jnp.log(ratio)) <= jnp.log1p(jnp.maximum(DRIFT, 3.0 * rms))
+        gain = jnp.nanmedian(jnp.where(ok, pred / jnp.where(ok, here, 1.0), jnp.nan))
+        gain = jnp.where(jnp.any(ok), gain, 1.0)
+        return jnp.where(ok, pred, now * gain), ok
 
     def between(self, carry: Carry, metrics):
         due = (carry.step % self.interval == 0) & (carry.step < self.num_steps)
@@ -500,10 +512,10 @@ class _Exploit(Policy):
         score = jnp.asarray(metrics[metric]).astype(jnp.float32)
         extra = {}
         if self.rank == "predicted":  # the value where a slot's prediction is not usable
-            pred, ok = self._predict(carry, score)
-            score = jnp.where(ok, pred, score)
-            extra["predicted"] = jnp.where(ok, pred, jnp.nan)
+            ranked, ok = self._predict(carry, score)
+            extra["predicted"] = jnp.where(ok, ranked, jnp.nan)
             extra["by_value"] = carry.alive & jnp.isfinite(score) & ~ok
+            score = ranked
         score = score if self.mode == "min" else -score
         score = jnp.where(jnp.isfinite(score) & carry.alive, score, jnp.inf)
         order = jnp.argsort(score, stable=True)  # best first; diverged last
@@ -694,11 +706,14 @@ def pbt(
             current config for the steps left. A slot's curve is its lineage's (copied with its
             state at an exploit), kept every ``stride`` steps in 64 entries (``stride`` the
             smallest multiple of ``eval_every``, with an ``eval_fn``, that fits ``num_steps``).
-            A slot is ranked by its value instead where the prediction is not usable: fewer
-            than 7 entries so far (the law has 3 parameters, fitted to the last half), a failed
-            fit, a non-positive prediction, a non-finite value now, or a law that is more than
-            25% off the value now (the metric just jumped); a diverged slot ranks last. Needs
-            ``mode="min"`` and ``planned_lr``. Against ``"value"``
+            Where the prediction is not usable, a slot is ranked by its value now times the
+            median predicted remaining gain (prediction / law now) of the slots whose is, so
+            both are on one scale: fewer than 7 finite entries so far (the law has 3
+            parameters, fitted to the last half), a failed fit, a non-positive prediction or
+            value, or a value now off the law by more than a factor
+            :math:`1 + \max(0.25, 3\,\text{rms})` either way (rms: the fit's relative
+            residuals; the metric just jumped); a diverged slot ranks last. Needs
+            ``mode="min"`` (a positive loss) and ``planned_lr``. Against ``"value"``
             (``python -m experiments.pbt_study --ranking``: the benchmark's task, a digits MLP
             with warmups and the demo, 3 seeds each) it ended better on 6 of 9 task-seeds but
             on 1 of 3 demo seeds, so ``"value"`` is the default.
@@ -712,7 +727,7 @@ def pbt(
         A :class:`PBTResult` (final configurations, metrics ``[K, T]``, lineage, LR history).
         With ``rank="predicted"``, ``info["predicted"]`` ``[rounds, K]`` each exploit's
         predictions (NaN where a slot was not ranked by one) and ``info["rank_fallbacks"]``
-        the live slots ranked by their value at each exploit.
+        the live slots ranked by their (scaled) value at each exploit.
 
     Raises:
         ValueError: before anything compiles: ``K < 2``, ``fraction`` outside ``(0, 0.5]``,
@@ -723,7 +738,8 @@ def pbt(
 
     Warns:
         UserWarning: with ``eval_fn``, ``interval`` not a multiple of ``eval_every`` (an
-            exploit would rank by a stale evaluation), or ``eval_every`` longer than the run.
+            exploit would rank by a stale evaluation), or ``eval_every`` longer than the run;
+            with ``rank="predicted"``, when no exploit can see the 7 curve entries a law needs.
 
     Examples:
         >>> import jax, jax.numpy as jnp, numpy as np, jaxlr
@@ -839,6 +855,16 @@ def pbt(
         planned_lr=planned_lr,
         stride=_stride(num_steps, eval_every if eval_fn is not None else 1),
     )
+    last = (num_steps - 1) // interval * interval  # the last exploit step
+    if rank == "predicted" and last // policy.stride < 7:
+        warnings.warn(
+            f"pbt: rank='predicted' cannot act: a slot's curve holds an entry every "
+            f"{policy.stride} steps and the last exploit (step {last}) sees "
+            f"{last // policy.stride} of the 7 its law needs, so every exploit ranks by "
+            f"value; lengthen num_steps or evaluate more often (eval_every)",
+            UserWarning,
+            stacklevel=2,
+        )
     pop = Population(
         init_fn,
         step_fn,

@@ -508,7 +508,7 @@ class Population:
         step_fn, loss, threshold = self.step_fn, self.loss, self.threshold
         member_batches, policy = self.member_batches, self.policy
         eval_fn, every = self.eval_fn, self.eval_every
-        fn = self._fn
+        fn, impl = self._fn, self._impl
 
         def one(carry: Carry, batch):
             in_axes = (0, 0, 0 if member_batches else None)
@@ -569,7 +569,7 @@ class Population:
             return carry, (metrics, extra)
 
         def call(carry: Carry, batches):
-            carry = carry._replace(key=jax.random.wrap_key_data(carry.key))
+            carry = carry._replace(key=jax.random.wrap_key_data(carry.key, impl=impl))
             carry, out = jax.lax.scan(one, carry, batches)
             return carry._replace(key=jax.random.key_data(carry.key)), out
 
@@ -626,6 +626,7 @@ class Population:
                 s,
                 self.eval_every,
                 _engine.identity(self.eval_fn),
+                self._impl,  # the population key's generator (rbg and unsafe_rbg: same shape)
             ),
             self._program,
             args,

@@ -31,8 +31,12 @@ ALPHAS = np.linspace(0.02, 2.0, 100)  # the exponents tried (the laws' fits find
 def planned_lrs(c: Checker, lr: Callable[[Any, Any], Any], configs: Any, total: int) -> np.ndarray:
     """``[K, total]`` float64: ``lr(config, step)`` (a search's ``planned_lr``) of every member
     at steps ``0..total-1``."""
+    steps = jnp.arange(total)
+    # A new program per call: a cache keyed on the function would keep it, and all it closes
+    # over, alive for the process (and refuse an unhashable callable).
+    plan = jax.jit(jax.vmap(lambda cf: jax.vmap(lambda t: lr(cf, t))(steps)))
     try:
-        out = _plan(lr, unwrap(configs), total)
+        out = plan(unwrap(configs))
     except Exception as e:  # noqa: BLE001 - re-raised with the argument named
         c.fail(
             f"planned_lr must be a callable (config, step) -> scalar LR, calling it failed: {e!r}"
@@ -51,12 +55,6 @@ def planned_lrs(c: Checker, lr: Callable[[Any, Any], Any], configs: Any, total: 
             f"{i} at step {t}"
         )
     return out
-
-
-@partial(jax.jit, static_argnums=(0, 2))  # one program per function and length, reused
-def _plan(lr: Callable[[Any, Any], Any], configs: Any, total: int) -> jax.Array:
-    steps = jnp.arange(total)
-    return jax.vmap(lambda cf: jax.vmap(lambda t: lr(cf, t))(steps))(configs)
 
 
 def check_rank(
