@@ -300,11 +300,11 @@ def np_final(peak, warmup, start=0):
     return (peak * (np.minimum(t / warmup, 1.0) if warmup > 0 else np.ones(t.size))).sum()
 
 
-def run_pbt(rank, step_fn=law_step, metric="loss", **kw):
+def run_pbt(rank, step_fn=law_step, metric="loss", configs=PBT_CONFIGS, **kw):
     return jaxlr.sweep.pbt(
         law_init,
         step_fn,
-        PBT_CONFIGS,
+        configs,
         (np.float32(0) for _ in range(T_PBT)),
         key=jax.random.key(0),
         num_steps=T_PBT,
@@ -409,25 +409,28 @@ def test_pbt_rank_arguments_are_checked(kw, match):
         )  # fmt: skip
 
 
+def shifted_step(state, c, batch):
+    """``law_step`` whose slow starter reports ``val`` = its loss times ``c["factor"]`` after
+    the steps ``c["start"]..c["stop"]`` (config leaves: one compiled program for every case)."""
+    state, m = law_step(state, c, batch)
+    hit = (c["warmup_steps"] > 0) & (state["t"] >= c["start"]) & (state["t"] <= c["stop"])
+    return state, {**m, "val": jnp.where(hit, m["loss"] * c["factor"], m["loss"])}
+
+
+def shifted(factor, start, stop):
+    return {**PBT_CONFIGS, **jaxlr.sweep.zip(factor=[factor] * 4, start=[start] * 4,
+                                              stop=[stop] * 4)}  # fmt: skip
+
+
 @pytest.mark.parametrize("jump", [1e4, np.inf])
 def test_pbt_ranks_a_slot_whose_metric_just_jumped_by_its_value(jump):
     # the slow starter (the best prediction) reports a validation loss that jumps just before
     # the first exploit: a law fitted to its curve before the jump no longer describes it, so
     # it is ranked by its value (the worst) and replaced, as with rank="value"
-    def step(state, c, batch):
-        state, m = law_step(state, c, batch)
-        bad = (c["warmup_steps"] > 0) & (state["t"] >= INTERVAL - 2)
-        return state, {**m, "val": jnp.where(bad, m["loss"] * jump, m["loss"])}
-
-    res = jaxlr.sweep.pbt(
-        law_init, step, PBT_CONFIGS, (np.float32(0) for _ in range(INTERVAL + 1)),
-        key=jax.random.key(0), num_steps=INTERVAL + 1, interval=INTERVAL, metric="val",
-        space={"peak_value": ("log_uniform", 0.1, 5.0)}, fraction=0.25, progress=False,
-        rank="predicted", planned_lr=planned,
-    )  # fmt: skip
+    res = run_pbt("predicted", shifted_step, "val", shifted(jump, INTERVAL - 2, T_PBT))
     assert np.isnan(res.info["predicted"][0, 3])
     assert np.isfinite(res.info["predicted"][0, :3]).all()
-    assert res.info["rank_fallbacks"] == [1 if np.isfinite(jump) else 0]
+    assert res.info["rank_fallbacks"][0] == (1 if np.isfinite(jump) else 0)
     assert res.lineage[INTERVAL - 1, 3] != 3  # replaced
 
 
@@ -466,12 +469,7 @@ def test_a_slot_off_its_law_is_ranked_by_its_value_on_the_predictions_scale(fact
     # the slow starter's metric moves by `factor` at the first exploit (better or worse): its
     # law no longer describes it, so it is ranked by its value times the median predicted
     # remaining gain of the others (NumPy: the exact law's final / now), on their scale
-    def step(state, c, batch):
-        state, m = law_step(state, c, batch)
-        hit = (c["warmup_steps"] > 0) & (state["t"] == INTERVAL)
-        return state, {**m, "val": jnp.where(hit, m["loss"] * factor, m["loss"])}
-
-    res = run_pbt("predicted", step_fn=step, metric="val")
+    res = run_pbt("predicted", shifted_step, "val", shifted(factor, INTERVAL, INTERVAL))
     now = np.array(
         [L0 + A_LAW * (np_final(p, w) - np_final(p, w, start=INTERVAL)) ** -ALPHA
          for p, w in zip(PBT_PEAKS, PBT_WARMUPS)]
@@ -528,16 +526,17 @@ def test_the_fit_uses_the_last_half_of_the_finite_points_of_a_curve_with_gaps():
     for keep, ok in ((16, True), (14, True), (12, False)):  # 8, 7 and 6 finite points
         cut = np.where(np.arange(16) < keep, gapped, np.nan)
         with jax.enable_x64(True):
-            pred, good, params, _ = _rank.fit_member(
-                jnp.asarray(cut), jnp.asarray(np.r_[area, 100.0])
+            pred, good, params, _ = _rank._fit_predict(
+                jnp.asarray(cut[None]), jnp.asarray(np.r_[area, 100.0][None])
             )
-        assert bool(good) == ok
+        assert bool(good[0]) == ok
         if ok:
-            np.testing.assert_allclose(float(pred), 0.1 + 2.0 * 100.0**-0.5, rtol=1e-9)
+            np.testing.assert_allclose(float(pred[0]), 0.1 + 2.0 * 100.0**-0.5, rtol=1e-9)
     # the points used: poison the first half of the finite points with a wrong law; the fit
     # of the last half is still exact
     wrong = gapped.copy()
     wrong[[1, 3, 5, 7]] *= 3.0
     with jax.enable_x64(True):
-        pred = _rank.fit_member(jnp.asarray(wrong), jnp.asarray(np.r_[area, 100.0]))[0]
+        at = jnp.asarray(np.r_[area, 100.0][None])
+        pred = _rank._fit_predict(jnp.asarray(wrong[None]), at)[0][0]
     np.testing.assert_allclose(float(pred), 0.1 + 2.0 * 100.0**-0.5, rtol=1e-9)
