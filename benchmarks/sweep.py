@@ -18,7 +18,9 @@ starts). Run: ``python -m benchmarks.sweep``.
 
 ``python -m benchmarks.sweep halving`` times successive halving against the grid on the population
 task below, cold (compile included, compile seconds printed apart), and a second halving call;
-``python -m benchmarks.sweep demo`` does the same for ``make demo``'s grid and halving.
+``python -m benchmarks.sweep demo`` does the same for ``make demo``'s grid and halving;
+``python -m benchmarks.sweep k64cold`` times the K = 64 grid against the loop of single runs,
+each cold in a fresh process.
 
 Populations (:func:`populations`; ``python -m benchmarks.sweep populations`` runs only these),
 on a learnable task (labels from a random teacher network, a held-out validation set):
@@ -252,6 +254,48 @@ def sharded(ks) -> dict[str, float]:
         r = _ratios(k, m, tag=f" on {len(jax.devices())} CPU devices")
         out.update({n: v for n, v in r.items() if "memory" not in n and "optax" not in n})
     return out
+
+
+def cold_one(which: str, k: int = 64) -> float:
+    """Seconds for the K-member grid, cold, in this (fresh) process: ``"sweep"``
+    (``jaxlr.sweep.run``, defaults) or ``"loop"`` (one ``jit`` of a single run, called per
+    member). JAX's own start-up is outside."""
+    jax.jit(lambda x: x + 1)(1.0).block_until_ready()
+    _, _, cfg = _grid(k)
+    t0 = time.perf_counter()
+    if which == "sweep":
+        block(jaxlr.sweep.run(make_train_fn(), cfg, progress=False).metrics)
+    else:
+        single = jax.jit(make_train_fn())
+        block([single(_member(cfg, i)) for i in range(k)])
+    return time.perf_counter() - t0
+
+
+def cold_processes(k: int = 64, repeats: int = 3) -> dict[str, float]:
+    """The K = 64 grid, compile included, each run in a fresh process (alternating sweep and
+    loop), so neither pays or skips another's first-use costs (in :func:`measure` the sweep
+    runs first in its process). ``python -m benchmarks.sweep k64cold``."""
+    times: dict[str, list[float]] = {"sweep": [], "loop": []}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for _ in range(repeats):
+        for which in times:
+            code = f"import benchmarks.sweep as b; print('RESULT', b.cold_one({which!r}, {k}))"
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=600
+            )
+            line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+            if not line:
+                raise RuntimeError(f"cold child failed: {out.stderr[-2000:]}")
+            times[which].append(float(line[0].split()[1]))
+    med = {w: float(np.median(v)) for w, v in times.items()}
+    return {
+        f"jitted loop / jaxlr, K={k}, compile included, fresh processes (median of {repeats})": (
+            med["loop"] / med["sweep"]
+        ),
+        f"seconds sweep / loop, K={k}, per run": (
+            " ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(times["sweep"], times["loop"]))
+        ),
+    }
 
 
 def main() -> dict[str, float]:
@@ -641,5 +685,7 @@ if __name__ == "__main__":
         _print(overhead())
     elif sys.argv[1:] == ["k64"]:
         _print(_ratios(64, measure(64)))
+    elif sys.argv[1:] == ["k64cold"]:
+        _print(cold_processes())
     else:
         main()

@@ -39,7 +39,7 @@ def _dense(p, batch):
         flat, unravel = ravel_pytree(p64)
         b64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), batch)
         f = lambda x: loss_fn(unravel(x), b64)  # noqa: E731
-        return np.asarray(jax.grad(f)(flat)), np.asarray(jax.hessian(f)(flat))
+        return np.asarray(jax.grad(f)(flat)), np.asarray(jax.jit(jax.hessian(f))(flat))
 
 
 def _flat(tree):

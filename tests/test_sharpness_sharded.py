@@ -40,7 +40,7 @@ lam_sharded = float(est(replicated, sharded))
 single = jax.devices()[0]
 lam_single = float(est(jax.device_put(params, single), jax.device_put((x, y), single)))
 flat, unravel = jax.flatten_util.ravel_pytree(params)
-h = jax.hessian(lambda f: loss_fn(unravel(f), (x, y)))(flat)
+h = jax.jit(jax.hessian(lambda f: loss_fn(unravel(f), (x, y))))(flat)
 dense = float(np.linalg.eigvalsh(np.asarray(h, np.float64))[-1])
 print(json.dumps({"sharded": lam_sharded, "single": lam_single, "dense": dense}))
 """
