@@ -249,19 +249,18 @@ def test_convolution_unrolled_on_cpu_vs_dense_float64():
         assert not should_unroll(op, flat, 1000) and not should_unroll(mop, mflat, 20)
         exact, _ = dense_spectrum(loss, params)
         key = jax.random.key(0)
-        # a budget of 13 (the loop converges in 12 at tol 1e-4, its eigenvalue to 3e-9): the
-        # unrolled form's compile grows faster than its budget (18 products: 19 s, 13: 9 s)
+        # a budget of 18 (the loop converges in 15): the unrolled form's compile grows with it
         runs = {
-            unroll: sh.top_eigenvalue(loss, params, key=key, num_iters=13, tol=1e-4, unroll=unroll)
+            unroll: sh.top_eigenvalue(loss, params, key=key, num_iters=18, tol=1e-6, unroll=unroll)
             for unroll in (None, False)
         }
         for e in runs.values():  # the unrolled and the looped form agree with eigh
             assert float(e.eigenvalue) == pytest.approx(exact[-1], rel=1e-6)
             assert bool(e.converged)
         # the loop exits early; the unrolled form spends (and reports) its whole budget
-        assert int(runs[False].num_hvps) < 13
+        assert int(runs[False].num_hvps) < 18
         if jax.default_backend() == "cpu":
-            assert int(runs[None].num_hvps) == 13
+            assert int(runs[None].num_hvps) == 18
         # the two-pass mode against full Lanczos and the dense Hessian, on the MLP
         full = sh.top_eigenvalue(mlp_loss, mlp_params, key=key, num_iters=40, tol=1e-9)
         two = sh.top_eigenvalue(
