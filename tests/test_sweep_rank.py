@@ -8,6 +8,8 @@ peak warms up longest: it is the worst at the first rung and the best at the end
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -540,3 +542,52 @@ def test_the_fit_uses_the_last_half_of_the_finite_points_of_a_curve_with_gaps():
         at = jnp.asarray(np.r_[area, 100.0][None])
         pred = _rank._fit_predict(jnp.asarray(wrong[None]), at)[0][0]
     np.testing.assert_allclose(float(pred), 0.1 + 2.0 * 100.0**-0.5, rtol=1e-9)
+
+
+class _Members(NamedTuple):  # the state users have: parameters and an Optax state
+    w: jax.Array
+    opt: Any
+
+
+def _optax_pbt(report_lr):
+    # gradient descent on the quadratic of the halving tests, by optax.sgd(1.0) chained with
+    # jaxlr's scale_by_schedule (the schedule held in the Optax state); the applied LR comes
+    # either from an "lr" metric or from the Optax state (jaxlr.transforms.current_lr)
+    import optax
+
+    lam = jnp.asarray(LAM, jnp.float32)
+
+    def tx(c):
+        return optax.chain(optax.sgd(1.0), jaxlr.transforms.scale_by_schedule(schedule(c)))
+
+    def init(c, key):
+        w = jnp.ones(LAM.size)
+        return _Members(w, tx(c).init(w))
+
+    def step(s, c, batch):
+        u, opt = tx(c).update(lam * s.w, s.opt, s.w)
+        w = s.w + u
+        m = {"loss": 0.5 * jnp.sum(lam * w * w)}
+        if report_lr:  # the LR this update applied, computed from the schedule
+            m["lr"] = schedule(c)(s.opt[1].count)
+        return _Members(w, opt), m
+
+    return jaxlr.sweep.pbt(
+        init, step, jaxlr.sweep.zip(peak_value=PBT_PEAKS[:3], warmup_steps=[0.0, 0.0, 40.0]),
+        (np.float32(0) for _ in range(T)), key=jax.random.key(0), num_steps=T, interval=20,
+        metric="loss", space={"peak_value": ("log_uniform", 0.1, 1.5)}, progress=False,
+        rank="predicted", planned_lr=lr,
+    )  # fmt: skip
+
+
+def test_pbt_predicted_reads_the_applied_lr_from_an_optax_state():
+    from_state, from_metric = _optax_pbt(False), _optax_pbt(True)
+    # before the first exploit every slot applies its own warmup: NumPy's formula
+    want = [np_lrs(p, w)[:20] for p, w in zip(PBT_PEAKS[:3], [0.0, 0.0, 40.0])]
+    np.testing.assert_allclose(from_state.lr_history[:, :20], want, rtol=1e-6)
+    np.testing.assert_allclose(from_state.lr_history, from_metric.metrics["lr"], rtol=1e-6)
+    assert np.isfinite(from_metric.info["predicted"][-1]).all()
+    np.testing.assert_allclose(
+        from_state.info["predicted"], from_metric.info["predicted"], rtol=1e-5
+    )
+    np.testing.assert_array_equal(from_state.lineage, from_metric.lineage)
